@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: MIT
+# Thin wrapper over CMake: the two commands a new machine needs are `make run` and `make test`.
+BUILD      ?= build
+BUILD_TEST ?= build-asan
+BUILD_TSAN ?= build-tsan
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Everything the build, the tests and the benchmarks need, as Debian names them.
+DEBS = build-essential cmake pkg-config clang-format \
+       libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
+       libcriterion-dev systemtap-sdt-dev python3 curl
+
+.PHONY: all deps build run test test-asan test-tsan bench format clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/keel serve
+
+test: deps test-asan test-tsan
+
+test-asan:
+	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address >/dev/null
+	cmake --build $(BUILD_TEST) -j $(JOBS)
+	cd $(BUILD_TEST) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+test-tsan:
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread >/dev/null
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan-tests
+	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan --timeout 300
+
+bench: build
+	cmake --build $(BUILD) -j $(JOBS) --target benches
+	tests/bench/run-all $(BUILD)
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(BUILD_TEST) $(BUILD_TSAN)

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <keel/common.h>
+#include <keel/event.h>
+
+/** An application: its state machine, its observers, its event loop. Body in core/app.c. */
+typedef struct keel_app keel_app;
+/** One registered observer; owned by its app. */
+typedef struct keel_observer keel_observer;
+
+/**
+ * An observer. Returns 0 on success or a negative errno on failure; use keel_app_fail() to give
+ * the failure a message. Runs on the main thread, inside the event and phase it was registered for.
+ */
+typedef int (*keel_observer_handler_t)(keel_app *app, void *userdata);
+
+/** Why the run context was cancelled. The first cause wins; each maps to one exit status. */
+typedef enum keel_cause {
+    KEEL_CAUSE_NONE,           /* not cancelled */
+    KEEL_CAUSE_SIGNAL,         /* SIGINT or SIGTERM: exit 0 */
+    KEEL_CAUSE_COMMAND_DONE,   /* a command finished its work: exit 0 */
+    KEEL_CAUSE_COMMAND_FAILED, /* a command's work failed: exit 1 */
+    KEEL_CAUSE_START_FAILED,   /* a start or ready observer failed: exit 1 */
+    KEEL_CAUSE_INIT_FAILED,    /* an init observer failed: exit 1 */
+    KEEL_CAUSE_CONFIG_INVALID, /* a configure observer failed, bad configuration: exit 78 */
+    KEEL_CAUSE_USAGE,          /* bad command line, or a command observer failed: exit 64 */
+    _KEEL_CAUSE_MAX,
+    _KEEL_CAUSE_INVALID = -EINVAL,
+} keel_cause;
+
+/** Exit statuses (keel(1)). */
+#define KEEL_EXIT_OK       0
+#define KEEL_EXIT_FAILURE  1
+#define KEEL_EXIT_FORCED   2  /* shutdown overran shutdown.timeout */
+#define KEEL_EXIT_USAGE    64 /* EX_USAGE */
+#define KEEL_EXIT_SOFTWARE 70 /* EX_SOFTWARE: Keel itself failed (out of memory, no event loop) */
+#define KEEL_EXIT_CONFIG   78 /* EX_CONFIG */
+
+/** A cause's name ("signal", "start failed"), or NULL when out of range. */
+KEEL_API const char *keel_cause_to_string(keel_cause c);
+/** The exit status a cause leads to (see the KEEL_EXIT_* values), or -EINVAL when out of range. */
+KEEL_API int keel_cause_exit_status(keel_cause c);
+
+/**
+ * Creates an app named @name (used in logs and `--help`), with its sd-event loop and the standard
+ * commands `serve`, `config` and `version`. Returns NULL when out of memory. Compiled-in plugins
+ * (KEEL_PLUGIN) are registered by keel_app_run(), not here, so a test can build an app by hand.
+ */
+KEEL_API keel_app *keel_app_new(const char *name);
+/** Frees @app and everything it owns; accepts NULL; returns NULL. Not from inside an observer. */
+KEEL_API keel_app *keel_app_free(keel_app *app);
+
+/**
+ * Parses the command line, registers the compiled-in plugins unless @plugins is false, and runs
+ * the state machine to its end on the calling thread (which must be the process's main thread
+ * and the only one). Returns the exit status (>= 0, one of KEEL_EXIT_*). Blocks SIGINT, SIGTERM
+ * and SIGHUP for the whole process.
+ */
+KEEL_API int keel_app_run(keel_app *app, int argc, char **argv, bool plugins);
+
+/**
+ * Declares a sub-command. @summary is shown by --help. Returns -EEXIST for a name already
+ * declared, -EINVAL for an empty name, -ENOMEM.
+ */
+KEEL_API int keel_app_add_command(keel_app *app, const char *name, const char *summary);
+
+/**
+ * Registers observer @name (its trace point, e.g. "token.start") for @event and @phase.
+ * Observers of one event and phase run in registration order, except in stop and finalize,
+ * which run them in reverse. An observer registered while its event and phase is running runs
+ * from the next time that event runs. Returns -EINVAL for KEEL_EVENT_COMMAND (use
+ * keel_app_observe_command()) or a bad argument, -ESTALE when that event and phase has already
+ * run for the last time, -ENOMEM. @ret_observer, when not NULL, receives a handle for
+ * keel_observer_remove().
+ */
+KEEL_API int keel_app_observe(keel_app *app, keel_event event, keel_phase phase, const char *name,
+                              keel_observer_handler_t handler, void *userdata, keel_observer **ret_observer);
+
+/**
+ * Registers observer @name for the `command` event when the selected command is @command (which
+ * must have been declared with keel_app_add_command()). Such an observer usually registers the
+ * observers that only that command needs. Returns -ENOENT for an undeclared command, -ESTALE once
+ * the command event has run, -EINVAL, -ENOMEM.
+ */
+KEEL_API int keel_app_observe_command(keel_app *app, const char *command, const char *name,
+                                      keel_observer_handler_t handler, void *userdata);
+
+/**
+ * Unregisters an observer. Safe from inside any observer, including @o itself; an observer
+ * removed while its phase runs is not called if it has not been called yet. Accepts NULL.
+ */
+KEEL_API void keel_observer_remove(keel_observer *o);
+
+/**
+ * Gives the running observer's failure a message and returns -abs(@error) (or -EIO for 0), so
+ * an observer can write `return keel_app_fail(app, r, "Failed to bind '%s'", addr);`.
+ * The message is logged once by the state machine.
+ */
+KEEL_API int keel_app_fail(keel_app *app, int error, const char *fmt, ...) KEEL_PRINTF(3, 4);
+
+/**
+ * Cancels the run context with @cause and a message. The first cancellation wins and returns 1;
+ * later ones are logged and return 0. Safe only on the main thread.
+ */
+KEEL_API int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...) KEEL_PRINTF(3, 4);
+/** The cause the run context was cancelled with, or KEEL_CAUSE_NONE. */
+KEEL_API keel_cause keel_app_cause(const keel_app *app);
+/** Whether the run context was cancelled. */
+KEEL_API bool keel_app_cancelled(const keel_app *app);
+
+/** The selected command ("serve"), or NULL before the command line is parsed. */
+KEEL_API const char *keel_app_command(const keel_app *app);
+/** The arguments after the command name (argv[0] is the command), for its observers to parse. */
+KEEL_API char **keel_app_args(const keel_app *app, int *ret_argc);
+/** The event running now, or _KEEL_EVENT_INVALID outside the state machine. */
+KEEL_API keel_event keel_app_event(const keel_app *app);
+/** The phase running now, or _KEEL_PHASE_INVALID outside an event or in `command`. */
+KEEL_API keel_phase keel_app_phase(const keel_app *app);
+/** The app's name. */
+KEEL_API const char *keel_app_name(const keel_app *app);
+/** The app's sd-event loop (borrowed), run by the main thread; add sources to it from observers. */
+KEEL_API sd_event *keel_app_get_event_loop(keel_app *app);
+
+/**
+ * The deadline (CLOCK_MONOTONIC) by which the running stop must be done: the start of `stop` plus
+ * shutdown.timeout. KEEL_USEC_INFINITY outside `stop` and `finalize`.
+ */
+KEEL_API keel_usec_t keel_app_stop_deadline(const keel_app *app);
+/**
+ * Tells the service manager a stop is still making progress: sends EXTEND_TIMEOUT_USEC= covering
+ * what is left of the stop budget plus a margin (at most once a second). @what is logged at info
+ * level when not NULL. Call it from long stop work; keel_work_drain() callers get it for free
+ * through keel_app_drain_progress().
+ */
+KEEL_API void keel_app_stop_progress(keel_app *app, const char *what);
+
+/** Sends a STATUS= line to the service manager (and logs it at debug level). */
+KEEL_API void keel_app_status(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Everything a plugin author uses. */
+#include <keel/common.h>
+#include <keel/event.h>
+#include <keel/app.h>
+#include <keel/config.h>
+#include <keel/log.h>
+#include <keel/plugin.h>
+#include <keel/point.h>
+#include <keel/service.h>
+#include <keel/task.h>
+#include <keel/work.h>

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <keel/common.h>
+
+/**
+ * Points are named places in a run (an observer, a thread spawn, a refresh attempt, an HTTP
+ * request). Each records to the lifecycle trace, is a USDT probe (provider `keel`, probes
+ * `point__before` and `point__in`) and may fire a fault injected through $KEEL_FAULT.
+ */
+
+/**
+ * Just before the work of @point starts. Fires the `before` faults for it: raises the signal of
+ * `sigint`/`sigterm`/`sighup` at the process, sleeps for `sleep=MS`, and returns -EIO for `error`
+ * (the caller fails the point with "test error"). Records an instant trace event for points that
+ * are not observers (@instant). Returns 0 otherwise.
+ */
+KEEL_API int keel_point_before(const char *point, bool instant);
+/**
+ * Inside the work of @point: fires its `in` faults the same way. Returns -EIO for `error`, else 0.
+ */
+KEEL_API int keel_point_in(const char *point);
+/** The `sleep=MS` of an `in` fault for @point, in microseconds, or 0: for callers that must not block
+ * (an HTTP handler suspends its connection for that long instead of sleeping). */
+KEEL_API keel_usec_t keel_point_in_delay(const char *point);
+/** The message an injected `error` fault carries. */
+#define KEEL_FAULT_MESSAGE "test error"

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+const char *test_tmpdir(void)
+{
+    static char path[256];
+    if (!path[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/keel-test-XXXXXX", t ? t : "/tmp");
+        if (!mkdtemp(path))
+            abort();
+    }
+    return path;
+}
+
+char *test_write_file(const char *dir, const char *name, const char *content)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", dir, name) < 0)
+        abort();
+    FILE *f = fopen(p, "we");
+    if (!f)
+        abort();
+    fputs(content, f);
+    fclose(f);
+    return p;
+}
+
+size_t test_thread_count(void)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        abort();
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+
+/* Small helpers shared by the unit tests. */
+
+/* Creates a private temporary directory (under $TMPDIR or /tmp) and returns its path (static). */
+const char *test_tmpdir(void);
+/* Writes @content to @dir/@name and returns the full path (malloc'd). */
+char *test_write_file(const char *dir, const char *name, const char *content);
+/* Number of threads of this process, from /proc/self/task. */
+size_t test_thread_count(void);
