@@ -205,11 +205,11 @@ static void emit_journal(const record *r)
     struct iovec iov[12];
     size_t n = 0;
 
-#define FIELD(...)                                                                                                               \
-    do {                                                                                                                         \
-        int _l = snprintf(f[n], sizeof f[n], __VA_ARGS__);                                                                       \
-        iov[n] = (struct iovec){ .iov_base = f[n], .iov_len = (size_t) MIN(_l, (int) sizeof f[n] - 1) };                         \
-        n++;                                                                                                                     \
+#define FIELD(...)                                                                                                                 \
+    do {                                                                                                                           \
+        int _l = snprintf(f[n], sizeof f[n], __VA_ARGS__);                                                                         \
+        iov[n] = (struct iovec){ .iov_base = f[n], .iov_len = (size_t) MIN(_l, (int) sizeof f[n] - 1) };                           \
+        n++;                                                                                                                       \
     } while (0)
     FIELD("MESSAGE=%s", r->message);
     FIELD("PRIORITY=%d", r->level);
@@ -249,7 +249,9 @@ int keel_log_full(keel_log_level level, int error, const char *service, const ch
     va_end(ap);
     errno = saved;
 
-    record r = { .level = level, .error = abs(error), .service = service, .file = file, .line = line, .func = func, .message = msg };
+    record r = {
+        .level = level, .error = abs(error), .service = service, .file = file, .line = line, .func = func, .message = msg
+    };
     switch (atomic_load(&log_format)) {
     case KEEL_LOG_FORMAT_JSON:
         emit_json(&r);

@@ -12,35 +12,35 @@
 
 #include <keel/log.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_     __attribute__((unused))
+#define _cleanup_(f)  __attribute__((cleanup(f)))
+#define _unused_      __attribute__((unused))
 #define _likely_(x)   (__builtin_expect(!!(x), 1))
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
 
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-#define MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define ELEMENTSOF(a)      (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b)          ((a) < (b) ? (a) : (b))
+#define MAX(a, b)          ((a) > (b) ? (a) : (b))
 #define STR_IN_SET(s, ...) keel__strv_contains((const char *const[]){ __VA_ARGS__, NULL }, (s))
-#define streq(a, b)   (strcmp((a), (b)) == 0)
-#define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+#define streq(a, b)        (strcmp((a), (b)) == 0)
+#define strneq(a, b, n)    (strncmp((a), (b), (n)) == 0)
 
 /* Hand ownership on: returns the value and leaves the variable empty, so its cleanup does nothing. */
-#define TAKE_GENERIC(var, type, nullvalue)                                                                                       \
-    ({                                                                                                                           \
-        type *_pvar_ = &(var);                                                                                                   \
-        type _var_ = *_pvar_;                                                                                                    \
-        *_pvar_ = (nullvalue);                                                                                                   \
-        _var_;                                                                                                                   \
+#define TAKE_GENERIC(var, type, nullvalue)                                                                                         \
+    ({                                                                                                                             \
+        type *_pvar_ = &(var);                                                                                                     \
+        type _var_ = *_pvar_;                                                                                                      \
+        *_pvar_ = (nullvalue);                                                                                                     \
+        _var_;                                                                                                                     \
     })
 #define TAKE_PTR(p) TAKE_GENERIC(p, __typeof__(p), NULL)
 #define TAKE_FD(fd) TAKE_GENERIC(fd, int, -EBADF)
 
 /* Defines name##p(type *p) that calls func(*p) when *p is not the empty value. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(type, func, empty)                                                                     \
-    static inline void func##p(type *p)                                                                                          \
-    {                                                                                                                            \
-        if (*p != (empty))                                                                                                       \
-            (void) func(*p);                                                                                                     \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(type, func, empty)                                                                        \
+    static inline void func##p(type *p)                                                                                            \
+    {                                                                                                                              \
+        if (*p != (empty))                                                                                                         \
+            (void) func(*p);                                                                                                       \
     }
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(type, func, NULL)
 
@@ -66,20 +66,20 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Public functions check their arguments with this: logs at debug level and returns @err. */
-#define keel_assert_return(expr, err)                                                                                            \
-    do {                                                                                                                         \
-        if (_unlikely_(!(expr))) {                                                                                               \
-            keel_log_debug("Assertion '%s' failed in %s(), returning %s", #expr, __func__, #err);                                \
-            return (err);                                                                                                        \
-        }                                                                                                                        \
+#define keel_assert_return(expr, err)                                                                                              \
+    do {                                                                                                                           \
+        if (_unlikely_(!(expr))) {                                                                                                 \
+            keel_log_debug("Assertion '%s' failed in %s(), returning %s", #expr, __func__, #err);                                  \
+            return (err);                                                                                                          \
+        }                                                                                                                          \
     } while (0)
 
-#define keel_assert_return_void(expr)                                                                                            \
-    do {                                                                                                                         \
-        if (_unlikely_(!(expr))) {                                                                                               \
-            keel_log_debug("Assertion '%s' failed in %s()", #expr, __func__);                                                    \
-            return;                                                                                                              \
-        }                                                                                                                        \
+#define keel_assert_return_void(expr)                                                                                              \
+    do {                                                                                                                           \
+        if (_unlikely_(!(expr))) {                                                                                                 \
+            keel_log_debug("Assertion '%s' failed in %s()", #expr, __func__);                                                      \
+            return;                                                                                                                \
+        }                                                                                                                          \
     } while (0)
 
 /* Strings and NULL-terminated string vectors (strv). */

@@ -32,12 +32,13 @@ typedef enum keel_cause {
 } keel_cause;
 
 /** Exit statuses (keel(1)). */
-#define KEEL_EXIT_OK       0
-#define KEEL_EXIT_FAILURE  1
-#define KEEL_EXIT_FORCED   2  /* shutdown overran shutdown.timeout */
-#define KEEL_EXIT_USAGE    64 /* EX_USAGE */
-#define KEEL_EXIT_SOFTWARE 70 /* EX_SOFTWARE: Keel itself failed (out of memory, no event loop) */
-#define KEEL_EXIT_CONFIG   78 /* EX_CONFIG */
+#define KEEL_EXIT_OK        0
+#define KEEL_EXIT_FAILURE   1
+#define KEEL_EXIT_FORCED    2  /* shutdown overran shutdown.timeout */
+#define KEEL_EXIT_USAGE     64 /* EX_USAGE */
+#define KEEL_EXIT_SOFTWARE  70 /* EX_SOFTWARE: Keel itself failed (out of memory, no event loop) */
+#define KEEL_EXIT_CANTCREAT 73 /* EX_CANTCREAT: the --trace file cannot be created */
+#define KEEL_EXIT_CONFIG    78 /* EX_CONFIG */
 
 /** A cause's name ("signal", "start failed"), or NULL when out of range. */
 KEEL_API const char *keel_cause_to_string(keel_cause c);
@@ -76,8 +77,8 @@ KEEL_API int keel_app_add_command(keel_app *app, const char *name, const char *s
  * run for the last time, -ENOMEM. @ret_observer, when not NULL, receives a handle for
  * keel_observer_remove().
  */
-KEEL_API int keel_app_observe(keel_app *app, keel_event event, keel_phase phase, const char *name,
-                              keel_observer_handler_t handler, void *userdata, keel_observer **ret_observer);
+KEEL_API int keel_app_observe(keel_app *app, keel_event event, keel_phase phase, const char *name, keel_observer_handler_t handler,
+                              void *userdata, keel_observer **ret_observer);
 
 /**
  * Registers observer @name for the `command` event when the selected command is @command (which
@@ -85,8 +86,8 @@ KEEL_API int keel_app_observe(keel_app *app, keel_event event, keel_phase phase,
  * observers that only that command needs. Returns -ENOENT for an undeclared command, -ESTALE once
  * the command event has run, -EINVAL, -ENOMEM.
  */
-KEEL_API int keel_app_observe_command(keel_app *app, const char *command, const char *name,
-                                      keel_observer_handler_t handler, void *userdata);
+KEEL_API int keel_app_observe_command(keel_app *app, const char *command, const char *name, keel_observer_handler_t handler,
+                                      void *userdata);
 
 /**
  * Unregisters an observer. Safe from inside any observer, including @o itself; an observer

@@ -30,14 +30,14 @@ typedef struct keel_address {
  * layer, so the table is the only place defaults live.
  */
 typedef struct keel_config_key {
-    const char *key;             /* "shutdown.timeout": dotted, lower case, [a-z0-9_.] */
+    const char *key; /* "shutdown.timeout": dotted, lower case, [a-z0-9_.] */
     keel_config_type type;
-    size_t offset;               /* offsetof() the field in the storage struct */
-    const char *def;             /* default, as YAML text ("30s", "[]", "127.0.0.1:8880") */
-    int64_t min, max;            /* INT, DURATION, SIZE: inclusive bounds; both 0 means none */
-    const char *const *choices;  /* ENUM: the accepted names, NULL-terminated */
-    bool live;                   /* may change on refresh; otherwise a change needs a restart */
-    const char *help;            /* one line for `keel config --help` and the docs */
+    size_t offset;              /* offsetof() the field in the storage struct */
+    const char *def;            /* default, as YAML text ("30s", "[]", "127.0.0.1:8880") */
+    int64_t min, max;           /* INT, DURATION, SIZE: inclusive bounds; both 0 means none */
+    const char *const *choices; /* ENUM: the accepted names, NULL-terminated */
+    bool live;                  /* may change on refresh; otherwise a change needs a restart */
+    const char *help;           /* one line for `keel config --help` and the docs */
 } keel_config_key;
 
 /**

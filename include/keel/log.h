@@ -31,8 +31,8 @@ typedef enum keel_log_format {
  * @service, when not NULL, is added as the `service` field. The event, phase and observer that
  * are running on the main thread are added as fields too.
  */
-KEEL_API int keel_log_full(keel_log_level level, int error, const char *service, const char *file, int line,
-                           const char *func, const char *fmt, ...) KEEL_PRINTF(7, 8);
+KEEL_API int keel_log_full(keel_log_level level, int error, const char *service, const char *file, int line, const char *func,
+                           const char *fmt, ...) KEEL_PRINTF(7, 8);
 
 /** Records below @level are dropped. */
 KEEL_API void keel_log_set_level(keel_log_level level);
@@ -51,17 +51,17 @@ KEEL_API const char *keel_log_format_to_string(keel_log_format format);
 /** The format named @s, or _KEEL_LOG_FORMAT_INVALID. */
 KEEL_API keel_log_format keel_log_format_from_string(const char *s);
 
-#define keel_log(level, ...)              keel_log_full((level), 0, NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define keel_log_errno(level, error, ...) keel_log_full((level), (error), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define keel_log_error(...)               keel_log(KEEL_LOG_ERROR, __VA_ARGS__)
-#define keel_log_warning(...)             keel_log(KEEL_LOG_WARNING, __VA_ARGS__)
-#define keel_log_notice(...)              keel_log(KEEL_LOG_NOTICE, __VA_ARGS__)
-#define keel_log_info(...)                keel_log(KEEL_LOG_INFO, __VA_ARGS__)
-#define keel_log_debug(...)               keel_log(KEEL_LOG_DEBUG, __VA_ARGS__)
+#define keel_log(level, ...)               keel_log_full((level), 0, NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define keel_log_errno(level, error, ...)  keel_log_full((level), (error), NULL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define keel_log_error(...)                keel_log(KEEL_LOG_ERROR, __VA_ARGS__)
+#define keel_log_warning(...)              keel_log(KEEL_LOG_WARNING, __VA_ARGS__)
+#define keel_log_notice(...)               keel_log(KEEL_LOG_NOTICE, __VA_ARGS__)
+#define keel_log_info(...)                 keel_log(KEEL_LOG_INFO, __VA_ARGS__)
+#define keel_log_debug(...)                keel_log(KEEL_LOG_DEBUG, __VA_ARGS__)
 #define keel_log_error_errno(error, ...)   keel_log_errno(KEEL_LOG_ERROR, (error), __VA_ARGS__)
 #define keel_log_warning_errno(error, ...) keel_log_errno(KEEL_LOG_WARNING, (error), __VA_ARGS__)
 #define keel_log_debug_errno(error, ...)   keel_log_errno(KEEL_LOG_DEBUG, (error), __VA_ARGS__)
 /** Per-service logging: the record carries service=@svc. */
 #define keel_log_service(svc, level, ...) keel_log_full((level), 0, (svc), __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define keel_log_service_errno(svc, level, error, ...)                                                                           \
+#define keel_log_service_errno(svc, level, error, ...)                                                                             \
     keel_log_full((level), (error), (svc), __FILE__, __LINE__, __func__, __VA_ARGS__)

@@ -9,11 +9,11 @@ typedef struct keel_work keel_work;
 /** A consistent-enough snapshot of a tracker (each counter is read atomically on its own). */
 typedef struct keel_work_stats {
     uint64_t in_flight;
-    uint64_t peak;      /* highest in_flight seen */
-    uint64_t started;   /* begins that were admitted */
+    uint64_t peak;    /* highest in_flight seen */
+    uint64_t started; /* begins that were admitted */
     uint64_t succeeded;
     uint64_t failed;
-    uint64_t rejected;  /* begins refused because the tracker was draining */
+    uint64_t rejected; /* begins refused because the tracker was draining */
     bool draining;
 } keel_work_stats;
 

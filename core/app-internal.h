@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <signal.h>
+
+#include <keel/app.h>
+#include <keel/config.h>
+#include <keel/log.h>
+#include <keel/plugin.h>
+#include <keel/service.h>
+
+#include "config.h"
+
+/* The app's own settings: the rows of core/settings.c. */
+typedef struct keel_core_settings {
+    char *state_dir;
+    char *pidfile;
+    int log_level;  /* index into keel__log_level_choices */
+    int log_format; /* keel_log_format */
+    keel_usec_t shutdown_timeout;
+    keel_usec_t shutdown_delay;
+    char **plugins_disabled;
+} keel_core_settings;
+
+extern const keel_config_key keel__core_settings_table[];
+extern const size_t keel__core_settings_table_size;
+extern const char *const keel__log_level_choices[];
+/* keel__log_level_choices index -> keel_log_level */
+keel_log_level keel__log_level_from_choice(int choice);
+
+/* The states of the machine: every event, plus RUNNING (ready, waiting for a signal or SIGHUP). */
+typedef enum keel_state {
+    KEEL_STATE_COMMAND,
+    KEEL_STATE_INIT,
+    KEEL_STATE_CONFIGURE,
+    KEEL_STATE_START,
+    KEEL_STATE_READY,
+    KEEL_STATE_RUNNING,
+    KEEL_STATE_REFRESH,
+    KEEL_STATE_STOP,
+    KEEL_STATE_FINALIZE,
+    KEEL_STATE_EXIT,
+    _KEEL_STATE_MAX,
+    _KEEL_STATE_INVALID = -EINVAL,
+} keel_state;
+
+const char *keel__state_to_string(keel_state s);
+
+/* Observers of one event and phase. Dispatch walks a snapshot of the count, so observers added
+ * during dispatch wait for the next run; removal during dispatch only marks, and the list is
+ * compacted when no dispatch is under way. */
+typedef struct observer_list {
+    keel_observer **items;
+    size_t n, allocated;
+    unsigned depth; /* dispatches under way */
+    bool dirty;     /* has removed entries to compact */
+} observer_list;
+
+struct keel_observer {
+    keel_app *app;       /* borrowed */
+    observer_list *list; /* borrowed: the list that holds it */
+    char *name;          /* the point */
+    char *label;         /* "token provider start" for "Skipped …", or NULL */
+    char *failing;       /* "starting token provider" for "Error …: msg", or NULL */
+    char *command;       /* for command observers */
+    keel_event event;
+    keel_phase phase;
+    keel_observer_handler_t handler;
+    void *userdata;
+    const keel_plugin *plugin; /* borrowed: the plugin that registered it, or NULL */
+    bool removed;
+};
+
+typedef struct keel_command_decl {
+    char *name;
+    char *summary;
+} keel_command_decl;
+
+struct keel_app {
+    char *name;
+    sd_event *event;             /* owned */
+    sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
+    observer_list lists[_KEEL_EVENT_MAX][_KEEL_PHASE_MAX];
+    observer_list command_list;
+    keel_command_decl *commands;
+    size_t n_commands;
+    keel_service **services; /* owned */
+    size_t n_services;
+
+    /* The command line. */
+    char *command;
+    char **args; /* argv from the command name on */
+    char *config_file, *profile, *trace_path;
+    char **sets; /* "key=value" from --set, --log-level, --log-format */
+
+    /* The machine. */
+    keel_state state;
+    keel_event event_now; /* running, or last run */
+    keel_phase phase_now;
+    bool dispatching;
+    keel_observer *observer_now;   /* borrowed */
+    const keel_plugin *plugin_now; /* borrowed: owner of observers registered now */
+    char *fail_message;            /* keel_app_fail() of the running observer */
+    keel_cause cause;
+    char *cause_message;
+    bool reload_pending;
+    bool forced; /* shutdown overran its timeout */
+    keel_usec_t stop_started, stop_deadline, last_extend;
+    unsigned refresh_failures;
+
+    keel_config *config; /* owned */
+    keel_core_settings settings;
+};
+
+/* core/machine.c: runs the state machine to its end and returns the exit status. */
+int keel__machine_run(keel_app *app);
+/* Dispatches pending signals (and anything else due) without blocking. */
+void keel__machine_poll(keel_app *app);
+
+/* core/signals.c: blocks SIGINT, SIGTERM and SIGHUP and adds their sd-event sources. */
+int keel__signals_setup(keel_app *app);
+/* Whether one of the app's signals is pending, without consuming it. */
+bool keel__signals_pending(void);
+
+/* core/notify.c: sd_notify helpers; no-ops without $NOTIFY_SOCKET. */
+void keel__notify(const char *fmt, ...) KEEL_PRINTF(1, 2);
+
+/* core/cli.c: parses the command line into @app. Returns 0 to run, 1 after --help (exit 0),
+ * or -EINVAL for bad usage (already reported on stderr with a hint). */
+int keel__cli_parse(keel_app *app, int argc, char **argv);
+void keel__cli_usage(const keel_app *app, FILE *f);
+
+/* Registers an observer with the texts the machine logs for a skip and for a failure. */
+int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
+                           const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* Registers the compiled-in plugins (the keel_plugins ELF section). */
+int keel__app_register_plugins(keel_app *app);
+/* Removes every observer that plugin @name registered. Returns how many. */
+size_t keel__app_disable_plugin(keel_app *app, const char *name);
+/* Whether the caller runs inside a start observer (the only place tasks may be spawned). */
+bool keel__app_in_start(const keel_app *app);
+/* The loaded configuration (borrowed). */
+keel_config *keel__app_config(keel_app *app);
+/* The app's own settings (borrowed). */
+const keel_core_settings *keel__app_settings(const keel_app *app);
+/* Applies the log settings of the configuration. */
+void keel__app_apply_log_settings(keel_app *app);
+void keel__observer_list_done(observer_list *l);
+/* Ends a walk of @l: frees the observers removed during it once no walk is under way. */
+void keel__observer_list_release(observer_list *l);

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "app-internal.h"
+#include "fault.h"
+#include "macro.h"
+#include "trace.h"
+
+/* Everything before the machine that may end the run at once. Returns true to go on; false with
+ * the exit status in *ret_status to end (after --help, or on a failure it already reported). */
+static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret_status)
+{
+    _cleanup_free_ char *error = NULL;
+    int r = keel__signals_setup(app);
+    if (r < 0) {
+        keel_log_error_errno(r, "Failed to set up signal handling: %m");
+        return *ret_status = KEEL_EXIT_SOFTWARE, false;
+    }
+    if (plugins && keel__app_register_plugins(app) < 0)
+        return *ret_status = KEEL_EXIT_SOFTWARE, false;
+
+    r = keel__cli_parse(app, argc, argv);
+    if (r != 0) {
+        *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
+        return false;
+    }
+    r = keel__faults_from_env(&error);
+    if (r < 0) {
+        fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", app->name, error ? error : "KEEL_FAULT: invalid",
+                app->name);
+        return *ret_status = KEEL_EXIT_USAGE, false;
+    }
+    if (app->trace_path && (r = keel__trace_open(app->trace_path)) < 0) {
+        keel_log_error_errno(r, "Failed to open trace file '%s': %m", app->trace_path);
+        return *ret_status = KEEL_EXIT_CANTCREAT, false;
+    }
+    return true;
+}
+
+int keel_app_run(keel_app *app, int argc, char **argv, bool plugins)
+{
+    keel_assert_return(app && argc >= 1 && argv, -EINVAL);
+    keel_assert_return(app->state == _KEEL_STATE_INVALID, -EBUSY);
+
+    int status;
+    if (!prepare(app, argc, argv, plugins, &status))
+        return status;
+    status = keel__machine_run(app);
+    keel__trace_close();
+    return status;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+#include <stddef.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+/* The same names keel_log_level_from_string() accepts, in keel_log_level order from "error". */
+const char *const keel__log_level_choices[] = { "error", "warning", "notice", "info", "debug", NULL };
+
+keel_log_level keel__log_level_from_choice(int choice)
+{
+    return (keel_log_level) (KEEL_LOG_ERROR + choice);
+}
+
+static const char *const log_format_choices[] = { "auto", "text", "json", "journal", NULL };
+
+#define S(field) offsetof(keel_core_settings, field)
+/* The framework's own keys; the single place their defaults live. */
+const keel_config_key keel__core_settings_table[] = {
+    { .key = "state_dir",
+      .type = KEEL_CONFIG_PATH,
+      .offset = S(state_dir),
+      .def = "/var/lib/keel",
+      .help = "directory for keys, certificates and other state (systemd's StateDirectory=)" },
+    { .key = "pidfile",
+      .type = KEEL_CONFIG_STRING,
+      .offset = S(pidfile),
+      .def = "''",
+      .help = "PID file held with flock while running; empty for none" },
+    { .key = "log.level",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = S(log_level),
+      .def = "info",
+      .choices = keel__log_level_choices,
+      .live = true,
+      .help = "lowest level logged" },
+    { .key = "log.format",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = S(log_format),
+      .def = "auto",
+      .choices = log_format_choices,
+      .live = true,
+      .help = "auto (journal under systemd, else text), text, json or journal" },
+    { .key = "shutdown.timeout",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = S(shutdown_timeout),
+      .def = "30s",
+      .min = 1000,
+      .max = 3600LL * 1000000,
+      .live = true,
+      .help = "budget for the whole stop; past it the process exits 2" },
+    { .key = "shutdown.delay",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = S(shutdown_delay),
+      .def = "0s",
+      .min = 0,
+      .max = 600LL * 1000000,
+      .live = true,
+      .help = "wait after readiness turns 503, before servers close (Kubernetes: a few seconds)" },
+    { .key = "plugins.disabled",
+      .type = KEEL_CONFIG_LIST,
+      .offset = S(plugins_disabled),
+      .def = "[]",
+      .help = "compiled-in plugins whose observers are removed once the configuration is loaded" },
+};
+#undef S
+const size_t keel__core_settings_table_size = ELEMENTSOF(keel__core_settings_table);

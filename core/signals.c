@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app-internal.h"
+#include "macro.h"
+#include "trace.h"
+
+static const int app_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+/* Go's names, which the seed logs use: "Received signal: interrupt". */
+static const char *signal_description(int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        return "interrupt";
+    case SIGTERM:
+        return "terminated";
+    case SIGHUP:
+        return "hangup";
+    default:
+        return strsignal(sig);
+    }
+}
+
+static void on_hangup(keel_app *app)
+{
+    if (app->state == KEEL_STATE_RUNNING || app->state == KEEL_STATE_REFRESH) {
+        keel_log_info("Received signal: hangup, reloading");
+        app->reload_pending = true;
+    } else if (app->state < KEEL_STATE_RUNNING)
+        keel_log_info("Received signal: hangup before ready, ignoring");
+    else
+        keel_log_info("Received signal: hangup during shutdown, ignoring");
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+    keel_app *app = userdata;
+    int sig = (int) si->ssi_signo;
+
+    char name[16];
+    (void) snprintf(name, sizeof name, "SIG%s", sigabbrev_np(sig));
+    keel__trace_instant("signal", name, NULL);
+    if (sig == SIGHUP) {
+        on_hangup(app);
+        return 0;
+    }
+    keel_log_info("Received signal: %s", signal_description(sig));
+    (void) keel_app_cancel(app, KEEL_CAUSE_SIGNAL, "received signal: %s", signal_description(sig));
+    return 0;
+}
+
+int keel__signals_setup(keel_app *app)
+{
+    sigset_t set;
+    (void) sigemptyset(&set);
+    for (size_t i = 0; i < ELEMENTSOF(app_signals); i++)
+        (void) sigaddset(&set, app_signals[i]);
+    /* Before any thread exists, so every thread inherits the mask and the signals only ever
+     * reach the main thread's signalfd. */
+    int r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (r != 0)
+        return -r;
+
+    for (size_t i = 0; i < ELEMENTSOF(app_signals); i++) {
+        if (app->signals[i])
+            continue;
+        r = sd_event_add_signal(app->event, &app->signals[i], app_signals[i], on_signal, app);
+        if (r < 0)
+            return r;
+        (void) sd_event_source_set_description(app->signals[i], sigabbrev_np(app_signals[i]));
+    }
+    return 0;
+}
+
+bool keel__signals_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) < 0)
+        return false;
+    for (size_t i = 0; i < ELEMENTSOF(app_signals); i++)
+        if (sigismember(&pending, app_signals[i]) == 1)
+            return true;
+    return false;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* The standard commands: `serve` runs until a signal, `config` prints the effective configuration,
+ * `version` prints the version. Each selects its observers in the `command` event. */
+#include <stdio.h>
+
+#include <keel/keel.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+static int no_arguments(keel_app *app)
+{
+    int argc;
+    char **argv = keel_app_args(app, &argc);
+    if (argc > 1)
+        return keel_app_fail(app, -EINVAL, "'%s' takes no arguments, got '%s'", argv[0], argv[1]);
+    return 0;
+}
+
+static int on_serve(keel_app *app, void *userdata)
+{
+    return no_arguments(app);
+}
+
+static int print_config(keel_app *app, void *userdata)
+{
+    int r = keel__config_dump(keel__app_config(app), stdout);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to print the configuration: %m");
+    (void) fflush(stdout);
+    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "configuration printed");
+    return 0;
+}
+
+static int on_config(keel_app *app, void *userdata)
+{
+    int r = no_arguments(app);
+    if (r < 0)
+        return r;
+    /* After the layers are loaded (configure.before) and checked by every service's configure. */
+    return keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "commands.config.print", print_config, NULL, NULL);
+}
+
+static int on_version(keel_app *app, void *userdata)
+{
+    int r = no_arguments(app);
+    if (r < 0)
+        return r;
+    printf("%s %s\n", keel_app_name(app), KEEL_VERSION);
+    (void) fflush(stdout);
+    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "version printed");
+    return 0;
+}
+
+static int commands_register(keel_app *app)
+{
+    int r = keel_app_observe_command(app, "serve", "commands.serve", on_serve, NULL);
+    if (r >= 0)
+        r = keel_app_observe_command(app, "config", "commands.config", on_config, NULL);
+    if (r >= 0)
+        r = keel_app_observe_command(app, "version", "commands.version", on_version, NULL);
+    return r;
+}
+
+KEEL_PLUGIN_ORDERED(commands, KEEL_PLUGIN_ORDER_CORE, commands_register);

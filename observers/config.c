@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* Loads the configuration layers in configure.before, re-reads them on refresh, and applies
+ * what the framework itself is configured with: logging and plugins.disabled. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include <keel/keel.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+extern char **environ;
+
+#define DEFAULTS_FILE "/usr/share/keel/defaults.yaml"
+#define APP_FILE      "/etc/keel/keel.yaml"
+
+static keel_config_sources sources(const keel_app *app)
+{
+    const char *defaults = getenv("KEEL_DEFAULTS_FILE");
+    const char *app_file = app->config_file;
+    /* The well-known file is read when present; a file named with --config must exist. */
+    if (!app_file && access(APP_FILE, F_OK) == 0)
+        app_file = APP_FILE;
+    return (keel_config_sources){
+        .defaults_file = defaults ? defaults : DEFAULTS_FILE,
+        .app_file = app_file,
+        .profile = app->profile,
+        .environ = environ,
+        .sets = app->sets,
+    };
+}
+
+static void disable_plugins(keel_app *app)
+{
+    for (char **p = app->settings.plugins_disabled; p && *p; p++) {
+        size_t n = keel__app_disable_plugin(app, *p);
+        keel_log_info("Plugin %s disabled by configuration (%zu observers removed)", *p, n);
+    }
+}
+
+static int on_load(keel_app *app, void *userdata)
+{
+    _cleanup_free_ char *error = NULL;
+    keel_config_sources src = sources(app);
+
+    int r = keel__config_load(keel__app_config(app), &src, &error);
+    if (r < 0)
+        return keel_app_fail(app, r, "%s", error ? error : "invalid configuration");
+    keel__app_apply_log_settings(app);
+    disable_plugins(app);
+    return 0;
+}
+
+static int on_reload(keel_app *app, void *userdata)
+{
+    _cleanup_free_ char *error = NULL;
+    _cleanup_strv_free_ char **refused = NULL;
+    keel_config_sources src = sources(app);
+
+    int r = keel__config_reload(keel__app_config(app), &src, &refused, &error);
+    if (r < 0)
+        return keel_app_fail(app, r, "%s", error ? error : "invalid configuration");
+    for (char **k = refused; k && *k; k++)
+        keel_log_warning("Changing %s needs a restart; keeping the running value", *k);
+    keel__app_apply_log_settings(app);
+    return 0;
+}
+
+static int config_register(keel_app *app)
+{
+    int r = keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_BEFORE, "config.load", on_load, NULL, NULL);
+    if (r < 0)
+        return r;
+    return keel_app_observe(app, KEEL_EVENT_REFRESH, KEEL_PHASE_BEFORE, "config.reload", on_reload, NULL, NULL);
+}
+
+KEEL_PLUGIN_ORDERED(config, KEEL_PLUGIN_ORDER_CORE, config_register);

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* Exec to READY=1: spawns `keel serve` (no services) N times with a fake NOTIFY_SOCKET, times
+ * posix_spawn() to the READY=1 datagram, stops it with SIGTERM and times that to exit too.
+ * Usage: bench-startup PATH-TO-KEEL [RUNS]. Target: median exec to READY=1 under 5 ms. */
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <keel/common.h>
+
+extern char **environ;
+
+static int cmp(const void *a, const void *b)
+{
+    keel_usec_t x = *(const keel_usec_t *) a, y = *(const keel_usec_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static int wait_for(int fd, const char *what)
+{
+    char buf[1024];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n < 0)
+            return -1;
+        buf[n] = 0;
+        if (strstr(buf, what))
+            return 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s PATH-TO-KEEL [RUNS]\n", argv[0]);
+        return 64;
+    }
+    int runs = argc > 2 ? atoi(argv[2]) : 50;
+    char dir[] = "/tmp/keel-bench-XXXXXX", path[128], empty[128];
+    if (!mkdtemp(dir) || runs < 1 || runs > 10000)
+        return 1;
+    snprintf(path, sizeof path, "%s/notify", dir);
+    snprintf(empty, sizeof empty, "%s/keel.yaml", dir);
+    fclose(fopen(empty, "w"));
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = { .tv_sec = 10 };
+    if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return 1;
+    setenv("NOTIFY_SOCKET", path, 1);
+    setenv("KEEL_DEFAULTS_FILE", "/nonexistent", 1);
+    unsetenv("KEEL_FAULT");
+
+    keel_usec_t *ready = calloc((size_t) runs, sizeof *ready), *stop = calloc((size_t) runs, sizeof *stop);
+    char *args[] = { argv[1], (char *) "--config", empty, (char *) "--log-level", (char *) "warning", (char *) "serve", NULL };
+    for (int i = 0; i < runs; i++) {
+        pid_t pid;
+        int status;
+        keel_usec_t t0 = keel_now();
+        if (posix_spawn(&pid, argv[1], NULL, NULL, args, environ) != 0 || wait_for(fd, "READY=1") < 0)
+            return 1;
+        ready[i] = keel_now() - t0;
+        t0 = keel_now();
+        kill(pid, SIGTERM);
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            return 1;
+        stop[i] = keel_now() - t0;
+        while (recv(fd, (char[1024]){ 0 }, 1024, MSG_DONTWAIT) > 0)
+            ;
+    }
+    qsort(ready, (size_t) runs, sizeof *ready, cmp);
+    qsort(stop, (size_t) runs, sizeof *stop, cmp);
+    printf("bench-startup: runs=%d exec_to_ready_median_ms=%.3f p90_ms=%.3f sigterm_to_exit_median_ms=%.3f p90_ms=%.3f\n", runs,
+           (double) ready[runs / 2] / 1000, (double) ready[runs * 9 / 10] / 1000, (double) stop[runs / 2] / 1000,
+           (double) stop[runs * 9 / 10] / 1000);
+    unlink(path);
+    unlink(empty);
+    rmdir(dir);
+    free(ready);
+    free(stop);
+    return 0;
+}

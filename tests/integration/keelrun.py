@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: MIT
+"""Runs the real keel binary for the integration tests: a private temporary directory, a fake
+service manager (an AF_UNIX datagram socket as NOTIFY_SOCKET), bounded waits, and a check that
+no sanitizer reported anything. Every process started is killed and reaped in close()."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEEL = os.environ.get("KEEL_BIN") or os.path.join(HERE, "..", "..", "build", "keel")
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
+SANITIZER_STATUS = 86  # tests/CMakeLists.txt gives sanitizer reports this exit status
+
+
+class Keel:
+    """One run of keel. Arguments go after the binary; the run gets an empty --config file
+    unless `config` (YAML text) or `no_config` says otherwise."""
+
+    def __init__(self, *args, env=None, config="", no_config=False, notify=True):
+        self.tmp = tempfile.mkdtemp(prefix="keel-it-")
+        self.notifications = []  # (monotonic seconds, message)
+        self.cond = threading.Condition()
+        self.sock = None
+        self.reader = None
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))}
+        full_env["KEEL_DEFAULTS_FILE"] = os.path.join(self.tmp, "no-defaults.yaml")
+        if notify:
+            path = os.path.join(self.tmp, "notify")
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.sock.bind(path)
+            full_env["NOTIFY_SOCKET"] = path
+            # Like systemd, read all the time: the socket queues only 10 datagrams and
+            # sd_notify() blocks when the queue is full.
+            self.reader = threading.Thread(target=self._read_notifications, daemon=True)
+            self.reader.start()
+        full_env.update(env or {})
+        argv = [KEEL]
+        if not no_config:
+            self.config_path = self.write("keel.yaml", config)
+            argv += ["--config", self.config_path]
+        argv += list(args)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stdout = self.stderr = None
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def _read_notifications(self):
+        while True:
+            try:
+                msg = self.sock.recv(4096).decode()
+            except OSError:
+                return
+            if not msg:
+                return
+            with self.cond:
+                self.notifications.append((time.monotonic(), msg))
+                self.cond.notify_all()
+
+    def _find(self, prefix, start=0):
+        for _, msg in self.notifications[start:]:
+            if any(line.startswith(prefix) for line in msg.split("\n")):
+                return msg
+        return None
+
+    def wait_notify(self, prefix, timeout=15.0, start=0):
+        """Waits for a notification (from index `start` on) with a line starting with `prefix`."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                msg = self._find(prefix, start)
+                if msg is not None:
+                    return msg
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    break
+                self.cond.wait(min(left, 0.05))
+        raise AssertionError(f"no {prefix!r} notification within {timeout}s; got {self.messages()}; "
+                             f"stderr so far: {self._stderr_now()}")
+
+    def _stderr_now(self):
+        return "(process still running)" if self.proc.poll() is None else self.wait()[2]
+
+    def ready(self, timeout=15.0):
+        return self.wait_notify("READY=1", timeout)
+
+    def kill(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=30.0):
+        """Waits for the exit; returns (status, stdout, stderr). Fails if a sanitizer spoke."""
+        if self.stdout is None:
+            try:
+                self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.stdout, self.stderr = self.proc.communicate()
+                raise AssertionError(f"keel did not exit within {timeout}s; stderr: {self.stderr}")
+            time.sleep(0.02)  # the reader takes what the process sent last
+            for mark in SANITIZER_MARKS:
+                if mark in self.stderr:
+                    raise AssertionError(f"sanitizer report in stderr:\n{self.stderr}")
+            if self.proc.returncode == SANITIZER_STATUS:
+                raise AssertionError(f"sanitizer exit status; stderr:\n{self.stderr}")
+        return self.proc.returncode, self.stdout, self.stderr
+
+    def messages(self):
+        with self.cond:
+            return [m for _, m in self.notifications]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.communicate(timeout=10)
+        except (subprocess.TimeoutExpired, ValueError):
+            pass
+        if self.sock:
+            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+            self.reader.join(timeout=5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run(*args, timeout=30.0, **kw):
+    """Runs keel to its end; returns (status, stdout, stderr, notifications)."""
+    k = Keel(*args, **kw)
+    try:
+        status, out, err = k.wait(timeout)
+        return status, out, err, k.messages()
+    finally:
+        k.close()
+
+
+def load_trace(path):
+    with open(path) as f:
+        return json.load(f)["traceEvents"]
+
+
+class KeelTestCase(unittest.TestCase):
+    """Closes every Keel started through self.keel() even when a test fails."""
+
+    def keel(self, *args, **kw):
+        k = Keel(*args, **kw)
+        self.addCleanup(k.close)
+        return k
+
+    def assertInOrder(self, items, wanted):
+        """Each of `wanted` is a prefix of some item, in this order."""
+        i = 0
+        for w in wanted:
+            while i < len(items) and not items[i].startswith(w):
+                i += 1
+            self.assertLess(i, len(items), f"{w!r} missing or out of order in {items}")
+            i += 1

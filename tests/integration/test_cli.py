@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+"""The command line: help, version, bad usage (exit 64 with a one-line hint), KEEL_FAULT syntax."""
+
+import unittest
+
+from keelrun import KeelTestCase, run
+
+HINT = "Try '"
+
+
+class Usage(KeelTestCase):
+    def assertUsageError(self, *args, mention, env=None):
+        status, out, err, _ = run(*args, env=env)
+        self.assertEqual(status, 64, err)
+        self.assertIn(mention, err)
+        self.assertIn(HINT, err)
+        self.assertEqual(out, "")
+
+    def test_help_lists_the_commands_and_exits_0(self):
+        status, out, err, _ = run("--help")
+        self.assertEqual(status, 0, err)
+        for word in ("Usage:", "serve", "config", "version", "--set", "--trace", "Exit status"):
+            self.assertIn(word, out)
+
+    def test_version_command_and_option(self):
+        for args in (("version",), ("--version",)):
+            status, out, err, _ = run(*args)
+            self.assertEqual(status, 0, err)
+            self.assertRegex(out, r"^keel \d+\.\d+\.\d+\n$")
+
+    def test_unknown_option(self):
+        self.assertUsageError("--bogus", mention="--bogus")
+
+    def test_unknown_command(self):
+        self.assertUsageError("frobnicate", mention="unknown command 'frobnicate'")
+
+    def test_option_missing_its_argument(self):
+        self.assertUsageError("--set", mention="--set")
+
+    def test_set_without_equals(self):
+        self.assertUsageError("--set", "shutdown.timeout", mention="--set expects KEY=VALUE")
+
+    def test_bad_log_level(self):
+        self.assertUsageError("--log-level", "loud", mention="unknown level 'loud'")
+
+    def test_bad_log_format(self):
+        self.assertUsageError("--log-format", "xml", mention="unknown format 'xml'")
+
+    def test_serve_takes_no_arguments(self):
+        status, _, err, _ = run("serve", "extra")
+        self.assertEqual(status, 64, err)
+        self.assertIn("'serve' takes no arguments, got 'extra'", err)
+
+    def test_malformed_fault_spec_names_the_bad_part(self):
+        for spec, part in (("eror@in:metrics.start", "eror"), ("error@during:x", "during"), ("error@in", "error@in"),
+                           ("sleep=abc@in:x", "abc")):
+            with self.subTest(spec=spec):
+                self.assertUsageError("serve", mention=part, env={"KEEL_FAULT": spec})
+
+    def test_log_format_json_writes_json_lines(self):
+        import json
+        status, _, err, _ = run("--log-format", "json", "serve", env={"KEEL_FAULT": "sigint@before:pidfile.acquire"})
+        self.assertEqual(status, 0, err)
+        records = [json.loads(line) for line in err.splitlines() if line.strip()]
+        self.assertTrue(records)
+        skipped = [r for r in records if r["message"] == "Skipped observer pidfile.acquire"]
+        self.assertEqual(skipped[0]["event"], "start")
+        self.assertEqual(skipped[0]["phase"], "before")
+        self.assertEqual(skipped[0]["observer"], "pidfile.acquire")
+
+
+if __name__ == "__main__":
+    unittest.main()

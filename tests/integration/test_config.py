@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: MIT
+"""Configuration through the real binary: layers, origins, `keel config`, exit 78 on bad input."""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+from keelrun import KeelTestCase, run
+
+
+def config_lines(out):
+    """`key: value   # origin` lines as {key: (value, origin)}."""
+    result = {}
+    for line in out.splitlines():
+        body, _, origin = line.partition("#")
+        key, _, value = body.partition(":")
+        result[key.strip()] = (value.strip(), origin.strip())
+    return result
+
+
+class ConfigCommand(KeelTestCase):
+    def test_prints_every_key_with_its_origin(self):
+        status, out, err, msgs = run("config", "--set", "shutdown.timeout=10s",
+                                     config="shutdown:\n  delay: 2s\n",
+                                     env={"KEEL_LOG_LEVEL": "debug"})
+        self.assertEqual(status, 0, err)
+        lines = config_lines(out)
+        self.assertEqual(lines["shutdown.timeout"], ("10s", "--set"))
+        self.assertEqual(lines["log.level"], ("debug", "env KEEL_LOG_LEVEL"))
+        self.assertEqual(lines["shutdown.delay"][0], "2s")
+        self.assertRegex(lines["shutdown.delay"][1], r"keel\.yaml:2:\d+$")
+        self.assertEqual(lines["state_dir"], ("/var/lib/keel", "default"))
+        self.assertFalse(any(m.startswith("STATUS=Starting services") for m in msgs), "config must not start services")
+
+    def test_set_wins_over_environment_over_file(self):
+        status, out, err, _ = run("config", "--set", "shutdown.delay=3s", config="shutdown:\n  delay: 1s\n",
+                                  env={"KEEL_SHUTDOWN_DELAY": "2s"})
+        self.assertEqual(status, 0, err)
+        self.assertEqual(config_lines(out)["shutdown.delay"], ("3s", "--set"))
+
+    def test_set_reads_yaml_lists(self):
+        status, out, err, _ = run("config", "--set", "plugins.disabled=[a, b]")
+        self.assertEqual(status, 0, err)
+        self.assertEqual(config_lines(out)["plugins.disabled"], ("[a, b]", "--set"))
+
+    def test_profile_file_overrides_the_application_file(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "keel.yaml"), "w") as f:
+            f.write("shutdown:\n  delay: 1s\n")
+        with open(os.path.join(d, "keel.dev.yaml"), "w") as f:
+            f.write("shutdown:\n  delay: 4s\n")
+        status, out, err, _ = run("--config", os.path.join(d, "keel.yaml"), "--profile", "dev", "config", no_config=True)
+        self.assertEqual(status, 0, err)
+        value, origin = config_lines(out)["shutdown.delay"]
+        self.assertEqual(value, "4s")
+        self.assertIn("keel.dev.yaml:2:", origin)
+
+
+class BadConfiguration(KeelTestCase):
+    def test_malformed_yaml_names_file_line_and_column_and_exits_78(self):
+        status, _, err, msgs = run("serve", config="shutdown:\n  timeout: [30s\n")
+        self.assertEqual(status, 78, err)
+        self.assertRegex(err, r"keel\.yaml:\d+:\d+: ")
+        self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+
+    def test_unknown_key_suggests_the_nearest(self):
+        status, _, err, _ = run("serve", config="shutdown:\n  timout: 5s\n")
+        self.assertEqual(status, 78, err)
+        self.assertIn("keel.yaml:2:3: unknown key 'shutdown.timout'; did you mean 'shutdown.timeout'?", err)
+
+    def test_bad_value_names_key_and_expected_form(self):
+        status, _, err, _ = run("serve", config="shutdown:\n  timeout: soon\n")
+        self.assertEqual(status, 78, err)
+        self.assertIn("keel.yaml:2:12: invalid duration 'soon' for shutdown.timeout", err)
+
+    def test_bad_environment_value(self):
+        status, _, err, _ = run("serve", env={"KEEL_SHUTDOWN_TIMEOUT": "-1s"})
+        self.assertEqual(status, 78, err)
+        self.assertIn("env KEEL_SHUTDOWN_TIMEOUT", err)
+
+    def test_unknown_key_on_the_command_line(self):
+        status, _, err, _ = run("serve", "--set", "shutdown.timout=5s")
+        self.assertEqual(status, 78, err)
+        self.assertIn("did you mean 'shutdown.timeout'?", err)
+
+    def test_missing_config_file(self):
+        status, _, err, _ = run("--config", "/nonexistent/keel.yaml", "serve", no_config=True)
+        self.assertEqual(status, 78, err)
+        self.assertIn("/nonexistent/keel.yaml", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
