@@ -57,8 +57,8 @@ static yaml_mark_t mark_at_offset(const walker *w, size_t offset)
         if (w->data[i] == '\n') {
             m.line++;
             m.column = 0;
-        } else
-            m.column++;
+        } else if (((unsigned char) w->data[i] & 0xc0) != 0x80)
+            m.column++; /* libyaml counts characters, not the bytes of UTF-8 sequences */
     return m;
 }
 

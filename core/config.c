@@ -163,7 +163,7 @@ typedef struct pending {
 
 static void pending_done(pending *p)
 {
-    for (size_t i = 0; p->entries && i < p->n; i++) {
+    for (size_t i = 0; p->entries && p->defaults && i < p->n; i++) {
         entry_done(&p->entries[i]);
         keel__config_value_done(&p->keys[i], &p->defaults[i]);
     }

@@ -249,7 +249,6 @@ Test(config, precedence_of_all_six_layers)
     char *env[] = { "KEEL_SHUTDOWN_TIMEOUT=4s", NULL };
     char *sets[] = { "shutdown.timeout=5s", NULL };
     keel_config_sources all = { .defaults_file = defaults, .app_file = app, .profile = "dev", .environ = env, .sets = sets };
-    _cleanup_free_ char *env_origin = NULL;
 
     /* each run drops the highest layer left: the next one down must win */
     struct {
