@@ -42,6 +42,7 @@ void keel__cli_usage(const keel_app *app, FILE *f)
           "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
           "  -h, --help             show this help and exit\n"
           "      --version          print the version and exit\n\n"
+          "Options may also follow the command; what they do not claim is the command's.\n"
           "Environment: KEEL_<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
           "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
           f);
@@ -121,13 +122,66 @@ static bool command_known(const keel_app *app, const char *name)
     return false;
 }
 
+/* The global option @arg names, or NULL: "--set", "--set=k=v", "-s", "-sk=v". Sets *ret_value to
+ * an inline value ("k=v") or NULL when the value is the next argument. */
+static const struct option *global_option(const char *arg, const char **ret_value)
+{
+    *ret_value = NULL;
+    if (strneq(arg, "--", 2)) {
+        size_t n = strcspn(arg + 2, "=");
+        for (const struct option *o = options; o->name; o++)
+            if (strlen(o->name) == n && strneq(arg + 2, o->name, n)) {
+                if (arg[2 + n] == '=')
+                    *ret_value = arg + 3 + n;
+                return o;
+            }
+        return NULL;
+    }
+    if (arg[0] != '-' || !arg[1])
+        return NULL;
+    for (const struct option *o = options; o->name; o++)
+        if (o->val == arg[1]) {
+            if (arg[2])
+                *ret_value = arg + 2;
+            return o;
+        }
+    return NULL;
+}
+
+/* After the command, global options are still taken (as cobra's persistent flags are, so
+ * `keel config --set k=v` works); everything else is the command's, up to a "--". */
+static int split_command_args(keel_app *app, int argc, char **argv, int first)
+{
+    for (int i = first + 1; i < argc; i++) {
+        const char *value;
+        const struct option *o = streq(argv[i], "--") ? NULL : global_option(argv[i], &value);
+        if (!o) {
+            if (streq(argv[i], "--"))
+                i++;
+            for (; i < argc; i++)
+                if (keel__strv_extend(&app->args, argv[i]) < 0)
+                    return -ENOMEM;
+            break;
+        }
+        if (o->has_arg == required_argument && !value) {
+            if (i + 1 >= argc)
+                return usage_error(app, "option '%s' requires an argument", argv[i]);
+            value = argv[++i];
+        }
+        int r = parse_option(app, o->val, value);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
 int keel__cli_parse(keel_app *app, int argc, char **argv)
 {
     int c, r;
 
     optind = 0; /* full re-initialisation, so a process may run several apps (tests do) */
     opterr = 1;
-    /* '+': options end at the command; its own options are its observers' business. */
+    /* '+': stop at the command; what follows it is sorted out by split_command_args(). */
     while ((c = getopt_long(argc, argv, "+c:p:s:h", options, NULL)) >= 0) {
         r = parse_option(app, c, optarg);
         if (r != 0)
@@ -138,7 +192,8 @@ int keel__cli_parse(keel_app *app, int argc, char **argv)
         return usage_error(app, "unknown command '%s'", command);
     if (replace(&app->command, command) < 0)
         return -ENOMEM;
-    keel__strv_free(app->args);
-    app->args = optind < argc ? keel__strv_copy(argv + optind) : keel__strv_copy((char *[]){ (char *) "serve", NULL });
-    return app->args ? 0 : -ENOMEM;
+    app->args = keel__strv_free(app->args);
+    if (keel__strv_extend(&app->args, command) < 0)
+        return -ENOMEM;
+    return optind < argc ? split_command_args(app, argc, argv, optind) : 0;
 }

@@ -51,6 +51,19 @@ class Usage(KeelTestCase):
         self.assertEqual(status, 64, err)
         self.assertIn("'serve' takes no arguments, got 'extra'", err)
 
+    def test_global_options_may_follow_the_command(self):
+        status, out, err, _ = run("config", "--log-level", "debug", "-s", "shutdown.delay=1s")
+        self.assertEqual(status, 0, err)
+        self.assertIn("shutdown.delay: 1s", out)
+
+    def test_unknown_option_after_the_command_is_the_command_s(self):
+        status, _, err, _ = run("serve", "--bogus")
+        self.assertEqual(status, 64, err)
+        self.assertIn("'serve' takes no arguments, got '--bogus'", err)
+
+    def test_global_option_after_the_command_missing_its_argument(self):
+        self.assertUsageError("serve", "--set", mention="option '--set' requires an argument")
+
     def test_malformed_fault_spec_names_the_bad_part(self):
         for spec, part in (("eror@in:metrics.start", "eror"), ("error@during:x", "during"), ("error@in", "error@in"),
                            ("sleep=abc@in:x", "abc")):
