@@ -19,6 +19,7 @@
  * one they are an error. An empty or blank spec means no faults.
  */
 
+/* When a fault fires: keel_point_before() or keel_point_in(). */
 typedef enum keel_fault_when {
     KEEL_FAULT_BEFORE,
     KEEL_FAULT_IN,
@@ -26,6 +27,7 @@ typedef enum keel_fault_when {
     _KEEL_FAULT_WHEN_INVALID = -EINVAL,
 } keel_fault_when;
 
+/* What a fault does: fail the point with -EIO, send a signal to the process, or sleep. */
 typedef enum keel_fault_action {
     KEEL_FAULT_ERROR,
     KEEL_FAULT_SIGINT,
@@ -36,10 +38,12 @@ typedef enum keel_fault_action {
     _KEEL_FAULT_ACTION_INVALID = -EINVAL,
 } keel_fault_action;
 
+/* Bounds of a spec: faults in it, length of a point name, longest sleep (one hour). */
 #define KEEL_FAULTS_MAX           32
 #define KEEL_FAULT_POINT_MAX      64 /* including the NUL */
 #define KEEL_FAULT_SLEEP_MSEC_MAX 3600000U
 
+/* One parsed ACTION@WHEN:POINT. */
 typedef struct keel_fault {
     keel_fault_action action;
     keel_fault_when when;

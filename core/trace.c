@@ -82,12 +82,18 @@ static void wait_for_writers(unsigned max_msec)
         (void) nanosleep(&ms, NULL);
 }
 
+static void on_fatal_signal(int sig, siginfo_t *si, void *ucontext);
+
 static void restore_handlers(void)
 {
     if (!handlers_installed)
         return;
-    for (size_t i = 0; i < ELEMENTSOF(fatal_signals); i++)
-        (void) sigaction(fatal_signals[i], &saved_actions[i], NULL);
+    for (size_t i = 0; i < ELEMENTSOF(fatal_signals); i++) {
+        struct sigaction cur;
+        /* A handler installed after ours stays: it is someone else's to remove. */
+        if (sigaction(fatal_signals[i], NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fatal_signal)
+            (void) sigaction(fatal_signals[i], &saved_actions[i], NULL);
+    }
     handlers_installed = false;
 }
 
