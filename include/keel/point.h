@@ -10,18 +10,25 @@
  */
 
 /**
- * Just before the work of @point starts. Fires the `before` faults for it: raises the signal of
- * `sigint`/`sigterm`/`sighup` at the process, sleeps for `sleep=MS`, and returns -EIO for `error`
- * (the caller fails the point with "test error"). Records an instant trace event for points that
- * are not observers (@instant). Returns 0 otherwise.
+ * Just before the work of @point starts. Fires the `before` faults for it, all of them in spec
+ * order: sends the signal of `sigint`/`sigterm`/`sighup` to the process (kill(), not raise(), so
+ * the main thread's signalfd sees it), sleeps for `sleep=MS`, and returns -EIO for `error` (the
+ * caller fails the point with "test error"). Records an instant trace event for points that are
+ * not observers (@instant): category "spawn" for names containing ".spawn.", "refresh" for names
+ * ending in ".refresh", else "point". Returns 0 otherwise, -EINVAL when @point is NULL. Without
+ * faults or tracing it costs a probe's nop and two loads: no syscall, no lock.
  */
 KEEL_API int keel_point_before(const char *point, bool instant);
 /**
- * Inside the work of @point: fires its `in` faults the same way. Returns -EIO for `error`, else 0.
+ * Inside the work of @point: fires its `in` faults the same way. Returns -EIO for `error`,
+ * -EINVAL when @point is NULL, else 0.
  */
 KEEL_API int keel_point_in(const char *point);
-/** The `sleep=MS` of an `in` fault for @point, in microseconds, or 0: for callers that must not block
- * (an HTTP handler suspends its connection for that long instead of sleeping). */
+/**
+ * The sum of the `sleep=MS` of the `in` faults for @point, in microseconds, or 0 (also for a NULL
+ * @point), without sleeping: for callers that must not block (an HTTP handler suspends its
+ * connection for that long instead of sleeping).
+ */
 KEEL_API keel_usec_t keel_point_in_delay(const char *point);
 /** The message an injected `error` fault carries. */
 #define KEEL_FAULT_MESSAGE "test error"

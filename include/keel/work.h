@@ -6,14 +6,19 @@
 /** Lock-free counters of a component's work in flight, and the gate that refuses it while draining. */
 typedef struct keel_work keel_work;
 
-/** A consistent-enough snapshot of a tracker (each counter is read atomically on its own). */
+/**
+ * A snapshot of a tracker. in_flight, started, succeeded and failed are read together, so
+ * started == succeeded + failed + in_flight always holds; succeeded and failed never go backwards.
+ * peak and rejected are read on their own. A begin that is being refused is counted in in_flight
+ * and started for the few nanoseconds before it is undone.
+ */
 typedef struct keel_work_stats {
     uint64_t in_flight;
     uint64_t peak;    /* highest in_flight seen */
     uint64_t started; /* begins that were admitted */
     uint64_t succeeded;
     uint64_t failed;
-    uint64_t rejected; /* begins refused because the tracker was draining */
+    uint64_t rejected; /* begins refused: the tracker was draining (or full) */
     bool draining;
 } keel_work_stats;
 
@@ -23,16 +28,27 @@ typedef void (*keel_work_progress_handler_t)(keel_work *w, const keel_work_stats
 /** How often keel_work_drain() reports progress. */
 #define KEEL_WORK_PROGRESS_USEC (500 * KEEL_USEC_PER_MSEC)
 
-/** Creates a tracker for component @name. NULL when out of memory. */
+/**
+ * Creates an open tracker for component @name (copied). NULL with errno EINVAL when @name is NULL,
+ * ENOMEM when out of memory.
+ */
 KEEL_API keel_work *keel_work_new(const char *name);
 /** Frees @w; accepts NULL; returns NULL. Work must not be in flight. */
 KEEL_API keel_work *keel_work_free(keel_work *w);
-/** The component's name. */
+/** The component's name; NULL when @w is NULL. */
 KEEL_API const char *keel_work_name(const keel_work *w);
 
-/** Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining. Thread-safe. */
+/**
+ * Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining, -EBUSY (counted
+ * as rejected) when 2^19 units are already in flight, -EINVAL when @w is NULL. Thread-safe,
+ * lock-free, no syscall: one atomic add (plus a compare-and-swap when it sets a new peak).
+ */
 KEEL_API int keel_work_begin(keel_work *w);
-/** Ends one admitted unit of work as succeeded or failed. Thread-safe. */
+/**
+ * Ends one admitted unit of work as succeeded or failed. Thread-safe, lock-free: one atomic add,
+ * and a futex wake only when it ends the last unit of a drain. Once it returns, a drainer may
+ * free @w: the caller must not touch @w afterwards unless it holds another unit.
+ */
 KEEL_API void keel_work_end(keel_work *w, bool ok);
 
 /** Closes the gate: every later keel_work_begin() is refused. Idempotent. */
@@ -40,8 +56,10 @@ KEEL_API void keel_work_close(keel_work *w);
 /**
  * Closes the gate and waits until no work is in flight or @deadline (CLOCK_MONOTONIC) passes,
  * calling @progress (when not NULL) every KEEL_WORK_PROGRESS_USEC meanwhile. Returns 0 as soon as
- * in-flight reaches 0, -ETIMEDOUT at the deadline.
+ * in-flight reaches 0, -ETIMEDOUT at the deadline (KEEL_USEC_INFINITY: never), -EINVAL when @w
+ * is NULL. @progress gets the stats and the time left (KEEL_USEC_INFINITY without a deadline).
+ * Once it returned 0, no unit is in flight and none can start: @w may be freed.
  */
 KEEL_API int keel_work_drain(keel_work *w, keel_usec_t deadline, keel_work_progress_handler_t progress, void *userdata);
-/** Fills @ret with the current counters. */
+/** Fills @ret with the current counters; does nothing when @w or @ret is NULL. */
 KEEL_API void keel_work_get_stats(const keel_work *w, keel_work_stats *ret);
