@@ -11,3 +11,5 @@ const char *test_tmpdir(void);
 char *test_write_file(const char *dir, const char *name, const char *content);
 /* Number of threads of this process, from /proc/self/task. */
 size_t test_thread_count(void);
+/* Number of threads of this process whose name (/proc/self/task/N/comm) is @name. */
+size_t test_threads_named(const char *name);

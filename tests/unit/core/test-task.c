@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include <criterion/criterion.h>
+#include "testing.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -55,7 +55,7 @@ static int stop_all(keel_app *app, void *userdata)
     fixture *f = userdata;
     while (atomic_load(&f->started) < f->n) /* bounded by the suite's timeout */
         sched_yield();
-    f->threads_while_running = test_thread_count();
+    f->threads_while_running = test_threads_named("svc-sleeper");
     keel_usec_t t0 = keel_now();
     cr_assert_eq(keel_tasks_join(f->group), (size_t) f->n);
     f->stop_took = keel_now() - t0;
@@ -66,17 +66,16 @@ static int stop_all(keel_app *app, void *userdata)
 Test(task, sixty_four_tasks_with_long_timers_stop_and_join_at_once)
 {
     fixture f = { .n = 64, .wait = 10 * KEEL_USEC_PER_SEC };
-    size_t before = test_thread_count();
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_START, KEEL_PHASE_DURING, "svc.start", spawn_all, &f, NULL), 0);
     apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_DURING, "done", ACT_DONE);
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "svc.stop", stop_all, &f, NULL), 0);
 
     cr_assert_eq(apptest_run(&t, NULL), 0);
-    cr_assert_eq(f.threads_while_running, before + 64);
+    cr_assert_eq(f.threads_while_running, 64);
     cr_assert_eq(atomic_load(&f.cancelled), 64);
     cr_assert_eq(atomic_load(&f.timed_out), 0);
     cr_assert_lt(f.stop_took, KEEL_USEC_PER_SEC / 2, "stop and join took %llu us", (unsigned long long) f.stop_took);
-    cr_assert_eq(test_thread_count(), before, "a thread outlived its group");
+    cr_assert_eq(test_threads_named("svc-sleeper"), 0, "a thread outlived its group");
 }
 
 static int spawn_outside_start(keel_app *app, void *userdata)
