@@ -31,7 +31,8 @@ build: deps
 run: build
 	$(BUILD)/keel serve
 
-test: deps test-asan test-tsan
+# The optimised build too: -O2 finds warnings (-Werror) that the Debug builds do not.
+test: deps build test-asan test-tsan
 
 test-asan:
 	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address >/dev/null

@@ -182,7 +182,7 @@ static int parse_duration_text(const keel_config_key *k, const char *t, keel_use
 {
     const char *p = t;
     keel_usec_t total = 0;
-    uint64_t n;
+    uint64_t n = 0;
     int r;
 
     if (*p == '-')
@@ -216,7 +216,7 @@ static int parse_duration_text(const keel_config_key *k, const char *t, keel_use
 
 static int parse_duration(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
 {
-    keel_usec_t u;
+    keel_usec_t u = 0;
     int r = parse_duration_text(k, v->text, &u, ret_error);
     if (r < 0)
         return r;
@@ -262,7 +262,7 @@ static void format_size_buf(keel_strbuf *sb, uint64_t v)
 static int parse_size_text(const keel_config_key *k, const char *t, uint64_t *ret, char **ret_error)
 {
     const char *p = t;
-    uint64_t n;
+    uint64_t n = 0;
     unsigned shift = 0;
 
     int r = parse_digits(&p, &n);
@@ -289,7 +289,7 @@ static int parse_size_text(const keel_config_key *k, const char *t, uint64_t *re
 
 static int parse_size(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
 {
-    uint64_t n;
+    uint64_t n = 0;
     int r = parse_size_text(k, v->text, &n, ret_error);
     if (r < 0)
         return r;
@@ -355,7 +355,7 @@ static int parse_address(const keel_config_key *k, const keel_config_raw *v, kee
     const char *t = v->text, *host, *port, *reason = NULL;
     keel_address a = {};
     size_t host_len;
-    uint64_t n;
+    uint64_t n = 0;
 
     if (split_address(t, &host, &host_len, &port, &reason) < 0)
         return reason ? fail(ret_error, -EINVAL, "invalid address '%s' for %s: %s; " ADDRESS_EXPECTED, t, k->key, reason)

@@ -463,7 +463,7 @@ static int load_file(load_state *st, const char *path, unsigned layer, bool requ
 {
     _cleanup_free_ char *data = NULL, *msg = NULL;
     keel_config_item *items = NULL;
-    size_t size, n = 0;
+    size_t size = 0, n = 0;
 
     int r = read_file(path, &data, &size);
     if (r == -ENOENT && !required)

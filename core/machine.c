@@ -107,6 +107,12 @@ void keel__machine_poll(keel_app *app)
         ;
 }
 
+/* Only a trace needs observer timestamps; the clock is most of an observer call's cost. */
+static keel_usec_t trace_now(void)
+{
+    return keel__trace_enabled() ? keel_now() : 0;
+}
+
 static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
 {
     keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
@@ -114,7 +120,7 @@ static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
         keel_log_info("Skipped %s", o->label);
     else
         keel_log_info("Skipped observer %s", o->name);
-    keel__trace_complete("observer", o->name, keel_now(), 0,
+    keel__trace_complete("observer", o->name, trace_now(), 0,
                          &(keel_trace_args){ .event = keel_event_to_string(d->event), .phase = d->phase, .result = "skipped" });
     keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
 }
@@ -136,7 +142,7 @@ static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
 /* Calls one observer; @fault is the result of its `before` point (an injected error). */
 static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault)
 {
-    keel_usec_t t0 = keel_now();
+    keel_usec_t t0 = trace_now();
     int r;
 
     app->fail_message = (free(app->fail_message), NULL);
@@ -146,9 +152,7 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
     if (fault < 0)
         r = fault;
     else {
-        stuck_observer = o->name;
         r = o->handler(app, o->userdata);
-        stuck_observer = NULL;
         if (r >= 0)
             r = fault = keel_point_in(o->name);
     }
@@ -157,11 +161,12 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
     app->observer_now = NULL;
     app->plugin_now = NULL;
 
-    keel__trace_complete("observer", o->name, t0, keel_now() - t0,
-                         &(keel_trace_args){ .event = keel_event_to_string(d->event),
-                                             .phase = d->phase,
-                                             .result = r < 0 ? "error" : "ok",
-                                             .error = r < 0 ? (app->fail_message ? app->fail_message : strerror(-r)) : NULL });
+    if (keel__trace_enabled())
+        keel__trace_complete("observer", o->name, t0, keel_now() - t0,
+                             &(keel_trace_args){ .event = keel_event_to_string(d->event),
+                                                 .phase = d->phase,
+                                                 .result = r < 0 ? "error" : "ok",
+                                                 .error = r < 0 ? (app->fail_message ? app->fail_message : strerror(-r)) : NULL });
     if (r < 0)
         report_failure(app, o, d, r);
     keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
@@ -182,10 +187,12 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
             skip_observer(app, o, d);
             continue;
         }
+        stuck_observer = o->name; /* its fault points included: an injected sleep can hang it too */
         int fault = keel_point_before(o->name, false);
         if (checks_signals[d->event]) {
             keel__machine_poll(app);
             if (keel_app_cancelled(app)) { /* "skip if runCtx cancelled" */
+                stuck_observer = NULL;
                 d->skip_rest = true;
                 skip_observer(app, o, d);
                 continue;
@@ -193,7 +200,9 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
         }
         if (d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE)
             keel_app_stop_progress(app, NULL);
-        if (call_observer(app, o, d, fault) < 0 && ends_at_first_error[d->event])
+        int r = call_observer(app, o, d, fault);
+        stuck_observer = NULL;
+        if (r < 0 && ends_at_first_error[d->event])
             d->skip_rest = true;
     }
     l->depth--;

@@ -11,6 +11,9 @@
 static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret_status)
 {
     _cleanup_free_ char *error = NULL;
+    /* Journald's native protocol from the first record when systemd gave us a journal stream;
+     * --log-format and the configuration may change it later. */
+    (void) keel_log_set_format(KEEL_LOG_FORMAT_AUTO);
     int r = keel__signals_setup(app);
     if (r < 0) {
         keel_log_error_errno(r, "Failed to set up signal handling: %m");

@@ -63,3 +63,10 @@ KEEL_API void keel_work_close(keel_work *w);
 KEEL_API int keel_work_drain(keel_work *w, keel_usec_t deadline, keel_work_progress_handler_t progress, void *userdata);
 /** Fills @ret with the current counters; does nothing when @w or @ret is NULL. */
 KEEL_API void keel_work_get_stats(const keel_work *w, keel_work_stats *ret);
+
+/**
+ * A keel_work_progress_handler_t for stop observers; @userdata is the keel_app. Logs at info level
+ * what @w still waits for ("Waiting for token: 3 in flight, 12.5s left") and keeps the service
+ * manager's stop timeout extended through keel_app_stop_progress().
+ */
+KEEL_API void keel_app_drain_progress(keel_work *w, const keel_work_stats *stats, keel_usec_t left, void *userdata);

@@ -14,13 +14,14 @@ typedef struct span {
     size_t calls;
 } span;
 
+/* Reads the clock only at the first and the last call, so the rate is the machine's own. */
 static int tick(keel_app *app, void *userdata)
 {
     span *s = userdata;
-    keel_usec_t now = keel_now();
     if (s->calls++ == 0)
-        s->first = now;
-    s->last = now;
+        s->first = keel_now();
+    else if (s->calls == N_OBSERVERS)
+        s->last = keel_now();
     return 0;
 }
 

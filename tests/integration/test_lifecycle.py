@@ -7,7 +7,7 @@ import signal
 import tempfile
 import unittest
 
-from keelrun import KeelTestCase, run
+from keelrun import KeelTestCase, load_trace, run
 
 
 class Signals(KeelTestCase):
@@ -101,6 +101,47 @@ class StartErrors(KeelTestCase):
         status, _, err, msgs = run("serve", env={"KEEL_FAULT": "error@before:systemd.watchdog"})
         self.assertEqual(status, 1, err)
         self.assertNotIn("STATUS=Configuring", msgs)
+
+
+class StopBudget(KeelTestCase):
+    def test_a_long_stop_keeps_extending_the_service_manager_timeout(self):
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=1200@before:pidfile.release"})
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        extends = [m for m in k.messages() if m.startswith("EXTEND_TIMEOUT_USEC=")]
+        self.assertGreaterEqual(len(extends), 2, k.messages())
+        self.assertGreater(int(extends[0].split("=")[1]), 30_000_000, "covers shutdown.timeout (30s) and a margin")
+
+    def test_a_stop_that_overruns_but_finishes_exits_2(self):
+        trace = os.path.join(self.tmpdir(), "trace.json")
+        k = self.keel("--trace", trace, "serve", "--set", "shutdown.timeout=300ms",
+                      env={"KEEL_FAULT": "sleep=700@in:shutdown.delay"})
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 2, err)
+        self.assertIn("more than shutdown.timeout (0.300s)", err)
+        names = [e["name"] for e in load_trace(trace) if e.get("cat") == "event"]
+        self.assertEqual(names[-1], "finalize", "finalize still runs after an overrun")
+
+    def test_a_stuck_stop_observer_is_named_and_the_process_forced_out_with_2(self):
+        trace = os.path.join(self.tmpdir(), "trace.json")
+        k = self.keel("--trace", trace, "serve", "--set", "shutdown.timeout=200ms",
+                      env={"KEEL_FAULT": "sleep=20000@in:shutdown.delay"})
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait(timeout=10)
+        self.assertEqual(status, 2, err)
+        self.assertIn("shutdown overran shutdown.timeout in observer shutdown.delay; forcing exit with status 2", err)
+        events = load_trace(trace)  # still a complete JSON document
+        self.assertIn("start", [e["name"] for e in events if e.get("cat") == "event"])
+
+    def tmpdir(self):
+        d = tempfile.mkdtemp(prefix="keel-stop-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
 
 
 class PidFile(KeelTestCase):

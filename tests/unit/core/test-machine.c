@@ -370,3 +370,28 @@ Test(machine, no_ready_when_the_command_finishes_before_ready)
     cr_assert_eq(apptest_run(&t, NULL), 0);
     cr_assert_null(strstr(apptest_notifications(&t), "READY=1"));
 }
+
+static int drain_stuck_work(keel_app *app, void *userdata)
+{
+    keel_work *w = keel_work_new("test-work");
+    cr_assert_eq(keel_work_begin(w), 0);
+    keel_usec_t deadline = keel_now() + 1100 * KEEL_USEC_PER_MSEC;
+    cr_assert_lt(deadline, keel_app_stop_deadline(app));
+    cr_assert_eq(keel_work_drain(w, deadline, keel_app_drain_progress, app), -ETIMEDOUT);
+    keel_work_end(w, true);
+    keel_work_free(w);
+    return 0;
+}
+
+Test(machine, a_long_drain_logs_progress_and_extends_the_stop_timeout)
+{
+    apptest_notify_socket(&t);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "drain", drain_stuck_work, NULL, NULL), 0);
+
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    const char *logs = apptest_logs(&t);
+    cr_assert(strstr(logs, "Waiting for test-work: 1 in flight, 0.6s left"), "%s", logs);
+    const char *n = apptest_notifications(&t), *first = strstr(n, "EXTEND_TIMEOUT_USEC=");
+    cr_assert(first && strstr(first + 1, "EXTEND_TIMEOUT_USEC="), "one extension at stop, another a second later: %s", n);
+}
