@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 #include <keel/app.h>
 #include <keel/config.h>
+#include <keel/health.h>
 #include <keel/log.h>
 #include <keel/plugin.h>
 #include <keel/service.h>
@@ -20,6 +23,9 @@ typedef struct keel_core_settings {
     keel_usec_t shutdown_timeout;
     keel_usec_t shutdown_delay;
     char **plugins_disabled;
+    int64_t http_connection_limit;
+    keel_usec_t http_connection_timeout;
+    uint64_t http_header_limit;
 } keel_core_settings;
 
 extern const keel_config_key keel__core_settings_table[];
@@ -71,6 +77,12 @@ struct keel_observer {
     bool removed;
 };
 
+typedef struct keel_health_entry {
+    char *name;
+    keel_health_check_t check;
+    void *userdata;
+} keel_health_entry;
+
 typedef struct keel_command_decl {
     char *name;
     char *summary;
@@ -110,7 +122,21 @@ struct keel_app {
 
     keel_config *config; /* owned */
     keel_core_settings settings;
+
+    /* Read by HTTP polling threads. */
+    atomic_int readiness;        /* keel_readiness */
+    pthread_mutex_t health_lock; /* guards health_checks */
+    keel_health_entry *health_checks;
+    size_t n_health_checks;
+    char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
 };
+
+/* core/health.c */
+void keel__app_set_readiness(keel_app *app, keel_readiness r);
+void keel__app_health_done(keel_app *app);
+
+/* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
+int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
 
 /* core/machine.c: runs the state machine to its end and returns the exit status. */
 int keel__machine_run(keel_app *app);

@@ -63,6 +63,8 @@ keel_app *keel_app_new(const char *name)
         .event_now = _KEEL_EVENT_INVALID,
         .phase_now = _KEEL_PHASE_INVALID,
         .stop_deadline = KEEL_USEC_INFINITY,
+        .readiness = KEEL_READINESS_STARTING,
+        .health_lock = PTHREAD_MUTEX_INITIALIZER,
     };
     if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 || !(app->config = keel__config_new()) ||
         keel__config_add_table(app->config, keel__core_settings_table, keel__core_settings_table_size, &app->settings) < 0 ||
@@ -114,6 +116,8 @@ keel_app *keel_app_free(keel_app *app)
     keel__strv_free(app->sets);
     free(app->fail_message);
     free(app->cause_message);
+    keel__app_health_done(app);
+    keel__strv_free(app->status_details);
     free(app);
     return NULL;
 }
@@ -410,4 +414,15 @@ void keel__app_apply_log_settings(keel_app *app)
 {
     keel_log_set_level(keel__log_level_from_choice(app->settings.log_level));
     (void) keel_log_set_format((keel_log_format) app->settings.log_format);
+}
+
+int keel__app_add_status_detail(keel_app *app, const char *fmt, ...)
+{
+    va_list ap;
+    char *detail = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&detail, fmt, ap) < 0)
+        detail = NULL;
+    va_end(ap);
+    return detail ? keel__strv_push(&app->status_details, detail) : -ENOMEM;
 }

@@ -9,6 +9,7 @@
 #include "app-internal.h"
 #include "log-internal.h"
 #include "macro.h"
+#include "strbuf.h"
 #include "trace.h"
 
 /* What a state ended with; with the state, it selects the next state. */
@@ -272,6 +273,19 @@ static outcome step_running(keel_app *app)
     return OUTCOME_RELOAD;
 }
 
+/* READY=1 with what listens where, so `systemctl status` shows the bound addresses. */
+static void become_ready(keel_app *app, const char *what)
+{
+    char status[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(status);
+    keel__strbuf_append(&sb, "Ready");
+    for (char **d = app->status_details; d && *d; d++)
+        keel__strbuf_printf(&sb, "%s%s", d == app->status_details ? ": " : ", ", *d);
+    keel__app_set_readiness(app, KEEL_READINESS_READY);
+    keel__notify("READY=1\nSTATUS=%s", status);
+    keel_log_info("%s%s", what, status + strlen("Ready"));
+}
+
 static outcome step_refresh(keel_app *app)
 {
     keel__notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) keel_now());
@@ -280,7 +294,7 @@ static outcome step_refresh(keel_app *app)
         app->refresh_failures++;
         keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->refresh_failures);
     }
-    keel__notify("READY=1\nSTATUS=Ready");
+    become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready");
     return keel_app_cancelled(app) ? OUTCOME_CANCELLED : o;
 }
 
@@ -335,6 +349,7 @@ static outcome step_stop(keel_app *app)
     app->stop_started = keel_now();
     app->stop_deadline = app->stop_started + app->settings.shutdown_timeout;
     app->last_extend = 0;
+    keel__app_set_readiness(app, KEEL_READINESS_STOPPING); /* /readyz turns 503 before anything closes */
     keel__notify("STOPPING=1");
     keel_app_stop_progress(app, NULL);
     arm_forced_exit(app);
@@ -366,10 +381,8 @@ static outcome step(keel_app *app)
         return step_finalize(app);
     default: {
         outcome o = run_event(app, state_event[app->state]);
-        if (app->state == KEEL_STATE_READY && o == OUTCOME_OK) {
-            keel__notify("READY=1\nSTATUS=Ready");
-            keel_log_info("Ready");
-        }
+        if (app->state == KEEL_STATE_READY && o == OUTCOME_OK)
+            become_ready(app, "Ready");
         return o;
     }
     }

@@ -53,7 +53,7 @@ static int signal_of(keel_fault_action a)
 }
 
 /* Fires every fault configured for @point at @when, in spec order; -EIO if one was `error`. */
-static int fire(const char *point, keel_fault_when when)
+static int fire(const char *point, keel_fault_when when, bool sleeps)
 {
     size_t n;
     const keel_fault *f = keel__faults_get(&n);
@@ -69,7 +69,8 @@ static int fire(const char *point, keel_fault_when when)
             r = -EIO; /* after the rest have fired: every fault of the point takes effect */
             break;
         case KEEL_FAULT_SLEEP:
-            sleep_msec(f[i].sleep_msec);
+            if (sleeps)
+                sleep_msec(f[i].sleep_msec);
             break;
         default:
             /* At the process, not this thread: threads block these signals and the main thread
@@ -89,7 +90,7 @@ int keel_point_before(const char *point, bool instant)
         keel__trace_instant(instant_category(point), point, NULL);
     if (_likely_(!keel__faults_any()))
         return 0;
-    return fire(point, KEEL_FAULT_BEFORE);
+    return fire(point, KEEL_FAULT_BEFORE, true);
 }
 
 int keel_point_in(const char *point)
@@ -99,7 +100,17 @@ int keel_point_in(const char *point)
     DTRACE_PROBE1(keel, point__in, point);
     if (_likely_(!keel__faults_any()))
         return 0;
-    return fire(point, KEEL_FAULT_IN);
+    return fire(point, KEEL_FAULT_IN, true);
+}
+
+int keel_point_in_nowait(const char *point)
+{
+    keel_assert_return(point, -EINVAL);
+
+    DTRACE_PROBE1(keel, point__in, point);
+    if (_likely_(!keel__faults_any()))
+        return 0;
+    return fire(point, KEEL_FAULT_IN, false);
 }
 
 keel_usec_t keel_point_in_delay(const char *point)

@@ -25,6 +25,11 @@ KEEL_API int keel_point_before(const char *point, bool instant);
  */
 KEEL_API int keel_point_in(const char *point);
 /**
+ * keel_point_in() for callers that must not block: fires the signal and error faults, and leaves
+ * the `sleep=MS` ones to the caller, which gets their length from keel_point_in_delay().
+ */
+KEEL_API int keel_point_in_nowait(const char *point);
+/**
  * The sum of the `sleep=MS` of the `in` faults for @point, in microseconds, or 0 (also for a NULL
  * @point), without sleeping: for callers that must not block (an HTTP handler suspends its
  * connection for that long instead of sleeping).

@@ -32,6 +32,10 @@ class Keel:
         self.reader = None
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))}
         full_env["KEEL_DEFAULTS_FILE"] = os.path.join(self.tmp, "no-defaults.yaml")
+        # Every listener on loopback and a free port: tests run in parallel, and never touch
+        # anything but this machine's loopback.
+        for service in ("HEALTHCHECK", "METRICS", "TOKEN"):
+            full_env[f"KEEL_{service}_ADDRESS"] = "127.0.0.1:0"
         if notify:
             path = os.path.join(self.tmp, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <keel/health.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+static const char *const readiness_names[_KEEL_READINESS_MAX] = {
+    [KEEL_READINESS_STARTING] = "starting",
+    [KEEL_READINESS_READY] = "ready",
+    [KEEL_READINESS_STOPPING] = "shutting_down",
+};
+
+const char *keel_readiness_to_string(keel_readiness r)
+{
+    return r >= 0 && r < _KEEL_READINESS_MAX ? readiness_names[r] : NULL;
+}
+
+keel_readiness keel_app_readiness(const keel_app *app)
+{
+    return app ? (keel_readiness) atomic_load(&app->readiness) : _KEEL_READINESS_INVALID;
+}
+
+void keel__app_set_readiness(keel_app *app, keel_readiness r)
+{
+    atomic_store(&app->readiness, (int) r);
+}
+
+static bool valid_name(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+int keel_app_add_health_check(keel_app *app, const char *name, keel_health_check_t check, void *userdata)
+{
+    keel_assert_return(app && check && valid_name(name), -EINVAL);
+
+    int r = 0;
+    (void) pthread_mutex_lock(&app->health_lock);
+    for (size_t i = 0; i < app->n_health_checks && r == 0; i++)
+        if (streq(app->health_checks[i].name, name))
+            r = -EEXIST;
+    keel_health_entry *l = r == 0 ? realloc(app->health_checks, (app->n_health_checks + 1) * sizeof *l) : NULL;
+    char *copy = l ? strdup(name) : NULL;
+    if (r == 0 && (!l || !copy)) {
+        if (l)
+            app->health_checks = l;
+        free(copy);
+        r = -ENOMEM;
+    } else if (r == 0) {
+        app->health_checks = l;
+        l[app->n_health_checks++] = (keel_health_entry){ .name = copy, .check = check, .userdata = userdata };
+    }
+    (void) pthread_mutex_unlock(&app->health_lock);
+    return r;
+}
+
+unsigned keel_app_run_health_checks(keel_app *app, keel_health_report_t report, void *userdata)
+{
+    unsigned failed = 0;
+    if (!app)
+        return 0;
+    (void) pthread_mutex_lock(&app->health_lock);
+    for (size_t i = 0; i < app->n_health_checks; i++) {
+        char reason[256] = "";
+        keel_health_entry *e = &app->health_checks[i];
+        int r = e->check(e->userdata, reason, sizeof reason);
+        failed += r < 0;
+        if (report)
+            report(e->name, r, r < 0 && !reason[0] ? strerror(-r) : reason, userdata);
+    }
+    (void) pthread_mutex_unlock(&app->health_lock);
+    return failed;
+}
+
+void keel__app_health_done(keel_app *app)
+{
+    for (size_t i = 0; i < app->n_health_checks; i++)
+        free(app->health_checks[i].name);
+    app->health_checks = (free(app->health_checks), NULL);
+    app->n_health_checks = 0;
+    (void) pthread_mutex_destroy(&app->health_lock);
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <keel/app.h>
+#include <keel/config.h>
+#include <keel/task.h>
+#include <keel/work.h>
+
+/**
+ * An HTTP/1.1 server over libmicrohttpd, shared by every Keel service that listens. Its polling
+ * thread is a task of the service's group, every request runs inside the server's work tracker,
+ * and stopping it drains without losing a request (DESIGN §3). Body in core/http.c.
+ */
+typedef struct keel_http_server keel_http_server;
+/** One request, valid inside the handler and, when suspended, until it is answered. */
+typedef struct keel_http_request keel_http_request;
+
+/**
+ * Answers @req with one of the keel_http_respond*() calls and returns 0, or returns a negative
+ * errno without answering (the server answers 500). Runs on the server's polling thread: it must
+ * not block.
+ */
+typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
+
+/** What a server is. Zero limits take the configuration's http.* values. */
+typedef struct keel_http_options {
+    const char *service;         /* "healthcheck": points, thread, socket-activation name, log field */
+    const char *label;           /* "health check server": "Starting health check server[127.0.0.1:9998]" */
+    keel_address address;        /* port 0 picks a free port */
+    unsigned connection_limit;   /* concurrent connections; default 1024 */
+    unsigned connection_timeout; /* seconds a connection may stay silent; default 30 */
+    size_t header_limit;         /* bytes of request head per connection; default 16 KiB */
+    keel_http_handler_t handler;
+    void *userdata;
+} keel_http_options;
+
+/** How long start waits for the server to answer its own GET before failing. */
+#define KEEL_HTTP_READY_TIMEOUT_USEC (5 * KEEL_USEC_PER_SEC)
+
+/** Creates a stopped server. NULL when out of memory or for options without service, label or handler. */
+KEEL_API keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *options);
+/** Stops (keel_http_server_stop()) and frees @s. Accepts NULL; returns NULL. */
+KEEL_API keel_http_server *keel_http_server_free(keel_http_server *s);
+
+/**
+ * From a start observer: binds the address (or takes the socket systemd passed under the service's
+ * name), spawns the polling thread (in the server's own task group, named "<service>-server") at
+ * the point "<service>.spawn.server", and confirms
+ * the server end to end with a GET from libcurl, retrying with a millisecond backoff for at most
+ * KEEL_HTTP_READY_TIMEOUT_USEC (a signal does not cut it short). Logs the bound address. Returns
+ * 0, -EADDRINUSE and other bind errors, -EPERM outside a start observer, -ETIMEDOUT when the
+ * server never answered, -EALREADY when started before. The failure is given to keel_app_fail().
+ */
+KEEL_API int keel_http_server_start(keel_http_server *s);
+
+/**
+ * From a stop observer: stops accepting (the listener closes), answers every later response with
+ * `Connection: close`, closes idle keep-alive connections, waits until no request is in flight
+ * and no connection is open (progress every 500 ms, EXTEND_TIMEOUT_USEC kept up) until the app's
+ * stop deadline, then stops the polling thread and the daemon. Safe on a server that never started
+ * or started half-way; idempotent. Returns 0, or -ETIMEDOUT when the deadline passed with work
+ * still open (what was open is logged; the connections are cut).
+ */
+KEEL_API int keel_http_server_stop(keel_http_server *s);
+
+/** The bound address ("127.0.0.1:43121", "[::]:9998"), or NULL before start. */
+KEEL_API const char *keel_http_server_address(const keel_http_server *s);
+/** The bound port, or 0 before start. */
+KEEL_API uint16_t keel_http_server_port(const keel_http_server *s);
+/** The server's request tracker (borrowed). */
+KEEL_API keel_work *keel_http_server_work(keel_http_server *s);
+/** Connections open now. */
+KEEL_API unsigned keel_http_server_connections(const keel_http_server *s);
+
+/** "GET". */
+KEEL_API const char *keel_http_request_method(const keel_http_request *req);
+/** The path without the query ("/readyz"). */
+KEEL_API const char *keel_http_request_path(const keel_http_request *req);
+/** The value of header @name (case-insensitive), or NULL. */
+KEEL_API const char *keel_http_request_header(const keel_http_request *req, const char *name);
+/** Whether the query has @key, with or without a value ("?verbose"). */
+KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char *key);
+/** The peer's address ("127.0.0.1:50652"). */
+KEEL_API const char *keel_http_request_peer(const keel_http_request *req);
+
+/**
+ * Answers @req with @status and a copy of @body (@size bytes) as @content_type (NULL: no
+ * Content-Type). @headers, when not NULL, is a NULL-terminated list of name, value pairs added to
+ * the response. Returns 0, -EALREADY when @req was answered before, -ENOMEM.
+ */
+KEEL_API int keel_http_respond(keel_http_request *req, unsigned status, const char *content_type, const void *body, size_t size,
+                               const char *const *headers);
+/** keel_http_respond() with a NUL-terminated text body. */
+KEEL_API int keel_http_respond_text(keel_http_request *req, unsigned status, const char *content_type, const char *body);

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The health check service: /livez, /readyz and /healthz with Kubernetes conventions. /readyz is
+ * ready only between READY=1 and STOPPING=1 ({"status":"starting"} and {"status":"shutting_down"}
+ * otherwise, with 503), and then only while every registered check passes. `?verbose` lists each
+ * check as "[+]name ok" / "[-]name failed: reason", like the Kubernetes API server.
+ */
+#include <stdio.h>
+
+#include <keel/health.h>
+#include <keel/http.h>
+#include <keel/keel.h>
+
+#include "macro.h"
+#include "strbuf.h"
+
+#define JSON "application/json"
+#define TEXT "text/plain; charset=utf-8"
+
+typedef struct healthcheck_config {
+    keel_address address;
+} healthcheck_config;
+
+/* One instance per process; static so the configuration storage outlives every error path. */
+static struct {
+    healthcheck_config config;
+    keel_http_server *server; /* owned */
+} hc;
+
+static const keel_config_key config_keys[] = {
+    { .key = "healthcheck.address",
+      .type = KEEL_CONFIG_ADDRESS,
+      .offset = offsetof(healthcheck_config, address),
+      .def = ":9998",
+      .help = "where /livez, /readyz and /healthz listen" },
+};
+
+static void report_check(const char *name, int result, const char *reason, void *userdata)
+{
+    keel_strbuf *sb = userdata;
+    if (result < 0)
+        keel__strbuf_printf(sb, "[-]%s failed: %s\n", name, reason);
+    else
+        keel__strbuf_printf(sb, "[+]%s ok\n", name);
+}
+
+/* Runs the checks (none for /livez) and answers "ok", or the verbose list, with 200 or 503. */
+static int answer_checks(keel_http_request *req, keel_app *app, const char *probe, bool with_checks)
+{
+    char buf[8192];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    bool verbose = keel_http_request_has_arg(req, "verbose");
+
+    keel__strbuf_append(&sb, "[+]ping ok\n");
+    unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
+    keel__strbuf_printf(&sb, "%s check %s\n", probe, failed ? "failed" : "passed");
+    if (!verbose && !failed)
+        return keel_http_respond_text(req, 200, TEXT, "ok");
+    return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);
+}
+
+static int answer_readyz(keel_http_request *req, keel_app *app)
+{
+    keel_readiness r = keel_app_readiness(app);
+    char body[64];
+    if (r == KEEL_READINESS_READY)
+        return answer_checks(req, app, "readyz", true);
+    (void) snprintf(body, sizeof body, "{\"status\":\"%s\"}", keel_readiness_to_string(r));
+    return keel_http_respond_text(req, 503, JSON, body);
+}
+
+static int handle(keel_http_request *req, void *userdata)
+{
+    keel_app *app = userdata;
+    const char *path = keel_http_request_path(req);
+
+    if (streq(path, "/livez"))
+        return answer_checks(req, app, "livez", false);
+    if (streq(path, "/readyz"))
+        return answer_readyz(req, app);
+    if (streq(path, "/healthz"))
+        return answer_checks(req, app, "healthz", true);
+    return keel_http_respond_text(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
+}
+
+static int healthcheck_start(keel_service *s, void *userdata)
+{
+    keel_app *app = keel_service_app(s);
+    keel_http_options o = {
+        .service = "healthcheck", .label = "health check server", .address = hc.config.address, .handler = handle, .userdata = app
+    };
+    hc.server = keel_http_server_new(app, &o);
+    if (!hc.server)
+        return keel_app_fail(app, -ENOMEM, "Failed to create the health check server: %m");
+    return keel_http_server_start(hc.server);
+}
+
+static int healthcheck_stop(keel_service *s, void *userdata)
+{
+    int r = keel_http_server_stop(hc.server);
+    hc.server = keel_http_server_free(hc.server);
+    if (r < 0)
+        return keel_app_fail(keel_service_app(s), r, "health check server drained past the shutdown timeout");
+    return 0;
+}
+
+static const keel_service_vtable healthcheck_vtable = {
+    .name = "healthcheck",
+    .label = "health check",
+    .start = healthcheck_start,
+    .stop = healthcheck_stop,
+};
+
+static int on_serve(keel_app *app, void *userdata)
+{
+    return keel_app_add_service(app, &healthcheck_vtable, NULL, NULL);
+}
+
+static int healthcheck_register(keel_app *app)
+{
+    /* The keys for every command (so `keel config` shows them); the service for `serve` only. */
+    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &hc.config);
+    if (r < 0)
+        return r;
+    return keel_app_observe_command(app, "serve", "healthcheck.command", on_serve, NULL);
+}
+
+/* Start order certificate, token, metrics, health check (DESIGN §4): the last to start. */
+KEEL_PLUGIN_ORDERED(healthcheck, 540, healthcheck_register);
