@@ -54,6 +54,13 @@ class Keel:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stdout = self.stderr = None
+        # Read both pipes all the time, as journald would: a full 64 KiB pipe blocks the writer,
+        # and a test that reads only at exit would see a server frozen in write(2).
+        self._out, self._err = [], []
+        self.pipe_readers = [threading.Thread(target=self._drain_pipe, args=(pipe, sink), daemon=True)
+                             for pipe, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for t in self.pipe_readers:
+            t.start()
 
     def path(self, name):
         return os.path.join(self.tmp, name)
@@ -62,6 +69,11 @@ class Keel:
         with open(self.path(name), "w") as f:
             f.write(text)
         return self.path(name)
+
+    @staticmethod
+    def _drain_pipe(pipe, sink):
+        for chunk in iter(lambda: pipe.read(4096), ""):
+            sink.append(chunk)
 
     def _read_notifications(self):
         while True:
@@ -97,7 +109,7 @@ class Keel:
                              f"stderr so far: {self._stderr_now()}")
 
     def _stderr_now(self):
-        return "(process still running)" if self.proc.poll() is None else self.wait()[2]
+        return self.stderr_so_far() if self.proc.poll() is None else self.wait()[2]
 
     def ready(self, timeout=15.0):
         return self.wait_notify("READY=1", timeout)
@@ -109,11 +121,13 @@ class Keel:
         """Waits for the exit; returns (status, stdout, stderr). Fails if a sanitizer spoke."""
         if self.stdout is None:
             try:
-                self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.stdout, self.stderr = self.proc.communicate()
+                self.proc.wait()
+                self._collect()
                 raise AssertionError(f"keel did not exit within {timeout}s; stderr: {self.stderr}")
+            self._collect()
             time.sleep(0.02)  # the reader takes what the process sent last
             for mark in SANITIZER_MARKS:
                 if mark in self.stderr:
@@ -121,6 +135,14 @@ class Keel:
             if self.proc.returncode == SANITIZER_STATUS:
                 raise AssertionError(f"sanitizer exit status; stderr:\n{self.stderr}")
         return self.proc.returncode, self.stdout, self.stderr
+
+    def _collect(self):
+        for t in self.pipe_readers:
+            t.join(timeout=10)
+        self.stdout, self.stderr = "".join(self._out), "".join(self._err)
+
+    def stderr_so_far(self):
+        return "".join(self._err)
 
     def messages(self):
         with self.cond:
@@ -130,9 +152,11 @@ class Keel:
         if self.proc.poll() is None:
             self.proc.kill()
         try:
-            self.proc.communicate(timeout=10)
-        except (subprocess.TimeoutExpired, ValueError):
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             pass
+        for t in self.pipe_readers:
+            t.join(timeout=10)
         if self.sock:
             self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()

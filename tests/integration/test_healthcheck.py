@@ -101,7 +101,7 @@ class Drain(KeelTestCase):
         status, _, err = k.wait()
         self.assertEqual(status, 0, err)
         for i, res in enumerate(results):
-            self.assertIsNotNone(res, f"request {i} never completed")
+            self.assertIsNotNone(res, f"request {i} never completed; server log:\n{err}")
             first, second, connection = res
             self.assertEqual(first, (200, b"ok"))
             self.assertEqual(second, (200, b"ok"), f"request {i} was lost in the drain")
