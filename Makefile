@@ -9,14 +9,22 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmarks need, as Debian names them.
 DEBS = build-essential cmake pkg-config clang-format \
        libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
-       libcriterion-dev systemtap-sdt-dev python3 curl
+       libcriterion-dev systemtap-sdt-dev python3 curl prometheus
+# Only the benchmarks need these: load generator and the reference server.
+BENCH_DEBS = wrk nginx-light
 
-.PHONY: all deps build run test test-asan test-tsan bench format clean
+.PHONY: all deps deps-bench install-debs build run test test-asan test-tsan bench format clean
 
 all: build
 
 deps:
-	@missing=$$(for p in $(DEBS); do \
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS)"
+
+deps-bench:
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS) $(BENCH_DEBS)"
+
+install-debs:
+	@missing=$$(for p in $(PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
@@ -44,7 +52,7 @@ test-tsan:
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan-tests
 	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan --timeout 300
 
-bench: build
+bench: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches
 	tests/bench/run-all $(BUILD)
 

@@ -511,7 +511,8 @@ static int start_daemon(keel_http_server *s, int listen_fd)
 
 static void curl_init_once(void)
 {
-    (void) curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Plain HTTP to ourselves: no TLS to initialise, which would fault in megabytes of OpenSSL. */
+    (void) curl_global_init(CURL_GLOBAL_NOTHING);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *userdata)
