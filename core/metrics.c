@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <locale.h>
@@ -7,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 #include <keel/metrics.h>
 
@@ -71,12 +74,21 @@ struct family {
     size_t n_series, n_allocated;
 };
 
+/* What the process collector reads, refreshed by keel_metrics_format() under the registry's mutex. */
+typedef struct process_info {
+    long ticks_per_sec;
+    long page_size;
+    double boot_time; /* /proc/stat btime, seconds since the epoch */
+    double cpu_seconds, resident_bytes, virtual_bytes, start_time, threads, open_fds, max_fds;
+} process_info;
+
 struct keel_metrics {
     pthread_mutex_t lock; /* over everything below; never taken by the update functions */
     family **families;    /* owned, sorted by name */
     size_t n_families, n_allocated;
-    locale_t c_locale; /* LC_NUMERIC "C": the exposition format wants '.', whatever the process's locale */
-    size_t size_hint;  /* the size of the last exposition, to allocate the next one at once */
+    process_info *process; /* owned; NULL until keel_metrics_add_process_collector() */
+    locale_t c_locale;     /* LC_NUMERIC "C": the exposition format wants '.', whatever the process's locale */
+    size_t size_hint;      /* the size of the last exposition, to allocate the next one at once */
 };
 
 /* What a registration asks for. */
@@ -371,6 +383,7 @@ keel_metrics *keel_metrics_free(keel_metrics *m)
     for (size_t i = 0; i < m->n_families; i++)
         family_free(m->families[i]);
     free(m->families);
+    free(m->process);
     if (m->c_locale)
         freelocale(m->c_locale);
     (void) pthread_mutex_destroy(&m->lock);
@@ -534,6 +547,18 @@ static family *family_find(const keel_metrics *m, const char *name, size_t len)
     bool found;
     size_t i = family_search(m, name, len, &found);
     return found ? m->families[i] : NULL;
+}
+
+static void family_unlink(keel_metrics *m, const char *name)
+{
+    bool found;
+    size_t i = family_search(m, name, strlen(name), &found);
+
+    if (!found)
+        return;
+    family_free(m->families[i]);
+    memmove(m->families + i, m->families + i + 1, (m->n_families - i - 1) * sizeof(family *));
+    m->n_families--;
 }
 
 /* Histogram x writes the samples x_bucket, x_sum and x_count: no other family may have those
@@ -716,6 +741,200 @@ int keel_metrics_counter_fn(keel_metrics *m, const char *name, const char *help,
     return metrics_register(m, &spec, labels, &s);
 }
 
+/* ---- The process collector ---- */
+
+static int read_file(const char *path, char *buf, size_t size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    size_t len = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (len < size - 1) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        len += (size_t) n;
+    }
+    buf[len] = 0;
+    return 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
+
+/* /proc/stat can be long (a line per CPU, and one number per interrupt before btime): read it by line. */
+static int read_boot_time(double *ret)
+{
+    _cleanup_(fclosep) FILE *f = fopen("/proc/stat", "re");
+    _cleanup_free_ char *line = NULL;
+    size_t size = 0;
+
+    if (!f)
+        return -errno;
+    while (getline(&line, &size, f) >= 0) {
+        unsigned long long t;
+        if (sscanf(line, "btime %llu", &t) == 1) {
+            *ret = (double) t;
+            return 0;
+        }
+    }
+    return -EIO;
+}
+
+/* Reads /proc/self/stat (proc(5)): utime, stime, num_threads, starttime, vsize and rss. */
+static int read_self_stat(process_info *p)
+{
+    enum { F_UTIME = 14, F_STIME = 15, F_THREADS = 20, F_START = 22, F_VSIZE = 23, F_RSS = 24 };
+    unsigned long long v[F_RSS + 1] = { 0 };
+    char buf[2048], *s;
+    int field, r;
+
+    r = read_file("/proc/self/stat", buf, sizeof buf);
+    if (r < 0)
+        return r;
+    /* The command name in field 2 may contain anything, parentheses included: fields 3 and on
+     * begin after its last ')'. Field 3 is the state, a letter. */
+    s = strrchr(buf, ')');
+    if (!s || s[1] != ' ')
+        return -EIO;
+    s += 2;
+    s += strcspn(s, " ");
+    for (field = 4; field <= F_RSS; field++) {
+        char *end;
+        errno = 0;
+        v[field] = strtoull(s, &end, 10);
+        if (end == s || errno != 0)
+            return -EIO;
+        s = end;
+    }
+    p->cpu_seconds = (double) (v[F_UTIME] + v[F_STIME]) / (double) p->ticks_per_sec;
+    p->threads = (double) v[F_THREADS];
+    p->start_time = p->boot_time + (double) v[F_START] / (double) p->ticks_per_sec;
+    p->virtual_bytes = (double) v[F_VSIZE];
+    p->resident_bytes = (double) v[F_RSS] * (double) p->page_size;
+    return 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+static int count_open_fds(double *ret)
+{
+    _cleanup_(closedirp) DIR *d = opendir("/proc/self/fd");
+    unsigned n = 0;
+    struct dirent *de;
+
+    if (!d)
+        return -errno;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d)) /* not the one we read it through */
+            n++;
+    *ret = n;
+    return 0;
+}
+
+/* Refreshes every reading; one that fails reads NaN. Returns the first error. */
+static int process_refresh(process_info *p)
+{
+    struct rlimit rl;
+    int r = 0, k;
+
+    k = read_self_stat(p);
+    if (k < 0) {
+        p->cpu_seconds = p->threads = p->start_time = p->virtual_bytes = p->resident_bytes = NAN;
+        r = k;
+    }
+    k = count_open_fds(&p->open_fds);
+    if (k < 0) {
+        p->open_fds = NAN;
+        if (r == 0)
+            r = k;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        p->max_fds = NAN;
+        if (r == 0)
+            r = -errno;
+    } else
+        p->max_fds = rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double) rl.rlim_cur;
+    return r;
+}
+
+static double read_double(void *userdata)
+{
+    return *(const double *) userdata;
+}
+
+static const struct {
+    const char *name;
+    const char *help;
+    metric_type type;
+    size_t offset;
+} process_metrics[] = {
+    { "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", METRIC_COUNTER,
+      offsetof(process_info, cpu_seconds) },
+    { "process_max_fds", "Maximum number of open file descriptors.", METRIC_GAUGE, offsetof(process_info, max_fds) },
+    { "process_open_fds", "Number of open file descriptors.", METRIC_GAUGE, offsetof(process_info, open_fds) },
+    { "process_resident_memory_bytes", "Resident memory size in bytes.", METRIC_GAUGE, offsetof(process_info, resident_bytes) },
+    { "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", METRIC_GAUGE,
+      offsetof(process_info, start_time) },
+    { "process_threads", "Number of OS threads in the process.", METRIC_GAUGE, offsetof(process_info, threads) },
+    { "process_virtual_memory_bytes", "Virtual memory size in bytes.", METRIC_GAUGE, offsetof(process_info, virtual_bytes) },
+};
+
+int keel_metrics_add_process_collector(keel_metrics *m)
+{
+    _cleanup_(unlockp) pthread_mutex_t *locked = NULL;
+    _cleanup_free_ process_info *p = NULL;
+    const label_set none = { .n = 0 };
+    int r;
+
+    keel_assert_return(m, -EINVAL);
+
+    p = malloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    *p = (process_info){ .ticks_per_sec = sysconf(_SC_CLK_TCK), .page_size = sysconf(_SC_PAGESIZE) };
+    if (p->ticks_per_sec <= 0 || p->page_size <= 0)
+        return -EIO;
+    r = read_boot_time(&p->boot_time);
+    if (r < 0)
+        return r;
+    r = process_refresh(p);
+    if (r < 0)
+        return r;
+
+    locked = lock(&m->lock);
+    if (m->process)
+        return -EEXIST;
+    for (size_t i = 0; i < ELEMENTSOF(process_metrics); i++)
+        if (family_find(m, process_metrics[i].name, strlen(process_metrics[i].name)))
+            return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(process_metrics); i++) {
+        metric_spec spec = {
+            .name = process_metrics[i].name,
+            .help = process_metrics[i].help,
+            .type = process_metrics[i].type,
+            .fn = read_double,
+            .userdata = (char *) p + process_metrics[i].offset,
+        };
+        series *s;
+
+        r = register_locked(m, &spec, &none, &s);
+        if (r < 0) {
+            /* None of these families existed: take out those made so far, all or nothing. */
+            while (i-- > 0)
+                family_unlink(m, process_metrics[i].name);
+            return r;
+        }
+    }
+    m->process = TAKE_PTR(p);
+    return 0;
+}
+
 /* ---- Exposition ---- */
 
 typedef struct buffer {
@@ -861,6 +1080,8 @@ int keel_metrics_format(keel_metrics *m, char **ret_text, size_t *ret_size)
     saved = uselocale(m->c_locale);
     (void) lock(&m->lock);
     (void) buffer_reserve(&b, m->size_hint + m->size_hint / 8);
+    if (m->process)
+        (void) process_refresh(m->process); /* a reading that failed shows as NaN */
     for (size_t i = 0; i < m->n_families; i++)
         put_family(&b, m->families[i]);
     if (!b.oom)

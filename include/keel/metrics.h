@@ -118,9 +118,23 @@ KEEL_API void keel_histogram_observe(keel_histogram *h, double v);
  * "# TYPE" lines, then its series in the order they were created. Values are printed as integers
  * where they are integers below 2^53, otherwise in the shortest form that reads back to the same
  * double, and as "+Inf", "-Inf" and "NaN". Histogram buckets are cumulative, with le="+Inf"
- * last, followed by _sum and _count. Calls the value functions while holding the registry's mutex.
+ * last, followed by _sum and _count. Calls the value functions, and refreshes the process
+ * collector's readings, while holding the registry's mutex.
  *
  * Returns 0 and sets @ret_text (free() it) and @ret_size (its length without the NUL), -EINVAL
  * for a NULL argument, -ENOMEM. Thread-safe.
  */
 KEEL_API int keel_metrics_format(keel_metrics *m, char **ret_text, size_t *ret_size);
+
+/**
+ * Registers the standard process metrics, read from /proc at each keel_metrics_format():
+ * process_cpu_seconds_total (counter), process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_start_time_seconds (since the epoch),
+ * process_open_fds, process_max_fds (the soft RLIMIT_NOFILE; +Inf when unlimited) and
+ * process_threads (gauges). A value that cannot be read at a later exposition is NaN.
+ *
+ * Returns 0, -EEXIST when it was registered already, -EINVAL when @m is NULL or one of those names
+ * is taken, -ENOMEM, or the negative errno of reading /proc the first time (nothing is registered
+ * then). Thread-safe.
+ */
+KEEL_API int keel_metrics_add_process_collector(keel_metrics *m);

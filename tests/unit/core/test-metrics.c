@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -584,6 +585,94 @@ Test(metrics, concurrent_registration)
     }
 }
 
+/* ---- The process collector ---- */
+
+static int block_fd = -EBADF;
+
+static void *blocked(void *arg)
+{
+    char c;
+    (void) arg;
+    while (read(block_fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static double cpu_time(void)
+{
+    struct timespec ts;
+    (void) clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+Test(metrics, process_collector_values_are_sane)
+{
+    struct rlimit rl;
+    int fds[10], p[2];
+    pthread_t t;
+
+    cr_assert_eq(keel_metrics_add_process_collector(m), 0);
+    cr_assert_eq(keel_metrics_add_process_collector(m), -EEXIST);
+    cr_assert_eq(keel_metrics_add_process_collector(NULL), -EINVAL);
+
+    /* Burn some CPU, so the counter has something to show at clock-tick resolution. */
+    double cpu0 = cpu_time();
+    while (cpu_time() - cpu0 < 0.05)
+        ;
+
+    _cleanup_free_ char *text = format();
+    struct timespec now;
+    cr_assert_eq(clock_gettime(CLOCK_REALTIME, &now), 0);
+
+    double rss = sample(text, "process_resident_memory_bytes"), vsize = sample(text, "process_virtual_memory_bytes");
+    cr_assert(rss > 0, "rss %g", rss);
+    cr_assert(vsize >= rss, "vsize %g rss %g", vsize, rss);
+    cr_assert_geq(sample(text, "process_threads"), 1);
+    /* btime has whole seconds, so the start may read up to a second late. */
+    double start = sample(text, "process_start_time_seconds");
+    cr_assert(start > (double) now.tv_sec - 3600 && start <= (double) now.tv_sec + 1.0, "start %f now %ld", start,
+              (long) now.tv_sec);
+    double cpu = sample(text, "process_cpu_seconds_total");
+    cr_assert(cpu >= 0.03 && cpu <= cpu_time() + 0.02, "cpu %f", cpu);
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    cr_assert(sample(text, "process_max_fds") == (double) rl.rlim_cur);
+    double open_fds = sample(text, "process_open_fds");
+    cr_assert(open_fds >= 1 && open_fds <= (double) rl.rlim_cur);
+
+    /* Read at exposition time: ten more descriptors, one more thread, a lower limit. */
+    for (size_t i = 0; i < 10; i++)
+        cr_assert_geq(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    block_fd = p[0];
+    cr_assert_eq(pthread_create(&t, NULL, blocked, NULL), 0);
+    rl.rlim_cur = 512;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+    _cleanup_free_ char *later = format();
+    cr_assert(sample(later, "process_open_fds") == open_fds + 12, "%g then %g", open_fds, sample(later, "process_open_fds"));
+    /* At least one more: a sanitizer's runtime may start its own helper thread with ours. */
+    cr_assert_geq(sample(later, "process_threads"), sample(text, "process_threads") + 1);
+    cr_assert(sample(later, "process_max_fds") == 512);
+    cr_assert(sample(later, "process_start_time_seconds") == start);
+
+    close(p[1]);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    close(p[0]);
+    for (size_t i = 0; i < 10; i++)
+        close(fds[i]);
+}
+
+Test(metrics, process_collector_names_taken)
+{
+    keel_gauge *g;
+
+    cr_assert_eq(keel_metrics_gauge(m, "process_threads", "Mine.", NULL, &g), 0);
+    cr_assert_eq(keel_metrics_add_process_collector(m), -EINVAL);
+    /* All or nothing: no process_* family but the one that was there. */
+    _cleanup_free_ char *text = format();
+    cr_assert_str_eq(text, "# HELP process_threads Mine.\n# TYPE process_threads gauge\nprocess_threads 0\n");
+}
+
 /* ---- promtool ---- */
 
 Test(metrics, promtool_accepts_the_exposition)
@@ -601,6 +690,7 @@ Test(metrics, promtool_accepts_the_exposition)
     }
 
     small_registry();
+    cr_assert_eq(keel_metrics_add_process_collector(m), 0);
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
         char label[16];
         snprintf(label, sizeof label, "%02zu", i);
