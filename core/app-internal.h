@@ -8,6 +8,8 @@
 #include <keel/app.h>
 #include <keel/config.h>
 #include <keel/health.h>
+#include <keel/metrics.h>
+#include <keel/work.h>
 #include <keel/log.h>
 #include <keel/plugin.h>
 #include <keel/service.h>
@@ -129,7 +131,19 @@ struct keel_app {
     keel_health_entry *health_checks;
     size_t n_health_checks;
     char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
+
+    keel_metrics *metrics; /* owned */
+    keel_work **works;     /* owned: freed after the registry whose callbacks read them */
+    size_t n_works;
+    keel_histogram *shutdown_duration; /* borrowed from metrics */
+    keel_counter *refresh_failures_total;
 };
+
+/* core/app-metrics.c: the framework's own metrics. */
+int keel__app_metrics_setup(keel_app *app);
+void keel__app_metrics_done(keel_app *app);
+void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec);
+void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown);
 
 /* core/health.c */
 void keel__app_set_readiness(keel_app *app, keel_readiness r);

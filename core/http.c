@@ -55,10 +55,11 @@ struct keel_http_server {
     keel_http_handler_t handler;
     void *userdata;
 
-    keel_work *work;           /* owned: requests in flight */
-    keel_tasks *tasks;         /* owned: the polling thread */
-    struct MHD_Daemon *daemon; /* owned */
-    int wake_fd, epoll_fd;     /* owned */
+    keel_work *work;              /* borrowed from the app: requests in flight */
+    keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
+    keel_tasks *tasks;            /* owned: the polling thread */
+    struct MHD_Daemon *daemon;    /* owned */
+    int wake_fd, epoll_fd;        /* owned */
     char bound[INET6_ADDRSTRLEN + 8];
     uint16_t port;
     bool started, stopped, thread_running;
@@ -106,7 +107,7 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
     s->label = strdup(o->label);
     s->point_request = keel__strdup_printf("%s.request", o->service);
     s->point_spawn = keel__strdup_printf("%s.spawn.server", o->service);
-    s->work = keel_work_new(o->service);
+    s->work = keel_app_work(app, o->service);
     s->tasks = keel_tasks_new(app, o->service);
     if (!s->service || !s->label || !s->point_request || !s->point_spawn || !s->work || !s->tasks)
         return keel_http_server_free(s);
@@ -119,7 +120,6 @@ keel_http_server *keel_http_server_free(keel_http_server *s)
         return NULL;
     (void) keel_http_server_stop(s);
     keel_tasks_free(s->tasks);
-    keel_work_free(s->work);
     free(s->conns);
     free(s->delayed);
     free(s->service);
@@ -287,6 +287,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
 }
 
+static void count_request(keel_http_server *s, unsigned status)
+{
+    if (status >= ELEMENTSOF(s->by_status))
+        return;
+    if (!s->by_status[status]) {
+        char code[8];
+        (void) snprintf(code, sizeof code, "%u", status);
+        (void) keel_metrics_counter(keel_app_metrics(s->app), "keel_http_requests_total", "HTTP requests answered.",
+                                    (const char *const[]){ "service", s->service, "code", code, NULL }, &s->by_status[status]);
+    }
+    keel_counter_add(s->by_status[status], 1);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     keel_http_server *s = cls;
@@ -296,6 +309,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status > 0 && req->status < 500;
     keel_work_end(s->work, ok);
+    if (req->status)
+        count_request(s, req->status);
     if (req->cs)
         req->cs->busy = false;
     keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path, req->peer, req->status,

@@ -134,6 +134,7 @@ static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
         keel_log_error("Error %s: %s", o->failing, msg);
     else
         keel_log_error("Observer %s failed: %s", o->name, msg);
+    keel__metrics_observer_error(app, o->name, d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE);
     if (d->error == 0) {
         d->error = r;
         d->message = strdup(msg);
@@ -213,9 +214,11 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
 static void run_phases(keel_app *app, dispatch *d)
 {
     if (d->event == KEEL_EVENT_COMMAND) {
+        keel_usec_t t0 = keel_now();
         d->phase = app->command;
         keel__log_context_set("command", d->phase, NULL);
         run_list(app, &app->command_list, d, app->command);
+        keel__metrics_phase_duration(app, "command", d->phase, keel_now() - t0);
         return;
     }
     for (int p = 0; p < _KEEL_PHASE_MAX; p++) {
@@ -226,8 +229,10 @@ static void run_phases(keel_app *app, dispatch *d)
         d->phase = keel_phase_to_string((keel_phase) p);
         keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
         run_list(app, &app->lists[d->event][p], d, NULL);
+        keel_usec_t dur = keel_now() - t0;
         (void) snprintf(name, sizeof name, "%s.%s", keel_event_to_string(d->event), d->phase);
-        keel__trace_complete("phase", name, t0, keel_now() - t0, NULL);
+        keel__trace_complete("phase", name, t0, dur, NULL);
+        keel__metrics_phase_duration(app, keel_event_to_string(d->event), d->phase, dur);
     }
 }
 
@@ -292,6 +297,7 @@ static outcome step_refresh(keel_app *app)
     outcome o = run_event(app, KEEL_EVENT_REFRESH);
     if (o == OUTCOME_ERROR) {
         app->refresh_failures++;
+        keel_counter_add(app->refresh_failures_total, 1);
         keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->refresh_failures);
     }
     become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready");
@@ -360,6 +366,8 @@ static outcome step_finalize(keel_app *app)
 {
     outcome o = run_event(app, KEEL_EVENT_FINALIZE);
     disarm_forced_exit();
+    if (app->stop_started)
+        keel_histogram_observe(app->shutdown_duration, (double) (keel_now() - app->stop_started) / 1e6);
     if (app->stop_started && keel_now() > app->stop_deadline) {
         keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)", (double) (keel_now() - app->stop_started) / 1e6,
                        (double) app->settings.shutdown_timeout / 1e6);

@@ -138,5 +138,16 @@ KEEL_API keel_usec_t keel_app_stop_deadline(const keel_app *app);
  */
 KEEL_API void keel_app_stop_progress(keel_app *app, const char *what);
 
+/** The app's metrics registry (borrowed), exported by the metrics service. */
+KEEL_API struct keel_metrics *keel_app_metrics(keel_app *app);
+
+/**
+ * The work tracker of @component ("token"), created on first use and owned by the app until it is
+ * freed, so that metric callbacks reading it (keel_work_in_flight{component} and the started,
+ * failed and rejected totals, registered here) never outlive it. Main thread only. NULL when out
+ * of memory or for a bad name.
+ */
+KEEL_API struct keel_work *keel_app_work(keel_app *app, const char *component);
+
 /** Sends a STATUS= line to the service manager (and logs it at debug level). */
 KEEL_API void keel_app_status(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);

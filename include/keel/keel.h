@@ -7,6 +7,7 @@
 #include <keel/app.h>
 #include <keel/config.h>
 #include <keel/log.h>
+#include <keel/metrics.h>
 #include <keel/plugin.h>
 #include <keel/point.h>
 #include <keel/service.h>

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: MIT
+"""The metrics service through the real binary: the exposition passes promtool and carries the
+framework's metrics; a port in use fails its start and skips the services after it."""
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import unittest
+
+from httpclient import bound_address, get
+from keelrun import KeelTestCase, run
+
+REQUIRED = ("keel_build_info", "keel_lifecycle_event_duration_seconds", "keel_shutdown_duration_seconds",
+            "keel_work_in_flight", "keel_work_started_total", "keel_work_failed_total", "keel_work_rejected_total",
+            "keel_http_requests_total", "keel_refresh_failures_total", "process_resident_memory_bytes",
+            "process_start_time_seconds", "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+            "process_threads")
+
+
+class Exposition(KeelTestCase):
+    def setUp(self):
+        self.k = self.keel("serve")
+        self.addr = bound_address(self.k, "metrics exporter server")
+        self.health = bound_address(self.k, "health check server")
+
+    def tearDown(self):
+        self.k.kill(signal.SIGTERM)
+        status, _, err = self.k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertLess(err.index("Stopped health check server"), err.index("Stopped metrics exporter server"),
+                        "stop runs in reverse start order")
+
+    def scrape(self):
+        status, headers, body = get(self.addr, "/metrics")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
+        return body
+
+    @unittest.skipUnless(shutil.which("promtool"), "promtool (Debian package prometheus) is not installed")
+    def test_promtool_accepts_the_exposition(self):
+        p = subprocess.run(["promtool", "check", "metrics"], input=self.scrape(), capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_the_framework_metrics_are_there(self):
+        body = self.scrape()
+        for name in REQUIRED:
+            self.assertRegex(body, rf"(?m)^# TYPE {name} ", name)
+        self.assertIn('keel_lifecycle_event_duration_seconds{event="start",phase="during"}', body)
+        self.assertRegex(body, r'(?m)^keel_work_in_flight\{component="healthcheck"\} 0$')
+
+    def test_requests_are_counted_by_service_and_code(self):
+        for _ in range(3):
+            self.assertEqual(get(self.health, "/livez")[0], 200)
+        self.assertEqual(get(self.health, "/nope")[0], 404)
+        body = self.scrape()
+        ok = re.search(r'(?m)^keel_http_requests_total\{service="healthcheck",code="200"\} (\d+)$', body)
+        self.assertIsNotNone(ok, body)
+        self.assertGreaterEqual(int(ok.group(1)), 3)
+        self.assertRegex(body, r'(?m)^keel_http_requests_total\{service="healthcheck",code="404"\} [1-9]')
+
+    def test_other_paths_are_404(self):
+        self.assertEqual(get(self.addr, "/")[0], 404)
+
+
+class PortInUse(KeelTestCase):
+    def test_metrics_port_in_use_skips_the_health_check_and_exits_1(self):
+        squatter = socket.socket()
+        self.addCleanup(squatter.close)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        status, _, err, msgs = run("serve", env={"KEEL_METRICS_ADDRESS": f"127.0.0.1:{port}"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Address already in use", err)
+        self.assertIn("Skipped health check start", err)
+        self.assertNotIn("Starting health check server", err)
+        self.assertIn("Initiating shutdown, cause: start failed", err)
+        self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+
+
+if __name__ == "__main__":
+    unittest.main()
