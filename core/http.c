@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <microhttpd.h>
 #include <systemd/sd-daemon.h>
 
@@ -25,6 +24,7 @@
 #include <keel/point.h>
 
 #include "app-internal.h"
+#include "curl.h"
 #include "macro.h"
 
 typedef struct connection_state {
@@ -524,54 +524,76 @@ static int start_daemon(keel_http_server *s, int listen_fd)
     return 0;
 }
 
-static void curl_init_once(void)
-{
-    /* Plain HTTP to ourselves: no TLS to initialise, which would fault in megabytes of OpenSSL. */
-    (void) curl_global_init(CURL_GLOBAL_NOTHING);
-}
-
 static size_t discard(char *p, size_t size, size_t n, void *userdata)
 {
     return size * n;
+}
+
+static int unload_curl(keel_app *app, void *userdata)
+{
+    keel__curl_unload();
+    return 0;
+}
+
+/* Once per app, the first time a server starts: libcurl goes away when start ends, however it
+ * ends (start.after when it succeeds, finalize otherwise). */
+static void schedule_unload(keel_app *app)
+{
+    static keel_app *scheduled;
+    if (scheduled == app)
+        return;
+    scheduled = app;
+    (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
+    (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
+}
+
+static CURL *ready_check_new(const keel_curl *c, const char *url)
+{
+    CURL *curl = c->easy_init();
+    if (!curl)
+        return NULL;
+    (void) c->easy_setopt(curl, CURLOPT_URL, url);
+    (void) c->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    (void) c->easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    (void) c->easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
+    (void) c->easy_setopt(curl, CURLOPT_USERAGENT, "keel-ready-check");
+    (void) c->easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+    return curl;
 }
 
 /* DESIGN §2: success, or retry with a short backoff until a bounded error; never cut short by a
  * signal, which takes effect when the start observer returns. */
 static int wait_ready(keel_http_server *s)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    const keel_curl *c;
     char url[sizeof s->bound + 16];
-    (void) pthread_once(&once, curl_init_once);
+
+    schedule_unload(s->app);
+    if (keel__curl_load(&c) < 0)
+        return keel_app_fail(s->app, -ENOENT, "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);
     /* The bound address itself, numeric; for "every address", loopback reaches it. */
     if (s->address.host[0])
         (void) snprintf(url, sizeof url, "http://%s/", s->bound);
     else
         (void) snprintf(url, sizeof url, "http://127.0.0.1:%u/", s->port);
-
-    CURL *curl = curl_easy_init();
+    CURL *curl = ready_check_new(c, url);
     if (!curl)
-        return -ENOMEM;
-    (void) curl_easy_setopt(curl, CURLOPT_URL, url);
-    (void) curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    (void) curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    (void) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
-    (void) curl_easy_setopt(curl, CURLOPT_USERAGENT, "keel-ready-check");
-    (void) curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+        return keel_app_fail(s->app, -ENOMEM, "Cannot confirm %s ready: out of memory", s->label);
 
     keel_usec_t deadline = keel_now() + KEEL_HTTP_READY_TIMEOUT_USEC, backoff = KEEL_USEC_PER_MSEC;
-    CURLcode c;
-    while ((c = curl_easy_perform(curl)) != CURLE_OK && keel_now() < deadline) {
+    CURLcode code;
+    while ((code = c->easy_perform(curl)) != CURLE_OK && keel_now() < deadline) {
         keel_log_service(s->service, KEEL_LOG_DEBUG, "Unable to confirm the server ready: %s; retrying in %llums",
-                         curl_easy_strerror(c), (unsigned long long) (backoff / 1000));
+                         c->easy_strerror(code), (unsigned long long) (backoff / 1000));
         struct timespec ts = { .tv_nsec = (long) backoff * 1000 };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
         backoff = MIN(backoff * 2, 64 * KEEL_USEC_PER_MSEC);
     }
-    curl_easy_cleanup(curl);
-    if (c != CURLE_OK)
+    c->easy_cleanup(curl);
+    if (code != CURLE_OK)
         return keel_app_fail(s->app, -ETIMEDOUT, "%s[%s] did not answer within %llus: %s", s->label, s->bound,
-                             (unsigned long long) (KEEL_HTTP_READY_TIMEOUT_USEC / KEEL_USEC_PER_SEC), curl_easy_strerror(c));
+                             (unsigned long long) (KEEL_HTTP_READY_TIMEOUT_USEC / KEEL_USEC_PER_SEC), c->easy_strerror(code));
     return 0;
 }
 
