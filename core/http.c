@@ -37,7 +37,7 @@ struct keel_http_request {
     struct MHD_Connection *connection; /* borrowed */
     connection_state *cs;              /* borrowed */
     const char *method, *path;         /* borrowed from MHD, valid for the request */
-    char peer[INET6_ADDRSTRLEN + 8];
+    char peer[INET6_ADDRSTRLEN + 8];   /* formatted on first use: most requests never need it */
     keel_usec_t started, resume_at;
     unsigned status;
     int fault; /* of the request's `before` point */
@@ -154,10 +154,9 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t size)
 
 static keel_http_request *request_new(keel_http_server *s, struct MHD_Connection *c, const char *url, const char *method)
 {
-    keel_http_request *req = calloc(1, sizeof *req);
+    keel_http_request *req = malloc(sizeof *req);
     if (!req)
         return NULL;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     *req = (keel_http_request){
         .server = s,
@@ -165,9 +164,9 @@ static keel_http_request *request_new(keel_http_server *s, struct MHD_Connection
         .cs = sc ? sc->socket_context : NULL,
         .method = method,
         .path = url,
-        .started = keel_now(),
+        /* Only the debug log reads the latency: no clock read per request otherwise. */
+        .started = keel_log_get_level() >= KEEL_LOG_DEBUG ? keel_now() : 0,
     };
-    format_peer(ci ? ci->client_addr : NULL, req->peer, sizeof req->peer);
     return req;
 }
 
@@ -313,8 +312,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         count_request(s, req->status);
     if (req->cs)
         req->cs->busy = false;
-    keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path, req->peer, req->status,
-                     (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)");
+    if (req->started)
+        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path,
+                         keel_http_request_peer(req), req->status, (double) (keel_now() - req->started) / 1000.0,
+                         ok ? "" : " (failed)");
     free(req);
 }
 
@@ -570,7 +571,8 @@ static int wait_ready(keel_http_server *s)
 
     schedule_unload(s->app);
     if (keel__curl_load(&c) < 0)
-        return keel_app_fail(s->app, -ENOENT, "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);
+        return keel_app_fail(s->app, -ENOENT,
+                             "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);
     /* The bound address itself, numeric; for "every address", loopback reaches it. */
     if (s->address.host[0])
         (void) snprintf(url, sizeof url, "http://%s/", s->bound);
@@ -798,5 +800,12 @@ bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
 
 const char *keel_http_request_peer(const keel_http_request *req)
 {
-    return req ? req->peer : NULL;
+    if (!req)
+        return NULL;
+    if (!req->peer[0]) {
+        keel_http_request *r = (keel_http_request *) req; /* a cache, not a change */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        format_peer(ci ? ci->client_addr : NULL, r->peer, sizeof r->peer);
+    }
+    return req->peer;
 }
