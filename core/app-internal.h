@@ -137,6 +137,7 @@ struct keel_app {
     size_t n_works;
     keel_histogram *shutdown_duration; /* borrowed from metrics */
     keel_counter *refresh_failures_total;
+    bool curl_unload_scheduled; /* core/http.c: libcurl goes away when start ends */
 };
 
 /* core/app-metrics.c: the framework's own metrics. */

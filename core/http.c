@@ -540,10 +540,9 @@ static int unload_curl(keel_app *app, void *userdata)
  * ends (start.after when it succeeds, finalize otherwise). */
 static void schedule_unload(keel_app *app)
 {
-    static keel_app *scheduled;
-    if (scheduled == app)
+    if (app->curl_unload_scheduled)
         return;
-    scheduled = app;
+    app->curl_unload_scheduled = true;
     (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
     (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
 }
