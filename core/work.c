@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <limits.h>
 #include <linux/futex.h>
-#include <sched.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -13,122 +14,368 @@
 #include "macro.h"
 
 /*
- * One 64-bit state word carries everything a begin or an end changes, so that a begin+end pair
- * costs two atomic read-modify-writes (a locked instruction costs ~7 ns on the target machine;
- * a third one for a separate "succeeded" counter would put a pair over its 20 ns budget):
+ * No begin or end executes a locked instruction: a locked read-modify-write costs ~10 ns on the
+ * target machine, and two of them put a begin+end pair over its 20 ns budget (ADR 0009).
  *
- *   bits  0..19  in flight (admission stops at IN_FLIGHT_LIMIT, so refusals cannot carry out)
- *   bit      20  draining: the gate is closed
- *   bits 21..41  failed, not yet moved to fail_base
- *   bits 42..63  succeeded, not yet moved to ok_base
+ * Shards. Each thread that uses a tracker gets its own shard of counters, on its own cache line,
+ * and only that thread writes it, with plain loads and stores. The totals are the sums over the
+ * shards. A unit may begin on one thread and end on another: the sums stay exact, only the
+ * shards' own differences (begun - ok - failed) go off, which matters for the peak alone. A thread
+ * finds its shard through a small thread-local cache keyed by the tracker's generation, a number
+ * no other tracker of the process ever gets, so that an entry left behind by a freed tracker never
+ * matches a new one at the same address. On a miss it takes the tracker's mutex, and finds its
+ * shard, adopts the shard of a thread that has exited (whose counts it then continues, so that
+ * short-lived threads do not make the list grow), or links in a new one.
  *
- * A begin adds 1. An end adds OK_ONE - 1 or FAIL_ONE - 1: in flight goes down and its outcome
- * goes up in the same instruction, so started = succeeded + failed + in flight holds in every
- * snapshot and never needs a counter of its own. Since the gate shares the word with the count,
- * the order of the word's modifications decides every race between begin and close: a begin
- * that comes after the close sees the bit, one that comes before is counted and waited for.
+ * Gate. A begin stores begun + 1, then loads `draining`; a drainer stores `draining`, then loads
+ * every shard. That is Dekker's pattern, which needs a full fence between the store and the load
+ * on both sides; the begin's side only gets a compiler barrier, and the drainer makes up for it
+ * with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier on every CPU that
+ * runs one of our threads (a thread that is not running passed one when it was switched out).
+ * After it, a begin has either seen `draining` (and refuses) or its store is visible to the
+ * drainer (which waits for it). liburcu's membarrier flavour rests on the same argument. Where
+ * membarrier() is missing (old kernels, seccomp sandboxes), begins and ends use a real fence:
+ * correct, and as slow as the locked instructions this design removes (a pair ~22 ns, not ~6).
  *
- * The outcome fields are narrow, so a begin that finds a whole chunk in one moves it into the
- * 64-bit base counters (see transfer()). Only a begin does it: it holds a unit in flight, so the
- * tracker cannot be drained and freed under it. An end must not touch the tracker after its
- * decrement (the drainer may free it at once); its only later use is the futex wake, a syscall
- * on the address, which is harmless on freed memory (at worst a spurious wake-up elsewhere).
+ * Wake-ups. An end's publishing store is its last access to the tracker: once the drainer sees
+ * it, it may return and the caller may free the tracker (and its shards). So the end cannot load
+ * `draining` after it. It loads the `waiters` count of a static drain slot instead (the slot is
+ * picked from the generation, read before the store), after the same compiler barrier, and only
+ * when a drain is waiting there does it bump the slot's event count and FUTEX_WAKE it: static
+ * memory, never freed. A drainer counts itself in `waiters` before it closes the gate and before
+ * the barrier, so the membarrier argument applies again: an end either sees the waiter, or its
+ * store is visible to the drainer's first sums. A drainer that misses an end's store read the
+ * event count before that end bumped it (the bump comes after the store and is a release, the
+ * drainer's load an acquire), so FUTEX_WAIT on the value it read returns at once or is woken.
+ * Trackers whose generations share a slot only wake each other spuriously.
+ *
+ * Snapshots. Three 64-bit counters stored one after the other could be read at three different
+ * instants. So a shard also keeps their low bits packed in one word, stored last: a reader takes
+ * the instant from the word and the high bits from the counters read around it (shard_read()).
+ * Each shard is thus read at one instant; shards are read one after another. While a unit moves
+ * between threads a snapshot may count its end and not its begin: in_flight is then held at 0.
+ *
+ * Peak. An exact peak needs a shared read-modify-write, which is what this design removes. Each
+ * shard keeps the high-water mark of its own difference. While no shard's difference is below 0
+ * (no thread ended more units than it began), each is at most the total, so the marks are lower
+ * bounds of the peak, and exact when one thread does all the work. The first end that would take
+ * a shard below 0 (work moved between threads) freezes the marks under the mutex before it
+ * publishes. Totals computed by stats and drain raise the peak too, but only when no end happened
+ * while they were read (see sum()): a sum of shards read one after another could otherwise count
+ * a unit that ended before another began as in flight together with it.
  */
-#define IN_FLIGHT_MASK  ((UINT64_C(1) << 20) - 1)
-#define IN_FLIGHT_LIMIT (UINT64_C(1) << 19)
-#define DRAINING        (UINT64_C(1) << 20)
-#define FAIL_SHIFT      21
-#define FAIL_MASK       ((UINT64_C(1) << 21) - 1)
-#define FAIL_ONE        (UINT64_C(1) << FAIL_SHIFT)
-#define OK_SHIFT        42
-#define OK_MASK         (UINT64_MAX >> OK_SHIFT)
-#define OK_ONE          (UINT64_C(1) << OK_SHIFT)
-/* Outcomes move to the bases in whole chunks of this many. A begin sees whether a field holds a
- * chunk by its high bits alone, so the check joins the gate check on the fast path. */
-#define XFER_CHUNK   (UINT64_C(1) << 16)
-#define XFER_BITS(v) ((v) & ~(XFER_CHUNK - 1))
 
-/* A begin leaves its fast path only when one of these bits is set in the value it replaced. */
-#define BEGIN_SLOW (IN_FLIGHT_LIMIT | DRAINING | (XFER_BITS(FAIL_MASK) << FAIL_SHIFT) | (XFER_BITS(OK_MASK) << OK_SHIFT))
+#define CACHE_LINE 64
 
-/* Refused begins are undone, so at most IN_FLIGHT_LIMIT units plus one refusal per thread sit in
- * the count. A field holds less than a chunk after a transfer, and grows by at most one end per
- * unit admitted before the next begin moves it again: a chunk plus twice the limit always fits. */
-_Static_assert(IN_FLIGHT_LIMIT * 2 - 1 <= IN_FLIGHT_MASK, "refused begins must not carry out of the in-flight field");
-_Static_assert(XFER_CHUNK + 2 * IN_FLIGHT_LIMIT <= FAIL_MASK, "failed field too narrow");
-_Static_assert(XFER_CHUNK + 2 * IN_FLIGHT_LIMIT <= OK_MASK, "succeeded field too narrow");
+/* The packed word: ok in bits 0..20, failed in 22..42, begun in 44..63. Bits 21 and 43 catch the
+ * carry out of a field that wraps and are cleared, so a field never carries into the next. */
+#define OK_SHIFT                 0
+#define OK_BITS                  21
+#define FAIL_SHIFT               22
+#define FAIL_BITS                21
+#define BEGUN_SHIFT              44
+#define BEGUN_BITS               20
+#define OK_ONE                   (UINT64_C(1) << OK_SHIFT)
+#define FAIL_ONE                 (UINT64_C(1) << FAIL_SHIFT)
+#define BEGUN_ONE                (UINT64_C(1) << BEGUN_SHIFT)
+#define GUARD_BITS               ((UINT64_C(1) << (OK_SHIFT + OK_BITS)) | (UINT64_C(1) << (FAIL_SHIFT + FAIL_BITS)))
+#define FIELD(word, shift, bits) (((word) >> (shift)) & ((UINT64_C(1) << (bits)) - 1))
+
+/* A reader retries when a counter moved by this much between its reads around the word (it was
+ * preempted); otherwise the word's fields are within this of the counters, well inside the half
+ * range the narrowest field can tell apart. */
+#define READ_SKEW (UINT64_C(1) << 16)
+_Static_assert(READ_SKEW + 2 < (UINT64_C(1) << (BEGUN_BITS - 1)), "packed fields too narrow for the read skew");
+
+#define CACHE_SLOTS 16 /* trackers a thread can alternate between without a miss */
+#define DRAIN_SLOTS 64
+
+/* A thread that has used a tracker. Shards point to it so that another thread can tell when it
+ * has exited and adopt its shard. */
+typedef struct owner {
+    _Atomic unsigned n_ref; /* the thread until it exits, and every shard it owns */
+    _Atomic bool exited;    /* stored with release by the thread's last act */
+} owner;
+
+typedef struct shard {
+    /* Written by the owning thread only, loads and stores; read by anyone. */
+    _Atomic uint64_t word; /* low bits of ok, failed and begun, stored after them */
+    _Atomic uint64_t begun;
+    _Atomic uint64_t ok;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t mark; /* highest begun - ok - failed a begin of the owner saw, as signed */
+    /* Under the tracker's lock. */
+    owner *owner;       /* owned reference */
+    struct shard *next; /* set before the shard is published, then constant */
+} shard;
+_Static_assert(sizeof(shard) <= CACHE_LINE, "a shard must fit one cache line");
 
 struct keel_work {
-    /* Written by every begin and end: one cache line, nothing else the hot path touches. */
-    _Atomic uint64_t state;
-    _Atomic uint32_t peak;
-    /* Cold: transfers, refusals. */
-    _Alignas(64) _Atomic uint64_t ok_base;
-    _Atomic uint64_t fail_base;
-    /* Transfers in progress (low 32 bits) and done (high 32 bits): readers retry around them. */
-    _Atomic uint64_t xfer;
-    _Atomic uint64_t rejected;
+    /* Read by every begin and end; written once, or (draining, shards) rarely. */
+    uint64_t gen;    /* unique in the process: keys the thread caches, picks the drain slot */
+    bool membarrier; /* begins and ends rely on the drainer's membarrier() */
+    _Atomic bool draining;
+    _Atomic(shard *) shards; /* owned list, newest first; only ever grows */
     char *name;
+
+    /* Cold. */
+    _Alignas(CACHE_LINE) pthread_mutex_t lock; /* shard lookups that miss the cache, the peak freeze */
+    _Atomic uint64_t rejected;
+    _Atomic uint64_t seen_peak;   /* highest in-flight total computed by stats or drain */
+    _Atomic uint64_t frozen_peak; /* the marks' maximum when `crossed` was set */
+    _Atomic bool crossed;         /* some end took its shard below 0: the marks stopped counting */
+
+    /* For a thread that could not allocate a shard: shared, so read-modify-writes. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t spare_begun;
+    _Atomic uint64_t spare_ok;
+    _Atomic uint64_t spare_failed;
 };
 
-/* The futex word is the low-order half of the state, which holds the in-flight count: any change
- * of the count changes it, so a drainer that waits on the value it saw cannot miss the last end. */
-static uint32_t *futex_word(keel_work *w)
+typedef struct cache_slot {
+    uint64_t gen;
+    shard *shard; /* borrowed from the tracker of generation `gen` */
+} cache_slot;
+
+/* Static, never freed: what an end may touch after its publishing store. */
+typedef struct drain_slot {
+    _Alignas(CACHE_LINE) _Atomic uint32_t waiters; /* drains under way on trackers of this slot */
+    _Atomic uint32_t events;                       /* futex word: ends and refusals bump it while a drain waits */
+} drain_slot;
+
+static drain_slot drain_slots[DRAIN_SLOTS];
+static _Atomic uint64_t last_gen;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_key_t owner_key;
+static bool have_owner_key;
+static _Atomic bool membarrier_registered, membarrier_wanted = true;
+static _Thread_local cache_slot cache[CACHE_SLOTS];
+static _Thread_local owner *me; /* the reference the thread holds on its own record */
+
+/* Exposed for tests and benchmarks only; declared here because work.c has no private header. */
+bool keel__work_use_membarrier(bool enable);
+size_t keel__work_n_shards(const keel_work *w);
+
+static long membarrier(int cmd)
 {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return (uint32_t *) &w->state;
-#else
-    return (uint32_t *) &w->state + 1;
-#endif
+    return syscall(SYS_membarrier, cmd, 0, 0);
 }
 
-static void futex_wake_all(uint32_t *word)
+static void owner_unref(owner *o)
 {
-    (void) syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    if (o && atomic_fetch_sub_explicit(&o->n_ref, 1, memory_order_acq_rel) == 1)
+        free(o);
 }
 
-/* Waits while *word == expected, until woken or @until (CLOCK_MONOTONIC, absolute) passes.
+/* Runs when a thread that used a tracker exits. */
+static void owner_exit(void *p)
+{
+    owner *o = p;
+
+    /* A later destructor of the same thread that begins work again starts afresh. */
+    memset(cache, 0, sizeof cache);
+    me = NULL;
+    /* Release: the thread's stores to its shards happen before an adopter's acquire load. */
+    atomic_store_explicit(&o->exited, true, memory_order_release);
+    owner_unref(o);
+}
+
+static void init_once(void)
+{
+    long cmds;
+
+    have_owner_key = pthread_key_create(&owner_key, owner_exit) == 0;
+    if (!have_owner_key)
+        keel_log_debug("Work tracker: no thread-exit hook, shards of exited threads will not be reused");
+
+    /* Registration waits for the scheduler (~10 ms) once per process; a fork inherits it. */
+    cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    if (cmds < 0)
+        keel_log_debug_errno(errno, "Work tracker: membarrier() unavailable (%m), begins and ends use a full fence");
+    else if (!(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+        keel_log_debug("Work tracker: membarrier() lacks PRIVATE_EXPEDITED, begins and ends use a full fence");
+    else if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) < 0)
+        keel_log_debug_errno(errno, "Work tracker: membarrier() registration failed (%m), begins and ends use a full fence");
+    else
+        atomic_store_explicit(&membarrier_registered, true, memory_order_relaxed);
+}
+
+bool keel__work_use_membarrier(bool enable)
+{
+    (void) pthread_once(&once, init_once);
+    atomic_store_explicit(&membarrier_wanted, enable, memory_order_relaxed);
+    return enable && atomic_load_explicit(&membarrier_registered, memory_order_relaxed);
+}
+
+/* Orders a hot path's publishing store before its next load, as far as the drainer needs (see the
+ * comment at the top): a compiler barrier when the drainer runs membarrier(), else a full fence. */
+static inline void hot_fence(bool membarrier_covers)
+{
+    if (_likely_(membarrier_covers))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+static drain_slot *slot_of(const keel_work *w)
+{
+    return &drain_slots[w->gen % DRAIN_SLOTS];
+}
+
+/* Called after this thread's last access to the tracker: touches only the static slot. */
+static void __attribute__((noinline, cold)) wake(drain_slot *d)
+{
+    /* Release: a drainer whose acquire load sees the bump sees the store before it. */
+    (void) atomic_fetch_add_explicit(&d->events, 1, memory_order_release);
+    (void) syscall(SYS_futex, &d->events, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static inline void wake_drainer(drain_slot *d)
+{
+    if (_unlikely_(atomic_load_explicit(&d->waiters, memory_order_relaxed) != 0))
+        wake(d);
+}
+
+/* Waits while d->events == expected, until woken or @until (CLOCK_MONOTONIC, absolute) passes.
  * FUTEX_WAIT_BITSET takes an absolute time, so a wake-up never stretches the deadline. */
-static void futex_wait_until(uint32_t *word, uint32_t expected, keel_usec_t until)
+static void wait_until(drain_slot *d, uint32_t expected, keel_usec_t until)
 {
     struct timespec ts = {
         .tv_sec = (time_t) (until / KEEL_USEC_PER_SEC),
         .tv_nsec = (long) (until % KEEL_USEC_PER_SEC) * 1000,
     };
-    (void) syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
-}
-
-/* In flight just reached 0 while draining: the drainer may be asleep on the futex word. */
-static bool wakes_drainer(uint64_t state)
-{
-    return (state & (DRAINING | IN_FLIGHT_MASK)) == DRAINING;
+    (void) syscall(SYS_futex, &d->events, FUTEX_WAIT_BITSET_PRIVATE, expected, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
 keel_work *keel_work_new(const char *name)
 {
     keel_work *w;
+    int r;
 
     if (!name) {
         errno = EINVAL;
         return NULL;
     }
-    /* Cache-line aligned, so the hot word shares its line with no other object. */
-    w = aligned_alloc(64, (sizeof(keel_work) + 63) / 64 * 64);
+    (void) pthread_once(&once, init_once);
+
+    /* Cache-line aligned, so the hot fields share their line with no other object. */
+    w = aligned_alloc(CACHE_LINE, (sizeof(keel_work) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
     if (!w)
         return NULL;
-    *w = (keel_work){ .name = strdup(name) };
+    *w = (keel_work){
+        .gen = atomic_fetch_add_explicit(&last_gen, 1, memory_order_relaxed) + 1,
+        .membarrier = atomic_load_explicit(&membarrier_registered, memory_order_relaxed) &&
+                      atomic_load_explicit(&membarrier_wanted, memory_order_relaxed),
+        .name = strdup(name),
+    };
     if (!w->name) {
         free(w);
         return NULL;
     }
+    r = pthread_mutex_init(&w->lock, NULL);
+    if (r != 0) {
+        free(w->name);
+        free(w);
+        errno = r;
+        return NULL;
+    }
     return w;
+}
+
+typedef struct counts {
+    uint64_t begun, ok, failed;
+} counts;
+
+/* The number whose low @bits bits are @low, nearest to @near. */
+static uint64_t widen(uint64_t near, uint64_t low, unsigned bits)
+{
+    uint64_t span = UINT64_C(1) << bits;
+    uint64_t d = (low - near) & (span - 1);
+    return d < span / 2 ? near + d : near + d - span;
+}
+
+/*
+ * One shard's counters as of one instant: the instant its word was stored. The owner stores a
+ * counter, then the word (both release); the loads here are acquire, in order. So the first
+ * reads of the counters are at most one operation ahead of the word, the second ones not behind
+ * it, and when they are close the word's fields are within READ_SKEW of the first reads.
+ */
+static counts shard_read(shard *s)
+{
+    for (;;) {
+        uint64_t b0 = atomic_load_explicit(&s->begun, memory_order_acquire);
+        uint64_t o0 = atomic_load_explicit(&s->ok, memory_order_acquire);
+        uint64_t f0 = atomic_load_explicit(&s->failed, memory_order_acquire);
+        uint64_t word = atomic_load_explicit(&s->word, memory_order_acquire);
+        uint64_t b1 = atomic_load_explicit(&s->begun, memory_order_acquire);
+        uint64_t o1 = atomic_load_explicit(&s->ok, memory_order_acquire);
+        uint64_t f1 = atomic_load_explicit(&s->failed, memory_order_acquire);
+
+        /* begun goes back by one when a refusal undoes its begin: + 1 keeps that small. */
+        if (b1 - b0 + 1 <= READ_SKEW && o1 - o0 <= READ_SKEW && f1 - f0 <= READ_SKEW)
+            return (counts){
+                .begun = widen(b0, FIELD(word, BEGUN_SHIFT, BEGUN_BITS), BEGUN_BITS),
+                .ok = widen(o0, FIELD(word, OK_SHIFT, OK_BITS), OK_BITS),
+                .failed = widen(f0, FIELD(word, FAIL_SHIFT, FAIL_BITS), FAIL_BITS),
+            };
+        /* Preempted between the reads while the owner ran on: read again. */
+    }
+}
+
+/*
+ * The sums over the shards and the spare counters, each shard as of its own instant. Sets
+ * *ret_exact when no end happened on a shard after it was read (the end counters read again give
+ * the same sum): then no shard's count went down after its read (but for a refusal undoing its
+ * begin), so the in-flight total computed here is at most the one at the last read, and may raise
+ * the peak. Ends before begins for the spare counters, so that a unit counted as ended there is
+ * counted as begun.
+ */
+static counts sum(keel_work *w, bool *ret_exact)
+{
+    counts t = {
+        .ok = atomic_load_explicit(&w->spare_ok, memory_order_acquire),
+        .failed = atomic_load_explicit(&w->spare_failed, memory_order_acquire),
+    };
+    t.begun = atomic_load_explicit(&w->spare_begun, memory_order_acquire);
+
+    for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next) {
+        counts c = shard_read(s);
+        t.begun += c.begun;
+        t.ok += c.ok;
+        t.failed += c.failed;
+    }
+
+    if (ret_exact) {
+        /* The head again: ends on a shard linked meanwhile count too. */
+        uint64_t ends =
+            atomic_load_explicit(&w->spare_ok, memory_order_acquire) + atomic_load_explicit(&w->spare_failed, memory_order_acquire);
+        for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next)
+            ends += atomic_load_explicit(&s->ok, memory_order_acquire) + atomic_load_explicit(&s->failed, memory_order_acquire);
+        *ret_exact = ends == t.ok + t.failed;
+    }
+    return t;
+}
+
+/* Only a unit that moved between threads during the snapshot can make this negative. */
+static uint64_t in_flight_of(const counts *c)
+{
+    int64_t n = (int64_t) (c->begun - c->ok - c->failed);
+    return n > 0 ? (uint64_t) n : 0;
 }
 
 keel_work *keel_work_free(keel_work *w)
 {
     if (!w)
         return NULL;
-    assert((atomic_load(&w->state) & IN_FLIGHT_MASK) == 0);
+#ifndef NDEBUG
+    counts c = sum(w, NULL);
+    assert(in_flight_of(&c) == 0);
+#endif
+    for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire), *next; s; s = next) {
+        next = s->next;
+        owner_unref(s->owner);
+        free(s);
+    }
+    (void) pthread_mutex_destroy(&w->lock);
     free(w->name);
     free(w);
     return NULL;
@@ -140,115 +387,266 @@ const char *keel_work_name(const keel_work *w)
     return w->name;
 }
 
-static void update_peak(keel_work *w, uint32_t n)
+size_t keel__work_n_shards(const keel_work *cw)
 {
-    uint32_t p = atomic_load_explicit(&w->peak, memory_order_relaxed);
-    while (n > p && !atomic_compare_exchange_weak_explicit(&w->peak, &p, n, memory_order_relaxed, memory_order_relaxed))
-        ;
+    keel_work *w = (keel_work *) cw; /* C11 atomic loads take non-const pointers */
+    size_t n = 0;
+
+    for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next)
+        n++;
+    return n;
 }
 
-/* Moves the whole chunks of one outcome field into its base counter. The CAS subtracts only what
- * the word holds, so begins racing here never move a chunk twice. Everything is seq_cst so that
- * keel_work_get_stats() can prove with `xfer` alone that no move overlapped its reads. */
-static void transfer(keel_work *w, int shift, uint64_t mask, _Atomic uint64_t *base)
+static owner *owner_get(void)
 {
-    uint64_t s = atomic_load(&w->state);
+    owner *o;
 
-    (void) atomic_fetch_add(&w->xfer, 1);
-    for (;;) {
-        uint64_t n = XFER_BITS((s >> shift) & mask);
-        if (n == 0)
-            break; /* another begin moved it */
-        if (atomic_compare_exchange_weak(&w->state, &s, s - (n << shift))) {
-            (void) atomic_fetch_add(base, n);
+    if (me)
+        return me;
+    o = malloc(sizeof *o);
+    if (!o)
+        return NULL;
+    *o = (owner){ .n_ref = 1 };
+    if (have_owner_key && pthread_setspecific(owner_key, o) != 0) {
+        free(o);
+        return NULL;
+    }
+    me = o;
+    return o;
+}
+
+/* The cache missed: find this thread's shard, adopt one whose thread exited, or link in a new one.
+ * NULL when out of memory; the caller then counts on the spare counters. */
+static shard *__attribute__((noinline, cold)) shard_find(keel_work *w, cache_slot *c)
+{
+    shard *found = NULL, *orphan = NULL;
+    owner *o = owner_get();
+
+    if (!o)
+        return NULL;
+
+    (void) pthread_mutex_lock(&w->lock);
+    for (shard *s = atomic_load_explicit(&w->shards, memory_order_relaxed); s; s = s->next) {
+        if (s->owner == o) {
+            found = s;
             break;
         }
+        if (!orphan && atomic_load_explicit(&s->owner->exited, memory_order_acquire))
+            orphan = s;
     }
-    (void) atomic_fetch_add(&w->xfer, (UINT64_C(1) << 32) - 1);
+    if (!found && orphan) {
+        /* The acquire above made the exited thread's stores visible: go on from its counts. */
+        owner_unref(orphan->owner);
+        (void) atomic_fetch_add_explicit(&o->n_ref, 1, memory_order_relaxed);
+        orphan->owner = o;
+        found = orphan;
+    } else if (!found) {
+        found = aligned_alloc(CACHE_LINE, CACHE_LINE);
+        if (found) {
+            (void) atomic_fetch_add_explicit(&o->n_ref, 1, memory_order_relaxed);
+            *found = (shard){ .owner = o, .next = atomic_load_explicit(&w->shards, memory_order_relaxed) };
+            /* Release: readers that see the new head see an initialised shard. */
+            atomic_store_explicit(&w->shards, found, memory_order_release);
+        }
+    }
+    (void) pthread_mutex_unlock(&w->lock);
+
+    if (found)
+        *c = (cache_slot){ .gen = w->gen, .shard = found };
+    return found;
 }
 
-static int __attribute__((noinline, cold)) begin_slow(keel_work *w, uint64_t old)
+static inline shard *shard_get(keel_work *w)
 {
-    if (old & (DRAINING | IN_FLIGHT_LIMIT)) {
-        /* Count the refusal before the undo: after it the drainer may return and free @w. */
-        (void) atomic_fetch_add_explicit(&w->rejected, 1, memory_order_relaxed);
-        uint64_t s = atomic_fetch_sub_explicit(&w->state, 1, memory_order_release) - 1;
-        if (wakes_drainer(s))
-            futex_wake_all(futex_word(w));
-        return old & DRAINING ? -ESHUTDOWN : -EBUSY;
+    cache_slot *c = &cache[w->gen % CACHE_SLOTS];
+
+    if (_likely_(c->gen == w->gen))
+        return c->shard;
+    return shard_find(w, c);
+}
+
+static int64_t marks_max(keel_work *w)
+{
+    int64_t m = 0;
+
+    for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next)
+        m = MAX(m, (int64_t) atomic_load_explicit(&s->mark, memory_order_relaxed));
+    return m;
+}
+
+/* An end is about to take its shard below 0, or cannot tell (spare counters): from now on a
+ * shard's difference may exceed the total, so keep the marks' maximum as it is now. Runs before
+ * the end's publishing store, while its unit keeps the tracker alive. */
+static void __attribute__((noinline, cold)) freeze_peak(keel_work *w)
+{
+    if (atomic_load_explicit(&w->crossed, memory_order_acquire))
+        return;
+    (void) pthread_mutex_lock(&w->lock);
+    if (!atomic_load_explicit(&w->crossed, memory_order_relaxed)) {
+        atomic_store_explicit(&w->frozen_peak, (uint64_t) marks_max(w), memory_order_relaxed);
+        atomic_store_explicit(&w->crossed, true, memory_order_release);
     }
-    if (XFER_BITS((old >> FAIL_SHIFT) & FAIL_MASK))
-        transfer(w, FAIL_SHIFT, FAIL_MASK, &w->fail_base);
-    if (XFER_BITS((old >> OK_SHIFT) & OK_MASK))
-        transfer(w, OK_SHIFT, OK_MASK, &w->ok_base);
-    update_peak(w, (uint32_t) (old & IN_FLIGHT_MASK) + 1);
-    return 0;
+    (void) pthread_mutex_unlock(&w->lock);
+}
+
+/* Out of memory: count on the shared spare counters. The seq_cst read-modify-write is also the
+ * full fence between the count and the gate. */
+static int __attribute__((noinline, cold)) begin_spare(keel_work *w)
+{
+    drain_slot *d = slot_of(w);
+
+    (void) atomic_fetch_add(&w->spare_begun, 1);
+    if (!atomic_load(&w->draining))
+        return 0;
+    (void) atomic_fetch_add_explicit(&w->rejected, 1, memory_order_relaxed);
+    (void) atomic_fetch_sub_explicit(&w->spare_begun, 1, memory_order_release); /* last access to @w */
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_drainer(d);
+    return -ESHUTDOWN;
+}
+
+static void __attribute__((noinline, cold)) end_spare(keel_work *w, bool ok)
+{
+    drain_slot *d = slot_of(w);
+
+    freeze_peak(w);
+    (void) atomic_fetch_add_explicit(ok ? &w->spare_ok : &w->spare_failed, 1, memory_order_release); /* last access */
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_drainer(d);
+}
+
+static int __attribute__((noinline, cold)) begin_refuse(keel_work *w, shard *s, uint64_t begun)
+{
+    drain_slot *d = slot_of(w);
+
+    /* Count the refusal before the undo: after it a drainer may return and free @w. */
+    (void) atomic_fetch_add_explicit(&w->rejected, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->begun, begun - 1, memory_order_release);
+    atomic_store_explicit(&s->word, atomic_load_explicit(&s->word, memory_order_relaxed) - BEGUN_ONE,
+                          memory_order_release); /* last access to @w */
+    /* A full fence whatever the mode: this is cold, and a drainer that started after the close
+     * may be waiting for the undo. */
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_drainer(d);
+    return -ESHUTDOWN;
 }
 
 int keel_work_begin(keel_work *w)
 {
     keel_assert_return(w, -EINVAL);
 
-    /* Relaxed: admission is decided by the order of the word's modifications alone, and what
-     * the work itself touches is published to the drainer by the release in keel_work_end(). */
-    uint64_t old = atomic_fetch_add_explicit(&w->state, 1, memory_order_relaxed);
-    if (_unlikely_(old & BEGIN_SLOW))
-        return begin_slow(w, old);
-    update_peak(w, (uint32_t) (old & IN_FLIGHT_MASK) + 1);
+    shard *s = shard_get(w);
+    if (_unlikely_(!s))
+        return begin_spare(w);
+
+    /* Relaxed loads of our own stores; release stores so that a reader that sees the word sees
+     * the counter stored before it (shard_read()). */
+    uint64_t begun = atomic_load_explicit(&s->begun, memory_order_relaxed) + 1;
+    atomic_store_explicit(&s->begun, begun, memory_order_release);
+    atomic_store_explicit(&s->word, atomic_load_explicit(&s->word, memory_order_relaxed) + BEGUN_ONE, memory_order_release);
+    hot_fence(w->membarrier);
+    if (_unlikely_(atomic_load_explicit(&w->draining, memory_order_relaxed)))
+        return begin_refuse(w, s, begun);
+
+    int64_t level = (int64_t) (begun - atomic_load_explicit(&s->ok, memory_order_relaxed) -
+                               atomic_load_explicit(&s->failed, memory_order_relaxed));
+    if (level > (int64_t) atomic_load_explicit(&s->mark, memory_order_relaxed))
+        atomic_store_explicit(&s->mark, (uint64_t) level, memory_order_relaxed);
     return 0;
+}
+
+/* Stores an end's outcome, then wakes a drainer waiting on @d. The word's store publishes the
+ * end and is this thread's last access to the tracker: once a drainer sees it, it may return and
+ * the tracker (with @s) may be freed. Release: everything the work did happens before a drainer's
+ * acquire load of the word, so the drainer may tear down what the work used. */
+static inline void end_publish(drain_slot *d, bool membarrier_covers, shard *s, bool ok, uint64_t n_ok, uint64_t n_failed)
+{
+    if (ok)
+        atomic_store_explicit(&s->ok, n_ok + 1, memory_order_release);
+    else
+        atomic_store_explicit(&s->failed, n_failed + 1, memory_order_release);
+    uint64_t word = (atomic_load_explicit(&s->word, memory_order_relaxed) + (ok ? OK_ONE : FAIL_ONE)) & ~GUARD_BITS;
+    atomic_store_explicit(&s->word, word, memory_order_release);
+    hot_fence(membarrier_covers);
+    wake_drainer(d);
+}
+
+/* This thread ends more than it began on @w: work moved between threads. */
+static void __attribute__((noinline, cold)) end_crossing(keel_work *w, shard *s, bool ok)
+{
+    freeze_peak(w);
+    end_publish(slot_of(w), w->membarrier, s, ok, atomic_load_explicit(&s->ok, memory_order_relaxed),
+                atomic_load_explicit(&s->failed, memory_order_relaxed));
 }
 
 void keel_work_end(keel_work *w, bool ok)
 {
     keel_assert_return_void(w);
 
-    /* Release: everything the work did happens before a drainer's acquire load that sees the
-     * count it leaves behind, so the drainer may tear down what the work used. */
-    uint64_t delta = (ok ? OK_ONE : FAIL_ONE) - 1;
-    uint64_t s = atomic_fetch_add_explicit(&w->state, delta, memory_order_release) + delta;
-    if (_unlikely_(wakes_drainer(s)))
-        futex_wake_all(futex_word(w));
+    shard *s = shard_get(w);
+    if (_unlikely_(!s)) {
+        end_spare(w, ok);
+        return;
+    }
+
+    uint64_t n_ok = atomic_load_explicit(&s->ok, memory_order_relaxed);
+    uint64_t n_failed = atomic_load_explicit(&s->failed, memory_order_relaxed);
+    if (_unlikely_((int64_t) (atomic_load_explicit(&s->begun, memory_order_relaxed) - n_ok - n_failed) <= 0)) {
+        end_crossing(w, s, ok);
+        return;
+    }
+    /* Everything needed from @w is read before the publishing store. */
+    end_publish(slot_of(w), w->membarrier, s, ok, n_ok, n_failed);
 }
 
 void keel_work_close(keel_work *w)
 {
     keel_assert_return_void(w);
-    (void) atomic_fetch_or(&w->state, DRAINING);
+    atomic_store(&w->draining, true);
+}
+
+/* Raises the tracker's peak to @in_flight, a total just computed, when it held at one instant
+ * (@exact), and returns the peak. */
+static uint64_t peak_of(keel_work *w, uint64_t in_flight, bool exact)
+{
+    uint64_t seen = atomic_load_explicit(&w->seen_peak, memory_order_relaxed);
+    while (exact && in_flight > seen &&
+           !atomic_compare_exchange_weak_explicit(&w->seen_peak, &seen, in_flight, memory_order_relaxed, memory_order_relaxed))
+        ;
+    if (exact)
+        seen = MAX(seen, in_flight);
+
+    /* The marks count until the freeze; a freeze while they are read makes them suspect. */
+    uint64_t marks;
+    if (atomic_load_explicit(&w->crossed, memory_order_acquire))
+        marks = atomic_load_explicit(&w->frozen_peak, memory_order_relaxed);
+    else {
+        marks = (uint64_t) marks_max(w);
+        if (atomic_load_explicit(&w->crossed, memory_order_acquire))
+            marks = atomic_load_explicit(&w->frozen_peak, memory_order_relaxed);
+    }
+    return MAX(seen, marks);
 }
 
 void keel_work_get_stats(const keel_work *cw, keel_work_stats *ret)
 {
     keel_work *w = (keel_work *) cw; /* C11 atomic loads take non-const pointers */
-    uint64_t s, okb, failb;
 
     keel_assert_return_void(w);
     keel_assert_return_void(ret);
 
-    /* A transfer moves a chunk from the word to a base in two steps; retry until no transfer
-     * was in progress when the reads began and none started or ended while they ran. */
-    for (unsigned i = 0;; i++) {
-        uint64_t x = atomic_load(&w->xfer);
-        if ((uint32_t) x == 0) {
-            s = atomic_load(&w->state);
-            okb = atomic_load(&w->ok_base);
-            failb = atomic_load(&w->fail_base);
-            if (atomic_load(&w->xfer) == x)
-                break;
-        }
-        if (i >= 16)
-            (void) sched_yield(); /* the transferring thread was preempted mid-way */
-    }
-
-    uint64_t in_flight = s & IN_FLIGHT_MASK;
+    bool exact;
+    counts c = sum(w, &exact);
+    uint64_t in_flight = in_flight_of(&c);
     keel_work_stats st = {
         .in_flight = in_flight,
-        .peak = MAX((uint64_t) atomic_load_explicit(&w->peak, memory_order_relaxed), in_flight),
-        .succeeded = okb + (s >> OK_SHIFT),
-        .failed = failb + ((s >> FAIL_SHIFT) & FAIL_MASK),
+        .peak = peak_of(w, in_flight, exact),
+        .succeeded = c.ok,
+        .failed = c.failed,
         .rejected = atomic_load_explicit(&w->rejected, memory_order_relaxed),
-        .draining = s & DRAINING,
+        .draining = atomic_load_explicit(&w->draining, memory_order_relaxed),
     };
-    st.started = st.succeeded + st.failed + in_flight;
+    st.started = st.succeeded + st.failed + st.in_flight;
     *ret = st;
 }
 
@@ -263,31 +661,63 @@ static void report_progress(keel_work *w, keel_usec_t now, keel_usec_t deadline,
     progress(w, &st, deadline == KEEL_USEC_INFINITY ? KEEL_USEC_INFINITY : deadline - now, userdata);
 }
 
+/* The drainer's side of the fences of begins and ends (see the comment at the top). Returns false
+ * when membarrier() failed, which registration rules out; the drain then must not conclude. */
+static bool barrier(keel_work *w)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!w->membarrier)
+        return true;
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) >= 0)
+        return true;
+    keel_log_debug_errno(errno, "Work tracker: membarrier() failed (%m), retrying");
+    if (errno == EPERM)
+        (void) membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+    return false;
+}
+
 int keel_work_drain(keel_work *w, keel_usec_t deadline, keel_work_progress_handler_t progress, void *userdata)
 {
     keel_assert_return(w, -EINVAL);
 
+    drain_slot *d = slot_of(w);
+    int r;
+
+    /* Counted as a waiter before the gate closes and before the barrier, so that every end and
+     * refusal the sums below miss sees the waiter and wakes it. */
+    (void) atomic_fetch_add(&d->waiters, 1);
     keel_work_close(w);
+    bool fenced = barrier(w);
+
     keel_usec_t tick = keel_now() + KEEL_WORK_PROGRESS_USEC;
     for (;;) {
-        /* Acquire: pairs with the release of every end (all writes to the word are RMWs, so
-         * they extend one release sequence), so the work's effects are visible once it is 0. */
-        uint64_t s = atomic_load_explicit(&w->state, memory_order_acquire);
-        if ((s & IN_FLIGHT_MASK) == 0)
-            return 0;
+        /* Read before the sums: an end they miss changes it, so the wait below returns. */
+        uint32_t events = atomic_load_explicit(&d->events, memory_order_acquire);
+        bool exact;
+        counts c = sum(w, &exact);
+        uint64_t in_flight = in_flight_of(&c);
+        (void) peak_of(w, in_flight, exact);
+        if (in_flight == 0 && fenced) {
+            r = 0;
+            break;
+        }
 
         keel_usec_t now = keel_now();
-        if (now >= deadline)
-            return -ETIMEDOUT;
+        if (now >= deadline) {
+            r = -ETIMEDOUT;
+            break;
+        }
         if (now >= tick) {
             report_progress(w, now, deadline, progress, userdata);
             tick += KEEL_WORK_PROGRESS_USEC;
             if (tick <= now) /* a slow callback: report again one interval from now, not at once */
                 tick = now + KEEL_WORK_PROGRESS_USEC;
+            if (!fenced)
+                fenced = barrier(w);
             continue; /* the callback may have taken a while: look again before sleeping */
         }
-        /* The futex compares the low half of `s`, which holds the count: if the count moved
-         * since the load, the wait returns at once. */
-        futex_wait_until(futex_word(w), (uint32_t) s, MIN(tick, deadline));
+        wait_until(d, events, MIN(tick, deadline));
     }
+    (void) atomic_fetch_sub(&d->waiters, 1);
+    return r;
 }

@@ -3,22 +3,35 @@
 
 #include <keel/common.h>
 
-/** Lock-free counters of a component's work in flight, and the gate that refuses it while draining. */
+/**
+ * Counters of a component's work in flight, and the gate that refuses it while draining. Each
+ * thread counts on its own cache line (64 bytes per thread that used the tracker, taken over by a
+ * later thread once that thread exits), so begins and ends of different threads never contend and
+ * none of them executes a locked instruction.
+ */
 typedef struct keel_work keel_work;
 
 /**
- * A snapshot of a tracker. in_flight, started, succeeded and failed are read together, so
- * started == succeeded + failed + in_flight always holds; succeeded and failed never go backwards.
- * peak and rejected are read on their own. A begin that is being refused is counted in in_flight
- * and started for the few nanoseconds before it is undone.
+ * A snapshot of a tracker. started == succeeded + failed + in_flight always holds, and succeeded
+ * and failed never go backwards. Each thread's counts are read at one instant, the threads one
+ * after another: while a unit moves from one thread to another (begun on one, ended on the other)
+ * a snapshot may see its end before its begin, and in_flight then stays at 0 instead of going
+ * below. peak and rejected are read on their own. A begin that is being refused is counted in
+ * in_flight and started for the few nanoseconds before it is undone.
+ *
+ * peak is exact when all of the tracker's work begins and ends on one thread (an HTTP server's
+ * polling thread), and a lower bound otherwise: an exact peak across threads would cost every
+ * begin a shared atomic read-modify-write. It is the highest of each thread's own in-flight count
+ * (until the first unit ends on another thread than the one it began on) and of the in_flight
+ * totals computed by keel_work_get_stats() and keel_work_drain() while no work ended.
  */
 typedef struct keel_work_stats {
     uint64_t in_flight;
-    uint64_t peak;    /* highest in_flight seen */
+    uint64_t peak;    /* highest in_flight known: see above */
     uint64_t started; /* begins that were admitted */
     uint64_t succeeded;
     uint64_t failed;
-    uint64_t rejected; /* begins refused: the tracker was draining (or full) */
+    uint64_t rejected; /* begins refused: the tracker was draining */
     bool draining;
 } keel_work_stats;
 
@@ -30,7 +43,8 @@ typedef void (*keel_work_progress_handler_t)(keel_work *w, const keel_work_stats
 
 /**
  * Creates an open tracker for component @name (copied). NULL with errno EINVAL when @name is NULL,
- * ENOMEM when out of memory.
+ * ENOMEM when out of memory. The first call in a process registers it for membarrier(2), which
+ * takes the kernel ~10 ms.
  */
 KEEL_API keel_work *keel_work_new(const char *name);
 /** Frees @w; accepts NULL; returns NULL. Work must not be in flight. */
@@ -39,15 +53,20 @@ KEEL_API keel_work *keel_work_free(keel_work *w);
 KEEL_API const char *keel_work_name(const keel_work *w);
 
 /**
- * Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining, -EBUSY (counted
- * as rejected) when 2^19 units are already in flight, -EINVAL when @w is NULL. Thread-safe,
- * lock-free, no syscall: one atomic add (plus a compare-and-swap when it sets a new peak).
+ * Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining, -EINVAL when @w
+ * is NULL. There is no limit on the units in flight. Thread-safe, no syscall, no locked
+ * instruction: plain loads and stores to the calling thread's own counters. A thread's first
+ * begin or end on @w takes a mutex to find or create those counters, and so does one that follows
+ * the thread's use of another tracker sharing @w's entry in its 16-entry cache (trackers created
+ * one after another do not share one).
  */
 KEEL_API int keel_work_begin(keel_work *w);
 /**
- * Ends one admitted unit of work as succeeded or failed. Thread-safe, lock-free: one atomic add,
- * and a futex wake only when it ends the last unit of a drain. Once it returns, a drainer may
- * free @w: the caller must not touch @w afterwards unless it holds another unit.
+ * Ends one admitted unit of work as succeeded or failed; the unit may have begun on another
+ * thread. Thread-safe, like keel_work_begin() no locked instruction; while a drain waits (on @w
+ * or a tracker sharing its wake-up slot, one of 64) an atomic add and a futex wake as well. Once
+ * it returns, a drainer may free @w: the caller must not touch @w afterwards unless it holds
+ * another unit.
  */
 KEEL_API void keel_work_end(keel_work *w, bool ok);
 
