@@ -5,6 +5,7 @@
 #include "fault.h"
 #include "macro.h"
 #include "trace.h"
+#include "work-internal.h"
 
 /* Everything before the machine that may end the run at once. Returns true to go on; false with
  * the exit status in *ret_status to end (after --help, or on a failure it already reported). */
@@ -14,6 +15,7 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
     /* Journald's native protocol from the first record when systemd gave us a journal stream;
      * --log-format and the configuration may change it later. */
     (void) keel_log_set_format(KEEL_LOG_FORMAT_AUTO);
+    keel__work_setup(); /* while this is the only thread: 3 us instead of 14 ms */
     int r = keel__signals_setup(app);
     if (r < 0) {
         keel_log_error_errno(r, "Failed to set up signal handling: %m");

@@ -12,6 +12,7 @@
 #include <keel/work.h>
 
 #include "macro.h"
+#include "work-internal.h"
 
 /*
  * No begin or end executes a locked instruction: a locked read-modify-write costs ~10 ns on the
@@ -151,10 +152,6 @@ static _Atomic bool membarrier_registered, membarrier_wanted = true;
 static _Thread_local cache_slot cache[CACHE_SLOTS];
 static _Thread_local owner *me; /* the reference the thread holds on its own record */
 
-/* Exposed for tests and benchmarks only; declared here because work.c has no private header. */
-bool keel__work_use_membarrier(bool enable);
-size_t keel__work_n_shards(const keel_work *w);
-
 static long membarrier(int cmd)
 {
     return syscall(SYS_membarrier, cmd, 0, 0);
@@ -187,7 +184,8 @@ static void init_once(void)
     if (!have_owner_key)
         keel_log_debug("Work tracker: no thread-exit hook, shards of exited threads will not be reused");
 
-    /* Registration waits for the scheduler (~10 ms) once per process; a fork inherits it. */
+    /* Registration waits for an RCU grace period (~14 ms here) unless the process still has one
+     * thread (3 us): keel_app_run() calls keel__work_setup() early for that. A fork inherits it. */
     cmds = membarrier(MEMBARRIER_CMD_QUERY);
     if (cmds < 0)
         keel_log_debug_errno(errno, "Work tracker: membarrier() unavailable (%m), begins and ends use a full fence");
@@ -197,6 +195,11 @@ static void init_once(void)
         keel_log_debug_errno(errno, "Work tracker: membarrier() registration failed (%m), begins and ends use a full fence");
     else
         atomic_store_explicit(&membarrier_registered, true, memory_order_relaxed);
+}
+
+void keel__work_setup(void)
+{
+    (void) pthread_once(&once, init_once);
 }
 
 bool keel__work_use_membarrier(bool enable)

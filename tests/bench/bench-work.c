@@ -17,13 +17,12 @@
 
 #include <keel/work.h>
 
+#include "work-internal.h"
+
 #define RUNS 9
 /* Per overhead run: pairs of blocks of handlers, one block with tracking and one without. */
 #define BLOCK_PAIRS    201
 #define BLOCK_HANDLERS 500
-
-/* Private to core/work.c: the fence mode of trackers created afterwards. */
-bool keel__work_use_membarrier(bool enable);
 
 static uint64_t now_ns(void)
 {

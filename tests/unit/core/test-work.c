@@ -13,12 +13,12 @@
 
 #include <keel/work.h>
 
+#include "work-internal.h"
+
 #include "testing.h"
 
 /* Private to core/work.c, exposed for tests: the fence mode of trackers created afterwards, and
  * how many per-thread shards a tracker holds. */
-bool keel__work_use_membarrier(bool enable);
-size_t keel__work_n_shards(const keel_work *w);
 
 static keel_work *w;
 /* Criterion's asserts must run on the test's own thread: other threads count what went wrong. */
