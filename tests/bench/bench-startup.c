@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Exec to READY=1: spawns `keel serve` (no services) N times with a fake NOTIFY_SOCKET, times
  * posix_spawn() to the READY=1 datagram, stops it with SIGTERM and times that to exit too.
- * Usage: bench-startup PATH-TO-KEEL [RUNS]. Target: median exec to READY=1 under 5 ms. */
+ * Usage: bench-startup PATH-TO-KEEL [RUNS [LABEL [KEEL-ARG...]]], the extra arguments going before
+ * `serve`. Target: median exec to READY=1 under 5 ms with no services. */
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -38,7 +39,7 @@ static int wait_for(int fd, const char *what)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s PATH-TO-KEEL [RUNS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PATH-TO-KEEL [RUNS [LABEL [KEEL-ARG...]]]\n", argv[0]);
         return 64;
     }
     int runs = argc > 2 ? atoi(argv[2]) : 50;
@@ -56,10 +57,18 @@ int main(int argc, char **argv)
         return 1;
     setenv("NOTIFY_SOCKET", path, 1);
     setenv("KEEL_DEFAULTS_FILE", "/nonexistent", 1);
+    setenv("KEEL_HEALTHCHECK_ADDRESS", "127.0.0.1:0", 1);
+    setenv("KEEL_METRICS_ADDRESS", "127.0.0.1:0", 1);
+    setenv("KEEL_TOKEN_ADDRESS", "127.0.0.1:0", 1);
     unsetenv("KEEL_FAULT");
 
     keel_usec_t *ready = calloc((size_t) runs, sizeof *ready), *stop = calloc((size_t) runs, sizeof *stop);
-    char *args[] = { argv[1], (char *) "--config", empty, (char *) "--log-level", (char *) "warning", (char *) "serve", NULL };
+    const char *label = argc > 3 ? argv[3] : "default";
+    char *args[32] = { argv[1], (char *) "--config", empty, (char *) "--log-level", (char *) "warning" };
+    int n = 5;
+    for (int i = 4; i < argc && n < 30; i++)
+        args[n++] = argv[i];
+    args[n++] = (char *) "serve";
     for (int i = 0; i < runs; i++) {
         pid_t pid;
         int status;
@@ -77,8 +86,8 @@ int main(int argc, char **argv)
     }
     qsort(ready, (size_t) runs, sizeof *ready, cmp);
     qsort(stop, (size_t) runs, sizeof *stop, cmp);
-    printf("bench-startup: runs=%d exec_to_ready_median_ms=%.3f p90_ms=%.3f sigterm_to_exit_median_ms=%.3f p90_ms=%.3f\n", runs,
-           (double) ready[runs / 2] / 1000, (double) ready[runs * 9 / 10] / 1000, (double) stop[runs / 2] / 1000,
+    printf("bench-startup: %s runs=%d exec_to_ready_median_ms=%.3f p90_ms=%.3f sigterm_to_exit_median_ms=%.3f p90_ms=%.3f\n", label,
+           runs, (double) ready[runs / 2] / 1000, (double) ready[runs * 9 / 10] / 1000, (double) stop[runs / 2] / 1000,
            (double) stop[runs * 9 / 10] / 1000);
     unlink(path);
     unlink(empty);
