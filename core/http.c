@@ -679,25 +679,31 @@ static void wait_changed(keel_http_server *s, keel_usec_t until)
     (void) pthread_cond_timedwait(&s->changed, &s->lock, &ts);
 }
 
+/* How long the polling thread gets to carry out "drain" even when the budget is already spent
+ * (an earlier server used it up): a server with nothing open still stops cleanly. */
+#define DRAIN_ACK_USEC (100 * KEEL_USEC_PER_MSEC)
+
 /* Steps 3 and 4 of DESIGN §3: stop accepting, then wait until nothing is open. */
 static int drain(keel_http_server *s, keel_usec_t deadline)
 {
-    keel_usec_t tick = keel_now() + KEEL_WORK_PROGRESS_USEC;
+    keel_usec_t tick = keel_now() + KEEL_WORK_PROGRESS_USEC, ack_by = MAX(deadline, keel_now() + DRAIN_ACK_USEC);
     int r = 0;
 
     send_command(s, COMMAND_DRAIN);
     (void) pthread_mutex_lock(&s->lock);
-    while ((!s->quiesced || !drained(s)) && r == 0) {
-        keel_usec_t now = keel_now();
-        if (now >= deadline)
+    while (!(s->quiesced && drained(s))) {
+        keel_usec_t now = keel_now(), until = s->quiesced ? deadline : ack_by;
+        if (now >= until) {
             r = -ETIMEDOUT;
-        else if (now >= tick) {
+            break;
+        }
+        if (now >= tick) {
             (void) pthread_mutex_unlock(&s->lock);
             report_drain(s, deadline);
             (void) pthread_mutex_lock(&s->lock);
             tick = now + KEEL_WORK_PROGRESS_USEC;
         } else
-            wait_changed(s, MIN(tick, deadline));
+            wait_changed(s, MIN(tick, until));
     }
     (void) pthread_mutex_unlock(&s->lock);
     return r;

@@ -136,9 +136,15 @@ class Keel:
                 raise AssertionError(f"sanitizer exit status; stderr:\n{self.stderr}")
         return self.proc.returncode, self.stdout, self.stderr
 
-    def _collect(self):
+    def _join_pipes(self):
         for t in self.pipe_readers:
             t.join(timeout=10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if not any(t.is_alive() for t in self.pipe_readers):
+                pipe.close()
+
+    def _collect(self):
+        self._join_pipes()
         self.stdout, self.stderr = "".join(self._out), "".join(self._err)
 
     def stderr_so_far(self):
@@ -155,8 +161,7 @@ class Keel:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        for t in self.pipe_readers:
-            t.join(timeout=10)
+        self._join_pipes()
         if self.sock:
             self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()

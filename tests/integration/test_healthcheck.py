@@ -132,6 +132,77 @@ class HostileClients(KeelTestCase):
         self.assertEqual(k.wait()[0], 0)
 
 
+class SocketActivation(KeelTestCase):
+    def test_the_socket_named_healthcheck_is_used_instead_of_binding(self):
+        import os, subprocess, tempfile, shutil
+        from keelrun import KEEL
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        tmp = tempfile.mkdtemp(prefix="keel-sa-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        open(os.path.join(tmp, "keel.yaml"), "w").close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_", "LISTEN_"))}
+        env.update(KEEL_DEFAULTS_FILE="/nonexistent", KEEL_METRICS_ADDRESS="127.0.0.1:0",
+                   KEEL_HEALTHCHECK_ADDRESS="127.0.0.1:1",  # must not be used: the passed socket wins
+                   LISTEN_FDS="1", LISTEN_FDNAMES="healthcheck")
+        # sd_listen_fds() wants LISTEN_PID to be keel's own PID: the shell sets it, then becomes keel.
+        script = 'exec 3<&0; LISTEN_PID=$$ exec "$0" --config "$1" serve'
+        p = subprocess.Popen(["sh", "-c", script, KEEL, os.path.join(tmp, "keel.yaml")], stdin=listener.fileno(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        deadline = time.monotonic() + 15
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = get(("127.0.0.1", port), "/livez", timeout=2)[0]
+            except OSError:
+                time.sleep(0.05)
+        self.assertEqual(status, 200)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(f"Starting health check server[127.0.0.1:{port}] (socket activation)", err)
+
+
+class SpawnPoint(KeelTestCase):
+    def test_a_signal_just_before_the_server_thread_lets_that_start_finish(self):
+        status, _, err, msgs = run("serve", env={"KEEL_FAULT": "sigint@before:healthcheck.spawn.server"})
+        self.assertEqual(status, 0, err)
+        # "finish the whole code block": the server started and was confirmed, then stopped.
+        self.assertIn("Starting health check server", err)
+        self.assertIn("Stopped health check server", err)
+        self.assertFalse(any(m.startswith("READY=1") for m in msgs), "ready is skipped")
+
+    def test_an_error_at_the_spawn_point_fails_the_start(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@before:healthcheck.spawn.server"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting health check: Failed to spawn the health check server thread", err)
+
+
+class DrainPastTheTimeout(KeelTestCase):
+    def test_what_is_still_open_is_logged_and_the_exit_is_2(self):
+        # 900 ms: past the 300 ms budget, yet inside the 1 s the ready check gives each attempt.
+        k = self.keel("serve", "--set", "shutdown.timeout=300ms",
+                      env={"KEEL_FAULT": "sleep=900@in:healthcheck.request"})
+        addr = bound_address(k)
+        held = http.client.HTTPConnection(*addr, timeout=20)
+        self.addCleanup(held.close)
+        held.request("GET", "/livez")
+        time.sleep(0.1)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 2, err)
+        self.assertIn("Stopping health check server past the shutdown timeout: 1 connections and 1 requests still open", err)
+        self.assertIn("Stopped metrics exporter server", err)
+        self.assertNotIn("Stopping metrics exporter server past the shutdown timeout", err,
+                         "a server with nothing open stops cleanly even when the budget is spent")
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            held.getresponse().read()
+
+
 class PortInUse(KeelTestCase):
     def test_start_fails_with_address_in_use_and_exits_1(self):
         squatter = socket.socket()

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "app-internal.h"
@@ -147,4 +148,52 @@ Test(app, disabling_a_plugin_removes_every_observer_it_registered)
     apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
     cr_assert_eq(apptest_run(&t, NULL), 0);
     cr_assert_str_eq(t.calls, "other.start done ");
+}
+
+static int check_ok(void *userdata, char *reason, size_t size)
+{
+    return 0;
+}
+
+static int check_failing(void *userdata, char *reason, size_t size)
+{
+    snprintf(reason, size, "expires in %s", (const char *) userdata);
+    return -EKEYEXPIRED;
+}
+
+static int check_silent(void *userdata, char *reason, size_t size)
+{
+    return -EIO;
+}
+
+static void collect(const char *name, int result, const char *reason, void *userdata)
+{
+    char *buf = userdata;
+    sprintf(buf + strlen(buf), "%s=%d(%s) ", name, result, result < 0 ? reason : "");
+}
+
+Test(app, health_checks_run_in_order_and_report_their_reasons)
+{
+    char out[256] = "";
+    cr_assert_eq(keel_app_add_health_check(t.app, "ping-ish", check_ok, NULL), 0);
+    cr_assert_eq(keel_app_add_health_check(t.app, "certificate", check_failing, (void *) "2h"), 0);
+    cr_assert_eq(keel_app_add_health_check(t.app, "token", check_silent, NULL), 0);
+    cr_assert_eq(keel_app_add_health_check(t.app, "token", check_ok, NULL), -EEXIST);
+    cr_assert_eq(keel_app_add_health_check(t.app, "Bad Name", check_ok, NULL), -EINVAL);
+    cr_assert_eq(keel_app_add_health_check(t.app, "x", NULL, NULL), -EINVAL);
+
+    cr_assert_eq(keel_app_run_health_checks(t.app, collect, out), 2);
+    cr_assert_str_eq(out, "ping-ish=0() certificate=-127(expires in 2h) token=-5(Input/output error) ");
+    cr_assert_eq(keel_app_run_health_checks(t.app, NULL, NULL), 2);
+}
+
+Test(app, readiness_follows_ready_and_stopping)
+{
+    cr_assert_eq(keel_app_readiness(t.app), KEEL_READINESS_STARTING);
+    cr_assert_str_eq(keel_readiness_to_string(KEEL_READINESS_STOPPING), "shutting_down");
+    cr_assert_null(keel_readiness_to_string(_KEEL_READINESS_MAX));
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "start", ACT_OK);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    cr_assert_eq(keel_app_readiness(t.app), KEEL_READINESS_STOPPING);
 }
