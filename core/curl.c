@@ -6,6 +6,7 @@
 
 static void *handle;
 static void (*global_cleanup)(void);
+static void (*ssh2_exit)(void); /* balances our libssh2_init(NO_CRYPTO), see keel__curl_load() */
 static keel_curl api;
 
 static int resolve(void *dl, const char *name, void *ret)
@@ -43,6 +44,17 @@ int keel__curl_load(const keel_curl **ret)
         (void) dlclose(dl);
         return -ENOENT;
     }
+    /* libcurl's global init calls libssh2_init(0), which initialises OpenSSL (megabytes of pages
+     * that stay: libcrypto is never unloaded). libssh2 initialises crypto only on its first init,
+     * so one without crypto first leaves OpenSSL untouched; the check uses plain HTTP anyway. */
+    void *ssh2 = dlopen("libssh2.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    int (*ssh2_init)(int) = NULL;
+    if (ssh2 && resolve(ssh2, "libssh2_init", &ssh2_init) >= 0 && resolve(ssh2, "libssh2_exit", &ssh2_exit) >= 0)
+        (void) ssh2_init(0x0001 /* LIBSSH2_INIT_NO_CRYPTO */);
+    else
+        ssh2_exit = NULL;
+    if (ssh2)
+        (void) dlclose(ssh2); /* libcurl keeps it loaded */
     /* Plain HTTP to ourselves: no TLS to initialise. */
     if (global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
         (void) dlclose(dl);
@@ -59,6 +71,9 @@ void keel__curl_unload(void)
     if (!handle)
         return;
     global_cleanup();
+    if (ssh2_exit)
+        ssh2_exit();
+    ssh2_exit = NULL;
     (void) dlclose(handle);
     handle = NULL;
     api = (keel_curl){ 0 };

@@ -27,10 +27,7 @@
 #include "curl.h"
 #include "macro.h"
 
-typedef struct connection_state {
-    struct MHD_Connection *connection; /* borrowed */
-    bool busy;                         /* a request is under way on it */
-} connection_state;
+typedef struct connection_state connection_state;
 
 struct keel_http_request {
     keel_http_server *server;          /* borrowed */
@@ -42,7 +39,22 @@ struct keel_http_request {
     unsigned status;
     int fault; /* of the request's `before` point */
     bool delayed, answered;
+    bool allocated; /* on the heap, not in its connection's state */
 };
+
+struct connection_state {
+    struct MHD_Connection *connection; /* borrowed */
+    bool busy;                         /* a request is under way on it */
+    keel_http_request request;         /* HTTP/1.1 runs one request at a time per connection */
+};
+
+/* A constant answer built once and queued again and again (MHD responses are reference-counted). */
+typedef struct cached_response {
+    unsigned status;
+    const char *content_type, *body; /* compared by address: static storage */
+    bool close;                      /* carries Connection: close (draining) */
+    struct MHD_Response *response;   /* owned */
+} cached_response;
 
 enum { COMMAND_NONE, COMMAND_DRAIN, COMMAND_EXIT };
 
@@ -77,6 +89,8 @@ struct keel_http_server {
     size_t n_conns, allocated_conns;
     keel_http_request **delayed;
     size_t n_delayed, allocated_delayed;
+    cached_response cache[8];
+    size_t n_cache;
 };
 
 /* ---- setup ----------------------------------------------------------------------------- */
@@ -154,14 +168,17 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t size)
 
 static keel_http_request *request_new(keel_http_server *s, struct MHD_Connection *c, const char *url, const char *method)
 {
-    keel_http_request *req = malloc(sizeof *req);
+    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    connection_state *cs = sc ? sc->socket_context : NULL;
+    bool allocated = !cs || cs->busy;
+    keel_http_request *req = allocated ? malloc(sizeof *req) : &cs->request;
     if (!req)
         return NULL;
-    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     *req = (keel_http_request){
         .server = s,
         .connection = c,
-        .cs = sc ? sc->socket_context : NULL,
+        .cs = cs,
+        .allocated = allocated,
         .method = method,
         .path = url,
         /* Only the debug log reads the latency: no clock read per request otherwise. */
@@ -226,6 +243,41 @@ int keel_http_respond(keel_http_request *req, unsigned status, const char *conte
     enum MHD_Result q = MHD_queue_response(req->connection, status, r);
     MHD_destroy_response(r);
     if (q != MHD_YES)
+        return -EIO;
+    req->status = status;
+    req->answered = true;
+    return 0;
+}
+
+static struct MHD_Response *cached(keel_http_server *s, unsigned status, const char *content_type, const char *body, bool close)
+{
+    for (size_t i = 0; i < s->n_cache; i++) {
+        cached_response *c = &s->cache[i];
+        if (c->status == status && c->content_type == content_type && c->body == body && c->close == close)
+            return c->response;
+    }
+    if (s->n_cache == ELEMENTSOF(s->cache))
+        return NULL;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return NULL;
+    if (content_type)
+        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (close)
+        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    s->cache[s->n_cache++] = (cached_response){ status, content_type, body, close, r };
+    return r;
+}
+
+int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body)
+{
+    keel_assert_return(req && body && status >= 100 && status <= 599, -EINVAL);
+    if (req->answered)
+        return -EALREADY;
+    struct MHD_Response *r = cached(req->server, status, content_type, body, atomic_load(&req->server->draining));
+    if (!r) /* the cache is full: answer the usual way */
+        return keel_http_respond_text(req, status, content_type, body);
+    if (MHD_queue_response(req->connection, status, r) != MHD_YES)
         return -EIO;
     req->status = status;
     req->answered = true;
@@ -312,11 +364,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         count_request(s, req->status);
     if (req->cs)
         req->cs->busy = false;
+    bool allocated = req->allocated;
     if (req->started)
         keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path,
                          keel_http_request_peer(req), req->status, (double) (keel_now() - req->started) / 1000.0,
                          ok ? "" : " (failed)");
-    free(req);
+    if (allocated)
+        free(req);
 }
 
 /* ---- connections (polling thread) ------------------------------------------------------- */
@@ -737,6 +791,9 @@ int keel_http_server_stop(keel_http_server *s)
     (void) resume_due(s, true); /* MHD must not be stopped with suspended connections */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    for (size_t i = 0; i < s->n_cache; i++)
+        MHD_destroy_response(s->cache[i].response);
+    s->n_cache = 0;
     s->epoll_fd = safe_close(s->epoll_fd);
     s->wake_fd = safe_close(s->wake_fd);
     keel_log_service(s->service, KEEL_LOG_INFO, "Stopped %s", s->label);

@@ -90,5 +90,11 @@ KEEL_API const char *keel_http_request_peer(const keel_http_request *req);
  */
 KEEL_API int keel_http_respond(keel_http_request *req, unsigned status, const char *content_type, const void *body, size_t size,
                                const char *const *headers);
+/**
+ * Answers @req with a constant: @content_type and @body must have static storage duration (string
+ * literals). The response is built once per server and reused, without copying, for every request
+ * that gives the same three values. Returns like keel_http_respond().
+ */
+KEEL_API int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body);
 /** keel_http_respond() with a NUL-terminated text body. */
 KEEL_API int keel_http_respond_text(keel_http_request *req, unsigned status, const char *content_type, const char *body);

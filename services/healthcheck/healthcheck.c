@@ -14,8 +14,9 @@
 #include "macro.h"
 #include "strbuf.h"
 
-#define JSON "application/json"
-#define TEXT "text/plain; charset=utf-8"
+static const char JSON[] = "application/json";
+/* One object, so cached responses (keyed by address) are found again. */
+static const char TEXT[] = "text/plain; charset=utf-8";
 
 typedef struct healthcheck_config {
     keel_address address;
@@ -55,7 +56,7 @@ static int answer_checks(keel_http_request *req, keel_app *app, const char *prob
     unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
     keel__strbuf_printf(&sb, "%s check %s\n", probe, failed ? "failed" : "passed");
     if (!verbose && !failed)
-        return keel_http_respond_text(req, 200, TEXT, "ok");
+        return keel_http_respond_static(req, 200, TEXT, "ok");
     return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);
 }
 
@@ -80,7 +81,7 @@ static int handle(keel_http_request *req, void *userdata)
         return answer_readyz(req, app);
     if (streq(path, "/healthz"))
         return answer_checks(req, app, "healthz", true);
-    return keel_http_respond_text(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
+    return keel_http_respond_static(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
 }
 
 static int healthcheck_start(keel_service *s, void *userdata)

@@ -8,7 +8,8 @@
 
 #include "macro.h"
 
-#define TEXT "text/plain; charset=utf-8"
+/* One object, so cached responses (keyed by address) are found again. */
+static const char TEXT[] = "text/plain; charset=utf-8";
 
 typedef struct metrics_config {
     keel_address address;
@@ -32,7 +33,7 @@ static int handle(keel_http_request *req, void *userdata)
 {
     keel_app *app = userdata;
     if (!streq(keel_http_request_path(req), "/metrics"))
-        return keel_http_respond_text(req, 404, TEXT, "not found: try /metrics\n");
+        return keel_http_respond_static(req, 404, TEXT, "not found: try /metrics\n");
 
     _cleanup_free_ char *text = NULL;
     size_t size = 0;

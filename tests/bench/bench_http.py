@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 """/healthz throughput and latency with `wrk -t1 -c50` against keel and against nginx-light
 (`return 200`, one worker) in the same run, alternating; and keel's idle RSS.
-Usage: bench_http.py PATH-TO-KEEL [SECONDS]. Loopback only; every process it starts is stopped."""
+Usage: bench_http.py PATH-TO-KEEL [SECONDS [ROUNDS]]. Each round runs keel then nginx; the VM's
+noise moves single runs by ±20 %, so the line to read is the median of the per-round ratios.
+Loopback only; every process it starts is stopped."""
 
 import os
 import re
@@ -71,6 +73,7 @@ def rss_kib(pid):
 
 def main():
     keel, seconds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     tmp = tempfile.mkdtemp(prefix="keel-bench-http-")
     procs = []
     try:
@@ -82,14 +85,18 @@ def main():
         n = start_nginx(tmp, nport)
         procs.append(n)
         runs = {"keel": [], "nginx": []}
-        for _ in range(2):  # alternate, so drift in the machine hits both
+        for _ in range(rounds):  # alternate, so drift in the machine hits both
             runs["keel"].append(wrk(kport, seconds))
             runs["nginx"].append(wrk(nport, seconds))
         for name, rs in runs.items():
             for rps, p50, p99, errors in rs:
                 print(f"bench-http: server={name} rps={rps:.0f} p50={p50} p99={p99} errors={errors}")
         best = {name: max(r[0] for r in rs) for name, rs in runs.items()}
-        print(f"bench-http: ratio_keel_over_nginx={best['keel'] / best['nginx']:.2f} idle_rss_kib={idle}")
+        mean = {name: sum(r[0] for r in rs) / len(rs) for name, rs in runs.items()}
+        paired = sorted(k[0] / n[0] for k, n in zip(runs["keel"], runs["nginx"]))
+        median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+        print(f"bench-http: rounds={rounds} ratio_median={median:.2f} ratio_best={best['keel'] / best['nginx']:.2f} "
+              f"ratio_mean={mean['keel'] / mean['nginx']:.2f} idle_rss_kib={idle}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM if p is procs[0] else signal.SIGQUIT)
