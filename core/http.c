@@ -40,6 +40,8 @@ struct keel_http_request {
     int fault; /* of the request's `before` point */
     bool delayed, answered;
     bool allocated; /* on the heap, not in its connection's state */
+    bool admitted;  /* counted in the work tracker: only then is it ended there */
+    bool faulted;   /* failed by an injected `error` fault (before or in) */
 };
 
 struct connection_state {
@@ -74,6 +76,7 @@ struct keel_http_server {
     int wake_fd, epoll_fd;        /* owned */
     char bound[INET6_ADDRSTRLEN + 8];
     uint16_t port;
+    bool wildcard; /* bound to every address: the ready check goes to loopback */
     bool started, stopped, thread_running;
 
     /* Shared with the polling thread. */
@@ -115,8 +118,15 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
         .wake_fd = -EBADF,
         .epoll_fd = -EBADF,
         .lock = PTHREAD_MUTEX_INITIALIZER,
-        .changed = PTHREAD_COND_INITIALIZER,
     };
+    pthread_condattr_t attr;
+    /* CLOCK_MONOTONIC, like every deadline here: a wall-clock step must not stretch a drain. */
+    if (pthread_condattr_init(&attr) != 0 || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&s->changed, &attr) != 0) {
+        free(s);
+        return NULL;
+    }
+    (void) pthread_condattr_destroy(&attr);
     s->service = strdup(o->service);
     s->label = strdup(o->label);
     s->point_request = keel__strdup_printf("%s.request", o->service);
@@ -293,13 +303,15 @@ int keel_http_respond_text(keel_http_request *req, unsigned status, const char *
 static void serve(keel_http_server *s, keel_http_request *req)
 {
     int r = req->fault;
-    if (r >= 0)
+    if (r >= 0) {
         r = keel_point_in_nowait(s->point_request);
+        req->faulted = r < 0;
+    }
     if (r >= 0)
         r = s->handler(req, s->userdata);
     if (r < 0 && !req->answered)
         (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8",
-                                      r == -EIO && req->fault < 0 ? KEEL_FAULT_MESSAGE "\n" : "internal server error\n");
+                                      req->faulted ? KEEL_FAULT_MESSAGE "\n" : "internal server error\n");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
@@ -318,8 +330,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             req->cs->busy = true;
         /* Never refused: the gate for requests is the listener, and a request on a connection
          * that is already open is served (with Connection: close) even while draining. */
-        (void) keel_work_begin(s->work);
-        req->fault = keel_point_before(s->point_request, true);
+        req->admitted = keel_work_begin(s->work) >= 0;
+        req->fault = keel_point_before_nowait(s->point_request, true);
+        req->faulted = req->fault < 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) { /* no service reads a body: consume and ignore it */
@@ -330,13 +343,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     if (!req->delayed) {
         req->delayed = true;
-        keel_usec_t delay = keel_point_in_delay(s->point_request);
+        /* Injected sleeps, before or in, delay the answer; the polling thread never sleeps. */
+        keel_usec_t delay = keel_point_before_delay(s->point_request) + keel_point_in_delay(s->point_request);
         if (delay > 0 && delay_request(s, req, delay) >= 0)
             return MHD_YES;
     }
     serve(s, req);
     return MHD_YES;
 }
+
+static void close_when_idle(connection_state *cs);
 
 static void count_request(keel_http_server *s, unsigned status)
 {
@@ -359,11 +375,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         return;
     *con_cls = NULL;
     bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status > 0 && req->status < 500;
-    keel_work_end(s->work, ok);
+    if (req->admitted)
+        keel_work_end(s->work, ok);
     if (req->status)
         count_request(s, req->status);
-    if (req->cs)
+    if (req->cs) {
         req->cs->busy = false;
+        /* Its answer may have been queued before the drain began, without Connection: close:
+         * the connection goes idle now and must not stay for the keep-alive timeout. */
+        if (atomic_load(&s->draining))
+            close_when_idle(req->cs);
+    }
     bool allocated = req->allocated;
     if (req->started)
         keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path,
@@ -495,7 +517,7 @@ static int activated_socket(const char *name)
     char **names = NULL;
     int n = sd_listen_fds_with_names(0, &names), fd = -ENOENT;
     for (int i = 0; i < n; i++) {
-        if (fd < 0 && names && streq(names[i], name) && sd_is_socket(SD_LISTEN_FDS_START + i, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        if (fd < 0 && names && streq(names[i], name) && sd_is_socket_inet(SD_LISTEN_FDS_START + i, 0, SOCK_STREAM, 1, 0) > 0)
             fd = SD_LISTEN_FDS_START + i;
         free(names ? names[i] : NULL);
     }
@@ -546,7 +568,15 @@ static void describe_bound(keel_http_server *s, int fd)
     if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
         return;
     format_peer((struct sockaddr *) &ss, s->bound, sizeof s->bound);
-    s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port : ((struct sockaddr_in *) &ss)->sin_port);
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
+        s->port = ntohs(in6->sin6_port);
+        s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
+        s->port = ntohs(in->sin_port);
+        s->wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -569,8 +599,10 @@ static int start_daemon(keel_http_server *s, int listen_fd)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (!info || s->wake_fd < 0 || s->epoll_fd < 0)
-        return -errno ?: -EIO;
+    if (!info)
+        return -EIO;
+    if (s->wake_fd < 0 || s->epoll_fd < 0)
+        return -errno;
     struct epoll_event mhd = { .events = EPOLLIN, .data.fd = info->epoll_fd };
     struct epoll_event wake = { .events = EPOLLIN, .data.fd = s->wake_fd };
     if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, info->epoll_fd, &mhd) < 0 ||
@@ -609,7 +641,6 @@ static CURL *ready_check_new(const keel_curl *c, const char *url)
     (void) c->easy_setopt(curl, CURLOPT_URL, url);
     (void) c->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     (void) c->easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    (void) c->easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
     (void) c->easy_setopt(curl, CURLOPT_USERAGENT, "keel-ready-check");
     (void) c->easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     return curl;
@@ -626,18 +657,26 @@ static int wait_ready(keel_http_server *s)
     if (keel__curl_load(&c) < 0)
         return keel_app_fail(s->app, -ENOENT,
                              "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);
-    /* The bound address itself, numeric; for "every address", loopback reaches it. */
-    if (s->address.host[0])
-        (void) snprintf(url, sizeof url, "http://%s/", s->bound);
-    else
+    /* The socket actually bound (it may be systemd's), numeric; for "every address", loopback
+     * (IPv4: our own "[::]" is dual-stack). */
+    if (s->wildcard)
         (void) snprintf(url, sizeof url, "http://127.0.0.1:%u/", s->port);
+    else
+        (void) snprintf(url, sizeof url, "http://%s/", s->bound);
     CURL *curl = ready_check_new(c, url);
     if (!curl)
         return keel_app_fail(s->app, -ENOMEM, "Cannot confirm %s ready: out of memory", s->label);
 
     keel_usec_t deadline = keel_now() + KEEL_HTTP_READY_TIMEOUT_USEC, backoff = KEEL_USEC_PER_MSEC;
     CURLcode code;
-    while ((code = c->easy_perform(curl)) != CURLE_OK && keel_now() < deadline) {
+    /* Each attempt may take what is left of the budget: an injected request delay is a slow
+     * answer, not an absent server. */
+    for (;;) {
+        keel_usec_t now = keel_now();
+        (void) c->easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) ((deadline > now ? deadline - now : 1000) / 1000 + 1));
+        code = c->easy_perform(curl);
+        if (code == CURLE_OK || keel_now() >= deadline)
+            break;
         keel_log_service(s->service, KEEL_LOG_DEBUG, "Unable to confirm the server ready: %s; retrying in %llums",
                          c->easy_strerror(code), (unsigned long long) (backoff / 1000));
         struct timespec ts = { .tv_nsec = (long) backoff * 1000 };
@@ -721,15 +760,9 @@ static void report_drain(keel_http_server *s, keel_usec_t deadline)
     keel_app_stop_progress(s->app, what);
 }
 
-/* The condition variable runs on CLOCK_REALTIME; deadlines are CLOCK_MONOTONIC, so each wait is
- * a short relative slice converted on the spot. */
 static void wait_changed(keel_http_server *s, keel_usec_t until)
 {
-    struct timespec now;
-    (void) clock_gettime(CLOCK_REALTIME, &now);
-    keel_usec_t mono = keel_now(), slice = until > mono ? until - mono : 0;
-    keel_usec_t real = (keel_usec_t) now.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) now.tv_nsec / 1000 + slice;
-    struct timespec ts = abs_time(real);
+    struct timespec ts = abs_time(until);
     (void) pthread_cond_timedwait(&s->changed, &s->lock, &ts);
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -87,8 +88,9 @@ const char *keel__state_to_string(keel_state s)
     return s >= 0 && s < _KEEL_STATE_MAX ? state_names[s] : NULL;
 }
 
-/* The observer running now, for the forced-exit signal handler to name. */
-static const char *volatile stuck_observer;
+/* The observer running now, for the forced-exit signal handler to name (which may run on any
+ * thread that does not block SIGALRM, hence atomic). */
+static _Atomic(const char *) stuck_observer;
 
 /* One run of one event's observers. */
 typedef struct dispatch {
@@ -189,12 +191,12 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
             skip_observer(app, o, d);
             continue;
         }
-        stuck_observer = o->name; /* its fault points included: an injected sleep can hang it too */
+        atomic_store(&stuck_observer, o->name); /* its fault points included: an injected sleep can hang it */
         int fault = keel_point_before(o->name, false);
         if (checks_signals[d->event]) {
             keel__machine_poll(app);
             if (keel_app_cancelled(app)) { /* "skip if runCtx cancelled" */
-                stuck_observer = NULL;
+                atomic_store(&stuck_observer, NULL);
                 d->skip_rest = true;
                 skip_observer(app, o, d);
                 continue;
@@ -203,7 +205,7 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
         if (d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE)
             keel_app_stop_progress(app, NULL);
         int r = call_observer(app, o, d, fault);
-        stuck_observer = NULL;
+        atomic_store(&stuck_observer, NULL);
         if (r < 0 && ends_at_first_error[d->event])
             d->skip_rest = true;
     }
@@ -300,8 +302,10 @@ static outcome step_refresh(keel_app *app)
         keel_counter_add(app->refresh_failures_total, 1);
         keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->refresh_failures);
     }
+    if (keel_app_cancelled(app)) /* stopping: never announce ready on the way out */
+        return OUTCOME_CANCELLED;
     become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready");
-    return keel_app_cancelled(app) ? OUTCOME_CANCELLED : o;
+    return o;
 }
 
 /* The forced exit: when stop and finalize overrun shutdown.timeout (plus a grace second for
@@ -317,14 +321,14 @@ static void write_str(const char *s)
 
 static void on_forced_exit(int sig)
 {
-    const char *o = stuck_observer;
+    const char *o = atomic_load(&stuck_observer);
     write_str("keel: shutdown overran shutdown.timeout");
     if (o) {
         write_str(" in observer ");
         write_str(o);
     }
     write_str("; forcing exit with status 2\n");
-    keel__trace_close();
+    keel__trace_close_from_signal();
     _exit(KEEL_EXIT_FORCED);
 }
 
@@ -359,12 +363,15 @@ static outcome step_stop(keel_app *app)
     keel__notify("STOPPING=1");
     keel_app_stop_progress(app, NULL);
     arm_forced_exit(app);
-    return run_event(app, KEEL_EVENT_STOP);
+    outcome o = run_event(app, KEEL_EVENT_STOP);
+    keel__machine_poll(app); /* a signal that came during the stop is logged (and changes nothing) */
+    return o;
 }
 
 static outcome step_finalize(keel_app *app)
 {
     outcome o = run_event(app, KEEL_EVENT_FINALIZE);
+    keel__machine_poll(app);
     disarm_forced_exit();
     if (app->stop_started)
         keel_histogram_observe(app->shutdown_duration, (double) (keel_now() - app->stop_started) / 1e6);

@@ -81,16 +81,26 @@ static int fire(const char *point, keel_fault_when when, bool sleeps)
     return r;
 }
 
-int keel_point_before(const char *point, bool instant)
+static int before(const char *point, bool instant, bool sleeps)
 {
-    keel_assert_return(point, -EINVAL);
-
     DTRACE_PROBE1(keel, point__before, point);
     if (instant && keel__trace_enabled())
         keel__trace_instant(instant_category(point), point, NULL);
     if (_likely_(!keel__faults_any()))
         return 0;
-    return fire(point, KEEL_FAULT_BEFORE, true);
+    return fire(point, KEEL_FAULT_BEFORE, sleeps);
+}
+
+int keel_point_before(const char *point, bool instant)
+{
+    keel_assert_return(point, -EINVAL);
+    return before(point, instant, true);
+}
+
+int keel_point_before_nowait(const char *point, bool instant)
+{
+    keel_assert_return(point, -EINVAL);
+    return before(point, instant, false);
 }
 
 int keel_point_in(const char *point)
@@ -113,17 +123,28 @@ int keel_point_in_nowait(const char *point)
     return fire(point, KEEL_FAULT_IN, false);
 }
 
-keel_usec_t keel_point_in_delay(const char *point)
+static keel_usec_t delay_of(const char *point, keel_fault_when when)
 {
     keel_usec_t total = 0;
     size_t n;
 
-    keel_assert_return(point, 0);
     if (_likely_(!keel__faults_any()))
         return 0;
     const keel_fault *f = keel__faults_get(&n);
     for (size_t i = 0; i < n; i++)
-        if (f[i].action == KEEL_FAULT_SLEEP && f[i].when == KEEL_FAULT_IN && streq(f[i].point, point))
+        if (f[i].action == KEEL_FAULT_SLEEP && f[i].when == when && streq(f[i].point, point))
             total += f[i].sleep_msec * KEEL_USEC_PER_MSEC;
     return total;
+}
+
+keel_usec_t keel_point_in_delay(const char *point)
+{
+    keel_assert_return(point, 0);
+    return delay_of(point, KEEL_FAULT_IN);
+}
+
+keel_usec_t keel_point_before_delay(const char *point)
+{
+    keel_assert_return(point, 0);
+    return delay_of(point, KEEL_FAULT_BEFORE);
 }

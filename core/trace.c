@@ -127,6 +127,11 @@ void keel__trace_close(void)
     close_trace(false);
 }
 
+void keel__trace_close_from_signal(void)
+{
+    close_trace(true);
+}
+
 static void on_exit_close(void)
 {
     close_trace(false);

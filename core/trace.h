@@ -40,6 +40,8 @@ typedef struct keel_trace_args {
 int keel__trace_open(const char *path);
 /* Finishes the trace and stops tracing; idempotent, and a no-op when no trace is open. */
 void keel__trace_close(void);
+/* The same from a signal handler: async-signal-safe, waits at most 100 ms for writers. */
+void keel__trace_close_from_signal(void);
 
 /* Whether a trace is open; a relaxed load, for call sites to skip building a record. */
 extern atomic_bool keel__trace_on;

@@ -25,6 +25,13 @@ KEEL_API int keel_point_before(const char *point, bool instant);
  */
 KEEL_API int keel_point_in(const char *point);
 /**
+ * keel_point_before() for callers that must not block: fires the signal and error faults, and
+ * leaves the `sleep=MS` ones to the caller, which gets their length from keel_point_before_delay().
+ */
+KEEL_API int keel_point_before_nowait(const char *point, bool instant);
+/** The sum of the `sleep=MS` of the `before` faults for @point, in microseconds, without sleeping. */
+KEEL_API keel_usec_t keel_point_before_delay(const char *point);
+/**
  * keel_point_in() for callers that must not block: fires the signal and error faults, and leaves
  * the `sleep=MS` ones to the caller, which gets their length from keel_point_in_delay().
  */

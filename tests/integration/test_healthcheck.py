@@ -203,6 +203,42 @@ class DrainPastTheTimeout(KeelTestCase):
             held.getresponse().read()
 
 
+class InjectedRequestFaults(KeelTestCase):
+    def test_a_before_sleep_suspends_each_request_instead_of_blocking_the_server(self):
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=400@before:healthcheck.request"})
+        addr = bound_address(k)
+        results = []
+
+        def one():
+            results.append(get(addr, "/livez")[0])
+
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        took = time.monotonic() - t0
+        self.assertEqual(results, [200] * 10)
+        self.assertLess(took, 2.5, "ten 400 ms delays ran one after another: the polling thread slept")
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_an_error_in_a_request_answers_500_test_error(self):
+        k = self.keel("serve", env={"KEEL_FAULT": "error@in:healthcheck.request"})
+        addr = bound_address(k)
+        status, _, body = get(addr, "/livez")
+        self.assertEqual((status, body), (500, "test error\n"))
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_a_slow_answer_still_confirms_the_server_ready(self):
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=1500@in:healthcheck.request"})
+        bound_address(k)  # READY=1 came: the ready check waited for the slow answer
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+
 class PortInUse(KeelTestCase):
     def test_start_fails_with_address_in_use_and_exits_1(self):
         squatter = socket.socket()

@@ -395,3 +395,26 @@ Test(machine, a_long_drain_logs_progress_and_extends_the_stop_timeout)
     const char *n = apptest_notifications(&t), *first = strstr(n, "EXTEND_TIMEOUT_USEC=");
     cr_assert(first && strstr(first + 1, "EXTEND_TIMEOUT_USEC="), "one extension at stop, another a second later: %s", n);
 }
+
+Test(machine, a_signal_during_stop_is_logged_even_without_a_loop_running)
+{
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_DURING, "done", ACT_DONE);
+    apptest_observe(&t, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "stop-raises", ACT_SIGTERM);
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    cr_assert(strstr(apptest_logs(&t), "Already shutting down (done), ignoring: received signal: terminated"), "%s",
+              apptest_logs(&t));
+}
+
+Test(machine, a_refresh_that_cancels_does_not_announce_ready_again)
+{
+    hup_driver h = { .t = &t, .hups = 1 };
+    apptest_notify_socket(&t);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "arm", arm_hups, &h, NULL), 0);
+    apptest_observe(&t, KEEL_EVENT_REFRESH, KEEL_PHASE_DURING, "refresh-cancels", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    sd_event_source_unref(h.timer);
+    const char *n = apptest_notifications(&t), *reloading = strstr(n, "RELOADING=1");
+    cr_assert(reloading, "%s", n);
+    cr_assert_null(strstr(reloading, "READY=1"), "READY=1 after a refresh that cancelled: %s", n);
+    cr_assert(strstr(reloading, "STOPPING=1"), "%s", n);
+}
