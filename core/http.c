@@ -833,6 +833,27 @@ int keel_http_server_stop(keel_http_server *s)
     return r;
 }
 
+int keel_http_server_start_new(keel_app *app, const keel_http_options *options, keel_http_server **ret)
+{
+    keel_assert_return(app && options && ret, -EINVAL);
+    *ret = keel_http_server_new(app, options);
+    if (!*ret)
+        return keel_app_fail(app, -ENOMEM, "Failed to create the %s: %m", options->label ? options->label : "HTTP server");
+    return keel_http_server_start(*ret);
+}
+
+int keel_http_server_stop_and_free(keel_app *app, keel_http_server **s)
+{
+    keel_assert_return(app && s, -EINVAL);
+    if (!*s)
+        return 0;
+    int r = keel_http_server_stop(*s);
+    char label[128];
+    (void) snprintf(label, sizeof label, "%s", (*s)->label);
+    *s = keel_http_server_free(*s);
+    return r < 0 ? keel_app_fail(app, r, "%s drained past the shutdown timeout", label) : 0;
+}
+
 const char *keel_http_server_address(const keel_http_server *s)
 {
     return s && s->bound[0] ? s->bound : NULL;

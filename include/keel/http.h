@@ -63,6 +63,18 @@ KEEL_API int keel_http_server_start(keel_http_server *s);
  */
 KEEL_API int keel_http_server_stop(keel_http_server *s);
 
+/**
+ * For a service that is one HTTP server, from its start hook: creates the server into *@ret and
+ * starts it. Failures are given to keel_app_fail() and returned; *@ret may be set even then, so
+ * the stop hook can always call keel_http_server_stop_and_free(app, ret).
+ */
+KEEL_API int keel_http_server_start_new(keel_app *app, const keel_http_options *options, keel_http_server **ret);
+/**
+ * From the stop hook: stops and frees *@s and sets it to NULL. A drain past the deadline is given
+ * to keel_app_fail() and returned (-ETIMEDOUT). Accepts *@s == NULL.
+ */
+KEEL_API int keel_http_server_stop_and_free(keel_app *app, keel_http_server **s);
+
 /** The bound address ("127.0.0.1:43121", "[::]:9998"), or NULL before start. */
 KEEL_API const char *keel_http_server_address(const keel_http_server *s);
 /** The bound port, or 0 before start. */

@@ -90,19 +90,12 @@ static int healthcheck_start(keel_service *s, void *userdata)
     keel_http_options o = {
         .service = "healthcheck", .label = "health check server", .address = hc.config.address, .handler = handle, .userdata = app
     };
-    hc.server = keel_http_server_new(app, &o);
-    if (!hc.server)
-        return keel_app_fail(app, -ENOMEM, "Failed to create the health check server: %m");
-    return keel_http_server_start(hc.server);
+    return keel_http_server_start_new(app, &o, &hc.server);
 }
 
 static int healthcheck_stop(keel_service *s, void *userdata)
 {
-    int r = keel_http_server_stop(hc.server);
-    hc.server = keel_http_server_free(hc.server);
-    if (r < 0)
-        return keel_app_fail(keel_service_app(s), r, "health check server drained past the shutdown timeout");
-    return 0;
+    return keel_http_server_stop_and_free(keel_service_app(s), &hc.server);
 }
 
 static const keel_service_vtable healthcheck_vtable = {

@@ -49,19 +49,12 @@ static int metrics_start(keel_service *s, void *userdata)
     keel_http_options o = {
         .service = "metrics", .label = "metrics exporter server", .address = mx.config.address, .handler = handle, .userdata = app
     };
-    mx.server = keel_http_server_new(app, &o);
-    if (!mx.server)
-        return keel_app_fail(app, -ENOMEM, "Failed to create the metrics exporter server: %m");
-    return keel_http_server_start(mx.server);
+    return keel_http_server_start_new(app, &o, &mx.server);
 }
 
 static int metrics_stop(keel_service *s, void *userdata)
 {
-    int r = keel_http_server_stop(mx.server);
-    mx.server = keel_http_server_free(mx.server);
-    if (r < 0)
-        return keel_app_fail(keel_service_app(s), r, "metrics exporter server drained past the shutdown timeout");
-    return 0;
+    return keel_http_server_stop_and_free(keel_service_app(s), &mx.server);
 }
 
 static const keel_service_vtable metrics_vtable = {
