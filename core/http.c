@@ -487,10 +487,23 @@ static bool take_command(keel_http_server *s)
     return command != COMMAND_EXIT;
 }
 
+/* Milliseconds until the next delayed request falls due, or -1. */
+static int next_due(keel_http_server *s)
+{
+    keel_usec_t now = keel_now(), next = KEEL_USEC_INFINITY;
+    for (size_t i = 0; i < s->n_delayed; i++)
+        next = MIN(next, s->delayed[i]->resume_at);
+    if (next == KEEL_USEC_INFINITY)
+        return -1;
+    return next <= now ? 0 : (int) ((next - now + 999) / 1000);
+}
+
+/* The epoll timeout: MHD's own, or sooner when a delayed request falls due. Asked after
+ * MHD_run(), which is where handlers delay new requests. */
 static int next_timeout(keel_http_server *s)
 {
     MHD_UNSIGNED_LONG_LONG mhd;
-    int t = resume_due(s, false);
+    int t = next_due(s);
     if (MHD_get_timeout(s->daemon, &mhd) == MHD_YES && (t < 0 || mhd < (MHD_UNSIGNED_LONG_LONG) t))
         t = mhd > INT32_MAX ? INT32_MAX : (int) mhd;
     return t;
@@ -500,13 +513,16 @@ static void poll_loop(keel_task *task, void *userdata)
 {
     keel_http_server *s = userdata;
     for (bool running = true; running;) {
+        /* The order libmicrohttpd documents for external polling: after MHD_resume_connection(),
+         * MHD_run() and then MHD_get_timeout() before waiting again — a resumed connection whose
+         * answer is queued must not wait for a readiness edge that already passed. */
+        (void) resume_due(s, false);
+        (void) MHD_run(s->daemon);
         struct epoll_event ev[4];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s));
         for (int i = 0; i < n; i++)
             if (ev[i].data.fd == s->wake_fd)
                 running = take_command(s);
-        (void) resume_due(s, false);
-        (void) MHD_run(s->daemon);
     }
 }
 
