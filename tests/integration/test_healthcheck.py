@@ -122,6 +122,33 @@ class HostileClients(KeelTestCase):
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
+    def test_connections_past_the_limit_are_not_served(self):
+        k = self.keel("serve", "--set", "http.connection_limit=2")
+        addr = bound_address(k)
+        # The ready check's connection may still be closing: wait until a fresh one is served.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if get(addr, "/livez", timeout=2)[0] == 200:
+                    break
+            except (ConnectionError, http.client.HTTPException):
+                time.sleep(0.05)
+        held = [http.client.HTTPConnection(*addr, timeout=10) for _ in range(2)]
+        for c in held:
+            self.addCleanup(c.close)
+            c.request("GET", "/livez")
+            self.assertEqual(c.getresponse().read(), b"ok")  # both kept alive, both count
+        extra = socket.create_connection(addr, timeout=1)
+        self.addCleanup(extra.close)
+        extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        with self.assertRaises(socket.timeout, msg="a third connection must not be served while two are open"):
+            extra.recv(4096)
+        for c in held:
+            c.request("GET", "/livez")
+            self.assertEqual(c.getresponse().read(), b"ok", "the connections within the limit still work")
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
     def test_an_oversized_header_gets_431_or_400_and_the_server_lives(self):
         k = self.keel("serve")
         addr = bound_address(k)
