@@ -70,33 +70,19 @@ void keel__metrics_observer_error(keel_app *app, const char *observer, bool shut
         keel_counter_add(c, 1);
 }
 
-static double work_in_flight(void *w)
-{
-    keel_work_stats st;
-    keel_work_get_stats(w, &st);
-    return (double) st.in_flight;
-}
-
-static double work_started(void *w)
-{
-    keel_work_stats st;
-    keel_work_get_stats(w, &st);
-    return (double) st.started;
-}
-
-static double work_failed(void *w)
-{
-    keel_work_stats st;
-    keel_work_get_stats(w, &st);
-    return (double) st.failed;
-}
-
-static double work_rejected(void *w)
-{
-    keel_work_stats st;
-    keel_work_get_stats(w, &st);
-    return (double) st.rejected;
-}
+/* One reader per exported field of a tracker's stats: the registry calls them at scrape time. */
+#define WORK_STAT_READER(field)                                                                                                    \
+    static double work_##field(void *w)                                                                                            \
+    {                                                                                                                              \
+        keel_work_stats st;                                                                                                        \
+        keel_work_get_stats(w, &st);                                                                                               \
+        return (double) st.field;                                                                                                  \
+    }
+WORK_STAT_READER(in_flight)
+WORK_STAT_READER(started)
+WORK_STAT_READER(failed)
+WORK_STAT_READER(rejected)
+#undef WORK_STAT_READER
 
 static int register_work_metrics(keel_app *app, keel_work *w, const char *component)
 {

@@ -16,26 +16,9 @@
 
 #include <keel/metrics.h>
 
+#include "bench.h"
+
 #define RUNS 9
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static double counter_ns(keel_counter *c, unsigned long n)
 {
@@ -64,33 +47,9 @@ static double histogram_ns(keel_histogram *h, unsigned long n)
     return (double) (now_ns() - t) / (double) n;
 }
 
-typedef struct contender {
-    keel_counter *c;
-    pthread_barrier_t *start;
-    unsigned long n;
-    double ns;
-} contender;
-
-static void *contend(void *arg)
+static double counter_loop(void *arg, unsigned long n)
 {
-    contender *c = arg;
-    (void) pthread_barrier_wait(c->start);
-    c->ns = counter_ns(c->c, c->n);
-    return NULL;
-}
-
-static double contended_ns(keel_counter *c, unsigned long n)
-{
-    pthread_barrier_t start;
-    pthread_t t;
-    contender a = { .c = c, .start = &start, .n = n }, b = a;
-
-    if (pthread_barrier_init(&start, NULL, 2) != 0 || pthread_create(&t, NULL, contend, &b) != 0)
-        abort();
-    contend(&a);
-    (void) pthread_join(t, NULL);
-    pthread_barrier_destroy(&start);
-    return (a.ns + b.ns) / 2;
+    return counter_ns(arg, n);
 }
 
 static const double default_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
@@ -168,7 +127,7 @@ int main(void)
         histogram[r] = histogram_ns(h, 20000000);
     }
     for (int r = 0; r < RUNS; r++)
-        contended[r] = contended_ns(c, 5000000);
+        contended[r] = bench_contended(counter_loop, c, 5000000);
 
     big = big_registry();
     (void) format_us(big, 10, &size);

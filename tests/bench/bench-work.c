@@ -17,31 +17,13 @@
 
 #include <keel/work.h>
 
+#include "bench.h"
 #include "work-internal.h"
 
 #define RUNS 9
 /* Per overhead run: pairs of blocks of handlers, one block with tracking and one without. */
 #define BLOCK_PAIRS    201
 #define BLOCK_HANDLERS 500
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static double pairs_ns(keel_work *w, unsigned long n)
 {
@@ -139,33 +121,9 @@ static double overhead_pct(keel_work *w, unsigned long spins)
     return median(pct, BLOCK_PAIRS);
 }
 
-typedef struct contender {
-    keel_work *w;
-    pthread_barrier_t *start;
-    unsigned long n;
-    double ns;
-} contender;
-
-static void *contend(void *arg)
+static double pairs_loop(void *arg, unsigned long n)
 {
-    contender *c = arg;
-    (void) pthread_barrier_wait(c->start);
-    c->ns = pairs_ns(c->w, c->n);
-    return NULL;
-}
-
-static double contended_ns(keel_work *w, unsigned long n)
-{
-    pthread_barrier_t start;
-    pthread_t t;
-    contender a = { .w = w, .start = &start, .n = n }, b = a;
-
-    if (pthread_barrier_init(&start, NULL, 2) != 0 || pthread_create(&t, NULL, contend, &b) != 0)
-        abort();
-    contend(&a);
-    (void) pthread_join(t, NULL);
-    pthread_barrier_destroy(&start);
-    return (a.ns + b.ns) / 2;
+    return pairs_ns(arg, n);
 }
 
 int main(void)
@@ -195,7 +153,7 @@ int main(void)
     }
 
     for (int r = 0; r < RUNS; r++)
-        contended[r] = contended_ns(w, 5000000);
+        contended[r] = bench_contended(pairs_loop, w, 5000000);
 
     keel_work_stats st;
     keel_work_get_stats(w, &st);
