@@ -132,6 +132,11 @@ struct keel_app {
     size_t n_health_checks;
     char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
 
+    pthread_mutex_t credential_lock;        /* guards credentials */
+    struct keel_credential *credentials[3]; /* owned references, by keel_credential_slot */
+    struct credential_subscriber *credential_subscribers;
+    size_t n_credential_subscribers;
+
     keel_metrics *metrics; /* owned */
     keel_work **works;     /* owned: freed after the registry whose callbacks read them */
     size_t n_works;
@@ -145,6 +150,9 @@ int keel__app_metrics_setup(keel_app *app);
 void keel__app_metrics_done(keel_app *app);
 void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec);
 void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown);
+
+/* core/credential.c */
+void keel__app_credentials_done(keel_app *app);
 
 /* core/health.c */
 void keel__app_set_readiness(keel_app *app, keel_readiness r);

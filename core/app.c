@@ -65,6 +65,7 @@ keel_app *keel_app_new(const char *name)
         .stop_deadline = KEEL_USEC_INFINITY,
         .readiness = KEEL_READINESS_STARTING,
         .health_lock = PTHREAD_MUTEX_INITIALIZER,
+        .credential_lock = PTHREAD_MUTEX_INITIALIZER,
     };
     if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 || !(app->config = keel__config_new()) ||
         keel__config_add_table(app->config, keel__core_settings_table, keel__core_settings_table_size, &app->settings) < 0 ||
@@ -117,6 +118,7 @@ keel_app *keel_app_free(keel_app *app)
     free(app->fail_message);
     free(app->cause_message);
     keel__app_health_done(app);
+    keel__app_credentials_done(app);
     keel__app_metrics_done(app);
     keel__strv_free(app->status_details);
     free(app);

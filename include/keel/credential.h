@@ -22,7 +22,7 @@ typedef struct keel_credential keel_credential;
  * @cert matches @key: see keel_credential_check(). Returns 0, -EINVAL (no key, another key
  * type, a short RSA key), -ENOMEM.
  */
-KEEL_API int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) *chain, keel_credential **ret);
+KEEL_API int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, keel_credential **ret);
 KEEL_API keel_credential *keel_credential_ref(keel_credential *c);
 /** Drops a reference; accepts NULL; returns NULL. */
 KEEL_API keel_credential *keel_credential_unref(keel_credential *c);
