@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/* JWT claims, the /token answer and JWKS (jwt.h). Signing itself is keel_credential_sign_jws(). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "cleanup.h"
+#include "jwt.h"
+#include "macro.h"
+#include "strbuf.h"
+
+keel_usec_t token_realtime(void)
+{
+    struct timespec ts;
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
+}
+
+static int strbuf_take(const keel_strbuf *sb, char **ret)
+{
+    if (sb->truncated)
+        return -E2BIG;
+    char *s = strdup(sb->buf);
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}
+
+int token_claims_json(const token_claims *c, char **ret)
+{
+    char buf[4096];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel__strbuf_append(&sb, "{");
+    keel__strbuf_json_field(&sb, "iss", c->iss, true);
+    keel__strbuf_json_field(&sb, "sub", c->sub, false);
+    keel__strbuf_json_field(&sb, "aud", c->aud, false);
+    keel__strbuf_json_field(&sb, "scope", c->scope, false);
+    keel__strbuf_printf(&sb, ",\"iat\":%" PRId64 ",\"nbf\":%" PRId64 ",\"exp\":%" PRId64, c->iat, c->nbf, c->exp);
+    keel__strbuf_json_field(&sb, "jti", c->jti, false);
+    keel__strbuf_append(&sb, "}");
+    return strbuf_take(&sb, ret);
+}
+
+int token_new_jti(char ret[static 23])
+{
+    unsigned char bits[16];
+    _cleanup_free_ char *s = NULL;
+    if (RAND_bytes(bits, sizeof bits) != 1)
+        return -EIO;
+    int r = keel_base64url(bits, sizeof bits, &s);
+    if (r < 0)
+        return r;
+    memcpy(ret, s, 23); /* 22 characters and the NUL */
+    return 0;
+}
+
+/* The first DNS name of the subjectAltName, or NULL. */
+static char *first_dns_name(X509 *cert)
+{
+    _cleanup_(GENERAL_NAMES_freep) GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *n = sk_GENERAL_NAME_value(names, i);
+        if (n->type == GEN_DNS)
+            return strndup((const char *) ASN1_STRING_get0_data(n->d.dNSName), (size_t) ASN1_STRING_length(n->d.dNSName));
+    }
+    return NULL;
+}
+
+static char *common_name(X509 *cert)
+{
+    char cn[256];
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+    return n > 0 ? strdup(cn) : NULL;
+}
+
+int token_subject(const keel_credential *cred, char **ret)
+{
+    X509 *cert = keel_credential_cert(cred);
+    char *s = cert ? first_dns_name(cert) : NULL;
+    if (!s && cert)
+        s = common_name(cert);
+    if (!s)
+        s = strdup(keel_credential_kid(cred));
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}
+
+int token_sign(const keel_credential *cred, const token_params *p, const char *domain, const char *role, keel_usec_t now,
+               char **ret_jwt, keel_usec_t *ret_expires)
+{
+    _cleanup_free_ char *sub = NULL, *claims = NULL;
+    int64_t iat = (int64_t) (now / KEEL_USEC_PER_SEC);
+    int64_t exp = (int64_t) ((now + p->expiry) / KEEL_USEC_PER_SEC);
+    keel_usec_t not_after = keel_credential_not_after(cred);
+    if (not_after != KEEL_USEC_INFINITY)
+        exp = MIN(exp, (int64_t) (not_after / KEEL_USEC_PER_SEC));
+    if (exp <= iat)
+        return -EKEYEXPIRED;
+
+    token_claims c = { .iss = p->issuer, .aud = domain, .scope = role, .iat = iat, .nbf = iat, .exp = exp };
+    int r = token_new_jti(c.jti);
+    if (r >= 0)
+        r = token_subject(cred, &sub);
+    if (r < 0)
+        return r;
+    c.sub = sub;
+    r = token_claims_json(&c, &claims);
+    if (r >= 0)
+        r = keel_credential_sign_jws(cred, claims, strlen(claims), ret_jwt);
+    if (r < 0)
+        return r;
+    *ret_expires = (keel_usec_t) exp * KEEL_USEC_PER_SEC;
+    return 0;
+}
+
+int token_issue(keel_app *app, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
+                keel_usec_t *ret_expires, char *reason, size_t size)
+{
+    _cleanup_(keel_credential_unrefp) keel_credential *cred = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
+    if (!cred) {
+        (void) snprintf(reason, size, "no current credential: the certificate service has published none");
+        return -ENOKEY;
+    }
+    int r = keel_credential_check(cred, now, reason, size);
+    if (r < 0)
+        return r;
+    r = token_sign(cred, p, domain, role, now, ret_jwt, ret_expires);
+    if (r == -EKEYEXPIRED)
+        (void) snprintf(reason, size, "the certificate of key %s has no time left", keel_credential_kid(cred));
+    else if (r < 0)
+        (void) snprintf(reason, size, "signing with key %s failed: %s", keel_credential_kid(cred), strerror(-r));
+    return r;
+}
+
+int token_response_json(const char *jwt, keel_usec_t expires, keel_usec_t now, const char *scope, char **ret)
+{
+    int64_t left = expires > now ? (int64_t) ((expires - now) / KEEL_USEC_PER_SEC) : 0;
+    char *s = keel__strdup_printf("{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%" PRId64 ",\"scope\":\"%s\"}",
+                                  jwt, left, scope);
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}
+
+static bool kid_seen(keel_credential *const *creds, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (creds[j] && streq(keel_credential_kid(creds[j]), keel_credential_kid(creds[i])))
+            return true;
+    return false;
+}
+
+int token_jwks_json(keel_credential *const *creds, size_t n, char **ret)
+{
+    _cleanup_free_ char *out = strdup("{\"keys\":[");
+    bool first = true;
+    if (!out)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *jwk = NULL, *old = NULL;
+        if (!creds[i] || kid_seen(creds, i))
+            continue;
+        int r = keel_credential_public_jwk(creds[i], &jwk);
+        if (r < 0)
+            return r;
+        old = TAKE_PTR(out);
+        if (!(out = keel__strdup_printf("%s%s%s", old, first ? "" : ",", jwk)))
+            return -ENOMEM;
+        first = false;
+    }
+    char *s = keel__strdup_printf("%s]}", out);
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* Request headers and request ids of the token server (request.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "request.h"
+
+static bool safe_char(char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr("._:-", ch);
+}
+
+int token_check_header(const char *name, const char *value, char *reason, size_t size)
+{
+    if (!value) {
+        (void) snprintf(reason, size, "missing header %s", name);
+        return -EINVAL;
+    }
+    size_t n = strnlen(value, TOKEN_HEADER_MAX + 1);
+    if (n == 0) {
+        (void) snprintf(reason, size, "empty header %s", name);
+        return -EINVAL;
+    }
+    if (n > TOKEN_HEADER_MAX) {
+        (void) snprintf(reason, size, "header %s is longer than %d bytes", name, TOKEN_HEADER_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!safe_char(value[i])) {
+            (void) snprintf(reason, size, "header %s has a character outside [A-Za-z0-9._:-] at offset %zu", name, i);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+static uint64_t prefix;
+static atomic_uint_fast64_t counter;
+
+static void init_prefix(void)
+{
+    if (getrandom(&prefix, sizeof prefix, GRND_NONBLOCK) != sizeof prefix)
+        prefix = (uint64_t) getpid() << 32 ^ (uint64_t) time(NULL); /* still unique within the process */
+}
+
+void token_request_id(char ret[static 40])
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    (void) pthread_once(&once, init_prefix);
+    uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1;
+    (void) snprintf(ret, 40, "%016" PRIx64 "-%" PRIu64, prefix, n);
+}
+
+void token_log_safe(const char *value, char ret[static 68])
+{
+    size_t i = 0;
+    for (; value && value[i] && i < 64; i++)
+        ret[i] = value[i] >= 0x20 && value[i] < 0x7f ? value[i] : '?';
+    if (value && value[i])
+        ret[i++] = '.', ret[i++] = '.', ret[i++] = '.';
+    ret[i] = '\0';
+}

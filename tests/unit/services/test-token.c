@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/* services/token/jwt.c, request.c and duration.c: claims, signing, JWKS, the /token answer,
+ * request-header checks and Go-style durations. Credentials are made here and published on a
+ * bare keel_app, so no certificate service is needed. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <openssl/x509v3.h>
+
+#include <keel/credential.h>
+#include <keel/keel.h>
+
+#include "cleanup.h"
+#include "duration.h"
+#include "jwt.h"
+#include "macro.h"
+#include "request.h"
+
+TestSuite(token, .timeout = 60);
+
+#define DAY (86400 * KEEL_USEC_PER_SEC)
+
+/* A self-signed certificate of @key valid from now + @from_s for @secs seconds, with CN "agent"
+ * and, when @dns is not NULL, that DNS name in its subjectAltName. */
+static X509 *self_signed(EVP_PKEY *key, long from_s, long secs, const char *dns)
+{
+    X509 *x = X509_new();
+    cr_assert_not_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), from_s);
+    X509_gmtime_adj(X509_getm_notAfter(x), from_s + secs);
+    X509_set_pubkey(x, key);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *) "agent", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    if (dns) {
+        char san[300];
+        snprintf(san, sizeof san, "DNS:%s,DNS:second.example", dns);
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+        cr_assert_not_null(ext);
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    cr_assert_gt(X509_sign(x, key, EVP_sha256()), 0);
+    return x;
+}
+
+/* A credential of a new key (EC P-256, or RSA 2048) with a certificate valid for @secs seconds. */
+static keel_credential *credential(bool ec, long secs, const char *dns)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+    cr_assert_not_null(key);
+    _cleanup_(X509_freep) X509 *cert = self_signed(key, -60, secs, dns);
+    keel_credential *c = NULL;
+    cr_assert_eq(keel_credential_new(key, cert, NULL, &c), 0);
+    return c;
+}
+
+static size_t unbase64url(const char *in, size_t len, unsigned char *out)
+{
+    char buf[4096];
+    size_t n = 0;
+    cr_assert_lt(len, sizeof buf - 4);
+    for (size_t i = 0; i < len; i++)
+        buf[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    while (n % 4)
+        buf[n++] = '=';
+    int r = EVP_DecodeBlock(out, (const unsigned char *) buf, (int) n);
+    cr_assert_geq(r, 0);
+    size_t pad = 0;
+    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--)
+        pad++;
+    out[r - pad] = '\0';
+    return (size_t) r - pad;
+}
+
+/* The JSON of part @i (0 header, 1 payload) of a compact JWS, into @out. */
+static void jws_part(const char *jwt, int i, char *out)
+{
+    const char *start = jwt;
+    for (int k = 0; k < i; k++)
+        start = strchr(start, '.') + 1;
+    unbase64url(start, (size_t) (strchr(start, '.') - start), (unsigned char *) out);
+}
+
+/* Verifies the signature with the credential's public key, as a JWT library would. */
+static void verify(const char *jwt, const keel_credential *c)
+{
+    const char *dot2 = strrchr(jwt, '.');
+    unsigned char sig[1024], der[128];
+    size_t n = unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
+    const unsigned char *final = sig;
+    bool ec = streq(keel_credential_alg(c), "ES256");
+    if (ec) {
+        cr_assert_eq(n, 64);
+        _cleanup_(ECDSA_SIG_freep) ECDSA_SIG *s = ECDSA_SIG_new();
+        ECDSA_SIG_set0(s, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL));
+        unsigned char *p = der;
+        n = (size_t) i2d_ECDSA_SIG(s, &p);
+        final = der;
+    }
+    _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    cr_assert_eq(EVP_DigestVerifyInit_ex(ctx, NULL, "SHA256", NULL, NULL, keel_credential_key(c), NULL), 1);
+    cr_assert_eq(EVP_DigestVerify(ctx, final, n, (const unsigned char *) jwt, (size_t) (dot2 - jwt)), 1);
+}
+
+/* ---- claims --------------------------------------------------------------------------------- */
+
+Test(token, claims_json_has_every_claim_in_order_and_escapes_strings)
+{
+    token_claims c = { .iss = "https://keel.example/\"x\"",
+                       .sub = "agent.example",
+                       .aud = "sports",
+                       .scope = "reader",
+                       .iat = 1700000000,
+                       .nbf = 1700000000,
+                       .exp = 1700003600,
+                       .jti = "AAAAAAAAAAAAAAAAAAAAAA" };
+    _cleanup_free_ char *json = NULL;
+    cr_assert_eq(token_claims_json(&c, &json), 0);
+    cr_assert_str_eq(json,
+                     "{\"iss\":\"https://keel.example/\\\"x\\\"\",\"sub\":\"agent.example\",\"aud\":\"sports\",\"scope\":"
+                     "\"reader\",\"iat\":1700000000,\"nbf\":1700000000,\"exp\":1700003600,\"jti\":\"AAAAAAAAAAAAAAAAAAAAAA\"}");
+}
+
+Test(token, claims_json_refuses_what_does_not_fit)
+{
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    token_claims c = { .iss = big, .sub = "s", .aud = "a", .scope = "r", .jti = "j" };
+    char *json = NULL;
+    cr_assert_eq(token_claims_json(&c, &json), -E2BIG);
+    cr_assert_null(json);
+}
+
+Test(token, jti_is_128_random_bits_in_base64url)
+{
+    char a[23], b[23];
+    cr_assert_eq(token_new_jti(a), 0);
+    cr_assert_eq(token_new_jti(b), 0);
+    cr_assert_eq(strlen(a), 22);
+    cr_assert_eq(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 22);
+    cr_assert_str_neq(a, b);
+}
+
+Test(token, subject_is_the_first_dns_name_else_the_common_name)
+{
+    keel_credential *with_dns = credential(true, 3600, "agent.example"), *without = credential(true, 3600, NULL);
+    _cleanup_free_ char *a = NULL, *b = NULL;
+    cr_assert_eq(token_subject(with_dns, &a), 0);
+    cr_assert_str_eq(a, "agent.example");
+    cr_assert_eq(token_subject(without, &b), 0);
+    cr_assert_str_eq(b, "agent");
+    keel_credential_unref(with_dns);
+    keel_credential_unref(without);
+}
+
+/* ---- signing -------------------------------------------------------------------------------- */
+
+static void sign_and_check(bool ec)
+{
+    keel_credential *c = credential(ec, 86400, "agent.example");
+    token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
+    keel_usec_t now = token_realtime();
+    _cleanup_free_ char *jwt = NULL;
+    keel_usec_t expires = 0;
+    char header[512], payload[1024], want[128];
+    cr_assert_eq(token_sign(c, &p, "sports", "reader", now, &jwt, &expires), 0);
+    verify(jwt, c);
+    jws_part(jwt, 0, header);
+    snprintf(want, sizeof want, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", ec ? "ES256" : "RS256", keel_credential_kid(c));
+    cr_assert_str_eq(header, want);
+    jws_part(jwt, 1, payload);
+    long long iat = (long long) (now / KEEL_USEC_PER_SEC);
+    snprintf(want, sizeof want, "\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,\"jti\":\"", iat, iat, iat + 3600);
+    cr_assert(strstr(payload, want), "%s", payload);
+    cr_assert(strstr(payload, "{\"iss\":\"keel\",\"sub\":\"agent.example\",\"aud\":\"sports\",\"scope\":\"reader\","), "%s",
+              payload);
+    cr_assert_eq(expires, (keel_usec_t) (iat + 3600) * KEEL_USEC_PER_SEC);
+    keel_credential_unref(c);
+}
+
+Test(token, es256_tokens_verify_and_carry_the_claims)
+{
+    sign_and_check(true);
+}
+
+Test(token, rs256_tokens_verify_and_carry_the_claims)
+{
+    sign_and_check(false);
+}
+
+Test(token, expiry_never_passes_the_certificates_not_after)
+{
+    keel_credential *c = credential(true, 600, NULL); /* notAfter in 10 minutes (less 1 minute back-dated) */
+    token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
+    _cleanup_free_ char *jwt = NULL;
+    keel_usec_t expires = 0, now = token_realtime();
+    cr_assert_eq(token_sign(c, &p, "d", "r", now, &jwt, &expires), 0);
+    cr_assert_eq(expires, keel_credential_not_after(c));
+    cr_assert_lt(expires, now + 600 * KEEL_USEC_PER_SEC);
+
+    char *late = NULL;
+    cr_assert_eq(token_sign(c, &p, "d", "r", keel_credential_not_after(c), &late, &expires), -EKEYEXPIRED);
+    cr_assert_null(late);
+    keel_credential_unref(c);
+}
+
+Test(token, issue_needs_a_current_credential_that_is_in_date)
+{
+    keel_app *app = keel_app_new("test");
+    token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
+    char reason[256] = "", *jwt = NULL;
+    keel_usec_t expires = 0, now = token_realtime();
+    cr_assert_eq(token_issue(app, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), -ENOKEY);
+    cr_assert(strstr(reason, "no current credential"), "%s", reason);
+
+    keel_credential *c = credential(true, 86400, NULL);
+    cr_assert_eq(keel_app_rotate_credential(app, c), 0);
+    cr_assert_eq(token_issue(app, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), 0);
+    verify(jwt, c);
+    free(jwt);
+    jwt = NULL;
+    cr_assert_eq(token_issue(app, &p, "d", "r", now + 2 * DAY, &jwt, &expires, reason, sizeof reason), -EKEYEXPIRED);
+    cr_assert(strstr(reason, "expired at"), "%s", reason);
+    cr_assert_null(jwt);
+    keel_credential_unref(c);
+    keel_app_free(app);
+}
+
+/* ---- JSON answers --------------------------------------------------------------------------- */
+
+Test(token, response_json_counts_seconds_left)
+{
+    _cleanup_free_ char *json = NULL;
+    keel_usec_t now = 1700000000 * KEEL_USEC_PER_SEC;
+    cr_assert_eq(token_response_json("a.b.c", now + 3599500000ULL, now, "reader", &json), 0);
+    cr_assert_str_eq(json, "{\"access_token\":\"a.b.c\",\"token_type\":\"Bearer\",\"expires_in\":3599,\"scope\":\"reader\"}");
+}
+
+Test(token, jwks_lists_each_key_once_and_skips_empty_slots)
+{
+    keel_credential *a = credential(true, 3600, NULL), *b = credential(false, 3600, NULL);
+    keel_credential *const slots[] = { a, NULL, b, a };
+    _cleanup_free_ char *json = NULL, *ja = NULL, *jb = NULL, *want = NULL, *empty = NULL;
+    cr_assert_eq(token_jwks_json(slots, 4, &json), 0);
+    cr_assert_eq(keel_credential_public_jwk(a, &ja), 0);
+    cr_assert_eq(keel_credential_public_jwk(b, &jb), 0);
+    want = keel__strdup_printf("{\"keys\":[%s,%s]}", ja, jb);
+    cr_assert_str_eq(json, want);
+    cr_assert_eq(token_jwks_json(slots + 1, 1, &empty), 0);
+    cr_assert_str_eq(empty, "{\"keys\":[]}");
+    keel_credential_unref(a);
+    keel_credential_unref(b);
+}
+
+/* ---- request headers ------------------------------------------------------------------------ */
+
+Test(token, headers_must_be_present_short_and_plain)
+{
+    char reason[160], long_value[TOKEN_HEADER_MAX + 2];
+    cr_assert_eq(token_check_header("X-Athenz-Domain", "sports.api-v2:prod_1", reason, sizeof reason), 0);
+    cr_assert_eq(token_check_header("X-Athenz-Domain", NULL, reason, sizeof reason), -EINVAL);
+    cr_assert_str_eq(reason, "missing header X-Athenz-Domain");
+    cr_assert_eq(token_check_header("X-Athenz-Role", "", reason, sizeof reason), -EINVAL);
+    cr_assert_str_eq(reason, "empty header X-Athenz-Role");
+    cr_assert_eq(token_check_header("X-Athenz-Role", "read er", reason, sizeof reason), -EINVAL);
+    cr_assert_str_eq(reason, "header X-Athenz-Role has a character outside [A-Za-z0-9._:-] at offset 4");
+    cr_assert_eq(token_check_header("X-Athenz-Role", "a\"b", reason, sizeof reason), -EINVAL);
+    cr_assert_eq(token_check_header("X-Athenz-Role", "caf\xc3\xa9", reason, sizeof reason), -EINVAL);
+    memset(long_value, 'a', TOKEN_HEADER_MAX);
+    long_value[TOKEN_HEADER_MAX] = '\0';
+    cr_assert_eq(token_check_header("X-Athenz-Domain", long_value, reason, sizeof reason), 0);
+    long_value[TOKEN_HEADER_MAX] = 'a';
+    long_value[TOKEN_HEADER_MAX + 1] = '\0';
+    cr_assert_eq(token_check_header("X-Athenz-Domain", long_value, reason, sizeof reason), -EINVAL);
+    cr_assert_str_eq(reason, "header X-Athenz-Domain is longer than 128 bytes");
+}
+
+Test(token, request_ids_differ)
+{
+    char a[40], b[40];
+    token_request_id(a);
+    token_request_id(b);
+    cr_assert_str_neq(a, b);
+    cr_assert_eq(strncmp(a, b, 17), 0); /* one process prefix */
+}
+
+Test(token, log_safe_cuts_and_masks)
+{
+    char out[68], in[100];
+    token_log_safe("a\nb\x01", out);
+    cr_assert_str_eq(out, "a?b?");
+    token_log_safe(NULL, out);
+    cr_assert_str_eq(out, "");
+    memset(in, 'x', sizeof in - 1);
+    in[sizeof in - 1] = '\0';
+    token_log_safe(in, out);
+    cr_assert_eq(strlen(out), 67);
+    cr_assert_str_eq(out + 64, "...");
+}
+
+/* ---- durations ------------------------------------------------------------------------------ */
+
+Test(token, durations_print_as_go_does)
+{
+    static const struct {
+        keel_usec_t usec;
+        const char *text;
+    } cases[] = {
+        { 0, "0s" },
+        { 999, "999µs" },
+        { 1500, "1.5ms" },
+        { 250 * KEEL_USEC_PER_MSEC, "250ms" },
+        { 1500 * KEEL_USEC_PER_MSEC, "1.5s" },
+        { 30 * KEEL_USEC_PER_SEC, "30s" },
+        { 90 * KEEL_USEC_PER_SEC, "1m30s" },
+        { 30 * 60 * KEEL_USEC_PER_SEC, "30m0s" },
+        { 3600 * KEEL_USEC_PER_SEC, "1h0m0s" },
+        { 24 * 3600 * KEEL_USEC_PER_SEC, "24h0m0s" },
+        { 3661 * KEEL_USEC_PER_SEC + 1, "1h1m1.000001s" },
+    };
+    char buf[64];
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        token_format_duration(cases[i].usec, buf, sizeof buf);
+        cr_assert_str_eq(buf, cases[i].text);
+    }
+}
