@@ -146,6 +146,10 @@ class HostileClients(KeelTestCase):
         for c in held:
             c.request("GET", "/livez")
             self.assertEqual(c.getresponse().read(), b"ok", "the connections within the limit still work")
+        # A place frees: the queued connection is taken without waiting for another to arrive.
+        held[0].close()
+        extra.settimeout(5)
+        self.assertTrue(extra.recv(4096).startswith(b"HTTP/1.1 200"), "the queued connection was served")
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
