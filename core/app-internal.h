@@ -118,7 +118,8 @@ struct keel_app {
     keel_cause cause;
     char *cause_message;
     bool reload_pending;
-    bool forced; /* shutdown overran its timeout */
+    bool forced;    /* shutdown overran its timeout */
+    bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
     keel_usec_t stop_started, stop_deadline, last_extend;
     unsigned refresh_failures;
 
@@ -150,6 +151,11 @@ int keel__app_metrics_setup(keel_app *app);
 void keel__app_metrics_done(keel_app *app);
 void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec);
 void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown);
+/* The last served life's shutdown duration, kept in state_dir from one process to the next:
+ * save at the end of finalize, load (and remove) when the metrics exporter starts. Load
+ * returns 1 when a duration was observed, 0 when there was none, -EBADMSG for a bad file. */
+void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
+int keel__shutdown_duration_load(keel_app *app);
 
 /* core/credential.c */
 void keel__app_credentials_done(keel_app *app);

@@ -36,6 +36,8 @@ class Keel:
         # anything but this machine's loopback.
         for service in ("HEALTHCHECK", "METRICS", "TOKEN"):
             full_env[f"KEEL_{service}_ADDRESS"] = "127.0.0.1:0"
+        # Keys, certificates and records of a run stay in the run's own directory.
+        full_env["KEEL_STATE_DIR"] = os.path.join(self.tmp, "state")
         if notify:
             path = os.path.join(self.tmp, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
