@@ -213,6 +213,23 @@ class SpawnPoint(KeelTestCase):
         self.assertIn("Error starting health check: Failed to spawn the health check server thread", err)
 
 
+class IdleKeepAlive(KeelTestCase):
+    def test_an_idle_keep_alive_connection_is_closed_at_once_by_the_drain(self):
+        k = self.keel("serve", "--set", "http.connection_timeout=30s")
+        addr = bound_address(k)
+        idle = http.client.HTTPConnection(*addr, timeout=20)
+        self.addCleanup(idle.close)
+        idle.request("GET", "/livez")
+        self.assertEqual(idle.getresponse().read(), b"ok")  # now idle, kept alive for 30 s
+        started = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        # The drain waits for every connection; an idle one must not hold it for its 30 s.
+        self.assertLess(time.monotonic() - started, 10, err)
+        self.assertEqual(idle.sock.recv(16), b"", "the server closed the idle connection")
+
+
 class DrainPastTheTimeout(KeelTestCase):
     def test_what_is_still_open_is_logged_and_the_exit_is_2(self):
         # 900 ms: past the 300 ms budget, yet inside the 1 s the ready check gives each attempt.
