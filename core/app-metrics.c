@@ -23,7 +23,8 @@ int keel__app_metrics_setup(keel_app *app)
     if (r >= 0)
         keel_gauge_set(info, 1);
     if (r >= 0)
-        r = keel_metrics_histogram(app->metrics, "keel_shutdown_duration_seconds", "Time from STOPPING=1 to the end of finalize of the previous served life, kept in state_dir.",
+        r = keel_metrics_histogram(app->metrics, "keel_shutdown_duration_seconds",
+                                   "Time from STOPPING=1 to the end of finalize of the previous served life, kept in state_dir.",
                                    NULL, shutdown_bounds, ELEMENTSOF(shutdown_bounds), &app->shutdown_duration);
     if (r >= 0)
         r = keel_metrics_counter(app->metrics, "keel_refresh_failures_total",

@@ -290,6 +290,7 @@ static void become_ready(keel_app *app, const char *what)
         keel__strbuf_printf(&sb, "%s%s", d == app->status_details ? ": " : ", ", *d);
     keel__app_set_readiness(app, KEEL_READINESS_READY);
     app->was_ready = true;
+    keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
     keel_log_info("%s%s", what, status + strlen("Ready"));
 }
@@ -421,5 +422,6 @@ int keel__machine_run(keel_app *app)
         keel_log_info("Shutdown completed");
     else
         keel_log_error("Exiting with status %d: %s", status, app->cause_message ? app->cause_message : "shutdown forced");
+    keel__daemon_exit(app, status);
     return status;
 }
