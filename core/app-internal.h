@@ -105,7 +105,9 @@ struct keel_app {
     char *command;
     char **args; /* argv from the command name on */
     char *config_file, *profile, *trace_path;
-    char **sets; /* "key=value" from --set, --log-level, --log-format */
+    bool daemonize; /* --daemon */
+    int daemon_fd;  /* core/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
+    char **sets;    /* "key=value" from --set, --log-level, --log-format */
 
     /* The machine. */
     keel_state state;
@@ -118,7 +120,8 @@ struct keel_app {
     keel_cause cause;
     char *cause_message;
     bool reload_pending;
-    bool forced; /* shutdown overran its timeout */
+    bool forced;    /* shutdown overran its timeout */
+    bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
     keel_usec_t stop_started, stop_deadline, last_extend;
     unsigned refresh_failures;
 
@@ -150,6 +153,18 @@ int keel__app_metrics_setup(keel_app *app);
 void keel__app_metrics_done(keel_app *app);
 void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec);
 void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown);
+/* The last served life's shutdown duration, kept in state_dir from one process to the next:
+ * save at the end of finalize, load (and remove) when the metrics exporter starts. Load
+ * returns 1 when a duration was observed, 0 when there was none, -EBADMSG for a bad file. */
+void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
+int keel__shutdown_duration_load(keel_app *app);
+
+/* core/daemon.c: --daemon. Returns 0 in the daemon, 1 in the process that was started once the
+ * daemon is ready or failed (its exit status in *ret_status), or a negative errno. */
+int keel__daemonize(keel_app *app, int *ret_status);
+/* Tells the waiting process that the daemon is ready, or how it ended before it was. */
+void keel__daemon_ready(keel_app *app);
+void keel__daemon_exit(keel_app *app, int status);
 
 /* core/credential.c */
 void keel__app_credentials_done(keel_app *app);

@@ -2,7 +2,10 @@
 /* The framework's own metrics: build info, lifecycle durations, observer and shutdown errors,
  * work trackers, and the process collector. Series are created when first needed: the
  * registry's lock is taken then, never on a hot path. */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "app-internal.h"
 #include "macro.h"
@@ -20,7 +23,8 @@ int keel__app_metrics_setup(keel_app *app)
     if (r >= 0)
         keel_gauge_set(info, 1);
     if (r >= 0)
-        r = keel_metrics_histogram(app->metrics, "keel_shutdown_duration_seconds", "Time from STOPPING=1 to the end of finalize.",
+        r = keel_metrics_histogram(app->metrics, "keel_shutdown_duration_seconds",
+                                   "Time from STOPPING=1 to the end of finalize of the previous served life, kept in state_dir.",
                                    NULL, shutdown_bounds, ELEMENTSOF(shutdown_bounds), &app->shutdown_duration);
     if (r >= 0)
         r = keel_metrics_counter(app->metrics, "keel_refresh_failures_total",
@@ -121,4 +125,53 @@ keel_work *keel_app_work(keel_app *app, const char *component)
 keel_metrics *keel_app_metrics(keel_app *app)
 {
     return app ? app->metrics : NULL;
+}
+
+/* A process cannot be scraped once its shutdown is over, so the duration of a served life's
+ * shutdown is kept in the state directory and observed by the next `serve` (see
+ * keel__shutdown_duration_load()). Best effort: no state directory, no record. */
+void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
+{
+    const char *dir = app->settings.state_dir;
+    if (!app->was_ready || !dir || !*dir)
+        return;
+    _cleanup_free_ char *tmp = keel__strdup_printf("%s/.last-shutdown.tmp", dir);
+    _cleanup_free_ char *path = keel__strdup_printf("%s/last-shutdown", dir);
+    if (!tmp || !path)
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        keel_log_debug("Not recording the shutdown duration in %s: %m", dir);
+        return;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%.6f\n", (double) usec / 1e6);
+    bool ok = write(fd, buf, (size_t) n) == n;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        keel_log_debug("Failed to record the shutdown duration in %s: %m", path);
+        (void) unlink(tmp);
+    }
+}
+
+int keel__shutdown_duration_load(keel_app *app)
+{
+    const char *dir = app->settings.state_dir;
+    if (!dir || !*dir)
+        return 0;
+    _cleanup_free_ char *path = keel__strdup_printf("%s/last-shutdown", dir);
+    if (!path)
+        return -ENOMEM;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    double seconds = -1;
+    int fields = fscanf(f, "%lf", &seconds);
+    (void) fclose(f);
+    /* Consumed once: a later crash must not make the next life count it again. */
+    (void) unlink(path);
+    if (fields != 1 || !(seconds >= 0 && seconds < 1e7))
+        return -EBADMSG;
+    keel_histogram_observe(app->shutdown_duration, seconds);
+    return 1;
 }

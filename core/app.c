@@ -66,6 +66,7 @@ keel_app *keel_app_new(const char *name)
         .readiness = KEEL_READINESS_STARTING,
         .health_lock = PTHREAD_MUTEX_INITIALIZER,
         .credential_lock = PTHREAD_MUTEX_INITIALIZER,
+        .daemon_fd = -EBADF,
     };
     if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 || !(app->config = keel__config_new()) ||
         keel__config_add_table(app->config, keel__core_settings_table, keel__core_settings_table_size, &app->settings) < 0 ||
@@ -114,6 +115,7 @@ keel_app *keel_app_free(keel_app *app)
     free(app->config_file);
     free(app->profile);
     free(app->trace_path);
+    app->daemon_fd = safe_close(app->daemon_fd);
     keel__strv_free(app->sets);
     free(app->fail_message);
     free(app->cause_message);

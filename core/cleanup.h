@@ -31,7 +31,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(OSSL_PARAM *, OSSL_PARAM_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free);
 
-static inline void x509_stack_freep(STACK_OF(X509) **p)
+static inline void x509_stack_freep(STACK_OF(X509) * *p)
 {
     if (*p)
         sk_X509_pop_free(*p, X509_free);

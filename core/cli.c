@@ -10,6 +10,8 @@ enum {
     ARG_LOG_FORMAT,
     ARG_TRACE,
     ARG_VERSION,
+    ARG_PIDFILE,
+    ARG_DAEMON,
 };
 
 static const struct option options[] = {
@@ -19,6 +21,8 @@ static const struct option options[] = {
     { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
     { "log-format", required_argument, NULL, ARG_LOG_FORMAT },
     { "trace", required_argument, NULL, ARG_TRACE },
+    { "pidfile", required_argument, NULL, ARG_PIDFILE },
+    { "daemon", no_argument, NULL, ARG_DAEMON },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, ARG_VERSION },
     {},
@@ -40,6 +44,8 @@ void keel__cli_usage(const keel_app *app, FILE *f)
           "      --log-level LEVEL  error, warning, notice, info or debug\n"
           "      --log-format FMT   auto, text, json or journal\n"
           "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
+          "      --pidfile FILE     hold FILE locked with our PID while running (the key pidfile)\n"
+          "      --daemon           detach; exit 0 once the daemon is ready, 1 with its error if it failed\n"
           "  -h, --help             show this help and exit\n"
           "      --version          print the version and exit\n\n"
           "Options may also follow the command; what they do not claim is the command's.\n"
@@ -103,6 +109,13 @@ static int parse_option(keel_app *app, int c, const char *arg)
     }
     case ARG_TRACE:
         return replace(&app->trace_path, arg);
+    case ARG_PIDFILE:
+        if (!*arg)
+            return usage_error(app, "--pidfile expects a file name%s", "");
+        return add_set(app, "pidfile", arg);
+    case ARG_DAEMON:
+        app->daemonize = true;
+        return 0;
     case 'h':
         keel__cli_usage(app, stdout);
         return 1;

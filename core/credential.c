@@ -20,10 +20,10 @@
 
 struct keel_credential {
     atomic_uint n_ref;
-    EVP_PKEY *key;         /* owned reference */
-    X509 *cert;            /* owned reference, or NULL */
-    STACK_OF(X509) *chain; /* owned, or NULL */
-    bool ec;               /* P-256, else RSA */
+    EVP_PKEY *key;          /* owned reference */
+    X509 *cert;             /* owned reference, or NULL */
+    STACK_OF(X509) * chain; /* owned, or NULL */
+    bool ec;                /* P-256, else RSA */
     char kid[44];
     keel_usec_t not_before, not_after;
     char *members; /* the JWK's public members in RFC 7638 order: {"crv","kty","x","y"} or {"e","kty","n"} */
@@ -126,7 +126,7 @@ static int key_kind(EVP_PKEY *key, bool *ret_ec)
     return -EINVAL;
 }
 
-int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) *chain, keel_credential **ret)
+int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, keel_credential **ret)
 {
     keel_assert_return(key && ret, -EINVAL);
     bool ec;

@@ -92,6 +92,7 @@ struct keel_http_server {
     size_t n_conns, allocated_conns;
     keel_http_request **delayed;
     size_t n_delayed, allocated_delayed;
+    bool relisten; /* a place freed at the connection limit: run MHD once more before waiting */
     cached_response cache[8];
     size_t n_cache;
 };
@@ -451,7 +452,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         free(cs);
         *socket_context = NULL;
     }
-    if (atomic_fetch_sub(&s->connections, 1) == 1) {
+    unsigned before = atomic_fetch_sub(&s->connections, 1);
+    /* At the limit MHD took the listener out of its epoll set; it puts it back at the start of
+     * its next run, and only then can a connection waiting in the backlog wake us. */
+    if (before >= s->connection_limit)
+        s->relisten = true;
+    if (before == 1) {
         (void) pthread_mutex_lock(&s->lock);
         (void) pthread_cond_broadcast(&s->changed);
         (void) pthread_mutex_unlock(&s->lock);
@@ -518,6 +524,10 @@ static void poll_loop(keel_task *task, void *userdata)
          * answer is queued must not wait for a readiness edge that already passed. */
         (void) resume_due(s, false);
         (void) MHD_run(s->daemon);
+        if (s->relisten) {
+            s->relisten = false;
+            (void) MHD_run(s->daemon);
+        }
         struct epoll_event ev[4];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s));
         for (int i = 0; i < n; i++)

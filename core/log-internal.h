@@ -9,3 +9,5 @@ void keel__log_context_set(const char *event, const char *phase, const char *obs
 
 /* Where records go; tests point it at a pipe. -EBADF restores stderr. */
 void keel__log_set_fd(int fd);
+/* core/daemon.c: stderr is /dev/null from now on; the "auto" format picks the journal if there is one. */
+void keel__log_detached(void);

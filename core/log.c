@@ -91,12 +91,27 @@ static bool stderr_is_journal(void)
     return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
 }
 
+/* A daemon's stderr is /dev/null: "auto" then means the journal, when there is one. */
+static atomic_bool detached;
+
+void keel__log_detached(void)
+{
+    atomic_store(&detached, true);
+    (void) keel_log_set_format(KEEL_LOG_FORMAT_AUTO);
+}
+
+static bool journal_available(void)
+{
+    return access("/run/systemd/journal/socket", W_OK) == 0;
+}
+
 int keel_log_set_format(keel_log_format format)
 {
     if (format < 0 || format >= _KEEL_LOG_FORMAT_MAX)
         return -EINVAL;
     if (format == KEEL_LOG_FORMAT_AUTO)
-        format = stderr_is_journal() ? KEEL_LOG_FORMAT_JOURNAL : KEEL_LOG_FORMAT_TEXT;
+        format =
+            stderr_is_journal() || (atomic_load(&detached) && journal_available()) ? KEEL_LOG_FORMAT_JOURNAL : KEEL_LOG_FORMAT_TEXT;
     atomic_store(&log_format, format);
     return 0;
 }

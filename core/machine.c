@@ -289,6 +289,8 @@ static void become_ready(keel_app *app, const char *what)
     for (char **d = app->status_details; d && *d; d++)
         keel__strbuf_printf(&sb, "%s%s", d == app->status_details ? ": " : ", ", *d);
     keel__app_set_readiness(app, KEEL_READINESS_READY);
+    app->was_ready = true;
+    keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
     keel_log_info("%s%s", what, status + strlen("Ready"));
 }
@@ -374,7 +376,7 @@ static outcome step_finalize(keel_app *app)
     keel__machine_poll(app);
     disarm_forced_exit();
     if (app->stop_started)
-        keel_histogram_observe(app->shutdown_duration, (double) (keel_now() - app->stop_started) / 1e6);
+        keel__shutdown_duration_save(app, keel_now() - app->stop_started);
     if (app->stop_started && keel_now() > app->stop_deadline) {
         keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)", (double) (keel_now() - app->stop_started) / 1e6,
                        (double) app->settings.shutdown_timeout / 1e6);
@@ -420,5 +422,6 @@ int keel__machine_run(keel_app *app)
         keel_log_info("Shutdown completed");
     else
         keel_log_error("Exiting with status %d: %s", status, app->cause_message ? app->cause_message : "shutdown forced");
+    keel__daemon_exit(app, status);
     return status;
 }

@@ -6,6 +6,7 @@
 #include <keel/http.h>
 #include <keel/keel.h>
 
+#include "app-internal.h"
 #include "macro.h"
 
 /* One object, so cached responses (keyed by address) are found again. */
@@ -46,6 +47,9 @@ static int handle(keel_http_request *req, void *userdata)
 static int metrics_start(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
+    int r = keel__shutdown_duration_load(app);
+    if (r < 0)
+        keel_log_service("metrics", KEEL_LOG_WARNING, "Failed to read the last shutdown duration: %s, ignoring", strerror(-r));
     keel_http_options o = {
         .service = "metrics", .label = "metrics exporter server", .address = mx.config.address, .handler = handle, .userdata = app
     };

@@ -3,6 +3,7 @@
 service manager (an AF_UNIX datagram socket as NOTIFY_SOCKET), bounded waits, and a check that
 no sanitizer reported anything. Every process started is killed and reaped in close()."""
 
+import codecs
 import json
 import os
 import shutil
@@ -36,6 +37,8 @@ class Keel:
         # anything but this machine's loopback.
         for service in ("HEALTHCHECK", "METRICS", "TOKEN"):
             full_env[f"KEEL_{service}_ADDRESS"] = "127.0.0.1:0"
+        # Keys, certificates and records of a run stay in the run's own directory.
+        full_env["KEEL_STATE_DIR"] = os.path.join(self.tmp, "state")
         if notify:
             path = os.path.join(self.tmp, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -72,8 +75,11 @@ class Keel:
 
     @staticmethod
     def _drain_pipe(pipe, sink):
-        for chunk in iter(lambda: pipe.read(4096), ""):
-            sink.append(chunk)
+        # read1: whatever has arrived, so stderr_so_far() sees a line as soon as it is written.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for chunk in iter(lambda: pipe.buffer.read1(65536), b""):
+            sink.append(decoder.decode(chunk))
+        sink.append(decoder.decode(b"", final=True))
 
     def _read_notifications(self):
         while True:

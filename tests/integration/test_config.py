@@ -30,7 +30,8 @@ class ConfigCommand(KeelTestCase):
         self.assertEqual(lines["log.level"], ("debug", "env KEEL_LOG_LEVEL"))
         self.assertEqual(lines["shutdown.delay"][0], "2s")
         self.assertRegex(lines["shutdown.delay"][1], r"keel\.yaml:2:\d+$")
-        self.assertEqual(lines["state_dir"], ("/var/lib/keel", "default"))
+        self.assertEqual(lines["pidfile"], ("''", "default"))
+        self.assertEqual(lines["state_dir"][1], "env KEEL_STATE_DIR", "the harness gives each run its own")
         self.assertFalse(any(m.startswith("STATUS=Starting services") for m in msgs), "config must not start services")
 
     def test_set_wins_over_environment_over_file(self):

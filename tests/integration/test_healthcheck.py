@@ -146,6 +146,10 @@ class HostileClients(KeelTestCase):
         for c in held:
             c.request("GET", "/livez")
             self.assertEqual(c.getresponse().read(), b"ok", "the connections within the limit still work")
+        # A place frees: the queued connection is taken without waiting for another to arrive.
+        held[0].close()
+        extra.settimeout(5)
+        self.assertTrue(extra.recv(4096).startswith(b"HTTP/1.1 200"), "the queued connection was served")
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
@@ -207,6 +211,23 @@ class SpawnPoint(KeelTestCase):
         status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@before:healthcheck.spawn.server"})
         self.assertEqual(status, 1, err)
         self.assertIn("Error starting health check: Failed to spawn the health check server thread", err)
+
+
+class IdleKeepAlive(KeelTestCase):
+    def test_an_idle_keep_alive_connection_is_closed_at_once_by_the_drain(self):
+        k = self.keel("serve", "--set", "http.connection_timeout=30s")
+        addr = bound_address(k)
+        idle = http.client.HTTPConnection(*addr, timeout=20)
+        self.addCleanup(idle.close)
+        idle.request("GET", "/livez")
+        self.assertEqual(idle.getresponse().read(), b"ok")  # now idle, kept alive for 30 s
+        started = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        # The drain waits for every connection; an idle one must not hold it for its 30 s.
+        self.assertLess(time.monotonic() - started, 10, err)
+        self.assertEqual(idle.sock.recv(16), b"", "the server closed the idle connection")
 
 
 class DrainPastTheTimeout(KeelTestCase):

@@ -155,7 +155,7 @@ class PidFile(KeelTestCase):
         first.ready()
         with open(self.pidfile) as f:
             self.assertEqual(int(f.read()), first.proc.pid)
-        status, _, err, _ = run("serve", "--set", f"pidfile={self.pidfile}")
+        status, _, err, _ = run("serve", "--pidfile", self.pidfile)  # the option and the key are one
         self.assertEqual(status, 1, err)
         self.assertIn(f"another instance is already running (PID {first.proc.pid})", err)
         with open(self.pidfile) as f:

@@ -2,11 +2,13 @@
 """The metrics service through the real binary: the exposition passes promtool and carries the
 framework's metrics; a port in use fails its start and skips the services after it."""
 
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import unittest
 
 from httpclient import bound_address, get
@@ -62,6 +64,40 @@ class Exposition(KeelTestCase):
 
     def test_other_paths_are_404(self):
         self.assertEqual(get(self.addr, "/")[0], 404)
+
+
+class ShutdownDuration(KeelTestCase):
+    """A process cannot be scraped after its own shutdown: the next `serve` exports it."""
+
+    def serve_and_stop(self, state):
+        k = self.keel("serve", env={"KEEL_STATE_DIR": state})
+        body = get(bound_address(k, "metrics exporter server"), "/metrics")[2]
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        return re.search(r"(?m)^keel_shutdown_duration_seconds_count (\d+)$", body), \
+            re.search(r"(?m)^keel_shutdown_duration_seconds_sum (\S+)$", body)
+
+    def test_the_last_shutdown_is_observed_once_by_the_next_serve(self):
+        state = tempfile.mkdtemp(prefix="keel-state-")
+        self.addCleanup(shutil.rmtree, state, True)
+        count, _ = self.serve_and_stop(state)
+        self.assertEqual(count.group(1), "0", "nothing was recorded before the first life")
+        self.assertTrue(os.path.exists(os.path.join(state, "last-shutdown")))
+        count, total = self.serve_and_stop(state)
+        self.assertEqual(count.group(1), "1", "the first life's shutdown")
+        self.assertGreater(float(total.group(1)), 0)
+        self.assertLess(float(total.group(1)), 5)
+        os.unlink(os.path.join(state, "last-shutdown"))
+        with open(os.path.join(state, "last-shutdown"), "w") as f:
+            f.write("garbage\n")
+        k = self.keel("serve", env={"KEEL_STATE_DIR": state})
+        body = get(bound_address(k, "metrics exporter server"), "/metrics")[2]
+        self.assertRegex(body, r"(?m)^keel_shutdown_duration_seconds_count 0$")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Failed to read the last shutdown duration", err)
 
 
 class PortInUse(KeelTestCase):

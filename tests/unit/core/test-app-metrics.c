@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "app-internal.h"
 #include "apptest.h"
 
 static apptest t;
@@ -40,7 +43,7 @@ Test(app_metrics, observer_and_shutdown_errors_are_counted)
     cr_assert(strstr(m, "keel_shutdown_errors_total{component=\"svc\"} 1\n"), "%s", m);
     cr_assert(strstr(m, "keel_shutdown_errors_total{component=\"other\"} 1\n"), "%s", m);
     cr_assert_null(strstr(m, "keel_shutdown_errors_total{component=\"svc.start\"}"));
-    cr_assert(strstr(m, "keel_shutdown_duration_seconds_count 1\n"), "one stop observed: %s", m);
+    cr_assert(strstr(m, "keel_shutdown_duration_seconds_count 0\n"), "a life's own stop is for the next one: %s", m);
     cr_assert(strstr(m, "keel_lifecycle_event_duration_seconds{event=\"finalize\",phase=\"after\"}"), "%s", m);
     cr_assert(strstr(m, "keel_build_info{version=\"" KEEL_VERSION "\"} 1\n"), "%s", m);
     free(m);
@@ -63,4 +66,43 @@ Test(app_metrics, work_trackers_belong_to_the_app_and_are_exported)
     cr_assert(strstr(m, "keel_work_rejected_total{component=\"token\"} 0\n"), "%s", m);
     free(m);
     keel_work_end(w, true);
+}
+
+static void set_state_dir(keel_app *app, const char *dir)
+{
+    free(app->settings.state_dir);
+    app->settings.state_dir = strdup(dir);
+}
+
+Test(app_metrics, the_shutdown_duration_goes_to_the_next_life)
+{
+    char dir[] = "/tmp/keel-test-XXXXXX", path[64], *m;
+    cr_assert_not_null(mkdtemp(dir));
+    (void) snprintf(path, sizeof path, "%s/last-shutdown", dir);
+
+    keel_app *first = keel_app_new("test");
+    set_state_dir(first, dir);
+    keel__shutdown_duration_save(first, 1500 * KEEL_USEC_PER_MSEC);
+    cr_assert_neq(access(path, F_OK), 0, "a life that never got ready records nothing");
+    first->was_ready = true;
+    keel__shutdown_duration_save(first, 1500 * KEEL_USEC_PER_MSEC);
+    cr_assert_eq(access(path, F_OK), 0);
+    keel_app_free(first);
+
+    keel_app *next = keel_app_new("test");
+    set_state_dir(next, dir);
+    cr_assert_eq(keel__shutdown_duration_load(next), 1);
+    cr_assert_eq(keel__shutdown_duration_load(next), 0, "observed once");
+    cr_assert(keel_metrics_format(keel_app_metrics(next), &m, &(size_t){ 0 }) == 0);
+    cr_assert(strstr(m, "keel_shutdown_duration_seconds_count 1\n"), "%s", m);
+    cr_assert(strstr(m, "keel_shutdown_duration_seconds_sum 1.5\n"), "%s", m);
+    free(m);
+
+    FILE *f = fopen(path, "w");
+    fputs("-3\n", f);
+    fclose(f);
+    cr_assert_eq(keel__shutdown_duration_load(next), -EBADMSG);
+    cr_assert_neq(access(path, F_OK), 0, "a bad record is removed too");
+    keel_app_free(next);
+    cr_assert_eq(rmdir(dir), 0);
 }

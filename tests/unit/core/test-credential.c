@@ -109,7 +109,8 @@ Test(credential, rfc7638_thumbprint)
     _cleanup_free_ char *jwk = NULL;
     cr_assert_eq(keel_credential_public_jwk(c, &jwk), 0);
     cr_assert(strstr(jwk, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"0vx7agoe"), "%s", jwk);
-    cr_assert(strstr(jwk, ",\"kid\":\"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs\",\"use\":\"sig\",\"alg\":\"RS256\"}"), "%s", jwk);
+    cr_assert(strstr(jwk, ",\"kid\":\"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs\",\"use\":\"sig\",\"alg\":\"RS256\"}"), "%s",
+              jwk);
     keel_credential_unref(c);
 }
 
@@ -127,7 +128,7 @@ Test(credential, check_match_and_dates)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = ec_key(), *other = ec_key();
     _cleanup_(X509_freep) X509 *good = self_signed(key, -60, 1), *foreign = self_signed(other, -60, 1),
-                                *expired = self_signed(key, -3 * 86400, 1), *future = self_signed(key, 86400, 1);
+                               *expired = self_signed(key, -3 * 86400, 1), *future = self_signed(key, 86400, 1);
     keel_usec_t now = realtime();
     char reason[256];
     keel_credential *c = NULL;
@@ -224,7 +225,8 @@ static void count(keel_app *app, void *userdata)
 static bool holds(keel_app *app, keel_credential_slot slot, const keel_credential *want)
 {
     keel_credential *c = keel_app_get_credential(app, slot);
-    bool same = want ? c && streq(keel_credential_kid(c), keel_credential_kid(want)) && keel_credential_cert(c) == keel_credential_cert(want)
+    bool same = want ? c && streq(keel_credential_kid(c), keel_credential_kid(want)) &&
+                           keel_credential_cert(c) == keel_credential_cert(want)
                      : !c;
     keel_credential_unref(c);
     return same;

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * --daemon: detach for use without a service manager (double fork, new session, stdio to
+ * /dev/null, umask 022, cwd /). The process that was started waits on a pipe and exits only
+ * when the daemon is ready (0) or has failed (its exit status, with its error on stderr), so a shell
+ * script or an init script knows whether the service runs — the pipe stands in for sd_notify.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "app-internal.h"
+#include "log-internal.h"
+#include "macro.h"
+
+/* What the daemon writes on the pipe: "R\n" once ready, or "E<status> <message>\n". */
+static int wait_for_daemon(keel_app *app, int fd, pid_t first)
+{
+    char buf[1024];
+    size_t n = 0;
+    for (ssize_t k; n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) != 0;) {
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            break;
+        n += (size_t) k;
+        if (memchr(buf, '\n', n))
+            break;
+    }
+    buf[n] = 0;
+    safe_close(fd);
+    (void) waitpid(first, NULL, 0); /* the middle process exits as soon as it forked the daemon */
+    if (buf[0] == 'R')
+        return KEEL_EXIT_OK;
+    buf[strcspn(buf, "\n")] = 0;
+    int status;
+    char *why = strchr(buf, ' ');
+    if (buf[0] != 'E' || !why || sscanf(buf + 1, "%d", &status) != 1 || status <= 0 || status > 255) {
+        fprintf(stderr, "%s: the daemon exited before it was ready\n", app->name);
+        return KEEL_EXIT_FAILURE;
+    }
+    /* The daemon's own status: 1 for a failed start, 78 for a bad configuration, ... */
+    fprintf(stderr, "%s: the daemon failed to start: %s\n", app->name, why + 1);
+    return status;
+}
+
+static int detach_stdio(void)
+{
+    _cleanup_close_ int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return -errno;
+    for (int fd = 0; fd <= 2; fd++)
+        if (dup2(null, fd) < 0)
+            return -errno;
+    return 0;
+}
+
+/* In the daemon: sd-event refuses to be used from another process than its creator, so the
+ * loop and the signal sources are made again. */
+static int renew_loop(keel_app *app)
+{
+    for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
+        app->signals[i] = sd_event_source_unref(app->signals[i]);
+    app->event = sd_event_unref(app->event);
+    int r = sd_event_new(&app->event);
+    if (r < 0)
+        return r;
+    keel__log_detached();
+    return keel__signals_setup(app);
+}
+
+int keel__daemonize(keel_app *app, int *ret_status)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int r = -errno;
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+        return r;
+    }
+    if (pid > 0) {
+        safe_close(fds[1]);
+        *ret_status = wait_for_daemon(app, fds[0], pid);
+        return 1;
+    }
+    safe_close(fds[0]);
+    /* A new session without a controlling terminal, then a second fork so the daemon is not a
+     * session leader and can never acquire one again. */
+    if (setsid() < 0)
+        _exit(KEEL_EXIT_FAILURE);
+    pid = fork();
+    if (pid != 0)
+        _exit(pid < 0 ? KEEL_EXIT_FAILURE : KEEL_EXIT_OK);
+    umask(022);
+    int r = chdir("/") < 0 ? -errno : detach_stdio();
+    if (r >= 0)
+        r = renew_loop(app);
+    if (r < 0) {
+        dprintf(fds[1], "E%d Failed to detach: %s\n", KEEL_EXIT_FAILURE, strerror(-r));
+        _exit(KEEL_EXIT_FAILURE);
+    }
+    app->daemon_fd = fds[1];
+    return 0;
+}
+
+void keel__daemon_ready(keel_app *app)
+{
+    if (app->daemon_fd < 0)
+        return;
+    ssize_t _unused_ n = write(app->daemon_fd, "R\n", 2);
+    app->daemon_fd = safe_close(app->daemon_fd);
+}
+
+void keel__daemon_exit(keel_app *app, int status)
+{
+    if (app->daemon_fd < 0)
+        return;
+    const char *why = app->cause_message ? app->cause_message : status == 0 ? "stopped before it was ready" : "failed";
+    dprintf(app->daemon_fd, "E%d %s\n", status, why);
+    app->daemon_fd = safe_close(app->daemon_fd);
+}

@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: MIT
+"""--daemon: detach, and report readiness (or the failure) through the exit status of the
+process that was started."""
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import unittest
+
+from httpclient import get
+from keelrun import KeelTestCase, run
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Daemon(KeelTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-daemon-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.pidfile = os.path.join(self.dir, "keel.pid")
+        self.port = free_port()
+
+    def daemon(self, *extra, env=None):
+        full = {"KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.port}"}
+        full.update(env or {})
+        return run("--daemon", "--pidfile", self.pidfile, "serve", *extra, env=full, notify=False)
+
+    def daemon_pid(self):
+        with open(self.pidfile) as f:
+            pid = int(f.read())
+        # Never leave a detached process behind, whatever the test does.
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
+        return pid
+
+    def stop(self, pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertFalse(alive(pid), "the daemon did not stop on SIGTERM")
+
+    def test_the_parent_exits_0_once_the_daemon_serves(self):
+        status, out, err, _ = self.daemon()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out + err, "", "a daemon writes nothing on the terminal it left")
+        pid = self.daemon_pid()
+        # Already serving when the parent exits: readiness came back through the pipe.
+        self.assertEqual(get(("127.0.0.1", self.port), "/readyz")[0], 200)
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().split(") ")[1].split()
+        sid = int(fields[3])
+        self.assertNotEqual(sid, pid, "not a session leader: it can never acquire a terminal again")
+        self.assertEqual(os.getsid(0) != sid, True, "a session of its own")
+        self.assertEqual(os.readlink(f"/proc/{pid}/cwd"), "/")
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/0"), "/dev/null")
+        self.stop(pid)
+        self.assertFalse(os.path.exists(self.pidfile), "the PID file is removed at finalize")
+
+    def test_a_second_instance_fails_with_the_first_ones_pid(self):
+        self.assertEqual(self.daemon()[0], 0)
+        pid = self.daemon_pid()
+        status, _, err, _ = run("--daemon", "--pidfile", self.pidfile, "serve", notify=False)
+        self.assertEqual(status, 1, err)
+        self.assertIn(f"another instance is already running (PID {pid})", err)
+        self.assertEqual(get(("127.0.0.1", self.port), "/livez")[0], 200, "the first one is untouched")
+        self.stop(pid)
+
+    def test_a_failed_start_exits_1_with_the_daemons_error(self):
+        status, _, err, _ = self.daemon(env={"KEEL_FAULT": "error@in:healthcheck.start"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("the daemon failed to start", err)
+        self.assertIn("test error", err)
+        self.assertFalse(os.path.exists(self.pidfile), "the failed daemon released its PID file")
+
+    def test_a_bad_configuration_is_reported_as_well(self):
+        status, _, err, _ = self.daemon("--set", "shutdown.timeout=soon")
+        self.assertEqual(status, 78, "the daemon's own status comes back")
+        self.assertIn("shutdown.timeout", err)
+
+
+if __name__ == "__main__":
+    unittest.main()

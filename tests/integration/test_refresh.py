@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: MIT
+"""SIGHUP re-reads every configuration layer: what can change live changes, what needs a
+restart is refused with a message while the rest applies, and a refresh that fails keeps the
+old configuration in force and the servers serving."""
+
+import re
+import signal
+import time
+
+from httpclient import bound_address, get
+from keelrun import KeelTestCase
+
+
+class Refresh(KeelTestCase):
+    def start(self, config):
+        k = self.keel("serve", config=config)
+        k.ready()
+        self.health = bound_address(k, "health check server")
+        self.metrics = bound_address(k, "metrics exporter server")
+        return k
+
+    def reload(self, k, config):
+        k.write("keel.yaml", config)
+        before = len(k.messages())
+        k.kill(signal.SIGHUP)
+        k.wait_notify("RELOADING=1", start=before)
+        return k.wait_notify("READY=1", start=before + 1)
+
+    def wait_log(self, k, text, timeout=10):
+        deadline = time.monotonic() + timeout
+        while text not in k.stderr_so_far() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertIn(text, k.stderr_so_far())
+
+    def refresh_failures(self):
+        body = get(self.metrics, "/metrics")[2]
+        return int(re.search(r"(?m)^keel_refresh_failures_total (\d+)$", body).group(1))
+
+    def stop(self, k):
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        return err
+
+    def test_a_live_key_changes_and_a_restart_key_is_refused_while_the_rest_applies(self):
+        k = self.start("log:\n  level: info\n")
+        self.reload(k, "log:\n  level: debug\nhttp:\n  connection_limit: 10\n")
+        self.wait_log(k, "Changing http.connection_limit needs a restart; keeping the running value")
+        # The live key took effect: requests are logged at debug level from now on.
+        self.assertEqual(get(self.health, "/livez")[0], 200)
+        self.wait_log(k, "GET /livez from 127.0.0.1")
+        self.assertEqual(self.refresh_failures(), 0)
+        self.stop(k)
+
+    def test_a_bad_file_keeps_the_old_configuration_and_the_servers_serving(self):
+        k = self.start("shutdown:\n  delay: 0s\n")
+        before = len(k.messages())
+        k.write("keel.yaml", "shutdown:\n  delay: [not a duration\n")
+        k.kill(signal.SIGHUP)
+        k.wait_notify("RELOADING=1", start=before)
+        # Still ready: the failed refresh ends with READY=1 and the old configuration.
+        k.wait_notify("READY=1", start=before + 1)
+        self.wait_log(k, "keel.yaml:3:1: did not find expected")
+        self.wait_log(k, "Refresh failed, keeping the previous configuration")
+        self.assertEqual(get(self.health, "/readyz")[0], 200)
+        self.assertEqual(self.refresh_failures(), 1)
+        self.reload(k, "shutdown:\n  delay: 0s\n")  # and a good file later applies again
+        self.assertEqual(self.refresh_failures(), 1)
+        self.stop(k)
