@@ -36,6 +36,10 @@ class Keel:
         # anything but this machine's loopback.
         for service in ("HEALTHCHECK", "METRICS", "TOKEN"):
             full_env[f"KEEL_{service}_ADDRESS"] = "127.0.0.1:0"
+        # Keys and certificates in the run's own directory, never in /var/lib/keel; `keel config`
+        # is left alone so that it shows the default.
+        if args[:1] != ("config",):
+            full_env["KEEL_STATE_DIR"] = os.path.join(self.tmp, "state")
         if notify:
             path = os.path.join(self.tmp, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
