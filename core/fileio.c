@@ -17,8 +17,9 @@
 static int dir_of(const char *path, char *buf, size_t size)
 {
     const char *slash = strrchr(path, '/');
-    int n = !slash ? snprintf(buf, size, ".") : slash == path ? snprintf(buf, size, "/")
-                                                              : snprintf(buf, size, "%.*s", (int) (slash - path), path);
+    int n = !slash          ? snprintf(buf, size, ".")
+            : slash == path ? snprintf(buf, size, "/")
+                            : snprintf(buf, size, "%.*s", (int) (slash - path), path);
     return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }
 

@@ -41,7 +41,7 @@ typedef struct certificate_config {
 
 typedef struct cert_service {
     certificate_config config;
-    keel_app *app; /* borrowed */
+    keel_app *app;        /* borrowed */
     pthread_mutex_t lock; /* serialises loads, issues and stores: the refresh task and the watch */
 
     /* Set up by start, freed by stop. */
@@ -61,9 +61,9 @@ typedef struct cert_service {
 
 extern cert_service keel__cert;
 
-#define CERT_LOG(level, ...)           keel_log_service("certificate", (level), __VA_ARGS__)
-#define CERT_LOG_ERRNO(level, r, ...)  keel_log_service_errno("certificate", (level), (r), __VA_ARGS__)
-#define CERT_CA_LIFETIME               (10ULL * 365 * 24 * 3600 * KEEL_USEC_PER_SEC)
+#define CERT_LOG(level, ...)          keel_log_service("certificate", (level), __VA_ARGS__)
+#define CERT_LOG_ERRNO(level, r, ...) keel_log_service_errno("certificate", (level), (r), __VA_ARGS__)
+#define CERT_CA_LIFETIME              (10ULL * 365 * 24 * 3600 * KEEL_USEC_PER_SEC)
 
 /* provider.c */
 /* The credential to start with: reused from disk when valid, else issued (local-ca), or loaded

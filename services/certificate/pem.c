@@ -84,7 +84,7 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
     return 0;
 }
 
-int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) **ret_chain, cert_error *e)
+int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
 {
     char why[256];
     _cleanup_(BIO_freep) BIO *bio = NULL;
@@ -139,7 +139,7 @@ int keel__cert_write_key(const char *path, EVP_PKEY *key)
     return r;
 }
 
-int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) *chain)
+int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
 {
     _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
@@ -167,7 +167,7 @@ static int check_dates(X509 *leaf, time_t now, const char *what, cert_error *e)
     return keel__cert_fail(e, -EKEYEXPIRED, "%s: the certificate %s %s", what, early ? "is not valid before" : "expired at", when);
 }
 
-static int verify_chain(X509 *leaf, STACK_OF(X509) *chain, X509 *ca, time_t now, const char *what, cert_error *e)
+static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
 {
     _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
     _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -178,10 +178,11 @@ static int verify_chain(X509 *leaf, STACK_OF(X509) *chain, X509 *ca, time_t now,
         return 0;
     int err = X509_STORE_CTX_get_error(ctx);
     ERR_clear_error();
-    return keel__cert_fail(e, -EBADE, "%s: the certificate does not verify to the CA: %s", what, X509_verify_cert_error_string(err));
+    return keel__cert_fail(e, -EBADE, "%s: the certificate does not verify to the CA: %s", what,
+                           X509_verify_cert_error_string(err));
 }
 
-int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) *chain, X509 *ca, time_t now, const char *what, cert_error *e)
+int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
 {
     if (X509_check_private_key(leaf, key) != 1) {
         ERR_clear_error();

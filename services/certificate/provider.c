@@ -226,8 +226,8 @@ int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
         (void) snprintf(e->text + n, sizeof e->text - n, "; the backup is unusable too: %s", why.text);
         return r;
     }
-    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", keel__cert_provider_name(s->config.provider),
-             e->text, s->backup_dir);
+    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'",
+             keel__cert_provider_name(s->config.provider), e->text, s->backup_dir);
     return 0;
 }
 

@@ -39,7 +39,10 @@ void keel__cert_format_duration(keel_usec_t u, char *buf, size_t size)
         return;
     }
     if (u < KEEL_USEC_PER_SEC) {
-        (void) snprintf(buf, size, "%g" "ms", (double) u / 1000.0);
+        (void) snprintf(buf, size,
+                        "%g"
+                        "ms",
+                        (double) u / 1000.0);
         return;
     }
     uint64_t h = u / (3600 * KEEL_USEC_PER_SEC), m = u / (60 * KEEL_USEC_PER_SEC) % 60, s = u / KEEL_USEC_PER_SEC % 60;
@@ -174,8 +177,7 @@ static int on_inotify(sd_event_source *src, const struct inotify_event *ev, void
         (void) sd_event_source_set_enabled(s->debounce, SD_EVENT_ONESHOT);
         return 0;
     }
-    int r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->debounce, CLOCK_MONOTONIC, DEBOUNCE, 1, on_debounce,
-                                       s);
+    int r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->debounce, CLOCK_MONOTONIC, DEBOUNCE, 1, on_debounce, s);
     if (r < 0)
         return CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to schedule the reload of the changed files, ignoring: %m"), 0;
     (void) sd_event_source_set_description(s->debounce, "certificate-reload");

@@ -172,6 +172,17 @@ class LocalCA(Base):
         self.assertIn("Failed to refresh the certificate, retrying in about 1s: test error", err)
         self.assertIn("retrying in about 2s", err)
 
+    def test_readyz_fails_near_expiry(self):
+        # Valid from 5 minutes ago (clock skew) for 10 s more: under 10 % of its lifetime is left.
+        state = os.path.join(self.dir, "state")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.lifetime=10s",
+                      env={"KEEL_FAULT": "error@in:certificate.refresh"})
+        addr = bound_address(k)
+        status, _, body = get(addr, "/readyz?verbose")
+        self.assertEqual(status, 503, body)
+        self.assertRegex(body, r"\[-\]certificate failed: the certificate expires at \S+Z, within 10% of its lifetime")
+        self.assertEqual(get(addr, "/livez")[0], 200)
+
 
 class FileProvider(Base):
     def test_corrupt_certificate_names_the_file(self):

@@ -223,7 +223,8 @@ Test(certificate, corrupt_or_empty_certificate_files_are_named)
 
 Test(certificate, corrupt_key_is_named)
 {
-    _cleanup_free_ char *path = test_write_file(test_tmpdir(), "key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    _cleanup_free_ char *path =
+        test_write_file(test_tmpdir(), "key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
     cr_assert_eq(chmod(path, 0600), 0);
     EVP_PKEY *key = NULL;
     cert_error e = {};
