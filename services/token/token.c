@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The token service: GET /token (and /) issues an access token for the X-Athenz-Domain and
+ * X-Athenz-Role request headers, signed with the app's current credential and cached per pair;
+ * /.well-known/jwks.json publishes the keys tokens verify with. A refresh task re-mints what is
+ * cached and a memory reporter logs and exports the process's RSS and the cache's size.
+ *
+ * Handlers run on the server's polling thread and mint inline: signing with a local key is CPU
+ * work of ~50 µs (ES256) to ~1 ms (RS256), never a wait (docs/decisions/0013-token-cache.md).
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include <keel/health.h>
+#include <keel/http.h>
+#include <keel/keel.h>
+
+#include "cache.h"
+#include "duration.h"
+#include "macro.h"
+#include "request.h"
+#include "strbuf.h"
+#include "token.h"
+
+static const char JSON[] = "application/json";
+#define JWKS_PATH "/.well-known/jwks.json"
+
+/* One instance per process; static so the configuration storage outlives every error path. */
+static struct {
+    token_config config;
+    keel_app *app;            /* borrowed */
+    token_cache *cache;       /* owned: made in configure, freed in finalize (after every thread that reads it) */
+    keel_http_server *server; /* owned */
+    keel_tasks *tasks;        /* owned: the refresh task and the memory reporter */
+    keel_work *work;          /* borrowed from the app: the server's tracker, which refreshes join */
+    keel_gauge *rss;          /* borrowed from the metrics registry, as the two below */
+    keel_counter *refreshed, *refresh_failed;
+    char jwks_cache_control[32]; /* "max-age=300" */
+} tk;
+
+static const keel_config_key config_keys[] = {
+    { .key = "token.address",
+      .type = KEEL_CONFIG_ADDRESS,
+      .offset = offsetof(token_config, address),
+      .def = "127.0.0.1:8880",
+      .help = "where /token and /.well-known/jwks.json listen" },
+    { .key = "token.refresh_interval",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = offsetof(token_config, refresh_interval),
+      .def = "30m",
+      .min = (int64_t) KEEL_USEC_PER_SEC,
+      .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
+      .help = "how often every cached token is minted again" },
+    { .key = "token.expiry",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = offsetof(token_config, expiry),
+      .def = "1h",
+      .min = (int64_t) (2 * 60 * KEEL_USEC_PER_SEC),
+      .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
+      .help = "lifetime of a token (never past the certificate's notAfter); over 1m, since tokens are served while 1m is left" },
+    { .key = "token.memory_report_interval",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = offsetof(token_config, memory_report_interval),
+      .def = "1m",
+      .min = (int64_t) (100 * KEEL_USEC_PER_MSEC),
+      .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
+      .help = "how often the memory reporter logs RSS and the token cache's size" },
+    { .key = "token.cache_size",
+      .type = KEEL_CONFIG_INT,
+      .offset = offsetof(token_config, cache_size),
+      .def = "1000",
+      .min = 1,
+      .max = 1000000,
+      .help = "most (domain, role) pairs whose tokens are cached (least recently used evicted)" },
+    { .key = "token.issuer",
+      .type = KEEL_CONFIG_STRING,
+      .offset = offsetof(token_config, issuer),
+      .def = "keel",
+      .help = "the iss claim of every token: what verifiers check the issuer against" },
+};
+
+const token_config *token_get_config(void)
+{
+    return &tk.config;
+}
+
+token_params token_get_params(void)
+{
+    return (token_params){ .issuer = tk.config.issuer, .expiry = tk.config.expiry };
+}
+
+/* ---- minting ------------------------------------------------------------------------------------ */
+
+/* The cache's mint handler: any thread, no lock held. Logs its failure once, here. */
+static int mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
+{
+    token_params p = token_get_params();
+    char reason[256] = "";
+    char *jwt = NULL;
+    keel_usec_t expires = 0;
+    int r = token_issue(tk.app, &p, domain, role, now, &jwt, &expires, reason, sizeof reason);
+    if (r < 0)
+        return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to mint a token for domain[%s] role[%s]: %s", domain,
+                                      role, reason);
+    *ret = (token_minted){ .jwt = jwt, .expires = expires };
+    return 0;
+}
+
+/* ---- HTTP --------------------------------------------------------------------------------------- */
+
+/* The status of the request being answered, for its log line: handlers run on the one polling thread. */
+static _Thread_local unsigned answered;
+
+static int respond(keel_http_request *req, unsigned status, const char *type, const char *body, size_t size,
+                   const char *const *headers)
+{
+    answered = status;
+    return keel_http_respond(req, status, type, body, size, headers);
+}
+
+/* Answers {"error","error_description"[,"header"]} with @status. */
+static int answer_error(keel_http_request *req, const char *id, unsigned status, const char *error, const char *description,
+                        const char *header)
+{
+    char buf[512];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel__strbuf_append(&sb, "{");
+    keel__strbuf_json_field(&sb, "error", error, true);
+    keel__strbuf_json_field(&sb, "error_description", description, false);
+    if (header)
+        keel__strbuf_json_field(&sb, "header", header, false);
+    keel__strbuf_append(&sb, "}");
+    const char *headers[] = { "X-Request-Id", id, "Cache-Control", "no-store", NULL };
+    return respond(req, status, JSON, sb.buf, sb.len, headers);
+}
+
+static int client_error(keel_http_request *req, const char *id, const char *domain, const char *role, const char *header,
+                        const char *reason)
+{
+    char d[68], r[68];
+    token_log_safe(domain, d);
+    token_log_safe(role, r);
+    /* Start's own ready check (libcurl, core/http.c) asks for / without headers: not a client's error. */
+    const char *agent = keel_http_request_header(req, "User-Agent");
+    keel_log_level level = agent && streq(agent, "keel-ready-check") ? KEEL_LOG_DEBUG : KEEL_LOG_WARNING;
+    keel_log_service(
+        "token", level,
+        "Client error: while handling request with: X-Athenz-Domain[%s] X-Athenz-Role[%s], error[%s], request[%s] from %s", d, r,
+        reason, id, keel_http_request_peer(req));
+    return answer_error(req, id, 400, "invalid_request", reason, header);
+}
+
+static int answer_token_ok(keel_http_request *req, const char *id, const token_minted *t, const char *role)
+{
+    _cleanup_free_ char *body = NULL, *bearer = NULL;
+    int r = token_response_json(t->jwt, t->expires, token_realtime(), role, &body);
+    if (r < 0)
+        return r;
+    if (!(bearer = keel__strdup_printf("Bearer %s", t->jwt)))
+        return -ENOMEM;
+    const char *headers[] = { "Authorization", bearer, "X-Request-Id", id, "Cache-Control", "no-store", NULL };
+    return respond(req, 200, JSON, body, strlen(body), headers);
+}
+
+static int answer_token(keel_http_request *req, const char *id)
+{
+    static const char *const names[] = { "X-Athenz-Domain", "X-Athenz-Role" };
+    const char *values[2];
+    char reason[160];
+    for (size_t i = 0; i < ELEMENTSOF(names); i++)
+        values[i] = keel_http_request_header(req, names[i]);
+    for (size_t i = 0; i < ELEMENTSOF(names); i++)
+        if (token_check_header(names[i], values[i], reason, sizeof reason) < 0)
+            return client_error(req, id, values[0], values[1], names[i], reason);
+
+    token_minted t = { 0 };
+    int r = token_cache_get(tk.cache, values[0], values[1], token_realtime(), &t);
+    if (r < 0) /* the mint logged why */
+        return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
+    r = answer_token_ok(req, id, &t, values[1]);
+    token_minted_done(&t);
+    return r;
+}
+
+static int answer_jwks(keel_http_request *req, const char *id)
+{
+    keel_credential *creds[] = {
+        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_CURRENT),
+        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_PREVIOUS),
+        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_NEXT),
+    };
+    _cleanup_free_ char *body = NULL;
+    int r = token_jwks_json(creds, ELEMENTSOF(creds), &body);
+    for (size_t i = 0; i < ELEMENTSOF(creds); i++)
+        (void) keel_credential_unref(creds[i]);
+    if (r < 0)
+        return r;
+    const char *headers[] = { "Cache-Control", tk.jwks_cache_control, "X-Request-Id", id, NULL };
+    return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
+}
+
+static int route(keel_http_request *req, const char *id)
+{
+    const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
+    bool token = streq(path, "/token") || streq(path, "/"), jwks = streq(path, JWKS_PATH);
+    if ((token || jwks) && !STR_IN_SET(method, "GET", "HEAD"))
+        return answer_error(req, id, 405, "method_not_allowed", "only GET is served here", NULL);
+    if (token)
+        return answer_token(req, id);
+    if (jwks)
+        return answer_jwks(req, id);
+    return answer_error(req, id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
+}
+
+/* Every request is logged at debug level with its id: info would be a line per request at
+ * 100k requests/s. Client errors are warnings (client_error()), mint failures errors (mint()). */
+static int handle(keel_http_request *req, void *userdata)
+{
+    char id[40];
+    keel_usec_t t0 = keel_now();
+    token_request_id(id);
+    answered = 500; /* what the server answers when the handler fails without answering */
+    int r = route(req, id);
+    if (keel_log_get_level() >= KEEL_LOG_DEBUG)
+        keel_log_service("token", KEEL_LOG_DEBUG, "%s %s from %s: request[%s] status[%u] in %.3fms", keel_http_request_method(req),
+                         keel_http_request_path(req), keel_http_request_peer(req), id, answered,
+                         (double) (keel_now() - t0) / 1000.0);
+    return r;
+}
+
+/* ---- tasks -------------------------------------------------------------------------------------- */
+
+static void refresh_once(void)
+{
+    int r = keel_point_before("token.refresh", true);
+    if (r >= 0)
+        r = keel_point_in("token.refresh");
+    if (r < 0) {
+        keel_counter_add(tk.refresh_failed, 1);
+        keel_log_service("token", KEEL_LOG_WARNING, "Failed to refresh tokens: %s, ignoring", KEEL_FAULT_MESSAGE);
+        return;
+    }
+    if (keel_work_begin(tk.work) < 0) /* draining: the server is stopping */
+        return;
+    size_t failed = 0;
+    r = token_cache_refresh(tk.cache, token_realtime(), &failed);
+    keel_work_end(tk.work, r >= 0 && failed == 0);
+    keel_counter_add(r >= 0 && failed == 0 ? tk.refreshed : tk.refresh_failed, 1);
+    if (r < 0)
+        keel_log_service_errno("token", KEEL_LOG_WARNING, r, "Failed to refresh tokens: %m, ignoring");
+    else
+        keel_log_service("token", failed ? KEEL_LOG_WARNING : KEEL_LOG_INFO, "Refreshed %d tokens, %zu failed%s", r, failed,
+                         failed ? " (still served while valid)" : "");
+}
+
+static void refresh_task(keel_task *t, void *userdata)
+{
+    char every[32];
+    token_format_duration(tk.config.refresh_interval, every, sizeof every);
+    for (;;) {
+        keel_log_service("token", KEEL_LOG_INFO, "Will refresh tokens after %s", every);
+        if (keel_task_wait(t, tk.config.refresh_interval) < 0)
+            return;
+        refresh_once();
+    }
+}
+
+/* Resident set size in bytes from /proc/self/statm, or a negative errno. */
+static int64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    unsigned long long size, resident;
+    if (!f)
+        return -errno;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    (void) fclose(f);
+    return n == 2 ? (int64_t) resident * sysconf(_SC_PAGESIZE) : -EIO;
+}
+
+static void report_memory(void)
+{
+    token_cache_stats st;
+    int64_t rss = rss_bytes();
+    token_cache_get_stats(tk.cache, &st);
+    if (rss < 0) {
+        keel_log_service_errno("token", KEEL_LOG_WARNING, (int) rss, "Failed to read /proc/self/statm: %m, ignoring");
+        return;
+    }
+    keel_gauge_set(tk.rss, (double) rss);
+    keel_log_service("token", KEEL_LOG_INFO, "Memory: rss[%.1fMiB] token cache entries[%zu] bytes[%zu]", (double) rss / 1048576.0,
+                     st.entries, st.bytes);
+}
+
+static void memory_task(keel_task *t, void *userdata)
+{
+    do
+        report_memory();
+    while (keel_task_wait(t, tk.config.memory_report_interval) >= 0);
+}
+
+/* ---- health, metrics, rotation ---------------------------------------------------------------- */
+
+/* Healthy while the current credential can sign: it exists, matches its certificate and is in date. */
+static int check_credential(void *userdata, char *reason, size_t size)
+{
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(tk.app, KEEL_CREDENTIAL_CURRENT);
+    if (!c) {
+        (void) snprintf(reason, size, "no current credential to sign tokens with");
+        return -ENOKEY;
+    }
+    return keel_credential_check(c, token_realtime(), reason, size);
+}
+
+/* After every change of the credential slots, on the thread that made it. Tokens of the previous
+ * key stay valid for verifiers (JWKS lists it), so a new key only marks them stale: each pair is
+ * minted again on its next request, not all at once here. */
+static void on_credential(keel_app *app, void *userdata)
+{
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
+    if (c && tk.cache && token_cache_rekey(tk.cache, keel_credential_kid(c)))
+        keel_log_service("token", KEEL_LOG_INFO, "Signing tokens with key[%s] (%s)", keel_credential_kid(c),
+                         keel_credential_alg(c));
+}
+
+static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
+{
+    int r = keel_metrics_counter(m, "keel_token_cache_hits_total", "Token requests answered from the cache.", NULL, &ret->hits);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_cache_misses_total", "Token requests that had to mint (or wait for a mint).", NULL,
+                                 &ret->misses);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_mints_total", "Tokens signed, by result.",
+                                 (const char *const[]){ "result", "ok", NULL }, &ret->mints);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_mints_total", "Tokens signed, by result.",
+                                 (const char *const[]){ "result", "error", NULL }, &ret->mint_failures);
+    if (r >= 0)
+        r = keel_metrics_gauge(m, "keel_token_cache_entries", "(domain, role) pairs in the token cache.", NULL, &ret->entries);
+    if (r >= 0)
+        r = keel_metrics_gauge(m, "keel_token_cache_bytes", "Bytes the token cache holds.", NULL, &ret->bytes);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
+                                 (const char *const[]){ "result", "ok", NULL }, &tk.refreshed);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
+                                 (const char *const[]){ "result", "error", NULL }, &tk.refresh_failed);
+    if (r >= 0)
+        r = keel_metrics_gauge(m, "keel_token_memory_rss_bytes", "Resident set size at the memory reporter's last report.", NULL,
+                               &tk.rss);
+    return r;
+}
+
+/* ---- the service -------------------------------------------------------------------------------- */
+
+static int token_configure(keel_service *s, void *userdata)
+{
+    keel_app *app = keel_service_app(s);
+    token_cache_metrics m = { 0 };
+    int r = add_metrics(keel_app_metrics(app), &m);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to register the token metrics: %s", strerror(-r));
+    tk.cache = token_cache_new((size_t) tk.config.cache_size, mint, NULL);
+    if (!tk.cache)
+        return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
+    token_cache_set_metrics(tk.cache, &m);
+    /* Verifiers re-read JWKS at least this often: a sixth of the refresh interval, at most 5
+     * minutes, so a next key is seen long before tokens signed with it are handed out. */
+    keel_usec_t age = MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
+    (void) snprintf(tk.jwks_cache_control, sizeof tk.jwks_cache_control, "max-age=%llu",
+                    (unsigned long long) MAX(age / KEEL_USEC_PER_SEC, 1));
+    return 0;
+}
+
+static int spawn(keel_app *app, const char *point, const char *role, keel_task_handler_t fn)
+{
+    int r = keel_tasks_spawn(tk.tasks, point, role, fn, NULL);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to spawn the token %s task: %s", role, strerror(-r));
+    return 0;
+}
+
+static int token_start(keel_service *s, void *userdata)
+{
+    keel_app *app = keel_service_app(s);
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
+    if (!c)
+        return keel_app_fail(app, -ENOKEY,
+                             "No current credential to sign tokens with: the certificate service must publish one before the token "
+                             "provider starts");
+    on_credential(app, NULL);
+    /* Here rather than at registration, so /readyz lists it after the certificate's check. */
+    int r = keel_app_add_health_check(app, "token", check_credential, NULL);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
+    tk.work = keel_app_work(app, "token");
+    keel_http_options o = {
+        .service = "token", .label = "token provider server", .address = tk.config.address, .handler = handle, .userdata = NULL
+    };
+    r = keel_http_server_start_new(app, &o, &tk.server);
+    if (r < 0)
+        return r;
+    if (!(tk.tasks = keel_tasks_new(app, "token")))
+        return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");
+    r = spawn(app, "token.spawn.refresh", "refresh", refresh_task);
+    if (r >= 0)
+        r = spawn(app, "token.spawn.memory", "memory", memory_task);
+    return r;
+}
+
+/* The server drains first (requests in flight finish), then the tasks stop and are joined. */
+static int token_stop(keel_service *s, void *userdata)
+{
+    int r = keel_http_server_stop_and_free(keel_service_app(s), &tk.server);
+    if (tk.tasks) {
+        tk.tasks = keel_tasks_free(tk.tasks);
+        keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
+    }
+    return r;
+}
+
+/* After every service stopped: the certificate service's refresh task, which may call
+ * on_credential(), is joined by then. */
+static int token_finalize(keel_app *app, void *userdata)
+{
+    tk.cache = token_cache_free(tk.cache);
+    return 0;
+}
+
+static const keel_service_vtable token_vtable = {
+    .name = "token",
+    .label = "token provider",
+    .configure = token_configure,
+    .start = token_start,
+    .stop = token_stop,
+};
+
+static int on_serve(keel_app *app, void *userdata)
+{
+    tk.app = app;
+    int r = keel_app_add_service(app, &token_vtable, NULL, NULL);
+    if (r >= 0)
+        r = keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_DURING, "token.finalize", token_finalize, NULL, NULL);
+    if (r >= 0)
+        r = keel_app_subscribe_credential(app, on_credential, NULL);
+    return r;
+}
+
+static int token_register(keel_app *app)
+{
+    /* The keys for every command (`keel config` shows them, `keel token` uses them); the service for `serve` only. */
+    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &tk.config);
+    if (r >= 0)
+        r = token_command_register(app);
+    if (r >= 0)
+        r = keel_app_observe_command(app, "serve", "token.command", on_serve, NULL);
+    return r;
+}
+
+/* Start order certificate, token, metrics, health check (DESIGN §4). */
+KEEL_PLUGIN_ORDERED(token, 520, token_register);

@@ -1,0 +1,307 @@
+# SPDX-License-Identifier: MIT
+"""The token service and `keel token` through the real binary: tokens verify with the keys of
+/.well-known/jwks.json (PyJWT, python3-jwt), bad headers get a 400 naming the header, a token
+signed before a rotation still verifies through the previous key, a hundred concurrent misses for
+one pair mint once, and `keel token` prints a verifiable token without binding a port."""
+
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+from httpclient import bound_address, get
+from keelrun import KEEL, KeelTestCase, run
+
+try:
+    import jwt
+except ImportError:  # python3-jwt is Debian's: visible to /usr/bin/python3, not to another interpreter
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import jwt
+from cryptography import x509
+
+
+def has_certificate_service():
+    """The token service signs with the certificate service's key: without it nothing here runs."""
+    try:
+        out = subprocess.run([KEEL, "config"], capture_output=True, text=True, timeout=30,
+                             env={"PATH": os.environ.get("PATH", "")}).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "certificate.provider" in out
+
+
+CERTIFICATE = has_certificate_service()
+HEADERS = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
+
+
+def metric(body, name, labels=""):
+    m = re.search(rf"(?m)^{re.escape(name)}{re.escape(labels)} ([0-9.e+]+)$", body)
+    return float(m.group(1)) if m else None
+
+
+def jwks_keys(addr):
+    status, headers, body = get(addr, "/.well-known/jwks.json")
+    assert status == 200, (status, body)
+    return {k["kid"]: k for k in json.loads(body)["keys"]}, headers
+
+
+def verify(token, keys, audience="sports"):
+    """Verifies like a relying party: the kid picks the key from JWKS, PyJWT checks everything."""
+    header = jwt.get_unverified_header(token)
+    key = jwt.PyJWK(keys[header["kid"]]).key
+    return jwt.decode(token, key, algorithms=[header["alg"]], audience=audience, issuer="keel")
+
+
+@unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+class TokenServer(KeelTestCase):
+
+    config = ""
+    env = None
+
+    def setUp(self):
+        self.k = self.keel("serve", config=self.config, env=self.env)
+        self.addr = bound_address(self.k, "token provider server")
+        self.metrics = bound_address(self.k, "metrics exporter server")
+        self.logged = []  # patterns stderr must match, checked once the process has exited
+
+    def tearDown(self):
+        self.k.kill(signal.SIGTERM)
+        status, _, err = self.k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertLess(err.index("Stopped token provider server"), err.index("Stopped token provider daemon"),
+                        "the server drains before the tasks stop")
+        for pattern in self.logged:
+            self.assertRegex(err, pattern)
+
+    def wait_metric(self, name, labels, predicate, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = metric(self.scrape(), name, labels)
+            if value is not None and predicate(value):
+                return value
+            if time.monotonic() > deadline:
+                self.fail(f"{name}{labels} is {value} after {timeout}s")
+            time.sleep(0.05)
+
+    def token(self, headers=HEADERS, path="/token"):
+        status, h, body = get(self.addr, path, headers=headers)
+        self.assertEqual(status, 200, body)
+        return json.loads(body), h
+
+    def scrape(self):
+        return get(self.metrics, "/metrics")[2]
+
+
+class Issue(TokenServer):
+    def test_a_token_verifies_with_the_published_key(self):
+        answer, headers = self.token()
+        self.assertEqual(set(answer), {"access_token", "token_type", "expires_in", "scope"})
+        self.assertEqual((answer["token_type"], answer["scope"]), ("Bearer", "reader"))
+        self.assertTrue(3500 <= answer["expires_in"] <= 3600, answer)
+        self.assertEqual(headers["authorization"], "Bearer " + answer["access_token"])
+        self.assertRegex(headers["x-request-id"], r"^[0-9a-f]{16}-\d+$")
+        keys, _ = jwks_keys(self.addr)
+        claims = verify(answer["access_token"], keys)
+        self.assertEqual((claims["aud"], claims["scope"], claims["iss"]), ("sports", "reader", "keel"))
+        self.assertEqual(claims["nbf"], claims["iat"])
+        self.assertLessEqual(claims["exp"] - claims["iat"], 3600)
+        self.assertRegex(claims["jti"], r"^[A-Za-z0-9_-]{22}$")
+        self.assertTrue(claims["sub"])
+        with self.assertRaises(jwt.InvalidAudienceError):
+            verify(answer["access_token"], keys, audience="other")
+
+    def test_slash_answers_like_token_and_the_cache_answers_the_second(self):
+        first, _ = self.token()
+        second, h = self.token(path="/")
+        self.assertEqual(first["access_token"], second["access_token"])
+        self.assertNotEqual(h["x-request-id"], self.token()[1]["x-request-id"])
+        body = self.scrape()
+        self.assertGreaterEqual(metric(body, "keel_token_cache_hits_total"), 2)
+        self.assertEqual(metric(body, "keel_token_mints_total", '{result="ok"}'), 1)
+        self.assertEqual(metric(body, "keel_token_cache_entries"), 1)
+        self.assertGreater(metric(body, "keel_token_cache_bytes"), len(first["access_token"]))
+
+    def test_each_pair_has_its_own_token(self):
+        a, _ = self.token()
+        b, _ = self.token({"X-Athenz-Domain": "sports", "X-Athenz-Role": "writer"})
+        self.assertNotEqual(a["access_token"], b["access_token"])
+        self.assertEqual(verify(b["access_token"], jwks_keys(self.addr)[0])["scope"], "writer")
+
+    def test_jwks_lets_verifiers_cache_briefly(self):
+        keys, headers = jwks_keys(self.addr)
+        self.assertEqual(len(keys), 1)
+        self.assertEqual(headers["cache-control"], "max-age=300")
+        (key,) = keys.values()
+        self.assertEqual((key["use"], key["alg"]), ("sig", "ES256"))
+        self.assertNotIn("d", key, "a private member leaked")
+
+    def test_missing_or_malformed_headers_are_a_400_naming_the_header(self):
+        cases = [({}, "X-Athenz-Domain", "missing header X-Athenz-Domain"),
+                 ({"X-Athenz-Domain": "sports"}, "X-Athenz-Role", "missing header X-Athenz-Role"),
+                 ({"X-Athenz-Domain": "", "X-Athenz-Role": "r"}, "X-Athenz-Domain", "empty header X-Athenz-Domain"),
+                 ({"X-Athenz-Domain": "sports", "X-Athenz-Role": "a/b"}, "X-Athenz-Role", "outside [A-Za-z0-9._:-]"),
+                 ({"X-Athenz-Domain": "d" * 129, "X-Athenz-Role": "r"}, "X-Athenz-Domain", "longer than 128 bytes")]
+        for headers, name, reason in cases:
+            with self.subTest(headers=headers):
+                status, h, body = get(self.addr, "/token", headers=headers)
+                self.assertEqual(status, 400)
+                self.assertEqual(h["content-type"], "application/json")
+                answer = json.loads(body)
+                self.assertEqual((answer["error"], answer["header"]), ("invalid_request", name))
+                self.assertIn(reason, answer["error_description"])
+        self.logged.append(r"WARN.*Client error: while handling request with: X-Athenz-Domain\[\] X-Athenz-Role\[\], "
+                           r"error\[missing header X-Athenz-Domain\], request\[[0-9a-f]{16}-\d+\] from 127\.0\.0\.1:\d+")
+        self.logged.append(r"WARN.*Client error: .*X-Athenz-Role\[a/b\], error\[header X-Athenz-Role has a character outside")
+
+    def test_other_paths_and_methods(self):
+        self.assertEqual(get(self.addr, "/nope")[0], 404)
+        c = http.client.HTTPConnection(*self.addr, timeout=10)
+        try:
+            c.request("POST", "/token", body="x", headers=HEADERS)
+            self.assertEqual(c.getresponse().status, 405)
+        finally:
+            c.close()
+
+    def test_a_hundred_concurrent_misses_for_one_pair_mint_once(self):
+        headers = {"X-Athenz-Domain": "crowd", "X-Athenz-Role": "reader"}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
+            answers = list(pool.map(lambda _: get(self.addr, "/token", headers=headers), range(100)))
+        self.assertEqual({a[0] for a in answers}, {200})
+        self.assertEqual(len({json.loads(a[2])["access_token"] for a in answers}), 1)
+        body = self.scrape()
+        self.assertEqual(metric(body, "keel_token_mints_total", '{result="ok"}'), 1)
+        self.assertEqual(metric(body, "keel_token_cache_hits_total") + metric(body, "keel_token_cache_misses_total"), 100)
+
+    def test_the_token_health_check_is_listed(self):
+        health = bound_address(self.k, "health check server")
+        status, _, body = get(health, "/readyz?verbose")
+        self.assertEqual(status, 200, body)
+        self.assertIn("[+]token ok", body)
+
+
+class Rotation(TokenServer):
+    # The certificate service renews every 3 s (±10 %) with a new key: the first rotation comes
+    # soon, and the one after it, which would drop the first key from JWKS, seconds later.
+    config = "certificate:\n  refresh_interval: 3s\n"
+
+    def kid(self, token):
+        return jwt.get_unverified_header(token)["kid"]
+
+    def test_a_token_signed_before_a_rotation_still_verifies(self):
+        old, _ = self.token()
+        old_kid = self.kid(old["access_token"])
+        deadline = time.monotonic() + 15
+        while True:  # a new key makes the cached token stale: the next request mints with it
+            new, _ = self.token()
+            if self.kid(new["access_token"]) != old_kid:
+                break
+            self.assertLess(time.monotonic(), deadline, "no rotation within 15 s")
+            time.sleep(0.05)
+        keys, _ = jwks_keys(self.addr)
+        self.assertIn(old_kid, keys, "the previous key is still published")
+        self.assertEqual(verify(old["access_token"], keys)["scope"], "reader")
+        new_kid = self.kid(new["access_token"])
+        self.assertIn(new_kid, keys)
+        verify(new["access_token"], keys)
+        self.logged.append(rf"Signing tokens with key\[{re.escape(new_kid)}\] \(ES256\)")
+
+
+class Tasks(TokenServer):
+    config = "token:\n  refresh_interval: 1s\n  memory_report_interval: 100ms\n"
+
+    def test_refresh_mints_cached_tokens_again_and_memory_is_reported(self):
+        first, _ = self.token()
+        self.wait_metric("keel_token_refreshes_total", '{result="ok"}', lambda v: v >= 1)
+        second, _ = self.token()
+        self.assertNotEqual(first["access_token"], second["access_token"])
+        self.assertGreaterEqual(metric(self.scrape(), "keel_token_mints_total", '{result="ok"}'), 2)
+        self.wait_metric("keel_token_memory_rss_bytes", "", lambda v: v > 1 << 20)
+        self.logged += [r"Will refresh tokens after 1s", r"Refreshed 1 tokens, 0 failed",
+                        r"Memory: rss\[[0-9.]+MiB\] token cache entries\[1\] bytes\[\d+\]"]
+
+
+class FailingRefresh(TokenServer):
+    config = "token:\n  refresh_interval: 1s\n"
+    env = {"KEEL_FAULT": "error@in:token.refresh"}
+
+    def test_a_failing_refresh_keeps_serving_the_valid_token(self):
+        first, _ = self.token()
+        self.wait_metric("keel_token_refreshes_total", '{result="error"}', lambda v: v >= 2)
+        second, _ = self.token()
+        self.assertEqual(first["access_token"], second["access_token"])
+        self.assertEqual(metric(self.scrape(), "keel_token_refreshes_total", '{result="ok"}'), 0)
+        self.logged.append(r"WARN.*Failed to refresh tokens: test error, ignoring")
+
+
+@unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+class NoCredential(KeelTestCase):
+    def test_the_token_service_will_not_start_without_a_credential(self):
+        status, _, err, _ = run("serve", "--set", "plugins.disabled=[certificate]")
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting token provider: No current credential to sign tokens with", err)
+        self.assertIn("Skipped metrics exporter start", err)
+
+    def test_keel_token_fails_clearly_without_a_credential(self):
+        status, out, err, _ = run("token", "--set", "plugins.disabled=[certificate]", "--domain", "d", "--role", "r")
+        self.assertEqual((status, out), (1, ""), err)
+        self.assertIn("Failed to issue a token for domain[d] role[r]: no current credential", err)
+
+
+class Command(KeelTestCase):
+    def test_missing_options_are_usage_errors_naming_them(self):
+        for args, option in ((["--role", "r"], "--domain"), (["--domain", "d"], "--role"),
+                             (["--domain", "d", "--role", "r", "--format", "xml"], "--format"),
+                             (["--domain", "d", "--role", "r", "--bogus"], "--bogus"),
+                             (["--domain"], "--domain")):
+            with self.subTest(args=args):
+                status, out, err, _ = run("token", *args)
+                self.assertEqual((status, out), (64, ""), err)
+                self.assertIn(option, err)
+
+    def listener(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        self.addCleanup(s.close)
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+    def no_servers(self):
+        """Every server's address is a port this test holds: binding any of them would fail."""
+        held = self.listener()
+        return {f"KEEL_{s}_ADDRESS": held for s in ("TOKEN", "METRICS", "HEALTHCHECK")}
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_keel_token_prints_a_verifiable_token_and_binds_nothing(self):
+        k = self.keel("token", "--domain", "sports", "--role", "reader", env=self.no_servers())
+        status, out, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("Starting", err.replace("Starting certificate", ""))
+        token = out.strip()
+        self.assertEqual(out.count("\n"), 1)
+        self.assertEqual(token.count("."), 2)
+        # The certificate service left its certificate in the state directory: its public key is
+        # the one the token is signed with.
+        with open(os.path.join(k.tmp, "state", "cert.pem"), "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, cert.public_key(), algorithms=[header["alg"]], audience="sports", issuer="keel")
+        self.assertEqual(claims["scope"], "reader")
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_keel_token_json_is_the_token_endpoints_answer(self):
+        status, out, err, _ = run("token", "--domain", "sports", "--role", "reader", "--format=json", env=self.no_servers())
+        self.assertEqual(status, 0, err)
+        answer = json.loads(out)
+        self.assertEqual(set(answer), {"access_token", "token_type", "expires_in", "scope"})
+        self.assertEqual((answer["token_type"], answer["scope"]), ("Bearer", "reader"))
+
+
+if __name__ == "__main__":
+    unittest.main()
