@@ -138,13 +138,43 @@ int token_issue(keel_app *app, const token_params *p, const char *domain, const 
     return r;
 }
 
+/* Appends @n bytes of @s at *@p and advances it. */
+static void put(char **p, const char *s, size_t n)
+{
+    memcpy(*p, s, n);
+    *p += n;
+}
+
+/* Built with memcpy, not printf: this runs for every cached answer. */
 int token_response_json(const char *jwt, keel_usec_t expires, keel_usec_t now, const char *scope, char **ret)
 {
-    int64_t left = expires > now ? (int64_t) ((expires - now) / KEEL_USEC_PER_SEC) : 0;
-    char *s = keel__strdup_printf("{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%" PRId64 ",\"scope\":\"%s\"}",
-                                  jwt, left, scope);
+    static const char a[] = "{\"access_token\":\"", b[] = "\",\"token_type\":\"Bearer\",\"expires_in\":", c[] = ",\"scope\":\"",
+                      d[] = "\"}";
+    char left[24];
+    int nl = snprintf(left, sizeof left, "%" PRIu64, expires > now ? (expires - now) / KEEL_USEC_PER_SEC : 0);
+    size_t nj = strlen(jwt), ns = strlen(scope);
+    char *s = malloc(sizeof a + nj + sizeof b + (size_t) nl + sizeof c + ns + sizeof d), *p = s;
     if (!s)
         return -ENOMEM;
+    put(&p, a, sizeof a - 1);
+    put(&p, jwt, nj);
+    put(&p, b, sizeof b - 1);
+    put(&p, left, (size_t) nl);
+    put(&p, c, sizeof c - 1);
+    put(&p, scope, ns);
+    put(&p, d, sizeof d); /* with the NUL */
+    *ret = s;
+    return 0;
+}
+
+int token_bearer(const char *jwt, char **ret)
+{
+    size_t n = strlen(jwt);
+    char *s = malloc(7 + n + 1);
+    if (!s)
+        return -ENOMEM;
+    memcpy(s, "Bearer ", 7);
+    memcpy(s + 7, jwt, n + 1);
     *ret = s;
     return 0;
 }

@@ -52,6 +52,9 @@ int token_issue(keel_app *app, const token_params *p, const char *domain, const 
 /* The /token answer {"access_token","token_type":"Bearer","expires_in","scope"} into *@ret. */
 int token_response_json(const char *jwt, keel_usec_t expires, keel_usec_t now, const char *scope, char **ret);
 
+/* "Bearer @jwt" into *@ret: the Authorization header's value. 0 or -ENOMEM. */
+int token_bearer(const char *jwt, char **ret);
+
 /* {"keys":[…]} of the @n credentials (NULL ones skipped, a key id given twice written once). */
 int token_jwks_json(keel_credential *const *creds, size_t n, char **ret);
 

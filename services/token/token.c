@@ -150,14 +150,14 @@ static int client_error(keel_http_request *req, const char *id, const char *doma
     return answer_error(req, id, 400, "invalid_request", reason, header);
 }
 
-static int answer_token_ok(keel_http_request *req, const char *id, const token_minted *t, const char *role)
+static int answer_token_ok(keel_http_request *req, const char *id, const token_minted *t, const char *role, keel_usec_t now)
 {
     _cleanup_free_ char *body = NULL, *bearer = NULL;
-    int r = token_response_json(t->jwt, t->expires, token_realtime(), role, &body);
+    int r = token_response_json(t->jwt, t->expires, now, role, &body);
+    if (r >= 0)
+        r = token_bearer(t->jwt, &bearer);
     if (r < 0)
         return r;
-    if (!(bearer = keel__strdup_printf("Bearer %s", t->jwt)))
-        return -ENOMEM;
     const char *headers[] = { "Authorization", bearer, "X-Request-Id", id, "Cache-Control", "no-store", NULL };
     return respond(req, 200, JSON, body, strlen(body), headers);
 }
@@ -174,10 +174,11 @@ static int answer_token(keel_http_request *req, const char *id)
             return client_error(req, id, values[0], values[1], names[i], reason);
 
     token_minted t = { 0 };
-    int r = token_cache_get(tk.cache, values[0], values[1], token_realtime(), &t);
+    keel_usec_t now = token_realtime();
+    int r = token_cache_get(tk.cache, values[0], values[1], now, &t);
     if (r < 0) /* the mint logged why */
         return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
-    r = answer_token_ok(req, id, &t, values[1]);
+    r = answer_token_ok(req, id, &t, values[1], now);
     token_minted_done(&t);
     return r;
 }
@@ -217,11 +218,12 @@ static int route(keel_http_request *req, const char *id)
 static int handle(keel_http_request *req, void *userdata)
 {
     char id[40];
-    keel_usec_t t0 = keel_now();
+    bool debug = keel_log_get_level() >= KEEL_LOG_DEBUG;
+    keel_usec_t t0 = debug ? keel_now() : 0; /* no clock read per request unless it is logged */
     token_request_id(id);
     answered = 500; /* what the server answers when the handler fails without answering */
     int r = route(req, id);
-    if (keel_log_get_level() >= KEEL_LOG_DEBUG)
+    if (debug)
         keel_log_service("token", KEEL_LOG_DEBUG, "%s %s from %s: request[%s] status[%u] in %.3fms", keel_http_request_method(req),
                          keel_http_request_path(req), keel_http_request_peer(req), id, answered,
                          (double) (keel_now() - t0) / 1000.0);

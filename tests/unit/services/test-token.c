@@ -288,6 +288,18 @@ Test(token, request_ids_differ)
     token_request_id(b);
     cr_assert_str_neq(a, b);
     cr_assert_eq(strncmp(a, b, 17), 0); /* one process prefix */
+    cr_assert_eq(strspn(a, "0123456789abcdef"), 16);
+    cr_assert_eq(a[16], '-');
+    unsigned long na = strtoul(a + 17, NULL, 10), nb = strtoul(b + 17, NULL, 10);
+    cr_assert_eq(nb, na + 1, "%s then %s", a, b);
+    cr_assert_eq(strspn(a + 17, "0123456789"), strlen(a + 17));
+}
+
+Test(token, bearer_is_the_authorization_value)
+{
+    _cleanup_free_ char *s = NULL;
+    cr_assert_eq(token_bearer("a.b.c", &s), 0);
+    cr_assert_str_eq(s, "Bearer a.b.c");
 }
 
 Test(token, log_safe_cuts_and_masks)
