@@ -23,6 +23,13 @@
 #include "token.h"
 
 static const char JSON[] = "application/json";
+
+typedef struct token_config {
+    keel_address address;
+    keel_usec_t refresh_interval, expiry, memory_report_interval;
+    int64_t cache_size;
+    char *issuer;
+} token_config;
 #define JWKS_PATH "/.well-known/jwks.json"
 
 /* One instance per process; static so the configuration storage outlives every error path. */
@@ -78,11 +85,6 @@ static const keel_config_key config_keys[] = {
       .def = "keel",
       .help = "the iss claim of every token: what verifiers check the issuer against" },
 };
-
-const token_config *token_get_config(void)
-{
-    return &tk.config;
-}
 
 token_params token_get_params(void)
 {
@@ -381,6 +383,16 @@ static int spawn(keel_app *app, const char *point, const char *role, keel_task_h
     return 0;
 }
 
+static int start_tasks(keel_app *app)
+{
+    if (!(tk.tasks = keel_tasks_new(app, "token")))
+        return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");
+    int r = spawn(app, "token.spawn.refresh", "refresh", refresh_task);
+    if (r >= 0)
+        r = spawn(app, "token.spawn.memory", "memory", memory_task);
+    return r;
+}
+
 static int token_start(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
@@ -399,14 +411,7 @@ static int token_start(keel_service *s, void *userdata)
         .service = "token", .label = "token provider server", .address = tk.config.address, .handler = handle, .userdata = NULL
     };
     r = keel_http_server_start_new(app, &o, &tk.server);
-    if (r < 0)
-        return r;
-    if (!(tk.tasks = keel_tasks_new(app, "token")))
-        return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");
-    r = spawn(app, "token.spawn.refresh", "refresh", refresh_task);
-    if (r >= 0)
-        r = spawn(app, "token.spawn.memory", "memory", memory_task);
-    return r;
+    return r < 0 ? r : start_tasks(app);
 }
 
 /* The server drains first (requests in flight finish), then the tasks stop and are joined. */
