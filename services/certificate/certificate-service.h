@@ -82,7 +82,5 @@ const char *keel__cert_backup_name(int backup);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);
-/* A duration the way Go prints it: "24h0m0s", "1m30s", "1.5s", "250ms". */
-void keel__cert_format_duration(keel_usec_t usec, char *buf, size_t size);
 /* The wall clock in µs since the epoch. */
 keel_usec_t keel__cert_realtime(void);

@@ -2,20 +2,15 @@
 /* Keeping the credential fresh: the refresh task (renew at refresh_interval or half the remaining
  * lifetime, jittered, with backoff after failures) and, for the file provider, an inotify watch of
  * the files that reloads them when they change. */
-#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/inotify.h>
 #include <time.h>
 
-#include <openssl/rand.h>
-
 #include "certificate-service.h"
 #include "cleanup.h"
 
-#define BACKOFF_MIN (1 * KEEL_USEC_PER_SEC)
-#define BACKOFF_MAX (300 * KEEL_USEC_PER_SEC)
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
@@ -26,58 +21,12 @@ keel_usec_t keel__cert_realtime(void)
     return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
 }
 
-/* Go's time.Duration.String(): "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
-void keel__cert_format_duration(keel_usec_t u, char *buf, size_t size)
-{
-    char frac[16] = "";
-    if (u == 0) {
-        (void) snprintf(buf, size, "0s");
-        return;
-    }
-    if (u < KEEL_USEC_PER_MSEC) {
-        (void) snprintf(buf, size, "%" PRIu64 "µs", u);
-        return;
-    }
-    if (u < KEEL_USEC_PER_SEC) {
-        (void) snprintf(buf, size,
-                        "%g"
-                        "ms",
-                        (double) u / 1000.0);
-        return;
-    }
-    uint64_t h = u / (3600 * KEEL_USEC_PER_SEC), m = u / (60 * KEEL_USEC_PER_SEC) % 60, s = u / KEEL_USEC_PER_SEC % 60;
-    uint64_t us = u % KEEL_USEC_PER_SEC;
-    if (us) {
-        (void) snprintf(frac, sizeof frac, ".%06" PRIu64, us);
-        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
-            frac[n - 1] = '\0';
-    }
-    if (h)
-        (void) snprintf(buf, size, "%" PRIu64 "h%" PRIu64 "m%" PRIu64 "%ss", h, m, s, frac);
-    else if (m)
-        (void) snprintf(buf, size, "%" PRIu64 "m%" PRIu64 "%ss", m, s, frac);
-    else
-        (void) snprintf(buf, size, "%" PRIu64 "%ss", s, frac);
-}
-
-/* @usec ±10 %, so a fleet started together does not renew in step. */
-static keel_usec_t jitter(keel_usec_t usec)
-{
-    uint32_t x = 0;
-    if (RAND_bytes((unsigned char *) &x, sizeof x) != 1)
-        return usec;
-    double f = 0.9 + 0.2 * ((double) x / (double) UINT32_MAX);
-    return (keel_usec_t) ((double) usec * f);
-}
-
 /* Until the next renewal: refresh_interval or half what is left of the certificate, the sooner. */
 static keel_usec_t next_delay(cert_service *s)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
-    keel_usec_t now = keel__cert_realtime(), d = s->config.refresh_interval;
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    d = MIN(d, end > now ? (end - now) / 2 : 0);
-    return jitter(d);
+    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, s->config.refresh_interval));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -113,7 +62,7 @@ static void refresh_task(keel_task *t, void *userdata)
     cert_service *s = userdata;
     keel_usec_t backoff = 0;
     for (;;) {
-        keel_usec_t delay = backoff ? jitter(backoff) : next_delay(s);
+        keel_usec_t delay = backoff ? keel__cert_jitter(backoff) : next_delay(s);
         if (!backoff)
             log_schedule(s, delay);
         if (keel_task_wait(t, delay) < 0)
@@ -126,7 +75,7 @@ static void refresh_task(keel_task *t, void *userdata)
             continue;
         }
         keel_counter_add(s->refresh_failures, 1);
-        backoff = backoff ? MIN(backoff * 2, BACKOFF_MAX) : BACKOFF_MIN;
+        backoff = keel__cert_backoff_next(backoff);
         char d[64];
         keel__cert_format_duration(backoff, d, sizeof d);
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);

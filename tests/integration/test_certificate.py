@@ -184,6 +184,32 @@ class LocalCA(Base):
         self.assertEqual(get(addr, "/livez")[0], 200)
 
 
+class Lifecycle(Base):
+    def test_keys_are_shown_by_keel_config(self):
+        status, out, err, _ = run("config")
+        self.assertEqual(status, 0, err)
+        lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+        self.assertEqual(lines["certificate.provider"], "local-ca   # default")
+        self.assertEqual(lines["certificate.refresh_interval"], "1d   # default")
+        self.assertEqual(lines["certificate.lifetime"], "3d   # default")
+        self.assertEqual(lines["certificate.backup"], "none   # default")
+        self.assertEqual(lines["certificate.key_type"], "ec   # default")
+        self.assertEqual(lines["certificate.dns_names"], "[]   # default")
+
+    def test_error_in_start_skips_the_other_services(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@in:certificate.start"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: test error", err)
+        self.assertIn("Skipped metrics exporter start", err)
+        self.assertIn("Skipped health check start", err)
+
+    def test_error_at_the_refresh_spawn_fails_the_start(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@before:certificate.spawn.refresh"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: Cannot start the refresh task: test error", err)
+        self.assertIn("Stopped certificate provider", err)
+
+
 class FileProvider(Base):
     def test_corrupt_certificate_names_the_file(self):
         state = self.issue("state")
