@@ -79,6 +79,8 @@ const char *keel__cert_provider_name(int provider);
 const char *keel__cert_backup_name(int backup);
 
 /* refresh.c */
+/* One renewal (keel__cert_renew()) published, under the service's lock. */
+int keel__cert_reload(cert_service *s, cert_error *e);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);

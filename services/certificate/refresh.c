@@ -39,14 +39,7 @@ static int refresh_once(cert_service *s, cert_error *e)
     if (r < 0)
         return keel__cert_fail(e, r, KEEL_FAULT_MESSAGE);
 
-    cert_pair p = {};
-    (void) pthread_mutex_lock(&s->lock);
-    r = keel__cert_renew(s, &p, e);
-    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
-        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
-    (void) pthread_mutex_unlock(&s->lock);
-    keel__cert_pair_done(&p);
-    return r;
+    return keel__cert_reload(s, e);
 }
 
 static void log_schedule(cert_service *s, keel_usec_t delay)
@@ -91,35 +84,42 @@ int keel__cert_refresh_start(cert_service *s)
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
 
+int keel__cert_reload(cert_service *s, cert_error *e)
+{
+    cert_pair p = {};
+    (void) pthread_mutex_lock(&s->lock);
+    int r = keel__cert_renew(s, &p, e);
+    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
+        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
+    (void) pthread_mutex_unlock(&s->lock);
+    keel__cert_pair_done(&p);
+    return r;
+}
+
 static int on_debounce(sd_event_source *src, uint64_t usec, void *userdata)
 {
     cert_service *s = userdata;
-    cert_pair p = {};
     cert_error e = {};
-    (void) pthread_mutex_lock(&s->lock);
-    int r = keel__cert_renew(s, &p, &e);
-    if (r >= 0)
-        r = keel__cert_publish(s, &p);
-    (void) pthread_mutex_unlock(&s->lock);
-    keel__cert_pair_done(&p);
+    int r = keel__cert_reload(s, &e);
     if (r < 0)
-        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s",
-                       *e.text ? e.text : strerror(-r));
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s", e.text);
     else
         CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
     return 0;
 }
 
-static bool names_one_of(const char *name, const char *a, const char *b)
+/* Whether a change of @name in a watched directory may change the files: one of them, or, for a
+ * Kubernetes secret volume, the "..data" symlink its files point through, swapped at each update. */
+static bool relevant(const char *name, const char *a, const char *b)
 {
     const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
-    return streq(name, sa ? sa + 1 : a) || streq(name, sb ? sb + 1 : b);
+    return streq(name, sa ? sa + 1 : a) || streq(name, sb ? sb + 1 : b) || streq(name, "..data");
 }
 
 static int on_inotify(sd_event_source *src, const struct inotify_event *ev, void *userdata)
 {
     cert_service *s = userdata;
-    if (ev->len == 0 || !names_one_of(ev->name, s->key_path, s->cert_path))
+    if (ev->len == 0 || !relevant(ev->name, s->key_path, s->cert_path))
         return 0;
     if (s->debounce) {
         (void) sd_event_source_set_time_relative(s->debounce, DEBOUNCE);

@@ -292,5 +292,43 @@ class FileProvider(Base):
         self.assertIn(f"Failed to reload the changed files, keeping the current certificate: '{cert}' is not a PEM certificate", err)
         self.assertIn(f"Reloaded key[{key}], cert[{cert}]", err)
 
+    def test_kubernetes_secret_volume_update_is_reloaded(self):
+        # A secret volume: key.pem -> ..data/key.pem, and an update swaps the ..data symlink.
+        a, b = self.issue("a"), self.issue("b", "certificate.lifetime=48h")
+        vol = os.path.join(self.dir, "secret")
+        for name, src in (("..2026_a", a), ("..2026_b", b)):
+            os.makedirs(os.path.join(vol, name))
+            for f in ("key.pem", "cert.pem"):
+                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
+        os.symlink("..2026_a", os.path.join(vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"))
+        addr = bound_address(k, "metrics exporter server")
+        first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
+        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
+        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
+
+    def test_sighup_rereads_the_files_and_a_bad_one_fails_the_refresh(self):
+        a = self.issue("a")
+        key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+        shutil.copy2(os.path.join(a, "key.pem"), key)
+        shutil.copy2(os.path.join(a, "cert.pem"), cert)
+        k = self.serve_file(key, cert)
+        health = bound_address(k)
+        with open(cert, "w") as f:
+            f.write("garbage")
+        n = len(k.messages())
+        k.kill(signal.SIGHUP)
+        k.wait_notify("READY=1", start=n)
+        self.assertEqual(get(health, "/readyz")[0], 200)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Error refreshing certificate provider: '{cert}' is not a PEM certificate", err)
+        self.assertIn("Refresh failed, keeping the previous configuration", err)
+
+
 if __name__ == "__main__":
     unittest.main()
