@@ -9,8 +9,8 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmarks need, as Debian names them.
 DEBS = build-essential cmake pkg-config clang-format \
        libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
-       libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus \
-       systemd
+       libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
+       systemd python3-yaml
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 

@@ -35,7 +35,7 @@ class Probes(KeelTestCase):
     def test_verbose_lists_the_checks(self):
         status, _, body = get(self.addr, "/readyz?verbose")
         self.assertEqual(status, 200)
-        self.assertEqual(body, "[+]ping ok\nreadyz check passed\n")
+        self.assertEqual(body, "[+]ping ok\n[+]certificate ok\nreadyz check passed\n")
 
     def test_unknown_path_is_404(self):
         self.assertEqual(get(self.addr, "/nope")[0], 404)

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "macro.h"
+
+#define TEMP_MARK ".tmp-"
+
+/* The directory part of @path ("." for a bare name), into @buf. */
+static int dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    int n = !slash          ? snprintf(buf, size, ".")
+            : slash == path ? snprintf(buf, size, "/")
+                            : snprintf(buf, size, "%.*s", (int) (slash - path), path);
+    return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+int keel__fsync_dir(const char *dir)
+{
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int write_all(int fd, const char *p, size_t size)
+{
+    while (size > 0) {
+        ssize_t n = write(fd, p, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        size -= (size_t) n;
+    }
+    return 0;
+}
+
+/* Writes and syncs the temporary file; the caller renames or removes it. */
+static int write_temporary(int fd, const void *data, size_t size, mode_t mode)
+{
+    int r = write_all(fd, data, size);
+    if (r < 0)
+        return r;
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
+        return -errno;
+    return 0;
+}
+
+int keel__write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    const char *slash = path ? strrchr(path, '/') : NULL, *base = slash ? slash + 1 : path;
+    if (!path || !*base || (!data && size > 0))
+        return -EINVAL;
+    int r = dir_of(path, dir, sizeof dir);
+    if (r < 0)
+        return r;
+    int n = snprintf(tmp, sizeof tmp, "%s/.%s" TEMP_MARK "XXXXXX", dir, base);
+    if (n < 0 || (size_t) n >= sizeof tmp)
+        return -ENAMETOOLONG;
+
+    /* mkostemp() creates the file 0600: a key is never readable by others, not even briefly. */
+    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    r = write_temporary(fd, data, size, mode);
+    if (r >= 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        (void) unlink(tmp);
+        return r;
+    }
+    return keel__fsync_dir(dir);
+}
+
+int keel__rename_durable(const char *from, const char *to)
+{
+    char dir[PATH_MAX];
+    int r = dir_of(to, dir, sizeof dir);
+    if (r < 0)
+        return r;
+    if (rename(from, to) < 0)
+        return -errno;
+    return keel__fsync_dir(dir);
+}
+
+int keel__mkdir_mode(const char *dir, mode_t mode)
+{
+    struct stat st;
+    if (mkdir(dir, mode) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -errno;
+    if (stat(dir, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int keel__remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] == '.' && strstr(de->d_name, TEMP_MARK) && unlinkat(dirfd(d), de->d_name, 0) == 0)
+            n++;
+    (void) closedir(d);
+    return n;
+}
+
+static int read_fd(int fd, size_t max, char **ret_data, size_t *ret_size)
+{
+    size_t size = 0, allocated = 4096;
+    _cleanup_free_ char *buf = malloc(allocated);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (size + 1 >= allocated) {
+            if (allocated > max + 1)
+                return -EFBIG;
+            char *p = realloc(buf, allocated * 2);
+            if (!p)
+                return -ENOMEM;
+            buf = p;
+            allocated *= 2;
+        }
+        ssize_t n = read(fd, buf + size, allocated - size - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        size += (size_t) n;
+    }
+    if (size > max)
+        return -EFBIG;
+    buf[size] = '\0';
+    *ret_data = TAKE_PTR(buf);
+    *ret_size = size;
+    return 0;
+}
+
+int keel__read_file(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode)
+{
+    struct stat st;
+    if (!path || !ret_data || !ret_size)
+        return -EINVAL;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    char *data = NULL;
+    size_t size = 0;
+    int r = read_fd(fd, max, &data, &size);
+    if (r < 0)
+        return r;
+    *ret_data = data;
+    *ret_size = size;
+    if (ret_mode)
+        *ret_mode = st.st_mode & 07777;
+    return 0;
+}

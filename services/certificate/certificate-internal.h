@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The certificate service's parts, shared between its files and its unit tests: PEM files with
+ * their checks (pem.c), the two-slot pair store (store.c) and the local CA (local-ca.c). Every
+ * function returns 0 or a negative errno and, on failure, a one-line reason naming the file in a
+ * cert_error; the service's top-level functions log it. */
+
+#include <stdarg.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <keel/credential.h>
+
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(keel_credential *, keel_credential_unref);
+
+/* The reason for a failure: "Permissions 0644 for '/x/key.pem' are too open". */
+typedef struct cert_error {
+    char text[1024];
+} cert_error;
+
+/* Writes the reason into @e (may be NULL) and returns @r (negative). */
+int keel__cert_fail(cert_error *e, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
+
+/* Key types the service generates (certificate.key_type). */
+typedef enum cert_key_type {
+    CERT_KEY_EC,  /* ECDSA P-256 */
+    CERT_KEY_RSA, /* RSA of certificate.rsa_bits */
+    _CERT_KEY_TYPE_MAX,
+} cert_key_type;
+
+/* ---- pem.c: files ------------------------------------------------------------------------------ */
+
+/* The most a key or certificate file may hold: far above any real chain. */
+#define CERT_FILE_MAX (1024 * 1024)
+
+/*
+ * Reads the private key in @path. Refuses a file readable or writable by group or others (as ssh
+ * does: "Permissions 0644 for '@path' are too open", -EACCES), a file that is not a PEM private
+ * key (-EBADMSG), a key of a type Keel cannot sign with (-EINVAL), and reports errors of reading.
+ */
+int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
+/* Reads the certificates in @path: the first is the leaf, the others (may be none: NULL) its
+ * chain. -EBADMSG when the file holds no certificate or a corrupt one. */
+int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
+/* Writes @key (PKCS#8 PEM, mode 0600) or @leaf and @chain (PEM, mode 0644) to @path atomically. */
+int keel__cert_write_key(const char *path, EVP_PKEY *key);
+int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);
+
+/*
+ * The checks at every load: @key belongs to @leaf, @leaf is valid at @now (seconds since the epoch),
+ * and, when @ca is not NULL, @leaf verifies through @chain to @ca. @what names the files in the
+ * reason ("key[/x/key.pem], cert[/x/cert.pem]"). Returns 0, -EKEYREJECTED (another key's
+ * certificate), -EKEYEXPIRED (expired or not yet valid), -EBADE (the chain does not verify).
+ */
+int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e);
+
+/* ---- store.c: a key and certificate pair in a directory, in two slots ------------------------- */
+
+/* A loaded pair. */
+typedef struct cert_pair {
+    EVP_PKEY *key;
+    X509 *leaf;
+    STACK_OF(X509) * chain; /* may be NULL */
+} cert_pair;
+
+void keel__cert_pair_done(cert_pair *p);
+
+/*
+ * Writes @p to @dir as key.pem and cert.pem through the next slot (key.next.pem, cert.next.pem,
+ * then renamed into place), so that a crash at any moment leaves a matching pair that
+ * keel__cert_store_load() finds. See docs/decisions/0012-certificate-slots.md.
+ */
+int keel__cert_store_write(const char *dir, const cert_pair *p);
+
+/*
+ * Loads the pair in @dir, first finishing a rotation a crash interrupted, and removes leftovers.
+ * The pair is only parsed and matched (key to certificate); dates and chain are the caller's
+ * checks. Returns 0, -ENOENT when @dir holds no pair, or the errors of the pem.c readers for the
+ * pair it settled on (a key file with a too-open mode among them).
+ */
+int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e);
+
+/* ---- local-ca.c -------------------------------------------------------------------------------- */
+
+/* Generates a key: EC P-256, or RSA of @rsa_bits. */
+int keel__cert_generate_key(cert_key_type type, unsigned rsa_bits, EVP_PKEY **ret);
+/* A self-signed CA certificate for @key: CA:TRUE (critical), keyCertSign and cRLSign, SKI/AKI, valid
+ * from a few minutes ago for @lifetime. */
+int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret);
+/*
+ * Issues a certificate for @key from the CA (@ca_key, @ca_cert): subject CN the first of @names,
+ * subjectAltName every name (DNS, or IP for an address), serverAuth and clientAuth, a random
+ * 128-bit serial, valid from a few minutes ago (clock skew) for @lifetime, never past the CA.
+ */
+int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret);
+/* Whether @name is a DNS name or IP address the service can put in a certificate. */
+bool keel__cert_name_valid(const char *name);
+/* Whether every one of @names is in @cert's subjectAltName. */
+bool keel__cert_has_names(X509 *cert, char *const *names);
+
+/* ---- schedule.c ---------------------------------------------------------------------------------- */
+
+#define CERT_BACKOFF_MIN (1 * KEEL_USEC_PER_SEC)
+#define CERT_BACKOFF_MAX (300 * KEEL_USEC_PER_SEC)
+
+/* Until the next renewal: @interval, or half of what is left until @not_after, the sooner (0 once
+ * expired). @now and @not_after in CLOCK_REALTIME µs. */
+keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_after, keel_usec_t interval);
+/* The wait after a failed attempt: CERT_BACKOFF_MIN after the first, then doubling up to CERT_BACKOFF_MAX. */
+keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
+/* @usec ±10 %, so a fleet started together does not renew in step; @random spreads it uniformly. */
+keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random);
+/* keel__cert_jitter_by() with a random number from OpenSSL. */
+keel_usec_t keel__cert_jitter(keel_usec_t usec);
+/* A duration the way Go prints it: "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
+void keel__cert_format_duration(keel_usec_t usec, char *buf, size_t size);

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The certificate service's state, shared by certificate.c (configuration, hooks, health,
+ * metrics), provider.c (where a credential comes from) and refresh.c (the refresh task and the
+ * file watch). One instance per process. */
+
+#include <pthread.h>
+
+#include <systemd/sd-event.h>
+
+#include <keel/keel.h>
+
+#include "certificate-internal.h"
+
+typedef enum cert_provider {
+    CERT_PROVIDER_LOCAL_CA,
+    CERT_PROVIDER_FILE,
+    _CERT_PROVIDER_MAX,
+} cert_provider;
+
+/* certificate.backup: bit 0 read, bit 1 write, in the order of the choices. */
+typedef enum cert_backup {
+    CERT_BACKUP_NONE,
+    CERT_BACKUP_READ,
+    CERT_BACKUP_WRITE,
+    CERT_BACKUP_READ_WRITE,
+    _CERT_BACKUP_MAX,
+} cert_backup;
+
+typedef struct certificate_config {
+    int provider; /* cert_provider */
+    keel_usec_t refresh_interval;
+    int backup; /* cert_backup */
+    char **dns_names;
+    keel_usec_t lifetime;
+    int key_type; /* cert_key_type */
+    int64_t rsa_bits;
+    char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
+} certificate_config;
+
+typedef struct cert_service {
+    certificate_config config;
+    keel_app *app;        /* borrowed */
+    pthread_mutex_t lock; /* serialises loads, issues and stores: the refresh task and the watch */
+
+    /* Set up by start, freed by stop. */
+    char *state_dir, *backup_dir;
+    char *key_path, *cert_path; /* where the credential is read from or stored */
+    char **names;               /* the names to certify: dns_names, or the host name and localhost */
+    EVP_PKEY *ca_key;           /* local-ca: the CA's key */
+    X509 *ca_cert;              /* local-ca: the CA; file: the trust anchor (ca_cert_file), or NULL */
+    EVP_PKEY *next_key;         /* made for a rotation whose certificate is not stored yet */
+    keel_tasks *tasks;          /* owned */
+    sd_event_source *watch[2];  /* owned: inotify on the directories of key_file and cert_file */
+    sd_event_source *debounce;  /* owned */
+
+    keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
+    bool checks_registered;
+} cert_service;
+
+extern cert_service keel__cert;
+
+#define CERT_LOG(level, ...)          keel_log_service("certificate", (level), __VA_ARGS__)
+#define CERT_LOG_ERRNO(level, r, ...) keel_log_service_errno("certificate", (level), (r), __VA_ARGS__)
+#define CERT_CA_LIFETIME              (10ULL * 365 * 24 * 3600 * KEEL_USEC_PER_SEC)
+
+/* provider.c */
+/* The credential to start with: reused from disk when valid, else issued (local-ca), or loaded
+ * from the files (file), with the backup as the fallback when configured. */
+int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e);
+/* A new credential for a refresh: a new key and certificate (local-ca), or the files re-read. Stores
+ * it (and its backup) before returning. */
+int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e);
+/* Publishes @p as the current credential. */
+int keel__cert_publish(cert_service *s, const cert_pair *p);
+/* "local-ca", "file"; "none", "read", "write", "read+write". */
+const char *keel__cert_provider_name(int provider);
+const char *keel__cert_backup_name(int backup);
+
+/* refresh.c */
+/* One renewal (keel__cert_renew()) published, under the service's lock. */
+int keel__cert_reload(cert_service *s, cert_error *e);
+int keel__cert_refresh_start(cert_service *s);
+int keel__cert_watch_start(cert_service *s);
+void keel__cert_refresh_stop(cert_service *s);
+/* The wall clock in µs since the epoch. */
+keel_usec_t keel__cert_realtime(void);

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The certificate service: keeps the app's private key and X.509 certificate. It starts only with
+ * a valid credential published (so READY=1 waits for one), keeps it fresh with a refresh task,
+ * watches the operator's files with the file provider, and reports a `certificate` health check
+ * and metrics. See docs/operations.md, "Keys and certificates".
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "app-internal.h"
+#include "certificate-service.h"
+#include "cleanup.h"
+#include "fileio.h"
+
+cert_service keel__cert = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static const char *const provider_choices[] = { "local-ca", "file", NULL };
+static const char *const backup_choices[] = { "none", "read", "write", "read+write", NULL };
+static const char *const key_type_choices[] = { "ec", "rsa", NULL };
+
+#define C(field) offsetof(certificate_config, field)
+#define HOUR     (3600LL * 1000000)
+static const keel_config_key config_keys[] = {
+    { .key = "certificate.provider",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = C(provider),
+      .def = "local-ca",
+      .choices = provider_choices,
+      .help = "local-ca (a CA in state_dir issues the certificate) or file (key_file and cert_file)" },
+    { .key = "certificate.refresh_interval",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(refresh_interval),
+      .def = "24h",
+      .min = 10000,
+      .max = 8760 * HOUR,
+      .help = "renew this often, or at half the remaining lifetime if sooner (±10 % jitter)" },
+    { .key = "certificate.backup",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = C(backup),
+      .def = "none",
+      .choices = backup_choices,
+      .help = "write: copy each credential to state_dir/backup; read: start from it when the provider fails" },
+    { .key = "certificate.dns_names",
+      .type = KEEL_CONFIG_LIST,
+      .offset = C(dns_names),
+      .def = "[]",
+      .help = "names (or IP addresses) in the certificate; empty: the host name and localhost" },
+    { .key = "certificate.lifetime",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(lifetime),
+      .def = "72h",
+      .min = 1000000,
+      .max = 8760 * HOUR,
+      .help = "validity of the certificates the local CA issues" },
+    { .key = "certificate.key_type",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = C(key_type),
+      .def = "ec",
+      .choices = key_type_choices,
+      .help = "ec (ECDSA P-256) or rsa (certificate.rsa_bits) for keys the service generates" },
+    { .key = "certificate.rsa_bits",
+      .type = KEEL_CONFIG_INT,
+      .offset = C(rsa_bits),
+      .def = "2048",
+      .min = 2048,
+      .max = 8192,
+      .help = "size of generated RSA keys" },
+    { .key = "certificate.key_file",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(key_file),
+      .def = "''",
+      .help = "provider file: the private key (PEM, mode 0600 or stricter)" },
+    { .key = "certificate.cert_file",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(cert_file),
+      .def = "''",
+      .help = "provider file: the certificate, then its chain (PEM)" },
+    { .key = "certificate.ca_key_file",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(ca_key_file),
+      .def = "''",
+      .help = "provider local-ca: a CA key to issue with instead of state_dir/ca.key.pem" },
+    { .key = "certificate.ca_cert_file",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(ca_cert_file),
+      .def = "''",
+      .help = "local-ca: the certificate of ca_key_file; file: the CA the certificate must verify to" },
+};
+#undef C
+
+/* ---- configure ----------------------------------------------------------------------------------- */
+
+static int certificate_configure(keel_service *svc, void *userdata)
+{
+    cert_service *s = userdata;
+    const certificate_config *c = &s->config;
+    keel_app *app = keel_service_app(svc);
+    if (c->provider == CERT_PROVIDER_FILE && (!*c->key_file || !*c->cert_file))
+        return keel_app_fail(app, -EINVAL, "certificate.provider is file: set certificate.key_file and certificate.cert_file");
+    if (c->provider == CERT_PROVIDER_LOCAL_CA && !*c->ca_key_file != !*c->ca_cert_file)
+        return keel_app_fail(app, -EINVAL, "Set both certificate.ca_key_file and certificate.ca_cert_file, or neither");
+    for (char **n = c->dns_names; *n; n++)
+        if (!keel__cert_name_valid(*n))
+            return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
+    return 0;
+}
+
+/* ---- health and metrics ---------------------------------------------------------------------------- */
+
+static void format_utc(keel_usec_t usec, char *buf, size_t size)
+{
+    time_t t = (time_t) (usec / KEEL_USEC_PER_SEC);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        (void) snprintf(buf, size, "?");
+}
+
+/* Healthy while the certificate is valid and more than 10 % of its lifetime is left. */
+static int check_health(void *userdata, char *reason, size_t size)
+{
+    cert_service *s = userdata;
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
+    if (!c)
+        return snprintf(reason, size, "no certificate"), -ENOKEY;
+    keel_usec_t now = keel__cert_realtime(), nb = keel_credential_not_before(c), na = keel_credential_not_after(c);
+    int r = keel_credential_check(c, now, reason, size);
+    if (r < 0)
+        return r;
+    char when[32];
+    if (na - now < (na - nb) / 10) {
+        format_utc(na, when, sizeof when);
+        (void) snprintf(reason, size, "the certificate expires at %s, within 10%% of its lifetime, and is not renewed yet", when);
+        return -EKEYEXPIRED;
+    }
+    return 0;
+}
+
+static double expiry_seconds(void *userdata)
+{
+    cert_service *s = userdata;
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
+    return c ? (double) (keel_credential_not_after(c) / KEEL_USEC_PER_SEC) : 0;
+}
+
+static int register_checks(cert_service *s)
+{
+    keel_metrics *m = keel_app_metrics(s->app);
+    if (s->checks_registered)
+        return 0;
+    int r = keel_app_add_health_check(s->app, "certificate", check_health, s);
+    if (r >= 0)
+        r = keel_metrics_gauge_fn(m, "keel_certificate_expiry_timestamp_seconds",
+                                  "When the current certificate expires, in seconds since the epoch", NULL, expiry_seconds, s);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_certificate_refresh_total", "Certificate refresh attempts", NULL, &s->refreshes);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_certificate_refresh_failures_total", "Certificate refresh attempts that failed", NULL,
+                                 &s->refresh_failures);
+    s->checks_registered = r >= 0;
+    return r;
+}
+
+/* ---- start and stop -------------------------------------------------------------------------------- */
+
+static int resolve_names(cert_service *s)
+{
+    char host[256];
+    if (*s->config.dns_names)
+        return (s->names = keel__strv_copy(s->config.dns_names)) ? 0 : -ENOMEM;
+    if (gethostname(host, sizeof host) < 0 || !*host || !keel__cert_name_valid(host))
+        (void) snprintf(host, sizeof host, "localhost");
+    if (keel__strv_extend(&s->names, host) < 0 || (!streq(host, "localhost") && keel__strv_extend(&s->names, "localhost") < 0))
+        return -ENOMEM;
+    return 0;
+}
+
+static int resolve_paths(cert_service *s)
+{
+    const char *dir = keel__app_settings(s->app)->state_dir;
+    bool file = s->config.provider == CERT_PROVIDER_FILE;
+    s->state_dir = strdup(dir);
+    s->backup_dir = keel__strdup_printf("%s/backup", dir);
+    s->key_path = file ? strdup(s->config.key_file) : keel__strdup_printf("%s/key.pem", dir);
+    s->cert_path = file ? strdup(s->config.cert_file) : keel__strdup_printf("%s/cert.pem", dir);
+    return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
+}
+
+static int certificate_start(keel_service *svc, void *userdata)
+{
+    cert_service *s = userdata;
+    keel_app *app = s->app = keel_service_app(svc);
+    int r = resolve_paths(s);
+    if (r >= 0)
+        r = resolve_names(s);
+    if (r >= 0)
+        r = register_checks(s);
+    if (r < 0)
+        return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
+    if ((r = keel__mkdir_mode(s->state_dir, 0700)) < 0)
+        return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", s->state_dir, strerror(-r));
+
+    _cleanup_(keel__cert_pair_done) cert_pair p = {};
+    cert_error e = {};
+    (void) pthread_mutex_lock(&s->lock);
+    r = keel__cert_obtain(s, &p, &e);
+    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
+        (void) keel__cert_fail(&e, r, "Cannot publish the credential: %s", strerror(-r));
+    (void) pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return keel_app_fail(app, r, "%s", e.text);
+
+    if (s->config.provider == CERT_PROVIDER_FILE && (r = keel__cert_watch_start(s)) < 0)
+        return keel_app_fail(app, r, "Cannot watch the directory of '%s': %s", s->key_path, strerror(-r));
+    if ((r = keel__cert_refresh_start(s)) < 0)
+        return keel_app_fail(app, r, "Cannot start the refresh task: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
+    return 0;
+}
+
+static int certificate_stop(keel_service *svc, void *userdata)
+{
+    cert_service *s = userdata;
+    bool started = s->state_dir != NULL;
+    keel__cert_refresh_stop(s);
+    EVP_PKEY_free(s->ca_key);
+    X509_free(s->ca_cert);
+    EVP_PKEY_free(s->next_key);
+    s->ca_key = s->next_key = NULL;
+    s->ca_cert = NULL;
+    s->names = keel__strv_free(s->names);
+    free(s->state_dir);
+    free(s->backup_dir);
+    free(s->key_path);
+    free(s->cert_path);
+    s->state_dir = s->backup_dir = s->key_path = s->cert_path = NULL;
+    if (started)
+        CERT_LOG(KEEL_LOG_INFO, "Stopped certificate provider");
+    return 0;
+}
+
+/* SIGHUP: the file provider reads its files again (for file systems inotify does not see, such as
+ * NFS); a bad file fails the refresh and the current credential stays. The local CA renews on its
+ * timer only. */
+static int certificate_refresh(keel_service *svc, void *userdata)
+{
+    cert_service *s = userdata;
+    cert_error e = {};
+    if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
+        return 0;
+    int r = keel__cert_reload(s, &e);
+    if (r < 0)
+        return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
+    CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
+    return 0;
+}
+
+static const keel_service_vtable certificate_vtable = {
+    .name = "certificate",
+    .label = "certificate provider",
+    .configure = certificate_configure,
+    .start = certificate_start,
+    .stop = certificate_stop,
+    .refresh = certificate_refresh,
+};
+
+static int add_service(keel_app *app, void *userdata)
+{
+    return keel_app_add_service(app, &certificate_vtable, &keel__cert, NULL);
+}
+
+/* `keel token` is declared by the token plugin, which registers after this one: the service is
+ * added for it in init, still before configure and start. */
+static int on_init(keel_app *app, void *userdata)
+{
+    const char *command = keel_app_command(app);
+    return command && streq(command, "token") ? add_service(app, userdata) : 0;
+}
+
+static int certificate_register(keel_app *app)
+{
+    /* The keys for every command (so `keel config` shows them); the service for serve and token. */
+    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &keel__cert.config);
+    if (r < 0)
+        return r;
+    if ((r = keel_app_observe_command(app, "serve", "certificate.command", add_service, NULL)) < 0)
+        return r;
+    return keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_DURING, "certificate.init", on_init, NULL, NULL);
+}
+
+/* Start order certificate, token, metrics, health check (DESIGN §4): the first to start. */
+KEEL_PLUGIN_ORDERED(certificate, 510, certificate_register);

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/* Key and certificate files: reading them with the checks every load makes, writing them
+ * atomically. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
+
+#include <keel/credential.h>
+
+#include "certificate-internal.h"
+#include "cleanup.h"
+#include "fileio.h"
+#include "macro.h"
+
+int keel__cert_fail(cert_error *e, int r, const char *fmt, ...)
+{
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        (void) vsnprintf(e->text, sizeof e->text, fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}
+
+/* The last OpenSSL error as text, clearing the queue. */
+static const char *ssl_reason(char *buf, size_t size)
+{
+    unsigned long code = ERR_peek_last_error();
+    if (code == 0)
+        (void) snprintf(buf, size, "no PEM data");
+    else
+        ERR_error_string_n(code, buf, size);
+    ERR_clear_error();
+    return buf;
+}
+
+static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t size = 0;
+    mode_t mode = 0;
+    int r = keel__read_file(path, CERT_FILE_MAX, &data, &size, &mode);
+    if (r == -EFBIG)
+        return keel__cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
+    if (r < 0)
+        return keel__cert_fail(e, r, "Cannot read '%s': %s", path, strerror(-r));
+    if (secret && (mode & 077))
+        return keel__cert_fail(e, -EACCES, "Permissions %04o for '%s' are too open: a private key must not be accessible by others",
+                               (unsigned) mode, path);
+    if (size == 0)
+        return keel__cert_fail(e, -EBADMSG, "'%s' is empty", path);
+    BIO *bio = BIO_new(BIO_s_mem());
+    bool ok = bio && BIO_write(bio, data, (int) size) == (int) size;
+    if (secret)
+        OPENSSL_cleanse(data, size);
+    if (!ok) {
+        BIO_free(bio);
+        return -ENOMEM;
+    }
+    *ret = bio;
+    return 0;
+}
+
+int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
+{
+    char why[256];
+    _cleanup_(BIO_freep) BIO *bio = NULL;
+    int r = read_pem(path, true, &bio, e);
+    if (r < 0)
+        return r;
+    ERR_clear_error();
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    if (!key)
+        return keel__cert_fail(e, -EBADMSG, "'%s' is not a PEM private key: %s", path, ssl_reason(why, sizeof why));
+    _cleanup_(keel_credential_unrefp) keel_credential *probe = NULL;
+    if (keel_credential_new(key, NULL, NULL, &probe) == -EINVAL)
+        return keel__cert_fail(e, -EINVAL, "The key in '%s' is neither EC P-256 nor RSA of 2048 bits or more", path);
+    *ret = TAKE_PTR(key);
+    return 0;
+}
+
+int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
+{
+    char why[256];
+    _cleanup_(BIO_freep) BIO *bio = NULL;
+    int r = read_pem(path, false, &bio, e);
+    if (r < 0)
+        return r;
+    ERR_clear_error();
+    _cleanup_(X509_freep) X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (!leaf)
+        return keel__cert_fail(e, -EBADMSG, "'%s' is not a PEM certificate: %s", path, ssl_reason(why, sizeof why));
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
+    for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, NULL, NULL));) {
+        if (!chain && !(chain = sk_X509_new_null())) {
+            X509_free(x);
+            return -ENOMEM;
+        }
+        if (!sk_X509_push(chain, x)) {
+            X509_free(x);
+            return -ENOMEM;
+        }
+    }
+    /* The loop ends at the end of the data (PEM_R_NO_START_LINE) or at a corrupt block. */
+    unsigned long code = ERR_peek_last_error();
+    if (code != 0 && !(ERR_GET_LIB(code) == ERR_LIB_PEM && ERR_GET_REASON(code) == PEM_R_NO_START_LINE))
+        return keel__cert_fail(e, -EBADMSG, "'%s' holds a corrupt certificate after the first: %s", path,
+                               ssl_reason(why, sizeof why));
+    ERR_clear_error();
+    *ret_leaf = TAKE_PTR(leaf);
+    *ret_chain = TAKE_PTR(chain);
+    return 0;
+}
+
+/* The PEM text @bio holds, written to @path atomically with @mode. */
+static int write_bio(const char *path, BIO *bio, mode_t mode)
+{
+    char *data = NULL;
+    long size = BIO_get_mem_data(bio, &data);
+    if (size <= 0)
+        return -EIO;
+    return keel__write_file_atomic(path, data, (size_t) size, mode);
+}
+
+int keel__cert_write_key(const char *path, EVP_PKEY *key)
+{
+    _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio)
+        return -ENOMEM;
+    if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)
+        return -EIO;
+    int r = write_bio(path, bio, 0600);
+    (void) BIO_reset(bio); /* the key's text in memory: cleared before it is freed */
+    return r;
+}
+
+int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
+{
+    _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio)
+        return -ENOMEM;
+    if (PEM_write_bio_X509(bio, leaf) != 1)
+        return -EIO;
+    for (int i = 0; chain && i < sk_X509_num(chain); i++)
+        if (PEM_write_bio_X509(bio, sk_X509_value(chain, i)) != 1)
+            return -EIO;
+    return write_bio(path, bio, 0644);
+}
+
+static int check_dates(X509 *leaf, time_t now, const char *what, cert_error *e)
+{
+    time_t t = now;
+    char when[64];
+    const ASN1_TIME *nb = X509_get0_notBefore(leaf), *na = X509_get0_notAfter(leaf);
+    bool early = X509_cmp_time(nb, &t) > 0;
+    if (!early && X509_cmp_time(na, &t) >= 0)
+        return 0;
+    BIO *b = BIO_new(BIO_s_mem());
+    int n = b && ASN1_TIME_print(b, early ? nb : na) == 1 ? BIO_read(b, when, sizeof when - 1) : -1;
+    when[n > 0 ? n : 0] = '\0';
+    BIO_free(b);
+    return keel__cert_fail(e, -EKEYEXPIRED, "%s: the certificate %s %s", what, early ? "is not valid before" : "expired at", when);
+}
+
+static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
+{
+    _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
+    _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (!store || !ctx || X509_STORE_add_cert(store, ca) != 1 || X509_STORE_CTX_init(ctx, store, leaf, chain) != 1)
+        return -ENOMEM;
+    X509_STORE_CTX_set_time(ctx, 0, now);
+    if (X509_verify_cert(ctx) == 1)
+        return 0;
+    int err = X509_STORE_CTX_get_error(ctx);
+    ERR_clear_error();
+    return keel__cert_fail(e, -EBADE, "%s: the certificate does not verify to the CA: %s", what,
+                           X509_verify_cert_error_string(err));
+}
+
+int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
+{
+    if (X509_check_private_key(leaf, key) != 1) {
+        ERR_clear_error();
+        return keel__cert_fail(e, -EKEYREJECTED, "%s: the certificate does not belong to the key", what);
+    }
+    int r = check_dates(leaf, now, what, e);
+    if (r < 0 || !ca)
+        return r;
+    return verify_chain(leaf, chain, ca, now, what, e);
+}

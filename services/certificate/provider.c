@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/* Where the credential comes from: the local CA (reusing what is on disk while it is valid) or the
+ * operator's files; and the backup, written after each issue and read when the provider fails. */
+#include <limits.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "certificate-service.h"
+#include "cleanup.h"
+#include "fileio.h"
+
+static const char *const provider_names[] = { "local-ca", "file" };
+static const char *const backup_names[] = { "none", "read", "write", "read+write" };
+
+const char *keel__cert_provider_name(int provider)
+{
+    return provider >= 0 && provider < _CERT_PROVIDER_MAX ? provider_names[provider] : "?";
+}
+
+const char *keel__cert_backup_name(int backup)
+{
+    return backup >= 0 && backup < _CERT_BACKUP_MAX ? backup_names[backup] : "?";
+}
+
+static void cert_pair_donep(cert_pair *p)
+{
+    keel__cert_pair_done(p);
+}
+
+static void take_pair(cert_pair *to, cert_pair *from)
+{
+    *to = *from;
+    *from = (cert_pair){};
+}
+
+/* ---- the CA ------------------------------------------------------------------------------------ */
+
+static int read_ca(const char *key_path, const char *cert_path, EVP_PKEY **ret_key, X509 **ret_cert, cert_error *e)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    _cleanup_(X509_freep) X509 *cert = NULL;
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
+    char what[2 * PATH_MAX + 32];
+    int r = keel__cert_read_key(key_path, &key, e);
+    if (r >= 0)
+        r = keel__cert_read_certs(cert_path, &cert, &chain, e);
+    if (r < 0)
+        return r;
+    (void) snprintf(what, sizeof what, "CA key[%s], cert[%s]", key_path, cert_path);
+    if ((r = keel__cert_check(key, cert, NULL, NULL, time(NULL), what, e)) < 0)
+        return r;
+    if (X509_check_ca(cert) == 0)
+        return keel__cert_fail(e, -EINVAL, "%s: the certificate is not a CA certificate", what);
+    *ret_key = TAKE_PTR(key);
+    *ret_cert = TAKE_PTR(cert);
+    return 0;
+}
+
+static int create_ca(cert_service *s, const char *key_path, const char *cert_path, cert_error *e)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    _cleanup_(X509_freep) X509 *cert = NULL;
+    int r = keel__cert_generate_key(CERT_KEY_EC, 0, &key);
+    if (r >= 0)
+        r = keel__cert_create_ca(key, CERT_CA_LIFETIME, &cert);
+    if (r < 0)
+        return keel__cert_fail(e, r, "Cannot create the local CA: %s", strerror(-r));
+    /* The key first: a crash before the certificate is written leaves no CA, which the next start
+     * creates again. */
+    if ((r = keel__cert_write_key(key_path, key)) < 0 || (r = keel__cert_write_certs(cert_path, cert, NULL)) < 0)
+        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", cert_path, strerror(-r));
+    CERT_LOG(KEEL_LOG_INFO, "Created the local CA key[%s], cert[%s]", key_path, cert_path);
+    s->ca_key = TAKE_PTR(key);
+    s->ca_cert = TAKE_PTR(cert);
+    return 0;
+}
+
+/* The CA the operator supplied, or the one in state_dir, created when missing or unusable. */
+static int ensure_ca(cert_service *s, cert_error *e)
+{
+    char key_path[PATH_MAX], cert_path[PATH_MAX];
+    if (s->ca_key)
+        return 0;
+    if (*s->config.ca_key_file)
+        return read_ca(s->config.ca_key_file, s->config.ca_cert_file, &s->ca_key, &s->ca_cert, e);
+    (void) snprintf(key_path, sizeof key_path, "%s/ca.key.pem", s->state_dir);
+    (void) snprintf(cert_path, sizeof cert_path, "%s/ca.pem", s->state_dir);
+    cert_error why = {};
+    int r = read_ca(key_path, cert_path, &s->ca_key, &s->ca_cert, &why);
+    if (r >= 0)
+        return 0;
+    if (r == -EACCES) /* a key others could read is compromised: the operator decides */
+        return keel__cert_fail(e, r, "%s", why.text);
+    if (r != -ENOENT)
+        CERT_LOG(KEEL_LOG_WARNING, "%s; creating a new local CA", why.text);
+    return create_ca(s, key_path, cert_path, e);
+}
+
+/* ---- local-ca ---------------------------------------------------------------------------------- */
+
+static int issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    int r = keel__cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
+    if (r < 0)
+        return keel__cert_fail(e, r, "Cannot issue a certificate from the local CA: %s", strerror(-r));
+    if (EVP_PKEY_up_ref(key) != 1)
+        return -ENOMEM;
+    p.key = key;
+    if ((r = keel__cert_store_write(s->state_dir, &p)) < 0)
+        return keel__cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    take_pair(ret, &p);
+    return 0;
+}
+
+static bool key_type_is(EVP_PKEY *key, const certificate_config *c)
+{
+    if (c->key_type == CERT_KEY_RSA)
+        return EVP_PKEY_is_a(key, "RSA") && EVP_PKEY_get_bits(key) == c->rsa_bits;
+    return EVP_PKEY_is_a(key, "EC");
+}
+
+/* The pair on disk when it is still what the configuration asks for, else -ESTALE with why. */
+static int reuse(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    char what[2 * PATH_MAX + 32];
+    int r = keel__cert_store_load(s->state_dir, &p, e);
+    if (r < 0)
+        return r;
+    (void) snprintf(what, sizeof what, "key[%s], cert[%s]", s->key_path, s->cert_path);
+    if ((r = keel__cert_check(p.key, p.leaf, p.chain, s->ca_cert, time(NULL), what, e)) < 0)
+        return r;
+    if (!keel__cert_has_names(p.leaf, s->names))
+        return keel__cert_fail(e, -ESTALE, "%s: the certificate does not name every one of certificate.dns_names", what);
+    if (!key_type_is(p.key, &s->config))
+        return keel__cert_fail(e, -ESTALE, "%s: the key is not of certificate.key_type", what);
+    take_pair(ret, &p);
+    return 0;
+}
+
+static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    int r = ensure_ca(s, e);
+    if (r < 0)
+        return r;
+    cert_error why = {};
+    if ((r = reuse(s, ret, &why)) >= 0) {
+        CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
+        return 0;
+    }
+    if (r == -EACCES)
+        return keel__cert_fail(e, r, "%s", why.text);
+    if (r != -ENOENT)
+        CERT_LOG(KEEL_LOG_WARNING, "%s; issuing a new one", why.text);
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
+        return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    return issue_and_store(s, key, ret, e);
+}
+
+/* ---- file -------------------------------------------------------------------------------------- */
+
+static int read_checked(const char *dir_or_null, const char *key_path, const char *cert_path, X509 *ca, cert_pair *ret,
+                        cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    char what[2 * PATH_MAX + 32];
+    int r = dir_or_null ? keel__cert_store_load(dir_or_null, &p, e) : keel__cert_read_key(key_path, &p.key, e);
+    if (r >= 0 && !dir_or_null)
+        r = keel__cert_read_certs(cert_path, &p.leaf, &p.chain, e);
+    if (r < 0)
+        return r;
+    (void) snprintf(what, sizeof what, "key[%s], cert[%s]", key_path, cert_path);
+    if ((r = keel__cert_check(p.key, p.leaf, p.chain, ca, time(NULL), what, e)) < 0)
+        return r;
+    take_pair(ret, &p);
+    return 0;
+}
+
+static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    if (*s->config.ca_cert_file && !s->ca_cert) {
+        _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
+        int r = keel__cert_read_certs(s->config.ca_cert_file, &s->ca_cert, &rest, e);
+        if (r < 0)
+            return r;
+    }
+    return read_checked(NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
+}
+
+/* ---- backup ------------------------------------------------------------------------------------ */
+
+static void backup_write(cert_service *s, const cert_pair *p)
+{
+    if (!(s->config.backup & CERT_BACKUP_WRITE))
+        return;
+    int r = keel__mkdir_mode(s->backup_dir, 0700);
+    if (r >= 0)
+        r = keel__cert_store_write(s->backup_dir, p);
+    if (r < 0)
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to write the backup to '%s', ignoring: %m", s->backup_dir);
+}
+
+static int backup_read(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    char key[PATH_MAX], cert[PATH_MAX];
+    (void) snprintf(key, sizeof key, "%s/key.pem", s->backup_dir);
+    (void) snprintf(cert, sizeof cert, "%s/cert.pem", s->backup_dir);
+    /* The CA is checked only when the local CA is at hand: the backup is for when it is not. */
+    return read_checked(s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
+}
+
+int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    int r = s->config.provider == CERT_PROVIDER_FILE ? file_load(s, ret, e) : local_ca_obtain(s, ret, e);
+    if (r >= 0) {
+        backup_write(s, ret);
+        return 0;
+    }
+    if (!(s->config.backup & CERT_BACKUP_READ))
+        return r;
+    cert_error why = {};
+    if (backup_read(s, ret, &why) < 0) {
+        size_t n = strlen(e->text);
+        (void) snprintf(e->text + n, sizeof e->text - n, "; the backup is unusable too: %s", why.text);
+        return r;
+    }
+    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'",
+             keel__cert_provider_name(s->config.provider), e->text, s->backup_dir);
+    return 0;
+}
+
+int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    int r;
+    if (s->config.provider == CERT_PROVIDER_FILE)
+        r = file_load(s, ret, e);
+    else {
+        if ((r = ensure_ca(s, e)) < 0)
+            return r;
+        /* The next key is made (and published) once per rotation, whatever the attempts it takes. */
+        if (!s->next_key) {
+            if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &s->next_key)) < 0)
+                return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+            _cleanup_(keel_credential_unrefp) keel_credential *next = NULL;
+            if (keel_credential_new(s->next_key, NULL, NULL, &next) >= 0)
+                (void) keel_app_set_next_credential(s->app, next);
+        }
+        r = issue_and_store(s, s->next_key, ret, e);
+        if (r >= 0) {
+            EVP_PKEY_free(s->next_key);
+            s->next_key = NULL;
+        }
+    }
+    if (r >= 0)
+        backup_write(s, ret);
+    return r;
+}
+
+int keel__cert_publish(cert_service *s, const cert_pair *p)
+{
+    _cleanup_(keel_credential_unrefp) keel_credential *c = NULL;
+    int r = keel_credential_new(p->key, p->leaf, p->chain, &c);
+    if (r < 0)
+        return r;
+    return keel_app_rotate_credential(s->app, c);
+}

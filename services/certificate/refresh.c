@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* Keeping the credential fresh: the refresh task (renew at refresh_interval or half the remaining
+ * lifetime, jittered, with backoff after failures) and, for the file provider, an inotify watch of
+ * the files that reloads them when they change. */
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/inotify.h>
+#include <time.h>
+
+#include "certificate-service.h"
+#include "cleanup.h"
+
+/* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
+#define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
+
+keel_usec_t keel__cert_realtime(void)
+{
+    struct timespec ts;
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
+}
+
+/* Until the next renewal: refresh_interval or half what is left of the certificate, the sooner. */
+static keel_usec_t next_delay(cert_service *s)
+{
+    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
+    keel_usec_t end = c ? keel_credential_not_after(c) : 0;
+    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, s->config.refresh_interval));
+}
+
+/* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
+static int refresh_once(cert_service *s, cert_error *e)
+{
+    keel_counter_add(s->refreshes, 1);
+    int r = keel_point_before("certificate.refresh", true);
+    if (r >= 0)
+        r = keel_point_in("certificate.refresh");
+    if (r < 0)
+        return keel__cert_fail(e, r, KEEL_FAULT_MESSAGE);
+
+    return keel__cert_reload(s, e);
+}
+
+static void log_schedule(cert_service *s, keel_usec_t delay)
+{
+    char d[64];
+    keel__cert_format_duration(delay, d, sizeof d);
+    CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s", s->key_path, s->cert_path,
+             keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d);
+}
+
+static void refresh_task(keel_task *t, void *userdata)
+{
+    cert_service *s = userdata;
+    keel_usec_t backoff = 0;
+    for (;;) {
+        keel_usec_t delay = backoff ? keel__cert_jitter(backoff) : next_delay(s);
+        if (!backoff)
+            log_schedule(s, delay);
+        if (keel_task_wait(t, delay) < 0)
+            return;
+        cert_error e = {};
+        int r = refresh_once(s, &e);
+        if (r >= 0) {
+            CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
+            backoff = 0;
+            continue;
+        }
+        keel_counter_add(s->refresh_failures, 1);
+        backoff = keel__cert_backoff_next(backoff);
+        char d[64];
+        keel__cert_format_duration(backoff, d, sizeof d);
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
+    }
+}
+
+int keel__cert_refresh_start(cert_service *s)
+{
+    if (!(s->tasks = keel_tasks_new(s->app, "certificate")))
+        return -ENOMEM;
+    return keel_tasks_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
+}
+
+/* ---- the file watch ---------------------------------------------------------------------------- */
+
+int keel__cert_reload(cert_service *s, cert_error *e)
+{
+    cert_pair p = {};
+    (void) pthread_mutex_lock(&s->lock);
+    int r = keel__cert_renew(s, &p, e);
+    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
+        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
+    (void) pthread_mutex_unlock(&s->lock);
+    keel__cert_pair_done(&p);
+    return r;
+}
+
+static int on_debounce(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    cert_service *s = userdata;
+    cert_error e = {};
+    int r = keel__cert_reload(s, &e);
+    if (r < 0)
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s", e.text);
+    else
+        CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
+    return 0;
+}
+
+/* Whether a change of @name in a watched directory may change the files: one of them, or, for a
+ * Kubernetes secret volume, the "..data" symlink its files point through, swapped at each update. */
+static bool relevant(const char *name, const char *a, const char *b)
+{
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    return streq(name, sa ? sa + 1 : a) || streq(name, sb ? sb + 1 : b) || streq(name, "..data");
+}
+
+static int on_inotify(sd_event_source *src, const struct inotify_event *ev, void *userdata)
+{
+    cert_service *s = userdata;
+    if (ev->len == 0 || !relevant(ev->name, s->key_path, s->cert_path))
+        return 0;
+    if (s->debounce) {
+        (void) sd_event_source_set_time_relative(s->debounce, DEBOUNCE);
+        (void) sd_event_source_set_enabled(s->debounce, SD_EVENT_ONESHOT);
+        return 0;
+    }
+    int r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->debounce, CLOCK_MONOTONIC, DEBOUNCE, 1, on_debounce, s);
+    if (r < 0)
+        return CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to schedule the reload of the changed files, ignoring: %m"), 0;
+    (void) sd_event_source_set_description(s->debounce, "certificate-reload");
+    return 0;
+}
+
+static int watch_dir_of(cert_service *s, const char *path, size_t slot)
+{
+    char copy[PATH_MAX];
+    (void) snprintf(copy, sizeof copy, "%s", path);
+    const char *dir = dirname(copy);
+    /* Directories, not files: a file replaced by rename is a new inode, which a file watch misses. */
+    int r = sd_event_add_inotify(keel_app_get_event_loop(s->app), &s->watch[slot], dir,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_ONLYDIR, on_inotify, s);
+    if (r < 0)
+        return r;
+    (void) sd_event_source_set_description(s->watch[slot], "certificate-watch");
+    return 0;
+}
+
+int keel__cert_watch_start(cert_service *s)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    (void) snprintf(a, sizeof a, "%s", s->key_path);
+    (void) snprintf(b, sizeof b, "%s", s->cert_path);
+    int r = watch_dir_of(s, s->key_path, 0);
+    if (r >= 0 && !streq(dirname(a), dirname(b)))
+        r = watch_dir_of(s, s->cert_path, 1);
+    return r;
+}
+
+void keel__cert_refresh_stop(cert_service *s)
+{
+    s->tasks = keel_tasks_free(s->tasks);
+    for (size_t i = 0; i < ELEMENTSOF(s->watch); i++)
+        s->watch[i] = sd_event_source_disable_unref(s->watch[i]);
+    s->debounce = sd_event_source_disable_unref(s->debounce);
+}

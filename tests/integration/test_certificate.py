@@ -1,0 +1,334 @@
+# SPDX-License-Identifier: MIT
+"""The certificate service with the real binary: the local CA's certificates verify with the
+openssl CLI, the checks at load name the file, the backup rescues a failing provider, refresh
+failures keep the process up and are counted, the file provider reloads changed files."""
+
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+from httpclient import bound_address, get
+from keelrun import KeelTestCase, run
+
+
+def openssl(*args):
+    p = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+def metric(addr, name):
+    status, _, body = get(addr, "/metrics")
+    m = re.search(rf"^{name} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_until(fn, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+class Base(KeelTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-cert-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def issue(self, name, *sets):
+        """Runs the local CA once into self.dir/name and returns that state directory."""
+        state = os.path.join(self.dir, name)
+        args = ["serve", "--set", f"state_dir={state}"]
+        for s in sets:
+            args += ["--set", s]
+        k = self.keel(*args)
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        return state
+
+    def serve_file(self, key, cert, *sets, **kw):
+        args = ["serve", "--set", "certificate.provider=file", "--set", f"certificate.key_file={key}",
+                "--set", f"certificate.cert_file={cert}", "--set", f"state_dir={self.dir}/run"]
+        for s in sets:
+            args += ["--set", s]
+        return self.keel(*args, **kw)
+
+    def assertStartFails(self, k, *needles):
+        status, _, err = k.wait()
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: ", err)
+        for n in needles:
+            self.assertIn(n, err)
+        return err
+
+
+class LocalCA(Base):
+    def test_issued_certificate_verifies_and_names_the_dns_names(self):
+        state = os.path.join(self.dir, "state")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.dns_names=[svc.example, localhost, 127.0.0.1]")
+        k.ready()
+        ca, cert = os.path.join(state, "ca.pem"), os.path.join(state, "cert.pem")
+        rc, out = openssl("verify", "-CAfile", ca, cert)
+        self.assertEqual(rc, 0, out)
+        self.assertIn(": OK", out)
+        rc, out = openssl("x509", "-in", cert, "-noout", "-ext", "subjectAltName,extendedKeyUsage")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("DNS:svc.example", out)
+        self.assertIn("DNS:localhost", out)
+        self.assertIn("IP Address:127.0.0.1", out)
+        self.assertIn("TLS Web Server Authentication", out)
+        rc, out = openssl("x509", "-in", ca, "-noout", "-ext", "basicConstraints")
+        self.assertIn("CA:TRUE", out)
+        modes = {n: stat.S_IMODE(os.stat(os.path.join(state, n)).st_mode) for n in os.listdir(state)}
+        self.assertEqual(modes, {"key.pem": 0o600, "cert.pem": 0o644, "ca.key.pem": 0o600, "ca.pem": 0o644})
+        self.assertEqual(stat.S_IMODE(os.stat(state).st_mode), 0o700)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertRegex(err, r"Will refresh key\[" + re.escape(state) + r"/key.pem\], cert\[" + re.escape(state)
+                         + r"/cert.pem\] with provider\[local-ca\], backup\[none\] after 2[1-6]h\d+m[\d.]+s")
+        self.assertIn("Stopped certificate provider", err)
+
+    def test_next_start_reuses_a_valid_pair(self):
+        state = self.issue("state")
+        with open(os.path.join(state, "cert.pem")) as f:
+            first = f.read()
+        k = self.keel("serve", "--set", f"state_dir={state}")
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Reusing key[", err)
+        with open(os.path.join(state, "cert.pem")) as f:
+            self.assertEqual(f.read(), first)
+
+    def test_other_dns_names_issue_a_new_certificate(self):
+        state = self.issue("state", "certificate.dns_names=[a.example]")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.dns_names=[b.example]")
+        k.ready()
+        rc, out = openssl("x509", "-in", os.path.join(state, "cert.pem"), "-noout", "-ext", "subjectAltName")
+        self.assertIn("DNS:b.example", out)
+        self.assertNotIn("DNS:a.example", out)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("does not name every one of certificate.dns_names; issuing a new one", err)
+
+    def test_rsa_key(self):
+        state = self.issue("state", "certificate.key_type=rsa")
+        rc, out = openssl("pkey", "-in", os.path.join(state, "key.pem"), "-noout", "-text")
+        self.assertIn("2048 bit", out)
+
+    def test_key_readable_by_others_is_refused(self):
+        state = self.issue("state")
+        key = os.path.join(state, "key.pem")
+        os.chmod(key, 0o644)
+        k = self.keel("serve", "--set", f"state_dir={state}")
+        self.assertStartFails(k, f"Permissions 0644 for '{key}' are too open")
+
+    def test_rotation_publishes_new_keys_and_counts(self):
+        state = os.path.join(self.dir, "state")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.refresh_interval=200ms")
+        addr = bound_address(k, "metrics exporter server")
+        with open(os.path.join(state, "key.pem")) as f:
+            first_key = f.read()
+        wait_until(lambda: (metric(addr, "keel_certificate_refresh_total") or 0) >= 2, what="two refreshes")
+        self.assertEqual(metric(addr, "keel_certificate_refresh_failures_total"), 0)
+        self.assertGreater(metric(addr, "keel_certificate_expiry_timestamp_seconds"), time.time() + 3600)
+        rc, out = openssl("verify", "-CAfile", os.path.join(state, "ca.pem"), os.path.join(state, "cert.pem"))
+        self.assertEqual(rc, 0, out)
+        with open(os.path.join(state, "key.pem")) as f:
+            self.assertNotEqual(f.read(), first_key)
+        self.assertEqual(sorted(os.listdir(state)), ["ca.key.pem", "ca.pem", "cert.pem", "key.pem"])
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
+    def test_failing_refresh_keeps_serving_and_is_counted(self):
+        state = os.path.join(self.dir, "state")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.refresh_interval=20ms",
+                      env={"KEEL_FAULT": "error@in:certificate.refresh"})
+        addr = bound_address(k, "metrics exporter server")
+        health = bound_address(k)
+        # 20 ms, then backoff 1 s, 2 s (±10 %): the third failure comes after about 3 s.
+        wait_until(lambda: (metric(addr, "keel_certificate_refresh_failures_total") or 0) >= 2, what="two failures")
+        self.assertEqual(get(health, "/readyz")[0], 200)
+        self.assertIsNone(k.proc.poll())
+        started = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertLess(time.monotonic() - started, 5, "the refresh task did not stop promptly")
+        self.assertIn("Failed to refresh the certificate, retrying in about 1s: test error", err)
+        self.assertIn("retrying in about 2s", err)
+
+    def test_readyz_fails_near_expiry(self):
+        # Valid from 5 minutes ago (clock skew) for 10 s more: under 10 % of its lifetime is left.
+        state = os.path.join(self.dir, "state")
+        k = self.keel("serve", "--set", f"state_dir={state}", "--set", "certificate.lifetime=10s",
+                      env={"KEEL_FAULT": "error@in:certificate.refresh"})
+        addr = bound_address(k)
+        status, _, body = get(addr, "/readyz?verbose")
+        self.assertEqual(status, 503, body)
+        self.assertRegex(body, r"\[-\]certificate failed: the certificate expires at \S+Z, within 10% of its lifetime")
+        self.assertEqual(get(addr, "/livez")[0], 200)
+
+
+class Lifecycle(Base):
+    def test_keys_are_shown_by_keel_config(self):
+        status, out, err, _ = run("config")
+        self.assertEqual(status, 0, err)
+        lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+        self.assertEqual(lines["certificate.provider"], "local-ca   # default")
+        self.assertEqual(lines["certificate.refresh_interval"], "1d   # default")
+        self.assertEqual(lines["certificate.lifetime"], "3d   # default")
+        self.assertEqual(lines["certificate.backup"], "none   # default")
+        self.assertEqual(lines["certificate.key_type"], "ec   # default")
+        self.assertEqual(lines["certificate.dns_names"], "[]   # default")
+
+    def test_error_in_start_skips_the_other_services(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@in:certificate.start"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: test error", err)
+        self.assertIn("Skipped metrics exporter start", err)
+        self.assertIn("Skipped health check start", err)
+
+    def test_error_at_the_refresh_spawn_fails_the_start(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@before:certificate.spawn.refresh"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: Cannot start the refresh task: test error", err)
+        self.assertIn("Stopped certificate provider", err)
+
+
+class FileProvider(Base):
+    def test_corrupt_certificate_names_the_file(self):
+        state = self.issue("state")
+        bad = os.path.join(self.dir, "bad.pem")
+        with open(bad, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        k = self.serve_file(os.path.join(state, "key.pem"), bad)
+        self.assertStartFails(k, f"'{bad}' is not a PEM certificate")
+
+    def test_expired_certificate_names_the_file(self):
+        state = self.issue("state", "certificate.lifetime=1s")
+        time.sleep(1.5)
+        cert = os.path.join(state, "cert.pem")
+        k = self.serve_file(os.path.join(state, "key.pem"), cert)
+        self.assertStartFails(k, f"cert[{cert}]: the certificate expired at ")
+
+    def test_certificate_of_another_key_is_refused(self):
+        a, b = self.issue("a"), self.issue("b")
+        k = self.serve_file(os.path.join(a, "key.pem"), os.path.join(b, "cert.pem"))
+        self.assertStartFails(k, "the certificate does not belong to the key")
+
+    def test_chain_must_verify_to_the_given_ca(self):
+        a, b = self.issue("a"), self.issue("b")
+        k = self.serve_file(os.path.join(a, "key.pem"), os.path.join(a, "cert.pem"),
+                            f"certificate.ca_cert_file={b}/ca.pem")
+        self.assertStartFails(k, "the certificate does not verify to the CA")
+
+    def test_missing_key_file_is_a_configuration_error(self):
+        status, _, err, _ = run("serve", "--set", "certificate.provider=file")
+        self.assertEqual(status, 78, err)
+        self.assertIn("certificate.provider is file: set certificate.key_file and certificate.cert_file", err)
+
+    def test_backup_read_starts_when_the_provider_fails(self):
+        a = self.issue("a")
+        key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+        shutil.copy2(os.path.join(a, "key.pem"), key)
+        shutil.copy2(os.path.join(a, "cert.pem"), cert)
+        k = self.serve_file(key, cert, "certificate.backup=write")
+        k.ready()
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+        backup = os.path.join(self.dir, "run", "backup")
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(backup, "key.pem")).st_mode), 0o600)
+
+        os.unlink(key)
+        without = self.serve_file(key, cert, "certificate.backup=write")
+        self.assertStartFails(without, f"Cannot read '{key}'")
+
+        k = self.serve_file(key, cert, "certificate.backup=read+write")
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Provider file failed (Cannot read '{key}': No such file or directory); starting from the backup", err)
+
+    def test_changed_files_are_reloaded_and_bad_ones_ignored(self):
+        # b's certificate expires a day before a's: the expiry metric shows which one is loaded.
+        a, b = self.issue("a"), self.issue("b", "certificate.lifetime=48h")
+        key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+        shutil.copy2(os.path.join(a, "key.pem"), key)
+        shutil.copy2(os.path.join(a, "cert.pem"), cert)
+        k = self.serve_file(key, cert)
+        addr = bound_address(k, "metrics exporter server")
+        first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
+        # A corrupt certificate: logged (checked at exit), the current one stays.
+        with open(cert + ".new", "w") as f:
+            f.write("garbage")
+        os.rename(cert + ".new", cert)
+        time.sleep(1.0)
+        self.assertEqual(metric(addr, "keel_certificate_expiry_timestamp_seconds"), first)
+        # A new pair, each file replaced by rename: reloaded.
+        shutil.copy2(os.path.join(b, "key.pem"), key + ".new")
+        os.rename(key + ".new", key)
+        shutil.copy2(os.path.join(b, "cert.pem"), cert + ".new")
+        os.rename(cert + ".new", cert)
+        wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Failed to reload the changed files, keeping the current certificate: '{cert}' is not a PEM certificate", err)
+        self.assertIn(f"Reloaded key[{key}], cert[{cert}]", err)
+
+    def test_kubernetes_secret_volume_update_is_reloaded(self):
+        # A secret volume: key.pem -> ..data/key.pem, and an update swaps the ..data symlink.
+        a, b = self.issue("a"), self.issue("b", "certificate.lifetime=48h")
+        vol = os.path.join(self.dir, "secret")
+        for name, src in (("..2026_a", a), ("..2026_b", b)):
+            os.makedirs(os.path.join(vol, name))
+            for f in ("key.pem", "cert.pem"):
+                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
+        os.symlink("..2026_a", os.path.join(vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"))
+        addr = bound_address(k, "metrics exporter server")
+        first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
+        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
+        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
+
+    def test_sighup_rereads_the_files_and_a_bad_one_fails_the_refresh(self):
+        a = self.issue("a")
+        key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+        shutil.copy2(os.path.join(a, "key.pem"), key)
+        shutil.copy2(os.path.join(a, "cert.pem"), cert)
+        k = self.serve_file(key, cert)
+        health = bound_address(k)
+        with open(cert, "w") as f:
+            f.write("garbage")
+        n = len(k.messages())
+        k.kill(signal.SIGHUP)
+        k.wait_notify("READY=1", start=n)
+        self.assertEqual(get(health, "/readyz")[0], 200)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Error refreshing certificate provider: '{cert}' is not a PEM certificate", err)
+        self.assertIn("Refresh failed, keeping the previous configuration", err)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT */
+/* The certificate service's pure parts: the local CA, the checks at every load, key file modes,
+ * atomic writes and the two-slot pair store, including writers killed mid-rotation. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "certificate-internal.h"
+#include "cleanup.h"
+#include "fileio.h"
+#include "helpers.h"
+#include "macro.h"
+
+TestSuite(certificate, .timeout = 60);
+
+#define HOUR (3600ULL * KEEL_USEC_PER_SEC)
+
+static char *const names[] = { "svc.example", "localhost", "127.0.0.1", NULL };
+
+typedef struct ca {
+    EVP_PKEY *key;
+    X509 *cert;
+} ca;
+
+static ca make_ca(void)
+{
+    ca c = {};
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &c.key), 0);
+    cr_assert_eq(keel__cert_create_ca(c.key, 24 * HOUR, &c.cert), 0);
+    return c;
+}
+
+static void ca_done(ca *c)
+{
+    EVP_PKEY_free(c->key);
+    X509_free(c->cert);
+}
+
+static cert_pair issue(const ca *c, cert_key_type type, keel_usec_t lifetime)
+{
+    cert_pair p = {};
+    cr_assert_eq(keel__cert_generate_key(type, 2048, &p.key), 0);
+    cr_assert_eq(keel__cert_issue(c->key, c->cert, p.key, names, lifetime, &p.leaf), 0);
+    return p;
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p = keel__strdup_printf("%s/%s", dir, name);
+    cr_assert_not_null(p);
+    return p;
+}
+
+Test(certificate, ca_is_a_ca_with_key_identifiers)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    cr_assert_eq(X509_check_ca(c.cert), 1);
+    cr_assert(X509_get_key_usage(c.cert) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
+    cr_assert_not_null(X509_get0_subject_key_id(c.cert));
+    cr_assert_not_null(X509_get0_authority_key_id(c.cert));
+    cr_assert_eq(X509_check_issued(c.cert, c.cert), X509_V_OK, "self-signed");
+}
+
+static void check_issued(cert_key_type type)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, type, 2 * HOUR);
+    cert_error e = {};
+    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL), "t", &e), 0, "%s", e.text);
+    cr_assert(keel__cert_has_names(p.leaf, names));
+    cr_assert_not(keel__cert_has_names(p.leaf, (char *const[]){ "other.example", NULL }));
+    cr_assert_eq(X509_check_ca(p.leaf), 0);
+    cr_assert(X509_get_extended_key_usage(p.leaf) & XKU_SSL_SERVER);
+    cr_assert(X509_get_extended_key_usage(p.leaf) & XKU_SSL_CLIENT);
+    /* A random 128-bit serial, positive. */
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(p.leaf);
+    cr_assert_eq(ASN1_STRING_length(serial), 16);
+    /* Valid from a little in the past (clock skew), for the lifetime. */
+    time_t now = time(NULL), past = now - 60, later = now + 2 * 3600 + 60;
+    cr_assert_lt(X509_cmp_time(X509_get0_notBefore(p.leaf), &past), 0);
+    cr_assert_lt(X509_cmp_time(X509_get0_notAfter(p.leaf), &later), 0);
+}
+
+Test(certificate, issues_ec_certificates_that_verify)
+{
+    check_issued(CERT_KEY_EC);
+}
+
+Test(certificate, issues_rsa_certificates_that_verify)
+{
+    check_issued(CERT_KEY_RSA);
+}
+
+Test(certificate, serials_differ)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    cr_assert_neq(ASN1_INTEGER_cmp(X509_get0_serialNumber(a.leaf), X509_get0_serialNumber(b.leaf)), 0);
+}
+
+Test(certificate, never_issues_past_the_ca)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, 100 * HOUR);
+    cr_assert_leq(ASN1_TIME_compare(X509_get0_notAfter(p.leaf), X509_get0_notAfter(c.cert)), 0);
+}
+
+Test(certificate, check_refuses_another_keys_certificate)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    cert_error e = {};
+    cr_assert_eq(keel__cert_check(a.key, b.leaf, NULL, c.cert, time(NULL), "key[k], cert[c]", &e), -EKEYREJECTED);
+    cr_assert_str_eq(e.text, "key[k], cert[c]: the certificate does not belong to the key");
+}
+
+Test(certificate, check_refuses_an_expired_certificate)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, KEEL_USEC_PER_SEC);
+    cert_error e = {};
+    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) + 10, "w", &e), -EKEYEXPIRED);
+    cr_assert(strstr(e.text, "w: the certificate expired at "), "%s", e.text);
+    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) - 3600, "w", &e), -EKEYEXPIRED);
+    cr_assert(strstr(e.text, "is not valid before"), "%s", e.text);
+}
+
+Test(certificate, check_refuses_a_chain_to_another_ca)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(ca_done) ca other = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    cert_error e = {};
+    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, other.cert, time(NULL), "w", &e), -EBADE);
+    cr_assert(strstr(e.text, "w: the certificate does not verify to the CA: "), "%s", e.text);
+}
+
+Test(certificate, names)
+{
+    cr_assert(keel__cert_name_valid("a.example"));
+    cr_assert(keel__cert_name_valid("*.example.org"));
+    cr_assert(keel__cert_name_valid("::1"));
+    cr_assert(keel__cert_name_valid("10.0.0.1"));
+    cr_assert_not(keel__cert_name_valid(""));
+    cr_assert_not(keel__cert_name_valid("a,DNS:evil"));
+    cr_assert_not(keel__cert_name_valid("a..b"));
+    cr_assert_not(keel__cert_name_valid("a b"));
+    cr_assert_not(keel__cert_name_valid("a.*.b"));
+}
+
+/* ---- files ---------------------------------------------------------------------------------------- */
+
+Test(certificate, key_readable_by_others_is_refused_naming_file_and_mode)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL, *back = NULL;
+    _cleanup_free_ char *path = path_in(test_tmpdir(), "key.pem");
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &key), 0);
+    cr_assert_eq(keel__cert_write_key(path, key), 0);
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_key(path, &back, &e), 0, "%s", e.text);
+    cr_assert_eq(EVP_PKEY_eq(key, back), 1);
+    for (mode_t m = 0604; m <= 0640; m += 036) {
+        cr_assert_eq(chmod(path, m), 0);
+        EVP_PKEY *none = NULL;
+        cr_assert_eq(keel__cert_read_key(path, &none, &e), -EACCES);
+        cr_assert_null(none);
+        char want[512];
+        snprintf(want, sizeof want, "Permissions %04o for '%s' are too open", (unsigned) m, path);
+        cr_assert(strstr(e.text, want), "%s", e.text);
+    }
+}
+
+Test(certificate, written_files_have_their_modes_and_no_temporaries)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    const char *dir = test_tmpdir();
+    _cleanup_free_ char *k = path_in(dir, "k.pem"), *x = path_in(dir, "x.pem");
+    struct stat st;
+    cr_assert_eq(keel__cert_write_key(k, c.key), 0);
+    cr_assert_eq(keel__cert_write_certs(x, c.cert, NULL), 0);
+    cr_assert_eq(stat(k, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600);
+    cr_assert_eq(stat(x, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0644);
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0);
+}
+
+static void expect_bad_file(const char *content, int error, const char *reason)
+{
+    _cleanup_free_ char *path = test_write_file(test_tmpdir(), "bad.pem", content);
+    X509 *leaf = NULL;
+    STACK_OF(X509) *chain = NULL;
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_certs(path, &leaf, &chain, &e), error, "%s", e.text);
+    cr_assert_null(leaf);
+    cr_assert(strstr(e.text, path), "%s", e.text);
+    cr_assert(strstr(e.text, reason), "%s", e.text);
+}
+
+Test(certificate, corrupt_or_empty_certificate_files_are_named)
+{
+    expect_bad_file("", -EBADMSG, "is empty");
+    expect_bad_file("hello\n", -EBADMSG, "is not a PEM certificate");
+    expect_bad_file("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", -EBADMSG, "is not a PEM certificate");
+    X509 *leaf = NULL;
+    STACK_OF(X509) *chain = NULL;
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_certs("/nonexistent/cert.pem", &leaf, &chain, &e), -ENOENT);
+    cr_assert(strstr(e.text, "Cannot read '/nonexistent/cert.pem'"), "%s", e.text);
+}
+
+Test(certificate, corrupt_key_is_named)
+{
+    _cleanup_free_ char *path =
+        test_write_file(test_tmpdir(), "key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    cr_assert_eq(chmod(path, 0600), 0);
+    EVP_PKEY *key = NULL;
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_key(path, &key, &e), -EBADMSG);
+    cr_assert(strstr(e.text, "is not a PEM private key"), "%s", e.text);
+    cr_assert(strstr(e.text, path), "%s", e.text);
+}
+
+Test(certificate, chain_after_the_leaf_is_read)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = sk_X509_new_null();
+    cr_assert(sk_X509_push(chain, c.cert));
+    X509_up_ref(c.cert);
+    _cleanup_free_ char *path = path_in(test_tmpdir(), "chain.pem");
+    cr_assert_eq(keel__cert_write_certs(path, p.leaf, chain), 0);
+    _cleanup_(keel__cert_pair_done) cert_pair back = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_certs(path, &back.leaf, &back.chain, &e), 0, "%s", e.text);
+    cr_assert_eq(X509_cmp(back.leaf, p.leaf), 0);
+    cr_assert_eq(sk_X509_num(back.chain), 1);
+    cr_assert_eq(X509_cmp(sk_X509_value(back.chain, 0), c.cert), 0);
+}
+
+/* ---- the pair store ---------------------------------------------------------------------------------- */
+
+static void assert_loads(const char *dir, const cert_pair *want)
+{
+    _cleanup_(keel__cert_pair_done) cert_pair got = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_store_load(dir, &got, &e), 0, "%s", e.text);
+    cr_assert_eq(X509_check_private_key(got.leaf, got.key), 1);
+    if (want)
+        cr_assert_eq(X509_cmp(got.leaf, want->leaf), 0);
+}
+
+static void write_file_pair(const char *dir, const char *key_name, const char *cert_name, const cert_pair *p)
+{
+    _cleanup_free_ char *k = path_in(dir, key_name), *x = path_in(dir, cert_name);
+    if (key_name)
+        cr_assert_eq(keel__cert_write_key(k, p->key), 0);
+    if (cert_name)
+        cr_assert_eq(keel__cert_write_certs(x, p->leaf, NULL), 0);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    _cleanup_free_ char *p = path_in(dir, name);
+    return access(p, F_OK) == 0;
+}
+
+Test(certificate, store_round_trip_and_missing_pair)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cert_pair none = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_store_load(dir, &none, &e), -ENOENT);
+    cr_assert_eq(keel__cert_store_write(dir, &p), 0);
+    assert_loads(dir, &p);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+    cr_assert_not(exists_in(dir, "cert.next.pem"));
+}
+
+/* Each state a crash can leave, built by hand: the loader lands on a matching pair. */
+Test(certificate, store_recovers_every_interrupted_rotation)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+
+    /* After step 1: a next key alone. */
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    write_file_pair(dir, "key.next.pem", NULL, &new);
+    assert_loads(dir, &old);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+
+    /* After step 2: the whole next pair. */
+    write_file_pair(dir, "key.next.pem", "cert.next.pem", &new);
+    assert_loads(dir, &new);
+    cr_assert_not(exists_in(dir, "cert.next.pem"));
+
+    /* After step 3: the new key in place, its certificate still in the next slot. */
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    write_file_pair(dir, "key.pem", "cert.next.pem", &new);
+    assert_loads(dir, &new);
+
+    /* A temporary file left by a killed write is removed. */
+    _cleanup_free_ char *tmp = test_write_file(dir, ".cert.pem.tmp-abcdef", "partial");
+    assert_loads(dir, &new);
+    cr_assert_not(exists_in(dir, ".cert.pem.tmp-abcdef"));
+}
+
+static unsigned random_below(unsigned n)
+{
+    unsigned x = 0;
+    cr_assert_eq(RAND_bytes((unsigned char *) &x, sizeof x), 1);
+    return x % n;
+}
+
+/* A child rewrites the pair in a loop, alternating two credentials, and is killed at a random
+ * moment; whatever it leaves must load as one of the two, matching. 200 rounds, well under 30 s. */
+Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .timeout = 60)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cr_assert_eq(keel__cert_store_write(dir, &a), 0);
+
+    unsigned landed_on_b = 0;
+    for (unsigned round = 0; round < 200; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            for (unsigned i = 0;; i++)
+                if (keel__cert_store_write(dir, i % 2 ? &a : &b) < 0)
+                    _exit(1);
+        }
+        usleep(random_below(3000));
+        cr_assert_eq(kill(pid, SIGKILL), 0);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFSIGNALED(status), "the writer failed on its own (status %d)", status);
+
+        _cleanup_(keel__cert_pair_done) cert_pair got = {};
+        cert_error e = {};
+        cr_assert_eq(keel__cert_store_load(dir, &got, &e), 0, "round %u: %s", round, e.text);
+        cr_assert_eq(X509_check_private_key(got.leaf, got.key), 1, "round %u: mismatched pair", round);
+        bool is_a = X509_cmp(got.leaf, a.leaf) == 0, is_b = X509_cmp(got.leaf, b.leaf) == 0;
+        cr_assert(is_a || is_b, "round %u: a certificate that was never written", round);
+        landed_on_b += is_b;
+    }
+    /* The kills landed at different points of the rotation. */
+    cr_assert_gt(landed_on_b, 0);
+    cr_assert_lt(landed_on_b, 200);
+}
+
+/* ---- atomic writes -------------------------------------------------------------------------------- */
+
+Test(certificate, atomic_write_replaces_and_keeps_mode)
+{
+    _cleanup_free_ char *p = path_in(test_tmpdir(), "f");
+    _cleanup_free_ char *data = NULL;
+    size_t size = 0;
+    mode_t mode = 0;
+    cr_assert_eq(keel__write_file_atomic(p, "one", 3, 0600), 0);
+    cr_assert_eq(keel__write_file_atomic(p, "second", 6, 0640), 0);
+    cr_assert_eq(keel__read_file(p, 100, &data, &size, &mode), 0);
+    cr_assert_str_eq(data, "second");
+    cr_assert_eq(mode, 0640);
+    cr_assert_eq(keel__write_file_atomic("/nonexistent/dir/f", "x", 1, 0600), -ENOENT);
+    free(data);
+    data = NULL;
+    cr_assert_eq(keel__read_file(p, 3, &data, &size, &mode), -EFBIG);
+}
+
+/* ---- schedule ---------------------------------------------------------------------------------------- */
+
+static const char *dur(keel_usec_t u)
+{
+    static char buf[64];
+    keel__cert_format_duration(u, buf, sizeof buf);
+    return buf;
+}
+
+Test(certificate, durations_read_like_go)
+{
+    cr_assert_str_eq(dur(24 * HOUR), "24h0m0s");
+    cr_assert_str_eq(dur(90 * KEEL_USEC_PER_SEC), "1m30s");
+    cr_assert_str_eq(dur(1500 * KEEL_USEC_PER_MSEC), "1.5s");
+    cr_assert_str_eq(dur(HOUR + 2 * KEEL_USEC_PER_SEC + 250000), "1h0m2.25s");
+    cr_assert_str_eq(dur(250 * KEEL_USEC_PER_MSEC), "250ms");
+    cr_assert_str_eq(dur(1500), "1.5ms");
+    cr_assert_str_eq(dur(7), "7µs");
+    cr_assert_str_eq(dur(0), "0s");
+}
+
+Test(certificate, renews_at_the_interval_or_half_the_remaining_lifetime)
+{
+    keel_usec_t now = 1000 * HOUR;
+    cr_assert_eq(keel__cert_renew_delay(now, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, now - 1, 24 * HOUR), 0, "expired: at once");
+}
+
+Test(certificate, backoff_doubles_from_one_second_to_five_minutes)
+{
+    keel_usec_t b = 0, seen[12];
+    for (size_t i = 0; i < ELEMENTSOF(seen); i++)
+        seen[i] = b = keel__cert_backoff_next(b);
+    cr_assert_eq(seen[0], KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[1], 2 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[8], 256 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[9], 300 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[11], 300 * KEEL_USEC_PER_SEC);
+}
+
+Test(certificate, jitter_stays_within_ten_percent_and_spreads)
+{
+    cr_assert_eq(keel__cert_jitter_by(1000000, 0), 900000);
+    cr_assert_eq(keel__cert_jitter_by(1000000, UINT32_MAX), 1100000);
+    keel_usec_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 1000; i++) {
+        keel_usec_t j = keel__cert_jitter(1000000);
+        lo = MIN(lo, j);
+        hi = MAX(hi, j);
+    }
+    cr_assert_geq(lo, 900000);
+    cr_assert_leq(hi, 1100000);
+    cr_assert_gt(hi - lo, 100000, "1000 draws cover more than half the range");
+}
