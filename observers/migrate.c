@@ -32,11 +32,11 @@
 #define ROLE_SUFFIX    ".cert.pem"
 
 typedef enum step_kind {
-    STEP_MKDIR,       /* roles/ */
-    STEP_RENAME,      /* from -> to, the key made 0600 when @mode */
-    STEP_RESOLVE,     /* a symbolic link replaced by a copy of what it points to */
-    STEP_UNLINK,      /* a dangling symbolic link */
-    STEP_LAYOUT,      /* write the layout file */
+    STEP_MKDIR,   /* roles/ */
+    STEP_RENAME,  /* from -> to, the key made 0600 when @mode */
+    STEP_RESOLVE, /* a symbolic link replaced by a copy of what it points to */
+    STEP_UNLINK,  /* a dangling symbolic link */
+    STEP_LAYOUT,  /* write the layout file */
 } step_kind;
 
 typedef struct step {
@@ -89,8 +89,8 @@ static int read_layout(int dfd, int *ret, char *error, size_t size)
     int v = 0;
     if (n <= 0 || sscanf(buf, "%d", &v) != 1 || v < 1 || v > LAYOUT_CURRENT) {
         buf[n > 0 ? strcspn(buf, "\n") : 0] = 0;
-        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", LAYOUT_FILE,
-                        buf, LAYOUT_CURRENT);
+        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", LAYOUT_FILE, buf,
+                        LAYOUT_CURRENT);
         return -EPROTO;
     }
     *ret = v;
@@ -251,12 +251,13 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
         int r = migrate.dry_run ? 0 : apply(dfd, &p->steps[i]);
         if (r < 0) {
             (void) fflush(stdout);
-            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to %s in %s: %s (the next run goes on from here)",
-                                   what, dir, strerror(-r));
+            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to %s in %s: %s (the next run goes on from here)", what,
+                                   dir, strerror(-r));
         }
     }
     (void) fflush(stdout);
-    return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, migrate.dry_run ? "migration planned, nothing changed" : "state directory migrated");
+    return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE,
+                           migrate.dry_run ? "migration planned, nothing changed" : "state directory migrated");
 }
 
 static int on_run(keel_app *app, void *userdata)

@@ -1,27 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* READY=1 only with every health check passing: the last step of `ready` runs them once, so a
- * service that started without what it serves with (a valid certificate, a signing key) fails
- * the start instead of reporting ready and failing its probes. */
-#include <stdio.h>
-
+/* At the end of `ready`, the health checks run once and each failing one is logged: READY=1 still
+ * goes out (the process serves: a certificate near its expiry is still valid, and a process that
+ * exits would only restart into the same state), but the operator learns at once why /readyz
+ * answers 503, instead of from the first probe. */
 #include <keel/health.h>
 #include <keel/keel.h>
 
 #include "macro.h"
 
-static void first_failure(const char *name, int result, const char *reason, void *userdata)
+static void warn_failure(const char *name, int result, const char *reason, void *userdata)
 {
-    char *buf = userdata;
-    if (result < 0 && !buf[0])
-        (void) snprintf(buf, 256, "health check %s failed: %s", name, reason);
+    if (result < 0)
+        keel_log_warning("Health check %s fails: %s; /readyz answers 503 until it passes", name, reason);
 }
 
 static int on_ready(keel_app *app, void *userdata)
 {
-    char why[256] = "";
-    unsigned failed = keel_app_run_health_checks(app, first_failure, why);
-    if (failed > 0)
-        return keel_app_fail(app, -EIO, "Not ready: %s%s", why, failed > 1 ? " (and others)" : "");
+    (void) keel_app_run_health_checks(app, warn_failure, NULL);
     return 0;
 }
 

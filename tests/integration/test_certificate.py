@@ -182,6 +182,8 @@ class LocalCA(Base):
         self.assertEqual(status, 503, body)
         self.assertRegex(body, r"\[-\]certificate failed: the certificate expires at \S+Z, within 10% of its lifetime")
         self.assertEqual(get(addr, "/livez")[0], 200)
+        # Ready anyway (the certificate is valid), and the log says at once why /readyz is 503.
+        self.assertIn("Health check certificate fails: the certificate expires at", k.stderr_so_far())
 
 
 class Lifecycle(Base):
