@@ -8,6 +8,7 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "trace.h"
 
 struct keel_task {
     keel_tasks *group; /* borrowed */
@@ -69,7 +70,10 @@ static void *task_main(void *p)
 {
     keel_task *t = p;
     (void) pthread_setname_np(pthread_self(), t->name);
+    /* From the thread itself, so a trace shows which threads lived and that each one ended. */
+    keel__trace_instant("task", t->name, "started");
     t->fn(t, t->userdata);
+    keel__trace_instant("task", t->name, "exited");
     return NULL;
 }
 
@@ -138,6 +142,7 @@ size_t keel_tasks_join(keel_tasks *g)
     size_t n = g->n_tasks;
     for (size_t i = 0; i < n; i++) {
         (void) pthread_join(g->tasks[i]->thread, NULL);
+        keel__trace_instant("task", g->tasks[i]->name, "joined");
         free(g->tasks[i]);
     }
     g->n_tasks = 0;

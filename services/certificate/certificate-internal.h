@@ -103,3 +103,20 @@ int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const
 bool keel__cert_name_valid(const char *name);
 /* Whether every one of @names is in @cert's subjectAltName. */
 bool keel__cert_has_names(X509 *cert, char *const *names);
+
+/* ---- schedule.c ---------------------------------------------------------------------------------- */
+
+#define CERT_BACKOFF_MIN (1 * KEEL_USEC_PER_SEC)
+#define CERT_BACKOFF_MAX (300 * KEEL_USEC_PER_SEC)
+
+/* Until the next renewal: @interval, or half of what is left until @not_after, the sooner (0 once
+ * expired). @now and @not_after in CLOCK_REALTIME µs. */
+keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_after, keel_usec_t interval);
+/* The wait after a failed attempt: CERT_BACKOFF_MIN after the first, then doubling up to CERT_BACKOFF_MAX. */
+keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
+/* @usec ±10 %, so a fleet started together does not renew in step; @random spreads it uniformly. */
+keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random);
+/* keel__cert_jitter_by() with a random number from OpenSSL. */
+keel_usec_t keel__cert_jitter(keel_usec_t usec);
+/* A duration the way Go prints it: "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
+void keel__cert_format_duration(keel_usec_t usec, char *buf, size_t size);

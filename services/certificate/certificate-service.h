@@ -79,10 +79,10 @@ const char *keel__cert_provider_name(int provider);
 const char *keel__cert_backup_name(int backup);
 
 /* refresh.c */
+/* One renewal (keel__cert_renew()) published, under the service's lock. */
+int keel__cert_reload(cert_service *s, cert_error *e);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);
-/* A duration the way Go prints it: "24h0m0s", "1m30s", "1.5s", "250ms". */
-void keel__cert_format_duration(keel_usec_t usec, char *buf, size_t size);
 /* The wall clock in µs since the epoch. */
 keel_usec_t keel__cert_realtime(void);

@@ -239,12 +239,29 @@ static int certificate_stop(keel_service *svc, void *userdata)
     return 0;
 }
 
+/* SIGHUP: the file provider reads its files again (for file systems inotify does not see, such as
+ * NFS); a bad file fails the refresh and the current credential stays. The local CA renews on its
+ * timer only. */
+static int certificate_refresh(keel_service *svc, void *userdata)
+{
+    cert_service *s = userdata;
+    cert_error e = {};
+    if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
+        return 0;
+    int r = keel__cert_reload(s, &e);
+    if (r < 0)
+        return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
+    CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
+    return 0;
+}
+
 static const keel_service_vtable certificate_vtable = {
     .name = "certificate",
     .label = "certificate provider",
     .configure = certificate_configure,
     .start = certificate_start,
     .stop = certificate_stop,
+    .refresh = certificate_refresh,
 };
 
 static int add_service(keel_app *app, void *userdata)

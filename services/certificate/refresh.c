@@ -2,20 +2,15 @@
 /* Keeping the credential fresh: the refresh task (renew at refresh_interval or half the remaining
  * lifetime, jittered, with backoff after failures) and, for the file provider, an inotify watch of
  * the files that reloads them when they change. */
-#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/inotify.h>
 #include <time.h>
 
-#include <openssl/rand.h>
-
 #include "certificate-service.h"
 #include "cleanup.h"
 
-#define BACKOFF_MIN (1 * KEEL_USEC_PER_SEC)
-#define BACKOFF_MAX (300 * KEEL_USEC_PER_SEC)
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
@@ -26,58 +21,12 @@ keel_usec_t keel__cert_realtime(void)
     return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
 }
 
-/* Go's time.Duration.String(): "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
-void keel__cert_format_duration(keel_usec_t u, char *buf, size_t size)
-{
-    char frac[16] = "";
-    if (u == 0) {
-        (void) snprintf(buf, size, "0s");
-        return;
-    }
-    if (u < KEEL_USEC_PER_MSEC) {
-        (void) snprintf(buf, size, "%" PRIu64 "µs", u);
-        return;
-    }
-    if (u < KEEL_USEC_PER_SEC) {
-        (void) snprintf(buf, size,
-                        "%g"
-                        "ms",
-                        (double) u / 1000.0);
-        return;
-    }
-    uint64_t h = u / (3600 * KEEL_USEC_PER_SEC), m = u / (60 * KEEL_USEC_PER_SEC) % 60, s = u / KEEL_USEC_PER_SEC % 60;
-    uint64_t us = u % KEEL_USEC_PER_SEC;
-    if (us) {
-        (void) snprintf(frac, sizeof frac, ".%06" PRIu64, us);
-        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
-            frac[n - 1] = '\0';
-    }
-    if (h)
-        (void) snprintf(buf, size, "%" PRIu64 "h%" PRIu64 "m%" PRIu64 "%ss", h, m, s, frac);
-    else if (m)
-        (void) snprintf(buf, size, "%" PRIu64 "m%" PRIu64 "%ss", m, s, frac);
-    else
-        (void) snprintf(buf, size, "%" PRIu64 "%ss", s, frac);
-}
-
-/* @usec ±10 %, so a fleet started together does not renew in step. */
-static keel_usec_t jitter(keel_usec_t usec)
-{
-    uint32_t x = 0;
-    if (RAND_bytes((unsigned char *) &x, sizeof x) != 1)
-        return usec;
-    double f = 0.9 + 0.2 * ((double) x / (double) UINT32_MAX);
-    return (keel_usec_t) ((double) usec * f);
-}
-
 /* Until the next renewal: refresh_interval or half what is left of the certificate, the sooner. */
 static keel_usec_t next_delay(cert_service *s)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
-    keel_usec_t now = keel__cert_realtime(), d = s->config.refresh_interval;
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    d = MIN(d, end > now ? (end - now) / 2 : 0);
-    return jitter(d);
+    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, s->config.refresh_interval));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -90,14 +39,7 @@ static int refresh_once(cert_service *s, cert_error *e)
     if (r < 0)
         return keel__cert_fail(e, r, KEEL_FAULT_MESSAGE);
 
-    cert_pair p = {};
-    (void) pthread_mutex_lock(&s->lock);
-    r = keel__cert_renew(s, &p, e);
-    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
-        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
-    (void) pthread_mutex_unlock(&s->lock);
-    keel__cert_pair_done(&p);
-    return r;
+    return keel__cert_reload(s, e);
 }
 
 static void log_schedule(cert_service *s, keel_usec_t delay)
@@ -113,7 +55,7 @@ static void refresh_task(keel_task *t, void *userdata)
     cert_service *s = userdata;
     keel_usec_t backoff = 0;
     for (;;) {
-        keel_usec_t delay = backoff ? jitter(backoff) : next_delay(s);
+        keel_usec_t delay = backoff ? keel__cert_jitter(backoff) : next_delay(s);
         if (!backoff)
             log_schedule(s, delay);
         if (keel_task_wait(t, delay) < 0)
@@ -126,7 +68,7 @@ static void refresh_task(keel_task *t, void *userdata)
             continue;
         }
         keel_counter_add(s->refresh_failures, 1);
-        backoff = backoff ? MIN(backoff * 2, BACKOFF_MAX) : BACKOFF_MIN;
+        backoff = keel__cert_backoff_next(backoff);
         char d[64];
         keel__cert_format_duration(backoff, d, sizeof d);
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
@@ -142,35 +84,42 @@ int keel__cert_refresh_start(cert_service *s)
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
 
+int keel__cert_reload(cert_service *s, cert_error *e)
+{
+    cert_pair p = {};
+    (void) pthread_mutex_lock(&s->lock);
+    int r = keel__cert_renew(s, &p, e);
+    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
+        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
+    (void) pthread_mutex_unlock(&s->lock);
+    keel__cert_pair_done(&p);
+    return r;
+}
+
 static int on_debounce(sd_event_source *src, uint64_t usec, void *userdata)
 {
     cert_service *s = userdata;
-    cert_pair p = {};
     cert_error e = {};
-    (void) pthread_mutex_lock(&s->lock);
-    int r = keel__cert_renew(s, &p, &e);
-    if (r >= 0)
-        r = keel__cert_publish(s, &p);
-    (void) pthread_mutex_unlock(&s->lock);
-    keel__cert_pair_done(&p);
+    int r = keel__cert_reload(s, &e);
     if (r < 0)
-        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s",
-                       *e.text ? e.text : strerror(-r));
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s", e.text);
     else
         CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
     return 0;
 }
 
-static bool names_one_of(const char *name, const char *a, const char *b)
+/* Whether a change of @name in a watched directory may change the files: one of them, or, for a
+ * Kubernetes secret volume, the "..data" symlink its files point through, swapped at each update. */
+static bool relevant(const char *name, const char *a, const char *b)
 {
     const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
-    return streq(name, sa ? sa + 1 : a) || streq(name, sb ? sb + 1 : b);
+    return streq(name, sa ? sa + 1 : a) || streq(name, sb ? sb + 1 : b) || streq(name, "..data");
 }
 
 static int on_inotify(sd_event_source *src, const struct inotify_event *ev, void *userdata)
 {
     cert_service *s = userdata;
-    if (ev->len == 0 || !names_one_of(ev->name, s->key_path, s->cert_path))
+    if (ev->len == 0 || !relevant(ev->name, s->key_path, s->cert_path))
         return 0;
     if (s->debounce) {
         (void) sd_event_source_set_time_relative(s->debounce, DEBOUNCE);

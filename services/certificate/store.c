@@ -109,6 +109,12 @@ static void unlink_in(const char *dir, const char *name)
 static int recover(const char *dir)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
+    char cert_next[PATH_MAX];
+    /* Without a next certificate there is nothing to finish (the usual case: no parsing then). */
+    if (path_in(cert_next, dir, CERT_NEXT) >= 0 && access(cert_next, F_OK) < 0 && errno == ENOENT) {
+        unlink_in(dir, KEY_NEXT);
+        return 0;
+    }
     if (read_pair(dir, KEY_NEXT, CERT_NEXT, &p, NULL) >= 0) {
         int r = rename_in(dir, KEY_NEXT, KEY);
         return r < 0 ? r : rename_in(dir, CERT_NEXT, CERT);

@@ -5,6 +5,7 @@
  * otherwise, with 503), and then only while every registered check passes. `?verbose` lists each
  * check as "[+]name ok" / "[-]name failed: reason", like the Kubernetes API server.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include <keel/health.h>
@@ -20,12 +21,14 @@ static const char TEXT[] = "text/plain; charset=utf-8";
 
 typedef struct healthcheck_config {
     keel_address address;
+    bool verbose;
 } healthcheck_config;
 
 /* One instance per process; static so the configuration storage outlives every error path. */
 static struct {
     healthcheck_config config;
     keel_http_server *server; /* owned */
+    atomic_bool verbose;      /* config.verbose as the polling thread reads it: copied at start and refresh */
 } hc;
 
 static const keel_config_key config_keys[] = {
@@ -34,6 +37,12 @@ static const keel_config_key config_keys[] = {
       .offset = offsetof(healthcheck_config, address),
       .def = ":9998",
       .help = "where /livez, /readyz and /healthz listen" },
+    { .key = "healthcheck.verbose",
+      .type = KEEL_CONFIG_BOOL,
+      .offset = offsetof(healthcheck_config, verbose),
+      .def = "false",
+      .live = true,
+      .help = "answer /readyz and /healthz with the list of checks even without ?verbose" },
 };
 
 static void report_check(const char *name, int result, const char *reason, void *userdata)
@@ -50,7 +59,7 @@ static int answer_checks(keel_http_request *req, keel_app *app, const char *prob
 {
     char buf[8192];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    bool verbose = keel_http_request_has_arg(req, "verbose");
+    bool verbose = atomic_load_explicit(&hc.verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
 
     keel__strbuf_append(&sb, "[+]ping ok\n");
     unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
@@ -84,9 +93,17 @@ static int handle(keel_http_request *req, void *userdata)
     return keel_http_respond_static(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
 }
 
+/* The configuration changes on the main thread; the polling thread reads only the atomic. */
+static int healthcheck_refresh(keel_service *s, void *userdata)
+{
+    atomic_store_explicit(&hc.verbose, hc.config.verbose, memory_order_relaxed);
+    return 0;
+}
+
 static int healthcheck_start(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
+    (void) healthcheck_refresh(s, userdata);
     keel_http_options o = {
         .service = "healthcheck", .label = "health check server", .address = hc.config.address, .handler = handle, .userdata = app
     };
@@ -103,6 +120,7 @@ static const keel_service_vtable healthcheck_vtable = {
     .label = "health check",
     .start = healthcheck_start,
     .stop = healthcheck_stop,
+    .refresh = healthcheck_refresh,
 };
 
 static int on_serve(keel_app *app, void *userdata)

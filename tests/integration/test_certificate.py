@@ -182,6 +182,34 @@ class LocalCA(Base):
         self.assertEqual(status, 503, body)
         self.assertRegex(body, r"\[-\]certificate failed: the certificate expires at \S+Z, within 10% of its lifetime")
         self.assertEqual(get(addr, "/livez")[0], 200)
+        # Ready anyway (the certificate is valid), and the log says at once why /readyz is 503.
+        self.assertIn("Health check certificate fails: the certificate expires at", k.stderr_so_far())
+
+
+class Lifecycle(Base):
+    def test_keys_are_shown_by_keel_config(self):
+        status, out, err, _ = run("config")
+        self.assertEqual(status, 0, err)
+        lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+        self.assertEqual(lines["certificate.provider"], "local-ca   # default")
+        self.assertEqual(lines["certificate.refresh_interval"], "1d   # default")
+        self.assertEqual(lines["certificate.lifetime"], "3d   # default")
+        self.assertEqual(lines["certificate.backup"], "none   # default")
+        self.assertEqual(lines["certificate.key_type"], "ec   # default")
+        self.assertEqual(lines["certificate.dns_names"], "[]   # default")
+
+    def test_error_in_start_skips_the_other_services(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@in:certificate.start"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: test error", err)
+        self.assertIn("Skipped metrics exporter start", err)
+        self.assertIn("Skipped health check start", err)
+
+    def test_error_at_the_refresh_spawn_fails_the_start(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@before:certificate.spawn.refresh"})
+        self.assertEqual(status, 1, err)
+        self.assertIn("Error starting certificate provider: Cannot start the refresh task: test error", err)
+        self.assertIn("Stopped certificate provider", err)
 
 
 class FileProvider(Base):
@@ -265,6 +293,44 @@ class FileProvider(Base):
         self.assertEqual(status, 0, err)
         self.assertIn(f"Failed to reload the changed files, keeping the current certificate: '{cert}' is not a PEM certificate", err)
         self.assertIn(f"Reloaded key[{key}], cert[{cert}]", err)
+
+    def test_kubernetes_secret_volume_update_is_reloaded(self):
+        # A secret volume: key.pem -> ..data/key.pem, and an update swaps the ..data symlink.
+        a, b = self.issue("a"), self.issue("b", "certificate.lifetime=48h")
+        vol = os.path.join(self.dir, "secret")
+        for name, src in (("..2026_a", a), ("..2026_b", b)):
+            os.makedirs(os.path.join(vol, name))
+            for f in ("key.pem", "cert.pem"):
+                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
+        os.symlink("..2026_a", os.path.join(vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"))
+        addr = bound_address(k, "metrics exporter server")
+        first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
+        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
+        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
+
+    def test_sighup_rereads_the_files_and_a_bad_one_fails_the_refresh(self):
+        a = self.issue("a")
+        key, cert = os.path.join(self.dir, "key.pem"), os.path.join(self.dir, "cert.pem")
+        shutil.copy2(os.path.join(a, "key.pem"), key)
+        shutil.copy2(os.path.join(a, "cert.pem"), cert)
+        k = self.serve_file(key, cert)
+        health = bound_address(k)
+        with open(cert, "w") as f:
+            f.write("garbage")
+        n = len(k.messages())
+        k.kill(signal.SIGHUP)
+        k.wait_notify("READY=1", start=n)
+        self.assertEqual(get(health, "/readyz")[0], 200)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Error refreshing certificate provider: '{cert}' is not a PEM certificate", err)
+        self.assertIn("Refresh failed, keeping the previous configuration", err)
+
 
 if __name__ == "__main__":
     unittest.main()

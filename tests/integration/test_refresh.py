@@ -52,6 +52,15 @@ class Refresh(KeelTestCase):
         self.assertEqual(self.refresh_failures(), 0)
         self.stop(k)
 
+    def test_health_verbosity_changes_live(self):
+        k = self.start("")
+        self.assertEqual(get(self.health, "/healthz")[2], "ok")
+        self.reload(k, "healthcheck:\n  verbose: true\n")
+        body = get(self.health, "/healthz")[2]
+        self.assertIn("[+]ping ok", body)
+        self.assertIn("healthz check passed", body)
+        self.stop(k)
+
     def test_a_bad_file_keeps_the_old_configuration_and_the_servers_serving(self):
         k = self.start("shutdown:\n  delay: 0s\n")
         before = len(k.messages())

@@ -384,3 +384,59 @@ Test(certificate, atomic_write_replaces_and_keeps_mode)
     data = NULL;
     cr_assert_eq(keel__read_file(p, 3, &data, &size, &mode), -EFBIG);
 }
+
+/* ---- schedule ---------------------------------------------------------------------------------------- */
+
+static const char *dur(keel_usec_t u)
+{
+    static char buf[64];
+    keel__cert_format_duration(u, buf, sizeof buf);
+    return buf;
+}
+
+Test(certificate, durations_read_like_go)
+{
+    cr_assert_str_eq(dur(24 * HOUR), "24h0m0s");
+    cr_assert_str_eq(dur(90 * KEEL_USEC_PER_SEC), "1m30s");
+    cr_assert_str_eq(dur(1500 * KEEL_USEC_PER_MSEC), "1.5s");
+    cr_assert_str_eq(dur(HOUR + 2 * KEEL_USEC_PER_SEC + 250000), "1h0m2.25s");
+    cr_assert_str_eq(dur(250 * KEEL_USEC_PER_MSEC), "250ms");
+    cr_assert_str_eq(dur(1500), "1.5ms");
+    cr_assert_str_eq(dur(7), "7µs");
+    cr_assert_str_eq(dur(0), "0s");
+}
+
+Test(certificate, renews_at_the_interval_or_half_the_remaining_lifetime)
+{
+    keel_usec_t now = 1000 * HOUR;
+    cr_assert_eq(keel__cert_renew_delay(now, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, now - 1, 24 * HOUR), 0, "expired: at once");
+}
+
+Test(certificate, backoff_doubles_from_one_second_to_five_minutes)
+{
+    keel_usec_t b = 0, seen[12];
+    for (size_t i = 0; i < ELEMENTSOF(seen); i++)
+        seen[i] = b = keel__cert_backoff_next(b);
+    cr_assert_eq(seen[0], KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[1], 2 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[8], 256 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[9], 300 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(seen[11], 300 * KEEL_USEC_PER_SEC);
+}
+
+Test(certificate, jitter_stays_within_ten_percent_and_spreads)
+{
+    cr_assert_eq(keel__cert_jitter_by(1000000, 0), 900000);
+    cr_assert_eq(keel__cert_jitter_by(1000000, UINT32_MAX), 1100000);
+    keel_usec_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 1000; i++) {
+        keel_usec_t j = keel__cert_jitter(1000000);
+        lo = MIN(lo, j);
+        hi = MAX(hi, j);
+    }
+    cr_assert_geq(lo, 900000);
+    cr_assert_leq(hi, 1100000);
+    cr_assert_gt(hi - lo, 100000, "1000 draws cover more than half the range");
+}

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `keel migrate [--dry-run]`: brings the state directory to the current layout.
+ *
+ * Layout 1 is the seed agent's flat directory: private.pem, cert.pem, role certificates
+ * <domain>_<role>.cert.pem and a ca.pem symbolic link. Layout 2 is Keel's (DESIGN §8a): key.pem
+ * (0600), cert.pem, ca.pem a regular file, role certificates under roles/, and the file `layout`
+ * saying 2. Every step is one rename (or a copy through a temporary file and a rename), and the
+ * layout file is written last: a migration cut short is finished by the next run, and a second
+ * run finds nothing to do. Anything the migration does not know makes it refuse before it moves
+ * a thing.
+ *
+ * A command through the state machine: the observers are chosen in `command`, the work runs in
+ * ready.after (after the PID file is held, so it never runs beside a serving instance), and the
+ * app then stops with the command's status.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <keel/keel.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+#define LAYOUT_CURRENT 2
+#define LAYOUT_FILE    "layout"
+#define ROLES_DIR      "roles"
+#define ROLE_SUFFIX    ".cert.pem"
+
+typedef enum step_kind {
+    STEP_MKDIR,   /* roles/ */
+    STEP_RENAME,  /* from -> to, the key made 0600 when @mode */
+    STEP_RESOLVE, /* a symbolic link replaced by a copy of what it points to */
+    STEP_UNLINK,  /* a dangling symbolic link */
+    STEP_LAYOUT,  /* write the layout file */
+} step_kind;
+
+typedef struct step {
+    step_kind kind;
+    char from[NAME_MAX + 1], to[NAME_MAX + sizeof(ROLES_DIR) + 1];
+    mode_t mode; /* STEP_RENAME: 0600 for keys, 0 to keep the mode */
+} step;
+
+typedef struct plan {
+    step steps[256];
+    size_t n;
+    int layout; /* found: 0 none, 1, 2 */
+} plan;
+
+static struct {
+    bool dry_run;
+} migrate;
+
+static bool is_role_cert(const char *name)
+{
+    size_t n = strlen(name), s = strlen(ROLE_SUFFIX);
+    return n > s && streq(name + n - s, ROLE_SUFFIX) && strchr(name, '_') && !STR_IN_SET(name, "cert.pem");
+}
+
+/* Files Keel itself keeps in layout 2, next to the ones migrated. */
+static bool is_layout2_name(const char *name)
+{
+    return STR_IN_SET(name, "key.pem", "cert.pem", "ca.pem", "ca.key.pem", ROLES_DIR, LAYOUT_FILE, "last-shutdown") ||
+           strneq(name, "key.", 4) || strneq(name, "cert.", 5) || streq(name, "backup") || name[0] == '.';
+}
+
+static int add(plan *p, step_kind kind, const char *from, const char *to, mode_t mode)
+{
+    if (p->n == ELEMENTSOF(p->steps))
+        return -E2BIG;
+    step *s = &p->steps[p->n++];
+    *s = (step){ .kind = kind, .mode = mode };
+    (void) snprintf(s->from, sizeof s->from, "%s", from ? from : "");
+    (void) snprintf(s->to, sizeof s->to, "%s", to ? to : "");
+    return 0;
+}
+
+static int read_layout(int dfd, int *ret, char *error, size_t size)
+{
+    char buf[16] = "";
+    _cleanup_close_ int fd = openat(dfd, LAYOUT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? (*ret = 0, 0) : -errno;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int v = 0;
+    if (n <= 0 || sscanf(buf, "%d", &v) != 1 || v < 1 || v > LAYOUT_CURRENT) {
+        buf[n > 0 ? strcspn(buf, "\n") : 0] = 0;
+        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", LAYOUT_FILE, buf,
+                        LAYOUT_CURRENT);
+        return -EPROTO;
+    }
+    *ret = v;
+    return 0;
+}
+
+/* One directory entry of a layout-1 directory, or of one cut short on its way to 2. */
+static int plan_entry(plan *p, int dfd, const char *name, char *error, size_t size)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (streq(name, "private.pem")) {
+        if (faccessat(dfd, "key.pem", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+            (void) snprintf(error, size, "both private.pem and key.pem exist: which key is in use is not clear");
+            return -EEXIST;
+        }
+        return add(p, STEP_RENAME, name, "key.pem", 0600);
+    }
+    if (streq(name, "ca.pem") && S_ISLNK(st.st_mode)) {
+        struct stat target;
+        return add(p, fstatat(dfd, name, &target, 0) == 0 ? STEP_RESOLVE : STEP_UNLINK, name, name, 0);
+    }
+    if (is_role_cert(name) && S_ISREG(st.st_mode)) {
+        char to[sizeof p->steps[0].to];
+        (void) snprintf(to, sizeof to, "%s/%s", ROLES_DIR, name);
+        return add(p, STEP_RENAME, name, to, 0);
+    }
+    if (is_layout2_name(name))
+        return 0;
+    (void) snprintf(error, size, "'%s' is not part of any known layout; move it away and run again", name);
+    return -EBADMSG;
+}
+
+static int compare_names(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size)
+{
+    struct dirent **names = NULL;
+    int r = read_layout(dfd, &p->layout, error, size);
+    if (r < 0 || p->layout == LAYOUT_CURRENT)
+        return r;
+    int n = scandir(dir, &names, NULL, compare_names);
+    if (n < 0)
+        return -errno;
+    bool roles = faccessat(dfd, ROLES_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0, need_roles = false;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        if (r >= 0 && !STR_IN_SET(name, ".", "..")) {
+            r = plan_entry(p, dfd, name, error, size);
+            need_roles = need_roles || is_role_cert(name);
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (r >= 0 && need_roles && !roles) {
+        /* roles/ first: move the step to the front. */
+        r = add(p, STEP_MKDIR, NULL, ROLES_DIR, 0);
+        if (r >= 0) {
+            step mk = p->steps[p->n - 1];
+            memmove(p->steps + 1, p->steps, (p->n - 1) * sizeof *p->steps);
+            p->steps[0] = mk;
+        }
+    }
+    return r < 0 ? r : add(p, STEP_LAYOUT, NULL, LAYOUT_FILE, 0);
+}
+
+static void describe(const step *s, char *buf, size_t size)
+{
+    switch (s->kind) {
+    case STEP_MKDIR:
+        (void) snprintf(buf, size, "create directory %s/ (0700)", s->to);
+        break;
+    case STEP_RENAME:
+        (void) snprintf(buf, size, "move %s to %s%s", s->from, s->to, s->mode ? " (mode 0600)" : "");
+        break;
+    case STEP_RESOLVE:
+        (void) snprintf(buf, size, "replace the link %s by a copy of the file it points to", s->from);
+        break;
+    case STEP_UNLINK:
+        (void) snprintf(buf, size, "remove %s, a link to nothing", s->from);
+        break;
+    case STEP_LAYOUT:
+        (void) snprintf(buf, size, "record layout %d in %s", LAYOUT_CURRENT, s->to);
+        break;
+    }
+}
+
+/* Writes @size bytes as @name through a temporary file and a rename, synced, with @mode. */
+static int write_atomic(int dfd, const char *name, const void *data, size_t size, mode_t mode)
+{
+    char tmp[NAME_MAX + 1];
+    (void) snprintf(tmp, sizeof tmp, ".%s.migrate", name);
+    _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return -errno;
+    int r = write(fd, data, size) == (ssize_t) size && fchmod(fd, mode) == 0 && fsync(fd) == 0 ? 0 : -(errno ? errno : EIO);
+    if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
+        r = -errno;
+    if (r < 0)
+        (void) unlinkat(dfd, tmp, 0);
+    return r;
+}
+
+static int resolve_link(int dfd, const char *name)
+{
+    char buf[1 << 16];
+    struct stat st;
+    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size >= (off_t) sizeof buf)
+        return -EFBIG;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0)
+        return -errno;
+    return write_atomic(dfd, name, buf, (size_t) n, st.st_mode & 0777);
+}
+
+static int apply(int dfd, const step *s)
+{
+    char layout[8];
+    switch (s->kind) {
+    case STEP_MKDIR:
+        return mkdirat(dfd, s->to, 0700) < 0 && errno != EEXIST ? -errno : 0;
+    case STEP_RENAME:
+        if (s->mode) {
+            _cleanup_close_ int fd = openat(dfd, s->from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            if (fd < 0 || fchmod(fd, s->mode) < 0 || fsync(fd) < 0)
+                return -errno;
+        }
+        /* RENAME_NOREPLACE: never overwrite what a serving instance may have written meanwhile. */
+        return renameat2(dfd, s->from, dfd, s->to, RENAME_NOREPLACE) < 0 ? -errno : 0;
+    case STEP_RESOLVE:
+        return resolve_link(dfd, s->from);
+    case STEP_UNLINK:
+        return unlinkat(dfd, s->from, 0) < 0 ? -errno : 0;
+    case STEP_LAYOUT: {
+        int n = snprintf(layout, sizeof layout, "%d\n", LAYOUT_CURRENT);
+        int r = write_atomic(dfd, s->to, layout, (size_t) n, 0644);
+        return r < 0 ? r : (fsync(dfd) < 0 ? -errno : 0);
+    }
+    }
+    return -EINVAL;
+}
+
+static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
+{
+    char what[NAME_MAX * 2 + 64];
+    printf("%s state directory %s, layout %d to %d:\n", migrate.dry_run ? "Would migrate" : "Migrating", dir,
+           p->layout ? p->layout : 1, LAYOUT_CURRENT);
+    for (size_t i = 0; i < p->n; i++) {
+        describe(&p->steps[i], what, sizeof what);
+        printf("  %s\n", what);
+        int r = migrate.dry_run ? 0 : apply(dfd, &p->steps[i]);
+        if (r < 0) {
+            (void) fflush(stdout);
+            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to %s in %s: %s (the next run goes on from here)", what,
+                                   dir, strerror(-r));
+        }
+    }
+    (void) fflush(stdout);
+    return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE,
+                           migrate.dry_run ? "migration planned, nothing changed" : "state directory migrated");
+}
+
+static int on_run(keel_app *app, void *userdata)
+{
+    const char *dir = keel__app_settings(app)->state_dir;
+    char error[512] = "";
+    plan p = { 0 };
+
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT) {
+        printf("State directory %s does not exist: nothing to migrate\n", dir);
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
+    }
+    if (dfd < 0)
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to open state directory %s: %m", dir);
+    int r = make_plan(dfd, dir, &p, error, sizeof error);
+    if (r < 0)
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));
+    if (p.layout == LAYOUT_CURRENT) {
+        printf("State directory %s is at layout %d already: nothing to do\n", dir, LAYOUT_CURRENT);
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
+    }
+    return run_plan(app, dfd, dir, &p);
+}
+
+static int on_migrate(keel_app *app, void *userdata)
+{
+    int argc;
+    char **argv = keel_app_args(app, &argc);
+    for (int i = 1; i < argc; i++) {
+        if (!streq(argv[i], "--dry-run"))
+            return keel_app_fail(app, -EINVAL, "migrate: unknown argument '%s' (expected --dry-run)", argv[i]);
+        migrate.dry_run = true;
+    }
+    return keel_app_observe(app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "migrate.run", on_run, NULL, NULL);
+}
+
+static int migrate_register(keel_app *app)
+{
+    int r = keel_app_add_command(app, "migrate", "bring the state directory to the current layout ([--dry-run])");
+    if (r < 0)
+        return r;
+    return keel_app_observe_command(app, "migrate", "migrate.command", on_migrate, NULL);
+}
+
+KEEL_PLUGIN_ORDERED(migrate, KEEL_PLUGIN_ORDER_CORE, migrate_register);

@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: MIT
+"""`keel migrate`: the seed agent's flat state directory (layout 1) to Keel's (layout 2)."""
+
+import os
+import shutil
+import stat
+import tempfile
+import unittest
+
+from keelrun import KeelTestCase, load_trace, run
+
+
+def snapshot(root):
+    """Every entry under root: (kind, mode, content or link target)."""
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(st.st_mode):
+                result[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                result[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                with open(path, "rb") as f:
+                    result[rel] = ("file", stat.S_IMODE(st.st_mode), f.read())
+    return result
+
+
+class Migrate(KeelTestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="keel-migrate-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.state = os.path.join(self.root, "state")
+        os.mkdir(self.state, 0o700)
+        self.elsewhere = os.path.join(self.root, "athenz-ca.pem")
+        self.write(self.elsewhere, b"CA BUNDLE\n", 0o644)
+
+    def write(self, path, data, mode):
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, mode)
+
+    def layout1(self, key_mode=0o600):
+        self.write(os.path.join(self.state, "private.pem"), b"KEY\n", key_mode)
+        self.write(os.path.join(self.state, "cert.pem"), b"CERT CHAIN\n", 0o644)
+        self.write(os.path.join(self.state, "user.wfan.provider_dummy-role.cert.pem"), b"ROLE\n", 0o644)
+        os.symlink(self.elsewhere, os.path.join(self.state, "ca.pem"))
+
+    def migrate(self, *args):
+        return run("migrate", *args, env={"KEEL_STATE_DIR": self.state})
+
+    def test_layout_1_becomes_layout_2(self):
+        self.layout1()
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("move private.pem to key.pem (mode 0600)", out)
+        self.assertEqual(snapshot(self.state), {
+            "key.pem": ("file", 0o600, b"KEY\n"),
+            "cert.pem": ("file", 0o644, b"CERT CHAIN\n"),
+            "ca.pem": ("file", 0o644, b"CA BUNDLE\n"),
+            "roles": ("dir", 0o700),
+            "roles/user.wfan.provider_dummy-role.cert.pem": ("file", 0o644, b"ROLE\n"),
+            "layout": ("file", 0o644, b"2\n"),
+        })
+
+    def test_a_key_readable_by_others_is_made_0600(self):
+        self.layout1(key_mode=0o644)
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.state, "key.pem")).st_mode), 0o600)
+
+    def test_dry_run_prints_the_plan_and_changes_nothing(self):
+        self.layout1()
+        before = snapshot(self.state)
+        status, out, err, _ = self.migrate("--dry-run")
+        self.assertEqual(status, 0, err)
+        self.assertIn("Would migrate state directory", out)
+        self.assertIn("move user.wfan.provider_dummy-role.cert.pem to roles/user.wfan.provider_dummy-role.cert.pem", out)
+        self.assertIn("replace the link ca.pem by a copy of the file it points to", out)
+        self.assertIn("record layout 2 in layout", out)
+        self.assertEqual(snapshot(self.state), before)
+
+    def test_a_second_run_does_nothing(self):
+        self.layout1()
+        self.assertEqual(self.migrate()[0], 0)
+        after = snapshot(self.state)
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("is at layout 2 already: nothing to do", out)
+        self.assertEqual(snapshot(self.state), after)
+
+    def test_a_migration_cut_short_is_finished_by_the_next_run(self):
+        self.layout1()
+        # As if killed after its first rename: key moved, the rest not, no layout file.
+        os.rename(os.path.join(self.state, "private.pem"), os.path.join(self.state, "key.pem"))
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(set(snapshot(self.state)), {"key.pem", "cert.pem", "ca.pem", "roles", "layout",
+                                                     "roles/user.wfan.provider_dummy-role.cert.pem"})
+
+    def test_an_unknown_file_is_refused_and_nothing_moves(self):
+        self.layout1()
+        self.write(os.path.join(self.state, "notes.txt"), b"?\n", 0o644)
+        before = snapshot(self.state)
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 1, err)
+        self.assertIn("Refusing to migrate", err)
+        self.assertIn("'notes.txt' is not part of any known layout", err)
+        self.assertEqual(snapshot(self.state), before)
+
+    def test_two_keys_are_refused(self):
+        self.layout1()
+        self.write(os.path.join(self.state, "key.pem"), b"OTHER KEY\n", 0o600)
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 1, err)
+        self.assertIn("both private.pem and key.pem exist", err)
+
+    def test_an_unknown_layout_version_is_refused(self):
+        self.write(os.path.join(self.state, "layout"), b"7\n", 0o644)
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 1, err)
+        self.assertIn("layout '7', which this version does not know", err)
+
+    def test_a_dangling_ca_link_is_removed(self):
+        self.layout1()
+        os.unlink(self.elsewhere)
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("remove ca.pem, a link to nothing", out)
+        self.assertNotIn("ca.pem", snapshot(self.state))
+
+    def test_no_state_directory_is_nothing_to_do(self):
+        shutil.rmtree(self.state)
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("does not exist: nothing to migrate", out)
+
+    def test_it_runs_through_the_state_machine_in_ready_after(self):
+        self.layout1()
+        trace = os.path.join(self.root, "trace.json")
+        status, _, err, _ = run("--trace", trace, "migrate", env={"KEEL_STATE_DIR": self.state})
+        self.assertEqual(status, 0, err)
+        observers = {e["name"]: e["args"] for e in load_trace(trace) if e.get("cat") == "observer"}
+        self.assertEqual(observers["migrate.command"]["event"], "command")
+        self.assertEqual((observers["migrate.run"]["event"], observers["migrate.run"]["phase"]), ("ready", "after"))
+        self.assertEqual(observers["migrate.run"]["result"], "ok")
+        names = [e["name"] for e in load_trace(trace) if e.get("cat") == "event"]
+        self.assertIn("stop", names, "the app stops with the command's status")
+
+    def test_bad_argument_is_a_usage_error(self):
+        status, _, err, _ = self.migrate("--force")
+        self.assertEqual(status, 64, err)
+        self.assertIn("migrate: unknown argument '--force' (expected --dry-run)", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
