@@ -5,6 +5,7 @@ signed before a rotation still verifies through the previous key, a hundred conc
 one pair mint once, and `keel token` prints a verifiable token without binding a port."""
 
 import concurrent.futures
+import datetime
 import http.client
 import json
 import os
@@ -293,6 +294,29 @@ class Command(KeelTestCase):
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, cert.public_key(), algorithms=[header["alg"]], audience="sports", issuer="keel")
         self.assertEqual(claims["scope"], "reader")
+
+    def token_and_cert(self, *settings):
+        """Runs `keel token` with `--set` @settings; returns the token and the certificate it used."""
+        args = [a for s in settings for a in ("--set", s)]
+        k = self.keel("token", *args, "--domain", "sports", "--role", "reader", env=self.no_servers())
+        status, out, err = k.wait()
+        self.assertEqual(status, 0, err)
+        with open(os.path.join(k.tmp, "state", "cert.pem"), "rb") as f:
+            return out.strip(), x509.load_pem_x509_certificate(f.read())
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_an_rsa_key_signs_rs256(self):
+        token, cert = self.token_and_cert("certificate.key_type=rsa")
+        header = jwt.get_unverified_header(token)
+        self.assertEqual(header["alg"], "RS256")
+        jwt.decode(token, cert.public_key(), algorithms=["RS256"], audience="sports", issuer="keel")
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_a_token_never_outlives_the_certificate(self):
+        token, cert = self.token_and_cert("certificate.lifetime=30s", "token.expiry=1h")
+        claims = jwt.decode(token, cert.public_key(), algorithms=["ES256"], audience="sports", issuer="keel")
+        self.assertLessEqual(claims["exp"], int(cert.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp()))
+        self.assertLessEqual(claims["exp"] - claims["iat"], 30)
 
     @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
     def test_keel_token_json_is_the_token_endpoints_answer(self):
