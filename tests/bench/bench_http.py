@@ -34,11 +34,13 @@ def wait_listening(port, timeout=10.0):
     raise SystemExit(f"nothing listens on {port}")
 
 
-def start_keel(keel, tmp, port):
+def start_keel(keel, tmp, port, **extra):
     open(os.path.join(tmp, "keel.yaml"), "w").close()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_"))}
     env.update(KEEL_DEFAULTS_FILE="/nonexistent", KEEL_HEALTHCHECK_ADDRESS=f"127.0.0.1:{port}",
-               KEEL_METRICS_ADDRESS="127.0.0.1:0", KEEL_TOKEN_ADDRESS="127.0.0.1:0")
+               KEEL_METRICS_ADDRESS="127.0.0.1:0", KEEL_TOKEN_ADDRESS="127.0.0.1:0",
+               KEEL_STATE_DIR=os.path.join(tmp, "state"))  # never /var/lib/keel
+    env.update(extra)
     p = subprocess.Popen([keel, "--config", os.path.join(tmp, "keel.yaml"), "--log-level", "warning", "serve"], env=env)
     wait_listening(port)
     return p
@@ -79,6 +81,12 @@ def main():
     procs = []
     try:
         kport, nport = free_port(), free_port()
+        # Idle RSS with the health check and the metrics exporter only (issue 3's budget: 8 MB).
+        small = start_keel(keel, tmp, kport, KEEL_PLUGINS_DISABLED="[certificate, token]")
+        time.sleep(1)
+        idle_small = rss_kib(small.pid)
+        small.terminate()
+        small.wait(timeout=30)
         k = start_keel(keel, tmp, kport)
         procs.append(k)
         time.sleep(1)
@@ -97,7 +105,8 @@ def main():
         paired = sorted(k[0] / n[0] for k, n in zip(runs["keel"], runs["nginx"]))
         median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
         print(f"bench-http: rounds={rounds} ratio_median={median:.2f} ratio_best={best['keel'] / best['nginx']:.2f} "
-              f"ratio_mean={mean['keel'] / mean['nginx']:.2f} idle_rss_kib={idle}")
+              f"ratio_mean={mean['keel'] / mean['nginx']:.2f} idle_rss_kib_health_metrics={idle_small} "
+              f"idle_rss_kib_all_four={idle}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM if p is procs[0] else signal.SIGQUIT)
