@@ -37,8 +37,11 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The embedded defaults keep keys in /var/lib/keel; without root they go to ./.local/state.
+RUN_ENV := $(shell [ "$$(id -u)" = 0 ] || echo KEEL_STATE_DIR=$(CURDIR)/.local/state)
+
 run: build
-	$(BUILD)/keel serve
+	$(RUN_ENV) $(BUILD)/keel serve
 
 # The optimised build too: -O2 finds warnings (-Werror) that the Debug builds do not.
 test: deps build test-asan test-tsan
