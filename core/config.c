@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "macro.h"
 
 /* A configuration file is a few KiB; anything this big is a mistake (or /dev/zero). */
@@ -390,41 +391,18 @@ static int load_defaults(load_state *st)
     return 0;
 }
 
-/* Reads the whole of @path. Errors are negative errnos for the caller to word. */
+/* Reads the whole of @path: a file, or a pipe (`--config <(...)`), not a directory. Errors are
+ * negative errnos for the caller to word. */
 static int read_file(const char *path, char **ret, size_t *ret_size)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    _cleanup_free_ char *buf = NULL;
-    size_t size = 0, allocated = 0;
     struct stat st;
 
     if (fd < 0 || fstat(fd, &st) < 0)
         return -errno;
     if (S_ISDIR(st.st_mode))
         return -EISDIR;
-    for (;;) {
-        if (allocated - size < 4096) {
-            allocated = MAX(allocated * 2, (size_t) 8192);
-            if (allocated > CONFIG_FILE_MAX + 1)
-                return -EFBIG;
-            char *b = realloc(buf, allocated);
-            if (!b)
-                return -ENOMEM;
-            buf = b;
-        }
-        ssize_t n = read(fd, buf + size, allocated - size - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        size += (size_t) n;
-    }
-    buf[size] = 0;
-    *ret = TAKE_PTR(buf);
-    *ret_size = size;
-    return 0;
+    return keel__read_fd(fd, CONFIG_FILE_MAX, ret, ret_size);
 }
 
 /* @has_children: the next items are inside @it (a section), and will name themselves in

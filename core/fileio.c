@@ -119,7 +119,7 @@ int keel__remove_stale_temporaries(const char *dir)
     return n;
 }
 
-static int read_fd(int fd, size_t max, char **ret_data, size_t *ret_size)
+int keel__read_fd(int fd, size_t max, char **ret_data, size_t *ret_size)
 {
     size_t size = 0, allocated = 4096;
     _cleanup_free_ char *buf = malloc(allocated);
@@ -166,7 +166,7 @@ int keel__read_file(const char *path, size_t max, char **ret_data, size_t *ret_s
         return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     char *data = NULL;
     size_t size = 0;
-    int r = read_fd(fd, max, &data, &size);
+    int r = keel__read_fd(fd, max, &data, &size);
     if (r < 0)
         return r;
     *ret_data = data;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "helpers.h"
 
 const char *test_tmpdir(void)
@@ -65,4 +67,24 @@ size_t test_threads_named(const char *name)
     }
     closedir(d);
     return n;
+}
+
+size_t test_unbase64url(const char *in, size_t len, unsigned char *out)
+{
+    char buf[4096] = "";
+    size_t n = 0;
+    if (len >= sizeof buf - 4)
+        abort();
+    for (size_t i = 0; i < len; i++)
+        buf[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    while (n % 4)
+        buf[n++] = '=';
+    int r = EVP_DecodeBlock(out, (const unsigned char *) buf, (int) n);
+    if (r < 0)
+        abort();
+    size_t pad = 0;
+    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--)
+        pad++;
+    out[(size_t) r - pad] = '\0';
+    return (size_t) r - pad;
 }

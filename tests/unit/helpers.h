@@ -13,3 +13,6 @@ char *test_write_file(const char *dir, const char *name, const char *content);
 size_t test_thread_count(void);
 /* Number of threads of this process whose name (/proc/self/task/N/comm) is @name. */
 size_t test_threads_named(const char *name);
+/* Decodes base64url (RFC 4648 §5, no padding) of @len characters into @out, NUL-terminated (so
+ * @out needs the decoded size plus one byte); returns the decoded size. Aborts on bad input. */
+size_t test_unbase64url(const char *in, size_t len, unsigned char *out);

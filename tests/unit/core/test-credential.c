@@ -10,6 +10,7 @@
 #include <keel/credential.h>
 
 #include "cleanup.h"
+#include "helpers.h"
 #include "macro.h"
 
 TestSuite(credential, .timeout = 30);
@@ -52,23 +53,6 @@ static keel_usec_t realtime(void)
     return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
 }
 
-/* Base64url to bytes, for checking what the encoder and the signer wrote. */
-static size_t unbase64url(const char *in, size_t len, unsigned char *out)
-{
-    char buf[2048];
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        buf[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    while (n % 4)
-        buf[n++] = '=';
-    int r = EVP_DecodeBlock(out, (const unsigned char *) buf, (int) n);
-    cr_assert_geq(r, 0);
-    size_t pad = 0;
-    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--)
-        pad++;
-    return (size_t) r - pad;
-}
-
 Test(credential, base64url_vectors)
 {
     /* RFC 4648 §10, in the URL-safe alphabet without padding. */
@@ -89,7 +73,7 @@ Test(credential, rfc7638_thumbprint)
         "2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbI"
         "SD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
     unsigned char n_bin[512];
-    size_t n_len = unbase64url(n_b64, strlen(n_b64), n_bin);
+    size_t n_len = test_unbase64url(n_b64, strlen(n_b64), n_bin);
     _cleanup_(BN_freep) BIGNUM *n = BN_bin2bn(n_bin, (int) n_len, NULL), *e = BN_new();
     BN_set_word(e, 65537);
     OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
@@ -167,7 +151,7 @@ static void verify_jws(const char *token, EVP_PKEY *key, bool ec)
     const char *dot2 = strrchr(token, '.');
     cr_assert_not_null(dot2);
     unsigned char sig[1024], der[128];
-    size_t n = unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
+    size_t n = test_unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
     const unsigned char *final = sig;
     size_t final_len = n;
     if (ec) {
@@ -198,7 +182,7 @@ static void sign_and_verify(EVP_PKEY *key, bool ec)
     cr_assert_eq(strncmp(token, header_b64, strlen(header_b64)), 0, "%s", token);
     unsigned char body[128];
     const char *p = strchr(token, '.') + 1;
-    size_t bn = unbase64url(p, (size_t) (strrchr(token, '.') - p), body);
+    size_t bn = test_unbase64url(p, (size_t) (strrchr(token, '.') - p), body);
     cr_assert_eq(bn, strlen(payload));
     cr_assert_eq(memcmp(body, payload, bn), 0);
     verify_jws(token, key, ec);

@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "duration.h"
 #include "jwt.h"
+#include "helpers.h"
 #include "macro.h"
 #include "request.h"
 
@@ -59,31 +60,13 @@ static keel_credential *credential(bool ec, long secs, const char *dns)
     return c;
 }
 
-static size_t unbase64url(const char *in, size_t len, unsigned char *out)
-{
-    char buf[4096];
-    size_t n = 0;
-    cr_assert_lt(len, sizeof buf - 4);
-    for (size_t i = 0; i < len; i++)
-        buf[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    while (n % 4)
-        buf[n++] = '=';
-    int r = EVP_DecodeBlock(out, (const unsigned char *) buf, (int) n);
-    cr_assert_geq(r, 0);
-    size_t pad = 0;
-    for (size_t i = n; i > 0 && buf[i - 1] == '='; i--)
-        pad++;
-    out[r - pad] = '\0';
-    return (size_t) r - pad;
-}
-
 /* The JSON of part @i (0 header, 1 payload) of a compact JWS, into @out. */
 static void jws_part(const char *jwt, int i, char *out)
 {
     const char *start = jwt;
     for (int k = 0; k < i; k++)
         start = strchr(start, '.') + 1;
-    unbase64url(start, (size_t) (strchr(start, '.') - start), (unsigned char *) out);
+    test_unbase64url(start, (size_t) (strchr(start, '.') - start), (unsigned char *) out);
 }
 
 /* Verifies the signature with the credential's public key, as a JWT library would. */
@@ -91,7 +74,7 @@ static void verify(const char *jwt, const keel_credential *c)
 {
     const char *dot2 = strrchr(jwt, '.');
     unsigned char sig[1024], der[128];
-    size_t n = unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
+    size_t n = test_unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
     const unsigned char *final = sig;
     bool ec = streq(keel_credential_alg(c), "ES256");
     if (ec) {
