@@ -16,6 +16,7 @@ struct keel_task {
     char name[16]; /* pthread names are 15 characters at most */
     keel_task_handler_t fn;
     void *userdata;
+    uint64_t seen_wakes; /* under the group's lock: a wake between two waits is not lost */
 };
 
 struct keel_tasks {
@@ -24,6 +25,7 @@ struct keel_tasks {
     pthread_mutex_t lock;
     pthread_cond_t stop_cond; /* CLOCK_MONOTONIC, signalled once when stopping */
     bool stopping;            /* under lock */
+    uint64_t wakes;           /* under lock: keel_tasks_wake() calls so far */
     keel_task **tasks;        /* owned; only the main thread adds or joins */
     size_t n_tasks;
 };
@@ -110,6 +112,9 @@ int keel_tasks_spawn(keel_tasks *g, const char *point, const char *role, keel_ta
     if (!t)
         return -ENOMEM;
     *t = (keel_task){ .group = g, .fn = fn, .userdata = userdata };
+    (void) pthread_mutex_lock(&g->lock);
+    t->seen_wakes = g->wakes;
+    (void) pthread_mutex_unlock(&g->lock);
     (void) snprintf(t->name, sizeof t->name, "%s-%s", g->service, role);
     if ((r = group_add(g, t)) < 0) {
         free(t);
@@ -172,16 +177,27 @@ int keel_task_wait(keel_task *t, keel_usec_t usec)
 
     (void) pthread_mutex_lock(&g->lock);
     if (usec == KEEL_USEC_INFINITY)
-        while (!g->stopping)
+        while (!g->stopping && g->wakes == t->seen_wakes)
             (void) pthread_cond_wait(&g->stop_cond, &g->lock);
     else {
         struct timespec until = deadline_after(usec);
-        while (!g->stopping && r != ETIMEDOUT)
+        while (!g->stopping && g->wakes == t->seen_wakes && r != ETIMEDOUT)
             r = pthread_cond_timedwait(&g->stop_cond, &g->lock, &until);
     }
-    bool stopping = g->stopping;
+    bool stopping = g->stopping, woken = g->wakes != t->seen_wakes;
+    t->seen_wakes = g->wakes;
     (void) pthread_mutex_unlock(&g->lock);
-    return stopping ? -ECANCELED : 0;
+    return stopping ? -ECANCELED : woken ? 1 : 0;
+}
+
+void keel_tasks_wake(keel_tasks *g)
+{
+    if (!g)
+        return;
+    (void) pthread_mutex_lock(&g->lock);
+    g->wakes++;
+    (void) pthread_cond_broadcast(&g->stop_cond);
+    (void) pthread_mutex_unlock(&g->lock);
 }
 
 bool keel_task_stopping(keel_task *t)

@@ -33,8 +33,16 @@ KEEL_API size_t keel_tasks_join(keel_tasks *g);
 KEEL_API size_t keel_tasks_count(keel_tasks *g);
 
 /**
- * Sleeps up to @usec (KEEL_USEC_INFINITY: until stopped). Returns 0 when the time passed, or
- * -ECANCELED as soon as the group is asked to stop (also when it already was).
+ * Wakes every task of @g: its keel_task_wait() returns 1 — at once if it sleeps, else at its
+ * next call, so a wake is never lost — without stopping it. For a change a task must act on at
+ * once, such as a new refresh interval after a reload. Accepts NULL.
+ */
+KEEL_API void keel_tasks_wake(keel_tasks *g);
+
+/**
+ * Sleeps up to @usec (KEEL_USEC_INFINITY: until stopped). Returns 0 when the time passed, 1 when
+ * keel_tasks_wake() woke it first, or -ECANCELED as soon as the group is asked to stop (also when
+ * it already was).
  */
 KEEL_API int keel_task_wait(keel_task *t, keel_usec_t usec);
 /** Whether the task's group is asked to stop. */

@@ -172,6 +172,64 @@ Test(task, a_stopped_group_spawns_nothing)
     cr_assert_eq(f.spawn_result, -ESHUTDOWN);
 }
 
+typedef struct waker {
+    keel_tasks *group;
+    atomic_int results[3]; /* how many waits returned 0, 1, -ECANCELED */
+    atomic_int waiting;
+} waker;
+
+static void wake_counter(keel_task *task, void *userdata)
+{
+    waker *w = userdata;
+    for (;;) {
+        atomic_fetch_add(&w->waiting, 1);
+        int r = keel_task_wait(task, 3600 * KEEL_USEC_PER_SEC);
+        atomic_fetch_add(&w->results[r == 0 ? 0 : r == 1 ? 1 : 2], 1);
+        if (r < 0)
+            return;
+    }
+}
+
+static int spawn_waker(keel_app *app, void *userdata)
+{
+    waker *w = userdata;
+    w->group = keel_tasks_new(app, "svc");
+    cr_assert_eq(keel_tasks_spawn(w->group, "svc.spawn.w", "w", wake_counter, w), 0);
+    return 0;
+}
+
+static void wait_for_waiting(waker *w, int n)
+{
+    keel_usec_t deadline = keel_now() + 10 * KEEL_USEC_PER_SEC;
+    while (atomic_load(&w->waiting) < n && keel_now() < deadline)
+        sched_yield();
+    cr_assert_geq(atomic_load(&w->waiting), n);
+}
+
+static int wake_then_stop(keel_app *app, void *userdata)
+{
+    waker *w = userdata;
+    wait_for_waiting(w, 1);
+    keel_tasks_wake(w->group); /* wakes the hour-long wait: it returns 1 and waits again */
+    wait_for_waiting(w, 2);
+    cr_assert_eq(atomic_load(&w->results[1]), 1);
+    cr_assert_eq(keel_tasks_join(w->group), 1);
+    w->group = keel_tasks_free(w->group);
+    return 0;
+}
+
+Test(task, wake_ends_a_wait_early_without_stopping)
+{
+    waker w = { 0 };
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_START, KEEL_PHASE_DURING, "spawner", spawn_waker, &w, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_DURING, "waker", wake_then_stop, &w, NULL), 0);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    cr_assert_eq(atomic_load(&w.results[0]), 0, "an hour did not pass");
+    cr_assert_eq(atomic_load(&w.results[1]), 1, "one wake, one early return");
+    cr_assert_eq(atomic_load(&w.results[2]), 1, "then the stop");
+}
+
 Test(task, null_arguments)
 {
     cr_assert_null(keel_tasks_new(NULL, "svc"));
@@ -183,4 +241,5 @@ Test(task, null_arguments)
     cr_assert_eq(keel_tasks_count(NULL), 0);
     cr_assert_not(keel_task_stopping(NULL));
     keel_tasks_stop(NULL);
+    keel_tasks_wake(NULL);
 }
