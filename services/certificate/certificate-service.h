@@ -6,6 +6,7 @@
  * file watch). One instance per process. */
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <systemd/sd-event.h>
 
@@ -56,6 +57,7 @@ typedef struct cert_service {
     sd_event_source *debounce;  /* owned */
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
+    atomic_uint_fast64_t interval;              /* config.refresh_interval as the refresh task reads it (live) */
     bool checks_registered;
 } cert_service;
 

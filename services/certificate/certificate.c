@@ -35,6 +35,7 @@ static const keel_config_key config_keys[] = {
       .def = "24h",
       .min = 10000,
       .max = 8760 * HOUR,
+      .live = true,
       .help = "renew this often, or at half the remaining lifetime if sooner (±10 % jitter)" },
     { .key = "certificate.backup",
       .type = KEEL_CONFIG_ENUM,
@@ -246,6 +247,9 @@ static int certificate_refresh(keel_service *svc, void *userdata)
 {
     cert_service *s = userdata;
     cert_error e = {};
+    /* A new interval takes effect at once: the task wakes and schedules again. */
+    if (atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval)
+        keel_tasks_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;
     int r = keel__cert_reload(s, &e);

@@ -26,7 +26,7 @@ static keel_usec_t next_delay(cert_service *s)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, s->config.refresh_interval));
+    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, atomic_load(&s->interval)));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -58,8 +58,11 @@ static void refresh_task(keel_task *t, void *userdata)
         keel_usec_t delay = backoff ? keel__cert_jitter(backoff) : next_delay(s);
         if (!backoff)
             log_schedule(s, delay);
-        if (keel_task_wait(t, delay) < 0)
+        int w = keel_task_wait(t, delay);
+        if (w < 0)
             return;
+        if (w > 0)
+            continue; /* woken: refresh_interval changed, schedule again */
         cert_error e = {};
         int r = refresh_once(s, &e);
         if (r >= 0) {
@@ -77,6 +80,7 @@ static void refresh_task(keel_task *t, void *userdata)
 
 int keel__cert_refresh_start(cert_service *s)
 {
+    atomic_store(&s->interval, s->config.refresh_interval);
     if (!(s->tasks = keel_tasks_new(s->app, "certificate")))
         return -ENOMEM;
     return keel_tasks_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);

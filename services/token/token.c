@@ -8,6 +8,7 @@
  * Handlers run on the server's polling thread and mint inline: signing with a local key is CPU
  * work of ~50 µs (ES256) to ~1 ms (RS256), never a wait (docs/decisions/0013-token-cache.md).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -42,7 +43,8 @@ static struct {
     keel_work *work;          /* borrowed from the app: the server's tracker, which refreshes join */
     keel_gauge *rss;          /* borrowed from the metrics registry, as the two below */
     keel_counter *refreshed, *refresh_failed;
-    char jwks_cache_control[32]; /* "max-age=300" */
+    /* The live keys as other threads read them: copied at configure and at every refresh. */
+    atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
 } tk;
 
 static const keel_config_key config_keys[] = {
@@ -57,6 +59,7 @@ static const keel_config_key config_keys[] = {
       .def = "30m",
       .min = (int64_t) KEEL_USEC_PER_SEC,
       .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
+      .live = true,
       .help = "how often every cached token is minted again" },
     { .key = "token.expiry",
       .type = KEEL_CONFIG_DURATION,
@@ -64,6 +67,7 @@ static const keel_config_key config_keys[] = {
       .def = "1h",
       .min = (int64_t) (2 * 60 * KEEL_USEC_PER_SEC),
       .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
+      .live = true,
       .help = "lifetime of a token (never past the certificate's notAfter); over 1m, since tokens are served while 1m is left" },
     { .key = "token.memory_report_interval",
       .type = KEEL_CONFIG_DURATION,
@@ -88,7 +92,7 @@ static const keel_config_key config_keys[] = {
 
 token_params token_get_params(void)
 {
-    return (token_params){ .issuer = tk.config.issuer, .expiry = tk.config.expiry };
+    return (token_params){ .issuer = tk.config.issuer, .expiry = atomic_load(&tk.expiry) };
 }
 
 /* ---- minting ------------------------------------------------------------------------------------ */
@@ -198,7 +202,9 @@ static int answer_jwks(keel_http_request *req, const char *id)
         (void) keel_credential_unref(creds[i]);
     if (r < 0)
         return r;
-    const char *headers[] = { "Cache-Control", tk.jwks_cache_control, "X-Request-Id", id, NULL };
+    char cache_control[32];
+    (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&tk.jwks_max_age_s));
+    const char *headers[] = { "Cache-Control", cache_control, "X-Request-Id", id, NULL };
     return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
 }
 
@@ -259,13 +265,15 @@ static void refresh_once(void)
 
 static void refresh_task(keel_task *t, void *userdata)
 {
-    char every[32];
-    token_format_duration(tk.config.refresh_interval, every, sizeof every);
-    for (;;) {
+    for (int w = 0; w >= 0;) {
+        char every[32];
+        keel_usec_t interval = atomic_load(&tk.refresh_interval);
+        token_format_duration(interval, every, sizeof every);
         keel_log_service("token", KEEL_LOG_INFO, "Will refresh tokens after %s", every);
-        if (keel_task_wait(t, tk.config.refresh_interval) < 0)
-            return;
-        refresh_once();
+        w = keel_task_wait(t, interval);
+        if (w == 0)
+            refresh_once();
+        /* w > 0: woken by a new refresh_interval, schedule again */
     }
 }
 
@@ -356,6 +364,25 @@ static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
 
 /* ---- the service -------------------------------------------------------------------------------- */
 
+/* Verifiers re-read JWKS at least this often: a sixth of the refresh interval, at most 5 minutes,
+ * so a next key is seen long before tokens signed with it are handed out. */
+static void apply_live_config(void)
+{
+    keel_usec_t age = MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
+    atomic_store(&tk.jwks_max_age_s, MAX(age / KEEL_USEC_PER_SEC, 1));
+    atomic_store(&tk.expiry, tk.config.expiry);
+    if (atomic_exchange(&tk.refresh_interval, tk.config.refresh_interval) != tk.config.refresh_interval)
+        keel_tasks_wake(tk.tasks);
+}
+
+/* SIGHUP: a new refresh interval, expiry or JWKS max-age applies at once (tokens already cached
+ * keep their expiry until their next mint). */
+static int token_refresh(keel_service *s, void *userdata)
+{
+    apply_live_config();
+    return 0;
+}
+
 static int token_configure(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
@@ -367,11 +394,7 @@ static int token_configure(keel_service *s, void *userdata)
     if (!tk.cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(tk.cache, &m);
-    /* Verifiers re-read JWKS at least this often: a sixth of the refresh interval, at most 5
-     * minutes, so a next key is seen long before tokens signed with it are handed out. */
-    keel_usec_t age = MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
-    (void) snprintf(tk.jwks_cache_control, sizeof tk.jwks_cache_control, "max-age=%llu",
-                    (unsigned long long) MAX(age / KEEL_USEC_PER_SEC, 1));
+    apply_live_config();
     return 0;
 }
 
@@ -439,6 +462,7 @@ static const keel_service_vtable token_vtable = {
     .configure = token_configure,
     .start = token_start,
     .stop = token_stop,
+    .refresh = token_refresh,
 };
 
 static int on_serve(keel_app *app, void *userdata)

@@ -3,6 +3,7 @@
 restart is refused with a message while the rest applies, and a refresh that fails keeps the
 old configuration in force and the servers serving."""
 
+import json
 import re
 import signal
 import time
@@ -59,6 +60,22 @@ class Refresh(KeelTestCase):
         body = get(self.health, "/healthz")[2]
         self.assertIn("[+]ping ok", body)
         self.assertIn("healthz check passed", body)
+        self.stop(k)
+
+    def test_refresh_intervals_and_token_expiry_change_live(self):
+        k = self.keel("serve", config="")
+        k.ready()
+        token = bound_address(k, "token provider server")
+        self.wait_log(k, "Will refresh tokens after 30m0s")
+        self.reload(k, "token:\n  refresh_interval: 60s\n  expiry: 5m\ncertificate:\n  refresh_interval: 1s\n")
+        # The tasks woke and scheduled again with the new intervals, without waiting out the old ones.
+        self.wait_log(k, "Will refresh tokens after 1m0s")
+        self.wait_log(k, "Refreshed key[")
+        status, headers, body = get(token, "/token", headers={"X-Athenz-Domain": "live", "X-Athenz-Role": "reload"})
+        self.assertEqual(status, 200, body)
+        self.assertIn(json.loads(body)["expires_in"], range(290, 301), "a token minted after the reload lives 5m")
+        status, headers, _ = get(token, "/.well-known/jwks.json")
+        self.assertEqual(headers["cache-control"], "max-age=10", "a sixth of the new refresh interval")
         self.stop(k)
 
     def test_a_bad_file_keeps_the_old_configuration_and_the_servers_serving(self):
