@@ -375,6 +375,13 @@ static void apply_live_config(void)
         keel_tasks_wake(tk.tasks);
 }
 
+/* Once the configuration is loaded, for every command (`keel token` mints with it too). */
+static int on_configured(keel_app *app, void *userdata)
+{
+    apply_live_config();
+    return 0;
+}
+
 /* SIGHUP: a new refresh interval, expiry or JWKS max-age applies at once (tokens already cached
  * keep their expiry until their next mint). */
 static int token_refresh(keel_service *s, void *userdata)
@@ -394,7 +401,6 @@ static int token_configure(keel_service *s, void *userdata)
     if (!tk.cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(tk.cache, &m);
-    apply_live_config();
     return 0;
 }
 
@@ -480,6 +486,8 @@ static int token_register(keel_app *app)
 {
     /* The keys for every command (`keel config` shows them, `keel token` uses them); the service for `serve` only. */
     int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &tk.config);
+    if (r >= 0)
+        r = keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "token.configured", on_configured, NULL, NULL);
     if (r >= 0)
         r = token_command_register(app);
     if (r >= 0)
