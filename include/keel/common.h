@@ -21,3 +21,10 @@ typedef uint64_t keel_usec_t;
 
 /** The current CLOCK_MONOTONIC time in microseconds. Never fails. */
 KEEL_API keel_usec_t keel_now(void);
+
+/** The current CLOCK_REALTIME time in microseconds since the epoch (certificate dates, token claims). */
+KEEL_API keel_usec_t keel_now_realtime(void);
+
+/** @usec as Go's time.Duration prints it ("24h0m0s", "1m30s", "1.5s", "250ms", "7µs", "0s"), for
+ * logs in the form operators of the Go peers know. Writes at most @size bytes; returns @buf. */
+KEEL_API char *keel_format_duration(keel_usec_t usec, char *buf, size_t size);

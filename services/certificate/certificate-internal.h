@@ -118,5 +118,3 @@ keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
 keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random);
 /* keel__cert_jitter_by() with a random number from OpenSSL. */
 keel_usec_t keel__cert_jitter(keel_usec_t usec);
-/* A duration the way Go prints it: "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
-void keel__cert_format_duration(keel_usec_t usec, char *buf, size_t size);

@@ -86,5 +86,3 @@ int keel__cert_reload(cert_service *s, cert_error *e);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);
-/* The wall clock in µs since the epoch. */
-keel_usec_t keel__cert_realtime(void);

@@ -125,7 +125,7 @@ static int check_health(void *userdata, char *reason, size_t size)
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
     if (!c)
         return snprintf(reason, size, "no certificate"), -ENOKEY;
-    keel_usec_t now = keel__cert_realtime(), nb = keel_credential_not_before(c), na = keel_credential_not_after(c);
+    keel_usec_t now = keel_now_realtime(), nb = keel_credential_not_before(c), na = keel_credential_not_after(c);
     int r = keel_credential_check(c, now, reason, size);
     if (r < 0)
         return r;

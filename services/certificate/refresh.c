@@ -14,19 +14,12 @@
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
-keel_usec_t keel__cert_realtime(void)
-{
-    struct timespec ts;
-    (void) clock_gettime(CLOCK_REALTIME, &ts);
-    return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
-}
-
 /* Until the next renewal: refresh_interval or half what is left of the certificate, the sooner. */
 static keel_usec_t next_delay(cert_service *s)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    return keel__cert_jitter(keel__cert_renew_delay(keel__cert_realtime(), end, atomic_load(&s->interval)));
+    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, atomic_load(&s->interval)));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -45,7 +38,7 @@ static int refresh_once(cert_service *s, cert_error *e)
 static void log_schedule(cert_service *s, keel_usec_t delay)
 {
     char d[64];
-    keel__cert_format_duration(delay, d, sizeof d);
+    keel_format_duration(delay, d, sizeof d);
     CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s", s->key_path, s->cert_path,
              keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d);
 }
@@ -73,7 +66,7 @@ static void refresh_task(keel_task *t, void *userdata)
         keel_counter_add(s->refresh_failures, 1);
         backoff = keel__cert_backoff_next(backoff);
         char d[64];
-        keel__cert_format_duration(backoff, d, sizeof d);
+        keel_format_duration(backoff, d, sizeof d);
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
     }
 }

@@ -32,34 +32,3 @@ keel_usec_t keel__cert_jitter(keel_usec_t usec)
         return usec; /* no randomness: renewing in step beats not renewing */
     return keel__cert_jitter_by(usec, x);
 }
-
-/* Go's time.Duration.String(): "24h0m0s", "1m30s", "1.5s", "250ms", "0s". */
-void keel__cert_format_duration(keel_usec_t u, char *buf, size_t size)
-{
-    char frac[16] = "";
-    if (u == 0) {
-        (void) snprintf(buf, size, "0s");
-        return;
-    }
-    if (u < KEEL_USEC_PER_MSEC) {
-        (void) snprintf(buf, size, "%" PRIu64 "µs", u);
-        return;
-    }
-    if (u < KEEL_USEC_PER_SEC) {
-        (void) snprintf(buf, size, "%gms", (double) u / 1000.0);
-        return;
-    }
-    uint64_t h = u / (3600 * KEEL_USEC_PER_SEC), m = u / (60 * KEEL_USEC_PER_SEC) % 60, s = u / KEEL_USEC_PER_SEC % 60;
-    uint64_t us = u % KEEL_USEC_PER_SEC;
-    if (us) {
-        (void) snprintf(frac, sizeof frac, ".%06" PRIu64, us);
-        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
-            frac[n - 1] = '\0';
-    }
-    if (h)
-        (void) snprintf(buf, size, "%" PRIu64 "h%" PRIu64 "m%" PRIu64 "%ss", h, m, s, frac);
-    else if (m)
-        (void) snprintf(buf, size, "%" PRIu64 "m%" PRIu64 "%ss", m, s, frac);
-    else
-        (void) snprintf(buf, size, "%" PRIu64 "%ss", s, frac);
-}

@@ -88,7 +88,7 @@ static int print_token(keel_app *app, const char *jwt, keel_usec_t expires, keel
 static int mint_and_print(keel_app *app, void *userdata)
 {
     token_params p = token_get_params();
-    keel_usec_t now = token_realtime(), expires = 0;
+    keel_usec_t now = keel_now_realtime(), expires = 0;
     _cleanup_free_ char *jwt = NULL;
     char reason[256] = "";
     int r = token_issue(app, &p, cmd.domain, cmd.role, now, &jwt, &expires, reason, sizeof reason);

@@ -12,13 +12,6 @@
 #include "macro.h"
 #include "strbuf.h"
 
-keel_usec_t token_realtime(void)
-{
-    struct timespec ts;
-    (void) clock_gettime(CLOCK_REALTIME, &ts);
-    return (keel_usec_t) ts.tv_sec * KEEL_USEC_PER_SEC + (keel_usec_t) ts.tv_nsec / 1000;
-}
-
 static int strbuf_take(const keel_strbuf *sb, char **ret)
 {
     if (sb->truncated)

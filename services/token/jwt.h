@@ -57,6 +57,3 @@ int token_bearer(const char *jwt, char **ret);
 
 /* {"keys":[…]} of the @n credentials (NULL ones skipped, a key id given twice written once). */
 int token_jwks_json(keel_credential *const *creds, size_t n, char **ret);
-
-/* CLOCK_REALTIME in µs. */
-keel_usec_t token_realtime(void);

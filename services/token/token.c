@@ -17,7 +17,6 @@
 #include <keel/keel.h>
 
 #include "cache.h"
-#include "duration.h"
 #include "macro.h"
 #include "request.h"
 #include "strbuf.h"
@@ -180,7 +179,7 @@ static int answer_token(keel_http_request *req, const char *id)
             return client_error(req, id, values[0], values[1], names[i], reason);
 
     token_minted t = { 0 };
-    keel_usec_t now = token_realtime();
+    keel_usec_t now = keel_now_realtime();
     int r = token_cache_get(tk.cache, values[0], values[1], now, &t);
     if (r < 0) /* the mint logged why */
         return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
@@ -253,7 +252,7 @@ static void refresh_once(void)
     if (keel_work_begin(tk.work) < 0) /* draining: the server is stopping */
         return;
     size_t failed = 0;
-    r = token_cache_refresh(tk.cache, token_realtime(), &failed);
+    r = token_cache_refresh(tk.cache, keel_now_realtime(), &failed);
     keel_work_end(tk.work, r >= 0 && failed == 0);
     keel_counter_add(r >= 0 && failed == 0 ? tk.refreshed : tk.refresh_failed, 1);
     if (r < 0)
@@ -268,7 +267,7 @@ static void refresh_task(keel_task *t, void *userdata)
     for (int w = 0; w >= 0;) {
         char every[32];
         keel_usec_t interval = atomic_load(&tk.refresh_interval);
-        token_format_duration(interval, every, sizeof every);
+        keel_format_duration(interval, every, sizeof every);
         keel_log_service("token", KEEL_LOG_INFO, "Will refresh tokens after %s", every);
         w = keel_task_wait(t, interval);
         if (w == 0)
@@ -320,7 +319,7 @@ static int check_credential(void *userdata, char *reason, size_t size)
         (void) snprintf(reason, size, "no current credential to sign tokens with");
         return -ENOKEY;
     }
-    return keel_credential_check(c, token_realtime(), reason, size);
+    return keel_credential_check(c, keel_now_realtime(), reason, size);
 }
 
 /* After every change of the credential slots, on the thread that made it. Tokens of the previous

@@ -37,7 +37,7 @@ static keel_credential *credential(EVP_PKEY *key)
 static double mints_per_sec(const keel_credential *c, unsigned n)
 {
     token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
-    keel_usec_t now = token_realtime(), expires;
+    keel_usec_t now = keel_now_realtime(), expires;
     uint64_t t = now_ns();
     for (unsigned i = 0; i < n; i++) {
         char *jwt = NULL;

@@ -387,25 +387,6 @@ Test(certificate, atomic_write_replaces_and_keeps_mode)
 
 /* ---- schedule ---------------------------------------------------------------------------------------- */
 
-static const char *dur(keel_usec_t u)
-{
-    static char buf[64];
-    keel__cert_format_duration(u, buf, sizeof buf);
-    return buf;
-}
-
-Test(certificate, durations_read_like_go)
-{
-    cr_assert_str_eq(dur(24 * HOUR), "24h0m0s");
-    cr_assert_str_eq(dur(90 * KEEL_USEC_PER_SEC), "1m30s");
-    cr_assert_str_eq(dur(1500 * KEEL_USEC_PER_MSEC), "1.5s");
-    cr_assert_str_eq(dur(HOUR + 2 * KEEL_USEC_PER_SEC + 250000), "1h0m2.25s");
-    cr_assert_str_eq(dur(250 * KEEL_USEC_PER_MSEC), "250ms");
-    cr_assert_str_eq(dur(1500), "1.5ms");
-    cr_assert_str_eq(dur(7), "7µs");
-    cr_assert_str_eq(dur(0), "0s");
-}
-
 Test(certificate, renews_at_the_interval_or_half_the_remaining_lifetime)
 {
     keel_usec_t now = 1000 * HOUR;
