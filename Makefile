@@ -3,6 +3,7 @@
 BUILD      ?= build
 BUILD_TEST ?= build-asan
 BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -10,11 +11,11 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS = build-essential cmake pkg-config clang-format \
        libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
        libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
-       systemd python3-yaml python3-jwt python3-cryptography
+       systemd python3-yaml python3-jwt python3-cryptography clang
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 
-.PHONY: all deps deps-bench install-debs build run test test-asan test-tsan bench format clean
+.PHONY: all deps deps-bench install-debs build run test test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
 
 all: build
 
@@ -44,7 +45,7 @@ run: build
 	$(RUN_ENV) $(BUILD)/keel serve
 
 # The optimised build too: -O2 finds warnings (-Werror) that the Debug builds do not.
-test: deps build test-asan test-tsan
+test: deps build test-asan test-tsan test-fuzz
 
 test-asan:
 	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address >/dev/null
@@ -56,6 +57,22 @@ test-tsan:
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan-tests
 	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan --timeout 300
 
+# libFuzzer (clang): the parsers that take outside input. test-fuzz is a bounded smoke run of each
+# harness over its seed corpus; `make fuzz FUZZ_SECONDS=600` searches for longer.
+FUZZ_SECONDS ?= 60
+fuzz-build:
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address \
+	    -DKEEL_FUZZ=ON -DKEEL_BUILD_TESTS=OFF >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzzers
+
+test-fuzz: fuzz-build
+	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz --timeout 300
+
+fuzz: deps fuzz-build
+	for f in config value fault header; do \
+	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
+
 bench: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches
 	tests/bench/run-all $(BUILD)
@@ -64,4 +81,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(BUILD_TEST) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_TEST) $(BUILD_TSAN) $(BUILD_FUZZ)
