@@ -16,6 +16,7 @@
 #include <keel/keel.h>
 
 #include "cache.h"
+#include "curl.h"
 #include "duration.h"
 #include "macro.h"
 #include "request.h"
@@ -372,6 +373,11 @@ static int token_configure(keel_service *s, void *userdata)
     keel_usec_t age = MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
     (void) snprintf(tk.jwks_cache_control, sizeof tk.jwks_cache_control, "max-age=%llu",
                     (unsigned long long) MAX(age / KEEL_USEC_PER_SEC, 1));
+    /* The first server to start: libcurl, for its ready check, loads on a helper thread while the
+     * certificate service starts (docs/decisions/0011). Without it, the check loads it itself. */
+    r = keel__curl_preload(app);
+    if (r < 0)
+        keel_log_service_errno("token", KEEL_LOG_DEBUG, r, "Failed to start loading libcurl early: %m, ignoring");
     return 0;
 }
 
