@@ -48,6 +48,11 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
 /* Reads the certificates in @path: the first is the leaf, the others (may be none: NULL) its
  * chain. -EBADMSG when the file holds no certificate or a corrupt one. */
 int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
+/* @key as PKCS#8 PEM, or @leaf and @chain as PEM, in a new buffer of *@ret_size bytes (not
+ * NUL-terminated) to free with keel__cert_pem_free(), which clears it first. */
+int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
+int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size);
+void keel__cert_pem_free(char *pem, size_t size);
 /* Writes @key (PKCS#8 PEM, mode 0600) or @leaf and @chain (PEM, mode 0644) to @path atomically. */
 int keel__cert_write_key(const char *path, EVP_PKEY *key);
 int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);

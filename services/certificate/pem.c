@@ -117,29 +117,35 @@ int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *r
     return 0;
 }
 
-/* The PEM text @bio holds, written to @path atomically with @mode. */
-static int write_bio(const char *path, BIO *bio, mode_t mode)
+/* A copy of the PEM text @bio holds. */
+static int bio_text(BIO *bio, char **ret, size_t *ret_size)
 {
     char *data = NULL;
     long size = BIO_get_mem_data(bio, &data);
     if (size <= 0)
         return -EIO;
-    return keel__write_file_atomic(path, data, (size_t) size, mode);
+    char *copy = malloc((size_t) size);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, data, (size_t) size);
+    *ret = copy;
+    *ret_size = (size_t) size;
+    return 0;
 }
 
-int keel__cert_write_key(const char *path, EVP_PKEY *key)
+int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size)
 {
     _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
         return -ENOMEM;
     if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)
         return -EIO;
-    int r = write_bio(path, bio, 0600);
+    int r = bio_text(bio, ret, ret_size);
     (void) BIO_reset(bio); /* the key's text in memory: cleared before it is freed */
     return r;
 }
 
-int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
+int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size)
 {
     _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
@@ -149,7 +155,36 @@ int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
     for (int i = 0; chain && i < sk_X509_num(chain); i++)
         if (PEM_write_bio_X509(bio, sk_X509_value(chain, i)) != 1)
             return -EIO;
-    return write_bio(path, bio, 0644);
+    return bio_text(bio, ret, ret_size);
+}
+
+void keel__cert_pem_free(char *pem, size_t size)
+{
+    if (pem)
+        OPENSSL_cleanse(pem, size);
+    free(pem);
+}
+
+int keel__cert_write_key(const char *path, EVP_PKEY *key)
+{
+    char *pem = NULL;
+    size_t size = 0;
+    int r = keel__cert_key_pem(key, &pem, &size);
+    if (r >= 0)
+        r = keel__write_file_atomic(path, pem, size, 0600);
+    keel__cert_pem_free(pem, size);
+    return r;
+}
+
+int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
+{
+    char *pem = NULL;
+    size_t size = 0;
+    int r = keel__cert_certs_pem(leaf, chain, &pem, &size);
+    if (r >= 0)
+        r = keel__write_file_atomic(path, pem, size, 0644);
+    keel__cert_pem_free(pem, size);
+    return r;
 }
 
 static int check_dates(X509 *leaf, time_t now, const char *what, cert_error *e)

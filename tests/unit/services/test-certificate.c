@@ -197,6 +197,37 @@ Test(certificate, written_files_have_their_modes_and_no_temporaries)
     cr_assert_eq(keel__remove_stale_temporaries(dir), 0);
 }
 
+Test(certificate, pem_buffers_are_what_the_files_hold)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    cert_pair p = issue(&c, CERT_KEY_EC, 2 * HOUR);
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = sk_X509_new_null();
+    cr_assert(chain && sk_X509_push(chain, c.cert) && X509_up_ref(c.cert));
+    const char *dir = test_tmpdir();
+    _cleanup_free_ char *k = path_in(dir, "k.pem"), *x = path_in(dir, "x.pem");
+    char *key_pem = NULL, *certs_pem = NULL, *data = NULL;
+    size_t key_size = 0, certs_size = 0, size = 0;
+    mode_t mode;
+    cr_assert_eq(keel__cert_key_pem(p.key, &key_pem, &key_size), 0);
+    cr_assert_eq(keel__cert_certs_pem(p.leaf, chain, &certs_pem, &certs_size), 0);
+    cr_assert_eq(keel__cert_write_key(k, p.key), 0);
+    cr_assert_eq(keel__cert_write_certs(x, p.leaf, chain), 0);
+    cr_assert_eq(keel__read_file(x, CERT_FILE_MAX, &data, &size, &mode), 0);
+    cr_assert_eq(size, certs_size);
+    cr_assert_eq(memcmp(data, certs_pem, size), 0, "the certificates are written as encoded");
+    free(data);
+    /* A key's encoding is deterministic too: the same bytes, read back as the same key. */
+    cr_assert_eq(keel__read_file(k, CERT_FILE_MAX, &data, &size, &mode), 0);
+    cr_assert_eq(size, key_size);
+    cr_assert_eq(memcmp(data, key_pem, size), 0);
+    free(data);
+    cr_assert_eq(memcmp(certs_pem, "-----BEGIN CERTIFICATE-----", 27), 0);
+    keel__cert_pem_free(key_pem, key_size);
+    keel__cert_pem_free(certs_pem, certs_size);
+    keel__cert_pem_free(NULL, 0);
+    keel__cert_pair_done(&p);
+}
+
 static void expect_bad_file(const char *content, int error, const char *reason)
 {
     _cleanup_free_ char *path = test_write_file(test_tmpdir(), "bad.pem", content);
