@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -180,6 +181,63 @@ Test(certificate, key_readable_by_others_is_refused_naming_file_and_mode)
         snprintf(want, sizeof want, "Permissions %04o for '%s' are too open", (unsigned) m, path);
         cr_assert(strstr(e.text, want), "%s", e.text);
     }
+}
+
+/* Writes @pem (and @key in its traditional form after it, when not NULL) to @path with mode 0600. */
+static void write_key_file(const char *path, const char *pem, EVP_PKEY *key)
+{
+    _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    cr_assert_not_null(bio);
+    if (pem)
+        cr_assert_eq(BIO_puts(bio, pem), (int) strlen(pem));
+    if (key)
+        cr_assert_eq(PEM_write_bio_PrivateKey_traditional(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+    long n = BIO_get_mem_data(bio, &data);
+    cr_assert_eq(keel__write_file_atomic(path, data, (size_t) n, 0600), 0);
+}
+
+static void expect_same_key(const char *path, EVP_PKEY *want)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *back = NULL;
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_key(path, &back, &e), 0, "%s", e.text);
+    cr_assert_eq(EVP_PKEY_eq(want, back), 1);
+}
+
+/* Keys are decoded as their type when the PEM block names it (PKCS#8 by its algorithm, SEC1,
+ * PKCS#1), and the generic way otherwise: every form reads as the same key, and what Keel cannot
+ * sign with is refused as before. */
+Test(certificate, keys_read_the_same_in_every_form)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = NULL, *rsa = NULL, *ed = NULL;
+    _cleanup_free_ char *path = path_in(test_tmpdir(), "key.pem");
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &ec), 0);
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_RSA, 2048, &rsa), 0);
+    cr_assert_not_null(ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"));
+
+    cr_assert_eq(keel__cert_write_key(path, ec), 0); /* PKCS#8 */
+    expect_same_key(path, ec);
+    cr_assert_eq(keel__cert_write_key(path, rsa), 0);
+    expect_same_key(path, rsa);
+    write_key_file(path, NULL, ec); /* SEC1: EC PRIVATE KEY */
+    expect_same_key(path, ec);
+    write_key_file(path, NULL, rsa); /* PKCS#1: RSA PRIVATE KEY */
+    expect_same_key(path, rsa);
+    /* As `openssl ecparam -genkey` writes it: the parameters first. */
+    write_key_file(path, "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n", ec);
+    expect_same_key(path, ec);
+
+    cert_error e = {};
+    EVP_PKEY *none = NULL;
+    cr_assert_eq(keel__cert_write_key(path, ed), 0); /* PKCS#8 of another algorithm */
+    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EINVAL);
+    cr_assert(strstr(e.text, "neither EC P-256 nor RSA"), "%s", e.text);
+    write_key_file(
+        path, "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n", NULL);
+    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EBADMSG);
+    cr_assert(strstr(e.text, "is not a PEM private key"), "%s", e.text);
+    cr_assert_null(none);
 }
 
 Test(certificate, written_files_have_their_modes_and_no_temporaries)
