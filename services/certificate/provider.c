@@ -180,21 +180,30 @@ static int ensure_ca_written(cert_service *s, cert_error *e)
 
 /* ---- local-ca ---------------------------------------------------------------------------------- */
 
-/* Issues a certificate for @key; stores the pair once @ca (may be NULL) is written. */
+/* Issues a certificate for @key and stores the pair, its rotation only once @ca (may be NULL) is
+ * written: the pair's files are staged (written and synced under temporary names) meanwhile. */
 static int issue_and_store(cert_service *s, EVP_PKEY *key, ca_files *ca, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
+    cert_staged staged = {};
     int r = keel__cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
+    bool ref = r >= 0 && EVP_PKEY_up_ref(key) == 1;
+    if (ref)
+        p.key = key;
+    int stored = ref ? keel__cert_store_stage(s->state_dir, &p, &staged) : 0;
     int w = ca ? ca_files_finish(s, ca, e) : 0; /* first: its failure is the one to report */
+    if (w >= 0 && ref && stored >= 0)
+        stored = keel__cert_store_commit(&staged);
+    else
+        keel__cert_store_abort(&staged);
     if (w < 0)
         return w;
+    if (r >= 0 && !ref)
+        return -ENOMEM;
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot issue a certificate from the local CA: %s", strerror(-r));
-    if (EVP_PKEY_up_ref(key) != 1)
-        return -ENOMEM;
-    p.key = key;
-    if ((r = keel__cert_store_write(s->state_dir, &p)) < 0)
-        return keel__cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    if (stored < 0)
+        return keel__cert_fail(e, stored, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-stored));
     take_pair(ret, &p);
     return 0;
 }

@@ -380,6 +380,44 @@ Test(certificate, store_round_trip_and_missing_pair)
     cr_assert_not(exists_in(dir, "cert.next.pem"));
 }
 
+/* A staged pair is invisible until committed: aborted or left behind by a crash, the previous
+ * pair loads and the temporary files go; committed, it is the pair. */
+Test(certificate, staged_pair_counts_only_once_committed)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    struct stat st;
+    cert_staged staged;
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(stat(staged.key, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600);
+    cr_assert_eq(stat(staged.cert, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0644);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+    keel__cert_store_abort(&staged);
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0, "abort removes the staged files");
+    assert_loads(dir, &old);
+
+    /* A crash after staging: the load removes the staged files and keeps the pair. */
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    assert_loads(dir, &old);
+    cr_assert_eq(access(staged.key, F_OK), -1);
+    cr_assert_eq(access(staged.cert, F_OK), -1);
+
+    /* A certificate left in the next slot never meets the staged key. */
+    write_file_pair(dir, NULL, "cert.next.pem", &old);
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(keel__cert_store_commit(&staged), 0);
+    assert_loads(dir, &new);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+    cr_assert_not(exists_in(dir, "cert.next.pem"));
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0);
+}
+
 /* Each state a crash can leave, built by hand: the loader lands on a matching pair. */
 Test(certificate, store_recovers_every_interrupted_rotation)
 {
