@@ -59,9 +59,10 @@ static int read_ca(const char *key_path, const char *cert_path, EVP_PKEY **ret_k
 }
 
 /* The files of a local CA just created. On a first start they are written on a helper thread while
- * the first certificate is issued (nothing else touches the state directory then); the pair is
- * stored only once they are, so the order on disk is what it was: the CA's key, its certificate,
- * then the pair (docs/decisions/0012). */
+ * the first certificate is issued and its pair staged (under temporary names: nothing else is
+ * renamed in the state directory then); the pair's rotation runs only once they are written, so
+ * names appear on disk in the order they did: the CA's key, its certificate, then the pair
+ * (docs/decisions/0012). */
 typedef struct ca_files {
     char key_path[PATH_MAX], cert_path[PATH_MAX];
     char *key_pem, *cert_pem; /* owned; the key's cleared when freed */
@@ -72,6 +73,8 @@ typedef struct ca_files {
     int result;   /* of the thread's write, read after joining it */
 } ca_files;
 
+/* The key first: a crash before the certificate is written leaves no CA, which the next start
+ * creates again. */
 static int ca_files_write(ca_files *f)
 {
     int r = keel__write_file_atomic(f->key_path, f->key_pem, f->key_size, 0600);
