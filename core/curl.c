@@ -1,38 +1,51 @@
 /* SPDX-License-Identifier: MIT */
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 
+#include "app-internal.h"
 #include "curl.h"
 #include "macro.h"
 
 static void *handle;
 static void (*global_cleanup)(void);
-static void (*ssh2_exit)(void); /* balances our libssh2_init(NO_CRYPTO), see keel__curl_load() */
+static void (*ssh2_exit)(void); /* balances our libssh2_init(NO_CRYPTO), see load() */
 static keel_curl api;
+
+/* The helper thread of keel__curl_preload(). Only the main thread starts and joins it; it writes
+ * the variables above and load_error, which the main thread reads only after joining it. */
+static pthread_t loader;
+static bool loader_running;
+static char load_error[256];
+/* The app whose finalize.after already unloads libcurl (registered by the preload). */
+static keel_app *finalize_scheduled;
 
 static int resolve(void *dl, const char *name, void *ret)
 {
     void *sym = dlsym(dl, name);
     if (!sym) {
-        keel_log_debug("libcurl has no %s", name);
+        (void) snprintf(load_error, sizeof load_error, "libcurl has no %s", name);
         return -ENOENT;
     }
     memcpy(ret, &sym, sizeof sym); /* object pointer to function pointer, as POSIX allows */
     return 0;
 }
 
-int keel__curl_load(const keel_curl **ret)
+/* Loads and initialises libcurl; on the helper thread or the main thread, never both at once.
+ * Logs nothing (the helper thread has no log context): the reason goes to load_error. */
+static int load(void)
 {
-    if (handle) {
-        *ret = &api;
-        return 0;
-    }
     /* The GnuTLS build first: libmicrohttpd has loaded GnuTLS already, while the OpenSSL build
-     * would add libcrypto, which OpenSSL marks never-unload. The API is the same. */
-    void *dl = dlopen("libcurl-gnutls.so.4", RTLD_NOW | RTLD_LOCAL);
+     * would add libcrypto, which OpenSSL marks never-unload. The API is the same. Lazily bound:
+     * the check calls a handful of functions, and binding every symbol of its dependencies that
+     * are not linked with -z now (Kerberos, nghttp2, brotli, rtmp…) is ~15 % of the dlopen();
+     * the symbols resolve() looks up are checked here all the same. */
+    void *dl = dlopen("libcurl-gnutls.so.4", RTLD_LAZY | RTLD_LOCAL);
     if (!dl)
-        dl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+        dl = dlopen("libcurl.so.4", RTLD_LAZY | RTLD_LOCAL);
     if (!dl) {
-        keel_log_debug("Failed to load libcurl: %s", dlerror());
+        (void) snprintf(load_error, sizeof load_error, "Failed to load libcurl: %s", dlerror());
         return -ENOENT;
     }
     CURLcode (*global_init)(long) = NULL;
@@ -47,7 +60,7 @@ int keel__curl_load(const keel_curl **ret)
     /* libcurl's global init calls libssh2_init(0), which initialises OpenSSL (megabytes of pages
      * that stay: libcrypto is never unloaded). libssh2 initialises crypto only on its first init,
      * so one without crypto first leaves OpenSSL untouched; the check uses plain HTTP anyway. */
-    void *ssh2 = dlopen("libssh2.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    void *ssh2 = dlopen("libssh2.so.1", RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
     int (*ssh2_init)(int) = NULL;
     if (ssh2 && resolve(ssh2, "libssh2_init", &ssh2_init) >= 0 && resolve(ssh2, "libssh2_exit", &ssh2_exit) >= 0)
         (void) ssh2_init(0x0001 /* LIBSSH2_INIT_NO_CRYPTO */);
@@ -57,17 +70,95 @@ int keel__curl_load(const keel_curl **ret)
         (void) dlclose(ssh2); /* libcurl keeps it loaded */
     /* Plain HTTP to ourselves: no TLS to initialise. */
     if (global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
+        (void) snprintf(load_error, sizeof load_error, "curl_global_init() failed");
+        if (ssh2_exit)
+            ssh2_exit();
+        ssh2_exit = NULL;
         (void) dlclose(dl);
         return -ENOENT;
     }
     handle = dl;
     api = t;
+    return 0;
+}
+
+static void *load_thread(void *userdata)
+{
+    (void) pthread_setname_np(pthread_self(), "http-curl-load");
+    (void) load();
+    return NULL;
+}
+
+/* Waits for the helper thread, if one runs. Main thread. */
+static void join_loader(void)
+{
+    if (!loader_running)
+        return;
+    (void) pthread_join(loader, NULL);
+    loader_running = false;
+}
+
+static int unload_observer(keel_app *app, void *userdata)
+{
+    keel__curl_unload();
+    if (finalize_scheduled == app && keel_app_event(app) == KEEL_EVENT_FINALIZE)
+        finalize_scheduled = NULL;
+    return 0;
+}
+
+int keel__curl_preload(keel_app *app)
+{
+    keel_assert_return(app, -EINVAL);
+    if (loader_running || handle) /* in that order: the loader writes handle until it is joined */
+        return 0;
+    /* Whatever happens to start, finalize joins the thread and unloads what it loaded. */
+    if (finalize_scheduled != app) {
+        int r = keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_observer, NULL, NULL);
+        if (r < 0)
+            return r;
+        finalize_scheduled = app;
+    }
+    /* Every signal blocked: the app's arrive through its signalfd, the others are not ours. */
+    sigset_t all, old;
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+    load_error[0] = '\0';
+    int r = pthread_create(&loader, NULL, load_thread, NULL);
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0)
+        return -r; /* the first ready check loads it then */
+    loader_running = true;
+    return 0;
+}
+
+void keel__curl_schedule_unload(keel_app *app)
+{
+    if (app->curl_unload_scheduled)
+        return;
+    app->curl_unload_scheduled = true;
+    (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_observer, NULL, NULL);
+    if (finalize_scheduled != app)
+        (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_observer, NULL, NULL);
+}
+
+int keel__curl_load(const keel_curl **ret)
+{
+    join_loader();
+    if (!handle) {
+        /* Not preloaded, or the preload failed: (again) here, for the message. */
+        load_error[0] = '\0';
+        if (load() < 0) {
+            keel_log_debug("%s", load_error);
+            return -ENOENT;
+        }
+    }
     *ret = &api;
     return 0;
 }
 
 void keel__curl_unload(void)
 {
+    join_loader();
     if (!handle)
         return;
     global_cleanup();

@@ -3,6 +3,8 @@
 
 #include <curl/curl.h>
 
+#include <keel/app.h>
+
 /* libcurl, loaded with dlopen() only while servers confirm themselves ready: linked in, its
  * twenty-odd dependencies (Kerberos, LDAP, SSH, TLS…) would hold ~6 MB of an idle agent's
  * 12 MB of RSS for a check that takes milliseconds (docs/decisions/0011). */
@@ -14,8 +16,19 @@ typedef struct keel_curl {
     const char *(*easy_strerror)(CURLcode);
 } keel_curl;
 
-/* Loads libcurl (once; later calls return the same table) and initialises it without TLS.
- * Main thread only. -ENOENT when libcurl cannot be loaded (the message is logged at debug). */
+/* Starts loading libcurl on a helper thread, so that its dlopen() and global init overlap the
+ * start observers that run before the first server's ready check (a service that will listen
+ * calls it in its configure observer). Registers the unload at finalize.after of @app, which
+ * joins the thread however start ends. Main thread only. Returns 0, or a negative errno when the
+ * thread cannot start (then the first keel__curl_load() loads libcurl itself). */
+int keel__curl_preload(keel_app *app);
+/* Once per app, when the first server starts: libcurl goes away when start ends, however it ends
+ * (start.after when it succeeds, finalize.after otherwise). Main thread only. */
+void keel__curl_schedule_unload(keel_app *app);
+/* Loads libcurl (once; later calls return the same table) and initialises it without TLS; after a
+ * preload, waits for the helper thread. Main thread only. -ENOENT when libcurl cannot be loaded
+ * (the message is logged at debug). */
 int keel__curl_load(const keel_curl **ret);
-/* Unloads libcurl if it is loaded. Main thread only; idempotent. */
+/* Unloads libcurl if it is loaded, after joining the helper thread of a preload. Main thread
+ * only; idempotent. */
 void keel__curl_unload(void);

@@ -99,6 +99,13 @@ struct keel_http_server {
 
 /* ---- setup ----------------------------------------------------------------------------- */
 
+void keel_http_prepare(keel_app *app)
+{
+    int r = keel__curl_preload(app);
+    if (r < 0)
+        keel_log_debug("Failed to start loading libcurl early, the first server will: %s", strerror(-r));
+}
+
 keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o)
 {
     keel_assert_return(app && o && o->service && o->label && o->handler, NULL);
@@ -642,23 +649,6 @@ static size_t discard(char *p, size_t size, size_t n, void *userdata)
     return size * n;
 }
 
-static int unload_curl(keel_app *app, void *userdata)
-{
-    keel__curl_unload();
-    return 0;
-}
-
-/* Once per app, the first time a server starts: libcurl goes away when start ends, however it
- * ends (start.after when it succeeds, finalize otherwise). */
-static void schedule_unload(keel_app *app)
-{
-    if (app->curl_unload_scheduled)
-        return;
-    app->curl_unload_scheduled = true;
-    (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
-    (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_curl, NULL, NULL);
-}
-
 static CURL *ready_check_new(const keel_curl *c, const char *url)
 {
     CURL *curl = c->easy_init();
@@ -679,7 +669,7 @@ static int wait_ready(keel_http_server *s)
     const keel_curl *c;
     char url[sizeof s->bound + 16];
 
-    schedule_unload(s->app);
+    keel__curl_schedule_unload(s->app);
     if (keel__curl_load(&c) < 0)
         return keel_app_fail(s->app, -ENOENT,
                              "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);

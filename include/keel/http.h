@@ -37,6 +37,14 @@ typedef struct keel_http_options {
 /** How long start waits for the server to answer its own GET before failing. */
 #define KEEL_HTTP_READY_TIMEOUT_USEC (5 * KEEL_USEC_PER_SEC)
 
+/**
+ * From the configure hook of a service that will start a server: begins loading, on a helper
+ * thread, what keel_http_server_start() needs to confirm a server (libcurl), so that start does not
+ * wait for it. Idempotent; harmless when no start follows (finalize joins the thread). Failing to
+ * begin is not an error: the first start then loads it itself.
+ */
+KEEL_API void keel_http_prepare(keel_app *app);
+
 /** Creates a stopped server. NULL when out of memory or for options without service, label or handler. */
 KEEL_API keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *options);
 /** Stops (keel_http_server_stop()) and frees @s. Accepts NULL; returns NULL. */

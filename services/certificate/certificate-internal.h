@@ -6,6 +6,7 @@
  * function returns 0 or a negative errno and, on failure, a one-line reason naming the file in a
  * cert_error; the service's top-level functions log it. */
 
+#include <limits.h>
 #include <stdarg.h>
 #include <sys/types.h>
 #include <time.h>
@@ -48,6 +49,11 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
 /* Reads the certificates in @path: the first is the leaf, the others (may be none: NULL) its
  * chain. -EBADMSG when the file holds no certificate or a corrupt one. */
 int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
+/* @key as PKCS#8 PEM, or @leaf and @chain as PEM, in a new buffer of *@ret_size bytes (not
+ * NUL-terminated) to free with keel__cert_pem_free(), which clears it first. */
+int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
+int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size);
+void keel__cert_pem_free(char *pem, size_t size);
 /* Writes @key (PKCS#8 PEM, mode 0600) or @leaf and @chain (PEM, mode 0644) to @path atomically. */
 int keel__cert_write_key(const char *path, EVP_PKEY *key);
 int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);
@@ -77,6 +83,19 @@ void keel__cert_pair_done(cert_pair *p);
  * keel__cert_store_load() finds. See docs/decisions/0012-certificate-slots.md.
  */
 int keel__cert_store_write(const char *dir, const cert_pair *p);
+
+/* keel__cert_store_write() in two halves, so that the slow part of writing a pair (the data of
+ * both files, synced) can overlap other work: staging writes key.next.pem and cert.next.pem under
+ * temporary names, which nothing reads and a load removes; committing runs the four steps of the
+ * rotation (a rename and a directory fsync each). A staged pair that is not committed is aborted,
+ * which removes its files. The commit aborts what it could not rename. */
+typedef struct cert_staged {
+    char dir[PATH_MAX];
+    char key[PATH_MAX], cert[PATH_MAX]; /* the temporary files, "" when none */
+} cert_staged;
+int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret);
+int keel__cert_store_commit(cert_staged *st);
+void keel__cert_store_abort(cert_staged *st);
 
 /*
  * Loads the pair in @dir, first finishing a rotation a crash interrupted, and removes leftovers.

@@ -2,6 +2,8 @@
 /* Where the credential comes from: the local CA (reusing what is on disk while it is valid) or the
  * operator's files; and the backup, written after each issue and read when the provider fails. */
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -56,7 +58,83 @@ static int read_ca(const char *key_path, const char *cert_path, EVP_PKEY **ret_k
     return 0;
 }
 
-static int create_ca(cert_service *s, const char *key_path, const char *cert_path, cert_error *e)
+/* The files of a local CA just created. On a first start they are written on a helper thread while
+ * the first certificate is issued and its pair staged (under temporary names: nothing else is
+ * renamed in the state directory then); the pair's rotation runs only once they are written, so
+ * names appear on disk in the order they did: the CA's key, its certificate, then the pair
+ * (docs/decisions/0012). */
+typedef struct ca_files {
+    char key_path[PATH_MAX], cert_path[PATH_MAX];
+    char *key_pem, *cert_pem; /* owned; the key's cleared when freed */
+    size_t key_size, cert_size;
+    pthread_t thread;
+    bool pending; /* not written yet */
+    bool running; /* the thread writes them */
+    int result;   /* of the thread's write, read after joining it */
+} ca_files;
+
+/* The key first: a crash before the certificate is written leaves no CA, which the next start
+ * creates again. */
+static int ca_files_write(ca_files *f)
+{
+    int r = keel__write_file_atomic(f->key_path, f->key_pem, f->key_size, 0600);
+    return r < 0 ? r : keel__write_file_atomic(f->cert_path, f->cert_pem, f->cert_size, 0644);
+}
+
+static void *ca_files_thread(void *userdata)
+{
+    ca_files *f = userdata;
+    (void) pthread_setname_np(pthread_self(), "certificate-ca");
+    f->result = ca_files_write(f);
+    return NULL;
+}
+
+/* Starts writing on the helper thread; where no thread can start, ca_files_finish() writes. */
+static void ca_files_start(ca_files *f)
+{
+    sigset_t all, old;
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+    f->running = pthread_create(&f->thread, NULL, ca_files_thread, f) == 0;
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Waits for the write (or makes it) and reports it; a CA that could not be written is dropped. */
+static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
+{
+    if (!f->pending)
+        return 0;
+    int r;
+    if (f->running) {
+        (void) pthread_join(f->thread, NULL);
+        f->running = false;
+        r = f->result;
+    } else
+        r = ca_files_write(f);
+    f->pending = false;
+    if (r < 0) {
+        EVP_PKEY_free(s->ca_key);
+        X509_free(s->ca_cert);
+        s->ca_key = NULL;
+        s->ca_cert = NULL;
+        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
+    }
+    CERT_LOG(KEEL_LOG_INFO, "Created the local CA key[%s], cert[%s]", f->key_path, f->cert_path);
+    return 0;
+}
+
+static void ca_files_done(ca_files *f)
+{
+    if (f->running)
+        (void) pthread_join(f->thread, NULL);
+    f->running = false;
+    keel__cert_pem_free(f->key_pem, f->key_size);
+    keel__cert_pem_free(f->cert_pem, f->cert_size);
+    f->key_pem = f->cert_pem = NULL;
+}
+
+/* A new CA, in memory: its files are pending in @f until ca_files_finish(). */
+static int create_ca(cert_service *s, ca_files *f, cert_error *e)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     _cleanup_(X509_freep) X509 *cert = NULL;
@@ -65,50 +143,70 @@ static int create_ca(cert_service *s, const char *key_path, const char *cert_pat
         r = keel__cert_create_ca(key, CERT_CA_LIFETIME, &cert);
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot create the local CA: %s", strerror(-r));
-    /* The key first: a crash before the certificate is written leaves no CA, which the next start
-     * creates again. */
-    if ((r = keel__cert_write_key(key_path, key)) < 0 || (r = keel__cert_write_certs(cert_path, cert, NULL)) < 0)
-        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", cert_path, strerror(-r));
-    CERT_LOG(KEEL_LOG_INFO, "Created the local CA key[%s], cert[%s]", key_path, cert_path);
+    if ((r = keel__cert_key_pem(key, &f->key_pem, &f->key_size)) < 0 ||
+        (r = keel__cert_certs_pem(cert, NULL, &f->cert_pem, &f->cert_size)) < 0)
+        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
+    f->pending = true;
     s->ca_key = TAKE_PTR(key);
     s->ca_cert = TAKE_PTR(cert);
     return 0;
 }
 
-/* The CA the operator supplied, or the one in state_dir, created when missing or unusable. */
-static int ensure_ca(cert_service *s, cert_error *e)
+/* The CA the operator supplied, or the one in state_dir, created when missing or unusable: then
+ * its files are pending in @f (see ca_files_finish()). */
+static int ensure_ca(cert_service *s, ca_files *f, cert_error *e)
 {
-    char key_path[PATH_MAX], cert_path[PATH_MAX];
     if (s->ca_key)
         return 0;
     if (*s->config.ca_key_file)
         return read_ca(s->config.ca_key_file, s->config.ca_cert_file, &s->ca_key, &s->ca_cert, e);
-    (void) snprintf(key_path, sizeof key_path, "%s/ca.key.pem", s->state_dir);
-    (void) snprintf(cert_path, sizeof cert_path, "%s/ca.pem", s->state_dir);
+    (void) snprintf(f->key_path, sizeof f->key_path, "%s/ca.key.pem", s->state_dir);
+    (void) snprintf(f->cert_path, sizeof f->cert_path, "%s/ca.pem", s->state_dir);
     cert_error why = {};
-    int r = read_ca(key_path, cert_path, &s->ca_key, &s->ca_cert, &why);
+    int r = read_ca(f->key_path, f->cert_path, &s->ca_key, &s->ca_cert, &why);
     if (r >= 0)
         return 0;
     if (r == -EACCES) /* a key others could read is compromised: the operator decides */
         return keel__cert_fail(e, r, "%s", why.text);
     if (r != -ENOENT)
         CERT_LOG(KEEL_LOG_WARNING, "%s; creating a new local CA", why.text);
-    return create_ca(s, key_path, cert_path, e);
+    return create_ca(s, f, e);
+}
+
+/* ensure_ca() with its files written before it returns. */
+static int ensure_ca_written(cert_service *s, cert_error *e)
+{
+    _cleanup_(ca_files_done) ca_files f = {};
+    int r = ensure_ca(s, &f, e);
+    return r < 0 ? r : ca_files_finish(s, &f, e);
 }
 
 /* ---- local-ca ---------------------------------------------------------------------------------- */
 
-static int issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+/* Issues a certificate for @key and stores the pair, its rotation only once @ca (may be NULL) is
+ * written: the pair's files are staged (written and synced under temporary names) meanwhile. */
+static int issue_and_store(cert_service *s, EVP_PKEY *key, ca_files *ca, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
+    cert_staged staged = {};
     int r = keel__cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
+    bool ref = r >= 0 && EVP_PKEY_up_ref(key) == 1;
+    if (ref)
+        p.key = key;
+    int stored = ref ? keel__cert_store_stage(s->state_dir, &p, &staged) : 0;
+    int w = ca ? ca_files_finish(s, ca, e) : 0; /* first: its failure is the one to report */
+    if (w >= 0 && ref && stored >= 0)
+        stored = keel__cert_store_commit(&staged);
+    else
+        keel__cert_store_abort(&staged);
+    if (w < 0)
+        return w;
+    if (r >= 0 && !ref)
+        return -ENOMEM;
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot issue a certificate from the local CA: %s", strerror(-r));
-    if (EVP_PKEY_up_ref(key) != 1)
-        return -ENOMEM;
-    p.key = key;
-    if ((r = keel__cert_store_write(s->state_dir, &p)) < 0)
-        return keel__cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    if (stored < 0)
+        return keel__cert_fail(e, stored, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-stored));
     take_pair(ret, &p);
     return 0;
 }
@@ -141,11 +239,25 @@ static int reuse(cert_service *s, cert_pair *ret, cert_error *e)
 
 static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
-    int r = ensure_ca(s, e);
+    _cleanup_(ca_files_done) ca_files ca = {};
+    int r = ensure_ca(s, &ca, e);
     if (r < 0)
         return r;
     cert_error why = {};
-    if ((r = reuse(s, ret, &why)) >= 0) {
+    r = reuse(s, ret, &why);
+    /* reuse() reads the pair, never the CA's files. A new CA and no pair on disk (a first start):
+     * the CA's files are written while the first certificate is issued. Otherwise now, before
+     * anything is logged about the pair. */
+    if (ca.pending && r == -ENOENT)
+        ca_files_start(&ca);
+    else {
+        int w = ca_files_finish(s, &ca, e);
+        if (w < 0) {
+            keel__cert_pair_done(ret);
+            return w;
+        }
+    }
+    if (r >= 0) {
         CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
         return 0;
     }
@@ -154,9 +266,11 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     if (r != -ENOENT)
         CERT_LOG(KEEL_LOG_WARNING, "%s; issuing a new one", why.text);
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
-        return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-    return issue_and_store(s, key, ret, e);
+    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0) {
+        int w = ca_files_finish(s, &ca, e);
+        return w < 0 ? w : keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    }
+    return issue_and_store(s, key, &ca, ret, e);
 }
 
 /* ---- file -------------------------------------------------------------------------------------- */
@@ -237,7 +351,7 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
     if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else {
-        if ((r = ensure_ca(s, e)) < 0)
+        if ((r = ensure_ca_written(s, e)) < 0)
             return r;
         /* The next key is made (and published) once per rotation, whatever the attempts it takes. */
         if (!s->next_key) {
@@ -247,7 +361,7 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
             if (keel_credential_new(s->next_key, NULL, NULL, &next) >= 0)
                 (void) keel_app_set_next_credential(s->app, next);
         }
-        r = issue_and_store(s, s->next_key, ret, e);
+        r = issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
             EVP_PKEY_free(s->next_key);
             s->next_key = NULL;

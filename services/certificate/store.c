@@ -9,8 +9,11 @@
  *   key + cert.next match              -> crashed after 3: finish 4
  *   otherwise                          -> crashed before 2 ended: drop the next slot, keep key + cert
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -45,27 +48,121 @@ static int path_in(char buf[static PATH_MAX], const char *dir, const char *name)
     return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-int keel__cert_store_write(const char *dir, const cert_pair *p)
+static int write_all(int fd, const char *p, size_t size)
+{
+    while (size > 0) {
+        ssize_t n = write(fd, p, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        size -= (size_t) n;
+    }
+    return 0;
+}
+
+/* @data in a new temporary file of @dir, named as keel__write_file_atomic() names them (so that a
+ * load removes it if it stays), with @mode, synced. Its path goes to @tmp. */
+static int stage_file(const char *dir, const char *name, const char *data, size_t size, mode_t mode, char tmp[static PATH_MAX])
+{
+    int n = snprintf(tmp, PATH_MAX, "%s/.%s.tmp-XXXXXX", dir, name);
+    if (n < 0 || n >= PATH_MAX) {
+        tmp[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    /* mkostemp() creates the file 0600: a key is never readable by others, not even briefly. */
+    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        tmp[0] = '\0';
+        return -errno;
+    }
+    int r = write_all(fd, data, size);
+    if (r >= 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
+        r = -errno;
+    if (r < 0) {
+        (void) unlink(tmp);
+        tmp[0] = '\0';
+    }
+    return r;
+}
+
+void keel__cert_store_abort(cert_staged *st)
+{
+    if (st->key[0])
+        (void) unlink(st->key);
+    if (st->cert[0])
+        (void) unlink(st->cert);
+    st->key[0] = st->cert[0] = '\0';
+}
+
+int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret)
+{
+    char *key = NULL, *cert = NULL;
+    size_t key_size = 0, cert_size = 0;
+    cert_staged st = {};
+    int n = snprintf(st.dir, sizeof st.dir, "%s", dir);
+    int r = n < 0 || (size_t) n >= sizeof st.dir ? -ENAMETOOLONG : 0;
+    if (r >= 0)
+        r = keel__cert_key_pem(p->key, &key, &key_size);
+    if (r >= 0)
+        r = keel__cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
+    if (r >= 0)
+        r = stage_file(dir, KEY_NEXT, key, key_size, 0600, st.key);
+    if (r >= 0)
+        r = stage_file(dir, CERT_NEXT, cert, cert_size, 0644, st.cert);
+    keel__cert_pem_free(key, key_size);
+    keel__cert_pem_free(cert, cert_size);
+    if (r < 0) {
+        keel__cert_store_abort(&st);
+        return r;
+    }
+    *ret = st;
+    return 0;
+}
+
+int keel__cert_store_commit(cert_staged *st)
 {
     char key[PATH_MAX], cert[PATH_MAX], key_next[PATH_MAX], cert_next[PATH_MAX];
-    int r = path_in(key, dir, KEY);
+    int r = path_in(key, st->dir, KEY);
     if (r >= 0)
-        r = path_in(cert, dir, CERT);
+        r = path_in(cert, st->dir, CERT);
     if (r >= 0)
-        r = path_in(key_next, dir, KEY_NEXT);
+        r = path_in(key_next, st->dir, KEY_NEXT);
     if (r >= 0)
-        r = path_in(cert_next, dir, CERT_NEXT);
-    if (r < 0)
-        return r;
+        r = path_in(cert_next, st->dir, CERT_NEXT);
+    if (r < 0 || !st->key[0] || !st->cert[0]) {
+        keel__cert_store_abort(st);
+        return r < 0 ? r : -EINVAL;
+    }
 
     /* A certificate left in the next slot by a failed write must not meet this key. */
-    if (unlink(cert_next) < 0 && errno != ENOENT)
-        return -errno;
-    if ((r = keel__cert_write_key(key_next, p->key)) < 0 || (r = keel__cert_write_certs(cert_next, p->leaf, p->chain)) < 0)
+    if (unlink(cert_next) < 0 && errno != ENOENT) {
+        r = -errno;
+        keel__cert_store_abort(st);
         return r;
+    }
+    /* Steps 1 and 2, each durable before the next, then 3 and 4. */
+    if ((r = keel__rename_durable(st->key, key_next)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    st->key[0] = '\0';
+    if ((r = keel__rename_durable(st->cert, cert_next)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    st->cert[0] = '\0';
     if ((r = keel__rename_durable(key_next, key)) < 0)
         return r;
     return keel__rename_durable(cert_next, cert);
+}
+
+int keel__cert_store_write(const char *dir, const cert_pair *p)
+{
+    cert_staged st;
+    int r = keel__cert_store_stage(dir, p, &st);
+    return r < 0 ? r : keel__cert_store_commit(&st);
 }
 
 /* Reads the pair @key_name + @cert_name of @dir and checks that they match. */

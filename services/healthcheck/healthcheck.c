@@ -100,6 +100,13 @@ static int healthcheck_refresh(keel_service *s, void *userdata)
     return 0;
 }
 
+/* What the server's ready check needs loads while the services before it start. */
+static int healthcheck_configure(keel_service *s, void *userdata)
+{
+    keel_http_prepare(keel_service_app(s));
+    return 0;
+}
+
 static int healthcheck_start(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
@@ -118,6 +125,7 @@ static int healthcheck_stop(keel_service *s, void *userdata)
 static const keel_service_vtable healthcheck_vtable = {
     .name = "healthcheck",
     .label = "health check",
+    .configure = healthcheck_configure,
     .start = healthcheck_start,
     .stop = healthcheck_stop,
     .refresh = healthcheck_refresh,

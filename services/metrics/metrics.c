@@ -44,6 +44,13 @@ static int handle(keel_http_request *req, void *userdata)
     return keel_http_respond(req, 200, KEEL_METRICS_CONTENT_TYPE, text, size, NULL);
 }
 
+/* What the server's ready check needs loads while the services before it start. */
+static int metrics_configure(keel_service *s, void *userdata)
+{
+    keel_http_prepare(keel_service_app(s));
+    return 0;
+}
+
 static int metrics_start(keel_service *s, void *userdata)
 {
     keel_app *app = keel_service_app(s);
@@ -64,6 +71,7 @@ static int metrics_stop(keel_service *s, void *userdata)
 static const keel_service_vtable metrics_vtable = {
     .name = "metrics",
     .label = "metrics exporter",
+    .configure = metrics_configure,
     .start = metrics_start,
     .stop = metrics_stop,
 };

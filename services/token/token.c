@@ -400,6 +400,8 @@ static int token_configure(keel_service *s, void *userdata)
     if (!tk.cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(tk.cache, &m);
+    /* The first server to start: what its ready check needs loads meanwhile (decision 11). */
+    keel_http_prepare(app);
     return 0;
 }
 

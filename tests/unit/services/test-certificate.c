@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -182,6 +183,63 @@ Test(certificate, key_readable_by_others_is_refused_naming_file_and_mode)
     }
 }
 
+/* Writes @pem (and @key in its traditional form after it, when not NULL) to @path with mode 0600. */
+static void write_key_file(const char *path, const char *pem, EVP_PKEY *key)
+{
+    _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    cr_assert_not_null(bio);
+    if (pem)
+        cr_assert_eq(BIO_puts(bio, pem), (int) strlen(pem));
+    if (key)
+        cr_assert_eq(PEM_write_bio_PrivateKey_traditional(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+    long n = BIO_get_mem_data(bio, &data);
+    cr_assert_eq(keel__write_file_atomic(path, data, (size_t) n, 0600), 0);
+}
+
+static void expect_same_key(const char *path, EVP_PKEY *want)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *back = NULL;
+    cert_error e = {};
+    cr_assert_eq(keel__cert_read_key(path, &back, &e), 0, "%s", e.text);
+    cr_assert_eq(EVP_PKEY_eq(want, back), 1);
+}
+
+/* Keys are decoded as their type when the PEM block names it (PKCS#8 by its algorithm, SEC1,
+ * PKCS#1), and the generic way otherwise: every form reads as the same key, and what Keel cannot
+ * sign with is refused as before. */
+Test(certificate, keys_read_the_same_in_every_form)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = NULL, *rsa = NULL, *ed = NULL;
+    _cleanup_free_ char *path = path_in(test_tmpdir(), "key.pem");
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &ec), 0);
+    cr_assert_eq(keel__cert_generate_key(CERT_KEY_RSA, 2048, &rsa), 0);
+    cr_assert_not_null(ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"));
+
+    cr_assert_eq(keel__cert_write_key(path, ec), 0); /* PKCS#8 */
+    expect_same_key(path, ec);
+    cr_assert_eq(keel__cert_write_key(path, rsa), 0);
+    expect_same_key(path, rsa);
+    write_key_file(path, NULL, ec); /* SEC1: EC PRIVATE KEY */
+    expect_same_key(path, ec);
+    write_key_file(path, NULL, rsa); /* PKCS#1: RSA PRIVATE KEY */
+    expect_same_key(path, rsa);
+    /* As `openssl ecparam -genkey` writes it: the parameters first. */
+    write_key_file(path, "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n", ec);
+    expect_same_key(path, ec);
+
+    cert_error e = {};
+    EVP_PKEY *none = NULL;
+    cr_assert_eq(keel__cert_write_key(path, ed), 0); /* PKCS#8 of another algorithm */
+    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EINVAL);
+    cr_assert(strstr(e.text, "neither EC P-256 nor RSA"), "%s", e.text);
+    write_key_file(
+        path, "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n", NULL);
+    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EBADMSG);
+    cr_assert(strstr(e.text, "is not a PEM private key"), "%s", e.text);
+    cr_assert_null(none);
+}
+
 Test(certificate, written_files_have_their_modes_and_no_temporaries)
 {
     _cleanup_(ca_done) ca c = make_ca();
@@ -195,6 +253,37 @@ Test(certificate, written_files_have_their_modes_and_no_temporaries)
     cr_assert_eq(stat(x, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0644);
     cr_assert_eq(keel__remove_stale_temporaries(dir), 0);
+}
+
+Test(certificate, pem_buffers_are_what_the_files_hold)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    cert_pair p = issue(&c, CERT_KEY_EC, 2 * HOUR);
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = sk_X509_new_null();
+    cr_assert(chain && sk_X509_push(chain, c.cert) && X509_up_ref(c.cert));
+    const char *dir = test_tmpdir();
+    _cleanup_free_ char *k = path_in(dir, "k.pem"), *x = path_in(dir, "x.pem");
+    char *key_pem = NULL, *certs_pem = NULL, *data = NULL;
+    size_t key_size = 0, certs_size = 0, size = 0;
+    mode_t mode;
+    cr_assert_eq(keel__cert_key_pem(p.key, &key_pem, &key_size), 0);
+    cr_assert_eq(keel__cert_certs_pem(p.leaf, chain, &certs_pem, &certs_size), 0);
+    cr_assert_eq(keel__cert_write_key(k, p.key), 0);
+    cr_assert_eq(keel__cert_write_certs(x, p.leaf, chain), 0);
+    cr_assert_eq(keel__read_file(x, CERT_FILE_MAX, &data, &size, &mode), 0);
+    cr_assert_eq(size, certs_size);
+    cr_assert_eq(memcmp(data, certs_pem, size), 0, "the certificates are written as encoded");
+    free(data);
+    /* A key's encoding is deterministic too: the same bytes, read back as the same key. */
+    cr_assert_eq(keel__read_file(k, CERT_FILE_MAX, &data, &size, &mode), 0);
+    cr_assert_eq(size, key_size);
+    cr_assert_eq(memcmp(data, key_pem, size), 0);
+    free(data);
+    cr_assert_eq(memcmp(certs_pem, "-----BEGIN CERTIFICATE-----", 27), 0);
+    keel__cert_pem_free(key_pem, key_size);
+    keel__cert_pem_free(certs_pem, certs_size);
+    keel__cert_pem_free(NULL, 0);
+    keel__cert_pair_done(&p);
 }
 
 static void expect_bad_file(const char *content, int error, const char *reason)
@@ -289,6 +378,44 @@ Test(certificate, store_round_trip_and_missing_pair)
     assert_loads(dir, &p);
     cr_assert_not(exists_in(dir, "key.next.pem"));
     cr_assert_not(exists_in(dir, "cert.next.pem"));
+}
+
+/* A staged pair is invisible until committed: aborted or left behind by a crash, the previous
+ * pair loads and the temporary files go; committed, it is the pair. */
+Test(certificate, staged_pair_counts_only_once_committed)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    struct stat st;
+    cert_staged staged;
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(stat(staged.key, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600);
+    cr_assert_eq(stat(staged.cert, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0644);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+    keel__cert_store_abort(&staged);
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0, "abort removes the staged files");
+    assert_loads(dir, &old);
+
+    /* A crash after staging: the load removes the staged files and keeps the pair. */
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    assert_loads(dir, &old);
+    cr_assert_eq(access(staged.key, F_OK), -1);
+    cr_assert_eq(access(staged.cert, F_OK), -1);
+
+    /* A certificate left in the next slot never meets the staged key. */
+    write_file_pair(dir, NULL, "cert.next.pem", &old);
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(keel__cert_store_commit(&staged), 0);
+    assert_loads(dir, &new);
+    cr_assert_not(exists_in(dir, "key.next.pem"));
+    cr_assert_not(exists_in(dir, "cert.next.pem"));
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0);
 }
 
 /* Each state a crash can leave, built by hand: the loader lands on a matching pair. */
