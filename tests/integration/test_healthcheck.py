@@ -213,6 +213,23 @@ class SpawnPoint(KeelTestCase):
         self.assertIn("Error starting health check: Failed to spawn the health check server thread", err)
 
 
+class LibcurlUnloaded(KeelTestCase):
+    def test_libcurl_is_gone_once_the_servers_are_confirmed(self):
+        # Loaded for the ready checks only (decision 11): its pages must not stay in an idle agent.
+        k = self.keel("serve")
+        k.ready()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(f"/proc/{k.proc.pid}/maps") as f:
+                if "libcurl" not in f.read():
+                    break
+            time.sleep(0.02)
+        with open(f"/proc/{k.proc.pid}/maps") as f:
+            self.assertNotIn("libcurl", f.read())
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+
 class IdleKeepAlive(KeelTestCase):
     def test_an_idle_keep_alive_connection_is_closed_at_once_by_the_drain(self):
         k = self.keel("serve", "--set", "http.connection_timeout=30s")
