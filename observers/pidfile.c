@@ -55,12 +55,20 @@ static int lock_file(keel_app *app, const char *path)
     return keel_app_fail(app, -EBUSY, "PID file %s keeps changing under us", path);
 }
 
+/* The commands that own the state directory hold the file. `keel token` only reads, and must run
+ * beside a serving agent: it takes nothing. */
+static bool holds_pidfile(keel_app *app)
+{
+    const char *command = keel_app_command(app);
+    return command && STR_IN_SET(command, "serve", "migrate");
+}
+
 static int on_acquire(keel_app *app, void *userdata)
 {
     const char *path = keel__app_settings(app)->pidfile;
     char buf[32];
 
-    if (!path || !*path)
+    if (!path || !*path || !holds_pidfile(app))
         return 0;
     int fd = lock_file(app, path);
     if (fd < 0)

@@ -104,6 +104,10 @@ void keel__cert_store_abort(cert_staged *st);
  * pair it settled on (a key file with a too-open mode among them).
  */
 int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e);
+/* Reads the pair in @dir without changing anything there, for a process beside the one that owns
+ * the directory (`keel token`): a rotation in progress is read through. Same results as
+ * keel__cert_store_load(). */
+int keel__cert_store_peek(const char *dir, cert_pair *ret, cert_error *e);
 
 /* ---- local-ca.c -------------------------------------------------------------------------------- */
 

@@ -59,6 +59,7 @@ typedef struct cert_service {
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
     atomic_uint_fast64_t interval;              /* config.refresh_interval as the refresh task reads it (live) */
     bool checks_registered;
+    bool read_only; /* `keel token`: state_dir belongs to the agent; nothing there is written or removed */
 } cert_service;
 
 extern cert_service keel__cert;
@@ -69,7 +70,8 @@ extern cert_service keel__cert;
 
 /* provider.c */
 /* The credential to start with: reused from disk when valid, else issued (local-ca), or loaded
- * from the files (file), with the backup as the fallback when configured. */
+ * from the files (file), with the backup as the fallback when configured. When read_only, only
+ * what is on disk, and nothing there changes. */
 int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e);
 /* A new credential for a refresh: a new key and certificate (local-ca), or the files re-read. Stores
  * it (and its backup) before returning. */

@@ -199,7 +199,7 @@ static int certificate_start(keel_service *svc, void *userdata)
         r = register_checks(s);
     if (r < 0)
         return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
-    if ((r = keel__mkdir_mode(s->state_dir, 0700)) < 0)
+    if (!s->read_only && (r = keel__mkdir_mode(s->state_dir, 0700)) < 0)
         return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", s->state_dir, strerror(-r));
 
     _cleanup_(keel__cert_pair_done) cert_pair p = {};
@@ -211,6 +211,8 @@ static int certificate_start(keel_service *svc, void *userdata)
     (void) pthread_mutex_unlock(&s->lock);
     if (r < 0)
         return keel_app_fail(app, r, "%s", e.text);
+    if (s->read_only) /* a command that exits soon: nothing to keep fresh */
+        return 0;
 
     if (s->config.provider == CERT_PROVIDER_FILE && (r = keel__cert_watch_start(s)) < 0)
         return keel_app_fail(app, r, "Cannot watch the directory of '%s': %s", s->key_path, strerror(-r));
@@ -274,11 +276,15 @@ static int add_service(keel_app *app, void *userdata)
 }
 
 /* `keel token` is declared by the token plugin, which registers after this one: the service is
- * added for it in init, still before configure and start. */
+ * added for it in init, still before configure and start. The command may run beside a serving
+ * agent, whose state directory it only reads. */
 static int on_init(keel_app *app, void *userdata)
 {
     const char *command = keel_app_command(app);
-    return command && streq(command, "token") ? add_service(app, userdata) : 0;
+    if (!command || !streq(command, "token"))
+        return 0;
+    keel__cert.read_only = true;
+    return add_service(app, userdata);
 }
 
 static int certificate_register(keel_app *app)

@@ -275,12 +275,18 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 
 /* ---- file -------------------------------------------------------------------------------------- */
 
-static int read_checked(const char *dir_or_null, const char *key_path, const char *cert_path, X509 *ca, cert_pair *ret,
-                        cert_error *e)
+/* The pair in @dir_or_null's slots, or in @key_path and @cert_path, checked. A directory another
+ * process owns (s->read_only) is only peeked at. */
+static int read_checked(cert_service *s, const char *dir_or_null, const char *key_path, const char *cert_path, X509 *ca,
+                        cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
     char what[2 * PATH_MAX + 32];
-    int r = dir_or_null ? keel__cert_store_load(dir_or_null, &p, e) : keel__cert_read_key(key_path, &p.key, e);
+    int r;
+    if (!dir_or_null)
+        r = keel__cert_read_key(key_path, &p.key, e);
+    else
+        r = s->read_only ? keel__cert_store_peek(dir_or_null, &p, e) : keel__cert_store_load(dir_or_null, &p, e);
     if (r >= 0 && !dir_or_null)
         r = keel__cert_read_certs(cert_path, &p.leaf, &p.chain, e);
     if (r < 0)
@@ -292,6 +298,24 @@ static int read_checked(const char *dir_or_null, const char *key_path, const cha
     return 0;
 }
 
+/* `keel token`: the pair the agent keeps, checked against its CA when the CA's certificate is there
+ * (the CA's key is not needed to check). */
+static int local_ca_peek(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    char ca[PATH_MAX];
+    (void) snprintf(ca, sizeof ca, "%s/ca.pem", s->state_dir);
+    const char *ca_path = *s->config.ca_cert_file ? s->config.ca_cert_file : ca;
+    _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
+    int r = keel__cert_read_certs(ca_path, &s->ca_cert, &rest, e);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    r = read_checked(s, s->state_dir, s->key_path, s->cert_path, s->ca_cert, ret, e);
+    if (r == -ENOENT)
+        return keel__cert_fail(e, r, "No key and certificate in '%s' yet: `%s serve` creates them, this command only reads them",
+                               s->state_dir, keel_app_name(s->app));
+    return r;
+}
+
 static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
 {
     if (*s->config.ca_cert_file && !s->ca_cert) {
@@ -300,14 +324,14 @@ static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
         if (r < 0)
             return r;
     }
-    return read_checked(NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
+    return read_checked(s, NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
 }
 
 /* ---- backup ------------------------------------------------------------------------------------ */
 
 static void backup_write(cert_service *s, const cert_pair *p)
 {
-    if (!(s->config.backup & CERT_BACKUP_WRITE))
+    if (!(s->config.backup & CERT_BACKUP_WRITE) || s->read_only)
         return;
     int r = keel__mkdir_mode(s->backup_dir, 0700);
     if (r >= 0)
@@ -322,12 +346,16 @@ static int backup_read(cert_service *s, cert_pair *ret, cert_error *e)
     (void) snprintf(key, sizeof key, "%s/key.pem", s->backup_dir);
     (void) snprintf(cert, sizeof cert, "%s/cert.pem", s->backup_dir);
     /* The CA is checked only when the local CA is at hand: the backup is for when it is not. */
-    return read_checked(s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
+    return read_checked(s, s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
 }
 
 int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
-    int r = s->config.provider == CERT_PROVIDER_FILE ? file_load(s, ret, e) : local_ca_obtain(s, ret, e);
+    int r;
+    if (s->config.provider == CERT_PROVIDER_FILE)
+        r = file_load(s, ret, e);
+    else
+        r = s->read_only ? local_ca_peek(s, ret, e) : local_ca_obtain(s, ret, e);
     if (r >= 0) {
         backup_write(s, ret);
         return 0;

@@ -121,50 +121,6 @@ int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret
     return 0;
 }
 
-int keel__cert_store_commit(cert_staged *st)
-{
-    char key[PATH_MAX], cert[PATH_MAX], key_next[PATH_MAX], cert_next[PATH_MAX];
-    int r = path_in(key, st->dir, KEY);
-    if (r >= 0)
-        r = path_in(cert, st->dir, CERT);
-    if (r >= 0)
-        r = path_in(key_next, st->dir, KEY_NEXT);
-    if (r >= 0)
-        r = path_in(cert_next, st->dir, CERT_NEXT);
-    if (r < 0 || !st->key[0] || !st->cert[0]) {
-        keel__cert_store_abort(st);
-        return r < 0 ? r : -EINVAL;
-    }
-
-    /* A certificate left in the next slot by a failed write must not meet this key. */
-    if (unlink(cert_next) < 0 && errno != ENOENT) {
-        r = -errno;
-        keel__cert_store_abort(st);
-        return r;
-    }
-    /* Steps 1 and 2, each durable before the next, then 3 and 4. */
-    if ((r = keel__rename_durable(st->key, key_next)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    st->key[0] = '\0';
-    if ((r = keel__rename_durable(st->cert, cert_next)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    st->cert[0] = '\0';
-    if ((r = keel__rename_durable(key_next, key)) < 0)
-        return r;
-    return keel__rename_durable(cert_next, cert);
-}
-
-int keel__cert_store_write(const char *dir, const cert_pair *p)
-{
-    cert_staged st;
-    int r = keel__cert_store_stage(dir, p, &st);
-    return r < 0 ? r : keel__cert_store_commit(&st);
-}
-
 /* Reads the pair @key_name + @cert_name of @dir and checks that they match. */
 static int read_pair(const char *dir, const char *key_name, const char *cert_name, cert_pair *ret, cert_error *e)
 {
@@ -202,8 +158,17 @@ static void unlink_in(const char *dir, const char *name)
         (void) unlink(p); /* a leftover: harmless if it stays */
 }
 
-/* Finishes a rotation that a crash interrupted. Returns 1 when the next slot held the pair. */
-static int recover(const char *dir)
+/* Whether a slot that failed to load never received a complete pair (a file missing, cut short or
+ * of another key), so that dropping it loses nothing. Other failures (permissions, I/O, memory)
+ * say nothing about the files: they are reported and the slot stays. */
+static bool slot_incomplete(int r)
+{
+    return r == -ENOENT || r == -EBADMSG || r == -EKEYREJECTED;
+}
+
+/* Finishes a rotation that a crash or a failed write interrupted. Returns 1 when the next slot held
+ * the pair; @e says why when the next slot could not be read. */
+static int recover(const char *dir, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
     char cert_next[PATH_MAX];
@@ -212,27 +177,91 @@ static int recover(const char *dir)
         unlink_in(dir, KEY_NEXT);
         return 0;
     }
-    if (read_pair(dir, KEY_NEXT, CERT_NEXT, &p, NULL) >= 0) {
-        int r = rename_in(dir, KEY_NEXT, KEY);
-        return r < 0 ? r : rename_in(dir, CERT_NEXT, CERT);
+    int r = read_pair(dir, KEY_NEXT, CERT_NEXT, &p, e);
+    if (r >= 0) {
+        r = rename_in(dir, KEY_NEXT, KEY);
+        if (r >= 0)
+            r = rename_in(dir, CERT_NEXT, CERT);
+        return r < 0 ? r : 1;
     }
     keel__cert_pair_done(&p);
-    if (read_pair(dir, KEY, CERT_NEXT, &p, NULL) >= 0)
+    if (slot_incomplete(r) && (r = read_pair(dir, KEY, CERT_NEXT, &p, e)) >= 0)
         return rename_in(dir, CERT_NEXT, CERT);
+    if (!slot_incomplete(r))
+        return r;
     unlink_in(dir, KEY_NEXT);
     unlink_in(dir, CERT_NEXT);
     return 0;
 }
 
+int keel__cert_store_commit(cert_staged *st)
+{
+    char key[PATH_MAX], cert[PATH_MAX], key_next[PATH_MAX], cert_next[PATH_MAX];
+    int r = path_in(key, st->dir, KEY);
+    if (r >= 0)
+        r = path_in(cert, st->dir, CERT);
+    if (r >= 0)
+        r = path_in(key_next, st->dir, KEY_NEXT);
+    if (r >= 0)
+        r = path_in(cert_next, st->dir, CERT_NEXT);
+    if (r < 0 || !st->key[0] || !st->cert[0]) {
+        keel__cert_store_abort(st);
+        return r < 0 ? r : -EINVAL;
+    }
+
+    /* A rotation a failed write left halfway is finished first, and a certificate left in the
+     * next slot without its key is dropped: it must not meet this key. */
+    if ((r = recover(st->dir, NULL)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    /* Steps 1 and 2, each durable before the next, then 3 and 4. */
+    if ((r = keel__rename_durable(st->key, key_next)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    st->key[0] = '\0';
+    if ((r = keel__rename_durable(st->cert, cert_next)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    st->cert[0] = '\0';
+    if ((r = keel__rename_durable(key_next, key)) < 0)
+        return r;
+    return keel__rename_durable(cert_next, cert);
+}
+
+int keel__cert_store_write(const char *dir, const cert_pair *p)
+{
+    cert_staged st;
+    int r = keel__cert_store_stage(dir, p, &st);
+    return r < 0 ? r : keel__cert_store_commit(&st);
+}
+
 int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
 {
+    cert_error why = {};
     int r = keel__remove_stale_temporaries(dir);
     if (r == -ENOENT)
         return keel__cert_fail(e, r, "'%s' does not exist", dir);
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot read the directory '%s': %s", dir, strerror(-r));
-    r = recover(dir);
+    r = recover(dir, &why);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir, strerror(-r));
+        return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir, why.text[0] ? why.text : strerror(-r));
     return read_pair(dir, KEY, CERT, ret, e);
+}
+
+/* Nothing is renamed or removed: @dir belongs to another process. Between steps 3 and 4 of its
+ * rotation the new key is in key.pem and its certificate still in cert.next.pem; a whole rotation
+ * between our reads of the two files shows as a mismatch, and the pair is read again. */
+int keel__cert_store_peek(const char *dir, cert_pair *ret, cert_error *e)
+{
+    int r = -EKEYREJECTED;
+    for (int attempt = 0; attempt < 3 && r == -EKEYREJECTED; attempt++) {
+        r = read_pair(dir, KEY, CERT, ret, e);
+        if (r == -EKEYREJECTED && read_pair(dir, KEY, CERT_NEXT, ret, NULL) >= 0)
+            return 0;
+    }
+    return r;
 }

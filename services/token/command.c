@@ -9,6 +9,7 @@
 #include <keel/keel.h>
 
 #include "macro.h"
+#include "request.h"
 #include "token.h"
 
 static struct {
@@ -56,6 +57,16 @@ static int parse_one(keel_app *app, char **argv, int argc, int *i)
     return r < 0 ? r : 0;
 }
 
+/* The rules of the token server's request headers: a token this prints, the server would issue. */
+static int check_names(keel_app *app)
+{
+    char reason[128];
+    if (token_check_value("option --domain", cmd.domain, reason, sizeof reason) < 0 ||
+        token_check_value("option --role", cmd.role, reason, sizeof reason) < 0)
+        return keel_app_fail(app, -EINVAL, "'token': %s", reason);
+    return 0;
+}
+
 static int parse_args(keel_app *app)
 {
     int argc;
@@ -69,7 +80,7 @@ static int parse_args(keel_app *app)
         return keel_app_fail(app, -EINVAL, "'token': --domain is required (usage: token --domain D --role R [--format jwt|json])");
     if (!cmd.role || !*cmd.role)
         return keel_app_fail(app, -EINVAL, "'token': --role is required (usage: token --domain D --role R [--format jwt|json])");
-    return 0;
+    return check_names(app);
 }
 
 static int print_token(keel_app *app, const char *jwt, keel_usec_t expires, keel_usec_t now)

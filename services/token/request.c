@@ -19,27 +19,34 @@ static bool safe_char(char ch)
            ch == '_' || ch == '-';
 }
 
-int token_check_header(const char *name, const char *value, char *reason, size_t size)
+int token_check_value(const char *what, const char *value, char *reason, size_t size)
 {
-    if (!value) {
-        (void) snprintf(reason, size, "missing header %s", name);
-        return -EINVAL;
-    }
     size_t n = strnlen(value, TOKEN_HEADER_MAX + 1);
     if (n == 0) {
-        (void) snprintf(reason, size, "empty header %s", name);
+        (void) snprintf(reason, size, "empty %s", what);
         return -EINVAL;
     }
     if (n > TOKEN_HEADER_MAX) {
-        (void) snprintf(reason, size, "header %s is longer than %d bytes", name, TOKEN_HEADER_MAX);
+        (void) snprintf(reason, size, "%s is longer than %d bytes", what, TOKEN_HEADER_MAX);
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++)
         if (!safe_char(value[i])) {
-            (void) snprintf(reason, size, "header %s has a character outside [A-Za-z0-9._:-] at offset %zu", name, i);
+            (void) snprintf(reason, size, "%s has a character outside [A-Za-z0-9._:-] at offset %zu", what, i);
             return -EINVAL;
         }
     return 0;
+}
+
+int token_check_header(const char *name, const char *value, char *reason, size_t size)
+{
+    char what[64];
+    if (!value) {
+        (void) snprintf(reason, size, "missing header %s", name);
+        return -EINVAL;
+    }
+    (void) snprintf(what, sizeof what, "header %s", name);
+    return token_check_value(what, value, reason, size);
 }
 
 static uint64_t prefix;

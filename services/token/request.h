@@ -14,6 +14,8 @@
  * long, a bad character at a position) in @reason (@size bytes).
  */
 int token_check_header(const char *name, const char *value, char *reason, size_t size);
+/* The same checks of a present @value, which @what names in @reason ("option --domain"). */
+int token_check_value(const char *what, const char *value, char *reason, size_t size);
 
 /* A request id unique in this process and unlikely to repeat across processes ("3f9c0a1e2b7d4c55-42"). */
 void token_request_id(char ret[static 40]);

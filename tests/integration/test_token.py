@@ -10,10 +10,12 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -278,30 +280,93 @@ class Command(KeelTestCase):
         held = self.listener()
         return {f"KEEL_{s}_ADDRESS": held for s in ("TOKEN", "METRICS", "HEALTHCHECK")}
 
+    def test_domain_and_role_follow_the_servers_rules(self):
+        for args, reason in ((["--domain", "a b", "--role", "r"], "option --domain has a character outside"),
+                             (["--domain", "d", "--role", "r/w"], "option --role has a character outside"),
+                             (["--domain", "d" * 129, "--role", "r"], "option --domain is longer than 128 bytes")):
+            with self.subTest(args=args):
+                status, out, err, _ = run("token", *args)
+                self.assertEqual((status, out), (64, ""), err)
+                self.assertIn(reason, err)
+
+    def serve_once(self, *settings):
+        """Runs `keel serve` with `--set` @settings until ready, then stops it; returns its state
+        directory, where it left its key and certificate."""
+        args = [a for s in settings for a in ("--set", s)]
+        k = self.keel("serve", *args)
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        return os.path.join(k.tmp, "state")
+
+    def token_in(self, state, *args, **kw):
+        env = dict(self.no_servers(), KEEL_STATE_DIR=state)
+        return run("token", *args, "--domain", "sports", "--role", "reader", env=env, **kw)
+
+    @staticmethod
+    def listing(state):
+        return {name: os.stat(os.path.join(state, name)).st_mtime_ns for name in os.listdir(state)}
+
     @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
     def test_keel_token_prints_a_verifiable_token_and_binds_nothing(self):
-        k = self.keel("token", "--domain", "sports", "--role", "reader", env=self.no_servers())
-        status, out, err = k.wait()
+        state = self.serve_once()
+        before = self.listing(state)
+        status, out, err, _ = self.token_in(state)
         self.assertEqual(status, 0, err)
         self.assertNotIn("Starting", err.replace("Starting certificate", ""))
         token = out.strip()
         self.assertEqual(out.count("\n"), 1)
         self.assertEqual(token.count("."), 2)
-        # The certificate service left its certificate in the state directory: its public key is
-        # the one the token is signed with.
-        with open(os.path.join(k.tmp, "state", "cert.pem"), "rb") as f:
+        # Signed with the key of the certificate the agent left in its state directory, which
+        # the command only read.
+        with open(os.path.join(state, "cert.pem"), "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, cert.public_key(), algorithms=[header["alg"]], audience="sports", issuer="keel")
         self.assertEqual(claims["scope"], "reader")
+        self.assertEqual(self.listing(state), before)
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_keel_token_beside_a_serving_agent_takes_nothing_of_it(self):
+        """The PID file and the state directory stay the agent's; its rotation in progress (a
+        staged temporary file) is left alone; the token verifies with the agent's JWKS."""
+        pidfile = os.path.join(tempfile.mkdtemp(prefix="keel-pid-"), "keel.pid")
+        self.addCleanup(shutil.rmtree, os.path.dirname(pidfile), True)
+        agent = self.keel("serve", "--pidfile", pidfile)
+        agent.ready()
+        state = os.path.join(agent.tmp, "state")
+        staged = os.path.join(state, ".cert.next.pem.tmp-abcdef")
+        with open(staged, "w") as f:
+            f.write("being written by the agent")
+        before = self.listing(state)
+        status, out, err, _ = self.token_in(state, "--pidfile", pidfile)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(self.listing(state), before)
+        with open(pidfile) as f:
+            self.assertEqual(f.read().strip(), str(agent.proc.pid))
+        keys, _ = jwks_keys(bound_address(agent, "token provider server"))
+        self.assertEqual(verify(out.strip(), keys)["scope"], "reader")
+        os.unlink(staged)
+        agent.kill(signal.SIGTERM)
+        self.assertEqual(agent.wait()[0], 0)
+
+    @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+    def test_keel_token_without_a_credential_names_the_directory_and_creates_nothing(self):
+        state = os.path.join(tempfile.mkdtemp(prefix="keel-state-"), "state")
+        self.addCleanup(shutil.rmtree, os.path.dirname(state), True)
+        status, out, err, _ = self.token_in(state)
+        self.assertEqual((status, out), (1, ""), err)
+        self.assertIn(f"No key and certificate in '{state}' yet: `keel serve` creates them", err)
+        self.assertFalse(os.path.exists(state))
 
     def token_and_cert(self, *settings):
-        """Runs `keel token` with `--set` @settings; returns the token and the certificate it used."""
-        args = [a for s in settings for a in ("--set", s)]
-        k = self.keel("token", *args, "--domain", "sports", "--role", "reader", env=self.no_servers())
-        status, out, err = k.wait()
+        """Runs `keel token` on what `keel serve` with `--set` @settings left; returns the token
+        and the certificate it used."""
+        state = self.serve_once(*settings)
+        status, out, err, _ = self.token_in(state, *[a for s in settings for a in ("--set", s)])
         self.assertEqual(status, 0, err)
-        with open(os.path.join(k.tmp, "state", "cert.pem"), "rb") as f:
+        with open(os.path.join(state, "cert.pem"), "rb") as f:
             return out.strip(), x509.load_pem_x509_certificate(f.read())
 
     @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
@@ -320,7 +385,7 @@ class Command(KeelTestCase):
 
     @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
     def test_keel_token_json_is_the_token_endpoints_answer(self):
-        status, out, err, _ = run("token", "--domain", "sports", "--role", "reader", "--format=json", env=self.no_servers())
+        status, out, err, _ = self.token_in(self.serve_once(), "--format=json")
         self.assertEqual(status, 0, err)
         answer = json.loads(out)
         self.assertEqual(set(answer), {"access_token", "token_type", "expires_in", "scope"})

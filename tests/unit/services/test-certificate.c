@@ -448,6 +448,82 @@ Test(certificate, store_recovers_every_interrupted_rotation)
     cr_assert_not(exists_in(dir, ".cert.pem.tmp-abcdef"));
 }
 
+/* A commit after a write that stopped between steps 3 and 4 (the new key in place, its certificate
+ * still in the next slot) finishes that rotation first: dropping the next certificate would leave
+ * the key with another key's certificate if this commit failed in turn. */
+Test(certificate, commit_finishes_a_half_rotation_before_its_own)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair mid = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cert_staged staged;
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    write_file_pair(dir, "key.pem", "cert.next.pem", &mid);
+    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    /* The staged files are made unrenamable, so the commit stops after its recovery. */
+    _cleanup_free_ char *key = strdup(staged.key);
+    cr_assert_eq(unlink(key), 0);
+    cr_assert_lt(keel__cert_store_commit(&staged), 0);
+    keel__cert_store_abort(&staged);
+    assert_loads(dir, &mid);
+}
+
+/* A next slot that cannot be read for another reason than being incomplete (here a key others may
+ * read) is reported, and stays for the operator to look at. */
+Test(certificate, store_reports_an_unreadable_next_slot_and_keeps_it)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cert_pair got = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    write_file_pair(dir, "key.next.pem", "cert.next.pem", &new);
+    _cleanup_free_ char *key_next = path_in(dir, "key.next.pem");
+    cr_assert_eq(chmod(key_next, 0644), 0);
+    cr_assert_eq(keel__cert_store_load(dir, &got, &e), -EACCES);
+    cr_assert(strstr(e.text, "key.next.pem"), "%s", e.text);
+    cr_assert(exists_in(dir, "key.next.pem"));
+    cr_assert(exists_in(dir, "cert.next.pem"));
+}
+
+static void assert_peeks(const char *dir, const cert_pair *want)
+{
+    _cleanup_(keel__cert_pair_done) cert_pair got = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_store_peek(dir, &got, &e), 0, "%s", e.text);
+    cr_assert_eq(X509_cmp(got.leaf, want->leaf), 0);
+}
+
+/* `keel token` beside the agent: every state of a rotation reads as a matching pair, and nothing in
+ * the directory is renamed or removed, not even a temporary file. */
+Test(certificate, peek_reads_through_a_rotation_and_changes_nothing)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cert_pair none = {};
+    cert_error e = {};
+    cr_assert_eq(keel__cert_store_peek(dir, &none, &e), -ENOENT);
+
+    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    _cleanup_free_ char *tmp = test_write_file(dir, ".key.next.pem.tmp-abcdef", "being written");
+    write_file_pair(dir, "key.next.pem", "cert.next.pem", &new); /* after step 2 */
+    assert_peeks(dir, &old);
+    cr_assert(exists_in(dir, "key.next.pem"));
+    cr_assert(exists_in(dir, ".key.next.pem.tmp-abcdef"));
+
+    _cleanup_free_ char *key_next = path_in(dir, "key.next.pem");
+    cr_assert_eq(unlink(key_next), 0); /* after step 3 */
+    write_file_pair(dir, "key.pem", NULL, &new);
+    assert_peeks(dir, &new);
+    cr_assert(exists_in(dir, "cert.next.pem"), "the agent finishes its rotation, not the reader");
+}
+
 static unsigned random_below(unsigned n)
 {
     unsigned x = 0;
