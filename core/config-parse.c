@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "macro.h"
@@ -64,12 +65,36 @@ static int parse_string(const keel_config_key *k, const keel_config_raw *v, keel
     return 0;
 }
 
+/* The directory relative paths are made absolute against: where the process started, taken before
+ * --daemon moves to "/" (keel__config_path_base_init()); the working directory when not taken. */
+static char *path_base;
+
+void keel__config_path_base_init(void)
+{
+    if (!path_base)
+        path_base = getcwd(NULL, 0);
+}
+
+char *keel__config_path_absolute(const char *path)
+{
+    _cleanup_free_ char *cwd = NULL;
+    const char *base = path_base ?: (cwd = getcwd(NULL, 0));
+    if (path[0] == '/' || !base)
+        return strdup(path);
+    while (path[0] == '.' && path[1] == '/')
+        path += 2;
+    return keel__strdup_printf("%s%s%s", base, streq(base, "/") ? "" : "/", streq(path, ".") ? "" : path);
+}
+
+/* Absolute, so that the value means the same after --daemon moved to "/" and in `config`'s dump.
+ * Empty only where the default is: "none". */
 static int parse_path(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
 {
     const char *t = scalar_text(v);
-    if (!*t)
+    if (!*t && !(k->def && streq(k->def, "''")))
         return fail(ret_error, -EINVAL, "invalid path '%s' for %s: expected a non-empty path", v->text, k->key);
-    return parse_string(k, v, ret, ret_error);
+    ret->string = *t ? keel__config_path_absolute(t) : strdup("");
+    return ret->string ? 0 : -ENOMEM;
 }
 
 static char *format_string(const keel_config_key *k, const keel_config_field *f)

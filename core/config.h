@@ -48,6 +48,12 @@ typedef struct keel_config_sources {
     char *const *sets;         /* layer 6: "key=value" strings from --set, in order; later wins */
 } keel_config_sources;
 
+/* Takes the working directory as the base of relative KEEL_CONFIG_PATH values, once; before
+ * --daemon leaves it. */
+void keel__config_path_base_init(void);
+/* @path against that base ("./x" and "x" alike), in a new string; NULL when out of memory. */
+char *keel__config_path_absolute(const char *path);
+
 /**
  * Reads every layer of @src in precedence order (built-in defaults < defaults file < app file <
  * profile < environment < --set) and, only when all of them parse, replaces the values in the

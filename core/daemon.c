@@ -6,6 +6,7 @@
  * script or an init script knows whether the service runs — the pipe stands in for sd_notify.
  */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "app-internal.h"
+#include "config.h"
 #include "log-internal.h"
 #include "macro.h"
 
@@ -73,29 +75,48 @@ static int renew_loop(keel_app *app)
     return keel__signals_setup(app);
 }
 
-int keel__daemonize(keel_app *app, int *ret_status)
+static int make_absolute(char **path)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int r = -errno;
-        safe_close(fds[0]);
-        safe_close(fds[1]);
-        return r;
-    }
-    if (pid > 0) {
-        safe_close(fds[1]);
-        *ret_status = wait_for_daemon(app, fds[0], pid);
-        return 1;
-    }
-    safe_close(fds[0]);
+    if (!*path)
+        return 0;
+    char *a = keel__config_path_absolute(*path);
+    if (!a)
+        return -ENOMEM;
+    free(*path);
+    *path = a;
+    return 0;
+}
+
+/* The daemon works from "/": the paths of the command line are made absolute while the directory
+ * they are relative to is still ours (the configuration's paths are made absolute by its parser).
+ * A profile name without a '/' is found next to the configuration file. */
+static int absolute_arguments(keel_app *app)
+{
+    int r = make_absolute(&app->config_file);
+    if (r >= 0)
+        r = make_absolute(&app->trace_path);
+    if (r >= 0 && app->profile && strchr(app->profile, '/'))
+        r = make_absolute(&app->profile);
+    return r;
+}
+
+/* The process that was started waits for the daemon; a signal (^C) ends the wait, as it would end
+ * a start in the foreground, and leaves the daemon to go on or fail on its own. */
+static void unblock_signals(void)
+{
+    sigset_t none;
+    (void) sigemptyset(&none);
+    (void) sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the first child, with @fd the pipe's writing end: returns in the daemon, or exits. */
+static void become_daemon(keel_app *app, int fd)
+{
     /* A new session without a controlling terminal, then a second fork so the daemon is not a
      * session leader and can never acquire one again. */
     if (setsid() < 0)
         _exit(KEEL_EXIT_FAILURE);
-    pid = fork();
+    pid_t pid = fork();
     if (pid != 0)
         _exit(pid < 0 ? KEEL_EXIT_FAILURE : KEEL_EXIT_OK);
     umask(022);
@@ -103,10 +124,35 @@ int keel__daemonize(keel_app *app, int *ret_status)
     if (r >= 0)
         r = renew_loop(app);
     if (r < 0) {
-        dprintf(fds[1], "E%d Failed to detach: %s\n", KEEL_EXIT_FAILURE, strerror(-r));
+        dprintf(fd, "E%d Failed to detach: %s\n", KEEL_EXIT_FAILURE, strerror(-r));
         _exit(KEEL_EXIT_FAILURE);
     }
-    app->daemon_fd = fds[1];
+    app->daemon_fd = fd;
+}
+
+int keel__daemonize(keel_app *app, int *ret_status)
+{
+    int fds[2];
+    int r = absolute_arguments(app);
+    if (r < 0)
+        return r;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+        return r;
+    }
+    if (pid > 0) {
+        safe_close(fds[1]);
+        unblock_signals();
+        *ret_status = wait_for_daemon(app, fds[0], pid);
+        return 1;
+    }
+    safe_close(fds[0]);
+    become_daemon(app, fds[1]);
     return 0;
 }
 

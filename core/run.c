@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "app-internal.h"
+#include "config.h"
 #include "fault.h"
 #include "macro.h"
 #include "trace.h"
@@ -28,6 +29,7 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
         *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
         return false;
     }
+    keel__config_path_base_init(); /* before --daemon leaves the directory */
     if (app->daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
         if (r < 0)
             keel_log_error_errno(r, "Failed to detach: %m");

@@ -23,7 +23,7 @@ const keel_config_key keel__core_settings_table[] = {
       .def = "/var/lib/keel",
       .help = "directory for keys, certificates and other state (systemd's StateDirectory=)" },
     { .key = "pidfile",
-      .type = KEEL_CONFIG_STRING,
+      .type = KEEL_CONFIG_PATH,
       .offset = S(pidfile),
       .def = "''",
       .help = "PID file held with flock while running; empty for none" },

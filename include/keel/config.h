@@ -6,7 +6,7 @@
 /** The types a configuration value can have; one parser each, shared by every key. */
 typedef enum keel_config_type {
     KEEL_CONFIG_STRING,   /* char * */
-    KEEL_CONFIG_PATH,     /* char *, must be non-empty */
+    KEEL_CONFIG_PATH,     /* char *, made absolute against the starting directory; empty only if the default is '' */
     KEEL_CONFIG_BOOL,     /* bool: true/false/yes/no/on/off */
     KEEL_CONFIG_INT,      /* int64_t, within [min, max] */
     KEEL_CONFIG_DURATION, /* keel_usec_t: "250ms", "30s", "1h30m", "24h"; bounds in usec */

@@ -25,7 +25,7 @@ class Keel:
     """One run of keel. Arguments go after the binary; the run gets an empty --config file
     unless `config` (YAML text) or `no_config` says otherwise."""
 
-    def __init__(self, *args, env=None, config="", no_config=False, notify=True):
+    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None):
         self.tmp = tempfile.mkdtemp(prefix="keel-it-")
         self.notifications = []  # (monotonic seconds, message)
         self.cond = threading.Condition()
@@ -49,13 +49,14 @@ class Keel:
             self.reader = threading.Thread(target=self._read_notifications, daemon=True)
             self.reader.start()
         full_env.update(env or {})
+        full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
         argv = [KEEL]
         if not no_config:
             self.config_path = self.write("keel.yaml", config)
             argv += ["--config", self.config_path]
         argv += list(args)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
         self.stdout = self.stderr = None
         # Read both pipes all the time, as journald would: a full 64 KiB pipe blocks the writer,
         # and a test that reads only at exit would see a server frozen in write(2).

@@ -11,7 +11,7 @@ import time
 import unittest
 
 from httpclient import get
-from keelrun import KeelTestCase, run
+from keelrun import KeelTestCase, load_trace, run
 
 
 def free_port():
@@ -91,6 +91,36 @@ class Daemon(KeelTestCase):
         status, _, err, _ = self.daemon("--set", "shutdown.timeout=soon")
         self.assertEqual(status, 78, "the daemon's own status comes back")
         self.assertIn("shutdown.timeout", err)
+
+    def test_relative_paths_mean_what_they_meant_where_it_started(self):
+        """The daemon works from "/": --config, --trace, --pidfile and a relative state_dir still
+        name files of the directory it was started in."""
+        with open(os.path.join(self.dir, "keel.yaml"), "w") as f:
+            f.write(f"healthcheck:\n  address: 127.0.0.1:{self.port}\n")
+        status, _, err, _ = run("--daemon", "--config", "keel.yaml", "--trace", "trace.json", "--pidfile", "./keel.pid",
+                                "serve", no_config=True, notify=False, cwd=self.dir,
+                                env={"KEEL_STATE_DIR": "state", "KEEL_HEALTHCHECK_ADDRESS": None})
+        self.assertEqual(status, 0, err)
+        pid = self.daemon_pid()
+        self.assertEqual(get(("127.0.0.1", self.port), "/livez")[0], 200, "the configuration file was read")
+        self.assertEqual(os.stat(os.path.join(self.dir, "state")).st_mode & 0o777, 0o700)
+        self.stop(pid)
+        self.assertTrue(load_trace(os.path.join(self.dir, "trace.json")), "the trace went where it was asked")
+
+    def test_a_signal_ends_the_wait_of_the_process_that_was_started(self):
+        """^C while the daemon starts ends the wait, as it would end a start in the foreground."""
+        k = self.keel("--daemon", "--pidfile", self.pidfile, "serve", notify=False,
+                      env={"KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.port}",
+                           "KEEL_FAULT": "sleep=6000@in:healthcheck.start"})
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.pidfile) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = self.daemon_pid()  # held from start.before on: the daemon is in its start
+        k.kill(signal.SIGINT)
+        status, _, _ = k.wait(timeout=4)
+        self.assertEqual(status, -signal.SIGINT)
+        self.assertTrue(alive(pid), "the daemon goes on with its start")
+        self.stop(pid)
 
 
 if __name__ == "__main__":

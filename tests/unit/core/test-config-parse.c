@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "macro.h"
@@ -99,10 +100,27 @@ Test(config_parse, path)
 {
     keel_config_key k = ROW(KEEL_CONFIG_PATH);
     string_is(&k, "/var/lib/keel", "/var/lib/keel");
-    string_is(&k, "relative/dir", "relative/dir");
     bad(&k, "''", -EINVAL, "invalid path '' for test.key: expected a non-empty path");
     bad(&k, "", -EINVAL, "invalid path '' for test.key: expected a non-empty path");
     bad(&k, "[/a]", -EINVAL, "invalid path for test.key: expected a single value, not a list");
+}
+
+/* Relative paths are made absolute against the directory the process started in, so that they mean
+ * the same once --daemon has moved to "/"; an empty path is "none" where the default is. */
+Test(config_parse, relative_paths_become_absolute)
+{
+    keel_config_key k = ROW(KEEL_CONFIG_PATH);
+    _cleanup_free_ char *cwd = getcwd(NULL, 0), *want = NULL;
+    cr_assert_not_null(cwd);
+    keel__config_path_base_init();
+    cr_assert_eq(chdir("/"), 0);
+    want = keel__strdup_printf("%s/relative/dir", cwd);
+    string_is(&k, "relative/dir", want);
+    string_is(&k, "./relative/dir", want);
+    string_is(&k, "/abs", "/abs");
+    cr_assert_eq(chdir(cwd), 0);
+    k.def = "''";
+    string_is(&k, "''", "");
 }
 
 /* ---- BOOL and INT -------------------------------------------------------------------------- */

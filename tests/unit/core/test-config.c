@@ -705,7 +705,7 @@ Test(config, dump_format)
     const char *f = file("app.yaml", "certificate:\n  dns_names: [a.example, 'b c', 'x,y']\ntoken.address: '[::1]:80'\n");
     load_ok(&(keel_config_sources){ .app_file = f,
                                     .environ = (char *[]){ "KEEL_PIDFILE=/run/keel.pid", NULL },
-                                    .sets = (char *[]){ "shutdown.timeout=1m30s", "state_dir='a: b'", NULL } });
+                                    .sets = (char *[]){ "shutdown.timeout=1m30s", "state_dir='/srv/a: b'", NULL } });
     _cleanup_free_ char *out = dump(),
                         *expected = keel__strdup_printf("certificate.dns_names: [a.example, b c, 'x,y']   # %1$s/app.yaml:2:14\n"
                                                         "log.level: info   # default\n"
@@ -713,7 +713,7 @@ Test(config, dump_format)
                                                         "pidfile: /run/keel.pid   # env KEEL_PIDFILE\n"
                                                         "shutdown.delay: 0   # default\n"
                                                         "shutdown.timeout: 1m30s   # --set\n"
-                                                        "state_dir: 'a: b'   # --set\n"
+                                                        "state_dir: '/srv/a: b'   # --set\n"
                                                         "token.address: '[::1]:80'   # %1$s/app.yaml:3:16\n"
                                                         "token.buffer: 64KiB   # default\n"
                                                         "token.workers: 4   # default\n",
