@@ -119,36 +119,60 @@ int keel__remove_stale_temporaries(const char *dir)
     return n;
 }
 
+/* A buffer for what a file holds, which may be a private key: every block it lets go of is wiped
+ * first, when it grows as on errors. */
+typedef struct growbuf {
+    char *data;
+    size_t size, allocated;
+} growbuf;
+
+static void growbuf_erase(growbuf *b)
+{
+    if (b->data)
+        explicit_bzero(b->data, b->allocated);
+    free(b->data);
+    *b = (growbuf){ 0 };
+}
+
+/* Doubles @b (4 KiB to begin with) through a copy: realloc() would free the old block unwiped. */
+static int growbuf_grow(growbuf *b)
+{
+    size_t n = b->allocated ? b->allocated * 2 : 4096;
+    growbuf g = { .data = malloc(n), .size = b->size, .allocated = n };
+    if (!g.data)
+        return -ENOMEM;
+    if (b->size > 0)
+        memcpy(g.data, b->data, b->size);
+    growbuf_erase(b);
+    *b = g;
+    return 0;
+}
+
 int keel__read_fd(int fd, size_t max, char **ret_data, size_t *ret_size)
 {
-    size_t size = 0, allocated = 4096;
-    _cleanup_free_ char *buf = malloc(allocated);
-    if (!buf)
-        return -ENOMEM;
+    _cleanup_(growbuf_erase) growbuf b = { 0 };
     for (;;) {
-        if (size + 1 >= allocated) {
-            if (allocated > max + 1)
+        if (b.size + 1 >= b.allocated) {
+            if (b.allocated > max + 1)
                 return -EFBIG;
-            char *p = realloc(buf, allocated * 2);
-            if (!p)
-                return -ENOMEM;
-            buf = p;
-            allocated *= 2;
+            int r = growbuf_grow(&b);
+            if (r < 0)
+                return r;
         }
-        ssize_t n = read(fd, buf + size, allocated - size - 1);
+        ssize_t n = read(fd, b.data + b.size, b.allocated - b.size - 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
         if (n == 0)
             break;
-        size += (size_t) n;
+        b.size += (size_t) n;
     }
-    if (size > max)
+    if (b.size > max)
         return -EFBIG;
-    buf[size] = '\0';
-    *ret_data = TAKE_PTR(buf);
-    *ret_size = size;
+    b.data[b.size] = '\0';
+    *ret_size = b.size;
+    *ret_data = TAKE_PTR(b.data);
     return 0;
 }
 

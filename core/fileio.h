@@ -30,13 +30,14 @@ int keel__mkdir_mode(const char *dir, mode_t mode);
  * the number removed, or a negative errno when @dir cannot be read. */
 int keel__remove_stale_temporaries(const char *dir);
 
-/* Reads @fd to its end (at most @max bytes) into a NUL-terminated buffer. Returns 0, -EFBIG past
- * @max, -ENOMEM, or a negative errno of read. */
+/* Reads @fd to its end (at most @max bytes) into a NUL-terminated buffer. The buffers it lets go
+ * of (growing, or on failure) are wiped first: what it reads may be a private key, and the caller
+ * wipes the one it returns. Returns 0, -EFBIG past @max, -ENOMEM, or a negative errno of read. */
 int keel__read_fd(int fd, size_t max, char **ret_data, size_t *ret_size);
 
 /*
  * Reads the whole regular file @path (at most @max bytes) into a NUL-terminated buffer, and its
- * mode (from the same open file, so the mode and the content belong together). Returns 0, -EFBIG
- * past @max, or a negative errno of open/fstat/read.
+ * mode (from the same open file, so the mode and the content belong together). Wipes as
+ * keel__read_fd() does. Returns 0, -EFBIG past @max, or a negative errno of open/fstat/read.
  */
 int keel__read_file(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode);

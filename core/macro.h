@@ -96,3 +96,8 @@ char **keel__strv_copy(char *const *l);
 bool keel__strv_contains(const char *const *l, const char *s);
 bool keel__strv_equal(char *const *a, char *const *b);
 char *keel__strdup_printf(const char *fmt, ...) KEEL_PRINTF(1, 2);
+
+/* What is left at @now of a wait of @span that began at @since (one clock, µs): 0 once it is
+ * over, KEEL_USEC_INFINITY for an endless one. A periodic task woken by a new period waits this
+ * much, counting the new period from its last run rather than from the wake. */
+keel_usec_t keel__usec_left(keel_usec_t since, keel_usec_t now, keel_usec_t span);

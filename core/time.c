@@ -6,6 +6,8 @@
 
 #include <keel/common.h>
 
+#include "macro.h"
+
 static keel_usec_t now_of(clockid_t clock)
 {
     struct timespec ts;
@@ -21,6 +23,14 @@ keel_usec_t keel_now(void)
 keel_usec_t keel_now_realtime(void)
 {
     return now_of(CLOCK_REALTIME);
+}
+
+keel_usec_t keel__usec_left(keel_usec_t since, keel_usec_t now, keel_usec_t span)
+{
+    if (span == KEEL_USEC_INFINITY)
+        return KEEL_USEC_INFINITY;
+    keel_usec_t elapsed = now > since ? now - since : 0;
+    return elapsed < span ? span - elapsed : 0;
 }
 
 /* "." and the @width digits of @frac without trailing zeros, or "" when it is 0. */

@@ -182,6 +182,15 @@ static void describe(const step *s, char *buf, size_t size)
     }
 }
 
+/* A short write(2) sets no errno: errno would still say what some earlier call failed with. */
+static int write_once(int fd, const void *data, size_t size)
+{
+    ssize_t n = write(fd, data, size);
+    if (n < 0)
+        return -errno;
+    return (size_t) n == size ? 0 : -EIO;
+}
+
 /* Writes @size bytes as @name through a temporary file and a rename, synced, with @mode. */
 static int write_atomic(int dfd, const char *name, const void *data, size_t size, mode_t mode)
 {
@@ -190,7 +199,9 @@ static int write_atomic(int dfd, const char *name, const void *data, size_t size
     _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -errno;
-    int r = write(fd, data, size) == (ssize_t) size && fchmod(fd, mode) == 0 && fsync(fd) == 0 ? 0 : -(errno ? errno : EIO);
+    int r = write_once(fd, data, size);
+    if (r >= 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
+        r = -errno;
     if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
         r = -errno;
     if (r < 0)
@@ -213,9 +224,31 @@ static int resolve_link(int dfd, const char *name)
     return write_atomic(dfd, name, buf, (size_t) n, st.st_mode & 0777);
 }
 
-static int apply(int dfd, const step *s)
+/* The renames are entries of the state directory and of roles/: both synced before the layout
+ * file says the moves are done, or a crash could keep the record and lose the moves. */
+static int sync_dirs(int dfd)
+{
+    if (fsync(dfd) < 0)
+        return -errno;
+    _cleanup_close_ int roles = openat(dfd, ROLES_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (roles < 0)
+        return errno == ENOENT ? 0 : -errno; /* no role certificates: nothing moved there */
+    return fsync(roles) < 0 ? -errno : 0;
+}
+
+/* The last step: the moves made durable, then the layout file written and its entry synced. */
+static int record_layout(int dfd, const char *name)
 {
     char layout[8];
+    int n = snprintf(layout, sizeof layout, "%d\n", LAYOUT_CURRENT);
+    int r = sync_dirs(dfd);
+    if (r >= 0)
+        r = write_atomic(dfd, name, layout, (size_t) n, 0644);
+    return r < 0 ? r : (fsync(dfd) < 0 ? -errno : 0);
+}
+
+static int apply(int dfd, const step *s)
+{
     switch (s->kind) {
     case STEP_MKDIR:
         return mkdirat(dfd, s->to, 0700) < 0 && errno != EEXIST ? -errno : 0;
@@ -231,11 +264,8 @@ static int apply(int dfd, const step *s)
         return resolve_link(dfd, s->from);
     case STEP_UNLINK:
         return unlinkat(dfd, s->from, 0) < 0 ? -errno : 0;
-    case STEP_LAYOUT: {
-        int n = snprintf(layout, sizeof layout, "%d\n", LAYOUT_CURRENT);
-        int r = write_atomic(dfd, s->to, layout, (size_t) n, 0644);
-        return r < 0 ? r : (fsync(dfd) < 0 ? -errno : 0);
-    }
+    case STEP_LAYOUT:
+        return record_layout(dfd, s->to);
     }
     return -EINVAL;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/buffer.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -39,12 +40,34 @@ static const char *ssl_reason(char *buf, size_t size)
     return buf;
 }
 
+/* Frees a memory BIO that held key bytes, wiping its whole buffer first: what was read from it
+ * too, which BIO_get_mem_ptr() moves back into the buffer's start. */
+static void BIO_erase_free(BIO *bio)
+{
+    BUF_MEM *bm = NULL;
+    if (bio && BIO_get_mem_ptr(bio, &bm) > 0 && bm && bm->data)
+        OPENSSL_cleanse(bm->data, bm->max);
+    BIO_free(bio);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_erase_free);
+
+/* The bytes of a file read whole, wiped when they go out of scope, however the read ends: any of
+ * them may be a private key (certificates are wiped too; they are small). */
+typedef struct pem_text {
+    char *data;
+    size_t size;
+} pem_text;
+
+static void pem_text_done(pem_text *t)
+{
+    keel__cert_pem_free(t->data, t->size);
+}
+
 static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
 {
-    _cleanup_free_ char *data = NULL;
-    size_t size = 0;
+    _cleanup_(pem_text_done) pem_text t = {};
     mode_t mode = 0;
-    int r = keel__read_file(path, CERT_FILE_MAX, &data, &size, &mode);
+    int r = keel__read_file(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
     if (r == -EFBIG)
         return keel__cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
     if (r < 0)
@@ -52,17 +75,12 @@ static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
     if (secret && (mode & 077))
         return keel__cert_fail(e, -EACCES, "Permissions %04o for '%s' are too open: a private key must not be accessible by others",
                                (unsigned) mode, path);
-    if (size == 0)
+    if (t.size == 0)
         return keel__cert_fail(e, -EBADMSG, "'%s' is empty", path);
-    BIO *bio = BIO_new(BIO_s_mem());
-    bool ok = bio && BIO_write(bio, data, (int) size) == (int) size;
-    if (secret)
-        OPENSSL_cleanse(data, size);
-    if (!ok) {
-        BIO_free(bio);
+    _cleanup_(BIO_erase_freep) BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio || BIO_write(bio, t.data, (int) t.size) != (int) t.size)
         return -ENOMEM;
-    }
-    *ret = bio;
+    *ret = TAKE_PTR(bio);
     return 0;
 }
 
@@ -113,7 +131,7 @@ static EVP_PKEY *read_typed_key(BIO *bio)
 int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
 {
     char why[256];
-    _cleanup_(BIO_freep) BIO *bio = NULL;
+    _cleanup_(BIO_erase_freep) BIO *bio = NULL;
     int r = read_pem(path, true, &bio, e);
     if (r < 0)
         return r;
@@ -185,14 +203,12 @@ static int bio_text(BIO *bio, char **ret, size_t *ret_size)
 
 int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size)
 {
-    _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
+    _cleanup_(BIO_erase_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
         return -ENOMEM;
     if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)
         return -EIO;
-    int r = bio_text(bio, ret, ret_size);
-    (void) BIO_reset(bio); /* the key's text in memory: cleared before it is freed */
-    return r;
+    return bio_text(bio, ret, ret_size);
 }
 
 int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size)

@@ -14,12 +14,14 @@
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
-/* Until the next renewal: refresh_interval or half what is left of the certificate, the sooner. */
-static keel_usec_t next_delay(cert_service *s)
+/* Until the next renewal: what is left of refresh_interval since @last (CLOCK_MONOTONIC: the last
+ * attempt, or the start) or half what is left of the certificate, the sooner. */
+static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, atomic_load(&s->interval)));
+    keel_usec_t left = keel__usec_left(last, keel_now(), atomic_load(&s->interval));
+    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, left));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -35,39 +37,52 @@ static int refresh_once(cert_service *s, cert_error *e)
     return keel__cert_reload(s, e);
 }
 
-static void log_schedule(cert_service *s, keel_usec_t delay)
+/* After a wake the delay is a remainder: the log says of what. */
+static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
 {
-    char d[64];
+    char d[64], i[64], why[128] = "";
     keel_format_duration(delay, d, sizeof d);
-    CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s", s->key_path, s->cert_path,
-             keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d);
+    if (woken)
+        (void) snprintf(why, sizeof why, " (refresh_interval %s, counted from the last refresh)",
+                        keel_format_duration(atomic_load(&s->interval), i, sizeof i));
+    CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s%s", s->key_path, s->cert_path,
+             keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d, why);
 }
 
+/* One attempt, logged. Returns the backoff before the next one: 0 after a success. */
+static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
+{
+    cert_error e = {};
+    int r = refresh_once(s, &e);
+    if (r >= 0) {
+        CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
+        return 0;
+    }
+    keel_counter_add(s->refresh_failures, 1);
+    backoff = keel__cert_backoff_next(backoff);
+    char d[64];
+    keel_format_duration(backoff, d, sizeof d);
+    CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
+    return backoff;
+}
+
+/* Every wait counts from the last attempt, so a wake (a new refresh_interval) shortens or
+ * lengthens the wait under way instead of starting a whole new one; a retry after a failure
+ * keeps its time. */
 static void refresh_task(keel_task *t, void *userdata)
 {
     cert_service *s = userdata;
-    keel_usec_t backoff = 0;
-    for (;;) {
-        keel_usec_t delay = backoff ? keel__cert_jitter(backoff) : next_delay(s);
+    keel_usec_t last = keel_now(), backoff = 0, retry = 0; /* last: the last attempt, or the start */
+    for (int w = 0; w >= 0;) {
+        keel_usec_t delay = backoff ? keel__usec_left(last, keel_now(), retry) : next_delay(s, last);
         if (!backoff)
-            log_schedule(s, delay);
-        int w = keel_task_wait(t, delay);
-        if (w < 0)
-            return;
-        if (w > 0)
-            continue; /* woken: refresh_interval changed, schedule again */
-        cert_error e = {};
-        int r = refresh_once(s, &e);
-        if (r >= 0) {
-            CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
-            backoff = 0;
-            continue;
-        }
-        keel_counter_add(s->refresh_failures, 1);
-        backoff = keel__cert_backoff_next(backoff);
-        char d[64];
-        keel_format_duration(backoff, d, sizeof d);
-        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
+            log_schedule(s, delay, w > 0);
+        w = keel_task_wait(t, delay);
+        if (w != 0)
+            continue; /* stopping, or woken: the new interval's remainder */
+        backoff = refresh_logged(s, backoff);
+        retry = keel__cert_jitter(backoff);
+        last = keel_now();
     }
 }
 

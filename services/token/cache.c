@@ -144,10 +144,24 @@ static entry *entry_add(token_cache *c, const char *domain, const char *role)
 
 /* ---- flights ---------------------------------------------------------------------------------- */
 
+/* Not expired: what a caller may be answered when nothing better is to be had. */
+static bool valid(const entry *e, keel_usec_t now)
+{
+    return e->token.jwt && e->token.expires > now;
+}
+
+/* A hit: minted with the current key and with more than TOKEN_CACHE_MIN_LEFT left. */
 static bool fresh(const token_cache *c, const entry *e, keel_usec_t now)
 {
-    return e->token.jwt && e->generation == c->generation && e->token.expires > now &&
-           e->token.expires - now > TOKEN_CACHE_MIN_LEFT;
+    return valid(e, now) && e->generation == c->generation && e->token.expires - now > TOKEN_CACHE_MIN_LEFT;
+}
+
+/* While another thread mints @e's successor, its token is answered as long as it is valid and of
+ * the current key: waiting would only trade it for a newer one. A token of the previous key is no
+ * answer here; it is the fallback for when the new key cannot sign, which the flight will tell. */
+static bool servable_in_flight(const token_cache *c, const entry *e, keel_usec_t now)
+{
+    return e->minting && valid(e, now) && e->generation == c->generation;
 }
 
 /* Mints for @e with the lock released. Called and returns with the lock held. */
@@ -188,7 +202,7 @@ static void wait_flight(token_cache *c, entry *e)
  * one when the flight failed), else the flight's error. */
 static int answer(const entry *e, keel_usec_t now, token_minted *ret)
 {
-    if (!e->token.jwt || e->token.expires <= now)
+    if (!valid(e, now))
         return e->error < 0 ? e->error : -ESTALE;
     char *jwt = strdup(e->token.jwt);
     if (!jwt)
@@ -197,16 +211,20 @@ static int answer(const entry *e, keel_usec_t now, token_minted *ret)
     return 0;
 }
 
+static int hit(token_cache *c, entry *e, keel_usec_t now, token_minted *ret)
+{
+    c->stats.hits++;
+    keel_counter_add(c->metrics.hits, 1);
+    list_unlink(c, e);
+    list_push_front(c, e);
+    return answer(e, now, ret);
+}
+
 static int get_locked(token_cache *c, const char *domain, const char *role, keel_usec_t now, token_minted *ret)
 {
     entry *e = *slot_of(c, domain, role);
-    if (e && fresh(c, e, now)) {
-        c->stats.hits++;
-        keel_counter_add(c->metrics.hits, 1);
-        list_unlink(c, e);
-        list_push_front(c, e);
-        return answer(e, now, ret);
-    }
+    if (e && (fresh(c, e, now) || servable_in_flight(c, e, now)))
+        return hit(c, e, now, ret);
     c->stats.misses++;
     keel_counter_add(c->metrics.misses, 1);
     if (!e && !(e = entry_add(c, domain, role)))

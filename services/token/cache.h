@@ -7,7 +7,8 @@
  * The token cache: one token per (domain, role), a bounded LRU, thread-safe. The HTTP polling
  * thread and the refresh task share it. A miss mints through the cache's mint handler with no
  * lock held, and only once for any number of concurrent misses of one key (single-flight): the
- * other callers wait for that flight and take its result. A failed flight leaves the token it
+ * other callers wait for that flight and take its result, unless the key's token is still valid
+ * and of the current key, which they are answered at once. A failed flight leaves the token it
  * meant to replace in place, and it is served for as long as it is valid.
  */
 typedef struct token_cache token_cache;
@@ -25,7 +26,8 @@ void token_minted_done(token_minted *t);
  * Called with no lock held, from whichever thread missed; must be thread-safe. */
 typedef int (*token_mint_handler_t)(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret);
 
-/* A token is served from the cache only while it has more than this left. */
+/* A token is a hit only while it has more than this left; with less, a request mints again, and
+ * is answered the old token only while another thread's flight replaces it or when its own fails. */
 #define TOKEN_CACHE_MIN_LEFT (60 * KEEL_USEC_PER_SEC)
 
 /* Series the cache keeps up to date (owned by a registry; any may be NULL). */
@@ -49,8 +51,11 @@ void token_cache_set_metrics(token_cache *c, const token_cache_metrics *m);
 /*
  * A token for (@domain, @role) at @now into *@ret (a copy, the caller's): the cached one while it
  * has more than TOKEN_CACHE_MIN_LEFT left and was minted with the current key generation, else a
- * new one (single-flight). Returns 0; -ENOMEM; or, when the flight failed and no valid token is
- * cached, the mint handler's error.
+ * new one (single-flight). While another thread mints the pair (a request or
+ * token_cache_refresh()), a cached token that is unexpired and of the current key generation is
+ * answered at once, however little it has left; only a caller without one waits for the flight.
+ * Returns 0; -ENOMEM; or, when the flight failed and no valid token is cached, the mint handler's
+ * error.
  */
 int token_cache_get(token_cache *c, const char *domain, const char *role, keel_usec_t now, token_minted *ret);
 

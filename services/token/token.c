@@ -262,17 +262,33 @@ static void refresh_once(void)
                          failed ? " (still served while valid)" : "");
 }
 
+/* After a wake the delay is a remainder: the log says of what. */
+static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken)
+{
+    char d[32], i[32];
+    keel_format_duration(delay, d, sizeof d);
+    keel_format_duration(interval, i, sizeof i);
+    if (woken)
+        keel_log_service("token", KEEL_LOG_INFO,
+                         "Will refresh tokens after %s (refresh_interval %s, counted from the last refresh)", d, i);
+    else
+        keel_log_service("token", KEEL_LOG_INFO, "Will refresh tokens after %s", d);
+}
+
+/* A wake (a new refresh_interval) waits only what is left of the new interval since the last
+ * refresh, or refreshes at once when that is past, instead of a whole interval from the reload. */
 static void refresh_task(keel_task *t, void *userdata)
 {
+    keel_usec_t last = keel_now(); /* the last refresh, or the start */
     for (int w = 0; w >= 0;) {
-        char every[32];
         keel_usec_t interval = atomic_load(&tk.refresh_interval);
-        keel_format_duration(interval, every, sizeof every);
-        keel_log_service("token", KEEL_LOG_INFO, "Will refresh tokens after %s", every);
-        w = keel_task_wait(t, interval);
-        if (w == 0)
+        keel_usec_t delay = w > 0 ? keel__usec_left(last, keel_now(), interval) : interval;
+        log_schedule(delay, interval, w > 0);
+        w = keel_task_wait(t, delay);
+        if (w == 0) {
             refresh_once();
-        /* w > 0: woken by a new refresh_interval, schedule again */
+            last = keel_now();
+        }
     }
 }
 
@@ -302,11 +318,18 @@ static void report_memory(void)
                      st.entries, st.bytes);
 }
 
+/* The group's wakes are for the refresh task (a new refresh_interval): woken, this one only goes
+ * back to sleep for what is left of its interval, and reports on time. */
 static void memory_task(keel_task *t, void *userdata)
 {
-    do
-        report_memory();
-    while (keel_task_wait(t, tk.config.memory_report_interval) >= 0);
+    keel_usec_t last = 0;
+    for (int w = 0; w >= 0;) {
+        if (w == 0) {
+            report_memory();
+            last = keel_now();
+        }
+        w = keel_task_wait(t, keel__usec_left(last, keel_now(), tk.config.memory_report_interval));
+    }
 }
 
 /* ---- health, metrics, rotation ---------------------------------------------------------------- */

@@ -23,9 +23,10 @@ SANITIZER_STATUS = 86  # tests/CMakeLists.txt gives sanitizer reports this exit 
 
 class Keel:
     """One run of keel. Arguments go after the binary; the run gets an empty --config file
-    unless `config` (YAML text) or `no_config` says otherwise."""
+    unless `config` (YAML text) or `no_config` says otherwise; `preexec_fn` runs in the child
+    before the exec (resource limits)."""
 
-    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None):
+    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None, preexec_fn=None):
         self.tmp = tempfile.mkdtemp(prefix="keel-it-")
         self.notifications = []  # (monotonic seconds, message)
         self.cond = threading.Condition()
@@ -56,7 +57,8 @@ class Keel:
             argv += ["--config", self.config_path]
         argv += list(args)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+        self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=cwd, preexec_fn=preexec_fn)
         self.stdout = self.stderr = None
         # Read both pipes all the time, as journald would: a full 64 KiB pipe blocks the writer,
         # and a test that reads only at exit would see a server frozen in write(2).

@@ -2,6 +2,7 @@
 """`keel migrate`: the seed agent's flat state directory (layout 1) to Keel's (layout 2)."""
 
 import os
+import resource
 import shutil
 import stat
 import tempfile
@@ -130,6 +131,18 @@ class Migrate(KeelTestCase):
         self.assertEqual(status, 0, err)
         self.assertIn("remove ca.pem, a link to nothing", out)
         self.assertNotIn("ca.pem", snapshot(self.state))
+
+    def test_a_short_write_of_the_layout_file_says_why_it_failed(self):
+        # Nothing to copy (no ca.pem link): the layout file is the one file written. A file size
+        # limit of one byte cuts its write(2) short, and a short write sets no errno.
+        self.write(os.path.join(self.state, "private.pem"), b"KEY\n", 0o600)
+        self.write(os.path.join(self.state, "cert.pem"), b"CERT CHAIN\n", 0o644)
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        status, _, err, _ = run("migrate", env={"KEEL_STATE_DIR": self.state},
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard)))
+        self.assertEqual(status, 1, err)
+        self.assertIn("Failed to record layout 2 in layout in " + self.state + ": Input/output error", err)
+        self.assertNotIn("layout", os.listdir(self.state), "no layout file, not even a cut one")
 
     def test_no_state_directory_is_nothing_to_do(self):
         shutil.rmtree(self.state)

@@ -68,14 +68,38 @@ class Refresh(KeelTestCase):
         token = bound_address(k, "token provider server")
         self.wait_log(k, "Will refresh tokens after 30m0s")
         self.reload(k, "token:\n  refresh_interval: 60s\n  expiry: 5m\ncertificate:\n  refresh_interval: 1s\n")
-        # The tasks woke and scheduled again with the new intervals, without waiting out the old ones.
-        self.wait_log(k, "Will refresh tokens after 1m0s")
+        # The tasks woke and scheduled again with the new intervals, without waiting out the old ones:
+        # what is left of the new interval since the task last scheduled.
+        self.wait_log(k, "(refresh_interval 1m0s, counted from the last refresh)")
+        left = re.search(r"Will refresh tokens after ([\d.]+)s \(refresh_interval 1m0s", k.stderr_so_far())
+        self.assertIsNotNone(left, k.stderr_so_far())
+        self.assertLess(float(left.group(1)), 60)
         self.wait_log(k, "Refreshed key[")
         status, headers, body = get(token, "/token", headers={"X-Athenz-Domain": "live", "X-Athenz-Role": "reload"})
         self.assertEqual(status, 200, body)
         self.assertIn(json.loads(body)["expires_in"], range(290, 301), "a token minted after the reload lives 5m")
         status, headers, _ = get(token, "/.well-known/jwks.json")
         self.assertEqual(headers["cache-control"], "max-age=10", "a sixth of the new refresh interval")
+        self.stop(k)
+
+    def test_a_shorter_refresh_interval_already_past_since_the_last_refresh_refreshes_at_once(self):
+        config = "token:\n  refresh_interval: {}\n  memory_report_interval: 1h\ncertificate:\n  refresh_interval: {}\n"
+        k = self.keel("serve", config=config.format("1h", "1h"))
+        k.ready()
+        self.wait_log(k, "Will refresh tokens after 1h0m0s")
+        self.wait_log(k, "Memory: rss[")
+        time.sleep(1.5)  # longer than the new interval: both refreshes are due when it applies
+        mark = len(k.stderr_so_far())
+        self.reload(k, config.format("1s", "1s"))
+        self.wait_log(k, "Refreshed 0 tokens, 0 failed")
+        self.wait_log(k, "Refreshed key[")
+        since = k.stderr_so_far()[mark:]
+        # The first schedule after the reload: at once, not a whole new interval from now.
+        self.assertEqual(re.search(r"Will refresh tokens after (\S+)", since).group(1), "0s", since)
+        self.assertEqual(re.search(r"Will refresh key\[.*\] after (\S+)", since).group(1), "0s", since)
+        self.assertIn("after 0s (refresh_interval 1s, counted from the last refresh)", since)
+        # The wake is for the refresh tasks: the memory reporter still reported only at start.
+        self.assertEqual(k.stderr_so_far().count("Memory: rss["), 1, k.stderr_so_far())
         self.stop(k)
 
     def test_a_bad_file_keeps_the_old_configuration_and_the_servers_serving(self):

@@ -43,3 +43,23 @@ Test(time, realtime_is_the_epoch_clock)
     cr_assert_lt(now, (keel_usec_t) 4102444800 * KEEL_USEC_PER_SEC, "before 2100");
     cr_assert_geq(keel_now_realtime(), now);
 }
+
+Test(time, what_is_left_of_a_wait_counts_from_its_start)
+{
+    static const struct {
+        keel_usec_t since, now, span, left;
+    } cases[] = {
+        { 100, 100, 60, 60 }, /* just begun */
+        { 100, 130, 60, 30 }, /* half past */
+        { 100, 159, 60, 1 },  /* nearly over */
+        { 100, 160, 60, 0 },  /* over: at once */
+        { 100, 500, 60, 0 },  /* long over, e.g. a shorter period after a reload */
+        { 100, 100, 0, 0 },   /* no wait */
+        { 500, 100, 60, 60 }, /* a start after now (never on one clock): nothing elapsed */
+        { 100, 500, KEEL_USEC_INFINITY, KEEL_USEC_INFINITY },
+        { 0, KEEL_USEC_INFINITY - 1, KEEL_USEC_INFINITY - 1, 0 },
+        { HOUR, HOUR + 90 * KEEL_USEC_PER_SEC, 30 * 60 * KEEL_USEC_PER_SEC, 28 * 60 * KEEL_USEC_PER_SEC + 30 * KEEL_USEC_PER_SEC },
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+        cr_assert_eq(keel__usec_left(cases[i].since, cases[i].now, cases[i].span), cases[i].left, "case %zu", i);
+}

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* services/token/cache.c: the LRU bound, the one-minute rule, single-flight and serving while a
- * refresh fails. Also runs under ThreadSanitizer (make test-tsan). */
+/* services/token/cache.c: the LRU bound, the one-minute rule, single-flight, serving while a
+ * refresh fails and while one flies. Also runs under ThreadSanitizer (make test-tsan). */
 #include "testing.h"
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -241,13 +242,13 @@ static void *run_refresh(void *userdata)
     return NULL;
 }
 
-Test(token_cache, a_request_waits_for_the_refresh_flying_its_pair)
+Test(token_cache, a_request_without_a_valid_token_waits_for_the_refresh_flying_its_pair)
 {
     fake f = { .lifetime = HOUR };
     token_cache *c = token_cache_new(10, fake_mint, &f);
     cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
     atomic_store(&f.delay_ms, 200);
-    keel_usec_t late = T0 + HOUR - 30 * KEEL_USEC_PER_SEC; /* under a minute left: a request would mint */
+    keel_usec_t late = T0 + HOUR; /* expired: nothing to answer but the refresh's token */
     refresher rf = { .cache = c, .now = late };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, run_refresh, &rf), 0);
@@ -276,5 +277,143 @@ Test(token_cache, a_hit_does_not_wait_for_a_refresh)
     cr_assert_lt((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000, 100);
     cr_assert_eq(pthread_join(th, NULL), 0);
     cr_assert_eq(get(c, "d", "r", T0, "d/r/2"), 0);
+    token_cache_free(c);
+}
+
+/* ---- serving while a flight replaces the token ---------------------------------------------- */
+
+/* A mint handler the test holds: once armed, each mint says it began and then waits until the
+ * test lets it go, for 5 s at most, so a test whose caller waits for the flight fails instead of
+ * hanging. */
+typedef struct gate {
+    fake f;
+    atomic_bool armed;
+    sem_t began, release;
+} gate;
+
+static int sem_wait_s(sem_t *s, int seconds)
+{
+    struct timespec until;
+    (void) clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds;
+    int r;
+    while ((r = sem_timedwait(s, &until)) < 0 && errno == EINTR)
+        ;
+    return r < 0 ? -errno : 0;
+}
+
+static int gated_mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
+{
+    gate *g = userdata;
+    if (atomic_load(&g->armed)) {
+        (void) sem_post(&g->began);
+        (void) sem_wait_s(&g->release, 5);
+    }
+    return fake_mint(domain, role, now, &g->f, ret);
+}
+
+static token_cache *gate_new(gate *g)
+{
+    *g = (gate){ .f = { .lifetime = HOUR } };
+    cr_assert_eq(sem_init(&g->began, 0, 0), 0);
+    cr_assert_eq(sem_init(&g->release, 0, 0), 0);
+    return token_cache_new(10, gated_mint, g);
+}
+
+static keel_usec_t elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    (void) clock_gettime(CLOCK_MONOTONIC, &now);
+    return (keel_usec_t) ((now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000);
+}
+
+Test(token_cache, a_valid_token_is_answered_at_once_while_a_refresh_flies_its_pair)
+{
+    static gate g;
+    token_cache *c = gate_new(&g);
+    cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
+    keel_usec_t late = T0 + HOUR - 30 * KEEL_USEC_PER_SEC; /* under a minute left: not a hit, still valid */
+    atomic_store(&g.armed, true);
+    refresher rf = { .cache = c, .now = late };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, run_refresh, &rf), 0);
+    cr_assert_eq(sem_wait_s(&g.began, 5), 0); /* the refresh is in flight, held by the test */
+    struct timespec t0;
+    (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(get(c, "d", "r", late, "d/r/1"), 0); /* the old token: its successor is on its way */
+    cr_assert_lt(elapsed_ms(&t0), 1000, "answered without waiting for the flight");
+    cr_assert_eq(sem_post(&g.release), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(rf.result, 1);
+    cr_assert_eq(get(c, "d", "r", late, "d/r/2"), 0); /* the new one from then on */
+    cr_assert_eq(atomic_load(&g.f.mints), 2);
+    token_cache_free(c);
+}
+
+typedef struct getter {
+    token_cache *cache;
+    keel_usec_t now;
+    int result;
+    char jwt[64];
+} getter;
+
+static void *run_get(void *userdata)
+{
+    getter *gt = userdata;
+    token_minted t = { 0 };
+    gt->result = token_cache_get(gt->cache, "d", "r", gt->now, &t);
+    if (t.jwt)
+        (void) snprintf(gt->jwt, sizeof gt->jwt, "%s", t.jwt);
+    token_minted_done(&t);
+    return NULL;
+}
+
+Test(token_cache, a_valid_token_is_answered_at_once_while_another_request_mints_its_pair)
+{
+    static gate g;
+    token_cache *c = gate_new(&g);
+    cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
+    keel_usec_t late = T0 + HOUR - 30 * KEEL_USEC_PER_SEC;
+    atomic_store(&g.armed, true);
+    getter first = { .cache = c, .now = late };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, run_get, &first), 0);
+    cr_assert_eq(sem_wait_s(&g.began, 5), 0); /* the first request's flight */
+    struct timespec t0;
+    (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(get(c, "d", "r", late, "d/r/1"), 0);
+    cr_assert_lt(elapsed_ms(&t0), 1000, "answered without waiting for the flight");
+    cr_assert_eq(sem_post(&g.release), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(first.result, 0);
+    cr_assert_str_eq(first.jwt, "d/r/2");
+    token_cache_stats st;
+    token_cache_get_stats(c, &st);
+    cr_assert_eq(st.mints, (uint64_t) 2);
+    cr_assert_eq(st.hits, (uint64_t) 1, "the answer from the cache counts as a hit");
+    cr_assert_eq(st.misses, (uint64_t) 2);
+    token_cache_free(c);
+}
+
+Test(token_cache, a_token_of_the_previous_key_waits_for_the_flight_of_the_new_one)
+{
+    static gate g;
+    token_cache *c = gate_new(&g);
+    cr_assert(token_cache_rekey(c, "k1"));
+    cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
+    cr_assert(token_cache_rekey(c, "k2"));
+    atomic_store(&g.armed, true);
+    getter first = { .cache = c, .now = T0 }, second = { .cache = c, .now = T0 };
+    pthread_t a, b;
+    cr_assert_eq(pthread_create(&a, NULL, run_get, &first), 0);
+    cr_assert_eq(sem_wait_s(&g.began, 5), 0);
+    cr_assert_eq(pthread_create(&b, NULL, run_get, &second), 0);
+    sleep_ms(50); /* the second request is waiting for the flight */
+    cr_assert_eq(sem_post(&g.release), 0);
+    cr_assert_eq(pthread_join(a, NULL), 0);
+    cr_assert_eq(pthread_join(b, NULL), 0);
+    cr_assert_str_eq(first.jwt, "d/r/2");
+    cr_assert_str_eq(second.jwt, "d/r/2", "the previous key's token is only a fallback when the new key cannot sign");
+    cr_assert_eq(atomic_load(&g.f.mints), 2);
     token_cache_free(c);
 }
