@@ -74,8 +74,9 @@ static int on_acquire(keel_app *app, void *userdata)
     if (fd < 0)
         return fd;
     int n = snprintf(buf, sizeof buf, "%d\n", (int) getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) n, 0) != n) {
-        int r = -errno;
+    ssize_t w = ftruncate(fd, 0) < 0 ? -1 : pwrite(fd, buf, (size_t) n, 0);
+    if (w != n) {
+        int r = w < 0 ? -errno : -EIO; /* a short write sets no errno */
         (void) unlink(path);
         safe_close(fd);
         return keel_app_fail(app, r, "Failed to write PID file %s: %m", path);

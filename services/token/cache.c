@@ -156,12 +156,13 @@ static bool fresh(const token_cache *c, const entry *e, keel_usec_t now)
     return valid(e, now) && e->generation == c->generation && e->token.expires - now > TOKEN_CACHE_MIN_LEFT;
 }
 
-/* While another thread mints @e's successor, its token is answered as long as it is valid and of
- * the current key: waiting would only trade it for a newer one. A token of the previous key is no
- * answer here; it is the fallback for when the new key cannot sign, which the flight will tell. */
+/* While another thread mints @e's successor, its token is answered while it has some life left and
+ * is of the current key: waiting would only trade it for a newer one, and blocks the caller's
+ * thread (the server's polling thread). A token of the previous key is no answer here; it is the
+ * fallback for when the new key cannot sign, which the flight will tell. */
 static bool servable_in_flight(const token_cache *c, const entry *e, keel_usec_t now)
 {
-    return e->minting && valid(e, now) && e->generation == c->generation;
+    return e->minting && valid(e, now) && e->generation == c->generation && e->token.expires - now > TOKEN_CACHE_FLIGHT_MIN_LEFT;
 }
 
 /* Mints for @e with the lock released. Called and returns with the lock held. */

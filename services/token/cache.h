@@ -29,6 +29,10 @@ typedef int (*token_mint_handler_t)(const char *domain, const char *role, keel_u
 /* A token is a hit only while it has more than this left; with less, a request mints again, and
  * is answered the old token only while another thread's flight replaces it or when its own fails. */
 #define TOKEN_CACHE_MIN_LEFT (60 * KEEL_USEC_PER_SEC)
+/* While another thread's flight replaces a token, the old one is answered at once only with more
+ * than this left: a client handed a token about to expire would fail soon after, and the flight
+ * (a mint: well under a millisecond) is the better wait. */
+#define TOKEN_CACHE_FLIGHT_MIN_LEFT (10 * KEEL_USEC_PER_SEC)
 
 /* Series the cache keeps up to date (owned by a registry; any may be NULL). */
 typedef struct token_cache_metrics {
@@ -52,8 +56,8 @@ void token_cache_set_metrics(token_cache *c, const token_cache_metrics *m);
  * A token for (@domain, @role) at @now into *@ret (a copy, the caller's): the cached one while it
  * has more than TOKEN_CACHE_MIN_LEFT left and was minted with the current key generation, else a
  * new one (single-flight). While another thread mints the pair (a request or
- * token_cache_refresh()), a cached token that is unexpired and of the current key generation is
- * answered at once, however little it has left; only a caller without one waits for the flight.
+ * token_cache_refresh()), a cached token of the current key generation with more than
+ * TOKEN_CACHE_FLIGHT_MIN_LEFT left is answered at once; other callers wait for the flight.
  * Returns 0; -ENOMEM; or, when the flight failed and no valid token is cached, the mint handler's
  * error.
  */

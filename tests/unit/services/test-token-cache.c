@@ -395,6 +395,29 @@ Test(token_cache, a_valid_token_is_answered_at_once_while_another_request_mints_
     token_cache_free(c);
 }
 
+/* A token about to expire is no answer: the client would fail with it soon after. */
+Test(token_cache, a_token_with_seconds_left_waits_for_the_flight)
+{
+    static gate g;
+    token_cache *c = gate_new(&g);
+    cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
+    keel_usec_t late = T0 + HOUR - TOKEN_CACHE_FLIGHT_MIN_LEFT / 2;
+    atomic_store(&g.armed, true);
+    refresher rf = { .cache = c, .now = late };
+    getter second = { .cache = c, .now = late };
+    pthread_t a, b;
+    cr_assert_eq(pthread_create(&a, NULL, run_refresh, &rf), 0);
+    cr_assert_eq(sem_wait_s(&g.began, 5), 0);
+    cr_assert_eq(pthread_create(&b, NULL, run_get, &second), 0);
+    sleep_ms(50); /* the request is waiting for the flight */
+    cr_assert_eq(sem_post(&g.release), 0);
+    cr_assert_eq(pthread_join(a, NULL), 0);
+    cr_assert_eq(pthread_join(b, NULL), 0);
+    cr_assert_str_eq(second.jwt, "d/r/2");
+    cr_assert_eq(atomic_load(&g.f.mints), 2);
+    token_cache_free(c);
+}
+
 Test(token_cache, a_token_of_the_previous_key_waits_for_the_flight_of_the_new_one)
 {
     static gate g;
