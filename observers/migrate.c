@@ -24,12 +24,12 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
+#include "layout.h"
 #include "macro.h"
 
-#define LAYOUT_CURRENT 2
-#define LAYOUT_FILE    "layout"
+#define LAYOUT_CURRENT KEEL_LAYOUT_CURRENT
+#define LAYOUT_FILE    KEEL_LAYOUT_FILE
 #define ROLES_DIR      "roles"
-#define ROLE_SUFFIX    ".cert.pem"
 
 typedef enum step_kind {
     STEP_MKDIR,   /* roles/ */
@@ -55,12 +55,6 @@ static struct {
     bool dry_run;
 } migrate;
 
-static bool is_role_cert(const char *name)
-{
-    size_t n = strlen(name), s = strlen(ROLE_SUFFIX);
-    return n > s && streq(name + n - s, ROLE_SUFFIX) && strchr(name, '_') && !STR_IN_SET(name, "cert.pem");
-}
-
 /* Files Keel itself keeps in layout 2, next to the ones migrated. */
 static bool is_layout2_name(const char *name)
 {
@@ -76,24 +70,6 @@ static int add(plan *p, step_kind kind, const char *from, const char *to, mode_t
     *s = (step){ .kind = kind, .mode = mode };
     (void) snprintf(s->from, sizeof s->from, "%s", from ? from : "");
     (void) snprintf(s->to, sizeof s->to, "%s", to ? to : "");
-    return 0;
-}
-
-static int read_layout(int dfd, int *ret, char *error, size_t size)
-{
-    char buf[16] = "";
-    _cleanup_close_ int fd = openat(dfd, LAYOUT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? (*ret = 0, 0) : -errno;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    int v = 0;
-    if (n <= 0 || sscanf(buf, "%d", &v) != 1 || v < 1 || v > LAYOUT_CURRENT) {
-        buf[n > 0 ? strcspn(buf, "\n") : 0] = 0;
-        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", LAYOUT_FILE, buf,
-                        LAYOUT_CURRENT);
-        return -EPROTO;
-    }
-    *ret = v;
     return 0;
 }
 
@@ -114,7 +90,7 @@ static int plan_entry(plan *p, int dfd, const char *name, char *error, size_t si
         struct stat target;
         return add(p, fstatat(dfd, name, &target, 0) == 0 ? STEP_RESOLVE : STEP_UNLINK, name, name, 0);
     }
-    if (is_role_cert(name) && S_ISREG(st.st_mode)) {
+    if (keel__layout_is_role_cert(name) && S_ISREG(st.st_mode)) {
         char to[sizeof p->steps[0].to];
         (void) snprintf(to, sizeof to, "%s/%s", ROLES_DIR, name);
         return add(p, STEP_RENAME, name, to, 0);
@@ -133,7 +109,7 @@ static int compare_names(const struct dirent **a, const struct dirent **b)
 static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size)
 {
     struct dirent **names = NULL;
-    int r = read_layout(dfd, &p->layout, error, size);
+    int r = keel__layout_read(dfd, &p->layout, error, size);
     if (r < 0 || p->layout == LAYOUT_CURRENT)
         return r;
     int n = scandir(dir, &names, NULL, compare_names);
@@ -144,7 +120,7 @@ static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size
         const char *name = names[i]->d_name;
         if (r >= 0 && !STR_IN_SET(name, ".", "..")) {
             r = plan_entry(p, dfd, name, error, size);
-            need_roles = need_roles || is_role_cert(name);
+            need_roles = need_roles || keel__layout_is_role_cert(name);
         }
         free(names[i]);
     }

@@ -13,6 +13,7 @@
 #include "certificate-service.h"
 #include "cleanup.h"
 #include "fileio.h"
+#include "layout.h"
 
 cert_service keel__cert = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -201,6 +202,11 @@ static int certificate_start(keel_service *svc, void *userdata)
         return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
     if (!s->read_only && (r = keel__mkdir_mode(s->state_dir, 0700)) < 0)
         return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", s->state_dir, strerror(-r));
+    /* Before anything is written: a credential issued into a layout-1 directory would replace the
+     * seed's cert.pem beside its private.pem, and `keel migrate` could no longer tell them apart. */
+    char error[PATH_MAX + 256];
+    if ((r = keel__layout_check(s->state_dir, !s->read_only, error, sizeof error)) < 0)
+        return keel_app_fail(app, r, "%s", error);
 
     _cleanup_(keel__cert_pair_done) cert_pair p = {};
     cert_error e = {};

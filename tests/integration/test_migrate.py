@@ -4,11 +4,12 @@
 import os
 import resource
 import shutil
+import signal
 import stat
 import tempfile
 import unittest
 
-from keelrun import KeelTestCase, load_trace, run
+from keelrun import Keel, KeelTestCase, load_trace, run
 
 
 def snapshot(root):
@@ -161,6 +162,60 @@ class Migrate(KeelTestCase):
         self.assertEqual(observers["migrate.run"]["result"], "ok")
         names = [e["name"] for e in load_trace(trace) if e.get("cat") == "event"]
         self.assertIn("stop", names, "the app stops with the command's status")
+
+    def test_serve_refuses_a_layout_1_directory_and_changes_nothing(self):
+        # Issuing into it would replace the seed's cert.pem beside its private.pem.
+        self.layout1()
+        before = snapshot(self.state)
+        status, _, err, _ = run("serve", env={"KEEL_STATE_DIR": self.state})
+        self.assertEqual(status, 1, err)
+        self.assertIn(f"State directory '{self.state}' is in the seed agent's layout 1 (it holds private.pem): "
+                      "run `keel migrate` first; nothing was changed", err)
+        self.assertEqual(snapshot(self.state), before)
+        self.assertEqual(self.migrate()[0], 0, "and migrate still can")
+
+    def test_serve_refuses_role_certificates_left_outside_roles(self):
+        self.write(os.path.join(self.state, "sports_reader.cert.pem"), b"ROLE\n", 0o644)
+        before = snapshot(self.state)
+        status, _, err, _ = run("serve", env={"KEEL_STATE_DIR": self.state})
+        self.assertEqual(status, 1, err)
+        self.assertIn("(it holds sports_reader.cert.pem): run `keel migrate` first", err)
+        self.assertEqual(snapshot(self.state), before)
+
+    def test_token_refuses_a_layout_1_directory_too(self):
+        self.layout1()
+        before = snapshot(self.state)
+        status, out, err, _ = run("token", "--domain", "sports", "--role", "reader",
+                                  env={"KEEL_STATE_DIR": self.state})
+        self.assertEqual(status, 1, err)
+        self.assertEqual(out, "")
+        self.assertIn("run `keel migrate` first", err)
+        self.assertEqual(snapshot(self.state), before)
+
+    def test_serve_refuses_a_layout_this_version_does_not_know(self):
+        self.write(os.path.join(self.state, "layout"), b"3\n", 0o644)
+        status, _, err, _ = run("serve", env={"KEEL_STATE_DIR": self.state})
+        self.assertEqual(status, 1, err)
+        self.assertIn(f"State directory '{self.state}': layout says layout '3', which this version does not know", err)
+        self.assertEqual(sorted(os.listdir(self.state)), ["layout"])
+
+    def test_a_directory_serve_made_needs_no_migration(self):
+        shutil.rmtree(self.state)
+        k = Keel("serve", env={"KEEL_STATE_DIR": self.state})
+        try:
+            k.ready()
+            k.kill(signal.SIGTERM)
+            status, _, err = k.wait()
+        finally:
+            k.close()
+        self.assertEqual(status, 0, err)
+        with open(os.path.join(self.state, "layout"), "rb") as f:
+            self.assertEqual(f.read(), b"2\n")
+        before = snapshot(self.state)
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("is at layout 2 already: nothing to do", out)
+        self.assertEqual(snapshot(self.state), before)
 
     def test_bad_argument_is_a_usage_error(self):
         status, _, err, _ = self.migrate("--force")

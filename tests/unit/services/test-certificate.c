@@ -532,7 +532,10 @@ static unsigned random_below(unsigned n)
 }
 
 /* A child rewrites the pair in a loop, alternating two credentials, and is killed at a random
- * moment; whatever it leaves must load as one of the two, matching. 200 rounds, well under 30 s. */
+ * moment; whatever it leaves must load as one of the two, matching. 200 rounds, well under 30 s.
+ * The child reports each write it finished through a pipe, and the kill comes a random time after
+ * its first or second: both credentials are landed on however long an fsync takes on a busy
+ * machine (a bare random delay missed every write on one). */
 Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .timeout = 60)
 {
     _cleanup_(ca_done) ca c = make_ca();
@@ -543,15 +546,23 @@ Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .tim
 
     unsigned landed_on_b = 0;
     for (unsigned round = 0; round < 200; round++) {
+        int done[2];
+        cr_assert_eq(pipe2(done, O_CLOEXEC), 0);
         pid_t pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
+            (void) close(done[0]);
             for (unsigned i = 0;; i++)
-                if (keel__cert_store_write(dir, i % 2 ? &a : &b) < 0)
+                if (keel__cert_store_write(dir, i % 2 ? &a : &b) < 0 || write(done[1], "w", 1) != 1)
                     _exit(1);
         }
-        usleep(random_below(3000));
+        (void) close(done[1]);
+        char w;
+        for (unsigned want = 1 + random_below(2); want > 0; want--) /* b finished, or a after it */
+            cr_assert_eq(read(done[0], &w, 1), 1, "round %u: the writer stopped writing", round);
+        usleep(random_below(1000));
         cr_assert_eq(kill(pid, SIGKILL), 0);
+        (void) close(done[0]);
         int status;
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFSIGNALED(status), "the writer failed on its own (status %d)", status);

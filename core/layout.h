@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The layout of the state directory. Layout 1 is the seed agent's flat directory (private.pem,
+ * a ca.pem link, role certificates beside it); layout 2 is Keel's, recorded in the file `layout`.
+ * `keel migrate` (observers/migrate.c) moves from one to the other; everything else only asks
+ * which one it finds. Core helpers: negative errno, @error says what was wrong where. */
+
+#define KEEL_LAYOUT_CURRENT 2
+#define KEEL_LAYOUT_FILE    "layout"
+
+/* A role certificate of layout 1, <domain>_<role>.cert.pem, by its name. */
+bool keel__layout_is_role_cert(const char *name);
+
+/* The layout recorded in the directory @dfd: 0 when none is, else 1 or 2. -EPROTO (with @error)
+ * for a record this version does not know. */
+int keel__layout_read(int dfd, int *ret, char *error, size_t size);
+
+/* Records KEEL_LAYOUT_CURRENT in @dir, durably (the file and its directory entry are synced). */
+int keel__layout_record(const char *dir);
+
+/*
+ * Whether `keel serve` or `keel token` may use the state directory @dir: it records the current
+ * layout, or records none and holds nothing of layout 1. A directory that does not exist passes
+ * (there is nothing in it to lose). With @record, a directory that passes without a record gets
+ * one, so that a later `keel migrate` knows it has nothing to do. -EMEDIUMTYPE (with @error,
+ * which names the directory and `keel migrate`) when it must be migrated first; nothing is changed
+ * then.
+ */
+int keel__layout_check(const char *dir, bool record, char *error, size_t size);
