@@ -107,6 +107,55 @@ class Drain(KeelTestCase):
             self.assertEqual(second, (200, b"ok"), f"request {i} was lost in the drain")
             self.assertEqual(connection, "close", "answers during a drain end their connection")
 
+    def test_back_to_back_requests_across_the_signal_end_with_an_answer_saying_close(self):
+        # Clients that never pause: between two requests no work is in flight, so only the wait
+        # for open connections keeps the server from closing one under a request just sent.
+        # Three lives, eight clients each: without that wait, one of 6 single lives with four
+        # clients happened to lose no request.
+        for life in range(3):
+            with self.subTest(life=life):
+                self.back_to_back_across_the_signal(8)
+
+    def back_to_back_across_the_signal(self, n_clients):
+        k = self.keel("serve")
+        addr = bound_address(k)
+        counts, outcomes = [0] * n_clients, [None] * n_clients
+        started = threading.Barrier(n_clients + 1, timeout=20)
+
+        def client(i):
+            c = http.client.HTTPConnection(*addr, timeout=20)
+            try:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and counts[i] < 100000:
+                    c.request("GET", "/livez")
+                    r = c.getresponse()
+                    answer = (r.status, r.read())
+                    counts[i] += 1
+                    if counts[i] == 20:
+                        started.wait()
+                    if answer != (200, b"ok"):
+                        outcomes[i] = f"answer {answer} after {counts[i]} requests"
+                        return
+                    if r.getheader("Connection") == "close":
+                        outcomes[i] = "close"
+                        return
+                outcomes[i] = f"still open after {counts[i]} requests"
+            except (OSError, http.client.HTTPException, threading.BrokenBarrierError) as e:
+                outcomes[i] = f"{type(e).__name__} after {counts[i]} answers: {e}"
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+        for t in threads:
+            t.start()
+        started.wait()
+        k.kill(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=30)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(outcomes, ["close"] * n_clients, f"answers per client {counts}")
+
 
 class HostileClients(KeelTestCase):
     def test_a_half_sent_request_is_cut_at_the_timeout(self):
