@@ -3,8 +3,10 @@
 
 A row is data: the faults injected (KEEL_FAULT), what the test does to the running process, what
 each service's start observer must have done (from the trace), and the exit status. Every row
-also checks that every stop observer ran, that every thread that started exited and was joined
-with the main thread writing the last records, and that no listener is left."""
+also checks that every stop observer ran and finalize after them, that every thread that started
+exited and was joined with the main thread writing the last records, and that every listener was
+closed while the process still lived (finalize is held 400 ms so that there is a moment to look:
+after the exit the kernel closes them anyway)."""
 
 import os
 import re
@@ -16,10 +18,11 @@ import time
 import unittest
 from dataclasses import dataclass, field
 
-from httpclient import get
+from httpclient import bound_address, get
 from keelrun import KeelTestCase, load_trace
 
 SERVICES = ("certificate", "token", "metrics", "healthcheck")
+HOLD_FINALIZE = "sleep=400@in:pidfile.release"
 RESULT = {"✅": "ok", "❌": "error", "⏭": "skipped"}
 
 
@@ -93,7 +96,7 @@ class Table(KeelTestCase):
         args = ["--trace", trace, "serve"]
         for s in row.sets:
             args += ["--set", s]
-        k = self.keel(*args, env={"KEEL_FAULT": row.fault} if row.fault else {})
+        k = self.keel(*args, env={"KEEL_FAULT": ",".join(f for f in (row.fault, HOLD_FINALIZE) if f)})
         if row.action:
             k.ready()
             if row.wait_for:
@@ -103,17 +106,34 @@ class Table(KeelTestCase):
                 k.kill(signal.SIGHUP)
                 k.wait_notify("READY=1", start=before + 1)
             k.kill(signal.SIGINT if row.action == "SIGINT" else signal.SIGTERM)
+        closed_alive = self.listeners_closed_while_alive(k)
         status, _, err = k.wait(timeout=30)
-        return status, err, k.messages(), load_trace(trace)
+        return status, err, k.messages(), load_trace(trace), closed_alive
 
     def wait_for_failures(self, k):
         deadline = time.monotonic() + 10
         while k.stderr_so_far().count("Failed to refresh") < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertGreaterEqual(k.stderr_so_far().count("Failed to refresh"), 2, "refresh attempts keep failing")
+        metrics = bound_address(k, "metrics exporter server")
+        failures = re.search(r"(?m)^keel_certificate_refresh_failures_total (\S+)$", get(metrics, "/metrics")[2])
+        self.assertGreaterEqual(float(failures.group(1)), 2, "the failures are counted")
+
+    @staticmethod
+    def listeners_closed_while_alive(k):
+        """From STOPPING=1 on, probes every listener the log names until the process exits: True
+        when all of them refused a connection at a moment the process was still running."""
+        deadline = time.monotonic() + 30
+        while k.proc.poll() is None and time.monotonic() < deadline:
+            if any(m.startswith("STOPPING=1") for m in k.messages()):
+                ports = listeners(k.stderr_so_far())
+                if all(refused(address) for address in ports) and k.proc.poll() is None:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def check_row(self, row):
-        status, err, msgs, events = self.run_row(row)
+        status, err, msgs, events, closed_alive = self.run_row(row)
         self.assertEqual(status, row.status, err)
         for line in row.logs:
             self.assertIn(line, err)
@@ -129,8 +149,11 @@ class Table(KeelTestCase):
                 stops = observers.get(f"{service}.stop", [])
                 self.assertEqual([s["result"] for s in stops], ["ok"], f"{service}.stop must run, and succeed")
         if row.stops:
+            release = observers.get("pidfile.release", [])
+            self.assertEqual([(r["event"], r["result"]) for r in release], [("finalize", "ok")], "finalize ran")
             self.check_threads(events)
-        self.check_listeners(err)
+            if listeners(err):  # none when init or configure failed, or the first start
+                self.assertTrue(closed_alive, f"a listener was still open after the stop: {listeners(err)}")
 
     def check_threads(self, events):
         pid = events[-1]["pid"]
@@ -146,11 +169,14 @@ class Table(KeelTestCase):
         last_join = max((i for i, e in enumerate(events) if e.get("cat") == "task" and detail(e) == "joined"), default=-1)
         self.assertTrue(all(e["tid"] == pid for e in events[last_join + 1:] if "tid" in e))
 
-    def check_listeners(self, err):
-        for host, port in re.findall(r"server\[(127\.0\.0\.1):(\d+)\]", err):
-            with socket.socket() as s:
-                s.settimeout(1)
-                self.assertNotEqual(s.connect_ex((host, int(port))), 0, f"{host}:{port} still listens")
+def listeners(log):
+    return [(host, int(port)) for host, port in re.findall(r"server\[(127\.0\.0\.1):(\d+)\]", log)]
+
+
+def refused(address):
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(address) != 0
 
 
 def detail(e):
