@@ -2,8 +2,6 @@
 /* Where the credential comes from: the local CA (reusing what is on disk while it is valid) or the
  * operator's files; and the backup, written after each issue and read when the provider fails. */
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -58,19 +56,19 @@ static int read_ca(const char *key_path, const char *cert_path, EVP_PKEY **ret_k
     return 0;
 }
 
-/* The files of a local CA just created. On a first start they are written on a helper thread while
- * the first certificate is issued and its pair staged (under temporary names: nothing else is
- * renamed in the state directory then); the pair's rotation runs only once they are written, so
+/* The files of a local CA just created. On a first start they are written on a task of their own
+ * while the first certificate is issued and its pair staged (under temporary names: nothing else
+ * is renamed in the state directory then); the pair's rotation runs only once they are written, so
  * names appear on disk in the order they did: the CA's key, its certificate, then the pair
- * (docs/decisions/0012). */
+ * (docs/decisions/0012). The task lives inside the start observer that spawns it: it is joined
+ * before that observer returns. */
 typedef struct ca_files {
     char key_path[PATH_MAX], cert_path[PATH_MAX];
     char *key_pem, *cert_pem; /* owned; the key's cleared when freed */
     size_t key_size, cert_size;
-    pthread_t thread;
-    bool pending; /* not written yet */
-    bool running; /* the thread writes them */
-    int result;   /* of the thread's write, read after joining it */
+    keel_tasks *writer; /* the task writing them, or NULL: ca_files_finish() writes */
+    bool pending;       /* not written yet */
+    int result;         /* of the task's write, read after joining it */
 } ca_files;
 
 /* The key first: a crash before the certificate is written leaves no CA, which the next start
@@ -81,22 +79,22 @@ static int ca_files_write(ca_files *f)
     return r < 0 ? r : keel__write_file_atomic(f->cert_path, f->cert_pem, f->cert_size, 0644);
 }
 
-static void *ca_files_thread(void *userdata)
+static void ca_files_task(keel_task *task, void *userdata)
 {
     ca_files *f = userdata;
-    (void) pthread_setname_np(pthread_self(), "certificate-ca");
     f->result = ca_files_write(f);
-    return NULL;
 }
 
-/* Starts writing on the helper thread; where no thread can start, ca_files_finish() writes. */
-static void ca_files_start(ca_files *f)
+/* Starts writing on a task; where none can start (out of memory, a fault injected at
+ * certificate.spawn.ca), ca_files_finish() writes. */
+static void ca_files_start(cert_service *s, ca_files *f)
 {
-    sigset_t all, old;
-    (void) sigfillset(&all);
-    (void) pthread_sigmask(SIG_BLOCK, &all, &old);
-    f->running = pthread_create(&f->thread, NULL, ca_files_thread, f) == 0;
-    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+    f->writer = keel_tasks_new(s->app, "certificate");
+    int r = f->writer ? keel_tasks_spawn(f->writer, "certificate.spawn.ca", "ca", ca_files_task, f) : -ENOMEM;
+    if (r < 0) {
+        CERT_LOG(KEEL_LOG_DEBUG, "Writing the local CA without a task of its own: %s", strerror(-r));
+        f->writer = keel_tasks_free(f->writer);
+    }
 }
 
 /* Waits for the write (or makes it) and reports it; a CA that could not be written is dropped. */
@@ -105,9 +103,8 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
     if (!f->pending)
         return 0;
     int r;
-    if (f->running) {
-        (void) pthread_join(f->thread, NULL);
-        f->running = false;
+    if (f->writer) {
+        f->writer = keel_tasks_free(f->writer); /* joins it */
         r = f->result;
     } else
         r = ca_files_write(f);
@@ -125,9 +122,7 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
 
 static void ca_files_done(ca_files *f)
 {
-    if (f->running)
-        (void) pthread_join(f->thread, NULL);
-    f->running = false;
+    f->writer = keel_tasks_free(f->writer);
     keel__cert_pem_free(f->key_pem, f->key_size);
     keel__cert_pem_free(f->cert_pem, f->cert_size);
     f->key_pem = f->cert_pem = NULL;
@@ -249,7 +244,7 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
      * the CA's files are written while the first certificate is issued. Otherwise now, before
      * anything is logged about the pair. */
     if (ca.pending && r == -ENOENT)
-        ca_files_start(&ca);
+        ca_files_start(s, &ca);
     else {
         int w = ca_files_finish(s, &ca, e);
         if (w < 0) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
 #include <keel/credential.h>

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 
 #include <keel/credential.h>
 
