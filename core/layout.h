@@ -15,11 +15,13 @@
 /* A role certificate of layout 1, <domain>_<role>.cert.pem, by its name. */
 bool keel__layout_is_role_cert(const char *name);
 
-/* The layout recorded in the directory @dfd: 0 when none is, else 1 or 2. -EPROTO (with @error)
- * for a record this version does not know. */
+/* The layout recorded in the directory @dfd: 0 when none is (or the file is empty), else 1 or 2.
+ * -EPROTO (with @error) for a record this version does not know. */
 int keel__layout_read(int dfd, int *ret, char *error, size_t size);
 
-/* Records KEEL_LAYOUT_CURRENT in @dir, durably (the file and its directory entry are synced). */
+/* Records KEEL_LAYOUT_CURRENT in @dir, through a temporary file and a rename but not synced: a
+ * crash may lose the record or leave it empty, which reads as none (`keel migrate` records it
+ * durably, as the last step of a migration). */
 int keel__layout_record(const char *dir);
 
 /*
