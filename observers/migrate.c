@@ -24,7 +24,7 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "layout.h"
+#include "state-dir.h"
 #include "macro.h"
 
 #define LAYOUT_CURRENT KEEL_LAYOUT_CURRENT
@@ -266,19 +266,33 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
                            migrate.dry_run ? "migration planned, nothing changed" : "state directory migrated");
 }
 
+static int open_state_dir(const char *dir, char *error, size_t size)
+{
+    if (!migrate.dry_run)
+        return keel__state_dir_lock(dir, error, size);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    (void) snprintf(error, size, "Cannot open the state directory '%s': %s", dir, strerror(e));
+    return -e;
+}
+
 static int on_run(keel_app *app, void *userdata)
 {
     const char *dir = keel__app_settings(app)->state_dir;
     char error[512] = "";
     plan p = { 0 };
 
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 && errno == ENOENT) {
+    /* A dry run only reads; a migration takes the writer's lock (until the process exits), so it
+     * never runs beside a serving instance, even one without a PID file. */
+    _cleanup_close_ int dfd = open_state_dir(dir, error, sizeof error);
+    if (dfd == -ENOENT) {
         printf("State directory %s does not exist: nothing to migrate\n", dir);
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
     }
     if (dfd < 0)
-        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to open state directory %s: %m", dir);
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: %s", error);
     int r = make_plan(dfd, dir, &p, error, sizeof error);
     if (r < 0)
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));

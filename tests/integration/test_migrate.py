@@ -218,6 +218,30 @@ class Migrate(KeelTestCase):
         self.assertIn("is at layout 2 already: nothing to do", out)
         self.assertEqual(snapshot(self.state), before)
 
+    def test_one_writer_at_a_time_even_without_a_pid_file(self):
+        serving = Keel("serve", env={"KEEL_STATE_DIR": self.state})
+        try:
+            serving.ready()
+            before = snapshot(self.state)
+            status, _, err, _ = run("serve", env={"KEEL_STATE_DIR": self.state})
+            self.assertEqual(status, 1, err)
+            self.assertIn(f"State directory '{self.state}' is in use by another `keel serve` or `keel migrate`", err)
+            status, _, err, _ = self.migrate()
+            self.assertEqual(status, 1, err)
+            self.assertIn(f"Refusing to migrate: State directory '{self.state}' is in use", err)
+            status, out, err, _ = self.migrate("--dry-run")
+            self.assertEqual((status, out.strip()), (0, f"State directory {self.state} is at layout 2 already: nothing to do"),
+                             "a dry run only reads")
+            self.assertEqual(snapshot(self.state), before, "the refused ones wrote nothing")
+            serving.kill(signal.SIGTERM)
+            status, _, err = serving.wait()
+            self.assertEqual(status, 0, err)
+        finally:
+            serving.close()
+        status, _, err, _ = run("serve", "--set", "plugins.disabled=[token, metrics, healthcheck]",
+                                env={"KEEL_STATE_DIR": self.state, "KEEL_FAULT": "sigterm@in:health.ready"})
+        self.assertEqual(status, 0, "the lock went with the process that held it:\n" + err)
+
     def test_bad_argument_is_a_usage_error(self):
         status, _, err, _ = self.migrate("--force")
         self.assertEqual(status, 64, err)

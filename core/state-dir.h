@@ -4,7 +4,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The layout of the state directory. Layout 1 is the seed agent's flat directory (private.pem,
+/* The state directory: who may write it, and its layout.
+ *
+ * One writer at a time: `keel serve` and `keel migrate` hold an exclusive flock(2) on the
+ * directory itself while they use it (released at exit whatever ends the process), so a second
+ * serve without a PID file cannot rotate the same files. `keel token` only reads and takes none.
+ *
+ * The layout of the state directory. Layout 1 is the seed agent's flat directory (private.pem,
  * a ca.pem link, role certificates beside it); layout 2 is Keel's, recorded in the file `layout`.
  * `keel migrate` (observers/migrate.c) moves from one to the other; everything else only asks
  * which one it finds. Core helpers: negative errno, @error says what was wrong where. */
@@ -33,3 +39,7 @@ int keel__layout_record(const char *dir);
  * then.
  */
 int keel__layout_check(const char *dir, bool record, char *error, size_t size);
+
+/* Takes the writer's lock on @dir: returns the descriptor that holds it (close it to let go), or
+ * -EBUSY (with @error naming the directory) when another process holds it, or a negative errno. */
+int keel__state_dir_lock(const char *dir, char *error, size_t size);

@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "layout.h"
+#include "state-dir.h"
 #include "macro.h"
 
 #define ROLE_SUFFIX ".cert.pem"
@@ -118,4 +119,27 @@ int keel__layout_check(const char *dir, bool record, char *error, size_t size)
         (void) snprintf(error, size, "Cannot record layout %d in '%s/%s': %s", KEEL_LAYOUT_CURRENT, dir, KEEL_LAYOUT_FILE,
                         strerror(-r));
     return r;
+}
+
+int keel__state_dir_lock(const char *dir, char *error, size_t size)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        (void) snprintf(error, size, "Cannot open the state directory '%s': %s", dir, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+    int e = errno;
+    (void) close(fd);
+    if (e == EWOULDBLOCK) {
+        (void) snprintf(error, size,
+                        "State directory '%s' is in use by another `keel serve` or `keel migrate`; "
+                        "one process at a time writes it",
+                        dir);
+        return -EBUSY;
+    }
+    (void) snprintf(error, size, "Cannot lock the state directory '%s': %s", dir, strerror(e));
+    return -e;
 }
