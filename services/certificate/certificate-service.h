@@ -79,6 +79,9 @@ int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e);
 int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e);
 /* Publishes @p as the current credential. */
 int keel__cert_publish(cert_service *s, const cert_pair *p);
+/* Makes the key the next renewal will use and publishes it as the next credential, unless it is
+ * made already or the provider is the operator's files. Under the service's lock. */
+int keel__cert_prepare_next_key(cert_service *s);
 /* "local-ca", "file"; "none", "read", "write", "read+write". */
 const char *keel__cert_provider_name(int provider);
 const char *keel__cert_backup_name(int backup);

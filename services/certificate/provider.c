@@ -376,14 +376,9 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
     else {
         if ((r = ensure_ca_written(s, e)) < 0)
             return r;
-        /* The next key is made (and published) once per rotation, whatever the attempts it takes. */
-        if (!s->next_key) {
-            if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &s->next_key)) < 0)
-                return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-            _cleanup_(keel_credential_unrefp) keel_credential *next = NULL;
-            if (keel_credential_new(s->next_key, NULL, NULL, &next) >= 0)
-                (void) keel_app_set_next_credential(s->app, next);
-        }
+        /* Made ahead by the refresh task as a rule; here when that failed. */
+        if ((r = keel__cert_prepare_next_key(s)) < 0)
+            return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
         r = issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
             EVP_PKEY_free(s->next_key);
@@ -393,6 +388,20 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
     if (r >= 0)
         backup_write(s, ret);
     return r;
+}
+
+/* The next key is made (and published) once per rotation, whatever the attempts it takes. */
+int keel__cert_prepare_next_key(cert_service *s)
+{
+    if (s->next_key || s->config.provider == CERT_PROVIDER_FILE)
+        return 0;
+    int r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &s->next_key);
+    if (r < 0)
+        return r;
+    _cleanup_(keel_credential_unrefp) keel_credential *next = NULL;
+    if (keel_credential_new(s->next_key, NULL, NULL, &next) >= 0)
+        (void) keel_app_set_next_credential(s->app, next);
+    return 0;
 }
 
 int keel__cert_publish(cert_service *s, const cert_pair *p)

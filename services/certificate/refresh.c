@@ -66,21 +66,46 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
     return backoff;
 }
 
+/* Makes and publishes the key of the next rotation; returns whether it is published. A failure is
+ * tolerated: the rotation makes the key then. */
+static bool prepare_next_key(cert_service *s)
+{
+    (void) pthread_mutex_lock(&s->lock);
+    int r = keel__cert_prepare_next_key(s);
+    (void) pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to make the key of the next rotation ahead of it, ignoring: %m");
+    return r >= 0;
+}
+
 /* Every wait counts from the last attempt, so a wake (a new refresh_interval) shortens or
  * lengthens the wait under way instead of starting a whole new one; a retry after a failure
- * keeps its time. */
+ * keeps its time. Halfway to a rotation its key is made and published (JWKS lists it), so that a
+ * verifier caching the set for less than half the interval knows the key before any token is
+ * signed with it; halfway, not at once, so that key generation (seconds for large RSA keys)
+ * neither competes with the start nor holds up a stop that follows it. */
 static void refresh_task(keel_task *t, void *userdata)
 {
     cert_service *s = userdata;
     keel_usec_t last = keel_now(), backoff = 0, retry = 0; /* last: the last attempt, or the start */
+    /* Whether the next rotation's key is published; the operator's files have no next key. */
+    bool announced = s->config.provider == CERT_PROVIDER_FILE;
     for (int w = 0; w >= 0;) {
         keel_usec_t delay = backoff ? keel__usec_left(last, keel_now(), retry) : next_delay(s, last);
         if (!backoff)
             log_schedule(s, delay, w > 0);
-        w = keel_task_wait(t, delay);
+        keel_usec_t from = keel_now();
+        if (!announced) {
+            if ((w = keel_task_wait(t, delay / 2)) != 0)
+                continue;
+            announced = prepare_next_key(s);
+        }
+        w = keel_task_wait(t, keel__usec_left(from, keel_now(), delay));
         if (w != 0)
             continue; /* stopping, or woken: the new interval's remainder */
         backoff = refresh_logged(s, backoff);
+        if (!backoff)
+            announced = s->config.provider == CERT_PROVIDER_FILE;
         retry = keel__cert_jitter(backoff);
         last = keel_now();
     }

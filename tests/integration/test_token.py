@@ -189,6 +189,23 @@ class Issue(TokenServer):
         self.assertIn("[+]token ok", body)
 
 
+class RequestLog(TokenServer):
+    config = "log:\n  level: debug\n"
+
+    def test_each_request_is_logged_at_debug_level_with_its_id(self):
+        c = http.client.HTTPConnection(*self.addr, timeout=10)
+        self.addCleanup(c.close)
+        for path, headers, code in (("/token", HEADERS, 200), ("/token", {}, 400), ("/nope", {}, 404)):
+            c.request("GET", path, headers=headers)
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, code)
+            self.logged.append(rf"(?m)^\S+ DEBUG GET {path} from 127\.0\.0\.1:{c.sock.getsockname()[1]}: "
+                               rf"request\[{re.escape(r.getheader('X-Request-Id'))}\] status\[{code}\] in \d+\.\d{{3}}ms  "
+                               r"\[.*service=token\]$")
+        c.close()  # now: an idle keep-alive connection would hold the drain for its 1 s
+
+
 class Rotation(TokenServer):
     # The certificate service renews every 3 s (±10 %) with a new key: the first rotation comes
     # soon, and the one after it, which would drop the first key from JWKS, seconds later.
@@ -214,6 +231,29 @@ class Rotation(TokenServer):
         self.assertIn(new_kid, keys)
         verify(new["access_token"], keys)
         self.logged.append(rf"Signing tokens with key\[{re.escape(new_kid)}\] \(ES256\)")
+
+    def test_a_verifier_that_caches_jwks_knows_each_key_before_a_token_carries_it(self):
+        # Halfway to a rotation (1.5 s here) its key is published as the next key. A relying party
+        # that re-reads the set only every 0.5 s verifies every token across the rotation from its
+        # cached set: no token carries a key its set did not list already.
+        cached, fetched = jwks_keys(self.addr)[0], time.monotonic()
+        first_kid = self.kid(self.token()[0]["access_token"])
+        deadline = time.monotonic() + 15
+        while True:
+            if time.monotonic() - fetched >= 0.5:
+                cached, fetched = jwks_keys(self.addr)[0], time.monotonic()
+            token = self.token()[0]["access_token"]
+            self.assertIn(self.kid(token), cached, "a token signed with a key the set fetched up to 0.5 s earlier lacks")
+            self.assertEqual(verify(token, cached)["scope"], "reader")
+            if self.kid(token) != first_kid:
+                break
+            self.assertLess(time.monotonic(), deadline, "no rotation within 15 s")
+            time.sleep(0.05)
+        # The key of the rotation after it is published halfway to that one too (at 1.35-1.65 s).
+        deadline = time.monotonic() + 2.4
+        while not set(jwks_keys(self.addr)[0]) - {first_kid, self.kid(token)}:
+            self.assertLess(time.monotonic(), deadline, "no next key published for the following rotation")
+            time.sleep(0.05)
 
 
 class Tasks(TokenServer):
