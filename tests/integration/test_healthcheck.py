@@ -3,6 +3,7 @@
 drain that loses no request, hostile clients, a port already in use."""
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -12,6 +13,19 @@ import http.client
 
 from httpclient import bound_address, get
 from keelrun import KeelTestCase, run
+
+
+def logged_address(keel, label="health check server", timeout=15.0):
+    """(host, port) of the server `label` from its "Starting …[address]" line: before READY=1."""
+    deadline = time.monotonic() + timeout
+    pattern = "Starting " + re.escape(label) + r"\[([0-9.]+):(\d+)\]"
+    while True:
+        m = re.search(pattern, keel.stderr_so_far())
+        if m:
+            return m.group(1), int(m.group(2))
+        if time.monotonic() > deadline or keel.proc.poll() is not None:
+            raise AssertionError(f"no {label} address logged; stderr: {keel.stderr_so_far()}")
+        time.sleep(0.02)
 
 
 class Probes(KeelTestCase):
@@ -66,6 +80,21 @@ class Readiness(KeelTestCase):
         status, _, err = k.wait()
         self.assertEqual(status, 0, err)
 
+    def test_readyz_says_starting_until_ready(self):
+        # The ready event held 1.5 s in its health.ready observer: every server listens, and
+        # READY=1 has not gone out.
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=1500@in:health.ready"})
+        addr = logged_address(k)
+        status, headers, body = get(addr, "/readyz")
+        self.assertFalse(any(m.startswith("READY=1") for m in k.messages()), "answered only after READY=1")
+        self.assertEqual((status, body), (503, '{"status":"starting"}'))
+        self.assertEqual(headers["content-type"], "application/json")
+        k.ready()
+        self.assertEqual(get(addr, "/readyz")[:3:2], (200, "ok"))
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
 
 class Drain(KeelTestCase):
     N = 200
@@ -106,6 +135,32 @@ class Drain(KeelTestCase):
             self.assertEqual(first, (200, b"ok"))
             self.assertEqual(second, (200, b"ok"), f"request {i} was lost in the drain")
             self.assertEqual(connection, "close", "answers during a drain end their connection")
+
+    def test_progress_is_logged_and_the_service_manager_kept_informed_while_a_request_is_held(self):
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=2000@in:healthcheck.request"})
+        addr = bound_address(k)
+        answers = []
+
+        def client():
+            status, _, body = get(addr, "/livez")
+            answers.append((time.monotonic(), status, body))
+
+        t = threading.Thread(target=client)
+        t.start()
+        self.addCleanup(t.join, 30)
+        time.sleep(0.1)
+        k.kill(signal.SIGTERM)
+        k.wait_notify("EXTEND_TIMEOUT_USEC=")  # the one the stop sends as it begins
+        first = next(i for i, m in enumerate(k.messages()) if m.startswith("EXTEND_TIMEOUT_USEC="))
+        extended = k.wait_notify("EXTEND_TIMEOUT_USEC=", timeout=5, start=first + 1)
+        at = next(when for when, m in k.notifications if m == extended)
+        t.join(timeout=30)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertEqual([a[1:] for a in answers], [(200, "ok")], "the held request completes")
+        # Sent by the drain while the request was still held, not by the stop observer after it.
+        self.assertLess(at, answers[0][0] - 0.2, f"EXTEND_TIMEOUT_USEC= only after the answer; {k.messages()}")
+        self.assertRegex(err, r"Waiting for health check server: 1 connections open, 1 requests in flight, \d+\.\ds left")
 
     def test_back_to_back_requests_across_the_signal_end_with_an_answer_saying_close(self):
         # Clients that never pause: between two requests no work is in flight, so only the wait
@@ -155,6 +210,29 @@ class Drain(KeelTestCase):
         status, _, err = k.wait()
         self.assertEqual(status, 0, err)
         self.assertEqual(outcomes, ["close"] * n_clients, f"answers per client {counts}")
+
+
+class RequestLog(KeelTestCase):
+    def test_each_request_is_logged_at_debug_level_only(self):
+        quiet, debug = self.keel("serve"), self.keel("--log-level", "debug", "serve")
+        lines = {}
+        for k in (quiet, debug):
+            c = http.client.HTTPConnection(*bound_address(k), timeout=10)
+            self.addCleanup(c.close)
+            for path in ("/livez", "/nope"):
+                c.request("GET", path)
+                c.getresponse().read()
+            port = c.sock.getsockname()[1]
+            c.close()
+            k.kill(signal.SIGTERM)
+            status, _, err = k.wait()
+            self.assertEqual(status, 0, err)
+            lines[k] = [line for line in err.splitlines() if f" from 127.0.0.1:{port}: " in line]
+        self.assertEqual(lines[quiet], [], "a line per request at info level")
+        self.assertEqual(len(lines[debug]), 2, lines[debug])
+        for line, (path, code) in zip(lines[debug], (("/livez", 200), ("/nope", 404))):
+            self.assertRegex(line, rf"^\S+ DEBUG GET {path} from 127\.0\.0\.1:\d+: {code} in \d+\.\d{{3}}ms  "
+                                   r"\[.*service=healthcheck\]$")
 
 
 class HostileClients(KeelTestCase):
@@ -365,6 +443,24 @@ class PortInUse(KeelTestCase):
         self.assertIn("Error starting health check: Failed to bind health check server to '127.0.0.1:"
                       f"{port}': Address already in use", err)
         self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+        # The services started before it are stopped, newest first; the health check bound nothing.
+        stopped = [line.split("Stopped ", 1)[1].split("  [")[0] for line in err.splitlines() if " Stopped " in line]
+        self.assertEqual(stopped, ["metrics exporter server", "token provider server", "token provider daemon",
+                                   "certificate provider"], err)
+
+
+class ReadyCheck(KeelTestCase):
+    def test_a_server_that_never_answers_fails_the_start_after_the_ready_checks_budget(self):
+        # Every answer held 5.5 s: past the 5 s the ready check has (KEEL_HTTP_READY_TIMEOUT_USEC).
+        started = time.monotonic()
+        status, _, err, msgs = run("serve", env={"KEEL_FAULT": "sleep=5500@in:healthcheck.request"}, timeout=20)
+        self.assertEqual(status, 1, err)
+        self.assertLess(time.monotonic() - started, 15, "the check gave up within its budget")
+        self.assertRegex(err, r"Error starting health check: health check server\[127\.0\.0\.1:\d+\] "
+                              r"did not answer within 5s: ")
+        self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+        for label in ("health check server", "metrics exporter server", "token provider server", "certificate provider"):
+            self.assertIn(f"Stopped {label}", err)
 
 
 if __name__ == "__main__":

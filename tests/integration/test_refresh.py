@@ -3,6 +3,7 @@
 restart is refused with a message while the rest applies, and a refresh that fails keeps the
 old configuration in force and the servers serving."""
 
+import http.client
 import json
 import re
 import signal
@@ -116,4 +117,44 @@ class Refresh(KeelTestCase):
         self.assertEqual(self.refresh_failures(), 1)
         self.reload(k, "shutdown:\n  delay: 0s\n")  # and a good file later applies again
         self.assertEqual(self.refresh_failures(), 1)
+        self.stop(k)
+
+    def test_the_log_format_changes_live(self):
+        k = self.start("")
+        self.reload(k, "log:\n  format: json\n")
+        err = self.stop(k)
+        lines = err.splitlines()
+        first_json = next((i for i, line in enumerate(lines) if line.startswith("{")), len(lines))
+        self.assertLess(first_json, len(lines), "no JSON line after the reload")
+        self.assertIn("Ready: ", "\n".join(lines[:first_json]), "text until the reload")
+        after = [json.loads(line) for line in lines[first_json:]]  # every later line is one JSON object
+        self.assertEqual(after[-1]["message"], "Shutdown completed", err)
+        self.assertIn("Stopped health check server", [r["message"] for r in after])
+
+    def test_a_shorter_shutdown_timeout_applies_to_the_next_stop(self):
+        # Each request held 900 ms (the ready check's too: it waits for the slow answer).
+        k = self.keel("serve", config="", env={"KEEL_FAULT": "sleep=900@in:healthcheck.request"})
+        addr = bound_address(k)
+        self.reload(k, "shutdown:\n  timeout: 300ms\n")
+        held = http.client.HTTPConnection(*addr, timeout=20)
+        self.addCleanup(held.close)
+        held.request("GET", "/livez")
+        time.sleep(0.1)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 2, err)
+        self.assertIn("Stopping health check server past the shutdown timeout", err)
+
+    def test_a_new_health_check_address_is_refused_and_the_server_keeps_its_own(self):
+        # The address from the file, not from KEEL_HEALTHCHECK_ADDRESS, which would outrank it.
+        k = self.keel("serve", config="healthcheck:\n  address: 127.0.0.1:0\n", env={"KEEL_HEALTHCHECK_ADDRESS": None})
+        self.health = bound_address(k, "health check server")
+        self.metrics = bound_address(k, "metrics exporter server")
+        ready = self.reload(k, "healthcheck:\n  address: 127.0.0.1:1\n  verbose: true\n")
+        self.wait_log(k, "Changing healthcheck.address needs a restart; keeping the running value")
+        self.assertIn("health check server[%s:%d]" % self.health, ready)
+        status, _, body = get(self.health, "/livez")
+        self.assertEqual(status, 200)
+        self.assertIn("livez check passed", body, "the rest of the file applied")
+        self.assertEqual(self.refresh_failures(), 0)
         self.stop(k)
