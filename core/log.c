@@ -176,9 +176,9 @@ static void emit_text(const record *r)
         if (ctx_event)
             keel__strbuf_printf(&sb, "%s%s%s", ctx_event, ctx_phase ? "." : "", ctx_phase ? ctx_phase : "");
         if (ctx_observer)
-            keel__strbuf_printf(&sb, " %s", ctx_observer);
-        if (r->service)
-            keel__strbuf_printf(&sb, " service=%s", r->service);
+            keel__strbuf_printf(&sb, "%s%s", ctx_event ? " " : "", ctx_observer);
+        if (r->service) /* a thread outside any event has only this */
+            keel__strbuf_printf(&sb, "%sservice=%s", ctx_event || ctx_observer ? " " : "", r->service);
         keel__strbuf_append(&sb, "]");
     }
     if (sb.len == sb.size - 1)

@@ -54,6 +54,13 @@ Test(log, text_records_carry_the_machine_context_and_the_service)
               "%s", logged());
 }
 
+Test(log, a_thread_outside_any_event_shows_only_its_service)
+{
+    keel__log_context_set(NULL, NULL, NULL);
+    keel_log_service("token", KEEL_LOG_INFO, "Refreshed %d tokens", 3);
+    cr_assert(strstr(logged(), "INFO  Refreshed 3 tokens  [service=token]\n"), "%s", logged());
+}
+
 Test(log, errno_formats_with_percent_m_and_comes_back_negative)
 {
     cr_assert_eq(keel_log_error_errno(ENOENT, "Failed to open '%s': %m", "x"), -ENOENT);
