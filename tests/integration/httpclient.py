@@ -4,6 +4,8 @@ and make requests to it (loopback only, bounded timeouts)."""
 
 import http.client
 import re
+import signal
+import time
 
 
 def bound_address(keel, label="health check server"):
@@ -24,3 +26,14 @@ def get(address, path, timeout=10.0, headers=None):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
     finally:
         c.close()
+
+
+def sigterm_under_a_held_request(keel, address, path="/livez"):
+    """Sends a GET (held by a KEEL_FAULT sleep at the server), SIGTERM 0.1 s later, and waits for
+    the exit: (status, stderr, the connection, whose answer the caller may still read)."""
+    held = http.client.HTTPConnection(*address, timeout=20)
+    held.request("GET", path)
+    time.sleep(0.1)
+    keel.kill(signal.SIGTERM)
+    status, _, err = keel.wait()
+    return status, err, held

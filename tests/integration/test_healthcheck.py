@@ -11,7 +11,7 @@ import time
 import unittest
 import http.client
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, sigterm_under_a_held_request
 from keelrun import KeelTestCase, run
 
 
@@ -380,12 +380,8 @@ class DrainPastTheTimeout(KeelTestCase):
         k = self.keel("serve", "--set", "shutdown.timeout=300ms",
                       env={"KEEL_FAULT": "sleep=900@in:healthcheck.request"})
         addr = bound_address(k)
-        held = http.client.HTTPConnection(*addr, timeout=20)
+        status, err, held = sigterm_under_a_held_request(k, addr)
         self.addCleanup(held.close)
-        held.request("GET", "/livez")
-        time.sleep(0.1)
-        k.kill(signal.SIGTERM)
-        status, _, err = k.wait()
         self.assertEqual(status, 2, err)
         self.assertIn("Stopping health check server past the shutdown timeout: 1 connections and 1 requests still open", err)
         self.assertIn("Stopped metrics exporter server", err)

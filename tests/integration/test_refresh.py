@@ -9,7 +9,7 @@ import re
 import signal
 import time
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, sigterm_under_a_held_request
 from keelrun import KeelTestCase
 
 
@@ -136,12 +136,8 @@ class Refresh(KeelTestCase):
         k = self.keel("serve", config="", env={"KEEL_FAULT": "sleep=900@in:healthcheck.request"})
         addr = bound_address(k)
         self.reload(k, "shutdown:\n  timeout: 300ms\n")
-        held = http.client.HTTPConnection(*addr, timeout=20)
+        status, err, held = sigterm_under_a_held_request(k, addr)
         self.addCleanup(held.close)
-        held.request("GET", "/livez")
-        time.sleep(0.1)
-        k.kill(signal.SIGTERM)
-        status, _, err = k.wait()
         self.assertEqual(status, 2, err)
         self.assertIn("Stopping health check server past the shutdown timeout", err)
 
