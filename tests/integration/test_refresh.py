@@ -3,7 +3,6 @@
 restart is refused with a message while the rest applies, and a refresh that fails keeps the
 old configuration in force and the servers serving."""
 
-import http.client
 import json
 import re
 import signal
