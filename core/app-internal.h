@@ -107,6 +107,7 @@ struct keel_app {
     char *config_file, *profile, *trace_path;
     bool daemonize; /* --daemon */
     int daemon_fd;  /* core/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
+    int state_lock; /* core/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
     char **sets;    /* "key=value" from --set, --log-level, --log-format */
 
     /* The machine. */

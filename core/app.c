@@ -67,6 +67,7 @@ keel_app *keel_app_new(const char *name)
         .health_lock = PTHREAD_MUTEX_INITIALIZER,
         .credential_lock = PTHREAD_MUTEX_INITIALIZER,
         .daemon_fd = -EBADF,
+        .state_lock = -EBADF,
     };
     if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 || !(app->config = keel__config_new()) ||
         keel__config_add_table(app->config, keel__core_settings_table, keel__core_settings_table_size, &app->settings) < 0 ||
@@ -116,6 +117,8 @@ keel_app *keel_app_free(keel_app *app)
     free(app->profile);
     free(app->trace_path);
     app->daemon_fd = safe_close(app->daemon_fd);
+    /* Only now: finalize (the shutdown record) was the last to write the state directory. */
+    app->state_lock = safe_close(app->state_lock);
     keel__strv_free(app->sets);
     free(app->fail_message);
     free(app->cause_message);

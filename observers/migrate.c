@@ -109,7 +109,7 @@ static int compare_names(const struct dirent **a, const struct dirent **b)
 static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size)
 {
     struct dirent **names = NULL;
-    int r = keel__layout_read(dfd, &p->layout, error, size);
+    int r = keel__layout_read(dfd, error, size, &p->layout);
     if (r < 0 || p->layout == LAYOUT_CURRENT)
         return r;
     int n = scandir(dir, &names, NULL, compare_names);
@@ -266,34 +266,30 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
                            migrate.dry_run ? "migration planned, nothing changed" : "state directory migrated");
 }
 
-static int open_state_dir(const char *dir, char *error, size_t size)
-{
-    if (!migrate.dry_run)
-        return keel__state_dir_lock(dir, error, size);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0)
-        return fd;
-    int e = errno;
-    (void) snprintf(error, size, "Cannot open the state directory '%s': %s", dir, strerror(e));
-    return -e;
-}
-
 static int on_run(keel_app *app, void *userdata)
 {
     const char *dir = keel__app_settings(app)->state_dir;
     char error[512] = "";
     plan p = { 0 };
 
-    /* A dry run only reads; a migration takes the writer's lock (until the process exits), so it
-     * never runs beside a serving instance, even one without a PID file. */
-    _cleanup_close_ int dfd = open_state_dir(dir, error, sizeof error);
-    if (dfd == -ENOENT) {
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT) {
         printf("State directory %s does not exist: nothing to migrate\n", dir);
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
     }
     if (dfd < 0)
-        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: %s", error);
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to open state directory %s: %m", dir);
+    /* Planned without the lock, so that a refusal, a dry run or nothing to do changes nothing, not
+     * even the lock file. A migration takes the writer's lock (held until the app is freed: never
+     * beside a serving instance, even one without a PID file) and plans again under it, as another
+     * migration may have run meanwhile. */
     int r = make_plan(dfd, dir, &p, error, sizeof error);
+    if (r >= 0 && p.layout != LAYOUT_CURRENT && !migrate.dry_run) {
+        if ((r = keel__state_dir_lock(app, dir, error, sizeof error)) < 0)
+            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: %s", error);
+        memset(&p, 0, sizeof p);
+        r = make_plan(dfd, dir, &p, error, sizeof error);
+    }
     if (r < 0)
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));
     if (p.layout == LAYOUT_CURRENT) {

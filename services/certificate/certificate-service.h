@@ -47,7 +47,6 @@ typedef struct cert_service {
 
     /* Set up by start, freed by stop. */
     char *state_dir, *backup_dir;
-    int state_lock; /* serve: the flock on state_dir (keel__state_dir_lock()), else -1 */
     char *key_path, *cert_path; /* where the credential is read from or stored */
     char **names;               /* the names to certify: dns_names, or the host name and localhost */
     EVP_PKEY *ca_key;           /* local-ca: the CA's key */

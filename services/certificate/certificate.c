@@ -12,10 +12,8 @@
 #include "app-internal.h"
 #include "certificate-service.h"
 #include "cleanup.h"
-#include "fileio.h"
-#include "state-dir.h"
 
-cert_service keel__cert = { .lock = PTHREAD_MUTEX_INITIALIZER, .state_lock = -1 };
+cert_service keel__cert = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static const char *const provider_choices[] = { "local-ca", "file", NULL };
 static const char *const backup_choices[] = { "none", "read", "write", "read+write", NULL };
@@ -200,17 +198,8 @@ static int certificate_start(keel_service *svc, void *userdata)
         r = register_checks(s);
     if (r < 0)
         return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
-    if (!s->read_only && (r = keel__mkdir_mode(s->state_dir, 0700)) < 0)
-        return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", s->state_dir, strerror(-r));
-    /* Before anything is written: one writer at a time; and a credential issued into a layout-1
-     * directory would replace the seed's cert.pem beside its private.pem, and `keel migrate`
-     * could no longer tell them apart. */
-    char error[PATH_MAX + 256];
-    if (!s->read_only && (s->state_lock = keel__state_dir_lock(s->state_dir, error, sizeof error)) < 0)
-        return keel_app_fail(app, s->state_lock, "%s", error);
-    if ((r = keel__layout_check(s->state_dir, !s->read_only, error, sizeof error)) < 0)
-        return keel_app_fail(app, r, "%s", error);
 
+    /* state_dir exists for serve, locked, and is not in layout 1: observers/state-dir.c saw to it. */
     _cleanup_(keel__cert_pair_done) cert_pair p = {};
     cert_error e = {};
     (void) pthread_mutex_lock(&s->lock);
@@ -246,7 +235,6 @@ static int certificate_stop(keel_service *svc, void *userdata)
     free(s->key_path);
     free(s->cert_path);
     s->state_dir = s->backup_dir = s->key_path = s->cert_path = NULL;
-    s->state_lock = safe_close(s->state_lock); /* last: nothing of this life writes the directory any more */
     if (started)
         CERT_LOG(KEEL_LOG_INFO, "Stopped certificate provider");
     return 0;

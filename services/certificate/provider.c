@@ -395,12 +395,16 @@ int keel__cert_prepare_next_key(cert_service *s)
 {
     if (s->next_key || s->config.provider == CERT_PROVIDER_FILE)
         return 0;
-    int r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &s->next_key);
-    if (r < 0)
-        return r;
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     _cleanup_(keel_credential_unrefp) keel_credential *next = NULL;
-    if (keel_credential_new(s->next_key, NULL, NULL, &next) >= 0)
-        (void) keel_app_set_next_credential(s->app, next);
+    int r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key);
+    if (r >= 0)
+        r = keel_credential_new(key, NULL, NULL, &next);
+    if (r >= 0)
+        r = keel_app_set_next_credential(s->app, next);
+    if (r < 0) /* a key not announced is not kept: it would sign before verifiers know it */
+        return r;
+    s->next_key = TAKE_PTR(key);
     return 0;
 }
 

@@ -78,12 +78,22 @@ static bool prepare_next_key(cert_service *s)
     return r >= 0;
 }
 
+/* After an attempt: whether a next key is still published (a failed rotation keeps it; one that
+ * succeeded, or failed after consuming it, leaves the next rotation's to be made). */
+static bool next_key_published(cert_service *s)
+{
+    (void) pthread_mutex_lock(&s->lock);
+    bool published = s->config.provider == CERT_PROVIDER_FILE || s->next_key;
+    (void) pthread_mutex_unlock(&s->lock);
+    return published;
+}
+
 /* Every wait counts from the last attempt, so a wake (a new refresh_interval) shortens or
  * lengthens the wait under way instead of starting a whole new one; a retry after a failure
  * keeps its time. Halfway to a rotation its key is made and published (JWKS lists it), so that a
  * verifier caching the set for less than half the interval knows the key before any token is
- * signed with it; halfway, not at once, so that key generation (seconds for large RSA keys)
- * neither competes with the start nor holds up a stop that follows it. */
+ * signed with it; halfway, not at once, so that key generation (seconds for large RSA keys) does
+ * not compete with the start. A stop that comes during a generation waits for it. */
 static void refresh_task(keel_task *t, void *userdata)
 {
     cert_service *s = userdata;
@@ -104,8 +114,7 @@ static void refresh_task(keel_task *t, void *userdata)
         if (w != 0)
             continue; /* stopping, or woken: the new interval's remainder */
         backoff = refresh_logged(s, backoff);
-        if (!backoff)
-            announced = s->config.provider == CERT_PROVIDER_FILE;
+        announced = next_key_published(s);
         retry = keel__cert_jitter(backoff);
         last = keel_now();
     }

@@ -75,6 +75,11 @@ int main(int argc, char **argv)
         args[n++] = argv[i];
     args[n++] = (char *) "serve";
     bool fresh = getenv("BENCH_FRESH_STATE") && streq(getenv("BENCH_FRESH_STATE"), "1");
+    /* Never the machine's /var/lib/keel: one private state_dir for all runs, unless each gets its own
+     * (a --set state_dir=… given after the label still wins). */
+    char shared[160];
+    snprintf(shared, sizeof shared, "%s/state", dir);
+    setenv("KEEL_STATE_DIR", shared, 1);
     for (int i = 0; i < runs; i++) {
         pid_t pid;
         int status;
@@ -102,6 +107,10 @@ int main(int argc, char **argv)
     printf("bench-startup: %s runs=%d exec_to_ready_median_ms=%.3f p90_ms=%.3f sigterm_to_exit_median_ms=%.3f p90_ms=%.3f\n", label,
            runs, (double) ready[runs / 2] / 1000, (double) ready[runs * 9 / 10] / 1000, (double) stop[runs / 2] / 1000,
            (double) stop[runs * 9 / 10] / 1000);
+    char rm[200];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", shared);
+    if (system(rm) != 0)
+        return 1;
     unlink(path);
     unlink(empty);
     rmdir(dir);

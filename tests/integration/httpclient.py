@@ -28,12 +28,25 @@ def get(address, path, timeout=10.0, headers=None):
         c.close()
 
 
-def sigterm_under_a_held_request(keel, address, path="/livez"):
-    """Sends a GET (held by a KEEL_FAULT sleep at the server), SIGTERM 0.1 s later, and waits for
-    the exit: (status, stderr, the connection, whose answer the caller may still read)."""
+def wait_in_flight(keel, component, timeout=10.0):
+    """Waits until the metrics say a request of `component` is in flight: a request sent is not
+    yet one the server took, and a signal before that would find nothing to wait for."""
+    metrics = bound_address(keel, "metrics exporter server")
+    pattern = rf'(?m)^keel_work_in_flight\{{component="{component}"\}} [1-9]'
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, get(metrics, "/metrics")[2]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {component} request in flight within {timeout}s")
+        time.sleep(0.01)
+
+
+def sigterm_under_a_held_request(keel, address, path="/livez", component="healthcheck"):
+    """Sends a GET (held by a KEEL_FAULT sleep at the server), SIGTERM once the server has taken
+    it, and waits for the exit: (status, stderr, the connection, whose answer the caller may
+    still read)."""
     held = http.client.HTTPConnection(*address, timeout=20)
     held.request("GET", path)
-    time.sleep(0.1)
+    wait_in_flight(keel, component)
     keel.kill(signal.SIGTERM)
     status, _, err = keel.wait()
     return status, err, held

@@ -11,7 +11,7 @@ import time
 import unittest
 import http.client
 
-from httpclient import bound_address, get, sigterm_under_a_held_request
+from httpclient import bound_address, get, sigterm_under_a_held_request, wait_in_flight
 from keelrun import KeelTestCase, run
 
 
@@ -85,8 +85,11 @@ class Readiness(KeelTestCase):
         # READY=1 has not gone out.
         k = self.keel("serve", env={"KEEL_FAULT": "sleep=1500@in:health.ready"})
         addr = logged_address(k)
+        asked = time.monotonic()
         status, headers, body = get(addr, "/readyz")
-        self.assertFalse(any(m.startswith("READY=1") for m in k.messages()), "answered only after READY=1")
+        with k.cond:
+            ready_at = [when for when, m in k.notifications if m.startswith("READY=1")]
+        self.assertFalse(ready_at and ready_at[0] < asked, "asked only after READY=1")
         self.assertEqual((status, body), (503, '{"status":"starting"}'))
         self.assertEqual(headers["content-type"], "application/json")
         k.ready()
@@ -148,7 +151,7 @@ class Drain(KeelTestCase):
         t = threading.Thread(target=client)
         t.start()
         self.addCleanup(t.join, 30)
-        time.sleep(0.1)
+        wait_in_flight(k, "healthcheck")
         k.kill(signal.SIGTERM)
         k.wait_notify("EXTEND_TIMEOUT_USEC=")  # the one the stop sends as it begins
         first = next(i for i, m in enumerate(k.messages()) if m.startswith("EXTEND_TIMEOUT_USEC="))
