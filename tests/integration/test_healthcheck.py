@@ -4,15 +4,18 @@ drain that loses no request, hostile clients, a port already in use."""
 
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import http.client
 
 from httpclient import bound_address, get, sigterm_under_a_held_request, wait_in_flight
-from keelrun import KeelTestCase, run
+from keelrun import KEEL, KeelTestCase, run
 
 
 def logged_address(keel, label="health check server", timeout=15.0):
@@ -295,8 +298,6 @@ class HostileClients(KeelTestCase):
 
 class SocketActivation(KeelTestCase):
     def test_the_socket_named_healthcheck_is_used_instead_of_binding(self):
-        import os, subprocess, tempfile, shutil
-        from keelrun import KEEL
         listener = socket.socket()
         self.addCleanup(listener.close)
         listener.bind(("127.0.0.1", 0))
@@ -306,7 +307,9 @@ class SocketActivation(KeelTestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         open(os.path.join(tmp, "keel.yaml"), "w").close()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_", "LISTEN_"))}
-        env.update(KEEL_DEFAULTS_FILE="/nonexistent", KEEL_METRICS_ADDRESS="127.0.0.1:0",
+        # Like every run of the harness: its own state directory, every other listener on a free port.
+        env.update(KEEL_DEFAULTS_FILE="/nonexistent", KEEL_STATE_DIR=os.path.join(tmp, "state"),
+                   KEEL_METRICS_ADDRESS="127.0.0.1:0", KEEL_TOKEN_ADDRESS="127.0.0.1:0",
                    KEEL_HEALTHCHECK_ADDRESS="127.0.0.1:1",  # must not be used: the passed socket wins
                    LISTEN_FDS="1", LISTEN_FDNAMES="healthcheck")
         # sd_listen_fds() wants LISTEN_PID to be keel's own PID: the shell sets it, then becomes keel.
