@@ -45,18 +45,18 @@ static int write_all(int fd, const char *p, size_t size)
     return 0;
 }
 
-/* Writes and syncs the temporary file; the caller renames or removes it. */
-static int write_temporary(int fd, const void *data, size_t size, mode_t mode)
+/* Writes (and, when @durable, syncs) the temporary file; the caller renames or removes it. */
+static int write_temporary(int fd, const void *data, size_t size, mode_t mode, bool durable)
 {
     int r = write_all(fd, data, size);
     if (r < 0)
         return r;
-    if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
+    if (fchmod(fd, mode) < 0 || (durable && fsync(fd) < 0))
         return -errno;
     return 0;
 }
 
-int keel__write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+static int write_file(const char *path, const void *data, size_t size, mode_t mode, bool durable)
 {
     char dir[PATH_MAX], tmp[PATH_MAX];
     const char *slash = path ? strrchr(path, '/') : NULL, *base = slash ? slash + 1 : path;
@@ -73,14 +73,24 @@ int keel__write_file_atomic(const char *path, const void *data, size_t size, mod
     _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    r = write_temporary(fd, data, size, mode);
+    r = write_temporary(fd, data, size, mode, durable);
     if (r >= 0 && rename(tmp, path) < 0)
         r = -errno;
     if (r < 0) {
         (void) unlink(tmp);
         return r;
     }
-    return keel__fsync_dir(dir);
+    return durable ? keel__fsync_dir(dir) : 0;
+}
+
+int keel__write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+{
+    return write_file(path, data, size, mode, true);
+}
+
+int keel__write_file_replace(const char *path, const void *data, size_t size, mode_t mode)
+{
+    return write_file(path, data, size, mode, false);
 }
 
 int keel__rename_durable(const char *from, const char *to)

@@ -16,6 +16,10 @@
  */
 int keel__write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
 
+/* As keel__write_file_atomic(), without the fsyncs: readers never see a mix, but a crash may lose
+ * the new content or leave @path empty. For records whose loss is harmless. */
+int keel__write_file_replace(const char *path, const void *data, size_t size, mode_t mode);
+
 /* Renames @from to @to (same directory) and fsyncs that directory. Returns 0 or a negative errno. */
 int keel__rename_durable(const char *from, const char *to);
 

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -12,6 +11,7 @@
 
 #include "app-internal.h"
 #include "cleanup.h"
+#include "fileio.h"
 #include "state-dir.h"
 #include "macro.h"
 
@@ -46,8 +46,8 @@ int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout)
     int v = 0;
     if (sscanf(buf, "%d", &v) != 1 || v < 1 || v > KEEL_LAYOUT_CURRENT) {
         buf[strcspn(buf, "\n")] = 0;
-        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)",
-                        KEEL_LAYOUT_FILE, buf, KEEL_LAYOUT_CURRENT);
+        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", KEEL_LAYOUT_FILE,
+                        buf, KEEL_LAYOUT_CURRENT);
         return -EPROTO;
     }
     *ret_layout = v;
@@ -58,21 +58,11 @@ int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout)
  * again, as the directory then holds nothing of layout 1. That saves a first start two fsyncs. */
 int keel__layout_record(const char *dir)
 {
-    char tmp[PATH_MAX], path[PATH_MAX], layout[8];
+    char path[PATH_MAX], layout[8];
     int n = snprintf(layout, sizeof layout, "%d\n", KEEL_LAYOUT_CURRENT);
-    if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, KEEL_LAYOUT_FILE) >= sizeof path ||
-        (size_t) snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dir, KEEL_LAYOUT_FILE) >= sizeof tmp)
+    if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, KEEL_LAYOUT_FILE) >= sizeof path)
         return -ENAMETOOLONG;
-    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t w = write(fd, layout, (size_t) n);
-    int r = w == n ? 0 : w < 0 ? -errno : -EIO;
-    if (r >= 0 && (fchmod(fd, 0644) < 0 || rename(tmp, path) < 0))
-        r = -errno;
-    if (r < 0)
-        (void) unlink(tmp);
-    return r;
+    return keel__write_file_replace(path, layout, (size_t) n, 0644);
 }
 
 /* Names in @ret (which holds @size bytes) the first entry of @dfd that only layout 1 has: the
@@ -103,7 +93,7 @@ static int layout1_mark(int dfd, char *ret, size_t size)
     return r;
 }
 
-int keel__layout_check(const char *dir, bool record, char *error, size_t size)
+int keel__layout_check(const char *dir, char *error, size_t size)
 {
     char mark[256];
     int layout = 0;
@@ -119,7 +109,7 @@ int keel__layout_check(const char *dir, bool record, char *error, size_t size)
         return r;
     }
     if (layout == KEEL_LAYOUT_CURRENT)
-        return 0;
+        return 1;
     r = layout == 1 ? (snprintf(mark, sizeof mark, "a layout file saying 1"), 1) : layout1_mark(dfd, mark, sizeof mark);
     if (r < 0) {
         (void) snprintf(error, size, "Cannot read the state directory '%s': %s", dir, strerror(-r));
@@ -132,13 +122,7 @@ int keel__layout_check(const char *dir, bool record, char *error, size_t size)
                         dir, mark);
         return -EMEDIUMTYPE;
     }
-    if (!record)
-        return 0;
-    r = keel__layout_record(dir);
-    if (r < 0)
-        (void) snprintf(error, size, "Cannot record layout %d in '%s/%s': %s", KEEL_LAYOUT_CURRENT, dir, KEEL_LAYOUT_FILE,
-                        strerror(-r));
-    return r;
+    return 0;
 }
 
 int keel__state_dir_lock(keel_app *app, const char *dir, char *error, size_t size)
@@ -172,11 +156,15 @@ int keel__state_dir_lock(keel_app *app, const char *dir, char *error, size_t siz
 int keel__state_dir_acquire(keel_app *app, const char *dir, char *error, size_t size)
 {
     /* The layout first: a refused directory gets no lock file either. */
-    int r = keel__layout_check(dir, false, error, size);
-    if (r >= 0)
-        r = keel__state_dir_lock(app, dir, error, size);
-    /* Again under the lock, now recording: a migration may have finished in between. */
-    if (r >= 0)
-        r = keel__layout_check(dir, true, error, size);
+    int r = keel__layout_check(dir, error, size);
+    if (r < 0)
+        return r;
+    bool recorded = r > 0;
+    if ((r = keel__state_dir_lock(app, dir, error, size)) < 0 || recorded)
+        return r;
+    /* Under the lock: nothing of layout 1 was there, and no migration can be writing now. */
+    if ((r = keel__layout_record(dir)) < 0)
+        (void) snprintf(error, size, "Cannot record layout %d in '%s/%s': %s", KEEL_LAYOUT_CURRENT, dir, KEEL_LAYOUT_FILE,
+                        strerror(-r));
     return r;
 }

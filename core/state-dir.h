@@ -35,18 +35,17 @@ int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout);
 int keel__layout_record(const char *dir);
 
 /*
- * Whether the state directory @dir may be used as it is: it records the current layout, or
- * records none and holds nothing of layout 1. A directory that does not exist passes (there is
- * nothing in it to lose). With @record, a directory that passes without a record gets one, so
- * that a later `keel migrate` knows it has nothing to do. -EMEDIUMTYPE (with @error, which names
- * the directory and `keel migrate`) when it must be migrated first; nothing is changed then.
+ * Whether the state directory @dir may be used as it is: 1 when it records the current layout,
+ * 0 when it records none and holds nothing of layout 1 (or does not exist: nothing in it to
+ * lose). -EMEDIUMTYPE (with @error, which names the directory and `keel migrate`) when it must be
+ * migrated first. Reads only.
  */
-int keel__layout_check(const char *dir, bool record, char *error, size_t size);
+int keel__layout_check(const char *dir, char *error, size_t size);
 
 /* Takes the writer's lock on @dir for @app, which holds it until it is freed. -EBUSY (with
  * @error naming the directory) when another process holds it. */
 int keel__state_dir_lock(keel_app *app, const char *dir, char *error, size_t size);
 
 /* For `keel serve`: checks the layout (refusing layout 1 before anything is written), takes the
- * writer's lock, and records the layout. @dir exists. */
+ * writer's lock, and records the layout when none is. @dir exists. */
 int keel__state_dir_acquire(keel_app *app, const char *dir, char *error, size_t size);

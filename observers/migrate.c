@@ -27,9 +27,7 @@
 #include "state-dir.h"
 #include "macro.h"
 
-#define LAYOUT_CURRENT KEEL_LAYOUT_CURRENT
-#define LAYOUT_FILE    KEEL_LAYOUT_FILE
-#define ROLES_DIR      "roles"
+#define ROLES_DIR "roles"
 
 typedef enum step_kind {
     STEP_MKDIR,   /* roles/ */
@@ -58,7 +56,7 @@ static struct {
 /* Files Keel itself keeps in layout 2, next to the ones migrated. */
 static bool is_layout2_name(const char *name)
 {
-    return STR_IN_SET(name, "key.pem", "cert.pem", "ca.pem", "ca.key.pem", ROLES_DIR, LAYOUT_FILE, "last-shutdown") ||
+    return STR_IN_SET(name, "key.pem", "cert.pem", "ca.pem", "ca.key.pem", ROLES_DIR, KEEL_LAYOUT_FILE, "last-shutdown") ||
            strneq(name, "key.", 4) || strneq(name, "cert.", 5) || streq(name, "backup") || name[0] == '.';
 }
 
@@ -110,7 +108,7 @@ static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size
 {
     struct dirent **names = NULL;
     int r = keel__layout_read(dfd, error, size, &p->layout);
-    if (r < 0 || p->layout == LAYOUT_CURRENT)
+    if (r < 0 || p->layout == KEEL_LAYOUT_CURRENT)
         return r;
     int n = scandir(dir, &names, NULL, compare_names);
     if (n < 0)
@@ -134,7 +132,7 @@ static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size
             p->steps[0] = mk;
         }
     }
-    return r < 0 ? r : add(p, STEP_LAYOUT, NULL, LAYOUT_FILE, 0);
+    return r < 0 ? r : add(p, STEP_LAYOUT, NULL, KEEL_LAYOUT_FILE, 0);
 }
 
 static void describe(const step *s, char *buf, size_t size)
@@ -153,7 +151,7 @@ static void describe(const step *s, char *buf, size_t size)
         (void) snprintf(buf, size, "remove %s, a link to nothing", s->from);
         break;
     case STEP_LAYOUT:
-        (void) snprintf(buf, size, "record layout %d in %s", LAYOUT_CURRENT, s->to);
+        (void) snprintf(buf, size, "record layout %d in %s", KEEL_LAYOUT_CURRENT, s->to);
         break;
     }
 }
@@ -216,7 +214,7 @@ static int sync_dirs(int dfd)
 static int record_layout(int dfd, const char *name)
 {
     char layout[8];
-    int n = snprintf(layout, sizeof layout, "%d\n", LAYOUT_CURRENT);
+    int n = snprintf(layout, sizeof layout, "%d\n", KEEL_LAYOUT_CURRENT);
     int r = sync_dirs(dfd);
     if (r >= 0)
         r = write_atomic(dfd, name, layout, (size_t) n, 0644);
@@ -250,7 +248,7 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
 {
     char what[NAME_MAX * 2 + 64];
     printf("%s state directory %s, layout %d to %d:\n", migrate.dry_run ? "Would migrate" : "Migrating", dir,
-           p->layout ? p->layout : 1, LAYOUT_CURRENT);
+           p->layout ? p->layout : 1, KEEL_LAYOUT_CURRENT);
     for (size_t i = 0; i < p->n; i++) {
         describe(&p->steps[i], what, sizeof what);
         printf("  %s\n", what);
@@ -284,7 +282,7 @@ static int on_run(keel_app *app, void *userdata)
      * beside a serving instance, even one without a PID file) and plans again under it, as another
      * migration may have run meanwhile. */
     int r = make_plan(dfd, dir, &p, error, sizeof error);
-    if (r >= 0 && p.layout != LAYOUT_CURRENT && !migrate.dry_run) {
+    if (r >= 0 && p.layout != KEEL_LAYOUT_CURRENT && !migrate.dry_run) {
         if ((r = keel__state_dir_lock(app, dir, error, sizeof error)) < 0)
             return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: %s", error);
         memset(&p, 0, sizeof p);
@@ -292,8 +290,8 @@ static int on_run(keel_app *app, void *userdata)
     }
     if (r < 0)
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));
-    if (p.layout == LAYOUT_CURRENT) {
-        printf("State directory %s is at layout %d already: nothing to do\n", dir, LAYOUT_CURRENT);
+    if (p.layout == KEEL_LAYOUT_CURRENT) {
+        printf("State directory %s is at layout %d already: nothing to do\n", dir, KEEL_LAYOUT_CURRENT);
         return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
     }
     return run_plan(app, dfd, dir, &p);

@@ -27,7 +27,7 @@ static int on_start(keel_app *app, void *userdata)
     if (!dir || !*dir || !command || !STR_IN_SET(command, "serve", "token"))
         return 0;
     if (streq(command, "token"))
-        r = keel__layout_check(dir, false, error, sizeof error);
+        r = keel__layout_check(dir, error, sizeof error);
     else if ((r = keel__mkdir_mode(dir, 0700)) < 0)
         return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", dir, strerror(-r));
     else

@@ -248,7 +248,8 @@ int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
         return keel__cert_fail(e, r, "Cannot read the directory '%s': %s", dir, strerror(-r));
     r = recover(dir, &why);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir, why.text[0] ? why.text : strerror(-r));
+        return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir,
+                               why.text[0] ? why.text : strerror(-r));
     return read_pair(dir, KEY, CERT, ret, e);
 }
 

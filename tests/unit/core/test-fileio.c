@@ -3,6 +3,7 @@
  * so the bytes it held are wiped rather than left behind by realloc()). */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 
 #include "fileio.h"
@@ -67,4 +68,22 @@ Test(fileio, a_read_error_is_returned_and_nothing_else)
     cr_assert_eq(keel__read_fd(wronly, 100, &data, &size), -EBADF);
     cr_assert_null(data);
     cr_assert_eq(size, (size_t) 99);
+}
+
+Test(fileio, a_replace_without_sync_leaves_the_new_content_the_mode_and_no_temporary)
+{
+    char dir[] = "/tmp/keel-fileio-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/layout", dir);
+    cr_assert_eq(keel__write_file_replace(path, "1\n", 2, 0600), 0);
+    cr_assert_eq(keel__write_file_replace(path, "2\n", 2, 0644), 0);
+    _cleanup_free_ char *data = NULL;
+    size_t size = 0;
+    mode_t mode = 0;
+    cr_assert_eq(keel__read_file(path, 16, &data, &size, &mode), 0);
+    cr_assert_str_eq(data, "2\n");
+    cr_assert_eq(mode, 0644);
+    cr_assert_eq(keel__remove_stale_temporaries(dir), 0, "no temporary left behind");
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(rmdir(dir), 0);
 }

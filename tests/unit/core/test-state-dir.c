@@ -71,24 +71,27 @@ Test(state_dir, layout_1_is_refused_and_nothing_is_written)
         _cleanup_free_ char *dir = fresh_dir();
         char error[512] = "";
         put(dir, marks[i], "x", 1);
-        cr_assert_eq(keel__layout_check(dir, true, error, sizeof error), -EMEDIUMTYPE, "%s", marks[i]);
+        cr_assert_eq(keel__layout_check(dir, error, sizeof error), -EMEDIUMTYPE, "%s", marks[i]);
         cr_assert(strstr(error, "run `keel migrate` first"), "%s", error);
         cr_assert(strstr(error, marks[i]), "%s", error);
         cr_assert_eq(layout_of(dir), 0, "no record written");
     }
 }
 
-Test(state_dir, a_directory_with_nothing_of_layout_1_is_recorded_only_when_asked)
+Test(state_dir, a_directory_with_nothing_of_layout_1_passes_and_is_recorded_once_acquired)
 {
     _cleanup_free_ char *dir = fresh_dir(), *missing = NULL;
     char error[512] = "";
     put(dir, "key.pem", "x", 1);
-    cr_assert_eq(keel__layout_check(dir, false, error, sizeof error), 0);
-    cr_assert_eq(layout_of(dir), 0);
-    cr_assert_eq(keel__layout_check(dir, true, error, sizeof error), 0);
+    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 0, "passes, nothing recorded");
+    cr_assert_eq(layout_of(dir), 0, "the check only reads");
+    keel_app *app = keel_app_new("test");
+    cr_assert_eq(keel__state_dir_acquire(app, dir, error, sizeof error), 0, "%s", error);
     cr_assert_eq(layout_of(dir), KEEL_LAYOUT_CURRENT);
+    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 1, "recorded");
+    app = keel_app_free(app);
     cr_assert_geq(asprintf(&missing, "%s/none", dir), 0);
-    cr_assert_eq(keel__layout_check(missing, true, error, sizeof error), 0, "nothing there to lose");
+    cr_assert_eq(keel__layout_check(missing, error, sizeof error), 0, "nothing there to lose");
 }
 
 Test(state_dir, the_lock_is_one_writer_at_a_time_and_goes_with_the_app)
