@@ -79,8 +79,8 @@ static int public_members(keel_credential *c)
         r = c->ec ? bn_param_b64(c->key, OSSL_PKEY_PARAM_EC_PUB_Y, 32, &b) : bn_param_b64(c->key, OSSL_PKEY_PARAM_RSA_N, 0, &b);
     if (r < 0)
         return r;
-    c->members = c->ec ? keel__strdup_printf("{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", a, b)
-                       : keel__strdup_printf("{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", a, b);
+    c->members = c->ec ? keel_strdup_printf("{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", a, b)
+                       : keel_strdup_printf("{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", a, b);
     return c->members ? 0 : -ENOMEM;
 }
 
@@ -253,8 +253,8 @@ int keel_credential_public_jwk(const keel_credential *c, char **ret)
     keel_assert_return(c && ret, -EINVAL);
     size_t n = strlen(c->members);
     /* The thumbprint members, then the ones a verifier uses to pick and trust the key. */
-    char *jwk = keel__strdup_printf("%.*s,\"kid\":\"%s\",\"use\":\"sig\",\"alg\":\"%s\"}", (int) (n - 1), c->members, c->kid,
-                                    keel_credential_alg(c));
+    char *jwk = keel_strdup_printf("%.*s,\"kid\":\"%s\",\"use\":\"sig\",\"alg\":\"%s\"}", (int) (n - 1), c->members, c->kid,
+                                   keel_credential_alg(c));
     if (!jwk)
         return -ENOMEM;
     *ret = jwk;
@@ -300,12 +300,12 @@ int keel_credential_sign_jws(const keel_credential *c, const char *payload, size
         r = keel_base64url(payload, size, &p);
     if (r < 0)
         return r;
-    if (!(input = keel__strdup_printf("%s.%s", h, p)))
+    if (!(input = keel_strdup_printf("%s.%s", h, p)))
         return -ENOMEM;
     r = sign(c, input, strlen(input), &s);
     if (r < 0)
         return r;
-    char *token = keel__strdup_printf("%s.%s", input, s);
+    char *token = keel_strdup_printf("%s.%s", input, s);
     if (!token)
         return -ENOMEM;
     *ret = token;

@@ -24,8 +24,8 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "state-dir.h"
 #include "macro.h"
+#include "state-dir.h"
 
 #define ROLES_DIR "roles"
 

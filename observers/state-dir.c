@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <keel/fileio.h>
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "fileio.h"
 #include "macro.h"
 #include "state-dir.h"
 
@@ -28,7 +28,7 @@ static int on_start(keel_app *app, void *userdata)
         return 0;
     if (streq(command, "token"))
         r = keel__layout_check(dir, error, sizeof error);
-    else if ((r = keel__mkdir_mode(dir, 0700)) < 0)
+    else if ((r = keel_dir_make(dir, 0700)) < 0)
         return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", dir, strerror(-r));
     else
         r = keel__state_dir_acquire(app, dir, error, sizeof error);

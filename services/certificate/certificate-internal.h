@@ -15,8 +15,7 @@
 #include <openssl/x509.h>
 
 #include <keel/credential.h>
-
-#include "macro.h"
+#include <keel/util.h>
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(keel_credential *, keel_credential_unref);
 
@@ -91,7 +90,7 @@ int keel__cert_store_write(const char *dir, const cert_pair *p);
  * which removes its files. The commit aborts what it could not rename. */
 typedef struct cert_staged {
     char dir[PATH_MAX];
-    char key[PATH_MAX], cert[PATH_MAX]; /* the temporary files, "" when none */
+    char *key, *cert; /* the temporary files (owned), NULL when none */
 } cert_staged;
 int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret);
 int keel__cert_store_commit(cert_staged *st);

@@ -168,10 +168,10 @@ static int resolve_names(cert_service *s)
 {
     char host[256];
     if (*s->config.dns_names)
-        return (s->names = keel__strv_copy(s->config.dns_names)) ? 0 : -ENOMEM;
+        return (s->names = keel_strv_copy(s->config.dns_names)) ? 0 : -ENOMEM;
     if (gethostname(host, sizeof host) < 0 || !*host || !keel__cert_name_valid(host))
         (void) snprintf(host, sizeof host, "localhost");
-    if (keel__strv_extend(&s->names, host) < 0 || (!streq(host, "localhost") && keel__strv_extend(&s->names, "localhost") < 0))
+    if (keel_strv_extend(&s->names, host) < 0 || (!streq(host, "localhost") && keel_strv_extend(&s->names, "localhost") < 0))
         return -ENOMEM;
     return 0;
 }
@@ -181,9 +181,9 @@ static int resolve_paths(cert_service *s)
     const char *dir = keel__app_settings(s->app)->state_dir;
     bool file = s->config.provider == CERT_PROVIDER_FILE;
     s->state_dir = strdup(dir);
-    s->backup_dir = keel__strdup_printf("%s/backup", dir);
-    s->key_path = file ? strdup(s->config.key_file) : keel__strdup_printf("%s/key.pem", dir);
-    s->cert_path = file ? strdup(s->config.cert_file) : keel__strdup_printf("%s/cert.pem", dir);
+    s->backup_dir = keel_strdup_printf("%s/backup", dir);
+    s->key_path = file ? strdup(s->config.key_file) : keel_strdup_printf("%s/key.pem", dir);
+    s->cert_path = file ? strdup(s->config.cert_file) : keel_strdup_printf("%s/cert.pem", dir);
     return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
 }
 
@@ -229,7 +229,7 @@ static int certificate_stop(keel_service *svc, void *userdata)
     EVP_PKEY_free(s->next_key);
     s->ca_key = s->next_key = NULL;
     s->ca_cert = NULL;
-    s->names = keel__strv_free(s->names);
+    s->names = keel_strv_free(s->names);
     free(s->state_dir);
     free(s->backup_dir);
     free(s->key_path);

@@ -10,10 +10,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <keel/strbuf.h>
+#include <keel/util.h>
+
 #include "certificate-internal.h"
 #include "cleanup.h"
-#include "macro.h"
-#include "strbuf.h"
 
 /* notBefore this far in the past, so that a peer whose clock is a little behind accepts it. */
 #define CLOCK_SKEW_S 300
@@ -77,7 +78,7 @@ static int new_cert(EVP_PKEY *key, const char *cn, long lifetime_s, X509 **ret)
 
 static long lifetime_seconds(keel_usec_t lifetime)
 {
-    return (long) MAX(lifetime / KEEL_USEC_PER_SEC, 1);
+    return (long) KEEL_MAX(lifetime / KEEL_USEC_PER_SEC, 1);
 }
 
 int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret)
@@ -122,7 +123,7 @@ static int san_text(char *const *names, char *buf, size_t size)
     unsigned char addr[16];
     for (size_t i = 0; names[i]; i++) {
         bool ip = inet_pton(AF_INET, names[i], addr) == 1 || inet_pton(AF_INET6, names[i], addr) == 1;
-        keel__strbuf_printf(&sb, "%s%s:%s", i ? "," : "", ip ? "IP" : "DNS", names[i]);
+        keel_strbuf_printf(&sb, "%s%s:%s", i ? "," : "", ip ? "IP" : "DNS", names[i]);
     }
     return sb.truncated ? -E2BIG : 0;
 }
@@ -144,7 +145,7 @@ int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const
     if (r < 0)
         return r;
     /* Never past the CA: a verifier would refuse the chain from that moment. */
-    long life = MIN(lifetime_seconds(lifetime), seconds_until(X509_get0_notAfter(ca_cert)));
+    long life = KEEL_MIN(lifetime_seconds(lifetime), seconds_until(X509_get0_notAfter(ca_cert)));
     if (life <= 0)
         return -EKEYEXPIRED;
     _cleanup_(X509_freep) X509 *x = NULL;

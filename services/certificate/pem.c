@@ -11,11 +11,11 @@
 #include <openssl/x509_vfy.h>
 
 #include <keel/credential.h>
+#include <keel/fileio.h>
+#include <keel/util.h>
 
 #include "certificate-internal.h"
 #include "cleanup.h"
-#include "fileio.h"
-#include "macro.h"
 
 int keel__cert_fail(cert_error *e, int r, const char *fmt, ...)
 {
@@ -67,7 +67,7 @@ static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
 {
     _cleanup_(pem_text_done) pem_text t = {};
     mode_t mode = 0;
-    int r = keel__read_file(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
+    int r = keel_file_read(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
     if (r == -EFBIG)
         return keel__cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
     if (r < 0)
@@ -237,7 +237,7 @@ int keel__cert_write_key(const char *path, EVP_PKEY *key)
     size_t size = 0;
     int r = keel__cert_key_pem(key, &pem, &size);
     if (r >= 0)
-        r = keel__write_file_atomic(path, pem, size, 0600);
+        r = keel_file_write_atomic(path, pem, size, 0600);
     keel__cert_pem_free(pem, size);
     return r;
 }
@@ -248,7 +248,7 @@ int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
     size_t size = 0;
     int r = keel__cert_certs_pem(leaf, chain, &pem, &size);
     if (r >= 0)
-        r = keel__write_file_atomic(path, pem, size, 0644);
+        r = keel_file_write_atomic(path, pem, size, 0644);
     keel__cert_pem_free(pem, size);
     return r;
 }

@@ -5,9 +5,10 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <keel/fileio.h>
+
 #include "certificate-service.h"
 #include "cleanup.h"
-#include "fileio.h"
 
 static const char *const provider_names[] = { "local-ca", "file" };
 static const char *const backup_names[] = { "none", "read", "write", "read+write" };
@@ -75,8 +76,8 @@ typedef struct ca_files {
  * creates again. */
 static int ca_files_write(ca_files *f)
 {
-    int r = keel__write_file_atomic(f->key_path, f->key_pem, f->key_size, 0600);
-    return r < 0 ? r : keel__write_file_atomic(f->cert_path, f->cert_pem, f->cert_size, 0644);
+    int r = keel_file_write_atomic(f->key_path, f->key_pem, f->key_size, 0600);
+    return r < 0 ? r : keel_file_write_atomic(f->cert_path, f->cert_pem, f->cert_size, 0644);
 }
 
 static void ca_files_task(keel_task *task, void *userdata)
@@ -328,7 +329,7 @@ static void backup_write(cert_service *s, const cert_pair *p)
 {
     if (!(s->config.backup & CERT_BACKUP_WRITE) || s->read_only)
         return;
-    int r = keel__mkdir_mode(s->backup_dir, 0700);
+    int r = keel_dir_make(s->backup_dir, 0700);
     if (r >= 0)
         r = keel__cert_store_write(s->backup_dir, p);
     if (r < 0)

@@ -20,7 +20,7 @@ static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
     _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
     keel_usec_t end = c ? keel_credential_not_after(c) : 0;
-    keel_usec_t left = keel__usec_left(last, keel_now(), atomic_load(&s->interval));
+    keel_usec_t left = keel_usec_left(last, keel_now(), atomic_load(&s->interval));
     return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, left));
 }
 
@@ -101,7 +101,7 @@ static void refresh_task(keel_task *t, void *userdata)
     /* Whether the next rotation's key is published; the operator's files have no next key. */
     bool announced = s->config.provider == CERT_PROVIDER_FILE;
     for (int w = 0; w >= 0;) {
-        keel_usec_t delay = backoff ? keel__usec_left(last, keel_now(), retry) : next_delay(s, last);
+        keel_usec_t delay = backoff ? keel_usec_left(last, keel_now(), retry) : next_delay(s, last);
         if (!backoff)
             log_schedule(s, delay, w > 0);
         keel_usec_t from = keel_now();
@@ -110,7 +110,7 @@ static void refresh_task(keel_task *t, void *userdata)
                 continue;
             announced = prepare_next_key(s);
         }
-        w = keel_task_wait(t, keel__usec_left(from, keel_now(), delay));
+        w = keel_task_wait(t, keel_usec_left(from, keel_now(), delay));
         if (w != 0)
             continue; /* stopping, or woken: the new interval's remainder */
         backoff = refresh_logged(s, backoff);

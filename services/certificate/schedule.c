@@ -6,17 +6,18 @@
 
 #include <openssl/rand.h>
 
+#include <keel/util.h>
+
 #include "certificate-internal.h"
-#include "macro.h"
 
 keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_after, keel_usec_t interval)
 {
-    return MIN(interval, not_after > now ? (not_after - now) / 2 : 0);
+    return KEEL_MIN(interval, not_after > now ? (not_after - now) / 2 : 0);
 }
 
 keel_usec_t keel__cert_backoff_next(keel_usec_t previous)
 {
-    return previous ? MIN(previous * 2, CERT_BACKOFF_MAX) : CERT_BACKOFF_MIN;
+    return previous ? KEEL_MIN(previous * 2, CERT_BACKOFF_MAX) : CERT_BACKOFF_MIN;
 }
 
 keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random)

@@ -18,10 +18,11 @@
 
 #include <openssl/err.h>
 
+#include <keel/fileio.h>
+#include <keel/util.h>
+
 #include "certificate-internal.h"
 #include "cleanup.h"
-#include "fileio.h"
-#include "macro.h"
 
 #define KEY       "key.pem"
 #define CERT      "cert.pem"
@@ -48,52 +49,22 @@ static int path_in(char buf[static PATH_MAX], const char *dir, const char *name)
     return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-static int write_all(int fd, const char *p, size_t size)
+/* @data staged for @dir/@name (see keel_file_stage()), its temporary path in *@ret_tmp. */
+static int stage_file(const char *dir, const char *name, const char *data, size_t size, mode_t mode, char **ret_tmp)
 {
-    while (size > 0) {
-        ssize_t n = write(fd, p, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        size -= (size_t) n;
-    }
-    return 0;
-}
-
-/* @data in a new temporary file of @dir, named as keel__write_file_atomic() names them (so that a
- * load removes it if it stays), with @mode, synced. Its path goes to @tmp. */
-static int stage_file(const char *dir, const char *name, const char *data, size_t size, mode_t mode, char tmp[static PATH_MAX])
-{
-    int n = snprintf(tmp, PATH_MAX, "%s/.%s.tmp-XXXXXX", dir, name);
-    if (n < 0 || n >= PATH_MAX) {
-        tmp[0] = '\0';
-        return -ENAMETOOLONG;
-    }
-    /* mkostemp() creates the file 0600: a key is never readable by others, not even briefly. */
-    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        tmp[0] = '\0';
-        return -errno;
-    }
-    int r = write_all(fd, data, size);
-    if (r >= 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
-        r = -errno;
-    if (r < 0) {
-        (void) unlink(tmp);
-        tmp[0] = '\0';
-    }
-    return r;
+    char path[PATH_MAX];
+    int r = path_in(path, dir, name);
+    return r < 0 ? r : keel_file_stage(path, data, size, mode, ret_tmp);
 }
 
 void keel__cert_store_abort(cert_staged *st)
 {
-    if (st->key[0])
+    if (st->key)
         (void) unlink(st->key);
-    if (st->cert[0])
+    if (st->cert)
         (void) unlink(st->cert);
-    st->key[0] = st->cert[0] = '\0';
+    st->key = (free(st->key), NULL);
+    st->cert = (free(st->cert), NULL);
 }
 
 int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret)
@@ -108,9 +79,9 @@ int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret
     if (r >= 0)
         r = keel__cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
     if (r >= 0)
-        r = stage_file(dir, KEY_NEXT, key, key_size, 0600, st.key);
+        r = stage_file(dir, KEY_NEXT, key, key_size, 0600, &st.key);
     if (r >= 0)
-        r = stage_file(dir, CERT_NEXT, cert, cert_size, 0644, st.cert);
+        r = stage_file(dir, CERT_NEXT, cert, cert_size, 0644, &st.cert);
     keel__cert_pem_free(key, key_size);
     keel__cert_pem_free(cert, cert_size);
     if (r < 0) {
@@ -148,7 +119,7 @@ static int rename_in(const char *dir, const char *from, const char *to)
     int r = path_in(a, dir, from);
     if (r >= 0)
         r = path_in(b, dir, to);
-    return r < 0 ? r : keel__rename_durable(a, b);
+    return r < 0 ? r : keel_file_rename_durable(a, b);
 }
 
 static void unlink_in(const char *dir, const char *name)
@@ -204,7 +175,7 @@ int keel__cert_store_commit(cert_staged *st)
         r = path_in(key_next, st->dir, KEY_NEXT);
     if (r >= 0)
         r = path_in(cert_next, st->dir, CERT_NEXT);
-    if (r < 0 || !st->key[0] || !st->cert[0]) {
+    if (r < 0 || !st->key || !st->cert) {
         keel__cert_store_abort(st);
         return r < 0 ? r : -EINVAL;
     }
@@ -216,19 +187,19 @@ int keel__cert_store_commit(cert_staged *st)
         return r;
     }
     /* Steps 1 and 2, each durable before the next, then 3 and 4. */
-    if ((r = keel__rename_durable(st->key, key_next)) < 0) {
+    if ((r = keel_file_rename_durable(st->key, key_next)) < 0) {
         keel__cert_store_abort(st);
         return r;
     }
-    st->key[0] = '\0';
-    if ((r = keel__rename_durable(st->cert, cert_next)) < 0) {
+    st->key = (free(st->key), NULL);
+    if ((r = keel_file_rename_durable(st->cert, cert_next)) < 0) {
         keel__cert_store_abort(st);
         return r;
     }
-    st->cert[0] = '\0';
-    if ((r = keel__rename_durable(key_next, key)) < 0)
+    st->cert = (free(st->cert), NULL);
+    if ((r = keel_file_rename_durable(key_next, key)) < 0)
         return r;
-    return keel__rename_durable(cert_next, cert);
+    return keel_file_rename_durable(cert_next, cert);
 }
 
 int keel__cert_store_write(const char *dir, const cert_pair *p)
@@ -241,7 +212,7 @@ int keel__cert_store_write(const char *dir, const cert_pair *p)
 int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
 {
     cert_error why = {};
-    int r = keel__remove_stale_temporaries(dir);
+    int r = keel_dir_remove_temporaries(dir);
     if (r == -ENOENT)
         return keel__cert_fail(e, r, "'%s' does not exist", dir);
     if (r < 0)

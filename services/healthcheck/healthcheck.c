@@ -11,9 +11,8 @@
 #include <keel/health.h>
 #include <keel/http.h>
 #include <keel/keel.h>
-
-#include "macro.h"
-#include "strbuf.h"
+#include <keel/strbuf.h>
+#include <keel/util.h>
 
 static const char JSON[] = "application/json";
 /* One object, so cached responses (keyed by address) are found again. */
@@ -49,9 +48,9 @@ static void report_check(const char *name, int result, const char *reason, void 
 {
     keel_strbuf *sb = userdata;
     if (result < 0)
-        keel__strbuf_printf(sb, "[-]%s failed: %s\n", name, reason);
+        keel_strbuf_printf(sb, "[-]%s failed: %s\n", name, reason);
     else
-        keel__strbuf_printf(sb, "[+]%s ok\n", name);
+        keel_strbuf_printf(sb, "[+]%s ok\n", name);
 }
 
 /* Runs the checks (none for /livez) and answers "ok", or the verbose list, with 200 or 503. */
@@ -61,9 +60,9 @@ static int answer_checks(keel_http_request *req, keel_app *app, const char *prob
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
     bool verbose = atomic_load_explicit(&hc.verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
 
-    keel__strbuf_append(&sb, "[+]ping ok\n");
+    keel_strbuf_append(&sb, "[+]ping ok\n");
     unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
-    keel__strbuf_printf(&sb, "%s check %s\n", probe, failed ? "failed" : "passed");
+    keel_strbuf_printf(&sb, "%s check %s\n", probe, failed ? "failed" : "passed");
     if (!verbose && !failed)
         return keel_http_respond_static(req, 200, TEXT, "ok");
     return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);

@@ -5,9 +5,9 @@
 
 #include <keel/http.h>
 #include <keel/keel.h>
+#include <keel/util.h>
 
 #include "app-internal.h"
-#include "macro.h"
 
 /* One object, so cached responses (keyed by address) are found again. */
 static const char TEXT[] = "text/plain; charset=utf-8";

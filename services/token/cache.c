@@ -4,11 +4,13 @@
  * order for eviction, one mutex and one condition variable for the whole cache. Everything here
  * is a few pointer moves under the lock; minting, the only slow step, runs outside it.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 
+#include <keel/util.h>
+
 #include "cache.h"
-#include "macro.h"
 
 typedef struct entry entry;
 struct entry {
@@ -261,7 +263,7 @@ static int snapshot_keys(token_cache *c, char ***ret)
             return -ENOMEM;
         memcpy(k, e->domain, nd);
         memcpy(k + nd, e->role, nr);
-        if (keel__strv_push(&keys, k) < 0)
+        if (keel_strv_push(&keys, k) < 0)
             return -ENOMEM;
     }
     *ret = TAKE_PTR(keys);
@@ -290,7 +292,7 @@ int token_cache_refresh(token_cache *c, keel_usec_t now, size_t *ret_failed)
         return r;
     if (ret_failed)
         *ret_failed = failed;
-    return (int) MIN(ok, (size_t) INT32_MAX);
+    return (int) KEEL_MIN(ok, (size_t) INT32_MAX);
 }
 
 bool token_cache_rekey(token_cache *c, const char *kid)

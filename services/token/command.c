@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include <keel/keel.h>
+#include <keel/util.h>
 
-#include "macro.h"
 #include "request.h"
 #include "token.h"
 

@@ -7,10 +7,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <keel/strbuf.h>
+#include <keel/util.h>
+
 #include "cleanup.h"
 #include "jwt.h"
-#include "macro.h"
-#include "strbuf.h"
 
 static int strbuf_take(const keel_strbuf *sb, char **ret)
 {
@@ -27,14 +28,14 @@ int token_claims_json(const token_claims *c, char **ret)
 {
     char buf[4096];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    keel__strbuf_append(&sb, "{");
-    keel__strbuf_json_field(&sb, "iss", c->iss, true);
-    keel__strbuf_json_field(&sb, "sub", c->sub, false);
-    keel__strbuf_json_field(&sb, "aud", c->aud, false);
-    keel__strbuf_json_field(&sb, "scope", c->scope, false);
-    keel__strbuf_printf(&sb, ",\"iat\":%" PRId64 ",\"nbf\":%" PRId64 ",\"exp\":%" PRId64, c->iat, c->nbf, c->exp);
-    keel__strbuf_json_field(&sb, "jti", c->jti, false);
-    keel__strbuf_append(&sb, "}");
+    keel_strbuf_append(&sb, "{");
+    keel_strbuf_json_field(&sb, "iss", c->iss, true);
+    keel_strbuf_json_field(&sb, "sub", c->sub, false);
+    keel_strbuf_json_field(&sb, "aud", c->aud, false);
+    keel_strbuf_json_field(&sb, "scope", c->scope, false);
+    keel_strbuf_printf(&sb, ",\"iat\":%" PRId64 ",\"nbf\":%" PRId64 ",\"exp\":%" PRId64, c->iat, c->nbf, c->exp);
+    keel_strbuf_json_field(&sb, "jti", c->jti, false);
+    keel_strbuf_append(&sb, "}");
     return strbuf_take(&sb, ret);
 }
 
@@ -92,7 +93,7 @@ int token_sign(const keel_credential *cred, const token_params *p, const char *d
     int64_t exp = (int64_t) ((now + p->expiry) / KEEL_USEC_PER_SEC);
     keel_usec_t not_after = keel_credential_not_after(cred);
     if (not_after != KEEL_USEC_INFINITY)
-        exp = MIN(exp, (int64_t) (not_after / KEEL_USEC_PER_SEC));
+        exp = KEEL_MIN(exp, (int64_t) (not_after / KEEL_USEC_PER_SEC));
     if (exp <= iat)
         return -EKEYEXPIRED;
 
@@ -194,11 +195,11 @@ int token_jwks_json(keel_credential *const *creds, size_t n, char **ret)
         if (r < 0)
             return r;
         old = TAKE_PTR(out);
-        if (!(out = keel__strdup_printf("%s%s%s", old, first ? "" : ",", jwk)))
+        if (!(out = keel_strdup_printf("%s%s%s", old, first ? "" : ",", jwk)))
             return -ENOMEM;
         first = false;
     }
-    char *s = keel__strdup_printf("%s]}", out);
+    char *s = keel_strdup_printf("%s]}", out);
     if (!s)
         return -ENOMEM;
     *ret = s;

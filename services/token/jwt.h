@@ -2,8 +2,7 @@
 #pragma once
 
 #include <keel/credential.h>
-
-#include "macro.h"
+#include <keel/util.h>
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(keel_credential *, keel_credential_unref);
 

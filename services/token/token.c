@@ -15,11 +15,11 @@
 #include <keel/health.h>
 #include <keel/http.h>
 #include <keel/keel.h>
+#include <keel/strbuf.h>
+#include <keel/util.h>
 
 #include "cache.h"
-#include "macro.h"
 #include "request.h"
-#include "strbuf.h"
 #include "token.h"
 
 static const char JSON[] = "application/json";
@@ -129,12 +129,12 @@ static int answer_error(keel_http_request *req, const char *id, unsigned status,
 {
     char buf[512];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    keel__strbuf_append(&sb, "{");
-    keel__strbuf_json_field(&sb, "error", error, true);
-    keel__strbuf_json_field(&sb, "error_description", description, false);
+    keel_strbuf_append(&sb, "{");
+    keel_strbuf_json_field(&sb, "error", error, true);
+    keel_strbuf_json_field(&sb, "error_description", description, false);
     if (header)
-        keel__strbuf_json_field(&sb, "header", header, false);
-    keel__strbuf_append(&sb, "}");
+        keel_strbuf_json_field(&sb, "header", header, false);
+    keel_strbuf_append(&sb, "}");
     const char *headers[] = { "X-Request-Id", id, "Cache-Control", "no-store", NULL };
     return respond(req, status, JSON, sb.buf, sb.len, headers);
 }
@@ -282,7 +282,7 @@ static void refresh_task(keel_task *t, void *userdata)
     keel_usec_t last = keel_now(); /* the last refresh, or the start */
     for (int w = 0; w >= 0;) {
         keel_usec_t interval = atomic_load(&tk.refresh_interval);
-        keel_usec_t delay = w > 0 ? keel__usec_left(last, keel_now(), interval) : interval;
+        keel_usec_t delay = w > 0 ? keel_usec_left(last, keel_now(), interval) : interval;
         log_schedule(delay, interval, w > 0);
         w = keel_task_wait(t, delay);
         if (w == 0) {
@@ -328,7 +328,7 @@ static void memory_task(keel_task *t, void *userdata)
             report_memory();
             last = keel_now();
         }
-        w = keel_task_wait(t, keel__usec_left(last, keel_now(), tk.config.memory_report_interval));
+        w = keel_task_wait(t, keel_usec_left(last, keel_now(), tk.config.memory_report_interval));
     }
 }
 
@@ -390,8 +390,8 @@ static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
  * so a next key is seen long before tokens signed with it are handed out. */
 static void apply_live_config(void)
 {
-    keel_usec_t age = MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
-    atomic_store(&tk.jwks_max_age_s, MAX(age / KEEL_USEC_PER_SEC, 1));
+    keel_usec_t age = KEEL_MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
+    atomic_store(&tk.jwks_max_age_s, KEEL_MAX(age / KEEL_USEC_PER_SEC, 1));
     atomic_store(&tk.expiry, tk.config.expiry);
     if (atomic_exchange(&tk.refresh_interval, tk.config.refresh_interval) != tk.config.refresh_interval)
         keel_tasks_wake(tk.tasks);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* services/token/cache.c: the LRU bound, the one-minute rule, single-flight, serving while a
  * refresh fails and while one flies. Also runs under ThreadSanitizer (make test-tsan). */
-#include "testing.h"
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -10,6 +9,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "testing.h"
 
 TestSuite(token_cache, .timeout = 60);
 

@@ -14,8 +14,8 @@
 #include <keel/keel.h>
 
 #include "cleanup.h"
-#include "jwt.h"
 #include "helpers.h"
+#include "jwt.h"
 #include "macro.h"
 #include "request.h"
 
@@ -233,7 +233,7 @@ Test(token, jwks_lists_each_key_once_and_skips_empty_slots)
     cr_assert_eq(token_jwks_json(slots, 4, &json), 0);
     cr_assert_eq(keel_credential_public_jwk(a, &ja), 0);
     cr_assert_eq(keel_credential_public_jwk(b, &jb), 0);
-    want = keel__strdup_printf("{\"keys\":[%s,%s]}", ja, jb);
+    want = keel_strdup_printf("{\"keys\":[%s,%s]}", ja, jb);
     cr_assert_str_eq(json, want);
     cr_assert_eq(token_jwks_json(slots + 1, 1, &empty), 0);
     cr_assert_str_eq(empty, "{\"keys\":[]}");

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include <keel/app.h>
+#include <keel/config.h>
+#include <keel/health.h>
+#include <keel/log.h>
+#include <keel/metrics.h>
+#include <keel/plugin.h>
+#include <keel/service.h>
+#include <keel/work.h>
+
+#include "config.h"
+
+/* The app's own settings: the rows of core/settings.c. */
+typedef struct keel_core_settings {
+    char *state_dir;
+    char *pidfile;
+    int log_level;  /* index into keel__log_level_choices */
+    int log_format; /* keel_log_format */
+    keel_usec_t shutdown_timeout;
+    keel_usec_t shutdown_delay;
+    char **plugins_disabled;
+    int64_t http_connection_limit;
+    keel_usec_t http_connection_timeout;
+    uint64_t http_header_limit;
+} keel_core_settings;
+
+extern const keel_config_key keel__core_settings_table[];
+extern const size_t keel__core_settings_table_size;
+extern const char *const keel__log_level_choices[];
+/* keel__log_level_choices index -> keel_log_level */
+keel_log_level keel__log_level_from_choice(int choice);
+
+/* The states of the machine: every event, plus RUNNING (ready, waiting for a signal or SIGHUP). */
+typedef enum keel_state {
+    KEEL_STATE_COMMAND,
+    KEEL_STATE_INIT,
+    KEEL_STATE_CONFIGURE,
+    KEEL_STATE_START,
+    KEEL_STATE_READY,
+    KEEL_STATE_RUNNING,
+    KEEL_STATE_REFRESH,
+    KEEL_STATE_STOP,
+    KEEL_STATE_FINALIZE,
+    KEEL_STATE_EXIT,
+    _KEEL_STATE_MAX,
+    _KEEL_STATE_INVALID = -EINVAL,
+} keel_state;
+
+const char *keel__state_to_string(keel_state s);
+
+/* Observers of one event and phase. Dispatch walks a snapshot of the count, so observers added
+ * during dispatch wait for the next run; removal during dispatch only marks, and the list is
+ * compacted when no dispatch is under way. */
+typedef struct observer_list {
+    keel_observer **items;
+    size_t n, allocated;
+    unsigned depth; /* dispatches under way */
+    bool dirty;     /* has removed entries to compact */
+} observer_list;
+
+struct keel_observer {
+    keel_app *app;       /* borrowed */
+    observer_list *list; /* borrowed: the list that holds it */
+    char *name;          /* the point */
+    char *label;         /* "token provider start" for "Skipped …", or NULL */
+    char *failing;       /* "starting token provider" for "Error …: msg", or NULL */
+    char *command;       /* for command observers */
+    keel_event event;
+    keel_phase phase;
+    keel_observer_handler_t handler;
+    void *userdata;
+    const keel_plugin *plugin; /* borrowed: the plugin that registered it, or NULL */
+    bool removed;
+};
+
+typedef struct keel_health_entry {
+    char *name;
+    keel_health_check_t check;
+    void *userdata;
+} keel_health_entry;
+
+typedef struct keel_command_decl {
+    char *name;
+    char *summary;
+} keel_command_decl;
+
+struct keel_app {
+    char *name;
+    sd_event *event;             /* owned */
+    sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
+    observer_list lists[_KEEL_EVENT_MAX][_KEEL_PHASE_MAX];
+    observer_list command_list;
+    keel_command_decl *commands;
+    size_t n_commands;
+    keel_service **services; /* owned */
+    size_t n_services;
+
+    /* The command line. */
+    char *command;
+    char **args; /* argv from the command name on */
+    char *config_file, *profile, *trace_path;
+    bool daemonize; /* --daemon */
+    int daemon_fd;  /* core/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
+    int state_lock; /* core/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
+    char **sets;    /* "key=value" from --set, --log-level, --log-format */
+
+    /* The machine. */
+    keel_state state;
+    keel_event event_now; /* running, or last run */
+    keel_phase phase_now;
+    bool dispatching;
+    keel_observer *observer_now;   /* borrowed */
+    const keel_plugin *plugin_now; /* borrowed: owner of observers registered now */
+    char *fail_message;            /* keel_app_fail() of the running observer */
+    keel_cause cause;
+    char *cause_message;
+    bool reload_pending;
+    bool forced;    /* shutdown overran its timeout */
+    bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
+    keel_usec_t stop_started, stop_deadline, last_extend;
+    unsigned refresh_failures;
+
+    keel_config *config; /* owned */
+    keel_core_settings settings;
+
+    /* Read by HTTP polling threads. */
+    atomic_int readiness;        /* keel_readiness */
+    pthread_mutex_t health_lock; /* guards health_checks */
+    keel_health_entry *health_checks;
+    size_t n_health_checks;
+    char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
+
+    pthread_mutex_t credential_lock;        /* guards credentials */
+    struct keel_credential *credentials[3]; /* owned references, by keel_credential_slot */
+    struct credential_subscriber *credential_subscribers;
+    size_t n_credential_subscribers;
+
+    keel_metrics *metrics; /* owned */
+    keel_work **works;     /* owned: freed after the registry whose callbacks read them */
+    size_t n_works;
+    keel_histogram *shutdown_duration; /* borrowed from metrics */
+    keel_counter *refresh_failures_total;
+    bool curl_unload_scheduled; /* core/http.c: libcurl goes away when start ends */
+};
+
+/* core/app-metrics.c: the framework's own metrics. */
+int keel__app_metrics_setup(keel_app *app);
+void keel__app_metrics_done(keel_app *app);
+void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec);
+void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown);
+/* The last served life's shutdown duration, kept in state_dir from one process to the next:
+ * save at the end of finalize, load (and remove) when the metrics exporter starts. Load
+ * returns 1 when a duration was observed, 0 when there was none, -EBADMSG for a bad file. */
+void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
+int keel__shutdown_duration_load(keel_app *app);
+
+/* core/daemon.c: --daemon. Returns 0 in the daemon, 1 in the process that was started once the
+ * daemon is ready or failed (its exit status in *ret_status), or a negative errno. */
+int keel__daemonize(keel_app *app, int *ret_status);
+/* Tells the waiting process that the daemon is ready, or how it ended before it was. */
+void keel__daemon_ready(keel_app *app);
+void keel__daemon_exit(keel_app *app, int status);
+
+/* core/credential.c */
+void keel__app_credentials_done(keel_app *app);
+
+/* core/health.c */
+void keel__app_set_readiness(keel_app *app, keel_readiness r);
+void keel__app_health_done(keel_app *app);
+
+/* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
+int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+/* core/machine.c: runs the state machine to its end and returns the exit status. */
+int keel__machine_run(keel_app *app);
+/* Dispatches pending signals (and anything else due) without blocking. */
+void keel__machine_poll(keel_app *app);
+
+/* core/signals.c: blocks SIGINT, SIGTERM and SIGHUP and adds their sd-event sources. */
+int keel__signals_setup(keel_app *app);
+/* Whether one of the app's signals is pending, without consuming it. */
+bool keel__signals_pending(void);
+
+/* core/notify.c: sd_notify helpers; no-ops without $NOTIFY_SOCKET. */
+void keel__notify(const char *fmt, ...) KEEL_PRINTF(1, 2);
+
+/* core/cli.c: parses the command line into @app. Returns 0 to run, 1 after --help (exit 0),
+ * or -EINVAL for bad usage (already reported on stderr with a hint). */
+int keel__cli_parse(keel_app *app, int argc, char **argv);
+void keel__cli_usage(const keel_app *app, FILE *f);
+
+/* Registers an observer with the texts the machine logs for a skip and for a failure. */
+int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
+                           const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* Registers the compiled-in plugins (the keel_plugins ELF section). */
+int keel__app_register_plugins(keel_app *app);
+/* Removes every observer that plugin @name registered. Returns how many. */
+size_t keel__app_disable_plugin(keel_app *app, const char *name);
+/* Whether the caller runs inside a start observer (the only place tasks may be spawned). */
+bool keel__app_in_start(const keel_app *app);
+/* The loaded configuration (borrowed). */
+keel_config *keel__app_config(keel_app *app);
+/* The app's own settings (borrowed). */
+const keel_core_settings *keel__app_settings(const keel_app *app);
+/* Applies the log settings of the configuration. */
+void keel__app_apply_log_settings(keel_app *app);
+void keel__observer_list_done(observer_list *l);
+/* Ends a walk of @l: frees the observers removed during it once no walk is under way. */
+void keel__observer_list_release(observer_list *l);

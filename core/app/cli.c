@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+enum {
+    ARG_LOG_LEVEL = 0x100,
+    ARG_LOG_FORMAT,
+    ARG_TRACE,
+    ARG_VERSION,
+    ARG_PIDFILE,
+    ARG_DAEMON,
+};
+
+static const struct option options[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "profile", required_argument, NULL, 'p' },
+    { "set", required_argument, NULL, 's' },
+    { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+    { "log-format", required_argument, NULL, ARG_LOG_FORMAT },
+    { "trace", required_argument, NULL, ARG_TRACE },
+    { "pidfile", required_argument, NULL, ARG_PIDFILE },
+    { "daemon", no_argument, NULL, ARG_DAEMON },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, ARG_VERSION },
+    {},
+};
+
+void keel__cli_usage(const keel_app *app, FILE *f)
+{
+    fprintf(f,
+            "Usage: %s [OPTIONS] [COMMAND [ARGS...]]\n\n"
+            "Runs the application's lifecycle: command, init, configure, start, ready, (refresh on SIGHUP),\n"
+            "stop on SIGINT/SIGTERM, finalize.\n\nCommands:\n",
+            app->name);
+    for (size_t i = 0; i < app->n_commands; i++)
+        fprintf(f, "  %-10s %s\n", app->commands[i].name, app->commands[i].summary);
+    fputs("\nOptions:\n"
+          "  -c, --config FILE      application configuration file (YAML)\n"
+          "  -p, --profile NAME     also read keel.NAME.yaml next to the configuration file\n"
+          "  -s, --set KEY=VALUE    set one configuration key; VALUE is YAML (repeatable)\n"
+          "      --log-level LEVEL  error, warning, notice, info or debug\n"
+          "      --log-format FMT   auto, text, json or journal\n"
+          "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
+          "      --pidfile FILE     hold FILE locked with our PID while running (the key pidfile)\n"
+          "      --daemon           detach; exit 0 once the daemon is ready, 1 with its error if it failed\n"
+          "  -h, --help             show this help and exit\n"
+          "      --version          print the version and exit\n\n"
+          "Options may also follow the command; what they do not claim is the command's.\n"
+          "Environment: KEEL_<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
+          "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
+          f);
+}
+
+static int usage_error(const keel_app *app, const char *fmt, const char *arg)
+{
+    if (fmt) {
+        fprintf(stderr, "%s: ", app->name);
+        fprintf(stderr, fmt, arg);
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "Try '%s --help' for more information.\n", app->name);
+    return -EINVAL;
+}
+
+static int add_set(keel_app *app, const char *key, const char *value)
+{
+    char *kv = keel_strdup_printf("%s=%s", key, value);
+    return kv ? keel_strv_push(&app->sets, kv) : -ENOMEM;
+}
+
+static int replace(char **field, const char *value)
+{
+    char *v = strdup(value);
+    if (!v)
+        return -ENOMEM;
+    free(*field);
+    *field = v;
+    return 0;
+}
+
+/* One option; 1 when it ends parsing successfully (--help, --version). */
+static int parse_option(keel_app *app, int c, const char *arg)
+{
+    switch (c) {
+    case 'c':
+        return replace(&app->config_file, arg);
+    case 'p':
+        return replace(&app->profile, arg);
+    case 's':
+        if (!strchr(arg, '=') || arg[0] == '=')
+            return usage_error(app, "--set expects KEY=VALUE, got '%s'", arg);
+        return keel_strv_extend(&app->sets, arg);
+    case ARG_LOG_LEVEL: {
+        int l = keel_log_level_from_string(arg);
+        if (l < 0)
+            return usage_error(app, "--log-level: unknown level '%s' (expected error, warning, notice, info or debug)", arg);
+        keel_log_set_level((keel_log_level) l); /* at once, so start-up is logged at that level too */
+        return add_set(app, "log.level", arg);
+    }
+    case ARG_LOG_FORMAT: {
+        keel_log_format f = keel_log_format_from_string(arg);
+        if (f < 0)
+            return usage_error(app, "--log-format: unknown format '%s' (expected auto, text, json or journal)", arg);
+        (void) keel_log_set_format(f);
+        return add_set(app, "log.format", arg);
+    }
+    case ARG_TRACE:
+        return replace(&app->trace_path, arg);
+    case ARG_PIDFILE:
+        if (!*arg)
+            return usage_error(app, "--pidfile expects a file name%s", "");
+        return add_set(app, "pidfile", arg);
+    case ARG_DAEMON:
+        app->daemonize = true;
+        return 0;
+    case 'h':
+        keel__cli_usage(app, stdout);
+        return 1;
+    case ARG_VERSION:
+        printf("%s %s\n", app->name, KEEL_VERSION);
+        return 1;
+    default: /* getopt already said what was wrong */
+        return usage_error(app, NULL, NULL);
+    }
+}
+
+static bool command_known(const keel_app *app, const char *name)
+{
+    for (size_t i = 0; i < app->n_commands; i++)
+        if (streq(app->commands[i].name, name))
+            return true;
+    return false;
+}
+
+/* The global option @arg names, or NULL: "--set", "--set=k=v", "-s", "-sk=v". Sets *ret_value to
+ * an inline value ("k=v") or NULL when the value is the next argument. */
+static const struct option *global_option(const char *arg, const char **ret_value)
+{
+    *ret_value = NULL;
+    if (strneq(arg, "--", 2)) {
+        size_t n = strcspn(arg + 2, "=");
+        for (const struct option *o = options; o->name; o++)
+            if (strlen(o->name) == n && strneq(arg + 2, o->name, n)) {
+                if (arg[2 + n] == '=')
+                    *ret_value = arg + 3 + n;
+                return o;
+            }
+        return NULL;
+    }
+    if (arg[0] != '-' || !arg[1])
+        return NULL;
+    for (const struct option *o = options; o->name; o++)
+        if (o->val == arg[1]) {
+            if (arg[2])
+                *ret_value = arg + 2;
+            return o;
+        }
+    return NULL;
+}
+
+/* After the command, global options are still taken (as cobra's persistent flags are, so
+ * `keel config --set k=v` works); everything else is the command's, up to a "--". */
+static int split_command_args(keel_app *app, int argc, char **argv, int first)
+{
+    for (int i = first + 1; i < argc; i++) {
+        const char *value;
+        const struct option *o = streq(argv[i], "--") ? NULL : global_option(argv[i], &value);
+        if (!o) {
+            if (streq(argv[i], "--"))
+                i++;
+            for (; i < argc; i++)
+                if (keel_strv_extend(&app->args, argv[i]) < 0)
+                    return -ENOMEM;
+            break;
+        }
+        if (o->has_arg == required_argument && !value) {
+            if (i + 1 >= argc)
+                return usage_error(app, "option '%s' requires an argument", argv[i]);
+            value = argv[++i];
+        }
+        int r = parse_option(app, o->val, value);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+int keel__cli_parse(keel_app *app, int argc, char **argv)
+{
+    int c, r;
+
+    optind = 0; /* full re-initialisation, so a process may run several apps (tests do) */
+    opterr = 1;
+    /* '+': stop at the command; what follows it is sorted out by split_command_args(). */
+    while ((c = getopt_long(argc, argv, "+c:p:s:h", options, NULL)) >= 0) {
+        r = parse_option(app, c, optarg);
+        if (r != 0)
+            return r;
+    }
+    const char *command = optind < argc ? argv[optind] : "serve";
+    if (!command_known(app, command))
+        return usage_error(app, "unknown command '%s'", command);
+    if (replace(&app->command, command) < 0)
+        return -ENOMEM;
+    app->args = keel_strv_free(app->args);
+    if (keel_strv_extend(&app->args, command) < 0)
+        return -ENOMEM;
+    return optind < argc ? split_command_args(app, argc, argv, optind) : 0;
+}

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <keel/point.h>
+#include <keel/strbuf.h>
+
+#include "app-internal.h"
+#include "log-internal.h"
+#include "macro.h"
+#include "trace.h"
+
+/* What a state ended with; with the state, it selects the next state. */
+typedef enum outcome {
+    OUTCOME_OK,
+    OUTCOME_ERROR,     /* an observer failed */
+    OUTCOME_CANCELLED, /* the run context was cancelled (signal, command done, earlier failure) */
+    OUTCOME_RELOAD,    /* SIGHUP while running */
+    _OUTCOME_MAX,
+} outcome;
+
+/* DESIGN §1 as data: init/configure errors go to finalize, start/ready errors to stop, a failed
+ * refresh keeps the app running, and a cancel anywhere before stop leads to stop or finalize. */
+static const keel_state transitions[_KEEL_STATE_MAX][_OUTCOME_MAX] = {
+    [KEEL_STATE_COMMAND] = { KEEL_STATE_INIT, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE },
+    [KEEL_STATE_INIT] = { KEEL_STATE_CONFIGURE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE },
+    [KEEL_STATE_CONFIGURE] = { KEEL_STATE_START, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE },
+    [KEEL_STATE_START] = { KEEL_STATE_READY, KEEL_STATE_STOP, KEEL_STATE_STOP, KEEL_STATE_STOP },
+    [KEEL_STATE_READY] = { KEEL_STATE_RUNNING, KEEL_STATE_STOP, KEEL_STATE_STOP, KEEL_STATE_STOP },
+    [KEEL_STATE_RUNNING] = { KEEL_STATE_STOP, KEEL_STATE_STOP, KEEL_STATE_STOP, KEEL_STATE_REFRESH },
+    [KEEL_STATE_REFRESH] = { KEEL_STATE_RUNNING, KEEL_STATE_RUNNING, KEEL_STATE_STOP, KEEL_STATE_RUNNING },
+    [KEEL_STATE_STOP] = { KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE },
+    [KEEL_STATE_FINALIZE] = { KEEL_STATE_EXIT, KEEL_STATE_EXIT, KEEL_STATE_EXIT, KEEL_STATE_EXIT },
+};
+
+/* The cause an observer's error cancels the run context with; NONE: it does not cancel. */
+static const keel_cause cause_on_error[_KEEL_STATE_MAX] = {
+    [KEEL_STATE_COMMAND] = KEEL_CAUSE_USAGE,
+    [KEEL_STATE_INIT] = KEEL_CAUSE_INIT_FAILED,
+    [KEEL_STATE_CONFIGURE] = KEEL_CAUSE_CONFIG_INVALID,
+    [KEEL_STATE_START] = KEEL_CAUSE_START_FAILED,
+    [KEEL_STATE_READY] = KEEL_CAUSE_START_FAILED,
+};
+
+static const keel_event state_event[_KEEL_STATE_MAX] = {
+    [KEEL_STATE_COMMAND] = KEEL_EVENT_COMMAND, [KEEL_STATE_INIT] = KEEL_EVENT_INIT,   [KEEL_STATE_CONFIGURE] = KEEL_EVENT_CONFIGURE,
+    [KEEL_STATE_START] = KEEL_EVENT_START,     [KEEL_STATE_READY] = KEEL_EVENT_READY, [KEEL_STATE_RUNNING] = _KEEL_EVENT_INVALID,
+    [KEEL_STATE_REFRESH] = KEEL_EVENT_REFRESH, [KEEL_STATE_STOP] = KEEL_EVENT_STOP,   [KEEL_STATE_FINALIZE] = KEEL_EVENT_FINALIZE,
+    [KEEL_STATE_EXIT] = _KEEL_EVENT_INVALID,
+};
+
+static const char *const state_names[_KEEL_STATE_MAX] = {
+    [KEEL_STATE_COMMAND] = "command", [KEEL_STATE_INIT] = "init",   [KEEL_STATE_CONFIGURE] = "configure",
+    [KEEL_STATE_START] = "start",     [KEEL_STATE_READY] = "ready", [KEEL_STATE_RUNNING] = "running",
+    [KEEL_STATE_REFRESH] = "refresh", [KEEL_STATE_STOP] = "stop",   [KEEL_STATE_FINALIZE] = "finalize",
+    [KEEL_STATE_EXIT] = "exit",
+};
+
+/* STATUS= shown by `systemctl status` while each event runs. */
+static const char *const event_status[_KEEL_EVENT_MAX] = {
+    [KEEL_EVENT_COMMAND] = "Selecting the command",
+    [KEEL_EVENT_INIT] = "Initializing",
+    [KEEL_EVENT_CONFIGURE] = "Configuring",
+    [KEEL_EVENT_START] = "Starting services",
+    [KEEL_EVENT_READY] = "Getting ready",
+    [KEEL_EVENT_REFRESH] = "Reloading",
+    [KEEL_EVENT_STOP] = "Stopping",
+    [KEEL_EVENT_FINALIZE] = "Finalizing",
+};
+
+/* Startup events end at their first failing observer (the rest are skipped); refresh too, so a
+ * half-applied reload never runs on. Stop and finalize run every observer, newest first. */
+static const bool ends_at_first_error[_KEEL_EVENT_MAX] = {
+    [KEEL_EVENT_COMMAND] = true, [KEEL_EVENT_INIT] = true,  [KEEL_EVENT_CONFIGURE] = true,
+    [KEEL_EVENT_START] = true,   [KEEL_EVENT_READY] = true, [KEEL_EVENT_REFRESH] = true,
+};
+static const bool checks_signals[_KEEL_EVENT_MAX] = {
+    [KEEL_EVENT_COMMAND] = true, [KEEL_EVENT_INIT] = true,  [KEEL_EVENT_CONFIGURE] = true,
+    [KEEL_EVENT_START] = true,   [KEEL_EVENT_READY] = true,
+};
+static const bool reverse_order[_KEEL_EVENT_MAX] = { [KEEL_EVENT_STOP] = true, [KEEL_EVENT_FINALIZE] = true };
+
+const char *keel__state_to_string(keel_state s)
+{
+    return s >= 0 && s < _KEEL_STATE_MAX ? state_names[s] : NULL;
+}
+
+/* The observer running now, for the forced-exit signal handler to name (which may run on any
+ * thread that does not block SIGALRM, hence atomic). */
+static _Atomic(const char *) stuck_observer;
+
+/* One run of one event's observers. */
+typedef struct dispatch {
+    keel_event event;
+    const char *phase; /* "before", or the command's name */
+    bool skip_rest;    /* an error or a cancel ended the event */
+    int error;         /* the first error */
+    char *message;     /* ... and its message */
+} dispatch;
+
+void keel__machine_poll(keel_app *app)
+{
+    if (!keel__signals_pending())
+        return;
+    /* Bounded: each run dispatches one source; the three signals and a few timers at most. */
+    for (int i = 0; i < 16 && sd_event_run(app->event, 0) > 0; i++)
+        ;
+}
+
+/* Only a trace needs observer timestamps; the clock is most of an observer call's cost. */
+static keel_usec_t trace_now(void)
+{
+    return keel__trace_enabled() ? keel_now() : 0;
+}
+
+static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
+{
+    keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
+    if (o->label)
+        keel_log_info("Skipped %s", o->label);
+    else
+        keel_log_info("Skipped observer %s", o->name);
+    keel__trace_complete("observer", o->name, trace_now(), 0,
+                         &(keel_trace_args){ .event = keel_event_to_string(d->event), .phase = d->phase, .result = "skipped" });
+    keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
+}
+
+static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
+{
+    const char *msg = app->fail_message ? app->fail_message : strerror(-r);
+
+    if (o->failing)
+        keel_log_error("Error %s: %s", o->failing, msg);
+    else
+        keel_log_error("Observer %s failed: %s", o->name, msg);
+    keel__metrics_observer_error(app, o->name, d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE);
+    if (d->error == 0) {
+        d->error = r;
+        d->message = strdup(msg);
+    }
+}
+
+/* Calls one observer; @fault is the result of its `before` point (an injected error). */
+static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault)
+{
+    keel_usec_t t0 = trace_now();
+    int r;
+
+    app->fail_message = (free(app->fail_message), NULL);
+    app->observer_now = o;
+    app->plugin_now = o->plugin;
+    keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
+    if (fault < 0)
+        r = fault;
+    else {
+        r = o->handler(app, o->userdata);
+        if (r >= 0)
+            r = fault = keel_point_in(o->name);
+    }
+    if (fault < 0 && !app->fail_message)
+        app->fail_message = strdup(KEEL_FAULT_MESSAGE);
+    app->observer_now = NULL;
+    app->plugin_now = NULL;
+
+    if (keel__trace_enabled())
+        keel__trace_complete("observer", o->name, t0, keel_now() - t0,
+                             &(keel_trace_args){ .event = keel_event_to_string(d->event),
+                                                 .phase = d->phase,
+                                                 .result = r < 0 ? "error" : "ok",
+                                                 .error = r < 0 ? (app->fail_message ? app->fail_message : strerror(-r)) : NULL });
+    if (r < 0)
+        report_failure(app, o, d, r);
+    keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
+    return r;
+}
+
+static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *command)
+{
+    size_t n = l->n; /* observers added from here on wait for the next run */
+    bool reverse = reverse_order[d->event];
+
+    l->depth++;
+    for (size_t k = 0; k < n; k++) {
+        keel_observer *o = l->items[reverse ? n - 1 - k : k];
+        if (o->removed || (command && !streq(o->command, command)))
+            continue;
+        if (d->skip_rest) {
+            skip_observer(app, o, d);
+            continue;
+        }
+        atomic_store(&stuck_observer, o->name); /* its fault points included: an injected sleep can hang it */
+        int fault = keel_point_before(o->name, false);
+        if (checks_signals[d->event]) {
+            keel__machine_poll(app);
+            if (keel_app_cancelled(app)) { /* "skip if runCtx cancelled" */
+                atomic_store(&stuck_observer, NULL);
+                d->skip_rest = true;
+                skip_observer(app, o, d);
+                continue;
+            }
+        }
+        if (d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE)
+            keel_app_stop_progress(app, NULL);
+        int r = call_observer(app, o, d, fault);
+        atomic_store(&stuck_observer, NULL);
+        if (r < 0 && ends_at_first_error[d->event])
+            d->skip_rest = true;
+    }
+    l->depth--;
+    keel__observer_list_release(l);
+}
+
+static void run_phases(keel_app *app, dispatch *d)
+{
+    if (d->event == KEEL_EVENT_COMMAND) {
+        keel_usec_t t0 = keel_now();
+        d->phase = app->command;
+        keel__log_context_set("command", d->phase, NULL);
+        run_list(app, &app->command_list, d, app->command);
+        keel__metrics_phase_duration(app, "command", d->phase, keel_now() - t0);
+        return;
+    }
+    for (int p = 0; p < _KEEL_PHASE_MAX; p++) {
+        keel_usec_t t0 = keel_now();
+        char name[64];
+
+        app->phase_now = (keel_phase) p;
+        d->phase = keel_phase_to_string((keel_phase) p);
+        keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
+        run_list(app, &app->lists[d->event][p], d, NULL);
+        keel_usec_t dur = keel_now() - t0;
+        (void) snprintf(name, sizeof name, "%s.%s", keel_event_to_string(d->event), d->phase);
+        keel__trace_complete("phase", name, t0, dur, NULL);
+        keel__metrics_phase_duration(app, keel_event_to_string(d->event), d->phase, dur);
+    }
+}
+
+/* Runs every observer of @event; the one place observers are called. */
+static outcome run_event(keel_app *app, keel_event event)
+{
+    dispatch d = { .event = event };
+    keel_usec_t t0 = keel_now();
+
+    keel__notify("STATUS=%s", event_status[event]);
+    app->event_now = event;
+    app->phase_now = _KEEL_PHASE_INVALID;
+    app->dispatching = true;
+    run_phases(app, &d);
+    app->dispatching = false;
+    keel__log_context_set(NULL, NULL, NULL);
+    keel__trace_complete("event", keel_event_to_string(event), t0, keel_now() - t0, NULL);
+
+    if (d.error < 0) {
+        keel_cause cause = cause_on_error[app->state];
+        if (cause != KEEL_CAUSE_NONE)
+            (void) keel_app_cancel(app, cause, "%s: %s", keel_cause_to_string(cause), d.message ? d.message : "error");
+        free(d.message);
+        return OUTCOME_ERROR;
+    }
+    if (checks_signals[event])
+        keel__machine_poll(app);
+    return keel_app_cancelled(app) ? OUTCOME_CANCELLED : OUTCOME_OK;
+}
+
+static outcome step_running(keel_app *app)
+{
+    while (!keel_app_cancelled(app) && !app->reload_pending) {
+        int r = sd_event_run(app->event, UINT64_MAX);
+        if (r < 0) {
+            keel_log_error_errno(r, "Event loop failed: %m");
+            (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "event loop failed: %s", strerror(-r));
+        }
+    }
+    if (keel_app_cancelled(app))
+        return OUTCOME_CANCELLED;
+    app->reload_pending = false;
+    return OUTCOME_RELOAD;
+}
+
+/* READY=1 with what listens where, so `systemctl status` shows the bound addresses. */
+static void become_ready(keel_app *app, const char *what)
+{
+    char status[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(status);
+    keel_strbuf_append(&sb, "Ready");
+    for (char **d = app->status_details; d && *d; d++)
+        keel_strbuf_printf(&sb, "%s%s", d == app->status_details ? ": " : ", ", *d);
+    keel__app_set_readiness(app, KEEL_READINESS_READY);
+    app->was_ready = true;
+    keel__daemon_ready(app);
+    keel__notify("READY=1\nSTATUS=%s", status);
+    keel_log_info("%s%s", what, status + strlen("Ready"));
+}
+
+static outcome step_refresh(keel_app *app)
+{
+    keel__notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) keel_now());
+    outcome o = run_event(app, KEEL_EVENT_REFRESH);
+    if (o == OUTCOME_ERROR) {
+        app->refresh_failures++;
+        keel_counter_add(app->refresh_failures_total, 1);
+        keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->refresh_failures);
+    }
+    if (keel_app_cancelled(app)) /* stopping: never announce ready on the way out */
+        return OUTCOME_CANCELLED;
+    become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready");
+    return o;
+}
+
+/* The forced exit: when stop and finalize overrun shutdown.timeout (plus a grace second for
+ * observers that honour the deadline themselves), a stuck main thread cannot report anything, so
+ * a one-shot timer's signal handler names the observer and exits 2. Async-signal-safe only. */
+static timer_t forced_timer;
+static bool forced_timer_armed;
+
+static void write_str(const char *s)
+{
+    ssize_t _unused_ n = write(STDERR_FILENO, s, strlen(s));
+}
+
+static void on_forced_exit(int sig)
+{
+    const char *o = atomic_load(&stuck_observer);
+    write_str("keel: shutdown overran shutdown.timeout");
+    if (o) {
+        write_str(" in observer ");
+        write_str(o);
+    }
+    write_str("; forcing exit with status 2\n");
+    keel__trace_close_from_signal();
+    _exit(KEEL_EXIT_FORCED);
+}
+
+static void arm_forced_exit(keel_app *app)
+{
+    struct sigaction sa = { .sa_handler = on_forced_exit };
+    struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM };
+    keel_usec_t after = app->settings.shutdown_timeout + KEEL_USEC_PER_SEC;
+    struct itimerspec its = { .it_value = { .tv_sec = (time_t) (after / KEEL_USEC_PER_SEC),
+                                            .tv_nsec = (long) (after % KEEL_USEC_PER_SEC) * 1000 } };
+
+    if (sigaction(SIGALRM, &sa, NULL) < 0 || timer_create(CLOCK_MONOTONIC, &sev, &forced_timer) < 0) {
+        keel_log_warning_errno(errno, "Failed to arm the shutdown timeout, ignoring: %m");
+        return;
+    }
+    forced_timer_armed = timer_settime(forced_timer, 0, &its, NULL) >= 0;
+}
+
+static void disarm_forced_exit(void)
+{
+    if (forced_timer_armed)
+        (void) timer_delete(forced_timer);
+    forced_timer_armed = false;
+}
+
+static outcome step_stop(keel_app *app)
+{
+    app->stop_started = keel_now();
+    app->stop_deadline = app->stop_started + app->settings.shutdown_timeout;
+    app->last_extend = 0;
+    keel__app_set_readiness(app, KEEL_READINESS_STOPPING); /* /readyz turns 503 before anything closes */
+    keel__notify("STOPPING=1");
+    keel_app_stop_progress(app, NULL);
+    arm_forced_exit(app);
+    outcome o = run_event(app, KEEL_EVENT_STOP);
+    keel__machine_poll(app); /* a signal that came during the stop is logged (and changes nothing) */
+    return o;
+}
+
+static outcome step_finalize(keel_app *app)
+{
+    outcome o = run_event(app, KEEL_EVENT_FINALIZE);
+    keel__machine_poll(app);
+    disarm_forced_exit();
+    if (app->stop_started)
+        keel__shutdown_duration_save(app, keel_now() - app->stop_started);
+    if (app->stop_started && keel_now() > app->stop_deadline) {
+        keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)", (double) (keel_now() - app->stop_started) / 1e6,
+                       (double) app->settings.shutdown_timeout / 1e6);
+        app->forced = true;
+    }
+    return o;
+}
+
+static outcome step(keel_app *app)
+{
+    switch (app->state) {
+    case KEEL_STATE_RUNNING:
+        return step_running(app);
+    case KEEL_STATE_REFRESH:
+        return step_refresh(app);
+    case KEEL_STATE_STOP:
+        return step_stop(app);
+    case KEEL_STATE_FINALIZE:
+        return step_finalize(app);
+    default: {
+        outcome o = run_event(app, state_event[app->state]);
+        if (app->state == KEEL_STATE_READY && o == OUTCOME_OK)
+            become_ready(app, "Ready");
+        return o;
+    }
+    }
+}
+
+int keel__machine_run(keel_app *app)
+{
+    app->state = KEEL_STATE_COMMAND;
+    while (app->state != KEEL_STATE_EXIT) {
+        keel_state from = app->state;
+        outcome o = step(app);
+        app->state = transitions[from][o];
+        keel_log_debug("State %s -> %s", state_names[from], state_names[app->state]);
+    }
+
+    int status = keel_cause_exit_status(app->cause);
+    if (app->forced)
+        status = KEEL_EXIT_FORCED;
+    if (status == 0)
+        keel_log_info("Shutdown completed");
+    else
+        keel_log_error("Exiting with status %d: %s", status, app->cause_message ? app->cause_message : "shutdown forced");
+    keel__daemon_exit(app, status);
+    return status;
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* The framework's own metrics: build info, lifecycle durations, observer and shutdown errors,
+ * work trackers, and the process collector. Series are created when first needed: the
+ * registry's lock is taken then, never on a hot path. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+/* Seconds: a stop takes milliseconds when idle and up to shutdown.timeout when draining. */
+static const double shutdown_bounds[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60 };
+
+int keel__app_metrics_setup(keel_app *app)
+{
+    keel_gauge *info = NULL;
+    if (!(app->metrics = keel_metrics_new()))
+        return -ENOMEM;
+    int r = keel_metrics_gauge(app->metrics, "keel_build_info", "Keel's version; always 1.",
+                               (const char *const[]){ "version", KEEL_VERSION, NULL }, &info);
+    if (r >= 0)
+        keel_gauge_set(info, 1);
+    if (r >= 0)
+        r = keel_metrics_histogram(app->metrics, "keel_shutdown_duration_seconds",
+                                   "Time from STOPPING=1 to the end of finalize of the previous served life, kept in state_dir.",
+                                   NULL, shutdown_bounds, ELEMENTSOF(shutdown_bounds), &app->shutdown_duration);
+    if (r >= 0)
+        r = keel_metrics_counter(app->metrics, "keel_refresh_failures_total",
+                                 "Refreshes that failed and kept the old configuration.", NULL, &app->refresh_failures_total);
+    if (r >= 0)
+        r = keel_metrics_add_process_collector(app->metrics);
+    return r;
+}
+
+void keel__app_metrics_done(keel_app *app)
+{
+    /* The registry first: its callbacks read the trackers. */
+    app->metrics = keel_metrics_free(app->metrics);
+    for (size_t i = 0; i < app->n_works; i++)
+        keel_work_free(app->works[i]);
+    app->works = (free(app->works), NULL);
+    app->n_works = 0;
+}
+
+void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec)
+{
+    keel_gauge *g = NULL;
+    if (keel_metrics_gauge(app->metrics, "keel_lifecycle_event_duration_seconds",
+                           "Duration of the last run of each lifecycle event and phase.",
+                           (const char *const[]){ "event", event, "phase", phase, NULL }, &g) >= 0)
+        keel_gauge_set(g, (double) usec / 1e6);
+}
+
+/* "token.stop" -> "token": the component a shutdown error belongs to. */
+static void component_of(const char *observer, char *buf, size_t size)
+{
+    (void) snprintf(buf, size, "%.*s", (int) strcspn(observer, "."), observer);
+}
+
+void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown)
+{
+    keel_counter *c = NULL;
+    if (keel_metrics_counter(app->metrics, "keel_observer_errors_total", "Observers that returned an error.",
+                             (const char *const[]){ "observer", observer, NULL }, &c) >= 0)
+        keel_counter_add(c, 1);
+    if (!shutdown)
+        return;
+    char component[128];
+    component_of(observer, component, sizeof component);
+    if (keel_metrics_counter(app->metrics, "keel_shutdown_errors_total", "Stop and finalize observers that returned an error.",
+                             (const char *const[]){ "component", component, NULL }, &c) >= 0)
+        keel_counter_add(c, 1);
+}
+
+/* One reader per exported field of a tracker's stats: the registry calls them at scrape time. */
+#define WORK_STAT_READER(field)                                                                                                    \
+    static double work_##field(void *w)                                                                                            \
+    {                                                                                                                              \
+        keel_work_stats st;                                                                                                        \
+        keel_work_get_stats(w, &st);                                                                                               \
+        return (double) st.field;                                                                                                  \
+    }
+WORK_STAT_READER(in_flight)
+WORK_STAT_READER(started)
+WORK_STAT_READER(failed)
+WORK_STAT_READER(rejected)
+#undef WORK_STAT_READER
+
+static int register_work_metrics(keel_app *app, keel_work *w, const char *component)
+{
+    const char *const labels[] = { "component", component, NULL };
+    int r = keel_metrics_gauge_fn(app->metrics, "keel_work_in_flight", "Work in flight.", labels, work_in_flight, w);
+    if (r >= 0)
+        r = keel_metrics_counter_fn(app->metrics, "keel_work_started_total", "Work admitted.", labels, work_started, w);
+    if (r >= 0)
+        r = keel_metrics_counter_fn(app->metrics, "keel_work_failed_total", "Work that ended in failure.", labels, work_failed, w);
+    if (r >= 0)
+        r = keel_metrics_counter_fn(app->metrics, "keel_work_rejected_total", "Work refused while draining.", labels, work_rejected,
+                                    w);
+    return r;
+}
+
+keel_work *keel_app_work(keel_app *app, const char *component)
+{
+    keel_assert_return(app && component && *component, NULL);
+    for (size_t i = 0; i < app->n_works; i++)
+        if (streq(keel_work_name(app->works[i]), component))
+            return app->works[i];
+
+    keel_work **l = realloc(app->works, (app->n_works + 1) * sizeof *l);
+    if (!l)
+        return NULL;
+    app->works = l;
+    keel_work *w = keel_work_new(component);
+    if (!w)
+        return NULL;
+    l[app->n_works++] = w; /* owned from here on, whatever registration does */
+    if (register_work_metrics(app, w, component) < 0)
+        keel_log_debug("Failed to register the work metrics of %s, ignoring", component);
+    return w;
+}
+
+keel_metrics *keel_app_metrics(keel_app *app)
+{
+    return app ? app->metrics : NULL;
+}
+
+/* A process cannot be scraped once its shutdown is over, so the duration of a served life's
+ * shutdown is kept in the state directory and observed by the next `serve` (see
+ * keel__shutdown_duration_load()). Best effort: no state directory, no record. */
+void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
+{
+    const char *dir = app->settings.state_dir;
+    if (!app->was_ready || !dir || !*dir)
+        return;
+    _cleanup_free_ char *tmp = keel_strdup_printf("%s/.last-shutdown.tmp", dir);
+    _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
+    if (!tmp || !path)
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        keel_log_debug("Not recording the shutdown duration in %s: %m", dir);
+        return;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%.6f\n", (double) usec / 1e6);
+    bool ok = write(fd, buf, (size_t) n) == n;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        keel_log_debug("Failed to record the shutdown duration in %s: %m", path);
+        (void) unlink(tmp);
+    }
+}
+
+int keel__shutdown_duration_load(keel_app *app)
+{
+    const char *dir = app->settings.state_dir;
+    if (!dir || !*dir)
+        return 0;
+    _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
+    if (!path)
+        return -ENOMEM;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    double seconds = -1;
+    int fields = fscanf(f, "%lf", &seconds);
+    (void) fclose(f);
+    /* Consumed once: a later crash must not make the next life count it again. */
+    (void) unlink(path);
+    if (fields != 1 || !(seconds >= 0 && seconds < 1e7))
+        return -EBADMSG;
+    keel_histogram_observe(app->shutdown_duration, seconds);
+    return 1;
+}
