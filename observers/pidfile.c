@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Single instance through a PID file held with flock for the life of the process (seed 002): a
- * second instance fails to start; a file left by a killed process holds no lock and is taken
- * over; the file is removed at finalize. */
+/* Single instance through a PID file held with flock for the life of the process (seed 002), for
+ * the KEEL_COMMAND_SINGLE commands (`serve`, `keel migrate`; not `keel token`, which runs beside a
+ * serving agent): a second instance fails to start; a file left by a killed process holds no lock
+ * and is taken over; the file is removed at finalize. */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -55,20 +56,12 @@ static int lock_file(keel_app *app, const char *path)
     return keel_app_fail(app, -EBUSY, "PID file %s keeps changing under us", path);
 }
 
-/* The commands that own the state directory hold the file. `keel token` only reads, and must run
- * beside a serving agent: it takes nothing. */
-static bool holds_pidfile(keel_app *app)
-{
-    const char *command = keel_app_command(app);
-    return command && STR_IN_SET(command, "serve", "migrate");
-}
-
 static int on_acquire(keel_app *app, void *userdata)
 {
     const char *path = keel__app_settings(app)->pidfile;
     char buf[32];
 
-    if (!path || !*path || !holds_pidfile(app))
+    if (!path || !*path || !(keel_app_command_flags(app) & KEEL_COMMAND_SINGLE))
         return 0;
     int fd = lock_file(app, path);
     if (fd < 0)

@@ -75,7 +75,8 @@ struct keel_observer {
     keel_phase phase;
     keel_observer_handler_t handler;
     void *userdata;
-    const keel_plugin *plugin; /* borrowed: the plugin that registered it, or NULL */
+    const keel_plugin *plugin;          /* borrowed: the plugin that registered it, or NULL */
+    const struct keel_service *service; /* borrowed: the service whose hook it is, or NULL */
     bool removed;
 };
 
@@ -88,7 +89,15 @@ typedef struct keel_health_entry {
 typedef struct keel_command_decl {
     char *name;
     char *summary;
+    unsigned flags; /* keel_command_flags */
 } keel_command_decl;
+
+/* An object attached with keel_app_attach(). */
+typedef struct keel_attachment {
+    char *name;
+    void *object;
+    keel_free_handler_t free_fn;
+} keel_attachment;
 
 struct keel_app {
     char *name;
@@ -97,9 +106,14 @@ struct keel_app {
     observer_list lists[_KEEL_EVENT_MAX][_KEEL_PHASE_MAX];
     observer_list command_list;
     keel_command_decl *commands;
-    size_t n_commands;
-    keel_service **services; /* owned */
-    size_t n_services;
+    size_t n_commands, allocated_commands;
+    keel_service **services; /* owned, in registration order */
+    size_t n_services, allocated_services;
+    bool services_resolved;                 /* their observers are registered: no more services */
+    const struct keel_service *service_now; /* borrowed: owner of the observers registered now */
+    pthread_mutex_t attach_lock;            /* guards attachments */
+    keel_attachment *attachments;
+    size_t n_attachments, allocated_attachments;
 
     /* The command line. */
     char *command;
@@ -107,7 +121,7 @@ struct keel_app {
     char *config_file, *profile, *trace_path;
     bool daemonize; /* --daemon */
     int daemon_fd;  /* core/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
-    int state_lock; /* core/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
+    int state_lock; /* core/app/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
     char **sets;    /* "key=value" from --set, --log-level, --log-format */
 
     /* The machine. */
@@ -136,11 +150,6 @@ struct keel_app {
     size_t n_health_checks;
     char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
 
-    pthread_mutex_t credential_lock;        /* guards credentials */
-    struct keel_credential *credentials[3]; /* owned references, by keel_credential_slot */
-    struct credential_subscriber *credential_subscribers;
-    size_t n_credential_subscribers;
-
     keel_metrics *metrics; /* owned */
     keel_work **works;     /* owned: freed after the registry whose callbacks read them */
     size_t n_works;
@@ -160,15 +169,15 @@ void keel__metrics_observer_error(keel_app *app, const char *observer, bool shut
 void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
 int keel__shutdown_duration_load(keel_app *app);
 
+/* core/app/state-dir.c: registers state-dir.acquire (after the plugins: last in start.before). */
+int keel__state_dir_register(keel_app *app);
+
 /* core/daemon.c: --daemon. Returns 0 in the daemon, 1 in the process that was started once the
  * daemon is ready or failed (its exit status in *ret_status), or a negative errno. */
 int keel__daemonize(keel_app *app, int *ret_status);
 /* Tells the waiting process that the daemon is ready, or how it ended before it was. */
 void keel__daemon_ready(keel_app *app);
 void keel__daemon_exit(keel_app *app, int status);
-
-/* core/credential.c */
-void keel__app_credentials_done(keel_app *app);
 
 /* core/health.c */
 void keel__app_set_readiness(keel_app *app, keel_readiness r);
@@ -198,6 +207,10 @@ void keel__cli_usage(const keel_app *app, FILE *f);
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */
 int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
                            const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* Whether @name is a declared command. */
+bool keel__app_command_declared(const keel_app *app, const char *name);
+/* Frees every attached object, newest first. */
+void keel__app_attachments_done(keel_app *app);
 /* Registers the compiled-in plugins (the keel_plugins ELF section). */
 int keel__app_register_plugins(keel_app *app);
 /* Removes every observer that plugin @name registered. Returns how many. */

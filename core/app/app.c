@@ -40,13 +40,16 @@ int keel_cause_exit_status(keel_cause c)
 
 static int add_standard_commands(keel_app *app)
 {
-    static const char *const std[][2] = {
-        { "serve", "run the services until a signal (the default)" },
-        { "config", "print the effective configuration and where each value came from" },
-        { "version", "print the version" },
+    static const struct {
+        const char *name, *summary;
+        unsigned flags;
+    } std[] = {
+        { "serve", "run the services until a signal (the default)", KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER },
+        { "config", "print the effective configuration and where each value came from", 0 },
+        { "version", "print the version", 0 },
     };
     for (size_t i = 0; i < ELEMENTSOF(std); i++) {
-        int r = keel_app_add_command(app, std[i][0], std[i][1]);
+        int r = keel_app_add_command(app, std[i].name, std[i].summary, std[i].flags);
         if (r < 0)
             return r;
     }
@@ -65,7 +68,7 @@ keel_app *keel_app_new(const char *name)
         .stop_deadline = KEEL_USEC_INFINITY,
         .readiness = KEEL_READINESS_STARTING,
         .health_lock = PTHREAD_MUTEX_INITIALIZER,
-        .credential_lock = PTHREAD_MUTEX_INITIALIZER,
+        .attach_lock = PTHREAD_MUTEX_INITIALIZER,
         .daemon_fd = -EBADF,
         .state_lock = -EBADF,
     };
@@ -103,9 +106,12 @@ keel_app *keel_app_free(keel_app *app)
         free(app->commands[i].summary);
     }
     free(app->commands);
-    for (size_t i = 0; i < app->n_services; i++)
-        keel__service_free(app->services[i]);
+    /* The configuration first: its strings and lists live in the services' states. */
+    app->config = keel__config_free(app->config);
+    for (size_t i = app->n_services; i > 0; i--)
+        keel__service_free(app->services[i - 1]);
     free(app->services);
+    keel__app_attachments_done(app);
     for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
         app->signals[i] = sd_event_source_disable_unref(app->signals[i]);
     app->event = sd_event_unref(app->event);
@@ -123,31 +129,37 @@ keel_app *keel_app_free(keel_app *app)
     free(app->fail_message);
     free(app->cause_message);
     keel__app_health_done(app);
-    keel__app_credentials_done(app);
     keel__app_metrics_done(app);
     keel_strv_free(app->status_details);
     free(app);
     return NULL;
 }
 
-int keel_app_add_command(keel_app *app, const char *name, const char *summary)
+int keel_app_add_command(keel_app *app, const char *name, const char *summary, unsigned flags)
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(name && *name && name[0] != '-', -EINVAL);
-    for (size_t i = 0; i < app->n_commands; i++)
-        if (streq(app->commands[i].name, name))
-            return -EEXIST;
-    keel_command_decl *c = realloc(app->commands, (app->n_commands + 1) * sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    app->commands = c;
-    c[app->n_commands] = (keel_command_decl){ .name = strdup(name), .summary = strdup(summary ? summary : "") };
-    if (!c[app->n_commands].name || !c[app->n_commands].summary) {
-        free(c[app->n_commands].name);
-        free(c[app->n_commands].summary);
+    keel_assert_return((flags & ~(unsigned) (KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER)) == 0, -EINVAL);
+    if (keel__app_command_declared(app, name))
+        return -EEXIST;
+    int r = GROW(app->commands, app->allocated_commands, app->n_commands + 1);
+    if (r < 0)
+        return r;
+    keel_command_decl c = { .name = strdup(name), .summary = strdup(summary ? summary : ""), .flags = flags };
+    if (!c.name || !c.summary) {
+        free(c.name);
+        free(c.summary);
         return -ENOMEM;
     }
-    app->n_commands++;
+    app->commands[app->n_commands++] = c;
+    return 0;
+}
+
+unsigned keel_app_command_flags(const keel_app *app)
+{
+    for (size_t i = 0; app && app->command && i < app->n_commands; i++)
+        if (streq(app->commands[i].name, app->command))
+            return app->commands[i].flags;
     return 0;
 }
 
@@ -186,7 +198,9 @@ static keel_observer *observer_new(keel_app *app, const char *name, const char *
     keel_observer *o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
-    *o = (keel_observer){ .app = app, .handler = handler, .userdata = userdata, .plugin = app->plugin_now };
+    *o = (keel_observer){
+        .app = app, .handler = handler, .userdata = userdata, .plugin = app->plugin_now, .service = app->service_now
+    };
     o->name = strdup(name);
     o->label = label ? strdup(label) : NULL;
     o->failing = failing ? strdup(failing) : NULL;
@@ -233,7 +247,7 @@ int keel_app_observe(keel_app *app, keel_event event, keel_phase phase, const ch
     return keel__app_observe_full(app, event, phase, name, NULL, NULL, handler, userdata, ret_observer);
 }
 
-static bool command_declared(const keel_app *app, const char *name)
+bool keel__app_command_declared(const keel_app *app, const char *name)
 {
     for (size_t i = 0; i < app->n_commands; i++)
         if (streq(app->commands[i].name, name))
@@ -244,7 +258,7 @@ static bool command_declared(const keel_app *app, const char *name)
 int keel_app_observe_command(keel_app *app, const char *command, const char *name, keel_observer_handler_t handler, void *userdata)
 {
     keel_assert_return(app && command && name && *name && handler, -EINVAL);
-    if (!command_declared(app, command))
+    if (!keel__app_command_declared(app, command))
         return -ENOENT;
     if (app->event_now >= 0)
         return -ESTALE;

@@ -39,12 +39,18 @@ int keel__app_register_plugins(keel_app *app)
     return 0;
 }
 
+/* Whether @o belongs to the plugin or the service named @name. */
+static bool owned_by(const keel_observer *o, const char *name)
+{
+    return (o->plugin && streq(o->plugin->name, name)) || (o->service && streq(keel_service_name(o->service), name));
+}
+
 static size_t remove_owned(observer_list *l, const char *plugin)
 {
     size_t n = 0;
     l->depth++; /* defer compaction until the walk is done */
     for (size_t i = 0; i < l->n; i++)
-        if (!l->items[i]->removed && l->items[i]->plugin && streq(l->items[i]->plugin->name, plugin)) {
+        if (!l->items[i]->removed && owned_by(l->items[i], plugin)) {
             keel_observer_remove(l->items[i]);
             n++;
         }

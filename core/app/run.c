@@ -5,8 +5,25 @@
 #include "config.h"
 #include "fault.h"
 #include "macro.h"
+#include "service-internal.h"
 #include "trace.h"
 #include "work-internal.h"
+
+/* The observers that follow from what the plugins registered: the services' hooks in dependency
+ * order, and the state directory's lock, last in start.before. A failure is the program's bug
+ * (a dependency that is not there, a cycle), reported once. */
+static bool resolve(keel_app *app)
+{
+    _cleanup_free_ char *error = NULL;
+    int r = keel__services_resolve(app, app->command, &error);
+    if (r >= 0)
+        r = keel__state_dir_register(app);
+    if (r < 0) {
+        keel_log_error_errno(r, "Failed to set up the services: %s", error ? error : strerror(-r));
+        return false;
+    }
+    return true;
+}
 
 /* Everything before the machine that may end the run at once. Returns true to go on; false with
  * the exit status in *ret_status to end (after --help, or on a failure it already reported). */
@@ -29,6 +46,8 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
         *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
         return false;
     }
+    if (!resolve(app))
+        return *ret_status = KEEL_EXIT_SOFTWARE, false;
     keel__config_path_base_init(); /* before --daemon leaves the directory */
     if (app->daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
         if (r < 0)

@@ -1,114 +1,245 @@
 /* SPDX-License-Identifier: MIT */
+/* Services: a vtable, a private state core allocates, and observers registered in dependency
+ * order once the command is known (keel__services_resolve(), from keel_app_run()). */
+#include <stdarg.h>
 #include <stdio.h>
+
+#include <keel/strbuf.h>
 
 #include "app-internal.h"
 #include "macro.h"
 #include "service-internal.h"
 
-static int service_configure(keel_app *app, void *userdata)
-{
-    keel_service *s = userdata;
-    return s->vtable->configure(s, s->userdata);
-}
-
-static int service_start(keel_app *app, void *userdata)
-{
-    keel_service *s = userdata;
-    return s->vtable->start(s, s->userdata);
-}
-
-static int service_stop(keel_app *app, void *userdata)
-{
-    keel_service *s = userdata;
-    return s->vtable->stop(s, s->userdata);
-}
-
-static int service_refresh(keel_app *app, void *userdata)
-{
-    keel_service *s = userdata;
-    return s->vtable->refresh(s, s->userdata);
-}
-
+/* One hook: where it runs, and the words of its point and of its log lines. */
 typedef struct hook {
     keel_event event;
-    const char *suffix; /* of the point: "<name>.<suffix>" */
-    const char *verb;   /* "Error <verb> <label>" */
-    keel_observer_handler_t handler;
+    size_t offset;      /* of the handler in keel_service_vtable */
+    const char *suffix; /* of the point: "<name>.<suffix>"; "Skipped <label> <suffix>" */
+    const char *verb;   /* "Error <verb> <label>: …" */
 } hook;
 
-static const hook hooks[] = {
-    { KEEL_EVENT_CONFIGURE, "configure", "configuring", service_configure },
-    { KEEL_EVENT_START, "start", "starting", service_start },
-    { KEEL_EVENT_STOP, "stop", "stopping", service_stop },
-    { KEEL_EVENT_REFRESH, "refresh", "refreshing", service_refresh },
-};
-
-static keel_service_handler_t hook_of(const keel_service_vtable *v, keel_event e)
-{
-    switch (e) {
-    case KEEL_EVENT_CONFIGURE:
-        return v->configure;
-    case KEEL_EVENT_START:
-        return v->start;
-    case KEEL_EVENT_STOP:
-        return v->stop;
-    case KEEL_EVENT_REFRESH:
-        return v->refresh;
-    default:
-        return NULL;
+#define HOOK(e, field, verb)                                                                                                       \
+    {                                                                                                                              \
+        KEEL_EVENT_##e, offsetof(keel_service_vtable, field), #field, verb                                                         \
     }
+static const hook hooks[] = {
+    HOOK(CONFIGURE, configure, "configuring"), HOOK(START, start, "starting"), HOOK(READY, ready, "readying"),
+    HOOK(REFRESH, refresh, "refreshing"),      HOOK(STOP, stop, "stopping"),   HOOK(FINALIZE, finalize, "finalizing"),
+};
+#undef HOOK
+
+static keel_service_handler_t handler_of(const keel_service_vtable *v, const hook *h)
+{
+    return *(const keel_service_handler_t *) ((const char *) v + h->offset);
 }
 
-static int register_hook(keel_service *s, const hook *h)
+static int call_hook(keel_app *app, void *userdata)
 {
-    const char *label = s->vtable->label ? s->vtable->label : s->vtable->name;
-    char point[256], skip[256], failing[256];
-
-    (void) snprintf(point, sizeof point, "%s.%s", s->vtable->name, h->suffix);
-    (void) snprintf(skip, sizeof skip, "%s %s", label, h->suffix);
-    (void) snprintf(failing, sizeof failing, "%s %s", h->verb, label);
-    return keel__app_observe_full(s->app, h->event, KEEL_PHASE_DURING, point, skip, failing, h->handler, s, NULL);
+    keel_service_call *call = userdata;
+    keel_service *s = call->service;
+    return handler_of(s->vtable, call->hook)(s, s->state);
 }
 
-static int services_append(keel_app *app, keel_service *s)
+static bool name_valid(const char *s)
 {
-    keel_service **l = realloc(app->services, (app->n_services + 1) * sizeof *l);
-    if (!l)
-        return -ENOMEM;
-    app->services = l;
-    l[app->n_services++] = s;
-    return 0;
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return false;
+    return true;
 }
 
-int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, void *userdata, keel_service **ret)
+keel_service *keel__service_free(keel_service *s)
 {
-    keel_assert_return(app && vtable && vtable->name && *vtable->name, -EINVAL);
+    if (!s)
+        return NULL;
+    if (s->vtable->free)
+        s->vtable->free(s, s->state);
+    free(s->state);
+    free(s->calls);
+    free(s);
+    return NULL;
+}
 
+static int service_new(keel_app *app, const keel_service_vtable *vtable, keel_service **ret)
+{
     keel_service *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    *s = (keel_service){ .app = app, .vtable = vtable, .userdata = userdata };
-    int r = services_append(app, s);
-    if (r < 0) {
+    *s = (keel_service){ .app = app, .vtable = vtable, .plugin = app->plugin_now };
+    if (vtable->state_size > 0 && !(s->state = calloc(1, vtable->state_size))) {
+        free(s);
+        return -ENOMEM;
+    }
+    *ret = s;
+    return 0;
+}
+
+int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, keel_service **ret)
+{
+    keel_assert_return(app && vtable && name_valid(vtable->name), -EINVAL);
+    keel_assert_return(vtable->n_config == 0 || (vtable->config && vtable->state_size > 0), -EINVAL);
+    if (app->services_resolved)
+        return -ESTALE;
+    if (keel_app_find_service(app, vtable->name))
+        return -EEXIST;
+    int r = GROW(app->services, app->allocated_services, app->n_services + 1);
+    if (r < 0)
+        return r;
+
+    keel_service *s = NULL;
+    if ((r = service_new(app, vtable, &s)) < 0)
+        return r;
+    if (vtable->setup && (r = vtable->setup(s, s->state)) < 0) {
+        free(s->state);
         free(s);
         return r;
     }
-    for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
-        if (!hook_of(vtable, hooks[i].event))
-            continue;
-        r = register_hook(s, &hooks[i]);
-        if (r < 0)
-            return r; /* the app frees the service; observers already added stay harmless */
+    if (vtable->n_config > 0 && (r = keel_app_add_config(app, vtable->config, vtable->n_config, s->state)) < 0) {
+        keel__service_free(s);
+        return r;
     }
+    app->services[app->n_services++] = s;
     if (ret)
         *ret = s;
     return 0;
 }
 
-keel_service *keel__service_free(keel_service *s)
+keel_service *keel_app_find_service(const keel_app *app, const char *name)
 {
-    free(s);
+    for (size_t i = 0; app && name && i < app->n_services; i++)
+        if (streq(app->services[i]->vtable->name, name))
+            return app->services[i];
     return NULL;
+}
+
+/* ---- resolution: validation, order, observers ------------------------------------------------- */
+
+static int fail(char **ret_error, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
+static int fail(char **ret_error, int r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(ret_error, fmt, ap) < 0)
+        *ret_error = NULL;
+    va_end(ap);
+    return r;
+}
+
+static size_t index_of(const keel_app *app, const char *name)
+{
+    for (size_t i = 0; i < app->n_services; i++)
+        if (streq(app->services[i]->vtable->name, name))
+            return i;
+    return SIZE_MAX;
+}
+
+static int check_names(const keel_app *app, const keel_service *s, char **ret_error)
+{
+    const keel_service_vtable *v = s->vtable;
+    for (const char *const *c = v->commands; c && *c; c++)
+        if (!keel__app_command_declared(app, *c))
+            return fail(ret_error, -ENOENT, "Service %s runs for the command '%s', which is not declared", v->name, *c);
+    for (const char *const *a = v->after; a && *a; a++) {
+        if (streq(*a, v->name))
+            return fail(ret_error, -ELOOP, "Service %s starts after itself", v->name);
+        if (index_of(app, *a) == SIZE_MAX)
+            return fail(ret_error, -ENOENT, "Service %s starts after '%s', which is not a registered service", v->name, *a);
+    }
+    return 0;
+}
+
+/* Whether every service @s starts after is placed already. */
+static bool dependencies_placed(const keel_app *app, const keel_service *s, const bool *placed)
+{
+    for (const char *const *a = s->vtable->after; a && *a; a++)
+        if (!placed[index_of(app, *a)])
+            return false;
+    return true;
+}
+
+static int cycle_error(const keel_app *app, const bool *placed, char **ret_error)
+{
+    char names[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(names);
+    for (size_t i = 0; i < app->n_services; i++)
+        if (!placed[i])
+            keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", app->services[i]->vtable->name);
+    return fail(ret_error, -ELOOP, "The services %s start after one another in a cycle", names);
+}
+
+/* Kahn's algorithm, taking the earliest registered of the services that can go next: the order is
+ * registration order wherever `after` leaves it free. */
+static int order(const keel_app *app, keel_service **ret_order, char **ret_error)
+{
+    _cleanup_free_ bool *placed = calloc(app->n_services + 1, sizeof *placed);
+    if (!placed)
+        return -ENOMEM;
+    for (size_t n = 0; n < app->n_services; n++) {
+        size_t next = SIZE_MAX;
+        for (size_t i = 0; i < app->n_services && next == SIZE_MAX; i++)
+            if (!placed[i] && dependencies_placed(app, app->services[i], placed))
+                next = i;
+        if (next == SIZE_MAX)
+            return cycle_error(app, placed, ret_error);
+        placed[next] = true;
+        ret_order[n] = app->services[next];
+    }
+    return 0;
+}
+
+static bool joins(const keel_service *s, const char *command)
+{
+    if (!s->vtable->commands)
+        return streq(command, "serve");
+    return keel_strv_contains(s->vtable->commands, command);
+}
+
+static int register_hooks(keel_app *app, keel_service *s)
+{
+    const char *label = s->vtable->label ? s->vtable->label : s->vtable->name;
+    if (!(s->calls = calloc(ELEMENTSOF(hooks), sizeof *s->calls)))
+        return -ENOMEM;
+    for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
+        const hook *h = &hooks[i];
+        char point[256], skip[256], failing[256];
+        if (!handler_of(s->vtable, h))
+            continue;
+        s->calls[i] = (keel_service_call){ .service = s, .hook = h };
+        (void) snprintf(point, sizeof point, "%s.%s", s->vtable->name, h->suffix);
+        (void) snprintf(skip, sizeof skip, "%s %s", label, h->suffix);
+        (void) snprintf(failing, sizeof failing, "%s %s", h->verb, label);
+        int r = keel__app_observe_full(app, h->event, KEEL_PHASE_DURING, point, skip, failing, call_hook, &s->calls[i], NULL);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int keel__services_resolve(keel_app *app, const char *command, char **ret_error)
+{
+    assert(!app->services_resolved);
+    app->services_resolved = true;
+    for (size_t i = 0; i < app->n_services; i++) {
+        int r = check_names(app, app->services[i], ret_error);
+        if (r < 0)
+            return r;
+    }
+    _cleanup_free_ keel_service **sorted = calloc(app->n_services + 1, sizeof *sorted);
+    if (!sorted)
+        return -ENOMEM;
+    int r = order(app, sorted, ret_error);
+    for (size_t i = 0; r >= 0 && i < app->n_services; i++) {
+        if (!joins(sorted[i], command))
+            continue;
+        app->plugin_now = sorted[i]->plugin; /* the observers belong to the plugin that added the service */
+        app->service_now = sorted[i];
+        r = register_hooks(app, sorted[i]);
+        app->plugin_now = NULL;
+        app->service_now = NULL;
+    }
+    return r;
 }
 
 keel_app *keel_service_app(const keel_service *s)
@@ -116,12 +247,17 @@ keel_app *keel_service_app(const keel_service *s)
     return s ? s->app : NULL;
 }
 
-const keel_service_vtable *keel_service_vtable_get(const keel_service *s)
+const keel_service_vtable *keel_service_get_vtable(const keel_service *s)
 {
     return s ? s->vtable : NULL;
 }
 
-void *keel_service_userdata(const keel_service *s)
+const char *keel_service_name(const keel_service *s)
 {
-    return s ? s->userdata : NULL;
+    return s ? s->vtable->name : NULL;
+}
+
+void *keel_service_state(const keel_service *s)
+{
+    return s ? s->state : NULL;
 }

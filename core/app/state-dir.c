@@ -1,171 +1,76 @@
 /* SPDX-License-Identifier: MIT */
-#include <dirent.h>
-#include <errno.h>
+/*
+ * The state directory (state_dir): where a program keeps what must outlive a process. One writer
+ * at a time: a KEEL_COMMAND_STATE_WRITER command (`serve`) creates it (0700, as systemd's
+ * StateDirectory= would) and takes an exclusive flock(2) on the file `.lock` in it at the end of
+ * start.before — after every plugin's start.before observer, so that a plugin can refuse a
+ * directory before anything is written there — and holds it until the app is freed (finalize
+ * writes there last: the shutdown record). A regular file opened for writing, not the directory
+ * itself: NFS emulates flock with a write lock.
+ */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <keel/fileio.h>
 
 #include "app-internal.h"
-#include "cleanup.h"
 #include "macro.h"
-#include "state-dir.h"
 
-#define ROLE_SUFFIX ".cert.pem"
+#define STATE_LOCK ".lock"
 
-bool keel__layout_is_role_cert(const char *name)
+const char *keel_app_state_dir(const keel_app *app)
 {
-    size_t n = strlen(name), s = strlen(ROLE_SUFFIX);
-    return n > s && streq(name + n - s, ROLE_SUFFIX) && strchr(name, '_');
+    return app && keel__config_loaded(app->config) ? app->settings.state_dir : NULL;
 }
 
-/* Empty, or the NULs some file systems leave after a crash: keel__layout_record() does not sync. */
-static bool blank(const char *buf, size_t n)
+bool keel_app_state_dir_locked(const keel_app *app)
 {
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] != 0 && buf[i] != '\n' && buf[i] != ' ')
-            return false;
-    return true;
+    return app && app->state_lock >= 0;
 }
 
-int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout)
+int keel_app_lock_state_dir(keel_app *app)
 {
-    char buf[16] = "";
-    _cleanup_close_ int fd = openat(dfd, KEEL_LAYOUT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? (*ret_layout = 0, 0) : -errno;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    if (n < 0)
-        return -errno;
-    if (blank(buf, (size_t) n))
-        return *ret_layout = 0, 0;
-    int v = 0;
-    if (sscanf(buf, "%d", &v) != 1 || v < 1 || v > KEEL_LAYOUT_CURRENT) {
-        buf[strcspn(buf, "\n")] = 0;
-        (void) snprintf(error, size, "%s says layout '%s', which this version does not know (it knows 1 to %d)", KEEL_LAYOUT_FILE,
-                        buf, KEEL_LAYOUT_CURRENT);
-        return -EPROTO;
-    }
-    *ret_layout = v;
-    return 0;
-}
-
-/* Not synced: a record lost or left empty by a crash reads as none, and the next start records it
- * again, as the directory then holds nothing of layout 1. That saves a first start two fsyncs. */
-int keel__layout_record(const char *dir)
-{
-    char path[PATH_MAX], layout[8];
-    int n = snprintf(layout, sizeof layout, "%d\n", KEEL_LAYOUT_CURRENT);
-    if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, KEEL_LAYOUT_FILE) >= sizeof path)
-        return -ENAMETOOLONG;
-    return keel_file_write_replace(path, layout, (size_t) n, 0644);
-}
-
-/* Names in @ret (which holds @size bytes) the first entry of @dfd that only layout 1 has: the
- * seed's key, its ca.pem link, or a role certificate outside roles/. Returns 1 when found, 0 when
- * not, or a negative errno when the directory cannot be read to the end (which must not pass for
- * "nothing of layout 1"). */
-static int layout1_mark(int dfd, char *ret, size_t size)
-{
-    struct stat st;
-    if (fstatat(dfd, "private.pem", &st, AT_SYMLINK_NOFOLLOW) == 0)
-        return snprintf(ret, size, "private.pem"), 1;
-    if (fstatat(dfd, "ca.pem", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-        return snprintf(ret, size, "ca.pem, a symbolic link"), 1;
-    int fd = dup(dfd);
-    if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (!d)
-        return safe_close(fd), -errno;
-    int r = 0;
-    struct dirent *de;
-    while (r == 0 && (errno = 0, de = readdir(d)))
-        if (keel__layout_is_role_cert(de->d_name))
-            r = (snprintf(ret, size, "%s", de->d_name), 1);
-    if (r == 0 && errno != 0)
-        r = -errno;
-    (void) closedir(d);
-    return r;
-}
-
-int keel__layout_check(const char *dir, char *error, size_t size)
-{
-    char mark[256];
-    int layout = 0;
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        int e = errno;
-        (void) snprintf(error, size, "Cannot open the state directory '%s': %s", dir, strerror(e));
-        return e == ENOENT ? 0 : -e;
-    }
-    int r = keel__layout_read(dfd, mark, sizeof mark, &layout);
-    if (r < 0) {
-        (void) snprintf(error, size, "State directory '%s': %s", dir, r == -EPROTO ? mark : strerror(-r));
-        return r;
-    }
-    if (layout == KEEL_LAYOUT_CURRENT)
-        return 1;
-    r = layout == 1 ? (snprintf(mark, sizeof mark, "a layout file saying 1"), 1) : layout1_mark(dfd, mark, sizeof mark);
-    if (r < 0) {
-        (void) snprintf(error, size, "Cannot read the state directory '%s': %s", dir, strerror(-r));
-        return r;
-    }
-    if (r > 0) {
-        (void) snprintf(error, size,
-                        "State directory '%s' is in the seed agent's layout 1 (it holds %s): run `keel migrate` first; "
-                        "nothing was changed",
-                        dir, mark);
-        return -EMEDIUMTYPE;
-    }
-    return 0;
-}
-
-int keel__state_dir_lock(keel_app *app, const char *dir, char *error, size_t size)
-{
+    keel_assert_return(app, -EINVAL);
+    const char *dir = keel_app_state_dir(app);
     char path[PATH_MAX];
-    if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, KEEL_STATE_LOCK) >= sizeof path)
-        return snprintf(error, size, "State directory '%s': name too long", dir), -ENAMETOOLONG;
+    if (!dir || !*dir)
+        return -ENOENT;
+    if (app->state_lock >= 0)
+        return 0;
+    if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, STATE_LOCK) >= sizeof path)
+        return -ENAMETOOLONG;
     _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        int e = errno;
-        (void) snprintf(error, size, "Cannot open the lock file '%s': %s", path, strerror(e));
-        return -e;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        if (e == EWOULDBLOCK) {
-            (void) snprintf(error, size,
-                            "State directory '%s' is in use by another `keel serve` or `keel migrate`; "
-                            "one process at a time writes it",
-                            dir);
-            return -EBUSY;
-        }
-        (void) snprintf(error, size, "Cannot lock '%s': %s", path, strerror(e));
-        return -e;
-    }
-    (void) safe_close(app->state_lock);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK ? -EBUSY : -errno;
     app->state_lock = TAKE_FD(fd);
     return 0;
 }
 
-int keel__state_dir_acquire(keel_app *app, const char *dir, char *error, size_t size)
+static int on_acquire(keel_app *app, void *userdata)
 {
-    /* The layout first: a refused directory gets no lock file either. */
-    int r = keel__layout_check(dir, error, size);
+    const char *dir = keel_app_state_dir(app);
+    if (!dir || !*dir || !(keel_app_command_flags(app) & KEEL_COMMAND_STATE_WRITER))
+        return 0;
+    int r = keel_dir_make(dir, 0700);
     if (r < 0)
-        return r;
-    bool recorded = r > 0;
-    if ((r = keel__state_dir_lock(app, dir, error, size)) < 0 || recorded)
-        return r;
-    /* Under the lock: nothing of layout 1 was there, and no migration can be writing now. */
-    if ((r = keel__layout_record(dir)) < 0)
-        (void) snprintf(error, size, "Cannot record layout %d in '%s/%s': %s", KEEL_LAYOUT_CURRENT, dir, KEEL_LAYOUT_FILE,
-                        strerror(-r));
-    return r;
+        return keel_app_fail(app, r, "Cannot create the state directory '%s': %s", dir, strerror(-r));
+    r = keel_app_lock_state_dir(app);
+    if (r == -EBUSY)
+        return keel_app_fail(app, r, "State directory '%s' is in use by another %s process; one process at a time writes it", dir,
+                             app->name);
+    if (r < 0)
+        return keel_app_fail(app, r, "Cannot lock '%s/%s': %s", dir, STATE_LOCK, strerror(-r));
+    r = keel__shutdown_duration_load(app);
+    if (r < 0)
+        keel_log_warning("Failed to read the last shutdown duration in '%s': %s, ignoring", dir, strerror(-r));
+    return 0;
+}
+
+int keel__state_dir_register(keel_app *app)
+{
+    return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "state-dir.acquire", on_acquire, NULL, NULL);
 }

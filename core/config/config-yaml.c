@@ -115,7 +115,7 @@ static int scalar_text(walker *w, const yaml_event_t *ev, char **ret)
 
 static int scalar_to_raw(walker *w, const yaml_event_t *ev, keel_config_raw *ret)
 {
-    char *text;
+    char *text = NULL;
     int r = scalar_text(w, ev, &text);
     if (r < 0)
         return r;
@@ -134,7 +134,7 @@ static int read_sequence(walker *w, const char *key, keel_config_raw *ret)
         return -ENOMEM;
     for (;;) {
         _cleanup_(yaml_event_delete) yaml_event_t ev = {};
-        char *s;
+        char *s = NULL;
         int r = next_event(w, &ev);
         if (r < 0)
             return r;

@@ -617,6 +617,11 @@ int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***
     return config_load(c, src, true, ret_refused, ret_error);
 }
 
+bool keel__config_loaded(const keel_config *c)
+{
+    return c && c->loaded;
+}
+
 const char *keel__config_origin(const keel_config *c, const char *key)
 {
     keel_assert_return(c && key, NULL);

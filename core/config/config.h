@@ -76,6 +76,9 @@ int keel__config_load(keel_config *c, const keel_config_sources *src, char **ret
  */
 int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char **ret_error);
 
+/** Whether a load succeeded once: the storages hold the effective configuration. */
+bool keel__config_loaded(const keel_config *c);
+
 /**
  * Where the effective value of @key came from: "default", "FILE:LINE:COL" (of the value),
  * "env KEEL_X" or "--set". Borrowed, valid until the next load. NULL for an unknown key.

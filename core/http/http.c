@@ -71,7 +71,7 @@ struct keel_http_server {
 
     keel_work *work;              /* borrowed from the app: requests in flight */
     keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
-    keel_tasks *tasks;            /* owned: the polling thread */
+    keel_task_group *tasks;       /* owned: the polling thread */
     struct MHD_Daemon *daemon;    /* owned */
     int wake_fd, epoll_fd;        /* owned */
     char bound[INET6_ADDRSTRLEN + 8];
@@ -140,7 +140,7 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
     s->point_request = keel_strdup_printf("%s.request", o->service);
     s->point_spawn = keel_strdup_printf("%s.spawn.server", o->service);
     s->work = keel_app_work(app, o->service);
-    s->tasks = keel_tasks_new(app, o->service);
+    s->tasks = keel_task_group_new(app, o->service);
     if (!s->service || !s->label || !s->point_request || !s->point_spawn || !s->work || !s->tasks)
         return keel_http_server_free(s);
     return s;
@@ -151,7 +151,7 @@ keel_http_server *keel_http_server_free(keel_http_server *s)
     if (!s)
         return NULL;
     (void) keel_http_server_stop(s);
-    keel_tasks_free(s->tasks);
+    keel_task_group_free(s->tasks);
     free(s->conns);
     free(s->delayed);
     free(s->service);
@@ -733,7 +733,7 @@ int keel_http_server_start(keel_http_server *s)
             safe_close(fd);
         return keel_app_fail(s->app, r, "Failed to start %s: %s", s->label, strerror(-r));
     }
-    r = keel_tasks_spawn(s->tasks, s->point_spawn, "server", poll_loop, s);
+    r = keel_task_group_spawn(s->tasks, s->point_spawn, "server", poll_loop, s);
     if (r < 0)
         return keel_app_fail(s->app, r, "Failed to spawn the %s thread: %s", s->label, strerror(-r));
     s->thread_running = true;
@@ -834,7 +834,7 @@ int keel_http_server_stop(keel_http_server *s)
                              s->label, atomic_load(&s->connections), (unsigned long long) st.in_flight);
         }
         send_command(s, COMMAND_EXIT);
-        (void) keel_tasks_join(s->tasks);
+        (void) keel_task_group_join(s->tasks);
         s->thread_running = false;
     }
     (void) resume_due(s, true); /* MHD must not be stopped with suspended connections */

@@ -63,6 +63,9 @@ int keel__signals_setup(keel_app *app)
     int r = pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (r != 0)
         return -r;
+    /* A write past RLIMIT_FSIZE fails with EFBIG, to be reported like any failed write, instead of
+     * killing the daemon half-way through it (PostgreSQL does the same). */
+    (void) signal(SIGXFSZ, SIG_IGN);
 
     for (size_t i = 0; i < ELEMENTSOF(app_signals); i++) {
         if (app->signals[i])

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <keel/fileio.h>
+
 #include "app-internal.h"
 #include "macro.h"
 
@@ -133,25 +135,14 @@ keel_metrics *keel_app_metrics(keel_app *app)
 void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
 {
     const char *dir = app->settings.state_dir;
+    char buf[32];
     if (!app->was_ready || !dir || !*dir)
         return;
-    _cleanup_free_ char *tmp = keel_strdup_printf("%s/.last-shutdown.tmp", dir);
     _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
-    if (!tmp || !path)
-        return;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        keel_log_debug("Not recording the shutdown duration in %s: %m", dir);
-        return;
-    }
-    char buf[32];
     int n = snprintf(buf, sizeof buf, "%.6f\n", (double) usec / 1e6);
-    bool ok = write(fd, buf, (size_t) n) == n;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) < 0) {
-        keel_log_debug("Failed to record the shutdown duration in %s: %m", path);
-        (void) unlink(tmp);
-    }
+    int r = path ? keel_file_write_replace(path, buf, (size_t) n, 0644) : -ENOMEM;
+    if (r < 0)
+        keel_log_debug_errno(r, "Failed to record the shutdown duration in %s: %m", dir);
 }
 
 int keel__shutdown_duration_load(keel_app *app)

@@ -11,7 +11,7 @@
 #include "trace.h"
 
 struct keel_task {
-    keel_tasks *group; /* borrowed */
+    keel_task_group *group; /* borrowed */
     pthread_t thread;
     char name[16]; /* pthread names are 15 characters at most */
     keel_task_handler_t fn;
@@ -19,25 +19,25 @@ struct keel_task {
     uint64_t seen_wakes; /* under the group's lock: a wake between two waits is not lost */
 };
 
-struct keel_tasks {
+struct keel_task_group {
     keel_app *app; /* borrowed */
     char *service;
     pthread_mutex_t lock;
     pthread_cond_t stop_cond; /* CLOCK_MONOTONIC, signalled once when stopping */
     bool stopping;            /* under lock */
-    uint64_t wakes;           /* under lock: keel_tasks_wake() calls so far */
+    uint64_t wakes;           /* under lock: keel_task_group_wake() calls so far */
     keel_task **tasks;        /* owned; only the main thread adds or joins */
     size_t n_tasks;
 };
 
-keel_tasks *keel_tasks_new(keel_app *app, const char *service)
+keel_task_group *keel_task_group_new(keel_app *app, const char *service)
 {
     keel_assert_return(app && service && *service, NULL);
 
-    keel_tasks *g = calloc(1, sizeof *g);
+    keel_task_group *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
-    *g = (keel_tasks){ .app = app, .lock = PTHREAD_MUTEX_INITIALIZER };
+    *g = (keel_task_group){ .app = app, .lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_condattr_t attr;
     if (!(g->service = strdup(service)) || pthread_condattr_init(&attr) != 0) {
         free(g->service);
@@ -55,11 +55,11 @@ keel_tasks *keel_tasks_new(keel_app *app, const char *service)
     return g;
 }
 
-keel_tasks *keel_tasks_free(keel_tasks *g)
+keel_task_group *keel_task_group_free(keel_task_group *g)
 {
     if (!g)
         return NULL;
-    (void) keel_tasks_join(g);
+    (void) keel_task_group_join(g);
     free(g->tasks);
     (void) pthread_cond_destroy(&g->stop_cond);
     (void) pthread_mutex_destroy(&g->lock);
@@ -79,7 +79,7 @@ static void *task_main(void *p)
     return NULL;
 }
 
-static bool group_stopping(keel_tasks *g)
+static bool group_stopping(keel_task_group *g)
 {
     (void) pthread_mutex_lock(&g->lock);
     bool s = g->stopping;
@@ -87,7 +87,7 @@ static bool group_stopping(keel_tasks *g)
     return s;
 }
 
-static int group_add(keel_tasks *g, keel_task *t)
+static int group_add(keel_task_group *g, keel_task *t)
 {
     keel_task **l = realloc(g->tasks, (g->n_tasks + 1) * sizeof *l);
     if (!l)
@@ -97,7 +97,7 @@ static int group_add(keel_tasks *g, keel_task *t)
     return 0;
 }
 
-int keel_tasks_spawn(keel_tasks *g, const char *point, const char *role, keel_task_handler_t fn, void *userdata)
+int keel_task_group_spawn(keel_task_group *g, const char *point, const char *role, keel_task_handler_t fn, void *userdata)
 {
     keel_assert_return(g && point && role && fn, -EINVAL);
     if (!keel__app_in_start(g->app))
@@ -129,7 +129,7 @@ int keel_tasks_spawn(keel_tasks *g, const char *point, const char *role, keel_ta
     return 0;
 }
 
-void keel_tasks_stop(keel_tasks *g)
+void keel_task_group_stop(keel_task_group *g)
 {
     if (!g)
         return;
@@ -139,11 +139,11 @@ void keel_tasks_stop(keel_tasks *g)
     (void) pthread_mutex_unlock(&g->lock);
 }
 
-size_t keel_tasks_join(keel_tasks *g)
+size_t keel_task_group_join(keel_task_group *g)
 {
     if (!g)
         return 0;
-    keel_tasks_stop(g);
+    keel_task_group_stop(g);
     size_t n = g->n_tasks;
     for (size_t i = 0; i < n; i++) {
         (void) pthread_join(g->tasks[i]->thread, NULL);
@@ -154,7 +154,7 @@ size_t keel_tasks_join(keel_tasks *g)
     return n;
 }
 
-size_t keel_tasks_count(keel_tasks *g)
+size_t keel_task_group_count(keel_task_group *g)
 {
     return g ? g->n_tasks : 0;
 }
@@ -172,7 +172,7 @@ static struct timespec deadline_after(keel_usec_t usec)
 int keel_task_wait(keel_task *t, keel_usec_t usec)
 {
     keel_assert_return(t, -EINVAL);
-    keel_tasks *g = t->group;
+    keel_task_group *g = t->group;
     int r = 0;
 
     (void) pthread_mutex_lock(&g->lock);
@@ -190,7 +190,7 @@ int keel_task_wait(keel_task *t, keel_usec_t usec)
     return stopping ? -ECANCELED : woken ? 1 : 0;
 }
 
-void keel_tasks_wake(keel_tasks *g)
+void keel_task_group_wake(keel_task_group *g)
 {
     if (!g)
         return;

@@ -62,11 +62,23 @@ KEEL_API keel_app *keel_app_free(keel_app *app);
  */
 KEEL_API int keel_app_run(keel_app *app, int argc, char **argv, bool plugins);
 
+/** What a command holds while it runs: the standard observers act on these flags. */
+typedef enum keel_command_flags {
+    /* One instance at a time: holds the PID file (the key pidfile) from start.before to finalize. */
+    KEEL_COMMAND_SINGLE = 1 << 0,
+    /* Writes the state directory: creates it (0700) and takes its writer's lock at the end of
+     * start.before (after every other start.before observer), held until the app is freed. */
+    KEEL_COMMAND_STATE_WRITER = 1 << 1,
+} keel_command_flags;
+
 /**
- * Declares a sub-command. @summary is shown by --help. Returns -EEXIST for a name already
- * declared, -EINVAL for an empty name, -ENOMEM.
+ * Declares a sub-command with @flags (keel_command_flags, or 0). @summary is shown by --help.
+ * `serve` is declared by keel_app_new() with KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER.
+ * Returns -EEXIST for a name already declared, -EINVAL for an empty name or unknown flags, -ENOMEM.
  */
-KEEL_API int keel_app_add_command(keel_app *app, const char *name, const char *summary);
+KEEL_API int keel_app_add_command(keel_app *app, const char *name, const char *summary, unsigned flags);
+/** The flags the selected command was declared with; 0 before the command line is parsed. */
+KEEL_API unsigned keel_app_command_flags(const keel_app *app);
 
 /**
  * Registers observer @name (its trace point, e.g. "token.start") for @event and @phase.
@@ -137,6 +149,34 @@ KEEL_API keel_usec_t keel_app_stop_deadline(const keel_app *app);
  * through keel_app_drain_progress().
  */
 KEEL_API void keel_app_stop_progress(keel_app *app, const char *what);
+
+/**
+ * The state directory (the key state_dir, absolute; "" when none is configured), or NULL before
+ * the configuration is loaded (configure.before).
+ */
+KEEL_API const char *keel_app_state_dir(const keel_app *app);
+/**
+ * Takes the state directory's writer's lock (an exclusive flock(2) on its file `.lock`) for the
+ * rest of the app's life, so that no other process of the program writes there meanwhile; the
+ * standard observers take it for a KEEL_COMMAND_STATE_WRITER command. Returns 0 (also when this
+ * app holds it already), -EBUSY when another process holds it, -ENOENT without a state directory,
+ * or the errno of open(2)/flock(2).
+ */
+KEEL_API int keel_app_lock_state_dir(keel_app *app);
+/** Whether this app holds the state directory's writer's lock. */
+KEEL_API bool keel_app_state_dir_locked(const keel_app *app);
+
+/** Frees an object attached to an app. */
+typedef void (*keel_free_handler_t)(void *object);
+/**
+ * Attaches @object to @app under @name, for the plugins and services of one app to share an object
+ * (an identity store, a connection pool) without knowing each other's state. The app frees it with
+ * @free_fn (may be NULL) when it is freed, after finalize, newest first. Main thread only. Returns
+ * 0, -EEXIST for a name in use, -EINVAL, -ENOMEM (@object is not freed then).
+ */
+KEEL_API int keel_app_attach(keel_app *app, const char *name, void *object, keel_free_handler_t free_fn);
+/** The object attached as @name (borrowed), or NULL. Thread-safe. */
+KEEL_API void *keel_app_attached(const keel_app *app, const char *name);
 
 /** The app's metrics registry (borrowed), exported by the metrics service. */
 KEEL_API struct keel_metrics *keel_app_metrics(keel_app *app);

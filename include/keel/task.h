@@ -4,7 +4,7 @@
 #include <keel/app.h>
 
 /** A group of threads owned by one service: spawned together in start, stopped and joined in stop. */
-typedef struct keel_tasks keel_tasks;
+typedef struct keel_task_group keel_task_group;
 /** One thread of a group; valid from its spawn until its group is joined. */
 typedef struct keel_task keel_task;
 
@@ -12,9 +12,9 @@ typedef struct keel_task keel_task;
 typedef void (*keel_task_handler_t)(keel_task *task, void *userdata);
 
 /** Creates an empty group for @service ("token"), owned by the caller. NULL when out of memory. */
-KEEL_API keel_tasks *keel_tasks_new(keel_app *app, const char *service);
+KEEL_API keel_task_group *keel_task_group_new(keel_app *app, const char *service);
 /** Stops and joins every task of @g, then frees it. Accepts NULL; returns NULL. */
-KEEL_API keel_tasks *keel_tasks_free(keel_tasks *g);
+KEEL_API keel_task_group *keel_task_group_free(keel_task_group *g);
 
 /**
  * Starts a thread named "<service>-<role>" (cut to 15 characters) running @fn. Allowed only
@@ -23,25 +23,25 @@ KEEL_API keel_tasks *keel_tasks_free(keel_tasks *g);
  * an injected fault (an `error` fault returns -EIO without spawning). Returns -ESHUTDOWN once
  * the group was stopped, -EAGAIN or -ENOMEM when the thread cannot be created.
  */
-KEEL_API int keel_tasks_spawn(keel_tasks *g, const char *point, const char *role, keel_task_handler_t fn, void *userdata);
+KEEL_API int keel_task_group_spawn(keel_task_group *g, const char *point, const char *role, keel_task_handler_t fn, void *userdata);
 
 /** Asks every task of @g to stop: their keel_task_wait() returns -ECANCELED at once. Idempotent. */
-KEEL_API void keel_tasks_stop(keel_tasks *g);
+KEEL_API void keel_task_group_stop(keel_task_group *g);
 /** Stops every task of @g and waits for each to return. Returns the number of tasks joined. */
-KEEL_API size_t keel_tasks_join(keel_tasks *g);
+KEEL_API size_t keel_task_group_join(keel_task_group *g);
 /** Tasks spawned and not yet joined. */
-KEEL_API size_t keel_tasks_count(keel_tasks *g);
+KEEL_API size_t keel_task_group_count(keel_task_group *g);
 
 /**
  * Wakes every task of @g: its keel_task_wait() returns 1 — at once if it sleeps, else at its
  * next call, so a wake is never lost — without stopping it. For a change a task must act on at
  * once, such as a new refresh interval after a reload. Accepts NULL.
  */
-KEEL_API void keel_tasks_wake(keel_tasks *g);
+KEEL_API void keel_task_group_wake(keel_task_group *g);
 
 /**
  * Sleeps up to @usec (KEEL_USEC_INFINITY: until stopped). Returns 0 when the time passed, 1 when
- * keel_tasks_wake() woke it first, or -ECANCELED as soon as the group is asked to stop (also when
+ * keel_task_group_wake() woke it first, or -ECANCELED as soon as the group is asked to stop (also when
  * it already was).
  */
 KEEL_API int keel_task_wait(keel_task *t, keel_usec_t usec);

@@ -14,10 +14,9 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include <keel/credential.h>
 #include <keel/util.h>
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(keel_credential *, keel_credential_unref);
+#include "credential.h"
 
 /* The reason for a failure: "Permissions 0644 for '/x/key.pem' are too open". */
 typedef struct cert_error {

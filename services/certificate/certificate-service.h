@@ -3,7 +3,7 @@
 
 /* The certificate service's state, shared by certificate.c (configuration, hooks, health,
  * metrics), provider.c (where a credential comes from) and refresh.c (the refresh task and the
- * file watch). One instance per process. */
+ * file watch). Core allocates it (keel_service_state()). */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +13,7 @@
 #include <keel/keel.h>
 
 #include "certificate-internal.h"
+#include "identity.h"
 
 typedef enum cert_provider {
     CERT_PROVIDER_LOCAL_CA,
@@ -43,6 +44,7 @@ typedef struct certificate_config {
 typedef struct cert_service {
     certificate_config config;
     keel_app *app;        /* borrowed */
+    identity *identity;   /* borrowed from the app: where the credential is published */
     pthread_mutex_t lock; /* serialises loads, issues and stores: the refresh task and the watch */
 
     /* Set up by start, freed by stop. */
@@ -52,17 +54,15 @@ typedef struct cert_service {
     EVP_PKEY *ca_key;           /* local-ca: the CA's key */
     X509 *ca_cert;              /* local-ca: the CA; file: the trust anchor (ca_cert_file), or NULL */
     EVP_PKEY *next_key;         /* made for a rotation whose certificate is not stored yet */
-    keel_tasks *tasks;          /* owned */
+    keel_task_group *tasks;     /* owned */
     sd_event_source *watch[2];  /* owned: inotify on the directories of key_file and cert_file */
     sd_event_source *debounce;  /* owned */
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
     atomic_uint_fast64_t interval;              /* config.refresh_interval as the refresh task reads it (live) */
     bool checks_registered;
-    bool read_only; /* `keel token`: state_dir belongs to the agent; nothing there is written or removed */
+    bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
 } cert_service;
-
-extern cert_service keel__cert;
 
 #define CERT_LOG(level, ...)          keel_log_service("certificate", (level), __VA_ARGS__)
 #define CERT_LOG_ERRNO(level, r, ...) keel_log_service_errno("certificate", (level), (r), __VA_ARGS__)

@@ -9,17 +9,14 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "app-internal.h"
 #include "certificate-service.h"
-#include "cleanup.h"
-
-cert_service keel__cert = { .lock = PTHREAD_MUTEX_INITIALIZER };
+#include "openssl-util.h"
 
 static const char *const provider_choices[] = { "local-ca", "file", NULL };
 static const char *const backup_choices[] = { "none", "read", "write", "read+write", NULL };
 static const char *const key_type_choices[] = { "ec", "rsa", NULL };
 
-#define C(field) offsetof(certificate_config, field)
+#define C(field) offsetof(cert_service, config.field)
 #define HOUR     (3600LL * 1000000)
 static const keel_config_key config_keys[] = {
     { .key = "certificate.provider",
@@ -92,11 +89,14 @@ static const keel_config_key config_keys[] = {
 
 /* ---- configure ----------------------------------------------------------------------------------- */
 
-static int certificate_configure(keel_service *svc, void *userdata)
+static int certificate_configure(keel_service *svc, void *state)
 {
-    cert_service *s = userdata;
+    cert_service *s = state;
     const certificate_config *c = &s->config;
-    keel_app *app = keel_service_app(svc);
+    keel_app *app = s->app = keel_service_app(svc);
+    int r = identity_of(app, &s->identity);
+    if (r < 0)
+        return keel_app_fail(app, r, "Cannot set up the identity: %s", strerror(-r));
     if (c->provider == CERT_PROVIDER_FILE && (!*c->key_file || !*c->cert_file))
         return keel_app_fail(app, -EINVAL, "certificate.provider is file: set certificate.key_file and certificate.cert_file");
     if (c->provider == CERT_PROVIDER_LOCAL_CA && !*c->ca_key_file != !*c->ca_cert_file)
@@ -121,11 +121,11 @@ static void format_utc(keel_usec_t usec, char *buf, size_t size)
 static int check_health(void *userdata, char *reason, size_t size)
 {
     cert_service *s = userdata;
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
     if (!c)
         return snprintf(reason, size, "no certificate"), -ENOKEY;
-    keel_usec_t now = keel_now_realtime(), nb = keel_credential_not_before(c), na = keel_credential_not_after(c);
-    int r = keel_credential_check(c, now, reason, size);
+    keel_usec_t now = keel_now_realtime(), nb = credential_not_before(c), na = credential_not_after(c);
+    int r = credential_check(c, now, reason, size);
     if (r < 0)
         return r;
     char when[32];
@@ -140,8 +140,8 @@ static int check_health(void *userdata, char *reason, size_t size)
 static double expiry_seconds(void *userdata)
 {
     cert_service *s = userdata;
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
-    return c ? (double) (keel_credential_not_after(c) / KEEL_USEC_PER_SEC) : 0;
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
+    return c ? (double) (credential_not_after(c) / KEEL_USEC_PER_SEC) : 0;
 }
 
 static int register_checks(cert_service *s)
@@ -178,7 +178,7 @@ static int resolve_names(cert_service *s)
 
 static int resolve_paths(cert_service *s)
 {
-    const char *dir = keel__app_settings(s->app)->state_dir;
+    const char *dir = keel_app_state_dir(s->app);
     bool file = s->config.provider == CERT_PROVIDER_FILE;
     s->state_dir = strdup(dir);
     s->backup_dir = keel_strdup_printf("%s/backup", dir);
@@ -187,10 +187,12 @@ static int resolve_paths(cert_service *s)
     return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
 }
 
-static int certificate_start(keel_service *svc, void *userdata)
+static int certificate_start(keel_service *svc, void *state)
 {
-    cert_service *s = userdata;
-    keel_app *app = s->app = keel_service_app(svc);
+    cert_service *s = state;
+    keel_app *app = keel_service_app(svc);
+    /* The command that runs beside a serving agent (`keel token`) holds no lock: it only reads. */
+    s->read_only = !keel_app_state_dir_locked(app);
     int r = resolve_paths(s);
     if (r >= 0)
         r = resolve_names(s);
@@ -199,7 +201,7 @@ static int certificate_start(keel_service *svc, void *userdata)
     if (r < 0)
         return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
 
-    /* state_dir exists for serve, locked, and is not in layout 1: observers/state-dir.c saw to it. */
+    /* For serve, state_dir exists and is locked (core), and is not in layout 1 (the layout plugin). */
     _cleanup_(keel__cert_pair_done) cert_pair p = {};
     cert_error e = {};
     (void) pthread_mutex_lock(&s->lock);
@@ -219,9 +221,9 @@ static int certificate_start(keel_service *svc, void *userdata)
     return 0;
 }
 
-static int certificate_stop(keel_service *svc, void *userdata)
+static int certificate_stop(keel_service *svc, void *state)
 {
-    cert_service *s = userdata;
+    cert_service *s = state;
     bool started = s->state_dir != NULL;
     keel__cert_refresh_stop(s);
     EVP_PKEY_free(s->ca_key);
@@ -243,13 +245,13 @@ static int certificate_stop(keel_service *svc, void *userdata)
 /* SIGHUP: the file provider reads its files again (for file systems inotify does not see, such as
  * NFS); a bad file fails the refresh and the current credential stays. The local CA renews on its
  * timer only. */
-static int certificate_refresh(keel_service *svc, void *userdata)
+static int certificate_refresh(keel_service *svc, void *state)
 {
-    cert_service *s = userdata;
+    cert_service *s = state;
     cert_error e = {};
     /* A new interval takes effect at once: the task wakes and schedules again. */
     if (atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval)
-        keel_tasks_wake(s->tasks);
+        keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;
     int r = keel__cert_reload(s, &e);
@@ -259,42 +261,33 @@ static int certificate_refresh(keel_service *svc, void *userdata)
     return 0;
 }
 
+static int certificate_setup(keel_service *svc, void *state)
+{
+    cert_service *s = state;
+    return -pthread_mutex_init(&s->lock, NULL);
+}
+
+static void certificate_free(keel_service *svc, void *state)
+{
+    cert_service *s = state;
+    (void) pthread_mutex_destroy(&s->lock);
+}
+
+/* The first to start (DESIGN §4). `keel token` mints with the credential it loads, beside a serving
+ * agent whose state directory it only reads. */
 static const keel_service_vtable certificate_vtable = {
     .name = "certificate",
     .label = "certificate provider",
+    .commands = (const char *const[]){ "serve", "token", NULL },
+    .state_size = sizeof(cert_service),
+    .config = config_keys,
+    .n_config = ELEMENTSOF(config_keys),
+    .setup = certificate_setup,
     .configure = certificate_configure,
     .start = certificate_start,
     .stop = certificate_stop,
     .refresh = certificate_refresh,
+    .free = certificate_free,
 };
 
-static int add_service(keel_app *app, void *userdata)
-{
-    return keel_app_add_service(app, &certificate_vtable, &keel__cert, NULL);
-}
-
-/* `keel token` is declared by the token plugin, which registers after this one: the service is
- * added for it in init, still before configure and start. The command may run beside a serving
- * agent, whose state directory it only reads. */
-static int on_init(keel_app *app, void *userdata)
-{
-    const char *command = keel_app_command(app);
-    if (!command || !streq(command, "token"))
-        return 0;
-    keel__cert.read_only = true;
-    return add_service(app, userdata);
-}
-
-static int certificate_register(keel_app *app)
-{
-    /* The keys for every command (so `keel config` shows them); the service for serve and token. */
-    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &keel__cert.config);
-    if (r < 0)
-        return r;
-    if ((r = keel_app_observe_command(app, "serve", "certificate.command", add_service, NULL)) < 0)
-        return r;
-    return keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_DURING, "certificate.init", on_init, NULL, NULL);
-}
-
-/* Start order certificate, token, metrics, health check (DESIGN §4): the first to start. */
-KEEL_PLUGIN_ORDERED(certificate, 510, certificate_register);
+KEEL_SERVICE(certificate, certificate_vtable);

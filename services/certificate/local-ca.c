@@ -14,7 +14,7 @@
 #include <keel/util.h>
 
 #include "certificate-internal.h"
-#include "cleanup.h"
+#include "openssl-util.h"
 
 /* notBefore this far in the past, so that a peer whose clock is a little behind accepts it. */
 #define CLOCK_SKEW_S 300

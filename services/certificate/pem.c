@@ -10,12 +10,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
 
-#include <keel/credential.h>
 #include <keel/fileio.h>
 #include <keel/util.h>
 
 #include "certificate-internal.h"
-#include "cleanup.h"
+#include "credential.h"
+#include "openssl-util.h"
 
 int keel__cert_fail(cert_error *e, int r, const char *fmt, ...)
 {
@@ -145,8 +145,8 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
     }
     if (!key)
         return keel__cert_fail(e, -EBADMSG, "'%s' is not a PEM private key: %s", path, ssl_reason(why, sizeof why));
-    _cleanup_(keel_credential_unrefp) keel_credential *probe = NULL;
-    if (keel_credential_new(key, NULL, NULL, &probe) == -EINVAL)
+    _cleanup_(credential_unrefp) credential *probe = NULL;
+    if (credential_new(key, NULL, NULL, &probe) == -EINVAL)
         return keel__cert_fail(e, -EINVAL, "The key in '%s' is neither EC P-256 nor RSA of 2048 bits or more", path);
     *ret = TAKE_PTR(key);
     return 0;

@@ -8,7 +8,7 @@
 #include <keel/fileio.h>
 
 #include "certificate-service.h"
-#include "cleanup.h"
+#include "openssl-util.h"
 
 static const char *const provider_names[] = { "local-ca", "file" };
 static const char *const backup_names[] = { "none", "read", "write", "read+write" };
@@ -67,9 +67,9 @@ typedef struct ca_files {
     char key_path[PATH_MAX], cert_path[PATH_MAX];
     char *key_pem, *cert_pem; /* owned; the key's cleared when freed */
     size_t key_size, cert_size;
-    keel_tasks *writer; /* the task writing them, or NULL: ca_files_finish() writes */
-    bool pending;       /* not written yet */
-    int result;         /* of the task's write, read after joining it */
+    keel_task_group *writer; /* the task writing them, or NULL: ca_files_finish() writes */
+    bool pending;            /* not written yet */
+    int result;              /* of the task's write, read after joining it */
 } ca_files;
 
 /* The key first: a crash before the certificate is written leaves no CA, which the next start
@@ -90,11 +90,11 @@ static void ca_files_task(keel_task *task, void *userdata)
  * certificate.spawn.ca), ca_files_finish() writes. */
 static void ca_files_start(cert_service *s, ca_files *f)
 {
-    f->writer = keel_tasks_new(s->app, "certificate");
-    int r = f->writer ? keel_tasks_spawn(f->writer, "certificate.spawn.ca", "ca", ca_files_task, f) : -ENOMEM;
+    f->writer = keel_task_group_new(s->app, "certificate");
+    int r = f->writer ? keel_task_group_spawn(f->writer, "certificate.spawn.ca", "ca", ca_files_task, f) : -ENOMEM;
     if (r < 0) {
         CERT_LOG(KEEL_LOG_DEBUG, "Writing the local CA without a task of its own: %s", strerror(-r));
-        f->writer = keel_tasks_free(f->writer);
+        f->writer = keel_task_group_free(f->writer);
     }
 }
 
@@ -105,7 +105,7 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
         return 0;
     int r;
     if (f->writer) {
-        f->writer = keel_tasks_free(f->writer); /* joins it */
+        f->writer = keel_task_group_free(f->writer); /* joins it */
         r = f->result;
     } else
         r = ca_files_write(f);
@@ -123,7 +123,7 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
 
 static void ca_files_done(ca_files *f)
 {
-    f->writer = keel_tasks_free(f->writer);
+    f->writer = keel_task_group_free(f->writer);
     keel__cert_pem_free(f->key_pem, f->key_size);
     keel__cert_pem_free(f->cert_pem, f->cert_size);
     f->key_pem = f->cert_pem = NULL;
@@ -397,12 +397,12 @@ int keel__cert_prepare_next_key(cert_service *s)
     if (s->next_key || s->config.provider == CERT_PROVIDER_FILE)
         return 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    _cleanup_(keel_credential_unrefp) keel_credential *next = NULL;
+    _cleanup_(credential_unrefp) credential *next = NULL;
     int r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key);
     if (r >= 0)
-        r = keel_credential_new(key, NULL, NULL, &next);
+        r = credential_new(key, NULL, NULL, &next);
     if (r >= 0)
-        r = keel_app_set_next_credential(s->app, next);
+        r = identity_set_next(s->identity, next);
     if (r < 0) /* a key not announced is not kept: it would sign before verifiers know it */
         return r;
     s->next_key = TAKE_PTR(key);
@@ -411,9 +411,9 @@ int keel__cert_prepare_next_key(cert_service *s)
 
 int keel__cert_publish(cert_service *s, const cert_pair *p)
 {
-    _cleanup_(keel_credential_unrefp) keel_credential *c = NULL;
-    int r = keel_credential_new(p->key, p->leaf, p->chain, &c);
+    _cleanup_(credential_unrefp) credential *c = NULL;
+    int r = credential_new(p->key, p->leaf, p->chain, &c);
     if (r < 0)
         return r;
-    return keel_app_rotate_credential(s->app, c);
+    return identity_rotate(s->identity, c);
 }

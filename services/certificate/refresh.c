@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "certificate-service.h"
-#include "cleanup.h"
+#include "openssl-util.h"
 
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
@@ -18,8 +18,8 @@
  * attempt, or the start) or half what is left of the certificate, the sooner. */
 static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(s->app, KEEL_CREDENTIAL_CURRENT);
-    keel_usec_t end = c ? keel_credential_not_after(c) : 0;
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
+    keel_usec_t end = c ? credential_not_after(c) : 0;
     keel_usec_t left = keel_usec_left(last, keel_now(), atomic_load(&s->interval));
     return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, left));
 }
@@ -123,9 +123,9 @@ static void refresh_task(keel_task *t, void *userdata)
 int keel__cert_refresh_start(cert_service *s)
 {
     atomic_store(&s->interval, s->config.refresh_interval);
-    if (!(s->tasks = keel_tasks_new(s->app, "certificate")))
+    if (!(s->tasks = keel_task_group_new(s->app, "certificate")))
         return -ENOMEM;
-    return keel_tasks_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
+    return keel_task_group_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
 }
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
@@ -206,7 +206,7 @@ int keel__cert_watch_start(cert_service *s)
 
 void keel__cert_refresh_stop(cert_service *s)
 {
-    s->tasks = keel_tasks_free(s->tasks);
+    s->tasks = keel_task_group_free(s->tasks);
     for (size_t i = 0; i < ELEMENTSOF(s->watch); i++)
         s->watch[i] = sd_event_source_disable_unref(s->watch[i]);
     s->debounce = sd_event_source_disable_unref(s->debounce);

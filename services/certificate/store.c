@@ -22,7 +22,7 @@
 #include <keel/util.h>
 
 #include "certificate-internal.h"
-#include "cleanup.h"
+#include "openssl-util.h"
 
 #define KEY       "key.pem"
 #define CERT      "cert.pem"

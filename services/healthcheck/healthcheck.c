@@ -8,41 +8,37 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include <keel/health.h>
-#include <keel/http.h>
 #include <keel/keel.h>
-#include <keel/strbuf.h>
-#include <keel/util.h>
 
 static const char JSON[] = "application/json";
 /* One object, so cached responses (keyed by address) are found again. */
 static const char TEXT[] = "text/plain; charset=utf-8";
 
-typedef struct healthcheck_config {
-    keel_address address;
-    bool verbose;
-} healthcheck_config;
-
-/* One instance per process; static so the configuration storage outlives every error path. */
-static struct {
-    healthcheck_config config;
+typedef struct healthcheck_service {
+    struct {
+        keel_address address;
+        bool verbose;
+    } config;
+    keel_app *app;            /* borrowed: set before the server starts, read by its polling thread */
     keel_http_server *server; /* owned */
     atomic_bool verbose;      /* config.verbose as the polling thread reads it: copied at start and refresh */
-} hc;
+} healthcheck_service;
 
+#define C(field) offsetof(healthcheck_service, config.field)
 static const keel_config_key config_keys[] = {
     { .key = "healthcheck.address",
       .type = KEEL_CONFIG_ADDRESS,
-      .offset = offsetof(healthcheck_config, address),
+      .offset = C(address),
       .def = ":9998",
       .help = "where /livez, /readyz and /healthz listen" },
     { .key = "healthcheck.verbose",
       .type = KEEL_CONFIG_BOOL,
-      .offset = offsetof(healthcheck_config, verbose),
+      .offset = C(verbose),
       .def = "false",
       .live = true,
       .help = "answer /readyz and /healthz with the list of checks even without ?verbose" },
 };
+#undef C
 
 static void report_check(const char *name, int result, const char *reason, void *userdata)
 {
@@ -54,11 +50,11 @@ static void report_check(const char *name, int result, const char *reason, void 
 }
 
 /* Runs the checks (none for /livez) and answers "ok", or the verbose list, with 200 or 503. */
-static int answer_checks(keel_http_request *req, keel_app *app, const char *probe, bool with_checks)
+static int answer_checks(keel_http_request *req, healthcheck_service *hc, keel_app *app, const char *probe, bool with_checks)
 {
     char buf[8192];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    bool verbose = atomic_load_explicit(&hc.verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
+    bool verbose = atomic_load_explicit(&hc->verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
 
     keel_strbuf_append(&sb, "[+]ping ok\n");
     unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
@@ -68,81 +64,76 @@ static int answer_checks(keel_http_request *req, keel_app *app, const char *prob
     return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);
 }
 
-static int answer_readyz(keel_http_request *req, keel_app *app)
+static int answer_readyz(keel_http_request *req, healthcheck_service *hc, keel_app *app)
 {
     keel_readiness r = keel_app_readiness(app);
     char body[64];
     if (r == KEEL_READINESS_READY)
-        return answer_checks(req, app, "readyz", true);
+        return answer_checks(req, hc, app, "readyz", true);
     (void) snprintf(body, sizeof body, "{\"status\":\"%s\"}", keel_readiness_to_string(r));
     return keel_http_respond_text(req, 503, JSON, body);
 }
 
 static int handle(keel_http_request *req, void *userdata)
 {
-    keel_app *app = userdata;
+    healthcheck_service *hc = userdata;
+    keel_app *app = hc->app;
     const char *path = keel_http_request_path(req);
 
     if (streq(path, "/livez"))
-        return answer_checks(req, app, "livez", false);
+        return answer_checks(req, hc, app, "livez", false);
     if (streq(path, "/readyz"))
-        return answer_readyz(req, app);
+        return answer_readyz(req, hc, app);
     if (streq(path, "/healthz"))
-        return answer_checks(req, app, "healthz", true);
+        return answer_checks(req, hc, app, "healthz", true);
     return keel_http_respond_static(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
 }
 
 /* The configuration changes on the main thread; the polling thread reads only the atomic. */
-static int healthcheck_refresh(keel_service *s, void *userdata)
+static int healthcheck_refresh(keel_service *s, void *state)
 {
-    atomic_store_explicit(&hc.verbose, hc.config.verbose, memory_order_relaxed);
+    healthcheck_service *hc = state;
+    atomic_store_explicit(&hc->verbose, hc->config.verbose, memory_order_relaxed);
     return 0;
 }
 
 /* What the server's ready check needs loads while the services before it start. */
-static int healthcheck_configure(keel_service *s, void *userdata)
+static int healthcheck_configure(keel_service *s, void *state)
 {
     keel_http_prepare(keel_service_app(s));
     return 0;
 }
 
-static int healthcheck_start(keel_service *s, void *userdata)
+static int healthcheck_start(keel_service *s, void *state)
 {
-    keel_app *app = keel_service_app(s);
-    (void) healthcheck_refresh(s, userdata);
+    healthcheck_service *hc = state;
+    keel_app *app = hc->app = keel_service_app(s);
+    (void) healthcheck_refresh(s, state);
     keel_http_options o = {
-        .service = "healthcheck", .label = "health check server", .address = hc.config.address, .handler = handle, .userdata = app
+        .service = "healthcheck", .label = "health check server", .address = hc->config.address, .handler = handle, .userdata = hc
     };
-    return keel_http_server_start_new(app, &o, &hc.server);
+    return keel_http_server_start_new(app, &o, &hc->server);
 }
 
-static int healthcheck_stop(keel_service *s, void *userdata)
+static int healthcheck_stop(keel_service *s, void *state)
 {
-    return keel_http_server_stop_and_free(keel_service_app(s), &hc.server);
+    healthcheck_service *hc = state;
+    return keel_http_server_stop_and_free(keel_service_app(s), &hc->server);
 }
 
+/* The last to start and the first to stop (DESIGN §3): /readyz never answers for a service that
+ * is not up, and turns 503 before any other service closes. */
 static const keel_service_vtable healthcheck_vtable = {
     .name = "healthcheck",
     .label = "health check",
+    .after = (const char *const[]){ "certificate", "token", "metrics", NULL },
+    .state_size = sizeof(healthcheck_service),
+    .config = config_keys,
+    .n_config = ELEMENTSOF(config_keys),
     .configure = healthcheck_configure,
     .start = healthcheck_start,
     .stop = healthcheck_stop,
     .refresh = healthcheck_refresh,
 };
 
-static int on_serve(keel_app *app, void *userdata)
-{
-    return keel_app_add_service(app, &healthcheck_vtable, NULL, NULL);
-}
-
-static int healthcheck_register(keel_app *app)
-{
-    /* The keys for every command (so `keel config` shows them); the service for `serve` only. */
-    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &hc.config);
-    if (r < 0)
-        return r;
-    return keel_app_observe_command(app, "serve", "healthcheck.command", on_serve, NULL);
-}
-
-/* Start order certificate, token, metrics, health check (DESIGN §4): the last to start. */
-KEEL_PLUGIN_ORDERED(healthcheck, 540, healthcheck_register);
+KEEL_SERVICE(healthcheck, healthcheck_vtable);

@@ -12,6 +12,7 @@
 #include "request.h"
 #include "token.h"
 
+/* One command per process, parsed from the app's arguments. */
 static struct {
     const char *domain, *role; /* borrowed from the app's arguments */
     bool json;
@@ -98,11 +99,15 @@ static int print_token(keel_app *app, const char *jwt, keel_usec_t expires, keel
 
 static int mint_and_print(keel_app *app, void *userdata)
 {
-    token_params p = token_get_params();
+    token_params p = token_config_params(userdata);
     keel_usec_t now = keel_now_realtime(), expires = 0;
     _cleanup_free_ char *jwt = NULL;
     char reason[256] = "";
-    int r = token_issue(app, &p, cmd.domain, cmd.role, now, &jwt, &expires, reason, sizeof reason);
+    identity *id = NULL;
+    int r = identity_of(app, &id);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to set up the identity: %s", strerror(-r));
+    r = token_issue(id, &p, cmd.domain, cmd.role, now, &jwt, &expires, reason, sizeof reason);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to issue a token for domain[%s] role[%s]: %s", cmd.domain, cmd.role, reason);
     r = print_token(app, jwt, expires, now);
@@ -118,14 +123,14 @@ static int on_token(keel_app *app, void *userdata)
     if (r < 0)
         return r;
     /* After the certificate service's start (start.during) published the current credential. */
-    return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "token.command.mint", mint_and_print, NULL, NULL);
+    return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "token.command.mint", mint_and_print, userdata, NULL);
 }
 
-int token_command_register(keel_app *app)
+/* Beside a serving agent: no PID file, and the state directory is only read (0 flags). */
+int token_command_register(keel_app *app, keel_service *token)
 {
-    /* The certificate service adds itself for this command in init, after every plugin registered. */
-    int r = keel_app_add_command(app, "token", "print one access token: --domain D --role R [--format jwt|json]");
+    int r = keel_app_add_command(app, "token", "print one access token: --domain D --role R [--format jwt|json]", 0);
     if (r < 0)
         return r;
-    return keel_app_observe_command(app, "token", "token.command.token", on_token, NULL);
+    return keel_app_observe_command(app, "token", "token.command.token", on_token, token);
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* JWT claims, the /token answer and JWKS (jwt.h). Signing itself is keel_credential_sign_jws(). */
+/* JWT claims, the /token answer and JWKS (jwt.h). Signing itself is credential_sign_jws(). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
@@ -10,8 +10,8 @@
 #include <keel/strbuf.h>
 #include <keel/util.h>
 
-#include "cleanup.h"
 #include "jwt.h"
+#include "openssl-util.h"
 
 static int strbuf_take(const keel_strbuf *sb, char **ret)
 {
@@ -45,7 +45,7 @@ int token_new_jti(char ret[static 23])
     _cleanup_free_ char *s = NULL;
     if (RAND_bytes(bits, sizeof bits) != 1)
         return -EIO;
-    int r = keel_base64url(bits, sizeof bits, &s);
+    int r = base64url(bits, sizeof bits, &s);
     if (r < 0)
         return r;
     memcpy(ret, s, 23); /* 22 characters and the NUL */
@@ -71,27 +71,27 @@ static char *common_name(X509 *cert)
     return n > 0 ? strdup(cn) : NULL;
 }
 
-int token_subject(const keel_credential *cred, char **ret)
+int token_subject(const credential *cred, char **ret)
 {
-    X509 *cert = keel_credential_cert(cred);
+    X509 *cert = credential_cert(cred);
     char *s = cert ? first_dns_name(cert) : NULL;
     if (!s && cert)
         s = common_name(cert);
     if (!s)
-        s = strdup(keel_credential_kid(cred));
+        s = strdup(credential_kid(cred));
     if (!s)
         return -ENOMEM;
     *ret = s;
     return 0;
 }
 
-int token_sign(const keel_credential *cred, const token_params *p, const char *domain, const char *role, keel_usec_t now,
-               char **ret_jwt, keel_usec_t *ret_expires)
+int token_sign(const credential *cred, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
+               keel_usec_t *ret_expires)
 {
     _cleanup_free_ char *sub = NULL, *claims = NULL;
     int64_t iat = (int64_t) (now / KEEL_USEC_PER_SEC);
     int64_t exp = (int64_t) ((now + p->expiry) / KEEL_USEC_PER_SEC);
-    keel_usec_t not_after = keel_credential_not_after(cred);
+    keel_usec_t not_after = credential_not_after(cred);
     if (not_after != KEEL_USEC_INFINITY)
         exp = KEEL_MIN(exp, (int64_t) (not_after / KEEL_USEC_PER_SEC));
     if (exp <= iat)
@@ -106,29 +106,29 @@ int token_sign(const keel_credential *cred, const token_params *p, const char *d
     c.sub = sub;
     r = token_claims_json(&c, &claims);
     if (r >= 0)
-        r = keel_credential_sign_jws(cred, claims, strlen(claims), ret_jwt);
+        r = credential_sign_jws(cred, claims, strlen(claims), ret_jwt);
     if (r < 0)
         return r;
     *ret_expires = (keel_usec_t) exp * KEEL_USEC_PER_SEC;
     return 0;
 }
 
-int token_issue(keel_app *app, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
+int token_issue(identity *id, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
                 keel_usec_t *ret_expires, char *reason, size_t size)
 {
-    _cleanup_(keel_credential_unrefp) keel_credential *cred = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
+    _cleanup_(credential_unrefp) credential *cred = identity_get(id, IDENTITY_CURRENT);
     if (!cred) {
         (void) snprintf(reason, size, "no current credential: the certificate service has published none");
         return -ENOKEY;
     }
-    int r = keel_credential_check(cred, now, reason, size);
+    int r = credential_check(cred, now, reason, size);
     if (r < 0)
         return r;
     r = token_sign(cred, p, domain, role, now, ret_jwt, ret_expires);
     if (r == -EKEYEXPIRED)
-        (void) snprintf(reason, size, "the certificate of key %s has no time left", keel_credential_kid(cred));
+        (void) snprintf(reason, size, "the certificate of key %s has no time left", credential_kid(cred));
     else if (r < 0)
-        (void) snprintf(reason, size, "signing with key %s failed: %s", keel_credential_kid(cred), strerror(-r));
+        (void) snprintf(reason, size, "signing with key %s failed: %s", credential_kid(cred), strerror(-r));
     return r;
 }
 
@@ -173,15 +173,15 @@ int token_bearer(const char *jwt, char **ret)
     return 0;
 }
 
-static bool kid_seen(keel_credential *const *creds, size_t i)
+static bool kid_seen(credential *const *creds, size_t i)
 {
     for (size_t j = 0; j < i; j++)
-        if (creds[j] && streq(keel_credential_kid(creds[j]), keel_credential_kid(creds[i])))
+        if (creds[j] && streq(credential_kid(creds[j]), credential_kid(creds[i])))
             return true;
     return false;
 }
 
-int token_jwks_json(keel_credential *const *creds, size_t n, char **ret)
+int token_jwks_json(credential *const *creds, size_t n, char **ret)
 {
     _cleanup_free_ char *out = strdup("{\"keys\":[");
     bool first = true;
@@ -191,7 +191,7 @@ int token_jwks_json(keel_credential *const *creds, size_t n, char **ret)
         _cleanup_free_ char *jwk = NULL, *old = NULL;
         if (!creds[i] || kid_seen(creds, i))
             continue;
-        int r = keel_credential_public_jwk(creds[i], &jwk);
+        int r = credential_public_jwk(creds[i], &jwk);
         if (r < 0)
             return r;
         old = TAKE_PTR(out);

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include <keel/credential.h>
 #include <keel/util.h>
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(keel_credential *, keel_credential_unref);
+#include "identity.h"
 
 /* The JSON the token service writes: JWT claims, the /token answer and the JWKS document. */
 
@@ -29,7 +28,7 @@ int token_new_jti(char ret[static 23]);
 
 /* The subject of tokens signed with @cred: the certificate's first DNS name, else its common
  * name, else the key id. Into *@ret (freed by the caller). 0 or -ENOMEM. */
-int token_subject(const keel_credential *cred, char **ret);
+int token_subject(const credential *cred, char **ret);
 
 /*
  * Signs a token for @domain and @role at @now (CLOCK_REALTIME µs) with @cred: iat and nbf now,
@@ -37,15 +36,15 @@ int token_subject(const keel_credential *cred, char **ret);
  * *@ret_jwt, its expiry (µs) into *@ret_expires. Returns 0, -EKEYEXPIRED when the certificate has
  * no time left, -ENOMEM, -EIO.
  */
-int token_sign(const keel_credential *cred, const token_params *p, const char *domain, const char *role, keel_usec_t now,
-               char **ret_jwt, keel_usec_t *ret_expires);
+int token_sign(const credential *cred, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
+               keel_usec_t *ret_expires);
 
 /*
- * Signs with @app's current credential after checking it (keel_credential_check()). Returns 0,
+ * Signs with @id's current credential after checking it (credential_check()). Returns 0,
  * -ENOKEY when there is none (or it has no certificate), -EKEYEXPIRED, -EKEYREJECTED, or
  * token_sign()'s errors; on a check failure a one-line reason goes into @reason (@size bytes).
  */
-int token_issue(keel_app *app, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
+int token_issue(identity *id, const token_params *p, const char *domain, const char *role, keel_usec_t now, char **ret_jwt,
                 keel_usec_t *ret_expires, char *reason, size_t size);
 
 /* The /token answer {"access_token","token_type":"Bearer","expires_in","scope"} into *@ret. */
@@ -55,4 +54,4 @@ int token_response_json(const char *jwt, keel_usec_t expires, keel_usec_t now, c
 int token_bearer(const char *jwt, char **ret);
 
 /* {"keys":[…]} of the @n credentials (NULL ones skipped, a key id given twice written once). */
-int token_jwks_json(keel_credential *const *creds, size_t n, char **ret);
+int token_jwks_json(credential *const *creds, size_t n, char **ret);

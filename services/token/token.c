@@ -24,37 +24,35 @@
 
 static const char JSON[] = "application/json";
 
-typedef struct token_config {
-    keel_address address;
-    keel_usec_t refresh_interval, expiry, memory_report_interval;
-    int64_t cache_size;
-    char *issuer;
-} token_config;
 #define JWKS_PATH "/.well-known/jwks.json"
 
-/* One instance per process; static so the configuration storage outlives every error path. */
-static struct {
-    token_config config;
-    keel_app *app;            /* borrowed */
+typedef struct token_service {
+    struct {
+        keel_address address;
+        keel_usec_t refresh_interval, expiry, memory_report_interval;
+        int64_t cache_size;
+        char *issuer;
+    } config;
+    identity *identity;       /* borrowed from the app: the credential tokens are signed with */
     token_cache *cache;       /* owned: made in configure, freed in finalize (after every thread that reads it) */
     keel_http_server *server; /* owned */
-    keel_tasks *tasks;        /* owned: the refresh task and the memory reporter */
+    keel_task_group *tasks;   /* owned: the refresh task and the memory reporter */
     keel_work *work;          /* borrowed from the app: the server's tracker, which refreshes join */
     keel_gauge *rss;          /* borrowed from the metrics registry, as the two below */
     keel_counter *refreshed, *refresh_failed;
     /* The live keys as other threads read them: copied at configure and at every refresh. */
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
-} tk;
+} token_service;
 
 static const keel_config_key config_keys[] = {
     { .key = "token.address",
       .type = KEEL_CONFIG_ADDRESS,
-      .offset = offsetof(token_config, address),
+      .offset = offsetof(token_service, config.address),
       .def = "127.0.0.1:8880",
       .help = "where /token and /.well-known/jwks.json listen" },
     { .key = "token.refresh_interval",
       .type = KEEL_CONFIG_DURATION,
-      .offset = offsetof(token_config, refresh_interval),
+      .offset = offsetof(token_service, config.refresh_interval),
       .def = "30m",
       .min = (int64_t) KEEL_USEC_PER_SEC,
       .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
@@ -62,7 +60,7 @@ static const keel_config_key config_keys[] = {
       .help = "how often every cached token is minted again" },
     { .key = "token.expiry",
       .type = KEEL_CONFIG_DURATION,
-      .offset = offsetof(token_config, expiry),
+      .offset = offsetof(token_service, config.expiry),
       .def = "1h",
       .min = (int64_t) (2 * 60 * KEEL_USEC_PER_SEC),
       .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
@@ -70,28 +68,35 @@ static const keel_config_key config_keys[] = {
       .help = "lifetime of a token (never past the certificate's notAfter); over 1m, since tokens are served while 1m is left" },
     { .key = "token.memory_report_interval",
       .type = KEEL_CONFIG_DURATION,
-      .offset = offsetof(token_config, memory_report_interval),
+      .offset = offsetof(token_service, config.memory_report_interval),
       .def = "1m",
       .min = (int64_t) (100 * KEEL_USEC_PER_MSEC),
       .max = (int64_t) (24 * 3600 * KEEL_USEC_PER_SEC),
       .help = "how often the memory reporter logs RSS and the token cache's size" },
     { .key = "token.cache_size",
       .type = KEEL_CONFIG_INT,
-      .offset = offsetof(token_config, cache_size),
+      .offset = offsetof(token_service, config.cache_size),
       .def = "1000",
       .min = 1,
       .max = 1000000,
       .help = "most (domain, role) pairs whose tokens are cached (least recently used evicted)" },
     { .key = "token.issuer",
       .type = KEEL_CONFIG_STRING,
-      .offset = offsetof(token_config, issuer),
+      .offset = offsetof(token_service, config.issuer),
       .def = "keel",
       .help = "the iss claim of every token: what verifiers check the issuer against" },
 };
 
-token_params token_get_params(void)
+/* Any thread: the live expiry as copied at the last configure or refresh. */
+static token_params params(token_service *t)
 {
-    return (token_params){ .issuer = tk.config.issuer, .expiry = atomic_load(&tk.expiry) };
+    return (token_params){ .issuer = t->config.issuer, .expiry = atomic_load(&t->expiry) };
+}
+
+token_params token_config_params(keel_service *s)
+{
+    token_service *t = keel_service_state(s);
+    return (token_params){ .issuer = t->config.issuer, .expiry = t->config.expiry };
 }
 
 /* ---- minting ------------------------------------------------------------------------------------ */
@@ -99,11 +104,12 @@ token_params token_get_params(void)
 /* The cache's mint handler: any thread, no lock held. Logs its failure once, here. */
 static int mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
 {
-    token_params p = token_get_params();
+    token_service *t = userdata;
+    token_params p = params(t);
     char reason[256] = "";
     char *jwt = NULL;
     keel_usec_t expires = 0;
-    int r = token_issue(tk.app, &p, domain, role, now, &jwt, &expires, reason, sizeof reason);
+    int r = token_issue(t->identity, &p, domain, role, now, &jwt, &expires, reason, sizeof reason);
     if (r < 0)
         return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to mint a token for domain[%s] role[%s]: %s", domain,
                                       role, reason);
@@ -167,7 +173,7 @@ static int answer_token_ok(keel_http_request *req, const char *id, const token_m
     return respond(req, 200, JSON, body, strlen(body), headers);
 }
 
-static int answer_token(keel_http_request *req, const char *id)
+static int answer_token(keel_http_request *req, token_service *t, const char *id)
 {
     static const char *const names[] = { "X-Athenz-Domain", "X-Athenz-Role" };
     const char *values[2];
@@ -178,45 +184,45 @@ static int answer_token(keel_http_request *req, const char *id)
         if (token_check_header(names[i], values[i], reason, sizeof reason) < 0)
             return client_error(req, id, values[0], values[1], names[i], reason);
 
-    token_minted t = { 0 };
+    token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
-    int r = token_cache_get(tk.cache, values[0], values[1], now, &t);
+    int r = token_cache_get(t->cache, values[0], values[1], now, &minted);
     if (r < 0) /* the mint logged why */
         return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
-    r = answer_token_ok(req, id, &t, values[1], now);
-    token_minted_done(&t);
+    r = answer_token_ok(req, id, &minted, values[1], now);
+    token_minted_done(&minted);
     return r;
 }
 
-static int answer_jwks(keel_http_request *req, const char *id)
+static int answer_jwks(keel_http_request *req, token_service *t, const char *id)
 {
-    keel_credential *creds[] = {
-        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_CURRENT),
-        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_PREVIOUS),
-        keel_app_get_credential(tk.app, KEEL_CREDENTIAL_NEXT),
+    credential *creds[] = {
+        identity_get(t->identity, IDENTITY_CURRENT),
+        identity_get(t->identity, IDENTITY_PREVIOUS),
+        identity_get(t->identity, IDENTITY_NEXT),
     };
     _cleanup_free_ char *body = NULL;
     int r = token_jwks_json(creds, ELEMENTSOF(creds), &body);
     for (size_t i = 0; i < ELEMENTSOF(creds); i++)
-        (void) keel_credential_unref(creds[i]);
+        (void) credential_unref(creds[i]);
     if (r < 0)
         return r;
     char cache_control[32];
-    (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&tk.jwks_max_age_s));
+    (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&t->jwks_max_age_s));
     const char *headers[] = { "Cache-Control", cache_control, "X-Request-Id", id, NULL };
     return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
 }
 
-static int route(keel_http_request *req, const char *id)
+static int route(keel_http_request *req, token_service *t, const char *id)
 {
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
     bool token = streq(path, "/token") || streq(path, "/"), jwks = streq(path, JWKS_PATH);
     if ((token || jwks) && !STR_IN_SET(method, "GET", "HEAD"))
         return answer_error(req, id, 405, "method_not_allowed", "only GET is served here", NULL);
     if (token)
-        return answer_token(req, id);
+        return answer_token(req, t, id);
     if (jwks)
-        return answer_jwks(req, id);
+        return answer_jwks(req, t, id);
     return answer_error(req, id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
 }
 
@@ -229,7 +235,7 @@ static int handle(keel_http_request *req, void *userdata)
     keel_usec_t t0 = debug ? keel_now() : 0; /* no clock read per request unless it is logged */
     token_request_id(id);
     answered = 500; /* what the server answers when the handler fails without answering */
-    int r = route(req, id);
+    int r = route(req, userdata, id);
     if (debug)
         keel_log_service("token", KEEL_LOG_DEBUG, "%s %s from %s: request[%s] status[%u] in %.3fms", keel_http_request_method(req),
                          keel_http_request_path(req), keel_http_request_peer(req), id, answered,
@@ -239,22 +245,22 @@ static int handle(keel_http_request *req, void *userdata)
 
 /* ---- tasks -------------------------------------------------------------------------------------- */
 
-static void refresh_once(void)
+static void refresh_once(token_service *t)
 {
     int r = keel_point_before("token.refresh", true);
     if (r >= 0)
         r = keel_point_in("token.refresh");
     if (r < 0) {
-        keel_counter_add(tk.refresh_failed, 1);
+        keel_counter_add(t->refresh_failed, 1);
         keel_log_service("token", KEEL_LOG_WARNING, "Failed to refresh tokens: %s, ignoring", KEEL_FAULT_MESSAGE);
         return;
     }
-    if (keel_work_begin(tk.work) < 0) /* draining: the server is stopping */
+    if (keel_work_begin(t->work) < 0) /* draining: the server is stopping */
         return;
     size_t failed = 0;
-    r = token_cache_refresh(tk.cache, keel_now_realtime(), &failed);
-    keel_work_end(tk.work, r >= 0 && failed == 0);
-    keel_counter_add(r >= 0 && failed == 0 ? tk.refreshed : tk.refresh_failed, 1);
+    r = token_cache_refresh(t->cache, keel_now_realtime(), &failed);
+    keel_work_end(t->work, r >= 0 && failed == 0);
+    keel_counter_add(r >= 0 && failed == 0 ? t->refreshed : t->refresh_failed, 1);
     if (r < 0)
         keel_log_service_errno("token", KEEL_LOG_WARNING, r, "Failed to refresh tokens: %m, ignoring");
     else
@@ -277,16 +283,17 @@ static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken)
 
 /* A wake (a new refresh_interval) waits only what is left of the new interval since the last
  * refresh, or refreshes at once when that is past, instead of a whole interval from the reload. */
-static void refresh_task(keel_task *t, void *userdata)
+static void refresh_task(keel_task *task, void *userdata)
 {
+    token_service *t = userdata;
     keel_usec_t last = keel_now(); /* the last refresh, or the start */
     for (int w = 0; w >= 0;) {
-        keel_usec_t interval = atomic_load(&tk.refresh_interval);
+        keel_usec_t interval = atomic_load(&t->refresh_interval);
         keel_usec_t delay = w > 0 ? keel_usec_left(last, keel_now(), interval) : interval;
         log_schedule(delay, interval, w > 0);
-        w = keel_task_wait(t, delay);
+        w = keel_task_wait(task, delay);
         if (w == 0) {
-            refresh_once();
+            refresh_once(t);
             last = keel_now();
         }
     }
@@ -304,31 +311,32 @@ static int64_t rss_bytes(void)
     return n == 2 ? (int64_t) resident * sysconf(_SC_PAGESIZE) : -EIO;
 }
 
-static void report_memory(void)
+static void report_memory(token_service *t)
 {
     token_cache_stats st;
     int64_t rss = rss_bytes();
-    token_cache_get_stats(tk.cache, &st);
+    token_cache_get_stats(t->cache, &st);
     if (rss < 0) {
         keel_log_service_errno("token", KEEL_LOG_WARNING, (int) rss, "Failed to read /proc/self/statm: %m, ignoring");
         return;
     }
-    keel_gauge_set(tk.rss, (double) rss);
+    keel_gauge_set(t->rss, (double) rss);
     keel_log_service("token", KEEL_LOG_INFO, "Memory: rss[%.1fMiB] token cache entries[%zu] bytes[%zu]", (double) rss / 1048576.0,
                      st.entries, st.bytes);
 }
 
 /* The group's wakes are for the refresh task (a new refresh_interval): woken, this one only goes
  * back to sleep for what is left of its interval, and reports on time. */
-static void memory_task(keel_task *t, void *userdata)
+static void memory_task(keel_task *task, void *userdata)
 {
+    token_service *t = userdata;
     keel_usec_t last = 0;
     for (int w = 0; w >= 0;) {
         if (w == 0) {
-            report_memory();
+            report_memory(t);
             last = keel_now();
         }
-        w = keel_task_wait(t, keel_usec_left(last, keel_now(), tk.config.memory_report_interval));
+        w = keel_task_wait(task, keel_usec_left(last, keel_now(), t->config.memory_report_interval));
     }
 }
 
@@ -337,26 +345,27 @@ static void memory_task(keel_task *t, void *userdata)
 /* Healthy while the current credential can sign: it exists, matches its certificate and is in date. */
 static int check_credential(void *userdata, char *reason, size_t size)
 {
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(tk.app, KEEL_CREDENTIAL_CURRENT);
+    token_service *t = userdata;
+    _cleanup_(credential_unrefp) credential *c = identity_get(t->identity, IDENTITY_CURRENT);
     if (!c) {
         (void) snprintf(reason, size, "no current credential to sign tokens with");
         return -ENOKEY;
     }
-    return keel_credential_check(c, keel_now_realtime(), reason, size);
+    return credential_check(c, keel_now_realtime(), reason, size);
 }
 
 /* After every change of the credential slots, on the thread that made it. Tokens of the previous
  * key stay valid for verifiers (JWKS lists it), so a new key only marks them stale: each pair is
  * minted again on its next request, not all at once here. */
-static void on_credential(keel_app *app, void *userdata)
+static void on_credential(identity *id, void *userdata)
 {
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
-    if (c && tk.cache && token_cache_rekey(tk.cache, keel_credential_kid(c)))
-        keel_log_service("token", KEEL_LOG_INFO, "Signing tokens with key[%s] (%s)", keel_credential_kid(c),
-                         keel_credential_alg(c));
+    token_service *t = userdata;
+    _cleanup_(credential_unrefp) credential *c = identity_get(id, IDENTITY_CURRENT);
+    if (c && t->cache && token_cache_rekey(t->cache, credential_kid(c)))
+        keel_log_service("token", KEEL_LOG_INFO, "Signing tokens with key[%s] (%s)", credential_kid(c), credential_alg(c));
 }
 
-static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
+static int add_metrics(token_service *t, keel_metrics *m, token_cache_metrics *ret)
 {
     int r = keel_metrics_counter(m, "keel_token_cache_hits_total", "Token requests answered from the cache.", NULL, &ret->hits);
     if (r >= 0)
@@ -374,13 +383,13 @@ static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
         r = keel_metrics_gauge(m, "keel_token_cache_bytes", "Bytes the token cache holds.", NULL, &ret->bytes);
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
-                                 (const char *const[]){ "result", "ok", NULL }, &tk.refreshed);
+                                 (const char *const[]){ "result", "ok", NULL }, &t->refreshed);
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
-                                 (const char *const[]){ "result", "error", NULL }, &tk.refresh_failed);
+                                 (const char *const[]){ "result", "error", NULL }, &t->refresh_failed);
     if (r >= 0)
         r = keel_metrics_gauge(m, "keel_token_memory_rss_bytes", "Resident set size at the memory reporter's last report.", NULL,
-                               &tk.rss);
+                               &t->rss);
     return r;
 }
 
@@ -388,91 +397,92 @@ static int add_metrics(keel_metrics *m, token_cache_metrics *ret)
 
 /* Verifiers re-read JWKS at least this often: a sixth of the refresh interval, at most 5 minutes,
  * so a next key is seen long before tokens signed with it are handed out. */
-static void apply_live_config(void)
+static void apply_live_config(token_service *t)
 {
-    keel_usec_t age = KEEL_MIN(tk.config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
-    atomic_store(&tk.jwks_max_age_s, KEEL_MAX(age / KEEL_USEC_PER_SEC, 1));
-    atomic_store(&tk.expiry, tk.config.expiry);
-    if (atomic_exchange(&tk.refresh_interval, tk.config.refresh_interval) != tk.config.refresh_interval)
-        keel_tasks_wake(tk.tasks);
-}
-
-/* Once the configuration is loaded, for every command (`keel token` mints with it too). */
-static int on_configured(keel_app *app, void *userdata)
-{
-    apply_live_config();
-    return 0;
+    keel_usec_t age = KEEL_MIN(t->config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
+    atomic_store(&t->jwks_max_age_s, KEEL_MAX(age / KEEL_USEC_PER_SEC, 1));
+    atomic_store(&t->expiry, t->config.expiry);
+    if (atomic_exchange(&t->refresh_interval, t->config.refresh_interval) != t->config.refresh_interval)
+        keel_task_group_wake(t->tasks);
 }
 
 /* SIGHUP: a new refresh interval, expiry or JWKS max-age applies at once (tokens already cached
  * keep their expiry until their next mint). */
-static int token_refresh(keel_service *s, void *userdata)
+static int token_refresh(keel_service *s, void *state)
 {
-    apply_live_config();
+    apply_live_config(state);
     return 0;
 }
 
-static int token_configure(keel_service *s, void *userdata)
+static int token_configure(keel_service *s, void *state)
 {
+    token_service *t = state;
     keel_app *app = keel_service_app(s);
     token_cache_metrics m = { 0 };
-    int r = add_metrics(keel_app_metrics(app), &m);
+    int r = identity_of(app, &t->identity);
+    if (r >= 0)
+        r = identity_subscribe(t->identity, on_credential, t);
+    if (r >= 0)
+        r = add_metrics(t, keel_app_metrics(app), &m);
     if (r < 0)
-        return keel_app_fail(app, r, "Failed to register the token metrics: %s", strerror(-r));
-    tk.cache = token_cache_new((size_t) tk.config.cache_size, mint, NULL);
-    if (!tk.cache)
+        return keel_app_fail(app, r, "Failed to set up the token service: %s", strerror(-r));
+    t->cache = token_cache_new((size_t) t->config.cache_size, mint, t);
+    if (!t->cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
-    token_cache_set_metrics(tk.cache, &m);
+    token_cache_set_metrics(t->cache, &m);
+    apply_live_config(t);
     /* The first server to start: what its ready check needs loads meanwhile (decision 11). */
     keel_http_prepare(app);
     return 0;
 }
 
-static int spawn(keel_app *app, const char *point, const char *role, keel_task_handler_t fn)
+static int spawn(token_service *t, keel_app *app, const char *point, const char *role, keel_task_handler_t fn)
 {
-    int r = keel_tasks_spawn(tk.tasks, point, role, fn, NULL);
+    int r = keel_task_group_spawn(t->tasks, point, role, fn, t);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to spawn the token %s task: %s", role, strerror(-r));
     return 0;
 }
 
-static int start_tasks(keel_app *app)
+static int start_tasks(token_service *t, keel_app *app)
 {
-    if (!(tk.tasks = keel_tasks_new(app, "token")))
+    if (!(t->tasks = keel_task_group_new(app, "token")))
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");
-    int r = spawn(app, "token.spawn.refresh", "refresh", refresh_task);
+    int r = spawn(t, app, "token.spawn.refresh", "refresh", refresh_task);
     if (r >= 0)
-        r = spawn(app, "token.spawn.memory", "memory", memory_task);
+        r = spawn(t, app, "token.spawn.memory", "memory", memory_task);
     return r;
 }
 
-static int token_start(keel_service *s, void *userdata)
+static int token_start(keel_service *s, void *state)
 {
+    token_service *t = state;
     keel_app *app = keel_service_app(s);
-    _cleanup_(keel_credential_unrefp) keel_credential *c = keel_app_get_credential(app, KEEL_CREDENTIAL_CURRENT);
+    _cleanup_(credential_unrefp) credential *c = identity_get(t->identity, IDENTITY_CURRENT);
     if (!c)
         return keel_app_fail(app, -ENOKEY,
                              "No current credential to sign tokens with: the certificate service must publish one before the token "
                              "provider starts");
-    on_credential(app, NULL);
-    /* Here rather than at registration, so /readyz lists it after the certificate's check. */
-    int r = keel_app_add_health_check(app, "token", check_credential, NULL);
+    on_credential(t->identity, t);
+    /* Here rather than at configure, so /readyz lists it after the certificate's check. */
+    int r = keel_app_add_health_check(app, "token", check_credential, t);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
-    tk.work = keel_app_work(app, "token");
+    t->work = keel_app_work(app, "token");
     keel_http_options o = {
-        .service = "token", .label = "token provider server", .address = tk.config.address, .handler = handle, .userdata = NULL
+        .service = "token", .label = "token provider server", .address = t->config.address, .handler = handle, .userdata = t
     };
-    r = keel_http_server_start_new(app, &o, &tk.server);
-    return r < 0 ? r : start_tasks(app);
+    r = keel_http_server_start_new(app, &o, &t->server);
+    return r < 0 ? r : start_tasks(t, app);
 }
 
 /* The server drains first (requests in flight finish), then the tasks stop and are joined. */
-static int token_stop(keel_service *s, void *userdata)
+static int token_stop(keel_service *s, void *state)
 {
-    int r = keel_http_server_stop_and_free(keel_service_app(s), &tk.server);
-    if (tk.tasks) {
-        tk.tasks = keel_tasks_free(tk.tasks);
+    token_service *t = state;
+    int r = keel_http_server_stop_and_free(keel_service_app(s), &t->server);
+    if (t->tasks) {
+        t->tasks = keel_task_group_free(t->tasks);
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
     }
     return r;
@@ -480,44 +490,33 @@ static int token_stop(keel_service *s, void *userdata)
 
 /* After every service stopped: the certificate service's refresh task, which may call
  * on_credential(), is joined by then. */
-static int token_finalize(keel_app *app, void *userdata)
+static int token_finalize(keel_service *s, void *state)
 {
-    tk.cache = token_cache_free(tk.cache);
+    token_service *t = state;
+    t->cache = token_cache_free(t->cache);
     return 0;
 }
 
 static const keel_service_vtable token_vtable = {
     .name = "token",
     .label = "token provider",
+    .after = (const char *const[]){ "certificate", NULL },
+    .state_size = sizeof(token_service),
+    .config = config_keys,
+    .n_config = ELEMENTSOF(config_keys),
     .configure = token_configure,
     .start = token_start,
     .stop = token_stop,
     .refresh = token_refresh,
+    .finalize = token_finalize,
 };
-
-static int on_serve(keel_app *app, void *userdata)
-{
-    tk.app = app;
-    int r = keel_app_add_service(app, &token_vtable, NULL, NULL);
-    if (r >= 0)
-        r = keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_DURING, "token.finalize", token_finalize, NULL, NULL);
-    if (r >= 0)
-        r = keel_app_subscribe_credential(app, on_credential, NULL);
-    return r;
-}
 
 static int token_register(keel_app *app)
 {
-    /* The keys for every command (`keel config` shows them, `keel token` uses them); the service for `serve` only. */
-    int r = keel_app_add_config(app, config_keys, ELEMENTSOF(config_keys), &tk.config);
-    if (r >= 0)
-        r = keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "token.configured", on_configured, NULL, NULL);
-    if (r >= 0)
-        r = token_command_register(app);
-    if (r >= 0)
-        r = keel_app_observe_command(app, "serve", "token.command", on_serve, NULL);
-    return r;
+    /* The service's keys for every command (`keel config` shows them, `keel token` uses them). */
+    keel_service *s = NULL;
+    int r = keel_app_add_service(app, &token_vtable, &s);
+    return r < 0 ? r : token_command_register(app, s);
 }
 
-/* Start order certificate, token, metrics, health check (DESIGN §4). */
-KEEL_PLUGIN_ORDERED(token, 520, token_register);
+KEEL_PLUGIN(token, token_register);

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include <keel/app.h>
+#include <keel/service.h>
 
 #include "jwt.h"
 
 /* What the token service and the `keel token` command share. */
 
-/* The issuer and expiry tokens are made with, from the configuration. */
-token_params token_get_params(void);
+/* The issuer and expiry tokens are made with, from the token service @s's configuration as loaded
+ * (main thread). */
+token_params token_config_params(keel_service *s);
 
-/* Declares the `token` command and observes it (command.c). */
-int token_command_register(keel_app *app);
+/* Declares the `token` command and observes it (command.c); @token is the token service, whose
+ * configuration the command mints with. */
+int token_command_register(keel_app *app, keel_service *token);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Tokens minted per second, as the token service mints them on a cache miss (token_sign():
- * claims JSON, a random jti, the subject from the certificate, keel_credential_sign_jws()), for
+ * claims JSON, a random jti, the subject from the certificate, credential_sign_jws()), for
  * an ES256 (P-256) and an RS256 (RSA 2048) key, on one thread. Median of several runs each.
  */
 #include <stdio.h>
@@ -10,15 +10,14 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
-#include <keel/credential.h>
-
 #include "bench.h"
-#include "cleanup.h"
+#include "credential.h"
 #include "jwt.h"
+#include "openssl-util.h"
 
 #define RUNS 7
 
-static keel_credential *credential(EVP_PKEY *key)
+static credential *make_credential(EVP_PKEY *key)
 {
     _cleanup_(X509_freep) X509 *x = X509_new();
     X509_set_version(x, 2);
@@ -29,13 +28,13 @@ static keel_credential *credential(EVP_PKEY *key)
     X509_NAME *n = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *) "agent.example", -1, -1, 0);
     X509_set_issuer_name(x, n);
-    keel_credential *c = NULL;
-    if (X509_sign(x, key, EVP_sha256()) <= 0 || keel_credential_new(key, x, NULL, &c) < 0)
+    credential *c = NULL;
+    if (X509_sign(x, key, EVP_sha256()) <= 0 || credential_new(key, x, NULL, &c) < 0)
         abort();
     return c;
 }
 
-static double mints_per_sec(const keel_credential *c, unsigned n)
+static double mints_per_sec(const credential *c, unsigned n)
 {
     token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
     keel_usec_t now = keel_now_realtime(), expires;
@@ -51,11 +50,11 @@ static double mints_per_sec(const keel_credential *c, unsigned n)
 
 static double median_rate(EVP_PKEY *key, unsigned n)
 {
-    keel_credential *c = credential(key);
+    credential *c = make_credential(key);
     double runs[RUNS];
     for (size_t i = 0; i < RUNS; i++)
         runs[i] = mints_per_sec(c, n);
-    keel_credential_unref(c);
+    credential_unref(c);
     return median(runs, RUNS);
 }
 

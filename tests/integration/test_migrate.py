@@ -137,14 +137,15 @@ class Migrate(KeelTestCase):
 
     def test_a_short_write_of_the_layout_file_says_why_it_failed(self):
         # Nothing to copy (no ca.pem link): the layout file is the one file written. A file size
-        # limit of one byte cuts its write(2) short, and a short write sets no errno.
+        # limit of one byte cuts its write(2) short (a short write sets no errno), and the write of
+        # the rest fails with EFBIG (keel ignores SIGXFSZ, which would kill it).
         self.write(os.path.join(self.state, "private.pem"), b"KEY\n", 0o600)
         self.write(os.path.join(self.state, "cert.pem"), b"CERT CHAIN\n", 0o644)
         hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
         status, _, err, _ = run("migrate", env={"KEEL_STATE_DIR": self.state},
                                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard)))
         self.assertEqual(status, 1, err)
-        self.assertIn("Failed to record layout 2 in layout in " + self.state + ": Input/output error", err)
+        self.assertIn("Failed to record layout 2 in layout in " + self.state + ": File too large", err)
         self.assertNotIn("layout", os.listdir(self.state), "no layout file, not even a cut one")
 
     def test_no_state_directory_is_nothing_to_do(self):
@@ -228,7 +229,7 @@ class Migrate(KeelTestCase):
             status, _, err, _ = run("serve", "--set", "plugins.disabled=[token, metrics, healthcheck]",
                                     env={"KEEL_STATE_DIR": self.state, "KEEL_FAULT": "sigterm@in:health.ready"}, timeout=10)
             self.assertEqual(status, 1, err)
-            self.assertIn(f"State directory '{self.state}' is in use by another `keel serve` or `keel migrate`", err)
+            self.assertIn(f"State directory '{self.state}' is in use by another keel process", err)
             self.assertEqual(snapshot(self.state), before, "the refused one wrote nothing")
             serving.kill(signal.SIGTERM)
             status, _, err = serving.wait()

@@ -19,9 +19,9 @@
 #include <keel/fileio.h>
 
 #include "certificate-internal.h"
-#include "cleanup.h"
 #include "helpers.h"
 #include "macro.h"
+#include "openssl-util.h"
 
 TestSuite(certificate, .timeout = 60);
 

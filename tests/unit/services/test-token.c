@@ -10,13 +10,12 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
-#include <keel/credential.h>
 #include <keel/keel.h>
 
-#include "cleanup.h"
+#include "credential.h"
 #include "helpers.h"
 #include "jwt.h"
-#include "macro.h"
+#include "openssl-util.h"
 #include "request.h"
 
 TestSuite(token, .timeout = 60);
@@ -50,13 +49,13 @@ static X509 *self_signed(EVP_PKEY *key, long from_s, long secs, const char *dns)
 }
 
 /* A credential of a new key (EC P-256, or RSA 2048) with a certificate valid for @secs seconds. */
-static keel_credential *credential(bool ec, long secs, const char *dns)
+static credential *make_credential(bool ec, long secs, const char *dns)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
     cr_assert_not_null(key);
     _cleanup_(X509_freep) X509 *cert = self_signed(key, -60, secs, dns);
-    keel_credential *c = NULL;
-    cr_assert_eq(keel_credential_new(key, cert, NULL, &c), 0);
+    credential *c = NULL;
+    cr_assert_eq(credential_new(key, cert, NULL, &c), 0);
     return c;
 }
 
@@ -70,13 +69,13 @@ static void jws_part(const char *jwt, int i, char *out)
 }
 
 /* Verifies the signature with the credential's public key, as a JWT library would. */
-static void verify(const char *jwt, const keel_credential *c)
+static void verify(const char *jwt, const credential *c)
 {
     const char *dot2 = strrchr(jwt, '.');
     unsigned char sig[1024], der[128];
     size_t n = test_unbase64url(dot2 + 1, strlen(dot2 + 1), sig);
     const unsigned char *final = sig;
-    bool ec = streq(keel_credential_alg(c), "ES256");
+    bool ec = streq(credential_alg(c), "ES256");
     if (ec) {
         cr_assert_eq(n, 64);
         _cleanup_(ECDSA_SIG_freep) ECDSA_SIG *s = ECDSA_SIG_new();
@@ -86,7 +85,7 @@ static void verify(const char *jwt, const keel_credential *c)
         final = der;
     }
     _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    cr_assert_eq(EVP_DigestVerifyInit_ex(ctx, NULL, "SHA256", NULL, NULL, keel_credential_key(c), NULL), 1);
+    cr_assert_eq(EVP_DigestVerifyInit_ex(ctx, NULL, "SHA256", NULL, NULL, credential_key(c), NULL), 1);
     cr_assert_eq(EVP_DigestVerify(ctx, final, n, (const unsigned char *) jwt, (size_t) (dot2 - jwt)), 1);
 }
 
@@ -132,21 +131,21 @@ Test(token, jti_is_128_random_bits_in_base64url)
 
 Test(token, subject_is_the_first_dns_name_else_the_common_name)
 {
-    keel_credential *with_dns = credential(true, 3600, "agent.example"), *without = credential(true, 3600, NULL);
+    credential *with_dns = make_credential(true, 3600, "agent.example"), *without = make_credential(true, 3600, NULL);
     _cleanup_free_ char *a = NULL, *b = NULL;
     cr_assert_eq(token_subject(with_dns, &a), 0);
     cr_assert_str_eq(a, "agent.example");
     cr_assert_eq(token_subject(without, &b), 0);
     cr_assert_str_eq(b, "agent");
-    keel_credential_unref(with_dns);
-    keel_credential_unref(without);
+    credential_unref(with_dns);
+    credential_unref(without);
 }
 
 /* ---- signing -------------------------------------------------------------------------------- */
 
 static void sign_and_check(bool ec)
 {
-    keel_credential *c = credential(ec, 86400, "agent.example");
+    credential *c = make_credential(ec, 86400, "agent.example");
     token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
     keel_usec_t now = keel_now_realtime();
     _cleanup_free_ char *jwt = NULL;
@@ -155,7 +154,7 @@ static void sign_and_check(bool ec)
     cr_assert_eq(token_sign(c, &p, "sports", "reader", now, &jwt, &expires), 0);
     verify(jwt, c);
     jws_part(jwt, 0, header);
-    snprintf(want, sizeof want, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", ec ? "ES256" : "RS256", keel_credential_kid(c));
+    snprintf(want, sizeof want, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", ec ? "ES256" : "RS256", credential_kid(c));
     cr_assert_str_eq(header, want);
     jws_part(jwt, 1, payload);
     long long iat = (long long) (now / KEEL_USEC_PER_SEC);
@@ -164,7 +163,7 @@ static void sign_and_check(bool ec)
     cr_assert(strstr(payload, "{\"iss\":\"keel\",\"sub\":\"agent.example\",\"aud\":\"sports\",\"scope\":\"reader\","), "%s",
               payload);
     cr_assert_eq(expires, (keel_usec_t) (iat + 3600) * KEEL_USEC_PER_SEC);
-    keel_credential_unref(c);
+    credential_unref(c);
 }
 
 Test(token, es256_tokens_verify_and_carry_the_claims)
@@ -179,39 +178,41 @@ Test(token, rs256_tokens_verify_and_carry_the_claims)
 
 Test(token, expiry_never_passes_the_certificates_not_after)
 {
-    keel_credential *c = credential(true, 600, NULL); /* notAfter in 10 minutes (less 1 minute back-dated) */
+    credential *c = make_credential(true, 600, NULL); /* notAfter in 10 minutes (less 1 minute back-dated) */
     token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
     _cleanup_free_ char *jwt = NULL;
     keel_usec_t expires = 0, now = keel_now_realtime();
     cr_assert_eq(token_sign(c, &p, "d", "r", now, &jwt, &expires), 0);
-    cr_assert_eq(expires, keel_credential_not_after(c));
+    cr_assert_eq(expires, credential_not_after(c));
     cr_assert_lt(expires, now + 600 * KEEL_USEC_PER_SEC);
 
     char *late = NULL;
-    cr_assert_eq(token_sign(c, &p, "d", "r", keel_credential_not_after(c), &late, &expires), -EKEYEXPIRED);
+    cr_assert_eq(token_sign(c, &p, "d", "r", credential_not_after(c), &late, &expires), -EKEYEXPIRED);
     cr_assert_null(late);
-    keel_credential_unref(c);
+    credential_unref(c);
 }
 
 Test(token, issue_needs_a_current_credential_that_is_in_date)
 {
     keel_app *app = keel_app_new("test");
+    identity *id = NULL;
+    cr_assert_eq(identity_of(app, &id), 0);
     token_params p = { .issuer = "keel", .expiry = 3600 * KEEL_USEC_PER_SEC };
     char reason[256] = "", *jwt = NULL;
     keel_usec_t expires = 0, now = keel_now_realtime();
-    cr_assert_eq(token_issue(app, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), -ENOKEY);
+    cr_assert_eq(token_issue(id, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), -ENOKEY);
     cr_assert(strstr(reason, "no current credential"), "%s", reason);
 
-    keel_credential *c = credential(true, 86400, NULL);
-    cr_assert_eq(keel_app_rotate_credential(app, c), 0);
-    cr_assert_eq(token_issue(app, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), 0);
+    credential *c = make_credential(true, 86400, NULL);
+    cr_assert_eq(identity_rotate(id, c), 0);
+    cr_assert_eq(token_issue(id, &p, "d", "r", now, &jwt, &expires, reason, sizeof reason), 0);
     verify(jwt, c);
     free(jwt);
     jwt = NULL;
-    cr_assert_eq(token_issue(app, &p, "d", "r", now + 2 * DAY, &jwt, &expires, reason, sizeof reason), -EKEYEXPIRED);
+    cr_assert_eq(token_issue(id, &p, "d", "r", now + 2 * DAY, &jwt, &expires, reason, sizeof reason), -EKEYEXPIRED);
     cr_assert(strstr(reason, "expired at"), "%s", reason);
     cr_assert_null(jwt);
-    keel_credential_unref(c);
+    credential_unref(c);
     keel_app_free(app);
 }
 
@@ -227,18 +228,18 @@ Test(token, response_json_counts_seconds_left)
 
 Test(token, jwks_lists_each_key_once_and_skips_empty_slots)
 {
-    keel_credential *a = credential(true, 3600, NULL), *b = credential(false, 3600, NULL);
-    keel_credential *const slots[] = { a, NULL, b, a };
+    credential *a = make_credential(true, 3600, NULL), *b = make_credential(false, 3600, NULL);
+    credential *const slots[] = { a, NULL, b, a };
     _cleanup_free_ char *json = NULL, *ja = NULL, *jb = NULL, *want = NULL, *empty = NULL;
     cr_assert_eq(token_jwks_json(slots, 4, &json), 0);
-    cr_assert_eq(keel_credential_public_jwk(a, &ja), 0);
-    cr_assert_eq(keel_credential_public_jwk(b, &jb), 0);
+    cr_assert_eq(credential_public_jwk(a, &ja), 0);
+    cr_assert_eq(credential_public_jwk(b, &jb), 0);
     want = keel_strdup_printf("{\"keys\":[%s,%s]}", ja, jb);
     cr_assert_str_eq(json, want);
     cr_assert_eq(token_jwks_json(slots + 1, 1, &empty), 0);
     cr_assert_str_eq(empty, "{\"keys\":[]}");
-    keel_credential_unref(a);
-    keel_credential_unref(b);
+    credential_unref(a);
+    credential_unref(b);
 }
 
 /* ---- request headers ------------------------------------------------------------------------ */

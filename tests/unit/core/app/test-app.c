@@ -44,10 +44,10 @@ Test(app, observe_checks_its_arguments)
 
 Test(app, commands)
 {
-    cr_assert_eq(keel_app_add_command(t.app, "serve", "again"), -EEXIST);
-    cr_assert_eq(keel_app_add_command(t.app, "", "empty"), -EINVAL);
-    cr_assert_eq(keel_app_add_command(t.app, "-x", "an option"), -EINVAL);
-    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token"), 0);
+    cr_assert_eq(keel_app_add_command(t.app, "serve", "again", 0), -EEXIST);
+    cr_assert_eq(keel_app_add_command(t.app, "", "empty", 0), -EINVAL);
+    cr_assert_eq(keel_app_add_command(t.app, "-x", "an option", 0), -EINVAL);
+    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token", 0), 0);
     cr_assert_eq(keel_app_observe_command(t.app, "missing", "x", nop, NULL), -ENOENT);
     cr_assert_eq(keel_app_observe_command(t.app, "token", "x", nop, NULL), 0);
     cr_assert_null(keel_app_command(t.app));
@@ -72,7 +72,7 @@ static int check_args(keel_app *app, void *userdata)
 
 Test(app, command_observers_run_only_for_their_command_and_see_its_arguments)
 {
-    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token"), 0);
+    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token", 0), 0);
     cr_assert_eq(keel_app_observe_command(t.app, "token", "token.command", check_args, NULL), 0);
     apptest_observe(&t, KEEL_EVENT_COMMAND, 0, "serve-only", ACT_OK);
     apptest_observe(&t, KEEL_EVENT_INIT, KEEL_PHASE_DURING, "init", ACT_OK);

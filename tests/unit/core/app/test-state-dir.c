@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-/* core/state-dir.c: which layout a state directory is in, and its writer's lock. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -8,114 +7,119 @@
 #include <criterion/criterion.h>
 
 #include "app-internal.h"
+#include "apptest.h"
+#include "config.h"
 #include "helpers.h"
-#include "macro.h"
-#include "state-dir.h"
 
-TestSuite(state_dir, .timeout = 30);
+static apptest t;
+static char *dir;
 
-/* A directory of its own for each test. */
-static char *fresh_dir(void)
+/* The configuration with state_dir set, as config.load would have it (the standard observers are
+ * not in a hand-built app). */
+static int load(keel_app *app, void *userdata)
 {
-    char *dir = NULL;
+    char *set[] = { userdata, NULL };
+    keel_config_sources src = { .sets = set };
+    return keel__config_load(app->config, &src, NULL);
+}
+
+static void setup(void)
+{
+    apptest_init(&t);
     cr_assert_geq(asprintf(&dir, "%s/state-XXXXXX", test_tmpdir()), 0);
     cr_assert_not_null(mkdtemp(dir));
-    return dir;
+    static char set[4096];
+    (void) snprintf(set, sizeof set, "state_dir=%s/state", dir);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_BEFORE, "load", load, set, NULL), 0);
 }
 
-static void put(const char *dir, const char *name, const void *data, size_t size)
+static void teardown(void)
 {
-    _cleanup_free_ char *p = NULL;
-    cr_assert_geq(asprintf(&p, "%s/%s", dir, name), 0);
-    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    apptest_done(&t);
+    free(dir);
+}
+
+TestSuite(state_dir, .init = setup, .fini = teardown, .timeout = 30);
+
+/* Another process's lock, as far as flock(2) knows: a lock of another open file description. */
+static int other_lock(const char *state)
+{
+    char path[4096];
+    (void) snprintf(path, sizeof path, "%s/.lock", state);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, data, size), (ssize_t) size);
+    return fd;
 }
 
-static int layout_of(const char *dir)
+static int check_held(keel_app *app, void *userdata)
 {
-    char error[256] = "";
-    int layout = -1;
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = keel__layout_read(dfd, error, sizeof error, &layout);
-    return r < 0 ? r : layout;
+    cr_assert(keel_app_state_dir_locked(app));
+    cr_assert_eq(keel_app_lock_state_dir(app), 0, "held already");
+    int fd = other_lock(keel_app_state_dir(app));
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), -1, "one writer at a time");
+    close(fd);
+    return 0;
 }
 
-Test(state_dir, a_record_is_read_and_a_blank_one_is_none)
+Test(state_dir, serve_creates_and_locks_it_until_the_app_is_freed)
 {
-    _cleanup_free_ char *dir = fresh_dir();
-    cr_assert_eq(layout_of(dir), 0, "no record");
-    put(dir, KEEL_LAYOUT_FILE, "2\n", 2);
-    cr_assert_eq(layout_of(dir), 2);
-    put(dir, KEEL_LAYOUT_FILE, "1\n", 2);
-    cr_assert_eq(layout_of(dir), 1);
-    put(dir, KEEL_LAYOUT_FILE, "", 0);
-    cr_assert_eq(layout_of(dir), 0, "empty: cut short by a crash");
-    put(dir, KEEL_LAYOUT_FILE, "\0\0", 2);
-    cr_assert_eq(layout_of(dir), 0, "NULs a file system left");
-    put(dir, KEEL_LAYOUT_FILE, "7\n", 2);
-    cr_assert_eq(layout_of(dir), -EPROTO);
+    char state[4096];
+    struct stat st;
+    (void) snprintf(state, sizeof state, "%s/state", dir);
+    cr_assert_null(keel_app_state_dir(t.app), "unknown before the configuration is loaded");
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_DURING, "held", check_held, NULL, NULL), 0);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, NULL), 0, "%s", apptest_logs(&t));
+    cr_assert_str_eq(keel_app_state_dir(t.app), state);
+    cr_assert_eq(stat(state, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0700);
+
+    int fd = other_lock(state);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), -1, "still held: finalize wrote there last");
+    t.app = keel_app_free(t.app);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0, "gone with the app");
+    close(fd);
+    apptest_init(&t);
 }
 
-Test(state_dir, a_record_that_cannot_be_read_keeps_its_errno)
+Test(state_dir, a_held_lock_fails_the_start_naming_the_directory)
 {
-    _cleanup_free_ char *dir = fresh_dir(), *layout = NULL;
-    cr_assert_geq(asprintf(&layout, "%s/%s", dir, KEEL_LAYOUT_FILE), 0);
-    cr_assert_eq(mkdir(layout, 0700), 0);
-    cr_assert_eq(layout_of(dir), -EISDIR);
+    char state[4096];
+    (void) snprintf(state, sizeof state, "%s/state", dir);
+    cr_assert_eq(mkdir(state, 0700), 0);
+    int fd = other_lock(state);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "service", ACT_OK);
+    cr_assert_eq(apptest_run(&t, NULL), 1);
+    cr_assert_str_eq(t.calls, "", "no service started");
+    cr_assert_not(keel_app_state_dir_locked(t.app));
+    char want[4200];
+    (void) snprintf(want, sizeof want, "State directory '%s' is in use by another test process; one process at a time writes it",
+                    state);
+    cr_assert(strstr(apptest_logs(&t), want), "%s", apptest_logs(&t));
+    close(fd);
 }
 
-Test(state_dir, layout_1_is_refused_and_nothing_is_written)
+/* Taken last in start.before: a plugin's own check there can refuse the directory before
+ * anything, not even the lock file, is written in it. */
+Test(state_dir, a_start_before_observer_runs_before_the_lock_is_taken)
 {
-    static const char *const marks[] = { "private.pem", "sports_reader.cert.pem" };
-    for (size_t i = 0; i < ELEMENTSOF(marks); i++) {
-        _cleanup_free_ char *dir = fresh_dir();
-        char error[512] = "";
-        put(dir, marks[i], "x", 1);
-        cr_assert_eq(keel__layout_check(dir, error, sizeof error), -EMEDIUMTYPE, "%s", marks[i]);
-        cr_assert(strstr(error, "run `keel migrate` first"), "%s", error);
-        cr_assert(strstr(error, marks[i]), "%s", error);
-        cr_assert_eq(layout_of(dir), 0, "no record written");
-    }
+    char lock[4200];
+    (void) snprintf(lock, sizeof lock, "%s/state/.lock", dir);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "refuse", ACT_FAIL);
+    cr_assert_eq(apptest_run(&t, NULL), 1);
+    cr_assert_eq(access(lock, F_OK), -1, "no lock file");
 }
 
-Test(state_dir, a_directory_with_nothing_of_layout_1_passes_and_is_recorded_once_acquired)
+/* Only the commands declared as its writers take it. */
+Test(state_dir, other_commands_leave_it_alone)
 {
-    _cleanup_free_ char *dir = fresh_dir(), *missing = NULL;
-    char error[512] = "";
-    put(dir, "key.pem", "x", 1);
-    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 0, "passes, nothing recorded");
-    cr_assert_eq(layout_of(dir), 0, "the check only reads");
-    keel_app *app = keel_app_new("test");
-    cr_assert_eq(keel__state_dir_acquire(app, dir, error, sizeof error), 0, "%s", error);
-    cr_assert_eq(layout_of(dir), KEEL_LAYOUT_CURRENT);
-    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 1, "recorded");
-    app = keel_app_free(app);
-    cr_assert_geq(asprintf(&missing, "%s/none", dir), 0);
-    cr_assert_eq(keel__layout_check(missing, error, sizeof error), 0, "nothing there to lose");
-}
-
-Test(state_dir, the_lock_is_one_writer_at_a_time_and_goes_with_the_app)
-{
-    _cleanup_free_ char *dir = fresh_dir();
-    char error[512] = "";
-    keel_app *first = keel_app_new("first"), *second = keel_app_new("second");
-    cr_assert_eq(keel__state_dir_lock(first, dir, error, sizeof error), 0, "%s", error);
-    cr_assert_eq(keel__state_dir_lock(second, dir, error, sizeof error), -EBUSY);
-    cr_assert(strstr(error, "is in use by another `keel serve` or `keel migrate`"), "%s", error);
-    first = keel_app_free(first);
-    cr_assert_eq(keel__state_dir_lock(second, dir, error, sizeof error), 0, "%s", error);
-    second = keel_app_free(second);
-}
-
-Test(state_dir, acquire_refuses_layout_1_before_it_creates_the_lock_file)
-{
-    _cleanup_free_ char *dir = fresh_dir(), *lock = NULL;
-    char error[512] = "";
-    put(dir, "private.pem", "x", 1);
-    keel_app *app = keel_app_new("test");
-    cr_assert_eq(keel__state_dir_acquire(app, dir, error, sizeof error), -EMEDIUMTYPE);
-    cr_assert_geq(asprintf(&lock, "%s/%s", dir, KEEL_STATE_LOCK), 0);
-    cr_assert_eq(access(lock, F_OK), -1, "no lock file in a refused directory");
-    app = keel_app_free(app);
+    char state[4096];
+    (void) snprintf(state, sizeof state, "%s/state", dir);
+    cr_assert_eq(keel_app_add_command(t.app, "token", "reads it", 0), 0);
+    cr_assert_eq(keel_app_add_command(t.app, "both", "bad flags", 1u << 7), -EINVAL);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, "token", NULL), 0);
+    cr_assert_eq(access(state, F_OK), -1, "not even created");
+    cr_assert_eq(keel_app_lock_state_dir(t.app), -ENOENT, "not there to lock");
 }

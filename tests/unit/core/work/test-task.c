@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(task, .init = setup, .fini = teardown, .timeout = 30);
 
 typedef struct fixture {
-    keel_tasks *group;
+    keel_task_group *group;
     int n;
     atomic_int started, cancelled, timed_out;
     keel_usec_t wait;
@@ -43,10 +43,10 @@ static void sleeper(keel_task *task, void *userdata)
 static int spawn_all(keel_app *app, void *userdata)
 {
     fixture *f = userdata;
-    f->group = keel_tasks_new(app, "svc");
+    f->group = keel_task_group_new(app, "svc");
     cr_assert_not_null(f->group);
     for (int i = 0; i < f->n; i++)
-        cr_assert_eq(keel_tasks_spawn(f->group, "svc.spawn.sleeper", "sleeper", sleeper, f), 0);
+        cr_assert_eq(keel_task_group_spawn(f->group, "svc.spawn.sleeper", "sleeper", sleeper, f), 0);
     return 0;
 }
 
@@ -57,9 +57,9 @@ static int stop_all(keel_app *app, void *userdata)
         sched_yield();
     f->threads_while_running = test_threads_named("svc-sleeper");
     keel_usec_t t0 = keel_now();
-    cr_assert_eq(keel_tasks_join(f->group), (size_t) f->n);
+    cr_assert_eq(keel_task_group_join(f->group), (size_t) f->n);
     f->stop_took = keel_now() - t0;
-    f->group = keel_tasks_free(f->group);
+    f->group = keel_task_group_free(f->group);
     return 0;
 }
 
@@ -81,18 +81,18 @@ Test(task, sixty_four_tasks_with_long_timers_stop_and_join_at_once)
 static int spawn_outside_start(keel_app *app, void *userdata)
 {
     fixture *f = userdata;
-    keel_tasks *g = keel_tasks_new(app, "svc");
-    f->spawn_result = keel_tasks_spawn(g, "svc.spawn.x", "x", sleeper, f);
-    keel_tasks_free(g);
+    keel_task_group *g = keel_task_group_new(app, "svc");
+    f->spawn_result = keel_task_group_spawn(g, "svc.spawn.x", "x", sleeper, f);
+    keel_task_group_free(g);
     return 0;
 }
 
 Test(task, spawning_outside_a_start_observer_is_refused)
 {
     fixture f = { 0 };
-    keel_tasks *g = keel_tasks_new(t.app, "svc");
-    cr_assert_eq(keel_tasks_spawn(g, "svc.spawn.x", "x", sleeper, &f), -EPERM);
-    keel_tasks_free(g);
+    keel_task_group *g = keel_task_group_new(t.app, "svc");
+    cr_assert_eq(keel_task_group_spawn(g, "svc.spawn.x", "x", sleeper, &f), -EPERM);
+    keel_task_group_free(g);
 
     static const keel_event elsewhere[] = { KEEL_EVENT_INIT, KEEL_EVENT_CONFIGURE, KEEL_EVENT_READY, KEEL_EVENT_STOP,
                                             KEEL_EVENT_FINALIZE };
@@ -125,10 +125,10 @@ static void short_waiter(keel_task *task, void *userdata)
 static int spawn_named(keel_app *app, void *userdata)
 {
     fixture *f = userdata;
-    f->group = keel_tasks_new(app, "certificate");
-    cr_assert_eq(keel_tasks_spawn(f->group, "certificate.spawn.refresh", "refresh", namer, f), 0);
-    cr_assert_eq(keel_tasks_spawn(f->group, "certificate.spawn.waiter", "waiter", short_waiter, f), 0);
-    cr_assert_eq(keel_tasks_count(f->group), 2);
+    f->group = keel_task_group_new(app, "certificate");
+    cr_assert_eq(keel_task_group_spawn(f->group, "certificate.spawn.refresh", "refresh", namer, f), 0);
+    cr_assert_eq(keel_task_group_spawn(f->group, "certificate.spawn.waiter", "waiter", short_waiter, f), 0);
+    cr_assert_eq(keel_task_group_count(f->group), 2);
     return 0;
 }
 
@@ -137,7 +137,7 @@ static int join_named(keel_app *app, void *userdata)
     fixture *f = userdata;
     while (atomic_load(&f->started) < 2)
         sched_yield();
-    f->group = keel_tasks_free(f->group);
+    f->group = keel_task_group_free(f->group);
     return 0;
 }
 
@@ -155,11 +155,11 @@ Test(task, threads_are_named_after_service_and_role_and_timed_waits_time_out)
 static int spawn_after_stop(keel_app *app, void *userdata)
 {
     fixture *f = userdata;
-    keel_tasks *g = keel_tasks_new(app, "svc");
-    keel_tasks_stop(g);
-    f->spawn_result = keel_tasks_spawn(g, "svc.spawn.x", "x", sleeper, f);
-    cr_assert_eq(keel_tasks_join(g), 0);
-    keel_tasks_free(g);
+    keel_task_group *g = keel_task_group_new(app, "svc");
+    keel_task_group_stop(g);
+    f->spawn_result = keel_task_group_spawn(g, "svc.spawn.x", "x", sleeper, f);
+    cr_assert_eq(keel_task_group_join(g), 0);
+    keel_task_group_free(g);
     return 0;
 }
 
@@ -173,7 +173,7 @@ Test(task, a_stopped_group_spawns_nothing)
 }
 
 typedef struct waker {
-    keel_tasks *group;
+    keel_task_group *group;
     atomic_int results[3]; /* how many waits returned 0, 1, -ECANCELED */
     atomic_int waiting;
 } waker;
@@ -193,8 +193,8 @@ static void wake_counter(keel_task *task, void *userdata)
 static int spawn_waker(keel_app *app, void *userdata)
 {
     waker *w = userdata;
-    w->group = keel_tasks_new(app, "svc");
-    cr_assert_eq(keel_tasks_spawn(w->group, "svc.spawn.w", "w", wake_counter, w), 0);
+    w->group = keel_task_group_new(app, "svc");
+    cr_assert_eq(keel_task_group_spawn(w->group, "svc.spawn.w", "w", wake_counter, w), 0);
     return 0;
 }
 
@@ -210,11 +210,11 @@ static int wake_then_stop(keel_app *app, void *userdata)
 {
     waker *w = userdata;
     wait_for_waiting(w, 1);
-    keel_tasks_wake(w->group); /* wakes the hour-long wait: it returns 1 and waits again */
+    keel_task_group_wake(w->group); /* wakes the hour-long wait: it returns 1 and waits again */
     wait_for_waiting(w, 2);
     cr_assert_eq(atomic_load(&w->results[1]), 1);
-    cr_assert_eq(keel_tasks_join(w->group), 1);
-    w->group = keel_tasks_free(w->group);
+    cr_assert_eq(keel_task_group_join(w->group), 1);
+    w->group = keel_task_group_free(w->group);
     return 0;
 }
 
@@ -232,14 +232,14 @@ Test(task, wake_ends_a_wait_early_without_stopping)
 
 Test(task, null_arguments)
 {
-    cr_assert_null(keel_tasks_new(NULL, "svc"));
-    cr_assert_null(keel_tasks_new(t.app, ""));
-    cr_assert_null(keel_tasks_free(NULL));
-    cr_assert_eq(keel_tasks_spawn(NULL, "p", "r", sleeper, NULL), -EINVAL);
+    cr_assert_null(keel_task_group_new(NULL, "svc"));
+    cr_assert_null(keel_task_group_new(t.app, ""));
+    cr_assert_null(keel_task_group_free(NULL));
+    cr_assert_eq(keel_task_group_spawn(NULL, "p", "r", sleeper, NULL), -EINVAL);
     cr_assert_eq(keel_task_wait(NULL, 0), -EINVAL);
-    cr_assert_eq(keel_tasks_join(NULL), 0);
-    cr_assert_eq(keel_tasks_count(NULL), 0);
+    cr_assert_eq(keel_task_group_join(NULL), 0);
+    cr_assert_eq(keel_task_group_count(NULL), 0);
     cr_assert_not(keel_task_stopping(NULL));
-    keel_tasks_stop(NULL);
-    keel_tasks_wake(NULL);
+    keel_task_group_stop(NULL);
+    keel_task_group_wake(NULL);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Scope-bound cleanup for the OpenSSL types Keel holds (STYLE §6): one place, so every file
+/* Scope-bound cleanup for the OpenSSL types the agent holds (STYLE §6): one place, so every file
  * frees them the same way. */
 
 #include <openssl/bio.h>
@@ -13,7 +13,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "macro.h"
+#include <keel/util.h>
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY_CTX *, EVP_PKEY_CTX_free);

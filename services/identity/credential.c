@@ -4,7 +4,6 @@
  * too (JWK, thumbprint, compact JWS) because a key id is defined by the JWK of the key: the
  * certificate service, the token service and JWKS must agree on it byte for byte.
  */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -12,13 +11,12 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 
-#include <keel/credential.h>
+#include <keel/util.h>
 
-#include "app-internal.h"
-#include "cleanup.h"
-#include "macro.h"
+#include "credential.h"
+#include "openssl-util.h"
 
-struct keel_credential {
+struct credential {
     atomic_uint n_ref;
     EVP_PKEY *key;          /* owned reference */
     X509 *cert;             /* owned reference, or NULL */
@@ -29,17 +27,13 @@ struct keel_credential {
     char *members; /* the JWK's public members in RFC 7638 order: {"crv","kty","x","y"} or {"e","kty","n"} */
 };
 
-typedef struct credential_subscriber {
-    keel_credential_handler_t fn;
-    void *userdata;
-} credential_subscriber;
-
 /* ---- encoding ------------------------------------------------------------------------------ */
 
-int keel_base64url(const void *data, size_t size, char **ret)
+int base64url(const void *data, size_t size, char **ret)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    keel_assert_return(ret && (data || size == 0), -EINVAL);
+    if (!(ret && (data || size == 0)))
+        return -EINVAL;
     const unsigned char *p = data;
     char *out = malloc(size / 3 * 4 + 4 + 1), *o = out;
     if (!out)
@@ -68,10 +62,10 @@ static int bn_param_b64(const EVP_PKEY *key, const char *name, int pad, char **r
     unsigned char buf[1024];
     if (n <= 0 || (size_t) n > sizeof buf || BN_bn2binpad(bn, buf, n) != n)
         return -EIO;
-    return keel_base64url(buf, (size_t) n, ret);
+    return base64url(buf, (size_t) n, ret);
 }
 
-static int public_members(keel_credential *c)
+static int public_members(credential *c)
 {
     _cleanup_free_ char *a = NULL, *b = NULL;
     int r = c->ec ? bn_param_b64(c->key, OSSL_PKEY_PARAM_EC_PUB_X, 32, &a) : bn_param_b64(c->key, OSSL_PKEY_PARAM_RSA_E, 0, &a);
@@ -84,14 +78,14 @@ static int public_members(keel_credential *c)
     return c->members ? 0 : -ENOMEM;
 }
 
-static int thumbprint(keel_credential *c)
+static int thumbprint(credential *c)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     _cleanup_free_ char *kid = NULL;
     if (EVP_Digest(c->members, strlen(c->members), md, &len, EVP_sha256(), NULL) != 1)
         return -EIO;
-    int r = keel_base64url(md, len, &kid);
+    int r = base64url(md, len, &kid);
     if (r < 0)
         return r;
     (void) snprintf(c->kid, sizeof c->kid, "%s", kid);
@@ -126,17 +120,18 @@ static int key_kind(EVP_PKEY *key, bool *ret_ec)
     return -EINVAL;
 }
 
-int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, keel_credential **ret)
+int credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, credential **ret)
 {
-    keel_assert_return(key && ret, -EINVAL);
+    if (!(key && ret))
+        return -EINVAL;
     bool ec;
     if (key_kind(key, &ec) < 0)
         return -EINVAL;
 
-    keel_credential *c = calloc(1, sizeof *c);
+    credential *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    *c = (keel_credential){
+    *c = (credential){
         .n_ref = 1,
         .ec = ec,
         .not_before = cert ? asn1_time_usec(X509_get0_notBefore(cert), KEEL_USEC_INFINITY) : 0,
@@ -152,21 +147,21 @@ int keel_credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, keel_
     if (r >= 0)
         r = thumbprint(c);
     if (r < 0) {
-        (void) keel_credential_unref(c);
+        (void) credential_unref(c);
         return r == -EIO ? -EINVAL : r;
     }
     *ret = c;
     return 0;
 }
 
-keel_credential *keel_credential_ref(keel_credential *c)
+credential *credential_ref(credential *c)
 {
     if (c)
         atomic_fetch_add_explicit(&c->n_ref, 1, memory_order_relaxed);
     return c;
 }
 
-keel_credential *keel_credential_unref(keel_credential *c)
+credential *credential_unref(credential *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->n_ref, 1, memory_order_acq_rel) != 1)
         return NULL;
@@ -179,37 +174,37 @@ keel_credential *keel_credential_unref(keel_credential *c)
     return NULL;
 }
 
-EVP_PKEY *keel_credential_key(const keel_credential *c)
+EVP_PKEY *credential_key(const credential *c)
 {
     return c ? c->key : NULL;
 }
 
-X509 *keel_credential_cert(const keel_credential *c)
+X509 *credential_cert(const credential *c)
 {
     return c ? c->cert : NULL;
 }
 
-STACK_OF(X509) * keel_credential_chain(const keel_credential *c)
+STACK_OF(X509) * credential_chain(const credential *c)
 {
     return c ? c->chain : NULL;
 }
 
-const char *keel_credential_kid(const keel_credential *c)
+const char *credential_kid(const credential *c)
 {
     return c ? c->kid : NULL;
 }
 
-const char *keel_credential_alg(const keel_credential *c)
+const char *credential_alg(const credential *c)
 {
     return !c ? NULL : c->ec ? "ES256" : "RS256";
 }
 
-keel_usec_t keel_credential_not_before(const keel_credential *c)
+keel_usec_t credential_not_before(const credential *c)
 {
     return c ? c->not_before : 0;
 }
 
-keel_usec_t keel_credential_not_after(const keel_credential *c)
+keel_usec_t credential_not_after(const credential *c)
 {
     return c ? c->not_after : 0;
 }
@@ -222,9 +217,10 @@ static void format_time(keel_usec_t usec, char *buf, size_t size)
         (void) snprintf(buf, size, "?");
 }
 
-int keel_credential_check(const keel_credential *c, keel_usec_t now, char *reason, size_t size)
+int credential_check(const credential *c, keel_usec_t now, char *reason, size_t size)
 {
-    keel_assert_return(c && (reason || size == 0), -EINVAL);
+    if (!(c && (reason || size == 0)))
+        return -EINVAL;
     char when[32];
     if (!c->cert) {
         if (size)
@@ -248,13 +244,14 @@ int keel_credential_check(const keel_credential *c, keel_usec_t now, char *reaso
 
 /* ---- JOSE ------------------------------------------------------------------------------------ */
 
-int keel_credential_public_jwk(const keel_credential *c, char **ret)
+int credential_public_jwk(const credential *c, char **ret)
 {
-    keel_assert_return(c && ret, -EINVAL);
+    if (!(c && ret))
+        return -EINVAL;
     size_t n = strlen(c->members);
     /* The thumbprint members, then the ones a verifier uses to pick and trust the key. */
     char *jwk = keel_strdup_printf("%.*s,\"kid\":\"%s\",\"use\":\"sig\",\"alg\":\"%s\"}", (int) (n - 1), c->members, c->kid,
-                                   keel_credential_alg(c));
+                                   credential_alg(c));
     if (!jwk)
         return -ENOMEM;
     *ret = jwk;
@@ -273,7 +270,7 @@ static int ecdsa_der_to_raw(const unsigned char *der, size_t size, unsigned char
     return 0;
 }
 
-static int sign(const keel_credential *c, const char *input, size_t size, char **ret)
+static int sign(const credential *c, const char *input, size_t size, char **ret)
 {
     _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char sig[1024], raw[64];
@@ -284,20 +281,21 @@ static int sign(const keel_credential *c, const char *input, size_t size, char *
         EVP_DigestSign(ctx, sig, &n, (const unsigned char *) input, size) != 1)
         return -EIO;
     if (!c->ec)
-        return keel_base64url(sig, n, ret);
+        return base64url(sig, n, ret);
     int r = ecdsa_der_to_raw(sig, n, raw);
-    return r < 0 ? r : keel_base64url(raw, sizeof raw, ret);
+    return r < 0 ? r : base64url(raw, sizeof raw, ret);
 }
 
-int keel_credential_sign_jws(const keel_credential *c, const char *payload, size_t size, char **ret)
+int credential_sign_jws(const credential *c, const char *payload, size_t size, char **ret)
 {
-    keel_assert_return(c && payload && ret, -EINVAL);
+    if (!(c && payload && ret))
+        return -EINVAL;
     char header[128];
     _cleanup_free_ char *h = NULL, *p = NULL, *input = NULL, *s = NULL;
-    int n = snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", keel_credential_alg(c), c->kid);
-    int r = keel_base64url(header, (size_t) n, &h);
+    int n = snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", credential_alg(c), c->kid);
+    int r = base64url(header, (size_t) n, &h);
     if (r >= 0)
-        r = keel_base64url(payload, size, &p);
+        r = base64url(payload, size, &p);
     if (r < 0)
         return r;
     if (!(input = keel_strdup_printf("%s.%s", h, p)))
@@ -310,86 +308,4 @@ int keel_credential_sign_jws(const keel_credential *c, const char *payload, size
         return -ENOMEM;
     *ret = token;
     return 0;
-}
-
-/* ---- the app's slots ------------------------------------------------------------------------- */
-
-keel_credential *keel_app_get_credential(keel_app *app, keel_credential_slot slot)
-{
-    keel_assert_return(app && slot >= 0 && slot < _KEEL_CREDENTIAL_SLOT_MAX, NULL);
-    (void) pthread_mutex_lock(&app->credential_lock);
-    keel_credential *c = keel_credential_ref(app->credentials[slot]);
-    (void) pthread_mutex_unlock(&app->credential_lock);
-    return c;
-}
-
-static void notify_subscribers(keel_app *app)
-{
-    /* Subscribers are added before `start` and never removed, so the list is stable here. */
-    for (size_t i = 0; i < app->n_credential_subscribers; i++)
-        app->credential_subscribers[i].fn(app, app->credential_subscribers[i].userdata);
-}
-
-static bool same_key(const keel_credential *a, const keel_credential *b)
-{
-    return a && b && streq(a->kid, b->kid);
-}
-
-int keel_app_rotate_credential(keel_app *app, keel_credential *c)
-{
-    keel_assert_return(app && c && c->cert, -EINVAL);
-    keel_credential *dropped[2] = { NULL, NULL };
-
-    (void) pthread_mutex_lock(&app->credential_lock);
-    keel_credential **slots = app->credentials;
-    if (!same_key(slots[KEEL_CREDENTIAL_CURRENT], c)) {
-        /* A renewal of the same key keeps the previous slot: it still holds the last other key. */
-        dropped[0] = slots[KEEL_CREDENTIAL_PREVIOUS];
-        slots[KEEL_CREDENTIAL_PREVIOUS] = slots[KEEL_CREDENTIAL_CURRENT];
-    } else
-        dropped[0] = slots[KEEL_CREDENTIAL_CURRENT];
-    slots[KEEL_CREDENTIAL_CURRENT] = keel_credential_ref(c);
-    if (same_key(slots[KEEL_CREDENTIAL_NEXT], c)) {
-        dropped[1] = slots[KEEL_CREDENTIAL_NEXT];
-        slots[KEEL_CREDENTIAL_NEXT] = NULL;
-    }
-    (void) pthread_mutex_unlock(&app->credential_lock);
-
-    (void) keel_credential_unref(dropped[0]);
-    (void) keel_credential_unref(dropped[1]);
-    notify_subscribers(app);
-    return 0;
-}
-
-int keel_app_set_next_credential(keel_app *app, keel_credential *c)
-{
-    keel_assert_return(app, -EINVAL);
-    (void) pthread_mutex_lock(&app->credential_lock);
-    keel_credential *old = app->credentials[KEEL_CREDENTIAL_NEXT];
-    app->credentials[KEEL_CREDENTIAL_NEXT] = keel_credential_ref(c);
-    (void) pthread_mutex_unlock(&app->credential_lock);
-    (void) keel_credential_unref(old);
-    notify_subscribers(app);
-    return 0;
-}
-
-int keel_app_subscribe_credential(keel_app *app, keel_credential_handler_t fn, void *userdata)
-{
-    keel_assert_return(app && fn, -EINVAL);
-    credential_subscriber *l = realloc(app->credential_subscribers, (app->n_credential_subscribers + 1) * sizeof *l);
-    if (!l)
-        return -ENOMEM;
-    app->credential_subscribers = l;
-    l[app->n_credential_subscribers++] = (credential_subscriber){ fn, userdata };
-    return 0;
-}
-
-void keel__app_credentials_done(keel_app *app)
-{
-    for (size_t i = 0; i < ELEMENTSOF(app->credentials); i++)
-        app->credentials[i] = keel_credential_unref(app->credentials[i]);
-    free(app->credential_subscribers);
-    app->credential_subscribers = NULL;
-    app->n_credential_subscribers = 0;
-    (void) pthread_mutex_destroy(&app->credential_lock);
 }

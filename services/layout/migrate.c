@@ -23,9 +23,7 @@
 
 #include <keel/keel.h>
 
-#include "app-internal.h"
-#include "macro.h"
-#include "state-dir.h"
+#include "layout.h"
 
 #define ROLES_DIR "roles"
 
@@ -156,34 +154,22 @@ static void describe(const step *s, char *buf, size_t size)
     }
 }
 
-/* A short write(2) sets no errno: errno would still say what some earlier call failed with. */
-static int write_once(int fd, const void *data, size_t size)
+/* @name in @dir, into @buf. */
+static int path_in(char buf[static PATH_MAX], const char *dir, const char *name)
 {
-    ssize_t n = write(fd, data, size);
-    if (n < 0)
-        return -errno;
-    return (size_t) n == size ? 0 : -EIO;
+    int n = snprintf(buf, PATH_MAX, "%s/%s", dir, name);
+    return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-/* Writes @size bytes as @name through a temporary file and a rename, synced, with @mode. */
-static int write_atomic(int dfd, const char *name, const void *data, size_t size, mode_t mode)
+/* Writes @size bytes as @name in @dir through a temporary file and a rename, synced, with @mode. */
+static int write_atomic(const char *dir, const char *name, const void *data, size_t size, mode_t mode)
 {
-    char tmp[NAME_MAX + 1];
-    (void) snprintf(tmp, sizeof tmp, ".%s.migrate", name);
-    _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        return -errno;
-    int r = write_once(fd, data, size);
-    if (r >= 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
-        r = -errno;
-    if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
-        r = -errno;
-    if (r < 0)
-        (void) unlinkat(dfd, tmp, 0);
-    return r;
+    char path[PATH_MAX];
+    int r = path_in(path, dir, name);
+    return r < 0 ? r : keel_file_write_atomic(path, data, size, mode);
 }
 
-static int resolve_link(int dfd, const char *name)
+static int resolve_link(int dfd, const char *dir, const char *name)
 {
     char buf[1 << 16];
     struct stat st;
@@ -195,7 +181,7 @@ static int resolve_link(int dfd, const char *name)
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0)
         return -errno;
-    return write_atomic(dfd, name, buf, (size_t) n, st.st_mode & 0777);
+    return write_atomic(dir, name, buf, (size_t) n, st.st_mode & 0777);
 }
 
 /* The renames are entries of the state directory and of roles/: both synced before the layout
@@ -211,17 +197,17 @@ static int sync_dirs(int dfd)
 }
 
 /* The last step: the moves made durable, then the layout file written and its entry synced. */
-static int record_layout(int dfd, const char *name)
+static int record_layout(int dfd, const char *dir, const char *name)
 {
     char layout[8];
     int n = snprintf(layout, sizeof layout, "%d\n", KEEL_LAYOUT_CURRENT);
     int r = sync_dirs(dfd);
     if (r >= 0)
-        r = write_atomic(dfd, name, layout, (size_t) n, 0644);
+        r = write_atomic(dir, name, layout, (size_t) n, 0644);
     return r < 0 ? r : (fsync(dfd) < 0 ? -errno : 0);
 }
 
-static int apply(int dfd, const step *s)
+static int apply(int dfd, const char *dir, const step *s)
 {
     switch (s->kind) {
     case STEP_MKDIR:
@@ -235,11 +221,11 @@ static int apply(int dfd, const step *s)
         /* RENAME_NOREPLACE: never overwrite what a serving instance may have written meanwhile. */
         return renameat2(dfd, s->from, dfd, s->to, RENAME_NOREPLACE) < 0 ? -errno : 0;
     case STEP_RESOLVE:
-        return resolve_link(dfd, s->from);
+        return resolve_link(dfd, dir, s->from);
     case STEP_UNLINK:
         return unlinkat(dfd, s->from, 0) < 0 ? -errno : 0;
     case STEP_LAYOUT:
-        return record_layout(dfd, s->to);
+        return record_layout(dfd, dir, s->to);
     }
     return -EINVAL;
 }
@@ -252,7 +238,7 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
     for (size_t i = 0; i < p->n; i++) {
         describe(&p->steps[i], what, sizeof what);
         printf("  %s\n", what);
-        int r = migrate.dry_run ? 0 : apply(dfd, &p->steps[i]);
+        int r = migrate.dry_run ? 0 : apply(dfd, dir, &p->steps[i]);
         if (r < 0) {
             (void) fflush(stdout);
             return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to %s in %s: %s (the next run goes on from here)", what,
@@ -266,7 +252,7 @@ static int run_plan(keel_app *app, int dfd, const char *dir, const plan *p)
 
 static int on_run(keel_app *app, void *userdata)
 {
-    const char *dir = keel__app_settings(app)->state_dir;
+    const char *dir = keel_app_state_dir(app);
     char error[512] = "";
     plan p = { 0 };
 
@@ -283,8 +269,14 @@ static int on_run(keel_app *app, void *userdata)
      * migration may have run meanwhile. */
     int r = make_plan(dfd, dir, &p, error, sizeof error);
     if (r >= 0 && p.layout != KEEL_LAYOUT_CURRENT && !migrate.dry_run) {
-        if ((r = keel__state_dir_lock(app, dir, error, sizeof error)) < 0)
-            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: %s", error);
+        if ((r = keel_app_lock_state_dir(app)) == -EBUSY)
+            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED,
+                                   "Refusing to migrate: State directory '%s' is in use by another keel process; one process at a "
+                                   "time writes it",
+                                   dir);
+        if (r < 0)
+            return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: cannot lock '%s/.lock': %s", dir,
+                                   strerror(-r));
         memset(&p, 0, sizeof p);
         r = make_plan(dfd, dir, &p, error, sizeof error);
     }
@@ -309,12 +301,15 @@ static int on_migrate(keel_app *app, void *userdata)
     return keel_app_observe(app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "migrate.run", on_run, NULL, NULL);
 }
 
+/* One at a time (the PID file); the writer's lock only once there is work, so a dry run or a
+ * directory at the current layout is never written. */
 static int migrate_register(keel_app *app)
 {
-    int r = keel_app_add_command(app, "migrate", "bring the state directory to the current layout ([--dry-run])");
+    int r =
+        keel_app_add_command(app, "migrate", "bring the state directory to the current layout ([--dry-run])", KEEL_COMMAND_SINGLE);
     if (r < 0)
         return r;
     return keel_app_observe_command(app, "migrate", "migrate.command", on_migrate, NULL);
 }
 
-KEEL_PLUGIN_ORDERED(migrate, KEEL_PLUGIN_ORDER_CORE, migrate_register);
+KEEL_PLUGIN(migrate, migrate_register);

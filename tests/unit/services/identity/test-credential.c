@@ -8,11 +8,12 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
-#include <keel/credential.h>
+#include <keel/app.h>
 
-#include "cleanup.h"
+#include "credential.h"
 #include "helpers.h"
-#include "macro.h"
+#include "identity.h"
+#include "openssl-util.h"
 
 TestSuite(credential, .timeout = 30);
 
@@ -61,7 +62,7 @@ Test(credential, base64url_vectors)
     const char *out[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy", "-_8" };
     for (size_t i = 0; i < ELEMENTSOF(in); i++) {
         _cleanup_free_ char *s = NULL;
-        cr_assert_eq(keel_base64url(in[i], strlen(in[i]), &s), 0);
+        cr_assert_eq(base64url(in[i], strlen(in[i]), &s), 0);
         cr_assert_str_eq(s, out[i]);
     }
 }
@@ -87,25 +88,25 @@ Test(credential, rfc7638_thumbprint)
     cr_assert_eq(EVP_PKEY_fromdata_init(ctx), 1);
     cr_assert_eq(EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params), 1);
 
-    keel_credential *c = NULL;
-    cr_assert_eq(keel_credential_new(key, NULL, NULL, &c), 0);
-    cr_assert_str_eq(keel_credential_kid(c), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
-    cr_assert_str_eq(keel_credential_alg(c), "RS256");
+    credential *c = NULL;
+    cr_assert_eq(credential_new(key, NULL, NULL, &c), 0);
+    cr_assert_str_eq(credential_kid(c), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    cr_assert_str_eq(credential_alg(c), "RS256");
     _cleanup_free_ char *jwk = NULL;
-    cr_assert_eq(keel_credential_public_jwk(c, &jwk), 0);
+    cr_assert_eq(credential_public_jwk(c, &jwk), 0);
     cr_assert(strstr(jwk, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"0vx7agoe"), "%s", jwk);
     cr_assert(strstr(jwk, ",\"kid\":\"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs\",\"use\":\"sig\",\"alg\":\"RS256\"}"), "%s",
               jwk);
-    keel_credential_unref(c);
+    credential_unref(c);
 }
 
 Test(credential, refuses_weak_or_unknown_keys)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *rsa1024 = rsa_key(1024), *p384 = EVP_EC_gen("P-384");
-    keel_credential *c = NULL;
-    cr_assert_eq(keel_credential_new(rsa1024, NULL, NULL, &c), -EINVAL);
-    cr_assert_eq(keel_credential_new(p384, NULL, NULL, &c), -EINVAL);
-    cr_assert_eq(keel_credential_new(NULL, NULL, NULL, &c), -EINVAL);
+    credential *c = NULL;
+    cr_assert_eq(credential_new(rsa1024, NULL, NULL, &c), -EINVAL);
+    cr_assert_eq(credential_new(p384, NULL, NULL, &c), -EINVAL);
+    cr_assert_eq(credential_new(NULL, NULL, NULL, &c), -EINVAL);
     cr_assert_null(c);
 }
 
@@ -116,34 +117,34 @@ Test(credential, check_match_and_dates)
                                *expired = self_signed(key, -3 * 86400, 1), *future = self_signed(key, 86400, 1);
     keel_usec_t now = realtime();
     char reason[256];
-    keel_credential *c = NULL;
+    credential *c = NULL;
 
-    cr_assert_eq(keel_credential_new(key, NULL, NULL, &c), 0);
-    cr_assert_eq(keel_credential_check(c, now, reason, sizeof reason), -ENOKEY);
-    cr_assert_eq(keel_credential_not_after(c), KEEL_USEC_INFINITY);
-    c = keel_credential_unref(c);
+    cr_assert_eq(credential_new(key, NULL, NULL, &c), 0);
+    cr_assert_eq(credential_check(c, now, reason, sizeof reason), -ENOKEY);
+    cr_assert_eq(credential_not_after(c), KEEL_USEC_INFINITY);
+    c = credential_unref(c);
 
-    cr_assert_eq(keel_credential_new(key, good, NULL, &c), 0);
-    cr_assert_eq(keel_credential_check(c, now, reason, sizeof reason), 0);
-    cr_assert_lt(keel_credential_not_before(c), now);
-    cr_assert_gt(keel_credential_not_after(c), now + 86000 * KEEL_USEC_PER_SEC);
-    cr_assert_eq(keel_credential_check(c, keel_credential_not_after(c) + KEEL_USEC_PER_SEC, reason, sizeof reason), -EKEYEXPIRED);
+    cr_assert_eq(credential_new(key, good, NULL, &c), 0);
+    cr_assert_eq(credential_check(c, now, reason, sizeof reason), 0);
+    cr_assert_lt(credential_not_before(c), now);
+    cr_assert_gt(credential_not_after(c), now + 86000 * KEEL_USEC_PER_SEC);
+    cr_assert_eq(credential_check(c, credential_not_after(c) + KEEL_USEC_PER_SEC, reason, sizeof reason), -EKEYEXPIRED);
     cr_assert(strstr(reason, "expired at"), "%s", reason);
-    c = keel_credential_unref(c);
+    c = credential_unref(c);
 
-    cr_assert_eq(keel_credential_new(key, foreign, NULL, &c), 0);
-    cr_assert_eq(keel_credential_check(c, now, reason, sizeof reason), -EKEYREJECTED);
+    cr_assert_eq(credential_new(key, foreign, NULL, &c), 0);
+    cr_assert_eq(credential_check(c, now, reason, sizeof reason), -EKEYREJECTED);
     cr_assert(strstr(reason, "does not belong"), "%s", reason);
-    c = keel_credential_unref(c);
+    c = credential_unref(c);
 
-    cr_assert_eq(keel_credential_new(key, expired, NULL, &c), 0);
-    cr_assert_eq(keel_credential_check(c, now, reason, sizeof reason), -EKEYEXPIRED);
-    c = keel_credential_unref(c);
+    cr_assert_eq(credential_new(key, expired, NULL, &c), 0);
+    cr_assert_eq(credential_check(c, now, reason, sizeof reason), -EKEYEXPIRED);
+    c = credential_unref(c);
 
-    cr_assert_eq(keel_credential_new(key, future, NULL, &c), 0);
-    cr_assert_eq(keel_credential_check(c, now, reason, sizeof reason), -EKEYEXPIRED);
+    cr_assert_eq(credential_new(key, future, NULL, &c), 0);
+    cr_assert_eq(credential_check(c, now, reason, sizeof reason), -EKEYEXPIRED);
     cr_assert(strstr(reason, "not valid before"), "%s", reason);
-    keel_credential_unref(c);
+    credential_unref(c);
 }
 
 /* Verifies a compact JWS with the key's public half, as any JWT library would. */
@@ -170,16 +171,16 @@ static void verify_jws(const char *token, EVP_PKEY *key, bool ec)
 
 static void sign_and_verify(EVP_PKEY *key, bool ec)
 {
-    keel_credential *c = NULL;
+    credential *c = NULL;
     _cleanup_free_ char *token = NULL, *header_b64 = NULL;
     static const char payload[] = "{\"sub\":\"keel\"}";
-    cr_assert_eq(keel_credential_new(key, NULL, NULL, &c), 0);
-    cr_assert_eq(keel_credential_sign_jws(c, payload, strlen(payload), &token), 0);
+    cr_assert_eq(credential_new(key, NULL, NULL, &c), 0);
+    cr_assert_eq(credential_sign_jws(c, payload, strlen(payload), &token), 0);
 
     char header[128];
     int hn = snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", ec ? "ES256" : "RS256",
-                      keel_credential_kid(c));
-    cr_assert_eq(keel_base64url(header, (size_t) hn, &header_b64), 0);
+                      credential_kid(c));
+    cr_assert_eq(base64url(header, (size_t) hn, &header_b64), 0);
     cr_assert_eq(strncmp(token, header_b64, strlen(header_b64)), 0, "%s", token);
     unsigned char body[128];
     const char *p = strchr(token, '.') + 1;
@@ -187,7 +188,7 @@ static void sign_and_verify(EVP_PKEY *key, bool ec)
     cr_assert_eq(bn, strlen(payload));
     cr_assert_eq(memcmp(body, payload, bn), 0);
     verify_jws(token, key, ec);
-    keel_credential_unref(c);
+    credential_unref(c);
 }
 
 Test(credential, es256_verifies)
@@ -202,53 +203,55 @@ Test(credential, rs256_verifies)
     sign_and_verify(key, false);
 }
 
-static void count(keel_app *app, void *userdata)
+static void count(identity *id, void *userdata)
 {
     (*(unsigned *) userdata)++;
 }
 
-static bool holds(keel_app *app, keel_credential_slot slot, const keel_credential *want)
+static bool holds(identity *id, identity_slot slot, const credential *want)
 {
-    keel_credential *c = keel_app_get_credential(app, slot);
-    bool same = want ? c && streq(keel_credential_kid(c), keel_credential_kid(want)) &&
-                           keel_credential_cert(c) == keel_credential_cert(want)
-                     : !c;
-    keel_credential_unref(c);
+    credential *c = identity_get(id, slot);
+    bool same = want ? c && streq(credential_kid(c), credential_kid(want)) && credential_cert(c) == credential_cert(want) : !c;
+    credential_unref(c);
     return same;
 }
 
 Test(credential, app_slots_rotate)
 {
     keel_app *app = keel_app_new("test");
+    identity *id = NULL, *again = NULL;
+    cr_assert_eq(identity_of(app, &id), 0);
+    cr_assert_eq(identity_of(app, &again), 0);
+    cr_assert_eq(id, again, "one identity per app, attached to it");
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *ka = ec_key(), *kb = ec_key();
     _cleanup_(X509_freep) X509 *xa = self_signed(ka, -60, 1), *xb = self_signed(kb, -60, 1), *xb2 = self_signed(kb, -30, 2);
-    keel_credential *a = NULL, *b_key = NULL, *b = NULL, *b2 = NULL;
+    credential *a = NULL, *b_key = NULL, *b = NULL, *b2 = NULL;
     unsigned calls = 0;
-    cr_assert_eq(keel_app_subscribe_credential(app, count, &calls), 0);
-    cr_assert_eq(keel_credential_new(ka, xa, NULL, &a), 0);
-    cr_assert_eq(keel_credential_new(kb, NULL, NULL, &b_key), 0);
-    cr_assert_eq(keel_credential_new(kb, xb, NULL, &b), 0);
-    cr_assert_eq(keel_credential_new(kb, xb2, NULL, &b2), 0);
+    cr_assert_eq(identity_subscribe(id, count, &calls), 0);
+    cr_assert_eq(credential_new(ka, xa, NULL, &a), 0);
+    cr_assert_eq(credential_new(kb, NULL, NULL, &b_key), 0);
+    cr_assert_eq(credential_new(kb, xb, NULL, &b), 0);
+    cr_assert_eq(credential_new(kb, xb2, NULL, &b2), 0);
 
-    cr_assert_eq(keel_app_rotate_credential(app, b_key), -EINVAL, "a key without certificate cannot be current");
-    cr_assert_eq(keel_app_rotate_credential(app, a), 0);
-    cr_assert(holds(app, KEEL_CREDENTIAL_CURRENT, a) && holds(app, KEEL_CREDENTIAL_PREVIOUS, NULL));
+    cr_assert_eq(identity_rotate(id, b_key), -EINVAL, "a key without certificate cannot be current");
+    cr_assert_eq(identity_rotate(id, a), 0);
+    cr_assert(holds(id, IDENTITY_CURRENT, a) && holds(id, IDENTITY_PREVIOUS, NULL));
 
-    cr_assert_eq(keel_app_set_next_credential(app, b_key), 0);
-    cr_assert(holds(app, KEEL_CREDENTIAL_NEXT, b_key));
+    cr_assert_eq(identity_set_next(id, b_key), 0);
+    cr_assert(holds(id, IDENTITY_NEXT, b_key));
 
-    cr_assert_eq(keel_app_rotate_credential(app, b), 0);
-    cr_assert(holds(app, KEEL_CREDENTIAL_CURRENT, b) && holds(app, KEEL_CREDENTIAL_PREVIOUS, a));
-    cr_assert(holds(app, KEEL_CREDENTIAL_NEXT, NULL), "the next key is in use now");
+    cr_assert_eq(identity_rotate(id, b), 0);
+    cr_assert(holds(id, IDENTITY_CURRENT, b) && holds(id, IDENTITY_PREVIOUS, a));
+    cr_assert(holds(id, IDENTITY_NEXT, NULL), "the next key is in use now");
 
     /* A renewal of the same key keeps the other key in `previous`, for tokens it signed. */
-    cr_assert_eq(keel_app_rotate_credential(app, b2), 0);
-    cr_assert(holds(app, KEEL_CREDENTIAL_CURRENT, b2) && holds(app, KEEL_CREDENTIAL_PREVIOUS, a));
+    cr_assert_eq(identity_rotate(id, b2), 0);
+    cr_assert(holds(id, IDENTITY_CURRENT, b2) && holds(id, IDENTITY_PREVIOUS, a));
     cr_assert_eq(calls, 4);
 
-    keel_credential_unref(a);
-    keel_credential_unref(b_key);
-    keel_credential_unref(b);
-    keel_credential_unref(b2);
+    credential_unref(a);
+    credential_unref(b_key);
+    credential_unref(b);
+    credential_unref(b2);
     keel_app_free(app);
 }
