@@ -16,23 +16,24 @@ extern char **environ;
 
 static keel_config_sources sources(const keel_app *app)
 {
+    const keel_cli *cli = keel__app_cli(app);
     const char *defaults = getenv("KEEL_DEFAULTS_FILE");
-    const char *app_file = app->config_file;
+    const char *app_file = cli->config_file;
     /* The well-known file is read when present; a file named with --config must exist. */
     if (!app_file && access(APP_FILE, F_OK) == 0)
         app_file = APP_FILE;
     return (keel_config_sources){
         .defaults_file = defaults ? defaults : DEFAULTS_FILE,
         .app_file = app_file,
-        .profile = app->profile,
+        .profile = cli->profile,
         .environ = environ,
-        .sets = app->sets,
+        .sets = cli->sets,
     };
 }
 
 static void disable_plugins(keel_app *app)
 {
-    for (char **p = app->settings.plugins_disabled; p && *p; p++) {
+    for (char **p = keel__app_settings(app)->plugins_disabled; p && *p; p++) {
         size_t n = keel__app_disable_plugin(app, *p);
         keel_log_info("Plugin %s disabled by configuration (%zu observers removed)", *p, n);
     }

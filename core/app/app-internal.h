@@ -99,10 +99,8 @@ typedef struct keel_attachment {
     keel_free_handler_t free_fn;
 } keel_attachment;
 
-struct keel_app {
-    char *name;
-    sd_event *event;             /* owned */
-    sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
+/* What plugins and services registered: core/app/app.c, plugin.c, service.c, attach.c. */
+typedef struct keel_registry {
     observer_list lists[_KEEL_EVENT_MAX][_KEEL_PHASE_MAX];
     observer_list command_list;
     keel_command_decl *commands;
@@ -110,28 +108,30 @@ struct keel_app {
     keel_service **services; /* owned, in registration order */
     size_t n_services, allocated_services;
     bool services_resolved;                 /* their observers are registered: no more services */
-    const struct keel_service *service_now; /* borrowed: owner of the observers registered now */
+    const keel_plugin *plugin_now;          /* borrowed: owner of the observers registered now */
+    const struct keel_service *service_now; /* borrowed: the service whose hooks are registered now */
     pthread_mutex_t attach_lock;            /* guards attachments */
     keel_attachment *attachments;
     size_t n_attachments, allocated_attachments;
+} keel_registry;
 
-    /* The command line. */
+/* The command line: core/app/cli.c. */
+typedef struct keel_cli {
     char *command;
     char **args; /* argv from the command name on */
     char *config_file, *profile, *trace_path;
     bool daemonize; /* --daemon */
-    int daemon_fd;  /* core/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
-    int state_lock; /* core/app/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
     char **sets;    /* "key=value" from --set, --log-level, --log-format */
+} keel_cli;
 
-    /* The machine. */
+/* Where the machine is: core/machine/machine.c. */
+typedef struct keel_machine {
     keel_state state;
     keel_event event_now; /* running, or last run */
     keel_phase phase_now;
     bool dispatching;
-    keel_observer *observer_now;   /* borrowed */
-    const keel_plugin *plugin_now; /* borrowed: owner of observers registered now */
-    char *fail_message;            /* keel_app_fail() of the running observer */
+    keel_observer *observer_now; /* borrowed */
+    char *fail_message;          /* keel_app_fail() of the running observer */
     keel_cause cause;
     char *cause_message;
     bool reload_pending;
@@ -139,23 +139,45 @@ struct keel_app {
     bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
     keel_usec_t stop_started, stop_deadline, last_extend;
     unsigned refresh_failures;
+} keel_machine;
 
-    keel_config *config; /* owned */
-    keel_core_settings settings;
-
-    /* Read by HTTP polling threads. */
-    atomic_int readiness;        /* keel_readiness */
-    pthread_mutex_t health_lock; /* guards health_checks */
-    keel_health_entry *health_checks;
-    size_t n_health_checks;
+/* Readiness and health checks, read by HTTP polling threads: core/app/health.c. */
+typedef struct keel_health {
+    atomic_int readiness; /* keel_readiness */
+    pthread_mutex_t lock; /* guards checks */
+    keel_health_entry *checks;
+    size_t n_checks, allocated_checks;
     char **status_details; /* "health check server[127.0.0.1:9998]", for STATUS= */
+} keel_health;
 
+/* The framework's own metrics: core/telemetry/app-metrics.c. */
+typedef struct keel_telemetry {
     keel_metrics *metrics; /* owned */
     keel_work **works;     /* owned: freed after the registry whose callbacks read them */
-    size_t n_works;
+    size_t n_works, allocated_works;
     keel_histogram *shutdown_duration; /* borrowed from metrics */
     keel_counter *refresh_failures_total;
-    bool curl_unload_scheduled; /* core/http.c: libcurl goes away when start ends */
+} keel_telemetry;
+
+/* What the process holds beyond the machine. */
+typedef struct keel_process {
+    int daemon_fd;              /* core/machine/daemon.c: the pipe to the process waiting for readiness, or -EBADF */
+    int state_lock;             /* core/app/state-dir.c: the writer's lock on state_dir, held to the end, or -EBADF */
+    bool curl_unload_scheduled; /* core/http/curl.c: libcurl goes away when start ends */
+} keel_process;
+
+struct keel_app {
+    char *name;
+    sd_event *event;             /* owned */
+    sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
+    keel_registry registry;
+    keel_cli cli;
+    keel_machine machine;
+    keel_config *config; /* owned */
+    keel_core_settings settings;
+    keel_health health;
+    keel_telemetry telemetry;
+    keel_process process;
 };
 
 /* core/app-metrics.c: the framework's own metrics. */
@@ -219,6 +241,8 @@ size_t keel__app_disable_plugin(keel_app *app, const char *name);
 bool keel__app_in_start(const keel_app *app);
 /* The loaded configuration (borrowed). */
 keel_config *keel__app_config(keel_app *app);
+/* The parsed command line (borrowed). */
+const keel_cli *keel__app_cli(const keel_app *app);
 /* The app's own settings (borrowed). */
 const keel_core_settings *keel__app_settings(const keel_app *app);
 /* Applies the log settings of the configuration. */

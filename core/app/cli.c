@@ -35,8 +35,8 @@ void keel__cli_usage(const keel_app *app, FILE *f)
             "Runs the application's lifecycle: command, init, configure, start, ready, (refresh on SIGHUP),\n"
             "stop on SIGINT/SIGTERM, finalize.\n\nCommands:\n",
             app->name);
-    for (size_t i = 0; i < app->n_commands; i++)
-        fprintf(f, "  %-10s %s\n", app->commands[i].name, app->commands[i].summary);
+    for (size_t i = 0; i < app->registry.n_commands; i++)
+        fprintf(f, "  %-10s %s\n", app->registry.commands[i].name, app->registry.commands[i].summary);
     fputs("\nOptions:\n"
           "  -c, --config FILE      application configuration file (YAML)\n"
           "  -p, --profile NAME     also read keel.NAME.yaml next to the configuration file\n"
@@ -68,7 +68,7 @@ static int usage_error(const keel_app *app, const char *fmt, const char *arg)
 static int add_set(keel_app *app, const char *key, const char *value)
 {
     char *kv = keel_strdup_printf("%s=%s", key, value);
-    return kv ? keel_strv_push(&app->sets, kv) : -ENOMEM;
+    return kv ? keel_strv_push(&app->cli.sets, kv) : -ENOMEM;
 }
 
 static int replace(char **field, const char *value)
@@ -86,13 +86,13 @@ static int parse_option(keel_app *app, int c, const char *arg)
 {
     switch (c) {
     case 'c':
-        return replace(&app->config_file, arg);
+        return replace(&app->cli.config_file, arg);
     case 'p':
-        return replace(&app->profile, arg);
+        return replace(&app->cli.profile, arg);
     case 's':
         if (!strchr(arg, '=') || arg[0] == '=')
             return usage_error(app, "--set expects KEY=VALUE, got '%s'", arg);
-        return keel_strv_extend(&app->sets, arg);
+        return keel_strv_extend(&app->cli.sets, arg);
     case ARG_LOG_LEVEL: {
         int l = keel_log_level_from_string(arg);
         if (l < 0)
@@ -108,13 +108,13 @@ static int parse_option(keel_app *app, int c, const char *arg)
         return add_set(app, "log.format", arg);
     }
     case ARG_TRACE:
-        return replace(&app->trace_path, arg);
+        return replace(&app->cli.trace_path, arg);
     case ARG_PIDFILE:
         if (!*arg)
             return usage_error(app, "--pidfile expects a file name%s", "");
         return add_set(app, "pidfile", arg);
     case ARG_DAEMON:
-        app->daemonize = true;
+        app->cli.daemonize = true;
         return 0;
     case 'h':
         keel__cli_usage(app, stdout);
@@ -129,8 +129,8 @@ static int parse_option(keel_app *app, int c, const char *arg)
 
 static bool command_known(const keel_app *app, const char *name)
 {
-    for (size_t i = 0; i < app->n_commands; i++)
-        if (streq(app->commands[i].name, name))
+    for (size_t i = 0; i < app->registry.n_commands; i++)
+        if (streq(app->registry.commands[i].name, name))
             return true;
     return false;
 }
@@ -172,7 +172,7 @@ static int split_command_args(keel_app *app, int argc, char **argv, int first)
             if (streq(argv[i], "--"))
                 i++;
             for (; i < argc; i++)
-                if (keel_strv_extend(&app->args, argv[i]) < 0)
+                if (keel_strv_extend(&app->cli.args, argv[i]) < 0)
                     return -ENOMEM;
             break;
         }
@@ -203,10 +203,10 @@ int keel__cli_parse(keel_app *app, int argc, char **argv)
     const char *command = optind < argc ? argv[optind] : "serve";
     if (!command_known(app, command))
         return usage_error(app, "unknown command '%s'", command);
-    if (replace(&app->command, command) < 0)
+    if (replace(&app->cli.command, command) < 0)
         return -ENOMEM;
-    app->args = keel_strv_free(app->args);
-    if (keel_strv_extend(&app->args, command) < 0)
+    app->cli.args = keel_strv_free(app->cli.args);
+    if (keel_strv_extend(&app->cli.args, command) < 0)
         return -ENOMEM;
     return optind < argc ? split_command_args(app, argc, argv, optind) : 0;
 }

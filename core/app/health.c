@@ -7,25 +7,22 @@
 #include "app-internal.h"
 #include "macro.h"
 
-static const char *const readiness_names[_KEEL_READINESS_MAX] = {
+static const char *const keel_readiness_table[_KEEL_READINESS_MAX] = {
     [KEEL_READINESS_STARTING] = "starting",
     [KEEL_READINESS_READY] = "ready",
     [KEEL_READINESS_STOPPING] = "shutting_down",
 };
 
-const char *keel_readiness_to_string(keel_readiness r)
-{
-    return r >= 0 && r < _KEEL_READINESS_MAX ? readiness_names[r] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(keel_readiness, keel_readiness, )
 
 keel_readiness keel_app_readiness(const keel_app *app)
 {
-    return app ? (keel_readiness) atomic_load(&app->readiness) : _KEEL_READINESS_INVALID;
+    return app ? (keel_readiness) atomic_load(&app->health.readiness) : _KEEL_READINESS_INVALID;
 }
 
 void keel__app_set_readiness(keel_app *app, keel_readiness r)
 {
-    atomic_store(&app->readiness, (int) r);
+    atomic_store(&app->health.readiness, (int) r);
 }
 
 static bool valid_name(const char *s)
@@ -42,23 +39,20 @@ int keel_app_add_health_check(keel_app *app, const char *name, keel_health_check
 {
     keel_assert_return(app && check && valid_name(name), -EINVAL);
 
+    _cleanup_free_ char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
     int r = 0;
-    (void) pthread_mutex_lock(&app->health_lock);
-    for (size_t i = 0; i < app->n_health_checks && r == 0; i++)
-        if (streq(app->health_checks[i].name, name))
+    (void) pthread_mutex_lock(&app->health.lock);
+    for (size_t i = 0; i < app->health.n_checks && r == 0; i++)
+        if (streq(app->health.checks[i].name, name))
             r = -EEXIST;
-    keel_health_entry *l = r == 0 ? realloc(app->health_checks, (app->n_health_checks + 1) * sizeof *l) : NULL;
-    char *copy = l ? strdup(name) : NULL;
-    if (r == 0 && (!l || !copy)) {
-        if (l)
-            app->health_checks = l;
-        free(copy);
-        r = -ENOMEM;
-    } else if (r == 0) {
-        app->health_checks = l;
-        l[app->n_health_checks++] = (keel_health_entry){ .name = copy, .check = check, .userdata = userdata };
-    }
-    (void) pthread_mutex_unlock(&app->health_lock);
+    if (r == 0)
+        r = GROW(app->health.checks, app->health.allocated_checks, app->health.n_checks + 1);
+    if (r == 0)
+        app->health.checks[app->health.n_checks++] =
+            (keel_health_entry){ .name = TAKE_PTR(copy), .check = check, .userdata = userdata };
+    (void) pthread_mutex_unlock(&app->health.lock);
     return r;
 }
 
@@ -67,24 +61,24 @@ unsigned keel_app_run_health_checks(keel_app *app, keel_health_report_t report, 
     unsigned failed = 0;
     if (!app)
         return 0;
-    (void) pthread_mutex_lock(&app->health_lock);
-    for (size_t i = 0; i < app->n_health_checks; i++) {
+    (void) pthread_mutex_lock(&app->health.lock);
+    for (size_t i = 0; i < app->health.n_checks; i++) {
         char reason[256] = "";
-        keel_health_entry *e = &app->health_checks[i];
+        keel_health_entry *e = &app->health.checks[i];
         int r = e->check(e->userdata, reason, sizeof reason);
         failed += r < 0;
         if (report)
             report(e->name, r, r < 0 && !reason[0] ? strerror(-r) : reason, userdata);
     }
-    (void) pthread_mutex_unlock(&app->health_lock);
+    (void) pthread_mutex_unlock(&app->health.lock);
     return failed;
 }
 
 void keel__app_health_done(keel_app *app)
 {
-    for (size_t i = 0; i < app->n_health_checks; i++)
-        free(app->health_checks[i].name);
-    app->health_checks = (free(app->health_checks), NULL);
-    app->n_health_checks = 0;
-    (void) pthread_mutex_destroy(&app->health_lock);
+    for (size_t i = 0; i < app->health.n_checks; i++)
+        free(app->health.checks[i].name);
+    app->health.checks = (free(app->health.checks), NULL);
+    app->health.n_checks = 0;
+    (void) pthread_mutex_destroy(&app->health.lock);
 }

@@ -29,9 +29,9 @@ int keel__app_register_plugins(keel_app *app)
     qsort(sorted, n, sizeof *sorted, compare_plugins);
 
     for (size_t i = 0; i < n; i++) {
-        app->plugin_now = sorted[i];
+        app->registry.plugin_now = sorted[i];
         int r = sorted[i]->register_fn(app);
-        app->plugin_now = NULL;
+        app->registry.plugin_now = NULL;
         if (r < 0)
             return keel_log_error_errno(r, "Failed to register plugin %s: %m", sorted[i]->name);
         keel_log_debug("Registered plugin %s", sorted[i]->name);
@@ -61,9 +61,9 @@ static size_t remove_owned(observer_list *l, const char *plugin)
 
 size_t keel__app_disable_plugin(keel_app *app, const char *name)
 {
-    size_t n = remove_owned(&app->command_list, name);
+    size_t n = remove_owned(&app->registry.command_list, name);
     for (int e = 0; e < _KEEL_EVENT_MAX; e++)
         for (int p = 0; p < _KEEL_PHASE_MAX; p++)
-            n += remove_owned(&app->lists[e][p], name);
+            n += remove_owned(&app->registry.lists[e][p], name);
     return n;
 }

@@ -15,7 +15,7 @@
 static bool resolve(keel_app *app)
 {
     _cleanup_free_ char *error = NULL;
-    int r = keel__services_resolve(app, app->command, &error);
+    int r = keel__services_resolve(app, app->cli.command, &error);
     if (r >= 0)
         r = keel__state_dir_register(app);
     if (r < 0) {
@@ -49,7 +49,7 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
     if (!resolve(app))
         return *ret_status = KEEL_EXIT_SOFTWARE, false;
     keel__config_path_base_init(); /* before --daemon leaves the directory */
-    if (app->daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
+    if (app->cli.daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
         if (r < 0)
             keel_log_error_errno(r, "Failed to detach: %m");
         return r < 0 ? (*ret_status = KEEL_EXIT_FAILURE, false) : false;
@@ -61,8 +61,8 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
                 app->name);
         return *ret_status = KEEL_EXIT_USAGE, false;
     }
-    if (app->trace_path && (r = keel__trace_open(app->trace_path)) < 0) {
-        keel_log_error_errno(r, "Failed to open trace file '%s': %m", app->trace_path);
+    if (app->cli.trace_path && (r = keel__trace_open(app->cli.trace_path)) < 0) {
+        keel_log_error_errno(r, "Failed to open trace file '%s': %m", app->cli.trace_path);
         return *ret_status = KEEL_EXIT_CANTCREAT, false;
     }
     return true;
@@ -71,7 +71,7 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
 int keel_app_run(keel_app *app, int argc, char **argv, bool plugins)
 {
     keel_assert_return(app && argc >= 1 && argv, -EINVAL);
-    keel_assert_return(app->state == _KEEL_STATE_INVALID, -EBUSY);
+    keel_assert_return(app->machine.state == _KEEL_STATE_INVALID, -EBUSY);
 
     int status;
     if (!prepare(app, argc, argv, plugins, &status))

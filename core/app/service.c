@@ -67,7 +67,7 @@ static int service_new(keel_app *app, const keel_service_vtable *vtable, keel_se
     keel_service *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    *s = (keel_service){ .app = app, .vtable = vtable, .plugin = app->plugin_now };
+    *s = (keel_service){ .app = app, .vtable = vtable, .plugin = app->registry.plugin_now };
     if (vtable->state_size > 0 && !(s->state = calloc(1, vtable->state_size))) {
         free(s);
         return -ENOMEM;
@@ -80,11 +80,11 @@ int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, keel_
 {
     keel_assert_return(app && vtable && name_valid(vtable->name), -EINVAL);
     keel_assert_return(vtable->n_config == 0 || (vtable->config && vtable->state_size > 0), -EINVAL);
-    if (app->services_resolved)
+    if (app->registry.services_resolved)
         return -ESTALE;
     if (keel_app_find_service(app, vtable->name))
         return -EEXIST;
-    int r = GROW(app->services, app->allocated_services, app->n_services + 1);
+    int r = GROW(app->registry.services, app->registry.allocated_services, app->registry.n_services + 1);
     if (r < 0)
         return r;
 
@@ -100,7 +100,7 @@ int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, keel_
         keel__service_free(s);
         return r;
     }
-    app->services[app->n_services++] = s;
+    app->registry.services[app->registry.n_services++] = s;
     if (ret)
         *ret = s;
     return 0;
@@ -108,9 +108,9 @@ int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, keel_
 
 keel_service *keel_app_find_service(const keel_app *app, const char *name)
 {
-    for (size_t i = 0; app && name && i < app->n_services; i++)
-        if (streq(app->services[i]->vtable->name, name))
-            return app->services[i];
+    for (size_t i = 0; app && name && i < app->registry.n_services; i++)
+        if (streq(app->registry.services[i]->vtable->name, name))
+            return app->registry.services[i];
     return NULL;
 }
 
@@ -129,8 +129,8 @@ static int fail(char **ret_error, int r, const char *fmt, ...)
 
 static size_t index_of(const keel_app *app, const char *name)
 {
-    for (size_t i = 0; i < app->n_services; i++)
-        if (streq(app->services[i]->vtable->name, name))
+    for (size_t i = 0; i < app->registry.n_services; i++)
+        if (streq(app->registry.services[i]->vtable->name, name))
             return i;
     return SIZE_MAX;
 }
@@ -163,9 +163,9 @@ static int cycle_error(const keel_app *app, const bool *placed, char **ret_error
 {
     char names[1024];
     keel_strbuf sb = KEEL_STRBUF_INIT(names);
-    for (size_t i = 0; i < app->n_services; i++)
+    for (size_t i = 0; i < app->registry.n_services; i++)
         if (!placed[i])
-            keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", app->services[i]->vtable->name);
+            keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", app->registry.services[i]->vtable->name);
     return fail(ret_error, -ELOOP, "The services %s start after one another in a cycle", names);
 }
 
@@ -173,18 +173,18 @@ static int cycle_error(const keel_app *app, const bool *placed, char **ret_error
  * registration order wherever `after` leaves it free. */
 static int order(const keel_app *app, keel_service **ret_order, char **ret_error)
 {
-    _cleanup_free_ bool *placed = calloc(app->n_services + 1, sizeof *placed);
+    _cleanup_free_ bool *placed = calloc(app->registry.n_services + 1, sizeof *placed);
     if (!placed)
         return -ENOMEM;
-    for (size_t n = 0; n < app->n_services; n++) {
+    for (size_t n = 0; n < app->registry.n_services; n++) {
         size_t next = SIZE_MAX;
-        for (size_t i = 0; i < app->n_services && next == SIZE_MAX; i++)
-            if (!placed[i] && dependencies_placed(app, app->services[i], placed))
+        for (size_t i = 0; i < app->registry.n_services && next == SIZE_MAX; i++)
+            if (!placed[i] && dependencies_placed(app, app->registry.services[i], placed))
                 next = i;
         if (next == SIZE_MAX)
             return cycle_error(app, placed, ret_error);
         placed[next] = true;
-        ret_order[n] = app->services[next];
+        ret_order[n] = app->registry.services[next];
     }
     return 0;
 }
@@ -219,25 +219,25 @@ static int register_hooks(keel_app *app, keel_service *s)
 
 int keel__services_resolve(keel_app *app, const char *command, char **ret_error)
 {
-    assert(!app->services_resolved);
-    app->services_resolved = true;
-    for (size_t i = 0; i < app->n_services; i++) {
-        int r = check_names(app, app->services[i], ret_error);
+    assert(!app->registry.services_resolved);
+    app->registry.services_resolved = true;
+    for (size_t i = 0; i < app->registry.n_services; i++) {
+        int r = check_names(app, app->registry.services[i], ret_error);
         if (r < 0)
             return r;
     }
-    _cleanup_free_ keel_service **sorted = calloc(app->n_services + 1, sizeof *sorted);
+    _cleanup_free_ keel_service **sorted = calloc(app->registry.n_services + 1, sizeof *sorted);
     if (!sorted)
         return -ENOMEM;
     int r = order(app, sorted, ret_error);
-    for (size_t i = 0; r >= 0 && i < app->n_services; i++) {
+    for (size_t i = 0; r >= 0 && i < app->registry.n_services; i++) {
         if (!joins(sorted[i], command))
             continue;
-        app->plugin_now = sorted[i]->plugin; /* the observers belong to the plugin that added the service */
-        app->service_now = sorted[i];
+        app->registry.plugin_now = sorted[i]->plugin; /* the observers belong to the plugin that added the service */
+        app->registry.service_now = sorted[i];
         r = register_hooks(app, sorted[i]);
-        app->plugin_now = NULL;
-        app->service_now = NULL;
+        app->registry.plugin_now = NULL;
+        app->registry.service_now = NULL;
     }
     return r;
 }

@@ -27,7 +27,7 @@ const char *keel_app_state_dir(const keel_app *app)
 
 bool keel_app_state_dir_locked(const keel_app *app)
 {
-    return app && app->state_lock >= 0;
+    return app && app->process.state_lock >= 0;
 }
 
 int keel_app_lock_state_dir(keel_app *app)
@@ -37,7 +37,7 @@ int keel_app_lock_state_dir(keel_app *app)
     char path[PATH_MAX];
     if (!dir || !*dir)
         return -ENOENT;
-    if (app->state_lock >= 0)
+    if (app->process.state_lock >= 0)
         return 0;
     if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, STATE_LOCK) >= sizeof path)
         return -ENAMETOOLONG;
@@ -46,7 +46,7 @@ int keel_app_lock_state_dir(keel_app *app)
         return -errno;
     if (flock(fd, LOCK_EX | LOCK_NB) < 0)
         return errno == EWOULDBLOCK ? -EBUSY : -errno;
-    app->state_lock = TAKE_FD(fd);
+    app->process.state_lock = TAKE_FD(fd);
     return 0;
 }
 

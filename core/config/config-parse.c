@@ -28,8 +28,7 @@ typedef struct type_info {
 
 /* Sets *ret_error to the formatted message and returns @r; -ENOMEM when the message cannot be
  * allocated, so a caller never sees a failure without either a message or -ENOMEM. */
-static int fail(char **ret_error, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
-static int fail(char **ret_error, int r, const char *fmt, ...)
+int keel__config_fail(char **ret_error, int r, const char *fmt, ...)
 {
     if (!ret_error)
         return r;
@@ -44,7 +43,7 @@ static int fail(char **ret_error, int r, const char *fmt, ...)
     return r;
 }
 
-static bool has_bounds(const keel_config_key *k)
+bool keel__config_has_bounds(const keel_config_key *k)
 {
     return k->min != 0 || k->max != 0;
 }
@@ -52,14 +51,14 @@ static bool has_bounds(const keel_config_key *k)
 /* ---- Scalars ------------------------------------------------------------------------------- */
 
 /* The text a scalar parser sees: YAML's null reads as the empty string. */
-static const char *scalar_text(const keel_config_raw *v)
+const char *keel__config_scalar_text(const keel_config_raw *v)
 {
     return v->null ? "" : v->text;
 }
 
 static int parse_string(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
 {
-    char *s = strdup(scalar_text(v));
+    char *s = strdup(keel__config_scalar_text(v));
     if (!s)
         return -ENOMEM;
     ret->string = s;
@@ -91,9 +90,9 @@ char *keel__config_path_absolute(const char *path)
  * Empty only where the default is: "none". */
 static int parse_path(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
 {
-    const char *t = scalar_text(v);
+    const char *t = keel__config_scalar_text(v);
     if (!*t && !(k->def && streq(k->def, "''")))
-        return fail(ret_error, -EINVAL, "invalid path '%s' for %s: expected a non-empty path", v->text, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid path '%s' for %s: expected a non-empty path", v->text, k->key);
     ret->string = *t ? keel__config_path_absolute(t) : strdup("");
     return ret->string ? 0 : -ENOMEM;
 }
@@ -111,7 +110,8 @@ static int parse_bool(const keel_config_key *k, const keel_config_raw *v, keel_c
     else if (!strcasecmp(t, "false") || !strcasecmp(t, "no") || !strcasecmp(t, "off"))
         ret->boolean = false;
     else
-        return fail(ret_error, -EINVAL, "invalid boolean '%s' for %s: expected true or false (or yes/no, on/off)", t, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid boolean '%s' for %s: expected true or false (or yes/no, on/off)", t,
+                                 k->key);
     return 0;
 }
 
@@ -127,17 +127,19 @@ static int parse_int(const keel_config_key *k, const keel_config_raw *v, keel_co
 
     /* strtoll() would also take leading blanks and "0x"; only a plain decimal is a YAML integer */
     if (!isdigit((unsigned char) *digits))
-        return fail(ret_error, -EINVAL, "invalid integer '%s' for %s: expected a whole number", t, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid integer '%s' for %s: expected a whole number", t, k->key);
     errno = 0;
     long long n = strtoll(t, &end, 10);
     if (*end)
-        return fail(ret_error, -EINVAL, "invalid integer '%s' for %s: expected a whole number", t, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid integer '%s' for %s: expected a whole number", t, k->key);
     if (errno == ERANGE)
-        return fail(ret_error, -ERANGE, "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
-                    INT64_MIN, INT64_MAX);
-    if (has_bounds(k) && (n < k->min || n > k->max))
-        return fail(ret_error, -ERANGE, "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
-                    k->min, k->max);
+        return keel__config_fail(ret_error, -ERANGE,
+                                 "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
+                                 INT64_MIN, INT64_MAX);
+    if (keel__config_has_bounds(k) && (n < k->min || n > k->max))
+        return keel__config_fail(ret_error, -ERANGE,
+                                 "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
+                                 k->min, k->max);
     ret->integer = n;
     return 0;
 }
@@ -149,7 +151,7 @@ static char *format_int(const keel_config_key *k, const keel_config_field *f)
 
 /* Reads the decimal digits at *p into *ret and moves *p past them. -EINVAL when there is none,
  * -ERANGE when they overflow. Unlike strtoull() it takes no sign and no blanks. */
-static int parse_digits(const char **p, uint64_t *ret)
+int keel__config_parse_digits(const char **p, uint64_t *ret)
 {
     const char *s = *p;
     uint64_t n = 0;
@@ -162,180 +164,6 @@ static int parse_digits(const char **p, uint64_t *ret)
     *p = s;
     *ret = n;
     return 0;
-}
-
-/* ---- Durations ----------------------------------------------------------------------------- */
-
-static const struct {
-    const char *suffix;
-    keel_usec_t usec;
-} duration_units[] = {
-    /* largest first: the formatter walks them in this order */
-    { "d", 24ULL * 3600 * KEEL_USEC_PER_SEC },
-    { "h", 3600ULL * KEEL_USEC_PER_SEC },
-    { "m", 60ULL * KEEL_USEC_PER_SEC },
-    { "s", KEEL_USEC_PER_SEC },
-    { "ms", KEEL_USEC_PER_MSEC },
-    { "us", 1 },
-};
-
-#define DURATION_EXPECTED "expected a number with a unit (250ms, 30s, 5m, 24h)"
-
-static void format_duration_buf(keel_strbuf *sb, keel_usec_t v)
-{
-    if (v == 0) {
-        keel_strbuf_append(sb, "0");
-        return;
-    }
-    for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
-        if (v >= duration_units[i].usec) {
-            keel_strbuf_printf(sb, "%" PRIu64 "%s", v / duration_units[i].usec, duration_units[i].suffix);
-            v %= duration_units[i].usec;
-        }
-}
-
-static keel_usec_t duration_unit(const char *unit, size_t n)
-{
-    for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
-        if (strlen(duration_units[i].suffix) == n && strneq(duration_units[i].suffix, unit, n))
-            return duration_units[i].usec;
-    return 0;
-}
-
-/* "1h30m", "250ms", "0": components of a number and a unit, in any order, blanks between them
- * allowed. A number without a unit would be ambiguous, so only 0 may go bare. */
-static int parse_duration_text(const keel_config_key *k, const char *t, keel_usec_t *ret, char **ret_error)
-{
-    const char *p = t;
-    keel_usec_t total = 0;
-    uint64_t n = 0;
-    int r;
-
-    if (*p == '-')
-        return fail(ret_error, -EINVAL, "invalid duration '%s' for %s: a duration cannot be negative", t, k->key);
-    if (parse_digits(&p, &n) == 0 && n == 0 && !*p) {
-        *ret = 0;
-        return 0;
-    }
-    p = t;
-    do {
-        r = parse_digits(&p, &n);
-        if (r == -ERANGE)
-            return fail(ret_error, -ERANGE, "invalid duration '%s' for %s: too large", t, k->key);
-        if (r < 0)
-            return fail(ret_error, -EINVAL, "invalid duration '%s' for %s: " DURATION_EXPECTED, t, k->key);
-        size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
-        if (len == 0)
-            return fail(ret_error, -EINVAL, "invalid duration '%s' for %s: " DURATION_EXPECTED, t, k->key);
-        keel_usec_t unit = duration_unit(p, len);
-        if (unit == 0)
-            return fail(ret_error, -EINVAL, "invalid duration '%s' for %s: unknown unit '%.*s' (expected us, ms, s, m, h or d)", t,
-                        k->key, (int) len, p);
-        if (__builtin_mul_overflow(n, unit, &n) || __builtin_add_overflow(total, n, &total))
-            return fail(ret_error, -ERANGE, "invalid duration '%s' for %s: too large", t, k->key);
-        p += len;
-        p += strspn(p, " ");
-    } while (*p);
-    *ret = total;
-    return 0;
-}
-
-static int parse_duration(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
-{
-    keel_usec_t u = 0;
-    int r = parse_duration_text(k, v->text, &u, ret_error);
-    if (r < 0)
-        return r;
-    if (has_bounds(k) && (u < (keel_usec_t) k->min || u > (keel_usec_t) k->max)) {
-        char lo[64], hi[64];
-        keel_strbuf a = KEEL_STRBUF_INIT(lo), b = KEEL_STRBUF_INIT(hi);
-        format_duration_buf(&a, (keel_usec_t) k->min);
-        format_duration_buf(&b, (keel_usec_t) k->max);
-        return fail(ret_error, -ERANGE, "duration '%s' for %s is out of range: expected between %s and %s", v->text, k->key, lo,
-                    hi);
-    }
-    ret->duration = u;
-    return 0;
-}
-
-static char *format_duration(const keel_config_key *k, const keel_config_field *f)
-{
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    format_duration_buf(&sb, f->duration);
-    return strdup(buf);
-}
-
-/* ---- Sizes --------------------------------------------------------------------------------- */
-
-#define SIZE_EXPECTED "expected a number of bytes, optionally with K, M, G or T (512, 64K, 8MiB, 1G)"
-
-static const char size_prefixes[] = "KMGT"; /* powers of 1024, in order */
-
-static void format_size_buf(keel_strbuf *sb, uint64_t v)
-{
-    for (size_t i = sizeof(size_prefixes) - 1; i > 0; i--) {
-        unsigned shift = 10 * (unsigned) i;
-        if (v != 0 && v % (UINT64_C(1) << shift) == 0) {
-            keel_strbuf_printf(sb, "%" PRIu64 "%ciB", v >> shift, size_prefixes[i - 1]);
-            return;
-        }
-    }
-    keel_strbuf_printf(sb, "%" PRIu64, v);
-}
-
-/* "512", "512B", "64K", "64KB", "64KiB", "1g": the prefix letter in either case. */
-static int parse_size_text(const keel_config_key *k, const char *t, uint64_t *ret, char **ret_error)
-{
-    const char *p = t;
-    uint64_t n = 0;
-    unsigned shift = 0;
-
-    int r = parse_digits(&p, &n);
-    if (r == -ERANGE)
-        return fail(ret_error, -ERANGE, "invalid size '%s' for %s: too large", t, k->key);
-    if (r < 0)
-        return fail(ret_error, -EINVAL, "invalid size '%s' for %s: " SIZE_EXPECTED, t, k->key);
-    const char *prefix = *p ? strchr(size_prefixes, toupper((unsigned char) *p)) : NULL;
-    if (prefix) {
-        shift = 10 * (unsigned) (prefix - size_prefixes + 1);
-        p++;
-        if (*p == 'i' && p[1] == 'B')
-            p++;
-    }
-    if (*p == 'B')
-        p++;
-    if (*p)
-        return fail(ret_error, -EINVAL, "invalid size '%s' for %s: " SIZE_EXPECTED, t, k->key);
-    if (shift && n > (UINT64_MAX >> shift))
-        return fail(ret_error, -ERANGE, "invalid size '%s' for %s: too large", t, k->key);
-    *ret = n << shift;
-    return 0;
-}
-
-static int parse_size(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error)
-{
-    uint64_t n = 0;
-    int r = parse_size_text(k, v->text, &n, ret_error);
-    if (r < 0)
-        return r;
-    if (has_bounds(k) && (n < (uint64_t) k->min || n > (uint64_t) k->max)) {
-        char lo[64], hi[64];
-        keel_strbuf a = KEEL_STRBUF_INIT(lo), b = KEEL_STRBUF_INIT(hi);
-        format_size_buf(&a, (uint64_t) k->min);
-        format_size_buf(&b, (uint64_t) k->max);
-        return fail(ret_error, -ERANGE, "size '%s' for %s is out of range: expected between %s and %s", v->text, k->key, lo, hi);
-    }
-    ret->size = n;
-    return 0;
-}
-
-static char *format_size(const keel_config_key *k, const keel_config_field *f)
-{
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    format_size_buf(&sb, f->size);
-    return strdup(buf);
 }
 
 /* ---- Addresses ----------------------------------------------------------------------------- */
@@ -384,21 +212,24 @@ static int parse_address(const keel_config_key *k, const keel_config_raw *v, kee
     uint64_t n = 0;
 
     if (split_address(t, &host, &host_len, &port, &reason) < 0)
-        return reason ? fail(ret_error, -EINVAL, "invalid address '%s' for %s: %s; " ADDRESS_EXPECTED, t, k->key, reason)
-                      : fail(ret_error, -EINVAL, "invalid address '%s' for %s: " ADDRESS_EXPECTED, t, k->key);
+        return reason
+                   ? keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: %s; " ADDRESS_EXPECTED, t, k->key, reason)
+                   : keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: " ADDRESS_EXPECTED, t, k->key);
     if (!*port)
-        return fail(ret_error, -EINVAL, "invalid address '%s' for %s: missing port; " ADDRESS_EXPECTED, t, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: missing port; " ADDRESS_EXPECTED, t, k->key);
     if (port[strspn(port, "0123456789")] != 0)
-        return fail(ret_error, -EINVAL, "invalid address '%s' for %s: port '%s' is not a number from 0 to 65535", t, k->key, port);
+        return keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: port '%s' is not a number from 0 to 65535", t,
+                                 k->key, port);
     const char *end = port;
-    if (parse_digits(&end, &n) < 0 || n > UINT16_MAX)
-        return fail(ret_error, -ERANGE, "invalid address '%s' for %s: port '%s' is not a number from 0 to 65535", t, k->key, port);
+    if (keel__config_parse_digits(&end, &n) < 0 || n > UINT16_MAX)
+        return keel__config_fail(ret_error, -ERANGE, "invalid address '%s' for %s: port '%s' is not a number from 0 to 65535", t,
+                                 k->key, port);
     if (host_len >= sizeof(a.host))
-        return fail(ret_error, -EINVAL, "invalid address '%s' for %s: host is longer than %zu characters", t, k->key,
-                    sizeof(a.host) - 1);
+        return keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: host is longer than %zu characters", t, k->key,
+                                 sizeof(a.host) - 1);
     for (size_t i = 0; i < host_len; i++)
         if (isspace((unsigned char) host[i]) || iscntrl((unsigned char) host[i]) || strchr("[]/", host[i]))
-            return fail(ret_error, -EINVAL, "invalid address '%s' for %s: bad character in host", t, k->key);
+            return keel__config_fail(ret_error, -EINVAL, "invalid address '%s' for %s: bad character in host", t, k->key);
     memcpy(a.host, host, host_len);
     a.port = (uint16_t) n;
     ret->address = a;
@@ -466,7 +297,7 @@ static int parse_enum(const keel_config_key *k, const keel_config_raw *v, keel_c
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
     for (int i = 0; k->choices[i]; i++)
         keel_strbuf_printf(&sb, "%s%s", i ? ", " : "", k->choices[i]);
-    return fail(ret_error, -EINVAL, "invalid value '%s' for %s: expected one of %s", v->text, k->key, buf);
+    return keel__config_fail(ret_error, -EINVAL, "invalid value '%s' for %s: expected one of %s", v->text, k->key, buf);
 }
 
 static char *format_enum(const keel_config_key *k, const keel_config_field *f)
@@ -482,8 +313,8 @@ static const type_info types[_KEEL_CONFIG_TYPE_MAX] = {
     [KEEL_CONFIG_PATH] = { "path", sizeof(char *), false, parse_path, format_string },
     [KEEL_CONFIG_BOOL] = { "boolean", sizeof(bool), false, parse_bool, format_bool },
     [KEEL_CONFIG_INT] = { "integer", sizeof(int64_t), true, parse_int, format_int },
-    [KEEL_CONFIG_DURATION] = { "duration", sizeof(keel_usec_t), true, parse_duration, format_duration },
-    [KEEL_CONFIG_SIZE] = { "size", sizeof(uint64_t), true, parse_size, format_size },
+    [KEEL_CONFIG_DURATION] = { "duration", sizeof(keel_usec_t), true, keel__config_parse_duration, keel__config_format_duration },
+    [KEEL_CONFIG_SIZE] = { "size", sizeof(uint64_t), true, keel__config_parse_size, keel__config_format_size },
     [KEEL_CONFIG_ADDRESS] = { "address", sizeof(keel_address), false, parse_address, format_address },
     [KEEL_CONFIG_LIST] = { "list", sizeof(char **), false, parse_list, format_list },
     [KEEL_CONFIG_ENUM] = { "value", sizeof(int), false, parse_enum, format_enum },
@@ -513,11 +344,11 @@ int keel__config_check_row(const keel_config_key *k, const char **ret_reason)
 
     if (k->type < 0 || k->type >= _KEEL_CONFIG_TYPE_MAX)
         reason = "type out of range";
-    else if (!types[k->type].bounded && has_bounds(k))
+    else if (!types[k->type].bounded && keel__config_has_bounds(k))
         reason = "min/max given for a type without bounds";
-    else if (has_bounds(k) && k->min > k->max)
+    else if (keel__config_has_bounds(k) && k->min > k->max)
         reason = "min is greater than max";
-    else if (has_bounds(k) && k->type != KEEL_CONFIG_INT && k->min < 0)
+    else if (keel__config_has_bounds(k) && k->type != KEEL_CONFIG_INT && k->min < 0)
         reason = "negative bound for an unsigned type";
     else if (k->type == KEEL_CONFIG_ENUM && (!k->choices || !k->choices[0]))
         reason = "an ENUM needs choices";
@@ -543,7 +374,7 @@ int keel__config_parse_raw(const keel_config_key *k, const keel_config_raw *v, v
     keel_config_field f = {};
 
     if (v->list && k->type != KEEL_CONFIG_LIST)
-        return fail(ret_error, -EINVAL, "invalid %s for %s: expected a single value, not a list", t->name, k->key);
+        return keel__config_fail(ret_error, -EINVAL, "invalid %s for %s: expected a single value, not a list", t->name, k->key);
     int r = t->parse(k, v, &f, ret_error);
     if (r < 0)
         return r;
@@ -606,78 +437,4 @@ bool keel__config_value_equal(const keel_config_key *k, const void *a, const voi
     default:
         return memcmp(&x, &y, size) == 0;
     }
-}
-
-/* ---- YAML quoting -------------------------------------------------------------------------- */
-
-static bool needs_quotes(const char *s, bool flow)
-{
-    if (!*s || STR_IN_SET(s, "~", "null", "Null", "NULL"))
-        return true; /* YAML would read null */
-    if (strneq(s, "---", 3) || strneq(s, "...", 3))
-        return true; /* document markers */
-    /* "-x", ":9999" and "?x" are plain scalars outside [] (libyaml takes ":" and "?" as
-     * indicators inside, and "-" is not worth the distinction) */
-    bool plain_lead = !flow && strchr("-?:", *s) && s[1] && s[1] != ' ';
-    if (!plain_lead && strchr("-?:,[]{}#&*!|>'\"%@` ", *s))
-        return true; /* an indicator, or a blank YAML would strip */
-    if (s[strlen(s) - 1] == ' ')
-        return true;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (c < 0x20 || c == 0x7f)
-            return true;
-        if (c == ':' && (p[1] == ' ' || p[1] == 0 || flow))
-            return true; /* a mapping; inside [] libyaml takes any ':' as one */
-        if (c == '#' && p[-1] == ' ')
-            return true; /* a comment */
-        if (flow && strchr(",[]{}", c))
-            return true;
-    }
-    return false;
-}
-
-static bool has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return true;
-    return false;
-}
-
-char *keel__config_yaml_quote(const char *s, bool flow)
-{
-    _cleanup_free_ char *buf = NULL;
-    size_t size = 0;
-
-    if (!needs_quotes(s, flow))
-        return strdup(s);
-    FILE *m = open_memstream(&buf, &size);
-    if (!m)
-        return NULL;
-    if (!has_control(s)) {
-        /* single quotes escape nothing but the quote itself, doubled */
-        fputc('\'', m);
-        for (const char *p = s; *p; p++)
-            fputs(*p == '\'' ? "''" : (char[]){ *p, 0 }, m);
-        fputc('\'', m);
-    } else {
-        fputc('"', m);
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                fprintf(m, "\\%c", *p);
-            else if (*p == '\n')
-                fputs("\\n", m);
-            else if (*p == '\t')
-                fputs("\\t", m);
-            else if (*p < 0x20 || *p == 0x7f)
-                fprintf(m, "\\x%02x", *p);
-            else
-                fputc(*p, m);
-        }
-        fputc('"', m);
-    }
-    if (fclose(m) != 0)
-        return NULL;
-    return TAKE_PTR(buf);
 }

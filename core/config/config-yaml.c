@@ -161,16 +161,10 @@ static int read_sequence(walker *w, const char *key, keel_config_raw *ret)
 static int push_item(walker *w, char *key, bool section, keel_config_raw *value, const yaml_mark_t *key_mark,
                      const yaml_mark_t *mark)
 {
-    if (w->n_items == w->n_allocated) {
-        size_t n = MAX(w->n_allocated * 2, (size_t) 16);
-        keel_config_item *a = reallocarray(w->items, n, sizeof(*a));
-        if (!a) {
-            free(key);
-            keel__config_raw_done(value);
-            return -ENOMEM;
-        }
-        w->items = a;
-        w->n_allocated = n;
+    if (GROW(w->items, w->n_allocated, w->n_items + 1) < 0) {
+        free(key);
+        keel__config_raw_done(value);
+        return -ENOMEM;
     }
     w->items[w->n_items++] = (keel_config_item){
         .key = key,
@@ -377,4 +371,78 @@ int keel__config_yaml_parse_value(const char *text, keel_config_raw *ret, char *
     *ret = w.items[0].value;
     w.items[0].value = (keel_config_raw){};
     return 0;
+}
+
+/* ---- YAML quoting -------------------------------------------------------------------------- */
+
+static bool needs_quotes(const char *s, bool flow)
+{
+    if (!*s || STR_IN_SET(s, "~", "null", "Null", "NULL"))
+        return true; /* YAML would read null */
+    if (strneq(s, "---", 3) || strneq(s, "...", 3))
+        return true; /* document markers */
+    /* "-x", ":9999" and "?x" are plain scalars outside [] (libyaml takes ":" and "?" as
+     * indicators inside, and "-" is not worth the distinction) */
+    bool plain_lead = !flow && strchr("-?:", *s) && s[1] && s[1] != ' ';
+    if (!plain_lead && strchr("-?:,[]{}#&*!|>'\"%@` ", *s))
+        return true; /* an indicator, or a blank YAML would strip */
+    if (s[strlen(s) - 1] == ' ')
+        return true;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (c < 0x20 || c == 0x7f)
+            return true;
+        if (c == ':' && (p[1] == ' ' || p[1] == 0 || flow))
+            return true; /* a mapping; inside [] libyaml takes any ':' as one */
+        if (c == '#' && p[-1] == ' ')
+            return true; /* a comment */
+        if (flow && strchr(",[]{}", c))
+            return true;
+    }
+    return false;
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+char *keel__config_yaml_quote(const char *s, bool flow)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t size = 0;
+
+    if (!needs_quotes(s, flow))
+        return strdup(s);
+    FILE *m = open_memstream(&buf, &size);
+    if (!m)
+        return NULL;
+    if (!has_control(s)) {
+        /* single quotes escape nothing but the quote itself, doubled */
+        fputc('\'', m);
+        for (const char *p = s; *p; p++)
+            fputs(*p == '\'' ? "''" : (char[]){ *p, 0 }, m);
+        fputc('\'', m);
+    } else {
+        fputc('"', m);
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                fprintf(m, "\\%c", *p);
+            else if (*p == '\n')
+                fputs("\\n", m);
+            else if (*p == '\t')
+                fputs("\\t", m);
+            else if (*p < 0x20 || *p == 0x7f)
+                fprintf(m, "\\x%02x", *p);
+            else
+                fputc(*p, m);
+        }
+        fputc('"', m);
+    }
+    if (fclose(m) != 0)
+        return NULL;
+    return TAKE_PTR(buf);
 }

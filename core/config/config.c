@@ -11,26 +11,10 @@
 
 #include <keel/fileio.h>
 
-#include "config.h"
+#include "config-internal.h"
 #include "macro.h"
 
-/* A configuration file is a few KiB; anything this big is a mistake (or /dev/zero). */
-#define CONFIG_FILE_MAX (4U * 1024 * 1024)
-
-typedef struct config_entry {
-    const keel_config_key *row; /* borrowed: tables are static and outlive the config */
-    void *storage;              /* borrowed: the value is at storage + row->offset */
-    char *env;                  /* owned: "KEEL_SHUTDOWN_TIMEOUT" */
-    char *origin;               /* owned: where the value in storage came from */
-} config_entry;
-
-struct keel_config {
-    config_entry *entries; /* owned, sorted by key */
-    size_t n_entries;
-    bool loaded; /* tables may no longer be added */
-};
-
-static void *field_of(const config_entry *e)
+void *keel__config_field_of(const config_entry *e)
 {
     return (char *) e->storage + e->row->offset;
 }
@@ -40,7 +24,7 @@ static int entry_compare(const void *a, const void *b)
     return strcmp(((const config_entry *) a)->row->key, ((const config_entry *) b)->row->key);
 }
 
-static config_entry *find_entry(const keel_config *c, const char *key)
+config_entry *keel__config_find_entry(const keel_config *c, const char *key)
 {
     keel_config_key k = { .key = key };
     config_entry e = { .row = &k };
@@ -48,7 +32,7 @@ static config_entry *find_entry(const keel_config *c, const char *key)
 }
 
 /* Whether @key names a section: some key starts with "@key.". */
-static bool is_section(const keel_config *c, const char *key)
+bool keel__config_is_section(const keel_config *c, const char *key)
 {
     size_t n = strlen(key);
     for (size_t i = 0; i < c->n_entries; i++)
@@ -77,7 +61,7 @@ keel_config *keel__config_free(keel_config *c)
     if (!c)
         return NULL;
     for (size_t i = 0; i < c->n_entries; i++) {
-        keel__config_value_done(c->entries[i].row, field_of(&c->entries[i]));
+        keel__config_value_done(c->entries[i].row, keel__config_field_of(&c->entries[i]));
         entry_done(&c->entries[i]);
     }
     free(c->entries);
@@ -282,9 +266,9 @@ static const char *closest_key(const keel_config *c, const char *key)
 }
 
 /* "unknown key 'x'; did you mean 'y'?", or what a section is when @key names one. */
-static char *unknown_key_message(const keel_config *c, const char *key)
+char *keel__config_unknown_key_message(const keel_config *c, const char *key)
 {
-    if (is_section(c, key)) {
+    if (keel__config_is_section(c, key)) {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0, n = strlen(key);
         FILE *m = open_memstream(&buf, &size);
@@ -305,318 +289,6 @@ static char *unknown_key_message(const keel_config *c, const char *key)
     return keel_strdup_printf("unknown key '%s'", key);
 }
 
-/* ---- Loading ------------------------------------------------------------------------------- */
-
-/* The value a key will have once every layer is read. */
-typedef struct candidate {
-    keel_config_field value; /* owned */
-    char *origin;            /* owned */
-    unsigned layer;          /* the last file layer that set it, to catch a key twice in one file */
-    unsigned line, column;   /* of that key */
-    bool same, refused;      /* decided before the commit */
-} candidate;
-
-typedef struct load_state {
-    keel_config *config; /* borrowed */
-    candidate *cands;    /* owned, one per entry, same order */
-    char *error;         /* owned: the one message of a failure */
-} load_state;
-
-static void load_state_done(load_state *st)
-{
-    for (size_t i = 0; st->cands && i < st->config->n_entries; i++) {
-        keel__config_value_done(st->config->entries[i].row, &st->cands[i].value);
-        free(st->cands[i].origin);
-    }
-    free(st->cands);
-    free(st->error);
-}
-
-/* Records the failure message and returns @r; -ENOMEM when the message cannot be made. */
-static int load_fail(load_state *st, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
-static int load_fail(load_state *st, int r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&st->error, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        st->error = NULL;
-        return -ENOMEM;
-    }
-    return r;
-}
-
-static int fail_unknown(load_state *st, const char *where, const char *key)
-{
-    _cleanup_free_ char *msg = unknown_key_message(st->config, key);
-    if (!msg)
-        return -ENOMEM;
-    return load_fail(st, -EINVAL, "%s: %s", where, msg);
-}
-
-/* Types @v for entry @i and makes it the candidate, from @origin (taken); @where prefixes a
- * failure. */
-static int set_candidate(load_state *st, size_t i, const keel_config_raw *v, char *origin, const char *where)
-{
-    _cleanup_free_ char *o = origin, *msg = NULL;
-    const keel_config_key *row = st->config->entries[i].row;
-    candidate *cand = &st->cands[i];
-    keel_config_field f = {};
-
-    if (!o)
-        return -ENOMEM;
-    int r = keel__config_parse_raw(row, v, &f, &msg);
-    if (r == -ENOMEM)
-        return r;
-    if (r < 0) /* out of bounds too: for the caller it is all bad configuration */
-        return load_fail(st, -EINVAL, "%s: %s", where, msg);
-    keel__config_value_done(row, &cand->value);
-    cand->value = f;
-    free(cand->origin);
-    cand->origin = TAKE_PTR(o);
-    return 0;
-}
-
-static int load_defaults(load_state *st)
-{
-    for (size_t i = 0; i < st->config->n_entries; i++) {
-        const keel_config_key *row = st->config->entries[i].row;
-        /* checked when the table was added, so only memory can fail here */
-        int r = keel__config_parse_value(row, row->def, &st->cands[i].value, NULL);
-        if (r < 0)
-            return r == -ENOMEM ? r : -EINVAL;
-        if (!(st->cands[i].origin = strdup("default")))
-            return -ENOMEM;
-    }
-    return 0;
-}
-
-/* @has_children: the next items are inside @it (a section), and will name themselves in
- * messages better than a section can. */
-static int apply_item(load_state *st, const char *path, unsigned layer, const keel_config_item *it, bool has_children)
-{
-    keel_config *c = st->config;
-    config_entry *e = find_entry(c, it->key);
-    _cleanup_free_ char *at_key = keel_strdup_printf("%s:%u:%u", path, it->key_line, it->key_column),
-                        *at_value = keel_strdup_printf("%s:%u:%u", path, it->line, it->column);
-
-    if (!at_key || !at_value)
-        return -ENOMEM;
-    if (it->section) {
-        if (e)
-            return load_fail(st, -EINVAL, "%s: expected a value for '%s', not a mapping", at_value, it->key);
-        return is_section(c, it->key) || has_children ? 0 : fail_unknown(st, at_key, it->key);
-    }
-    if (!e)
-        return fail_unknown(st, at_key, it->key);
-
-    size_t i = (size_t) (e - c->entries);
-    candidate *cand = &st->cands[i];
-    if (cand->layer == layer)
-        return load_fail(st, -EINVAL, "%s: duplicate key '%s' (first at line %u, column %u)", at_key, it->key, cand->line,
-                         cand->column);
-    cand->layer = layer;
-    cand->line = it->key_line;
-    cand->column = it->key_column;
-    return set_candidate(st, i, &it->value, strdup(at_value), at_value);
-}
-
-/* Reads file layer @layer from @path. @what, when not NULL, words a missing or unreadable file
- * ("profile 'dev'"); an optional file that does not exist is skipped. */
-static int load_file(load_state *st, const char *path, unsigned layer, bool required, const char *what)
-{
-    _cleanup_free_ char *data = NULL, *msg = NULL;
-    keel_config_item *items = NULL;
-    size_t size = 0, n = 0;
-
-    int r = keel_file_read(path, CONFIG_FILE_MAX, &data, &size, NULL);
-    if (r == -ENOENT && !required)
-        return 0;
-    if (r == -ENOMEM)
-        return r;
-    if (r < 0)
-        return load_fail(st, r, "%s%s%s: %s", what ?: "", what ? ": " : "", path, strerror(-r));
-    r = keel__config_yaml_parse_file(path, data, size, &items, &n, &msg);
-    if (r == -ENOMEM)
-        return r;
-    if (r < 0)
-        return load_fail(st, r, "%s", msg);
-    for (size_t i = 0; i < n && r >= 0; i++) {
-        /* items come in document order: a section's first child follows it */
-        size_t len = strlen(items[i].key);
-        bool has_children = i + 1 < n && strneq(items[i + 1].key, items[i].key, len) && items[i + 1].key[len] == '.';
-        r = apply_item(st, path, layer, &items[i], has_children);
-    }
-    keel__config_items_free(items, n);
-    return r;
-}
-
-/* --profile P: a path when P has a '/', else keel.P.yaml next to the app file, or next to the
- * defaults file when there is none, or in the working directory. */
-static char *profile_path(const keel_config_sources *src)
-{
-    const char *p = src->profile, *base = src->app_file ?: src->defaults_file;
-    const char *slash = base ? strrchr(base, '/') : NULL;
-
-    if (strchr(p, '/'))
-        return strdup(p);
-    if (!slash)
-        return keel_strdup_printf("keel.%s.yaml", p);
-    return keel_strdup_printf("%.*s/keel.%s.yaml", (int) (slash - base), base, p);
-}
-
-static int load_profile(load_state *st, const keel_config_sources *src)
-{
-    if (!*src->profile)
-        return load_fail(st, -EINVAL, "--profile: the profile name is empty");
-    _cleanup_free_ char *path = profile_path(src), *what = keel_strdup_printf("profile '%s'", src->profile);
-    if (!path || !what)
-        return -ENOMEM;
-    return load_file(st, path, 4, true, what);
-}
-
-/* Reads @text (YAML) as the value of entry @i. */
-static int set_from_text(load_state *st, size_t i, const char *text, char *origin, const char *where)
-{
-    _cleanup_(keel__config_raw_done) keel_config_raw v = {};
-    _cleanup_free_ char *o = origin, *msg = NULL;
-
-    int r = keel__config_yaml_parse_value(text, &v, &msg);
-    if (r == -ENOMEM)
-        return r;
-    if (r < 0)
-        return load_fail(st, -EINVAL, "%s: %s", where, msg);
-    return set_candidate(st, i, &v, TAKE_PTR(o), where);
-}
-
-/* The value of @name in @env ("NAME=value" strings), the first one like getenv(). */
-static const char *env_lookup(char *const *env, const char *name)
-{
-    size_t n = strlen(name);
-    for (; env && *env; env++)
-        if (strneq(*env, name, n) && (*env)[n] == '=')
-            return *env + n + 1;
-    return NULL;
-}
-
-/* Only the variables of known keys are read: KEEL_FAULT and friends belong to others. */
-static int load_environment(load_state *st, char *const *env)
-{
-    for (size_t i = 0; i < st->config->n_entries && env; i++) {
-        const char *name = st->config->entries[i].env, *value = env_lookup(env, name);
-        if (!value)
-            continue;
-        _cleanup_free_ char *where = keel_strdup_printf("env %s", name);
-        if (!where)
-            return -ENOMEM;
-        int r = set_from_text(st, i, value, strdup(where), where);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-static int load_sets(load_state *st, char *const *sets)
-{
-    for (; sets && *sets; sets++) {
-        _cleanup_free_ char *where = keel_strdup_printf("--set %s", *sets), *key = NULL;
-        const char *eq = strchr(*sets, '=');
-        if (!where)
-            return -ENOMEM;
-        if (!eq)
-            return load_fail(st, -EINVAL, "%s: expected key=value", where);
-        if (!(key = strndup(*sets, (size_t) (eq - *sets))))
-            return -ENOMEM;
-        config_entry *e = find_entry(st->config, key);
-        if (!e)
-            return fail_unknown(st, where, key);
-        int r = set_from_text(st, (size_t) (e - st->config->entries), eq + 1, strdup("--set"), where);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
-static int load_layers(load_state *st, const keel_config_sources *src)
-{
-    int r = load_defaults(st);
-    if (r < 0 || !src)
-        return r;
-    if (src->defaults_file && (r = load_file(st, src->defaults_file, 2, false, NULL)) < 0)
-        return r;
-    if (src->app_file && (r = load_file(st, src->app_file, 3, true, NULL)) < 0)
-        return r;
-    if (src->profile && (r = load_profile(st, src)) < 0)
-        return r;
-    if ((r = load_environment(st, src->environ)) < 0)
-        return r;
-    return load_sets(st, src->sets);
-}
-
-/* Replaces the changed values with the candidates. Everything that can fail happens before the
- * first value is replaced, so the storages see all of the new configuration or none of it. */
-static int commit(load_state *st, bool reload, char ***ret_refused)
-{
-    keel_config *c = st->config;
-    _cleanup_strv_free_ char **refused = calloc(1, sizeof(char *));
-
-    if (!refused)
-        return -ENOMEM;
-    for (size_t i = 0; i < c->n_entries; i++) {
-        candidate *cand = &st->cands[i];
-        cand->same = keel__config_value_equal(c->entries[i].row, field_of(&c->entries[i]), &cand->value);
-        cand->refused = reload && !cand->same && !c->entries[i].row->live;
-        if (cand->refused && keel_strv_extend(&refused, c->entries[i].row->key) < 0)
-            return -ENOMEM;
-    }
-    for (size_t i = 0; i < c->n_entries; i++) {
-        config_entry *e = &c->entries[i];
-        candidate *cand = &st->cands[i];
-        if (cand->refused)
-            continue; /* the old value stays, and so does its origin */
-        if (!cand->same) {
-            /* an unchanged value keeps its storage, so pointers into it stay valid */
-            keel__config_value_done(e->row, field_of(e));
-            memcpy(field_of(e), &cand->value, keel__config_type_size(e->row->type));
-            cand->value = (keel_config_field){};
-        }
-        free(e->origin);
-        e->origin = TAKE_PTR(cand->origin);
-    }
-    c->loaded = true;
-    if (ret_refused)
-        *ret_refused = TAKE_PTR(refused);
-    return 0;
-}
-
-static int config_load(keel_config *c, const keel_config_sources *src, bool reload, char ***ret_refused, char **ret_error)
-{
-    _cleanup_(load_state_done) load_state st = { .config = c };
-
-    st.cands = calloc(MAX(c->n_entries, (size_t) 1), sizeof(*st.cands));
-    if (!st.cands)
-        return -ENOMEM;
-    int r = load_layers(&st, src);
-    if (r >= 0)
-        r = commit(&st, reload, ret_refused);
-    if (r < 0 && ret_error)
-        *ret_error = TAKE_PTR(st.error);
-    return r;
-}
-
-int keel__config_load(keel_config *c, const keel_config_sources *src, char **ret_error)
-{
-    keel_assert_return(c, -EINVAL);
-    return config_load(c, src, false, NULL, ret_error);
-}
-
-int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char **ret_error)
-{
-    keel_assert_return(c, -EINVAL);
-    return config_load(c, src, true, ret_refused, ret_error);
-}
-
 bool keel__config_loaded(const keel_config *c)
 {
     return c && c->loaded;
@@ -625,7 +297,7 @@ bool keel__config_loaded(const keel_config *c)
 const char *keel__config_origin(const keel_config *c, const char *key)
 {
     keel_assert_return(c && key, NULL);
-    config_entry *e = find_entry(c, key);
+    config_entry *e = keel__config_find_entry(c, key);
     return e ? e->origin : NULL;
 }
 
@@ -634,7 +306,7 @@ int keel__config_dump(const keel_config *c, FILE *f)
     keel_assert_return(c && f, -EINVAL);
     for (size_t i = 0; i < c->n_entries; i++) {
         const config_entry *e = &c->entries[i];
-        _cleanup_free_ char *v = keel__config_format_value(e->row, field_of(e));
+        _cleanup_free_ char *v = keel__config_format_value(e->row, keel__config_field_of(e));
         if (!v)
             return -ENOMEM;
         if (fprintf(f, "%s: %s   # %s\n", e->row->key, v, e->origin) < 0)

@@ -168,3 +168,19 @@ int keel__config_yaml_parse_file(const char *path, const char *data, size_t size
 /* Parses @text as one YAML value (a scalar or a sequence; empty or NULL is null).
  * -EINVAL with "invalid YAML '...': problem" or "... a mapping ..." in *ret_error, -ENOMEM. */
 int keel__config_yaml_parse_value(const char *text, keel_config_raw *ret, char **ret_error);
+
+/* Shared by the parsers of config-parse.c and config-units.c. */
+/* Sets *ret_error to the formatted message and returns @r; -ENOMEM when the message cannot be
+ * allocated, so a caller never sees a failure without either a message or -ENOMEM. */
+int keel__config_fail(char **ret_error, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
+/* Whether the row's min/max apply. */
+bool keel__config_has_bounds(const keel_config_key *k);
+/* The text a scalar parser sees: YAML's null reads as the empty string. */
+const char *keel__config_scalar_text(const keel_config_raw *v);
+/* The decimal digits at *p into *ret, *p moved past them: -EINVAL for none, -ERANGE on overflow. */
+int keel__config_parse_digits(const char **p, uint64_t *ret);
+/* The parser and formatter of DURATION and SIZE (config-units.c). */
+int keel__config_parse_duration(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error);
+char *keel__config_format_duration(const keel_config_key *k, const keel_config_field *f);
+int keel__config_parse_size(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error);
+char *keel__config_format_size(const keel_config_key *k, const keel_config_field *f);

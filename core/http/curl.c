@@ -155,9 +155,9 @@ static int unload_after_start(keel_app *app, void *userdata)
 
 void keel__curl_schedule_unload(keel_app *app)
 {
-    if (app->curl_unload_scheduled)
+    if (app->process.curl_unload_scheduled)
         return;
-    app->curl_unload_scheduled = true;
+    app->process.curl_unload_scheduled = true;
     (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_after_start, NULL, NULL);
     if (finalize_scheduled != app)
         (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_observer, NULL, NULL);

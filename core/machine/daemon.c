@@ -92,11 +92,11 @@ static int make_absolute(char **path)
  * A profile name without a '/' is found next to the configuration file. */
 static int absolute_arguments(keel_app *app)
 {
-    int r = make_absolute(&app->config_file);
+    int r = make_absolute(&app->cli.config_file);
     if (r >= 0)
-        r = make_absolute(&app->trace_path);
-    if (r >= 0 && app->profile && strchr(app->profile, '/'))
-        r = make_absolute(&app->profile);
+        r = make_absolute(&app->cli.trace_path);
+    if (r >= 0 && app->cli.profile && strchr(app->cli.profile, '/'))
+        r = make_absolute(&app->cli.profile);
     return r;
 }
 
@@ -127,7 +127,7 @@ static void become_daemon(keel_app *app, int fd)
         dprintf(fd, "E%d Failed to detach: %s\n", KEEL_EXIT_FAILURE, strerror(-r));
         _exit(KEEL_EXIT_FAILURE);
     }
-    app->daemon_fd = fd;
+    app->process.daemon_fd = fd;
 }
 
 int keel__daemonize(keel_app *app, int *ret_status)
@@ -158,17 +158,19 @@ int keel__daemonize(keel_app *app, int *ret_status)
 
 void keel__daemon_ready(keel_app *app)
 {
-    if (app->daemon_fd < 0)
+    if (app->process.daemon_fd < 0)
         return;
-    ssize_t _unused_ n = write(app->daemon_fd, "R\n", 2);
-    app->daemon_fd = safe_close(app->daemon_fd);
+    ssize_t _unused_ n = write(app->process.daemon_fd, "R\n", 2);
+    app->process.daemon_fd = safe_close(app->process.daemon_fd);
 }
 
 void keel__daemon_exit(keel_app *app, int status)
 {
-    if (app->daemon_fd < 0)
+    if (app->process.daemon_fd < 0)
         return;
-    const char *why = app->cause_message ? app->cause_message : status == 0 ? "stopped before it was ready" : "failed";
-    dprintf(app->daemon_fd, "E%d %s\n", status, why);
-    app->daemon_fd = safe_close(app->daemon_fd);
+    const char *why = app->machine.cause_message ? app->machine.cause_message
+                      : status == 0              ? "stopped before it was ready"
+                                                 : "failed";
+    dprintf(app->process.daemon_fd, "E%d %s\n", status, why);
+    app->process.daemon_fd = safe_close(app->process.daemon_fd);
 }

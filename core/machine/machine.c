@@ -52,7 +52,7 @@ static const keel_event state_event[_KEEL_STATE_MAX] = {
     [KEEL_STATE_EXIT] = _KEEL_EVENT_INVALID,
 };
 
-static const char *const state_names[_KEEL_STATE_MAX] = {
+static const char *const keel__state_table[_KEEL_STATE_MAX] = {
     [KEEL_STATE_COMMAND] = "command", [KEEL_STATE_INIT] = "init",   [KEEL_STATE_CONFIGURE] = "configure",
     [KEEL_STATE_START] = "start",     [KEEL_STATE_READY] = "ready", [KEEL_STATE_RUNNING] = "running",
     [KEEL_STATE_REFRESH] = "refresh", [KEEL_STATE_STOP] = "stop",   [KEEL_STATE_FINALIZE] = "finalize",
@@ -83,10 +83,7 @@ static const bool checks_signals[_KEEL_EVENT_MAX] = {
 };
 static const bool reverse_order[_KEEL_EVENT_MAX] = { [KEEL_EVENT_STOP] = true, [KEEL_EVENT_FINALIZE] = true };
 
-const char *keel__state_to_string(keel_state s)
-{
-    return s >= 0 && s < _KEEL_STATE_MAX ? state_names[s] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(keel__state, keel_state, )
 
 /* The observer running now, for the forced-exit signal handler to name (which may run on any
  * thread that does not block SIGALRM, hence atomic). */
@@ -130,7 +127,7 @@ static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
 
 static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
 {
-    const char *msg = app->fail_message ? app->fail_message : strerror(-r);
+    const char *msg = app->machine.fail_message ? app->machine.fail_message : strerror(-r);
 
     if (o->failing)
         keel_log_error("Error %s: %s", o->failing, msg);
@@ -149,9 +146,9 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
     keel_usec_t t0 = trace_now();
     int r;
 
-    app->fail_message = (free(app->fail_message), NULL);
-    app->observer_now = o;
-    app->plugin_now = o->plugin;
+    app->machine.fail_message = (free(app->machine.fail_message), NULL);
+    app->machine.observer_now = o;
+    app->registry.plugin_now = o->plugin;
     keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
     if (fault < 0)
         r = fault;
@@ -160,17 +157,18 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
         if (r >= 0)
             r = fault = keel_point_in(o->name);
     }
-    if (fault < 0 && !app->fail_message)
-        app->fail_message = strdup(KEEL_FAULT_MESSAGE);
-    app->observer_now = NULL;
-    app->plugin_now = NULL;
+    if (fault < 0 && !app->machine.fail_message)
+        app->machine.fail_message = strdup(KEEL_FAULT_MESSAGE);
+    app->machine.observer_now = NULL;
+    app->registry.plugin_now = NULL;
 
     if (keel__trace_enabled())
-        keel__trace_complete("observer", o->name, t0, keel_now() - t0,
-                             &(keel_trace_args){ .event = keel_event_to_string(d->event),
-                                                 .phase = d->phase,
-                                                 .result = r < 0 ? "error" : "ok",
-                                                 .error = r < 0 ? (app->fail_message ? app->fail_message : strerror(-r)) : NULL });
+        keel__trace_complete(
+            "observer", o->name, t0, keel_now() - t0,
+            &(keel_trace_args){ .event = keel_event_to_string(d->event),
+                                .phase = d->phase,
+                                .result = r < 0 ? "error" : "ok",
+                                .error = r < 0 ? (app->machine.fail_message ? app->machine.fail_message : strerror(-r)) : NULL });
     if (r < 0)
         report_failure(app, o, d, r);
     keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
@@ -217,9 +215,9 @@ static void run_phases(keel_app *app, dispatch *d)
 {
     if (d->event == KEEL_EVENT_COMMAND) {
         keel_usec_t t0 = keel_now();
-        d->phase = app->command;
+        d->phase = app->cli.command;
         keel__log_context_set("command", d->phase, NULL);
-        run_list(app, &app->command_list, d, app->command);
+        run_list(app, &app->registry.command_list, d, app->cli.command);
         keel__metrics_phase_duration(app, "command", d->phase, keel_now() - t0);
         return;
     }
@@ -227,10 +225,10 @@ static void run_phases(keel_app *app, dispatch *d)
         keel_usec_t t0 = keel_now();
         char name[64];
 
-        app->phase_now = (keel_phase) p;
+        app->machine.phase_now = (keel_phase) p;
         d->phase = keel_phase_to_string((keel_phase) p);
         keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
-        run_list(app, &app->lists[d->event][p], d, NULL);
+        run_list(app, &app->registry.lists[d->event][p], d, NULL);
         keel_usec_t dur = keel_now() - t0;
         (void) snprintf(name, sizeof name, "%s.%s", keel_event_to_string(d->event), d->phase);
         keel__trace_complete("phase", name, t0, dur, NULL);
@@ -245,16 +243,16 @@ static outcome run_event(keel_app *app, keel_event event)
     keel_usec_t t0 = keel_now();
 
     keel__notify("STATUS=%s", event_status[event]);
-    app->event_now = event;
-    app->phase_now = _KEEL_PHASE_INVALID;
-    app->dispatching = true;
+    app->machine.event_now = event;
+    app->machine.phase_now = _KEEL_PHASE_INVALID;
+    app->machine.dispatching = true;
     run_phases(app, &d);
-    app->dispatching = false;
+    app->machine.dispatching = false;
     keel__log_context_set(NULL, NULL, NULL);
     keel__trace_complete("event", keel_event_to_string(event), t0, keel_now() - t0, NULL);
 
     if (d.error < 0) {
-        keel_cause cause = cause_on_error[app->state];
+        keel_cause cause = cause_on_error[app->machine.state];
         if (cause != KEEL_CAUSE_NONE)
             (void) keel_app_cancel(app, cause, "%s: %s", keel_cause_to_string(cause), d.message ? d.message : "error");
         free(d.message);
@@ -267,7 +265,7 @@ static outcome run_event(keel_app *app, keel_event event)
 
 static outcome step_running(keel_app *app)
 {
-    while (!keel_app_cancelled(app) && !app->reload_pending) {
+    while (!keel_app_cancelled(app) && !app->machine.reload_pending) {
         int r = sd_event_run(app->event, UINT64_MAX);
         if (r < 0) {
             keel_log_error_errno(r, "Event loop failed: %m");
@@ -276,7 +274,7 @@ static outcome step_running(keel_app *app)
     }
     if (keel_app_cancelled(app))
         return OUTCOME_CANCELLED;
-    app->reload_pending = false;
+    app->machine.reload_pending = false;
     return OUTCOME_RELOAD;
 }
 
@@ -286,10 +284,10 @@ static void become_ready(keel_app *app, const char *what)
     char status[1024];
     keel_strbuf sb = KEEL_STRBUF_INIT(status);
     keel_strbuf_append(&sb, "Ready");
-    for (char **d = app->status_details; d && *d; d++)
-        keel_strbuf_printf(&sb, "%s%s", d == app->status_details ? ": " : ", ", *d);
+    for (char **d = app->health.status_details; d && *d; d++)
+        keel_strbuf_printf(&sb, "%s%s", d == app->health.status_details ? ": " : ", ", *d);
     keel__app_set_readiness(app, KEEL_READINESS_READY);
-    app->was_ready = true;
+    app->machine.was_ready = true;
     keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
     keel_log_info("%s%s", what, status + strlen("Ready"));
@@ -300,9 +298,9 @@ static outcome step_refresh(keel_app *app)
     keel__notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) keel_now());
     outcome o = run_event(app, KEEL_EVENT_REFRESH);
     if (o == OUTCOME_ERROR) {
-        app->refresh_failures++;
-        keel_counter_add(app->refresh_failures_total, 1);
-        keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->refresh_failures);
+        app->machine.refresh_failures++;
+        keel_counter_add(app->telemetry.refresh_failures_total, 1);
+        keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->machine.refresh_failures);
     }
     if (keel_app_cancelled(app)) /* stopping: never announce ready on the way out */
         return OUTCOME_CANCELLED;
@@ -358,9 +356,9 @@ static void disarm_forced_exit(void)
 
 static outcome step_stop(keel_app *app)
 {
-    app->stop_started = keel_now();
-    app->stop_deadline = app->stop_started + app->settings.shutdown_timeout;
-    app->last_extend = 0;
+    app->machine.stop_started = keel_now();
+    app->machine.stop_deadline = app->machine.stop_started + app->settings.shutdown_timeout;
+    app->machine.last_extend = 0;
     keel__app_set_readiness(app, KEEL_READINESS_STOPPING); /* /readyz turns 503 before anything closes */
     keel__notify("STOPPING=1");
     keel_app_stop_progress(app, NULL);
@@ -375,19 +373,19 @@ static outcome step_finalize(keel_app *app)
     outcome o = run_event(app, KEEL_EVENT_FINALIZE);
     keel__machine_poll(app);
     disarm_forced_exit();
-    if (app->stop_started)
-        keel__shutdown_duration_save(app, keel_now() - app->stop_started);
-    if (app->stop_started && keel_now() > app->stop_deadline) {
-        keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)", (double) (keel_now() - app->stop_started) / 1e6,
-                       (double) app->settings.shutdown_timeout / 1e6);
-        app->forced = true;
+    if (app->machine.stop_started)
+        keel__shutdown_duration_save(app, keel_now() - app->machine.stop_started);
+    if (app->machine.stop_started && keel_now() > app->machine.stop_deadline) {
+        keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)",
+                       (double) (keel_now() - app->machine.stop_started) / 1e6, (double) app->settings.shutdown_timeout / 1e6);
+        app->machine.forced = true;
     }
     return o;
 }
 
 static outcome step(keel_app *app)
 {
-    switch (app->state) {
+    switch (app->machine.state) {
     case KEEL_STATE_RUNNING:
         return step_running(app);
     case KEEL_STATE_REFRESH:
@@ -397,8 +395,8 @@ static outcome step(keel_app *app)
     case KEEL_STATE_FINALIZE:
         return step_finalize(app);
     default: {
-        outcome o = run_event(app, state_event[app->state]);
-        if (app->state == KEEL_STATE_READY && o == OUTCOME_OK)
+        outcome o = run_event(app, state_event[app->machine.state]);
+        if (app->machine.state == KEEL_STATE_READY && o == OUTCOME_OK)
             become_ready(app, "Ready");
         return o;
     }
@@ -407,21 +405,22 @@ static outcome step(keel_app *app)
 
 int keel__machine_run(keel_app *app)
 {
-    app->state = KEEL_STATE_COMMAND;
-    while (app->state != KEEL_STATE_EXIT) {
-        keel_state from = app->state;
+    app->machine.state = KEEL_STATE_COMMAND;
+    while (app->machine.state != KEEL_STATE_EXIT) {
+        keel_state from = app->machine.state;
         outcome o = step(app);
-        app->state = transitions[from][o];
-        keel_log_debug("State %s -> %s", state_names[from], state_names[app->state]);
+        app->machine.state = transitions[from][o];
+        keel_log_debug("State %s -> %s", keel__state_table[from], keel__state_table[app->machine.state]);
     }
 
-    int status = keel_cause_exit_status(app->cause);
-    if (app->forced)
+    int status = keel_cause_exit_status(app->machine.cause);
+    if (app->machine.forced)
         status = KEEL_EXIT_FORCED;
     if (status == 0)
         keel_log_info("Shutdown completed");
     else
-        keel_log_error("Exiting with status %d: %s", status, app->cause_message ? app->cause_message : "shutdown forced");
+        keel_log_error("Exiting with status %d: %s", status,
+                       app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
     keel__daemon_exit(app, status);
     return status;
 }

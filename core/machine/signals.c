@@ -26,10 +26,10 @@ static const char *signal_description(int sig)
 
 static void on_hangup(keel_app *app)
 {
-    if (app->state == KEEL_STATE_RUNNING || app->state == KEEL_STATE_REFRESH) {
+    if (app->machine.state == KEEL_STATE_RUNNING || app->machine.state == KEEL_STATE_REFRESH) {
         keel_log_info("Received signal: hangup, reloading");
-        app->reload_pending = true;
-    } else if (app->state < KEEL_STATE_RUNNING)
+        app->machine.reload_pending = true;
+    } else if (app->machine.state < KEEL_STATE_RUNNING)
         keel_log_info("Received signal: hangup before ready, ignoring");
     else
         keel_log_info("Received signal: hangup during shutdown, ignoring");

@@ -11,24 +11,17 @@
 _Atomic size_t keel__faults_n;
 static keel_fault faults[KEEL_FAULTS_MAX];
 
-static const char *const action_names[_KEEL_FAULT_ACTION_MAX] = {
+static const char *const keel__fault_action_table[_KEEL_FAULT_ACTION_MAX] = {
     [KEEL_FAULT_ERROR] = "error",   [KEEL_FAULT_SIGINT] = "sigint", [KEEL_FAULT_SIGTERM] = "sigterm",
     [KEEL_FAULT_SIGHUP] = "sighup", [KEEL_FAULT_SLEEP] = "sleep",
 };
-static const char *const when_names[_KEEL_FAULT_WHEN_MAX] = {
+static const char *const keel__fault_when_table[_KEEL_FAULT_WHEN_MAX] = {
     [KEEL_FAULT_BEFORE] = "before",
     [KEEL_FAULT_IN] = "in",
 };
 
-const char *keel__fault_action_to_string(keel_fault_action a)
-{
-    return a >= 0 && a < _KEEL_FAULT_ACTION_MAX ? action_names[a] : NULL;
-}
-
-const char *keel__fault_when_to_string(keel_fault_when w)
-{
-    return w >= 0 && w < _KEEL_FAULT_WHEN_MAX ? when_names[w] : NULL;
-}
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(keel__fault_action, keel_fault_action, )
+DEFINE_STRING_TABLE_LOOKUP_TO_STRING(keel__fault_when, keel_fault_when, )
 
 const keel_fault *keel__faults_get(size_t *ret_n)
 {
@@ -120,7 +113,7 @@ static int parse_action(slice a, slice elem, keel_fault *f, char **ret_error)
     static const slice sleep_prefix = { "sleep=", 6 };
 
     for (keel_fault_action i = 0; i < _KEEL_FAULT_ACTION_MAX; i++)
-        if (i != KEEL_FAULT_SLEEP && slice_eq(a, action_names[i])) {
+        if (i != KEEL_FAULT_SLEEP && slice_eq(a, keel__fault_action_table[i])) {
             f->action = i;
             return 0;
         }
@@ -139,7 +132,7 @@ static int parse_action(slice a, slice elem, keel_fault *f, char **ret_error)
 static int parse_when(slice w, slice elem, keel_fault *f, char **ret_error)
 {
     for (keel_fault_when i = 0; i < _KEEL_FAULT_WHEN_MAX; i++)
-        if (slice_eq(w, when_names[i])) {
+        if (slice_eq(w, keel__fault_when_table[i])) {
             f->when = i;
             return 0;
         }

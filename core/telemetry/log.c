@@ -21,7 +21,7 @@ static atomic_int log_fd = STDERR_FILENO;
 
 static _Thread_local const char *ctx_event, *ctx_phase, *ctx_observer;
 
-static const char *const level_names[] = {
+static const char *const log_level_table[] = {
     [KEEL_LOG_ERROR] = "error", [KEEL_LOG_WARNING] = "warning", [KEEL_LOG_NOTICE] = "notice",
     [KEEL_LOG_INFO] = "info",   [KEEL_LOG_DEBUG] = "debug",
 };
@@ -29,42 +29,28 @@ static const char *const level_tags[] = {
     [KEEL_LOG_ERROR] = "ERROR", [KEEL_LOG_WARNING] = "WARN ", [KEEL_LOG_NOTICE] = "NOTE ",
     [KEEL_LOG_INFO] = "INFO ",  [KEEL_LOG_DEBUG] = "DEBUG",
 };
-static const char *const format_names[_KEEL_LOG_FORMAT_MAX] = {
+static const char *const keel_log_format_table[_KEEL_LOG_FORMAT_MAX] = {
     [KEEL_LOG_FORMAT_AUTO] = "auto",
     [KEEL_LOG_FORMAT_TEXT] = "text",
     [KEEL_LOG_FORMAT_JSON] = "json",
     [KEEL_LOG_FORMAT_JOURNAL] = "journal",
 };
 
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(log_level, keel_log_level)
+
 const char *keel_log_level_to_string(keel_log_level level)
 {
-    return level >= KEEL_LOG_ERROR && level <= KEEL_LOG_DEBUG ? level_names[level] : NULL;
+    return log_level_to_string(level);
 }
 
 int keel_log_level_from_string(const char *s)
 {
-    if (!s)
-        return -EINVAL;
-    for (int l = KEEL_LOG_ERROR; l <= KEEL_LOG_DEBUG; l++)
-        if (streq(s, level_names[l]))
-            return l;
-    if (streq(s, "warn"))
+    if (s && streq(s, "warn")) /* what Go's and journalctl's users type */
         return KEEL_LOG_WARNING;
-    return -EINVAL;
+    return (int) log_level_from_string(s);
 }
 
-const char *keel_log_format_to_string(keel_log_format format)
-{
-    return format >= 0 && format < _KEEL_LOG_FORMAT_MAX ? format_names[format] : NULL;
-}
-
-keel_log_format keel_log_format_from_string(const char *s)
-{
-    for (int f = 0; s && f < _KEEL_LOG_FORMAT_MAX; f++)
-        if (streq(s, format_names[f]))
-            return (keel_log_format) f;
-    return _KEEL_LOG_FORMAT_INVALID;
-}
+DEFINE_STRING_TABLE_LOOKUP(keel_log_format, keel_log_format);
 
 void keel_log_set_level(keel_log_level level)
 {
@@ -195,7 +181,7 @@ static void emit_json(const record *r)
     format_time(ts, sizeof ts);
     keel_strbuf_append(&sb, "{");
     keel_strbuf_json_field(&sb, "time", ts, true);
-    keel_strbuf_json_field(&sb, "level", level_names[r->level], false);
+    keel_strbuf_json_field(&sb, "level", log_level_table[r->level], false);
     keel_strbuf_json_field(&sb, "message", r->message, false);
     if (ctx_event)
         keel_strbuf_json_field(&sb, "event", ctx_event, false);

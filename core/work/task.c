@@ -27,7 +27,7 @@ struct keel_task_group {
     bool stopping;            /* under lock */
     uint64_t wakes;           /* under lock: keel_task_group_wake() calls so far */
     keel_task **tasks;        /* owned; only the main thread adds or joins */
-    size_t n_tasks;
+    size_t n_tasks, allocated_tasks;
 };
 
 keel_task_group *keel_task_group_new(keel_app *app, const char *service)
@@ -89,11 +89,10 @@ static bool group_stopping(keel_task_group *g)
 
 static int group_add(keel_task_group *g, keel_task *t)
 {
-    keel_task **l = realloc(g->tasks, (g->n_tasks + 1) * sizeof *l);
-    if (!l)
-        return -ENOMEM;
-    g->tasks = l;
-    l[g->n_tasks++] = t;
+    int r = GROW(g->tasks, g->allocated_tasks, g->n_tasks + 1);
+    if (r < 0)
+        return r;
+    g->tasks[g->n_tasks++] = t;
     return 0;
 }
 

@@ -13,6 +13,7 @@
 
 #include "macro.h"
 #include "work-internal.h"
+#include "work-shards.h"
 
 /*
  * No begin or end executes a locked instruction: a locked read-modify-write costs ~10 ns on the
@@ -62,88 +63,11 @@
  * bounds of the peak, and exact when one thread does all the work. The first end that would take
  * a shard below 0 (work moved between threads) freezes the marks under the mutex before it
  * publishes. Totals computed by stats and drain raise the peak too, but only when no end happened
- * while they were read (see sum()): a sum of shards read one after another could otherwise count
+ * while they were read (see keel__work_sum(), work-drain.c): a sum of shards read one after another could otherwise count
  * a unit that ended before another began as in flight together with it.
  */
 
-#define CACHE_LINE 64
-
-/* The packed word: ok in bits 0..20, failed in 22..42, begun in 44..63. Bits 21 and 43 catch the
- * carry out of a field that wraps and are cleared, so a field never carries into the next. */
-#define OK_SHIFT                 0
-#define OK_BITS                  21
-#define FAIL_SHIFT               22
-#define FAIL_BITS                21
-#define BEGUN_SHIFT              44
-#define BEGUN_BITS               20
-#define OK_ONE                   (UINT64_C(1) << OK_SHIFT)
-#define FAIL_ONE                 (UINT64_C(1) << FAIL_SHIFT)
-#define BEGUN_ONE                (UINT64_C(1) << BEGUN_SHIFT)
-#define GUARD_BITS               ((UINT64_C(1) << (OK_SHIFT + OK_BITS)) | (UINT64_C(1) << (FAIL_SHIFT + FAIL_BITS)))
-#define FIELD(word, shift, bits) (((word) >> (shift)) & ((UINT64_C(1) << (bits)) - 1))
-
-/* A reader retries when a counter moved by this much between its reads around the word (it was
- * preempted); otherwise the word's fields are within this of the counters, well inside the half
- * range the narrowest field can tell apart. */
-#define READ_SKEW (UINT64_C(1) << 16)
-_Static_assert(READ_SKEW + 2 < (UINT64_C(1) << (BEGUN_BITS - 1)), "packed fields too narrow for the read skew");
-
-#define CACHE_SLOTS 16 /* trackers a thread can alternate between without a miss */
-#define DRAIN_SLOTS 64
-
-/* A thread that has used a tracker. Shards point to it so that another thread can tell when it
- * has exited and adopt its shard. */
-typedef struct owner {
-    _Atomic unsigned n_ref; /* the thread until it exits, and every shard it owns */
-    _Atomic bool exited;    /* stored with release by the thread's last act */
-} owner;
-
-typedef struct shard {
-    /* Written by the owning thread only, loads and stores; read by anyone. */
-    _Atomic uint64_t word; /* low bits of ok, failed and begun, stored after them */
-    _Atomic uint64_t begun;
-    _Atomic uint64_t ok;
-    _Atomic uint64_t failed;
-    _Atomic uint64_t mark; /* highest begun - ok - failed a begin of the owner saw, as signed */
-    /* Under the tracker's lock. */
-    owner *owner;       /* owned reference */
-    struct shard *next; /* set before the shard is published, then constant */
-} shard;
-_Static_assert(sizeof(shard) <= CACHE_LINE, "a shard must fit one cache line");
-
-struct keel_work {
-    /* Read by every begin and end; written once, or (draining, shards) rarely. */
-    uint64_t gen;    /* unique in the process: keys the thread caches, picks the drain slot */
-    bool membarrier; /* begins and ends rely on the drainer's membarrier() */
-    _Atomic bool draining;
-    _Atomic(shard *) shards; /* owned list, newest first; only ever grows */
-    char *name;
-
-    /* Cold. */
-    _Alignas(CACHE_LINE) pthread_mutex_t lock; /* shard lookups that miss the cache, the peak freeze */
-    _Atomic uint64_t rejected;
-    _Atomic uint64_t seen_peak;   /* highest in-flight total computed by stats or drain */
-    _Atomic uint64_t frozen_peak; /* the marks' maximum when `crossed` was set */
-    _Atomic bool crossed;         /* some end took its shard below 0: the marks stopped counting */
-
-    /* For a thread that could not allocate a shard: shared, so read-modify-writes. */
-    _Alignas(CACHE_LINE) _Atomic uint64_t spare_begun;
-    _Atomic uint64_t spare_ok;
-    _Atomic uint64_t spare_failed;
-};
-
-typedef struct cache_slot {
-    uint64_t gen;
-    shard *shard; /* borrowed from the tracker of generation `gen` */
-} cache_slot;
-
-/* Static, never freed: what an end may touch after its publishing store. */
-typedef struct drain_slot {
-    _Alignas(CACHE_LINE) _Atomic uint32_t waiters; /* drains under way on trackers of this slot */
-    _Atomic uint32_t events;                       /* futex word: ends and refusals bump it while a drain waits */
-} drain_slot;
-
-static drain_slot drain_slots[DRAIN_SLOTS];
+drain_slot keel__work_drain_slots[DRAIN_SLOTS];
 static _Atomic uint64_t last_gen;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t owner_key;
@@ -152,7 +76,7 @@ static _Atomic bool membarrier_registered, membarrier_wanted = true;
 static _Thread_local cache_slot cache[CACHE_SLOTS];
 static _Thread_local owner *me; /* the reference the thread holds on its own record */
 
-static long membarrier(int cmd)
+long keel__work_membarrier(int cmd)
 {
     return syscall(SYS_membarrier, cmd, 0, 0);
 }
@@ -186,12 +110,12 @@ static void init_once(void)
 
     /* Registration waits for an RCU grace period (~14 ms here) unless the process still has one
      * thread (3 us): keel_app_run() calls keel__work_setup() early for that. A fork inherits it. */
-    cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    cmds = keel__work_membarrier(MEMBARRIER_CMD_QUERY);
     if (cmds < 0)
         keel_log_debug_errno(errno, "Work tracker: membarrier() unavailable (%m), begins and ends use a full fence");
     else if (!(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
         keel_log_debug("Work tracker: membarrier() lacks PRIVATE_EXPEDITED, begins and ends use a full fence");
-    else if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) < 0)
+    else if (keel__work_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) < 0)
         keel_log_debug_errno(errno, "Work tracker: membarrier() registration failed (%m), begins and ends use a full fence");
     else
         atomic_store_explicit(&membarrier_registered, true, memory_order_relaxed);
@@ -219,11 +143,6 @@ static inline void hot_fence(bool membarrier_covers)
         atomic_thread_fence(memory_order_seq_cst);
 }
 
-static drain_slot *slot_of(const keel_work *w)
-{
-    return &drain_slots[w->gen % DRAIN_SLOTS];
-}
-
 /* Called after this thread's last access to the tracker: touches only the static slot. */
 static void __attribute__((noinline, cold)) wake(drain_slot *d)
 {
@@ -240,7 +159,7 @@ static inline void wake_drainer(drain_slot *d)
 
 /* Waits while d->events == expected, until woken or @until (CLOCK_MONOTONIC, absolute) passes.
  * FUTEX_WAIT_BITSET takes an absolute time, so a wake-up never stretches the deadline. */
-static void wait_until(drain_slot *d, uint32_t expected, keel_usec_t until)
+void keel__work_wait_until(drain_slot *d, uint32_t expected, keel_usec_t until)
 {
     struct timespec ts = {
         .tv_sec = (time_t) (until / KEEL_USEC_PER_SEC),
@@ -284,94 +203,13 @@ keel_work *keel_work_new(const char *name)
     return w;
 }
 
-typedef struct counts {
-    uint64_t begun, ok, failed;
-} counts;
-
-/* The number whose low @bits bits are @low, nearest to @near. */
-static uint64_t widen(uint64_t near, uint64_t low, unsigned bits)
-{
-    uint64_t span = UINT64_C(1) << bits;
-    uint64_t d = (low - near) & (span - 1);
-    return d < span / 2 ? near + d : near + d - span;
-}
-
-/*
- * One shard's counters as of one instant: the instant its word was stored. The owner stores a
- * counter, then the word (both release); the loads here are acquire, in order. So the first
- * reads of the counters are at most one operation ahead of the word, the second ones not behind
- * it, and when they are close the word's fields are within READ_SKEW of the first reads.
- */
-static counts shard_read(shard *s)
-{
-    for (;;) {
-        uint64_t b0 = atomic_load_explicit(&s->begun, memory_order_acquire);
-        uint64_t o0 = atomic_load_explicit(&s->ok, memory_order_acquire);
-        uint64_t f0 = atomic_load_explicit(&s->failed, memory_order_acquire);
-        uint64_t word = atomic_load_explicit(&s->word, memory_order_acquire);
-        uint64_t b1 = atomic_load_explicit(&s->begun, memory_order_acquire);
-        uint64_t o1 = atomic_load_explicit(&s->ok, memory_order_acquire);
-        uint64_t f1 = atomic_load_explicit(&s->failed, memory_order_acquire);
-
-        /* begun goes back by one when a refusal undoes its begin: + 1 keeps that small. */
-        if (b1 - b0 + 1 <= READ_SKEW && o1 - o0 <= READ_SKEW && f1 - f0 <= READ_SKEW)
-            return (counts){
-                .begun = widen(b0, FIELD(word, BEGUN_SHIFT, BEGUN_BITS), BEGUN_BITS),
-                .ok = widen(o0, FIELD(word, OK_SHIFT, OK_BITS), OK_BITS),
-                .failed = widen(f0, FIELD(word, FAIL_SHIFT, FAIL_BITS), FAIL_BITS),
-            };
-        /* Preempted between the reads while the owner ran on: read again. */
-    }
-}
-
-/*
- * The sums over the shards and the spare counters, each shard as of its own instant. Sets
- * *ret_exact when no end happened on a shard after it was read (the end counters read again give
- * the same sum): then no shard's count went down after its read (but for a refusal undoing its
- * begin), so the in-flight total computed here is at most the one at the last read, and may raise
- * the peak. Ends before begins for the spare counters, so that a unit counted as ended there is
- * counted as begun.
- */
-static counts sum(keel_work *w, bool *ret_exact)
-{
-    counts t = {
-        .ok = atomic_load_explicit(&w->spare_ok, memory_order_acquire),
-        .failed = atomic_load_explicit(&w->spare_failed, memory_order_acquire),
-    };
-    t.begun = atomic_load_explicit(&w->spare_begun, memory_order_acquire);
-
-    for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next) {
-        counts c = shard_read(s);
-        t.begun += c.begun;
-        t.ok += c.ok;
-        t.failed += c.failed;
-    }
-
-    if (ret_exact) {
-        /* The head again: ends on a shard linked meanwhile count too. */
-        uint64_t ends =
-            atomic_load_explicit(&w->spare_ok, memory_order_acquire) + atomic_load_explicit(&w->spare_failed, memory_order_acquire);
-        for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire); s; s = s->next)
-            ends += atomic_load_explicit(&s->ok, memory_order_acquire) + atomic_load_explicit(&s->failed, memory_order_acquire);
-        *ret_exact = ends == t.ok + t.failed;
-    }
-    return t;
-}
-
-/* Only a unit that moved between threads during the snapshot can make this negative. */
-static uint64_t in_flight_of(const counts *c)
-{
-    int64_t n = (int64_t) (c->begun - c->ok - c->failed);
-    return n > 0 ? (uint64_t) n : 0;
-}
-
 keel_work *keel_work_free(keel_work *w)
 {
     if (!w)
         return NULL;
 #ifndef NDEBUG
-    counts c = sum(w, NULL);
-    assert(in_flight_of(&c) == 0);
+    counts c = keel__work_sum(w, NULL);
+    assert(keel__work_in_flight_of(&c) == 0);
 #endif
     for (shard *s = atomic_load_explicit(&w->shards, memory_order_acquire), *next; s; s = next) {
         next = s->next;
@@ -468,7 +306,7 @@ static inline shard *shard_get(keel_work *w)
     return shard_find(w, c);
 }
 
-static int64_t marks_max(keel_work *w)
+int64_t keel__work_marks_max(keel_work *w)
 {
     int64_t m = 0;
 
@@ -486,7 +324,7 @@ static void __attribute__((noinline, cold)) freeze_peak(keel_work *w)
         return;
     (void) pthread_mutex_lock(&w->lock);
     if (!atomic_load_explicit(&w->crossed, memory_order_relaxed)) {
-        atomic_store_explicit(&w->frozen_peak, (uint64_t) marks_max(w), memory_order_relaxed);
+        atomic_store_explicit(&w->frozen_peak, (uint64_t) keel__work_marks_max(w), memory_order_relaxed);
         atomic_store_explicit(&w->crossed, true, memory_order_release);
     }
     (void) pthread_mutex_unlock(&w->lock);
@@ -496,7 +334,7 @@ static void __attribute__((noinline, cold)) freeze_peak(keel_work *w)
  * full fence between the count and the gate. */
 static int __attribute__((noinline, cold)) begin_spare(keel_work *w)
 {
-    drain_slot *d = slot_of(w);
+    drain_slot *d = keel__work_slot_of(w);
 
     (void) atomic_fetch_add(&w->spare_begun, 1);
     if (!atomic_load(&w->draining))
@@ -510,7 +348,7 @@ static int __attribute__((noinline, cold)) begin_spare(keel_work *w)
 
 static void __attribute__((noinline, cold)) end_spare(keel_work *w, bool ok)
 {
-    drain_slot *d = slot_of(w);
+    drain_slot *d = keel__work_slot_of(w);
 
     freeze_peak(w);
     (void) atomic_fetch_add_explicit(ok ? &w->spare_ok : &w->spare_failed, 1, memory_order_release); /* last access */
@@ -520,7 +358,7 @@ static void __attribute__((noinline, cold)) end_spare(keel_work *w, bool ok)
 
 static int __attribute__((noinline, cold)) begin_refuse(keel_work *w, shard *s, uint64_t begun)
 {
-    drain_slot *d = slot_of(w);
+    drain_slot *d = keel__work_slot_of(w);
 
     /* Count the refusal before the undo: after it a drainer may return and free @w. */
     (void) atomic_fetch_add_explicit(&w->rejected, 1, memory_order_relaxed);
@@ -578,7 +416,7 @@ static inline void end_publish(drain_slot *d, bool membarrier_covers, shard *s, 
 static void __attribute__((noinline, cold)) end_crossing(keel_work *w, shard *s, bool ok)
 {
     freeze_peak(w);
-    end_publish(slot_of(w), w->membarrier, s, ok, atomic_load_explicit(&s->ok, memory_order_relaxed),
+    end_publish(keel__work_slot_of(w), w->membarrier, s, ok, atomic_load_explicit(&s->ok, memory_order_relaxed),
                 atomic_load_explicit(&s->failed, memory_order_relaxed));
 }
 
@@ -599,128 +437,11 @@ void keel_work_end(keel_work *w, bool ok)
         return;
     }
     /* Everything needed from @w is read before the publishing store. */
-    end_publish(slot_of(w), w->membarrier, s, ok, n_ok, n_failed);
+    end_publish(keel__work_slot_of(w), w->membarrier, s, ok, n_ok, n_failed);
 }
 
 void keel_work_close(keel_work *w)
 {
     keel_assert_return_void(w);
     atomic_store(&w->draining, true);
-}
-
-/* Raises the tracker's peak to @in_flight, a total just computed, when it held at one instant
- * (@exact), and returns the peak. */
-static uint64_t peak_of(keel_work *w, uint64_t in_flight, bool exact)
-{
-    uint64_t seen = atomic_load_explicit(&w->seen_peak, memory_order_relaxed);
-    while (exact && in_flight > seen &&
-           !atomic_compare_exchange_weak_explicit(&w->seen_peak, &seen, in_flight, memory_order_relaxed, memory_order_relaxed))
-        ;
-    if (exact)
-        seen = MAX(seen, in_flight);
-
-    /* The marks count until the freeze; a freeze while they are read makes them suspect. */
-    uint64_t marks;
-    if (atomic_load_explicit(&w->crossed, memory_order_acquire))
-        marks = atomic_load_explicit(&w->frozen_peak, memory_order_relaxed);
-    else {
-        marks = (uint64_t) marks_max(w);
-        if (atomic_load_explicit(&w->crossed, memory_order_acquire))
-            marks = atomic_load_explicit(&w->frozen_peak, memory_order_relaxed);
-    }
-    return MAX(seen, marks);
-}
-
-void keel_work_get_stats(const keel_work *cw, keel_work_stats *ret)
-{
-    keel_work *w = (keel_work *) cw; /* C11 atomic loads take non-const pointers */
-
-    keel_assert_return_void(w);
-    keel_assert_return_void(ret);
-
-    bool exact;
-    counts c = sum(w, &exact);
-    uint64_t in_flight = in_flight_of(&c);
-    keel_work_stats st = {
-        .in_flight = in_flight,
-        .peak = peak_of(w, in_flight, exact),
-        .succeeded = c.ok,
-        .failed = c.failed,
-        .rejected = atomic_load_explicit(&w->rejected, memory_order_relaxed),
-        .draining = atomic_load_explicit(&w->draining, memory_order_relaxed),
-    };
-    st.started = st.succeeded + st.failed + st.in_flight;
-    *ret = st;
-}
-
-static void report_progress(keel_work *w, keel_usec_t now, keel_usec_t deadline, keel_work_progress_handler_t progress,
-                            void *userdata)
-{
-    keel_work_stats st;
-
-    if (!progress)
-        return;
-    keel_work_get_stats(w, &st);
-    progress(w, &st, deadline == KEEL_USEC_INFINITY ? KEEL_USEC_INFINITY : deadline - now, userdata);
-}
-
-/* The drainer's side of the fences of begins and ends (see the comment at the top). Returns false
- * when membarrier() failed, which registration rules out; the drain then must not conclude. */
-static bool barrier(keel_work *w)
-{
-    atomic_thread_fence(memory_order_seq_cst);
-    if (!w->membarrier)
-        return true;
-    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) >= 0)
-        return true;
-    keel_log_debug_errno(errno, "Work tracker: membarrier() failed (%m), retrying");
-    if (errno == EPERM)
-        (void) membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
-    return false;
-}
-
-int keel_work_drain(keel_work *w, keel_usec_t deadline, keel_work_progress_handler_t progress, void *userdata)
-{
-    keel_assert_return(w, -EINVAL);
-
-    drain_slot *d = slot_of(w);
-    int r;
-
-    /* Counted as a waiter before the gate closes and before the barrier, so that every end and
-     * refusal the sums below miss sees the waiter and wakes it. */
-    (void) atomic_fetch_add(&d->waiters, 1);
-    keel_work_close(w);
-    bool fenced = barrier(w);
-
-    keel_usec_t tick = keel_now() + KEEL_WORK_PROGRESS_USEC;
-    for (;;) {
-        /* Read before the sums: an end they miss changes it, so the wait below returns. */
-        uint32_t events = atomic_load_explicit(&d->events, memory_order_acquire);
-        bool exact;
-        counts c = sum(w, &exact);
-        uint64_t in_flight = in_flight_of(&c);
-        (void) peak_of(w, in_flight, exact);
-        if (in_flight == 0 && fenced) {
-            r = 0;
-            break;
-        }
-
-        keel_usec_t now = keel_now();
-        if (now >= deadline) {
-            r = -ETIMEDOUT;
-            break;
-        }
-        if (now >= tick) {
-            report_progress(w, now, deadline, progress, userdata);
-            tick += KEEL_WORK_PROGRESS_USEC;
-            if (tick <= now) /* a slow callback: report again one interval from now, not at once */
-                tick = now + KEEL_WORK_PROGRESS_USEC;
-            if (!fenced)
-                fenced = barrier(w);
-            continue; /* the callback may have taken a while: look again before sleeping */
-        }
-        wait_until(d, events, MIN(tick, deadline));
-    }
-    (void) atomic_fetch_sub(&d->waiters, 1);
-    return r;
 }

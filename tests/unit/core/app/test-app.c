@@ -142,9 +142,9 @@ static int disable_token(keel_app *app, void *userdata)
 Test(app, disabling_a_plugin_removes_every_observer_it_registered)
 {
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_BEFORE, "config.load", disable_token, NULL, NULL), 0);
-    t.app->plugin_now = &token_plugin;
+    t.app->registry.plugin_now = &token_plugin;
     cr_assert_eq(token_plugin.register_fn(t.app), 0);
-    t.app->plugin_now = NULL;
+    t.app->registry.plugin_now = NULL;
     apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "other.start", ACT_OK);
     apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
     cr_assert_eq(apptest_run(&t, NULL), 0);

@@ -85,7 +85,7 @@ Test(app_metrics, the_shutdown_duration_goes_to_the_next_life)
     set_state_dir(first, dir);
     keel__shutdown_duration_save(first, 1500 * KEEL_USEC_PER_MSEC);
     cr_assert_neq(access(path, F_OK), 0, "a life that never got ready records nothing");
-    first->was_ready = true;
+    first->machine.was_ready = true;
     keel__shutdown_duration_save(first, 1500 * KEEL_USEC_PER_MSEC);
     cr_assert_eq(access(path, F_OK), 0);
     keel_app_free(first);

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* Observers and their lists: registration (with the rule of what can still run), removal during
+ * dispatch, and the walk's deferred compaction. The machine (core/machine/machine.c) runs them. */
+#include <stdlib.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+/* Whether an observer registered now for @event and @phase can still run in this app's life. */
+static bool can_still_run(const keel_app *app, keel_event event, keel_phase phase)
+{
+    if (app->machine.event_now < 0)
+        return true;
+    if (event == KEEL_EVENT_REFRESH)
+        return app->machine.event_now < KEEL_EVENT_STOP;
+    keel_event now = app->machine.event_now == KEEL_EVENT_REFRESH ? KEEL_EVENT_READY : app->machine.event_now;
+    keel_phase pnow = app->machine.event_now == KEEL_EVENT_REFRESH ? KEEL_PHASE_AFTER : app->machine.phase_now;
+    if (now == KEEL_EVENT_COMMAND)
+        return event > KEEL_EVENT_COMMAND;
+    return event * _KEEL_PHASE_MAX + phase > now * _KEEL_PHASE_MAX + (int) pnow;
+}
+
+static int list_append(observer_list *l, keel_observer *o)
+{
+    int r = GROW(l->items, l->allocated, l->n + 1);
+    if (r < 0)
+        return r;
+    l->items[l->n++] = o;
+    o->list = l;
+    return 0;
+}
+
+static keel_observer *observer_free(keel_observer *o)
+{
+    if (!o)
+        return NULL;
+    free(o->name);
+    free(o->label);
+    free(o->failing);
+    free(o->command);
+    free(o);
+    return NULL;
+}
+
+static keel_observer *observer_new(keel_app *app, const char *name, const char *label, const char *failing,
+                                   keel_observer_handler_t handler, void *userdata)
+{
+    keel_observer *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    *o = (keel_observer){ .app = app,
+                          .handler = handler,
+                          .userdata = userdata,
+                          .plugin = app->registry.plugin_now,
+                          .service = app->registry.service_now };
+    o->name = strdup(name);
+    o->label = label ? strdup(label) : NULL;
+    o->failing = failing ? strdup(failing) : NULL;
+    if (!o->name || (label && !o->label) || (failing && !o->failing))
+        return observer_free(o);
+    return o;
+}
+
+int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
+                           const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret)
+{
+    keel_assert_return(app && name && *name && handler, -EINVAL);
+    keel_assert_return(event > KEEL_EVENT_COMMAND && event < _KEEL_EVENT_MAX, -EINVAL);
+    keel_assert_return(phase >= 0 && phase < _KEEL_PHASE_MAX, -EINVAL);
+    if (!can_still_run(app, event, phase))
+        return -ESTALE;
+
+    keel_observer *o = observer_new(app, name, label, failing, handler, userdata);
+    if (!o)
+        return -ENOMEM;
+    o->event = event;
+    o->phase = phase;
+    if (list_append(&app->registry.lists[event][phase], o) < 0) {
+        observer_free(o);
+        return -ENOMEM;
+    }
+    if (ret)
+        *ret = o;
+    return 0;
+}
+
+int keel_app_observe(keel_app *app, keel_event event, keel_phase phase, const char *name, keel_observer_handler_t handler,
+                     void *userdata, keel_observer **ret_observer)
+{
+    return keel__app_observe_full(app, event, phase, name, NULL, NULL, handler, userdata, ret_observer);
+}
+
+int keel_app_observe_command(keel_app *app, const char *command, const char *name, keel_observer_handler_t handler, void *userdata)
+{
+    keel_assert_return(app && command && name && *name && handler, -EINVAL);
+    if (!keel__app_command_declared(app, command))
+        return -ENOENT;
+    if (app->machine.event_now >= 0)
+        return -ESTALE;
+
+    keel_observer *o = observer_new(app, name, NULL, NULL, handler, userdata);
+    if (!o)
+        return -ENOMEM;
+    o->event = KEEL_EVENT_COMMAND;
+    o->phase = _KEEL_PHASE_INVALID;
+    if (!(o->command = strdup(command)) || list_append(&app->registry.command_list, o) < 0) {
+        observer_free(o);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void observer_list_compact(observer_list *l)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        keel_observer *o = l->items[i];
+        if (!o->removed) {
+            l->items[j++] = o;
+            continue;
+        }
+        observer_free(o);
+    }
+    l->n = j;
+    l->dirty = false;
+}
+
+void keel_observer_remove(keel_observer *o)
+{
+    if (!o || o->removed)
+        return;
+    observer_list *l = o->list;
+    o->removed = true;
+    l->dirty = true;
+    if (l->depth == 0)
+        observer_list_compact(l);
+}
+
+void keel__observer_list_release(observer_list *l)
+{
+    if (l->depth == 0 && l->dirty)
+        observer_list_compact(l);
+}
+
+void keel__observer_list_done(observer_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        observer_free(l->items[i]);
+    free(l->items);
+    *l = (observer_list){ 0 };
+}

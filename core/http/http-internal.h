@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The HTTP server under every listening service: libmicrohttpd in external-polling mode, so that
+ * its polling thread is ours (a task of the service, spawned at "<service>.spawn.server") and
+ * every MHD call happens on that one thread. The main thread talks to it through an eventfd:
+ * "drain" (stop accepting, close idle connections) and "exit". DESIGN §3 and §4. Its files:
+ * server.c (the object, the polling thread, start and stop), listen.c (binding and socket
+ * activation), ready.c (the end-to-end check of start), request.c (handlers' requests and
+ * answers) and drain.c (connections, and the wait until none is open).
+ */
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <microhttpd.h>
+
+#include <keel/http.h>
+
+#include "app-internal.h"
+#include "macro.h"
+
+typedef struct connection_state connection_state;
+
+struct keel_http_request {
+    keel_http_server *server;          /* borrowed */
+    struct MHD_Connection *connection; /* borrowed */
+    connection_state *cs;              /* borrowed */
+    const char *method, *path;         /* borrowed from MHD, valid for the request */
+    char peer[INET6_ADDRSTRLEN + 8];   /* formatted on first use: most requests never need it */
+    keel_usec_t started, resume_at;
+    unsigned status;
+    int fault; /* of the request's `before` point */
+    bool delayed, answered;
+    bool allocated; /* on the heap, not in its connection's state */
+    bool admitted;  /* counted in the work tracker: only then is it ended there */
+    bool faulted;   /* failed by an injected `error` fault (before or in) */
+};
+
+struct connection_state {
+    struct MHD_Connection *connection; /* borrowed */
+    bool busy;                         /* a request is under way on it */
+    keel_http_request request;         /* HTTP/1.1 runs one request at a time per connection */
+};
+
+/* A constant answer built once and queued again and again (MHD responses are reference-counted). */
+typedef struct cached_response {
+    unsigned status;
+    const char *content_type, *body; /* compared by address: static storage */
+    bool close;                      /* carries Connection: close (draining) */
+    struct MHD_Response *response;   /* owned */
+} cached_response;
+
+/* What the main thread asks of the polling thread. */
+enum { COMMAND_NONE, COMMAND_DRAIN, COMMAND_EXIT };
+
+struct keel_http_server {
+    keel_app *app; /* borrowed */
+    char *service, *label, *point_request, *point_spawn;
+    keel_address address;
+    unsigned connection_limit, connection_timeout;
+    size_t header_limit;
+    keel_http_handler_t handler;
+    void *userdata;
+
+    keel_work *work;              /* borrowed from the app: requests in flight */
+    keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
+    keel_task_group *tasks;       /* owned: the polling thread */
+    struct MHD_Daemon *daemon;    /* owned */
+    int wake_fd, epoll_fd;        /* owned */
+    char bound[INET6_ADDRSTRLEN + 8];
+    uint16_t port;
+    bool wildcard; /* bound to every address: the ready check goes to loopback */
+    bool started, stopped, thread_running;
+
+    /* Shared with the polling thread. */
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* connections reached 0, or a command was carried out */
+    int command;            /* under lock */
+    bool quiesced;          /* under lock */
+    atomic_uint connections;
+    atomic_bool draining;
+
+    /* The polling thread's own. */
+    connection_state **conns;
+    size_t n_conns, allocated_conns;
+    keel_http_request **delayed;
+    size_t n_delayed, allocated_delayed;
+    bool relisten; /* a place freed at the connection limit: run MHD once more before waiting */
+    cached_response cache[8];
+    size_t n_cache;
+};
+
+/* listen.c, main thread: the socket systemd passed under @name, or -ENOENT; a new listener for
+ * @a; what @fd is bound to, into @s (bound, port, wildcard). */
+int keel__http_activated_socket(const char *name);
+int keel__http_bind_address(const keel_address *a);
+void keel__http_describe_bound(keel_http_server *s, int fd);
+/* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
+void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
+
+/* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
+int keel__http_wait_ready(keel_http_server *s);
+
+/* request.c, polling thread: MHD's callbacks for requests; resumes the delayed requests that are
+ * due (all with @all) and returns the ms until the next one is, or -1. */
+enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size, void **con_cls);
+void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+int keel__http_resume_due(keel_http_server *s, bool all);
+
+/* drain.c: MHD's connection callback and idle closing (polling thread); the main thread's command
+ * and its wait until nothing is open or @deadline (-ETIMEDOUT). */
+void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code);
+void keel__http_close_when_idle(connection_state *cs);
+void keel__http_send_command(keel_http_server *s, int command);
+int keel__http_drain(keel_http_server *s, keel_usec_t deadline);

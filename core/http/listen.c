@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* Where a server listens: the socket systemd passed under the service's name, or one bound here. */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "http-internal.h"
+
+int keel__http_activated_socket(const char *name)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(0, &names), fd = -ENOENT;
+    for (int i = 0; i < n; i++) {
+        if (fd < 0 && names && streq(names[i], name) && sd_is_socket_inet(SD_LISTEN_FDS_START + i, 0, SOCK_STREAM, 1, 0) > 0)
+            fd = SD_LISTEN_FDS_START + i;
+        free(names ? names[i] : NULL);
+    }
+    free(names);
+    return fd;
+}
+
+static int bind_one(const struct sockaddr *sa, socklen_t len)
+{
+    _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1, off = 0;
+    if (fd < 0)
+        return -errno;
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (sa->sa_family == AF_INET6) /* "[::]" takes IPv4 too */
+        (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    if (bind(fd, sa, len) < 0 || listen(fd, SOMAXCONN) < 0)
+        return -errno;
+    return TAKE_FD(fd);
+}
+
+int keel__http_bind_address(const keel_address *a)
+{
+    char port[8];
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
+    (void) snprintf(port, sizeof port, "%u", a->port);
+    if (!a->host[0]) { /* every address: IPv6 dual-stack where there is IPv6 */
+        struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_port = htons(a->port), .sin6_addr = IN6ADDR_ANY_INIT };
+        int fd = bind_one((struct sockaddr *) &any6, sizeof any6);
+        if (fd != -EAFNOSUPPORT)
+            return fd;
+        hints.ai_family = AF_INET;
+    }
+    int r = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &ai);
+    if (r != 0)
+        return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    int fd = -EADDRNOTAVAIL;
+    for (struct addrinfo *i = ai; i && fd < 0; i = i->ai_next)
+        fd = bind_one(i->ai_addr, i->ai_addrlen);
+    freeaddrinfo(ai);
+    return fd;
+}
+
+void keel__http_describe_bound(keel_http_server *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+        return;
+    keel__http_format_peer((struct sockaddr *) &ss, s->bound, sizeof s->bound);
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
+        s->port = ntohs(in6->sin6_port);
+        s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
+        s->port = ntohs(in->sin_port);
+        s->wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+}
