@@ -177,7 +177,7 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         /* Never refused: the gate for requests is the listener, and a request on a connection
          * that is already open is served (with Connection: close) even while draining. */
         req->admitted = keel_work_begin(s->work) >= 0;
-        req->fault = keel_point_before_nowait(s->point_request, true);
+        req->fault = keel_point_before_nowait(s->point_request);
         req->faulted = req->fault < 0;
         return MHD_YES;
     }

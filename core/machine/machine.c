@@ -9,6 +9,7 @@
 #include <keel/strbuf.h>
 
 #include "app-internal.h"
+#include "fault.h"
 #include "log-internal.h"
 #include "macro.h"
 #include "trace.h"
@@ -190,7 +191,7 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
             continue;
         }
         atomic_store(&stuck_observer, o->name); /* its fault points included: an injected sleep can hang it */
-        int fault = keel_point_before(o->name, false);
+        int fault = keel__point_before_observer(o->name);
         if (checks_signals[d->event]) {
             keel__machine_poll(app);
             if (keel_app_cancelled(app)) { /* "skip if runCtx cancelled" */

@@ -73,6 +73,9 @@ const keel_fault *keel__faults_get(size_t *ret_n);
 int keel__faults_parse(const char *spec, char **ret_error);
 /* keel__faults_parse() of $KEEL_FAULT; unset or empty clears the faults. */
 int keel__faults_from_env(char **ret_error);
+/* keel_point_before() for an observer's own point, which the machine traces as a complete event:
+ * no instant event. */
+int keel__point_before_observer(const char *point);
 /* Removes every configured fault. */
 void keel__faults_clear(void);
 

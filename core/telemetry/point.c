@@ -92,16 +92,22 @@ static int before(const char *point, bool instant, bool sleeps)
     return fire(point, KEEL_FAULT_BEFORE, sleeps);
 }
 
-int keel_point_before(const char *point, bool instant)
+int keel_point_before(const char *point)
 {
     keel_assert_return(point, -EINVAL);
-    return before(point, instant, true);
+    return before(point, true, true);
 }
 
-int keel_point_before_nowait(const char *point, bool instant)
+int keel_point_before_nowait(const char *point)
 {
     keel_assert_return(point, -EINVAL);
-    return before(point, instant, false);
+    return before(point, true, false);
+}
+
+int keel__point_before_observer(const char *point)
+{
+    assert(point);
+    return before(point, false, true);
 }
 
 int keel_point_in(const char *point)

@@ -103,7 +103,7 @@ int keel_task_group_spawn(keel_task_group *g, const char *point, const char *rol
         return keel_log_service_errno(g->service, KEEL_LOG_DEBUG, EPERM, "Refusing to spawn %s outside a start observer", point);
     if (group_stopping(g))
         return -ESHUTDOWN;
-    int r = keel_point_before(point, true);
+    int r = keel_point_before(point);
     if (r < 0)
         return r;
 

@@ -13,12 +13,13 @@
  * Just before the work of @point starts. Fires the `before` faults for it, all of them in spec
  * order: sends the signal of `sigint`/`sigterm`/`sighup` to the process (kill(), not raise(), so
  * the main thread's signalfd sees it), sleeps for `sleep=MS`, and returns -EIO for `error` (the
- * caller fails the point with "test error"). Records an instant trace event for points that are
- * not observers (@instant): category "spawn" for names containing ".spawn.", "refresh" for names
- * ending in ".refresh", else "point". Returns 0 otherwise, -EINVAL when @point is NULL. Without
- * faults or tracing it costs a probe's nop and two loads: no syscall, no lock.
+ * caller fails the point with "test error"). Records an instant trace event: category "spawn" for
+ * names containing ".spawn.", "refresh" for names ending in ".refresh", else "point" (the
+ * observers' own points are complete events the state machine records instead). Returns 0
+ * otherwise, -EINVAL when @point is NULL. Without faults or tracing it costs a probe's nop and two
+ * loads: no syscall, no lock.
  */
-KEEL_API int keel_point_before(const char *point, bool instant);
+KEEL_API int keel_point_before(const char *point);
 /**
  * Inside the work of @point: fires its `in` faults the same way. Returns -EIO for `error`,
  * -EINVAL when @point is NULL, else 0.
@@ -28,7 +29,7 @@ KEEL_API int keel_point_in(const char *point);
  * keel_point_before() for callers that must not block: fires the signal and error faults, and
  * leaves the `sleep=MS` ones to the caller, which gets their length from keel_point_before_delay().
  */
-KEEL_API int keel_point_before_nowait(const char *point, bool instant);
+KEEL_API int keel_point_before_nowait(const char *point);
 /** The sum of the `sleep=MS` of the `before` faults for @point, in microseconds, without sleeping. */
 KEEL_API keel_usec_t keel_point_before_delay(const char *point);
 /**

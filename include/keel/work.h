@@ -4,10 +4,10 @@
 #include <keel/common.h>
 
 /**
- * Counters of a component's work in flight, and the gate that refuses it while draining. Each
- * thread counts on its own cache line (64 bytes per thread that used the tracker, taken over by a
- * later thread once that thread exits), so begins and ends of different threads never contend and
- * none of them executes a locked instruction.
+ * Counters of a component's work in flight, and the gate that refuses it while draining. Begins
+ * and ends of different threads do not contend with each other, and none of them executes a
+ * locked instruction. Memory grows with the number of threads that used the tracker at the same
+ * time (a cache line each), not with the number of threads that ever did.
  */
 typedef struct keel_work keel_work;
 
@@ -55,10 +55,9 @@ KEEL_API const char *keel_work_name(const keel_work *w);
 /**
  * Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining, -EINVAL when @w
  * is NULL. There is no limit on the units in flight. Thread-safe, no syscall, no locked
- * instruction: plain loads and stores to the calling thread's own counters. A thread's first
- * begin or end on @w takes a mutex to find or create those counters, and so does one that follows
- * the thread's use of another tracker sharing @w's entry in its 16-entry cache (trackers created
- * one after another do not share one).
+ * instruction on the common path. A thread's first begin or end on @w may take a mutex, and so
+ * may one after the thread used many other trackers in between: a thread that alternates between
+ * a few trackers does not.
  */
 KEEL_API int keel_work_begin(keel_work *w);
 /**

@@ -28,7 +28,7 @@ static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 static int refresh_once(cert_service *s, cert_error *e)
 {
     keel_counter_add(s->refreshes, 1);
-    int r = keel_point_before("certificate.refresh", true);
+    int r = keel_point_before("certificate.refresh");
     if (r >= 0)
         r = keel_point_in("certificate.refresh");
     if (r < 0)

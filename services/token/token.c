@@ -247,7 +247,7 @@ static int handle(keel_http_request *req, void *userdata)
 
 static void refresh_once(token_service *t)
 {
-    int r = keel_point_before("token.refresh", true);
+    int r = keel_point_before("token.refresh");
     if (r >= 0)
         r = keel_point_in("token.refresh");
     if (r < 0) {

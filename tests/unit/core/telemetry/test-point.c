@@ -60,8 +60,8 @@ static int take(int sig)
 
 Test(point, no_faults_no_effect)
 {
-    cr_assert_eq(keel_point_before("token.start", false), 0);
-    cr_assert_eq(keel_point_before("token.spawn.refresh", true), 0);
+    cr_assert_eq(keel__point_before_observer("token.start"), 0);
+    cr_assert_eq(keel_point_before("token.spawn.refresh"), 0);
     cr_assert_eq(keel_point_in("token.start"), 0);
     cr_assert_eq(keel_point_in_delay("token.request"), 0);
 }
@@ -69,7 +69,7 @@ Test(point, no_faults_no_effect)
 Test(point, null_point)
 {
     faults("error@in:a");
-    cr_assert_eq(keel_point_before(NULL, true), -EINVAL);
+    cr_assert_eq(keel_point_before(NULL), -EINVAL);
     cr_assert_eq(keel_point_in(NULL), -EINVAL);
     cr_assert_eq(keel_point_in_delay(NULL), 0);
 }
@@ -80,8 +80,8 @@ Test(point, error_only_for_its_point_and_when)
 
     cr_assert_eq(keel_point_in("metrics.start"), -EIO);
     cr_assert_eq(keel_point_in("metrics.start"), -EIO, "every time");
-    cr_assert_eq(keel_point_before("metrics.start", false), 0);
-    cr_assert_eq(keel_point_before("token.spawn.refresh", true), -EIO);
+    cr_assert_eq(keel__point_before_observer("metrics.start"), 0);
+    cr_assert_eq(keel_point_before("token.spawn.refresh"), -EIO);
     cr_assert_eq(keel_point_in("token.spawn.refresh"), 0);
     cr_assert_eq(keel_point_in("metrics.stop"), 0);
     cr_assert_eq(keel_point_in("metrics.start.x"), 0, "names match exactly");
@@ -97,7 +97,7 @@ Test(point, sigterm_is_sent_to_the_process)
     cr_assert_not(pending(SIGTERM));
     cr_assert_eq(keel_point_in("token.start"), 0);
     cr_assert_not(pending(SIGTERM), "an `in` point does not fire a `before` fault");
-    cr_assert_eq(keel_point_before("token.start", false), 0);
+    cr_assert_eq(keel__point_before_observer("token.start"), 0);
     cr_assert(pending(SIGTERM));
     cr_assert_eq(take(SIGTERM), SI_USER, "kill(), not raise() (SI_TKILL)");
 }
@@ -117,7 +117,7 @@ Test(point, sigint_and_sighup)
 
 static void *fire_in_thread(void *arg)
 {
-    (void) keel_point_before(arg, true);
+    (void) keel_point_before(arg);
     return NULL;
 }
 
@@ -148,7 +148,7 @@ Test(point, sleep_sleeps)
 
     faults("sleep=60@before:s,sleep=30@in:s,sleep=20@in:s,sleep=500@in:other");
     keel_usec_t start = keel_now();
-    cr_assert_eq(keel_point_before("s", false), 0);
+    cr_assert_eq(keel__point_before_observer("s"), 0);
     cr_assert_geq(keel_now() - start, 60 * KEEL_USEC_PER_MSEC);
 
     cr_assert_geq(timed_in("s", &r), 50 * KEEL_USEC_PER_MSEC, "both `in` sleeps");
@@ -185,10 +185,10 @@ Test(point, traces_instants)
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cr_assert_eq(dup2(p[1], STDERR_FILENO), STDERR_FILENO);
     cr_assert_eq(keel__trace_open("-"), 0);
-    cr_assert_eq(keel_point_before("token.spawn.refresh", true), 0);
-    cr_assert_eq(keel_point_before("certificate.refresh", true), 0);
-    cr_assert_eq(keel_point_before("token.request", true), 0);
-    cr_assert_eq(keel_point_before("token.start", false), 0);
+    cr_assert_eq(keel_point_before("token.spawn.refresh"), 0);
+    cr_assert_eq(keel_point_before("certificate.refresh"), 0);
+    cr_assert_eq(keel_point_before("token.request"), 0);
+    cr_assert_eq(keel__point_before_observer("token.start"), 0);
     cr_assert_eq(keel_point_in("token.start"), 0);
     keel__trace_close();
     cr_assert_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
