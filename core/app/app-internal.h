@@ -90,6 +90,7 @@ typedef struct keel_command_decl {
     char *name;
     char *summary;
     unsigned flags; /* keel_command_flags */
+    char **uses;    /* services that run for it besides those whose vtables name it */
 } keel_command_decl;
 
 /* An object attached with keel_app_attach(). */
@@ -229,6 +230,8 @@ void keel__cli_usage(const keel_app *app, FILE *f);
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */
 int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
                            const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* The declared command @name, or NULL. */
+keel_command_decl *keel__app_command(const keel_app *app, const char *name);
 /* Whether @name is a declared command. */
 bool keel__app_command_declared(const keel_app *app, const char *name);
 /* Frees every attached object, newest first. */

@@ -85,6 +85,7 @@ keel_app *keel_app_free(keel_app *app)
     for (size_t i = 0; i < app->registry.n_commands; i++) {
         free(app->registry.commands[i].name);
         free(app->registry.commands[i].summary);
+        keel_strv_free(app->registry.commands[i].uses);
     }
     free(app->registry.commands);
     /* The configuration first: its strings and lists live in the services' states. */
@@ -135,20 +136,34 @@ int keel_app_add_command(keel_app *app, const char *name, const char *summary, u
     return 0;
 }
 
+keel_command_decl *keel__app_command(const keel_app *app, const char *name)
+{
+    for (size_t i = 0; name && i < app->registry.n_commands; i++)
+        if (streq(app->registry.commands[i].name, name))
+            return &app->registry.commands[i];
+    return NULL;
+}
+
 bool keel__app_command_declared(const keel_app *app, const char *name)
 {
-    for (size_t i = 0; i < app->registry.n_commands; i++)
-        if (streq(app->registry.commands[i].name, name))
-            return true;
-    return false;
+    return keel__app_command(app, name) != NULL;
+}
+
+int keel_app_command_uses(keel_app *app, const char *command, const char *service)
+{
+    keel_assert_return(app && command && service && *service, -EINVAL);
+    keel_command_decl *c = keel__app_command(app, command);
+    if (!c)
+        return -ENOENT;
+    if (app->registry.services_resolved)
+        return -ESTALE;
+    return keel_strv_contains((const char *const *) c->uses, service) ? 0 : keel_strv_extend(&c->uses, service);
 }
 
 unsigned keel_app_command_flags(const keel_app *app)
 {
-    for (size_t i = 0; app && app->cli.command && i < app->registry.n_commands; i++)
-        if (streq(app->registry.commands[i].name, app->cli.command))
-            return app->registry.commands[i].flags;
-    return 0;
+    const keel_command_decl *c = app ? keel__app_command(app, app->cli.command) : NULL;
+    return c ? c->flags : 0;
 }
 
 int keel_app_fail(keel_app *app, int error, const char *fmt, ...)

@@ -189,11 +189,25 @@ static int order(const keel_app *app, keel_service **ret_order, char **ret_error
     return 0;
 }
 
-static bool joins(const keel_service *s, const char *command)
+static bool joins(const keel_app *app, const keel_service *s, const char *command)
 {
+    const keel_command_decl *c = keel__app_command(app, command);
+    if (c && keel_strv_contains((const char *const *) c->uses, s->vtable->name))
+        return true;
     if (!s->vtable->commands)
         return streq(command, "serve");
     return keel_strv_contains(s->vtable->commands, command);
+}
+
+/* Every service a command says it uses is registered. */
+static int check_uses(const keel_app *app, char **ret_error)
+{
+    for (size_t i = 0; i < app->registry.n_commands; i++)
+        for (char **u = app->registry.commands[i].uses; u && *u; u++)
+            if (index_of(app, *u) == SIZE_MAX)
+                return fail(ret_error, -ENOENT, "The command %s uses the service '%s', which is not registered",
+                            app->registry.commands[i].name, *u);
+    return 0;
 }
 
 static int register_hooks(keel_app *app, keel_service *s)
@@ -226,12 +240,15 @@ int keel__services_resolve(keel_app *app, const char *command, char **ret_error)
         if (r < 0)
             return r;
     }
+    int r = check_uses(app, ret_error);
+    if (r < 0)
+        return r;
     _cleanup_free_ keel_service **sorted = calloc(app->registry.n_services + 1, sizeof *sorted);
     if (!sorted)
         return -ENOMEM;
-    int r = order(app, sorted, ret_error);
+    r = order(app, sorted, ret_error);
     for (size_t i = 0; r >= 0 && i < app->registry.n_services; i++) {
-        if (!joins(sorted[i], command))
+        if (!joins(app, sorted[i], command))
             continue;
         app->registry.plugin_now = sorted[i]->plugin; /* the observers belong to the plugin that added the service */
         app->registry.service_now = sorted[i];

@@ -77,6 +77,14 @@ typedef enum keel_command_flags {
  * Returns -EEXIST for a name already declared, -EINVAL for an empty name or unknown flags, -ENOMEM.
  */
 KEEL_API int keel_app_add_command(keel_app *app, const char *name, const char *summary, unsigned flags);
+/**
+ * Makes the service named @service run for @command too, as if its vtable listed @command: for a
+ * command that needs a service it did not declare itself for (`keel token` needs the certificate
+ * service, whose vtable says nothing of `token`). Both are checked when the command line is
+ * parsed: an undeclared command or an unknown service fails the run (exit 70). Returns 0,
+ * -ENOENT for an undeclared @command, -ESTALE once the command line was parsed, -EINVAL, -ENOMEM.
+ */
+KEEL_API int keel_app_command_uses(keel_app *app, const char *command, const char *service);
 /** The flags the selected command was declared with; 0 before the command line is parsed. */
 KEEL_API unsigned keel_app_command_flags(const keel_app *app);
 

@@ -273,12 +273,11 @@ static void certificate_free(keel_service *svc, void *state)
     (void) pthread_mutex_destroy(&s->lock);
 }
 
-/* The first to start (DESIGN §4). `keel token` mints with the credential it loads, beside a serving
- * agent whose state directory it only reads. */
+/* The first to start (DESIGN §4). A command that uses it besides serve (keel_app_command_uses())
+ * and holds no lock on the state directory gets a credential that is only read. */
 static const keel_service_vtable certificate_vtable = {
     .name = "certificate",
     .label = "certificate provider",
-    .commands = (const char *const[]){ "serve", "token", NULL },
     .state_size = sizeof(cert_service),
     .config = config_keys,
     .n_config = ELEMENTSOF(config_keys),

@@ -126,11 +126,14 @@ static int on_token(keel_app *app, void *userdata)
     return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "token.command.mint", mint_and_print, userdata, NULL);
 }
 
-/* Beside a serving agent: no PID file, and the state directory is only read (0 flags). */
+/* Beside a serving agent: no PID file, and the state directory is only read (0 flags). The
+ * certificate service loads the credential it mints with. */
 int token_command_register(keel_app *app, keel_service *token)
 {
     int r = keel_app_add_command(app, "token", "print one access token: --domain D --role R [--format jwt|json]", 0);
-    if (r < 0)
-        return r;
-    return keel_app_observe_command(app, "token", "token.command.token", on_token, token);
+    if (r >= 0)
+        r = keel_app_command_uses(app, "token", "certificate");
+    if (r >= 0)
+        r = keel_app_observe_command(app, "token", "token.command.token", on_token, token);
+    return r;
 }

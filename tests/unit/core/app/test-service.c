@@ -153,6 +153,31 @@ Test(service, a_service_joins_only_its_commands)
     cr_assert_eq(st->key, 7, "the keys of a service that does not run have their defaults");
 }
 
+/* A command may pull in a service whose vtable does not name it: the dependent knows its dependency. */
+Test(service, a_command_uses_a_service_that_does_not_know_it)
+{
+    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token", 0), 0);
+    cr_assert_eq(keel_app_add_service(t.app, &cert_vt, NULL), 0);
+    cr_assert_eq(keel_app_add_service(t.app, &token_vt, NULL), 0);
+    cr_assert_eq(keel_app_command_uses(t.app, "token", "certificate"), 0);
+    cr_assert_eq(keel_app_command_uses(t.app, "token", "certificate"), 0, "idempotent");
+    cr_assert_eq(keel_app_command_uses(t.app, "tokn", "certificate"), -ENOENT);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_AFTER, "done", ACT_DONE);
+
+    cr_assert_eq(apptest_run(&t, "token", NULL), 0);
+    cr_assert_str_eq(t.calls, "certificate.configure certificate.start done certificate.stop ");
+    cr_assert_eq(keel_app_command_uses(t.app, "token", "metrics"), -ESTALE);
+}
+
+Test(service, a_command_that_uses_an_unknown_service_fails_the_run)
+{
+    cr_assert_eq(keel_app_add_command(t.app, "token", "print a token", 0), 0);
+    cr_assert_eq(keel_app_command_uses(t.app, "token", "certifcate"), 0, "checked once every plugin registered");
+    cr_assert_eq(apptest_run(&t, "token", NULL), KEEL_EXIT_SOFTWARE);
+    cr_assert(strstr(apptest_logs(&t), "The command token uses the service 'certifcate', which is not registered"), "%s",
+              apptest_logs(&t));
+}
+
 Test(service, a_missing_dependency_fails_the_run_naming_it)
 {
     cr_assert_eq(keel_app_add_service(t.app, &cert_vt, NULL), 0);
