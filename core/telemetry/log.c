@@ -13,6 +13,7 @@
 
 #include "log-internal.h"
 #include "macro.h"
+#include <keel/fileio.h>
 #include <keel/strbuf.h>
 
 static atomic_int log_level = KEEL_LOG_INFO;
@@ -131,16 +132,7 @@ static void format_time(char *buf, size_t size)
 
 static void write_all(const char *buf, size_t len)
 {
-    int fd = atomic_load(&log_fd);
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* nowhere to report a failing log sink */
-        buf += n;
-        len -= (size_t) n;
-    }
+    (void) keel_fd_write_all(atomic_load(&log_fd), buf, len); /* nowhere to report a failing log sink */
 }
 
 typedef struct record {

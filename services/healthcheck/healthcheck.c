@@ -50,11 +50,11 @@ static void report_check(const char *name, int result, const char *reason, void 
 }
 
 /* Runs the checks (none for /livez) and answers "ok", or the verbose list, with 200 or 503. */
-static int answer_checks(keel_http_request *req, healthcheck_service *hc, keel_app *app, const char *probe, bool with_checks)
+static int answer_checks(keel_http_request *req, healthcheck_service *health, keel_app *app, const char *probe, bool with_checks)
 {
     char buf[8192];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    bool verbose = atomic_load_explicit(&hc->verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
+    bool verbose = atomic_load_explicit(&health->verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
 
     keel_strbuf_append(&sb, "[+]ping ok\n");
     unsigned failed = with_checks ? keel_app_run_health_checks(app, report_check, &sb) : 0;
@@ -64,36 +64,36 @@ static int answer_checks(keel_http_request *req, healthcheck_service *hc, keel_a
     return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);
 }
 
-static int answer_readyz(keel_http_request *req, healthcheck_service *hc, keel_app *app)
+static int answer_readyz(keel_http_request *req, healthcheck_service *health, keel_app *app)
 {
     keel_readiness r = keel_app_readiness(app);
     char body[64];
     if (r == KEEL_READINESS_READY)
-        return answer_checks(req, hc, app, "readyz", true);
+        return answer_checks(req, health, app, "readyz", true);
     (void) snprintf(body, sizeof body, "{\"status\":\"%s\"}", keel_readiness_to_string(r));
     return keel_http_respond_text(req, 503, JSON, body);
 }
 
 static int handle(keel_http_request *req, void *userdata)
 {
-    healthcheck_service *hc = userdata;
-    keel_app *app = hc->app;
+    healthcheck_service *health = userdata;
+    keel_app *app = health->app;
     const char *path = keel_http_request_path(req);
 
     if (streq(path, "/livez"))
-        return answer_checks(req, hc, app, "livez", false);
+        return answer_checks(req, health, app, "livez", false);
     if (streq(path, "/readyz"))
-        return answer_readyz(req, hc, app);
+        return answer_readyz(req, health, app);
     if (streq(path, "/healthz"))
-        return answer_checks(req, hc, app, "healthz", true);
+        return answer_checks(req, health, app, "healthz", true);
     return keel_http_respond_static(req, 404, TEXT, "not found: try /livez, /readyz or /healthz\n");
 }
 
 /* The configuration changes on the main thread; the polling thread reads only the atomic. */
 static int healthcheck_refresh(keel_service *s, void *state)
 {
-    healthcheck_service *hc = state;
-    atomic_store_explicit(&hc->verbose, hc->config.verbose, memory_order_relaxed);
+    healthcheck_service *health = state;
+    atomic_store_explicit(&health->verbose, health->config.verbose, memory_order_relaxed);
     return 0;
 }
 
@@ -106,19 +106,21 @@ static int healthcheck_configure(keel_service *s, void *state)
 
 static int healthcheck_start(keel_service *s, void *state)
 {
-    healthcheck_service *hc = state;
-    keel_app *app = hc->app = keel_service_app(s);
+    healthcheck_service *health = state;
+    keel_app *app = health->app = keel_service_app(s);
     (void) healthcheck_refresh(s, state);
-    keel_http_options o = {
-        .service = "healthcheck", .label = "health check server", .address = hc->config.address, .handler = handle, .userdata = hc
-    };
-    return keel_http_server_start_new(app, &o, &hc->server);
+    keel_http_options o = { .service = "healthcheck",
+                            .label = "health check server",
+                            .address = health->config.address,
+                            .handler = handle,
+                            .userdata = health };
+    return keel_http_server_start_new(app, &o, &health->server);
 }
 
 static int healthcheck_stop(keel_service *s, void *state)
 {
-    healthcheck_service *hc = state;
-    return keel_http_server_stop_and_free(keel_service_app(s), &hc->server);
+    healthcheck_service *health = state;
+    return keel_http_server_stop_and_free(keel_service_app(s), &health->server);
 }
 
 /* The last to start and the first to stop (DESIGN §3): /readyz never answers for a service that

@@ -46,18 +46,20 @@ static int metrics_configure(keel_service *s, void *state)
 
 static int metrics_start(keel_service *s, void *state)
 {
-    metrics_service *m = state;
+    metrics_service *exporter = state;
     keel_app *app = keel_service_app(s);
-    keel_http_options o = {
-        .service = "metrics", .label = "metrics exporter server", .address = m->config.address, .handler = handle, .userdata = app
-    };
-    return keel_http_server_start_new(app, &o, &m->server);
+    keel_http_options o = { .service = "metrics",
+                            .label = "metrics exporter server",
+                            .address = exporter->config.address,
+                            .handler = handle,
+                            .userdata = app };
+    return keel_http_server_start_new(app, &o, &exporter->server);
 }
 
 static int metrics_stop(keel_service *s, void *state)
 {
-    metrics_service *m = state;
-    return keel_http_server_stop_and_free(keel_service_app(s), &m->server);
+    metrics_service *exporter = state;
+    return keel_http_server_stop_and_free(keel_service_app(s), &exporter->server);
 }
 
 /* After the services whose metrics it exports, so that its first scrape sees all of them. */

@@ -88,15 +88,15 @@ static const keel_config_key config_keys[] = {
 };
 
 /* Any thread: the live expiry as copied at the last configure or refresh. */
-static token_params params(token_service *t)
+static token_params params(token_service *token)
 {
-    return (token_params){ .issuer = t->config.issuer, .expiry = atomic_load(&t->expiry) };
+    return (token_params){ .issuer = token->config.issuer, .expiry = atomic_load(&token->expiry) };
 }
 
 token_params token_config_params(keel_service *s)
 {
-    token_service *t = keel_service_state(s);
-    return (token_params){ .issuer = t->config.issuer, .expiry = t->config.expiry };
+    token_service *token = keel_service_state(s);
+    return (token_params){ .issuer = token->config.issuer, .expiry = token->config.expiry };
 }
 
 /* ---- minting ------------------------------------------------------------------------------------ */
@@ -104,12 +104,12 @@ token_params token_config_params(keel_service *s)
 /* The cache's mint handler: any thread, no lock held. Logs its failure once, here. */
 static int mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
 {
-    token_service *t = userdata;
-    token_params p = params(t);
+    token_service *token = userdata;
+    token_params p = params(token);
     char reason[256] = "";
     char *jwt = NULL;
     keel_usec_t expires = 0;
-    int r = token_issue(t->identity, &p, domain, role, now, &jwt, &expires, reason, sizeof reason);
+    int r = token_issue(token->identity, &p, domain, role, now, &jwt, &expires, reason, sizeof reason);
     if (r < 0)
         return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to mint a token for domain[%s] role[%s]: %s", domain,
                                       role, reason);
@@ -173,7 +173,7 @@ static int answer_token_ok(keel_http_request *req, const char *id, const token_m
     return respond(req, 200, JSON, body, strlen(body), headers);
 }
 
-static int answer_token(keel_http_request *req, token_service *t, const char *id)
+static int answer_token(keel_http_request *req, token_service *token, const char *id)
 {
     static const char *const names[] = { "X-Athenz-Domain", "X-Athenz-Role" };
     const char *values[2];
@@ -186,7 +186,7 @@ static int answer_token(keel_http_request *req, token_service *t, const char *id
 
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
-    int r = token_cache_get(t->cache, values[0], values[1], now, &minted);
+    int r = token_cache_get(token->cache, values[0], values[1], now, &minted);
     if (r < 0) /* the mint logged why */
         return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
     r = answer_token_ok(req, id, &minted, values[1], now);
@@ -194,12 +194,12 @@ static int answer_token(keel_http_request *req, token_service *t, const char *id
     return r;
 }
 
-static int answer_jwks(keel_http_request *req, token_service *t, const char *id)
+static int answer_jwks(keel_http_request *req, token_service *token, const char *id)
 {
     credential *creds[] = {
-        identity_get(t->identity, IDENTITY_CURRENT),
-        identity_get(t->identity, IDENTITY_PREVIOUS),
-        identity_get(t->identity, IDENTITY_NEXT),
+        identity_get(token->identity, IDENTITY_CURRENT),
+        identity_get(token->identity, IDENTITY_PREVIOUS),
+        identity_get(token->identity, IDENTITY_NEXT),
     };
     _cleanup_free_ char *body = NULL;
     int r = token_jwks_json(creds, ELEMENTSOF(creds), &body);
@@ -208,21 +208,21 @@ static int answer_jwks(keel_http_request *req, token_service *t, const char *id)
     if (r < 0)
         return r;
     char cache_control[32];
-    (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&t->jwks_max_age_s));
+    (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&token->jwks_max_age_s));
     const char *headers[] = { "Cache-Control", cache_control, "X-Request-Id", id, NULL };
     return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
 }
 
-static int route(keel_http_request *req, token_service *t, const char *id)
+static int route(keel_http_request *req, token_service *token, const char *id)
 {
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
-    bool token = streq(path, "/token") || streq(path, "/"), jwks = streq(path, JWKS_PATH);
-    if ((token || jwks) && !STR_IN_SET(method, "GET", "HEAD"))
+    bool is_token = streq(path, "/token") || streq(path, "/"), is_jwks = streq(path, JWKS_PATH);
+    if ((is_token || is_jwks) && !STR_IN_SET(method, "GET", "HEAD"))
         return answer_error(req, id, 405, "method_not_allowed", "only GET is served here", NULL);
-    if (token)
-        return answer_token(req, t, id);
-    if (jwks)
-        return answer_jwks(req, t, id);
+    if (is_token)
+        return answer_token(req, token, id);
+    if (is_jwks)
+        return answer_jwks(req, token, id);
     return answer_error(req, id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
 }
 
@@ -245,22 +245,22 @@ static int handle(keel_http_request *req, void *userdata)
 
 /* ---- tasks -------------------------------------------------------------------------------------- */
 
-static void refresh_once(token_service *t)
+static void refresh_once(token_service *token)
 {
     int r = keel_point_before("token.refresh");
     if (r >= 0)
         r = keel_point_in("token.refresh");
     if (r < 0) {
-        keel_counter_add(t->refresh_failed, 1);
+        keel_counter_add(token->refresh_failed, 1);
         keel_log_service("token", KEEL_LOG_WARNING, "Failed to refresh tokens: %s, ignoring", KEEL_FAULT_MESSAGE);
         return;
     }
-    if (keel_work_begin(t->work) < 0) /* draining: the server is stopping */
+    if (keel_work_begin(token->work) < 0) /* draining: the server is stopping */
         return;
     size_t failed = 0;
-    r = token_cache_refresh(t->cache, keel_now_realtime(), &failed);
-    keel_work_end(t->work, r >= 0 && failed == 0);
-    keel_counter_add(r >= 0 && failed == 0 ? t->refreshed : t->refresh_failed, 1);
+    r = token_cache_refresh(token->cache, keel_now_realtime(), &failed);
+    keel_work_end(token->work, r >= 0 && failed == 0);
+    keel_counter_add(r >= 0 && failed == 0 ? token->refreshed : token->refresh_failed, 1);
     if (r < 0)
         keel_log_service_errno("token", KEEL_LOG_WARNING, r, "Failed to refresh tokens: %m, ignoring");
     else
@@ -285,15 +285,15 @@ static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken)
  * refresh, or refreshes at once when that is past, instead of a whole interval from the reload. */
 static void refresh_task(keel_task *task, void *userdata)
 {
-    token_service *t = userdata;
+    token_service *token = userdata;
     keel_usec_t last = keel_now(); /* the last refresh, or the start */
     for (int w = 0; w >= 0;) {
-        keel_usec_t interval = atomic_load(&t->refresh_interval);
+        keel_usec_t interval = atomic_load(&token->refresh_interval);
         keel_usec_t delay = w > 0 ? keel_usec_left(last, keel_now(), interval) : interval;
         log_schedule(delay, interval, w > 0);
         w = keel_task_wait(task, delay);
         if (w == 0) {
-            refresh_once(t);
+            refresh_once(token);
             last = keel_now();
         }
     }
@@ -311,16 +311,16 @@ static int64_t rss_bytes(void)
     return n == 2 ? (int64_t) resident * sysconf(_SC_PAGESIZE) : -EIO;
 }
 
-static void report_memory(token_service *t)
+static void report_memory(token_service *token)
 {
     token_cache_stats st;
     int64_t rss = rss_bytes();
-    token_cache_get_stats(t->cache, &st);
+    token_cache_get_stats(token->cache, &st);
     if (rss < 0) {
         keel_log_service_errno("token", KEEL_LOG_WARNING, (int) rss, "Failed to read /proc/self/statm: %m, ignoring");
         return;
     }
-    keel_gauge_set(t->rss, (double) rss);
+    keel_gauge_set(token->rss, (double) rss);
     keel_log_service("token", KEEL_LOG_INFO, "Memory: rss[%.1fMiB] token cache entries[%zu] bytes[%zu]", (double) rss / 1048576.0,
                      st.entries, st.bytes);
 }
@@ -329,14 +329,14 @@ static void report_memory(token_service *t)
  * back to sleep for what is left of its interval, and reports on time. */
 static void memory_task(keel_task *task, void *userdata)
 {
-    token_service *t = userdata;
+    token_service *token = userdata;
     keel_usec_t last = 0;
     for (int w = 0; w >= 0;) {
         if (w == 0) {
-            report_memory(t);
+            report_memory(token);
             last = keel_now();
         }
-        w = keel_task_wait(task, keel_usec_left(last, keel_now(), t->config.memory_report_interval));
+        w = keel_task_wait(task, keel_usec_left(last, keel_now(), token->config.memory_report_interval));
     }
 }
 
@@ -345,8 +345,8 @@ static void memory_task(keel_task *task, void *userdata)
 /* Healthy while the current credential can sign: it exists, matches its certificate and is in date. */
 static int check_credential(void *userdata, char *reason, size_t size)
 {
-    token_service *t = userdata;
-    _cleanup_(credential_unrefp) credential *c = identity_get(t->identity, IDENTITY_CURRENT);
+    token_service *token = userdata;
+    _cleanup_(credential_unrefp) credential *c = identity_get(token->identity, IDENTITY_CURRENT);
     if (!c) {
         (void) snprintf(reason, size, "no current credential to sign tokens with");
         return -ENOKEY;
@@ -359,13 +359,13 @@ static int check_credential(void *userdata, char *reason, size_t size)
  * minted again on its next request, not all at once here. */
 static void on_credential(identity *id, void *userdata)
 {
-    token_service *t = userdata;
+    token_service *token = userdata;
     _cleanup_(credential_unrefp) credential *c = identity_get(id, IDENTITY_CURRENT);
-    if (c && t->cache && token_cache_rekey(t->cache, credential_kid(c)))
+    if (c && token->cache && token_cache_rekey(token->cache, credential_kid(c)))
         keel_log_service("token", KEEL_LOG_INFO, "Signing tokens with key[%s] (%s)", credential_kid(c), credential_alg(c));
 }
 
-static int add_metrics(token_service *t, keel_metrics *m, token_cache_metrics *ret)
+static int add_metrics(token_service *token, keel_metrics *m, token_cache_metrics *ret)
 {
     int r = keel_metrics_counter(m, "keel_token_cache_hits_total", "Token requests answered from the cache.", NULL, &ret->hits);
     if (r >= 0)
@@ -383,13 +383,13 @@ static int add_metrics(token_service *t, keel_metrics *m, token_cache_metrics *r
         r = keel_metrics_gauge(m, "keel_token_cache_bytes", "Bytes the token cache holds.", NULL, &ret->bytes);
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
-                                 (const char *const[]){ "result", "ok", NULL }, &t->refreshed);
+                                 (const char *const[]){ "result", "ok", NULL }, &token->refreshed);
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
-                                 (const char *const[]){ "result", "error", NULL }, &t->refresh_failed);
+                                 (const char *const[]){ "result", "error", NULL }, &token->refresh_failed);
     if (r >= 0)
         r = keel_metrics_gauge(m, "keel_token_memory_rss_bytes", "Resident set size at the memory reporter's last report.", NULL,
-                               &t->rss);
+                               &token->rss);
     return r;
 }
 
@@ -397,13 +397,13 @@ static int add_metrics(token_service *t, keel_metrics *m, token_cache_metrics *r
 
 /* Verifiers re-read JWKS at least this often: a sixth of the refresh interval, at most 5 minutes,
  * so a next key is seen long before tokens signed with it are handed out. */
-static void apply_live_config(token_service *t)
+static void apply_live_config(token_service *token)
 {
-    keel_usec_t age = KEEL_MIN(t->config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
-    atomic_store(&t->jwks_max_age_s, KEEL_MAX(age / KEEL_USEC_PER_SEC, 1));
-    atomic_store(&t->expiry, t->config.expiry);
-    if (atomic_exchange(&t->refresh_interval, t->config.refresh_interval) != t->config.refresh_interval)
-        keel_task_group_wake(t->tasks);
+    keel_usec_t age = KEEL_MIN(token->config.refresh_interval / 6, 300 * KEEL_USEC_PER_SEC);
+    atomic_store(&token->jwks_max_age_s, KEEL_MAX(age / KEEL_USEC_PER_SEC, 1));
+    atomic_store(&token->expiry, token->config.expiry);
+    if (atomic_exchange(&token->refresh_interval, token->config.refresh_interval) != token->config.refresh_interval)
+        keel_task_group_wake(token->tasks);
 }
 
 /* SIGHUP: a new refresh interval, expiry or JWKS max-age applies at once (tokens already cached
@@ -416,73 +416,73 @@ static int token_refresh(keel_service *s, void *state)
 
 static int token_configure(keel_service *s, void *state)
 {
-    token_service *t = state;
+    token_service *token = state;
     keel_app *app = keel_service_app(s);
     token_cache_metrics m = { 0 };
-    int r = identity_of(app, &t->identity);
+    int r = identity_of(app, &token->identity);
     if (r >= 0)
-        r = identity_subscribe(t->identity, on_credential, t);
+        r = identity_subscribe(token->identity, on_credential, token);
     if (r >= 0)
-        r = add_metrics(t, keel_app_metrics(app), &m);
+        r = add_metrics(token, keel_app_metrics(app), &m);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to set up the token service: %s", strerror(-r));
-    t->cache = token_cache_new((size_t) t->config.cache_size, mint, t);
-    if (!t->cache)
+    token->cache = token_cache_new((size_t) token->config.cache_size, mint, token);
+    if (!token->cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
-    token_cache_set_metrics(t->cache, &m);
-    apply_live_config(t);
+    token_cache_set_metrics(token->cache, &m);
+    apply_live_config(token);
     /* The first server to start: what its ready check needs loads meanwhile (decision 11). */
     keel_http_prepare(app);
     return 0;
 }
 
-static int spawn(token_service *t, keel_app *app, const char *point, const char *role, keel_task_handler_t fn)
+static int spawn(token_service *token, keel_app *app, const char *point, const char *role, keel_task_handler_t fn)
 {
-    int r = keel_task_group_spawn(t->tasks, point, role, fn, t);
+    int r = keel_task_group_spawn(token->tasks, point, role, fn, token);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to spawn the token %s task: %s", role, strerror(-r));
     return 0;
 }
 
-static int start_tasks(token_service *t, keel_app *app)
+static int start_tasks(token_service *token, keel_app *app)
 {
-    if (!(t->tasks = keel_task_group_new(app, "token")))
+    if (!(token->tasks = keel_task_group_new(app, "token")))
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");
-    int r = spawn(t, app, "token.spawn.refresh", "refresh", refresh_task);
+    int r = spawn(token, app, "token.spawn.refresh", "refresh", refresh_task);
     if (r >= 0)
-        r = spawn(t, app, "token.spawn.memory", "memory", memory_task);
+        r = spawn(token, app, "token.spawn.memory", "memory", memory_task);
     return r;
 }
 
 static int token_start(keel_service *s, void *state)
 {
-    token_service *t = state;
+    token_service *token = state;
     keel_app *app = keel_service_app(s);
-    _cleanup_(credential_unrefp) credential *c = identity_get(t->identity, IDENTITY_CURRENT);
+    _cleanup_(credential_unrefp) credential *c = identity_get(token->identity, IDENTITY_CURRENT);
     if (!c)
         return keel_app_fail(app, -ENOKEY,
                              "No current credential to sign tokens with: the certificate service must publish one before the token "
                              "provider starts");
-    on_credential(t->identity, t);
+    on_credential(token->identity, token);
     /* Here rather than at configure, so /readyz lists it after the certificate's check. */
-    int r = keel_app_add_health_check(app, "token", check_credential, t);
+    int r = keel_app_add_health_check(app, "token", check_credential, token);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
-    t->work = keel_app_work(app, "token");
+    token->work = keel_app_work(app, "token");
     keel_http_options o = {
-        .service = "token", .label = "token provider server", .address = t->config.address, .handler = handle, .userdata = t
+        .service = "token", .label = "token provider server", .address = token->config.address, .handler = handle, .userdata = token
     };
-    r = keel_http_server_start_new(app, &o, &t->server);
-    return r < 0 ? r : start_tasks(t, app);
+    r = keel_http_server_start_new(app, &o, &token->server);
+    return r < 0 ? r : start_tasks(token, app);
 }
 
 /* The server drains first (requests in flight finish), then the tasks stop and are joined. */
 static int token_stop(keel_service *s, void *state)
 {
-    token_service *t = state;
-    int r = keel_http_server_stop_and_free(keel_service_app(s), &t->server);
-    if (t->tasks) {
-        t->tasks = keel_task_group_free(t->tasks);
+    token_service *token = state;
+    int r = keel_http_server_stop_and_free(keel_service_app(s), &token->server);
+    if (token->tasks) {
+        token->tasks = keel_task_group_free(token->tasks);
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
     }
     return r;
@@ -492,8 +492,8 @@ static int token_stop(keel_service *s, void *state)
  * on_credential(), is joined by then. */
 static int token_finalize(keel_service *s, void *state)
 {
-    token_service *t = state;
-    t->cache = token_cache_free(t->cache);
+    token_service *token = state;
+    token->cache = token_cache_free(token->cache);
     return 0;
 }
 
