@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Thin wrapper over CMake: the two commands a new machine needs are `make run` and `make test`.
 BUILD      ?= build
+BUILD_REL  ?= build-release
+BUILD_CLANG ?= build-clang
 BUILD_TEST ?= build-asan
 BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
@@ -15,7 +17,7 @@ DEBS = build-essential cmake pkg-config clang-format \
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 
-.PHONY: all deps deps-bench install-debs build run test test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
+.PHONY: all deps deps-bench install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
 
 all: build
 
@@ -44,16 +46,34 @@ RUN_ENV := $(shell [ "$$(id -u)" = 0 ] || echo KEEL_STATE_DIR=$(CURDIR)/.local/s
 run: build
 	$(RUN_ENV) $(BUILD)/keel serve
 
-# The optimised build too: -O2 finds warnings (-Werror) that the Debug builds do not.
-test: deps build test-asan test-tsan test-fuzz
+# `make install DESTDIR=/tmp/stage` (and PREFIX=/usr for a packager's layout): cmake --install.
+PREFIX ?= /usr/local
+install: build
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+# Warnings are errors here (KEEL_WERROR), never in a plain cmake build. The optimised builds find
+# warnings the Debug ones do not: gcc -O2 (which also installs Keel and builds the examples out of
+# tree against it) and clang -O3.
+test: deps test-release test-clang test-asan test-tsan test-fuzz
+
+test-release:
+	cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_WERROR=ON >/dev/null
+	cmake --build $(BUILD_REL) -j $(JOBS)
+	cd $(BUILD_REL) && ctest --output-on-failure -L install --timeout 300
+
+test-clang:
+	cmake -S . -B $(BUILD_CLANG) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=ON -DKEEL_BUILD_TESTS=OFF >/dev/null
+	cmake --build $(BUILD_CLANG) -j $(JOBS)
 
 test-asan:
-	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address >/dev/null
+	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_TEST) -j $(JOBS)
 	cd $(BUILD_TEST) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 test-tsan:
-	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread >/dev/null
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan-tests
 	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan --timeout 300
 
@@ -61,7 +81,7 @@ test-tsan:
 # harness over its seed corpus; `make fuzz FUZZ_SECONDS=600` searches for longer.
 FUZZ_SECONDS ?= 60
 fuzz-build:
-	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address \
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address -DKEEL_WERROR=ON \
 	    -DKEEL_FUZZ=ON -DKEEL_BUILD_TESTS=OFF >/dev/null
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzzers
 
@@ -81,4 +101,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(BUILD_TEST) $(BUILD_TSAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_REL) $(BUILD_CLANG) $(BUILD_TEST) $(BUILD_TSAN) $(BUILD_FUZZ)

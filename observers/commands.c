@@ -52,7 +52,7 @@ static int on_version(keel_app *app, void *userdata)
     return 0;
 }
 
-static int commands_register(keel_app *app)
+int keel__observers_commands_register(keel_app *app)
 {
     int r = keel_app_observe_command(app, "serve", "commands.serve", on_serve, NULL);
     if (r >= 0)
@@ -61,5 +61,3 @@ static int commands_register(keel_app *app)
         r = keel_app_observe_command(app, "version", "commands.version", on_version, NULL);
     return r;
 }
-
-KEEL_PLUGIN_ORDERED(commands, KEEL_PLUGIN_ORDER_CORE, commands_register);

@@ -11,19 +11,18 @@
 
 extern char **environ;
 
-#define DEFAULTS_FILE "/usr/share/keel/defaults.yaml"
-#define APP_FILE      "/etc/keel/keel.yaml"
-
+/* The files are the program's own (core/app/app.c): /usr/share/NAME/defaults.yaml and
+ * /etc/NAME/NAME.yaml. */
 static keel_config_sources sources(const keel_app *app)
 {
     const keel_cli *cli = keel__app_cli(app);
-    const char *defaults = getenv("KEEL_DEFAULTS_FILE");
+    const keel_paths *paths = keel__app_paths(app);
     const char *app_file = cli->config_file;
     /* The well-known file is read when present; a file named with --config must exist. */
-    if (!app_file && access(APP_FILE, F_OK) == 0)
-        app_file = APP_FILE;
+    if (!app_file && access(paths->app_file, F_OK) == 0)
+        app_file = paths->app_file;
     return (keel_config_sources){
-        .defaults_file = defaults ? defaults : DEFAULTS_FILE,
+        .defaults_file = paths->defaults_file,
         .app_file = app_file,
         .profile = cli->profile,
         .environ = environ,
@@ -67,12 +66,10 @@ static int on_reload(keel_app *app, void *userdata)
     return 0;
 }
 
-static int config_register(keel_app *app)
+int keel__observers_config_register(keel_app *app)
 {
     int r = keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_BEFORE, "config.load", on_load, NULL, NULL);
     if (r < 0)
         return r;
     return keel_app_observe(app, KEEL_EVENT_REFRESH, KEEL_PHASE_BEFORE, "config.reload", on_reload, NULL, NULL);
 }
-
-KEEL_PLUGIN_ORDERED(config, KEEL_PLUGIN_ORDER_CORE, config_register);

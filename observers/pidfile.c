@@ -91,7 +91,7 @@ static int on_release(keel_app *app, void *userdata)
     return 0;
 }
 
-static int pidfile_register(keel_app *app)
+int keel__observers_pidfile_register(keel_app *app)
 {
     /* After the configuration is loaded (it names the file), before any service starts. */
     int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "pidfile.acquire", on_acquire, NULL, NULL);
@@ -99,5 +99,3 @@ static int pidfile_register(keel_app *app)
         return r;
     return keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "pidfile.release", on_release, NULL, NULL);
 }
-
-KEEL_PLUGIN_ORDERED(pidfile, KEEL_PLUGIN_ORDER_CORE, pidfile_register);

@@ -6,6 +6,7 @@
 #include <keel/health.h>
 #include <keel/keel.h>
 
+#include "app-internal.h"
 #include "macro.h"
 
 static void warn_failure(const char *name, int result, const char *reason, void *userdata)
@@ -20,9 +21,7 @@ static int on_ready(keel_app *app, void *userdata)
     return 0;
 }
 
-static int readiness_register(keel_app *app)
+int keel__observers_readiness_register(keel_app *app)
 {
     return keel_app_observe(app, KEEL_EVENT_READY, KEEL_PHASE_DURING, "health.ready", on_ready, NULL, NULL);
 }
-
-KEEL_PLUGIN_ORDERED(readiness, KEEL_PLUGIN_ORDER_CORE, readiness_register);

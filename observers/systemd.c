@@ -45,7 +45,7 @@ static int on_shutdown_delay(keel_app *app, void *userdata)
     return r < 0 ? keel_app_fail(app, r, "Event loop failed during the shutdown delay: %m") : 0;
 }
 
-static int systemd_register(keel_app *app)
+int keel__observers_systemd_register(keel_app *app)
 {
     int r = keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "systemd.watchdog", on_watchdog, NULL, NULL);
     if (r < 0)
@@ -54,5 +54,3 @@ static int systemd_register(keel_app *app)
      * service has turned its readiness to 503 and before any listener closes (stop.during). */
     return keel_app_observe(app, KEEL_EVENT_STOP, KEEL_PHASE_BEFORE, "shutdown.delay", on_shutdown_delay, NULL, NULL);
 }
-
-KEEL_PLUGIN_ORDERED(systemd, KEEL_PLUGIN_ORDER_CORE, systemd_register);

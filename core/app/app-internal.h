@@ -167,8 +167,17 @@ typedef struct keel_process {
     bool curl_unload_scheduled; /* core/http/curl.c: libcurl goes away when start ends */
 } keel_process;
 
+/* Where a program named NAME keeps its files, by convention: owned strings. */
+typedef struct keel_paths {
+    char *defaults_file;    /* /usr/share/NAME/defaults.yaml, or $NAME_DEFAULTS_FILE */
+    char *app_file;         /* /etc/NAME/NAME.yaml, read when it exists */
+    char *state_dir;        /* /var/lib/NAME: the default of the key state_dir */
+    keel_config_key *table; /* the framework's keys, with that default: keel__core_settings_table's copy */
+} keel_paths;
+
 struct keel_app {
     char *name;
+    keel_paths paths;
     sd_event *event;             /* owned */
     sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
     keel_registry registry;
@@ -236,14 +245,22 @@ keel_command_decl *keel__app_command(const keel_app *app, const char *name);
 bool keel__app_command_declared(const keel_app *app, const char *name);
 /* Frees every attached object, newest first. */
 void keel__app_attachments_done(keel_app *app);
-/* Registers the compiled-in plugins (the keel_plugins ELF section). */
-int keel__app_register_plugins(keel_app *app);
+/* Registers the standard observers (unless @o says bare) and the program's plugins of @o. */
+int keel__app_register_plugins(keel_app *app, const keel_run_options *o);
+/* observers/: the standard observers' register functions. */
+int keel__observers_commands_register(keel_app *app);
+int keel__observers_config_register(keel_app *app);
+int keel__observers_pidfile_register(keel_app *app);
+int keel__observers_readiness_register(keel_app *app);
+int keel__observers_systemd_register(keel_app *app);
 /* Removes every observer that plugin @name registered. Returns how many. */
 size_t keel__app_disable_plugin(keel_app *app, const char *name);
 /* Whether the caller runs inside a start observer (the only place tasks may be spawned). */
 bool keel__app_in_start(const keel_app *app);
 /* The loaded configuration (borrowed). */
 keel_config *keel__app_config(keel_app *app);
+/* The program's files (borrowed). */
+const keel_paths *keel__app_paths(const keel_app *app);
 /* The parsed command line (borrowed). */
 const keel_cli *keel__app_cli(const keel_app *app);
 /* The app's own settings (borrowed). */

@@ -53,6 +53,25 @@ static int add_standard_commands(keel_app *app)
     return 0;
 }
 
+/* The files of a program named after the app, and the framework's keys with its state_dir. */
+static int paths_init(keel_app *app)
+{
+    keel_paths *p = &app->paths;
+    _cleanup_free_ char *env = keel_strdup_printf("%sDEFAULTS_FILE", keel__config_env_prefix(app->config));
+    const char *defaults = env ? getenv(env) : NULL;
+    p->defaults_file = defaults ? strdup(defaults) : keel_strdup_printf("/usr/share/%s/defaults.yaml", app->name);
+    p->app_file = keel_strdup_printf("/etc/%s/%s.yaml", app->name, app->name);
+    p->state_dir = keel_strdup_printf("/var/lib/%s", app->name);
+    p->table = malloc(keel__core_settings_table_size * sizeof *p->table);
+    if (!env || !p->defaults_file || !p->app_file || !p->state_dir || !p->table)
+        return -ENOMEM;
+    memcpy(p->table, keel__core_settings_table, keel__core_settings_table_size * sizeof *p->table);
+    for (size_t i = 0; i < keel__core_settings_table_size; i++)
+        if (streq(p->table[i].key, "state_dir"))
+            p->table[i].def = p->state_dir;
+    return 0;
+}
+
 keel_app *keel_app_new(const char *name)
 {
     keel_app *app = calloc(1, sizeof *app);
@@ -67,8 +86,9 @@ keel_app *keel_app_new(const char *name)
         .health = { .readiness = KEEL_READINESS_STARTING, .lock = PTHREAD_MUTEX_INITIALIZER },
         .process = { .daemon_fd = -EBADF, .state_lock = -EBADF },
     };
-    if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 || !(app->config = keel__config_new()) ||
-        keel__config_add_table(app->config, keel__core_settings_table, keel__core_settings_table_size, &app->settings) < 0 ||
+    if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 ||
+        !(app->config = keel__config_new(app->name)) || paths_init(app) < 0 ||
+        keel__config_add_table(app->config, app->paths.table, keel__core_settings_table_size, &app->settings) < 0 ||
         add_standard_commands(app) < 0 || keel__app_metrics_setup(app) < 0)
         return keel_app_free(app);
     return app;
@@ -98,6 +118,10 @@ keel_app *keel_app_free(keel_app *app)
         app->signals[i] = sd_event_source_disable_unref(app->signals[i]);
     app->event = sd_event_unref(app->event);
     free(app->name);
+    free(app->paths.defaults_file);
+    free(app->paths.app_file);
+    free(app->paths.state_dir);
+    free(app->paths.table);
     free(app->cli.command);
     keel_strv_free(app->cli.args);
     free(app->cli.config_file);
@@ -267,6 +291,11 @@ bool keel__app_in_start(const keel_app *app)
 keel_config *keel__app_config(keel_app *app)
 {
     return app->config;
+}
+
+const keel_paths *keel__app_paths(const keel_app *app)
+{
+    return &app->paths;
 }
 
 const keel_cli *keel__app_cli(const keel_app *app)

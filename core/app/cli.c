@@ -37,21 +37,22 @@ void keel__cli_usage(const keel_app *app, FILE *f)
             app->name);
     for (size_t i = 0; i < app->registry.n_commands; i++)
         fprintf(f, "  %-10s %s\n", app->registry.commands[i].name, app->registry.commands[i].summary);
-    fputs("\nOptions:\n"
-          "  -c, --config FILE      application configuration file (YAML)\n"
-          "  -p, --profile NAME     also read keel.NAME.yaml next to the configuration file\n"
-          "  -s, --set KEY=VALUE    set one configuration key; VALUE is YAML (repeatable)\n"
-          "      --log-level LEVEL  error, warning, notice, info or debug\n"
-          "      --log-format FMT   auto, text, json or journal\n"
-          "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
-          "      --pidfile FILE     hold FILE locked with our PID while running (the key pidfile)\n"
-          "      --daemon           detach; exit 0 once the daemon is ready, 1 with its error if it failed\n"
-          "  -h, --help             show this help and exit\n"
-          "      --version          print the version and exit\n\n"
-          "Options may also follow the command; what they do not claim is the command's.\n"
-          "Environment: KEEL_<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
-          "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
-          f);
+    fprintf(f,
+            "\nOptions:\n"
+            "  -c, --config FILE      application configuration file (YAML)\n"
+            "  -p, --profile NAME     also read %s.NAME.yaml next to the configuration file\n"
+            "  -s, --set KEY=VALUE    set one configuration key; VALUE is YAML (repeatable)\n"
+            "      --log-level LEVEL  error, warning, notice, info or debug\n"
+            "      --log-format FMT   auto, text, json or journal\n"
+            "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
+            "      --pidfile FILE     hold FILE locked with our PID while running (the key pidfile)\n"
+            "      --daemon           detach; exit 0 once the daemon is ready, 1 with its error if it failed\n"
+            "  -h, --help             show this help and exit\n"
+            "      --version          print the version and exit\n\n"
+            "Options may also follow the command; what they do not claim is the command's.\n"
+            "Environment: %s<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
+            "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
+            app->name, keel__config_env_prefix(app->config));
 }
 
 static int usage_error(const keel_app *app, const char *fmt, const char *arg)

@@ -5,9 +5,15 @@
 #include "app-internal.h"
 #include "macro.h"
 
-/* The linker defines these around the keel_plugins section; weak so a binary without plugins links. */
-extern const keel_plugin *const __start_keel_plugins[] __attribute__((weak));
-extern const keel_plugin *const __stop_keel_plugins[] __attribute__((weak));
+/* Keel's own plugins, registered by keel_app_run() itself and not through a section, so that a
+ * program linked with libkeel.a, whose linker drops members nothing references, keeps them. */
+static const keel_plugin standard[] = {
+    { .name = "commands", .order = KEEL_PLUGIN_ORDER_CORE, .register_fn = keel__observers_commands_register },
+    { .name = "config", .order = KEEL_PLUGIN_ORDER_CORE, .register_fn = keel__observers_config_register },
+    { .name = "pidfile", .order = KEEL_PLUGIN_ORDER_CORE, .register_fn = keel__observers_pidfile_register },
+    { .name = "readiness", .order = KEEL_PLUGIN_ORDER_CORE, .register_fn = keel__observers_readiness_register },
+    { .name = "systemd", .order = KEEL_PLUGIN_ORDER_CORE, .register_fn = keel__observers_systemd_register },
+};
 
 static int compare_plugins(const void *a, const void *b)
 {
@@ -17,15 +23,18 @@ static int compare_plugins(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-int keel__app_register_plugins(keel_app *app)
+int keel__app_register_plugins(keel_app *app, const keel_run_options *o)
 {
-    size_t n = 0, max = __start_keel_plugins ? (size_t) (__stop_keel_plugins - __start_keel_plugins) : 0;
-    _cleanup_free_ const keel_plugin **sorted = calloc(max + 1, sizeof *sorted);
+    const keel_plugin *const *start = o ? o->plugins_start : NULL, *const *stop = o ? o->plugins_stop : NULL;
+    size_t n = 0, max = start && stop > start ? (size_t) (stop - start) : 0;
+    _cleanup_free_ const keel_plugin **sorted = calloc(max + ELEMENTSOF(standard) + 1, sizeof *sorted);
     if (!sorted)
         return keel_log_error_errno(ENOMEM, "Failed to register plugins: %m");
+    for (size_t i = 0; !(o && o->bare) && i < ELEMENTSOF(standard); i++)
+        sorted[n++] = &standard[i];
     for (size_t i = 0; i < max; i++)
-        if (__start_keel_plugins[i]) /* padding a sanitizer may leave between entries */
-            sorted[n++] = __start_keel_plugins[i];
+        if (start[i]) /* padding a sanitizer may leave between entries */
+            sorted[n++] = start[i];
     qsort(sorted, n, sizeof *sorted, compare_plugins);
 
     for (size_t i = 0; i < n; i++) {

@@ -27,7 +27,7 @@ static bool resolve(keel_app *app)
 
 /* Everything before the machine that may end the run at once. Returns true to go on; false with
  * the exit status in *ret_status to end (after --help, or on a failure it already reported). */
-static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret_status)
+static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options *o, int *ret_status)
 {
     _cleanup_free_ char *error = NULL;
     /* Journald's native protocol from the first record when systemd gave us a journal stream;
@@ -38,7 +38,7 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
         keel_log_error_errno(r, "Failed to set up signal handling: %m");
         return *ret_status = KEEL_EXIT_SOFTWARE, false;
     }
-    if (plugins && keel__app_register_plugins(app) < 0)
+    if (keel__app_register_plugins(app, o) < 0)
         return *ret_status = KEEL_EXIT_SOFTWARE, false;
 
     r = keel__cli_parse(app, argc, argv);
@@ -68,13 +68,13 @@ static bool prepare(keel_app *app, int argc, char **argv, bool plugins, int *ret
     return true;
 }
 
-int keel_app_run(keel_app *app, int argc, char **argv, bool plugins)
+int keel_app_run_with(keel_app *app, int argc, char **argv, const keel_run_options *options)
 {
     keel_assert_return(app && argc >= 1 && argv, -EINVAL);
     keel_assert_return(app->machine.state == _KEEL_STATE_INVALID, -EBUSY);
 
     int status;
-    if (!prepare(app, argc, argv, plugins, &status))
+    if (!prepare(app, argc, argv, options, &status))
         return status;
     status = keel__machine_run(app);
     keel__trace_close();

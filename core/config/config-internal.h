@@ -19,6 +19,8 @@ typedef struct config_entry {
 } config_entry;
 
 struct keel_config {
+    char *name;            /* owned: the program's, for profile file names */
+    char *env_prefix;      /* owned: "KEEL_" */
     config_entry *entries; /* owned, sorted by key */
     size_t n_entries;
     bool loaded; /* tables may no longer be added */

@@ -154,9 +154,9 @@ static int load_file(load_state *st, const char *path, unsigned layer, bool requ
     return r;
 }
 
-/* --profile P: a path when P has a '/', else keel.P.yaml next to the app file, or next to the
+/* --profile P: a path when P has a '/', else <name>.P.yaml next to the app file, or next to the
  * defaults file when there is none, or in the working directory. */
-static char *profile_path(const keel_config_sources *src)
+static char *profile_path(const keel_config *c, const keel_config_sources *src)
 {
     const char *p = src->profile, *base = src->app_file ?: src->defaults_file;
     const char *slash = base ? strrchr(base, '/') : NULL;
@@ -164,15 +164,15 @@ static char *profile_path(const keel_config_sources *src)
     if (strchr(p, '/'))
         return strdup(p);
     if (!slash)
-        return keel_strdup_printf("keel.%s.yaml", p);
-    return keel_strdup_printf("%.*s/keel.%s.yaml", (int) (slash - base), base, p);
+        return keel_strdup_printf("%s.%s.yaml", c->name, p);
+    return keel_strdup_printf("%.*s/%s.%s.yaml", (int) (slash - base), base, c->name, p);
 }
 
 static int load_profile(load_state *st, const keel_config_sources *src)
 {
     if (!*src->profile)
         return load_fail(st, -EINVAL, "--profile: the profile name is empty");
-    _cleanup_free_ char *path = profile_path(src), *what = keel_strdup_printf("profile '%s'", src->profile);
+    _cleanup_free_ char *path = profile_path(st->config, src), *what = keel_strdup_printf("profile '%s'", src->profile);
     if (!path || !what)
         return -ENOMEM;
     return load_file(st, path, 4, true, what);

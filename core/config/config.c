@@ -41,13 +41,24 @@ bool keel__config_is_section(const keel_config *c, const char *key)
     return false;
 }
 
-keel_config *keel__config_new(void)
+keel_config *keel__config_new(const char *name)
 {
+    if (!name || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(name))
+        return NULL;
     keel_config *c = malloc(sizeof(*c));
     if (!c)
         return NULL;
-    *c = (keel_config){};
+    *c = (keel_config){ .name = strdup(name), .env_prefix = keel_strdup_printf("%s_", name) };
+    if (!c->name || !c->env_prefix)
+        return keel__config_free(c);
+    for (char *p = c->env_prefix; *p; p++)
+        *p = *p == '-' ? '_' : (char) toupper((unsigned char) *p);
     return c;
+}
+
+const char *keel__config_env_prefix(const keel_config *c)
+{
+    return c->env_prefix;
 }
 
 static void entry_done(config_entry *e)
@@ -65,6 +76,8 @@ keel_config *keel__config_free(keel_config *c)
         entry_done(&c->entries[i]);
     }
     free(c->entries);
+    free(c->name);
+    free(c->env_prefix);
     free(c);
     return NULL;
 }
@@ -82,13 +95,13 @@ static bool key_is_valid(const char *key)
     return true;
 }
 
-/* The environment variable of @key: KEEL_ and the key upper-cased, '.' as '_'. */
-static char *env_name(const char *key)
+/* The environment variable of @key: the prefix and the key upper-cased, '.' as '_'. */
+static char *env_name(const keel_config *c, const char *key)
 {
-    char *s = keel_strdup_printf("KEEL_%s", key);
+    char *s = keel_strdup_printf("%s%s", c->env_prefix, key);
     if (!s)
         return NULL;
-    for (char *p = s; *p; p++)
+    for (char *p = s + strlen(c->env_prefix); *p; p++)
         *p = *p == '.' ? '_' : (char) toupper((unsigned char) *p);
     return s;
 }
@@ -157,7 +170,7 @@ static void pending_done(pending *p)
     free(p->defaults);
 }
 
-static int pending_prepare(pending *p, void *storage)
+static int pending_prepare(const keel_config *c, pending *p, void *storage)
 {
     p->entries = calloc(p->n, sizeof(*p->entries));
     p->defaults = calloc(p->n, sizeof(*p->defaults));
@@ -168,7 +181,7 @@ static int pending_prepare(pending *p, void *storage)
         int r = check_row(&p->keys[i], &p->defaults[i]);
         if (r < 0)
             return r;
-        p->entries[i].env = env_name(p->keys[i].key);
+        p->entries[i].env = env_name(c, p->keys[i].key);
         p->entries[i].origin = strdup("default");
         if (!p->entries[i].env || !p->entries[i].origin)
             return -ENOMEM;
@@ -188,7 +201,7 @@ int keel__config_add_table(keel_config *c, const keel_config_key *keys, size_t n
     if (n == 0)
         return 0;
 
-    int r = pending_prepare(&p, storage);
+    int r = pending_prepare(c, &p, storage);
     if (r < 0)
         return r;
     all = reallocarray(NULL, c->n_entries + n, sizeof(*all));

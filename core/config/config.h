@@ -15,8 +15,14 @@
 /** The layered configuration: the registered tables, the origin of every value. */
 typedef struct keel_config keel_config;
 
-/** Creates an empty configuration. NULL when out of memory. */
-keel_config *keel__config_new(void);
+/**
+ * Creates an empty configuration for the program @name ("keel"): its keys are read from the
+ * environment as NAME_SECTION_KEY (upper case, '-' and '.' as '_'), its profiles from
+ * "<name>.P.yaml". NULL when out of memory or for a name that is not [a-z0-9-]+.
+ */
+keel_config *keel__config_new(const char *name);
+/* The environment variables' prefix: "KEEL_". */
+const char *keel__config_env_prefix(const keel_config *c);
 
 /**
  * Frees @c, including the strings and lists it owns inside the registered storages (those
@@ -41,10 +47,10 @@ int keel__config_add_table(keel_config *c, const keel_config_key *keys, size_t n
 typedef struct keel_config_sources {
     const char *defaults_file; /* layer 2: optional, a missing file is skipped */
     const char *app_file;      /* layer 3: --config; must exist when given */
-    const char *profile;       /* layer 4: --profile P: "<dir of app_file>/keel.P.yaml", without an app file
-                                * "<dir of defaults_file>/keel.P.yaml", without either "./keel.P.yaml";
+    const char *profile;       /* layer 4: --profile P: "<dir of app_file>/<name>.P.yaml", without an app file
+                                * "<dir of defaults_file>/<name>.P.yaml", without either "./<name>.P.yaml";
                                 * a P containing '/' is the path itself. Must exist when given. */
-    char *const *environ;      /* layer 5: "NAME=value" strings; only KEEL_<KEY> names of known keys are read */
+    char *const *environ;      /* layer 5: "NAME=value" strings; only <PREFIX><KEY> names of known keys are read */
     char *const *sets;         /* layer 6: "key=value" strings from --set, in order; later wins */
 } keel_config_sources;
 

@@ -21,7 +21,7 @@ const keel_config_key keel__core_settings_table[] = {
       .type = KEEL_CONFIG_PATH,
       .offset = S(state_dir),
       .def = "/var/lib/keel",
-      .help = "directory for keys, certificates and other state (systemd's StateDirectory=)" },
+      .help = "directory for the program's state, one writer at a time (systemd's StateDirectory=)" },
     { .key = "pidfile",
       .type = KEEL_CONFIG_PATH,
       .offset = S(pidfile),

@@ -48,19 +48,51 @@ KEEL_API int keel_cause_exit_status(keel_cause c);
 /**
  * Creates an app named @name (used in logs and `--help`), with its sd-event loop and the standard
  * commands `serve`, `config` and `version`. Returns NULL when out of memory. Compiled-in plugins
- * (KEEL_PLUGIN) are registered by keel_app_run(), not here, so a test can build an app by hand.
+ * (KEEL_PLUGIN) and the standard observers are registered by keel_app_run(), not here, so a test
+ * can build an app by hand.
  */
 KEEL_API keel_app *keel_app_new(const char *name);
 /** Frees @app and everything it owns; accepts NULL; returns NULL. Not from inside an observer. */
 KEEL_API keel_app *keel_app_free(keel_app *app);
 
+/** What keel_app_run_with() registers before it parses the command line. */
+typedef struct keel_run_options {
+    /* The bounds of the program's `keel_plugins` section (its KEEL_PLUGIN()s), or NULL for none. */
+    const struct keel_plugin *const *plugins_start;
+    const struct keel_plugin *const *plugins_stop;
+    /* Without Keel's standard observers (the commands serve/config/version/plan, configuration
+     * loading, PID file, systemd, readiness): a bare machine, for tests of the machine itself. */
+    bool bare;
+} keel_run_options;
+
 /**
- * Parses the command line, registers the compiled-in plugins unless @plugins is false, and runs
- * the state machine to its end on the calling thread (which must be the process's main thread
- * and the only one). Returns the exit status (>= 0, one of KEEL_EXIT_*). Blocks SIGINT, SIGTERM
- * and SIGHUP for the whole process.
+ * Registers Keel's standard observers (unless @options->bare) and the program's plugins, parses
+ * the command line, and runs the state machine to its end on the calling thread (which must be
+ * the process's main thread and the only one). Returns the exit status (>= 0, one of KEEL_EXIT_*),
+ * or -EINVAL for a bad argument, -EBUSY for an app that ran before. Blocks SIGINT, SIGTERM and
+ * SIGHUP for the whole process. @options may be NULL (no plugins).
  */
-KEEL_API int keel_app_run(keel_app *app, int argc, char **argv, bool plugins);
+KEEL_API int keel_app_run_with(keel_app *app, int argc, char **argv, const keel_run_options *options);
+
+/*
+ * The calling program's `keel_plugins` section. Hidden, so that a reference from the program
+ * binds to the program's own section, not to one of a shared library; weak, so that a program
+ * without plugins links.
+ */
+extern const struct keel_plugin *const __start_keel_plugins[] __attribute__((weak, visibility("hidden")));
+extern const struct keel_plugin *const __stop_keel_plugins[] __attribute__((weak, visibility("hidden")));
+
+/**
+ * keel_app_run_with() with the standard observers and the plugins compiled into the calling
+ * program (KEEL_PLUGIN() in any of its object files). Inline, so that it finds the caller's
+ * section whether Keel is linked statically or as libkeel.so. Plugins in another shared library
+ * are not found: compile them into the program (from a static archive, with --whole-archive).
+ */
+static inline int keel_app_run(keel_app *app, int argc, char **argv)
+{
+    keel_run_options o = { .plugins_start = __start_keel_plugins, .plugins_stop = __stop_keel_plugins };
+    return keel_app_run_with(app, argc, argv, &o);
+}
 
 /** What a command holds while it runs: the standard observers act on these flags. */
 typedef enum keel_command_flags {

@@ -49,7 +49,7 @@ int main(void)
             return 1;
     if (keel_app_observe(app, KEEL_EVENT_READY, KEEL_PHASE_DURING, "bench.done", done, NULL, NULL) < 0)
         return 1;
-    int status = keel_app_run(app, 1, (char *[]){ (char *) "bench", NULL }, false);
+    int status = keel_app_run_with(app, 1, (char *[]){ (char *) "bench", NULL }, &(keel_run_options){ .bare = true });
     keel_app_free(app);
     if (status != 0 || start.calls != N_OBSERVERS || stop.calls != N_OBSERVERS)
         return 1;

@@ -119,7 +119,7 @@ int apptest_run(apptest *t, ...)
     for (char *a; argc < 31 && (a = va_arg(ap, char *));)
         argv[argc++] = a;
     va_end(ap);
-    return keel_app_run(t->app, argc, argv, false);
+    return keel_app_run_with(t->app, argc, argv, &(keel_run_options){ .bare = true });
 }
 
 const char *apptest_logs(apptest *t)

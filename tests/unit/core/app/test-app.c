@@ -6,6 +6,7 @@
 
 #include "app-internal.h"
 #include "apptest.h"
+#include "config.h"
 
 static apptest t;
 
@@ -197,4 +198,22 @@ Test(app, readiness_follows_ready_and_stopping)
     apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
     cr_assert_eq(apptest_run(&t, NULL), 0);
     cr_assert_eq(keel_app_readiness(t.app), KEEL_READINESS_STOPPING);
+}
+
+/* A program built on Keel is named after itself: its environment variables, files and state. */
+Test(app, a_program_keeps_its_own_names)
+{
+    keel_app *app = keel_app_new("q-worker");
+    cr_assert_not_null(app);
+    cr_assert_str_eq(keel__config_env_prefix(app->config), "Q_WORKER_");
+    cr_assert_str_eq(keel__app_paths(app)->app_file, "/etc/q-worker/q-worker.yaml");
+    cr_assert_str_eq(keel__app_paths(app)->defaults_file, "/usr/share/q-worker/defaults.yaml");
+    char *env[] = { (char *) "Q_WORKER_LOG_LEVEL=debug", (char *) "KEEL_SHUTDOWN_DELAY=5s", NULL };
+    keel_config_sources src = { .environ = env };
+    cr_assert_eq(keel__config_load(app->config, &src, NULL), 0);
+    cr_assert_str_eq(keel_app_state_dir(app), "/var/lib/q-worker");
+    cr_assert_str_eq(keel_app_config_origin(app, "log.level"), "env Q_WORKER_LOG_LEVEL");
+    cr_assert_str_eq(keel_app_config_origin(app, "shutdown.delay"), "default", "another program's variables are not ours");
+    keel_app_free(app);
+    cr_assert_null(keel_app_new("Bad Name"), "a name that cannot prefix variables and paths");
 }

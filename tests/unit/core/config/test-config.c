@@ -54,7 +54,7 @@ static char *dir;
 static void setup(void)
 {
     memset(&st, 0x5a, sizeof(st)); /* garbage before the defaults are written */
-    config = keel__config_new();
+    config = keel__config_new("keel");
     cr_assert_not_null(config);
     cr_assert_eq(keel__config_add_table(config, table, ELEMENTSOF(table), &st), 0);
     dir = keel_strdup_printf("%s/%s", test_tmpdir(), "cfg");
