@@ -32,6 +32,11 @@ install(FILES ${PROJECT_BINARY_DIR}/keel.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/
 
 # systemd's unit directory under the prefix (/usr/lib/systemd/system for a packager's /usr).
 set(KEEL_UNIT_DIR ${CMAKE_INSTALL_PREFIX}/lib/systemd/system CACHE PATH "Where the systemd units go")
-install(FILES conf/keel.service conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket
+# The unit runs the binary installed beside it.
+file(READ conf/keel.service KEEL_UNIT)
+string(REPLACE "ExecStart=/usr/bin/keel " "ExecStart=${CMAKE_INSTALL_FULL_BINDIR}/keel " KEEL_UNIT "${KEEL_UNIT}")
+file(WRITE ${PROJECT_BINARY_DIR}/keel.service "${KEEL_UNIT}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS conf/keel.service)
+install(FILES ${PROJECT_BINARY_DIR}/keel.service conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket
         DESTINATION ${KEEL_UNIT_DIR})
 install(FILES conf/keel.yaml conf/keel.dev.yaml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)

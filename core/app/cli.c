@@ -162,20 +162,24 @@ static const struct option *global_option(const char *arg, const char **ret_valu
     return NULL;
 }
 
-/* After the command, global options are still taken (as cobra's persistent flags are, so
- * `keel config --set k=v` works); everything else is the command's, up to a "--". */
+/* After the command, global options are still taken wherever they stand (as cobra's persistent
+ * flags are, so `keel config --set k=v` and `qworker enqueue NAME TEXT --set k=v` work); everything
+ * else is the command's, and after a "--" everything is. */
 static int split_command_args(keel_app *app, int argc, char **argv, int first)
 {
     for (int i = first + 1; i < argc; i++) {
         const char *value;
-        const struct option *o = streq(argv[i], "--") ? NULL : global_option(argv[i], &value);
-        if (!o) {
-            if (streq(argv[i], "--"))
-                i++;
-            for (; i < argc; i++)
+        if (streq(argv[i], "--")) {
+            for (i++; i < argc; i++)
                 if (keel_strv_extend(&app->cli.args, argv[i]) < 0)
                     return -ENOMEM;
             break;
+        }
+        const struct option *o = global_option(argv[i], &value);
+        if (!o) {
+            if (keel_strv_extend(&app->cli.args, argv[i]) < 0)
+                return -ENOMEM;
+            continue;
         }
         if (o->has_arg == required_argument && !value) {
             if (i + 1 >= argc)

@@ -22,11 +22,11 @@ SANITIZER_STATUS = 86  # tests/CMakeLists.txt gives sanitizer reports this exit 
 
 
 class Keel:
-    """One run of keel. Arguments go after the binary; the run gets an empty --config file
-    unless `config` (YAML text) or `no_config` says otherwise; `preexec_fn` runs in the child
-    before the exec (resource limits)."""
+    """One run of keel (or of another program built on Keel: `binary`). Arguments go after the
+    binary; the run gets an empty --config file unless `config` (YAML text) or `no_config` says
+    otherwise; `preexec_fn` runs in the child before the exec (resource limits)."""
 
-    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None, preexec_fn=None):
+    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None, preexec_fn=None, binary=None):
         self.tmp = tempfile.mkdtemp(prefix="keel-it-")
         self.notifications = []  # (monotonic seconds, message)
         self.cond = threading.Condition()
@@ -51,7 +51,7 @@ class Keel:
             self.reader.start()
         full_env.update(env or {})
         full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
-        argv = [KEEL]
+        argv = [binary or KEEL]
         if not no_config:
             self.config_path = self.write("keel.yaml", config)
             argv += ["--config", self.config_path]

@@ -41,8 +41,14 @@ class Daemon(KeelTestCase):
         return run("--daemon", "--pidfile", self.pidfile, "serve", *extra, env=full, notify=False)
 
     def daemon_pid(self):
-        with open(self.pidfile) as f:
-            pid = int(f.read())
+        # The file exists from its open(2) on; the PID follows its lock a moment later.
+        deadline, text = time.monotonic() + 10, ""
+        while not text.strip() and time.monotonic() < deadline:
+            with open(self.pidfile) as f:
+                text = f.read()
+            if not text.strip():
+                time.sleep(0.01)
+        pid = int(text)
         # Never leave a detached process behind, whatever the test does.
         self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
         return pid
