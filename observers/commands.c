@@ -41,15 +41,22 @@ static int on_config(keel_app *app, void *userdata)
     return keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "commands.config.print", print_config, NULL, NULL);
 }
 
+static int print_version(keel_app *app, void *userdata)
+{
+    printf("%s %s\n", keel_app_name(app), KEEL_VERSION);
+    (void) fflush(stdout);
+    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "version printed");
+    return 0;
+}
+
+/* Command observers only read their arguments and register what the command does, so that
+ * `plan version` prints the plan and not the version. */
 static int on_version(keel_app *app, void *userdata)
 {
     int r = no_arguments(app);
     if (r < 0)
         return r;
-    printf("%s %s\n", keel_app_name(app), KEEL_VERSION);
-    (void) fflush(stdout);
-    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "version printed");
-    return 0;
+    return keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "commands.version.print", print_version, NULL, NULL);
 }
 
 int keel__observers_commands_register(keel_app *app)

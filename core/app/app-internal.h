@@ -77,6 +77,7 @@ struct keel_observer {
     void *userdata;
     const keel_plugin *plugin;          /* borrowed: the plugin that registered it, or NULL */
     const struct keel_service *service; /* borrowed: the service whose hook it is, or NULL */
+    char *registered_by;                /* the observer that registered it during a dispatch, or NULL */
     bool removed;
 };
 
@@ -220,6 +221,10 @@ int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF
 
 /* core/machine.c: runs the state machine to its end and returns the exit status. */
 int keel__machine_run(keel_app *app);
+/* Runs the command event alone, for `plan`: 0, or -EINVAL when a command observer failed (logged). */
+int keel__machine_run_command(keel_app *app);
+/* core/app/plan.c: `plan [--format text|dot] [COMMAND [ARGS...]]`; returns the exit status. */
+int keel__plan(keel_app *app);
 /* Dispatches pending signals (and anything else due) without blocking. */
 void keel__machine_poll(keel_app *app);
 

@@ -44,6 +44,7 @@ static int add_standard_commands(keel_app *app)
         { "serve", "run the services until a signal (the default)", KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER },
         { "config", "print the effective configuration and where each value came from", 0 },
         { "version", "print the version", 0 },
+        { "plan", "print every observer COMMAND would run, in order, without running it: [--format text|dot] [COMMAND [ARGS]]", 0 },
     };
     for (size_t i = 0; i < ELEMENTSOF(std); i++) {
         int r = keel_app_add_command(app, std[i].name, std[i].summary, std[i].flags);

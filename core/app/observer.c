@@ -38,6 +38,7 @@ static keel_observer *observer_free(keel_observer *o)
     free(o->label);
     free(o->failing);
     free(o->command);
+    free(o->registered_by);
     free(o);
     return NULL;
 }
@@ -54,6 +55,8 @@ static keel_observer *observer_new(keel_app *app, const char *name, const char *
                           .plugin = app->registry.plugin_now,
                           .service = app->registry.service_now };
     o->name = strdup(name);
+    if (app->machine.observer_now && !(o->registered_by = strdup(app->machine.observer_now->name)))
+        return observer_free(o);
     o->label = label ? strdup(label) : NULL;
     o->failing = failing ? strdup(failing) : NULL;
     if (!o->name || (label && !o->label) || (failing && !o->failing))

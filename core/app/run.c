@@ -46,6 +46,8 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
         *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
         return false;
     }
+    if (streq(app->cli.command, "plan"))
+        return *ret_status = keel__plan(app), false;
     if (!resolve(app))
         return *ret_status = KEEL_EXIT_SOFTWARE, false;
     keel__config_path_base_init(); /* before --daemon leaves the directory */

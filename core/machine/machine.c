@@ -404,6 +404,12 @@ static outcome step(keel_app *app)
     }
 }
 
+int keel__machine_run_command(keel_app *app)
+{
+    app->machine.state = KEEL_STATE_COMMAND;
+    return run_event(app, KEEL_EVENT_COMMAND) == OUTCOME_ERROR ? -EINVAL : 0;
+}
+
 int keel__machine_run(keel_app *app)
 {
     app->machine.state = KEEL_STATE_COMMAND;
