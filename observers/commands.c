@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The standard commands: `serve` runs until a signal, `config` prints the effective configuration,
- * `version` prints the version. Each selects its observers in the `command` event. */
+/* The standard commands: `serve` runs until a signal, `config` prints the effective configuration
+ * (or, with --keys, every key), `version` prints the version. Each selects its observers in the
+ * `command` event, and does its work in those: a command observer only reads its arguments, so
+ * that `plan` can run it. */
 #include <stdio.h>
 
 #include <keel/keel.h>
@@ -32,11 +34,25 @@ static int print_config(keel_app *app, void *userdata)
     return 0;
 }
 
+static int print_keys(keel_app *app, void *userdata)
+{
+    int r = keel__config_describe(keel__app_config(app), stdout);
+    if (r < 0 || fflush(stdout) != 0)
+        return keel_app_fail(app, r < 0 ? r : -EIO, "Failed to print the configuration keys: %m");
+    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "keys printed");
+    return 0;
+}
+
+/* `config`: the effective configuration; `config --keys`: every key the program knows, without
+ * loading anything. */
 static int on_config(keel_app *app, void *userdata)
 {
-    int r = no_arguments(app);
-    if (r < 0)
-        return r;
+    int argc;
+    char **argv = keel_app_args(app, &argc);
+    if (argc == 2 && streq(argv[1], "--keys"))
+        return keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "commands.config.keys", print_keys, NULL, NULL);
+    if (argc > 1)
+        return keel_app_fail(app, -EINVAL, "'config' takes no arguments but --keys, got '%s'", argv[1]);
     /* After the layers are loaded (configure.before) and checked by every service's configure. */
     return keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "commands.config.print", print_config, NULL, NULL);
 }

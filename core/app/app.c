@@ -42,7 +42,7 @@ static int add_standard_commands(keel_app *app)
         unsigned flags;
     } std[] = {
         { "serve", "run the services until a signal (the default)", KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER },
-        { "config", "print the effective configuration and where each value came from", 0 },
+        { "config", "print the effective configuration and where each value came from ([--keys]: every key)", 0 },
         { "version", "print the version", 0 },
         { "plan", "print every observer COMMAND would run, in order, without running it: [--format text|dot] [COMMAND [ARGS]]", 0 },
     };

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <keel/fileio.h>
+#include <keel/strbuf.h>
 
 #include "config-internal.h"
 #include "macro.h"
@@ -312,6 +313,23 @@ const char *keel__config_origin(const keel_config *c, const char *key)
     keel_assert_return(c && key, NULL);
     config_entry *e = keel__config_find_entry(c, key);
     return e ? e->origin : NULL;
+}
+
+int keel__config_describe(const keel_config *c, FILE *f)
+{
+    keel_assert_return(c && f, -EINVAL);
+    for (size_t i = 0; i < c->n_entries; i++) {
+        const keel_config_key *k = c->entries[i].row;
+        char type[512];
+        keel_strbuf sb = KEEL_STRBUF_INIT(type);
+        keel_strbuf_append(&sb, k->type == KEEL_CONFIG_ENUM ? "enum" : keel__config_type_to_string(k->type));
+        for (size_t j = 0; k->type == KEEL_CONFIG_ENUM && k->choices[j]; j++)
+            keel_strbuf_printf(&sb, "%s%s%s", j ? "|" : "(", k->choices[j], k->choices[j + 1] ? "" : ")");
+        if (fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->key, type, k->def, k->live ? "live" : "restart", c->entries[i].env,
+                    k->help ? k->help : "") < 0)
+            return -EIO;
+    }
+    return 0;
 }
 
 int keel__config_dump(const keel_config *c, FILE *f)

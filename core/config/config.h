@@ -92,6 +92,13 @@ bool keel__config_loaded(const keel_config *c);
 const char *keel__config_origin(const keel_config *c, const char *key);
 
 /**
+ * Prints every key to @f, one line each, sorted, fields separated by tabs: key, type ("duration"),
+ * default (as written in its table), "live" or "restart", the environment variable, help. For
+ * the manual's test and shell completion (`config --keys`).
+ */
+int keel__config_describe(const keel_config *c, FILE *f);
+
+/**
  * Prints the effective configuration to @f, one line per key sorted by key:
  * "key: value   # origin", the value as YAML (lists in flow style "[a, b]", strings quoted
  * when YAML would read them differently). The output is itself a valid configuration file.
