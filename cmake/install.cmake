@@ -40,3 +40,5 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS conf/keel.service
 install(FILES ${PROJECT_BINARY_DIR}/keel.service conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket
         DESTINATION ${KEEL_UNIT_DIR})
 install(FILES conf/keel.yaml conf/keel.dev.yaml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+# The lifecycle's journal messages, for journalctl -x.
+install(FILES conf/keel.catalog DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/catalog)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "app-internal.h"
+#include "log-internal.h"
 #include "macro.h"
 #include "service-internal.h"
 
@@ -233,7 +234,11 @@ int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
     }
     app->machine.cause = cause;
     app->machine.cause_message = msg;
-    keel_log_info("Initiating shutdown, cause: %s", msg ? msg : keel_cause_table[cause]);
+    char field[64];
+    (void) snprintf(field, sizeof field, "KEEL_CAUSE=%s", keel_cause_table[cause]);
+    const char *const fields[] = { field, NULL };
+    keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_STOPPING, fields, "Initiating shutdown, cause: %s",
+                      msg ? msg : keel_cause_table[cause]);
     return 1;
 }
 

@@ -30,6 +30,7 @@ struct keel_http_request {
     connection_state *cs;              /* borrowed */
     const char *method, *path;         /* borrowed from MHD, valid for the request */
     char peer[INET6_ADDRSTRLEN + 8];   /* formatted on first use: most requests never need it */
+    char id[KEEL_HTTP_REQUEST_ID_MAX]; /* made on first use, as peer */
     keel_usec_t started, resume_at;
     unsigned status;
     int fault; /* of the request's `before` point */
@@ -100,6 +101,10 @@ int keel__http_bind_address(const keel_address *a);
 void keel__http_describe_bound(keel_http_server *s, int fd);
 /* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
 void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
+
+/* request.c: a new request id, unique in this process and unlikely to repeat across processes
+ * ("3f9c0a1e2b7d4c55-42"). Thread-safe. */
+void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
 
 /* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
 int keel__http_wait_ready(keel_http_server *s);

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Requests on the polling thread: admitted to the work tracker, delayed without blocking, answered
  * (constant answers from a per-server cache), counted and logged. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <keel/point.h>
 
 #include "http-internal.h"
+#include "log-internal.h"
 
 /* ---- requests (polling thread) ----------------------------------------------------------- */
 
@@ -25,6 +31,48 @@ void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size)
         (void) snprintf(buf, size, "[%s]:%u", host, port);
     } else
         (void) snprintf(buf, size, "%s", host);
+}
+
+static uint64_t prefix;
+static atomic_uint_fast64_t counter;
+
+static void init_prefix(void)
+{
+    if (getrandom(&prefix, sizeof prefix, GRND_NONBLOCK) != sizeof prefix)
+        prefix = (uint64_t) getpid() << 32 ^ (uint64_t) time(NULL); /* still unique within the process */
+}
+
+void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX])
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    (void) pthread_once(&once, init_prefix);
+    uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1;
+    char digits[24], *d = digits + sizeof digits;
+    /* By hand, not snprintf: one per request. */
+    for (int i = 15; i >= 0; i--)
+        ret[15 - i] = "0123456789abcdef"[prefix >> (i * 4) & 15];
+    ret[16] = '-';
+    do
+        *--d = (char) ('0' + n % 10);
+    while ((n /= 10) > 0);
+    size_t len = (size_t) (digits + sizeof digits - d);
+    memcpy(ret + 17, d, len);
+    ret[17 + len] = '\0';
+}
+
+const char *keel_http_request_id(const keel_http_request *req)
+{
+    if (!req)
+        return NULL;
+    keel_http_request *r = (keel_http_request *) req; /* made once, on first use: a cache, not a change */
+    if (!r->id[0])
+        keel__http_new_request_id(r->id);
+    return r->id;
+}
+
+static const char *log_request_id(const void *req)
+{
+    return keel_http_request_id(req);
 }
 
 static keel_http_request *request_new(keel_http_server *s, struct MHD_Connection *c, const char *url, const char *method)
@@ -153,8 +201,10 @@ static void serve(keel_http_server *s, keel_http_request *req)
         r = keel_point_in_nowait(s->point_request);
         req->faulted = r < 0;
     }
+    keel__log_context_request(log_request_id, req);
     if (r >= 0)
         r = s->handler(req, s->userdata);
+    keel__log_context_request(NULL, NULL);
     if (r < 0 && !req->answered)
         (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8",
                                       req->faulted ? KEEL_FAULT_MESSAGE "\n" : "internal server error\n");
@@ -231,10 +281,13 @@ void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls
             keel__http_close_when_idle(req->cs);
     }
     bool allocated = req->allocated;
-    if (req->started)
+    if (req->started) {
+        keel__log_context_request(log_request_id, req);
         keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path,
                          keel_http_request_peer(req), req->status, (double) (keel_now() - req->started) / 1000.0,
                          ok ? "" : " (failed)");
+        keel__log_context_request(NULL, NULL);
+    }
     if (allocated)
         free(req);
 }

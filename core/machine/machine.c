@@ -131,9 +131,9 @@ static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
     const char *msg = app->machine.fail_message ? app->machine.fail_message : strerror(-r);
 
     if (o->failing)
-        keel_log_error("Error %s: %s", o->failing, msg);
+        keel_log_error_errno(r, "Error %s: %s", o->failing, msg);
     else
-        keel_log_error("Observer %s failed: %s", o->name, msg);
+        keel_log_error_errno(r, "Observer %s failed: %s", o->name, msg);
     keel__metrics_observer_error(app, o->name, d->event == KEEL_EVENT_STOP || d->event == KEEL_EVENT_FINALIZE);
     if (d->error == 0) {
         d->error = r;
@@ -279,8 +279,9 @@ static outcome step_running(keel_app *app)
     return OUTCOME_RELOAD;
 }
 
-/* READY=1 with what listens where, so `systemctl status` shows the bound addresses. */
-static void become_ready(keel_app *app, const char *what)
+/* READY=1 with what listens where, so `systemctl status` shows the bound addresses. @id says
+ * which of the lifecycle's messages this is. */
+static void become_ready(keel_app *app, const char *what, const char *id)
 {
     char status[1024];
     keel_strbuf sb = KEEL_STRBUF_INIT(status);
@@ -291,7 +292,7 @@ static void become_ready(keel_app *app, const char *what)
     app->machine.was_ready = true;
     keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
-    keel_log_info("%s%s", what, status + strlen("Ready"));
+    keel__log_message(KEEL_LOG_INFO, id, NULL, "%s%s", what, status + strlen("Ready"));
 }
 
 static outcome step_refresh(keel_app *app)
@@ -301,11 +302,12 @@ static outcome step_refresh(keel_app *app)
     if (o == OUTCOME_ERROR) {
         app->machine.refresh_failures++;
         keel_counter_add(app->telemetry.refresh_failures_total, 1);
-        keel_log_warning("Refresh failed, keeping the previous configuration (%u failures so far)", app->machine.refresh_failures);
+        keel__log_message(KEEL_LOG_WARNING, KEEL_MESSAGE_RELOAD_FAILED, NULL,
+                          "Refresh failed, keeping the previous configuration (%u failures so far)", app->machine.refresh_failures);
     }
     if (keel_app_cancelled(app)) /* stopping: never announce ready on the way out */
         return OUTCOME_CANCELLED;
-    become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready");
+    become_ready(app, o == OUTCOME_OK ? "Reloaded" : "Still ready", o == OUTCOME_OK ? KEEL_MESSAGE_RELOADED : NULL);
     return o;
 }
 
@@ -377,8 +379,8 @@ static outcome step_finalize(keel_app *app)
     if (app->machine.stop_started)
         keel__shutdown_duration_save(app, keel_now() - app->machine.stop_started);
     if (app->machine.stop_started && keel_now() > app->machine.stop_deadline) {
-        keel_log_error("Shutdown took %.3fs, more than shutdown.timeout (%.3fs)",
-                       (double) (keel_now() - app->machine.stop_started) / 1e6, (double) app->settings.shutdown_timeout / 1e6);
+        keel__log_message(KEEL_LOG_ERROR, KEEL_MESSAGE_FORCED, NULL, "Shutdown took %.3fs, more than shutdown.timeout (%.3fs)",
+                          (double) (keel_now() - app->machine.stop_started) / 1e6, (double) app->settings.shutdown_timeout / 1e6);
         app->machine.forced = true;
     }
     return o;
@@ -396,9 +398,11 @@ static outcome step(keel_app *app)
     case KEEL_STATE_FINALIZE:
         return step_finalize(app);
     default: {
+        if (app->machine.state == KEEL_STATE_START)
+            keel__log_message(KEEL_LOG_DEBUG, KEEL_MESSAGE_STARTING, NULL, "Starting (command %s)", app->cli.command);
         outcome o = run_event(app, state_event[app->machine.state]);
         if (app->machine.state == KEEL_STATE_READY && o == OUTCOME_OK)
-            become_ready(app, "Ready");
+            become_ready(app, "Ready", KEEL_MESSAGE_READY);
         return o;
     }
     }
@@ -423,11 +427,14 @@ int keel__machine_run(keel_app *app)
     int status = keel_cause_exit_status(app->machine.cause);
     if (app->machine.forced)
         status = KEEL_EXIT_FORCED;
+    char field[32];
+    (void) snprintf(field, sizeof field, "EXIT_STATUS=%d", status);
+    const char *const fields[] = { field, NULL };
     if (status == 0)
-        keel_log_info("Shutdown completed");
+        keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_EXITED, fields, "Shutdown completed");
     else
-        keel_log_error("Exiting with status %d: %s", status,
-                       app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
+        keel__log_message(KEEL_LOG_ERROR, KEEL_MESSAGE_EXITED, fields, "Exiting with status %d: %s", status,
+                          app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
     keel__daemon_exit(app, status);
     return status;
 }

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <keel/strbuf.h>
+
 #include "metrics-internal.h"
 
 /* ---- Registration ---- */
@@ -20,46 +22,6 @@ static bool name_valid(const char *s, bool metric)
     return true;
 }
 
-/* Prometheus rejects a scrape whose label values are not UTF-8. Rejects overlong forms,
- * surrogates and code points past U+10FFFF, as Go's utf8.ValidString does. */
-static bool utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *) s;
-
-    while (*p) {
-        uint32_t cp, min;
-        size_t n;
-
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        if ((*p & 0xe0) == 0xc0) {
-            n = 1;
-            cp = *p & 0x1f;
-            min = 0x80;
-        } else if ((*p & 0xf0) == 0xe0) {
-            n = 2;
-            cp = *p & 0x0f;
-            min = 0x800;
-        } else if ((*p & 0xf8) == 0xf0) {
-            n = 3;
-            cp = *p & 0x07;
-            min = 0x10000;
-        } else
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                return false;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 static int labels_parse(const char *const *labels, bool histogram, label_set *ret)
 {
     label_set ls = { .n = 0 };
@@ -71,7 +33,7 @@ static int labels_parse(const char *const *labels, bool histogram, label_set *re
             return -EINVAL;
         if (ls.n >= KEEL_METRICS_LABELS_MAX)
             return -E2BIG;
-        if (!name_valid(name, false) || (histogram && streq(name, "le")) || !utf8_valid(value))
+        if (!name_valid(name, false) || (histogram && streq(name, "le")) || !keel_utf8_valid(value))
             return -EINVAL;
         for (size_t j = 0; j < ls.n; j++)
             if (streq(ls.names[j], name))
@@ -266,7 +228,7 @@ static int metrics_register(keel_metrics *m, const metric_spec *spec, const char
 
     keel_assert_return(m, -EINVAL);
     keel_assert_return(name_valid(spec->name, true), -EINVAL);
-    keel_assert_return(spec->help && utf8_valid(spec->help), -EINVAL);
+    keel_assert_return(spec->help && keel_utf8_valid(spec->help), -EINVAL);
 
     r = labels_parse(labels, spec->type == METRIC_HISTOGRAM, &ls);
     if (r < 0)

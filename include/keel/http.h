@@ -100,6 +100,14 @@ KEEL_API const char *keel_http_request_path(const keel_http_request *req);
 KEEL_API const char *keel_http_request_header(const keel_http_request *req, const char *name);
 /** Whether the query has @key, with or without a value ("?verbose"). */
 KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char *key);
+/** The most bytes a request id takes, its NUL included. */
+#define KEEL_HTTP_REQUEST_ID_MAX 40
+/**
+ * The request's id, unique in this process and unlikely to repeat across processes
+ * ("3f9c0a1e2b7d4c55-42"), for an X-Request-Id header; made on first use. Every record logged
+ * while the request's handler runs carries it (journald KEEL_REQUEST_ID=, JSON "request_id").
+ */
+KEEL_API const char *keel_http_request_id(const keel_http_request *req);
 /** The peer's address ("127.0.0.1:50652"). */
 KEEL_API const char *keel_http_request_peer(const keel_http_request *req);
 

@@ -1,15 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Request headers and request ids of the token server (request.h). */
+/* Request headers of the token server (request.h). */
 #include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "request.h"
 
@@ -47,33 +41,6 @@ int token_check_header(const char *name, const char *value, char *reason, size_t
     }
     (void) snprintf(what, sizeof what, "header %s", name);
     return token_check_value(what, value, reason, size);
-}
-
-static uint64_t prefix;
-static atomic_uint_fast64_t counter;
-
-static void init_prefix(void)
-{
-    if (getrandom(&prefix, sizeof prefix, GRND_NONBLOCK) != sizeof prefix)
-        prefix = (uint64_t) getpid() << 32 ^ (uint64_t) time(NULL); /* still unique within the process */
-}
-
-void token_request_id(char ret[static 40])
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    (void) pthread_once(&once, init_prefix);
-    uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1;
-    char digits[24], *d = digits + sizeof digits;
-    /* By hand, not snprintf: one per request. */
-    for (int i = 15; i >= 0; i--)
-        ret[15 - i] = "0123456789abcdef"[prefix >> (i * 4) & 15];
-    ret[16] = '-';
-    do
-        *--d = (char) ('0' + n % 10);
-    while ((n /= 10) > 0);
-    size_t len = (size_t) (digits + sizeof digits - d);
-    memcpy(ret + 17, d, len);
-    ret[17 + len] = '\0';
 }
 
 void token_log_safe(const char *value, char ret[static 68])

@@ -17,8 +17,5 @@ int token_check_header(const char *name, const char *value, char *reason, size_t
 /* The same checks of a present @value, which @what names in @reason ("option --domain"). */
 int token_check_value(const char *what, const char *value, char *reason, size_t size);
 
-/* A request id unique in this process and unlikely to repeat across processes ("3f9c0a1e2b7d4c55-42"). */
-void token_request_id(char ret[static 40]);
-
 /* @value made safe for a log line: at most 64 bytes, anything outside printable ASCII as '?'. */
 void token_log_safe(const char *value, char ret[static 68]);

@@ -230,11 +230,10 @@ static int route(keel_http_request *req, token_service *token, const char *id)
  * 100k requests/s. Client errors are warnings (client_error()), mint failures errors (mint()). */
 static int handle(keel_http_request *req, void *userdata)
 {
-    char id[40];
+    const char *id = keel_http_request_id(req);
     bool debug = keel_log_get_level() >= KEEL_LOG_DEBUG;
     keel_usec_t t0 = debug ? keel_now() : 0; /* no clock read per request unless it is logged */
-    token_request_id(id);
-    answered = 500; /* what the server answers when the handler fails without answering */
+    answered = 500;                          /* what the server answers when the handler fails without answering */
     int r = route(req, userdata, id);
     if (debug)
         keel_log_service("token", KEEL_LOG_DEBUG, "%s %s from %s: request[%s] status[%u] in %.3fms", keel_http_request_method(req),

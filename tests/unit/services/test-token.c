@@ -265,20 +265,6 @@ Test(token, headers_must_be_present_short_and_plain)
     cr_assert_str_eq(reason, "header X-Athenz-Domain is longer than 128 bytes");
 }
 
-Test(token, request_ids_differ)
-{
-    char a[40], b[40];
-    token_request_id(a);
-    token_request_id(b);
-    cr_assert_str_neq(a, b);
-    cr_assert_eq(strncmp(a, b, 17), 0); /* one process prefix */
-    cr_assert_eq(strspn(a, "0123456789abcdef"), 16);
-    cr_assert_eq(a[16], '-');
-    unsigned long na = strtoul(a + 17, NULL, 10), nb = strtoul(b + 17, NULL, 10);
-    cr_assert_eq(nb, na + 1, "%s then %s", a, b);
-    cr_assert_eq(strspn(a + 17, "0123456789"), strlen(a + 17));
-}
-
 Test(token, bearer_is_the_authorization_value)
 {
     _cleanup_free_ char *s = NULL;
