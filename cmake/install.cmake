@@ -42,3 +42,6 @@ install(FILES ${PROJECT_BINARY_DIR}/keel.service conf/keel-token.socket conf/kee
 install(FILES conf/keel.yaml conf/keel.dev.yaml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 # The lifecycle's journal messages, for journalctl -x.
 install(FILES conf/keel.catalog DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/catalog)
+# Shell completion: bash-completion's and Debian's zsh vendor directories.
+install(FILES conf/completion/keel.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME keel)
+install(FILES conf/completion/_keel DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)
