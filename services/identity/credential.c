@@ -286,26 +286,71 @@ static int sign(const credential *c, const char *input, size_t size, char **ret)
     return r < 0 ? r : base64url(raw, sizeof raw, ret);
 }
 
+/* The three parts of a JWS, each base64url: the protected header, the payload, the signature over
+ * "header.payload". */
+typedef struct jws_parts {
+    char *header, *payload, *signature;
+} jws_parts;
+
+static void jws_parts_done(jws_parts *j)
+{
+    free(j->header);
+    free(j->payload);
+    free(j->signature);
+}
+
+static int jws_sign(const credential *c, const char *header, const char *payload, size_t size, jws_parts *ret)
+{
+    _cleanup_(jws_parts_done) jws_parts j = { 0 };
+    _cleanup_free_ char *input = NULL;
+    int r = base64url(header, strlen(header), &j.header);
+    if (r >= 0)
+        r = base64url(payload, size, &j.payload);
+    if (r < 0)
+        return r;
+    if (!(input = keel_strdup_printf("%s.%s", j.header, j.payload)))
+        return -ENOMEM;
+    if ((r = sign(c, input, strlen(input), &j.signature)) < 0)
+        return r;
+    *ret = j;
+    j = (jws_parts){ 0 };
+    return 0;
+}
+
 int credential_sign_jws(const credential *c, const char *payload, size_t size, char **ret)
 {
     if (!(c && payload && ret))
         return -EINVAL;
     char header[128];
-    _cleanup_free_ char *h = NULL, *p = NULL, *input = NULL, *s = NULL;
-    int n = snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", credential_alg(c), c->kid);
-    int r = base64url(header, (size_t) n, &h);
-    if (r >= 0)
-        r = base64url(payload, size, &p);
+    _cleanup_(jws_parts_done) jws_parts j = { 0 };
+    (void) snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", credential_alg(c), c->kid);
+    int r = jws_sign(c, header, payload, size, &j);
     if (r < 0)
         return r;
-    if (!(input = keel_strdup_printf("%s.%s", h, p)))
-        return -ENOMEM;
-    r = sign(c, input, strlen(input), &s);
-    if (r < 0)
-        return r;
-    char *token = keel_strdup_printf("%s.%s", input, s);
+    char *token = keel_strdup_printf("%s.%s.%s", j.header, j.payload, j.signature);
     if (!token)
         return -ENOMEM;
     *ret = token;
     return 0;
+}
+
+int credential_sign_jws_flattened(const credential *c, const char *protected_header, const char *payload, size_t size, char **ret)
+{
+    if (!(c && protected_header && (payload || size == 0) && ret))
+        return -EINVAL;
+    _cleanup_(jws_parts_done) jws_parts j = { 0 };
+    int r = jws_sign(c, protected_header, payload ? payload : "", size, &j);
+    if (r < 0)
+        return r;
+    char *json =
+        keel_strdup_printf("{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", j.header, j.payload, j.signature);
+    if (!json)
+        return -ENOMEM;
+    *ret = json;
+    return 0;
+}
+
+const char *credential_jwk_members(const credential *c)
+{
+    return c ? c->members : NULL;
 }

@@ -68,5 +68,18 @@ int credential_public_jwk(const credential *c, char **ret);
  */
 int credential_sign_jws(const credential *c, const char *payload, size_t size, char **ret);
 
+/**
+ * Signs @payload (@size bytes; 0 for an ACME POST-as-GET, whose payload is empty) under the
+ * protected header @protected_header — a JSON object the caller writes, for ACME (RFC 8555 §6.2)
+ * {"alg","nonce","url","jwk"} or {"alg","nonce","url","kid"} — as a JWS in flattened JSON
+ * serialisation (RFC 7515 §7.2.2): {"protected","payload","signature"}, each base64url, into
+ * *@ret (freed by the caller). Thread-safe. Returns 0, -EINVAL, -ENOMEM, -EIO.
+ */
+int credential_sign_jws_flattened(const credential *c, const char *protected_header, const char *payload, size_t size, char **ret);
+
+/** The public key as a JWK of its RFC 7638 members only, in their order ({"crv","kty","x","y"} or
+ * {"e","kty","n"}): the "jwk" of an ACME request, and what the key id is the thumbprint of. */
+const char *credential_jwk_members(const credential *c);
+
 /** Base64url without padding (RFC 4648 §5) of @size bytes, NUL-terminated, into *@ret. Returns 0 or -ENOMEM. */
 int base64url(const void *data, size_t size, char **ret);

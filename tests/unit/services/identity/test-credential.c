@@ -203,6 +203,83 @@ Test(credential, rs256_verifies)
     sign_and_verify(key, false);
 }
 
+/* The base64url value of "@name":"..." in the flattened JWS @json, into @ret (decoded). */
+static size_t field(const char *json, const char *name, char *ret_b64, size_t size)
+{
+    char key[32];
+    snprintf(key, sizeof key, "\"%s\":\"", name);
+    const char *p = strstr(json, key);
+    cr_assert_not_null(p, "%s in %s", name, json);
+    p += strlen(key);
+    size_t n = strcspn(p, "\"");
+    cr_assert_lt(n, size);
+    memcpy(ret_b64, p, n);
+    ret_b64[n] = 0;
+    return n;
+}
+
+/* An ACME request as RFC 8555 §6.2 has it: the protected header and payload come back as they went
+ * in, and the signature verifies over "protected.payload" with the account key. */
+static void flattened_verifies(EVP_PKEY *key, bool ec, const char *payload)
+{
+    credential *c = NULL;
+    _cleanup_free_ char *json = NULL, *header = NULL;
+    cr_assert_eq(credential_new(key, NULL, NULL, &c), 0);
+    header = keel_strdup_printf("{\"alg\":\"%s\",\"nonce\":\"abc\",\"url\":\"https://acme.test/new-acct\",\"jwk\":%s}",
+                                credential_alg(c), credential_jwk_members(c));
+    cr_assert_eq(credential_sign_jws_flattened(c, header, payload, strlen(payload), &json), 0);
+    cr_assert(json[0] == '{' && json[strlen(json) - 1] == '}', "%s", json);
+
+    char prot[4096], pay[4096], sig[4096], compact[12288];
+    unsigned char decoded[4096];
+    field(json, "protected", prot, sizeof prot);
+    size_t pn = field(json, "payload", pay, sizeof pay);
+    field(json, "signature", sig, sizeof sig);
+    size_t hn = test_unbase64url(prot, strlen(prot), decoded);
+    cr_assert_eq(hn, strlen(header));
+    cr_assert_eq(memcmp(decoded, header, hn), 0);
+    if (!*payload)
+        cr_assert_eq(pn, 0, "POST-as-GET: an empty payload");
+    else {
+        size_t bn = test_unbase64url(pay, pn, decoded);
+        cr_assert(bn == strlen(payload) && memcmp(decoded, payload, bn) == 0);
+    }
+    snprintf(compact, sizeof compact, "%s.%s.%s", prot, pay, sig);
+    verify_jws(compact, key, ec);
+    credential_unref(c);
+}
+
+Test(credential, acme_requests_are_flattened_jws_that_verify)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = ec_key(), *rsa = rsa_key(2048);
+    flattened_verifies(ec, true, "{\"termsOfServiceAgreed\":true}");
+    flattened_verifies(ec, true, "");
+    flattened_verifies(rsa, false, "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"a.test\"}]}");
+    credential *c = NULL;
+    char *out = NULL;
+    cr_assert_eq(credential_new(ec, NULL, NULL, &c), 0);
+    cr_assert_eq(credential_sign_jws_flattened(c, NULL, "", 0, &out), -EINVAL);
+    cr_assert_null(out);
+    credential_unref(c);
+}
+
+/* The key id is the thumbprint of the members an ACME jwk carries: one definition for both. */
+Test(credential, the_kid_is_the_thumbprint_of_the_jwk_members)
+{
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = ec_key();
+    credential *c = NULL;
+    unsigned char md[32];
+    unsigned len = 0;
+    _cleanup_free_ char *want = NULL;
+    cr_assert_eq(credential_new(key, NULL, NULL, &c), 0);
+    const char *m = credential_jwk_members(c);
+    cr_assert(strncmp(m, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"", 31) == 0, "%s", m);
+    cr_assert_eq(EVP_Digest(m, strlen(m), md, &len, EVP_sha256(), NULL), 1);
+    cr_assert_eq(base64url(md, len, &want), 0);
+    cr_assert_str_eq(credential_kid(c), want);
+    credential_unref(c);
+}
+
 static void count(identity *id, void *userdata)
 {
     (*(unsigned *) userdata)++;
