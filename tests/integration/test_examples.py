@@ -71,6 +71,14 @@ class Installed(KeelTestCase):
         with open(os.path.join(self.prefix, "lib/systemd/system/keel.service")) as f:
             self.assertIn(f"ExecStart={PREFIX}/bin/keel serve", f.read(), "the unit runs the binary installed with it")
 
+    def test_make_install_with_destdir_installs_the_same(self):
+        # The README's way: `make install DESTDIR=… PREFIX=…`, here on the build ctest runs in.
+        stage = os.path.join(self.root, "make-stage")
+        sh("make", "-C", SOURCE, "install", f"BUILD={BUILD}", f"DESTDIR={stage}", f"PREFIX={PREFIX}")
+        installed = lambda root: sorted(os.path.relpath(os.path.join(d, f), root)
+                                        for d, _, files in os.walk(root) for f in files)
+        self.assertEqual(installed(stage), installed(self.stage), "make install and cmake --install put down the same files")
+
     def test_the_installed_agent_runs(self):
         status, out, err = self.run_to_end(os.path.join(self.prefix, "bin/keel"), "version")
         self.assertEqual(status, 0, err)
