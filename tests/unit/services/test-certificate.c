@@ -446,6 +446,7 @@ Test(certificate, store_recovers_every_interrupted_rotation)
 
     /* A temporary file left by a killed write is removed. */
     _cleanup_free_ char *tmp = test_write_file(dir, ".cert.pem.tmp-abcdef", "partial");
+    (void) tmp;
     assert_loads(dir, &new);
     cr_assert_not(exists_in(dir, ".cert.pem.tmp-abcdef"));
 }
@@ -514,6 +515,7 @@ Test(certificate, peek_reads_through_a_rotation_and_changes_nothing)
 
     cr_assert_eq(keel__cert_store_write(dir, &old), 0);
     _cleanup_free_ char *tmp = test_write_file(dir, ".key.next.pem.tmp-abcdef", "being written");
+    (void) tmp;
     write_file_pair(dir, "key.next.pem", "cert.next.pem", &new); /* after step 2 */
     assert_peeks(dir, &old);
     cr_assert(exists_in(dir, "key.next.pem"));
