@@ -13,7 +13,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS = build-essential cmake pkg-config clang-format \
        libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
        libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
-       systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh
+       systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh pebble libjansson-dev
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 

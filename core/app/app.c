@@ -326,6 +326,12 @@ const char *keel_app_config_origin(const keel_app *app, const char *key)
     return keel__config_origin(app->config, key);
 }
 
+const void *keel_app_config_value(const keel_app *app, const char *key, keel_config_type type)
+{
+    keel_assert_return(app && key, NULL);
+    return keel__config_value(app->config, key, type);
+}
+
 void keel__app_apply_log_settings(keel_app *app)
 {
     keel_log_set_level(keel__log_level_from_choice(app->settings.log_level));

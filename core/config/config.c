@@ -315,6 +315,13 @@ const char *keel__config_origin(const keel_config *c, const char *key)
     return e ? e->origin : NULL;
 }
 
+const void *keel__config_value(const keel_config *c, const char *key, keel_config_type type)
+{
+    keel_assert_return(c && key, NULL);
+    config_entry *e = keel__config_find_entry(c, key);
+    return e && e->row->type == type ? (const char *) e->storage + e->row->offset : NULL;
+}
+
 int keel__config_describe(const keel_config *c, FILE *f)
 {
     keel_assert_return(c && f, -EINVAL);

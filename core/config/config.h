@@ -90,6 +90,8 @@ bool keel__config_loaded(const keel_config *c);
  * "env KEEL_X" or "--set". Borrowed, valid until the next load. NULL for an unknown key.
  */
 const char *keel__config_origin(const keel_config *c, const char *key);
+/** Where the value of @key lives, when it is of @type; NULL otherwise. */
+const void *keel__config_value(const keel_config *c, const char *key, keel_config_type type);
 
 /**
  * Prints every key to @f, one line each, sorted, fields separated by tabs: key, type ("duration"),

@@ -8,13 +8,21 @@
 #include "curl.h"
 #include "macro.h"
 
+/* Everything below is under `lock`: the ready check loads and unloads libcurl on the main thread
+ * (or its loader thread), while keel_fetch clients take and drop references on any thread. The
+ * library stays loaded while it has a reference: the ready check's (from keel__curl_load() until
+ * keel__curl_unload()) and one per fetch client. A preloaded library nobody took is unloaded by
+ * keel__curl_unload() or by the last client's release. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *handle;
 static void (*global_cleanup)(void);
 static void (*ssh2_exit)(void); /* balances our libssh2_init(NO_CRYPTO), see load() */
 static keel_curl api;
+static unsigned references;
+static bool ready_reference; /* one of them is the ready check's */
 
-/* The helper thread of keel__curl_preload(). Only the main thread starts and joins it; it writes
- * the variables above and load_error, which the main thread reads only after joining it. */
+/* The helper thread of keel__curl_preload(). Only the main thread starts and joins it; it runs
+ * load() under the lock. load_error is the reason of the last failed load(). */
 static pthread_t loader;
 static bool loader_running;
 static char load_error[256];
@@ -53,7 +61,8 @@ static int load(void)
     if (resolve(dl, "curl_global_init", &global_init) < 0 || resolve(dl, "curl_global_cleanup", &global_cleanup) < 0 ||
         resolve(dl, "curl_easy_init", &t.easy_init) < 0 || resolve(dl, "curl_easy_setopt", &t.easy_setopt) < 0 ||
         resolve(dl, "curl_easy_perform", &t.easy_perform) < 0 || resolve(dl, "curl_easy_cleanup", &t.easy_cleanup) < 0 ||
-        resolve(dl, "curl_easy_strerror", &t.easy_strerror) < 0) {
+        resolve(dl, "curl_easy_strerror", &t.easy_strerror) < 0 || resolve(dl, "curl_easy_getinfo", &t.easy_getinfo) < 0 ||
+        resolve(dl, "curl_slist_append", &t.slist_append) < 0 || resolve(dl, "curl_slist_free_all", &t.slist_free_all) < 0) {
         (void) dlclose(dl);
         return -ENOENT;
     }
@@ -68,7 +77,8 @@ static int load(void)
         ssh2_exit = NULL;
     if (ssh2)
         (void) dlclose(ssh2); /* libcurl keeps it loaded */
-    /* Plain HTTP to ourselves: no TLS to initialise. */
+    /* libcurl initialises its TLS backend whatever the flags say (since 7.57): GnuTLS, which
+     * libmicrohttpd has initialised already in the build loaded first. */
     if (global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
         (void) snprintf(load_error, sizeof load_error, "curl_global_init() failed");
         if (ssh2_exit)
@@ -85,8 +95,25 @@ static int load(void)
 static void *load_thread(void *userdata)
 {
     (void) pthread_setname_np(pthread_self(), "http-curl-load");
-    (void) load();
+    (void) pthread_mutex_lock(&lock);
+    if (!handle)
+        (void) load();
+    (void) pthread_mutex_unlock(&lock);
     return NULL;
+}
+
+/* Under the lock: unloads libcurl once nothing holds it. */
+static void unload_unused(void)
+{
+    if (!handle || references > 0)
+        return;
+    global_cleanup();
+    if (ssh2_exit)
+        ssh2_exit();
+    ssh2_exit = NULL;
+    (void) dlclose(handle);
+    handle = NULL;
+    api = (keel_curl){ 0 };
 }
 
 /* Waits for the helper thread, if one runs. Main thread. */
@@ -109,7 +136,12 @@ static int unload_observer(keel_app *app, void *userdata)
 int keel__curl_preload(keel_app *app)
 {
     keel_assert_return(app, -EINVAL);
-    if (loader_running || handle) /* in that order: the loader writes handle until it is joined */
+    if (loader_running)
+        return 0;
+    (void) pthread_mutex_lock(&lock);
+    bool loaded = handle != NULL;
+    (void) pthread_mutex_unlock(&lock);
+    if (loaded)
         return 0;
     /* Whatever happens to start, finalize joins the thread and unloads what it loaded. */
     if (finalize_scheduled != app) {
@@ -122,7 +154,6 @@ int keel__curl_preload(keel_app *app)
     sigset_t all, old;
     (void) sigfillset(&all);
     (void) pthread_sigmask(SIG_BLOCK, &all, &old);
-    load_error[0] = '\0';
     int r = pthread_create(&loader, NULL, load_thread, NULL);
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0)
@@ -166,28 +197,53 @@ void keel__curl_schedule_unload(keel_app *app)
 int keel__curl_load(const keel_curl **ret)
 {
     join_loader();
-    if (!handle) {
-        /* Not preloaded, or the preload failed: (again) here, for the message. */
-        load_error[0] = '\0';
-        if (load() < 0) {
-            keel_log_debug("%s", load_error);
-            return -ENOENT;
-        }
+    (void) pthread_mutex_lock(&lock);
+    /* Not preloaded, or the preload failed: (again) here, for the message. */
+    int r = handle ? 0 : load();
+    if (r < 0)
+        keel_log_debug("%s", load_error);
+    else if (!ready_reference) {
+        ready_reference = true;
+        references++;
     }
-    *ret = &api;
+    (void) pthread_mutex_unlock(&lock);
+    if (r < 0)
+        return -ENOENT;
+    *ret = &api; /* stays valid: the ready check's reference holds it until keel__curl_unload() */
     return 0;
 }
 
 void keel__curl_unload(void)
 {
     join_loader();
-    if (!handle)
-        return;
-    global_cleanup();
-    if (ssh2_exit)
-        ssh2_exit();
-    ssh2_exit = NULL;
-    (void) dlclose(handle);
-    handle = NULL;
-    api = (keel_curl){ 0 };
+    (void) pthread_mutex_lock(&lock);
+    if (ready_reference) {
+        ready_reference = false;
+        references--;
+    }
+    unload_unused();
+    (void) pthread_mutex_unlock(&lock);
+}
+
+int keel__curl_acquire(const keel_curl **ret, char *error, size_t size)
+{
+    (void) pthread_mutex_lock(&lock);
+    int r = handle ? 0 : load();
+    if (r >= 0)
+        references++;
+    else if (size > 0)
+        (void) snprintf(error, size, "%s", load_error);
+    (void) pthread_mutex_unlock(&lock);
+    if (r >= 0)
+        *ret = &api;
+    return r;
+}
+
+void keel__curl_release(void)
+{
+    (void) pthread_mutex_lock(&lock);
+    assert(references > 0);
+    references--;
+    unload_unused();
+    (void) pthread_mutex_unlock(&lock);
 }

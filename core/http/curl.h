@@ -5,15 +5,18 @@
 
 #include <keel/app.h>
 
-/* libcurl, loaded with dlopen() only while servers confirm themselves ready: linked in, its
- * twenty-odd dependencies (Kerberos, LDAP, SSH, TLS…) would hold ~6 MB of an idle agent's
- * 12 MB of RSS for a check that takes milliseconds (docs/decisions/0011). */
+/* libcurl, loaded with dlopen() only while servers confirm themselves ready and while keel_fetch
+ * clients exist: linked in, its twenty-odd dependencies (Kerberos, LDAP, SSH, TLS…) would hold
+ * ~6 MB of an idle agent's 12 MB of RSS for a check that takes milliseconds (docs/decisions/0011). */
 typedef struct keel_curl {
     CURL *(*easy_init)(void);
     CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
     CURLcode (*easy_perform)(CURL *);
     void (*easy_cleanup)(CURL *);
     const char *(*easy_strerror)(CURLcode);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
 } keel_curl;
 
 /* Starts loading libcurl on a helper thread, so that its dlopen() and global init overlap the
@@ -29,6 +32,10 @@ void keel__curl_schedule_unload(keel_app *app);
  * preload, waits for the helper thread. Main thread only. -ENOENT when libcurl cannot be loaded
  * (the message is logged at debug). */
 int keel__curl_load(const keel_curl **ret);
-/* Unloads libcurl if it is loaded, after joining the helper thread of a preload. Main thread
- * only; idempotent. */
+/* Drops the ready check's hold on libcurl, after joining the helper thread of a preload: it is
+ * unloaded unless a keel_fetch client holds it. Main thread only; idempotent. */
 void keel__curl_unload(void);
+/* For keel_fetch, on any thread: loads libcurl when it is not loaded and takes a reference, which
+ * keeps the table in *@ret valid until keel__curl_release(). -ENOENT with the reason in @error. */
+int keel__curl_acquire(const keel_curl **ret, char *error, size_t size);
+void keel__curl_release(void);

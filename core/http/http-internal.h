@@ -23,6 +23,7 @@
 #include "macro.h"
 
 typedef struct connection_state connection_state;
+typedef struct keel_http_mounts keel_http_mounts;
 
 struct keel_http_request {
     keel_http_server *server;          /* borrowed */
@@ -67,6 +68,7 @@ struct keel_http_server {
     void *userdata;
 
     keel_work *work;              /* borrowed from the app: requests in flight */
+    keel_http_mounts *mounts;     /* borrowed from the app: handlers other services mount on this one */
     keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
     keel_task_group *tasks;       /* owned: the polling thread */
     struct MHD_Daemon *daemon;    /* owned */
@@ -75,6 +77,7 @@ struct keel_http_server {
     uint16_t port;
     bool wildcard; /* bound to every address: the ready check goes to loopback */
     bool started, stopped, thread_running;
+    bool serving; /* counted among the app's serving servers (mount.c) */
 
     /* Shared with the polling thread. */
     pthread_mutex_t lock;
@@ -105,6 +108,13 @@ void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
 /* request.c: a new request id, unique in this process and unlikely to repeat across processes
  * ("3f9c0a1e2b7d4c55-42"). Thread-safe. */
 void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
+
+/* mount.c: the app's table of mounts (made on first use; NULL when out of memory); the mount
+ * that answers @req, if any (polling thread: then true, its result in *@ret); a started server
+ * counted as serving, or no longer (main thread). */
+keel_http_mounts *keel__http_mounts(keel_app *app);
+bool keel__http_serve_mounted(keel_http_server *s, keel_http_request *req, int *ret);
+void keel__http_set_serving(keel_http_server *s, bool serving);
 
 /* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
 int keel__http_wait_ready(keel_http_server *s);

@@ -202,7 +202,7 @@ static void serve(keel_http_server *s, keel_http_request *req)
         req->faulted = r < 0;
     }
     keel__log_context_request(log_request_id, req);
-    if (r >= 0)
+    if (r >= 0 && !keel__http_serve_mounted(s, req, &r))
         r = s->handler(req, s->userdata);
     keel__log_context_request(NULL, NULL);
     if (r < 0 && !req->answered)

@@ -55,7 +55,8 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
     s->point_spawn = keel_strdup_printf("%s.spawn.server", o->service);
     s->work = keel_app_work(app, o->service);
     s->tasks = keel_task_group_new(app, o->service);
-    if (!s->service || !s->label || !s->point_request || !s->point_spawn || !s->work || !s->tasks)
+    s->mounts = keel__http_mounts(app);
+    if (!s->service || !s->label || !s->point_request || !s->point_spawn || !s->work || !s->tasks || !s->mounts)
         return keel_http_server_free(s);
     return s;
 }
@@ -214,8 +215,10 @@ int keel_http_server_start(keel_http_server *s)
         return keel_app_fail(s->app, r, "Failed to spawn the %s thread: %s", s->label, strerror(-r));
     s->thread_running = true;
     r = keel__http_wait_ready(s);
-    if (r >= 0)
+    if (r >= 0) {
         (void) keel__app_add_status_detail(s->app, "%s[%s]", s->label, s->bound);
+        keel__http_set_serving(s, s->serving = true);
+    }
     return r;
 }
 
@@ -224,6 +227,8 @@ int keel_http_server_stop(keel_http_server *s)
     if (!s || s->stopped || !s->started)
         return 0;
     s->stopped = true;
+    if (s->serving)
+        keel__http_set_serving(s, s->serving = false);
     if (!s->daemon)
         return 0; /* the bind failed: nothing runs */
 

@@ -53,3 +53,11 @@ KEEL_API int keel_app_add_config(keel_app *app, const keel_config_key *keys, siz
 /** Where the effective value of @key came from ("default", "/etc/keel/keel.yaml:3:12",
  * "env KEEL_LOG_LEVEL", "--set"), or NULL for an unknown key. */
 KEEL_API const char *keel_app_config_origin(const keel_app *app, const char *key);
+
+/**
+ * The effective value of @key, of any table (another service's too: "healthcheck.address"), as
+ * the type its row declares — a `const keel_address *` for KEEL_CONFIG_ADDRESS, a `const char *const *`
+ * for STRING and PATH, and so on — or NULL when the key is unknown or of another type than @type.
+ * Valid on the main thread until the next refresh.
+ */
+KEEL_API const void *keel_app_config_value(const keel_app *app, const char *key, keel_config_type type);

@@ -92,6 +92,24 @@ KEEL_API keel_work *keel_http_server_work(keel_http_server *s);
 /** Connections open now. */
 KEEL_API unsigned keel_http_server_connections(const keel_http_server *s);
 
+/** A handler one service mounts on another's server (keel_http_mount_add()). */
+typedef struct keel_http_mount keel_http_mount;
+/**
+ * Answers the requests whose path starts with @prefix ("/.well-known/acme-challenge/") on the
+ * server of @service ("healthcheck") with @handler instead of that server's own, whether the
+ * server runs yet or not, until keel_http_mount_remove(); the first mount made wins where
+ * prefixes overlap. How ACME's http-01 challenge is answered on a listener the certificate
+ * service does not own. The handler runs on the server's polling thread under the app's mount
+ * lock: it must answer at once. Any thread. Returns 0, -EINVAL (a prefix not starting with '/'),
+ * -ENOMEM.
+ */
+KEEL_API int keel_http_mount_add(keel_app *app, const char *service, const char *prefix, keel_http_handler_t handler,
+                                 void *userdata, keel_http_mount **ret);
+/** Removes @m once no request is inside its handler, and frees it. Any thread. Accepts NULL; returns NULL. */
+KEEL_API keel_http_mount *keel_http_mount_remove(keel_http_mount *m);
+/** Whether a server of @service is started (ready) and not stopping. Any thread. */
+KEEL_API bool keel_http_serving(keel_app *app, const char *service);
+
 /** "GET". */
 KEEL_API const char *keel_http_request_method(const keel_http_request *req);
 /** The path without the query ("/readyz"). */
