@@ -218,6 +218,8 @@ void keel__app_health_done(keel_app *app);
 
 /* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
 int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
+/* Removes @detail (a server stopped before READY=1 is not listed). */
+void keel__app_remove_status_detail(keel_app *app, const char *detail);
 
 /* core/machine.c: runs the state machine to its end and returns the exit status. */
 int keel__machine_run(keel_app *app);

@@ -348,3 +348,13 @@ int keel__app_add_status_detail(keel_app *app, const char *fmt, ...)
     va_end(ap);
     return detail ? keel_strv_push(&app->health.status_details, detail) : -ENOMEM;
 }
+
+void keel__app_remove_status_detail(keel_app *app, const char *detail)
+{
+    for (char **d = app->health.status_details; d && *d; d++)
+        if (streq(*d, detail)) {
+            free(*d);
+            memmove(d, d + 1, (keel_strv_length(d + 1) + 1) * sizeof *d);
+            return;
+        }
+}

@@ -20,6 +20,8 @@ struct keel_fetch {
     size_t body_limit;
     char *ca_file, *cert_file, *key_file, *user_agent;
     keel_usec_t timeout, connect_timeout;
+    bool (*cancelled)(void *userdata);
+    void *userdata;
 };
 
 /* What one request collects. */
@@ -71,6 +73,8 @@ int keel_fetch_new(const keel_fetch_options *options, keel_fetch **ret, char *er
     f->timeout = o.timeout ? o.timeout : DEFAULT_TIMEOUT;
     f->connect_timeout = o.connect_timeout ? o.connect_timeout : DEFAULT_CONNECT_TIMEOUT;
     f->body_limit = o.body_limit ? o.body_limit : DEFAULT_BODY_LIMIT;
+    f->cancelled = o.cancelled;
+    f->userdata = o.userdata;
     if (failed || !f->user_agent) {
         set_error(error, "%s", "Out of memory");
         return fetch_free_fields(f), -ENOMEM;
@@ -130,6 +134,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *userdata)
     return t->head.truncated ? 0 : n;
 }
 
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    keel_fetch *f = userdata;
+    return f->cancelled(f->userdata) ? 1 : 0;
+}
+
 static int errno_of(CURLcode code, const transfer *t)
 {
     switch (code) {
@@ -155,6 +165,8 @@ static int errno_of(CURLcode code, const transfer *t)
         return -EPROTO;
     case CURLE_OUT_OF_MEMORY:
         return -ENOMEM;
+    case CURLE_ABORTED_BY_CALLBACK:
+        return -ECANCELED;
     default:
         return -EIO;
     }
@@ -175,6 +187,11 @@ static void set_common(keel_fetch *f, transfer *t, char *errbuf)
     (void) c->easy_setopt(f->easy, CURLOPT_WRITEDATA, t);
     (void) c->easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, on_header);
     (void) c->easy_setopt(f->easy, CURLOPT_HEADERDATA, t);
+    if (f->cancelled) {
+        (void) c->easy_setopt(f->easy, CURLOPT_NOPROGRESS, 0L);
+        (void) c->easy_setopt(f->easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+        (void) c->easy_setopt(f->easy, CURLOPT_XFERINFODATA, f);
+    }
     if (f->ca_file)
         (void) c->easy_setopt(f->easy, CURLOPT_CAINFO, f->ca_file);
     if (f->cert_file) {
@@ -267,7 +284,8 @@ int keel_fetch_request(keel_fetch *f, const char *method, const char *url, const
         if (r == -EFBIG)
             (void) snprintf(errbuf, sizeof errbuf, "the response body passes %zu bytes", f->body_limit);
         set_error(error, "%s", *errbuf ? errbuf : f->curl->easy_strerror(code));
-    } else if (f->curl->easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || (r = take_response(&t, status, ret)) < 0) {
+    } else if (f->curl->easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
+               (r = take_response(&t, status, ret)) < 0) {
         r = r < 0 ? r : -EIO;
         set_error(error, "%s", r == -ENOMEM ? "Out of memory" : "No response code");
     }

@@ -73,7 +73,11 @@ int keel_http_mount_add(keel_app *app, const char *service, const char *prefix, 
         }
         return -ENOMEM;
     }
-    *m = (keel_http_mount){ .table = t, .service = m->service, .prefix = m->prefix, .prefix_len = strlen(prefix), .handler = handler,
+    *m = (keel_http_mount){ .table = t,
+                            .service = m->service,
+                            .prefix = m->prefix,
+                            .prefix_len = strlen(prefix),
+                            .handler = handler,
                             .userdata = userdata };
     (void) pthread_mutex_lock(&t->lock);
     size_t n = atomic_load(&t->n);

@@ -227,8 +227,12 @@ int keel_http_server_stop(keel_http_server *s)
     if (!s || s->stopped || !s->started)
         return 0;
     s->stopped = true;
-    if (s->serving)
+    if (s->serving) {
         keel__http_set_serving(s, s->serving = false);
+        char detail[512];
+        (void) snprintf(detail, sizeof detail, "%s[%s]", s->label, s->bound);
+        keel__app_remove_status_detail(s->app, detail);
+    }
     if (!s->daemon)
         return 0; /* the bind failed: nothing runs */
 

@@ -16,21 +16,25 @@ typedef struct keel_fetch keel_fetch;
 
 /** What a client trusts and presents. Zeros take the defaults. */
 typedef struct keel_fetch_options {
-    const char *ca_file;       /* trust anchors (PEM) for https://; NULL: the system's */
-    const char *cert_file;     /* client certificate (PEM, its chain after it) for mutual TLS; NULL: none */
-    const char *key_file;      /* its private key (PEM) */
-    keel_usec_t timeout;       /* a whole request, connection included; default 30 s */
+    const char *ca_file;         /* trust anchors (PEM) for https://; NULL: the system's */
+    const char *cert_file;       /* client certificate (PEM, its chain after it) for mutual TLS; NULL: none */
+    const char *key_file;        /* its private key (PEM) */
+    keel_usec_t timeout;         /* a whole request, connection included; default 30 s */
     keel_usec_t connect_timeout; /* the connection and TLS handshake; default 10 s */
-    size_t body_limit;         /* the most bytes of a response body; default 1 MiB */
-    const char *user_agent;    /* default "keel/VERSION" */
+    size_t body_limit;           /* the most bytes of a response body; default 1 MiB */
+    const char *user_agent;      /* default "keel/VERSION" */
+    /* Asked several times a second during a request: true abandons it (-ECANCELED), so that a
+     * task told to stop does not wait out the timeout. NULL: never. */
+    bool (*cancelled)(void *userdata);
+    void *userdata;
 } keel_fetch_options;
 
 /** An answer. Its strings are NUL-terminated and owned: keel_fetch_response_done() frees them. */
 typedef struct keel_fetch_response {
-    unsigned status;   /* 200 */
-    char *body;        /* the body (may hold NUL bytes: see size), "" when empty */
+    unsigned status; /* 200 */
+    char *body;      /* the body (may hold NUL bytes: see size), "" when empty */
     size_t size;
-    char *headers;     /* the response head's fields, "Name: value\n" each */
+    char *headers; /* the response head's fields, "Name: value\n" each */
 } keel_fetch_response;
 
 /** The most bytes of a request's error text, its NUL included. */

@@ -47,6 +47,9 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
 /* Reads the certificates in @path: the first is the leaf, the others (may be none: NULL) its
  * chain. -EBADMSG when the file holds no certificate or a corrupt one. */
 int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
+/* keel__cert_read_certs() of @size bytes of PEM text at @pem; @what names them in the reason. */
+int keel__cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain,
+                           cert_error *e);
 /* @key as PKCS#8 PEM, or @leaf and @chain as PEM, in a new buffer of *@ret_size bytes (not
  * NUL-terminated) to free with keel__cert_pem_free(), which clears it first. */
 int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
@@ -120,6 +123,10 @@ int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret);
  * 128-bit serial, valid from a few minutes ago (clock skew) for @lifetime, never past the CA.
  */
 int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret);
+/* @names as the text of a subjectAltName extension: "DNS:a,IP:127.0.0.1". -E2BIG past @size. */
+int keel__cert_san_text(char *const *names, char *buf, size_t size);
+/* Whether @name is an IPv4 or IPv6 address (else a DNS name). */
+bool keel__cert_name_is_ip(const char *name);
 /* Whether @name is a DNS name or IP address the service can put in a certificate. */
 bool keel__cert_name_valid(const char *name);
 /* Whether every one of @names is in @cert's subjectAltName. */

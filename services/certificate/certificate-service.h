@@ -18,6 +18,7 @@
 typedef enum cert_provider {
     CERT_PROVIDER_LOCAL_CA,
     CERT_PROVIDER_FILE,
+    CERT_PROVIDER_ACME,
     _CERT_PROVIDER_MAX,
 } cert_provider;
 
@@ -39,6 +40,11 @@ typedef struct certificate_config {
     int key_type; /* cert_key_type */
     int64_t rsa_bits;
     char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
+    struct {
+        char *directory_url, *ca_file, *email, *http01_server;
+        int account_key_type; /* cert_key_type */
+        keel_usec_t timeout;
+    } acme;
 } certificate_config;
 
 typedef struct cert_service {
@@ -59,7 +65,10 @@ typedef struct cert_service {
     sd_event_source *debounce;  /* owned */
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
-    atomic_uint_fast64_t interval;              /* config.refresh_interval as the refresh task reads it (live) */
+    keel_counter *acme_errors[16];              /* keel_certificate_acme_errors_total by type (acme.c) */
+    keel_task *refresh_task;       /* the task renewing now, so that ACME's waits end at a stop; NULL on the main thread */
+    keel_usec_t retry_after;       /* an ACME server's Retry-After from the last failure (µs), or 0 */
+    atomic_uint_fast64_t interval; /* config.refresh_interval as the refresh task reads it (live) */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
 } cert_service;
@@ -84,6 +93,15 @@ int keel__cert_prepare_next_key(cert_service *s);
 /* "local-ca", "file"; "none", "read", "write", "read+write". */
 const char *keel__cert_provider_name(int provider);
 const char *keel__cert_backup_name(int backup);
+
+/* acme.c */
+/* Registers the ACME error counters. */
+int keel__acme_register_metrics(cert_service *s);
+/* Orders a certificate for @key and s->names from the CA at certificate.acme.directory_url
+ * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, the http-01
+ * challenges answered on the server certificate.acme.http01_server, the CSR, the download. The
+ * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
+int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
 
 /* refresh.c */
 /* One renewal (keel__cert_renew()) published, under the service's lock. */

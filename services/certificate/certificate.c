@@ -12,7 +12,7 @@
 #include "certificate-service.h"
 #include "openssl-util.h"
 
-static const char *const provider_choices[] = { "local-ca", "file", NULL };
+static const char *const provider_choices[] = { "local-ca", "file", "acme", NULL };
 static const char *const backup_choices[] = { "none", "read", "write", "read+write", NULL };
 static const char *const key_type_choices[] = { "ec", "rsa", NULL };
 
@@ -24,7 +24,7 @@ static const keel_config_key config_keys[] = {
       .offset = C(provider),
       .def = "local-ca",
       .choices = provider_choices,
-      .help = "local-ca (a CA in state_dir issues the certificate) or file (key_file and cert_file)" },
+      .help = "local-ca (a CA in state_dir issues the certificate), file (key_file and cert_file) or acme (an ACME CA)" },
     { .key = "certificate.refresh_interval",
       .type = KEEL_CONFIG_DURATION,
       .offset = C(refresh_interval),
@@ -84,6 +84,39 @@ static const keel_config_key config_keys[] = {
       .offset = C(ca_cert_file),
       .def = "''",
       .help = "local-ca: the certificate of ca_key_file; file: the CA the certificate must verify to" },
+    { .key = "certificate.acme.directory_url",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(acme.directory_url),
+      .def = "''",
+      .help = "provider acme: the CA's directory (https://acme-v02.api.letsencrypt.org/directory)" },
+    { .key = "certificate.acme.ca_file",
+      .type = KEEL_CONFIG_PATH,
+      .offset = C(acme.ca_file),
+      .def = "''",
+      .help = "provider acme: trust anchors (PEM) for the ACME server's own TLS; empty: the system's" },
+    { .key = "certificate.acme.email",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(acme.email),
+      .def = "''",
+      .help = "provider acme: the account's contact address (expiry notices); empty: none" },
+    { .key = "certificate.acme.http01_server",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(acme.http01_server),
+      .def = "healthcheck",
+      .help = "provider acme: the service whose HTTP server answers the http-01 challenges (at its address)" },
+    { .key = "certificate.acme.account_key_type",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = C(acme.account_key_type),
+      .def = "ec",
+      .choices = key_type_choices,
+      .help = "provider acme: ec (ES256) or rsa (RS256, 2048 bits) for a new account key" },
+    { .key = "certificate.acme.timeout",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(acme.timeout),
+      .def = "60s",
+      .min = 1000000,
+      .max = 3600LL * 1000000,
+      .help = "provider acme: the most an issuance may take, validation included" },
 };
 #undef C
 
@@ -101,6 +134,13 @@ static int certificate_configure(keel_service *svc, void *state)
         return keel_app_fail(app, -EINVAL, "certificate.provider is file: set certificate.key_file and certificate.cert_file");
     if (c->provider == CERT_PROVIDER_LOCAL_CA && !*c->ca_key_file != !*c->ca_cert_file)
         return keel_app_fail(app, -EINVAL, "Set both certificate.ca_key_file and certificate.ca_cert_file, or neither");
+    if (c->provider == CERT_PROVIDER_ACME && (!*c->acme.directory_url || !*c->dns_names))
+        return keel_app_fail(
+            app, -EINVAL,
+            "certificate.provider is acme: set certificate.acme.directory_url and certificate.dns_names (the names "
+            "the CA is asked to certify)");
+    if (c->provider == CERT_PROVIDER_ACME && strncmp(c->acme.directory_url, "https://", 8) != 0)
+        return keel_app_fail(app, -EINVAL, "certificate.acme.directory_url: '%s' is not an https:// URL", c->acme.directory_url);
     for (char **n = c->dns_names; *n; n++)
         if (!keel__cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
@@ -158,6 +198,8 @@ static int register_checks(cert_service *s)
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_certificate_refresh_failures_total", "Certificate refresh attempts that failed", NULL,
                                  &s->refresh_failures);
+    if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME)
+        r = keel__acme_register_metrics(s);
     s->checks_registered = r >= 0;
     return r;
 }

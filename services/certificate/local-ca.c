@@ -104,8 +104,7 @@ int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret)
 
 bool keel__cert_name_valid(const char *name)
 {
-    unsigned char addr[16];
-    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1)
+    if (keel__cert_name_is_ip(name))
         return true;
     size_t n = strlen(name);
     if (n == 0 || n > 253 || name[0] == '.' || name[0] == '-' || strstr(name, ".."))
@@ -116,15 +115,18 @@ bool keel__cert_name_valid(const char *name)
     return true;
 }
 
+bool keel__cert_name_is_ip(const char *name)
+{
+    unsigned char addr[16];
+    return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
 /* "DNS:a,IP:127.0.0.1": the names were checked by keel__cert_name_valid(), so none has a comma. */
-static int san_text(char *const *names, char *buf, size_t size)
+int keel__cert_san_text(char *const *names, char *buf, size_t size)
 {
     keel_strbuf sb = { .buf = buf, .size = size };
-    unsigned char addr[16];
-    for (size_t i = 0; names[i]; i++) {
-        bool ip = inet_pton(AF_INET, names[i], addr) == 1 || inet_pton(AF_INET6, names[i], addr) == 1;
-        keel_strbuf_printf(&sb, "%s%s:%s", i ? "," : "", ip ? "IP" : "DNS", names[i]);
-    }
+    for (size_t i = 0; names[i]; i++)
+        keel_strbuf_printf(&sb, "%s%s:%s", i ? "," : "", keel__cert_name_is_ip(names[i]) ? "IP" : "DNS", names[i]);
     return sb.truncated ? -E2BIG : 0;
 }
 
@@ -141,7 +143,7 @@ int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const
     char san[8192];
     if (!names || !names[0])
         return -EINVAL;
-    int r = san_text(names, san, sizeof san);
+    int r = keel__cert_san_text(names, san, sizeof san);
     if (r < 0)
         return r;
     /* Never past the CA: a verifier would refuse the chain from that moment. */

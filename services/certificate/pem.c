@@ -152,17 +152,14 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
     return 0;
 }
 
-int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
+/* The certificates in @bio; @what names where they come from in the reason. */
+static int parse_certs(BIO *bio, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
 {
     char why[256];
-    _cleanup_(BIO_freep) BIO *bio = NULL;
-    int r = read_pem(path, false, &bio, e);
-    if (r < 0)
-        return r;
     ERR_clear_error();
     _cleanup_(X509_freep) X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     if (!leaf)
-        return keel__cert_fail(e, -EBADMSG, "'%s' is not a PEM certificate: %s", path, ssl_reason(why, sizeof why));
+        return keel__cert_fail(e, -EBADMSG, "%s is not a PEM certificate: %s", what, ssl_reason(why, sizeof why));
     _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
     for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, NULL, NULL));) {
         if (!chain && !(chain = sk_X509_new_null())) {
@@ -177,12 +174,34 @@ int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *r
     /* The loop ends at the end of the data (PEM_R_NO_START_LINE) or at a corrupt block. */
     unsigned long code = ERR_peek_last_error();
     if (code != 0 && !(ERR_GET_LIB(code) == ERR_LIB_PEM && ERR_GET_REASON(code) == PEM_R_NO_START_LINE))
-        return keel__cert_fail(e, -EBADMSG, "'%s' holds a corrupt certificate after the first: %s", path,
+        return keel__cert_fail(e, -EBADMSG, "%s holds a corrupt certificate after the first: %s", what,
                                ssl_reason(why, sizeof why));
     ERR_clear_error();
     *ret_leaf = TAKE_PTR(leaf);
     *ret_chain = TAKE_PTR(chain);
     return 0;
+}
+
+int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
+{
+    _cleanup_(BIO_freep) BIO *bio = NULL;
+    int r = read_pem(path, false, &bio, e);
+    if (r < 0)
+        return r;
+    char what[PATH_MAX + 2];
+    (void) snprintf(what, sizeof what, "'%s'", path);
+    return parse_certs(bio, what, ret_leaf, ret_chain, e);
+}
+
+int keel__cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain,
+                           cert_error *e)
+{
+    if (size > CERT_FILE_MAX || size > INT_MAX)
+        return keel__cert_fail(e, -EFBIG, "%s is larger than %d bytes", what, CERT_FILE_MAX);
+    _cleanup_(BIO_freep) BIO *bio = BIO_new_mem_buf(pem, (int) size);
+    if (!bio)
+        return -ENOMEM;
+    return parse_certs(bio, what, ret_leaf, ret_chain, e);
 }
 
 /* A copy of the PEM text @bio holds. */

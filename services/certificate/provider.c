@@ -7,10 +7,10 @@
 
 #include <keel/fileio.h>
 
-#include "certificate-service.h"
+#include "acme.h"
 #include "openssl-util.h"
 
-static const char *const provider_names[] = { "local-ca", "file" };
+static const char *const provider_names[] = { "local-ca", "file", "acme" };
 static const char *const backup_names[] = { "none", "read", "write", "read+write" };
 
 const char *keel__cert_provider_name(int provider)
@@ -269,6 +269,40 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     return issue_and_store(s, key, &ca, ret, e);
 }
 
+/* ---- acme -------------------------------------------------------------------------------------- */
+
+/* Orders a certificate for @key and stores the pair. */
+static int acme_issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    int r = keel__acme_issue(s, key, &p, e);
+    if (r < 0)
+        return r;
+    if ((r = keel__cert_store_write(s->state_dir, &p)) < 0)
+        return keel__cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    take_pair(ret, &p);
+    return 0;
+}
+
+/* The pair on disk while it is valid for certificate.dns_names, else a new order. */
+static int acme_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    cert_error why = {};
+    int r = reuse(s, ret, &why);
+    if (r >= 0) {
+        CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
+        return 0;
+    }
+    if (r == -EACCES)
+        return keel__cert_fail(e, r, "%s", why.text);
+    if (r != -ENOENT)
+        CERT_LOG(KEEL_LOG_WARNING, "%s; ordering a new one", why.text);
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
+        return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    return acme_issue_and_store(s, key, ret, e);
+}
+
 /* ---- file -------------------------------------------------------------------------------------- */
 
 /* The pair in @dir_or_null's slots, or in @key_path and @cert_path, checked. A directory another
@@ -350,8 +384,10 @@ int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     int r;
     if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
+    else if (s->read_only)
+        r = local_ca_peek(s, ret, e);
     else
-        r = s->read_only ? local_ca_peek(s, ret, e) : local_ca_obtain(s, ret, e);
+        r = s->config.provider == CERT_PROVIDER_ACME ? acme_obtain(s, ret, e) : local_ca_obtain(s, ret, e);
     if (r >= 0) {
         backup_write(s, ret);
         return 0;
@@ -375,12 +411,13 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
     if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else {
-        if ((r = ensure_ca_written(s, e)) < 0)
+        if (s->config.provider == CERT_PROVIDER_LOCAL_CA && (r = ensure_ca_written(s, e)) < 0)
             return r;
         /* Made ahead by the refresh task as a rule; here when that failed. */
         if ((r = keel__cert_prepare_next_key(s)) < 0)
             return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-        r = issue_and_store(s, s->next_key, NULL, ret, e);
+        r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->next_key, ret, e)
+                                                     : issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
             EVP_PKEY_free(s->next_key);
             s->next_key = NULL;

@@ -112,10 +112,12 @@ static void refresh_task(keel_task *t, void *userdata)
         }
         w = keel_task_wait(t, keel_usec_left(from, keel_now(), delay));
         if (w != 0)
-            continue; /* stopping, or woken: the new interval's remainder */
+            continue;        /* stopping, or woken: the new interval's remainder */
+        s->refresh_task = t; /* ACME's waits end when the task is told to stop */
         backoff = refresh_logged(s, backoff);
+        s->refresh_task = NULL;
         announced = next_key_published(s);
-        retry = keel__cert_jitter(backoff);
+        retry = KEEL_MAX(keel__cert_jitter(backoff), backoff ? s->retry_after : 0); /* an ACME server's Retry-After */
         last = keel_now();
     }
 }

@@ -48,7 +48,7 @@ class Bash(unittest.TestCase):
         self.assertIn("token.address=", bash("--set", "tok"))
         self.assertEqual(bash("--set", "log.level", "=", "de"), ["debug"])
         self.assertEqual(sorted(bash("--set", "healthcheck.verbose", "=", "")), ["false", "true"])
-        self.assertEqual(sorted(bash("--set", "certificate.provider", "=", "")), ["file", "local-ca"])
+        self.assertEqual(sorted(bash("--set", "certificate.provider", "=", "")), ["acme", "file", "local-ca"])
 
 
 @unittest.skipUnless(shutil.which("zsh"), "zsh is missing: `make deps` installs it")

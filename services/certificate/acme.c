@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ACME provider (RFC 8555): an account for a key kept in state_dir/acme, then for each
+ * certificate an order for certificate.dns_names, its http-01 challenges answered by one of the
+ * app's own HTTP servers (acme-http01.c), a CSR, and the download. Every request is a JWS signed
+ * with the account key over a fresh Replay-Nonce; a badNonce is retried with the nonce the error
+ * brought, every other problem document ends the attempt with its type and detail, counted in
+ * keel_certificate_acme_errors_total, and a Retry-After is kept for the refresh's backoff.
+ */
+#include <jansson.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <keel/fetch.h>
+
+#include "acme.h"
+#include "openssl-util.h"
+
+#define NONCE_RETRIES 10
+#define POLL_FIRST    (250 * KEEL_USEC_PER_MSEC)
+#define POLL_MAX      (2 * KEEL_USEC_PER_SEC)
+#define REQUEST_MAX   (30 * KEEL_USEC_PER_SEC)
+#define ERROR_PREFIX  "urn:ietf:params:acme:error:"
+#define JOSE_JSON     "Content-Type: application/jose+json"
+
+/* The types counted by name; any other is "other". At most ELEMENTSOF(cert_service.acme_errors). */
+static const char *const error_types[] = {
+    "badNonce", "rateLimited",    "unauthorized", "rejectedIdentifier", "connection",          "dns", "incorrectResponse",
+    "badCSR",   "serverInternal", "malformed",    "orderNotReady",      "accountDoesNotExist", "caa", "tls",
+    "other",
+};
+
+int keel__acme_register_metrics(cert_service *s)
+{
+    keel_metrics *m = keel_app_metrics(s->app);
+    int r = 0;
+    for (size_t i = 0; i < ELEMENTSOF(error_types) && r >= 0; i++)
+        r = keel_metrics_counter(m, "keel_certificate_acme_errors_total",
+                                 "Problem documents from the ACME server, by type (urn:ietf:params:acme:error:TYPE)",
+                                 (const char *const[]){ "type", error_types[i], NULL }, &s->acme_errors[i]);
+    return r;
+}
+
+static void count_error(cert_service *s, const char *type)
+{
+    size_t i = 0;
+    while (i < ELEMENTSOF(error_types) - 1 && !streq(error_types[i], type))
+        i++;
+    if (s->acme_errors[i])
+        keel_counter_add(s->acme_errors[i], 1);
+}
+
+static const char *json_text(const json_t *j, const char *key)
+{
+    return json_string_value(json_object_get(j, key));
+}
+
+/* ---- waiting ------------------------------------------------------------------------------------- */
+
+static bool cancelled(void *userdata)
+{
+    acme *a = userdata;
+    return a->s->refresh_task && keel_task_stopping(a->s->refresh_task);
+}
+
+/* Sleeps @usec, never past the deadline: -ETIMEDOUT when it is reached, -ECANCELED at a stop. */
+static int pause_for(acme *a, keel_usec_t usec, const char *what)
+{
+    keel_usec_t now = keel_now();
+    if (now >= a->deadline)
+        return keel__cert_fail(a->e, -ETIMEDOUT, "ACME: %s took longer than certificate.acme.timeout", what);
+    usec = KEEL_MIN(usec, a->deadline - now);
+    if (a->s->refresh_task)
+        return keel_task_wait(a->s->refresh_task, usec) < 0 ? keel__cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what)
+                                                            : 0;
+    struct timespec ts = { .tv_sec = (time_t) (usec / KEEL_USEC_PER_SEC), .tv_nsec = (long) (usec % KEEL_USEC_PER_SEC) * 1000 };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+/* Retry-After as seconds (RFC 9110 also allows a date: then the poll's own interval), in µs or 0. */
+static keel_usec_t retry_after(const keel_fetch_response *resp)
+{
+    char v[64];
+    if (!keel_fetch_response_header(resp, "Retry-After", v, sizeof v))
+        return 0;
+    char *end;
+    unsigned long long sec = strtoull(v, &end, 10);
+    return end != v && *end == '\0' && sec < 86400 ? sec * KEEL_USEC_PER_SEC : 0;
+}
+
+/* ---- requests ------------------------------------------------------------------------------------ */
+
+static int fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
+{
+    return keel__cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
+}
+
+static void keep_nonce(acme *a, const keel_fetch_response *resp)
+{
+    if (!keel_fetch_response_header(resp, "Replay-Nonce", a->nonce, sizeof a->nonce))
+        a->nonce[0] = '\0';
+}
+
+/* The body as a JSON object into *@ret. */
+static int parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret)
+{
+    json_error_t err;
+    json_t *j = json_loadb(resp->body, resp->size, JSON_REJECT_DUPLICATES, &err);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return keel__cert_fail(a->e, -EBADMSG, "ACME %s: the answer of %s (HTTP %u) is not a JSON object: %s", what, url,
+                               resp->status, j ? "another JSON value" : err.text);
+    }
+    *ret = j;
+    return 0;
+}
+
+/* A problem document (RFC 7807) as the attempt's error; its type counted, its Retry-After kept. */
+static int problem(acme *a, const char *what, const char *url, const keel_fetch_response *resp, const char **ret_type)
+{
+    _cleanup_(json_decrefp) json_t *j = json_loadb(resp->body, resp->size, 0, NULL);
+    const char *type = j ? json_text(j, "type") : NULL, *detail = j ? json_text(j, "detail") : NULL;
+    const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
+    count_error(a->s, short_type);
+    *ret_type = streq(short_type, "badNonce") ? "badNonce" : short_type;
+    a->s->retry_after = KEEL_MAX(a->s->retry_after, retry_after(resp));
+    int r = streq(short_type, "rateLimited") ? -EAGAIN : streq(short_type, "unauthorized") ? -EACCES : -EPROTO;
+    return keel__cert_fail(a->e, r, "ACME %s: %s answered %u %s: %s", what, url, resp->status, type ? type : "(no problem type)",
+                           detail ? detail : "(no detail)");
+}
+
+static int fresh_nonce(acme *a)
+{
+    keel_fetch_response resp = {};
+    char why[KEEL_FETCH_ERROR_MAX];
+    int r = keel_fetch_request(a->fetch, "HEAD", a->new_nonce_url, NULL, NULL, 0, &resp, why);
+    if (r < 0)
+        return fetch_failed(a, r, "newNonce", a->new_nonce_url, why);
+    keep_nonce(a, &resp);
+    unsigned status = resp.status;
+    keel_fetch_response_done(&resp);
+    if (!*a->nonce)
+        return keel__cert_fail(a->e, -EPROTO, "ACME newNonce: %s answered %u without a Replay-Nonce", a->new_nonce_url, status);
+    return 0;
+}
+
+/* The JWS of @payload (NULL: a POST-as-GET) for @url, under the account's kid or, before there is
+ * one, its jwk. */
+static int sign(acme *a, const char *url, const char *payload, char **ret)
+{
+    char buf[2048];
+    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
+    keel_strbuf_printf(&sb, "{\"alg\":\"%s\",\"nonce\":\"", credential_alg(a->account));
+    keel_strbuf_json(&sb, a->nonce);
+    keel_strbuf_append(&sb, "\",\"url\":\"");
+    keel_strbuf_json(&sb, url);
+    if (a->kid) {
+        keel_strbuf_append(&sb, "\",\"kid\":\"");
+        keel_strbuf_json(&sb, a->kid);
+        keel_strbuf_append(&sb, "\"}");
+    } else
+        keel_strbuf_printf(&sb, "\",\"jwk\":%s}", credential_jwk_members(a->account));
+    int r = sb.truncated ? -ENOMEM : credential_sign_jws_flattened(a->account, sb.buf, payload, payload ? strlen(payload) : 0, ret);
+    keel_strbuf_done(&sb);
+    return r;
+}
+
+/* POSTs the signed @payload to @url (RFC 8555 §6.2), retrying a badNonce with the nonce it
+ * carried. A 4xx or 5xx is the attempt's error. *@ret is the answer, for its headers and body. */
+static int post(acme *a, const char *what, const char *url, const char *payload, keel_fetch_response *ret)
+{
+    for (int attempt = 0;; attempt++) {
+        int r = *a->nonce ? 0 : fresh_nonce(a);
+        if (r < 0)
+            return r;
+        _cleanup_free_ char *jws = NULL;
+        if ((r = sign(a, url, payload, &jws)) < 0)
+            return keel__cert_fail(a->e, r, "ACME %s: cannot sign the request: %s", what, strerror(-r));
+        keel_fetch_response resp = {};
+        char why[KEEL_FETCH_ERROR_MAX];
+        r = keel_fetch_request(a->fetch, "POST", url, (const char *const[]){ JOSE_JSON, NULL }, jws, strlen(jws), &resp, why);
+        if (r < 0)
+            return fetch_failed(a, r, what, url, why);
+        keep_nonce(a, &resp);
+        if (resp.status < 400) {
+            *ret = resp;
+            return 0;
+        }
+        const char *type;
+        r = problem(a, what, url, &resp, &type);
+        keel_fetch_response_done(&resp);
+        if (!streq(type, "badNonce") || attempt >= NONCE_RETRIES)
+            return r;
+        CERT_LOG(KEEL_LOG_DEBUG, "%s; retrying with a new nonce", a->e->text);
+    }
+}
+
+/* post() of a JSON answer, parsed into *@ret; the Location header into @location when not NULL. */
+static int post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location)
+{
+    keel_fetch_response resp = {};
+    int r = post(a, what, url, payload, &resp);
+    if (r >= 0)
+        r = parse_object(a, what, url, &resp, ret);
+    if (r >= 0 && location) {
+        char buf[2048];
+        if (!keel_fetch_response_header(&resp, "Location", buf, sizeof buf))
+            r = keel__cert_fail(a->e, -EPROTO, "ACME %s: %s answered %u without a Location", what, url, resp.status);
+        else if (!(*location = strdup(buf)))
+            r = -ENOMEM;
+        if (r < 0) {
+            json_decref(*ret);
+            *ret = NULL;
+        }
+    }
+    keel_fetch_response_done(&resp);
+    return r;
+}
+
+/* ---- the directory and the account ----------------------------------------------------------------- */
+
+static int read_directory(acme *a)
+{
+    const char *url = a->s->config.acme.directory_url;
+    keel_fetch_response resp = {};
+    char why[KEEL_FETCH_ERROR_MAX];
+    int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
+    if (r < 0)
+        return fetch_failed(a, r, "directory", url, why);
+    _cleanup_(json_decrefp) json_t *dir = NULL;
+    if (resp.status != 200)
+        r = keel__cert_fail(a->e, -EPROTO, "ACME directory: %s answered %u", url, resp.status);
+    else
+        r = parse_object(a, "directory", url, &resp, &dir);
+    keel_fetch_response_done(&resp);
+    if (r < 0)
+        return r;
+    const char *nonce = json_text(dir, "newNonce"), *account = json_text(dir, "newAccount"), *order = json_text(dir, "newOrder");
+    if (!nonce || !account || !order)
+        return keel__cert_fail(a->e, -EPROTO, "ACME directory: %s names no newNonce, newAccount or newOrder", url);
+    a->new_nonce_url = strdup(nonce);
+    a->new_account_url = strdup(account);
+    a->new_order_url = strdup(order);
+    return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
+}
+
+/* The account key in state_dir/acme/account.key.pem (0600), made on first use. */
+static int account_key(acme *a)
+{
+    cert_service *s = a->s;
+    _cleanup_free_ char *dir = keel_strdup_printf("%s/acme", s->state_dir);
+    _cleanup_free_ char *path = keel_strdup_printf("%s/acme/account.key.pem", s->state_dir);
+    if (!dir || !path)
+        return -ENOMEM;
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    int r = keel__cert_read_key(path, &key, a->e);
+    if (r == -ENOENT) {
+        if ((r = keel__cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
+            return keel__cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));
+        if ((r = keel_dir_make(dir, 0700)) < 0 || (r = keel__cert_write_key(path, key)) < 0)
+            return keel__cert_fail(a->e, r, "ACME: cannot write the account key '%s': %s", path, strerror(-r));
+        CERT_LOG(KEEL_LOG_INFO, "Created the ACME account key[%s]", path);
+    }
+    if (r < 0)
+        return r;
+    return credential_new(key, NULL, NULL, &a->account);
+}
+
+/* newAccount answers an existing account's URL too (RFC 8555 §7.3.1), so it is asked every time. */
+static int find_or_create_account(acme *a)
+{
+    const char *email = a->s->config.acme.email;
+    char buf[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{\"termsOfServiceAgreed\":true");
+    if (*email) {
+        keel_strbuf_append(&sb, ",\"contact\":[\"mailto:");
+        keel_strbuf_json(&sb, email);
+        keel_strbuf_append(&sb, "\"]");
+    }
+    keel_strbuf_append(&sb, "}");
+    if (sb.truncated)
+        return keel__cert_fail(a->e, -E2BIG, "certificate.acme.email: '%s' is too long", email);
+    _cleanup_(json_decrefp) json_t *account = NULL;
+    int r = post_json(a, "newAccount", a->new_account_url, buf, &account, &a->kid);
+    if (r < 0)
+        return r;
+    const char *status = json_text(account, "status");
+    if (status && !streq(status, "valid"))
+        return keel__cert_fail(a->e, -EACCES, "ACME newAccount: the account %s is %s", a->kid, status);
+    return 0;
+}
+
+/* ---- the order ----------------------------------------------------------------------------------------- */
+
+static int order_payload(char *const *names, char **ret)
+{
+    char buf[4096];
+    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
+    keel_strbuf_append(&sb, "{\"identifiers\":[");
+    for (size_t i = 0; names[i]; i++) {
+        keel_strbuf_printf(&sb, "%s{\"type\":\"%s\",\"value\":\"", i ? "," : "", keel__cert_name_is_ip(names[i]) ? "ip" : "dns");
+        keel_strbuf_json(&sb, names[i]);
+        keel_strbuf_append(&sb, "\"}");
+    }
+    keel_strbuf_append(&sb, "]}");
+    *ret = sb.truncated ? NULL : strdup(sb.buf);
+    keel_strbuf_done(&sb);
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* The first problem of a failed challenge, for the message; its short type counted. */
+static void challenge_problem(cert_service *s, const json_t *authz, char *buf, size_t size)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(authz, "challenges"), i, c)
+    {
+        json_t *err = json_object_get(c, "error");
+        const char *type = err ? json_text(err, "type") : NULL;
+        if (!err)
+            continue;
+        bool ours = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0;
+        count_error(s, ours ? type + strlen(ERROR_PREFIX) : "other");
+        (void) snprintf(buf, size, "%s: %s", type ? type : "?", json_text(err, "detail") ?: "(no detail)");
+        return;
+    }
+    (void) snprintf(buf, size, "no challenge says why");
+}
+
+/* The http-01 challenge of @authz: its token and URL (borrowed), or false. */
+static bool find_http01(const json_t *authz, const char **token, const char **url)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(json_text(c, "type") ?: "", "http-01"))
+    {
+        *token = json_text(c, "token");
+        *url = json_text(c, "url");
+        return *token && *url;
+    }
+    return false;
+}
+
+/* Polls @url (POST-as-GET) while its status is one of @waiting, into *@ret. */
+static int poll_status(acme *a, const char *what, const char *url, const char *const *waiting, json_t **ret)
+{
+    keel_usec_t interval = POLL_FIRST;
+    for (;;) {
+        keel_fetch_response resp = {};
+        int r = post(a, what, url, NULL, &resp);
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        if (r >= 0)
+            r = parse_object(a, what, url, &resp, &j);
+        keel_usec_t after = r >= 0 ? retry_after(&resp) : 0;
+        keel_fetch_response_done(&resp);
+        if (r < 0)
+            return r;
+        const char *status = json_text(j, "status");
+        if (!status || !keel_strv_contains(waiting, status)) {
+            *ret = TAKE_PTR(j);
+            return 0;
+        }
+        if ((r = pause_for(a, after ? after : interval, what)) < 0)
+            return r;
+        interval = KEEL_MIN(interval * 2, POLL_MAX);
+    }
+}
+
+static int authorize(acme *a, const char *url)
+{
+    _cleanup_(json_decrefp) json_t *authz = NULL;
+    int r = post_json(a, "authorization", url, NULL, &authz, NULL);
+    if (r < 0)
+        return r;
+    const char *name = json_text(json_object_get(authz, "identifier"), "value") ?: "?";
+    if (streq(json_text(authz, "status") ?: "", "valid"))
+        return 0; /* reused: validated for this account before */
+    const char *token = NULL, *challenge = NULL;
+    if (!find_http01(authz, &token, &challenge))
+        return keel__cert_fail(a->e, -EPROTO, "ACME: the authorization of %s (%s) offers no http-01 challenge", name, url);
+    if ((r = keel__acme_answer(&a->responder, token, credential_kid(a->account))) < 0)
+        return keel__cert_fail(a->e, r, "ACME: the http-01 token of %s is not usable: %s", name, strerror(-r));
+    _cleanup_(json_decrefp) json_t *answered = NULL;
+    if ((r = post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
+        return r;
+    _cleanup_(json_decrefp) json_t *done = NULL;
+    if ((r = poll_status(a, "validation", url, (const char *const[]){ "pending", NULL }, &done)) < 0)
+        return r;
+    const char *status = json_text(done, "status") ?: "?";
+    if (streq(status, "valid"))
+        return 0;
+    char why[512];
+    challenge_problem(a->s, done, why, sizeof why);
+    return keel__cert_fail(a->e, -EKEYREJECTED, "ACME: the validation of %s failed (authorization %s): %s", name, status, why);
+}
+
+/* A CSR for @key and @names: subjectAltName every name, CN the first when it fits (64 bytes). */
+static int make_csr(EVP_PKEY *key, char *const *names, char **ret)
+{
+    char san[8192];
+    int r = keel__cert_san_text(names, san, sizeof san);
+    if (r < 0)
+        return r;
+    _cleanup_(X509_REQ_freep) X509_REQ *req = X509_REQ_new();
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    bool ok = req && ext && exts && sk_X509_EXTENSION_push(exts, ext) > 0;
+    if (!ok)
+        X509_EXTENSION_free(ext);
+    ok = ok && X509_REQ_set_version(req, 0) == 1 &&
+         (strlen(names[0]) > 64 || X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
+                                                              (const unsigned char *) names[0], -1, -1, 0) == 1) &&
+         X509_REQ_add_extensions(req, exts) == 1 && X509_REQ_set_pubkey(req, key) == 1 && X509_REQ_sign(req, key, EVP_sha256()) > 0;
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    unsigned char *der = NULL;
+    int n = ok ? i2d_X509_REQ(req, &der) : -1;
+    if (n <= 0)
+        return -EIO;
+    r = base64url(der, (size_t) n, ret);
+    OPENSSL_free(der);
+    return r;
+}
+
+static int finalize(acme *a, EVP_PKEY *key, const char *order_url, const json_t *order, char **ret_cert_url)
+{
+    const char *url = json_text(order, "finalize");
+    if (!url)
+        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s has no finalize URL", order_url);
+    _cleanup_free_ char *csr = NULL, *payload = NULL;
+    int r = make_csr(key, a->s->names, &csr);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "ACME: cannot make the CSR: %s", strerror(-r));
+    if (!(payload = keel_strdup_printf("{\"csr\":\"%s\"}", csr)))
+        return -ENOMEM;
+    _cleanup_(json_decrefp) json_t *finalized = NULL, *done = NULL;
+    if ((r = post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
+        return r;
+    if ((r = poll_status(a, "issuance", order_url, (const char *const[]){ "pending", "ready", "processing", NULL }, &done)) < 0)
+        return r;
+    const char *status = json_text(done, "status") ?: "?", *cert = json_text(done, "certificate");
+    if (!streq(status, "valid") || !cert) {
+        json_t *err = json_object_get(done, "error");
+        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s after finalize: %s", order_url, status,
+                               err ? json_text(err, "detail") ?: "?" : "no certificate URL");
+    }
+    return (*ret_cert_url = strdup(cert)) ? 0 : -ENOMEM;
+}
+
+static int download(acme *a, EVP_PKEY *key, const char *url, cert_pair *ret)
+{
+    keel_fetch_response resp = {};
+    int r = post(a, "certificate", url, NULL, &resp);
+    if (r < 0)
+        return r;
+    char what[2200];
+    (void) snprintf(what, sizeof what, "the certificate at %s", url);
+    cert_pair p = {};
+    r = keel__cert_parse_certs(resp.body, resp.size, what, &p.leaf, &p.chain, a->e);
+    keel_fetch_response_done(&resp);
+    if (r < 0)
+        return r;
+    if (X509_check_private_key(p.leaf, key) != 1 || EVP_PKEY_up_ref(key) != 1) {
+        keel__cert_pair_done(&p);
+        return keel__cert_fail(a->e, -EKEYREJECTED, "ACME: %s is not for the key of the CSR", what);
+    }
+    p.key = key;
+    *ret = p;
+    return 0;
+}
+
+static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
+{
+    _cleanup_free_ char *payload = NULL, *order_url = NULL, *cert_url = NULL;
+    _cleanup_(json_decrefp) json_t *order = NULL, *ready = NULL;
+    int r = order_payload(a->s->names, &payload);
+    if (r >= 0)
+        r = post_json(a, "newOrder", a->new_order_url, payload, &order, &order_url);
+    if (r < 0)
+        return r;
+    size_t i;
+    json_t *authz;
+    json_array_foreach(json_object_get(order, "authorizations"), i, authz)
+    {
+        if (!json_is_string(authz))
+            return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s lists an authorization that is not a URL", order_url);
+        if ((r = authorize(a, json_string_value(authz))) < 0)
+            return r;
+    }
+    if ((r = poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
+        return r;
+    if (!streq(json_text(ready, "status") ?: "", "ready") && !streq(json_text(ready, "status") ?: "", "valid"))
+        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, json_text(ready, "status") ?: "?");
+    if ((r = finalize(a, key, order_url, ready, &cert_url)) < 0)
+        return r;
+    return download(a, key, cert_url, ret);
+}
+
+/* ---- one issuance ---------------------------------------------------------------------------------------- */
+
+static void acme_done(acme *a)
+{
+    keel__acme_responder_close(&a->responder);
+    a->fetch = keel_fetch_free(a->fetch);
+    a->account = credential_unref(a->account);
+    free(a->kid);
+    free(a->new_nonce_url);
+    free(a->new_account_url);
+    free(a->new_order_url);
+}
+
+int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+{
+    const certificate_config *c = &s->config;
+    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
+    keel_usec_t t0 = keel_now();
+    s->retry_after = 0;
+    char why[KEEL_FETCH_ERROR_MAX];
+    keel_fetch_options o = { .ca_file = *c->acme.ca_file ? c->acme.ca_file : NULL,
+                             .timeout = KEEL_MIN(c->acme.timeout, REQUEST_MAX),
+                             .cancelled = cancelled,
+                             .userdata = &a };
+    int r = keel_fetch_new(&o, &a.fetch, why);
+    if (r < 0)
+        return keel__cert_fail(e, r, "ACME: %s", why);
+    if ((r = account_key(&a)) < 0 || (r = read_directory(&a)) < 0 || (r = find_or_create_account(&a)) < 0)
+        return r;
+    if ((r = keel__acme_responder_open(&a.responder, s, e)) < 0)
+        return r;
+    if ((r = order_certificate(&a, key, ret)) < 0)
+        return r;
+    char d[64];
+    keel_format_duration(keel_now() - t0, d, sizeof d);
+    CERT_LOG(KEEL_LOG_INFO, "Issued a certificate for %s by ACME (%s, account %s) in %s", s->names[0], c->acme.directory_url, a.kid,
+             d);
+    return 0;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The ACME provider's parts: the client of one issuance (acme.c) and the http-01 responder it
+ * answers challenges with (acme-http01.c). */
+
+#include <pthread.h>
+
+#include <keel/fetch.h>
+
+#include "certificate-service.h"
+
+/* The key authorizations being validated, served at /.well-known/acme-challenge/TOKEN. */
+typedef struct acme_challenge {
+    char *token, *key_authorization;
+} acme_challenge;
+
+/*
+ * Where the challenges are answered: a handler mounted on the running server of
+ * certificate.acme.http01_server or, when that server is not up yet (the first issuance, in
+ * start, before the health check starts), a server of the same framework of our own on that
+ * server's address, for the issuance only.
+ */
+typedef struct acme_responder {
+    keel_app *app;
+    pthread_mutex_t lock; /* the challenges: the polling thread reads them */
+    acme_challenge *challenges;
+    size_t n_challenges;
+    keel_http_mount *mount;   /* owned */
+    keel_http_server *server; /* owned: our own, when the named one was not serving */
+    bool open;
+} acme_responder;
+
+/* One issuance. */
+typedef struct acme {
+    cert_service *s;
+    cert_error *e;
+    keel_fetch *fetch;   /* owned */
+    credential *account; /* owned: the account key */
+    char *kid;           /* the account URL */
+    char nonce[256];     /* the next Replay-Nonce to use, or "" */
+    char *new_nonce_url, *new_account_url, *new_order_url;
+    keel_usec_t deadline; /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
+    acme_responder responder;
+} acme;
+
+/* Starts answering challenges for @s: -ENOENT when the named server neither serves nor has an
+ * address key, bind errors of our own server. */
+int keel__acme_responder_open(acme_responder *r, cert_service *s, cert_error *e);
+/* Adds the key authorization of @token: "TOKEN.THUMBPRINT". -EINVAL for a token that is not
+ * base64url (RFC 8555 §8.3). */
+int keel__acme_answer(acme_responder *r, const char *token, const char *thumbprint);
+/* Stops answering and forgets every challenge. Idempotent. */
+void keel__acme_responder_close(acme_responder *r);
