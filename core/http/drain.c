@@ -44,9 +44,12 @@ void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket
         atomic_fetch_add(&s->connections, 1);
         cs = calloc(1, sizeof *cs);
         if (cs) {
+            const char *identity = s->tls ? keel__http_tls_attaching_identity(s) : NULL;
             cs->connection = c;
-            if (track_connection(s, cs) < 0)
-                cs = (free(cs), NULL);
+            cs->tls = s->tls != NULL;
+            cs->identity = identity ? strdup(identity) : NULL;
+            if ((identity && !cs->identity) || track_connection(s, cs) < 0)
+                cs = (free(cs->identity), free(cs), NULL);
         }
         *socket_context = cs;
         if (cs && atomic_load(&s->draining))
@@ -55,6 +58,7 @@ void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket
     }
     if (cs) {
         untrack_connection(s, cs);
+        free(cs->identity);
         free(cs);
         *socket_context = NULL;
     }
@@ -83,7 +87,7 @@ static bool drained(keel_http_server *s)
 {
     keel_work_stats st;
     keel_work_get_stats(s->work, &st);
-    return atomic_load(&s->connections) == 0 && st.in_flight == 0;
+    return atomic_load(&s->connections) == 0 && atomic_load(&s->tls_open) == 0 && st.in_flight == 0;
 }
 
 static struct timespec abs_time(keel_usec_t usec)

@@ -24,6 +24,7 @@
 
 typedef struct connection_state connection_state;
 typedef struct keel_http_mounts keel_http_mounts;
+typedef struct tls_conn tls_conn;
 
 struct keel_http_request {
     keel_http_server *server;          /* borrowed */
@@ -43,6 +44,8 @@ struct keel_http_request {
 
 struct connection_state {
     struct MHD_Connection *connection; /* borrowed */
+    char *identity;                    /* owned: the verified client certificate's, or NULL */
+    bool tls;                          /* came through the server's TLS */
     bool busy;                         /* a request is under way on it */
     keel_http_request request;         /* HTTP/1.1 runs one request at a time per connection */
 };
@@ -69,6 +72,8 @@ struct keel_http_server {
 
     keel_work *work;              /* borrowed from the app: requests in flight */
     keel_http_mounts *mounts;     /* borrowed from the app: handlers other services mount on this one */
+    const keel_http_tls_ops *tls; /* NULL: plain HTTP */
+    void *tls_userdata;
     keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
     keel_task_group *tasks;       /* owned: the polling thread */
     struct MHD_Daemon *daemon;    /* owned */
@@ -95,6 +100,14 @@ struct keel_http_server {
     bool relisten; /* a place freed at the connection limit: run MHD once more before waiting */
     cached_response cache[8];
     size_t n_cache;
+
+    /* TLS (tls.c), the polling thread's own but for the count. */
+    int tls_epoll, tls_listen; /* owned, -EBADF without TLS */
+    bool tls_listening;
+    tls_conn **tls_conns;
+    size_t n_tls, allocated_tls;
+    tls_conn *attaching;  /* the connection MHD_add_connection() is taking now */
+    atomic_uint tls_open; /* TLS connections open: the drain waits for them too */
 };
 
 /* listen.c, main thread: the socket systemd passed under @name, or -ENOENT; a new listener for
@@ -115,6 +128,19 @@ void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
 keel_http_mounts *keel__http_mounts(keel_app *app);
 bool keel__http_serve_mounted(keel_http_server *s, keel_http_request *req, int *ret);
 void keel__http_set_serving(keel_http_server *s, bool serving);
+
+/* tls.c, polling thread: the TLS listener and connections in an epoll set of their own (in the
+ * server's), run when it is readable; the ms until the next handshake deadline, or -1; the
+ * drain's step (the listener closes, handshakes under way end); everything closed (main thread,
+ * once the polling thread is joined); the identity of the connection being added to MHD. */
+int keel__http_tls_setup(keel_http_server *s, int listen_fd);
+void keel__http_tls_run(keel_http_server *s);
+void keel__http_tls_expire(keel_http_server *s);
+int keel__http_tls_timeout(keel_http_server *s);
+void keel__http_tls_listen(keel_http_server *s, bool on);
+void keel__http_tls_drain(keel_http_server *s);
+void keel__http_tls_close_all(keel_http_server *s);
+const char *keel__http_tls_attaching_identity(keel_http_server *s);
 
 /* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
 int keel__http_wait_ready(keel_http_server *s);

@@ -283,9 +283,10 @@ void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls
     bool allocated = req->allocated;
     if (req->started) {
         keel__log_context_request(log_request_id, req);
-        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s: %u in %.3fms%s", req->method, req->path,
-                         keel_http_request_peer(req), req->status, (double) (keel_now() - req->started) / 1000.0,
-                         ok ? "" : " (failed)");
+        const char *identity = keel_http_request_peer_identity(req);
+        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s%s%s%s: %u in %.3fms%s", req->method, req->path,
+                         keel_http_request_peer(req), identity ? " (client " : "", identity ? identity : "", identity ? ")" : "",
+                         req->status, (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)");
         keel__log_context_request(NULL, NULL);
     }
     if (allocated)
@@ -330,6 +331,16 @@ bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
     arg_search a = { .key = key };
     (void) MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, find_arg, &a);
     return a.found;
+}
+
+bool keel_http_request_tls(const keel_http_request *req)
+{
+    return req && req->cs && req->cs->tls;
+}
+
+const char *keel_http_request_peer_identity(const keel_http_request *req)
+{
+    return req && req->cs ? req->cs->identity : NULL;
 }
 
 const char *keel_http_request_peer(const keel_http_request *req)

@@ -39,6 +39,10 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
         .userdata = o->userdata,
         .wake_fd = -EBADF,
         .epoll_fd = -EBADF,
+        .tls = o->tls,
+        .tls_userdata = o->tls_userdata,
+        .tls_epoll = -EBADF,
+        .tls_listen = -EBADF,
         .lock = PTHREAD_MUTEX_INITIALIZER,
     };
     pthread_condattr_t attr;
@@ -84,7 +88,9 @@ keel_http_server *keel_http_server_free(keel_http_server *s)
 static void drain_now(keel_http_server *s)
 {
     atomic_store(&s->draining, true);
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (s->tls)
+        keel__http_tls_drain(s);
+    MHD_socket fd = s->tls ? MHD_INVALID_SOCKET : MHD_quiesce_daemon(s->daemon);
     /* External polling: nothing else uses the listener any more, so it can close at once. */
     if (fd != MHD_INVALID_SOCKET)
         safe_close(fd);
@@ -127,6 +133,9 @@ static int next_timeout(keel_http_server *s)
     int t = next_due(s);
     if (MHD_get_timeout(s->daemon, &mhd) == MHD_YES && (t < 0 || mhd < (MHD_UNSIGNED_LONG_LONG) t))
         t = mhd > INT32_MAX ? INT32_MAX : (int) mhd;
+    int tls = s->tls ? keel__http_tls_timeout(s) : -1;
+    if (tls >= 0 && (t < 0 || tls < t))
+        t = tls;
     return t;
 }
 
@@ -148,6 +157,8 @@ static void poll_loop(keel_task *task, void *userdata)
         for (int i = 0; i < n; i++)
             if (ev[i].data.fd == s->wake_fd)
                 running = take_command(s);
+        if (s->tls && running)
+            keel__http_tls_run(s); /* also when nothing is ready: a handshake may be past its deadline */
     }
 }
 
@@ -161,12 +172,23 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int start_daemon(keel_http_server *s, int listen_fd)
 {
-    s->daemon =
-        MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, keel__http_on_request, s,
-                         MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT, s->connection_limit,
-                         MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->header_limit,
-                         MHD_OPTION_NOTIFY_COMPLETED, keel__http_on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-                         keel__http_on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s->service, MHD_OPTION_END);
+    /* With TLS the listener is ours (tls.c): MHD gets connections through MHD_add_connection(). */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (s->tls ? MHD_USE_NO_LISTEN_SOCKET : 0);
+    if (s->tls)
+        s->tls_listen = listen_fd; /* ours from here on, whatever happens */
+    /* The logger first, so that MHD's complaints about the options reach it. Without TLS, MHD
+     * takes the listener (the last item: left out, with TLS, by ending the array before it). */
+    struct MHD_OptionItem options[] = {
+        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_log, s->service },
+        { MHD_OPTION_CONNECTION_LIMIT, s->connection_limit, NULL },
+        { MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL },
+        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) s->header_limit, NULL },
+        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) keel__http_on_completed, s },
+        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) keel__http_on_connection, s },
+        { s->tls ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, keel__http_on_request, s, MHD_OPTION_ARRAY, options, MHD_OPTION_END);
     if (!s->daemon)
         return -EIO;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
@@ -181,6 +203,12 @@ static int start_daemon(keel_http_server *s, int listen_fd)
     if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, info->epoll_fd, &mhd) < 0 ||
         epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &wake) < 0)
         return -errno;
+    if (!s->tls)
+        return 0;
+    int r = keel__http_tls_setup(s, listen_fd);
+    struct epoll_event tls = { .events = EPOLLIN, .data.fd = s->tls_epoll };
+    if (r < 0 || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->tls_epoll, &tls) < 0)
+        return r < 0 ? r : -errno;
     return 0;
 }
 
@@ -206,7 +234,7 @@ int keel_http_server_start(keel_http_server *s)
     keel_log_service(s->service, KEEL_LOG_INFO, "Starting %s[%s]%s", s->label, s->bound, activated ? " (socket activation)" : "");
     int r = start_daemon(s, fd);
     if (r < 0) {
-        if (!s->daemon)
+        if (!s->daemon && !s->tls)
             safe_close(fd);
         return keel_app_fail(s->app, r, "Failed to start %s: %s", s->label, strerror(-r));
     }
@@ -233,8 +261,11 @@ int keel_http_server_stop(keel_http_server *s)
         (void) snprintf(detail, sizeof detail, "%s[%s]", s->label, s->bound);
         keel__app_remove_status_detail(s->app, detail);
     }
-    if (!s->daemon)
+    if (!s->daemon) {
+        if (s->tls)
+            keel__http_tls_close_all(s);
         return 0; /* the bind failed: nothing runs */
+    }
 
     int r = 0;
     if (s->thread_running) {
@@ -254,6 +285,8 @@ int keel_http_server_stop(keel_http_server *s)
         s->thread_running = false;
     }
     (void) keel__http_resume_due(s, true); /* MHD must not be stopped with suspended connections */
+    if (s->tls)
+        keel__http_tls_close_all(s);
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     for (size_t i = 0; i < s->n_cache; i++)

@@ -66,6 +66,9 @@ int keel__signals_setup(keel_app *app)
     /* A write past RLIMIT_FSIZE fails with EFBIG, to be reported like any failed write, instead of
      * killing the daemon half-way through it (PostgreSQL does the same). */
     (void) signal(SIGXFSZ, SIG_IGN);
+    /* A write to a peer that went away fails with EPIPE instead of killing the daemon, as under
+     * systemd's IgnoreSIGPIPE=yes: OpenSSL and libcurl write to sockets with write(2). */
+    (void) signal(SIGPIPE, SIG_IGN);
 
     for (size_t i = 0; i < ELEMENTSOF(app_signals); i++) {
         if (app->signals[i])

@@ -22,6 +22,30 @@ typedef struct keel_http_request keel_http_request;
  */
 typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
+/**
+ * A TLS implementation a server runs its connections through (keel_http_options.tls), so that
+ * libkeel itself links no TLS library: the agent's is OpenSSL (services/identity/tls-server.c).
+ * The server accepts, hands each socket to session_new(), drives the handshake, and then moves
+ * bytes between the session and libmicrohttpd, all on its polling thread — where every function
+ * here is called, never two at once. @want is set to EPOLLIN and/or EPOLLOUT: what the session
+ * waits for on the socket before it can go on. A session keeps what it was made with (its
+ * certificate) until it is freed, so a new certificate applies to new connections only.
+ */
+typedef struct keel_http_tls_ops {
+    /* A session for the accepted socket @fd (not owned), or NULL to close it. */
+    void *(*session_new)(void *userdata, int fd);
+    /* Advances the handshake: 1 done, 0 not yet (see @want), a negative errno when it failed. */
+    int (*handshake)(void *session, unsigned *want);
+    /* As read(2) and write(2): bytes, 0 at the end of the stream (read), -EAGAIN (see @want), or a
+     * negative errno. */
+    ssize_t (*read)(void *session, void *buf, size_t size, unsigned *want);
+    ssize_t (*write)(void *session, const void *buf, size_t size, unsigned *want);
+    /* The verified client certificate's identity (its first URI SAN, else its subject), or NULL. */
+    const char *(*peer_identity)(void *session);
+    /* Sends close_notify if it can without blocking, and frees the session. */
+    void (*session_free)(void *session);
+} keel_http_tls_ops;
+
 /** What a server is. Zero limits take the configuration's http.* values. */
 typedef struct keel_http_options {
     const char *service;         /* "healthcheck": points, thread, socket-activation name, log field */
@@ -32,6 +56,9 @@ typedef struct keel_http_options {
     size_t header_limit;         /* bytes of request head per connection; default 16 KiB */
     keel_http_handler_t handler;
     void *userdata;
+    /* TLS on every connection (plain HTTP gets a 400 and is closed), or NULL for plain HTTP. */
+    const keel_http_tls_ops *tls;
+    void *tls_userdata;
 } keel_http_options;
 
 /** How long start waits for the server to answer its own GET before failing. */
@@ -126,6 +153,12 @@ KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char
  * while the request's handler runs carries it (journald KEEL_REQUEST_ID=, JSON "request_id").
  */
 KEEL_API const char *keel_http_request_id(const keel_http_request *req);
+/** Whether @req came over TLS. */
+KEEL_API bool keel_http_request_tls(const keel_http_request *req);
+/** The identity of the client certificate @req came with, verified by the server's TLS (the
+ * certificate's first URI SAN, "spiffe://example.org/ns/web", else its subject
+ * "CN=web,O=Example"), or NULL without one. */
+KEEL_API const char *keel_http_request_peer_identity(const keel_http_request *req);
 /** The peer's address ("127.0.0.1:50652"). */
 KEEL_API const char *keel_http_request_peer(const keel_http_request *req);
 

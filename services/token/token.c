@@ -32,10 +32,12 @@ typedef struct token_service {
         keel_usec_t refresh_interval, expiry, memory_report_interval;
         int64_t cache_size;
         char *issuer;
+        token_tls_config tls;
     } config;
     identity *identity;       /* borrowed from the app: the credential tokens are signed with */
     token_cache *cache;       /* owned: made in configure, freed in finalize (after every thread that reads it) */
     keel_http_server *server; /* owned */
+    tls_server *tls;          /* owned: the server's TLS, or NULL */
     keel_task_group *tasks;   /* owned: the refresh task and the memory reporter */
     keel_work *work;          /* borrowed from the app: the server's tracker, which refreshes join */
     keel_gauge *rss;          /* borrowed from the metrics registry, as the two below */
@@ -85,6 +87,27 @@ static const keel_config_key config_keys[] = {
       .offset = offsetof(token_service, config.issuer),
       .def = "keel",
       .help = "the iss claim of every token: what verifiers check the issuer against" },
+    { .key = "token.tls",
+      .type = KEEL_CONFIG_ENUM,
+      .offset = offsetof(token_service, config.tls.mode),
+      .def = "off",
+      .choices = token_tls_choices,
+      .help = "off, self (the certificate service's pair, rotating with it) or files (tls_cert_file, tls_key_file)" },
+    { .key = "token.tls_cert_file",
+      .type = KEEL_CONFIG_PATH,
+      .offset = offsetof(token_service, config.tls.cert_file),
+      .def = "''",
+      .help = "token.tls files: the server certificate, then its chain (PEM); read again on SIGHUP" },
+    { .key = "token.tls_key_file",
+      .type = KEEL_CONFIG_PATH,
+      .offset = offsetof(token_service, config.tls.key_file),
+      .def = "''",
+      .help = "token.tls files: its private key (PEM, mode 0600 or stricter)" },
+    { .key = "token.tls_client_ca_file",
+      .type = KEEL_CONFIG_PATH,
+      .offset = offsetof(token_service, config.tls.client_ca_file),
+      .def = "''",
+      .help = "with TLS: the CAs client certificates are verified against; set, /token requires one (mTLS)" },
 };
 
 /* Any thread: the live expiry as copied at the last configure or refresh. */
@@ -213,12 +236,21 @@ static int answer_jwks(keel_http_request *req, token_service *token, const char 
     return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
 }
 
+/* With a client CA, a token is for a client that proved who it is. */
+static bool client_unverified(keel_http_request *req, token_service *token)
+{
+    return tls_server_verifies_clients(token->tls) && !keel_http_request_peer_identity(req);
+}
+
 static int route(keel_http_request *req, token_service *token, const char *id)
 {
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
     bool is_token = streq(path, "/token") || streq(path, "/"), is_jwks = streq(path, JWKS_PATH);
     if ((is_token || is_jwks) && !STR_IN_SET(method, "GET", "HEAD"))
         return answer_error(req, id, 405, "method_not_allowed", "only GET is served here", NULL);
+    if (is_token && client_unverified(req, token))
+        return answer_error(req, id, 401, "invalid_client", "a client certificate verified by token.tls_client_ca_file is required",
+                            NULL);
     if (is_token)
         return answer_token(req, token, id);
     if (is_jwks)
@@ -409,7 +441,9 @@ static void apply_live_config(token_service *token)
  * keep their expiry until their next mint). */
 static int token_refresh(keel_service *s, void *state)
 {
-    apply_live_config(state);
+    token_service *token = state;
+    apply_live_config(token);
+    token_tls_reload(token->tls, &token->config.tls);
     return 0;
 }
 
@@ -468,9 +502,15 @@ static int token_start(keel_service *s, void *state)
     if (r < 0)
         return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
     token->work = keel_app_work(app, "token");
-    keel_http_options o = {
-        .service = "token", .label = "token provider server", .address = token->config.address, .handler = handle, .userdata = token
-    };
+    if ((r = token_tls_setup(app, token->identity, &token->config.tls, &token->tls)) < 0)
+        return r;
+    keel_http_options o = { .service = "token",
+                            .label = "token provider server",
+                            .address = token->config.address,
+                            .handler = handle,
+                            .userdata = token,
+                            .tls = token->tls ? &tls_server_ops : NULL,
+                            .tls_userdata = token->tls };
     r = keel_http_server_start_new(app, &o, &token->server);
     return r < 0 ? r : start_tasks(token, app);
 }
@@ -480,6 +520,7 @@ static int token_stop(keel_service *s, void *state)
 {
     token_service *token = state;
     int r = keel_http_server_stop_and_free(keel_service_app(s), &token->server);
+    token->tls = tls_server_free(token->tls); /* after the server: its sessions hold the context */
     if (token->tasks) {
         token->tasks = keel_task_group_free(token->tasks);
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
