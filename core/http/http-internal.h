@@ -106,8 +106,9 @@ struct keel_http_server {
     bool tls_listening;
     tls_conn **tls_conns;
     size_t n_tls, allocated_tls;
-    tls_conn *attaching;  /* the connection MHD_add_connection() is taking now */
-    atomic_uint tls_open; /* TLS connections open: the drain waits for them too */
+    tls_conn *attaching;       /* the connection MHD_add_connection() is taking now */
+    keel_usec_t tls_expire_at; /* the earliest deadline of a handshake under way, or infinity */
+    atomic_uint tls_open;      /* TLS connections open: the drain waits for them too */
 };
 
 /* listen.c, main thread: the socket systemd passed under @name, or -ENOENT; a new listener for

@@ -152,13 +152,20 @@ static void poll_loop(keel_task *task, void *userdata)
             s->relisten = false;
             (void) MHD_run(s->daemon);
         }
+        if (s->tls) /* what MHD just answered goes out now, not after one more wait */
+            keel__http_tls_run(s);
         struct epoll_event ev[4];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s));
-        for (int i = 0; i < n; i++)
+        bool tls_ready = false;
+        for (int i = 0; i < n; i++) {
             if (ev[i].data.fd == s->wake_fd)
                 running = take_command(s);
+            tls_ready = tls_ready || ev[i].data.fd == s->tls_epoll;
+        }
+        if (s->tls && running && tls_ready)
+            keel__http_tls_run(s);
         if (s->tls && running)
-            keel__http_tls_run(s); /* also when nothing is ready: a handshake may be past its deadline */
+            keel__http_tls_expire(s); /* each turn, however busy: a comparison until one is due */
     }
 }
 

@@ -131,21 +131,30 @@ static bool handshake_step(tls_conn *c)
     return false;
 }
 
+/* What one pump knows would block: each read is tried again only after something moved the other
+ * way (a TLS read can need a write to go out first), so that a round trip costs no failed
+ * syscalls beyond the one EAGAIN each side needs. */
+typedef struct blocked {
+    bool tls_read, pair_read;
+} blocked;
+
 /* Client to libmicrohttpd; returns whether anything moved, or -1 on an error that ends it. */
-static int pump_in(tls_conn *c)
+static int pump_in(tls_conn *c, blocked *b)
 {
     int moved = 0;
-    if (!c->client_eof && c->in_len < sizeof c->in) {
+    if (!c->client_eof && !b->tls_read && c->in_len < sizeof c->in) {
         ssize_t n = c->s->tls->read(c->session, c->in + c->in_len, sizeof c->in - c->in_len, &c->read_want);
         if (n > 0)
             c->in_len += (size_t) n, moved = 1;
         else if (n == 0)
             c->client_eof = true, moved = 1;
-        else if (n != -EAGAIN)
+        else if (n == -EAGAIN)
+            b->tls_read = true;
+        else
             return -1;
     }
     if (c->in_len > 0) {
-        ssize_t n = write(c->pair, c->in, c->in_len);
+        ssize_t n = send(c->pair, c->in, c->in_len, MSG_NOSIGNAL);
         if (n > 0) {
             memmove(c->in, c->in + n, c->in_len - (size_t) n);
             c->in_len -= (size_t) n;
@@ -161,16 +170,18 @@ static int pump_in(tls_conn *c)
 }
 
 /* libmicrohttpd to the client; as pump_in(). */
-static int pump_out(tls_conn *c)
+static int pump_out(tls_conn *c, blocked *b)
 {
     int moved = 0;
-    if (!c->mhd_eof && c->out_len < sizeof c->out) {
+    if (!c->mhd_eof && !b->pair_read && c->out_len < sizeof c->out) {
         ssize_t n = read(c->pair, c->out + c->out_len, sizeof c->out - c->out_len);
         if (n > 0)
             c->out_len += (size_t) n, moved = 1;
         else if (n == 0)
             c->mhd_eof = true, moved = 1;
-        else if (errno != EAGAIN)
+        else if (errno == EAGAIN)
+            b->pair_read = true;
+        else
             c->mhd_eof = true; /* MHD reset it: what is buffered still goes out */
     }
     if (c->out_len > 0) {
@@ -179,6 +190,7 @@ static int pump_out(tls_conn *c)
             memmove(c->out, c->out + n, c->out_len - (size_t) n);
             c->out_len -= (size_t) n;
             moved = 1;
+            b->tls_read = false; /* a write may be what the TLS read waited for */
         } else if (n != -EAGAIN)
             return -1;
     }
@@ -189,10 +201,14 @@ static int pump_out(tls_conn *c)
 static bool pump(tls_conn *c)
 {
     int in = 1, out = 1;
-    c->read_want = c->write_want = 0;
+    blocked b = {};
+    c->read_want = EPOLLIN;
+    c->write_want = 0;
     while (in > 0 || out > 0) {
-        if ((in = pump_in(c)) < 0 || (out = pump_out(c)) < 0)
+        if ((in = pump_in(c, &b)) < 0 || (out = pump_out(c, &b)) < 0)
             return false;
+        if (in > 0)
+            b.pair_read = false; /* MHD may answer what it was just given */
     }
     if (c->mhd_eof && c->out_len == 0)
         return false; /* libmicrohttpd closed it and everything is sent */
@@ -238,6 +254,7 @@ static void accept_one(keel_http_server *s)
     }
     c->fd_events = EPOLLIN;
     s->tls_conns[s->n_tls++] = c;
+    s->tls_expire_at = MIN(s->tls_expire_at, c->handshake_deadline);
     atomic_fetch_add(&s->tls_open, 1);
     keel__http_tls_listen(s, true);
 }
@@ -259,6 +276,7 @@ int keel__http_tls_setup(keel_http_server *s, int listen_fd)
     s->tls_epoll = epoll_create1(EPOLL_CLOEXEC);
     if (s->tls_epoll < 0)
         return -errno;
+    s->tls_expire_at = KEEL_USEC_INFINITY;
     if (epoll_ctl(s->tls_epoll, EPOLL_CTL_ADD, listen_fd, &(struct epoll_event){ .events = EPOLLIN, .data.ptr = &listener_tag }) <
         0)
         return -errno;
@@ -288,22 +306,29 @@ void keel__http_tls_run(keel_http_server *s)
     keel__http_tls_expire(s);
 }
 
+/* The earliest deadline of a handshake under way is kept (tls_expire_at), so that the check each
+ * turn of the loop makes is a comparison; the connections are walked only when one is due. */
 void keel__http_tls_expire(keel_http_server *s)
 {
     keel_usec_t now = keel_now();
+    if (now < s->tls_expire_at)
+        return;
+    keel_usec_t next = KEEL_USEC_INFINITY;
     for (size_t i = s->n_tls; i > 0; i--) {
         tls_conn *c = s->tls_conns[i - 1];
-        if (!c->handshaken && now >= c->handshake_deadline)
+        if (c->handshaken)
+            continue;
+        if (now >= c->handshake_deadline)
             close_conn(c);
+        else
+            next = MIN(next, c->handshake_deadline);
     }
+    s->tls_expire_at = next;
 }
 
 int keel__http_tls_timeout(keel_http_server *s)
 {
-    keel_usec_t next = KEEL_USEC_INFINITY, now = keel_now();
-    for (size_t i = 0; i < s->n_tls; i++)
-        if (!s->tls_conns[i]->handshaken)
-            next = MIN(next, s->tls_conns[i]->handshake_deadline);
+    keel_usec_t next = s->tls_expire_at, now = keel_now();
     if (next == KEEL_USEC_INFINITY)
         return -1;
     return next <= now ? 0 : (int) ((next - now + 999) / 1000);

@@ -18,7 +18,7 @@
 #include "openssl-util.h"
 
 #define NONCE_RETRIES 10
-#define POLL_FIRST    (250 * KEEL_USEC_PER_MSEC)
+#define POLL_FIRST    (50 * KEEL_USEC_PER_MSEC)
 #define POLL_MAX      (2 * KEEL_USEC_PER_SEC)
 #define REQUEST_MAX   (30 * KEEL_USEC_PER_SEC)
 #define ERROR_PREFIX  "urn:ietf:params:acme:error:"

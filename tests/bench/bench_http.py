@@ -59,9 +59,9 @@ http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp}; fast
     return p
 
 
-def wrk(port, seconds, path="/healthz", headers=()):
+def wrk(port, seconds, path="/healthz", headers=(), scheme="http"):
     extra = [a for h in headers for a in ("-H", h)]
-    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", *extra, f"http://127.0.0.1:{port}{path}"],
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", *extra, f"{scheme}://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
