@@ -37,9 +37,12 @@ struct keel_http_request {
     unsigned status;
     int fault; /* of the request's `before` point */
     bool delayed, answered;
-    bool allocated; /* on the heap, not in its connection's state */
-    bool admitted;  /* counted in the work tracker: only then is it ended there */
-    bool faulted;   /* failed by an injected `error` fault (before or in) */
+    bool allocated;               /* on the heap, not in its connection's state */
+    bool admitted;                /* counted in the work tracker: only then is it ended there */
+    bool faulted;                 /* failed by an injected `error` fault (before or in) */
+    keel_http_deferred *deferred; /* answered later from another thread (deferred.c), or NULL */
+    bool resumed;                 /* deferred and answered: its connection is resumed */
+    bool defer_abandoned;         /* deferred and given up by a stop: answered 503 */
 };
 
 struct connection_state {
@@ -101,6 +104,11 @@ struct keel_http_server {
     cached_response cache[8];
     size_t n_cache;
 
+    /* Deferred requests (deferred.c): the polling thread's list; has_answers under lock. */
+    keel_http_deferred **pending;
+    size_t n_pending, allocated_pending;
+    bool has_answers;
+
     /* TLS (tls.c), the polling thread's own but for the count. */
     int tls_epoll, tls_listen; /* owned, -EBADF without TLS */
     bool tls_listening;
@@ -129,6 +137,13 @@ void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
 keel_http_mounts *keel__http_mounts(keel_app *app);
 bool keel__http_serve_mounted(keel_http_server *s, keel_http_request *req, int *ret);
 void keel__http_set_serving(keel_http_server *s, bool serving);
+
+/* deferred.c, polling thread: resumes the connections whose deferred answer came; sends it when
+ * MHD calls for the request again (true: sent); at a stop (main thread, after the join), gives up
+ * every answer not sent (their connections resumed, a late answer freed by its thread). */
+void keel__http_resume_answered(keel_http_server *s);
+bool keel__http_send_deferred(keel_http_server *s, keel_http_request *req);
+void keel__http_abandon_deferred(keel_http_server *s);
 
 /* tls.c, polling thread: the TLS listener and connections in an epoll set of their own (in the
  * server's), run when it is readable; the ms until the next handshake deadline, or -1; the

@@ -205,7 +205,7 @@ static void serve(keel_http_server *s, keel_http_request *req)
     if (r >= 0 && !keel__http_serve_mounted(s, req, &r))
         r = s->handler(req, s->userdata);
     keel__log_context_request(NULL, NULL);
-    if (r < 0 && !req->answered)
+    if (r < 0 && !req->answered && !req->deferred)
         (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8",
                                       req->faulted ? KEEL_FAULT_MESSAGE "\n" : "internal server error\n");
 }
@@ -235,8 +235,12 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (req->answered)
+    if (req->answered || keel__http_send_deferred(s, req))
         return MHD_YES;
+    if (req->defer_abandoned) {
+        (void) keel_http_respond_static(req, 503, "text/plain; charset=utf-8", "shutting down\n");
+        return MHD_YES;
+    }
     if (!req->delayed) {
         req->delayed = true;
         /* Injected sleeps, before or in, delay the answer; the polling thread never sleeps. */

@@ -111,6 +111,7 @@ static bool take_command(keel_http_server *s)
         (void) pthread_cond_broadcast(&s->changed);
     }
     (void) pthread_mutex_unlock(&s->lock);
+    keel__http_resume_answered(s);
     return command != COMMAND_EXIT;
 }
 
@@ -291,6 +292,7 @@ int keel_http_server_stop(keel_http_server *s)
         (void) keel_task_group_join(s->tasks);
         s->thread_running = false;
     }
+    keel__http_abandon_deferred(s);
     (void) keel__http_resume_due(s, true); /* MHD must not be stopped with suspended connections */
     if (s->tls)
         keel__http_tls_close_all(s);

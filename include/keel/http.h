@@ -119,6 +119,27 @@ KEEL_API keel_work *keel_http_server_work(keel_http_server *s);
 /** Connections open now. */
 KEEL_API unsigned keel_http_server_connections(const keel_http_server *s);
 
+/** A request whose answer comes later, from another thread. */
+typedef struct keel_http_deferred keel_http_deferred;
+/**
+ * From a handler that cannot answer at once (its answer waits on another server, an OAuth2
+ * issuer): suspends @req's connection without holding up the others, and returns the handle to
+ * answer it with, from any thread, by keel_http_deferred_respond() — exactly once. The handler
+ * then returns 0 without answering. The request counts as in flight until answered, so a drain
+ * waits for it: answer every deferred request before the server's stop returns; one still
+ * unanswered when a drain passes its deadline is cut with the connections still open, and a late
+ * keel_http_deferred_respond() then only frees the handle. NULL when out of memory (answer at
+ * once then).
+ */
+KEEL_API keel_http_deferred *keel_http_request_defer(keel_http_request *req);
+/**
+ * Answers a deferred request as keel_http_respond() would, from any thread; copies everything and
+ * frees @d. Returns 0, -ESHUTDOWN when the server gave the request up (stopped), -ENOMEM (the
+ * request is then answered 500).
+ */
+KEEL_API int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body,
+                                        size_t size, const char *const *headers);
+
 /** A handler one service mounts on another's server (keel_http_mount_add()). */
 typedef struct keel_http_mount keel_http_mount;
 /**

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Answers that come later, from another thread: the handler defers the request (its connection
+ * is suspended, the others go on), a thread answers it with keel_http_deferred_respond(), which
+ * copies the answer and queues it for the polling thread, woken through the server's eventfd; the
+ * polling thread resumes the connection and MHD's next call for it queues the answer.
+ *
+ * Exactly one side frees a deferred answer: the polling thread once it has sent it, or the
+ * answering thread when the server gave it up first (stopped past its drain): d->lock decides
+ * which, so a late answer never touches a server that is gone.
+ */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "http-internal.h"
+
+struct keel_http_deferred {
+    pthread_mutex_t lock;
+    keel_http_server *s; /* borrowed; not touched once abandoned */
+    keel_http_request *req;
+    bool answered, abandoned;
+    unsigned status;
+    char *content_type, *body;
+    size_t size;
+    char **headers; /* name, value pairs */
+};
+
+static void deferred_free(keel_http_deferred *d)
+{
+    /* The answering thread may still be leaving keel_http_deferred_respond(): let it. */
+    (void) pthread_mutex_lock(&d->lock);
+    (void) pthread_mutex_unlock(&d->lock);
+    free(d->content_type);
+    free(d->body);
+    keel_strv_free(d->headers);
+    (void) pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+keel_http_deferred *keel_http_request_defer(keel_http_request *req)
+{
+    keel_assert_return(req && !req->answered && !req->deferred, NULL);
+    keel_http_server *s = req->server;
+    keel_http_deferred *d = calloc(1, sizeof *d);
+    if (!d || GROW(s->pending, s->allocated_pending, s->n_pending + 1) < 0) {
+        free(d);
+        return NULL;
+    }
+    (void) pthread_mutex_init(&d->lock, NULL);
+    d->s = s;
+    d->req = req;
+    req->deferred = d;
+    s->pending[s->n_pending++] = d;
+    MHD_suspend_connection(req->connection); /* the connection waits without holding up the others */
+    return d;
+}
+
+static int copy_answer(keel_http_deferred *d, unsigned status, const char *content_type, const void *body, size_t size,
+                       const char *const *headers)
+{
+    d->status = status;
+    d->size = size;
+    if ((content_type && !(d->content_type = strdup(content_type))) || !(d->body = malloc(size ? size : 1)))
+        return -ENOMEM;
+    memcpy(d->body, body, size);
+    for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
+        if (keel_strv_extend(&d->headers, h[0]) < 0 || keel_strv_extend(&d->headers, h[1]) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body, size_t size,
+                               const char *const *headers)
+{
+    keel_assert_return(d && status >= 100 && status <= 599 && (body || size == 0), -EINVAL);
+    int r = copy_answer(d, status, content_type, body ? body : "", size, headers);
+    if (r < 0) { /* still answered: with a 500 the polling thread builds itself */
+        d->status = 500;
+        free(d->body);
+        d->body = NULL;
+    }
+    (void) pthread_mutex_lock(&d->lock);
+    bool abandoned = d->abandoned;
+    if (!abandoned) {
+        keel_http_server *s = d->s;
+        uint64_t one = 1;
+        (void) pthread_mutex_lock(&s->lock);
+        d->answered = true;
+        s->has_answers = true;
+        (void) pthread_mutex_unlock(&s->lock);
+        ssize_t _unused_ n = write(s->wake_fd, &one, sizeof one);
+    }
+    (void) pthread_mutex_unlock(&d->lock);
+    if (abandoned)
+        deferred_free(d);
+    return abandoned ? -ESHUTDOWN : r;
+}
+
+void keel__http_resume_answered(keel_http_server *s)
+{
+    (void) pthread_mutex_lock(&s->lock);
+    bool any = s->has_answers;
+    s->has_answers = false;
+    (void) pthread_mutex_unlock(&s->lock);
+    if (!any)
+        return;
+    for (size_t i = 0; i < s->n_pending; i++) {
+        keel_http_deferred *d = s->pending[i];
+        (void) pthread_mutex_lock(&s->lock);
+        bool answered = d->answered;
+        (void) pthread_mutex_unlock(&s->lock);
+        if (answered && !d->req->resumed) {
+            d->req->resumed = true;
+            MHD_resume_connection(d->req->connection);
+        }
+    }
+}
+
+bool keel__http_send_deferred(keel_http_server *s, keel_http_request *req)
+{
+    keel_http_deferred *d = req->deferred;
+    if (!d || !req->resumed)
+        return false;
+    if (d->body)
+        (void) keel_http_respond(req, d->status, d->content_type, d->body, d->size, (const char *const *) d->headers);
+    else
+        (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8", "internal server error\n");
+    for (size_t i = 0; i < s->n_pending; i++)
+        if (s->pending[i] == d) {
+            s->pending[i] = s->pending[--s->n_pending];
+            break;
+        }
+    req->deferred = NULL;
+    deferred_free(d);
+    return true;
+}
+
+void keel__http_abandon_deferred(keel_http_server *s)
+{
+    for (size_t i = 0; i < s->n_pending; i++) {
+        keel_http_deferred *d = s->pending[i];
+        (void) pthread_mutex_lock(&d->lock);
+        bool answered = d->answered;
+        d->abandoned = !answered;
+        d->req->deferred = NULL;
+        d->req->defer_abandoned = true;
+        if (!d->req->resumed)
+            MHD_resume_connection(d->req->connection); /* MHD must not stop with it suspended */
+        (void) pthread_mutex_unlock(&d->lock);
+        if (answered)
+            deferred_free(d); /* answered, never sent: the server is going */
+    }
+    free(s->pending);
+    s->pending = NULL;
+    s->n_pending = s->allocated_pending = 0;
+}
