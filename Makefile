@@ -17,15 +17,26 @@ DEBS = build-essential cmake pkg-config clang-format \
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 
-.PHONY: all deps deps-bench install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
 
 all: build
 
+# The OAuth2 tests run a real authorization server (oidc-provider, tests/oauth2/) on Node.js:
+# Debian's nodejs and npm, unless a Node.js with its npm is installed already (NodeSource's
+# package conflicts with Debian's npm).
+NODE_DEBS = $(if $(shell command -v npm),,nodejs npm)
+
 deps:
-	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS)"
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS) $(NODE_DEBS)"
+	@$(MAKE) --no-print-directory deps-node
 
 deps-bench:
 	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS) $(BENCH_DEBS)"
+
+# The versions package-lock.json pins, from the npm registry, once (again when the lock changes).
+deps-node:
+	@cd tests/oauth2 && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	    npm ci --no-audit --no-fund --loglevel=error; }
 
 install-debs:
 	@missing=$$(for p in $(PKGS); do \

@@ -248,6 +248,16 @@ int token_cache_get(token_cache *c, const char *domain, const char *role, keel_u
     return r;
 }
 
+int token_cache_peek(token_cache *c, const char *domain, const char *role, keel_usec_t now, token_minted *ret)
+{
+    assert(c && domain && role && ret);
+    (void) pthread_mutex_lock(&c->lock);
+    entry *e = *slot_of(c, domain, role);
+    int r = e && (fresh(c, e, now) || servable_in_flight(c, e, now)) ? hit(c, e, now, ret) : -EWOULDBLOCK;
+    (void) pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
 /* ---- refresh ---------------------------------------------------------------------------------- */
 
 /* The keys of every entry holding a token, as "domain\0role" strings, into *@ret. */

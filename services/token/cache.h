@@ -63,6 +63,10 @@ void token_cache_set_metrics(token_cache *c, const token_cache_metrics *m);
  */
 int token_cache_get(token_cache *c, const char *domain, const char *role, keel_usec_t now, token_minted *ret);
 
+/* token_cache_get() when it would answer at once (a hit); -EWOULDBLOCK when it would mint or wait
+ * for a flight (nothing is counted then: the token_cache_get() that follows counts the miss). */
+int token_cache_peek(token_cache *c, const char *domain, const char *role, keel_usec_t now, token_minted *ret);
+
 /*
  * Re-mints every cached token at @now, one flight per key (a key already in flight is left to
  * it). Tokens whose re-mint fails stay cached. Returns the number re-minted and sets *@ret_failed

@@ -104,6 +104,11 @@ static int mint_and_print(keel_app *app, void *userdata)
     _cleanup_free_ char *jwt = NULL;
     char reason[256] = "";
     identity *id = NULL;
+    const int *provider = keel_app_config_value(app, "token.provider", KEEL_CONFIG_ENUM);
+    if (provider && *provider != 0)
+        return keel_app_fail(app, -EOPNOTSUPP,
+                             "token.provider is oauth2: tokens come from the issuer, through the running agent's /token; this "
+                             "command mints with the agent's own key only");
     int r = identity_of(app, &id);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to set up the identity: %s", strerror(-r));

@@ -19,32 +19,16 @@
 #include <keel/util.h>
 
 #include "cache.h"
+#include "oauth2.h"
 #include "request.h"
+#include "token-internal.h"
 #include "token.h"
+#include "workers.h"
 
-static const char JSON[] = "application/json";
+const char token__json[] = "application/json";
+#define JSON token__json
 
 #define JWKS_PATH "/.well-known/jwks.json"
-
-typedef struct token_service {
-    struct {
-        keel_address address;
-        keel_usec_t refresh_interval, expiry, memory_report_interval;
-        int64_t cache_size;
-        char *issuer;
-        token_tls_config tls;
-    } config;
-    identity *identity;       /* borrowed from the app: the credential tokens are signed with */
-    token_cache *cache;       /* owned: made in configure, freed in finalize (after every thread that reads it) */
-    keel_http_server *server; /* owned */
-    tls_server *tls;          /* owned: the server's TLS, or NULL */
-    keel_task_group *tasks;   /* owned: the refresh task and the memory reporter */
-    keel_work *work;          /* borrowed from the app: the server's tracker, which refreshes join */
-    keel_gauge *rss;          /* borrowed from the metrics registry, as the two below */
-    keel_counter *refreshed, *refresh_failed;
-    /* The live keys as other threads read them: copied at configure and at every refresh. */
-    atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
-} token_service;
 
 static const keel_config_key config_keys[] = {
     { .key = "token.address",
@@ -128,6 +112,14 @@ token_params token_config_params(keel_service *s)
 static int mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
 {
     token_service *token = userdata;
+    if (token->issuer) {
+        char why[512];
+        int r = oauth2_fetch(token->issuer, domain, role, now, ret, why, sizeof why);
+        if (r < 0)
+            return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to get a token for domain[%s] role[%s] from %s: %s",
+                                          domain, role, oauth2_token_url(token->issuer), why);
+        return 0;
+    }
     token_params p = params(token);
     char reason[256] = "";
     char *jwt = NULL;
@@ -145,16 +137,16 @@ static int mint(const char *domain, const char *role, keel_usec_t now, void *use
 /* The status of the request being answered, for its log line: handlers run on the one polling thread. */
 static _Thread_local unsigned answered;
 
-static int respond(keel_http_request *req, unsigned status, const char *type, const char *body, size_t size,
-                   const char *const *headers)
+static int respond(reply to, unsigned status, const char *type, const char *body, size_t size, const char *const *headers)
 {
     answered = status;
-    return keel_http_respond(req, status, type, body, size, headers);
+    if (to.later)
+        return keel_http_deferred_respond(to.later, status, type, body, size, headers);
+    return keel_http_respond(to.req, status, type, body, size, headers);
 }
 
 /* Answers {"error","error_description"[,"header"]} with @status. */
-static int answer_error(keel_http_request *req, const char *id, unsigned status, const char *error, const char *description,
-                        const char *header)
+int token__answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header)
 {
     char buf[512];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
@@ -165,7 +157,7 @@ static int answer_error(keel_http_request *req, const char *id, unsigned status,
         keel_strbuf_json_field(&sb, "header", header, false);
     keel_strbuf_append(&sb, "}");
     const char *headers[] = { "X-Request-Id", id, "Cache-Control", "no-store", NULL };
-    return respond(req, status, JSON, sb.buf, sb.len, headers);
+    return respond(to, status, JSON, sb.buf, sb.len, headers);
 }
 
 static int client_error(keel_http_request *req, const char *id, const char *domain, const char *role, const char *header,
@@ -181,10 +173,10 @@ static int client_error(keel_http_request *req, const char *id, const char *doma
         "token", level,
         "Client error: while handling request with: X-Athenz-Domain[%s] X-Athenz-Role[%s], error[%s], request[%s] from %s", d, r,
         reason, id, keel_http_request_peer(req));
-    return answer_error(req, id, 400, "invalid_request", reason, header);
+    return token__answer_error(NOW(req), id, 400, "invalid_request", reason, header);
 }
 
-static int answer_token_ok(keel_http_request *req, const char *id, const token_minted *t, const char *role, keel_usec_t now)
+int token__answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now)
 {
     _cleanup_free_ char *body = NULL, *bearer = NULL;
     int r = token_response_json(t->jwt, t->expires, now, role, &body);
@@ -193,7 +185,7 @@ static int answer_token_ok(keel_http_request *req, const char *id, const token_m
     if (r < 0)
         return r;
     const char *headers[] = { "Authorization", bearer, "X-Request-Id", id, "Cache-Control", "no-store", NULL };
-    return respond(req, 200, JSON, body, strlen(body), headers);
+    return respond(to, 200, JSON, body, strlen(body), headers);
 }
 
 static int answer_token(keel_http_request *req, token_service *token, const char *id)
@@ -209,10 +201,13 @@ static int answer_token(keel_http_request *req, token_service *token, const char
 
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
-    int r = token_cache_get(token->cache, values[0], values[1], now, &minted);
+    if (token->issuer && token_cache_peek(token->cache, values[0], values[1], now, &minted) < 0)
+        return token__answer_later(req, token, id, values[0], values[1]);
+    int r = minted.jwt ? 0 : token_cache_get(token->cache, values[0], values[1], now, &minted);
     if (r < 0) /* the mint logged why */
-        return answer_error(req, id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log", NULL);
-    r = answer_token_ok(req, id, &minted, values[1], now);
+        return token__answer_error(NOW(req), id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log",
+                                   NULL);
+    r = token__answer_token_ok(NOW(req), id, &minted, values[1], now);
     token_minted_done(&minted);
     return r;
 }
@@ -233,7 +228,7 @@ static int answer_jwks(keel_http_request *req, token_service *token, const char 
     char cache_control[32];
     (void) snprintf(cache_control, sizeof cache_control, "max-age=%llu", (unsigned long long) atomic_load(&token->jwks_max_age_s));
     const char *headers[] = { "Cache-Control", cache_control, "X-Request-Id", id, NULL };
-    return respond(req, 200, "application/jwk-set+json", body, strlen(body), headers);
+    return respond(NOW(req), 200, "application/jwk-set+json", body, strlen(body), headers);
 }
 
 /* With a client CA, a token is for a client that proved who it is. */
@@ -247,15 +242,18 @@ static int route(keel_http_request *req, token_service *token, const char *id)
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
     bool is_token = streq(path, "/token") || streq(path, "/"), is_jwks = streq(path, JWKS_PATH);
     if ((is_token || is_jwks) && !STR_IN_SET(method, "GET", "HEAD"))
-        return answer_error(req, id, 405, "method_not_allowed", "only GET is served here", NULL);
+        return token__answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
     if (is_token && client_unverified(req, token))
-        return answer_error(req, id, 401, "invalid_client", "a client certificate verified by token.tls_client_ca_file is required",
-                            NULL);
+        return token__answer_error(NOW(req), id, 401, "invalid_client",
+                                   "a client certificate verified by token.tls_client_ca_file is required", NULL);
     if (is_token)
         return answer_token(req, token, id);
+    if (is_jwks && token->issuer)
+        return token__answer_error(NOW(req), id, 404, "not_found",
+                                   "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
     if (is_jwks)
         return answer_jwks(req, token, id);
-    return answer_error(req, id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
+    return token__answer_error(NOW(req), id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
 }
 
 /* Every request is logged at debug level with its id: info would be a line per request at
@@ -459,6 +457,9 @@ static int token_configure(keel_service *s, void *state)
         r = add_metrics(token, keel_app_metrics(app), &m);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to set up the token service: %s", strerror(-r));
+    const oauth2_config *o = &token->provider.oauth2;
+    if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (!*o->token_url || !*o->client_id))
+        return keel_app_fail(app, -EINVAL, "token.provider is oauth2: set token.oauth2.token_url and token.oauth2.client_id");
     token->cache = token_cache_new((size_t) token->config.cache_size, mint, token);
     if (!token->cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
@@ -504,6 +505,8 @@ static int token_start(keel_service *s, void *state)
     token->work = keel_app_work(app, "token");
     if ((r = token_tls_setup(app, token->identity, &token->config.tls, &token->tls)) < 0)
         return r;
+    if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token__issuer_start(token, app)) < 0)
+        return r;
     keel_http_options o = { .service = "token",
                             .label = "token provider server",
                             .address = token->config.address,
@@ -520,11 +523,13 @@ static int token_stop(keel_service *s, void *state)
 {
     token_service *token = state;
     int r = keel_http_server_stop_and_free(keel_service_app(s), &token->server);
-    token->tls = tls_server_free(token->tls); /* after the server: its sessions hold the context */
+    token->tls = tls_server_free(token->tls);            /* after the server: its sessions hold the context */
+    token->workers = token_workers_free(token->workers); /* after the drain, which they answered */
     if (token->tasks) {
         token->tasks = keel_task_group_free(token->tasks);
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
     }
+    token->issuer = oauth2_free(token->issuer); /* after every task that mints */
     return r;
 }
 
@@ -556,6 +561,10 @@ static int token_register(keel_app *app)
     /* The service's keys for every command (`keel config` shows them, `keel token` uses them). */
     keel_service *s = NULL;
     int r = keel_app_add_service(app, &token_vtable, &s);
+    if (r >= 0) {
+        token_service *token = keel_service_state(s);
+        r = keel_app_add_config(app, oauth2_config_keys, oauth2_n_config_keys, &token->provider);
+    }
     return r < 0 ? r : token_command_register(app, s);
 }
 

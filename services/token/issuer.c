@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/* token.provider oauth2 in the token service: a request whose pair is not cached is deferred to an
+ * issuer worker, which asks the cache — so the issuer, one flight per pair — and answers it; the
+ * polling thread never waits on the network. And the start: the client pair, a first token. */
+#include <stdio.h>
+
+#include "token-internal.h"
+
+typedef struct job {
+    keel_http_deferred *later;
+    char id[KEEL_HTTP_REQUEST_ID_MAX];
+    char *domain, *role;
+} job;
+
+static void job_free(job *j)
+{
+    free(j->domain);
+    free(j->role);
+    free(j);
+}
+
+/* On an issuer worker: the cache mints (one flight per pair, however many wait). */
+static void run_job(void *data, void *userdata)
+{
+    job *j = data;
+    token_service *token = userdata;
+    token_minted minted = { 0 };
+    keel_usec_t now = keel_now_realtime();
+    reply to = { .later = j->later };
+    if (token_cache_get(token->cache, j->domain, j->role, now, &minted) < 0)
+        (void) token__answer_error(to, j->id, 503, "temporarily_unavailable",
+                                   "no token can be had from the issuer now: see the agent's log", NULL);
+    else if (token__answer_token_ok(to, j->id, &minted, j->role, now) < 0)
+        (void) keel_http_deferred_respond(j->later, 500, token__json, "{}", 2, NULL);
+    token_minted_done(&minted);
+    job_free(j);
+}
+
+/* A stop came first. */
+static void cancel_job(void *data, void *userdata)
+{
+    job *j = data;
+    (void) token__answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
+    job_free(j);
+}
+
+int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role)
+{
+    job *j = calloc(1, sizeof *j);
+    if (j && (!(j->domain = strdup(domain)) || !(j->role = strdup(role))))
+        j = (job_free(j), NULL);
+    if (j)
+        (void) snprintf(j->id, sizeof j->id, "%s", id);
+    if (j && (j->later = keel_http_request_defer(req)) && token_workers_push(token->workers, j) >= 0)
+        return 0;
+    if (j && j->later) { /* deferred but not queued: answered from here, later all the same */
+        (void) token__answer_error((reply){ .later = j->later }, id, 503, "temporarily_unavailable", "out of memory", NULL);
+        job_free(j);
+        return 0;
+    }
+    if (j)
+        job_free(j);
+    return token__answer_error(NOW(req), id, 503, "temporarily_unavailable", "out of memory", NULL);
+}
+
+/* tls_client_auth presents the certificate service's pair unless token.oauth2.cert_file says
+ * otherwise: the operator's files with its file provider, else the pair it keeps in state_dir. */
+static int client_pair(keel_app *app, const token_provider_settings *p, char **ret_cert, char **ret_key)
+{
+    const int *cert_provider = keel_app_config_value(app, "certificate.provider", KEEL_CONFIG_ENUM);
+    const char *const *cf = keel_app_config_value(app, "certificate.cert_file", KEEL_CONFIG_PATH);
+    const char *const *kf = keel_app_config_value(app, "certificate.key_file", KEEL_CONFIG_PATH);
+    if (*p->cert_file) {
+        *ret_cert = strdup(p->cert_file);
+        *ret_key = strdup(p->key_file);
+    } else if (cert_provider && *cert_provider == 1 /* file */ && cf && kf) {
+        *ret_cert = strdup(*cf);
+        *ret_key = strdup(*kf);
+    } else {
+        *ret_cert = keel_strdup_printf("%s/cert.pem", keel_app_state_dir(app));
+        *ret_key = keel_strdup_printf("%s/key.pem", keel_app_state_dir(app));
+    }
+    return *ret_cert && *ret_key ? 0 : -ENOMEM;
+}
+
+/* token.provider oauth2: the issuer answers a first request (the client's default scope), so a
+ * wrong URL, trust anchor or credential fails the start, not the first client. */
+int token__issuer_start(token_service *token, keel_app *app)
+{
+    token_provider_settings *p = &token->provider;
+    oauth2_config c = p->oauth2;
+    _cleanup_free_ char *cert = NULL, *key = NULL;
+    char why[512];
+    if (c.client_auth == OAUTH2_TLS_CLIENT_AUTH && client_pair(app, p, &cert, &key) < 0)
+        return keel_app_fail(app, -ENOMEM, "Out of memory");
+    c.cert_file = cert ? cert : "";
+    c.key_file = key ? key : "";
+    int r = oauth2_new(&c, &token->issuer, why, sizeof why);
+    if (r < 0)
+        return keel_app_fail(app, r, "%s", why);
+    token_minted t = { 0 };
+    r = oauth2_fetch(token->issuer, NULL, NULL, keel_now_realtime(), &t, why, sizeof why);
+    token_minted_done(&t);
+    if (r < 0)
+        return keel_app_fail(app, r, "Cannot get a token from the OAuth2 issuer %s: %s", c.token_url, why);
+    keel_log_service("token", KEEL_LOG_INFO, "Getting tokens from %s as client %s (%s)", c.token_url, c.client_id,
+                     oauth2_auth_choices[c.client_auth]);
+    r = token_workers_start(app, 4, run_job, cancel_job, token, &token->workers);
+    return r < 0 ? keel_app_fail(app, r, "Failed to spawn the token issuer tasks: %s", strerror(-r)) : 0;
+}

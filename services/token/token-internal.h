@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The token service's state and answers, shared by token.c (configuration, HTTP, tasks, hooks) and
+ * issuer.c (token.provider oauth2: the requests that wait on the issuer, its start). */
+
+#include <stdatomic.h>
+
+#include <keel/http.h>
+#include <keel/keel.h>
+
+#include "cache.h"
+#include "oauth2.h"
+#include "token.h"
+#include "workers.h"
+
+typedef struct token_service {
+    struct {
+        keel_address address;
+        keel_usec_t refresh_interval, expiry, memory_report_interval;
+        int64_t cache_size;
+        char *issuer;
+        token_tls_config tls;
+    } config;
+    identity *identity;               /* borrowed from the app: the credential tokens are signed with */
+    token_cache *cache;               /* owned: made in configure, freed in finalize (after every thread that reads it) */
+    keel_http_server *server;         /* owned */
+    tls_server *tls;                  /* owned: the server's TLS, or NULL */
+    token_provider_settings provider; /* token.provider, token.oauth2.* (a table of its own) */
+    oauth2 *issuer;                   /* owned: token.provider oauth2, or NULL */
+    token_workers *workers;           /* owned: answer the requests that wait on the issuer */
+    keel_task_group *tasks;           /* owned: the refresh task and the memory reporter */
+    keel_work *work;                  /* borrowed from the app: the server's tracker, which refreshes join */
+    keel_gauge *rss;                  /* borrowed from the metrics registry, as the two below */
+    keel_counter *refreshed, *refresh_failed;
+    /* The live keys as other threads read them: copied at configure and at every refresh. */
+    atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
+} token_service;
+
+/* Where an answer goes: the request now, or, for one an issuer worker answers, later. */
+typedef struct reply {
+    keel_http_request *req;
+    keel_http_deferred *later;
+} reply;
+#define NOW(r) ((reply){ .req = (r) })
+
+extern const char token__json[];
+
+/* Answers {"error","error_description"[,"header"]} with @status. */
+int token__answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header);
+/* Answers @t as RFC 6749 §5.1 JSON, with the token in Authorization too. */
+int token__answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now);
+
+/* issuer.c: defers @req to a worker, which asks the cache (so the issuer) for the pair; starts the
+ * issuer (a first token, the workers). Failures of the start are given to keel_app_fail(). */
+int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role);
+int token__issuer_start(token_service *token, keel_app *app);
