@@ -8,11 +8,13 @@
  * keel_certificate_acme_errors_total, and a Retry-After is kept for the refresh's backoff.
  */
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <time.h>
 
 #include <keel/fetch.h>
+#include <keel/fileio.h>
 
 #include "acme.h"
 #include "openssl-util.h"
@@ -119,13 +121,13 @@ static int parse_object(acme *a, const char *what, const char *url, const keel_f
 }
 
 /* A problem document (RFC 7807) as the attempt's error; its type counted, its Retry-After kept. */
-static int problem(acme *a, const char *what, const char *url, const keel_fetch_response *resp, const char **ret_type)
+static int problem(acme *a, const char *what, const char *url, const keel_fetch_response *resp, char ret_type[static 64])
 {
     _cleanup_(json_decrefp) json_t *j = json_loadb(resp->body, resp->size, 0, NULL);
     const char *type = j ? json_text(j, "type") : NULL, *detail = j ? json_text(j, "detail") : NULL;
     const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
     count_error(a->s, short_type);
-    *ret_type = streq(short_type, "badNonce") ? "badNonce" : short_type;
+    (void) snprintf(ret_type, 64, "%s", short_type); /* a copy: the document goes with this function */
     a->s->retry_after = KEEL_MAX(a->s->retry_after, retry_after(resp));
     int r = streq(short_type, "rateLimited") ? -EAGAIN : streq(short_type, "unauthorized") ? -EACCES : -EPROTO;
     return keel__cert_fail(a->e, r, "ACME %s: %s answered %u %s: %s", what, url, resp->status, type ? type : "(no problem type)",
@@ -189,8 +191,8 @@ static int post(acme *a, const char *what, const char *url, const char *payload,
             *ret = resp;
             return 0;
         }
-        const char *type;
-        r = problem(a, what, url, &resp, &type);
+        char type[64];
+        r = problem(a, what, url, &resp, type);
         keel_fetch_response_done(&resp);
         if (!streq(type, "badNonce") || attempt >= NONCE_RETRIES)
             return r;
@@ -269,17 +271,102 @@ static int account_key(acme *a)
     return credential_new(key, NULL, NULL, &a->account);
 }
 
+/* Base64url without padding (RFC 4648 §5), as CAs hand out EAB MAC keys, into @ret (@size bytes);
+ * the length decoded, or -EINVAL. */
+static ssize_t base64url_decode(const char *in, size_t n, unsigned char *ret, size_t size)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint32_t acc = 0;
+    size_t bits = 0, o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
+        if (!p)
+            return -EINVAL;
+        acc = acc << 6 | (uint32_t) (p - alphabet);
+        if ((bits += 6) >= 8) {
+            if (o == size)
+                return -E2BIG;
+            ret[o++] = (unsigned char) (acc >> (bits -= 8));
+        }
+    }
+    return (ssize_t) o;
+}
+
+/* The MAC key of certificate.acme.eab_hmac_key_file: a file others cannot read, base64url. */
+static ssize_t eab_key(acme *a, unsigned char *key, size_t size)
+{
+    const char *path = a->s->config.acme.eab_hmac_key_file;
+    _cleanup_free_ char *text = NULL;
+    size_t n = 0;
+    mode_t mode = 0;
+    int r = keel_file_read(path, 4096, &text, &n, &mode);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
+    if (mode & 077)
+        return keel__cert_fail(a->e, -EACCES, "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open",
+                               (unsigned) (mode & 07777), path);
+    while (n > 0 && strchr(" \t\r\n=", text[n - 1]))
+        n--;
+    ssize_t len = base64url_decode(text, n, key, size);
+    explicit_bzero(text, n);
+    if (len <= 0)
+        return keel__cert_fail(a->e, -EINVAL, "certificate.acme.eab_hmac_key_file '%s' is not a base64url key", path);
+    return len;
+}
+
+/* RFC 8555 §7.3.4: the account key's JWK, signed with the CA's MAC key (HS256) under its key id,
+ * for newAccount at @url. */
+static int eab_binding(acme *a, const char *url, char **ret)
+{
+    unsigned char key[256], mac[EVP_MAX_MD_SIZE];
+    ssize_t klen = eab_key(a, key, sizeof key);
+    if (klen < 0)
+        return (int) klen;
+    char buf[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{\"alg\":\"HS256\",\"kid\":\"");
+    keel_strbuf_json(&sb, a->s->config.acme.eab_kid);
+    keel_strbuf_append(&sb, "\",\"url\":\"");
+    keel_strbuf_json(&sb, url);
+    keel_strbuf_append(&sb, "\"}");
+    const char *jwk = credential_jwk_members(a->account);
+    _cleanup_free_ char *protected = NULL, *payload = NULL, *input = NULL, *signature = NULL;
+    int r = sb.truncated ? -E2BIG : base64url(buf, sb.len, &protected);
+    if (r >= 0)
+        r = base64url(jwk, strlen(jwk), &payload);
+    if (r >= 0 && !(input = keel_strdup_printf("%s.%s", protected, payload)))
+        r = -ENOMEM;
+    size_t mlen = 0;
+    if (r >= 0 && !EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, (size_t) klen, (const unsigned char *) input, strlen(input),
+                             mac, sizeof mac, &mlen))
+        r = -EIO;
+    explicit_bzero(key, sizeof key);
+    if (r >= 0)
+        r = base64url(mac, mlen, &signature);
+    if (r >= 0 && !(*ret = keel_strdup_printf("{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", protected, payload,
+                                              signature)))
+        r = -ENOMEM;
+    return r < 0 ? keel__cert_fail(a->e, r, "ACME: cannot sign the external account binding: %s", strerror(-r)) : 0;
+}
+
 /* newAccount answers an existing account's URL too (RFC 8555 §7.3.1), so it is asked every time. */
 static int find_or_create_account(acme *a)
 {
     const char *email = a->s->config.acme.email;
-    char buf[1024];
+    char buf[4096];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
     keel_strbuf_append(&sb, "{\"termsOfServiceAgreed\":true");
     if (*email) {
         keel_strbuf_append(&sb, ",\"contact\":[\"mailto:");
         keel_strbuf_json(&sb, email);
         keel_strbuf_append(&sb, "\"]");
+    }
+    _cleanup_free_ char *binding = NULL;
+    if (*a->s->config.acme.eab_kid) {
+        int r = eab_binding(a, a->new_account_url, &binding);
+        if (r < 0)
+            return r;
+        keel_strbuf_printf(&sb, ",\"externalAccountBinding\":%s", binding);
     }
     keel_strbuf_append(&sb, "}");
     if (sb.truncated)

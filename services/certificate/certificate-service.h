@@ -41,7 +41,7 @@ typedef struct certificate_config {
     int64_t rsa_bits;
     char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
     struct {
-        char *directory_url, *ca_file, *email, *http01_server;
+        char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
         keel_usec_t timeout;
     } acme;

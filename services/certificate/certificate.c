@@ -110,6 +110,16 @@ static const keel_config_key config_keys[] = {
       .def = "ec",
       .choices = key_type_choices,
       .help = "provider acme: ec (ES256) or rsa (RS256, 2048 bits) for a new account key" },
+    { .key = "certificate.acme.eab_kid",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(acme.eab_kid),
+      .def = "''",
+      .help = "provider acme: the key id of an external account binding (RFC 8555 §7.3.4), for CAs that require one" },
+    { .key = "certificate.acme.eab_hmac_key_file",
+      .type = KEEL_CONFIG_PATH,
+      .offset = C(acme.eab_hmac_key_file),
+      .def = "''",
+      .help = "provider acme: a file (0600) with the binding's MAC key, base64url as the CA gives it" },
     { .key = "certificate.acme.timeout",
       .type = KEEL_CONFIG_DURATION,
       .offset = C(acme.timeout),
@@ -139,6 +149,8 @@ static int certificate_configure(keel_service *svc, void *state)
             app, -EINVAL,
             "certificate.provider is acme: set certificate.acme.directory_url and certificate.dns_names (the names "
             "the CA is asked to certify)");
+    if (c->provider == CERT_PROVIDER_ACME && !*c->acme.eab_kid != !*c->acme.eab_hmac_key_file)
+        return keel_app_fail(app, -EINVAL, "Set both certificate.acme.eab_kid and certificate.acme.eab_hmac_key_file, or neither");
     if (c->provider == CERT_PROVIDER_ACME && strncmp(c->acme.directory_url, "https://", 8) != 0)
         return keel_app_fail(app, -EINVAL, "certificate.acme.directory_url: '%s' is not an https:// URL", c->acme.directory_url);
     for (char **n = c->dns_names; *n; n++)

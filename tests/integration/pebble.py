@@ -30,7 +30,7 @@ def openssl(*args, cwd):
 class Pebble:
     """One pebble. `http_port` is where it connects for http-01 validation (keel's listener)."""
 
-    def __init__(self, http_port, env=None):
+    def __init__(self, http_port, env=None, eab_keys=None):
         self.tmp = tempfile.mkdtemp(prefix="keel-pebble-")
         self.port, self.management_port, self.http_port = free_port(), free_port(), http_port
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
@@ -45,7 +45,8 @@ class Pebble:
         config = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}", "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": os.path.join(self.tmp, "cert.pem"), "privateKey": os.path.join(self.tmp, "key.pem"),
-            "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+            "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(eab_keys), "externalAccountMACKeys": eab_keys or {}}}
         path = os.path.join(self.tmp, "pebble.json")
         with open(path, "w") as f:
             json.dump(config, f)

@@ -46,8 +46,8 @@ class AcmeTest(KeelTestCase):
         self.addCleanup(shutil.rmtree, self.state, True)
         self.health_port = free_port()
 
-    def pebble(self, **env):
-        p = Pebble(self.health_port, env=env)
+    def pebble(self, eab_keys=None, **env):
+        p = Pebble(self.health_port, env=env, eab_keys=eab_keys)
         self.addCleanup(p.close)
         return p
 
@@ -158,6 +158,26 @@ certificate:
         self.assertRegex(err, r"Error starting certificate provider: ACME: the validation of localhost failed \(authorization invalid\): "
                          r"urn:ietf:params:acme:error:connection: .*connection refused")
         self.assertNotIn("READY=1", "".join(k.messages()))
+
+    def test_external_account_binding(self):
+        key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+        pebble = self.pebble(eab_keys={"kid-1": key}, PEBBLE_VA_ALWAYS_VALID="1")
+        status, _, err = self.start(pebble).wait(timeout=60)
+        self.assertEqual(status, 1)
+        self.assertIn("urn:ietf:params:acme:error:externalAccountRequired", err)
+        key_file = os.path.join(self.state, "..", os.path.basename(self.state) + "-eab")
+        with open(key_file, "w") as f:
+            f.write(key + "\n")
+        self.addCleanup(os.unlink, key_file)
+        os.chmod(key_file, 0o644)
+        eab = f"    eab_kid: kid-1\n    eab_hmac_key_file: {key_file}"
+        status, _, err = self.start(pebble, eab).wait(timeout=60)
+        self.assertEqual(status, 1)
+        self.assertIn("Permissions 0644 for certificate.acme.eab_hmac_key_file", err)
+        os.chmod(key_file, 0o600)
+        k = self.start(pebble, eab)
+        k.ready(timeout=60)
+        self.assertEqual(pebble.issued(), 1)
 
     def test_an_unreachable_ca_fails_start_naming_it(self):
         k = self.start(type("P", (), {"directory_url": f"https://127.0.0.1:{free_port()}/dir", "ca_file": "/dev/null"})(),
