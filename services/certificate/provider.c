@@ -233,6 +233,22 @@ static int reuse(cert_service *s, cert_pair *ret, cert_error *e)
     return 0;
 }
 
+/* What reuse()'s result @r means: 1 the pair on disk is used (logged), 0 a new one is to be made
+ * (@doing it, the reason logged unless there was no pair), or the error (a key others could read
+ * is the operator's to fix, not to replace). */
+static int reused(cert_service *s, int r, const cert_error *why, cert_error *e, const char *doing)
+{
+    if (r >= 0) {
+        CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
+        return 1;
+    }
+    if (r == -EACCES)
+        return keel__cert_fail(e, r, "%s", why->text);
+    if (r != -ENOENT)
+        CERT_LOG(KEEL_LOG_WARNING, "%s; %s a new one", why->text, doing);
+    return 0;
+}
+
 static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
     _cleanup_(ca_files_done) ca_files ca = {};
@@ -253,14 +269,8 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
             return w;
         }
     }
-    if (r >= 0) {
-        CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
-        return 0;
-    }
-    if (r == -EACCES)
-        return keel__cert_fail(e, r, "%s", why.text);
-    if (r != -ENOENT)
-        CERT_LOG(KEEL_LOG_WARNING, "%s; issuing a new one", why.text);
+    if ((r = reused(s, r, &why, e, "issuing")) != 0)
+        return r < 0 ? r : 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0) {
         int w = ca_files_finish(s, &ca, e);
@@ -288,15 +298,9 @@ static int acme_issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, 
 static int acme_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
     cert_error why = {};
-    int r = reuse(s, ret, &why);
-    if (r >= 0) {
-        CERT_LOG(KEEL_LOG_INFO, "Reusing key[%s], cert[%s]", s->key_path, s->cert_path);
-        return 0;
-    }
-    if (r == -EACCES)
-        return keel__cert_fail(e, r, "%s", why.text);
-    if (r != -ENOENT)
-        CERT_LOG(KEEL_LOG_WARNING, "%s; ordering a new one", why.text);
+    int r = reused(s, reuse(s, ret, &why), &why, e, "ordering");
+    if (r != 0)
+        return r < 0 ? r : 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
         return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));

@@ -50,3 +50,21 @@ def sigterm_under_a_held_request(keel, address, path="/livez", component="health
     keel.kill(signal.SIGTERM)
     status, _, err = keel.wait()
     return status, err, held
+
+
+def metric(addr, name, labels=""):
+    """The value of one series of /metrics at `addr` (`labels` as written: '{type="x"}'), or None."""
+    body = get(addr, "/metrics")[2]
+    m = re.search(rf"^{re.escape(name + labels)} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_for(fn, timeout, what):
+    """fn()'s first true value, polled every 50 ms for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s")

@@ -14,30 +14,14 @@ import tempfile
 import time
 import unittest
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, metric, wait_for
 from keelrun import KeelTestCase
 from pebble import Pebble, free_port
-
-
-def metric(addr, name, labels=""):
-    body = get(addr, "/metrics")[2]
-    m = re.search(rf"^{re.escape(name + labels)} (\S+)$", body, re.M)
-    return float(m.group(1)) if m else None
 
 
 def x509(path, *args):
     p = subprocess.run(["openssl", "x509", "-in", path, "-noout", *args], capture_output=True, text=True, timeout=30)
     return p.stdout + p.stderr
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 class AcmeTest(KeelTestCase):

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, metric, wait_for
 from keelrun import KeelTestCase
 from pebble import free_port
 
@@ -93,22 +93,6 @@ class Issuer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
-
-
-def metric(addr, name, labels=""):
-    body = get(addr, "/metrics")[2]
-    m = re.search(rf"^{re.escape(name + labels)} (\S+)$", body, re.M)
-    return float(m.group(1)) if m else None
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 class OAuth2Test(KeelTestCase):

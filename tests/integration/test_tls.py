@@ -17,20 +17,10 @@ import tempfile
 import time
 import unittest
 
-from httpclient import bound_address
+from httpclient import bound_address, wait_for
 from keelrun import KeelTestCase
 
 HEADERS = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def openssl(*args, cwd=None, stdin=""):
