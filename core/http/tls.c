@@ -6,6 +6,8 @@
  * between the TLS session and the other end as both sides are ready. Everything here runs on the
  * polling thread, in an epoll set of its own that sits in the server's.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -236,6 +238,9 @@ static void accept_one(keel_http_server *s)
     int fd = accept4(s->tls_listen, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
+    /* libmicrohttpd answers in two writes (head, then body), each its own TLS record: with Nagle's
+     * algorithm the second waited for the client's delayed ACK, 40 ms, for one answer in a hundred. */
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
     tls_conn *c = calloc(1, sizeof *c);
     if (!c || GROW(s->tls_conns, s->allocated_tls, s->n_tls + 1) < 0) {
         free(c);
