@@ -13,6 +13,7 @@
 static const char JSON[] = "application/json";
 /* One object, so cached responses (keyed by address) are found again. */
 static const char TEXT[] = "text/plain; charset=utf-8";
+static const char NOT_ALLOWED[] = "method not allowed: probes answer GET and HEAD\n";
 
 typedef struct healthcheck_service {
     struct {
@@ -80,6 +81,10 @@ static int handle(keel_http_request *req, void *userdata)
     keel_app *app = health->app;
     const char *path = keel_http_request_path(req);
 
+    /* A probe reads: anything else is refused, as the Kubernetes API server does. */
+    if (!STR_IN_SET(keel_http_request_method(req), "GET", "HEAD"))
+        return keel_http_respond(req, 405, TEXT, NOT_ALLOWED, sizeof NOT_ALLOWED - 1,
+                                 (const char *const[]){ "Allow", "GET, HEAD", NULL });
     if (streq(path, "/livez"))
         return answer_checks(req, health, app, "livez", false);
     if (streq(path, "/readyz"))

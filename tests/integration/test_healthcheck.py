@@ -54,6 +54,21 @@ class Probes(KeelTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body, "[+]ping ok\n[+]certificate ok\n[+]token ok\nreadyz check passed\n")
 
+    def test_probes_answer_get_and_head_only(self):
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            with self.subTest(method=method):
+                c = http.client.HTTPConnection(*self.addr, timeout=10)
+                c.request(method, "/healthz")
+                r = c.getresponse()
+                self.assertEqual(r.status, 405, method)
+                self.assertEqual(r.getheader("Allow"), "GET, HEAD")
+                r.read()
+                c.close()
+        c = http.client.HTTPConnection(*self.addr, timeout=10)
+        c.request("HEAD", "/livez")
+        self.assertEqual(c.getresponse().status, 200)
+        c.close()
+
     def test_unknown_path_is_404(self):
         self.assertEqual(get(self.addr, "/nope")[0], 404)
 
