@@ -43,6 +43,7 @@ struct keel_http_request {
     keel_http_deferred *deferred; /* answered later from another thread (deferred.c), or NULL */
     bool resumed;                 /* deferred and answered: its connection is resumed */
     bool defer_abandoned;         /* deferred and given up by a stop: answered 503 */
+    bool no_host;                 /* HTTP/1.1 without Host (RFC 9112 §3.2): answered 400 */
 };
 
 struct connection_state {

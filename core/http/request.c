@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -229,6 +230,7 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         req->admitted = keel_work_begin(s->work) >= 0;
         req->fault = keel_point_before_nowait(s->point_request);
         req->faulted = req->fault < 0;
+        req->no_host = version && streq(version, MHD_HTTP_VERSION_1_1) && !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
         return MHD_YES;
     }
     if (*upload_data_size > 0) { /* no service reads a body: consume and ignore it */
@@ -237,6 +239,10 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
     }
     if (req->answered || keel__http_send_deferred(s, req))
         return MHD_YES;
+    if (req->no_host) {
+        (void) keel_http_respond_static(req, 400, "text/plain; charset=utf-8", "bad request: HTTP/1.1 needs a Host header\n");
+        return MHD_YES;
+    }
     if (req->defer_abandoned) {
         (void) keel_http_respond_static(req, 503, "text/plain; charset=utf-8", "shutting down\n");
         return MHD_YES;
@@ -335,6 +341,37 @@ bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
     arg_search a = { .key = key };
     (void) MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, find_arg, &a);
     return a.found;
+}
+
+typedef struct header_count {
+    const char *name;
+    unsigned n;
+} header_count;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    header_count *h = cls;
+    h->n += key && strcasecmp(key, h->name) == 0;
+    return MHD_YES;
+}
+
+int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret)
+{
+    keel_assert_return(req && name && ret, -EINVAL);
+    const char *value = NULL;
+    size_t size = 0;
+    *ret = NULL;
+    if (MHD_lookup_connection_value_n(req->connection, MHD_HEADER_KIND, name, strlen(name), &value, &size) != MHD_YES)
+        return 0;
+    header_count h = { .name = name };
+    (void) MHD_get_connection_values(req->connection, MHD_HEADER_KIND, count_header, &h);
+    if (h.n > 1)
+        return -ENOTUNIQ;
+    for (size_t i = 0; i < size; i++)
+        if ((unsigned char) value[i] < 0x20 || value[i] == 0x7f)
+            return -EBADMSG; /* NUL among them: the text after it would be lost */
+    *ret = value;
+    return 0;
 }
 
 bool keel_http_request_tls(const keel_http_request *req)

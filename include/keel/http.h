@@ -164,6 +164,13 @@ KEEL_API const char *keel_http_request_method(const keel_http_request *req);
 KEEL_API const char *keel_http_request_path(const keel_http_request *req);
 /** The value of header @name (case-insensitive), or NULL. */
 KEEL_API const char *keel_http_request_header(const keel_http_request *req, const char *name);
+/**
+ * The value of header @name into *@ret for a header that decides something (an identity, a
+ * scope): NULL when absent, -ENOTUNIQ when the request repeats it (a proxy and we might read
+ * different ones), -EBADMSG when it holds a control byte. A NUL byte is not seen yet:
+ * libmicrohttpd 0.9.75 gives the value up to it. Returns 0 otherwise.
+ */
+KEEL_API int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret);
 /** Whether the query has @key, with or without a value ("?verbose"). */
 KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char *key);
 /** The most bytes a request id takes, its NUL included. */

@@ -193,11 +193,16 @@ static int answer_token(keel_http_request *req, token_service *token, const char
     static const char *const names[] = { "X-Athenz-Domain", "X-Athenz-Role" };
     const char *values[2];
     char reason[160];
+    int strict[2];
     for (size_t i = 0; i < ELEMENTSOF(names); i++)
-        values[i] = keel_http_request_header(req, names[i]);
-    for (size_t i = 0; i < ELEMENTSOF(names); i++)
-        if (token_check_header(names[i], values[i], reason, sizeof reason) < 0)
+        strict[i] = keel_http_request_header_strict(req, names[i], &values[i]);
+    for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+        if (strict[i] < 0)
+            (void) snprintf(reason, sizeof reason, "header %s %s", names[i],
+                            strict[i] == -ENOTUNIQ ? "is repeated" : "holds a control character");
+        if (strict[i] < 0 || token_check_header(names[i], values[i], reason, sizeof reason) < 0)
             return client_error(req, id, values[0], values[1], names[i], reason);
+    }
 
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
