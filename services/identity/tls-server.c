@@ -359,3 +359,35 @@ const keel_http_tls_ops tls_server_ops = {
     .peer_identity = peer_identity,
     .session_free = session_free,
 };
+
+/* ---- as a service configures it ---------------------------------------------------------------- */
+
+const char *const tls_server_mode_choices[] = { "off", "self", "files", NULL };
+
+int tls_server_setup(keel_app *app, identity *id, const char *service, const tls_server_config *c, tls_server **ret)
+{
+    char error[TLS_SERVER_ERROR_MAX];
+    *ret = NULL;
+    if (c->mode == TLS_SERVER_OFF)
+        return 0;
+    if (c->mode == TLS_SERVER_FILES && (!*c->cert_file || !*c->key_file))
+        return keel_app_fail(app, -EINVAL, "%s.tls is files: set %s.tls_cert_file and %s.tls_key_file", service, service, service);
+    int r = tls_server_new(c->mode == TLS_SERVER_SELF ? id : NULL, c->cert_file, c->key_file, c->client_ca_file, ret, error);
+    if (r < 0)
+        return keel_app_fail(app, r, "%s.tls: cannot serve over TLS: %s", service, error);
+    keel_log_service(service, KEEL_LOG_INFO, "Serving over TLS with %s%s%s",
+                     c->mode == TLS_SERVER_SELF ? "the certificate service's credential" : c->cert_file,
+                     *c->client_ca_file ? ", client certificates verified by " : "", c->client_ca_file);
+    return 0;
+}
+
+void tls_server_refresh(tls_server *t, const char *service, const tls_server_config *c)
+{
+    char error[TLS_SERVER_ERROR_MAX];
+    if (!t || c->mode != TLS_SERVER_FILES)
+        return;
+    if (tls_server_reload(t, error) < 0)
+        keel_log_service(service, KEEL_LOG_WARNING, "Keeping the previous TLS certificate: %s", error);
+    else
+        keel_log_service(service, KEEL_LOG_INFO, "Reloaded the TLS certificate %s", c->cert_file);
+}

@@ -35,3 +35,25 @@ tls_server *tls_server_free(tls_server *t);
 bool tls_server_verifies_clients(const tls_server *t);
 
 extern const keel_http_tls_ops tls_server_ops;
+
+/* A server's TLS as its service configures it (SERVICE.tls, SERVICE.tls_cert_file, …). */
+typedef enum tls_server_mode {
+    TLS_SERVER_OFF,
+    TLS_SERVER_SELF,  /* the certificate service's credential, rotating with it */
+    TLS_SERVER_FILES, /* cert_file and key_file, read again on refresh */
+} tls_server_mode;
+
+typedef struct tls_server_config {
+    int mode; /* tls_server_mode */
+    char *cert_file, *key_file, *client_ca_file;
+} tls_server_config;
+
+/* "off", "self", "files": the choices of SERVICE.tls. */
+extern const char *const tls_server_mode_choices[];
+
+/** The context @c asks for into *@ret (NULL when off), logged for @service ("token"); failures
+ * are given to keel_app_fail(), naming the keys under @service. */
+int tls_server_setup(keel_app *app, identity *id, const char *service, const tls_server_config *c, tls_server **ret);
+/** A refresh: files mode reads its files again (a bad one keeps the previous pair, logged); self
+ * follows rotations by itself. Accepts NULL. */
+void tls_server_refresh(tls_server *t, const char *service, const tls_server_config *c);

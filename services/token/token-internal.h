@@ -20,7 +20,7 @@ typedef struct token_service {
         keel_usec_t refresh_interval, expiry, memory_report_interval;
         int64_t cache_size;
         char *issuer;
-        token_tls_config tls;
+        tls_server_config tls;
     } config;
     identity *identity;               /* borrowed from the app: the credential tokens are signed with */
     token_cache *cache;               /* owned: made in configure, freed in finalize (after every thread that reads it) */

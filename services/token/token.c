@@ -75,7 +75,7 @@ static const keel_config_key config_keys[] = {
       .type = KEEL_CONFIG_ENUM,
       .offset = offsetof(token_service, config.tls.mode),
       .def = "off",
-      .choices = token_tls_choices,
+      .choices = tls_server_mode_choices,
       .help = "off, self (the certificate service's pair, rotating with it) or files (tls_cert_file, tls_key_file)" },
     { .key = "token.tls_cert_file",
       .type = KEEL_CONFIG_PATH,
@@ -446,7 +446,7 @@ static int token_refresh(keel_service *s, void *state)
 {
     token_service *token = state;
     apply_live_config(token);
-    token_tls_reload(token->tls, &token->config.tls);
+    tls_server_refresh(token->tls, "token", &token->config.tls);
     return 0;
 }
 
@@ -508,7 +508,7 @@ static int token_start(keel_service *s, void *state)
     if (r < 0)
         return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
     token->work = keel_app_work(app, "token");
-    if ((r = token_tls_setup(app, token->identity, &token->config.tls, &token->tls)) < 0)
+    if ((r = tls_server_setup(app, token->identity, "token", &token->config.tls, &token->tls)) < 0)
         return r;
     if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token__issuer_start(token, app)) < 0)
         return r;

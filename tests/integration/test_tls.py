@@ -136,7 +136,7 @@ class TlsTest(KeelTestCase):
         k = self.keel("serve", config=f"token:\n{config}\n")
         status, _, err = k.wait()
         self.assertEqual(status, 1)
-        self.assertIn(f"Cannot serve tokens over TLS: Permissions 0644 for the TLS key '{d}/key.pem' are too open", err)
+        self.assertIn(f"token.tls: cannot serve over TLS: Permissions 0644 for the TLS key '{d}/key.pem' are too open", err)
 
         os.chmod(f"{d}/key.pem", 0o600)
         k, token = self.serve(config)
@@ -158,6 +158,28 @@ class TlsTest(KeelTestCase):
         wait_for(lambda: "Keeping the previous TLS certificate: Cannot read the TLS certificate" in k.stderr_so_far(), 15,
                  "the refused reload")
         self.assertEqual(subject(f"{d}/second.pem"), "second", "the previous certificate still served")
+
+    def test_metrics_over_tls_and_mutual_tls(self):
+        state = tempfile.mkdtemp(prefix="keel-tls-metrics-")
+        self.addCleanup(shutil.rmtree, state, True)
+        config = f"metrics:\n  tls: self\n  tls_client_ca_file: {state}/ca.pem\n"
+        k = self.keel("serve", config=config, env={"KEEL_STATE_DIR": state})
+        addr = bound_address(k, "metrics exporter server")
+        anonymous = http.client.HTTPSConnection(*addr, timeout=10, context=self.context_in(state))
+        anonymous.request("GET", "/metrics")
+        r = anonymous.getresponse()
+        self.assertEqual(r.status, 401)
+        r.read()
+        anonymous.close()
+        scraper = http.client.HTTPSConnection(*addr, timeout=10,
+                                              context=self.context_in(state, f"{state}/cert.pem", f"{state}/key.pem"))
+        scraper.request("GET", "/metrics")
+        r = scraper.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn("keel_certificate_expiry_timestamp_seconds", r.read().decode())
+        scraper.close()
+        self.assertIn("Serving over TLS with the certificate service's credential, client certificates verified by",
+                      k.stderr_so_far())
 
     def test_stop_with_an_idle_tls_connection_drains(self):
         k, token = self.serve("  tls: self")
