@@ -43,9 +43,10 @@ static int add_standard_commands(keel_app *app)
         unsigned flags;
     } std[] = {
         { "serve", "run the services until a signal (the default)", KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER },
-        { "config", "print the effective configuration and where each value came from ([--keys]: every key)", 0 },
-        { "version", "print the version", 0 },
-        { "plan", "print every observer COMMAND would run, in order, without running it: [--format text|dot] [COMMAND [ARGS]]", 0 },
+        { "config", "print the effective configuration and where each value came from ([--keys]: every key)", KEEL_COMMAND_QUIET },
+        { "version", "print the version", KEEL_COMMAND_QUIET },
+        { "plan", "print every observer COMMAND would run, in order, without running it: [--format text|dot] [COMMAND [ARGS]]",
+          KEEL_COMMAND_QUIET },
     };
     for (size_t i = 0; i < ELEMENTSOF(std); i++) {
         int r = keel_app_add_command(app, std[i].name, std[i].summary, std[i].flags);
@@ -146,7 +147,7 @@ int keel_app_add_command(keel_app *app, const char *name, const char *summary, u
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(name && *name && name[0] != '-', -EINVAL);
-    keel_assert_return((flags & ~(unsigned) (KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER)) == 0, -EINVAL);
+    keel_assert_return((flags & ~(unsigned) (KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER | KEEL_COMMAND_QUIET)) == 0, -EINVAL);
     if (keel__app_command_declared(app, name))
         return -EEXIST;
     int r = GROW(app->registry.commands, app->registry.allocated_commands, app->registry.n_commands + 1);
@@ -332,9 +333,12 @@ const void *keel_app_config_value(const keel_app *app, const char *key, keel_con
     return keel__config_value(app->config, key, type);
 }
 
+/* A quiet command keeps to warnings unless the level was asked for. */
 void keel__app_apply_log_settings(keel_app *app)
 {
-    keel_log_set_level(keel__log_level_from_choice(app->settings.log_level));
+    const char *origin = keel__config_origin(app->config, "log.level");
+    bool quiet = (keel_app_command_flags(app) & KEEL_COMMAND_QUIET) && origin && streq(origin, "default");
+    keel_log_set_level(quiet ? KEEL_LOG_WARNING : keel__log_level_from_choice(app->settings.log_level));
     (void) keel_log_set_format((keel_log_format) app->settings.log_format);
 }
 

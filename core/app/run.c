@@ -25,6 +25,14 @@ static bool resolve(keel_app *app)
     return true;
 }
 
+static bool level_on_command_line(const keel_app *app)
+{
+    for (char **set = app->cli.sets; set && *set; set++)
+        if (strncmp(*set, "log.level=", strlen("log.level=")) == 0)
+            return true;
+    return false;
+}
+
 /* Everything before the machine that may end the run at once. Returns true to go on; false with
  * the exit status in *ret_status to end (after --help, or on a failure it already reported). */
 static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options *o, int *ret_status)
@@ -46,6 +54,8 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
         *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
         return false;
     }
+    if ((keel_app_command_flags(app) & KEEL_COMMAND_QUIET) && !level_on_command_line(app))
+        keel_log_set_level(KEEL_LOG_WARNING); /* until the configuration says otherwise */
     if (streq(app->cli.command, "plan"))
         return *ret_status = keel__plan(app), false;
     if (!resolve(app))

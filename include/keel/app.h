@@ -101,6 +101,9 @@ typedef enum keel_command_flags {
     /* Writes the state directory: creates it (0700) and takes its writer's lock at the end of
      * start.before (after every other start.before observer), held until the app is freed. */
     KEEL_COMMAND_STATE_WRITER = 1 << 1,
+    /* Prints a result rather than serving (`version`, `config`): logs warnings and errors only,
+     * unless log.level is set (the configuration, the environment, --log-level). */
+    KEEL_COMMAND_QUIET = 1 << 2,
 } keel_command_flags;
 
 /**

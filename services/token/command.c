@@ -135,7 +135,8 @@ static int on_token(keel_app *app, void *userdata)
  * certificate service loads the credential it mints with. */
 int token_command_register(keel_app *app, keel_service *token)
 {
-    int r = keel_app_add_command(app, "token", "print one access token: --domain D --role R [--format jwt|json]", 0);
+    int r =
+        keel_app_add_command(app, "token", "print one access token: --domain D --role R [--format jwt|json]", KEEL_COMMAND_QUIET);
     if (r >= 0)
         r = keel_app_command_uses(app, "token", "certificate");
     if (r >= 0)

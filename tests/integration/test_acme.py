@@ -74,14 +74,14 @@ certificate:
         p = subprocess.run(["openssl", "verify", "-CAfile", roots, "-untrusted", self.path("cert.pem"), self.path("cert.pem")],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertIn("Answering the ACME http-01 challenge", k.stderr_so_far())
+        wait_for(lambda: "Answering the ACME http-01 challenge" in k.stderr_so_far(), 15, "Answering the ACME http-01 challenge")
         serial = x509(self.path("cert.pem"), "-serial")
 
         # The renewal: validated through the health check server, which keeps answering probes.
         wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 60, "a renewal")
         self.assertEqual(pebble.issued(), 2)
         self.assertNotEqual(x509(self.path("cert.pem"), "-serial"), serial)
-        self.assertRegex(k.stderr_so_far(), r"Answering the ACME http-01 challenge \S+ to 127\.0\.0\.1:\d+  \[service=certificate\]")
+        wait_for(lambda: re.search(r"Answering the ACME http-01 challenge \S+ to 127\.0\.0\.1:\d+  \[service=certificate\]", k.stderr_so_far()), 15, r"Answering the ACME http-01 challenge \S+ to 127\.0\.0\.1:\d+  \[service=certificate\]")
         self.assertEqual(get(health, "/readyz")[0], 200)
         self.assertEqual(get(health, "/.well-known/acme-challenge/unknown")[0], 404)
         k.kill()
@@ -90,7 +90,7 @@ certificate:
         # The next start reuses the pair: no order.
         k2 = self.start(pebble)
         k2.ready(timeout=30)
-        self.assertIn("Reusing key", k2.stderr_so_far())
+        wait_for(lambda: "Reusing key" in k2.stderr_so_far(), 15, "Reusing key")
         self.assertEqual(pebble.issued(), 2)
 
     def test_nonce_rejections_are_retried_with_an_rs256_account(self):

@@ -28,6 +28,23 @@ class Usage(KeelTestCase):
             self.assertEqual(status, 0, err)
             self.assertRegex(out, r"^keel \d+\.\d+\.\d+\n$")
 
+    def test_commands_that_print_a_result_log_only_when_asked(self):
+        for args in (("version",), ("config",), ("plan",), ("token", "--domain", "d", "--role", "r")):
+            with self.subTest(args=args):
+                status, out, err, _ = run(*args)
+                self.assertEqual(status, 1 if args[0] == "token" else 0, err)
+                if args[0] != "token":  # without a serving agent, token says why: an error
+                    self.assertEqual(err, "", "quiet: nothing but the result")
+                self.assertNotIn(" INFO ", err)
+        status, out, err, _ = run("--log-level", "info", "version")
+        self.assertIn("INFO  Initiating shutdown, cause: version printed", err)
+        status, out, err, _ = run("config", env={"KEEL_LOG_LEVEL": "info"})
+        self.assertIn("INFO  Initiating shutdown, cause: configuration printed", err)
+        k = self.keel("serve", "--set", "plugins.disabled=[certificate, token, metrics, healthcheck]")
+        k.ready()
+        k.kill()
+        self.assertIn(" INFO ", k.wait()[2], "serve is not quiet")
+
     def test_unknown_option(self):
         self.assertUsageError("--bogus", mention="--bogus")
 

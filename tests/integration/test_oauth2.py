@@ -112,7 +112,7 @@ class OAuth2Test(KeelTestCase):
         self.addCleanup(i.close)
         return i
 
-    def agent(self, url, auth="client_secret_basic", extra="", env=None):
+    def agent(self, url, auth="client_secret_basic", extra="", env=None, timeout="1s"):
         config = f"""token:
   provider: oauth2
   refresh_interval: 1s
@@ -122,7 +122,7 @@ class OAuth2Test(KeelTestCase):
     client_auth: {auth}
     client_secret_file: {self.secret}
     ca_file: {self.tmp}/ca.pem
-    timeout: 1s
+    timeout: {timeout}
 {extra}"""
         return self.keel("serve", config=config, env=env)
 
@@ -141,7 +141,7 @@ class OAuth2Test(KeelTestCase):
         status, _, body = get(addr, "/.well-known/jwks.json")
         self.assertEqual(status, 404)
         self.assertIn("tokens are the issuer's", body)
-        self.assertIn(f"Getting tokens from {issuer.url} as client agent (client_secret_basic)", k.stderr_so_far())
+        wait_for(lambda: f"Getting tokens from {issuer.url} as client agent (client_secret_basic)" in k.stderr_so_far(), 15, f"Getting tokens from {issuer.url} as client agent (client_secret_basic)")
 
     def test_a_refused_client_and_an_open_secret_fail_the_start(self):
         issuer = self.issuer([{"client_id": "agent", "client_secret": "other", "scope": "sports:role.reader"}])
@@ -159,21 +159,22 @@ class OAuth2Test(KeelTestCase):
         self.assertRegex(err, r"Cannot get a token from the OAuth2 issuer .*: .*(onnect|refused)")
 
     def test_a_slow_issuer_times_out_without_holding_up_other_requests(self):
-        issuer = self.issuer(delay_ms=3000)
-        k = self.agent(issuer.url)
+        issuer = self.issuer(delay_ms=5000)
+        k = self.agent(issuer.url, timeout="3s")
         addr = bound_address(k, "token provider server")
         result = {}
         t = threading.Thread(target=lambda: result.update(r=self.token(addr)))
-        t0 = time.monotonic()
         t.start()
         time.sleep(0.2)
         status, _, _ = get(addr, "/nope")
         self.assertEqual(status, 404)
-        self.assertLess(time.monotonic() - t0, 1.0, "the polling thread is not waiting on the issuer")
-        t.join(timeout=10)
+        self.assertTrue(t.is_alive(), "answered while the token request still waits on the issuer")
+        t.join(timeout=15)
         self.assertEqual(result["r"][0], 503, result["r"])
         self.assertIn("temporarily_unavailable", result["r"][2])
-        self.assertRegex(k.stderr_so_far(), r"Failed to get a token for domain\[sports\] role\[reader\] from .*: .*(timed out|[Tt]imeout)")
+        # The log line is written before the answer, but reaches this process through another pipe.
+        wait_for(lambda: re.search(r"Failed to get a token for domain\[sports\] role\[reader\] from .*: .*(timed out|[Tt]imeout)",
+                                   k.stderr_so_far()), 10, "the timeout logged")
 
     def test_the_issuer_down_at_refresh_serves_the_cached_token(self):
         issuer = self.issuer()
@@ -187,8 +188,8 @@ class OAuth2Test(KeelTestCase):
         status, _, again = self.token(addr)
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(again)["access_token"], json.loads(body)["access_token"], "still the cached token")
-        self.assertIn("Refreshed", k.stderr_so_far())
-        self.assertRegex(k.stderr_so_far(), r"Refreshed \d+ tokens, [1-9]\d* failed \(still served while valid\)")
+        wait_for(lambda: "Refreshed" in k.stderr_so_far(), 15, "Refreshed")
+        wait_for(lambda: re.search(r"Refreshed \d+ tokens, [1-9]\d* failed \(still served while valid\)", k.stderr_so_far()), 15, r"Refreshed \d+ tokens, [1-9]\d* failed \(still served while valid\)")
 
     def pair(self, cn, lifetime):
         key, cert = issue(self.ca_key, self.ca.subject, cn, lifetime, [x509.DNSName("localhost")])
@@ -199,17 +200,17 @@ class OAuth2Test(KeelTestCase):
 
     def test_tls_client_auth_with_the_certificate_service_pair_then_expired(self):
         issuer = self.issuer([{"client_id": "agent", "subject_dn": "CN=keel-agent", "scope": "sports:role.reader"}])
-        d = self.pair("keel-agent", datetime.timedelta(seconds=6))
+        d = self.pair("keel-agent", datetime.timedelta(seconds=12))
         extra = f"certificate:\n  provider: file\n  key_file: {d}/key.pem\n  cert_file: {d}/cert.pem\n"
         k = self.agent(issuer.url, "tls_client_auth", extra)
         addr = bound_address(k, "token provider server")
         metrics = bound_address(k, "metrics exporter server")
         status, _, body = self.token(addr)
         self.assertEqual(status, 200, body)
-        self.assertIn("as client agent (tls_client_auth)", k.stderr_so_far())
+        wait_for(lambda: "as client agent (tls_client_auth)" in k.stderr_so_far(), 15, "as client agent (tls_client_auth)")
         # Once the certificate expired, the issuer refuses it: re-mints fail, the token stays served.
         wait_for(lambda: re.search(r"Failed to get a token for domain\[sports\] role\[reader\] from .*: HTTP 401 invalid_client",
-                                   k.stderr_so_far()), 20, "the expired certificate refused")
+                                   k.stderr_so_far()), 40, "the expired certificate refused")
         self.assertGreaterEqual(metric(metrics, "keel_token_mints_total", '{result="error"}'), 1)
         status, _, body = self.token(addr)
         self.assertEqual(status, 200, "the last token the issuer gave is still served")

@@ -62,7 +62,7 @@ class TlsTest(KeelTestCase):
         self.assertEqual(r.status, 400)
         self.assertIn("HTTPS", r.read().decode())
         plain.close()
-        self.assertIn("Serving over TLS with the certificate service's credential", k.stderr_so_far())
+        wait_for(lambda: "Serving over TLS with the certificate service's credential" in k.stderr_so_far(), 15, "Serving over TLS with the certificate service's credential")
 
     def test_a_rotation_keeps_open_connections_on_the_old_certificate(self):
         k, token = self.serve("  tls: self", "certificate:\n  refresh_interval: 2s\n  lifetime: 1h\n")
@@ -178,8 +178,8 @@ class TlsTest(KeelTestCase):
         self.assertEqual(r.status, 200)
         self.assertIn("keel_certificate_expiry_timestamp_seconds", r.read().decode())
         scraper.close()
-        self.assertIn("Serving over TLS with the certificate service's credential, client certificates verified by",
-                      k.stderr_so_far())
+        wait_for(lambda: "Serving over TLS with the certificate service's credential, client certificates verified by"
+                 in k.stderr_so_far(), 15, "the TLS set-up logged")
 
     def test_stop_with_an_idle_tls_connection_drains(self):
         k, token = self.serve("  tls: self")
