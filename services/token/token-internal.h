@@ -31,7 +31,7 @@ typedef struct token_service {
     token_workers *workers;           /* owned: answer the requests that wait on the issuer */
     keel_task_group *tasks;           /* owned: the refresh task and the memory reporter */
     keel_work *work;                  /* borrowed from the app: the server's tracker, which refreshes join */
-    keel_gauge *rss;                  /* borrowed from the metrics registry, as the two below */
+    /* borrowed from the metrics registry: */
     keel_counter *refreshed, *refresh_failed;
     /* The live keys as other threads read them: copied at configure and at every refresh. */
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;

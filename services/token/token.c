@@ -354,7 +354,6 @@ static void report_memory(token_service *token)
         keel_log_service_errno("token", KEEL_LOG_WARNING, (int) rss, "Failed to read /proc/self/statm: %m, ignoring");
         return;
     }
-    keel_gauge_set(token->rss, (double) rss);
     keel_log_service("token", KEEL_LOG_INFO, "Memory: rss[%.1fMiB] token cache entries[%zu] bytes[%zu]", (double) rss / 1048576.0,
                      st.entries, st.bytes);
 }
@@ -421,10 +420,7 @@ static int add_metrics(token_service *token, keel_metrics *m, token_cache_metric
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
                                  (const char *const[]){ "result", "error", NULL }, &token->refresh_failed);
-    if (r >= 0)
-        r = keel_metrics_gauge(m, "keel_token_memory_rss_bytes", "Resident set size at the memory reporter's last report.", NULL,
-                               &token->rss);
-    return r;
+    return r; /* RSS is process_resident_memory_bytes, read at each scrape: no series of our own repeats it */
 }
 
 /* ---- the service -------------------------------------------------------------------------------- */
