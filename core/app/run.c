@@ -77,6 +77,7 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
         keel_log_error_errno(r, "Failed to open trace file '%s': %m", app->cli.trace_path);
         return *ret_status = KEEL_EXIT_CANTCREAT, false;
     }
+    keel__trace_thread_name("main"); /* the machine's thread; the tasks name theirs */
     return true;
 }
 

@@ -389,6 +389,21 @@ void keel__trace_complete(const char *cat, const char *name, keel_usec_t start, 
         line_complete(cat, name, dur, args);
 }
 
+void keel__trace_thread_name(const char *name)
+{
+    assert(name);
+    if (atomic_load_explicit(&trace_mode, memory_order_relaxed) != TRACE_JSON)
+        return;
+    char buf[RECORD_MAX];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{\"name\":\"thread_name\",\"ph\":\"M\"");
+    json_ids(&sb);
+    keel_strbuf_append(&sb, ",\"args\":{");
+    json_field(&sb, "name", name, NAME_MAX_LEN, true);
+    keel_strbuf_append(&sb, "}");
+    json_emit(&sb);
+}
+
 void keel__trace_instant(const char *cat, const char *name, const char *detail)
 {
     assert(cat && name);

@@ -62,3 +62,6 @@ void keel__trace_complete(const char *cat, const char *name, keel_usec_t start, 
  * No-op when not tracing.
  */
 void keel__trace_instant(const char *cat, const char *name, const char *detail);
+/* Names the calling thread in the trace (a thread_name metadata record: Perfetto labels its track
+ * with it); nothing in the readable-lines mode. */
+void keel__trace_thread_name(const char *name);

@@ -73,6 +73,7 @@ static void *task_main(void *p)
     keel_task *t = p;
     (void) pthread_setname_np(pthread_self(), t->name);
     /* From the thread itself, so a trace shows which threads lived and that each one ended. */
+    keel__trace_thread_name(t->name);
     keel__trace_instant("task", t->name, "started");
     t->fn(t, t->userdata);
     keel__trace_instant("task", t->name, "exited");

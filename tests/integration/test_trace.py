@@ -39,6 +39,20 @@ class TraceFile(KeelTestCase):
         self.assertEqual([s["name"] for s in signals], ["SIGTERM"])
         self.assertEqual(signals[0]["ph"], "i")
 
+    def test_every_thread_that_recorded_something_is_named(self):
+        trace = self.trace_path()
+        k = self.keel("--trace", trace, "serve")
+        k.ready()
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+        events = load_trace(trace)
+        names = {e["tid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e["name"] == "thread_name"}
+        tids = {e["tid"] for e in events if e.get("ph") != "M"}
+        self.assertTrue(tids)
+        self.assertEqual(tids - names.keys(), set(), f"unnamed threads; names: {names}")
+        self.assertIn("main", names.values())
+        self.assertTrue(any(n.startswith("token-") for n in names.values()), names)
+
     def test_error_and_skipped_observers_are_recorded(self):
         trace = self.trace_path()
         status, _, err, _ = run("--trace", trace, "serve", env={"KEEL_FAULT": "error@in:pidfile.acquire"})
