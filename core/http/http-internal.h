@@ -79,9 +79,15 @@ struct keel_http_server {
     const keel_http_tls_ops *tls; /* NULL: plain HTTP */
     void *tls_userdata;
     keel_counter *by_status[600]; /* keel_http_requests_total{service,code}, created on first use */
-    keel_task_group *tasks;       /* owned: the polling thread */
-    struct MHD_Daemon *daemon;    /* owned */
-    int wake_fd, epoll_fd;        /* owned */
+    struct {
+        char path[64];
+        keel_histogram *h;
+    } routes[16];    /* keel_http_request_duration_seconds{service,route}, created on first use */
+    size_t n_routes; /* polling thread */
+    keel_histogram *other_route, *unmatched_route;
+    keel_task_group *tasks;    /* owned: the polling thread */
+    struct MHD_Daemon *daemon; /* owned */
+    int wake_fd, epoll_fd;     /* owned */
     char bound[INET6_ADDRSTRLEN + 8];
     uint16_t port;
     bool wildcard; /* bound to every address: the ready check goes to loopback */

@@ -70,6 +70,21 @@ class Exposition(KeelTestCase):
         self.assertGreaterEqual(int(ok.group(1)), 3)
         self.assertRegex(body, r'(?m)^keel_http_requests_total\{service="healthcheck",code="404"\} [1-9]')
 
+    def test_request_durations_by_server_and_route_with_bounded_series(self):
+        for _ in range(3):
+            self.assertEqual(get(self.health, "/livez")[0], 200)
+        for i in range(40):
+            self.assertEqual(get(self.health, f"/nope-{i}")[0], 404)
+        body = self.scrape()
+        count = re.search(r'(?m)^keel_http_request_duration_seconds_count\{service="healthcheck",route="/livez"\} (\d+)$', body)
+        self.assertIsNotNone(count, body)
+        self.assertGreaterEqual(int(count.group(1)), 3)
+        self.assertRegex(body, r'(?m)^keel_http_request_duration_seconds_bucket\{service="healthcheck",route="/livez",le="\+Inf"\} [3-9]')
+        unmatched = re.search(r'(?m)^keel_http_request_duration_seconds_count\{service="healthcheck",route="unmatched"\} (\d+)$', body)
+        self.assertGreaterEqual(int(unmatched.group(1)), 40, "every 404 in one series")
+        routes = set(re.findall(r'keel_http_request_duration_seconds_count\{service="healthcheck",route="([^"]*)"\}', body))
+        self.assertLessEqual(len(routes), 18, routes)
+
     def test_other_paths_are_404(self):
         self.assertEqual(get(self.addr, "/")[0], 404)
 
