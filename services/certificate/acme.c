@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include <keel/fetch.h>
-#include <keel/fileio.h>
 
 #include "acme.h"
 #include "openssl-util.h"
@@ -53,7 +52,7 @@ static void count_error(cert_service *s, const char *type)
         keel_counter_add(s->acme_errors[i], 1);
 }
 
-static const char *json_text(const json_t *j, const char *key)
+const char *keel__acme_json_text(const json_t *j, const char *key)
 {
     return json_string_value(json_object_get(j, key));
 }
@@ -95,7 +94,7 @@ static keel_usec_t retry_after(const keel_fetch_response *resp)
 
 /* ---- requests ------------------------------------------------------------------------------------ */
 
-static int fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
+int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
 {
     return keel__cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
 }
@@ -107,7 +106,7 @@ static void keep_nonce(acme *a, const keel_fetch_response *resp)
 }
 
 /* The body as a JSON object into *@ret. */
-static int parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret)
+int keel__acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret)
 {
     json_error_t err;
     json_t *j = json_loadb(resp->body, resp->size, JSON_REJECT_DUPLICATES, &err);
@@ -124,7 +123,7 @@ static int parse_object(acme *a, const char *what, const char *url, const keel_f
 static int problem(acme *a, const char *what, const char *url, const keel_fetch_response *resp, char ret_type[static 64])
 {
     _cleanup_(json_decrefp) json_t *j = json_loadb(resp->body, resp->size, 0, NULL);
-    const char *type = j ? json_text(j, "type") : NULL, *detail = j ? json_text(j, "detail") : NULL;
+    const char *type = j ? keel__acme_json_text(j, "type") : NULL, *detail = j ? keel__acme_json_text(j, "detail") : NULL;
     const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
     count_error(a->s, short_type);
     (void) snprintf(ret_type, 64, "%s", short_type); /* a copy: the document goes with this function */
@@ -140,7 +139,7 @@ static int fresh_nonce(acme *a)
     char why[KEEL_FETCH_ERROR_MAX];
     int r = keel_fetch_request(a->fetch, "HEAD", a->new_nonce_url, NULL, NULL, 0, &resp, why);
     if (r < 0)
-        return fetch_failed(a, r, "newNonce", a->new_nonce_url, why);
+        return keel__acme_fetch_failed(a, r, "newNonce", a->new_nonce_url, why);
     keep_nonce(a, &resp);
     unsigned status = resp.status;
     keel_fetch_response_done(&resp);
@@ -185,7 +184,7 @@ static int post(acme *a, const char *what, const char *url, const char *payload,
         char why[KEEL_FETCH_ERROR_MAX];
         r = keel_fetch_request(a->fetch, "POST", url, (const char *const[]){ JOSE_JSON, NULL }, jws, strlen(jws), &resp, why);
         if (r < 0)
-            return fetch_failed(a, r, what, url, why);
+            return keel__acme_fetch_failed(a, r, what, url, why);
         keep_nonce(a, &resp);
         if (resp.status < 400) {
             *ret = resp;
@@ -201,12 +200,12 @@ static int post(acme *a, const char *what, const char *url, const char *payload,
 }
 
 /* post() of a JSON answer, parsed into *@ret; the Location header into @location when not NULL. */
-static int post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location)
+int keel__acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location)
 {
     keel_fetch_response resp = {};
     int r = post(a, what, url, payload, &resp);
     if (r >= 0)
-        r = parse_object(a, what, url, &resp, ret);
+        r = keel__acme_parse_object(a, what, url, &resp, ret);
     if (r >= 0 && location) {
         char buf[2048];
         if (!keel_fetch_response_header(&resp, "Location", buf, sizeof buf))
@@ -220,165 +219,6 @@ static int post_json(acme *a, const char *what, const char *url, const char *pay
     }
     keel_fetch_response_done(&resp);
     return r;
-}
-
-/* ---- the directory and the account ----------------------------------------------------------------- */
-
-static int read_directory(acme *a)
-{
-    const char *url = a->s->config.acme.directory_url;
-    keel_fetch_response resp = {};
-    char why[KEEL_FETCH_ERROR_MAX];
-    int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
-    if (r < 0)
-        return fetch_failed(a, r, "directory", url, why);
-    _cleanup_(json_decrefp) json_t *dir = NULL;
-    if (resp.status != 200)
-        r = keel__cert_fail(a->e, -EPROTO, "ACME directory: %s answered %u", url, resp.status);
-    else
-        r = parse_object(a, "directory", url, &resp, &dir);
-    keel_fetch_response_done(&resp);
-    if (r < 0)
-        return r;
-    const char *nonce = json_text(dir, "newNonce"), *account = json_text(dir, "newAccount"), *order = json_text(dir, "newOrder");
-    if (!nonce || !account || !order)
-        return keel__cert_fail(a->e, -EPROTO, "ACME directory: %s names no newNonce, newAccount or newOrder", url);
-    a->new_nonce_url = strdup(nonce);
-    a->new_account_url = strdup(account);
-    a->new_order_url = strdup(order);
-    return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
-}
-
-/* The account key in state_dir/acme/account.key.pem (0600), made on first use. */
-static int account_key(acme *a)
-{
-    cert_service *s = a->s;
-    _cleanup_free_ char *dir = keel_strdup_printf("%s/acme", s->state_dir);
-    _cleanup_free_ char *path = keel_strdup_printf("%s/acme/account.key.pem", s->state_dir);
-    if (!dir || !path)
-        return -ENOMEM;
-    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    int r = keel__cert_read_key(path, &key, a->e);
-    if (r == -ENOENT) {
-        if ((r = keel__cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
-            return keel__cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));
-        if ((r = keel_dir_make(dir, 0700)) < 0 || (r = keel__cert_write_key(path, key)) < 0)
-            return keel__cert_fail(a->e, r, "ACME: cannot write the account key '%s': %s", path, strerror(-r));
-        CERT_LOG(KEEL_LOG_INFO, "Created the ACME account key[%s]", path);
-    }
-    if (r < 0)
-        return r;
-    return credential_new(key, NULL, NULL, &a->account);
-}
-
-/* Base64url without padding (RFC 4648 §5), as CAs hand out EAB MAC keys, into @ret (@size bytes);
- * the length decoded, or -EINVAL. */
-static ssize_t base64url_decode(const char *in, size_t n, unsigned char *ret, size_t size)
-{
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint32_t acc = 0;
-    size_t bits = 0, o = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
-        if (!p)
-            return -EINVAL;
-        acc = acc << 6 | (uint32_t) (p - alphabet);
-        if ((bits += 6) >= 8) {
-            if (o == size)
-                return -E2BIG;
-            ret[o++] = (unsigned char) (acc >> (bits -= 8));
-        }
-    }
-    return (ssize_t) o;
-}
-
-/* The MAC key of certificate.acme.eab_hmac_key_file: a file others cannot read, base64url. */
-static ssize_t eab_key(acme *a, unsigned char *key, size_t size)
-{
-    const char *path = a->s->config.acme.eab_hmac_key_file;
-    _cleanup_free_ char *text = NULL;
-    size_t n = 0;
-    mode_t mode = 0;
-    int r = keel_file_read(path, 4096, &text, &n, &mode);
-    if (r < 0)
-        return keel__cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
-    if (mode & 077)
-        return keel__cert_fail(a->e, -EACCES, "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open",
-                               (unsigned) (mode & 07777), path);
-    while (n > 0 && strchr(" \t\r\n=", text[n - 1]))
-        n--;
-    ssize_t len = base64url_decode(text, n, key, size);
-    explicit_bzero(text, n);
-    if (len <= 0)
-        return keel__cert_fail(a->e, -EINVAL, "certificate.acme.eab_hmac_key_file '%s' is not a base64url key", path);
-    return len;
-}
-
-/* RFC 8555 §7.3.4: the account key's JWK, signed with the CA's MAC key (HS256) under its key id,
- * for newAccount at @url. */
-static int eab_binding(acme *a, const char *url, char **ret)
-{
-    unsigned char key[256], mac[EVP_MAX_MD_SIZE];
-    ssize_t klen = eab_key(a, key, sizeof key);
-    if (klen < 0)
-        return (int) klen;
-    char buf[1024];
-    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    keel_strbuf_append(&sb, "{\"alg\":\"HS256\",\"kid\":\"");
-    keel_strbuf_json(&sb, a->s->config.acme.eab_kid);
-    keel_strbuf_append(&sb, "\",\"url\":\"");
-    keel_strbuf_json(&sb, url);
-    keel_strbuf_append(&sb, "\"}");
-    const char *jwk = credential_jwk_members(a->account);
-    _cleanup_free_ char *protected = NULL, *payload = NULL, *input = NULL, *signature = NULL;
-    int r = sb.truncated ? -E2BIG : base64url(buf, sb.len, &protected);
-    if (r >= 0)
-        r = base64url(jwk, strlen(jwk), &payload);
-    if (r >= 0 && !(input = keel_strdup_printf("%s.%s", protected, payload)))
-        r = -ENOMEM;
-    size_t mlen = 0;
-    if (r >= 0 && !EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, (size_t) klen, (const unsigned char *) input, strlen(input),
-                             mac, sizeof mac, &mlen))
-        r = -EIO;
-    explicit_bzero(key, sizeof key);
-    if (r >= 0)
-        r = base64url(mac, mlen, &signature);
-    if (r >= 0 && !(*ret = keel_strdup_printf("{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", protected, payload,
-                                              signature)))
-        r = -ENOMEM;
-    return r < 0 ? keel__cert_fail(a->e, r, "ACME: cannot sign the external account binding: %s", strerror(-r)) : 0;
-}
-
-/* newAccount answers an existing account's URL too (RFC 8555 §7.3.1), so it is asked every time. */
-static int find_or_create_account(acme *a)
-{
-    const char *email = a->s->config.acme.email;
-    char buf[4096];
-    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
-    keel_strbuf_append(&sb, "{\"termsOfServiceAgreed\":true");
-    if (*email) {
-        keel_strbuf_append(&sb, ",\"contact\":[\"mailto:");
-        keel_strbuf_json(&sb, email);
-        keel_strbuf_append(&sb, "\"]");
-    }
-    _cleanup_free_ char *binding = NULL;
-    if (*a->s->config.acme.eab_kid) {
-        int r = eab_binding(a, a->new_account_url, &binding);
-        if (r < 0)
-            return r;
-        keel_strbuf_printf(&sb, ",\"externalAccountBinding\":%s", binding);
-    }
-    keel_strbuf_append(&sb, "}");
-    if (sb.truncated)
-        return keel__cert_fail(a->e, -E2BIG, "certificate.acme.email: '%s' is too long", email);
-    _cleanup_(json_decrefp) json_t *account = NULL;
-    int r = post_json(a, "newAccount", a->new_account_url, buf, &account, &a->kid);
-    if (r < 0)
-        return r;
-    const char *status = json_text(account, "status");
-    if (status && !streq(status, "valid"))
-        return keel__cert_fail(a->e, -EACCES, "ACME newAccount: the account %s is %s", a->kid, status);
-    return 0;
 }
 
 /* ---- the order ----------------------------------------------------------------------------------------- */
@@ -407,12 +247,12 @@ static void challenge_problem(cert_service *s, const json_t *authz, char *buf, s
     json_array_foreach(json_object_get(authz, "challenges"), i, c)
     {
         json_t *err = json_object_get(c, "error");
-        const char *type = err ? json_text(err, "type") : NULL;
+        const char *type = err ? keel__acme_json_text(err, "type") : NULL;
         if (!err)
             continue;
         bool ours = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0;
         count_error(s, ours ? type + strlen(ERROR_PREFIX) : "other");
-        (void) snprintf(buf, size, "%s: %s", type ? type : "?", json_text(err, "detail") ?: "(no detail)");
+        (void) snprintf(buf, size, "%s: %s", type ? type : "?", keel__acme_json_text(err, "detail") ?: "(no detail)");
         return;
     }
     (void) snprintf(buf, size, "no challenge says why");
@@ -423,10 +263,10 @@ static bool find_http01(const json_t *authz, const char **token, const char **ur
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(json_text(c, "type") ?: "", "http-01"))
+    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(keel__acme_json_text(c, "type") ?: "", "http-01"))
     {
-        *token = json_text(c, "token");
-        *url = json_text(c, "url");
+        *token = keel__acme_json_text(c, "token");
+        *url = keel__acme_json_text(c, "url");
         return *token && *url;
     }
     return false;
@@ -441,12 +281,12 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
         int r = post(a, what, url, NULL, &resp);
         _cleanup_(json_decrefp) json_t *j = NULL;
         if (r >= 0)
-            r = parse_object(a, what, url, &resp, &j);
+            r = keel__acme_parse_object(a, what, url, &resp, &j);
         keel_usec_t after = r >= 0 ? retry_after(&resp) : 0;
         keel_fetch_response_done(&resp);
         if (r < 0)
             return r;
-        const char *status = json_text(j, "status");
+        const char *status = keel__acme_json_text(j, "status");
         if (!status || !keel_strv_contains(waiting, status)) {
             *ret = TAKE_PTR(j);
             return 0;
@@ -460,11 +300,11 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
 static int authorize(acme *a, const char *url)
 {
     _cleanup_(json_decrefp) json_t *authz = NULL;
-    int r = post_json(a, "authorization", url, NULL, &authz, NULL);
+    int r = keel__acme_post_json(a, "authorization", url, NULL, &authz, NULL);
     if (r < 0)
         return r;
-    const char *name = json_text(json_object_get(authz, "identifier"), "value") ?: "?";
-    if (streq(json_text(authz, "status") ?: "", "valid"))
+    const char *name = keel__acme_json_text(json_object_get(authz, "identifier"), "value") ?: "?";
+    if (streq(keel__acme_json_text(authz, "status") ?: "", "valid"))
         return 0; /* reused: validated for this account before */
     const char *token = NULL, *challenge = NULL;
     if (!find_http01(authz, &token, &challenge))
@@ -472,12 +312,12 @@ static int authorize(acme *a, const char *url)
     if ((r = keel__acme_answer(&a->responder, token, credential_kid(a->account))) < 0)
         return keel__cert_fail(a->e, r, "ACME: the http-01 token of %s is not usable: %s", name, strerror(-r));
     _cleanup_(json_decrefp) json_t *answered = NULL;
-    if ((r = post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
+    if ((r = keel__acme_post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
         return r;
     _cleanup_(json_decrefp) json_t *done = NULL;
     if ((r = poll_status(a, "validation", url, (const char *const[]){ "pending", NULL }, &done)) < 0)
         return r;
-    const char *status = json_text(done, "status") ?: "?";
+    const char *status = keel__acme_json_text(done, "status") ?: "?";
     if (streq(status, "valid"))
         return 0;
     char why[512];
@@ -514,7 +354,7 @@ static int make_csr(EVP_PKEY *key, char *const *names, char **ret)
 
 static int finalize(acme *a, EVP_PKEY *key, const char *order_url, const json_t *order, char **ret_cert_url)
 {
-    const char *url = json_text(order, "finalize");
+    const char *url = keel__acme_json_text(order, "finalize");
     if (!url)
         return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s has no finalize URL", order_url);
     _cleanup_free_ char *csr = NULL, *payload = NULL;
@@ -524,15 +364,15 @@ static int finalize(acme *a, EVP_PKEY *key, const char *order_url, const json_t 
     if (!(payload = keel_strdup_printf("{\"csr\":\"%s\"}", csr)))
         return -ENOMEM;
     _cleanup_(json_decrefp) json_t *finalized = NULL, *done = NULL;
-    if ((r = post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
+    if ((r = keel__acme_post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
         return r;
     if ((r = poll_status(a, "issuance", order_url, (const char *const[]){ "pending", "ready", "processing", NULL }, &done)) < 0)
         return r;
-    const char *status = json_text(done, "status") ?: "?", *cert = json_text(done, "certificate");
+    const char *status = keel__acme_json_text(done, "status") ?: "?", *cert = keel__acme_json_text(done, "certificate");
     if (!streq(status, "valid") || !cert) {
         json_t *err = json_object_get(done, "error");
         return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s after finalize: %s", order_url, status,
-                               err ? json_text(err, "detail") ?: "?" : "no certificate URL");
+                               err ? keel__acme_json_text(err, "detail") ?: "?" : "no certificate URL");
     }
     return (*ret_cert_url = strdup(cert)) ? 0 : -ENOMEM;
 }
@@ -565,7 +405,7 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
     _cleanup_(json_decrefp) json_t *order = NULL, *ready = NULL;
     int r = order_payload(a->s->names, &payload);
     if (r >= 0)
-        r = post_json(a, "newOrder", a->new_order_url, payload, &order, &order_url);
+        r = keel__acme_post_json(a, "newOrder", a->new_order_url, payload, &order, &order_url);
     if (r < 0)
         return r;
     size_t i;
@@ -579,8 +419,10 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
     }
     if ((r = poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
         return r;
-    if (!streq(json_text(ready, "status") ?: "", "ready") && !streq(json_text(ready, "status") ?: "", "valid"))
-        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, json_text(ready, "status") ?: "?");
+    if (!streq(keel__acme_json_text(ready, "status") ?: "", "ready") &&
+        !streq(keel__acme_json_text(ready, "status") ?: "", "valid"))
+        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url,
+                               keel__acme_json_text(ready, "status") ?: "?");
     if ((r = finalize(a, key, order_url, ready, &cert_url)) < 0)
         return r;
     return download(a, key, cert_url, ret);
@@ -613,7 +455,8 @@ int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error 
     int r = keel_fetch_new(&o, &a.fetch, why);
     if (r < 0)
         return keel__cert_fail(e, r, "ACME: %s", why);
-    if ((r = account_key(&a)) < 0 || (r = read_directory(&a)) < 0 || (r = find_or_create_account(&a)) < 0)
+    if ((r = keel__acme_account_key(&a)) < 0 || (r = keel__acme_read_directory(&a)) < 0 ||
+        (r = keel__acme_find_or_create_account(&a)) < 0)
         return r;
     if ((r = keel__acme_responder_open(&a.responder, s, e)) < 0)
         return r;

@@ -4,6 +4,7 @@
 /* The ACME provider's parts: the client of one issuance (acme.c) and the http-01 responder it
  * answers challenges with (acme-http01.c). */
 
+#include <jansson.h>
 #include <pthread.h>
 
 #include <keel/fetch.h>
@@ -52,3 +53,15 @@ int keel__acme_responder_open(acme_responder *r, cert_service *s, cert_error *e)
 int keel__acme_answer(acme_responder *r, const char *token, const char *thumbprint);
 /* Stops answering and forgets every challenge. Idempotent. */
 void keel__acme_responder_close(acme_responder *r);
+
+/* acme.c, for acme-account.c: a string member of @j or NULL; a failed fetch as the attempt's error;
+ * the body as a JSON object; a signed POST whose answer is a JSON object (and its Location). */
+const char *keel__acme_json_text(const json_t *j, const char *key);
+int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why);
+int keel__acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret);
+int keel__acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location);
+
+/* acme-account.c: the directory's URLs, the account key (made on first use), the account. */
+int keel__acme_read_directory(acme *a);
+int keel__acme_account_key(acme *a);
+int keel__acme_find_or_create_account(acme *a);

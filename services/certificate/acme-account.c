@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* The ACME directory and the account (RFC 8555 §7.1.1, §7.3): the key kept in state_dir/acme, newAccount
+ * asked at every issuance with the contact and, for CAs that require one, the external account
+ * binding (§7.3.4). */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+
+#include <keel/fetch.h>
+#include <keel/fileio.h>
+
+#include "acme.h"
+#include "openssl-util.h"
+
+int keel__acme_read_directory(acme *a)
+{
+    const char *url = a->s->config.acme.directory_url;
+    keel_fetch_response resp = {};
+    char why[KEEL_FETCH_ERROR_MAX];
+    int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
+    if (r < 0)
+        return keel__acme_fetch_failed(a, r, "directory", url, why);
+    _cleanup_(json_decrefp) json_t *dir = NULL;
+    if (resp.status != 200)
+        r = keel__cert_fail(a->e, -EPROTO, "ACME directory: %s answered %u", url, resp.status);
+    else
+        r = keel__acme_parse_object(a, "directory", url, &resp, &dir);
+    keel_fetch_response_done(&resp);
+    if (r < 0)
+        return r;
+    const char *nonce = keel__acme_json_text(dir, "newNonce"), *account = keel__acme_json_text(dir, "newAccount"),
+               *order = keel__acme_json_text(dir, "newOrder");
+    if (!nonce || !account || !order)
+        return keel__cert_fail(a->e, -EPROTO, "ACME directory: %s names no newNonce, newAccount or newOrder", url);
+    a->new_nonce_url = strdup(nonce);
+    a->new_account_url = strdup(account);
+    a->new_order_url = strdup(order);
+    return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
+}
+
+/* The account key in state_dir/acme/account.key.pem (0600), made on first use. */
+int keel__acme_account_key(acme *a)
+{
+    cert_service *s = a->s;
+    _cleanup_free_ char *dir = keel_strdup_printf("%s/acme", s->state_dir);
+    _cleanup_free_ char *path = keel_strdup_printf("%s/acme/account.key.pem", s->state_dir);
+    if (!dir || !path)
+        return -ENOMEM;
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+    int r = keel__cert_read_key(path, &key, a->e);
+    if (r == -ENOENT) {
+        if ((r = keel__cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
+            return keel__cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));
+        if ((r = keel_dir_make(dir, 0700)) < 0 || (r = keel__cert_write_key(path, key)) < 0)
+            return keel__cert_fail(a->e, r, "ACME: cannot write the account key '%s': %s", path, strerror(-r));
+        CERT_LOG(KEEL_LOG_INFO, "Created the ACME account key[%s]", path);
+    }
+    if (r < 0)
+        return r;
+    return credential_new(key, NULL, NULL, &a->account);
+}
+
+/* Base64url without padding (RFC 4648 §5), as CAs hand out EAB MAC keys, into @ret (@size bytes);
+ * the length decoded, or -EINVAL. */
+static ssize_t base64url_decode(const char *in, size_t n, unsigned char *ret, size_t size)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint32_t acc = 0;
+    size_t bits = 0, o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
+        if (!p)
+            return -EINVAL;
+        acc = acc << 6 | (uint32_t) (p - alphabet);
+        if ((bits += 6) >= 8) {
+            if (o == size)
+                return -E2BIG;
+            ret[o++] = (unsigned char) (acc >> (bits -= 8));
+        }
+    }
+    return (ssize_t) o;
+}
+
+/* The MAC key of certificate.acme.eab_hmac_key_file: a file others cannot read, base64url. */
+static ssize_t eab_key(acme *a, unsigned char *key, size_t size)
+{
+    const char *path = a->s->config.acme.eab_hmac_key_file;
+    _cleanup_free_ char *text = NULL;
+    size_t n = 0;
+    mode_t mode = 0;
+    int r = keel_file_read(path, 4096, &text, &n, &mode);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
+    if (mode & 077)
+        return keel__cert_fail(a->e, -EACCES, "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open",
+                               (unsigned) (mode & 07777), path);
+    while (n > 0 && strchr(" \t\r\n=", text[n - 1]))
+        n--;
+    ssize_t len = base64url_decode(text, n, key, size);
+    explicit_bzero(text, n);
+    if (len <= 0)
+        return keel__cert_fail(a->e, -EINVAL, "certificate.acme.eab_hmac_key_file '%s' is not a base64url key", path);
+    return len;
+}
+
+/* RFC 8555 §7.3.4: the account key's JWK, signed with the CA's MAC key (HS256) under its key id,
+ * for newAccount at @url. */
+static int eab_binding(acme *a, const char *url, char **ret)
+{
+    unsigned char key[256], mac[EVP_MAX_MD_SIZE];
+    ssize_t klen = eab_key(a, key, sizeof key);
+    if (klen < 0)
+        return (int) klen;
+    char buf[1024];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{\"alg\":\"HS256\",\"kid\":\"");
+    keel_strbuf_json(&sb, a->s->config.acme.eab_kid);
+    keel_strbuf_append(&sb, "\",\"url\":\"");
+    keel_strbuf_json(&sb, url);
+    keel_strbuf_append(&sb, "\"}");
+    const char *jwk = credential_jwk_members(a->account);
+    _cleanup_free_ char *protected = NULL, *payload = NULL, *input = NULL, *signature = NULL;
+    int r = sb.truncated ? -E2BIG : base64url(buf, sb.len, &protected);
+    if (r >= 0)
+        r = base64url(jwk, strlen(jwk), &payload);
+    if (r >= 0 && !(input = keel_strdup_printf("%s.%s", protected, payload)))
+        r = -ENOMEM;
+    size_t mlen = 0;
+    if (r >= 0 && !EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, (size_t) klen, (const unsigned char *) input, strlen(input),
+                             mac, sizeof mac, &mlen))
+        r = -EIO;
+    explicit_bzero(key, sizeof key);
+    if (r >= 0)
+        r = base64url(mac, mlen, &signature);
+    if (r >= 0 && !(*ret = keel_strdup_printf("{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", protected, payload,
+                                              signature)))
+        r = -ENOMEM;
+    return r < 0 ? keel__cert_fail(a->e, r, "ACME: cannot sign the external account binding: %s", strerror(-r)) : 0;
+}
+
+/* newAccount answers an existing account's URL too (RFC 8555 §7.3.1), so it is asked every time. */
+int keel__acme_find_or_create_account(acme *a)
+{
+    const char *email = a->s->config.acme.email;
+    char buf[4096];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{\"termsOfServiceAgreed\":true");
+    if (*email) {
+        keel_strbuf_append(&sb, ",\"contact\":[\"mailto:");
+        keel_strbuf_json(&sb, email);
+        keel_strbuf_append(&sb, "\"]");
+    }
+    _cleanup_free_ char *binding = NULL;
+    if (*a->s->config.acme.eab_kid) {
+        int r = eab_binding(a, a->new_account_url, &binding);
+        if (r < 0)
+            return r;
+        keel_strbuf_printf(&sb, ",\"externalAccountBinding\":%s", binding);
+    }
+    keel_strbuf_append(&sb, "}");
+    if (sb.truncated)
+        return keel__cert_fail(a->e, -E2BIG, "certificate.acme.email: '%s' is too long", email);
+    _cleanup_(json_decrefp) json_t *account = NULL;
+    int r = keel__acme_post_json(a, "newAccount", a->new_account_url, buf, &account, &a->kid);
+    if (r < 0)
+        return r;
+    const char *status = keel__acme_json_text(account, "status");
+    if (status && !streq(status, "valid"))
+        return keel__cert_fail(a->e, -EACCES, "ACME newAccount: the account %s is %s", a->kid, status);
+    return 0;
+}
