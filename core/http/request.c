@@ -353,18 +353,18 @@ const char *keel_http_request_header(const keel_http_request *req, const char *n
     return req && name ? MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name) : NULL;
 }
 
-typedef struct arg_search {
+/* Counts the values named @key (headers case-insensitively, as HTTP names them): iterating is the
+ * only way to tell a key without a value ("?verbose") from an absent one, and to see repeats. */
+typedef struct key_count {
     const char *key;
-    bool found;
-} arg_search;
+    bool nocase;
+    unsigned n;
+} key_count;
 
-static enum MHD_Result find_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
-    arg_search *a = cls;
-    if (key && streq(key, a->key)) {
-        a->found = true;
-        return MHD_NO; /* stop iterating */
-    }
+    key_count *k = cls;
+    k->n += key && (k->nocase ? strcasecmp(key, k->key) : strcmp(key, k->key)) == 0;
     return MHD_YES;
 }
 
@@ -372,22 +372,9 @@ bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
 {
     if (!req || !key)
         return false;
-    /* Iterate: MHD_lookup_connection_value() cannot tell "?verbose" (no value) from an absent key. */
-    arg_search a = { .key = key };
-    (void) MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, find_arg, &a);
-    return a.found;
-}
-
-typedef struct header_count {
-    const char *name;
-    unsigned n;
-} header_count;
-
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    header_count *h = cls;
-    h->n += key && strcasecmp(key, h->name) == 0;
-    return MHD_YES;
+    key_count k = { .key = key };
+    (void) MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, count_key, &k);
+    return k.n > 0;
 }
 
 int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret)
@@ -398,9 +385,9 @@ int keel_http_request_header_strict(const keel_http_request *req, const char *na
     *ret = NULL;
     if (MHD_lookup_connection_value_n(req->connection, MHD_HEADER_KIND, name, strlen(name), &value, &size) != MHD_YES)
         return 0;
-    header_count h = { .name = name };
-    (void) MHD_get_connection_values(req->connection, MHD_HEADER_KIND, count_header, &h);
-    if (h.n > 1)
+    key_count k = { .key = name, .nocase = true };
+    (void) MHD_get_connection_values(req->connection, MHD_HEADER_KIND, count_key, &k);
+    if (k.n > 1)
         return -ENOTUNIQ;
     for (size_t i = 0; i < size; i++)
         if ((unsigned char) value[i] < 0x20 || value[i] == 0x7f)

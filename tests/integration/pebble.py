@@ -23,6 +23,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def terminate(proc, timeout=10):
+    """SIGTERM, then SIGKILL past @timeout seconds; reaps the process either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
 
@@ -91,13 +102,7 @@ class Pebble:
         return sum("Issued certificate serial" in line for line in self.log)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.reader.join(timeout=5)
         self.proc.stdout.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

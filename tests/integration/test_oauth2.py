@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from httpclient import bound_address, get, metric, wait_for
 from keelrun import KeelTestCase
-from pebble import free_port
+from pebble import free_port, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "..", "oauth2", "server.mjs")
@@ -85,13 +85,7 @@ class Issuer:
         self.url = f"https://127.0.0.1:{self.port}/token"
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc.stdout.close()
 
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dlfcn.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,4 +88,17 @@ size_t test_unbase64url(const char *in, size_t len, unsigned char *out)
         pad++;
     out[(size_t) r - pad] = '\0';
     return (size_t) r - pad;
+}
+
+bool test_curl_mapped(void)
+{
+    const char *names[] = { "libcurl-gnutls.so.4", "libcurl.so.4" };
+    for (size_t i = 0; i < 2; i++) {
+        void *dl = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (dl) {
+            (void) dlclose(dl);
+            return true;
+        }
+    }
+    return false;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Small helpers shared by the unit tests. */
@@ -16,3 +17,5 @@ size_t test_threads_named(const char *name);
 /* Decodes base64url (RFC 4648 §5, no padding) of @len characters into @out, NUL-terminated (so
  * @out needs the decoded size plus one byte); returns the decoded size. Aborts on bad input. */
 size_t test_unbase64url(const char *in, size_t len, unsigned char *out);
+/* Whether either build of libcurl (GnuTLS or OpenSSL) is mapped in this process now. */
+bool test_curl_mapped(void);

@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-#include <dirent.h>
-#include <dlfcn.h>
-
 #include <systemd/sd-event.h>
 
 #include "apptest.h"
 #include "curl.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -22,31 +20,6 @@ static void teardown(void)
 
 TestSuite(curl, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Whether either build of libcurl is mapped in the process now. */
-static bool curl_mapped(void)
-{
-    const char *names[] = { "libcurl-gnutls.so.4", "libcurl.so.4" };
-    for (size_t i = 0; i < 2; i++) {
-        void *dl = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (dl) {
-            (void) dlclose(dl);
-            return true;
-        }
-    }
-    return false;
-}
-
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    if (d)
-        (void) closedir(d);
-    return n;
-}
-
 typedef struct record {
     int preload, preload_again, load, threads_before;
     bool handle_works, mapped_in_start, mapped_in_ready, mapped_once_idle;
@@ -56,7 +29,7 @@ static record rec;
 
 static int on_configure(keel_app *app, void *userdata)
 {
-    rec.threads_before = count_threads();
+    rec.threads_before = (int) test_thread_count();
     rec.preload = keel__curl_preload(app);
     rec.preload_again = keel__curl_preload(app);
     return 0;
@@ -72,14 +45,14 @@ static int on_start(keel_app *app, void *userdata)
         if (h)
             c->easy_cleanup(h);
     }
-    rec.mapped_in_start = curl_mapped();
+    rec.mapped_in_start = test_curl_mapped();
     keel__curl_schedule_unload(app);
     return 0;
 }
 
 static int on_ready(keel_app *app, void *userdata)
 {
-    rec.mapped_in_ready = curl_mapped();
+    rec.mapped_in_ready = test_curl_mapped();
     return 0;
 }
 
@@ -91,7 +64,7 @@ static int on_ready_after(keel_app *app, void *userdata)
     sd_event *loop = keel_app_get_event_loop(app);
     while (rec.turns < 16 && sd_event_run(loop, 0) > 0)
         rec.turns++;
-    rec.mapped_once_idle = curl_mapped();
+    rec.mapped_once_idle = test_curl_mapped();
     (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "done");
     return 0;
 }
@@ -104,7 +77,7 @@ static int fail(keel_app *app, void *userdata)
 Test(curl, preload_then_load_then_unloaded_once_ready)
 {
     rec = (record){ 0 };
-    cr_assert_not(curl_mapped());
+    cr_assert_not(test_curl_mapped());
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_DURING, "t.configure", on_configure, NULL, NULL), 0);
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_START, KEEL_PHASE_DURING, "t.start", on_start, NULL, NULL), 0);
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_DURING, "t.ready", on_ready, NULL, NULL), 0);
@@ -118,8 +91,8 @@ Test(curl, preload_then_load_then_unloaded_once_ready)
     cr_assert(rec.mapped_in_ready, "READY=1 goes out first: the unload waits for the loop to idle");
     cr_assert_geq(rec.turns, 1, "the unload is a source of the loop");
     cr_assert_not(rec.mapped_once_idle, "unloaded at the loop's first idle moment, not only at finalize");
-    cr_assert_not(curl_mapped());
-    cr_assert_eq(count_threads(), rec.threads_before, "the loader thread must be joined");
+    cr_assert_not(test_curl_mapped());
+    cr_assert_eq((int) test_thread_count(), rec.threads_before, "the loader thread must be joined");
 }
 
 Test(curl, a_start_that_fails_first_still_joins_and_unloads)
@@ -131,8 +104,8 @@ Test(curl, a_start_that_fails_first_still_joins_and_unloads)
     cr_assert_eq(apptest_run(&t, NULL), 1);
     cr_assert_eq(rec.preload, 0);
     cr_assert_eq(rec.load, 0, "never called: stays 0");
-    cr_assert_not(curl_mapped());
-    cr_assert_eq(count_threads(), rec.threads_before);
+    cr_assert_not(test_curl_mapped());
+    cr_assert_eq((int) test_thread_count(), rec.threads_before);
 }
 
 Test(curl, a_configure_that_fails_after_the_preload_still_joins_and_unloads)
@@ -142,8 +115,8 @@ Test(curl, a_configure_that_fails_after_the_preload_still_joins_and_unloads)
     cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "t.fail", fail, NULL, NULL), 0);
     cr_assert_neq(apptest_run(&t, NULL), 0);
     cr_assert_eq(rec.preload, 0);
-    cr_assert_not(curl_mapped());
-    cr_assert_eq(count_threads(), rec.threads_before);
+    cr_assert_not(test_curl_mapped());
+    cr_assert_eq((int) test_thread_count(), rec.threads_before);
 }
 
 Test(curl, load_without_preload)
@@ -156,7 +129,7 @@ Test(curl, load_without_preload)
     cr_assert_eq(rec.load, 0);
     cr_assert(rec.handle_works);
     cr_assert_not(rec.mapped_once_idle);
-    cr_assert_not(curl_mapped());
+    cr_assert_not(test_curl_mapped());
 }
 
 Test(curl, preload_needs_an_app)

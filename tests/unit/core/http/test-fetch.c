@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* keel_fetch against a keel_http_server of the same app, from a thread of its own (as a service's
  * task would), and handlers mounted on that server by keel_http_mount_add(). */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 
 #include "apptest.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -21,19 +21,6 @@ static void teardown(void)
 }
 
 TestSuite(fetch, .init = setup, .fini = teardown, .timeout = 60);
-
-static bool curl_mapped(void)
-{
-    const char *names[] = { "libcurl-gnutls.so.4", "libcurl.so.4" };
-    for (size_t i = 0; i < 2; i++) {
-        void *dl = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (dl) {
-            (void) dlclose(dl);
-            return true;
-        }
-    }
-    return false;
-}
 
 #define BIG "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -104,7 +91,7 @@ static void *client_thread(void *userdata)
     char text[256];
     if (keel_fetch_new(&(keel_fetch_options){ .body_limit = 64 }, &f, NULL) < 0)
         return NULL;
-    rec.mapped_with_client = curl_mapped();
+    rec.mapped_with_client = test_curl_mapped();
     rec.r_own = get(f, "GET", "/own", &rec.own_status, rec.own, sizeof rec.own);
     keel_http_mount *m = NULL;
     if (keel_http_mount_add(app, "probe", "/.well-known/acme-challenge/", mounted_handler, "m1", &m) >= 0) {
@@ -174,7 +161,7 @@ Test(fetch, requests_from_a_thread_and_a_mounted_handler)
     cr_assert(rec.error_refused[0] != '\0');
     cr_assert_eq(rec.r_bad_url, -EINVAL);
     cr_assert_eq(rec.r_new_half_tls, -EINVAL);
-    cr_assert_not(curl_mapped(), "the last client unloads libcurl");
+    cr_assert_not(test_curl_mapped(), "the last client unloads libcurl");
 }
 
 Test(fetch, mount_arguments)
