@@ -136,6 +136,7 @@ typedef struct keel_machine {
     char *fail_message;          /* keel_app_fail() of the running observer */
     keel_cause cause;
     char *cause_message;
+    int cause_error; /* the errno of the cause, or 0 */
     bool reload_pending;
     bool forced;    /* shutdown overran its timeout */
     bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
@@ -217,6 +218,9 @@ void keel__app_set_readiness(keel_app *app, keel_readiness r);
 void keel__app_health_done(keel_app *app);
 
 /* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
+/* keel_app_cancel() with the errno that caused it (0 for none). */
+int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const char *fmt, ...) KEEL_PRINTF(4, 5);
+
 int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
 /* Removes @detail (a server stopped before READY=1 is not listed). */
 void keel__app_remove_status_detail(keel_app *app, const char *detail);

@@ -213,19 +213,16 @@ int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
     return r;
 }
 
-int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
+/* @error (an errno, or 0) goes with the cause to the journal's ERRNO= of the stopping and exit
+ * records, so a failure that names an errno carries it to its last line. */
+static int cancel_v(keel_app *app, keel_cause cause, int error, const char *fmt, va_list ap)
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(cause > KEEL_CAUSE_NONE && cause < _KEEL_CAUSE_MAX, -EINVAL);
 
     char *msg = NULL;
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-            msg = NULL;
-        va_end(ap);
-    }
+    if (fmt && vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     if (app->machine.cause != KEEL_CAUSE_NONE) {
         keel_log_info("Already shutting down (%s), ignoring: %s",
                       app->machine.cause_message ? app->machine.cause_message : keel_cause_table[app->machine.cause],
@@ -235,12 +232,31 @@ int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
     }
     app->machine.cause = cause;
     app->machine.cause_message = msg;
+    app->machine.cause_error = error;
     char field[64];
     (void) snprintf(field, sizeof field, "KEEL_CAUSE=%s", keel_cause_table[cause]);
     const char *const fields[] = { field, NULL };
-    keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_STOPPING, fields, "Initiating shutdown, cause: %s",
-                      msg ? msg : keel_cause_table[cause]);
+    keel__log_struct(KEEL_LOG_INFO, error, KEEL_MESSAGE_STOPPING, fields, __FILE__, __LINE__, __func__,
+                     "Initiating shutdown, cause: %s", msg ? msg : keel_cause_table[cause]);
     return 1;
+}
+
+int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = cancel_v(app, cause, 0, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = cancel_v(app, cause, error, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 keel_cause keel_app_cause(const keel_app *app)

@@ -17,7 +17,7 @@ void keel_http_prepare(keel_app *app)
 {
     int r = keel__curl_preload(app);
     if (r < 0)
-        keel_log_debug("Failed to start loading libcurl early, the first server will: %s", strerror(-r));
+        keel_log_debug_errno(r, "Failed to start loading libcurl early, the first server will: %m");
 }
 
 keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o)

@@ -129,7 +129,7 @@ static bool handshake_step(tls_conn *c)
         return true;
     }
     if (r != -EPROTO && r != -ECONNRESET)
-        keel_log_service(c->s->service, KEEL_LOG_DEBUG, "TLS handshake failed: %s", strerror(-r));
+        keel_log_service_errno(c->s->service, KEEL_LOG_DEBUG, r, "TLS handshake failed: %m");
     return false;
 }
 

@@ -255,7 +255,8 @@ static outcome run_event(keel_app *app, keel_event event)
     if (d.error < 0) {
         keel_cause cause = cause_on_error[app->machine.state];
         if (cause != KEEL_CAUSE_NONE)
-            (void) keel_app_cancel(app, cause, "%s: %s", keel_cause_to_string(cause), d.message ? d.message : "error");
+            (void) keel__app_cancel_errno(app, cause, d.error, "%s: %s", keel_cause_to_string(cause),
+                                          d.message ? d.message : "error");
         free(d.message);
         return OUTCOME_ERROR;
     }
@@ -270,7 +271,7 @@ static outcome step_running(keel_app *app)
         int r = sd_event_run(app->event, UINT64_MAX);
         if (r < 0) {
             keel_log_error_errno(r, "Event loop failed: %m");
-            (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "event loop failed: %s", strerror(-r));
+            (void) keel__app_cancel_errno(app, KEEL_CAUSE_COMMAND_FAILED, r, "event loop failed: %s", strerror(-r));
         }
     }
     if (keel_app_cancelled(app))
@@ -433,8 +434,9 @@ int keel__machine_run(keel_app *app)
     if (status == 0)
         keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_EXITED, fields, "Shutdown completed");
     else
-        keel__log_message(KEEL_LOG_ERROR, KEEL_MESSAGE_EXITED, fields, "Exiting with status %d: %s", status,
-                          app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
+        keel__log_struct(KEEL_LOG_ERROR, app->machine.cause_error, KEEL_MESSAGE_EXITED, fields, __FILE__, __LINE__, __func__,
+                         "Exiting with status %d: %s", status,
+                         app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
     keel__daemon_exit(app, status);
     return status;
 }

@@ -93,7 +93,7 @@ static void ca_files_start(cert_service *s, ca_files *f)
     f->writer = keel_task_group_new(s->app, "certificate");
     int r = f->writer ? keel_task_group_spawn(f->writer, "certificate.spawn.ca", "ca", ca_files_task, f) : -ENOMEM;
     if (r < 0) {
-        CERT_LOG(KEEL_LOG_DEBUG, "Writing the local CA without a task of its own: %s", strerror(-r));
+        CERT_LOG_ERRNO(KEEL_LOG_DEBUG, r, "Writing the local CA without a task of its own: %m");
         f->writer = keel_task_group_free(f->writer);
     }
 }

@@ -212,8 +212,9 @@ static void follow_rotation(tls_server *t)
         return;
     SSL_CTX *ctx = NULL;
     char error[TLS_SERVER_ERROR_MAX];
-    if (make_ctx(t, c, &ctx, error) < 0)
-        keel_log_warning("Serving TLS with the previous certificate: %s", error);
+    int r = make_ctx(t, c, &ctx, error);
+    if (r < 0)
+        keel_log_warning_errno(r, "Serving TLS with the previous certificate: %s", error);
     else {
         SSL_CTX_free(t->ctx);
         t->ctx = ctx;
@@ -386,8 +387,9 @@ void tls_server_refresh(tls_server *t, const char *service, const tls_server_con
     char error[TLS_SERVER_ERROR_MAX];
     if (!t || c->mode != TLS_SERVER_FILES)
         return;
-    if (tls_server_reload(t, error) < 0)
-        keel_log_service(service, KEEL_LOG_WARNING, "Keeping the previous TLS certificate: %s", error);
+    int r = tls_server_reload(t, error);
+    if (r < 0)
+        keel_log_service_errno(service, KEEL_LOG_WARNING, r, "Keeping the previous TLS certificate: %s", error);
     else
         keel_log_service(service, KEEL_LOG_INFO, "Reloaded the TLS certificate %s", c->cert_file);
 }

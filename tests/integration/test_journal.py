@@ -154,6 +154,20 @@ class NativeProtocol(KeelTestCase):
         exited = [r for r in self.journal.records if r.get("MESSAGE_ID") == IDS["exited"].encode()]
         self.assertEqual(exited[0]["EXIT_STATUS"], b"1")
 
+    def test_every_record_that_names_an_errno_carries_it(self):
+        # A state directory that is a file: the failure, its observer line and the exit line all
+        # say "Not a directory" (or "File exists"); each record that does must carry ERRNO.
+        blocker = os.path.join(self.dir, "state")
+        open(blocker, "w").close()
+        status, _, err, _ = run("--log-format", "journal", env=dict(self.env, KEEL_STATE_DIR=os.path.join(blocker, "sub")))
+        self.assertEqual(status, 1, err)
+        self.settle()
+        texts = {os.strerror(e): e for e in range(1, 134)}
+        named = [(r, e) for r in self.journal.records for t, e in texts.items() if t in r.get("MESSAGE", b"").decode(errors="replace")]
+        self.assertTrue(named, [r["MESSAGE"] for r in self.journal.records])
+        for r, e in named:
+            self.assertEqual(r.get("ERRNO"), str(e).encode(), r["MESSAGE"])
+
     def test_a_stop_past_its_timeout_is_the_forced_message(self):
         status, _, err, _ = run("--log-format", "journal", "--set", "shutdown.timeout=100ms",
                                 env=dict(self.env, KEEL_FAULT="sigterm@in:health.ready,sleep=400@in:healthcheck.stop"))
