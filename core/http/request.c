@@ -329,9 +329,10 @@ void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls
     if (keel_log_get_level() >= KEEL_LOG_DEBUG) { /* the peer is formatted only for this line */
         keel__log_context_request(log_request_id, req);
         const char *identity = keel_http_request_peer_identity(req);
-        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s%s%s%s: %u in %.3fms%s", req->method, req->path,
+        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s%s%s%s: %u in %.3fms%s, request[%s]", req->method, req->path,
                          keel_http_request_peer(req), identity ? " (client " : "", identity ? identity : "", identity ? ")" : "",
-                         req->status, (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)");
+                         req->status, (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)",
+                         keel_http_request_id(req));
         keel__log_context_request(NULL, NULL);
     }
     if (allocated)

@@ -134,12 +134,8 @@ static int mint(const char *domain, const char *role, keel_usec_t now, void *use
 
 /* ---- HTTP --------------------------------------------------------------------------------------- */
 
-/* The status of the request being answered, for its log line: handlers run on the one polling thread. */
-static _Thread_local unsigned answered;
-
 static int respond(reply to, unsigned status, const char *type, const char *body, size_t size, const char *const *headers)
 {
-    answered = status;
     if (to.later)
         return keel_http_deferred_respond(to.later, status, type, body, size, headers);
     return keel_http_respond(to.req, status, type, body, size, headers);
@@ -261,20 +257,11 @@ static int route(keel_http_request *req, token_service *token, const char *id)
     return token__answer_error(NOW(req), id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
 }
 
-/* Every request is logged at debug level with its id: info would be a line per request at
- * 100k requests/s. Client errors are warnings (client_error()), mint failures errors (mint()). */
+/* The server logs every request at debug level with its id (one line: not this handler's too).
+ * Client errors are warnings (client_error()), mint failures errors (mint()). */
 static int handle(keel_http_request *req, void *userdata)
 {
-    const char *id = keel_http_request_id(req);
-    bool debug = keel_log_get_level() >= KEEL_LOG_DEBUG;
-    keel_usec_t t0 = debug ? keel_now() : 0; /* no clock read per request unless it is logged */
-    answered = 500;                          /* what the server answers when the handler fails without answering */
-    int r = route(req, userdata, id);
-    if (debug)
-        keel_log_service("token", KEEL_LOG_DEBUG, "%s %s from %s: request[%s] status[%u] in %.3fms", keel_http_request_method(req),
-                         keel_http_request_path(req), keel_http_request_peer(req), id, answered,
-                         (double) (keel_now() - t0) / 1000.0);
-    return r;
+    return route(req, userdata, keel_http_request_id(req));
 }
 
 /* ---- tasks -------------------------------------------------------------------------------------- */

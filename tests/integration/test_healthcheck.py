@@ -252,7 +252,7 @@ class RequestLog(KeelTestCase):
         self.assertEqual(lines[quiet], [], "a line per request at info level")
         self.assertEqual(len(lines[debug]), 2, lines[debug])
         for line, (path, code) in zip(lines[debug], (("/livez", 200), ("/nope", 404))):
-            self.assertRegex(line, rf"^\S+ DEBUG GET {path} from 127\.0\.0\.1:\d+: {code} in \d+\.\d{{3}}ms  "
+            self.assertRegex(line, rf"^\S+ DEBUG GET {path} from 127\.0\.0\.1:\d+: {code} in \d+\.\d{{3}}ms, request\[[0-9a-f]+-\d+\]  "
                                    r"\[.*service=healthcheck\]$")
 
 

@@ -73,6 +73,7 @@ class TokenServer(KeelTestCase):
         self.addr = bound_address(self.k, "token provider server")
         self.metrics = bound_address(self.k, "metrics exporter server")
         self.logged = []  # patterns stderr must match, checked once the process has exited
+        self.logged_once = []  # patterns stderr must match exactly once
 
     def tearDown(self):
         self.k.kill(signal.SIGTERM)
@@ -82,6 +83,8 @@ class TokenServer(KeelTestCase):
                         "the server drains before the tasks stop")
         for pattern in self.logged:
             self.assertRegex(err, pattern)
+        for pattern in self.logged_once:
+            self.assertEqual(len(re.findall(pattern, err)), 1, f"{pattern} once in:\n{err}")
 
     def wait_metric(self, name, labels, predicate, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -253,8 +256,9 @@ class RequestLog(TokenServer):
             r.read()
             self.assertEqual(r.status, code)
             self.logged.append(rf"(?m)^\S+ DEBUG GET {path} from 127\.0\.0\.1:{c.sock.getsockname()[1]}: "
-                               rf"request\[{re.escape(r.getheader('X-Request-Id'))}\] status\[{code}\] in \d+\.\d{{3}}ms  "
+                               rf"{code} in \d+\.\d{{3}}ms, request\[{re.escape(r.getheader('X-Request-Id'))}\]  "
                                r"\[.*service=token\]$")
+            self.logged_once.append(rf"(?m)^\S+ DEBUG .*{re.escape(r.getheader('X-Request-Id'))}")  # not the handler's line too
         c.close()  # now: an idle keep-alive connection would hold the drain for its 1 s
 
 
