@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The standard commands: `serve` runs until a signal, `config` prints the effective configuration
- * (or, with --keys, every key), `version` prints the version. Each selects its observers in the
+ * (with --keys, every key; with --check, nothing: it only loads it), `version` prints the version.
+ * Each selects its observers in the
  * `command` event, and does its work in those: a command observer only reads its arguments, so
  * that `plan` can run it. */
 #include <stdio.h>
@@ -43,16 +44,29 @@ static int print_keys(keel_app *app, void *userdata)
     return 0;
 }
 
+/* Reached only when every layer loaded and every service's configure accepted it: the errors,
+ * each once, were logged by whichever failed. Silent on success, as `sshd -t`. */
+static int check_config(keel_app *app, void *userdata)
+{
+    (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "configuration checked");
+    return 0;
+}
+
 /* `config`: the effective configuration; `config --keys`: every key the program knows, without
- * loading anything. */
+ * loading anything; `config --check` (-t): only whether it loads, for ExecReload= and scripts. */
 static int on_config(keel_app *app, void *userdata)
 {
     int argc;
     char **argv = keel_app_args(app, &argc);
     if (argc == 2 && streq(argv[1], "--keys"))
         return keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "commands.config.keys", print_keys, NULL, NULL);
-    if (argc > 1)
-        return keel_app_fail(app, -EINVAL, "'config' takes no arguments but --keys, got '%s'", argv[1]);
+    if (argc == 2 && KEEL_STR_IN_SET(argv[1], "--check", "-t"))
+        return keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "commands.config.check", check_config, NULL, NULL);
+    if (argc > 1) {
+        /* Name the argument that is wrong: after a known flag, the one that follows it. */
+        bool flag = KEEL_STR_IN_SET(argv[1], "--keys", "--check", "-t");
+        return keel_app_fail(app, -EINVAL, "'config' takes no arguments but --keys or --check (-t), got '%s'", argv[flag ? 2 : 1]);
+    }
     /* After the layers are loaded (configure.before) and checked by every service's configure. */
     return keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "commands.config.print", print_config, NULL, NULL);
 }

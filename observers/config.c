@@ -38,14 +38,31 @@ static void disable_plugins(keel_app *app)
     }
 }
 
+/* Each error once: a single one is the failure itself (and so reaches the parent of a daemon);
+ * several are each a line of their own, and the failure, with the shutdown and exit records
+ * after it, only counts them. */
+static int fail_with(keel_app *app, int r, char **errors)
+{
+    size_t n = keel_strv_length(errors);
+    if (n == 0)
+        return keel_app_fail(app, r, "%s", strerror(-r));
+    if (n == 1)
+        return keel_app_fail(app, r, "%s", errors[0]);
+    for (char **e = errors; *e; e++)
+        keel_log_error("%s", *e);
+    if (n > KEEL_CONFIG_ERRORS_MAX)
+        return keel_app_fail(app, r, "more than %d errors in the configuration", KEEL_CONFIG_ERRORS_MAX);
+    return keel_app_fail(app, r, "%zu errors in the configuration", n);
+}
+
 static int on_load(keel_app *app, void *userdata)
 {
-    _cleanup_free_ char *error = NULL;
+    _cleanup_strv_free_ char **errors = NULL;
     keel_config_sources src = sources(app);
 
-    int r = keel__config_load(keel__app_config(app), &src, &error);
+    int r = keel__config_load(keel__app_config(app), &src, &errors);
     if (r < 0)
-        return keel_app_fail(app, r, "%s", error ? error : "invalid configuration");
+        return fail_with(app, r, errors);
     keel__app_apply_log_settings(app);
     disable_plugins(app);
     return 0;
@@ -53,13 +70,12 @@ static int on_load(keel_app *app, void *userdata)
 
 static int on_reload(keel_app *app, void *userdata)
 {
-    _cleanup_free_ char *error = NULL;
-    _cleanup_strv_free_ char **refused = NULL;
+    _cleanup_strv_free_ char **errors = NULL, **refused = NULL;
     keel_config_sources src = sources(app);
 
-    int r = keel__config_reload(keel__app_config(app), &src, &refused, &error);
+    int r = keel__config_reload(keel__app_config(app), &src, &refused, &errors);
     if (r < 0)
-        return keel_app_fail(app, r, "%s", error ? error : "invalid configuration");
+        return fail_with(app, r, errors);
     for (char **k = refused; k && *k; k++)
         keel_log_warning("Changing %s needs a restart; keeping the running value", *k);
     keel__app_apply_log_settings(app);

@@ -62,7 +62,7 @@ _keel() {
         case $command in
         token) extra="--domain --role --format" ;;
         migrate) extra="--dry-run" ;;
-        config) extra="--keys" ;;
+        config) extra="--keys --check -t" ;;
         plan) extra="--format" ;;
         esac
         COMPREPLY=($(compgen -W "$(_keel_options "$program") $extra" -- "$cur"))

@@ -43,7 +43,9 @@ static int add_standard_commands(keel_app *app)
         unsigned flags;
     } std[] = {
         { "serve", "run the services until a signal (the default)", KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER },
-        { "config", "print the effective configuration and where each value came from ([--keys]: every key)", KEEL_COMMAND_QUIET },
+        { "config",
+          "print the effective configuration and where each value came from ([--keys]: every key; [--check|-t]: only check it)",
+          KEEL_COMMAND_QUIET | KEEL_COMMAND_CHECKS_SERVE },
         { "version", "print the version", KEEL_COMMAND_QUIET },
         { "plan", "print every observer COMMAND would run, in order, without running it: [--format text|dot] [COMMAND [ARGS]]",
           KEEL_COMMAND_QUIET },
@@ -147,7 +149,9 @@ int keel_app_add_command(keel_app *app, const char *name, const char *summary, u
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(name && *name && name[0] != '-', -EINVAL);
-    keel_assert_return((flags & ~(unsigned) (KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER | KEEL_COMMAND_QUIET)) == 0, -EINVAL);
+    keel_assert_return((flags & ~(unsigned) (KEEL_COMMAND_SINGLE | KEEL_COMMAND_STATE_WRITER | KEEL_COMMAND_QUIET |
+                                             KEEL_COMMAND_CHECKS_SERVE)) == 0,
+                       -EINVAL);
     if (keel__app_command_declared(app, name))
         return -EEXIST;
     int r = GROW(app->registry.commands, app->registry.allocated_commands, app->registry.n_commands + 1);

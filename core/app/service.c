@@ -210,7 +210,9 @@ static int check_uses(const keel_app *app, char **ret_error)
     return 0;
 }
 
-static int register_hooks(keel_app *app, keel_service *s)
+/* @checking: only the hooks a serve whose start failed would run, for a KEEL_COMMAND_CHECKS_SERVE
+ * command: configure, then stop and finalize (safe on a service that never started). */
+static int register_hooks(keel_app *app, keel_service *s, bool checking)
 {
     const char *label = s->vtable->label ? s->vtable->label : s->vtable->name;
     if (!(s->calls = calloc(ELEMENTSOF(hooks), sizeof *s->calls)))
@@ -218,7 +220,8 @@ static int register_hooks(keel_app *app, keel_service *s)
     for (size_t i = 0; i < ELEMENTSOF(hooks); i++) {
         const hook *h = &hooks[i];
         char point[256], skip[256], failing[256];
-        if (!handler_of(s->vtable, h))
+        bool runs = !checking || h->event == KEEL_EVENT_CONFIGURE || h->event == KEEL_EVENT_STOP || h->event == KEEL_EVENT_FINALIZE;
+        if (!handler_of(s->vtable, h) || !runs)
             continue;
         s->calls[i] = (keel_service_call){ .service = s, .hook = h };
         (void) snprintf(point, sizeof point, "%s.%s", s->vtable->name, h->suffix);
@@ -247,12 +250,15 @@ int keel__services_resolve(keel_app *app, const char *command, char **ret_error)
     if (!sorted)
         return -ENOMEM;
     r = order(app, sorted, ret_error);
+    const keel_command_decl *decl = keel__app_command(app, command);
+    bool checks_serve = decl && (decl->flags & KEEL_COMMAND_CHECKS_SERVE);
     for (size_t i = 0; r >= 0 && i < app->registry.n_services; i++) {
-        if (!joins(app, sorted[i], command))
+        bool joined = joins(app, sorted[i], command), checking = !joined && checks_serve && joins(app, sorted[i], "serve");
+        if (!joined && !checking)
             continue;
         app->registry.plugin_now = sorted[i]->plugin; /* the observers belong to the plugin that added the service */
         app->registry.service_now = sorted[i];
-        r = register_hooks(app, sorted[i]);
+        r = register_hooks(app, sorted[i], checking);
         app->registry.plugin_now = NULL;
         app->registry.service_now = NULL;
     }

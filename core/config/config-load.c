@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Loading: the six layers read in precedence order into candidates, then one all-or-nothing
- * commit into the storages (a refresh keeps what may not change live). */
+ * commit into the storages (a refresh keeps what may not change live). A bad value, key or file
+ * is recorded and loading goes on, so that one run reports every error of every layer. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,9 @@ typedef struct candidate {
 typedef struct load_state {
     keel_config *config; /* borrowed */
     candidate *cands;    /* owned, one per entry, same order */
-    char *error;         /* owned: the one message of a failure */
+    char **errors;       /* owned strv: the errors, in the order of the layers and their lines */
+    size_t n_errors;     /* all of them, also those past KEEL_CONFIG_ERRORS_MAX */
+    int error;           /* the first error's errno */
 } load_state;
 
 static void load_state_done(load_state *st)
@@ -31,22 +34,24 @@ static void load_state_done(load_state *st)
         free(st->cands[i].origin);
     }
     free(st->cands);
-    free(st->error);
+    keel_strv_free(st->errors);
 }
 
-/* Records the failure message and returns @r; -ENOMEM when the message cannot be made. */
+/* Records an error (@r, its errno) and returns 0 so that loading goes on; -ENOMEM when the
+ * message cannot be kept, which ends the load. */
 static int load_fail(load_state *st, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
 static int load_fail(load_state *st, int r, const char *fmt, ...)
 {
     va_list ap;
+    char *msg;
+    if (st->error == 0)
+        st->error = r;
+    if (st->n_errors++ >= KEEL_CONFIG_ERRORS_MAX)
+        return 0;
     va_start(ap, fmt);
-    int n = vasprintf(&st->error, fmt, ap);
+    int n = vasprintf(&msg, fmt, ap);
     va_end(ap);
-    if (n < 0) {
-        st->error = NULL;
-        return -ENOMEM;
-    }
-    return r;
+    return n < 0 || keel_strv_push(&st->errors, msg) < 0 ? -ENOMEM : 0;
 }
 
 static int fail_unknown(load_state *st, const char *where, const char *key)
@@ -95,7 +100,8 @@ static int load_defaults(load_state *st)
 }
 
 /* @has_children: the next items are inside @it (a section), and will name themselves in
- * messages better than a section can. */
+ * messages better than a section can. Returns 1 when they are not to be read: the section stands
+ * where a value should, and its keys would only repeat that error as unknown ones. */
 static int apply_item(load_state *st, const char *path, unsigned layer, const keel_config_item *it, bool has_children)
 {
     keel_config *c = st->config;
@@ -106,8 +112,10 @@ static int apply_item(load_state *st, const char *path, unsigned layer, const ke
     if (!at_key || !at_value)
         return -ENOMEM;
     if (it->section) {
-        if (e)
-            return load_fail(st, -EINVAL, "%s: expected a value for '%s', not a mapping", at_value, it->key);
+        if (e) {
+            int r = load_fail(st, -EINVAL, "%s: expected a value for '%s', not a mapping", at_value, it->key);
+            return r < 0 ? r : 1;
+        }
         return keel__config_is_section(c, it->key) || has_children ? 0 : fail_unknown(st, at_key, it->key);
     }
     if (!e)
@@ -142,16 +150,19 @@ static int load_file(load_state *st, const char *path, unsigned layer, bool requ
     r = keel__config_yaml_parse_file(path, data, size, &items, &n, &msg);
     if (r == -ENOMEM)
         return r;
-    if (r < 0)
+    if (r < 0) /* the parser cannot go past a syntax error; the other layers still can */
         return load_fail(st, r, "%s", msg);
     for (size_t i = 0; i < n && r >= 0; i++) {
-        /* items come in document order: a section's first child follows it */
-        size_t len = strlen(items[i].key);
-        bool has_children = i + 1 < n && strneq(items[i + 1].key, items[i].key, len) && items[i + 1].key[len] == '.';
-        r = apply_item(st, path, layer, &items[i], has_children);
+        /* items come in document order: a section's children follow it */
+        size_t len = strlen(items[i].key), end = i + 1;
+        while (end < n && strneq(items[end].key, items[i].key, len) && items[end].key[len] == '.')
+            end++;
+        r = apply_item(st, path, layer, &items[i], end > i + 1);
+        if (r == 1)
+            i = end - 1;
     }
     keel__config_items_free(items, n);
-    return r;
+    return MIN(r, 0);
 }
 
 /* --profile P: a path when P has a '/', else <name>.P.yaml next to the app file, or next to the
@@ -219,27 +230,34 @@ static int load_environment(load_state *st, char *const *env)
     return 0;
 }
 
+/* One "key=value" of --set. */
+static int load_set(load_state *st, const char *kv)
+{
+    _cleanup_free_ char *where = keel_strdup_printf("--set %s", kv), *key = NULL;
+    const char *eq = strchr(kv, '=');
+    if (!where)
+        return -ENOMEM;
+    if (!eq)
+        return load_fail(st, -EINVAL, "%s: expected key=value", where);
+    if (!(key = strndup(kv, (size_t) (eq - kv))))
+        return -ENOMEM;
+    config_entry *e = keel__config_find_entry(st->config, key);
+    if (!e)
+        return fail_unknown(st, where, key);
+    return set_from_text(st, (size_t) (e - st->config->entries), eq + 1, strdup("--set"), where);
+}
+
 static int load_sets(load_state *st, char *const *sets)
 {
     for (; sets && *sets; sets++) {
-        _cleanup_free_ char *where = keel_strdup_printf("--set %s", *sets), *key = NULL;
-        const char *eq = strchr(*sets, '=');
-        if (!where)
-            return -ENOMEM;
-        if (!eq)
-            return load_fail(st, -EINVAL, "%s: expected key=value", where);
-        if (!(key = strndup(*sets, (size_t) (eq - *sets))))
-            return -ENOMEM;
-        config_entry *e = keel__config_find_entry(st->config, key);
-        if (!e)
-            return fail_unknown(st, where, key);
-        int r = set_from_text(st, (size_t) (e - st->config->entries), eq + 1, strdup("--set"), where);
+        int r = load_set(st, *sets);
         if (r < 0)
             return r;
     }
     return 0;
 }
 
+/* Every layer, past the errors of the ones before: only -ENOMEM stops it. */
 static int load_layers(load_state *st, const keel_config_sources *src)
 {
     int r = load_defaults(st);
@@ -253,7 +271,12 @@ static int load_layers(load_state *st, const keel_config_sources *src)
         return r;
     if ((r = load_environment(st, src->environ)) < 0)
         return r;
-    return load_sets(st, src->sets);
+    if ((r = load_sets(st, src->sets)) < 0)
+        return r;
+    if (st->n_errors <= KEEL_CONFIG_ERRORS_MAX)
+        return 0;
+    char *more = keel_strdup_printf("%zu more errors not shown", st->n_errors - KEEL_CONFIG_ERRORS_MAX);
+    return more ? keel_strv_push(&st->errors, more) : -ENOMEM;
 }
 
 /* Replaces the changed values with the candidates. Everything that can fail happens before the
@@ -292,7 +315,7 @@ static int commit(load_state *st, bool reload, char ***ret_refused)
     return 0;
 }
 
-static int config_load(keel_config *c, const keel_config_sources *src, bool reload, char ***ret_refused, char **ret_error)
+static int config_load(keel_config *c, const keel_config_sources *src, bool reload, char ***ret_refused, char ***ret_errors)
 {
     _cleanup_(load_state_done) load_state st = { .config = c };
 
@@ -300,21 +323,23 @@ static int config_load(keel_config *c, const keel_config_sources *src, bool relo
     if (!st.cands)
         return -ENOMEM;
     int r = load_layers(&st, src);
+    if (r >= 0 && st.error < 0)
+        r = st.error;
     if (r >= 0)
         r = commit(&st, reload, ret_refused);
-    if (r < 0 && ret_error)
-        *ret_error = TAKE_PTR(st.error);
+    if (r < 0 && ret_errors)
+        *ret_errors = r == -ENOMEM ? NULL : TAKE_PTR(st.errors);
     return r;
 }
 
-int keel__config_load(keel_config *c, const keel_config_sources *src, char **ret_error)
+int keel__config_load(keel_config *c, const keel_config_sources *src, char ***ret_errors)
 {
     keel_assert_return(c, -EINVAL);
-    return config_load(c, src, false, NULL, ret_error);
+    return config_load(c, src, false, NULL, ret_errors);
 }
 
-int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char **ret_error)
+int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char ***ret_errors)
 {
     keel_assert_return(c, -EINVAL);
-    return config_load(c, src, true, ret_refused, ret_error);
+    return config_load(c, src, true, ret_refused, ret_errors);
 }

@@ -4,7 +4,7 @@
 /* Layered YAML configuration (DESIGN.md §6). Tables of keys (keel_config_key, public) are
  * registered with the storage their values live in; a load reads every layer into temporaries
  * and only then replaces the values in the storages, so a bad layer changes nothing.
- * Nothing here logs above debug level: failures come back as a negative errno and one message.
+ * Nothing here logs above debug level: failures come back as a negative errno and messages.
  * Not thread-safe: the main thread owns the configuration. */
 
 #include <stdbool.h>
@@ -13,6 +13,10 @@
 #include <keel/config.h>
 
 /** The layered configuration: the registered tables, the origin of every value. */
+/* As clang's -ferror-limit: past this many errors a load counts the rest, so that a file of
+ * garbage cannot flood the log. */
+#define KEEL_CONFIG_ERRORS_MAX 100
+
 typedef struct keel_config keel_config;
 
 /**
@@ -65,13 +69,15 @@ char *keel__config_path_absolute(const char *path);
  * profile < environment < --set) and, only when all of them parse, replaces the values in the
  * storages and records their origins. Values that do not change keep their storage untouched.
  * @src may be NULL (defaults only).
- * Returns 0, or -EINVAL for bad configuration, -ENOENT for a missing --config or profile file,
- * another negative errno when a file cannot be read, -ENOMEM. On failure the storages are
- * untouched and, when @ret_error is not NULL, *ret_error receives one malloc'd message naming
- * what was wrong and where ("FILE:LINE:COL: ...", "env KEEL_X: ...", "--set k=v: ...") or NULL
- * when out of memory; on success *ret_error is not written.
+ * A bad file, key or value does not stop the load: every layer is read to the end, so that one
+ * load finds every error (the first KEEL_CONFIG_ERRORS_MAX, then a line counting the rest).
+ * Returns 0, or the errno of the first error: -EINVAL for bad configuration, -ENOENT for a
+ * missing --config or profile file, another one when a file cannot be read; -ENOMEM. On failure
+ * the storages are untouched and, when @ret_errors is not NULL, *ret_errors receives a strv of
+ * messages, each naming what was wrong and where ("FILE:LINE:COL: ...", "env KEEL_X: ...",
+ * "--set k=v: ..."), or NULL for -ENOMEM; on success *ret_errors is not written.
  */
-int keel__config_load(keel_config *c, const keel_config_sources *src, char **ret_error);
+int keel__config_load(keel_config *c, const keel_config_sources *src, char ***ret_errors);
 
 /**
  * Like keel__config_load(), for a refresh: a key whose row is not .live and whose value would
@@ -80,7 +86,7 @@ int keel__config_load(keel_config *c, const keel_config_sources *src, char **ret
  * value changes are replaced: their old strings and lists are freed, so nobody may keep pointers
  * to them across a refresh. Fails like keel__config_load(), changing nothing.
  */
-int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char **ret_error);
+int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char ***ret_errors);
 
 /** Whether a load succeeded once: the storages hold the effective configuration. */
 bool keel__config_loaded(const keel_config *c);

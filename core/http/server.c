@@ -15,6 +15,8 @@
 
 void keel_http_prepare(keel_app *app)
 {
+    if (keel_app_command_flags(app) & KEEL_COMMAND_CHECKS_SERVE)
+        return;
     int r = keel__curl_preload(app);
     if (r < 0)
         keel_log_debug_errno(r, "Failed to start loading libcurl early, the first server will: %m");

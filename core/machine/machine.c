@@ -114,13 +114,17 @@ static keel_usec_t trace_now(void)
     return keel__trace_enabled() ? keel_now() : 0;
 }
 
+/* A skipped start or ready names a service that is not running: the operator must see it. Before
+ * start nothing was running, and the failure that ended init or configure says all there is, so
+ * those skips are debug lines (the trace has every skip either way). */
 static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
 {
+    keel_log_level level = d->event == KEEL_EVENT_START || d->event == KEEL_EVENT_READY ? KEEL_LOG_INFO : KEEL_LOG_DEBUG;
     keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
     if (o->label)
-        keel_log_info("Skipped %s", o->label);
+        keel_log(level, "Skipped %s", o->label);
     else
-        keel_log_info("Skipped observer %s", o->name);
+        keel_log(level, "Skipped observer %s", o->name);
     keel__trace_complete("observer", o->name, trace_now(), 0,
                          &(keel_trace_args){ .event = keel_event_to_string(d->event), .phase = d->phase, .result = "skipped" });
     keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);

@@ -104,6 +104,10 @@ typedef enum keel_command_flags {
     /* Prints a result rather than serving (`version`, `config`): logs warnings and errors only,
      * unless log.level is set (the configuration, the environment, --log-level). */
     KEEL_COMMAND_QUIET = 1 << 2,
+    /* Checks what `serve` would run with: the configure, stop and finalize hooks of the services
+     * that run for `serve` run for it too (start never does), so their checks of the
+     * configuration are its checks (`config`, `config --check`). */
+    KEEL_COMMAND_CHECKS_SERVE = 1 << 3,
 } keel_command_flags;
 
 /**

@@ -67,8 +67,9 @@ typedef struct keel_http_options {
 /**
  * From the configure hook of a service that will start a server: begins loading, on a helper
  * thread, what keel_http_server_start() needs to confirm a server (libcurl), so that start does not
- * wait for it. Idempotent; harmless when no start follows (finalize joins the thread). Failing to
- * begin is not an error: the first start then loads it itself.
+ * wait for it. Idempotent; harmless when no start follows (finalize joins the thread); does
+ * nothing for a KEEL_COMMAND_CHECKS_SERVE command, which never starts. Failing to begin is not an
+ * error: the first start then loads it itself.
  */
 KEEL_API void keel_http_prepare(keel_app *app);
 

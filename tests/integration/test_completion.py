@@ -40,6 +40,7 @@ class Bash(unittest.TestCase):
         self.assertEqual(bash("--log-level", "deb"), ["debug"])
         self.assertEqual(bash("token", "--do"), ["--domain"])
         self.assertEqual(bash("config", "--k"), ["--keys"])
+        self.assertEqual(bash("config", "--ch"), ["--check"])
         self.assertEqual(bash("migrate", "--dr"), ["--dry-run"])
         self.assertEqual(sorted(bash("plan", "--format", "")), ["dot", "text"])
 

@@ -91,6 +91,66 @@ class BadConfiguration(KeelTestCase):
         self.assertEqual(status, 78, err)
         self.assertIn("/nonexistent/keel.yaml", err)
 
+    def test_every_error_once_and_no_skipped_lines(self):
+        status, _, err, _ = run("serve", "--set", "shutdown.delay=x", config=BROKEN, env={"KEEL_LOG_LEVEL": "loud"})
+        self.assertEqual(status, 78, err)
+        for e in BROKEN_ERRORS:
+            self.assertEqual(err.count(e), 1, f"{e!r} not exactly once in:\n{err}")
+        self.assertIn("Observer config.load failed: 5 errors in the configuration", err)
+        self.assertNotIn("Skipped", err, "a configure skip is a debug line")
+
+
+# Three mistakes in the file, one in the environment, one on the command line.
+BROKEN = "token:\n  adress: ':1'\nmetrics:\n  address: 5\nhttp:\n  connection_limit: -3\n"
+BROKEN_ERRORS = [
+    "keel.yaml:2:3: unknown key 'token.adress'; did you mean 'token.address'?",
+    "keel.yaml:4:12: invalid address '5' for metrics.address",
+    "keel.yaml:6:21: integer '-3' for http.connection_limit is out of range",
+    "env KEEL_LOG_LEVEL: invalid value 'loud' for log.level",
+    "--set shutdown.delay=x: invalid duration 'x' for shutdown.delay",
+]
+
+
+class ConfigCheck(KeelTestCase):
+    """`keel config --check` / `-t`: every error once, 0 or 78, nothing written, nothing printed."""
+
+    def test_a_good_configuration_exits_0_silently(self):
+        for flag in ("--check", "-t"):
+            status, out, err, msgs = run("config", flag, "--pidfile", "keel.pid", config="shutdown:\n  delay: 1s\n")
+            self.assertEqual((status, out, err), (0, "", ""), flag)
+            self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+
+    def test_every_error_of_every_layer_once_and_exit_78(self):
+        status, out, err, _ = run("config", "-t", "--set", "shutdown.delay=x", config=BROKEN,
+                                  env={"KEEL_LOG_LEVEL": "loud"})
+        self.assertEqual(status, 78, err)
+        self.assertEqual(out, "")
+        for e in BROKEN_ERRORS:
+            self.assertEqual(err.count(e), 1, f"{e!r} not exactly once in:\n{err}")
+        lines = err.splitlines()
+        self.assertEqual(len(lines), len(BROKEN_ERRORS) + 2, "each error, the failure and the exit status:\n" + err)
+        self.assertIn("Exiting with status 78: bad configuration: 5 errors in the configuration", lines[-1])
+
+    def test_a_service_check_fails_it_too(self):
+        status, _, err, _ = run("config", "--check", "--set", "certificate.provider=file")
+        self.assertEqual(status, 78, err)
+        self.assertIn("certificate.provider is file: set certificate.key_file and certificate.cert_file", err)
+
+    def test_writes_nothing(self):
+        run_dir = tempfile.mkdtemp(prefix="keel-check-")
+        self.addCleanup(shutil.rmtree, run_dir, True)
+        k = self.keel("config", "--check", "--pidfile", os.path.join(run_dir, "keel.pid"), cwd=run_dir,
+                      config="shutdown:\n  delay: 1s\n")
+        status, _, err = k.wait(30)
+        self.assertEqual(status, 0, err)
+        self.assertFalse(os.path.exists(k.path("state")), "the state directory was created")
+        self.assertEqual(os.listdir(run_dir), [], "the pidfile or another file was written")
+
+    def test_takes_no_other_argument(self):
+        status, _, err, _ = run("config", "--check", "extra")
+        self.assertEqual(status, 64, err)
+        self.assertIn("'config' takes no arguments but --keys or --check (-t), got 'extra'", err)
+
 
 if __name__ == "__main__":
     unittest.main()

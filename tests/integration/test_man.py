@@ -86,7 +86,7 @@ class Manual(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="keel-man-")
         self.addCleanup(shutil.rmtree, tmp, True)
         with open(os.path.join(SOURCE, "conf", "keel.service")) as f:
-            unit = f.read().replace("ExecStart=/usr/bin/keel ", f"ExecStart={os.path.abspath(KEEL)} ")
+            unit = f.read().replace("=/usr/bin/keel ", f"={os.path.abspath(KEEL)} ")
         self.assertIn("Documentation=man:keel(1)", unit)
         with open(os.path.join(tmp, "keel.service"), "w") as f:
             f.write(unit)

@@ -55,6 +55,16 @@ class Plan(KeelTestCase):
         self.assertEqual(orders, [1, 2, 3, 4, 5])
         self.assertNotIn("Starting", err, "nothing started")
 
+    def test_config_check_runs_the_services_checks_and_starts_none(self):
+        status, out, err = self.plan("config", "--check")
+        self.assertEqual(status, 0, err)
+        rs = rows(out)
+        self.assertEqual(names(rs, "configure", "during"),
+                         ["certificate.configure", "token.configure", "metrics.configure", "healthcheck.configure"])
+        self.assertEqual(names(rs, "configure", "after"), ["commands.config.check"])
+        self.assertEqual(names(rs, "start", "during"), ["layout.record"], "no service starts")
+        self.assertEqual(names(rs, "ready", "during"), ["health.ready"])
+
     def test_token_shows_what_its_command_observer_registers(self):
         status, out, err = self.plan("token", "--domain", "sports", "--role", "reader")
         self.assertEqual(status, 0, err)

@@ -38,12 +38,13 @@ class Analyze(unittest.TestCase):
         self.assertIsNotNone(ANALYZE, "systemd-analyze is missing: `make deps` installs the Debian package systemd")
 
     def test_verify_accepts_the_units(self):
-        # The one change: ExecStart names the binary under test, which verify wants to exist.
+        # The one change: ExecStart= and ExecReload= name the binary under test, which verify
+        # wants to exist.
         tmp = tempfile.mkdtemp(prefix="keel-units-")
         self.addCleanup(shutil.rmtree, tmp, True)
         for name in UNITS:
             with open(os.path.join(CONF, name)) as f:
-                text = f.read().replace("ExecStart=/usr/bin/keel ", f"ExecStart={os.path.abspath(KEEL)} ")
+                text = re.sub(r"^(Exec\w+=)/usr/bin/keel ", rf"\g<1>{os.path.abspath(KEEL)} ", f.read(), flags=re.M)
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
         p = subprocess.run([ANALYZE, "verify", "--man=no"] + [os.path.join(tmp, n) for n in UNITS],
@@ -64,7 +65,8 @@ class Promises(unittest.TestCase):
         s = settings("keel.service")
         self.assertEqual(s["Type"], ["notify"])
         self.assertEqual(s["ExecStart"], ["/usr/bin/keel serve"])
-        self.assertEqual(s["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+        self.assertEqual(s["ExecReload"], ["/usr/bin/keel config --check", "/bin/kill -HUP $MAINPID"],
+                         "a broken configuration fails `systemctl reload` before any SIGHUP")
         self.assertIn("WatchdogSec", s)
         self.assertEqual(s["StateDirectory"], ["keel"])
         self.assertEqual(s["RestartPreventExitStatus"], ["64 78"], "bad usage and bad configuration do not heal")

@@ -78,9 +78,25 @@ static const char *file(const char *name, const char *content)
     return paths[n++] = test_write_file(dir, name, content);
 }
 
+/* The errors joined by newlines, so that one error compares as itself. */
+static char *joined(char **errors)
+{
+    char *s = errors ? strdup("") : NULL;
+    for (char **e = errors; e && *e; e++) {
+        char *t = keel_strdup_printf("%s%s%s", s, e == errors ? "" : "\n", *e);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
 static int load(const keel_config_sources *src, char **ret_error)
 {
-    return keel__config_load(config, src, ret_error);
+    _cleanup_strv_free_ char **errors = NULL;
+    int r = keel__config_load(config, src, ret_error ? &errors : NULL);
+    if (ret_error)
+        *ret_error = joined(errors);
+    return r;
 }
 
 /* Loads @src, expects @error and the message @msg. */
@@ -593,6 +609,47 @@ Test(config, environment_values_are_yaml)
                "env KEEL_CERTIFICATE_DNS_NAMES: invalid YAML '[a': did not find expected ',' or ']'");
 }
 
+Test(config, every_error_of_every_layer_once_in_order)
+{
+    /* a section where a value belongs is one error: its keys are not reported as unknown too */
+    const char *f = file("app.yaml", "shutdown:\n  timout: 5s\n  delay: soon\ntoken.address:\n  host: x\n  port: 1\n"
+                                     "token.workers: 0\ntoken.workers: 2\n");
+    char *env[] = { "KEEL_LOG_LEVEL=loud", "KEEL_TOKEN_WORKERS=3", NULL };
+    char *sets[] = { "pidfile", "shutdown.timeout=2h", "state_dir=/srv/ok", NULL };
+    const keel_config_sources src = { .app_file = f, .profile = "missing", .environ = env, .sets = sets };
+    _cleanup_strv_free_ char **errors = NULL;
+
+    cr_assert_eq(keel__config_load(config, &src, &errors), -EINVAL);
+    _cleanup_free_ char
+        *got = joined(errors),
+        *expected = keel_strdup_printf(
+            "%1$s/app.yaml:2:3: unknown key 'shutdown.timout'; did you mean 'shutdown.timeout'?\n"
+            "%1$s/app.yaml:3:10: invalid duration 'soon' for shutdown.delay: expected a number with a unit (250ms, 30s, 5m, 24h)\n"
+            "%1$s/app.yaml:5:3: expected a value for 'token.address', not a mapping\n"
+            "%1$s/app.yaml:7:16: integer '0' for token.workers is out of range: expected between 1 and 64\n"
+            "%1$s/app.yaml:8:1: duplicate key 'token.workers' (first at line 7, column 1)\n"
+            "profile 'missing': %1$s/keel.missing.yaml: No such file or directory\n"
+            "env KEEL_LOG_LEVEL: invalid value 'loud' for log.level: expected one of error, warning, info, debug\n"
+            "--set pidfile: expected key=value\n"
+            "--set shutdown.timeout=2h: duration '2h' for shutdown.timeout is out of range: expected between 1ms and 1h",
+            dir);
+    cr_assert_str_eq(got, expected);
+    cr_assert_str_eq(st.state_dir, "/var/lib/keel", "a failed load changed a storage");
+    cr_assert_eq(st.workers, 4);
+}
+
+Test(config, errors_past_the_limit_are_counted)
+{
+    char text[16384] = "";
+    for (int i = 0; i < KEEL_CONFIG_ERRORS_MAX + 50; i++)
+        (void) snprintf(text + strlen(text), sizeof text - strlen(text), "unknown_%03d: 1\n", i);
+    _cleanup_strv_free_ char **errors = NULL;
+    cr_assert_eq(keel__config_load(config, &(keel_config_sources){ .app_file = file("many.yaml", text) }, &errors), -EINVAL);
+    cr_assert_eq(keel_strv_length(errors), KEEL_CONFIG_ERRORS_MAX + 1);
+    cr_assert(strstr(errors[KEEL_CONFIG_ERRORS_MAX - 1], "unknown key 'unknown_099'"), "%s", errors[KEEL_CONFIG_ERRORS_MAX - 1]);
+    cr_assert_str_eq(errors[KEEL_CONFIG_ERRORS_MAX], "50 more errors not shown");
+}
+
 /* ---- Commit, reload ------------------------------------------------------------------------ */
 
 Test(config, failed_load_changes_nothing)
@@ -636,9 +693,8 @@ Test(config, reload_refuses_non_live_keys)
     /* state_dir and shutdown.delay change but are not live; log.level and the timeout are */
     (void) file("app.yaml", "state_dir: /srv/b\nshutdown.delay: 2s\nlog.level: debug\n");
     src.sets = (char *[]){ "shutdown.timeout=10s", NULL };
-    _cleanup_strv_free_ char **refused = NULL;
-    _cleanup_free_ char *err = NULL;
-    cr_assert_eq(keel__config_reload(config, &src, &refused, &err), 0, "%s", err ?: "");
+    _cleanup_strv_free_ char **refused = NULL, **err = NULL;
+    cr_assert_eq(keel__config_reload(config, &src, &refused, &err), 0, "%s", err ? err[0] : "");
     cr_assert(keel_strv_equal(refused, (char *[]){ "shutdown.delay", "state_dir", NULL }));
     cr_assert_eq(st.state_dir, state_dir);
     cr_assert_str_eq(st.state_dir, "/srv/a");
@@ -681,7 +737,7 @@ Test(config, failed_reload_changes_nothing)
     load_ok(&src);
     (void) file("app.yaml", "log.level: warning\nshutdown.timeout: forever\n");
     char **refused = (char **) 0x1;
-    _cleanup_free_ char *err = NULL;
+    _cleanup_strv_free_ char **err = NULL;
     cr_assert_eq(keel__config_reload(config, &src, &refused, &err), -EINVAL);
     cr_assert_eq(refused, (char **) 0x1, "ret_refused written on failure");
     cr_assert_not_null(err);
@@ -749,7 +805,7 @@ Test(config, dump_reads_back_as_the_same_configuration)
 
 Test(config, bad_arguments)
 {
-    char *err = NULL;
+    char **err = NULL;
     cr_assert_eq(keel__config_load(NULL, NULL, &err), -EINVAL);
     cr_assert_eq(keel__config_reload(NULL, NULL, NULL, &err), -EINVAL);
     cr_assert_null(err);
