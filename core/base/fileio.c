@@ -216,7 +216,29 @@ int keel_fd_read_all(int fd, size_t max, char **ret_data, size_t *ret_size)
     return 0;
 }
 
-int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode)
+/* The process's own groups include @gid. */
+static bool in_my_groups(gid_t gid)
+{
+    gid_t groups[NGROUPS_MAX];
+    if (gid == getegid())
+        return true;
+    int n = getgroups(NGROUPS_MAX, groups);
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+int keel_secret_check(const struct stat *st)
+{
+    if (!st || (st->st_mode & 0037))
+        return -EACCES;
+    if (!(st->st_mode & 0040))
+        return 0;
+    return st->st_uid == 0 && geteuid() != 0 && in_my_groups(st->st_gid) ? 0 : -EACCES;
+}
+
+static int file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode, bool secret)
 {
     struct stat st;
     if (!path || !ret_data || !ret_size)
@@ -230,6 +252,10 @@ int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_si
         return -EISDIR;
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
         return -EINVAL; /* a device or socket: no end to read to */
+    if (ret_mode)
+        *ret_mode = st.st_mode & 07777;
+    if (secret && keel_secret_check(&st) < 0)
+        return -EACCES;
     char *data = NULL;
     size_t size = 0;
     int r = keel_fd_read_all(fd, max, &data, &size);
@@ -237,7 +263,15 @@ int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_si
         return r;
     *ret_data = data;
     *ret_size = size;
-    if (ret_mode)
-        *ret_mode = st.st_mode & 07777;
     return 0;
+}
+
+int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode)
+{
+    return file_read(path, max, ret_data, ret_size, ret_mode, false);
+}
+
+int keel_file_read_secret(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode)
+{
+    return file_read(path, max, ret_data, ret_size, ret_mode, true);
 }

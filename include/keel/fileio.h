@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <keel/common.h>
@@ -50,6 +51,22 @@ KEEL_API int keel_file_rename_durable(const char *from, const char *to);
  * the errno of open or read.
  */
 KEEL_API int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode);
+
+/**
+ * Whether a file that holds a secret (a private key, a password) with the status @st may be used:
+ * 0, or -EACCES when others may access it at all, or its group may do more than read it, or its
+ * group may read it although that is not how this process reads it. Group read is the way a
+ * non-root process is given a secret it does not own (PostgreSQL allows the same): a Kubernetes
+ * secret volume with fsGroup holds root:fsGroup 0440 files. So it is accepted only when root owns
+ * the file, the file's group is one of this process's, and this process is not root.
+ */
+KEEL_API int keel_secret_check(const struct stat *st);
+
+/** What keel_secret_check() wants, for the message of a refusal. */
+#define KEEL_SECRET_MODE_RULE "a secret must be readable by its owner only (or, when root owns it, by its group)"
+
+/** keel_file_read() of a secret: -EACCES, with *@ret_mode set, when keel_secret_check() refuses it. */
+KEEL_API int keel_file_read_secret(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode);
 
 /** keel_file_read() of an open descriptor, from its offset to its end. */
 KEEL_API int keel_fd_read_all(int fd, size_t max, char **ret_data, size_t *ret_size);

@@ -88,12 +88,13 @@ static ssize_t eab_key(acme *a, unsigned char *key, size_t size)
     _cleanup_free_ char *text = NULL;
     size_t n = 0;
     mode_t mode = 0;
-    int r = keel_file_read(path, 4096, &text, &n, &mode);
+    int r = keel_file_read_secret(path, 4096, &text, &n, &mode);
+    if (r == -EACCES && mode)
+        return keel__cert_fail(a->e, r,
+                               "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
+                               (unsigned) mode, path);
     if (r < 0)
         return keel__cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
-    if (mode & 077)
-        return keel__cert_fail(a->e, -EACCES, "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open",
-                               (unsigned) (mode & 07777), path);
     while (n > 0 && strchr(" \t\r\n=", text[n - 1]))
         n--;
     ssize_t len = base64url_decode(text, n, key, size);

@@ -67,14 +67,13 @@ static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
 {
     _cleanup_(pem_text_done) pem_text t = {};
     mode_t mode = 0;
-    int r = keel_file_read(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
+    int r = (secret ? keel_file_read_secret : keel_file_read)(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
     if (r == -EFBIG)
         return keel__cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
+    if (r == -EACCES && mode)
+        return keel__cert_fail(e, r, "Permissions %04o for '%s' are too open: " KEEL_SECRET_MODE_RULE, (unsigned) mode, path);
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot read '%s': %s", path, strerror(-r));
-    if (secret && (mode & 077))
-        return keel__cert_fail(e, -EACCES, "Permissions %04o for '%s' are too open: a private key must not be accessible by others",
-                               (unsigned) mode, path);
     if (t.size == 0)
         return keel__cert_fail(e, -EBADMSG, "'%s' is empty", path);
     _cleanup_(BIO_erase_freep) BIO *bio = BIO_new(BIO_s_mem());

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <keel/fileio.h>
 #include <keel/log.h>
 
 #include "openssl-util.h"
@@ -55,7 +56,7 @@ static int select_http11(SSL *ssl, const unsigned char **out, unsigned char *out
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* A key file others may read is refused, as ssh and the certificate service do. */
+/* A key file others may read is refused, as ssh and the certificate service do (keel_secret_check()). */
 static int check_key_mode(const char *path, char *error)
 {
     struct stat st;
@@ -64,8 +65,8 @@ static int check_key_mode(const char *path, char *error)
         (void) snprintf(error, TLS_SERVER_ERROR_MAX, "Cannot read the TLS key '%s': %s", path, strerror(-r));
         return r;
     }
-    if (st.st_mode & 077) {
-        (void) snprintf(error, TLS_SERVER_ERROR_MAX, "Permissions %04o for the TLS key '%s' are too open",
+    if (keel_secret_check(&st) < 0) {
+        (void) snprintf(error, TLS_SERVER_ERROR_MAX, "Permissions %04o for the TLS key '%s' are too open: " KEEL_SECRET_MODE_RULE,
                         (unsigned) (st.st_mode & 07777), path);
         return -EACCES;
     }

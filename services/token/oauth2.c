@@ -111,8 +111,9 @@ static int read_secret(const char *path, char *buf, size_t size, char *error, si
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0)
         return fail(error, esize, -errno, "Cannot read token.oauth2.client_secret_file '%s': %s", path, strerror(errno));
-    if (st.st_mode & 077)
-        return fail(error, esize, -EACCES, "Permissions %04o for token.oauth2.client_secret_file '%s' are too open",
+    if (keel_secret_check(&st) < 0)
+        return fail(error, esize, -EACCES,
+                    "Permissions %04o for token.oauth2.client_secret_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
                     (unsigned) (st.st_mode & 07777), path);
     ssize_t n = read(fd, buf, size - 1);
     if (n < 0)

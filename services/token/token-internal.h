@@ -16,7 +16,8 @@
 
 typedef struct token_service {
     struct {
-        keel_address address;
+        keel_address address, jwks_address;
+        bool jwks_server;
         keel_usec_t refresh_interval, expiry, memory_report_interval;
         int64_t cache_size;
         char *issuer;
@@ -25,6 +26,7 @@ typedef struct token_service {
     identity *identity;               /* borrowed from the app: the credential tokens are signed with */
     token_cache *cache;               /* owned: made in configure, freed in finalize (after every thread that reads it) */
     keel_http_server *server;         /* owned */
+    keel_http_server *jwks_server;    /* owned: token.jwks_server, or NULL */
     tls_server *tls;                  /* owned: the server's TLS, or NULL */
     token_provider_settings provider; /* token.provider, token.oauth2.* (a table of its own) */
     oauth2 *issuer;                   /* owned: token.provider oauth2, or NULL */

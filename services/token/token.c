@@ -36,6 +36,16 @@ static const keel_config_key config_keys[] = {
       .offset = offsetof(token_service, config.address),
       .def = "127.0.0.1:8880",
       .help = "where /token and /.well-known/jwks.json listen" },
+    { .key = "token.jwks_server",
+      .type = KEEL_CONFIG_BOOL,
+      .offset = offsetof(token_service, config.jwks_server),
+      .def = "false",
+      .help = "also serve /.well-known/jwks.json, and only it, on token.jwks_address: for verifiers outside the host or pod" },
+    { .key = "token.jwks_address",
+      .type = KEEL_CONFIG_ADDRESS,
+      .offset = offsetof(token_service, config.jwks_address),
+      .def = ":8881",
+      .help = "where the token keys server listens when token.jwks_server is true" },
     { .key = "token.refresh_interval",
       .type = KEEL_CONFIG_DURATION,
       .offset = offsetof(token_service, config.refresh_interval),
@@ -262,6 +272,22 @@ static int route(keel_http_request *req, token_service *token, const char *id)
 static int handle(keel_http_request *req, void *userdata)
 {
     return route(req, userdata, keel_http_request_id(req));
+}
+
+/* The token keys server publishes what verifies tokens and nothing that issues them: /token is
+ * not there at all, so it is safe to expose where the token server must not be. */
+static int handle_jwks(keel_http_request *req, void *userdata)
+{
+    token_service *token = userdata;
+    const char *path = keel_http_request_path(req), *id = keel_http_request_id(req);
+    if (!streq(path, JWKS_PATH))
+        return token__answer_error(NOW(req), id, 404, "not_found", "not found: only " JWKS_PATH " is served here", NULL);
+    if (!STR_IN_SET(keel_http_request_method(req), "GET", "HEAD"))
+        return token__answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
+    if (token->issuer)
+        return token__answer_error(NOW(req), id, 404, "not_found",
+                                   "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
+    return answer_jwks(req, token, id);
 }
 
 /* ---- tasks -------------------------------------------------------------------------------------- */
@@ -503,6 +529,13 @@ static int token_start(keel_service *s, void *state)
                             .tls = token->tls ? &tls_server_ops : NULL,
                             .tls_userdata = token->tls };
     r = keel_http_server_start_new(app, &o, &token->server);
+    if (r >= 0 && token->config.jwks_server) {
+        o.service = "jwks";
+        o.label = "token keys server";
+        o.address = token->config.jwks_address;
+        o.handler = handle_jwks;
+        r = keel_http_server_start_new(app, &o, &token->jwks_server);
+    }
     return r < 0 ? r : start_tasks(token, app);
 }
 
@@ -510,7 +543,9 @@ static int token_start(keel_service *s, void *state)
 static int token_stop(keel_service *s, void *state)
 {
     token_service *token = state;
-    int r = keel_http_server_stop_and_free(keel_service_app(s), &token->server);
+    int r = keel_http_server_stop_and_free(keel_service_app(s), &token->jwks_server);
+    int k = keel_http_server_stop_and_free(keel_service_app(s), &token->server);
+    r = r < 0 ? r : k;
     token->tls = tls_server_free(token->tls);            /* after the server: its sessions hold the context */
     token->workers = token_workers_free(token->workers); /* after the drain, which they answered */
     if (token->tasks) {

@@ -212,6 +212,30 @@ def raw_request(addr, data, timeout=10.0):
     return int(head.split()[1]), body.decode(errors="replace")
 
 
+class KeysServer(TokenServer):
+    """token.jwks_server: the keys on a listener of their own, which issues nothing."""
+    env = {"KEEL_TOKEN_JWKS_SERVER": "true", "KEEL_TOKEN_JWKS_ADDRESS": "127.0.0.1:0"}
+
+    def test_it_publishes_the_token_servers_keys_and_nothing_else(self):
+        keys_addr = bound_address(self.k, "token keys server")
+        self.assertNotEqual(keys_addr, self.addr)
+        answer, _ = self.token()
+        keys, headers = jwks_keys(keys_addr)
+        self.assertEqual(keys, jwks_keys(self.addr)[0])
+        self.assertEqual(headers["content-type"], "application/jwk-set+json")
+        self.assertRegex(headers["cache-control"], r"^max-age=\d+$")
+        verify(answer["access_token"], keys)
+        for path in ("/token", "/", "/.well-known/jwks.json.txt"):
+            status, _, body = get(keys_addr, path, headers=HEADERS)
+            self.assertEqual(status, 404, path)
+            self.assertEqual(json.loads(body)["error_description"], "not found: only /.well-known/jwks.json is served here")
+        conn = http.client.HTTPConnection(*keys_addr, timeout=10)
+        conn.request("POST", "/.well-known/jwks.json", body=b"")
+        self.assertEqual(conn.getresponse().status, 405)
+        conn.close()
+        self.logged.append(r"Stopped token keys server .*\n(.*\n)*.*Stopped token provider server")
+
+
 class StrictHeaders(TokenServer):
     """Issue 14's table: what a proxy and we could read differently is refused, not guessed at. A
     NUL is not here yet: libmicrohttpd 0.9.75 hands over the value up to it, with that length."""
@@ -341,6 +365,14 @@ class FailingRefresh(TokenServer):
 
 
 @unittest.skipUnless(CERTIFICATE, "the certificate service (certificate.provider) is not in this build")
+class NoKeysServer(KeelTestCase):
+    def test_off_by_default(self):
+        status, _, err, _ = run("serve", env={"KEEL_FAULT": "sigterm@in:health.ready"})
+        self.assertEqual(status, 0, err)
+        self.assertIn("Starting token provider server", err)
+        self.assertNotIn("token keys server", err)
+
+
 class NoCredential(KeelTestCase):
     def test_the_token_service_will_not_start_without_a_credential(self):
         status, _, err, _ = run("serve", "--set", "plugins.disabled=[certificate]")

@@ -2,8 +2,11 @@
 /* core/fileio.c: reading whole files, whose buffer grows by doubling from 4 KiB (through a copy,
  * so the bytes it held are wiped rather than left behind by realloc()). */
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -89,4 +92,68 @@ Test(fileio, a_replace_without_sync_leaves_the_new_content_the_mode_and_no_tempo
     cr_assert_eq(keel_dir_remove_temporaries(dir), 0, "no temporary left behind");
     cr_assert_eq(unlink(path), 0);
     cr_assert_eq(rmdir(dir), 0);
+}
+
+/* keel_secret_check() of a regular file of @mode owned by @uid:@gid. */
+static int check(mode_t mode, uid_t uid, gid_t gid)
+{
+    struct stat st = { .st_mode = S_IFREG | mode, .st_uid = uid, .st_gid = gid };
+    return keel_secret_check(&st);
+}
+
+/* Whatever the process: others never, the group never more than read, the owner anything. */
+Test(fileio, a_secret_others_may_touch_is_refused)
+{
+    uid_t me = geteuid();
+    cr_assert_eq(check(0600, me, getegid()), 0);
+    cr_assert_eq(check(0400, me, getegid()), 0);
+    for (mode_t m = 01; m <= 04; m <<= 1)
+        cr_assert_eq(check(0600 | m, me, getegid()), -EACCES, "%o", 0600 | m);
+    cr_assert_eq(check(0620, 0, getegid()), -EACCES, "group write");
+    cr_assert_eq(check(0610, 0, getegid()), -EACCES, "group execute");
+}
+
+/* The checks of group read, from a process that is not root: the child of a root test drops to an
+ * unprivileged user first. Returns what failed, or NULL. */
+static const char *group_read_checks(void)
+{
+    gid_t mine = getegid();
+    if (check(0440, 0, mine) != 0)
+        return "root:mine 0440 refused";
+    if (check(0640, 0, mine) != 0)
+        return "root:mine 0640 refused";
+    if (check(0440, 0, mine + 1) != -EACCES)
+        return "root:another group 0440 accepted";
+    if (check(0440, geteuid(), mine) != -EACCES)
+        return "my own file readable by my group accepted";
+    return NULL;
+}
+
+Test(fileio, a_secret_readable_by_its_group_only_when_root_gave_it_to_that_group)
+{
+    if (geteuid() != 0) {
+        const char *failed = group_read_checks();
+        cr_assert_null(failed, "%s", failed);
+        return;
+    }
+    /* Root reads anything: a group bit is never how root reads it. */
+    cr_assert_eq(check(0440, 0, getegid()), -EACCES);
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        const char *failed =
+            setgroups(0, NULL) < 0 || setgid(65532) < 0 || setuid(65532) < 0 ? "dropping root failed" : group_read_checks();
+        size_t n = failed ? strlen(failed) : 0;
+        _exit(write(pipefd[1], failed ? failed : "", n) == (ssize_t) n ? 0 : 1);
+    }
+    (void) close(pipefd[1]);
+    char buf[128] = "";
+    ssize_t n = read(pipefd[0], buf, sizeof buf - 1);
+    (void) close(pipefd[0]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(n, 0, "%s", buf);
 }
