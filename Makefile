@@ -17,7 +17,7 @@ DEBS = build-essential cmake pkg-config clang-format \
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
 
-.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz bench format clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image bench format clean
 
 all: build
 
@@ -103,6 +103,14 @@ fuzz: deps fuzz-build
 	for f in config value fault header; do \
 	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
+
+# The container image (Containerfile), tagged keel:VERSION as conf/kubernetes/keel.yaml names it,
+# with podman or else docker (CONTAINER=... picks one).
+VERSION   := $(shell grep -o 'keel VERSION [0-9.]*' CMakeLists.txt | cut -d' ' -f3)
+CONTAINER ?= $(shell command -v podman || command -v docker)
+image:
+	@[ -n "$(CONTAINER)" ] || { echo "image: neither podman nor docker is installed (apt-get install podman)" >&2; exit 1; }
+	$(CONTAINER) build -f Containerfile -t keel:$(VERSION) .
 
 bench: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "app-internal.h"
 #include "log-internal.h"
@@ -91,11 +92,23 @@ keel_app *keel_app_new(const char *name)
         .health = { .readiness = KEEL_READINESS_STARTING, .lock = PTHREAD_MUTEX_INITIALIZER },
         .process = { .daemon_fd = -EBADF, .state_lock = -EBADF },
     };
-    if (!(app->name = strdup(name ? name : "keel")) || sd_event_new(&app->event) < 0 ||
-        !(app->config = keel__config_new(app->name)) || paths_init(app) < 0 ||
-        keel__config_add_table(app->config, app->paths.table, keel__core_settings_table_size, &app->settings) < 0 ||
-        add_standard_commands(app) < 0 || keel__app_metrics_setup(app) < 0)
+    app->name = strdup(name ? name : "keel");
+    int r = app->name ? sd_event_new(&app->event) : -ENOMEM;
+    if (r >= 0)
+        r = (app->config = keel__config_new(app->name)) ? 0 : -ENOMEM;
+    if (r >= 0)
+        r = paths_init(app);
+    if (r >= 0)
+        r = keel__config_add_table(app->config, app->paths.table, keel__core_settings_table_size, &app->settings);
+    if (r >= 0)
+        r = add_standard_commands(app);
+    if (r >= 0)
+        r = keel__app_metrics_setup(app);
+    if (r < 0) { /* said here, or the program exits 70 without a word: a container without /proc gets it */
+        keel_log_error_errno(r, "Failed to set up %s: %m%s", name ? name : "keel",
+                             access("/proc/self/stat", F_OK) < 0 ? " (/proc is not mounted)" : "");
         return keel_app_free(app);
+    }
     return app;
 }
 

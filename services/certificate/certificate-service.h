@@ -40,6 +40,7 @@ typedef struct certificate_config {
     int key_type; /* cert_key_type */
     int64_t rsa_bits;
     char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
+    keel_usec_t publish_delay; /* file: a new key is the next one this long before it signs */
     struct {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
@@ -63,6 +64,8 @@ typedef struct cert_service {
     keel_task_group *tasks;     /* owned */
     sd_event_source *watch[2];  /* owned: inotify on the directories of key_file and cert_file */
     sd_event_source *debounce;  /* owned */
+    sd_event_source *promote;   /* owned: ends publish_delay, then makes `pending` current */
+    credential *pending;        /* owned: a new key from the files, published as next until then */
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
     keel_counter *acme_errors[16];              /* keel_certificate_acme_errors_total by type (acme.c) */
@@ -104,8 +107,9 @@ int keel__acme_register_metrics(cert_service *s);
 int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
 
 /* refresh.c */
-/* One renewal (keel__cert_renew()) published, under the service's lock. */
-int keel__cert_reload(cert_service *s, cert_error *e);
+/* One renewal (keel__cert_renew()) published, under the service's lock; from the main thread, a new key
+ * of the file provider waits certificate.publish_delay as the next credential first. */
+int keel__cert_reload(cert_service *s, bool main_thread, cert_error *e);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);

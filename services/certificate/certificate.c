@@ -44,6 +44,14 @@ static const keel_config_key config_keys[] = {
       .offset = C(dns_names),
       .def = "[]",
       .help = "names (or IP addresses) in the certificate; empty: the host name and localhost" },
+    { .key = "certificate.publish_delay",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(publish_delay),
+      .def = "0s",
+      .max = 24 * HOUR,
+      .live = true,
+      .help = "provider file: a new key in the files is in JWKS (as the next key) this long before it signs; replicas sharing the "
+              "files agree" },
     { .key = "certificate.lifetime",
       .type = KEEL_CONFIG_DURATION,
       .offset = C(lifetime),
@@ -308,7 +316,7 @@ static int certificate_refresh(keel_service *svc, void *state)
         keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;
-    int r = keel__cert_reload(s, &e);
+    int r = keel__cert_reload(s, true, &e);
     if (r < 0)
         return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
     CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);

@@ -34,7 +34,7 @@ static int refresh_once(cert_service *s, cert_error *e)
     if (r < 0)
         return keel__cert_fail(e, r, KEEL_FAULT_MESSAGE);
 
-    return keel__cert_reload(s, e);
+    return keel__cert_reload(s, false, e);
 }
 
 /* After a wake the delay is a remainder: the log says of what. */
@@ -132,12 +132,75 @@ int keel__cert_refresh_start(cert_service *s)
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
 
-int keel__cert_reload(cert_service *s, cert_error *e)
+static int on_promote(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    cert_service *s = userdata;
+    (void) pthread_mutex_lock(&s->lock);
+    _cleanup_(credential_unrefp) credential *c = TAKE_PTR(s->pending);
+    int r = c ? identity_rotate(s->identity, c) : 0;
+    (void) pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        CERT_LOG_ERRNO(KEEL_LOG_ERROR, r, "Failed to sign with the new key[%s] from the files: %m", credential_kid(c));
+    else if (c)
+        CERT_LOG(KEEL_LOG_INFO, "Signing with the new key[%s] from the files after publish_delay", credential_kid(c));
+    return 0;
+}
+
+/* Publishes @c at once. A key that waited and is not @c's leaves the set: on_promote() then finds
+ * nothing to do. */
+static int publish_now(cert_service *s, credential *c)
+{
+    bool waited = s->pending;
+    s->pending = credential_unref(s->pending);
+    int r = identity_rotate(s->identity, c); /* empties the next slot when it holds @c's key */
+    _cleanup_(credential_unrefp) credential *next = identity_get(s->identity, IDENTITY_NEXT);
+    if (r >= 0 && waited && next)
+        r = identity_set_next(s->identity, NULL);
+    return r;
+}
+
+/* The files' new key waits as the next credential for publish_delay, so that every replica that
+ * reads the same files lists it before any signs with it (docs/operations.md, "Kubernetes"). A
+ * renewal that keeps the key, no delay, or a reload off the main thread (the refresh task's, which
+ * cannot arm the event loop's timer) is published at once; a change during the wait replaces what
+ * waits and starts the wait again. Under the service's lock. */
+static int publish_from_files(cert_service *s, const cert_pair *p, bool main_thread)
+{
+    _cleanup_(credential_unrefp) credential *c = NULL, *current = identity_get(s->identity, IDENTITY_CURRENT);
+    int r = credential_new(p->key, p->leaf, p->chain, &c);
+    if (r < 0)
+        return r;
+    keel_usec_t delay = s->config.provider == CERT_PROVIDER_FILE ? s->config.publish_delay : 0;
+    if (delay == 0 || !main_thread || !current || streq(credential_kid(current), credential_kid(c))) {
+        if (main_thread)
+            (void) sd_event_source_set_enabled(s->promote, SD_EVENT_OFF);
+        return publish_now(s, c);
+    }
+    if (s->promote)
+        r = sd_event_source_set_time_relative(s->promote, delay);
+    else if ((r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->promote, CLOCK_MONOTONIC, delay, 0, on_promote,
+                                             s)) >= 0)
+        (void) sd_event_source_set_description(s->promote, "certificate-promote");
+    if (r >= 0)
+        r = sd_event_source_set_enabled(s->promote, SD_EVENT_ONESHOT);
+    if (r >= 0)
+        r = identity_set_next(s->identity, c);
+    if (r < 0)
+        return r;
+    credential_unref(s->pending);
+    s->pending = TAKE_PTR(c);
+    char d[32];
+    keel_format_duration(delay, d, sizeof d);
+    CERT_LOG(KEEL_LOG_INFO, "Publishing the new key[%s] from the files; signing with it after %s", credential_kid(s->pending), d);
+    return 0;
+}
+
+int keel__cert_reload(cert_service *s, bool main_thread, cert_error *e)
 {
     cert_pair p = {};
     (void) pthread_mutex_lock(&s->lock);
     int r = keel__cert_renew(s, &p, e);
-    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
+    if (r >= 0 && (r = publish_from_files(s, &p, main_thread)) < 0)
         (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
     (void) pthread_mutex_unlock(&s->lock);
     keel__cert_pair_done(&p);
@@ -148,7 +211,7 @@ static int on_debounce(sd_event_source *src, uint64_t usec, void *userdata)
 {
     cert_service *s = userdata;
     cert_error e = {};
-    int r = keel__cert_reload(s, &e);
+    int r = keel__cert_reload(s, true, &e);
     if (r < 0)
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s", e.text);
     else
@@ -212,4 +275,6 @@ void keel__cert_refresh_stop(cert_service *s)
     for (size_t i = 0; i < ELEMENTSOF(s->watch); i++)
         s->watch[i] = sd_event_source_disable_unref(s->watch[i]);
     s->debounce = sd_event_source_disable_unref(s->debounce);
+    s->promote = sd_event_source_disable_unref(s->promote);
+    s->pending = credential_unref(s->pending);
 }

@@ -3,6 +3,8 @@
 openssl CLI, the checks at load name the file, the backup rescues a failing provider, refresh
 failures keep the process up and are counted, the file provider reloads changed files."""
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -312,6 +314,49 @@ class FileProvider(Base):
         os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
         os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
         wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
+
+    def test_a_new_key_is_published_for_publish_delay_before_it_signs(self):
+        # What makes replicas that share one secret agree: each lists the new key before any signs.
+        a, b = self.issue("a"), self.issue("b")
+        vol = os.path.join(self.dir, "secret")
+        for name, src in (("..2026_a", a), ("..2026_b", b)):
+            os.makedirs(os.path.join(vol, name))
+            for f in ("key.pem", "cert.pem"):
+                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
+        os.symlink("..2026_a", os.path.join(vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"), "certificate.publish_delay=3s")
+        tokens = bound_address(k, "token provider server")
+        headers = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
+
+        def kids():
+            status, _, body = get(tokens, "/.well-known/jwks.json")
+            self.assertEqual(status, 200, body)
+            return [key["kid"] for key in json.loads(body)["keys"]]
+
+        def signing_kid():
+            status, _, body = get(tokens, "/token", headers=headers)
+            self.assertEqual(status, 200, body)
+            header = json.loads(base64.urlsafe_b64decode(json.loads(body)["access_token"].split(".")[0] + "=="))
+            return header["kid"]
+
+        old = signing_kid()
+        self.assertEqual(kids(), [old])
+        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
+        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        wait_until(lambda: len(kids()) == 2, what="the new key in JWKS")
+        swapped = time.monotonic()
+        new = next(kid for kid in kids() if kid != old)
+        self.assertEqual(signing_kid(), old, "the new key does not sign yet")
+        wait_until(lambda: signing_kid() == new, what="signing with the new key")
+        self.assertGreater(time.monotonic() - swapped, 2.0, "not before publish_delay")
+        self.assertEqual(sorted(kids()), sorted([old, new]), "the old key stays, as the previous one")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"Publishing the new key[{new}] from the files; signing with it after 3s", err)
+        self.assertIn(f"Signing with the new key[{new}] from the files after publish_delay", err)
 
     def test_sighup_rereads_the_files_and_a_bad_one_fails_the_refresh(self):
         a = self.issue("a")
