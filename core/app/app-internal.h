@@ -26,7 +26,8 @@ typedef struct keel_core_settings {
     keel_usec_t shutdown_delay;
     char **plugins_disabled;
     int64_t http_connection_limit;
-    keel_usec_t http_connection_timeout;
+    keel_usec_t http_connection_timeout, http_request_header_timeout, http_request_body_timeout;
+    int64_t http_connection_limit_per_client;
     uint64_t http_header_limit;
 } keel_core_settings;
 

@@ -52,6 +52,10 @@ void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket
                 cs = (free(cs->identity), free(cs), NULL);
         }
         *socket_context = cs;
+        if (cs) {
+            keel__http_conn_wait(s, cs, CONN_WAIT_HEAD);
+            keel__http_make_room(s, cs);
+        }
         if (cs && atomic_load(&s->draining))
             keel__http_close_when_idle(cs);
         return;

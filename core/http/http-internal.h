@@ -46,12 +46,29 @@ struct keel_http_request {
     bool no_host;                 /* HTTP/1.1 without Host (RFC 9112 §3.2): answered 400 */
 };
 
+/* What a connection waits for, and so which deadline it has (deadline.c). */
+typedef enum conn_phase {
+    CONN_WAIT_HEAD, /* a request's head: since it opened or since the previous answer */
+    CONN_WAIT_BODY, /* the rest of a request whose head came */
+    CONN_SERVING,   /* the answer: silence is all that is timed (http.connection_timeout) */
+} conn_phase;
+
+typedef enum conn_cut {
+    CUT_HEADER_TIMEOUT,
+    CUT_BODY_TIMEOUT,
+    CUT_EVICTED,
+    _CUT_MAX,
+} conn_cut;
+
 struct connection_state {
     struct MHD_Connection *connection; /* borrowed */
     char *identity;                    /* owned: the verified client certificate's, or NULL */
     bool tls;                          /* came through the server's TLS */
     bool busy;                         /* a request is under way on it */
-    keel_http_request request;         /* HTTP/1.1 runs one request at a time per connection */
+    bool cut;                          /* shut down by deadline.c: MHD closes it on its next run */
+    conn_phase phase;
+    keel_usec_t since;         /* when the phase began */
+    keel_http_request request; /* HTTP/1.1 runs one request at a time per connection */
 };
 
 /* A constant answer built once and queued again and again (MHD responses are reference-counted). */
@@ -69,7 +86,8 @@ struct keel_http_server {
     keel_app *app; /* borrowed */
     char *service, *label, *point_request, *point_spawn;
     keel_address address;
-    unsigned connection_limit, connection_timeout;
+    unsigned connection_limit, connection_timeout, connection_limit_per_client;
+    keel_usec_t header_timeout, body_timeout;
     size_t header_limit;
     keel_http_handler_t handler;
     void *userdata;
@@ -107,7 +125,9 @@ struct keel_http_server {
     size_t n_conns, allocated_conns;
     keel_http_request **delayed;
     size_t n_delayed, allocated_delayed;
-    bool relisten; /* a place freed at the connection limit: run MHD once more before waiting */
+    bool relisten;                /* a place freed at the connection limit: run MHD once more before waiting */
+    keel_usec_t deadline_at;      /* the earliest head or body deadline, or infinity (deadline.c) */
+    keel_counter *cuts[_CUT_MAX]; /* keel_http_connections_cut_total{service,reason}, on first use */
     cached_response cache[8];
     size_t n_cache;
 
@@ -174,6 +194,14 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
                                       const char *upload_data, size_t *upload_data_size, void **con_cls);
 void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
 int keel__http_resume_due(keel_http_server *s, bool all);
+
+/* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;
+ * the ms until the next deadline, or -1; near the connection limit, cuts the connection that has
+ * waited longest for a head, to make room for @arrived. */
+void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase);
+void keel__http_deadlines_run(keel_http_server *s);
+int keel__http_deadlines_timeout(const keel_http_server *s);
+void keel__http_make_room(keel_http_server *s, connection_state *arrived);
 
 /* drain.c: MHD's connection callback and idle closing (polling thread); the main thread's command
  * and its wait until nothing is open or @deadline (-ETIMEDOUT). */

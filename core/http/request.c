@@ -222,8 +222,10 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        if (req->cs)
+        if (req->cs) {
             req->cs->busy = true;
+            keel__http_conn_wait(s, req->cs, CONN_WAIT_BODY);
+        }
         /* Never refused: the gate for requests is the listener, and a request on a connection
          * that is already open is served (with Connection: close) even while draining. */
         req->admitted = keel_work_begin(s->work) >= 0;
@@ -236,6 +238,8 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->cs && req->cs->phase == CONN_WAIT_BODY)
+        keel__http_conn_wait(s, req->cs, CONN_SERVING);
     if (req->answered || keel__http_send_deferred(s, req))
         return MHD_YES;
     if (req->no_host) {
@@ -320,6 +324,7 @@ void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls
     }
     if (req->cs) {
         req->cs->busy = false;
+        keel__http_conn_wait(s, req->cs, CONN_WAIT_HEAD); /* the next request's head, on keep-alive */
         /* Its answer may have been queued before the drain began, without Connection: close:
          * the connection goes idle now and must not stay for the keep-alive timeout. */
         if (atomic_load(&s->draining))

@@ -37,6 +37,10 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
         .connection_timeout =
             o->connection_timeout ? o->connection_timeout : (unsigned) (cfg->http_connection_timeout / KEEL_USEC_PER_SEC),
         .header_limit = o->header_limit ? o->header_limit : (size_t) cfg->http_header_limit,
+        .header_timeout = cfg->http_request_header_timeout,
+        .body_timeout = cfg->http_request_body_timeout,
+        .connection_limit_per_client = (unsigned) cfg->http_connection_limit_per_client,
+        .deadline_at = KEEL_USEC_INFINITY,
         .handler = o->handler,
         .userdata = o->userdata,
         .wake_fd = -EBADF,
@@ -98,6 +102,7 @@ static void drain_now(keel_http_server *s)
         safe_close(fd);
     for (size_t i = 0; i < s->n_conns; i++)
         keel__http_close_when_idle(s->conns[i]);
+    s->deadline_at = 0; /* the heads' deadlines are shorter now: sweep at once */
 }
 
 /* Carries out the main thread's command; returns false when the thread must end. */
@@ -139,6 +144,9 @@ static int next_timeout(keel_http_server *s)
     int tls = s->tls ? keel__http_tls_timeout(s) : -1;
     if (tls >= 0 && (t < 0 || tls < t))
         t = tls;
+    int deadline = keel__http_deadlines_timeout(s);
+    if (deadline >= 0 && (t < 0 || deadline < t))
+        t = deadline;
     return t;
 }
 
@@ -157,6 +165,7 @@ static void poll_loop(keel_task *task, void *userdata)
         }
         if (s->tls) /* what MHD just answered goes out now, not after one more wait */
             keel__http_tls_run(s);
+        keel__http_deadlines_run(s);
         struct epoll_event ev[4];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s));
         bool tls_ready = false;
@@ -193,6 +202,7 @@ static int start_daemon(keel_http_server *s, int listen_fd)
         { MHD_OPTION_CONNECTION_LIMIT, s->connection_limit, NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL },
         { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) s->header_limit, NULL },
+        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->connection_limit_per_client, NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) keel__http_on_completed, s },
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) keel__http_on_connection, s },
         { s->tls ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL },

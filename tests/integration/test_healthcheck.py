@@ -256,6 +256,11 @@ class RequestLog(KeelTestCase):
                                    r"\[.*service=healthcheck\]$")
 
 
+def cut_count(body, reason="evicted"):
+    m = re.search(rf'(?m)^keel_http_connections_cut_total{{service="healthcheck",reason="{reason}"}} (\d+)$', body)
+    return int(m.group(1)) if m else 0
+
+
 class HostileClients(KeelTestCase):
     def test_a_half_sent_request_is_cut_at_the_timeout(self):
         k = self.keel("serve", "--set", "http.connection_timeout=1s")
@@ -270,9 +275,34 @@ class HostileClients(KeelTestCase):
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
-    def test_connections_past_the_limit_are_not_served(self):
+    def test_connections_past_the_limit_wait_while_every_place_is_busy(self):
+        # Each request takes 1.5 s: the two places hold requests under way, which nothing cuts.
+        k = self.keel("serve", "--set", "http.connection_limit=2", env={"KEEL_FAULT": "sleep=1500@in:healthcheck.request"})
+        addr = bound_address(k)
+        busy = []
+        for _ in range(2):  # one after the other: a connection whose head has not come may make room
+            s = socket.create_connection(addr, timeout=10)
+            self.addCleanup(s.close)
+            s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            busy.append(s)
+            time.sleep(0.3)  # accepted, its request under way
+        extra = socket.create_connection(addr, timeout=1)
+        self.addCleanup(extra.close)
+        extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        with self.assertRaises(socket.timeout, msg="a third connection must not be served while two requests are under way"):
+            extra.recv(4096)
+        for s in busy:
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"), "a request under way is never cut for a newcomer")
+        # Their places free as they close: the queued connection is taken and served.
+        extra.settimeout(10)
+        self.assertTrue(extra.recv(4096).startswith(b"HTTP/1.1 200"), "the queued connection was served")
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_at_the_limit_a_newcomer_takes_the_place_of_an_idle_connection(self):
         k = self.keel("serve", "--set", "http.connection_limit=2")
         addr = bound_address(k)
+        metrics = bound_address(k, "metrics exporter server")
         # The ready check's connection may still be closing: wait until a fresh one is served.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -281,23 +311,15 @@ class HostileClients(KeelTestCase):
                     break
             except (ConnectionError, http.client.HTTPException):
                 time.sleep(0.05)
-        held = [http.client.HTTPConnection(*addr, timeout=10) for _ in range(2)]
-        for c in held:
-            self.addCleanup(c.close)
-            c.request("GET", "/livez")
-            self.assertEqual(c.getresponse().read(), b"ok")  # both kept alive, both count
-        extra = socket.create_connection(addr, timeout=1)
-        self.addCleanup(extra.close)
-        extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        with self.assertRaises(socket.timeout, msg="a third connection must not be served while two are open"):
-            extra.recv(4096)
-        for c in held:
-            c.request("GET", "/livez")
-            self.assertEqual(c.getresponse().read(), b"ok", "the connections within the limit still work")
-        # A place frees: the queued connection is taken without waiting for another to arrive.
-        held[0].close()
-        extra.settimeout(5)
-        self.assertTrue(extra.recv(4096).startswith(b"HTTP/1.1 200"), "the queued connection was served")
+        evicted = cut_count(get(metrics, "/metrics")[2])
+        idle = http.client.HTTPConnection(*addr, timeout=10)
+        self.addCleanup(idle.close)
+        idle.request("GET", "/livez")
+        self.assertEqual(idle.getresponse().read(), b"ok")  # kept alive, idle from here on
+        time.sleep(0.1)
+        self.assertEqual(get(addr, "/livez", timeout=2)[0], 200, "the newcomer is served at once")
+        self.assertEqual(idle.sock.recv(4096), b"", "the idle keep-alive connection made room")
+        self.assertEqual(cut_count(get(metrics, "/metrics")[2]), evicted + 1)
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
