@@ -6,6 +6,7 @@ BUILD_CLANG ?= build-clang
 BUILD_TEST ?= build-asan
 BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
+BUILD_COV  ?= build-coverage
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -16,8 +17,10 @@ DEBS = build-essential cmake pkg-config clang-format \
        systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh pebble libjansson-dev
 # Only the benchmarks need these: load generator and the reference server.
 BENCH_DEBS = wrk nginx-light
+# Only `make coverage` needs this.
+COVERAGE_DEBS = gcovr
 
-.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image bench format clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage bench format clean
 
 all: build
 
@@ -86,7 +89,7 @@ test-asan:
 test-tsan:
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan-tests
-	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan --timeout 300
+	cd $(BUILD_TSAN) && ctest --output-on-failure -L tsan -j $(JOBS) --timeout 300
 
 # libFuzzer (clang): the parsers that take outside input. test-fuzz is a bounded smoke run of each
 # harness over its seed corpus; `make fuzz FUZZ_SECONDS=600` searches for longer.
@@ -100,7 +103,7 @@ test-fuzz: fuzz-build
 	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz --timeout 300
 
 fuzz: deps fuzz-build
-	for f in config value fault header; do \
+	for f in config value fault header pem claims oauth2 response-header; do \
 	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
 
@@ -112,6 +115,20 @@ image:
 	@[ -n "$(CONTAINER)" ] || { echo "image: neither podman nor docker is installed (apt-get install podman)" >&2; exit 1; }
 	$(CONTAINER) build -f Containerfile -t keel:$(VERSION) .
 
+# Line coverage of core/ and services/ by every test (unit and integration) of a gcc --coverage
+# build: a summary per file on the terminal, the whole report in $(BUILD_COV)/coverage.html.
+coverage: deps
+	@$(MAKE) --no-print-directory install-debs PKGS="$(COVERAGE_DEBS)"
+	cmake -S . -B $(BUILD_COV) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=--coverage \
+	    -DCMAKE_EXE_LINKER_FLAGS=--coverage -DCMAKE_SHARED_LINKER_FLAGS=--coverage >/dev/null
+	cmake --build $(BUILD_COV) -j $(JOBS)
+	find $(BUILD_COV) -name '*.gcda' -delete
+	cd $(BUILD_COV) && ctest -j $(JOBS) --timeout 600 -E '^fuzz/' || \
+	    echo "coverage: some tests failed (above); the report counts what ran" >&2
+	gcovr -r . --object-directory $(BUILD_COV) --filter 'core/' --filter 'services/' --exclude-unreachable-branches \
+	    --print-summary --txt $(BUILD_COV)/coverage.txt --html-details $(BUILD_COV)/coverage.html
+	@cat $(BUILD_COV)/coverage.txt
+
 bench: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches
 	tests/bench/run-all $(BUILD)
@@ -120,4 +137,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(BUILD_REL) $(BUILD_CLANG) $(BUILD_TEST) $(BUILD_TSAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_REL) $(BUILD_CLANG) $(BUILD_TEST) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_COV)

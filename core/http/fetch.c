@@ -293,6 +293,12 @@ int keel_fetch_request(keel_fetch *f, const char *method, const char *url, const
     return r;
 }
 
+/* Whitespace and every control byte: a header value neither begins nor ends with one, nor holds one. */
+static bool is_blank(char c)
+{
+    return (unsigned char) c <= 0x20 || c == 0x7f;
+}
+
 const char *keel_fetch_response_header(const keel_fetch_response *r, const char *name, char *buf, size_t size)
 {
     size_t n = name ? strlen(name) : 0;
@@ -302,12 +308,16 @@ const char *keel_fetch_response_header(const keel_fetch_response *r, const char 
         const char *end = strchrnul(line, '\n');
         if ((size_t) (end - line) > n && line[n] == ':' && strncasecmp(line, name, n) == 0) {
             const char *v = line + n + 1;
-            while (v < end && (*v == ' ' || *v == '\t'))
+            while (v < end && is_blank(*v))
                 v++;
             size_t len = (size_t) (end - v);
-            while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+            while (len > 0 && is_blank(v[len - 1]))
                 len--;
             (void) snprintf(buf, size, "%.*s", (int) KEEL_MIN(len, (size_t) INT_MAX), v);
+            /* RFC 9110 §5.5: a CR (or another control byte) in a value is replaced with SP. */
+            for (char *c = buf; *c; c++)
+                if (is_blank(*c))
+                    *c = ' ';
             return buf;
         }
         line = *end ? end + 1 : end;

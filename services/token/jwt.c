@@ -139,13 +139,39 @@ static void put(char **p, const char *s, size_t n)
     *p += n;
 }
 
+/* Whether @s goes into a JSON string as it is: no quote, backslash, control or non-ASCII byte. */
+static bool json_plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f)
+            return false;
+    return true;
+}
+
+/* The answer of a token that needs escaping: an OAuth2 issuer's may hold any VSCHAR. */
+static int response_json_escaped(const char *jwt, uint64_t left, const char *scope, char **ret)
+{
+    char buf[2048];
+    keel_strbuf sb = KEEL_STRBUF_INIT(buf);
+    keel_strbuf_append(&sb, "{");
+    keel_strbuf_json_field(&sb, "access_token", jwt, true);
+    keel_strbuf_json_field(&sb, "token_type", "Bearer", false);
+    keel_strbuf_printf(&sb, ",\"expires_in\":%" PRIu64, left);
+    keel_strbuf_json_field(&sb, "scope", scope, false);
+    keel_strbuf_append(&sb, "}");
+    return strbuf_take(&sb, ret);
+}
+
 /* Built with memcpy, not printf: this runs for every cached answer. */
 int token_response_json(const char *jwt, keel_usec_t expires, keel_usec_t now, const char *scope, char **ret)
 {
     static const char a[] = "{\"access_token\":\"", b[] = "\",\"token_type\":\"Bearer\",\"expires_in\":", c[] = ",\"scope\":\"",
                       d[] = "\"}";
     char left[24];
-    int nl = snprintf(left, sizeof left, "%" PRIu64, expires > now ? (expires - now) / KEEL_USEC_PER_SEC : 0);
+    uint64_t seconds = expires > now ? (expires - now) / KEEL_USEC_PER_SEC : 0;
+    if (!json_plain(jwt) || !json_plain(scope))
+        return response_json_escaped(jwt, seconds, scope, ret);
+    int nl = snprintf(left, sizeof left, "%" PRIu64, seconds);
     size_t nj = strlen(jwt), ns = strlen(scope);
     char *s = malloc(sizeof a + nj + sizeof b + (size_t) nl + sizeof c + ns + sizeof d), *p = s;
     if (!s)

@@ -271,8 +271,7 @@ static void give_back(oauth2 *o, keel_fetch *f)
     (void) keel_fetch_free(f);
 }
 
-/* RFC 6749 §5.1 into *@ret, or §5.2's error as the reason. */
-static int parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_minted *ret, char *error, size_t size)
+int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_minted *ret, char *error, size_t size)
 {
     json_error_t jerr;
     json_auto_t *j = json_loadb(resp->body, resp->size, 0, &jerr);
@@ -288,6 +287,11 @@ static int parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_
         return fail(error, size, -EBADMSG, "the answer is not a JSON object: %s", j ? "another JSON value" : jerr.text);
     if (!token || !*token)
         return fail(error, size, -EBADMSG, "the answer has no access_token");
+    /* RFC 6749 A.12: 1*VSCHAR. It goes into our answer's JSON and Authorization header. */
+    for (const char *p = token; *p; p++)
+        if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
+            return fail(error, size, -EBADMSG, "the answer's access_token has the byte 0x%02x, outside RFC 6749's VSCHAR",
+                        (unsigned char) *p);
     json_int_t seconds = json_is_integer(expires_in) ? json_integer_value(expires_in) : 3600; /* §5.1: RECOMMENDED only */
     if (seconds <= 0 || seconds > 366LL * 86400)
         return fail(error, size, -EBADMSG, "the answer's expires_in %lld is out of range", (long long) seconds);
@@ -326,7 +330,7 @@ int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t no
         return fail(error, size, r, "%s", why);
     }
     give_back(o, f);
-    r = parse_answer(&resp, now, ret, error, size);
+    r = oauth2_parse_answer(&resp, now, ret, error, size);
     keel_fetch_response_done(&resp);
     return r;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <keel/config.h>
+#include <keel/fetch.h>
 
 #include "cache.h"
 
@@ -31,6 +32,9 @@ oauth2 *oauth2_free(oauth2 *o);
  * RFC 6749's; the reason in @error. Blocks for at most token.oauth2.timeout. Any thread. */
 int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, token_minted *ret, char *error, size_t size);
 const char *oauth2_token_url(const oauth2 *o);
+/* The issuer's answer @resp: RFC 6749 §5.1 into *@ret (expiring @now + expires_in), or §5.2's
+ * error as the reason: -EACCES (HTTP 400, 401), -EIO (another status), -EBADMSG (not RFC 6749's). */
+int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_minted *ret, char *error, size_t size);
 
 /* token.provider and token.oauth2.*: a table of their own (oauth2.c), in the token service's state. */
 typedef enum token_provider {

@@ -15,6 +15,7 @@
 #include "credential.h"
 #include "helpers.h"
 #include "jwt.h"
+#include "oauth2.h"
 #include "openssl-util.h"
 #include "request.h"
 
@@ -224,6 +225,38 @@ Test(token, response_json_counts_seconds_left)
     keel_usec_t now = 1700000000 * KEEL_USEC_PER_SEC;
     cr_assert_eq(token_response_json("a.b.c", now + 3599500000ULL, now, "reader", &json), 0);
     cr_assert_str_eq(json, "{\"access_token\":\"a.b.c\",\"token_type\":\"Bearer\",\"expires_in\":3599,\"scope\":\"reader\"}");
+}
+
+/* Found by fuzz-claims: an issuer's token (any VSCHAR) went into the answer unescaped. */
+Test(token, an_answer_whose_token_needs_escaping_is_still_json)
+{
+    _cleanup_free_ char *json = NULL;
+    cr_assert_eq(token_response_json("a\"b\\c", 60 * KEEL_USEC_PER_SEC, 0, "r\"o", &json), 0);
+    cr_assert_str_eq(json, "{\"access_token\":\"a\\\"b\\\\c\",\"token_type\":\"Bearer\",\"expires_in\":60,\"scope\":\"r\\\"o\"}");
+}
+
+static int parse(const char *body, unsigned status, token_minted *t, char *why, size_t size)
+{
+    keel_fetch_response resp = { .status = status, .body = (char *) body, .size = strlen(body), .headers = (char *) "" };
+    return oauth2_parse_answer(&resp, 0, t, why, size);
+}
+
+/* An issuer's access_token goes into our JSON answer and our Authorization header: RFC 6749's
+ * VSCHAR only, so no CR or LF can split the header. */
+Test(token, an_issuers_token_outside_vschar_is_refused)
+{
+    token_minted t = { 0 };
+    char why[256];
+    cr_assert_eq(parse("{\"access_token\":\"a\\\"b\",\"expires_in\":60}", 200, &t, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(t.jwt, "a\"b");
+    cr_assert_eq(t.expires, 60 * KEEL_USEC_PER_SEC);
+    token_minted_done(&t);
+    cr_assert_eq(parse("{\"access_token\":\"a\\r\\nSet-Cookie: x\"}", 200, &t, why, sizeof why), -EBADMSG);
+    cr_assert_str_eq(why, "the answer's access_token has the byte 0x0d, outside RFC 6749's VSCHAR");
+    cr_assert_null(t.jwt);
+    cr_assert_eq(parse("{\"access_token\":\"caf\\u00e9\"}", 200, &t, why, sizeof why), -EBADMSG);
+    cr_assert_eq(parse("{\"error\":\"invalid_client\"}", 401, &t, why, sizeof why), -EACCES);
+    cr_assert_str_eq(why, "HTTP 401 invalid_client");
 }
 
 Test(token, jwks_lists_each_key_once_and_skips_empty_slots)

@@ -173,3 +173,16 @@ Test(fetch, mount_arguments)
     cr_assert_null(keel_http_mount_remove(NULL));
     cr_assert_not(keel_http_serving(t.app, "probe"));
 }
+
+/* Found by fuzz-response-header: a bare CR inside a value came out as it was. */
+Test(fetch_header, control_bytes_in_a_value_become_spaces_and_are_trimmed)
+{
+    char headers[] = "Replay-Nonce:\rer/1\nLocation:  a\x01"
+                     "b \r\nRetry-After: 30\n";
+    keel_fetch_response resp = { .status = 200, .body = (char *) "", .headers = headers };
+    char buf[64];
+    cr_assert_str_eq(keel_fetch_response_header(&resp, "Replay-Nonce", buf, sizeof buf), "er/1");
+    cr_assert_str_eq(keel_fetch_response_header(&resp, "location", buf, sizeof buf), "a b");
+    cr_assert_str_eq(keel_fetch_response_header(&resp, "Retry-After", buf, sizeof buf), "30");
+    cr_assert_null(keel_fetch_response_header(&resp, "Link", buf, sizeof buf));
+}
