@@ -44,6 +44,7 @@ struct keel_http_request {
     bool resumed;                 /* deferred and answered: its connection is resumed */
     bool defer_abandoned;         /* deferred and given up by a stop: answered 503 */
     bool no_host;                 /* HTTP/1.1 without Host (RFC 9112 §3.2): answered 400 */
+    bool nul_in_target;           /* a %00 in the path or the query: answered 400 */
 };
 
 /* What a connection waits for, and so which deadline it has (deadline.c). */
@@ -66,6 +67,7 @@ struct connection_state {
     bool tls;                          /* came through the server's TLS */
     bool busy;                         /* a request is under way on it */
     bool cut;                          /* shut down by deadline.c: MHD closes it on its next run */
+    bool nul_in_target;                /* the request being read has a %00 (keel__http_unescape()) */
     conn_phase phase;
     keel_usec_t since;         /* when the phase began */
     keel_http_request request; /* HTTP/1.1 runs one request at a time per connection */
@@ -193,6 +195,7 @@ int keel__http_wait_ready(keel_http_server *s);
 enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size, void **con_cls);
 void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+size_t keel__http_unescape(void *cls, struct MHD_Connection *c, char *s);
 int keel__http_resume_due(keel_http_server *s, bool all);
 
 /* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;

@@ -92,7 +92,7 @@ int keel__cert_store_write(const char *dir, const cert_pair *p);
  * which removes its files. The commit aborts what it could not rename. */
 typedef struct cert_staged {
     char dir[PATH_MAX];
-    char *key, *cert; /* the temporary files (owned), NULL when none */
+    char *key, *cert, *bundle; /* the temporary files (owned), NULL when none */
 } cert_staged;
 int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret);
 int keel__cert_store_commit(cert_staged *st);

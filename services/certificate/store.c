@@ -8,11 +8,16 @@
  *   key.next + cert.next match         -> crashed after 2: finish 3 and 4
  *   key + cert.next match              -> crashed after 3: finish 4
  *   otherwise                          -> crashed before 2 ended: drop the next slot, keep key + cert
+ * Readers of their own (nginx, a sidecar, a Kubernetes volume) cannot see which step a rotation is
+ * at, so the pair is also published as one file, pair.pem (the key, then the certificate and its
+ * chain), replaced by one rename after step 4: whoever reads it sees the previous pair or the new
+ * one. A crash before that rename leaves the previous pair there, and loading writes it anew.
  */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +33,7 @@
 #define CERT      "cert.pem"
 #define KEY_NEXT  "key.next.pem"
 #define CERT_NEXT "cert.next.pem"
+#define BUNDLE    "pair.pem"
 
 void keel__cert_pair_done(cert_pair *p)
 {
@@ -59,18 +65,33 @@ static int stage_file(const char *dir, const char *name, const char *data, size_
 
 void keel__cert_store_abort(cert_staged *st)
 {
-    if (st->key)
-        (void) unlink(st->key);
-    if (st->cert)
-        (void) unlink(st->cert);
-    st->key = (free(st->key), NULL);
-    st->cert = (free(st->cert), NULL);
+    char **tmps[] = { &st->key, &st->cert, &st->bundle };
+    for (size_t i = 0; i < ELEMENTSOF(tmps); i++) {
+        if (*tmps[i])
+            (void) unlink(*tmps[i]);
+        *tmps[i] = (free(*tmps[i]), NULL);
+    }
+}
+
+/* The key's PEM and the certificates' PEM, one after the other, into a buffer to free with
+ * keel__cert_pem_free() (it holds the key). */
+static int bundle_pem(const char *key, size_t key_size, const char *cert, size_t cert_size, char **ret, size_t *ret_size)
+{
+    char *b = malloc(key_size + cert_size + 1);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, key, key_size);
+    memcpy(b + key_size, cert, cert_size);
+    b[key_size + cert_size] = '\0';
+    *ret = b;
+    *ret_size = key_size + cert_size;
+    return 0;
 }
 
 int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret)
 {
-    char *key = NULL, *cert = NULL;
-    size_t key_size = 0, cert_size = 0;
+    char *key = NULL, *cert = NULL, *bundle = NULL;
+    size_t key_size = 0, cert_size = 0, bundle_size = 0;
     cert_staged st = {};
     int n = snprintf(st.dir, sizeof st.dir, "%s", dir);
     int r = n < 0 || (size_t) n >= sizeof st.dir ? -ENAMETOOLONG : 0;
@@ -82,8 +103,13 @@ int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret
         r = stage_file(dir, KEY_NEXT, key, key_size, 0600, &st.key);
     if (r >= 0)
         r = stage_file(dir, CERT_NEXT, cert, cert_size, 0644, &st.cert);
+    if (r >= 0)
+        r = bundle_pem(key, key_size, cert, cert_size, &bundle, &bundle_size);
+    if (r >= 0)
+        r = stage_file(dir, BUNDLE, bundle, bundle_size, 0600, &st.bundle);
     keel__cert_pem_free(key, key_size);
     keel__cert_pem_free(cert, cert_size);
+    keel__cert_pem_free(bundle, bundle_size);
     if (r < 0) {
         keel__cert_store_abort(&st);
         return r;
@@ -197,9 +223,42 @@ int keel__cert_store_commit(cert_staged *st)
         return r;
     }
     st->cert = (free(st->cert), NULL);
-    if ((r = keel_file_rename_durable(key_next, key)) < 0)
+    if ((r = keel_file_rename_durable(key_next, key)) < 0 || (r = keel_file_rename_durable(cert_next, cert)) < 0) {
+        keel__cert_store_abort(st);
         return r;
-    return keel_file_rename_durable(cert_next, cert);
+    }
+    /* Step 5: the pair as one file. */
+    char bundle[PATH_MAX];
+    if ((r = path_in(bundle, st->dir, BUNDLE)) < 0 || (r = keel_file_rename_durable(st->bundle, bundle)) < 0) {
+        keel__cert_store_abort(st);
+        return r;
+    }
+    st->bundle = (free(st->bundle), NULL);
+    return 0;
+}
+
+/* pair.pem as the pair @p of key.pem and cert.pem would write it, unless it is already: after a
+ * crash before step 5 it still holds the previous pair (or is missing, in a directory written
+ * before it existed). */
+static int sync_bundle(const char *dir, const cert_pair *p)
+{
+    char *key = NULL, *cert = NULL, *want = NULL, *have = NULL, path[PATH_MAX];
+    size_t key_size = 0, cert_size = 0, want_size = 0, have_size = 0;
+    int r = path_in(path, dir, BUNDLE);
+    if (r >= 0)
+        r = keel__cert_key_pem(p->key, &key, &key_size);
+    if (r >= 0)
+        r = keel__cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
+    if (r >= 0)
+        r = bundle_pem(key, key_size, cert, cert_size, &want, &want_size);
+    if (r >= 0 && (keel_file_read(path, want_size + 1, &have, &have_size, NULL) < 0 || have_size != want_size ||
+                   memcmp(have, want, want_size) != 0))
+        r = keel_file_write_atomic(path, want, want_size, 0600);
+    keel__cert_pem_free(key, key_size);
+    keel__cert_pem_free(cert, cert_size);
+    keel__cert_pem_free(want, want_size);
+    keel__cert_pem_free(have, have_size);
+    return r;
 }
 
 int keel__cert_store_write(const char *dir, const cert_pair *p)
@@ -221,7 +280,14 @@ int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
     if (r < 0)
         return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir,
                                why.text[0] ? why.text : strerror(-r));
-    return read_pair(dir, KEY, CERT, ret, e);
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    if ((r = read_pair(dir, KEY, CERT, &p, e)) < 0)
+        return r;
+    if ((r = sync_bundle(dir, &p)) < 0)
+        return keel__cert_fail(e, r, "Cannot write '%s/" BUNDLE "': %s", dir, strerror(-r));
+    *ret = p;
+    p = (cert_pair){};
+    return 0;
 }
 
 /* Nothing is renamed or removed: @dir belongs to another process. Between steps 3 and 4 of its

@@ -93,7 +93,7 @@ class LocalCA(Base):
         self.assertIn("CA:TRUE", out)
         modes = {n: stat.S_IMODE(os.stat(os.path.join(state, n)).st_mode) for n in os.listdir(state)}
         self.assertEqual(modes, {"key.pem": 0o600, "cert.pem": 0o644, "ca.key.pem": 0o600, "ca.pem": 0o644,
-                                 "layout": 0o644, ".lock": 0o600})
+                                 "pair.pem": 0o600, "layout": 0o644, ".lock": 0o600})
         self.assertEqual(stat.S_IMODE(os.stat(state).st_mode), 0o700)
         k.kill(signal.SIGTERM)
         status, _, err = k.wait()
@@ -152,7 +152,14 @@ class LocalCA(Base):
         self.assertEqual(rc, 0, out)
         with open(os.path.join(state, "key.pem")) as f:
             self.assertNotEqual(f.read(), first_key)
-        self.assertEqual(sorted(os.listdir(state)), [".lock", "ca.key.pem", "ca.pem", "cert.pem", "key.pem", "layout"])
+        self.assertEqual(sorted(os.listdir(state)), [".lock", "ca.key.pem", "ca.pem", "cert.pem", "key.pem", "layout", "pair.pem"])
+        key_cert = ""
+        for name in ("key.pem", "cert.pem", "pair.pem"):
+            with open(os.path.join(state, name)) as f:
+                text = f.read()
+            if name != "pair.pem":
+                key_cert += text
+        self.assertEqual(text, key_cert, "pair.pem is the current key and certificate")
         k.kill(signal.SIGTERM)
         status, _, err = k.wait()
         self.assertEqual(status, 0, err)

@@ -259,6 +259,15 @@ class StrictHeaders(TokenServer):
                 self.assertEqual(answer["header"], header)
                 self.assertIn(reason, answer["error_description"])
 
+    def test_a_nul_in_the_request_target_is_400(self):
+        # MHD decodes %00 and the path would end there: /.well-known/jwks.json%00.txt answered 200.
+        for target in (b"/.well-known/jwks.json%00.txt", b"/token%00", b"/.well-known/jwks.json?a=%00"):
+            with self.subTest(target):
+                status, body = raw_request(self.addr, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                self.assertEqual((status, body), (400, "bad request: %00 in the request target\n"))
+        self.assertEqual(raw_request(self.addr, b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\n\r\n")[0], 200,
+                         "the next request on a new connection is not marked")
+
     def test_http11_without_host_is_400_and_http10_is_served(self):
         identity = b"X-Athenz-Domain: sports\r\nX-Athenz-Role: reader\r\n"
         status, body = raw_request(self.addr, b"GET /token HTTP/1.1\r\n" + identity + b"\r\n")

@@ -3,7 +3,10 @@
  * atomic writes and the two-slot pair store, including writers killed mid-rotation. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -528,6 +532,68 @@ Test(certificate, peek_reads_through_a_rotation_and_changes_nothing)
     cr_assert(exists_in(dir, "cert.next.pem"), "the agent finishes its rotation, not the reader");
 }
 
+static atomic_bool stop_reading;
+static atomic_uint mismatches;
+
+/* pair.pem as a reader of its own takes it: one read, then the key and the certificate from those
+ * bytes with OpenSSL. 1 when they match (and, with @p, are @p's), 0 when not, -1 when unreadable. */
+static int read_bundle(const char *dir, const cert_pair *p)
+{
+    _cleanup_free_ char *path = path_in(dir, "pair.pem"), *text = NULL;
+    size_t size = 0;
+    if (keel_file_read(path, 1 << 20, &text, &size, NULL) < 0)
+        return -1;
+    BIO *bio = BIO_new_mem_buf(text, (int) size);
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    int is = key && leaf && X509_check_private_key(leaf, key) == 1 &&
+             (!p || (EVP_PKEY_eq(key, p->key) == 1 && X509_cmp(leaf, p->leaf) == 0));
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    BIO_free(bio);
+    return is;
+}
+
+static bool bundle_is(const char *dir, const cert_pair *p)
+{
+    return read_bundle(dir, p) == 1;
+}
+
+/* A reader of its own (nginx, a sidecar) reads pair.pem in a loop while 1,000 rotations go by:
+ * every read is a whole pair, the key with its own certificate. */
+static void *read_bundles(void *userdata)
+{
+    uintptr_t reads = 0;
+    while (!atomic_load(&stop_reading)) {
+        if (read_bundle(userdata, NULL) != 1)
+            atomic_fetch_add(&mismatches, 1);
+        reads++;
+    }
+    return (void *) reads;
+}
+
+Test(certificate, a_reader_of_pair_pem_never_sees_a_mismatch_through_a_thousand_rotations)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    cr_assert_eq(keel__cert_store_write(dir, &a), 0);
+    pthread_t reader;
+    atomic_store(&stop_reading, false);
+    atomic_store(&mismatches, 0);
+    cr_assert_eq(pthread_create(&reader, NULL, read_bundles, (void *) dir), 0);
+    for (unsigned i = 0; i < 1000; i++)
+        cr_assert_eq(keel__cert_store_write(dir, i % 2 ? &a : &b), 0);
+    atomic_store(&stop_reading, true);
+    void *reads = NULL;
+    cr_assert_eq(pthread_join(reader, &reads), 0);
+    cr_assert_gt((uintptr_t) reads, 100, "the reader read along");
+    cr_assert_eq(atomic_load(&mismatches), 0, "%u of %zu reads saw a mismatched pair", atomic_load(&mismatches), (size_t) reads);
+    cr_assert(bundle_is(dir, &a));
+}
+
 static unsigned random_below(unsigned n)
 {
     unsigned x = 0;
@@ -571,9 +637,12 @@ Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .tim
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFSIGNALED(status), "the writer failed on its own (status %d)", status);
 
+        /* What a reader of its own sees before anyone recovers anything: pair.pem, one of the two. */
+        cr_assert(bundle_is(dir, &a) || bundle_is(dir, &b), "round %u: pair.pem is not a pair that was written", round);
         _cleanup_(keel__cert_pair_done) cert_pair got = {};
         cert_error e = {};
         cr_assert_eq(keel__cert_store_load(dir, &got, &e), 0, "round %u: %s", round, e.text);
+        cr_assert(bundle_is(dir, &got), "round %u: loading leaves pair.pem the pair it loaded", round);
         cr_assert_eq(X509_check_private_key(got.leaf, got.key), 1, "round %u: mismatched pair", round);
         bool is_a = X509_cmp(got.leaf, a.leaf) == 0, is_b = X509_cmp(got.leaf, b.leaf) == 0;
         cr_assert(is_a || is_b, "round %u: a certificate that was never written", round);
