@@ -45,7 +45,13 @@ struct keel_http_request {
     bool defer_abandoned;         /* deferred and given up by a stop: answered 503 */
     bool no_host;                 /* HTTP/1.1 without Host (RFC 9112 §3.2): answered 400 */
     bool nul_in_target;           /* a %00 in the path or the query: answered 400 */
+    bool head_too_large;          /* more than http.header_limit bytes of head: answered 431 */
 };
+
+/* A connection's libmicrohttpd pool, per byte of http.header_limit: the head, what MHD parses it
+ * into (some 40 bytes per header: a head of 8 KiB in 5-byte headers "a:b\r\n" needs ~64 KiB) and
+ * the answer's head. Pools past 32 KiB are mmap()ed: pages a connection never touches cost nothing. */
+#define KEEL_HTTP_POOL_PER_HEAD_BYTE 8
 
 /* What a connection waits for, and so which deadline it has (deadline.c). */
 typedef enum conn_phase {

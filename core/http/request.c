@@ -232,6 +232,8 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         req->fault = keel_point_before_nowait(s->point_request);
         req->faulted = req->fault < 0;
         req->no_host = version && streq(version, MHD_HTTP_VERSION_1_1) && !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+        const union MHD_ConnectionInfo *head = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        req->head_too_large = head && head->header_size > s->header_limit;
         if (req->cs) { /* what keel__http_unescape() saw of this request's target */
             req->nul_in_target = req->cs->nul_in_target;
             req->cs->nul_in_target = false;
@@ -248,6 +250,11 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         return MHD_YES;
     if (req->no_host) {
         (void) keel_http_respond_static(req, 400, "text/plain; charset=utf-8", "bad request: HTTP/1.1 needs a Host header\n");
+        return MHD_YES;
+    }
+    if (req->head_too_large) {
+        (void) keel_http_respond_static(req, 431, "text/plain; charset=utf-8",
+                                        "request header fields too large: more than http.header_limit\n");
         return MHD_YES;
     }
     if (req->nul_in_target) {

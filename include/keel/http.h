@@ -53,7 +53,7 @@ typedef struct keel_http_options {
     keel_address address;        /* port 0 picks a free port */
     unsigned connection_limit;   /* concurrent connections; default 1024 */
     unsigned connection_timeout; /* seconds a connection may stay silent; default 30 */
-    size_t header_limit;         /* bytes of request head per connection; default 16 KiB */
+    size_t header_limit;         /* bytes of request line and headers (CRLFs and the empty line too); default http.header_limit */
     keel_http_handler_t handler;
     void *userdata;
     /* TLS on every connection (plain HTTP gets a 400 and is closed), or NULL for plain HTTP. */

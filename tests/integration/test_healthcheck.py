@@ -256,6 +256,19 @@ class RequestLog(KeelTestCase):
                                    r"\[.*service=healthcheck\]$")
 
 
+def raw_status(addr, data):
+    """The status of the answer to `data` sent as it is on a new connection, or 0 when none came."""
+    with socket.create_connection(addr, timeout=5) as c:
+        c.sendall(data)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = c.recv(4096)
+            if not chunk:
+                return 0
+            answer += chunk
+    return int(answer.split()[1])
+
+
 def cut_count(body, reason="evicted"):
     m = re.search(rf'(?m)^keel_http_connections_cut_total{{service="healthcheck",reason="{reason}"}} (\d+)$', body)
     return int(m.group(1)) if m else 0
@@ -329,6 +342,26 @@ class HostileClients(KeelTestCase):
         status = get(addr, "/livez", headers={"X-Big": "a" * (64 * 1024)})[0]
         self.assertIn(status, (431, 400))
         self.assertEqual(get(addr, "/livez")[0], 200)
+        k.kill(signal.SIGTERM)
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_the_header_limit_is_exactly_http_header_limit(self):
+        # 8 KiB of request line, headers, CRLFs and the empty line: 8192 bytes served, 8193 not
+        # (the limit was 8000-odd: libmicrohttpd's pool held the parsed head too).
+        k = self.keel("serve")
+        addr = bound_address(k)
+        base = b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+
+        def head_of(total):
+            pad = total - len(base) - len(b"X-Pad: \r\n\r\n")
+            return base + b"X-Pad: " + b"a" * pad + b"\r\n\r\n"
+
+        for total, want in ((8191, 200), (8192, 200), (8193, 431), (12000, 431)):
+            head = head_of(total)
+            self.assertEqual(len(head), total)
+            self.assertEqual(raw_status(addr, head), want, total)
+        many = base + b"a:b\r\n" * 900 + b"\r\n"  # 4.5 KB in 900 headers: within the limit too
+        self.assertEqual(raw_status(addr, many), 200)
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
