@@ -20,7 +20,7 @@ BENCH_DEBS = wrk nginx-light
 # Only `make coverage` needs this.
 COVERAGE_DEBS = gcovr
 
-.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage bench format clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage soak bench format clean
 
 all: build
 
@@ -128,6 +128,12 @@ coverage: deps
 	gcovr -r . --object-directory $(BUILD_COV) --filter 'core/' --filter 'services/' --exclude-unreachable-branches \
 	    --print-summary --txt $(BUILD_COV)/coverage.txt --html-details $(BUILD_COV)/coverage.html
 	@cat $(BUILD_COV)/coverage.txt
+
+# Not part of make test: 30 minutes of mixed load on every listener with a SIGHUP every second and
+# a certificate rotation every minute; RSS, descriptors and threads must stay flat (tests/soak).
+SOAK_SECONDS ?= 1800
+soak: build
+	python3 tests/soak/soak.py $(BUILD)/keel $(SOAK_SECONDS)
 
 bench: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches
