@@ -164,6 +164,14 @@ class Keel:
             return [m for _, m in self.notifications]
 
     def close(self):
+        # Under `make coverage` a run the test left running is stopped with SIGTERM first: gcov
+        # writes its counts at exit, and a SIGKILLed process would count for nothing.
+        if self.proc.poll() is None and os.environ.get("KEEL_TEST_STOP") == "term":
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
         try:

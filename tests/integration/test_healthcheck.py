@@ -14,7 +14,7 @@ import time
 import unittest
 import http.client
 
-from httpclient import bound_address, get, sigterm_under_a_held_request, wait_in_flight
+from httpclient import bound_address, get, sigterm_under_a_held_request, wait_for, wait_in_flight
 from keelrun import KEEL, KeelTestCase, run
 
 
@@ -289,16 +289,18 @@ class HostileClients(KeelTestCase):
         self.assertEqual(k.wait()[0], 0)
 
     def test_connections_past_the_limit_wait_while_every_place_is_busy(self):
-        # Each request takes 1.5 s: the two places hold requests under way, which nothing cuts.
-        k = self.keel("serve", "--set", "http.connection_limit=2", env={"KEEL_FAULT": "sleep=1500@in:healthcheck.request"})
+        # Each request takes 4 s: the two places hold requests under way, which nothing cuts.
+        k = self.keel("serve", "--set", "http.connection_limit=2", env={"KEEL_FAULT": "sleep=4000@in:healthcheck.request"})
         addr = bound_address(k)
+        metrics = bound_address(k, "metrics exporter server")
         busy = []
-        for _ in range(2):  # one after the other: a connection whose head has not come may make room
+        for n in (1, 2):  # one after the other: a connection whose head has not come may make room
             s = socket.create_connection(addr, timeout=10)
             self.addCleanup(s.close)
             s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             busy.append(s)
-            time.sleep(0.3)  # accepted, its request under way
+            wait_for(lambda: re.search(rf'(?m)^keel_work_in_flight{{component="healthcheck"}} {n}$', get(metrics, "/metrics")[2]),
+                     10, f"{n} requests under way")
         extra = socket.create_connection(addr, timeout=1)
         self.addCleanup(extra.close)
         extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
