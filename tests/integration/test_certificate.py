@@ -65,6 +65,25 @@ class Base(KeelTestCase):
             args += ["--set", s]
         return self.keel(*args, **kw)
 
+    def secret_volume(self, a, b):
+        """A Kubernetes secret volume holding the pairs of state directories @a and @b, showing @a:
+        key.pem -> ..data/key.pem, ..data -> ..2026_a; swap_to() makes an update."""
+        vol = os.path.join(self.dir, "secret")
+        for name, src in (("..2026_a", a), ("..2026_b", b)):
+            os.makedirs(os.path.join(vol, name))
+            for f in ("key.pem", "cert.pem"):
+                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
+        os.symlink("..2026_a", os.path.join(vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        return vol
+
+    @staticmethod
+    def swap_to(vol, generation):
+        """The kubelet's update: a new ..data symlink renamed over the old one."""
+        os.symlink(generation, os.path.join(vol, "..data_tmp"))
+        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+
     def assertStartFails(self, k, *needles):
         status, _, err = k.wait()
         self.assertEqual(status, 1, err)
@@ -307,32 +326,17 @@ class FileProvider(Base):
     def test_kubernetes_secret_volume_update_is_reloaded(self):
         # A secret volume: key.pem -> ..data/key.pem, and an update swaps the ..data symlink.
         a, b = self.issue("a"), self.issue("b", "certificate.lifetime=48h")
-        vol = os.path.join(self.dir, "secret")
-        for name, src in (("..2026_a", a), ("..2026_b", b)):
-            os.makedirs(os.path.join(vol, name))
-            for f in ("key.pem", "cert.pem"):
-                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
-        os.symlink("..2026_a", os.path.join(vol, "..data"))
-        for f in ("key.pem", "cert.pem"):
-            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        vol = self.secret_volume(a, b)
         k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"))
         addr = bound_address(k, "metrics exporter server")
         first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
-        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
-        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        self.swap_to(vol, "..2026_b")
         wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 20 * 3600, what="the reload")
 
     def test_a_new_key_is_published_for_publish_delay_before_it_signs(self):
         # What makes replicas that share one secret agree: each lists the new key before any signs.
         a, b = self.issue("a"), self.issue("b")
-        vol = os.path.join(self.dir, "secret")
-        for name, src in (("..2026_a", a), ("..2026_b", b)):
-            os.makedirs(os.path.join(vol, name))
-            for f in ("key.pem", "cert.pem"):
-                shutil.copy2(os.path.join(src, f), os.path.join(vol, name, f))
-        os.symlink("..2026_a", os.path.join(vol, "..data"))
-        for f in ("key.pem", "cert.pem"):
-            os.symlink(os.path.join("..data", f), os.path.join(vol, f))
+        vol = self.secret_volume(a, b)
         k = self.serve_file(os.path.join(vol, "key.pem"), os.path.join(vol, "cert.pem"), "certificate.publish_delay=3s")
         tokens = bound_address(k, "token provider server")
         headers = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
@@ -350,8 +354,7 @@ class FileProvider(Base):
 
         old = signing_kid()
         self.assertEqual(kids(), [old])
-        os.symlink("..2026_b", os.path.join(vol, "..data_tmp"))
-        os.rename(os.path.join(vol, "..data_tmp"), os.path.join(vol, "..data"))
+        self.swap_to(vol, "..2026_b")
         wait_until(lambda: len(kids()) == 2, what="the new key in JWKS")
         swapped = time.monotonic()
         new = next(kid for kid in kids() if kid != old)
