@@ -26,6 +26,12 @@ typedef struct connection_state connection_state;
 typedef struct keel_http_mounts keel_http_mounts;
 typedef struct tls_conn tls_conn;
 
+/* A constant answer to a request whose head is not served (head.c). */
+typedef struct keel__http_refusal {
+    unsigned status;
+    const char *body; /* text/plain */
+} keel__http_refusal;
+
 struct keel_http_request {
     keel_http_server *server;          /* borrowed */
     struct MHD_Connection *connection; /* borrowed */
@@ -37,15 +43,13 @@ struct keel_http_request {
     unsigned status;
     int fault; /* of the request's `before` point */
     bool delayed, answered;
-    bool allocated;               /* on the heap, not in its connection's state */
-    bool admitted;                /* counted in the work tracker: only then is it ended there */
-    bool faulted;                 /* failed by an injected `error` fault (before or in) */
-    keel_http_deferred *deferred; /* answered later from another thread (deferred.c), or NULL */
-    bool resumed;                 /* deferred and answered: its connection is resumed */
-    bool defer_abandoned;         /* deferred and given up by a stop: answered 503 */
-    bool no_host;                 /* HTTP/1.1 without Host (RFC 9112 §3.2): answered 400 */
-    bool nul_in_target;           /* a %00 in the path or the query: answered 400 */
-    bool head_too_large;          /* more than http.header_limit bytes of head: answered 431 */
+    bool allocated;                    /* on the heap, not in its connection's state */
+    bool admitted;                     /* counted in the work tracker: only then is it ended there */
+    bool faulted;                      /* failed by an injected `error` fault (before or in) */
+    keel_http_deferred *deferred;      /* answered later from another thread (deferred.c), or NULL */
+    bool resumed;                      /* deferred and answered: its connection is resumed */
+    bool defer_abandoned;              /* deferred and given up by a stop: answered 503 */
+    const keel__http_refusal *refusal; /* the head is not served (head.c), but answered this */
 };
 
 /* A connection's libmicrohttpd pool, per byte of http.header_limit: the head, what MHD parses it
@@ -73,7 +77,10 @@ struct connection_state {
     bool tls;                          /* came through the server's TLS */
     bool busy;                         /* a request is under way on it */
     bool cut;                          /* shut down by deadline.c: MHD closes it on its next run */
-    bool nul_in_target;                /* the request being read has a %00 (keel__http_unescape()) */
+    const char *target;                /* the request being read: its target as sent (head.c) */
+    size_t target_len;                 /* up to a NUL, if it has one */
+    bool target_bad;                   /* a space or control character in it */
+    bool nul_in_target;                /* a %00 decoded into it (keel__http_unescape()) */
     conn_phase phase;
     keel_usec_t since;         /* when the phase began */
     keel_http_request request; /* HTTP/1.1 runs one request at a time per connection */
@@ -201,8 +208,14 @@ int keel__http_wait_ready(keel_http_server *s);
 enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size, void **con_cls);
 void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
-size_t keel__http_unescape(void *cls, struct MHD_Connection *c, char *s);
 int keel__http_resume_due(keel_http_server *s, bool all);
+
+/* head.c, polling thread: MHD's callbacks for a request's target, and what a request whose head
+ * came is answered instead of being served, or NULL. */
+void *keel__http_on_target(void *cls, const char *uri, struct MHD_Connection *c);
+size_t keel__http_unescape(void *cls, struct MHD_Connection *c, char *s);
+const keel__http_refusal *keel__http_head_refusal(const keel_http_server *s, struct MHD_Connection *c, const char *method,
+                                                  const char *version);
 
 /* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;
  * the ms until the next deadline, or -1; near the connection limit, cuts the connection that has

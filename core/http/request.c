@@ -231,13 +231,7 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         req->admitted = keel_work_begin(s->work) >= 0;
         req->fault = keel_point_before_nowait(s->point_request);
         req->faulted = req->fault < 0;
-        req->no_host = version && streq(version, MHD_HTTP_VERSION_1_1) && !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-        const union MHD_ConnectionInfo *head = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-        req->head_too_large = head && head->header_size > s->header_limit;
-        if (req->cs) { /* what keel__http_unescape() saw of this request's target */
-            req->nul_in_target = req->cs->nul_in_target;
-            req->cs->nul_in_target = false;
-        }
+        req->refusal = keel__http_head_refusal(s, c, method, version);
         return MHD_YES;
     }
     if (*upload_data_size > 0) { /* no service reads a body: consume and ignore it */
@@ -248,17 +242,8 @@ enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const
         keel__http_conn_wait(s, req->cs, CONN_SERVING);
     if (req->answered || keel__http_send_deferred(s, req))
         return MHD_YES;
-    if (req->no_host) {
-        (void) keel_http_respond_static(req, 400, "text/plain; charset=utf-8", "bad request: HTTP/1.1 needs a Host header\n");
-        return MHD_YES;
-    }
-    if (req->head_too_large) {
-        (void) keel_http_respond_static(req, 431, "text/plain; charset=utf-8",
-                                        "request header fields too large: more than http.header_limit\n");
-        return MHD_YES;
-    }
-    if (req->nul_in_target) {
-        (void) keel_http_respond_static(req, 400, "text/plain; charset=utf-8", "bad request: %00 in the request target\n");
+    if (req->refusal) {
+        (void) keel_http_respond_static(req, req->refusal->status, "text/plain; charset=utf-8", req->refusal->body);
         return MHD_YES;
     }
     if (req->defer_abandoned) {
@@ -321,20 +306,6 @@ static void count_request(keel_http_server *s, unsigned status)
                                     (const char *const[]){ "service", s->service, "code", code, NULL }, &s->by_status[status]);
     }
     keel_counter_add(s->by_status[status], 1);
-}
-
-/* MHD's own decoding of the path and the query, which cuts a decoded %00 short ("/jwks.json%00.txt"
- * would be "/jwks.json"): the request is marked, and answered 400. */
-size_t keel__http_unescape(void *cls, struct MHD_Connection *c, char *s)
-{
-    size_t n = MHD_http_unescape(s);
-    if (strlen(s) != n) {
-        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        connection_state *cs = sc ? sc->socket_context : NULL;
-        if (cs)
-            cs->nul_in_target = true;
-    }
-    return n;
 }
 
 void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)

@@ -207,6 +207,7 @@ static int start_daemon(keel_http_server *s, int listen_fd)
         { MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->connection_limit_per_client, NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) keel__http_on_completed, s },
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) keel__http_on_connection, s },
+        { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t) keel__http_on_target, s },
         { MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t) keel__http_unescape, s },
         { s->tls ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL },
         { MHD_OPTION_END, 0, NULL },

@@ -18,7 +18,10 @@ typedef struct keel_http_request keel_http_request;
 /**
  * Answers @req with one of the keel_http_respond*() calls and returns 0, or returns a negative
  * errno without answering (the server answers 500). Runs on the server's polling thread: it must
- * not block.
+ * not block. The server itself answers, without calling it, a head larger than http.header_limit
+ * (431) and, with 400 and a text/plain reason, a NUL byte anywhere in the head, a space or control
+ * byte in the target or a %00 decoded into it, and HTTP/1.1 without Host: a handler never sees a
+ * value cut short.
  */
 typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
@@ -168,8 +171,8 @@ KEEL_API const char *keel_http_request_header(const keel_http_request *req, cons
 /**
  * The value of header @name into *@ret for a header that decides something (an identity, a
  * scope): NULL when absent, -ENOTUNIQ when the request repeats it (a proxy and we might read
- * different ones), -EBADMSG when it holds a control byte. A NUL byte is not seen yet:
- * libmicrohttpd 0.9.75 gives the value up to it. Returns 0 otherwise.
+ * different ones), -EBADMSG when it holds a control byte. Returns 0 otherwise. (A NUL byte
+ * never reaches it: see keel_http_handler_t.)
  */
 KEEL_API int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret);
 /** Whether the query has @key, with or without a value ("?verbose"). */

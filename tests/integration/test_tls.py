@@ -55,6 +55,14 @@ class TlsTest(KeelTestCase):
         self.assertEqual(status, 200, body)
         self.assertIn("access_token", body)
         self.assertEqual(self.get(conn, "/.well-known/jwks.json")[0], 200)
+        with socket.create_connection(token, timeout=10) as s, self.context(k).wrap_socket(s) as t:
+            # Decrypted heads reach libmicrohttpd as plain ones do, and are checked the same way.
+            t.sendall(b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
+                      b"X-Athenz-Role: admin\0;evil\r\n\r\n")
+            answer = b""
+            while not re.search(rb"\r\n\r\n.*\n", answer, re.S) and (chunk := t.recv(4096)):
+                answer += chunk
+            self.assertRegex(answer, rb"^HTTP/1.1 400 .*\r\n(.*\r\n)*\r\nbad request: a NUL byte in a header field\n$")
         conn.close()
         plain = http.client.HTTPConnection(*token, timeout=10)
         plain.request("GET", "/token", headers=HEADERS)

@@ -196,20 +196,31 @@ def raw_request(addr, data, timeout=10.0):
     """Sends `data` (bytes, as written) on a new connection; (status, body) of the answer."""
     with socket.create_connection(addr, timeout=timeout) as c:
         c.sendall(data)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        head, _, body = answer.partition(b"\r\n\r\n")
+        return Answers(c).next()
+
+
+class Answers:
+    """The answers on socket `c`, one at a time: what follows an answer stays for the next."""
+
+    def __init__(self, c):
+        self.c, self.pending = c, b""
+
+    def read(self):
+        chunk = self.c.recv(65536)
+        self.pending += chunk
+        return chunk
+
+    def next(self):
+        while b"\r\n\r\n" not in self.pending and self.read():
+            pass
+        head, _, rest = self.pending.partition(b"\r\n\r\n")
         length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        while length and len(body) < int(length.group(1)):
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(head.split()[1]), body.decode(errors="replace")
+        size = int(length.group(1)) if length else None
+        self.pending = rest
+        while (size is None or len(self.pending) < size) and self.read():
+            pass
+        body, self.pending = self.pending[:size], self.pending[len(self.pending) if size is None else size:]
+        return int(head.split()[1]), body.decode(errors="replace")
 
 
 class KeysServer(TokenServer):
@@ -237,8 +248,7 @@ class KeysServer(TokenServer):
 
 
 class StrictHeaders(TokenServer):
-    """Issue 14's table: what a proxy and we could read differently is refused, not guessed at. A
-    NUL is not here yet: libmicrohttpd 0.9.75 hands over the value up to it, with that length."""
+    """Issue 14's table: what a proxy and we could read differently is refused, not guessed at."""
 
     CASES = [
         # (what, identity headers as sent, the header the 400 names, what its reason says)
@@ -267,6 +277,77 @@ class StrictHeaders(TokenServer):
                 self.assertEqual((status, body), (400, "bad request: %00 in the request target\n"))
         self.assertEqual(raw_request(self.addr, b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\n\r\n")[0], 200,
                          "the next request on a new connection is not marked")
+
+    LINE = "bad request: a NUL byte in the request line\n"
+    FIELD = "bad request: a NUL byte in a header field\n"
+    NUL_CASES = [
+        # (what, the request as sent, the answer's body)
+        ("in the role", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
+         b"X-Athenz-Role: admin\0;evil\r\n\r\n", FIELD),
+        ("in the domain", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sp\0orts\r\n"
+         b"X-Athenz-Role: reader\r\n\r\n", FIELD),
+        ("at a value's end", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\0\r\n"
+         b"X-Athenz-Role: reader\r\n\r\n", FIELD),
+        ("right after the colon", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain:\0sports\r\n"
+         b"X-Athenz-Role: reader\r\n\r\n", FIELD),
+        ("in the last header", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
+         b"X-Athenz-Role: reader\r\nUser-Agent: a\0b\r\n\r\n", FIELD),
+        ("in Host", b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: local\0host\r\n\r\n", FIELD),
+        ("in the path", b"GET /.well-known/jwks.json\0.txt HTTP/1.1\r\nHost: localhost\r\n\r\n", LINE),
+        ("in the query", b"GET /.well-known/jwks.json?a\0b HTTP/1.1\r\nHost: localhost\r\n\r\n", LINE),
+        ("in the method", b"GE\0T /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\n\r\n", LINE),
+    ]
+
+    def test_a_nul_byte_anywhere_in_the_head_is_400(self):
+        # libmicrohttpd 0.9.75 hands over a value up to a NUL: "admin\0;evil" issued a token for "admin".
+        for what, request, body in self.NUL_CASES:
+            with self.subTest(what):
+                self.assertEqual(raw_request(self.addr, request), (400, body))
+
+    def test_what_else_is_malformed_in_a_head_is_400(self):
+        identity = b"X-Athenz-Domain: sports\r\nX-Athenz-Role: reader\r\n"
+        for what, request in (
+                ("a NUL in a header's name", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Ath\0enz: x\r\n" + identity),
+                ("a folded line", b"GET /token HTTP/1.1\r\nHost: localhost\r\n" + identity + b"X-Note: a\r\n b\r\n"),
+                ("a space in the target", b"GET /to ken HTTP/1.1\r\nHost: localhost\r\n" + identity),
+                ("a control byte in the target", b"GET /token\x01 HTTP/1.1\r\nHost: localhost\r\n" + identity)):
+            with self.subTest(what):
+                self.assertEqual(raw_request(self.addr, request + b"\r\n")[0], 400)
+
+    def test_heads_written_every_allowed_way_are_served(self):
+        # What the check must not refuse: no space or several after the colon, tabs, an empty
+        # value, trailing whitespace, bare LF line ends (RFC 9112 §2.2), a query.
+        for what, request in (
+                ("no space after the colon", b"GET /token HTTP/1.1\r\nHost:localhost\r\nX-Athenz-Domain:sports\r\n"
+                 b"X-Athenz-Role:reader\r\n\r\n"),
+                ("spaces and tabs", b"GET /token HTTP/1.1\r\nHost: \t localhost\r\nX-Athenz-Domain:   sports\r\n"
+                 b"X-Athenz-Role:\treader\r\nX-Note: trailing \t \r\n\r\n"),
+                ("an empty value", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Empty:\r\nX-Athenz-Domain: sports\r\n"
+                 b"X-Athenz-Role: reader\r\nX-Last:\r\n\r\n"),
+                ("bare LF line ends", b"GET /token HTTP/1.1\nHost: localhost\nX-Athenz-Domain: sports\n"
+                 b"X-Athenz-Role: reader\n\n"),
+                ("LF, then CRLF", b"GET /token HTTP/1.1\r\nHost: localhost\nX-Athenz-Domain: sports\r\n"
+                 b"X-Athenz-Role: reader\n\r\n"),
+                ("a query", b"GET /token?a=1&b=%41 HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
+                 b"X-Athenz-Role: reader\r\n\r\n"),
+                ("HTTP/1.0, no headers but ours", b"GET /token HTTP/1.0\r\nX-Athenz-Domain: sports\r\n"
+                 b"X-Athenz-Role: reader\r\n\r\n")):
+            with self.subTest(what):
+                status, body = raw_request(self.addr, request)
+                self.assertEqual(status, 200, body)
+                claims = jwt.decode(json.loads(body)["access_token"], options={"verify_signature": False})
+                self.assertEqual((claims["aud"], claims["scope"]), ("sports", "reader"))
+
+    def test_each_request_of_a_connection_is_checked_on_its_own(self):
+        good = b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        bad = b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\nX-A: \0\r\n\r\n"
+        with socket.create_connection(self.addr, timeout=10) as c:
+            answers = Answers(c)
+            for request, status in ((good, 200), (bad, 400), (good, 200), (good + bad + good, 200), (None, 400),
+                                    (None, 200)):
+                if request:
+                    c.sendall(request)
+                self.assertEqual(answers.next()[0], status)
 
     def test_http11_without_host_is_400_and_http10_is_served(self):
         identity = b"X-Athenz-Domain: sports\r\nX-Athenz-Role: reader\r\n"
