@@ -100,8 +100,8 @@ static enum MHD_Result walk_field(void *cls, enum MHD_ValueKind kind, const char
 {
     walk *w = cls;
     const char *colon = key + key_size;
-    if (key < w->at || colon >= w->end || value <= colon || value + value_size > w->end) {
-        w->verdict = &malformed; /* e.g. a folded line, which 0.9.75 copies elsewhere */
+    if (key_size == 0 || key < w->at || colon >= w->end || value <= colon || value + value_size > w->end) {
+        w->verdict = &malformed; /* an empty name (RFC 9110 §5.1); a folded line, which 0.9.75 copies elsewhere */
         return MHD_NO;
     }
     w->verdict = gap_verdict(w->at, key, 1);

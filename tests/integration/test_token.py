@@ -309,6 +309,7 @@ class StrictHeaders(TokenServer):
         for what, request in (
                 ("a NUL in a header's name", b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Ath\0enz: x\r\n" + identity),
                 ("a folded line", b"GET /token HTTP/1.1\r\nHost: localhost\r\n" + identity + b"X-Note: a\r\n b\r\n"),
+                ("an empty header name", b"GET /token HTTP/1.1\r\n: x\r\nHost: localhost\r\n" + identity),
                 ("a space in the target", b"GET /to ken HTTP/1.1\r\nHost: localhost\r\n" + identity),
                 ("a control byte in the target", b"GET /token\x01 HTTP/1.1\r\nHost: localhost\r\n" + identity)):
             with self.subTest(what):
