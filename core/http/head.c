@@ -34,6 +34,7 @@ static const keel__http_refusal malformed = { 400, "bad request: a malformed req
 static const keel__http_refusal bad_target = { 400, "bad request: a space or control character in the request target\n" };
 static const keel__http_refusal escaped_nul = { 400, "bad request: %00 in the request target\n" };
 static const keel__http_refusal no_host = { 400, "bad request: HTTP/1.1 needs a Host header\n" };
+static const keel__http_refusal unchecked = { 503, "service unavailable: no memory to check the request\n" };
 
 static connection_state *state_of(struct MHD_Connection *c)
 {
@@ -136,8 +137,10 @@ const keel__http_refusal *keel__http_head_refusal(const keel_http_server *s, str
 {
     const union MHD_ConnectionInfo *head = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     connection_state *cs = state_of(c);
-    if (!head || !cs || !method)
-        return &malformed; /* nothing to check it against: not served unchecked */
+    if (!cs) /* its state could not be allocated when it opened: not served unchecked */
+        return &unchecked;
+    if (!head || !method)
+        return &malformed;
     const keel__http_refusal *r = NULL;
     if (head->header_size > s->header_limit)
         r = &too_large;
