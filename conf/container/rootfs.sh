@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Makes keel's image root file system in DEST from an installed BINARY: the binary; every library
-# it links, and the libcurl it loads at run time to confirm its servers (with theirs); the dynamic
-# loader; the CA bundle libcurl reads for ACME and OAuth2 over TLS; the keel user, 65532, and its
+# it links, the libcurl it loads at run time to confirm its servers and the libssl it loads for
+# TLS (with theirs); the dynamic loader; the CA bundle libcurl reads for ACME and OAuth2 over TLS; the keel user, 65532, and its
 # state directory /var/lib/keel. Nothing else: no shell, no package manager. The Containerfile runs
 # it; tests/integration/test_image.py runs keel chrooted in what it makes.
 #
@@ -29,6 +29,9 @@ for name in libcurl-gnutls.so.4 libcurl.so.4; do
     [ -n "$curl" ] && break
 done
 [ -n "$curl" ] || { echo "rootfs.sh: no libcurl-gnutls.so.4 or libcurl.so.4 to put in the image" >&2; exit 1; }
+# The libssl a TLS server loads (services/identity/libssl.c).
+ssl=$(ldconfig -p | awk '$1 == "libssl.so.3" { print $NF; exit }')
+[ -n "$ssl" ] || { echo "rootfs.sh: no libssl.so.3 to put in the image" >&2; exit 1; }
 
 loader=$(needs "$bin" | grep '/ld-linux' | head -n 1)
 libdir=$(dirname "$(readlink -f "$loader")") # /usr/lib/x86_64-linux-gnu: a directory ld.so searches
@@ -37,7 +40,7 @@ mkdir -p "$dest/usr/bin" "$dest$libdir" "$dest$(dirname "$loader")" "$dest/etc/s
     "$dest/var/lib/keel"
 cp "$bin" "$dest/usr/bin/keel"
 cp -L "$loader" "$dest$loader"
-for lib in $( (needs "$bin"; echo "$curl"; needs "$curl") | grep -v '/ld-linux' | sort -u); do
+for lib in $( (needs "$bin"; echo "$curl"; needs "$curl"; echo "$ssl"; needs "$ssl") | grep -v '/ld-linux' | sort -u); do
     cp -L "$lib" "$dest$libdir/$(basename "$lib")"
 done
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then

@@ -15,6 +15,7 @@
 #include <keel/fileio.h>
 #include <keel/log.h>
 
+#include "libssl.h"
 #include "openssl-util.h"
 #include "tls-server.h"
 
@@ -50,7 +51,7 @@ static int select_http11(SSL *ssl, const unsigned char **out, unsigned char *out
 {
     static const unsigned char ours[] = "\x08http/1.1";
     unsigned char *selected;
-    if (SSL_select_next_proto(&selected, outlen, ours, sizeof ours - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (sym_SSL_select_next_proto(&selected, outlen, ours, sizeof ours - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
@@ -76,10 +77,10 @@ static int check_key_mode(const char *path, char *error)
 static int use_credential(SSL_CTX *ctx, const credential *c, char *error)
 {
     STACK_OF(X509) *chain = credential_chain(c);
-    if (SSL_CTX_use_certificate(ctx, credential_cert(c)) != 1 || SSL_CTX_use_PrivateKey(ctx, credential_key(c)) != 1)
+    if (sym_SSL_CTX_use_certificate(ctx, credential_cert(c)) != 1 || sym_SSL_CTX_use_PrivateKey(ctx, credential_key(c)) != 1)
         return ssl_fail(error, -EINVAL, "Cannot use the credential %s for TLS", credential_kid(c));
     for (int i = 0; chain && i < sk_X509_num(chain); i++)
-        if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i)) != 1)
+        if (sym_SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 1, sk_X509_value(chain, i)) != 1)
             return ssl_fail(error, -ENOMEM, "Cannot add the chain of %s", credential_kid(c));
     return 0;
 }
@@ -89,44 +90,44 @@ static int use_files(SSL_CTX *ctx, const tls_server *t, char *error)
     int r = check_key_mode(t->key_file, error);
     if (r < 0)
         return r;
-    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1)
+    if (sym_SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1)
         return ssl_fail(error, -EBADMSG, "Cannot read the TLS certificate '%s'", t->cert_file);
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)
+    if (sym_SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)
         return ssl_fail(error, -EBADMSG, "Cannot read the TLS key '%s'", t->key_file);
-    if (SSL_CTX_check_private_key(ctx) != 1)
+    if (sym_SSL_CTX_check_private_key(ctx) != 1)
         return ssl_fail(error, -EKEYREJECTED, "The TLS key '%s' is not the key of its certificate", t->key_file);
     return 0;
 }
 
 static int use_client_ca(SSL_CTX *ctx, const char *path, char *error)
 {
-    if (SSL_CTX_load_verify_locations(ctx, path, NULL) != 1)
+    if (sym_SSL_CTX_load_verify_locations(ctx, path, NULL) != 1)
         return ssl_fail(error, -EBADMSG, "Cannot read the client CA file '%s'", path);
-    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(path);
+    STACK_OF(X509_NAME) *names = sym_SSL_load_client_CA_file(path);
     if (!names)
         return ssl_fail(error, -EBADMSG, "The client CA file '%s' holds no certificate", path);
-    SSL_CTX_set_client_CA_list(ctx, names);
+    sym_SSL_CTX_set_client_CA_list(ctx, names);
     /* Asked for, verified when given; whether a request needs one is the handler's to say. */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    sym_SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return 0;
 }
 
 /* A context for @c (self) or the files. */
 static int make_ctx(const tls_server *t, const credential *c, SSL_CTX **ret, char *error)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = sym_SSL_CTX_new(sym_TLS_server_method());
     if (!ctx)
         return ssl_fail(error, -ENOMEM, "%s", "Cannot make a TLS context");
-    (void) SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    (void) SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
-    (void) SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    (void) SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "keel", 4);
-    SSL_CTX_set_alpn_select_cb(ctx, select_http11, NULL);
+    (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    (void) sym_SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL);
+    (void) sym_SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "keel", 4);
+    sym_SSL_CTX_set_alpn_select_cb(ctx, select_http11, NULL);
     int r = c ? use_credential(ctx, c, error) : use_files(ctx, t, error);
     if (r >= 0 && t->client_ca_file)
         r = use_client_ca(ctx, t->client_ca_file, error);
     if (r < 0) {
-        SSL_CTX_free(ctx);
+        sym_SSL_CTX_free(ctx);
         return r;
     }
     *ret = ctx;
@@ -149,10 +150,10 @@ int tls_server_new(identity *id, const char *cert_file, const char *key_file, co
                        .key_file = strdup_or_null(key_file),
                        .client_ca_file = strdup_or_null(client_ca_file) };
     (void) pthread_mutex_init(&t->lock, NULL);
-    int r = 0;
-    if (!id && (!t->cert_file || !t->key_file))
+    int r = libssl_load(error, TLS_SERVER_ERROR_MAX);
+    if (r >= 0 && !id && (!t->cert_file || !t->key_file))
         r = -EINVAL, (void) snprintf(error, TLS_SERVER_ERROR_MAX, "TLS from files needs both a certificate and a key file");
-    else if (id && !(t->made_for = identity_get(id, IDENTITY_CURRENT)))
+    else if (r >= 0 && id && !(t->made_for = identity_get(id, IDENTITY_CURRENT)))
         r = -ENOKEY, (void) snprintf(error, TLS_SERVER_ERROR_MAX, "No current credential to serve TLS with");
     if (r >= 0)
         r = make_ctx(t, t->made_for, &t->ctx, error);
@@ -174,7 +175,7 @@ int tls_server_reload(tls_server *t, char error[static TLS_SERVER_ERROR_MAX])
     if (r < 0)
         return r;
     (void) pthread_mutex_lock(&t->lock);
-    SSL_CTX_free(t->ctx);
+    sym_SSL_CTX_free(t->ctx);
     t->ctx = ctx;
     credential_unref(t->made_for);
     t->made_for = TAKE_PTR(c);
@@ -186,7 +187,7 @@ tls_server *tls_server_free(tls_server *t)
 {
     if (!t)
         return NULL;
-    SSL_CTX_free(t->ctx);
+    sym_SSL_CTX_free(t->ctx);
     credential_unref(t->made_for);
     free(t->cert_file);
     free(t->key_file);
@@ -217,7 +218,7 @@ static void follow_rotation(tls_server *t)
     if (r < 0)
         keel_log_warning_errno(r, "Serving TLS with the previous certificate: %s", error);
     else {
-        SSL_CTX_free(t->ctx);
+        sym_SSL_CTX_free(t->ctx);
         t->ctx = ctx;
     }
     credential_unref(t->made_for);
@@ -233,22 +234,22 @@ static void *session_new(void *userdata, int fd)
     (void) pthread_mutex_lock(&t->lock);
     if (t->id)
         follow_rotation(t);
-    s->ssl = SSL_new(t->ctx);
+    s->ssl = sym_SSL_new(t->ctx);
     (void) pthread_mutex_unlock(&t->lock);
-    if (!s->ssl || SSL_set_fd(s->ssl, fd) != 1) {
-        SSL_free(s->ssl);
+    if (!s->ssl || sym_SSL_set_fd(s->ssl, fd) != 1) {
+        sym_SSL_free(s->ssl);
         free(s);
         ERR_clear_error();
         return NULL;
     }
-    SSL_set_accept_state(s->ssl);
+    sym_SSL_set_accept_state(s->ssl);
     return s;
 }
 
-/* What SSL_get_error() says, as the ops return it. */
+/* What sym_SSL_get_error() says, as the ops return it. */
 static int io_result(session *s, int ret, unsigned *want)
 {
-    switch (SSL_get_error(s->ssl, ret)) {
+    switch (sym_SSL_get_error(s->ssl, ret)) {
     case SSL_ERROR_WANT_READ:
         *want = EPOLLIN;
         return -EAGAIN;
@@ -275,14 +276,14 @@ static int handshake(void *session_, unsigned *want)
 {
     session *s = session_;
     ERR_clear_error();
-    int ret = SSL_do_handshake(s->ssl);
+    int ret = sym_SSL_do_handshake(s->ssl);
     if (ret == 1)
         return 1;
     int r = io_result(s, ret, want);
     return r == -EAGAIN ? 0 : r < 0 ? r : -ECONNRESET;
 }
 
-/* SSL_get_error() needs an empty error queue before each call; clearing it every time was a tenth
+/* sym_SSL_get_error() needs an empty error queue before each call; clearing it every time was a tenth
  * of a request's CPU, so it is only looked at (failures here empty it in io_result(); other code
  * on the thread, a token's signature, may leave something). */
 static void queue_empty(void)
@@ -295,7 +296,7 @@ static ssize_t tls_read(void *session_, void *buf, size_t size, unsigned *want)
 {
     session *s = session_;
     queue_empty();
-    int n = SSL_read(s->ssl, buf, (int) KEEL_MIN(size, (size_t) INT_MAX));
+    int n = sym_SSL_read(s->ssl, buf, (int) KEEL_MIN(size, (size_t) INT_MAX));
     return n > 0 ? n : io_result(s, n, want);
 }
 
@@ -303,7 +304,7 @@ static ssize_t tls_write(void *session_, const void *buf, size_t size, unsigned 
 {
     session *s = session_;
     queue_empty();
-    int n = SSL_write(s->ssl, buf, (int) KEEL_MIN(size, (size_t) INT_MAX));
+    int n = sym_SSL_write(s->ssl, buf, (int) KEEL_MIN(size, (size_t) INT_MAX));
     if (n > 0)
         return n;
     int r = io_result(s, n, want);
@@ -333,8 +334,8 @@ static const char *peer_identity(void *session_)
     session *s = session_;
     if (!s->identity_read) {
         s->identity_read = true;
-        X509 *peer = SSL_get0_peer_certificate(s->ssl);
-        if (peer && SSL_get_verify_result(s->ssl) == X509_V_OK)
+        X509 *peer = sym_SSL_get0_peer_certificate(s->ssl);
+        if (peer && sym_SSL_get_verify_result(s->ssl) == X509_V_OK)
             s->identity = identity_of_cert(peer);
     }
     return s->identity;
@@ -343,12 +344,12 @@ static const char *peer_identity(void *session_)
 static void session_free(void *session_)
 {
     session *s = session_;
-    if (SSL_is_init_finished(s->ssl)) {
+    if (sym_SSL_is_init_finished(s->ssl)) {
         ERR_clear_error();
-        (void) SSL_shutdown(s->ssl); /* close_notify, if the socket takes it now */
+        (void) sym_SSL_shutdown(s->ssl); /* close_notify, if the socket takes it now */
     }
     ERR_clear_error();
-    SSL_free(s->ssl);
+    sym_SSL_free(s->ssl);
     free(s->identity);
     free(s);
 }
