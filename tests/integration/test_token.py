@@ -376,6 +376,14 @@ class RequestLog(TokenServer):
             self.logged_once.append(rf"(?m)^\S+ DEBUG .*{re.escape(r.getheader('X-Request-Id'))}")  # not the handler's line too
         c.close()  # now: an idle keep-alive connection would hold the drain for its 1 s
 
+    def test_bytes_a_client_sent_are_logged_escaped(self):
+        # Issue 14: the method went to the text log as it came (an ESC byte could drive a terminal).
+        for request, logged in ((b"G\x1bET /token HTTP/1.1\r\nHost: localhost\r\n\r\n", r"G\\x1bET /token from "),
+                                (b"GET /a\x01b HTTP/1.1\r\nHost: localhost\r\n\r\n", r"GET /a\\x01b from ")):
+            status, _ = raw_request(self.addr, request)
+            self.assertIn(status, (400, 405))
+            self.logged.append(rf"(?m)^\S+ DEBUG {logged}127\.0\.0\.1:\d+: {status} in ")
+
 
 class Rotation(TokenServer):
     # The certificate service renews every 3 s (±10 %) with a new key: the first rotation comes
