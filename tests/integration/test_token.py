@@ -331,6 +331,8 @@ class StrictHeaders(TokenServer):
                  b"X-Athenz-Role: reader\n\r\n"),
                 ("a query", b"GET /token?a=1&b=%41 HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
                  b"X-Athenz-Role: reader\r\n\r\n"),
+                ("cookies and a length", b"GET /token HTTP/1.1\r\nHost: localhost\r\nCookie: a=1; b=2, c\r\n"
+                 b"Content-Length: 0\r\nX-Athenz-Domain: sports\r\nX-Athenz-Role: reader\r\n\r\n"),
                 ("HTTP/1.0, no headers but ours", b"GET /token HTTP/1.0\r\nX-Athenz-Domain: sports\r\n"
                  b"X-Athenz-Role: reader\r\n\r\n")):
             with self.subTest(what):
