@@ -41,10 +41,12 @@ void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase 
         s->deadline_at = MIN(s->deadline_at, cs->since + limit);
 }
 
+/* Counted before the shutdown, so that a client that sees its connection end and then asks
+ * /metrics finds the cut already there. */
 static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
 {
     const union MHD_ConnectionInfo *fd = MHD_get_connection_info(cs->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (cs->cut || !fd || shutdown(fd->connect_fd, SHUT_RDWR) < 0)
+    if (cs->cut || !fd)
         return;
     cs->cut = true;
     if (!s->cuts[reason])
@@ -54,6 +56,7 @@ static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
                                     &s->cuts[reason]);
     keel_counter_add(s->cuts[reason], 1);
     keel_log_service(s->service, KEEL_LOG_DEBUG, "Closing a connection: %s", reasons[reason]);
+    (void) shutdown(fd->connect_fd, SHUT_RDWR); /* fails only once the peer is gone: MHD closes it then */
 }
 
 void keel__http_deadlines_run(keel_http_server *s)

@@ -64,11 +64,22 @@ class Exposition(KeelTestCase):
         for _ in range(3):
             self.assertEqual(get(self.health, "/livez")[0], 200)
         self.assertEqual(get(self.health, "/nope")[0], 404)
-        body = self.scrape()
-        ok = re.search(r'(?m)^keel_http_requests_total\{service="healthcheck",code="200"\} (\d+)$', body)
+        # A request is counted once its answer is sent, which the client may read first.
+        not_found = r'(?m)^keel_http_requests_total\{service="healthcheck",code="404"\} [1-9]'
+        found = r'(?m)^keel_http_requests_total\{service="healthcheck",code="200"\} (\d+)$'
+
+        def counted(body):
+            ok = re.search(found, body)
+            return ok and int(ok.group(1)) >= 3 and re.search(not_found, body)
+
+        body, deadline = self.scrape(), time.monotonic() + 5
+        while not counted(body) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            body = self.scrape()
+        ok = re.search(found, body)
         self.assertIsNotNone(ok, body)
         self.assertGreaterEqual(int(ok.group(1)), 3)
-        self.assertRegex(body, r'(?m)^keel_http_requests_total\{service="healthcheck",code="404"\} [1-9]')
+        self.assertRegex(body, not_found)
 
     def test_request_durations_by_server_and_route_with_bounded_series(self):
         for _ in range(3):
