@@ -187,7 +187,8 @@ tls_server *tls_server_free(tls_server *t)
 {
     if (!t)
         return NULL;
-    sym_SSL_CTX_free(t->ctx);
+    if (t->ctx) /* none when libssl failed to load, and then no sym_ to call */
+        sym_SSL_CTX_free(t->ctx);
     credential_unref(t->made_for);
     free(t->cert_file);
     free(t->key_file);
