@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+#include <dlfcn.h>
+#include <string.h>
+
 #include <systemd/sd-event.h>
+
+#include <keel/fetch.h>
 
 #include "apptest.h"
 #include "curl.h"
@@ -19,6 +24,23 @@ static void teardown(void)
 }
 
 TestSuite(curl, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A machine without libcurl: the test's own dlopen() is found before libc's, so curl.c's calls
+ * come here and fail as the loader would. Each test runs in a process of its own. */
+static bool libcurl_absent;
+
+void *dlopen(const char *file, int mode)
+{
+    static void *(*next)(const char *, int);
+    if (!next) {
+        void *sym = dlsym(RTLD_NEXT, "dlopen");
+        cr_assert_not_null(sym);
+        memcpy(&next, &sym, sizeof sym);
+    }
+    if (file && libcurl_absent && strncmp(file, "libcurl", 7) == 0)
+        file = "libkeel-test-absent-libcurl.so.4";
+    return next(file, mode);
+}
 
 typedef struct record {
     int preload, preload_again, load, threads_before;
@@ -135,4 +157,25 @@ Test(curl, load_without_preload)
 Test(curl, preload_needs_an_app)
 {
     cr_assert_eq(keel__curl_preload(NULL), -EINVAL);
+}
+
+Test(curl, a_machine_without_libcurl_runs_without_the_ready_check_and_fetch_says_why)
+{
+    rec = (record){ 0 };
+    libcurl_absent = true;
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_DURING, "t.configure", on_configure, NULL, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_START, KEEL_PHASE_DURING, "t.start", on_start, NULL, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "t.idle", on_ready_after, NULL, NULL), 0);
+    cr_assert_eq(apptest_run(&t, NULL), 0, "libcurl is an option of the ready check, not of the app");
+    cr_assert_eq(rec.preload, 0, "the preload's thread starts; its load fails");
+    cr_assert_eq(rec.load, -ENOENT);
+    cr_assert_eq((int) test_thread_count(), rec.threads_before, "the loader thread must be joined");
+
+    keel_fetch *f = NULL;
+    char error[KEEL_FETCH_ERROR_MAX] = "";
+    cr_assert_eq(keel_fetch_new(&(keel_fetch_options){ 0 }, &f, error), -ENOENT);
+    cr_assert_null(f);
+    cr_assert(strncmp(error, "Cannot load libcurl (libcurl-gnutls.so.4 or libcurl.so.4): ", 59) == 0, "%s", error);
+    cr_assert(strstr(error, "libkeel-test-absent-libcurl.so.4: cannot open shared object file"), "%s", error);
+    cr_assert_not(test_curl_mapped());
 }
