@@ -19,3 +19,6 @@ size_t test_threads_named(const char *name);
 size_t test_unbase64url(const char *in, size_t len, unsigned char *out);
 /* Whether either build of libcurl (GnuTLS or OpenSSL) is mapped in this process now. */
 bool test_curl_mapped(void);
+/* The dynamic loader's dlopen(), past the one a test defines to stand in for a machine without
+ * some library (the test's own is found first, so the code under test calls it). */
+void *test_real_dlopen(const char *file, int mode);

@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 
+#include "helpers.h"
 #include "libssl.h"
 #include "tls-server.h"
 
@@ -19,20 +20,14 @@ static const char *libssl_instead;
 
 void *dlopen(const char *file, int mode)
 {
-    static void *(*next)(const char *, int);
-    if (!next) {
-        void *sym = dlsym(RTLD_NEXT, "dlopen");
-        cr_assert_not_null(sym);
-        memcpy(&next, &sym, sizeof sym);
-    }
     if (file && libssl_instead && strcmp(file, "libssl.so.3") == 0)
         file = libssl_instead;
-    return next(file, mode);
+    return test_real_dlopen(file, mode);
 }
 
 static bool libssl_mapped(void)
 {
-    void *dl = dlopen("libssl.so.3", RTLD_LAZY | RTLD_NOLOAD);
+    void *dl = test_real_dlopen("libssl.so.3", RTLD_LAZY | RTLD_NOLOAD);
     if (dl)
         (void) dlclose(dl);
     return dl != NULL;
