@@ -102,15 +102,15 @@ void *test_real_dlopen(const char *file, int mode)
     return next(file, mode);
 }
 
+bool test_library_mapped(const char *soname)
+{
+    void *dl = test_real_dlopen(soname, RTLD_LAZY | RTLD_NOLOAD);
+    if (dl)
+        (void) dlclose(dl);
+    return dl != NULL;
+}
+
 bool test_curl_mapped(void)
 {
-    const char *names[] = { "libcurl-gnutls.so.4", "libcurl.so.4" };
-    for (size_t i = 0; i < 2; i++) {
-        void *dl = test_real_dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (dl) {
-            (void) dlclose(dl);
-            return true;
-        }
-    }
-    return false;
+    return test_library_mapped("libcurl-gnutls.so.4") || test_library_mapped("libcurl.so.4");
 }

@@ -17,6 +17,8 @@ size_t test_threads_named(const char *name);
 /* Decodes base64url (RFC 4648 §5, no padding) of @len characters into @out, NUL-terminated (so
  * @out needs the decoded size plus one byte); returns the decoded size. Aborts on bad input. */
 size_t test_unbase64url(const char *in, size_t len, unsigned char *out);
+/* Whether the library @soname is mapped in this process now (asked of the real loader). */
+bool test_library_mapped(const char *soname);
 /* Whether either build of libcurl (GnuTLS or OpenSSL) is mapped in this process now. */
 bool test_curl_mapped(void);
 /* The dynamic loader's dlopen(), past the one a test defines to stand in for a machine without

@@ -25,20 +25,12 @@ void *dlopen(const char *file, int mode)
     return test_real_dlopen(file, mode);
 }
 
-static bool libssl_mapped(void)
-{
-    void *dl = test_real_dlopen("libssl.so.3", RTLD_LAZY | RTLD_NOLOAD);
-    if (dl)
-        (void) dlclose(dl);
-    return dl != NULL;
-}
-
 Test(libssl, is_mapped_only_once_loaded_and_then_resolves_every_function)
 {
     char error[256] = "";
-    cr_assert_not(libssl_mapped(), "nothing of the agent links libssl");
+    cr_assert_not(test_library_mapped("libssl.so.3"), "nothing of the agent links libssl");
     cr_assert_eq(libssl_load(error, sizeof error), 0, "%s", error);
-    cr_assert(libssl_mapped());
+    cr_assert(test_library_mapped("libssl.so.3"));
 #define CHECK_RESOLVED(name) cr_assert_not_null(sym_##name, #name);
     LIBSSL_FUNCTIONS(CHECK_RESOLVED)
 #undef CHECK_RESOLVED
@@ -52,7 +44,7 @@ Test(libssl, a_machine_without_it_gets_the_loaders_reason)
     cr_assert_eq(libssl_load(error, sizeof error), -ENOENT);
     cr_assert(strncmp(error, "Failed to load libssl.so.3: ", 28) == 0, "%s", error);
     cr_assert(strstr(error, "cannot open shared object file"), "%s", error);
-    cr_assert_not(libssl_mapped());
+    cr_assert_not(test_library_mapped("libssl.so.3"));
 
     /* A TLS server then fails to be made, with the same reason. */
     tls_server *t = NULL;
