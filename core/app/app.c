@@ -104,9 +104,8 @@ keel_app *keel_app_new(const char *name)
         r = add_standard_commands(app);
     if (r >= 0)
         r = keel__app_metrics_setup(app);
-    if (r < 0) { /* said here, or the program exits 70 without a word: a container without /proc gets it */
-        keel_log_error_errno(r, "Failed to set up %s: %m%s", name ? name : "keel",
-                             access("/proc/self/stat", F_OK) < 0 ? " (/proc is not mounted)" : "");
+    if (r < 0) { /* said here, or the program exits 70 without a word */
+        keel_log_error_errno(r, "Failed to set up %s: %m", name ? name : "keel");
         return keel_app_free(app);
     }
     return app;

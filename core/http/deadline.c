@@ -6,7 +6,8 @@
  * connection too) must have it within http.request_header_timeout, and a body must arrive within
  * http.request_body_timeout of its head. And once a server is near its connection limit, a new
  * connection takes the place of the one that has waited longest for a head, so that a probe that
- * sends its request at once is answered however many slow clients hold the rest.
+ * sends its request at once is answered however many slow clients hold the rest; so does the
+ * next connection when the process is out of descriptors, whichever server's clients hold them.
  *
  * MHD cannot close a connection on request: shutdown(2) of its socket makes its next read see
  * the end, and it closes the connection itself.
@@ -91,10 +92,9 @@ static unsigned reserve_of(const keel_http_server *s)
     return MAX(s->connection_limit / 8, 1U);
 }
 
-void keel__http_make_room(keel_http_server *s, connection_state *arrived)
+/* Cuts the connection other than @arrived that has waited longest for a head; false if none does. */
+static bool evict_oldest(keel_http_server *s, const connection_state *arrived)
 {
-    if (atomic_load(&s->connections) + reserve_of(s) <= s->connection_limit)
-        return;
     connection_state *oldest = NULL;
     for (size_t i = 0; i < s->n_conns; i++) {
         connection_state *cs = s->conns[i];
@@ -103,4 +103,17 @@ void keel__http_make_room(keel_http_server *s, connection_state *arrived)
     }
     if (oldest)
         cut(s, oldest, CUT_EVICTED);
+    return oldest;
+}
+
+void keel__http_make_room(keel_http_server *s, connection_state *arrived)
+{
+    if (atomic_load(&s->connections) + reserve_of(s) <= s->connection_limit)
+        return;
+    (void) evict_oldest(s, arrived);
+}
+
+bool keel__http_make_room_for_fds(keel_http_server *s)
+{
+    return evict_oldest(s, NULL);
 }

@@ -67,10 +67,13 @@ void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket
         *socket_context = NULL;
     }
     unsigned before = atomic_fetch_sub(&s->connections, 1);
-    /* At the limit MHD took the listener out of its epoll set; it puts it back at the start of
-     * its next run, and only then can a connection waiting in the backlog wake us. */
-    if (before >= s->connection_limit)
+    /* At the limit (its own, or out of descriptors) MHD took the listener out of its epoll set;
+     * it puts it back at the start of its next run, and only then can a connection waiting in
+     * the backlog wake us. */
+    if (before >= s->connection_limit || s->out_of_fds) {
         s->relisten = true;
+        s->out_of_fds = false;
+    }
     if (before == 1) {
         (void) pthread_mutex_lock(&s->lock);
         (void) pthread_cond_broadcast(&s->changed);

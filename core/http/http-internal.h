@@ -141,10 +141,13 @@ struct keel_http_server {
     keel_http_request **delayed;
     size_t n_delayed, allocated_delayed;
     bool relisten;                /* a place freed at the connection limit: run MHD once more before waiting */
+    bool out_of_fds;              /* MHD stopped accepting for lack of descriptors until a connection closes */
     keel_usec_t deadline_at;      /* the earliest head or body deadline, or infinity (deadline.c) */
     keel_counter *cuts[_CUT_MAX]; /* keel_http_connections_cut_total{service,reason}, on first use */
     cached_response cache[8];
     size_t n_cache;
+    char accept_error[128];        /* the last accept() error libmicrohttpd reported */
+    keel_usec_t out_of_fds_logged; /* when running out of descriptors was last said (descriptors.c) */
 
     /* Deferred requests (deferred.c): the polling thread's list; has_answers under lock. */
     keel_http_deferred **pending;
@@ -168,6 +171,13 @@ int keel__http_bind_address(const keel_address *a);
 void keel__http_describe_bound(keel_http_server *s, int fd);
 /* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
 void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
+
+/* descriptors.c: raises the soft open file limit to the hard one, once per process, and says
+ * how many connections that leaves room for (main thread); says, at most every 10 s, that @s
+ * cannot accept for lack of descriptors or memory (@why: the error), below its connection limit
+ * (polling thread). */
+void keel__http_raise_fd_limit(void);
+void keel__http_out_of_fds(keel_http_server *s, const char *why);
 
 /* request.c: a new request id, unique in this process and unlikely to repeat across processes
  * ("3f9c0a1e2b7d4c55-42"). Thread-safe. */
@@ -219,11 +229,13 @@ const keel__http_refusal *keel__http_head_refusal(const keel_http_server *s, str
 
 /* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;
  * the ms until the next deadline, or -1; near the connection limit, cuts the connection that has
- * waited longest for a head, to make room for @arrived. */
+ * waited longest for a head, to make room for @arrived; out of descriptors, cuts that connection
+ * to give one back (false: none waits for a head). */
 void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase);
 void keel__http_deadlines_run(keel_http_server *s);
 int keel__http_deadlines_timeout(const keel_http_server *s);
 void keel__http_make_room(keel_http_server *s, connection_state *arrived);
+bool keel__http_make_room_for_fds(keel_http_server *s);
 
 /* drain.c: MHD's connection callback and idle closing (polling thread); the main thread's command
  * and its wait until nothing is open or @deadline (-ETIMEDOUT). */

@@ -181,12 +181,26 @@ static void poll_loop(keel_task *task, void *userdata)
     }
 }
 
+/* libmicrohttpd says only in its log that accept() failed: "Error accepting connection: <why>",
+ * then, for a lack of descriptors or memory, that it stopped accepting until a connection closes
+ * ("Hit process or system resource limit at N connections"). That one is an operator's business. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static const char accept_error[] = "Error accepting connection: ";
+    keel_http_server *s = cls;
     char buf[512];
     (void) vsnprintf(buf, sizeof buf, fmt, ap);
     buf[strcspn(buf, "\n")] = 0;
-    keel_log_service(cls, KEEL_LOG_DEBUG, "libmicrohttpd: %s", buf);
+    keel_log_service(s->service, KEEL_LOG_DEBUG, "libmicrohttpd: %s", buf);
+    if (strncmp(buf, accept_error, strlen(accept_error)) == 0)
+        (void) snprintf(s->accept_error, sizeof s->accept_error, "%.*s", (int) sizeof s->accept_error - 1, buf + strlen(accept_error));
+    else if (strstr(buf, "Hit process or system resource limit")) {
+        keel__http_out_of_fds(s, s->accept_error[0] ? s->accept_error : "out of resources");
+        s->out_of_fds = true;
+        /* libmicrohttpd accepts again once one of this server's connections closes: an idle one
+         * gives its descriptor to the next client, so a probe is answered whoever holds the rest. */
+        (void) keel__http_make_room_for_fds(s);
+    }
 }
 
 static int start_daemon(keel_http_server *s, int listen_fd)
@@ -198,7 +212,7 @@ static int start_daemon(keel_http_server *s, int listen_fd)
     /* The logger first, so that MHD's complaints about the options reach it. Without TLS, MHD
      * takes the listener (the last item: left out, with TLS, by ending the array before it). */
     struct MHD_OptionItem options[] = {
-        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_log, s->service },
+        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_log, s },
         { MHD_OPTION_CONNECTION_LIMIT, s->connection_limit, NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL },
         /* MHD's pool holds the head and what it parses it into and the answer's head: the limit
@@ -244,6 +258,7 @@ int keel_http_server_start(keel_http_server *s)
     if (s->started)
         return -EALREADY;
     s->started = true;
+    keel__http_raise_fd_limit();
 
     int fd = keel__http_activated_socket(s->service);
     bool activated = fd >= 0;

@@ -236,6 +236,12 @@ static void accept_one(keel_http_server *s)
     struct sockaddr_storage peer;
     socklen_t len = sizeof peer;
     int fd = accept4(s->tls_listen, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) && s->n_tls > 0) {
+        /* Stop listening until a connection closes and gives a descriptor back (close_conn()),
+         * as libmicrohttpd does: the level-triggered listener would wake this thread for ever. */
+        keel__http_out_of_fds(s, strerror(errno));
+        keel__http_tls_listen(s, false);
+    }
     if (fd < 0)
         return;
     /* libmicrohttpd answers in two writes (head, then body), each its own TLS record: with Nagle's

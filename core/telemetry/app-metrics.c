@@ -32,9 +32,16 @@ int keel__app_metrics_setup(keel_app *app)
         r = keel_metrics_counter(app->telemetry.metrics, "keel_refresh_failures_total",
                                  "Refreshes that failed and kept the old configuration.", NULL,
                                  &app->telemetry.refresh_failures_total);
-    if (r >= 0)
-        r = keel_metrics_add_process_collector(app->telemetry.metrics);
-    return r;
+    if (r < 0)
+        return r;
+    /* Without /proc (a container that does not mount it) the process_* series are all a daemon
+     * loses: it still serves. */
+    int k = keel_metrics_add_process_collector(app->telemetry.metrics);
+    if (k == -ENOMEM)
+        return k;
+    if (k < 0)
+        keel_log_warning_errno(k, "Failed to read /proc/self, process metrics are not exported: %m, ignoring");
+    return 0;
 }
 
 void keel__app_metrics_done(keel_app *app)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <keel/fileio.h>
@@ -14,25 +15,16 @@
 
 /* ---- The process collector ---- */
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
-
-/* /proc/stat can be long (a line per CPU, and one number per interrupt before btime): read it by line. */
+/* The boot time as the clocks give it: /proc/self/stat counts a process's start in ticks of
+ * CLOCK_BOOTTIME, so the realtime clock less that one dates the boot without /proc/stat, which
+ * systemd's ProcSubset=pid hides. */
 static int read_boot_time(double *ret)
 {
-    _cleanup_(fclosep) FILE *f = fopen("/proc/stat", "re");
-    _cleanup_free_ char *line = NULL;
-    size_t size = 0;
-
-    if (!f)
+    struct timespec real, boot;
+    if (clock_gettime(CLOCK_REALTIME, &real) < 0 || clock_gettime(CLOCK_BOOTTIME, &boot) < 0)
         return -errno;
-    while (getline(&line, &size, f) >= 0) {
-        unsigned long long t;
-        if (sscanf(line, "btime %llu", &t) == 1) {
-            *ret = (double) t;
-            return 0;
-        }
-    }
-    return -EIO;
+    *ret = (double) (real.tv_sec - boot.tv_sec) + (double) (real.tv_nsec - boot.tv_nsec) / 1e9;
+    return 0;
 }
 
 /* Reads /proc/self/stat (proc(5)): utime, stime, num_threads, starttime, vsize and rss. */

@@ -4,6 +4,7 @@ drain that loses no request, hostile clients, a port already in use."""
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -368,6 +369,43 @@ class HostileClients(KeelTestCase):
         self.assertEqual(raw_status(addr, many), 200)
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
+
+
+class Descriptors(KeelTestCase):
+    """systemd starts a service with a soft open file limit of 1024: keel raises it to the hard
+    limit, and when descriptors still run out, it says so and keeps answering probes."""
+
+    def test_the_soft_limit_is_raised_to_the_hard_one_and_the_room_logged(self):
+        k = self.keel("serve", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)))
+        bound_address(k)
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        m = re.search(r"Raised the open file limit from 256 to 4096: room for about (\d+) connections in all", err)
+        self.assertIsNotNone(m, err)
+        self.assertTrue(4000 <= int(m.group(1)) < 4096, m.group(0))
+
+    def test_out_of_descriptors_it_warns_once_and_probes_take_idle_places(self):
+        # 64 in all, and the hard limit: 30 idle connections on each of two servers hold the rest.
+        k = self.keel("serve", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+        addr = bound_address(k)
+        metrics = bound_address(k, "metrics exporter server")
+        idle = []
+        self.addCleanup(lambda: [s.close() for s in idle])
+        for target in (metrics, addr):
+            idle += [socket.create_connection(target, timeout=5) for _ in range(30)]
+        wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 5, "the warning")
+        for _ in range(10):
+            started = time.monotonic()
+            self.assertEqual(get(addr, "/livez", timeout=2)[0], 200)
+            self.assertLess(time.monotonic() - started, 1.0, "a probe waits for no timeout")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Open file limit 64 (the hard limit)", err)
+        warnings = re.findall(r"WARN +Cannot accept connections on health check server\[[^]]+\] \(Too many open files\) at \d+ "
+                              r"connections, below http.connection_limit 1024 \(open file limit 64\); new connections wait", err)
+        self.assertEqual(len(warnings), 1, "said once, not once per accept: " + err)
 
 
 class SocketActivation(KeelTestCase):
