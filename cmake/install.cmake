@@ -30,18 +30,29 @@ endif()
 configure_file(cmake/keel.pc.in ${PROJECT_BINARY_DIR}/keel.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/keel.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
-# systemd's unit directory under the prefix (/usr/lib/systemd/system for a packager's /usr).
-set(KEEL_UNIT_DIR ${CMAKE_INSTALL_PREFIX}/lib/systemd/system CACHE PATH "Where the systemd units go")
-# The unit runs the binary installed beside it.
-file(READ conf/keel.service KEEL_UNIT)
-string(REPLACE "ExecStart=/usr/bin/keel " "ExecStart=${CMAKE_INSTALL_FULL_BINDIR}/keel " KEEL_UNIT "${KEEL_UNIT}")
-file(WRITE ${PROJECT_BINARY_DIR}/keel.service "${KEEL_UNIT}")
+# systemd's unit directory under the prefix (/usr/lib/systemd/system for a packager's /usr),
+# resolved when installing, so that `cmake --install --prefix /usr` puts the units there too.
+if(KEEL_UNIT_DIR STREQUAL "${CMAKE_INSTALL_PREFIX}/lib/systemd/system") # a build tree configured before it was relative
+    unset(KEEL_UNIT_DIR CACHE)
+endif()
+set(KEEL_UNIT_DIR lib/systemd/system CACHE PATH "Where the systemd units go (relative: under the prefix)")
+# The unit runs the binary installed beside it: ExecStart= and ExecReload= name it under the
+# prefix the install is made for, which only the install itself knows.
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS conf/keel.service)
+install(CODE "
+    file(READ \"${PROJECT_SOURCE_DIR}/conf/keel.service\" unit)
+    set(bindir \"${CMAKE_INSTALL_BINDIR}\")
+    if(NOT IS_ABSOLUTE \"\${bindir}\")
+        set(bindir \"\${CMAKE_INSTALL_PREFIX}/\${bindir}\")
+    endif()
+    string(REPLACE \"=/usr/bin/keel \" \"=\${bindir}/keel \" unit \"\${unit}\")
+    file(WRITE \"${PROJECT_BINARY_DIR}/keel.service\" \"\${unit}\")
+")
 install(FILES ${PROJECT_BINARY_DIR}/keel.service conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket
         DESTINATION ${KEEL_UNIT_DIR})
 install(FILES conf/keel.yaml conf/keel.dev.yaml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 # The lifecycle's journal messages, for journalctl -x.
-install(FILES conf/keel.catalog DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/catalog)
+install(FILES conf/keel.catalog DESTINATION lib/systemd/catalog)
 # Shell completion: bash-completion's and Debian's zsh vendor directories.
 install(FILES conf/completion/keel.bash DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME keel)
 install(FILES conf/completion/_keel DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)

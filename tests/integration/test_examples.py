@@ -69,7 +69,9 @@ class Installed(KeelTestCase):
         self.assertEqual(headers, sorted(os.path.basename(h) for h in glob.glob(os.path.join(SOURCE, "include/keel/*.h"))))
         self.assertEqual(os.readlink(os.path.join(self.libdir, "libkeel.so.0")), "libkeel.so.0.1.0")
         with open(os.path.join(self.prefix, "lib/systemd/system/keel.service")) as f:
-            self.assertIn(f"ExecStart={PREFIX}/bin/keel serve", f.read(), "the unit runs the binary installed with it")
+            unit = f.read()
+        self.assertIn(f"ExecStart={PREFIX}/bin/keel serve", unit, "the unit runs the binary installed with it")
+        self.assertIn(f"ExecReload={PREFIX}/bin/keel config --check", unit, "and checks a reload with it")
 
     def test_make_install_with_destdir_installs_the_same(self):
         # The README's way: `make install DESTDIR=… PREFIX=…`, here on the build ctest runs in.

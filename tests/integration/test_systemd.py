@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: MIT
+"""keel under a real systemd (Debian 12's 252, booted with systemd-nspawn: nspawn.py): the shipped
+units installed by `cmake --install --prefix /usr` and enabled as docs/operations.md says; start,
+reload, stop, socket activation, restarts under load, the watchdog, the state directory, the
+journal and the sandbox's rating, each checked against what systemd itself reports."""
+
+import collections
+import http.client
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+
+from httpclient import get
+import nspawn
+
+BUILD = os.environ.get("KEEL_BUILD_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+HEALTH, METRICS, TOKEN = ("127.0.0.1", 9998), ("127.0.0.1", 9999), ("127.0.0.1", 8880)
+ATHENZ = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
+UNITS = ["keel-token.socket", "keel-metrics.socket", "keel-healthcheck.socket", "keel.service"]
+
+
+def install(root):
+    """The build, installed into the machine as a packager would: DESTDIR, prefix /usr."""
+    p = subprocess.run(["cmake", "--install", BUILD, "--prefix", "/usr"], env=dict(os.environ, DESTDIR=root),
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(f"cmake --install failed: {p.stdout}{p.stderr}")
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def answers(address, path="/livez", headers=None):
+    try:
+        return get(address, path, timeout=2, headers=headers)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+@unittest.skipIf(nspawn.why_not(), nspawn.why_not() or "")
+class SystemdTestCase(unittest.TestCase):
+    """A machine booted for each test, the build installed, keel enabled and started."""
+
+    def setUp(self):
+        self.m = nspawn.Machine(install=self.prepare)
+        self.addCleanup(self.m.close)
+        self.addCleanup(self.keep_journal_on_failure)
+        self.m.run("journalctl", "--update-catalog", check=True)  # what a package's postinst does
+        self.m.systemctl("enable", "--now", *UNITS, check=True)
+        wait_until(lambda: answers(HEALTH, "/readyz"), 30, "keel ready")
+
+    def prepare(self, root):
+        install(root)
+
+    def keep_journal_on_failure(self):
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome and any(error for _, error in getattr(outcome, "errors", []) if error)
+        if failed or (outcome and not outcome.success):
+            print(self.m.journal("-u", "keel.service", "-n", "60")[-6000:])
+
+    def props(self, *names):
+        return self.m.show("keel.service", *names)
+
+    def keel_journal(self, *args):
+        return self.m.journal("-u", "keel.service", "-o", "cat", *args)
+
+
+class Start(SystemdTestCase):
+    def test_the_unit_is_active_with_ready_status(self):
+        p = self.props("ActiveState", "SubState", "StatusText", "NRestarts", "Type", "MainPID")
+        self.assertEqual((p["ActiveState"], p["SubState"], p["NRestarts"]), ("active", "running", "0"))
+        self.assertTrue(p["StatusText"].startswith("Ready: "), p["StatusText"])
+        self.assertIn("health check server[[::]:9998]", p["StatusText"])
+        self.assertEqual(get(HEALTH, "/readyz")[0], 200)
+        status, _, body = get(TOKEN, "/token", headers=ATHENZ)
+        self.assertEqual(status, 200, body)
+
+    def test_the_open_file_limit_is_raised_under_the_sandbox(self):
+        # systemd's soft limit is 1024; the hard one is its 524288, or what the host allows it.
+        pid = self.props("MainPID")["MainPID"]
+        limits = self.m.run("cat", f"/proc/{pid}/limits", check=True).stdout
+        soft, hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()
+        self.assertEqual(soft, hard, limits)
+        self.assertGreater(int(hard), 1024)
+        self.assertRegex(self.keel_journal(), rf"Raised the open file limit from 1024 to {hard}: room for about \d+ connections")
+
+
+class Reload(SystemdTestCase):
+    def test_a_good_configuration_is_reloaded_and_in_force(self):
+        pid = self.props("MainPID")["MainPID"]
+        self.assertNotIn("checks", get(HEALTH, "/readyz")[2])
+        self.m.write("/etc/keel/keel.yaml", "healthcheck:\n  verbose: true\n")
+        self.m.systemctl("reload", "keel.service", check=True)
+        p = self.props("ActiveState", "SubState", "StatusText", "MainPID")
+        self.assertEqual((p["ActiveState"], p["SubState"], p["MainPID"]), ("active", "running", pid))
+        self.assertTrue(p["StatusText"].startswith("Ready: "), p["StatusText"])
+        status, _, body = get(HEALTH, "/readyz")
+        self.assertEqual(status, 200)
+        self.assertIn("[+]", body, "healthcheck.verbose is in force: " + body)
+        # systemd saw RELOADING=1 then READY=1: the reload job ended with the service running.
+        journal = self.m.journal("-u", "keel.service", "-o", "cat")
+        self.assertIn("Reloading keel.service", journal)
+        self.assertIn("Reloaded keel.service", journal)
+        self.assertRegex(self.keel_journal(), r"Reloaded|Refresh")
+
+    def test_a_broken_configuration_fails_the_reload_and_the_old_one_stays(self):
+        pid = self.props("MainPID")["MainPID"]
+        self.m.write("/etc/keel/keel.yaml", "healthcheck:\n  verbose: maybe\nhttp:\n  connection_limit: 0\n")
+        p = self.m.systemctl("reload", "keel.service")
+        self.assertNotEqual(p.returncode, 0, "systemctl reload fails")
+        journal = self.keel_journal()
+        self.assertIn("/etc/keel/keel.yaml:2:12", journal, "every error, with where it is")
+        self.assertIn("/etc/keel/keel.yaml:4:21", journal)
+        p = self.props("ActiveState", "SubState", "MainPID", "StatusText")
+        self.assertEqual((p["ActiveState"], p["SubState"], p["MainPID"]), ("active", "running", pid))
+        self.assertTrue(p["StatusText"].startswith("Ready: "), p["StatusText"])
+        status, _, body = get(HEALTH, "/readyz")
+        self.assertEqual((status, "[+]" in body), (200, False), "the running configuration stays")
+
+
+class Stop(SystemdTestCase):
+    def prepare(self, root):
+        install(root)
+        # Every /livez is held 1.5 s at the server, so that the stop finds requests in flight.
+        nspawn_dropin(root, "fault.conf", "[Service]\nEnvironment=KEEL_FAULT=sleep=1500@before:healthcheck.request\n")
+
+    def test_stop_answers_every_request_in_flight_and_exits_0(self):
+        results = []
+
+        def held():
+            try:
+                results.append(get(HEALTH, "/livez", timeout=20)[0])
+            except (OSError, http.client.HTTPException) as e:
+                results.append(repr(e))
+
+        threads = [threading.Thread(target=held) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # taken by the server, held by the fault
+        self.m.systemctl("stop", "keel.service", check=True)
+        for t in threads:
+            t.join(30)
+        self.assertEqual(results, [200] * 8)
+        p = self.props("ActiveState", "Result", "ExecMainStatus", "ExecMainCode")
+        self.assertEqual((p["ActiveState"], p["Result"], p["ExecMainStatus"]), ("inactive", "success", "0"))
+        self.assertIn("Shutdown completed", self.keel_journal())
+
+
+class Load:
+    """Four plain clients that never retry, as the issue's load: on /healthz and on /token (a
+    cached token), each on a new connection per request and on one kept-alive connection. A
+    request fails on any error or any status but 200; each failure is kept with its cause."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok, self.failed = 0, []
+        self.threads = [threading.Thread(target=self.loop, args=(address, path, headers, keep), daemon=True)
+                        for address, path, headers in ((HEALTH, "/healthz", None), (TOKEN, "/token", ATHENZ))
+                        for keep in (False, True)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def loop(self, address, path, headers, keep):
+        conn = None
+        deadline = time.monotonic() + 600
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(*address, timeout=10)
+                conn.request("GET", path, headers=headers or {})
+                r = conn.getresponse()
+                body = r.read()
+                result = None if r.status == 200 else f"{r.status} {body[:200]!r}"
+                if not keep or r.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                result = f"{type(e).__name__}: {e} ({'kept-alive' if keep else 'new'} connection, {path})"
+                conn.close()
+                conn = None
+            with self.lock:
+                if result is None:
+                    self.ok += 1
+                else:
+                    self.failed.append(result)
+
+
+class Restart(SystemdTestCase):
+    def test_five_restarts_under_load_fail_no_request(self):
+        status, _, body = get(TOKEN, "/token", headers=ATHENZ)
+        self.assertEqual(status, 200, body)
+        pids = {self.props("MainPID")["MainPID"]}
+        with Load() as load:
+            time.sleep(1)
+            for _ in range(5):
+                self.m.systemctl("restart", "keel.service", check=True)
+                pids.add(self.props("MainPID")["MainPID"])
+                # systemd refuses a sixth start within 10 s (StartLimitBurst=5): the initial
+                # start and five restarts are spread over more than that.
+                time.sleep(2.5)
+        self.assertEqual(len(pids), 6, "five restarts, five new processes")
+        self.assertGreater(load.ok, 1000)
+        kinds = collections.Counter(load.failed)
+        self.assertEqual(load.failed, [], f"{len(load.failed)} of {load.ok + len(load.failed)} requests failed: {kinds}")
+        self.assertEqual(self.props("NRestarts", "ActiveState")["ActiveState"], "active")
+
+
+def nspawn_dropin(root, name, text):
+    d = os.path.join(root, "etc/systemd/system/keel.service.d")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    unittest.main()
