@@ -111,13 +111,13 @@ fuzz: deps fuzz-build
 	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
 
-# The container image (Containerfile), tagged keel:VERSION as conf/kubernetes/keel.yaml names it,
-# with podman or else docker (CONTAINER=... picks one).
+# The container image (Containerfile), tagged keel:VERSION as conf/kubernetes/keel.yaml names it:
+# podman builds it from this build's root file system, with no registry, into a store of its own
+# in $(BUILD)/image (conf/container/image.sh; `conf/container/image.sh podman $(BUILD) ...` reaches it).
 VERSION   := $(shell grep -o 'keel VERSION [0-9.]*' CMakeLists.txt | cut -d' ' -f3)
-CONTAINER ?= $(shell command -v podman || command -v docker)
-image:
-	@[ -n "$(CONTAINER)" ] || { echo "image: neither podman nor docker is installed (apt-get install podman)" >&2; exit 1; }
-	$(CONTAINER) build -f Containerfile -t keel:$(VERSION) .
+image: build
+	@command -v podman >/dev/null || { echo "image: podman is not installed (make deps installs it)" >&2; exit 1; }
+	conf/container/image.sh build $(BUILD) keel:$(VERSION)
 
 # Line coverage of core/ and services/ by every test (unit and integration) of a gcc --coverage
 # build: a summary per file on the terminal, the whole report in $(BUILD_COV)/coverage.html.

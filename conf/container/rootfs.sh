@@ -3,8 +3,8 @@
 # Makes keel's image root file system in DEST from an installed BINARY: the binary; every library
 # it links, the libcurl it loads at run time to confirm its servers and the libssl it loads for
 # TLS (with theirs); the dynamic loader; the CA bundle libcurl reads for ACME and OAuth2 over TLS; the keel user, 65532, and its
-# state directory /var/lib/keel. Nothing else: no shell, no package manager. The Containerfile runs
-# it; tests/integration/test_image.py runs keel chrooted in what it makes.
+# state directory /var/lib/keel. Nothing else: no shell, no package manager. image.sh runs it for
+# the Containerfile; tests/integration/test_image.py also runs keel chrooted in what it makes.
 #
 #   rootfs.sh DEST BINARY        (LD_LIBRARY_PATH finds a libkeel that is not installed yet)
 set -eu
