@@ -96,84 +96,75 @@ static token_cache *three(void)
     return c;
 }
 
-static void encode(token_cache *c, keel_usec_t now, size_t max, keel_strbuf *sb, size_t *count)
+/* The payload tests: the cache three() (before) and what it keeps at T0, and an empty cache for the next start (after). */
+static token_cache *before, *after;
+static char buf[64];
+static keel_strbuf sb;
+static size_t count;
+
+static void payload_setup(void)
 {
-    cr_assert_eq(token_kept_encode(c, SRC, now, max, sb, count), 0);
+    before = three();
+    after = token_cache_new(10, no_mint, NULL);
+    sb = KEEL_STRBUF_INIT_GROWABLE(buf);
+    cr_assert_eq(token_kept_encode(before, SRC, T0, KEEL_FDSTORE_SIZE_MAX, &sb, &count), 0);
 }
 
-Test(token_kept, round_trip_in_order_without_expired_tokens)
+static void payload_teardown(void)
 {
-    token_cache *c = three();
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
-    size_t count = 0;
-    encode(c, T0, KEEL_FDSTORE_SIZE_MAX, &sb, &count);
+    keel_strbuf_done(&sb);
+    token_cache_free(before);
+    token_cache_free(after);
+}
+
+TestSuite(token_kept_payload, .init = payload_setup, .fini = payload_teardown, .timeout = 60);
+
+Test(token_kept_payload, round_trip_in_order_without_expired_tokens)
+{
     cr_assert_eq(count, 3, "the expired one is not kept");
-    token_cache *next = token_cache_new(10, no_mint, NULL);
     token_kept_stats st;
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0, &st), 0);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0, &st), 0);
     cr_assert_eq(st.restored, 3);
     cr_assert_eq(st.expired + st.skipped, 0);
-    cr_assert_str_eq(listed(next), "a/reader=token-a@3600 b/writer=token-b with a space@7200 c/reader=token-c@0 ");
-    keel_strbuf_done(&sb);
-    token_cache_free(c);
-    token_cache_free(next);
+    cr_assert_str_eq(listed(after), "a/reader=token-a@3600 b/writer=token-b with a space@7200 c/reader=token-c@0 ");
 }
 
-Test(token_kept, what_expired_since_is_dropped_and_what_is_cached_stays)
+Test(token_kept_payload, what_expired_since_is_dropped_and_what_is_cached_stays)
 {
-    token_cache *c = three();
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
-    size_t count = 0;
-    encode(c, T0, KEEL_FDSTORE_SIZE_MAX, &sb, &count);
-    token_cache *next = token_cache_new(2, no_mint, NULL);
-    put(next, "b", "writer", "newer-b", T0 + 3 * HOUR); /* a request came first */
+    token_cache_free(after);
+    after = token_cache_new(2, no_mint, NULL);
+    put(after, "b", "writer", "newer-b", T0 + 3 * HOUR); /* a request came first */
     token_kept_stats st;
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0 + 60 * KEEL_USEC_PER_SEC, &st), 0);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0 + 60 * KEEL_USEC_PER_SEC, &st), 0);
     cr_assert_eq(st.restored, 1);
     cr_assert_eq(st.skipped, 1);
     cr_assert_eq(st.expired, 1, "c expired 30 s after T0");
-    cr_assert_str_eq(listed(next), "b/writer=newer-b@10800 a/reader=token-a@3600 ");
-    keel_strbuf_done(&sb);
-    token_cache_free(c);
-    token_cache_free(next);
+    cr_assert_str_eq(listed(after), "b/writer=newer-b@10800 a/reader=token-a@3600 ");
 }
 
-Test(token_kept, the_most_recently_used_are_kept_when_they_do_not_all_fit)
+Test(token_kept_payload, the_most_recently_used_are_kept_when_they_do_not_all_fit)
 {
-    token_cache *c = three();
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
-    size_t count = 0, one = 4 + strlen(SRC) + 4 + 3 * 4 + strlen("a") + strlen("reader") + strlen("token-a") + 8;
-    encode(c, T0, one, &sb, &count);
+    size_t one = 4 + strlen(SRC) + 4 + 3 * 4 + strlen("a") + strlen("reader") + strlen("token-a") + 8;
+    keel_strbuf_done(&sb);
+    sb = KEEL_STRBUF_INIT_GROWABLE(buf);
+    cr_assert_eq(token_kept_encode(before, SRC, T0, one, &sb, &count), 0);
     cr_assert_eq(count, 1);
     cr_assert_eq(sb.len, one);
-    token_cache *next = token_cache_new(10, no_mint, NULL);
     token_kept_stats st;
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0, &st), 0);
-    cr_assert_str_eq(listed(next), "a/reader=token-a@3600 ");
-    cr_assert_eq(token_kept_encode(c, SRC, T0, 8, &sb, &count), -E2BIG);
-    keel_strbuf_done(&sb);
-    token_cache_free(c);
-    token_cache_free(next);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0, &st), 0);
+    cr_assert_str_eq(listed(after), "a/reader=token-a@3600 ");
+    cr_assert_eq(token_kept_encode(before, SRC, T0, 8, &sb, &count), -E2BIG);
 }
 
-Test(token_kept, tokens_of_another_issuer_client_or_scope_are_dropped)
+Test(token_kept_payload, tokens_of_another_issuer_client_or_scope_are_dropped)
 {
-    token_cache *c = three();
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
-    size_t count = 0;
-    encode(c, T0, KEEL_FDSTORE_SIZE_MAX, &sb, &count);
-    token_cache *next = token_cache_new(10, no_mint, NULL);
     token_kept_stats st = { .restored = 99 };
     const char *others[] = { "oauth2 https://127.0.0.1:9443/token agent {domain}:role.{role}",
                              "oauth2 https://127.0.0.1:8443/token other {domain}:role.{role}",
                              "oauth2 https://127.0.0.1:8443/token agent {domain}.{role}", "local" };
     for (size_t i = 0; i < 4; i++)
-        cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, others[i], T0, &st), -EREMCHG, "%s", others[i]);
-    cr_assert_str_eq(listed(next), "");
+        cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, others[i], T0, &st), -EREMCHG, "%s", others[i]);
+    cr_assert_str_eq(listed(after), "");
     cr_assert_eq(st.restored, 99, "written only on success");
     token_provider_settings p = { .provider = TOKEN_PROVIDER_OAUTH2,
                                   .oauth2 = { .token_url = (char *) "https://127.0.0.1:8443/token",
@@ -185,38 +176,26 @@ Test(token_kept, tokens_of_another_issuer_client_or_scope_are_dropped)
     p.provider = TOKEN_PROVIDER_LOCAL;
     cr_assert_eq(token_kept_source(&p, &local), 0);
     cr_assert_str_eq(local, "local");
-    keel_strbuf_done(&sb);
-    token_cache_free(c);
-    token_cache_free(next);
 }
 
-Test(token_kept, every_truncation_and_any_trailing_byte_are_malformed_and_put_nothing)
+Test(token_kept_payload, every_truncation_and_any_trailing_byte_are_malformed_and_put_nothing)
 {
-    token_cache *c = three();
-    char buf[64];
-    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
-    size_t count = 0;
-    encode(c, T0, KEEL_FDSTORE_SIZE_MAX, &sb, &count);
-    token_cache *next = token_cache_new(10, no_mint, NULL);
     token_kept_stats st;
     for (size_t n = 0; n < sb.len; n++) {
         _cleanup_free_ char *cut = malloc(n + 1); /* its own allocation: ASan sees a read past it */
         memcpy(cut, sb.buf, n);
-        cr_assert_eq(token_kept_decode(next, cut, n, SRC, T0, &st), -EBADMSG, "%zu of %zu bytes", n, sb.len);
+        cr_assert_eq(token_kept_decode(after, cut, n, SRC, T0, &st), -EBADMSG, "%zu of %zu bytes", n, sb.len);
     }
     keel_strbuf_appendn(&sb, "x", 1);
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
     /* A size past the end, and a NUL inside a string. */
     sb.len--;
     uint32_t huge = UINT32_MAX;
     memcpy(sb.buf, &huge, sizeof huge);
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
     uint32_t n = (uint32_t) strlen(SRC);
     memcpy(sb.buf, &n, sizeof n);
     sb.buf[4 + strlen(SRC) + 4 + 4] = '\0'; /* the first domain */
-    cr_assert_eq(token_kept_decode(next, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
-    cr_assert_str_eq(listed(next), "");
-    keel_strbuf_done(&sb);
-    token_cache_free(c);
-    token_cache_free(next);
+    cr_assert_eq(token_kept_decode(after, sb.buf, sb.len, SRC, T0, &st), -EBADMSG);
+    cr_assert_str_eq(listed(after), "");
 }

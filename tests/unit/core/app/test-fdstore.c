@@ -21,10 +21,10 @@
 #include <criterion/criterion.h>
 #include <systemd/sd-daemon.h>
 
+#include "apptest.h"
 #include "fdstore-internal.h"
 #include "helpers.h"
 #include "http-internal.h"
-#include "log-internal.h"
 #include "macro.h"
 
 static const uint8_t KEY[32] = "0123456789abcdef0123456789abcde";
@@ -121,7 +121,7 @@ static void *read_messages(void *userdata)
     }
 }
 
-static int log_fd;
+static apptest t; /* the logs, captured */
 
 static void setup(void)
 {
@@ -134,9 +134,7 @@ static void setup(void)
     pthread_mutex_init(&manager.lock, NULL);
     cr_assert_eq(pthread_create(&manager.reader, NULL, read_messages, NULL), 0);
     setenv("NOTIFY_SOCKET", manager.path, 1);
-    log_fd = memfd_create("logs", MFD_CLOEXEC);
-    keel__log_set_fd(log_fd);
-    keel_log_set_level(KEEL_LOG_DEBUG);
+    apptest_init(&t);
 }
 
 static void teardown(void)
@@ -146,19 +144,10 @@ static void teardown(void)
     close(manager.sock);
     unlink(manager.path);
     unsetenv("NOTIFY_SOCKET");
-    keel__log_set_fd(-1);
-    close(log_fd);
+    apptest_done(&t);
 }
 
 TestSuite(fdstore, .init = setup, .fini = teardown, .timeout = 30);
-
-static const char *logs(void)
-{
-    static char buf[1 << 14];
-    ssize_t n = pread(log_fd, buf, sizeof buf - 1, 0);
-    buf[n > 0 ? n : 0] = '\0';
-    return buf;
-}
 
 /* The messages received so far, once @expected of them are in (the reader runs on its own). */
 static const char *messages(const char *expected)
@@ -285,7 +274,8 @@ Test(fdstore, without_a_service_manager_saving_keeps_nothing_and_says_so)
 {
     unsetenv("NOTIFY_SOCKET");
     cr_assert_eq(keel_fdstore_save("cache", PAYLOAD, sizeof PAYLOAD, KEY, sizeof KEY), 0);
-    cr_assert(strstr(logs(), "No service manager ($NOTIFY_SOCKET unset): 'cache' is not kept across a restart"), "%s", logs());
+    cr_assert(strstr(apptest_logs(&t), "No service manager ($NOTIFY_SOCKET unset): 'cache' is not kept across a restart"), "%s",
+              apptest_logs(&t));
     cr_assert_eq(keel_fdstore_remove("cache"), 0);
     void *data = NULL;
     size_t size = 0;
@@ -295,49 +285,59 @@ Test(fdstore, without_a_service_manager_saving_keeps_nothing_and_says_so)
 
 /* ---- the next run ---------------------------------------------------------------------------- */
 
+/* What the last load() in the next run gave. */
+static struct {
+    void *data;
+    size_t size;
+    char error[KEEL_FDSTORE_ERROR_MAX];
+} loaded;
+
+static int load(const char *name, const uint8_t *key)
+{
+    free(loaded.data);
+    loaded.data = NULL;
+    loaded.size = 0;
+    loaded.error[0] = '\0';
+    return keel_fdstore_load(name, key, sizeof KEY, &loaded.data, &loaded.size, loaded.error);
+}
+
+/* Saves PAYLOAD as "cache", runs @next_fn as the next start, and checks the manager forgot it. */
+static void save_then_restart(next_run_t next_fn)
+{
+    cr_assert_eq(keel_fdstore_save("cache", PAYLOAD, sizeof PAYLOAD, KEY, sizeof KEY), 1);
+    int fd = kept("cache");
+    next_run(&fd, (const char *const[]){ "cache" }, 1, next_fn);
+    close(fd);
+    cr_assert(strstr(messages("BARRIER=1|FDSTOREREMOVE=1\nFDNAME=cache|"), "BARRIER=1|FDSTOREREMOVE=1\nFDNAME=cache|"));
+    cr_assert_eq(stored("cache"), 0, "not handed back at the start after");
+}
+
 static void load_once(void)
 {
-    void *data = NULL;
-    size_t size = 0;
-    char error[KEEL_FDSTORE_ERROR_MAX] = "";
-    NEXT_RUN_CHECK(keel_fdstore_load("cache", KEY, sizeof KEY, &data, &size, error) == 0);
-    NEXT_RUN_CHECK(size == sizeof PAYLOAD && memcmp(data, PAYLOAD, size) == 0);
-    NEXT_RUN_CHECK(((char *) data)[size] == '\0');
-    free(data);
+    NEXT_RUN_CHECK(load("cache", KEY) == 0);
+    NEXT_RUN_CHECK(loaded.size == sizeof PAYLOAD && memcmp(loaded.data, PAYLOAD, loaded.size) == 0);
+    NEXT_RUN_CHECK(((char *) loaded.data)[loaded.size] == '\0');
     NEXT_RUN_CHECK(released(SD_LISTEN_FDS_START));
-    NEXT_RUN_CHECK(keel_fdstore_load("cache", KEY, sizeof KEY, &data, &size, error) == -ENOENT);
+    NEXT_RUN_CHECK(load("cache", KEY) == -ENOENT);
 }
 
 Test(fdstore, the_next_run_loads_it_once_and_the_manager_forgets_it)
 {
-    cr_assert_eq(keel_fdstore_save("cache", PAYLOAD, sizeof PAYLOAD, KEY, sizeof KEY), 1);
-    int fd = kept("cache");
-    next_run(&fd, (const char *const[]){ "cache" }, 1, load_once);
-    close(fd);
-    cr_assert(strstr(messages("BARRIER=1|FDSTOREREMOVE=1\nFDNAME=cache|"), "BARRIER=1|FDSTOREREMOVE=1\nFDNAME=cache|"));
-    cr_assert_eq(stored("cache"), 0);
+    save_then_restart(load_once);
 }
 
 static void load_refused(void)
 {
-    void *data = NULL;
-    size_t size = 0;
-    char error[KEEL_FDSTORE_ERROR_MAX] = "";
-    NEXT_RUN_CHECK(keel_fdstore_load("cache", OTHER_KEY, sizeof OTHER_KEY, &data, &size, error) == -EKEYREJECTED);
-    NEXT_RUN_CHECK(streq(error, "its HMAC does not verify: saved under another key, or altered"));
-    NEXT_RUN_CHECK(!data && size == 0);
+    NEXT_RUN_CHECK(load("cache", OTHER_KEY) == -EKEYREJECTED);
+    NEXT_RUN_CHECK(streq(loaded.error, "its HMAC does not verify: saved under another key, or altered"));
+    NEXT_RUN_CHECK(!loaded.data && loaded.size == 0);
     NEXT_RUN_CHECK(released(SD_LISTEN_FDS_START));
-    NEXT_RUN_CHECK(keel_fdstore_load("cache", KEY, sizeof KEY, &data, &size, error) == -ENOENT);
+    NEXT_RUN_CHECK(load("cache", KEY) == -ENOENT);
 }
 
 Test(fdstore, a_refused_blob_is_taken_and_forgotten_too)
 {
-    cr_assert_eq(keel_fdstore_save("cache", PAYLOAD, sizeof PAYLOAD, KEY, sizeof KEY), 1);
-    int fd = kept("cache");
-    next_run(&fd, (const char *const[]){ "cache" }, 1, load_refused);
-    close(fd);
-    messages("BARRIER=1|FDSTOREREMOVE=1\nFDNAME=cache|");
-    cr_assert_eq(stored("cache"), 0, "not handed back at every start");
+    save_then_restart(load_refused);
 }
 
 static int listener(void)
@@ -351,18 +351,15 @@ static int listener(void)
 
 static void sockets_beside_blobs(void)
 {
-    void *data = NULL;
-    size_t size = 0;
     /* fd 3: the blob "token"; 4: the socket unit's socket "token"; 5: the blob "other". */
-    NEXT_RUN_CHECK(keel_fdstore_load("token", KEY, sizeof KEY, &data, &size, NULL) == 0);
-    free(data);
+    NEXT_RUN_CHECK(load("token", KEY) == 0);
     NEXT_RUN_CHECK(released(3));
     /* A socket opened now does not get number 3, and the server named "token" finds its socket. */
     int other = listener();
     NEXT_RUN_CHECK(other > 5);
     NEXT_RUN_CHECK(sd_listen_fds(0) == 3);
     NEXT_RUN_CHECK(keel__http_activated_socket("token") == 4);
-    NEXT_RUN_CHECK(keel_fdstore_load("token", KEY, sizeof KEY, &data, &size, NULL) == -ENOENT);
+    NEXT_RUN_CHECK(load("token", KEY) == -ENOENT);
     /* A socket is never a blob, and a blob never a server's socket. */
     NEXT_RUN_CHECK(keel__http_activated_socket("other") == -ENOENT);
     NEXT_RUN_CHECK(keel_fdstore_remove("other") == 1);
@@ -386,16 +383,13 @@ Test(fdstore, sockets_of_socket_units_and_blobs_share_the_list)
 
 static void not_ours(void)
 {
-    void *data = NULL;
-    size_t size = 0;
-    char error[KEEL_FDSTORE_ERROR_MAX] = "";
     /* fd 3: a pipe, 4: a memfd never sealed, 5: a sealed memfd over the largest blob. */
-    NEXT_RUN_CHECK(keel_fdstore_load("pipe", KEY, sizeof KEY, &data, &size, error) == -ENOENT);
+    NEXT_RUN_CHECK(load("pipe", KEY) == -ENOENT);
     NEXT_RUN_CHECK(fcntl(3, F_GETFD) >= 0 && !released(3));
-    NEXT_RUN_CHECK(keel_fdstore_load("unsealed", KEY, sizeof KEY, &data, &size, error) == -EBADMSG);
-    NEXT_RUN_CHECK(streq(error, "a memfd that is not sealed against changes"));
-    NEXT_RUN_CHECK(keel_fdstore_load("huge", KEY, sizeof KEY, &data, &size, error) == -EFBIG);
-    NEXT_RUN_CHECK(strstr(error, "over the"));
+    NEXT_RUN_CHECK(load("unsealed", KEY) == -EBADMSG);
+    NEXT_RUN_CHECK(streq(loaded.error, "a memfd that is not sealed against changes"));
+    NEXT_RUN_CHECK(load("huge", KEY) == -EFBIG);
+    NEXT_RUN_CHECK(strstr(loaded.error, "over the"));
     NEXT_RUN_CHECK(released(4) && released(5));
 }
 
