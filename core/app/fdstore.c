@@ -205,6 +205,14 @@ int keel_fdstore_load(const char *name, const void *key, size_t key_size, void *
     return 0;
 }
 
+bool keel_fdstore_passed(const char *name)
+{
+    keel_assert_return(keel__fdstore_name_valid(name), false);
+    _cleanup_strv_free_ char **names = NULL;
+    int n = passed(&names), i = 0;
+    return next_passed(names, n, name, &i) >= 0;
+}
+
 int keel_fdstore_remove(const char *name)
 {
     keel_assert_return(keel__fdstore_name_valid(name), -EINVAL);

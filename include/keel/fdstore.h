@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <keel/common.h>
@@ -62,6 +63,13 @@ KEEL_API int keel_fdstore_save(const char *name, const void *data, size_t size, 
  * -EINVAL (bad arguments, as keel_fdstore_save()), -ENOEXEC, -ELIBACC, -ENOMEM.
  */
 KEEL_API int keel_fdstore_load(const char *name, const void *key, size_t key_size, void **ret_data, size_t *ret_size, char *error);
+
+/**
+ * Whether the service manager passed a blob under @name that keel_fdstore_load() has not taken:
+ * cheap (no mapping, no HMAC), so that a start with nothing kept skips deriving the key. False for
+ * a bad name.
+ */
+KEEL_API bool keel_fdstore_passed(const char *name);
 
 /**
  * Tells the service manager to forget what is kept under @name (FDSTOREREMOVE=1), and closes this

@@ -238,6 +238,8 @@ void token__restore_cache(token_service *token)
     struct timespec t0;
     (void) clock_gettime(CLOCK_MONOTONIC, &t0);
     token->restored = true;
+    if (!keel_fdstore_passed(TOKEN_KEPT_NAME)) /* a first start: no key to derive (a first HMAC costs ~0.2 ms) */
+        return;
     int r = current_key(token, key);
     if (r >= 0)
         r = keel_fdstore_load(TOKEN_KEPT_NAME, key, sizeof key, &payload, &size, why);

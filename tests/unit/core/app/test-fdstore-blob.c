@@ -173,6 +173,7 @@ Test(fdstore_blob, names_and_keys_systemd_and_hmac_take)
         cr_assert_not(keel__fdstore_name_valid(bad[i]), "%s", bad[i] ? bad[i] : "NULL");
         cr_assert_eq(keel_fdstore_save(bad[i], "x", 1, KEY, sizeof KEY), -EINVAL);
         cr_assert_eq(keel_fdstore_remove(bad[i]), -EINVAL);
+        cr_assert_not(keel_fdstore_passed(bad[i]));
     }
     void *data = NULL;
     size_t size = 0;

@@ -277,6 +277,7 @@ Test(fdstore, without_a_service_manager_saving_keeps_nothing_and_says_so)
     cr_assert(strstr(apptest_logs(&t), "No service manager ($NOTIFY_SOCKET unset): 'cache' is not kept across a restart"), "%s",
               apptest_logs(&t));
     cr_assert_eq(keel_fdstore_remove("cache"), 0);
+    cr_assert_not(keel_fdstore_passed("cache"));
     void *data = NULL;
     size_t size = 0;
     cr_assert_eq(keel_fdstore_load("cache", KEY, sizeof KEY, &data, &size, NULL), -ENOENT);
@@ -314,7 +315,9 @@ static void save_then_restart(next_run_t next_fn)
 
 static void load_once(void)
 {
+    NEXT_RUN_CHECK(keel_fdstore_passed("cache") && !keel_fdstore_passed("other"));
     NEXT_RUN_CHECK(load("cache", KEY) == 0);
+    NEXT_RUN_CHECK(!keel_fdstore_passed("cache"));
     NEXT_RUN_CHECK(loaded.size == sizeof PAYLOAD && memcmp(loaded.data, PAYLOAD, loaded.size) == 0);
     NEXT_RUN_CHECK(((char *) loaded.data)[loaded.size] == '\0');
     NEXT_RUN_CHECK(released(SD_LISTEN_FDS_START));
@@ -354,6 +357,7 @@ static void sockets_beside_blobs(void)
     /* fd 3: the blob "token"; 4: the socket unit's socket "token"; 5: the blob "other". */
     NEXT_RUN_CHECK(load("token", KEY) == 0);
     NEXT_RUN_CHECK(released(3));
+    NEXT_RUN_CHECK(!keel_fdstore_passed("token")); /* the socket is no blob */
     /* A socket opened now does not get number 3, and the server named "token" finds its socket. */
     int other = listener();
     NEXT_RUN_CHECK(other > 5);
@@ -384,6 +388,7 @@ Test(fdstore, sockets_of_socket_units_and_blobs_share_the_list)
 static void not_ours(void)
 {
     /* fd 3: a pipe, 4: a memfd never sealed, 5: a sealed memfd over the largest blob. */
+    NEXT_RUN_CHECK(!keel_fdstore_passed("pipe") && keel_fdstore_passed("unsealed") && keel_fdstore_passed("huge"));
     NEXT_RUN_CHECK(load("pipe", KEY) == -ENOENT);
     NEXT_RUN_CHECK(fcntl(3, F_GETFD) >= 0 && !released(3));
     NEXT_RUN_CHECK(load("unsealed", KEY) == -EBADMSG);
