@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Where a server listens: the socket systemd passed under the service's name, or one bound here. */
+/* Where a server listens: the socket systemd passed under the service's name, or one bound here.
+ * The list systemd passes also holds the blobs of its file descriptor store (core/app/fdstore.c):
+ * memfds, or /dev/null once taken, which sd_is_socket_inet() turns down whatever their name. */
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>

@@ -6,6 +6,7 @@
 #include <keel/common.h>
 #include <keel/config.h>
 #include <keel/event.h>
+#include <keel/fdstore.h>
 #include <keel/fetch.h>
 #include <keel/fileio.h>
 #include <keel/health.h>

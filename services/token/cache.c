@@ -124,9 +124,17 @@ static void make_room(token_cache *c)
     }
 }
 
-static entry *entry_add(token_cache *c, const char *domain, const char *role)
+static void list_push_back(token_cache *c, entry *e)
 {
-    make_room(c);
+    e->prev = c->tail;
+    e->next = NULL;
+    *(c->tail ? &c->tail->next : &c->head) = e;
+    c->tail = e;
+}
+
+/* A new entry for the key, in the table and counted; the caller puts it in the use order. */
+static entry *entry_new(token_cache *c, const char *domain, const char *role)
+{
     size_t nd = strlen(domain) + 1, nr = strlen(role) + 1;
     entry *e = malloc(sizeof *e);
     char *key = malloc(nd + nr);
@@ -138,9 +146,18 @@ static entry *entry_add(token_cache *c, const char *domain, const char *role)
     *e = (entry){ .domain = memcpy(key, domain, nd), .role = memcpy(key + nd, role, nr) };
     entry **p = slot_of(c, domain, role);
     *p = e;
-    list_push_front(c, e);
     c->stats.entries++;
-    account(c, e, entry_bytes(e));
+    return e;
+}
+
+static entry *entry_add(token_cache *c, const char *domain, const char *role)
+{
+    make_room(c);
+    entry *e = entry_new(c, domain, role);
+    if (e) {
+        list_push_front(c, e);
+        account(c, e, entry_bytes(e));
+    }
     return e;
 }
 
@@ -303,6 +320,42 @@ int token_cache_refresh(token_cache *c, keel_usec_t now, size_t *ret_failed)
     if (ret_failed)
         *ret_failed = failed;
     return (int) KEEL_MIN(ok, (size_t) INT32_MAX);
+}
+
+/* ---- across a restart --------------------------------------------------------------------------- */
+
+int token_cache_put(token_cache *c, const char *domain, const char *role, const token_minted *t)
+{
+    assert(c && domain && role && t && t->jwt);
+    char *jwt = strdup(t->jwt);
+    if (!jwt)
+        return -ENOMEM;
+    (void) pthread_mutex_lock(&c->lock);
+    entry *e = *slot_of(c, domain, role);
+    int r = e ? -EEXIST : c->stats.entries >= c->capacity ? -ENOSPC : 0;
+    if (r >= 0 && !(e = entry_new(c, domain, role)))
+        r = -ENOMEM;
+    if (r >= 0) {
+        e->token = (token_minted){ .jwt = TAKE_PTR(jwt), .expires = t->expires };
+        e->generation = c->generation;
+        list_push_back(c, e);
+        account(c, e, entry_bytes(e));
+    }
+    (void) pthread_mutex_unlock(&c->lock);
+    free(jwt);
+    return r;
+}
+
+int token_cache_foreach(token_cache *c, token_cache_visit_handler_t fn, void *userdata)
+{
+    assert(c && fn);
+    int r = 0;
+    (void) pthread_mutex_lock(&c->lock);
+    for (entry *e = c->head; e && r == 0; e = e->next)
+        if (e->token.jwt)
+            r = fn(e->domain, e->role, &e->token, userdata);
+    (void) pthread_mutex_unlock(&c->lock);
+    return r;
 }
 
 bool token_cache_rekey(token_cache *c, const char *kid)

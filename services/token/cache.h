@@ -81,5 +81,21 @@ int token_cache_refresh(token_cache *c, keel_usec_t now, size_t *ret_failed);
  */
 bool token_cache_rekey(token_cache *c, const char *kid);
 
+/*
+ * Puts a copy of @t in the cache for (@domain, @role) as a token of the current key generation:
+ * one kept from before a restart. It goes behind every other entry (the least recently used),
+ * so that tokens put in the order token_cache_foreach() gave them keep their order, and it evicts
+ * nothing. Returns 0; -EEXIST when the pair is cached already (a request came first), -ENOSPC when
+ * the cache is full, -ENOMEM.
+ */
+int token_cache_put(token_cache *c, const char *domain, const char *role, const token_minted *t);
+
+/* Called for each cached token (@t borrowed), with the cache's lock held: must not call into it. */
+typedef int (*token_cache_visit_handler_t)(const char *domain, const char *role, const token_minted *t, void *userdata);
+
+/* Calls @fn for every pair that holds a token (valid or not), most recently used first, until @fn
+ * returns nonzero; returns that, or 0. Blocks every other caller meanwhile. */
+int token_cache_foreach(token_cache *c, token_cache_visit_handler_t fn, void *userdata);
+
 /* A consistent snapshot of the counters. */
 void token_cache_get_stats(token_cache *c, token_cache_stats *ret);

@@ -37,6 +37,8 @@ typedef struct token_service {
     keel_counter *refreshed, *refresh_failed;
     /* The live keys as other threads read them: copied at configure and at every refresh. */
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
+    /* Start reached the restore of the cache kept by the last stop: this stop keeps it in turn. */
+    bool restored;
 } token_service;
 
 /* Where an answer goes: the request now, or, for one an issuer worker answers, later. */
@@ -57,3 +59,9 @@ int token__answer_token_ok(reply to, const char *id, const token_minted *t, cons
  * issuer (a first token, the workers). Failures of the start are given to keel_app_fail(). */
 int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role);
 int token__issuer_start(token_service *token, keel_app *app);
+
+/* kept.c: the cache across a restart. At start, before the server accepts: the tokens the last
+ * stop kept go back into the cache (never fails: a refusal is a warning, and the cache starts
+ * empty). At stop, once no thread mints any more: an OAuth2 issuer's tokens are kept. */
+void token__restore_cache(token_service *token);
+void token__keep_cache(token_service *token);

@@ -521,6 +521,8 @@ static int token_start(keel_service *s, void *state)
         return r;
     if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token__issuer_start(token, app)) < 0)
         return r;
+    /* Last before the server: a start that failed before it leaves what was kept to the next one. */
+    token__restore_cache(token);
     keel_http_options o = { .service = "token",
                             .label = "token provider server",
                             .address = token->config.address,
@@ -539,7 +541,8 @@ static int token_start(keel_service *s, void *state)
     return r < 0 ? r : start_tasks(token, app);
 }
 
-/* The server drains first (requests in flight finish), then the tasks stop and are joined. */
+/* The server drains first (requests in flight finish), then the tasks stop and are joined, then
+ * the cache is kept for the next start. */
 static int token_stop(keel_service *s, void *state)
 {
     token_service *token = state;
@@ -553,6 +556,7 @@ static int token_stop(keel_service *s, void *state)
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
     }
     token->issuer = oauth2_free(token->issuer); /* after every task that mints */
+    token__keep_cache(token);                   /* the cache is final: no request, worker or task is left */
     return r;
 }
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +20,71 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KEEL = os.environ.get("KEEL_BIN") or os.path.join(HERE, "..", "..", "build", "keel")
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
 SANITIZER_STATUS = 86  # tests/CMakeLists.txt gives sanitizer reports this exit status
+FDS_MAX = 16  # descriptors taken from one notification
+
+
+def _fields(msg):
+    """The NAME=value lines of a notification, as a dict."""
+    return dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
+
+
+class FdStore:
+    """A service manager's file descriptor store, as systemd keeps it across `systemctl restart`:
+    a Keel given it keeps what its keel sends with FDSTORE=1 (the descriptor, over SCM_RIGHTS)
+    under its FDNAME=, drops what FDSTOREREMOVE=1 names, and starts its keel with what the store
+    holds, as systemd passes it: from fd 3 on, named in LISTEN_FDNAMES, LISTEN_FDS and LISTEN_PID
+    set (by a launcher that then becomes keel). close() closes what is left."""
+
+    # Runs in the child: the passed descriptors to 3, 4, …, the variables set, then exec of keel.
+    LAUNCHER = """import fcntl, os, sys
+n = int(sys.argv[1])
+fds, names, argv = [int(x) for x in sys.argv[2:2 + n]], sys.argv[2 + n:2 + 2 * n], sys.argv[2 + 2 * n:]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in fds]  # out of the way of 3, 4, …
+for fd in fds:
+    os.close(fd)
+for i, fd in enumerate(high):
+    os.dup2(fd, 3 + i)
+    os.close(fd)
+env = dict(os.environ, LISTEN_FDS=str(n), LISTEN_FDNAMES=":".join(names), LISTEN_PID=str(os.getpid()))
+os.execve(argv[0], argv, env)
+"""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.kept = []  # (name, fd), oldest first
+
+    def take(self, msg, fds):
+        """One notification with the descriptors that came with it; returns those not kept."""
+        fields = _fields(msg)
+        with self.lock:
+            if fields.get("FDSTOREREMOVE") == "1":
+                for name, fd in [k for k in self.kept if k[0] == fields.get("FDNAME")]:
+                    os.close(fd)
+                    self.kept.remove((name, fd))
+            if fields.get("FDSTORE") == "1":
+                self.kept += [(fields.get("FDNAME", "stored"), fd) for fd in fds]
+                return []
+        return fds
+
+    def names(self):
+        with self.lock:
+            return [name for name, _ in self.kept]
+
+    def launch(self, argv):
+        """(argv, pass_fds) that start `argv` with what the store holds."""
+        with self.lock:
+            kept = list(self.kept)
+        if not kept:
+            return argv, ()
+        fds = [fd for _, fd in kept]
+        return ([sys.executable, "-c", self.LAUNCHER, str(len(kept))] + [str(fd) for fd in fds] + [n for n, _ in kept] + argv,
+                tuple(fds))
+
+    def close(self):
+        with self.lock:
+            for _, fd in self.kept:
+                os.close(fd)
+            self.kept = []
 
 
 class Keel:
@@ -26,8 +92,10 @@ class Keel:
     binary; the run gets an empty --config file unless `config` (YAML text) or `no_config` says
     otherwise; `preexec_fn` runs in the child before the exec (resource limits)."""
 
-    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None, preexec_fn=None, binary=None):
+    def __init__(self, *args, env=None, config="", no_config=False, notify=True, cwd=None, preexec_fn=None, binary=None,
+                 fdstore=None):
         self.tmp = tempfile.mkdtemp(prefix="keel-it-")
+        self.fdstore = fdstore  # an FdStore (needs notify): what keel keeps across a restart
         self.notifications = []  # (monotonic seconds, message)
         self.cond = threading.Condition()
         self.sock = None
@@ -56,9 +124,10 @@ class Keel:
             self.config_path = self.write("keel.yaml", config)
             argv += ["--config", self.config_path]
         argv += list(args)
+        argv, pass_fds = fdstore.launch(argv) if fdstore else (argv, ())
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=cwd, preexec_fn=preexec_fn)
+                                     cwd=cwd, preexec_fn=preexec_fn, pass_fds=pass_fds)
         self.stdout = self.stderr = None
         # Read both pipes all the time, as journald would: a full 64 KiB pipe blocks the writer,
         # and a test that reads only at exit would see a server frozen in write(2).
@@ -87,11 +156,17 @@ class Keel:
     def _read_notifications(self):
         while True:
             try:
-                msg = self.sock.recv(4096).decode()
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, FDS_MAX, socket.MSG_CMSG_CLOEXEC)
             except OSError:
                 return
-            if not msg:
+            if not data:
+                for fd in fds:
+                    os.close(fd)
                 return
+            msg = data.decode()
+            # As systemd does: a descriptor that is not stored is closed (that answers BARRIER=1).
+            for fd in self.fdstore.take(msg, fds) if self.fdstore else fds:
+                os.close(fd)
             with self.cond:
                 self.notifications.append((time.monotonic(), msg))
                 self.cond.notify_all()

@@ -3,8 +3,10 @@
 node: tests/oauth2/server.mjs): client_secret_basic and tls_client_auth with the certificate
 service's own pair, the cache in front of the issuer, the key set not served, a 401 and an
 unreachable issuer failing the start, a slow issuer timing out without holding up other requests,
-the issuer down at refresh (the cached token served, failures counted) and an expired client
-certificate."""
+the issuer down at refresh (the cached token served, failures counted), an expired client
+certificate, and the cache kept across a restart (issue 23: a fake service manager's file
+descriptor store; no issuer request for a pair that was cached, and a cache kept under another key
+or by another build refused)."""
 
 import datetime
 import json
@@ -12,11 +14,15 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from httpclient import bound_address, get, metric, wait_for
-from keelrun import KeelTestCase
+from keelrun import KEEL, FdStore, KeelTestCase
 from pebble import free_port, terminate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,13 +89,33 @@ class Issuer:
         self.reader = threading.Thread(target=lambda: [self.log.append(x) for x in self.proc.stdout], daemon=True)
         self.reader.start()
         self.url = f"https://127.0.0.1:{self.port}/token"
+        self.ca_file = os.path.join(tmp, "ca.pem")
+        self.marks = 0
+
+    def requests(self):
+        """The scope of every token request the issuer was sent so far ("-" for none), in order.
+        The log arrives through a pipe: a request of the test's own (scope "mark-N", refused, as
+        it has no client credentials) marks the end of what was sent before the call."""
+        self.marks += 1
+        mark = f"token request scope=mark-{self.marks}\n"
+        body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": f"mark-{self.marks}"}).encode()
+        try:
+            urllib.request.urlopen(urllib.request.Request(self.url, data=body), timeout=10,
+                                   context=ssl.create_default_context(cafile=self.ca_file)).close()
+        except urllib.error.HTTPError:
+            pass
+        wait_for(lambda: mark in self.log, 10, f"{mark.strip()!r} in the issuer's log")
+        return [line.strip().split("=", 1)[1] for line in self.log[:self.log.index(mark)]
+                if line.startswith("token request scope=") and "scope=mark-" not in line]
 
     def close(self):
         terminate(self.proc)
         self.proc.stdout.close()
 
 
-class OAuth2Test(KeelTestCase):
+class OAuth2Case(KeelTestCase):
+    """An issuer and agents that use it; the tests are in the classes below."""
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="keel-oauth2-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -106,10 +132,10 @@ class OAuth2Test(KeelTestCase):
         self.addCleanup(i.close)
         return i
 
-    def agent(self, url, auth="client_secret_basic", extra="", env=None, timeout="1s"):
+    def agent(self, url, auth="client_secret_basic", extra="", env=None, timeout="1s", refresh_interval="1s", **kw):
         config = f"""token:
   provider: oauth2
-  refresh_interval: 1s
+  refresh_interval: {refresh_interval}
   oauth2:
     token_url: {url}
     client_id: agent
@@ -118,11 +144,13 @@ class OAuth2Test(KeelTestCase):
     ca_file: {self.tmp}/ca.pem
     timeout: {timeout}
 {extra}"""
-        return self.keel("serve", config=config, env=env)
+        return self.keel("serve", config=config, env=env, **kw)
 
     def token(self, addr):
         return get(addr, "/token", headers=HEADERS)
 
+
+class OAuth2Test(OAuth2Case):
     def test_client_secret_basic_cached_and_no_key_set(self):
         issuer = self.issuer()
         k = self.agent(issuer.url)
@@ -214,6 +242,119 @@ class OAuth2Test(KeelTestCase):
         k.wait()
         status, _, err = self.agent(issuer.url, "tls_client_auth", extra).wait()
         self.assertEqual(status, 1)
+
+
+PAIRS = [("sports", "reader"), ("sports", "writer"), ("weather", "reader")]
+
+
+def scopes(pairs):
+    return sorted(f"{domain}:role.{role}" for domain, role in pairs)
+
+
+class KeptAcrossRestart(OAuth2Case):
+    """The token cache kept in the service manager's file descriptor store across a restart
+    (docs/decisions/0020): keel is stopped with SIGTERM, as `systemctl restart` does, and the next
+    keel is started with what the first one stored, as systemd passes it (keelrun.FdStore)."""
+
+    def setUp(self):
+        super().setUp()
+        self.store = FdStore()
+        self.addCleanup(self.store.close)
+
+    def issuer_of_pairs(self):
+        return self.issuer([{"client_id": "agent", "client_secret": "s3cret", "scope": " ".join(scopes(PAIRS))}])
+
+    def serve(self, issuer, state, binary=None):
+        # refresh_interval 1h: no refresh asks the issuer meanwhile. The state directory holds the key.
+        return self.agent(issuer.url, refresh_interval="1h", env={"KEEL_STATE_DIR": state}, fdstore=self.store, binary=binary)
+
+    def tokens(self, k, pairs):
+        addr = bound_address(k, "token provider server")
+        tokens = {}
+        for domain, role in pairs:
+            status, _, body = get(addr, "/token", headers={"X-Athenz-Domain": domain, "X-Athenz-Role": role})
+            self.assertEqual(status, 200, body)
+            tokens[(domain, role)] = json.loads(body)["access_token"]
+        return tokens
+
+    def stop(self, k):
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        return err
+
+    def asked_since(self, issuer, start):
+        """The scopes asked for since request number `start`, the scope-less request of each start aside."""
+        return sorted(s for s in issuer.requests()[start:] if s != "-")
+
+    def test_a_restart_serves_the_cached_tokens_without_asking_the_issuer(self):
+        issuer = self.issuer_of_pairs()
+        state = os.path.join(self.tmp, "state")
+        first = self.serve(issuer, state)
+        before = self.tokens(first, PAIRS)
+        self.assertEqual(self.asked_since(issuer, 0), scopes(PAIRS))
+        self.assertRegex(self.stop(first), r"Kept 3 tokens for the next start \(\d+ bytes in [\d.]+ ms\)")
+        self.assertEqual(self.store.names(), ["token-cache"])
+        asked = len(issuer.requests())
+        second = self.serve(issuer, state)
+        self.assertEqual(self.tokens(second, PAIRS), before, "the tokens the first keel was given")
+        self.assertEqual(issuer.requests()[asked:], ["-"], "no pair was asked for: only the request every start makes")
+        self.assertRegex(second.stderr_so_far(),
+                         r"Restored 3 tokens kept by the last stop \(0 expired, 0 skipped; \d+ bytes in [\d.]+ ms\)")
+        self.assertEqual(self.store.names(), [], "taken, and the store told to forget it")
+        metrics = bound_address(second, "metrics exporter server")
+        self.assertEqual(metric(metrics, "keel_token_mints_total", '{result="ok"}'), 0)
+        self.assertEqual(metric(metrics, "keel_token_cache_hits_total"), 3)
+        self.assertEqual(metric(metrics, "keel_token_cache_entries"), 3)
+        # A pair that was not cached is asked for, as before.
+        self.tokens(second, [("sports", "admin")])
+        self.assertEqual(self.asked_since(issuer, asked), ["sports:role.admin"])
+        self.assertIn("Kept 4 tokens for the next start", self.stop(second))
+        self.assertEqual(self.store.names(), ["token-cache"], "kept again for the next restart")
+
+    def test_a_cache_kept_under_another_key_is_refused_and_the_issuer_asked_again(self):
+        issuer = self.issuer_of_pairs()
+        first = self.serve(issuer, os.path.join(self.tmp, "a"))
+        before = self.tokens(first, PAIRS[:2])
+        self.stop(first)
+        asked = len(issuer.requests())
+        second = self.serve(issuer, os.path.join(self.tmp, "b"))  # another state directory: another key
+        after = self.tokens(second, PAIRS[:2])
+        self.assertEqual(self.asked_since(issuer, asked), scopes(PAIRS[:2]))
+        self.assertNotEqual(after, before)
+        self.assertRegex(second.stderr_so_far(), r"(?m)^.* WARN  Refused the tokens kept by the last stop: its HMAC does not "
+                         r"verify: saved under another key, or altered; starting with an empty cache")
+        self.assertEqual(self.store.names(), [])
+        self.stop(second)
+
+    def other_build(self):
+        """A copy of keel with another GNU build id: another build, as far as a kept blob can tell."""
+        out = subprocess.run(["readelf", "-n", KEEL], check=True, capture_output=True, text=True, timeout=30).stdout
+        build_id = bytes.fromhex(re.search(r"Build ID: ([0-9a-f]+)", out).group(1))
+        with open(KEEL, "rb") as f:
+            data = f.read()
+        self.assertEqual(data.count(build_id), 1)
+        path = os.path.join(self.tmp, "keel-other-build")
+        with open(path, "wb") as f:
+            f.write(data.replace(build_id, bytes([build_id[0] ^ 0xff]) + build_id[1:]))
+        os.chmod(path, 0o755)
+        return path, build_id
+
+    def test_a_cache_kept_by_another_build_is_refused(self):
+        other, build_id = self.other_build()
+        issuer = self.issuer_of_pairs()
+        state = os.path.join(self.tmp, "state")
+        first = self.serve(issuer, state, binary=other)
+        self.tokens(first, PAIRS[:1])
+        self.stop(first)
+        asked = len(issuer.requests())
+        second = self.serve(issuer, state)
+        self.tokens(second, PAIRS[:1])
+        self.assertEqual(self.asked_since(issuer, asked), scopes(PAIRS[:1]))
+        theirs, ours = bytes([build_id[0] ^ 0xff]) + build_id[1:8], build_id[:8]
+        self.assertIn(f"Refused the tokens kept by the last stop: saved by another build of the program (build id "
+                      f"{theirs.hex()}…, this one is {ours.hex()}…); starting with an empty cache", second.stderr_so_far())
+        self.stop(second)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 //   clients ([{client_id, client_secret | subject_dn, scope}]), ttl (token lifetime, seconds),
 //   delay_ms (how long the token endpoint waits before answering a request that names a scope: a
 //   slow issuer, which still answers the scope-less request an agent starts with).
-// Prints "listening PORT" once it accepts connections.
+// Prints "listening PORT" once it accepts connections, then "token request scope=SCOPE" ("-" for
+// none) as each token request arrives, before it is answered: what the tests count.
 import fs from 'node:fs';
 import https from 'node:https';
 import Provider from 'oidc-provider';
@@ -65,13 +66,15 @@ provider.use(async (ctx, next) => {
   await next();
 });
 provider.use(async (ctx, next) => {
-  if (config.delay_ms && ctx.path === '/token' && ctx.method === 'POST') {
+  if (ctx.path === '/token' && ctx.method === 'POST') {
     const body = await new Promise((resolve) => {
       let data = '';
       ctx.req.on('data', (c) => { data += c; });
       ctx.req.on('end', () => resolve(data));
     });
-    if (/(^|&)scope=/.test(body)) await new Promise((r) => setTimeout(r, config.delay_ms));
+    const scope = new URLSearchParams(body).get('scope');
+    console.log(`token request scope=${scope ?? '-'}`); // a pipe: written before the answer is
+    if (config.delay_ms && scope !== null) await new Promise((r) => setTimeout(r, config.delay_ms));
     ctx.req.body = body; // read here: oidc-provider then parses this copy
   }
   await next();

@@ -440,3 +440,107 @@ Test(token_cache, a_token_of_the_previous_key_waits_for_the_flight_of_the_new_on
     cr_assert_eq(atomic_load(&g.f.mints), 2);
     token_cache_free(c);
 }
+
+/* ---- across a restart ------------------------------------------------------------------------ */
+
+typedef struct listing {
+    char text[512];
+    int stop_after; /* 0: never */
+    int seen;
+} listing;
+
+static int list_one(const char *domain, const char *role, const token_minted *t, void *userdata)
+{
+    listing *l = userdata;
+    size_t n = strlen(l->text);
+    (void) snprintf(l->text + n, sizeof l->text - n, "%s/%s=%s ", domain, role, t->jwt);
+    return ++l->seen == l->stop_after ? 7 : 0;
+}
+
+Test(token_cache, foreach_lists_tokens_most_recently_used_first_and_stops_when_told)
+{
+    fake f = { .lifetime = HOUR };
+    token_cache *c = token_cache_new(10, fake_mint, &f);
+    cr_assert_eq(get(c, "a", "r", T0, "a/r/1"), 0);
+    cr_assert_eq(get(c, "b", "r", T0, "b/r/2"), 0);
+    cr_assert_eq(get(c, "a", "r", T0, "a/r/1"), 0);
+    atomic_store(&f.fail, true);
+    cr_assert_eq(get(c, "failed", "r", T0, NULL), -EIO); /* an entry without a token is not listed */
+    listing l = { .stop_after = 0 };
+    cr_assert_eq(token_cache_foreach(c, list_one, &l), 0);
+    cr_assert_str_eq(l.text, "a/r=a/r/1 b/r=b/r/2 ");
+    l = (listing){ .stop_after = 1 };
+    cr_assert_eq(token_cache_foreach(c, list_one, &l), 7);
+    cr_assert_str_eq(l.text, "a/r=a/r/1 ");
+    token_cache_free(c);
+}
+
+Test(token_cache, a_put_token_is_served_behind_the_others_without_a_mint)
+{
+    fake f = { .lifetime = HOUR };
+    token_cache *c = token_cache_new(3, fake_mint, &f);
+    cr_assert(token_cache_rekey(c, "k1"));
+    cr_assert_eq(get(c, "new", "r", T0, "new/r/1"), 0);
+    token_minted kept = { .jwt = (char *) "kept-a", .expires = T0 + HOUR };
+    cr_assert_eq(token_cache_put(c, "a", "r", &kept), 0);
+    kept.jwt = (char *) "kept-b";
+    cr_assert_eq(token_cache_put(c, "b", "r", &kept), 0);
+    cr_assert_eq(token_cache_put(c, "new", "r", &kept), -EEXIST, "a request came first");
+    cr_assert_eq(token_cache_put(c, "c", "r", &kept), -ENOSPC, "it would be the first evicted");
+    listing l = { 0 };
+    cr_assert_eq(token_cache_foreach(c, list_one, &l), 0);
+    cr_assert_str_eq(l.text, "new/r=new/r/1 a/r=kept-a b/r=kept-b ", "in the order put, behind what was there");
+    /* Hits, of the current key: no mint. */
+    cr_assert_eq(get(c, "a", "r", T0 + MINUTE, "kept-a"), 0);
+    cr_assert_eq(get(c, "b", "r", T0 + MINUTE, "kept-b"), 0);
+    cr_assert_eq(atomic_load(&f.mints), 1);
+    token_cache_stats st;
+    token_cache_get_stats(c, &st);
+    cr_assert_eq(st.entries, (size_t) 3);
+    cr_assert_eq(st.hits, (uint64_t) 2);
+    cr_assert_geq(st.bytes, strlen("kept-a") + strlen("kept-b") + strlen("new/r/1"));
+    /* Like any token: stale once the key changes, minted again when it expires. */
+    cr_assert(token_cache_rekey(c, "k2"));
+    cr_assert_eq(get(c, "a", "r", T0 + MINUTE, "a/r/2"), 0);
+    cr_assert_eq(get(c, "b", "r", T0 + HOUR, "b/r/3"), 0);
+    token_cache_free(c);
+}
+
+typedef struct putter {
+    token_cache *cache;
+    int put;
+} putter;
+
+static void *put_many(void *userdata)
+{
+    putter *p = userdata;
+    for (int i = 0; i < 200; i++) {
+        char domain[16];
+        (void) snprintf(domain, sizeof domain, "d%d", i);
+        token_minted t = { .jwt = (char *) "kept", .expires = T0 + HOUR };
+        p->put += token_cache_put(p->cache, domain, "r", &t) == 0;
+    }
+    return NULL;
+}
+
+Test(token_cache, puts_race_requests_for_the_same_pairs_safely)
+{
+    fake f = { .lifetime = HOUR };
+    token_cache *c = token_cache_new(1000, fake_mint, &f);
+    putter p = { .cache = c };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, put_many, &p), 0);
+    int minted = 0;
+    for (int i = 0; i < 200; i++) {
+        char domain[16];
+        (void) snprintf(domain, sizeof domain, "d%d", i);
+        cr_assert_eq(get(c, domain, "r", T0, NULL), 0);
+    }
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    minted = atomic_load(&f.mints);
+    cr_assert_eq(p.put + minted, 200, "each pair either put or minted, never both: %d + %d", p.put, minted);
+    token_cache_stats st;
+    token_cache_get_stats(c, &st);
+    cr_assert_eq(st.entries, (size_t) 200);
+    token_cache_free(c);
+}
