@@ -5,19 +5,23 @@ reload, stop, socket activation, restarts under load, the watchdog, the state di
 journal and the sandbox's rating, each checked against what systemd itself reports."""
 
 import collections
+import datetime
 import http.client
 import json
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
 from httpclient import get
 import nspawn
+import test_oauth2
 
 BUILD = os.environ.get("KEEL_BUILD_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 HEALTH, METRICS, TOKEN = ("127.0.0.1", 9998), ("127.0.0.1", 9999), ("127.0.0.1", 8880)
@@ -320,6 +324,65 @@ class StateDirectory(SystemdTestCase):
         self.assertEqual(journal.count("Created the local CA key"), 1, "the CA was made once: " + journal)
         p = self.m.run("stat", "-c", "%U %a", "/var/lib/private/keel", check=True)
         self.assertEqual(p.stdout.split()[1], "700")
+
+
+class TokenCacheAcrossRestart(SystemdTestCase):
+    """The OAuth2 issuer's tokens kept in systemd's file descriptor store across `systemctl
+    restart`: the issuer (oidc-provider, test_oauth2's) runs on the host's loopback, which the
+    machine shares; its client secret reaches the dynamic user through LoadCredential=."""
+
+    def prepare(self, root):
+        install(root)
+        self.tmp = tempfile.mkdtemp(prefix="keel-systemd-oauth2-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        ca_key, ca = test_oauth2.issue(None, None, "keel test OAuth2 CA", datetime.timedelta(days=1), is_ca=True)
+        test_oauth2.write_cert(os.path.join(self.tmp, "ca.pem"), ca)
+        clients = [{"client_id": "agent", "client_secret": "s3cret", "scope": " ".join(test_oauth2.scopes(test_oauth2.PAIRS))}]
+        self.issuer = test_oauth2.Issuer(self.tmp, ca_key, ca, clients)
+        self.addCleanup(self.issuer.close)
+        os.makedirs(os.path.join(root, "etc/keel"), exist_ok=True)
+        shutil.copy(os.path.join(self.tmp, "ca.pem"), os.path.join(root, "etc/keel/oauth2-ca.pem"))
+        secret = os.path.join(root, "etc/keel/oauth2-secret")
+        with open(secret, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(secret, 0o600)
+        with open(os.path.join(root, "etc/keel/keel.yaml"), "w") as f:
+            f.write(f"""token:
+  provider: oauth2
+  refresh_interval: 1h
+  oauth2:
+    token_url: {self.issuer.url}
+    client_id: agent
+    client_auth: client_secret_basic
+    client_secret_file: /run/credentials/keel.service/oauth2-secret
+    ca_file: /etc/keel/oauth2-ca.pem
+""")
+        nspawn_dropin(root, "oauth2.conf", "[Service]\nLoadCredential=oauth2-secret:/etc/keel/oauth2-secret\n")
+
+    def tokens(self):
+        out = {}
+        for domain, role in test_oauth2.PAIRS:
+            status, _, body = get(TOKEN, "/token", headers={"X-Athenz-Domain": domain, "X-Athenz-Role": role})
+            self.assertEqual(status, 200, body)
+            out[(domain, role)] = json.loads(body)["access_token"]
+        return out
+
+    def test_a_restart_serves_the_cached_tokens_without_asking_the_issuer(self):
+        before = self.tokens()
+        asked = len(self.issuer.requests())
+        self.m.systemctl("restart", "keel.service", check=True)
+        wait_until(lambda: answers(HEALTH, "/readyz"), 30, "keel ready again")
+        self.assertEqual(self.tokens(), before, "the tokens the first keel was given")
+        self.assertEqual([s for s in self.issuer.requests()[asked:] if s != "-"], [], "no pair was asked for again")
+        journal = self.keel_journal()
+        self.assertRegex(journal, r"Kept 3 tokens for the next start")
+        self.assertRegex(journal, r"Restored 3 tokens kept by the last stop \(0 expired, 0 skipped")
+        # A stop for good empties the store: the next start asks the issuer again.
+        self.m.systemctl("stop", "keel.service", check=True)
+        self.m.systemctl("start", "keel.service", check=True)
+        asked = len(self.issuer.requests())
+        self.assertEqual(self.tokens().keys(), before.keys())
+        self.assertEqual(sorted(s for s in self.issuer.requests()[asked:] if s != "-"), test_oauth2.scopes(test_oauth2.PAIRS))
 
 
 class Journal(SystemdTestCase):
