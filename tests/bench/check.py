@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""make bench-check: the figures issue 24 promises, measured in one run of a few minutes on an idle
+machine, each against the floor committed in tests/bench/targets; exits 1 when one misses it.
+The table of current figures in docs/performance.md is written from this run (--write-doc),
+never by hand.
+Usage: check.py BUILD [--seconds N] [--rounds N] [--write-doc FILE]
+Every ratio is paired: keel and its reference alternate within each round, so drift in the
+machine hits both; the figure is the median of the per-round ratios. Loopback only; every
+process it starts is stopped."""
+
+import argparse
+import datetime
+import operator
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_http import free_port, rss_kib, start_keel, start_nginx, wait_listening, wrk  # noqa: E402
+from bench_token import HEADERS, median, warm  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGETS = os.path.join(HERE, "targets")
+OPS = {">=": operator.ge, "<=": operator.le}
+
+
+def read_targets(path):
+    """{figure: (op, floor, what)} from the targets file."""
+    targets = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\w+)\s+(>=|<=)\s+([\d.]+)\s+(.+)", line)
+            if not m:
+                raise SystemExit(f"{path}:{n}: expected 'figure >=|<= number description', got {line!r}")
+            targets[m.group(1)] = (m.group(2), float(m.group(3)), m.group(4))
+    return targets
+
+
+def paired(a, b, rounds):
+    """Per-round ratios of a() to b(), alternating."""
+    return [a() / b() for _ in range(rounds)]
+
+
+def nginx_tls(tmp, port, cert, key):
+    conf = os.path.join(tmp, "nginx-tls.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1; daemon off; pid {tmp}/nginx-tls.pid; error_log {tmp}/error-tls.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};
+    ssl_session_cache off; ssl_session_tickets off; location / {{ return 200 "ok"; }} }} }}
+""")
+    p = subprocess.Popen(["nginx", "-c", conf, "-e", f"{tmp}/error-tls.log"])
+    wait_listening(port)
+    return p
+
+
+def stop(procs):
+    for p in procs:
+        p.send_signal(signal.SIGQUIT if "nginx" in str(p.args) else signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=15)
+
+
+def http_figures(keel, tmp, seconds, rounds, out):
+    kport, nport, tport = free_port(), free_port(), free_port()
+    procs = []
+    try:
+        procs.append(start_keel(keel, tmp, kport, KEEL_TOKEN_ADDRESS=f"127.0.0.1:{tport}"))
+        time.sleep(1)
+        out["idle_rss_kib"] = rss_kib(procs[0].pid)
+        procs.append(start_nginx(tmp, nport))
+        warm(tport)
+        rps = lambda port, path="/healthz", headers=(), scheme="http": wrk(port, seconds, path, headers, scheme)[0]
+        health = paired(lambda: rps(kport), lambda: rps(nport), rounds)
+        out["health_vs_nginx"], out["health_vs_nginx_min"] = median(health), min(health)
+        out["token_vs_health"] = median(paired(lambda: rps(tport, "/token", HEADERS), lambda: rps(kport), rounds))
+    finally:
+        stop(procs)
+
+
+def tls_figures(keel, tmp, seconds, rounds, out):
+    tmp = os.path.join(tmp, "tls")
+    os.mkdir(tmp)
+    tport, hport, nport = free_port(), free_port(), free_port()
+    procs = []
+    try:
+        procs.append(start_keel(keel, tmp, hport, KEEL_TOKEN_ADDRESS=f"127.0.0.1:{tport}", KEEL_TOKEN_TLS="self"))
+        wait_listening(tport)
+        state = os.path.join(tmp, "state")
+        procs.append(nginx_tls(tmp, nport, os.path.join(state, "cert.pem"), os.path.join(state, "key.pem")))
+        warm(tport, "https")
+        for name, close in (("tls_vs_nginx_tls", ()), ("tls_handshake_vs_nginx_tls", ("Connection: close",))):
+            k = lambda: wrk(tport, seconds, "/token", HEADERS + close, "https")[0]
+            n = lambda: wrk(nport, seconds, "/token", HEADERS + close, "https")[0]
+            out[name] = median(paired(k, n, rounds))
+    finally:
+        stop(procs)
+
+
+def startup_median(build, program, runs, label, *args, fresh=False):
+    env = dict(os.environ, BENCH_FRESH_STATE="1" if fresh else "0")
+    p = subprocess.run([os.path.join(build, "tests", "bench-startup"), program, str(runs), label, *args],
+                       capture_output=True, text=True, env=env, timeout=600)
+    m = re.search(r"exec_to_ready_median_ms=([\d.]+)", p.stdout)
+    if p.returncode != 0 or not m:
+        raise SystemExit(f"bench-startup {label} failed ({p.returncode}): {p.stdout}{p.stderr}")
+    return float(m.group(1))
+
+
+def exec_median(build, program, runs):
+    p = subprocess.run([os.path.join(build, "tests", "bench-exec"), str(runs), program, "--version"],
+                       capture_output=True, text=True, timeout=600)
+    m = re.search(r"median_us=(\d+)", p.stdout)
+    if p.returncode != 0 or not m:
+        raise SystemExit(f"bench-exec {program} failed ({p.returncode}): {p.stdout}{p.stderr}")
+    return int(m.group(1))
+
+
+def startup_figures(build, tmp, runs, out):
+    keel, floor = os.path.join(build, "keel"), os.path.join(build, "tests", "floor")
+    state = os.path.join(tmp, "warm-state")
+    floor_ms = median([startup_median(build, floor, runs, "floor") for _ in range(3)])
+    out["floor_ready_ms"] = floor_ms
+    out["ready_vs_floor"] = startup_median(build, keel, runs, "all-four-reuse", "--set", f"state_dir={state}") / floor_ms
+    out["first_run_vs_floor"] = startup_median(build, keel, runs, "all-four-first-run", fresh=True) / floor_ms
+    out["version_vs_floor"] = median([exec_median(build, keel, runs) / exec_median(build, floor, runs) for _ in range(3)])
+
+
+def table(results, targets):
+    rows = ["| figure | now | floor | what | |", "|---|---|---|---|---|"]
+    failed = []
+    for name, (op, floor, what) in targets.items():
+        value = results.get(name)
+        ok = value is not None and OPS[op](value, floor)
+        if not ok:
+            failed.append(name)
+        shown = "—" if value is None else (f"{value:.0f}" if value >= 100 else f"{value:.2f}")
+        rows.append(f"| `{name}` | {shown} | {op} {floor:g} | {what} | {'ok' if ok else '**miss**'} |")
+    return rows, failed
+
+
+def write_doc(path, header, rows):
+    with open(path) as f:
+        text = f.read()
+    begin, end = "<!-- bench-check: begin -->", "<!-- bench-check: end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: no '{begin}' … '{end}' block to write the figures into")
+    block = "\n".join([begin, header, "", *rows, end])
+    with open(path, "w") as f:
+        f.write(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=30, help="start-ups per start-up figure")
+    ap.add_argument("--write-doc")
+    a = ap.parse_args()
+    targets = read_targets(TARGETS)
+    build, keel = os.path.abspath(a.build), os.path.join(os.path.abspath(a.build), "keel")
+    started, results = time.monotonic(), {}
+    tmp = tempfile.mkdtemp(prefix="keel-bench-check-")
+    try:
+        http_figures(keel, tmp, a.seconds, a.rounds, results)
+        tls_figures(keel, tmp, a.seconds, a.rounds, results)
+        startup_figures(build, tmp, a.runs, results)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows, failed = table(results, targets)
+    commit = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    header = (f"`make bench-check` of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, commit {commit}, "
+              f"{os.cpu_count()} cores, {a.rounds} paired rounds of {a.seconds} s (wrk -t1 -c50), {a.runs} start-ups a "
+              f"figure, {time.monotonic() - started:.0f} s in all; the floor start-up took {results['floor_ready_ms']:.2f} ms. "
+              f"{len(failed)} of {len(targets)} figures miss their floor.")
+    print(header)
+    print("\n".join(rows))
+    if a.write_doc:
+        write_doc(a.write_doc, header, rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
