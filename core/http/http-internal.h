@@ -52,10 +52,12 @@ struct keel_http_request {
     const keel__http_refusal *refusal; /* the head is not served (head.c), but answered this */
 };
 
-/* A connection's libmicrohttpd pool, per byte of http.header_limit: the head, what MHD parses it
- * into (some 40 bytes per header: a head of 8 KiB in 5-byte headers "a:b\r\n" needs ~64 KiB) and
- * the answer's head. Pools past 32 KiB are mmap()ed: pages a connection never touches cost nothing. */
-#define KEEL_HTTP_POOL_PER_HEAD_BYTE 8
+/* A connection's libmicrohttpd pool past http.header_limit: what MHD parses the head into (some
+ * 56 bytes per header field) and the answer's head. With the default limit the pool is 32 KiB,
+ * the most libmicrohttpd takes from malloc(): a larger pool is mmap()ed for each connection and
+ * munmap()ed at its close, and in a process of several threads every munmap() interrupts the other
+ * CPUs to flush their TLBs: 64 KiB pools made a new connection cost ~0.8 ms of CPU (decision 21). */
+#define KEEL_HTTP_POOL_PAST_HEAD (24 * 1024)
 
 /* What a connection waits for, and so which deadline it has (deadline.c). */
 typedef enum conn_phase {

@@ -217,7 +217,7 @@ static int start_daemon(keel_http_server *s, int listen_fd)
         { MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL },
         /* MHD's pool holds the head and what it parses it into and the answer's head: the limit
          * itself is counted on the head alone (request.c), so the pool has room past it. */
-        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) (s->header_limit * KEEL_HTTP_POOL_PER_HEAD_BYTE), NULL },
+        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) (s->header_limit + KEEL_HTTP_POOL_PAST_HEAD), NULL },
         { MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->connection_limit_per_client, NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) keel__http_on_completed, s },
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) keel__http_on_connection, s },

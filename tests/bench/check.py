@@ -86,6 +86,9 @@ def http_figures(keel, tmp, seconds, rounds, out):
         rps = lambda port, path="/healthz", headers=(), scheme="http": wrk(port, seconds, path, headers, scheme)[0]
         health = paired(lambda: rps(kport), lambda: rps(nport), rounds)
         out["health_vs_nginx"], out["health_vs_nginx_min"] = median(health), min(health)
+        close = ("Connection: close",)
+        out["health_new_conn_vs_nginx"] = median(paired(lambda: rps(kport, "/healthz", close), lambda: rps(nport, "/healthz", close),
+                                                        rounds))
         out["token_vs_health"] = median(paired(lambda: rps(tport, "/token", HEADERS), lambda: rps(kport), rounds))
     finally:
         stop(procs)
