@@ -86,9 +86,12 @@ KEEL_API keel_http_server *keel_http_server_free(keel_http_server *s);
  * name), spawns the polling thread (in the server's own task group, named "<service>-server") at
  * the point "<service>.spawn.server", and confirms
  * the server end to end with a GET from libcurl, retrying with a millisecond backoff for at most
- * KEEL_HTTP_READY_TIMEOUT_USEC (a signal does not cut it short). Logs the bound address. Returns
- * 0, -EADDRINUSE and other bind errors, -EPERM outside a start observer, -ETIMEDOUT when the
- * server never answered, -EALREADY when started before. The failure is given to keel_app_fail().
+ * KEEL_HTTP_READY_TIMEOUT_USEC (a signal does not cut it short). Logs the bound address. The
+ * first server a process starts raises its soft RLIMIT_NOFILE to the hard limit (each connection
+ * is a descriptor; systemd's soft limit is 1024), which children it executes inherit: lower it
+ * for one that uses select(2). Returns 0, -EADDRINUSE and other bind errors, -EPERM outside a
+ * start observer, -ETIMEDOUT when the server never answered, -EALREADY when started before. The
+ * failure is given to keel_app_fail().
  */
 KEEL_API int keel_http_server_start(keel_http_server *s);
 
