@@ -162,7 +162,8 @@ struct keel_http_server {
     tls_conn **tls_conns;
     size_t n_tls, allocated_tls;
     tls_conn *attaching;       /* the connection MHD_add_connection() is taking now */
-    keel_usec_t tls_expire_at; /* the earliest deadline of a handshake under way, or infinity */
+    keel_usec_t tls_expire_at; /* the earliest deadline of a handshake under way or of tls_trim_at, or infinity */
+    keel_usec_t tls_trim_at;   /* when to give freed memory back if no connection opened since, or infinity */
     atomic_uint tls_open;      /* TLS connections open: the drain waits for them too */
 };
 

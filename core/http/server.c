@@ -49,6 +49,8 @@ keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o
         .tls_userdata = o->tls_userdata,
         .tls_epoll = -EBADF,
         .tls_listen = -EBADF,
+        .tls_expire_at = KEEL_USEC_INFINITY,
+        .tls_trim_at = KEEL_USEC_INFINITY,
         .lock = PTHREAD_MUTEX_INITIALIZER,
     };
     pthread_condattr_t attr;

@@ -16,9 +16,12 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -94,6 +97,25 @@ def http_figures(keel, tmp, seconds, rounds, out):
         stop(procs)
 
 
+def handshakes(port, total, concurrent):
+    """`total` TLS connections, `concurrent` at a time, each a /token then closed."""
+    ctx = ssl._create_unverified_context()
+    request = ("GET /token HTTP/1.1\r\nHost: x\r\n" + "".join(h + "\r\n" for h in HEADERS) + "Connection: close\r\n\r\n").encode()
+
+    def worker(n):
+        for _ in range(n):
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as t:
+                t.sendall(request)
+                while t.recv(4096):
+                    pass
+
+    threads = [threading.Thread(target=worker, args=(total // concurrent,)) for _ in range(concurrent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+
+
 def tls_figures(keel, tmp, seconds, rounds, out):
     tmp = os.path.join(tmp, "tls")
     os.mkdir(tmp)
@@ -105,6 +127,10 @@ def tls_figures(keel, tmp, seconds, rounds, out):
         state = os.path.join(tmp, "state")
         procs.append(nginx_tls(tmp, nport, os.path.join(state, "cert.pem"), os.path.join(state, "key.pem")))
         warm(tport, "https")
+        idle = rss_kib(procs[0].pid)
+        handshakes(tport, 2000, 200)
+        time.sleep(10)
+        out["tls_burst_rss_vs_idle"] = rss_kib(procs[0].pid) / idle
         for name, close in (("tls_vs_nginx_tls", ()), ("tls_handshake_vs_nginx_tls", ("Connection: close",))):
             k = lambda: wrk(tport, seconds, "/token", HEADERS + close, "https")[0]
             n = lambda: wrk(nport, seconds, "/token", HEADERS + close, "https")[0]
