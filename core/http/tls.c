@@ -323,8 +323,6 @@ void keel__http_tls_run(keel_http_server *s)
     keel__http_tls_expire(s);
 }
 
-/* The earliest deadline of a handshake under way is kept (tls_expire_at), so that the check each
- * turn of the loop makes is a comparison; the connections are walked only when one is due. */
 /* A TLS connection's buffers and OpenSSL's state of a handshake are tens of KiB from malloc(),
  * which glibc keeps in its arenas once freed: after a burst of 2,000 handshakes the process stayed
  * 9 MB larger for good. Once no connection has been open for TRIM_AFTER_IDLE, malloc_trim() gives
@@ -338,13 +336,16 @@ static void trim_when_idle(keel_http_server *s, keel_usec_t now)
         (void) malloc_trim(0);
 }
 
+/* The earliest deadline of a handshake under way (or of the trim) is kept in tls_expire_at, so
+ * that the check each turn of the loop makes is a comparison; the connections are walked only
+ * when one is due. */
 void keel__http_tls_expire(keel_http_server *s)
 {
     keel_usec_t now = keel_now();
     if (now < s->tls_expire_at)
         return;
     trim_when_idle(s, now);
-    keel_usec_t next = s->tls_trim_at;
+    keel_usec_t next = KEEL_USEC_INFINITY;
     for (size_t i = s->n_tls; i > 0; i--) {
         tls_conn *c = s->tls_conns[i - 1];
         if (c->handshaken)
@@ -354,7 +355,7 @@ void keel__http_tls_expire(keel_http_server *s)
         else
             next = MIN(next, c->handshake_deadline);
     }
-    s->tls_expire_at = next;
+    s->tls_expire_at = MIN(next, s->tls_trim_at); /* a close_conn() above may have set the trim */
 }
 
 int keel__http_tls_timeout(keel_http_server *s)
