@@ -195,7 +195,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     buf[strcspn(buf, "\n")] = 0;
     keel_log_service(s->service, KEEL_LOG_DEBUG, "libmicrohttpd: %s", buf);
     if (strncmp(buf, accept_error, strlen(accept_error)) == 0)
-        (void) snprintf(s->accept_error, sizeof s->accept_error, "%.*s", (int) sizeof s->accept_error - 1, buf + strlen(accept_error));
+        (void) snprintf(s->accept_error, sizeof s->accept_error, "%.*s", (int) sizeof s->accept_error - 1,
+                        buf + strlen(accept_error));
     else if (strstr(buf, "Hit process or system resource limit")) {
         keel__http_out_of_fds(s, s->accept_error[0] ? s->accept_error : "out of resources");
         s->out_of_fds = true;

@@ -120,7 +120,8 @@ static int make_ctx(const tls_server *t, const credential *c, SSL_CTX **ret, cha
         return ssl_fail(error, -ENOMEM, "%s", "Cannot make a TLS context");
     (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
     (void) sym_SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
-    (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_MODE, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS, NULL);
+    (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_MODE,
+                            SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS, NULL);
     (void) sym_SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "keel", 4);
     sym_SSL_CTX_set_alpn_select_cb(ctx, select_http11, NULL);
     int r = c ? use_credential(ctx, c, error) : use_files(ctx, t, error);

@@ -62,9 +62,9 @@ static struct MHD_Daemon *daemon_once(void)
     static struct MHD_Daemon *d;
     if (!d)
         d = MHD_start_daemon(MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                             (size_t) (server.header_limit + KEEL_HTTP_POOL_PAST_HEAD), MHD_OPTION_NOTIFY_CONNECTION,
-                             on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, keel__http_on_target, NULL,
-                             MHD_OPTION_UNESCAPE_CALLBACK, keel__http_unescape, NULL, MHD_OPTION_END);
+                             (size_t) (server.header_limit + KEEL_HTTP_POOL_PAST_HEAD), MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                             NULL, MHD_OPTION_URI_LOG_CALLBACK, keel__http_on_target, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
+                             keel__http_unescape, NULL, MHD_OPTION_END);
     if (!d)
         abort();
     return d;

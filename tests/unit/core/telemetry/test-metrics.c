@@ -653,8 +653,7 @@ Test(metrics, process_collector_values_are_sane)
     /* Criterion started this process for this test, moments ago; /proc/stat's btime (whole
      * seconds), which the collector does without, dates it the same to within a second. */
     double start = sample(text, "process_start_time_seconds");
-    cr_assert(start > (double) now.tv_sec - 60 && start <= (double) now.tv_sec + 1.0, "start %f now %ld", start,
-              (long) now.tv_sec);
+    cr_assert(start > (double) now.tv_sec - 60 && start <= (double) now.tv_sec + 1.0, "start %f now %ld", start, (long) now.tv_sec);
     cr_assert(fabs(start - start_from_btime()) <= 1.0, "start %f, from btime %f", start, start_from_btime());
     double cpu = sample(text, "process_cpu_seconds_total");
     cr_assert(cpu >= 0.03 && cpu <= cpu_time() + 0.02, "cpu %f", cpu);
