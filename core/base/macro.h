@@ -69,3 +69,7 @@
  */
 int keel__grow(void *array, size_t *allocated, size_t need, size_t size);
 #define GROW(array, allocated, need) keel__grow(&(array), &(allocated), (need), sizeof(*(array)))
+
+/* The descriptors this process has open, the one /proc/self/fd is read through aside (fileio.c):
+ * into *@ret; 0 or the negative errno of opening /proc/self/fd. */
+int keel__fd_count(unsigned *ret);

@@ -6,7 +6,6 @@
  * well before http.connection_limit. Nothing here uses select(2), whose FD_SETSIZE is the reason
  * the soft limit stays low for everyone else.
  */
-#include <dirent.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,21 +19,11 @@
 /* A warning about running out at most this often per server: a burst would log one per accept. */
 #define OUT_OF_FDS_EVERY (10 * KEEL_USEC_PER_SEC)
 
-static unsigned open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    unsigned n = 0;
-    if (!d)
-        return 0;
-    for (struct dirent *de; (de = readdir(d));)
-        n += de->d_name[0] != '.';
-    (void) closedir(d);
-    return n;
-}
-
 static unsigned long long ceiling(rlim_t limit)
 {
-    unsigned used = open_fds() + SPARE_FDS;
+    unsigned used = 0;
+    (void) keel__fd_count(&used); /* 0 without /proc: the estimate is the limit less the spare */
+    used += SPARE_FDS;
     return limit == RLIM_INFINITY ? ULLONG_MAX : limit > used ? (unsigned long long) (limit - used) : 0;
 }
 
@@ -58,8 +47,8 @@ void keel__http_raise_fd_limit(void)
         }
     }
     if (rl.rlim_cur != before)
-        keel_log_info("Raised the open file limit from %llu to %llu: room for about %llu connections in all", (unsigned long long) before,
-                      (unsigned long long) rl.rlim_cur, ceiling(rl.rlim_cur));
+        keel_log_info("Raised the open file limit from %llu to %llu: room for about %llu connections in all",
+                      (unsigned long long) before, (unsigned long long) rl.rlim_cur, ceiling(rl.rlim_cur));
     else
         keel_log_info("Open file limit %llu (the hard limit): room for about %llu connections in all", (unsigned long long) before,
                       ceiling(before));
@@ -76,6 +65,6 @@ void keel__http_out_of_fds(keel_http_server *s, const char *why)
     keel_log_service(s->service, KEEL_LOG_WARNING,
                      "Cannot accept connections on %s[%s] (%s) at %u connections, below http.connection_limit %u (open file "
                      "limit %llu); new connections wait in the listen queue until one closes",
-                     s->label, s->bound, why, s->tls ? atomic_load(&s->tls_open) : atomic_load(&s->connections), s->connection_limit,
-                     (unsigned long long) rl.rlim_cur);
+                     s->label, s->bound, why, s->tls ? atomic_load(&s->tls_open) : atomic_load(&s->connections),
+                     s->connection_limit, (unsigned long long) rl.rlim_cur);
 }

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The process collector: process_* from /proc, read at each exposition. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -63,23 +62,6 @@ static int read_self_stat(process_info *p)
     return 0;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
-static int count_open_fds(double *ret)
-{
-    _cleanup_(closedirp) DIR *d = opendir("/proc/self/fd");
-    unsigned n = 0;
-    struct dirent *de;
-
-    if (!d)
-        return -errno;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d)) /* not the one we read it through */
-            n++;
-    *ret = n;
-    return 0;
-}
-
 /* Refreshes every reading; one that fails reads NaN. Returns the first error. */
 int keel__metrics_process_refresh(process_info *p)
 {
@@ -91,7 +73,9 @@ int keel__metrics_process_refresh(process_info *p)
         p->cpu_seconds = p->threads = p->start_time = p->virtual_bytes = p->resident_bytes = NAN;
         r = k;
     }
-    k = count_open_fds(&p->open_fds);
+    unsigned fds = 0;
+    k = keel__fd_count(&fds);
+    p->open_fds = fds;
     if (k < 0) {
         p->open_fds = NAN;
         if (r == 0)

@@ -8,7 +8,6 @@
  * earlier one kept.
  */
 #include <stdio.h>
-#include <time.h>
 
 #include <openssl/core_names.h>
 
@@ -202,14 +201,13 @@ static int current_key(token_service *token, uint8_t ret[TOKEN_KEPT_KEY_SIZE])
     return c ? token_kept_key(credential_key(c), ret) : -ENOKEY;
 }
 
-static double ms_since(const struct timespec *t0)
+/* Milliseconds since @t0 (keel_now()). */
+static double ms_since(keel_usec_t t0)
 {
-    struct timespec t1;
-    (void) clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double) (t1.tv_sec - t0->tv_sec) * 1e3 + (double) (t1.tv_nsec - t0->tv_nsec) / 1e6;
+    return (double) (keel_now() - t0) / 1e3;
 }
 
-static void restore(token_service *token, const void *payload, size_t size, const struct timespec *t0)
+static void restore(token_service *token, const void *payload, size_t size, keel_usec_t t0)
 {
     _cleanup_free_ char *source = NULL;
     token_kept_stats st = { 0 };
@@ -235,8 +233,7 @@ void token__restore_cache(token_service *token)
     char why[KEEL_FDSTORE_ERROR_MAX] = "";
     _cleanup_free_ void *payload = NULL;
     size_t size = 0;
-    struct timespec t0;
-    (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+    keel_usec_t t0 = keel_now();
     token->restored = true;
     if (!keel_fdstore_passed(TOKEN_KEPT_NAME)) /* a first start: no key to derive (a first HMAC costs ~0.2 ms) */
         return;
@@ -251,7 +248,7 @@ void token__restore_cache(token_service *token)
                                "Refused the tokens kept by the last stop: %s; starting with an empty cache",
                                why[0] ? why : strerror(-r));
     else
-        restore(token, payload, size, &t0);
+        restore(token, payload, size, t0);
 }
 
 void token__keep_cache(token_service *token)
@@ -261,8 +258,7 @@ void token__keep_cache(token_service *token)
     _cleanup_free_ char *source = NULL;
     uint8_t key[TOKEN_KEPT_KEY_SIZE];
     size_t count = 0;
-    struct timespec t0;
-    (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+    keel_usec_t t0 = keel_now();
     /* Not after a start that never reached the restore (nor for `keel config`, whose stop runs
      * without a start), and never the agent's own tokens. */
     if (!token->restored || !token->cache || token->provider.provider != TOKEN_PROVIDER_OAUTH2)
@@ -277,6 +273,6 @@ void token__keep_cache(token_service *token)
         keel_log_service_errno("token", KEEL_LOG_WARNING, r, "Failed to keep the token cache for the next start: %m, ignoring");
     else if (r > 0)
         keel_log_service("token", KEEL_LOG_INFO, "Kept %zu tokens for the next start (%zu bytes in %.2f ms)", count, sb.len,
-                         ms_since(&t0));
+                         ms_since(t0));
     keel_strbuf_done(&sb);
 }
