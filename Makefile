@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Everything the build, the tests and the benchmarks need, as Debian names them.
 DEBS = build-essential cmake pkg-config clang-format \
-       libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev \
+       libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev \
        libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
        systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh pebble libjansson-dev \
        $(SYSTEMD_TEST_DEBS)

@@ -1,55 +1,62 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What a slow client may hold, on the polling thread. libmicrohttpd's timeout counts silence
- * only, so a client sending a byte a second keeps a connection forever; here every connection
- * waiting for a request's head (from its start, or from the previous answer: an idle keep-alive
- * connection too) must have it within http.request_header_timeout, and a body must arrive within
- * http.request_body_timeout of its head. And once a server is near its connection limit, a new
- * connection takes the place of the one that has waited longest for a head, so that a probe that
- * sends its request at once is answered however many slow clients hold the rest; so does the
- * next connection when the process is out of descriptors, whichever server's clients hold them.
- *
- * MHD cannot close a connection on request: shutdown(2) of its socket makes its next read see
- * the end, and it closes the connection itself.
+ * What a slow client may hold, on the polling thread. A timeout that counted silence only would
+ * let a client sending a byte a second keep a connection forever; here every connection waiting
+ * for a request's head (from its start, or from the previous answer: an idle keep-alive connection
+ * too) or finishing its TLS handshake must have it within http.request_header_timeout, and a body
+ * must arrive within http.request_body_timeout of its head. And once a server is near its
+ * connection limit, a new connection takes the place of the one that has waited longest without
+ * sending anything, so that a probe that sends its request at once is answered however many slow
+ * clients hold the rest; so does the next connection when the process is out of descriptors.
  */
-#include <sys/socket.h>
-
-#include <microhttpd.h>
+#include <sys/ioctl.h>
 
 #include "http-internal.h"
+
+/* How long a closing connection reads what its client still sends (conn.c). */
+#define LINGER_USEC (2 * KEEL_USEC_PER_SEC)
 
 static const char *const reasons[] = {
     [CUT_HEADER_TIMEOUT] = "header_timeout",
     [CUT_BODY_TIMEOUT] = "body_timeout",
     [CUT_EVICTED] = "evicted",
+    [CUT_SEND_TIMEOUT] = "send_timeout",
 };
 
-/* Once draining, a head has a second at most: an idle connection closes as MHD's one-second
- * timeout would close it (drain.c), and one that trickles bytes does not hold up the drain. */
-static keel_usec_t limit_of(const keel_http_server *s, conn_phase phase)
+/* When @cs must have moved on: a head within http.request_header_timeout (once draining, a
+ * second at most: one that trickles bytes does not hold up the drain), a body within
+ * http.request_body_timeout, and in every phase no silence longer than http.connection_timeout.
+ * A request that waits for its handler (delayed, deferred) is the server's doing: not timed. */
+static keel_usec_t deadline_of(const keel_http_server *s, const connection_state *cs)
 {
-    if (phase == CONN_WAIT_HEAD)
-        return atomic_load(&s->draining) ? MIN(s->header_timeout, KEEL_USEC_PER_SEC) : s->header_timeout;
-    return phase == CONN_WAIT_BODY ? s->body_timeout : KEEL_USEC_INFINITY;
+    keel_usec_t limit;
+    switch (cs->phase) {
+    case CONN_HANDSHAKE:
+    case CONN_WAIT_HEAD:
+        limit = atomic_load(&s->draining) ? MIN(s->header_timeout, KEEL_USEC_PER_SEC) : s->header_timeout;
+        break;
+    case CONN_WAIT_BODY:
+        limit = s->body_timeout;
+        break;
+    case CONN_LINGER:
+        return cs->since + LINGER_USEC;
+    default:
+        return cs->out_len > 0 ? cs->active + s->send_timeout : KEEL_USEC_INFINITY;
+    }
+    return MIN(cs->since + limit, cs->active + s->send_timeout);
 }
 
 void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase)
 {
     cs->phase = phase;
     cs->since = keel_now();
-    keel_usec_t limit = limit_of(s, phase);
-    if (limit != KEEL_USEC_INFINITY)
-        s->deadline_at = MIN(s->deadline_at, cs->since + limit);
+    s->deadline_at = MIN(s->deadline_at, deadline_of(s, cs));
 }
 
-/* Counted before the shutdown, so that a client that sees its connection end and then asks
- * /metrics finds the cut already there. */
+/* Counted before the close, so that a client that sees its connection end and then asks /metrics
+ * finds the cut already there. */
 static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
 {
-    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(cs->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (cs->cut || !fd)
-        return;
-    cs->cut = true;
     if (!s->cuts[reason])
         (void) keel_metrics_counter(keel_app_metrics(s->app), "keel_http_connections_cut_total",
                                     "Connections closed for holding a place without a request: by reason.",
@@ -57,7 +64,12 @@ static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
                                     &s->cuts[reason]);
     keel_counter_add(s->cuts[reason], 1);
     keel_log_service(s->service, KEEL_LOG_DEBUG, "Closing a connection: %s", reasons[reason]);
-    (void) shutdown(fd->connect_fd, SHUT_RDWR); /* fails only once the peer is gone: MHD closes it then */
+    keel__http_conn_close(cs);
+}
+
+static conn_cut reason_of(const connection_state *cs)
+{
+    return cs->phase == CONN_WAIT_BODY ? CUT_BODY_TIMEOUT : cs->phase == CONN_SERVING ? CUT_SEND_TIMEOUT : CUT_HEADER_TIMEOUT;
 }
 
 void keel__http_deadlines_run(keel_http_server *s)
@@ -66,15 +78,16 @@ void keel__http_deadlines_run(keel_http_server *s)
     if (now < s->deadline_at)
         return;
     s->deadline_at = KEEL_USEC_INFINITY;
-    for (size_t i = 0; i < s->n_conns; i++) {
-        connection_state *cs = s->conns[i];
-        keel_usec_t limit = limit_of(s, cs->phase);
-        if (cs->cut || limit == KEEL_USEC_INFINITY)
-            continue;
-        if (now - cs->since >= limit)
-            cut(s, cs, cs->phase == CONN_WAIT_HEAD ? CUT_HEADER_TIMEOUT : CUT_BODY_TIMEOUT);
+    bool draining = atomic_load(&s->draining);
+    for (size_t i = s->n_conns; i > 0; i--) { /* backwards: a close moves the last one into its place */
+        connection_state *cs = s->conns[i - 1];
+        keel_usec_t at = deadline_of(s, cs);
+        if (now < at)
+            s->deadline_at = MIN(s->deadline_at, at);
+        else if (cs->phase == CONN_LINGER || (draining && cs->phase == CONN_WAIT_HEAD && cs->in_len == 0))
+            keel__http_conn_close(cs); /* answered, or idle at a drain: its end is no cut */
         else
-            s->deadline_at = MIN(s->deadline_at, cs->since + limit);
+            cut(s, cs, reason_of(cs));
     }
 }
 
@@ -92,28 +105,56 @@ static unsigned reserve_of(const keel_http_server *s)
     return MAX(s->connection_limit / 8, 1U);
 }
 
-/* Cuts the connection other than @arrived that has waited longest for a head; false if none does. */
-static bool evict_oldest(keel_http_server *s, const connection_state *arrived)
+/* A connection that has sent no request yet is given this long before a newcomer may take its
+ * place: the clients of a burst that connect first and write a moment later all hold requests. */
+#define EVICT_AFTER (1 * KEEL_USEC_PER_SEC)
+
+/* Whether @cs holds a place without a request: kept alive after an answer with nothing sent
+ * since, or, for EVICT_AFTER at least (unless @any_age), silent or sending a head that has not
+ * come whole, or a TLS handshake; and nothing more of its waits in its socket. */
+static bool evictable(const connection_state *cs, keel_usec_t now, bool any_age)
 {
-    connection_state *oldest = NULL;
-    for (size_t i = 0; i < s->n_conns; i++) {
-        connection_state *cs = s->conns[i];
-        if (cs != arrived && !cs->cut && cs->phase == CONN_WAIT_HEAD && (!oldest || cs->since < oldest->since))
-            oldest = cs;
-    }
-    if (oldest)
-        cut(s, oldest, CUT_EVICTED);
-    return oldest;
+    int pending = 0;
+    if (cs->phase != CONN_WAIT_HEAD && cs->phase != CONN_HANDSHAKE)
+        return false;
+    if (!any_age && !(cs->answers > 0 && cs->in_len == 0) && now - cs->since < EVICT_AFTER)
+        return false;
+    return ioctl(cs->fd, FIONREAD, &pending) == 0 && pending == 0;
 }
 
-void keel__http_make_room(keel_http_server *s, connection_state *arrived)
+/* Cuts the connection other than @arrived that has waited longest and holds a place without a
+ * request; false if none does. A candidate whose request turns out to have come is passed over
+ * (a few at most: each costs a system call). */
+static bool evict_oldest(keel_http_server *s, const connection_state *arrived, bool any_age)
+{
+    keel_usec_t after = 0, now = keel_now();
+    for (int tries = 0; tries < 8; tries++) {
+        connection_state *oldest = NULL;
+        for (size_t i = 0; i < s->n_conns; i++) {
+            connection_state *cs = s->conns[i];
+            bool waits = cs->phase == CONN_HANDSHAKE || cs->phase == CONN_WAIT_HEAD;
+            if (cs != arrived && waits && cs->since >= after && (!oldest || cs->since < oldest->since))
+                oldest = cs;
+        }
+        if (!oldest)
+            return false;
+        if (evictable(oldest, now, any_age)) {
+            cut(s, oldest, CUT_EVICTED);
+            return true;
+        }
+        after = oldest->since + 1;
+    }
+    return false;
+}
+
+bool keel__http_make_room(keel_http_server *s, connection_state *arrived)
 {
     if (atomic_load(&s->connections) + reserve_of(s) <= s->connection_limit)
-        return;
-    (void) evict_oldest(s, arrived);
+        return false;
+    return evict_oldest(s, arrived, false);
 }
 
 bool keel__http_make_room_for_fds(keel_http_server *s)
 {
-    return evict_oldest(s, NULL);
+    return evict_oldest(s, NULL, true); /* out of descriptors: no place is kept for a newcomer */
 }

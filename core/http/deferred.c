@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Answers that come later, from another thread: the handler defers the request (its connection
- * is suspended, the others go on), a thread answers it with keel_http_deferred_respond(), which
- * copies the answer and queues it for the polling thread, woken through the server's eventfd; the
- * polling thread resumes the connection and MHD's next call for it queues the answer.
+ * waits, the others go on), a thread answers it with keel_http_deferred_respond(), which copies
+ * the answer and queues it for the polling thread, woken through the server's eventfd; the polling
+ * thread answers the request and its connection goes on.
  *
  * Exactly one side frees a deferred answer: the polling thread once it has sent it, or the
  * answering thread when the server gave it up first (stopped past its drain): d->lock decides
@@ -50,8 +50,8 @@ keel_http_deferred *keel_http_request_defer(keel_http_request *req)
     d->s = s;
     d->req = req;
     req->deferred = d;
+    req->cs->waiting = true; /* the connection waits without holding up the others */
     s->pending[s->n_pending++] = d;
-    MHD_suspend_connection(req->connection); /* the connection waits without holding up the others */
     return d;
 }
 
@@ -96,60 +96,70 @@ int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const cha
     return abandoned ? -ESHUTDOWN : r;
 }
 
-void keel__http_resume_answered(keel_http_server *s)
+static void forget(keel_http_server *s, keel_http_deferred *d)
+{
+    for (size_t i = 0; i < s->n_pending; i++)
+        if (s->pending[i] == d) {
+            s->pending[i] = s->pending[--s->n_pending];
+            return;
+        }
+}
+
+static void send_one(keel_http_server *s, keel_http_deferred *d)
+{
+    keel_http_request *req = d->req;
+    forget(s, d);
+    req->deferred = NULL;
+    req->cs->waiting = false;
+    if (d->body)
+        (void) keel_http_respond(req, d->status, d->content_type, d->body, d->size, (const char *const *) d->headers);
+    else
+        (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8", "internal server error\n");
+    deferred_free(d);
+    keel__http_conn_run(req->cs, 0);
+}
+
+void keel__http_send_answered(keel_http_server *s)
 {
     (void) pthread_mutex_lock(&s->lock);
     bool any = s->has_answers;
     s->has_answers = false;
     (void) pthread_mutex_unlock(&s->lock);
-    if (!any)
-        return;
-    for (size_t i = 0; i < s->n_pending; i++) {
-        keel_http_deferred *d = s->pending[i];
+    for (size_t i = s->n_pending; any && i > 0; i--) { /* backwards: sending one moves the last into its place */
+        keel_http_deferred *d = s->pending[i - 1];
         (void) pthread_mutex_lock(&s->lock);
         bool answered = d->answered;
         (void) pthread_mutex_unlock(&s->lock);
-        if (answered && !d->req->resumed) {
-            d->req->resumed = true;
-            MHD_resume_connection(d->req->connection);
-        }
+        if (answered)
+            send_one(s, d);
     }
 }
 
-bool keel__http_send_deferred(keel_http_server *s, keel_http_request *req)
+/* Gives @d up: its answer, if it came, is freed here; one still to come is freed by its thread. */
+static void give_up(keel_http_deferred *d)
+{
+    (void) pthread_mutex_lock(&d->lock);
+    bool answered = d->answered;
+    d->abandoned = !answered;
+    d->req->deferred = NULL;
+    (void) pthread_mutex_unlock(&d->lock);
+    if (answered)
+        deferred_free(d);
+}
+
+void keel__http_deferred_drop(keel_http_server *s, keel_http_request *req)
 {
     keel_http_deferred *d = req->deferred;
-    if (!d || !req->resumed)
-        return false;
-    if (d->body)
-        (void) keel_http_respond(req, d->status, d->content_type, d->body, d->size, (const char *const *) d->headers);
-    else
-        (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8", "internal server error\n");
-    for (size_t i = 0; i < s->n_pending; i++)
-        if (s->pending[i] == d) {
-            s->pending[i] = s->pending[--s->n_pending];
-            break;
-        }
-    req->deferred = NULL;
-    deferred_free(d);
-    return true;
+    if (!d)
+        return;
+    forget(s, d);
+    give_up(d);
 }
 
 void keel__http_abandon_deferred(keel_http_server *s)
 {
-    for (size_t i = 0; i < s->n_pending; i++) {
-        keel_http_deferred *d = s->pending[i];
-        (void) pthread_mutex_lock(&d->lock);
-        bool answered = d->answered;
-        d->abandoned = !answered;
-        d->req->deferred = NULL;
-        d->req->defer_abandoned = true;
-        if (!d->req->resumed)
-            MHD_resume_connection(d->req->connection); /* MHD must not stop with it suspended */
-        (void) pthread_mutex_unlock(&d->lock);
-        if (answered)
-            deferred_free(d); /* answered, never sent: the server is going */
-    }
+    for (size_t i = 0; i < s->n_pending; i++)
+        give_up(s->pending[i]);
     free(s->pending);
     s->pending = NULL;
     s->n_pending = s->allocated_pending = 0;

@@ -65,6 +65,5 @@ void keel__http_out_of_fds(keel_http_server *s, const char *why)
     keel_log_service(s->service, KEEL_LOG_WARNING,
                      "Cannot accept connections on %s[%s] (%s) at %u connections, below http.connection_limit %u (open file "
                      "limit %llu); new connections wait in the listen queue until one closes",
-                     s->label, s->bound, why, s->tls ? atomic_load(&s->tls_open) : atomic_load(&s->connections),
-                     s->connection_limit, (unsigned long long) rl.rlim_cur);
+                     s->label, s->bound, why, atomic_load(&s->connections), s->connection_limit, (unsigned long long) rl.rlim_cur);
 }

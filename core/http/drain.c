@@ -9,71 +9,32 @@
 
 /* ---- connections (polling thread) ------------------------------------------------------- */
 
-void keel__http_close_when_idle(connection_state *cs)
+/* The listener closes, and handshakes under way close now: they never became requests. A
+ * kept-alive connection with nothing sent has a second more for a request its client may be
+ * sending now (deadline.c), as libmicrohttpd's one-second timeout gave it; the others end after
+ * their answer (conn.c), which carries `Connection: close`. */
+void keel__http_drain_now(keel_http_server *s)
 {
-    /* MHD has no "close now"; a one-second inactivity timeout closes an idle keep-alive
-     * connection on its next run, as Go's Shutdown closes idle connections. */
-    if (!cs->busy)
-        (void) MHD_set_connection_option(cs->connection, MHD_CONNECTION_OPTION_TIMEOUT, 1U);
-}
-
-static int track_connection(keel_http_server *s, connection_state *cs)
-{
-    int r = GROW(s->conns, s->allocated_conns, s->n_conns + 1);
-    if (r < 0)
-        return r;
-    s->conns[s->n_conns++] = cs;
-    return 0;
-}
-
-static void untrack_connection(keel_http_server *s, connection_state *cs)
-{
-    for (size_t i = 0; i < s->n_conns; i++)
-        if (s->conns[i] == cs) {
-            s->conns[i] = s->conns[--s->n_conns];
-            return;
-        }
-}
-
-void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code)
-{
-    keel_http_server *s = cls;
-    connection_state *cs = *socket_context;
-
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        atomic_fetch_add(&s->connections, 1);
-        cs = calloc(1, sizeof *cs);
-        if (cs) {
-            const char *identity = s->tls ? keel__http_tls_attaching_identity(s) : NULL;
-            cs->connection = c;
-            cs->tls = s->tls != NULL;
-            cs->identity = identity ? strdup(identity) : NULL;
-            if ((identity && !cs->identity) || track_connection(s, cs) < 0)
-                cs = (free(cs->identity), free(cs), NULL);
-        }
-        *socket_context = cs;
-        if (cs) {
-            keel__http_conn_wait(s, cs, CONN_WAIT_HEAD);
-            keel__http_make_room(s, cs);
-        }
-        if (cs && atomic_load(&s->draining))
-            keel__http_close_when_idle(cs);
-        return;
+    atomic_store(&s->draining, true);
+    if (s->listen_fd >= 0) {
+        (void) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+        s->listen_fd = safe_close(s->listen_fd);
+        s->listening = false;
     }
-    if (cs) {
-        untrack_connection(s, cs);
-        free(cs->identity);
-        free(cs);
-        *socket_context = NULL;
+    for (size_t i = s->n_conns; i > 0; i--) { /* backwards: a close moves the last one into its place */
+        connection_state *cs = s->conns[i - 1];
+        if (cs->phase == CONN_HANDSHAKE)
+            keel__http_conn_close(cs);
     }
+    s->deadline_at = 0; /* the heads' deadlines are shorter now: sweep at once */
+}
+
+void keel__http_connection_gone(keel_http_server *s)
+{
     unsigned before = atomic_fetch_sub(&s->connections, 1);
-    /* At the limit (its own, or out of descriptors) MHD took the listener out of its epoll set;
-     * it puts it back at the start of its next run, and only then can a connection waiting in
-     * the backlog wake us. */
-    if (before >= s->connection_limit || s->out_of_fds) {
-        s->relisten = true;
-        s->out_of_fds = false;
-    }
+    keel__http_listen(s, true); /* below the limit again */
+    if (before == 1 && s->tls)  /* give a burst's memory back once the server has been idle a moment */
+        s->trim_at = keel_now() + KEEL_USEC_PER_SEC;
     if (before == 1) {
         (void) pthread_mutex_lock(&s->lock);
         (void) pthread_cond_broadcast(&s->changed);
@@ -94,7 +55,7 @@ static bool drained(keel_http_server *s)
 {
     keel_work_stats st;
     keel_work_get_stats(s->work, &st);
-    return atomic_load(&s->connections) == 0 && atomic_load(&s->tls_open) == 0 && st.in_flight == 0;
+    return atomic_load(&s->connections) == 0 && st.in_flight == 0;
 }
 
 static struct timespec abs_time(keel_usec_t usec)

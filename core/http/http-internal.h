@@ -2,20 +2,22 @@
 #pragma once
 
 /*
- * The HTTP server under every listening service: libmicrohttpd in external-polling mode, so that
- * its polling thread is ours (a task of the service, spawned at "<service>.spawn.server") and
- * every MHD call happens on that one thread. The main thread talks to it through an eventfd:
- * "drain" (stop accepting, close idle connections) and "exit". DESIGN §3 and §4. Its files:
- * server.c (the object, the polling thread, start and stop), listen.c (binding and socket
- * activation), ready.c (the end-to-end check of start), request.c (handlers' requests and
- * answers) and drain.c (connections, and the wait until none is open).
+ * The HTTP/1.1 server under every listening service (docs/decisions/0022): one polling thread per
+ * server (a task of the service, spawned at "<service>.spawn.server") owns the listener and every
+ * connection, in an epoll set of its own, and is the only thread that touches them. The main
+ * thread talks to it through an eventfd: "drain" (stop accepting, close idle connections) and
+ * "exit". Its files: server.c (the object, the polling thread, start and stop), listen.c (binding
+ * and socket activation), accept.c (new connections, the connection limits, running out of
+ * descriptors), conn.c (a connection's reading, framing and writing), parse.c (the request head,
+ * strictly, and chunked bodies), tls.c (a TLS connection's handshake), request.c (handlers'
+ * requests), response.c (answers), deadline.c (what a slow client may hold), drain.c (the wait
+ * until nothing is open), deferred.c (answers from other threads), ready.c (the end-to-end check
+ * of start).
  */
 
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
-
-#include <microhttpd.h>
 
 #include <keel/http.h>
 
@@ -24,76 +26,148 @@
 
 typedef struct connection_state connection_state;
 typedef struct keel_http_mounts keel_http_mounts;
-typedef struct tls_conn tls_conn;
 
-/* A constant answer to a request whose head is not served (head.c). */
+/* A constant answer to a request whose head is not served (parse.c). */
 typedef struct keel__http_refusal {
     unsigned status;
     const char *body; /* text/plain */
+    bool close;       /* the framing itself is in doubt: the connection closes after the answer */
 } keel__http_refusal;
+
+/* The most header fields a head may have, however short: past it, 431. */
+#define KEEL_HTTP_MAX_FIELDS 512
+
+/* A header field, both parts NUL-terminated in place in the connection's buffer. */
+typedef struct keel__http_field {
+    const char *name, *value;
+} keel__http_field;
+
+typedef enum body_kind {
+    BODY_NONE,
+    BODY_LENGTH,
+    BODY_CHUNKED,
+} body_kind;
+
+/* A request head, parsed in place: every string points into the buffer it was parsed from. */
+typedef struct keel__http_head {
+    const char *method;
+    char *path;        /* the target's path, percent-decoded; "/livez" also for "http://host/livez" */
+    const char *query; /* as sent, without the '?', or NULL */
+    unsigned minor;    /* HTTP/1.<minor> */
+    keel__http_field *fields;
+    size_t n_fields, allocated_fields;
+    body_kind body;
+    uint64_t length; /* BODY_LENGTH */
+    bool close;      /* the connection ends after this request's answer */
+    bool expect_continue, head_method;
+} keel__http_head;
+
+/* parse.c: the length of the head that starts @buf (its request line, fields and empty line), or
+ * 0 while its end has not come; *@scanned keeps where the search stopped, so that a head sent a
+ * byte at a time is not searched again from its start. */
+size_t keel__http_head_end(const char *buf, size_t len, size_t *scanned);
+/* Parses the @len bytes of a whole head at @buf into @h, in place; NULL, or what it is answered
+ * instead of being served. @h->fields is grown as needed (freed by the caller). */
+const keel__http_refusal *keel__http_parse_head(char *buf, size_t len, keel__http_head *h);
+/* The refusal of a head past the header limit, of a field count past KEEL_HTTP_MAX_FIELDS, and of
+ * a server out of memory. */
+extern const keel__http_refusal keel__http_too_large, keel__http_unchecked;
+
+/* A chunked body being skipped (RFC 9112 §7.1): sizes, extensions, data and trailer fields. */
+typedef struct keel__http_chunked {
+    enum {
+        CHUNK_SIZE,
+        CHUNK_EXT,
+        CHUNK_SIZE_LF,
+        CHUNK_DATA,
+        CHUNK_DATA_CR,
+        CHUNK_DATA_LF,
+        CHUNK_TRAILER,
+        CHUNK_TRAILER_CR,
+        CHUNK_TRAILER_LINE,
+        CHUNK_DONE
+    } state;
+    uint64_t left; /* of the chunk's data */
+    unsigned digits;
+} keel__http_chunked;
+/* Consumes what of @buf belongs to the body: the bytes taken (the body is done when @c->state is
+ * CHUNK_DONE), or -EBADMSG for a malformed one. */
+ssize_t keel__http_chunked_skip(keel__http_chunked *c, const char *buf, size_t len);
 
 struct keel_http_request {
     keel_http_server *server;          /* borrowed */
-    struct MHD_Connection *connection; /* borrowed */
     connection_state *cs;              /* borrowed */
-    const char *method, *path;         /* borrowed from MHD, valid for the request */
+    const char *method, *path;         /* borrowed from the head, valid for the request */
     char peer[INET6_ADDRSTRLEN + 8];   /* formatted on first use: most requests never need it */
     char id[KEEL_HTTP_REQUEST_ID_MAX]; /* made on first use, as peer */
     keel_usec_t started, resume_at;
     unsigned status;
     int fault; /* of the request's `before` point */
-    bool delayed, answered;
-    bool allocated;                    /* on the heap, not in its connection's state */
+    bool answered;
     bool admitted;                     /* counted in the work tracker: only then is it ended there */
     bool faulted;                      /* failed by an injected `error` fault (before or in) */
     keel_http_deferred *deferred;      /* answered later from another thread (deferred.c), or NULL */
-    bool resumed;                      /* deferred and answered: its connection is resumed */
     bool defer_abandoned;              /* deferred and given up by a stop: answered 503 */
-    const keel__http_refusal *refusal; /* the head is not served (head.c), but answered this */
+    const keel__http_refusal *refusal; /* the head is not served, but answered this */
 };
-
-/* A connection's libmicrohttpd pool past http.header_limit: what MHD parses the head into (some
- * 56 bytes per header field) and the answer's head. With the default limit the pool is 32 KiB,
- * the most libmicrohttpd takes from malloc(): a larger pool is mmap()ed for each connection and
- * munmap()ed at its close, and in a process of several threads every munmap() interrupts the other
- * CPUs to flush their TLBs: 64 KiB pools made a new connection cost ~0.8 ms of CPU (decision 21). */
-#define KEEL_HTTP_POOL_PAST_HEAD (24 * 1024)
 
 /* What a connection waits for, and so which deadline it has (deadline.c). */
 typedef enum conn_phase {
+    CONN_HANDSHAKE, /* a TLS handshake */
     CONN_WAIT_HEAD, /* a request's head: since it opened or since the previous answer */
     CONN_WAIT_BODY, /* the rest of a request whose head came */
-    CONN_SERVING,   /* the answer: silence is all that is timed (http.connection_timeout) */
+    CONN_SERVING,   /* the answer: the handler's, or going out */
+    CONN_LINGER,    /* answered and shut down for writing: what the client still sends is read and dropped */
 } conn_phase;
 
 typedef enum conn_cut {
     CUT_HEADER_TIMEOUT,
     CUT_BODY_TIMEOUT,
     CUT_EVICTED,
+    CUT_SEND_TIMEOUT,
     _CUT_MAX,
 } conn_cut;
 
 struct connection_state {
-    struct MHD_Connection *connection; /* borrowed */
-    char *identity;                    /* owned: the verified client certificate's, or NULL */
-    bool tls;                          /* came through the server's TLS */
-    bool busy;                         /* a request is under way on it */
-    bool cut;                          /* shut down by deadline.c: MHD closes it on its next run */
-    const char *target;                /* the request being read: its target as sent (head.c) */
-    size_t target_len;                 /* up to a NUL, if it has one */
-    bool target_bad;                   /* a space or control character in it */
-    bool nul_in_target;                /* a %00 decoded into it (keel__http_unescape()) */
+    keel_http_server *s; /* borrowed */
+    int fd;              /* owned */
+    size_t index;        /* in s->conns */
+    void *session;       /* the TLS session (owned), or NULL */
+    char *identity;      /* owned: the verified client certificate's, or NULL */
+    struct sockaddr_storage peer;
     conn_phase phase;
-    keel_usec_t since;         /* when the phase began */
+    keel_usec_t since;             /* when the phase began */
+    keel_usec_t active;            /* when a byte last came or went: silence is timed too (http.connection_timeout) */
+    uint32_t events;               /* registered in the epoll set */
+    unsigned answers;              /* answers sent on it */
+    unsigned tls_want;             /* what the TLS session waits for on the socket */
+    bool tls, peeked;              /* came to the TLS listener; its first byte was looked at */
+    bool readable;                 /* the socket may hold more than was read */
+    bool peer_eof;                 /* the client ended its side */
+    bool busy;                     /* a request is under way on it: its input waits */
+    bool waiting;                  /* its request is delayed or deferred: nothing moves until it is answered */
+    bool again;                    /* in s->again: its turn ended with input still to read */
+    connection_state *next_closed; /* in s->closed */
+
+    char *in; /* header_limit bytes, allocated on the first read */
+    size_t in_len, scanned, head_len;
+    body_kind body;
+    uint64_t body_left;
+    keel__http_chunked chunked;
+    keel__http_head head;
+
+    char *out; /* the answer going out */
+    size_t out_len, out_sent, out_size;
+
     keel_http_request request; /* HTTP/1.1 runs one request at a time per connection */
 };
 
-/* A constant answer built once and queued again and again (MHD responses are reference-counted). */
+/* A constant answer's head, built once and reused (response.c): all but its Date. */
 typedef struct cached_response {
     unsigned status;
-    const char *content_type, *body; /* compared by address: static storage */
-    bool close;                      /* carries Connection: close (draining) */
-    struct MHD_Response *response;   /* owned */
+    const char *content_type, *body, *connection; /* compared by address: static storage */
+    char *head;                                   /* owned: status line and fields but Date, CRLF-terminated */
+    size_t head_len, body_len;
 } cached_response;
 
 /* What the main thread asks of the polling thread. */
@@ -103,8 +177,8 @@ struct keel_http_server {
     keel_app *app; /* borrowed */
     char *service, *label, *point_request, *point_spawn;
     keel_address address;
-    unsigned connection_limit, connection_timeout, connection_limit_per_client;
-    keel_usec_t header_timeout, body_timeout;
+    unsigned connection_limit, connection_limit_per_client;
+    keel_usec_t header_timeout, body_timeout, send_timeout; /* send_timeout: http.connection_timeout */
     size_t header_limit;
     keel_http_handler_t handler;
     void *userdata;
@@ -120,9 +194,10 @@ struct keel_http_server {
     } routes[16];    /* keel_http_request_duration_seconds{service,route}, created on first use */
     size_t n_routes; /* polling thread */
     keel_histogram *other_route, *unmatched_route;
-    keel_task_group *tasks;    /* owned: the polling thread */
-    struct MHD_Daemon *daemon; /* owned */
-    int wake_fd, epoll_fd;     /* owned */
+    keel_task_group *tasks; /* owned: the polling thread */
+    int listen_fd;          /* owned from start until the drain */
+    int wake_fd, epoll_fd;  /* owned */
+    int reserve_fd;         /* owned: given up to answer a client when descriptors run out */
     char bound[INET6_ADDRSTRLEN + 8];
     uint16_t port;
     bool wildcard; /* bound to every address: the ready check goes to loopback */
@@ -140,31 +215,27 @@ struct keel_http_server {
     /* The polling thread's own. */
     connection_state **conns;
     size_t n_conns, allocated_conns;
+    connection_state *closed; /* closed in this turn, freed at its end (an event may name one) */
+    connection_state **again; /* to run again before waiting (conn.c) */
+    size_t n_again, allocated_again;
     keel_http_request **delayed;
     size_t n_delayed, allocated_delayed;
-    bool relisten;                /* a place freed at the connection limit: run MHD once more before waiting */
-    bool out_of_fds;              /* MHD stopped accepting for lack of descriptors until a connection closes */
-    keel_usec_t deadline_at;      /* the earliest head or body deadline, or infinity (deadline.c) */
+    bool listening;               /* the listener is in the epoll set */
+    keel_usec_t deadline_at;      /* the earliest phase deadline, or infinity (deadline.c) */
     keel_counter *cuts[_CUT_MAX]; /* keel_http_connections_cut_total{service,reason}, on first use */
     cached_response cache[8];
     size_t n_cache;
-    char accept_error[128];        /* the last accept() error libmicrohttpd reported */
     keel_usec_t out_of_fds_logged; /* when running out of descriptors was last said (descriptors.c) */
+    keel_usec_t relisten_at;       /* out of descriptors with none to give back: when to try again */
+    keel_usec_t queue_check_at;    /* at the connection limit: when to look for a client in the queue */
+    keel_usec_t trim_at;           /* when to give freed memory back if no connection opened since */
+    time_t date_second;            /* of date[] */
+    char date[40];                 /* "Date: Sun, 06 Dec 2026 02:39:17 GMT\r\n" */
 
     /* Deferred requests (deferred.c): the polling thread's list; has_answers under lock. */
     keel_http_deferred **pending;
     size_t n_pending, allocated_pending;
     bool has_answers;
-
-    /* TLS (tls.c), the polling thread's own but for the count. */
-    int tls_epoll, tls_listen; /* owned, -EBADF without TLS */
-    bool tls_listening;
-    tls_conn **tls_conns;
-    size_t n_tls, allocated_tls;
-    tls_conn *attaching;       /* the connection MHD_add_connection() is taking now */
-    keel_usec_t tls_expire_at; /* the earliest deadline of a handshake under way or of tls_trim_at, or infinity */
-    keel_usec_t tls_trim_at;   /* when to give freed memory back if no connection opened since, or infinity */
-    atomic_uint tls_open;      /* TLS connections open: the drain waits for them too */
 };
 
 /* listen.c, main thread: the socket systemd passed under @name, or -ENOENT; a new listener for
@@ -182,9 +253,51 @@ void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
 void keel__http_raise_fd_limit(void);
 void keel__http_out_of_fds(keel_http_server *s, const char *why);
 
+/* accept.c, polling thread: takes the connections waiting on the listener; the listener in the
+ * epoll set, or out of it (at the connection limit, draining); at the limit, a client waiting in
+ * the listen queue takes the place of a connection that holds one without a request; the ms until
+ * that is looked at again, or -1. */
+void keel__http_accept(keel_http_server *s);
+void keel__http_listen(keel_http_server *s, bool on);
+void keel__http_check_queue(keel_http_server *s);
+int keel__http_queue_timeout(const keel_http_server *s);
+
+/* conn.c, polling thread: a connection for the accepted socket @fd (false: refused, @fd closed);
+ * its turn after epoll reported @events, or after its request was answered (0); its end. */
+bool keel__http_conn_open(keel_http_server *s, int fd, const struct sockaddr_storage *peer);
+void keel__http_conn_run(connection_state *cs, uint32_t events);
+void keel__http_conn_close(connection_state *cs);
+/* @cs runs again at the end of this turn (it stopped to let the others run); those that are run;
+ * the connections closed in this turn freed. */
+void keel__http_conn_again(connection_state *cs);
+void keel__http_conns_again(keel_http_server *s);
+void keel__http_conns_reap(keel_http_server *s);
+/* As read(2) and write(2) on the connection, plain or TLS. */
+ssize_t keel__http_conn_read(connection_state *cs, void *buf, size_t size);
+ssize_t keel__http_conn_write(connection_state *cs, const void *buf, size_t size);
+
+/* tls.c, polling thread: a TLS session for @cs (false: closed); the handshake's next step: 1
+ * done, 0 not yet (cs->tls_want says for what), negative when it failed and @cs must close;
+ * gives freed memory back after a burst, once the server has had no connection for a second. */
+bool keel__http_tls_begin(connection_state *cs);
+int keel__http_tls_step(connection_state *cs);
+void keel__http_trim_when_idle(keel_http_server *s);
+
 /* request.c: a new request id, unique in this process and unlikely to repeat across processes
  * ("3f9c0a1e2b7d4c55-42"). Thread-safe. */
 void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
+/* request.c, polling thread: a head came to @cs (admitted, counted, its fault points asked);
+ * its body too: serve it, now or when its delay ends; its answer went out (or the connection
+ * ended with it); the delayed requests that are due resumed (all with @all), and the ms until the
+ * next one is, or -1. */
+void keel__http_request_begin(connection_state *cs, const keel__http_refusal *refusal);
+void keel__http_request_run(connection_state *cs);
+void keel__http_request_end(connection_state *cs, bool completed);
+int keel__http_resume_due(keel_http_server *s, bool all);
+
+/* response.c, polling thread: the server's cached heads freed; the Date field of now. */
+void keel__http_cache_free(keel_http_server *s);
+const char *keel__http_date(keel_http_server *s);
 
 /* mount.c: the app's table of mounts (made on first use; NULL when out of memory); the mount
  * that answers @req, if any (polling thread: then true, its result in *@ret); a started server
@@ -193,56 +306,29 @@ keel_http_mounts *keel__http_mounts(keel_app *app);
 bool keel__http_serve_mounted(keel_http_server *s, keel_http_request *req, int *ret);
 void keel__http_set_serving(keel_http_server *s, bool serving);
 
-/* deferred.c, polling thread: resumes the connections whose deferred answer came; sends it when
- * MHD calls for the request again (true: sent); at a stop (main thread, after the join), gives up
- * every answer not sent (their connections resumed, a late answer freed by its thread). */
-void keel__http_resume_answered(keel_http_server *s);
-bool keel__http_send_deferred(keel_http_server *s, keel_http_request *req);
+/* deferred.c, polling thread: sends the deferred answers that came; gives up @req's, whose
+ * connection ends under it; at a stop (main thread, after the join), gives up every answer not
+ * sent (a late answer then freed by its thread). */
+void keel__http_send_answered(keel_http_server *s);
+void keel__http_deferred_drop(keel_http_server *s, keel_http_request *req);
 void keel__http_abandon_deferred(keel_http_server *s);
-
-/* tls.c, polling thread: the TLS listener and connections in an epoll set of their own (in the
- * server's), run when it is readable; the ms until the next handshake deadline, or -1; the
- * drain's step (the listener closes, handshakes under way end); everything closed (main thread,
- * once the polling thread is joined); the identity of the connection being added to MHD. */
-int keel__http_tls_setup(keel_http_server *s, int listen_fd);
-void keel__http_tls_run(keel_http_server *s);
-void keel__http_tls_expire(keel_http_server *s);
-int keel__http_tls_timeout(keel_http_server *s);
-void keel__http_tls_listen(keel_http_server *s, bool on);
-void keel__http_tls_drain(keel_http_server *s);
-void keel__http_tls_close_all(keel_http_server *s);
-const char *keel__http_tls_attaching_identity(keel_http_server *s);
 
 /* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
 int keel__http_wait_ready(keel_http_server *s);
 
-/* request.c, polling thread: MHD's callbacks for requests; resumes the delayed requests that are
- * due (all with @all) and returns the ms until the next one is, or -1. */
-enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size, void **con_cls);
-void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
-int keel__http_resume_due(keel_http_server *s, bool all);
-
-/* head.c, polling thread: MHD's callbacks for a request's target, and what a request whose head
- * came is answered instead of being served, or NULL. */
-void *keel__http_on_target(void *cls, const char *uri, struct MHD_Connection *c);
-size_t keel__http_unescape(void *cls, struct MHD_Connection *c, char *s);
-const keel__http_refusal *keel__http_head_refusal(const keel_http_server *s, struct MHD_Connection *c, const char *method,
-                                                  const char *version);
-
 /* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;
  * the ms until the next deadline, or -1; near the connection limit, cuts the connection that has
- * waited longest for a head, to make room for @arrived; out of descriptors, cuts that connection
- * to give one back (false: none waits for a head). */
+ * waited longest for a head without sending one, to make room for @arrived; out of descriptors,
+ * cuts that connection to give one back (false: none waits for a head). */
 void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase);
 void keel__http_deadlines_run(keel_http_server *s);
 int keel__http_deadlines_timeout(const keel_http_server *s);
-void keel__http_make_room(keel_http_server *s, connection_state *arrived);
+bool keel__http_make_room(keel_http_server *s, connection_state *arrived);
 bool keel__http_make_room_for_fds(keel_http_server *s);
 
-/* drain.c: MHD's connection callback and idle closing (polling thread); the main thread's command
- * and its wait until nothing is open or @deadline (-ETIMEDOUT). */
-void keel__http_on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code);
-void keel__http_close_when_idle(connection_state *cs);
+/* drain.c: the drain's step on the polling thread (idle connections close); the main thread's
+ * command and its wait until nothing is open or @deadline (-ETIMEDOUT); a connection gone. */
+void keel__http_drain_now(keel_http_server *s);
 void keel__http_send_command(keel_http_server *s, int command);
 int keel__http_drain(keel_http_server *s, keel_usec_t deadline);
+void keel__http_connection_gone(keel_http_server *s);

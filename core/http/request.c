@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Requests on the polling thread: admitted to the work tracker, delayed without blocking, answered
- * (constant answers from a per-server cache), counted and logged. */
+/* Requests on the polling thread: admitted to the work tracker, delayed without blocking, served by
+ * a mount or the handler, counted and logged; what a handler reads of its request. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -76,24 +76,24 @@ static const char *log_request_id(const void *req)
     return keel_http_request_id(req);
 }
 
-static keel_http_request *request_new(keel_http_server *s, struct MHD_Connection *c, const char *url, const char *method)
+void keel__http_request_begin(connection_state *cs, const keel__http_refusal *refusal)
 {
-    const union MHD_ConnectionInfo *sc = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    connection_state *cs = sc ? sc->socket_context : NULL;
-    bool allocated = !cs || cs->busy;
-    keel_http_request *req = allocated ? malloc(sizeof *req) : &cs->request;
-    if (!req)
-        return NULL;
+    keel_http_server *s = cs->s;
+    keel_http_request *req = &cs->request;
     *req = (keel_http_request){
         .server = s,
-        .connection = c,
         .cs = cs,
-        .allocated = allocated,
-        .method = method,
-        .path = url,
+        .method = cs->head.method ? cs->head.method : "",
+        .path = cs->head.path ? cs->head.path : "",
         .started = keel_now(), /* for the duration histogram: a vDSO read, no system call */
+        .refusal = refusal,
     };
-    return req;
+    cs->busy = true;
+    /* Never refused: the gate for requests is the listener, and a request on a connection that is
+     * already open is served (with Connection: close) even while draining. */
+    req->admitted = keel_work_begin(s->work) >= 0;
+    req->fault = keel_point_before_nowait(s->point_request);
+    req->faulted = req->fault < 0;
 }
 
 static int delay_request(keel_http_server *s, keel_http_request *req, keel_usec_t delay)
@@ -103,95 +103,8 @@ static int delay_request(keel_http_server *s, keel_http_request *req, keel_usec_
         return r;
     req->resume_at = keel_now() + delay;
     s->delayed[s->n_delayed++] = req;
-    /* The connection waits without holding up the others (DESIGN §4). */
-    MHD_suspend_connection(req->connection);
+    req->cs->waiting = true; /* the connection waits without holding up the others (DESIGN §4) */
     return 0;
-}
-
-/* Resumes every delayed request that is due (all of them with @all) and returns the time until
- * the next one is, in ms for epoll_wait(), or -1. */
-int keel__http_resume_due(keel_http_server *s, bool all)
-{
-    keel_usec_t now = keel_now(), next = KEEL_USEC_INFINITY;
-    size_t j = 0;
-    for (size_t i = 0; i < s->n_delayed; i++) {
-        keel_http_request *req = s->delayed[i];
-        if (all || req->resume_at <= now) {
-            MHD_resume_connection(req->connection);
-            continue;
-        }
-        next = MIN(next, req->resume_at);
-        s->delayed[j++] = req;
-    }
-    s->n_delayed = j;
-    return next == KEEL_USEC_INFINITY ? -1 : (int) ((next - now + 999) / 1000);
-}
-
-int keel_http_respond(keel_http_request *req, unsigned status, const char *content_type, const void *body, size_t size,
-                      const char *const *headers)
-{
-    keel_assert_return(req && status >= 100 && status <= 599, -EINVAL);
-    if (req->answered)
-        return -EALREADY;
-
-    struct MHD_Response *r = MHD_create_response_from_buffer(size, (void *) body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return -ENOMEM;
-    if (content_type)
-        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
-        (void) MHD_add_response_header(r, h[0], h[1]);
-    /* Once draining, every answer ends its connection, so no request is cut mid-way (DESIGN §3). */
-    if (atomic_load(&req->server->draining))
-        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result q = MHD_queue_response(req->connection, status, r);
-    MHD_destroy_response(r);
-    if (q != MHD_YES)
-        return -EIO;
-    req->status = status;
-    req->answered = true;
-    return 0;
-}
-
-static struct MHD_Response *cached(keel_http_server *s, unsigned status, const char *content_type, const char *body, bool close)
-{
-    for (size_t i = 0; i < s->n_cache; i++) {
-        cached_response *c = &s->cache[i];
-        if (c->status == status && c->content_type == content_type && c->body == body && c->close == close)
-            return c->response;
-    }
-    if (s->n_cache == ELEMENTSOF(s->cache))
-        return NULL;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *) body, MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return NULL;
-    if (content_type)
-        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (close)
-        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    s->cache[s->n_cache++] = (cached_response){ status, content_type, body, close, r };
-    return r;
-}
-
-int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body)
-{
-    keel_assert_return(req && body && status >= 100 && status <= 599, -EINVAL);
-    if (req->answered)
-        return -EALREADY;
-    struct MHD_Response *r = cached(req->server, status, content_type, body, atomic_load(&req->server->draining));
-    if (!r) /* the cache is full: answer the usual way */
-        return keel_http_respond_text(req, status, content_type, body);
-    if (MHD_queue_response(req->connection, status, r) != MHD_YES)
-        return -EIO;
-    req->status = status;
-    req->answered = true;
-    return 0;
-}
-
-int keel_http_respond_text(keel_http_request *req, unsigned status, const char *content_type, const char *body)
-{
-    keel_assert_return(body, -EINVAL);
-    return keel_http_respond(req, status, content_type, body, strlen(body), NULL);
 }
 
 static void serve(keel_http_server *s, keel_http_request *req)
@@ -205,60 +118,59 @@ static void serve(keel_http_server *s, keel_http_request *req)
     if (r >= 0 && !keel__http_serve_mounted(s, req, &r))
         r = s->handler(req, s->userdata);
     keel__log_context_request(NULL, NULL);
+    if (r >= 0 && !req->answered && !req->deferred) {
+        keel_log_service(s->service, KEEL_LOG_ERROR, "The handler of %s %s neither answered nor deferred it", req->method,
+                         req->path);
+        r = -EIO;
+    }
     if (r < 0 && !req->answered && !req->deferred)
         (void) keel_http_respond_text(req, 500, "text/plain; charset=utf-8",
                                       req->faulted ? KEEL_FAULT_MESSAGE "\n" : "internal server error\n");
 }
 
-enum MHD_Result keel__http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size, void **con_cls)
+void keel__http_request_run(connection_state *cs)
 {
-    keel_http_server *s = cls;
-    keel_http_request *req = *con_cls;
-
-    if (!req) {
-        /* Queue nothing on the first call: MHD 0.9.75 would answer `Connection: close` (DESIGN §4). */
-        req = request_new(s, c, url, method);
-        if (!req)
-            return MHD_NO;
-        *con_cls = req;
-        if (req->cs) {
-            req->cs->busy = true;
-            keel__http_conn_wait(s, req->cs, CONN_WAIT_BODY);
-        }
-        /* Never refused: the gate for requests is the listener, and a request on a connection
-         * that is already open is served (with Connection: close) even while draining. */
-        req->admitted = keel_work_begin(s->work) >= 0;
-        req->fault = keel_point_before_nowait(s->point_request);
-        req->faulted = req->fault < 0;
-        req->refusal = keel__http_head_refusal(s, c, method, version);
-        return MHD_YES;
-    }
-    if (*upload_data_size > 0) { /* no service reads a body: consume and ignore it */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (req->cs && req->cs->phase == CONN_WAIT_BODY)
-        keel__http_conn_wait(s, req->cs, CONN_SERVING);
-    if (req->answered || keel__http_send_deferred(s, req))
-        return MHD_YES;
+    keel_http_server *s = cs->s;
+    keel_http_request *req = &cs->request;
+    keel__http_conn_wait(s, cs, CONN_SERVING);
     if (req->refusal) {
         (void) keel_http_respond_static(req, req->refusal->status, "text/plain; charset=utf-8", req->refusal->body);
-        return MHD_YES;
+        return;
     }
-    if (req->defer_abandoned) {
-        (void) keel_http_respond_static(req, 503, "text/plain; charset=utf-8", "shutting down\n");
-        return MHD_YES;
-    }
-    if (!req->delayed) {
-        req->delayed = true;
-        /* Injected sleeps, before or in, delay the answer; the polling thread never sleeps. */
-        keel_usec_t delay = keel_point_before_delay(s->point_request) + keel_point_in_delay(s->point_request);
-        if (delay > 0 && delay_request(s, req, delay) >= 0)
-            return MHD_YES;
-    }
+    /* Injected sleeps, before or in, delay the answer; the polling thread never sleeps. */
+    keel_usec_t delay = keel_point_before_delay(s->point_request) + keel_point_in_delay(s->point_request);
+    if (delay > 0 && delay_request(s, req, delay) >= 0)
+        return;
     serve(s, req);
-    return MHD_YES;
+}
+
+/* Resumes every delayed request that is due (all of them with @all: served, at a stop, as the
+ * server's last act) and returns the time until the next one is, in ms for epoll_wait(), or -1. */
+int keel__http_resume_due(keel_http_server *s, bool all)
+{
+    keel_usec_t now = keel_now(), next = KEEL_USEC_INFINITY;
+    for (size_t i = 0; i < s->n_delayed;) {
+        keel_http_request *req = s->delayed[i];
+        if (!all && req->resume_at > now) {
+            next = MIN(next, req->resume_at);
+            i++;
+            continue;
+        }
+        s->delayed[i] = s->delayed[--s->n_delayed];
+        req->cs->waiting = false;
+        serve(s, req);
+        keel__http_conn_run(req->cs, 0);
+    }
+    return next == KEEL_USEC_INFINITY ? -1 : (int) ((next - now + 999) / 1000);
+}
+
+static void forget_delayed(keel_http_server *s, keel_http_request *req)
+{
+    for (size_t i = 0; i < s->n_delayed; i++)
+        if (s->delayed[i] == req) {
+            s->delayed[i] = s->delayed[--s->n_delayed];
+            return;
+        }
 }
 
 static const double duration_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
@@ -308,40 +220,38 @@ static void count_request(keel_http_server *s, unsigned status)
     keel_counter_add(s->by_status[status], 1);
 }
 
-void keel__http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void log_request(keel_http_server *s, keel_http_request *req, bool ok)
 {
-    keel_http_server *s = cls;
-    keel_http_request *req = *con_cls;
-    if (!req)
+    keel__log_context_request(log_request_id, req);
+    const char *identity = keel_http_request_peer_identity(req);
+    keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s%s%s%s: %u in %.3fms%s, request[%s]", req->method, req->path,
+                     keel_http_request_peer(req), identity ? " (client " : "", identity ? identity : "", identity ? ")" : "",
+                     req->status, (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)", keel_http_request_id(req));
+    keel__log_context_request(NULL, NULL);
+}
+
+void keel__http_request_end(connection_state *cs, bool completed)
+{
+    keel_http_server *s = cs->s;
+    keel_http_request *req = &cs->request;
+    if (!cs->busy)
         return;
-    *con_cls = NULL;
-    bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status > 0 && req->status < 500;
+    cs->busy = false;
+    if (cs->waiting) { /* the connection ends under it */
+        forget_delayed(s, req);
+        keel__http_deferred_drop(s, req);
+        cs->waiting = false;
+    }
+    bool ok = completed && req->status > 0 && req->status < 500;
     if (req->admitted)
         keel_work_end(s->work, ok);
-    if (req->status) {
+    if (req->status && completed) {
         count_request(s, req->status);
-        observe_duration(s, req);
+        if (!req->refusal)
+            observe_duration(s, req);
     }
-    if (req->cs) {
-        req->cs->busy = false;
-        keel__http_conn_wait(s, req->cs, CONN_WAIT_HEAD); /* the next request's head, on keep-alive */
-        /* Its answer may have been queued before the drain began, without Connection: close:
-         * the connection goes idle now and must not stay for the keep-alive timeout. */
-        if (atomic_load(&s->draining))
-            keel__http_close_when_idle(req->cs);
-    }
-    bool allocated = req->allocated;
-    if (keel_log_get_level() >= KEEL_LOG_DEBUG) { /* the peer is formatted only for this line */
-        keel__log_context_request(log_request_id, req);
-        const char *identity = keel_http_request_peer_identity(req);
-        keel_log_service(s->service, KEEL_LOG_DEBUG, "%s %s from %s%s%s%s: %u in %.3fms%s, request[%s]", req->method, req->path,
-                         keel_http_request_peer(req), identity ? " (client " : "", identity ? identity : "", identity ? ")" : "",
-                         req->status, (double) (keel_now() - req->started) / 1000.0, ok ? "" : " (failed)",
-                         keel_http_request_id(req));
-        keel__log_context_request(NULL, NULL);
-    }
-    if (allocated)
-        free(req);
+    if (keel_log_get_level() >= KEEL_LOG_DEBUG) /* the peer is formatted only for this line */
+        log_request(s, req, ok);
 }
 
 const char *keel_http_request_method(const keel_http_request *req)
@@ -356,60 +266,84 @@ const char *keel_http_request_path(const keel_http_request *req)
 
 const char *keel_http_request_header(const keel_http_request *req, const char *name)
 {
-    return req && name ? MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name) : NULL;
+    if (!req || !name || req->refusal)
+        return NULL;
+    const keel__http_head *h = &req->cs->head;
+    for (size_t i = 0; i < h->n_fields; i++)
+        if (strcasecmp(h->fields[i].name, name) == 0)
+            return h->fields[i].value;
+    return NULL;
 }
 
-/* Counts the values named @key (headers case-insensitively, as HTTP names them): iterating is the
- * only way to tell a key without a value ("?verbose") from an absent one, and to see repeats. */
-typedef struct key_count {
-    const char *key;
-    bool nocase;
-    unsigned n;
-} key_count;
-
-static enum MHD_Result count_key(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static int unhex(char c)
 {
-    key_count *k = cls;
-    k->n += key && (k->nocase ? strcasecmp(key, k->key) : strcmp(key, k->key)) == 0;
-    return MHD_YES;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char) (c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Whether the query's key at *@p, percent-decoded, is @key ("?verbose", "?a=1&verbose"); moves
+ * *@p past its parameter. */
+static bool next_key_is(const char **p, const char *key)
+{
+    const char *k = *p, *end = k + strcspn(k, "&=");
+    *p = k + strcspn(k, "&");
+    if (**p)
+        (*p)++;
+    for (; k < end; key++) {
+        int c = (unsigned char) *k++, hi, lo;
+        if (c == '%' && end - k >= 2 && (hi = unhex(k[0])) >= 0 && (lo = unhex(k[1])) >= 0) {
+            c = hi << 4 | lo;
+            k += 2;
+        } else if (c == '+')
+            c = ' ';
+        if (!*key || (unsigned char) *key != c)
+            return false;
+    }
+    return !*key;
 }
 
 bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
 {
-    if (!req || !key)
+    if (!req || !key || req->refusal || !req->cs->head.query)
         return false;
-    key_count k = { .key = key };
-    (void) MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, count_key, &k);
-    return k.n > 0;
+    for (const char *p = req->cs->head.query; *p;)
+        if (next_key_is(&p, key))
+            return true;
+    return false;
 }
 
 int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret)
 {
     keel_assert_return(req && name && ret, -EINVAL);
-    const char *value = NULL;
-    size_t size = 0;
     *ret = NULL;
-    if (MHD_lookup_connection_value_n(req->connection, MHD_HEADER_KIND, name, strlen(name), &value, &size) != MHD_YES)
+    if (req->refusal)
         return 0;
-    key_count k = { .key = name, .nocase = true };
-    (void) MHD_get_connection_values(req->connection, MHD_HEADER_KIND, count_key, &k);
-    if (k.n > 1)
-        return -ENOTUNIQ;
-    for (size_t i = 0; i < size; i++)
-        if ((unsigned char) value[i] < 0x20 || value[i] == 0x7f)
-            return -EBADMSG; /* NUL among them: the text after it would be lost */
+    const keel__http_head *h = &req->cs->head;
+    const char *value = NULL;
+    for (size_t i = 0; i < h->n_fields; i++) {
+        if (strcasecmp(h->fields[i].name, name) != 0)
+            continue;
+        if (value)
+            return -ENOTUNIQ;
+        value = h->fields[i].value;
+    }
+    for (const char *c = value; c && *c; c++)
+        if ((unsigned char) *c < 0x20 || *c == 0x7f)
+            return -EBADMSG; /* a tab: the parser lets one through inside a value */
     *ret = value;
     return 0;
 }
 
 bool keel_http_request_tls(const keel_http_request *req)
 {
-    return req && req->cs && req->cs->tls;
+    return req && req->cs->tls;
 }
 
 const char *keel_http_request_peer_identity(const keel_http_request *req)
 {
-    return req && req->cs ? req->cs->identity : NULL;
+    return req ? req->cs->identity : NULL;
 }
 
 const char *keel_http_request_peer(const keel_http_request *req)
@@ -418,8 +352,7 @@ const char *keel_http_request_peer(const keel_http_request *req)
         return NULL;
     if (!req->peer[0]) {
         keel_http_request *r = (keel_http_request *) req; /* a cache, not a change */
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        keel__http_format_peer(ci ? ci->client_addr : NULL, r->peer, sizeof r->peer);
+        keel__http_format_peer((const struct sockaddr *) &req->cs->peer, r->peer, sizeof r->peer);
     }
     return req->peer;
 }

@@ -21,7 +21,7 @@ import time
 SUITE = "bookworm"
 # What keel needs at run time, systemd and D-Bus to boot, procps for the unit's /bin/kill.
 PACKAGES = ["systemd", "systemd-sysv", "dbus", "procps", "libssl3", "libcurl3-gnutls", "libyaml-0-2",
-            "libmicrohttpd12", "libjansson4"]
+            "libjansson4"]
 VARIANT = "minbase"
 CACHE = os.environ.get("KEEL_ROOTFS_CACHE") or "/var/cache/keel-test"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
