@@ -32,11 +32,11 @@ void keel__http_listen(keel_http_server *s, bool on)
 {
     if (s->listen_fd < 0)
         return;
-    on = on && atomic_load(&s->connections) < s->connection_limit && !atomic_load(&s->draining) && keel_now() >= s->relisten_at;
+    on = on && atomic_load(&s->connections) < s->connection_limit && !atomic_load(&s->draining) && s->now >= s->relisten_at;
     if (on == s->listening)
         return;
     if (!on)
-        s->queue_check_at = keel_now() + QUEUE_CHECK_USEC;
+        s->queue_check_at = s->now + QUEUE_CHECK_USEC;
     (void) epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, s->listen_fd, &(struct epoll_event){ .events = on ? EPOLLIN : 0, .data.ptr = s });
     s->listening = on;
 }

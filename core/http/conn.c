@@ -45,7 +45,7 @@ bool keel__http_conn_open(keel_http_server *s, int fd, const struct sockaddr_sto
         return false;
     }
     *cs = (connection_state){
-        .s = s, .fd = fd, .peer = *peer, .events = EPOLLIN, .tls = s->tls != NULL, .readable = true, .active = keel_now()
+        .s = s, .fd = fd, .peer = *peer, .events = EPOLLIN, .tls = s->tls != NULL, .readable = true, .active = s->now
     };
     cs->index = s->n_conns;
     s->conns[s->n_conns++] = cs;
@@ -117,7 +117,7 @@ ssize_t keel__http_conn_read(connection_state *cs, void *buf, size_t size)
 {
     if (cs->session)
         return cs->s->tls->read(cs->session, buf, size, &cs->tls_want);
-    ssize_t n = read(cs->fd, buf, size);
+    ssize_t n = recv(cs->fd, buf, size, 0);
     return n >= 0 ? n : -errno;
 }
 
@@ -142,7 +142,7 @@ static ssize_t fill(connection_state *cs)
     if (n > 0) {
         cs->readable = (size_t) n == size - cs->in_len; /* short: the socket is empty (or, TLS, the record) */
         cs->in_len += (size_t) n;
-        cs->active = keel_now();
+        cs->active = cs->s->now;
     }
     return n;
 }
@@ -281,7 +281,7 @@ static int flush(connection_state *cs)
         if (n <= 0)
             return -EPIPE;
         cs->out_sent += (size_t) n;
-        cs->active = keel_now();
+        cs->active = cs->s->now;
     }
     cs->out_len = cs->out_sent = 0;
     if (cs->out_size > OUT_KEPT) {

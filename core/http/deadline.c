@@ -49,7 +49,7 @@ static keel_usec_t deadline_of(const keel_http_server *s, const connection_state
 void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase)
 {
     cs->phase = phase;
-    cs->since = keel_now();
+    cs->since = s->now;
     s->deadline_at = MIN(s->deadline_at, deadline_of(s, cs));
 }
 

@@ -213,6 +213,7 @@ struct keel_http_server {
     atomic_bool draining;
 
     /* The polling thread's own. */
+    keel_usec_t now; /* read once per turn of the loop: what phases and silences are timed from */
     connection_state **conns;
     size_t n_conns, allocated_conns;
     connection_state *closed; /* closed in this turn, freed at its end (an event may name one) */

@@ -174,13 +174,15 @@ int keel_http_respond(keel_http_request *req, unsigned status, const char *conte
     if (req->answered)
         return -EALREADY;
     const char *connection = connection_field(req);
+    char small[1024];
     size_t head_len = head_into(NULL, status, content_type, size, headers, connection);
-    char *head = malloc(head_len);
+    char *head = head_len <= sizeof small ? small : malloc(head_len);
     if (!head)
         return -ENOMEM;
     (void) head_into(head, status, content_type, size, headers, connection);
     int r = lay_out(req, head, head_len, body, size);
-    free(head);
+    if (head != small)
+        free(head);
     return r < 0 ? r : answer(req, status);
 }
 

@@ -140,6 +140,7 @@ static void poll_loop(keel_task *task, void *userdata)
 {
     keel_http_server *s = userdata;
     for (bool running = true; running;) {
+        s->now = keel_now();
         int due = keel__http_resume_due(s, false);
         keel__http_deadlines_run(s);
         keel__http_trim_when_idle(s);
@@ -148,6 +149,7 @@ static void poll_loop(keel_task *task, void *userdata)
         keel__http_conns_reap(s);
         struct epoll_event ev[64];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s, due));
+        s->now = keel_now();
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &s->wake_fd)
                 running = take_command(s) && running;

@@ -22,6 +22,7 @@ struct credential {
     X509 *cert;             /* owned reference, or NULL */
     STACK_OF(X509) * chain; /* owned, or NULL */
     bool ec;                /* P-256, else RSA */
+    bool cert_matches_key;  /* checked once: both are immutable, and /healthz asks on every probe */
     char kid[44];
     keel_usec_t not_before, not_after;
     char *members; /* the JWK's public members in RFC 7638 order: {"crv","kty","x","y"} or {"e","kty","n"} */
@@ -143,6 +144,7 @@ int credential_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) * chain, credential
         c->cert = cert;
     if (chain)
         c->chain = X509_chain_up_ref(chain);
+    c->cert_matches_key = c->cert && c->key && X509_check_private_key(c->cert, c->key) == 1;
     int r = !c->key || (cert && !c->cert) || (chain && !c->chain) ? -ENOMEM : public_members(c);
     if (r >= 0)
         r = thumbprint(c);
@@ -227,7 +229,7 @@ int credential_check(const credential *c, keel_usec_t now, char *reason, size_t 
             (void) snprintf(reason, size, "no certificate for key %s", c->kid);
         return -ENOKEY;
     }
-    if (X509_check_private_key(c->cert, c->key) != 1) {
+    if (!c->cert_matches_key) {
         if (size)
             (void) snprintf(reason, size, "the certificate does not belong to key %s", c->kid);
         return -EKEYREJECTED;
