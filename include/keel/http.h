@@ -7,9 +7,11 @@
 #include <keel/work.h>
 
 /**
- * An HTTP/1.1 server over libmicrohttpd, shared by every Keel service that listens. Its polling
- * thread is a task of the service's group, every request runs inside the server's work tracker,
- * and stopping it drains without losing a request (DESIGN §3). Body in core/http.c.
+ * An HTTP/1.1 server, shared by every Keel service that listens: Keel's own, on one polling
+ * thread per server (a task of the service's group) that owns the listener and every connection.
+ * Every request runs inside the server's work tracker, and stopping it drains without losing a
+ * request: the listener closes, every later answer says `Connection: close`, and the stop waits
+ * until no request is in flight and no connection is open.
  */
 typedef struct keel_http_server keel_http_server;
 /** One request, valid inside the handler and, when suspended, until it is answered. */
@@ -18,19 +20,24 @@ typedef struct keel_http_request keel_http_request;
 /**
  * Answers @req with one of the keel_http_respond*() calls and returns 0, or returns a negative
  * errno without answering (the server answers 500). Runs on the server's polling thread: it must
- * not block. The server itself answers, without calling it, a head larger than http.header_limit
- * (431) and, with 400 and a text/plain reason, a NUL byte anywhere in the head, a space or control
- * byte in the target or a %00 decoded into it, and HTTP/1.1 without Host: a handler never sees a
- * value cut short.
+ * not block. The server reads heads strictly (RFC 9112) and answers itself, without calling it, a
+ * head larger than http.header_limit or of more than 512 fields (431); with 400 and a text/plain
+ * reason, a NUL byte anywhere in the head, a CR inside a line, a space or control byte in the
+ * target or a %00 decoded into it, HTTP/1.1 without Host or with two, whitespace before a field's
+ * colon, a folded field, Content-Length values that disagree or come with Transfer-Encoding, a
+ * final transfer coding other than chunked, or Transfer-Encoding on HTTP/1.0; with 501 another
+ * coding before chunked; with 505 an HTTP version other than 1.x. Where the framing is in doubt
+ * the connection closes after the answer. A body is read and dropped by its framing: no handler
+ * sees one.
  */
 typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
 /**
  * A TLS implementation a server runs its connections through (keel_http_options.tls), so that
  * libkeel itself links no TLS library: the agent's is OpenSSL (services/identity/tls-server.c).
- * The server accepts, hands each socket to session_new(), drives the handshake, and then moves
- * bytes between the session and libmicrohttpd, all on its polling thread — where every function
- * here is called, never two at once. @want is set to EPOLLIN and/or EPOLLOUT: what the session
+ * The server accepts, hands each socket to session_new(), drives the handshake, and then reads
+ * requests and writes answers through the session (each answer in one write), all on its polling
+ * thread — where every function here is called, never two at once. @want is set to EPOLLIN and/or EPOLLOUT: what the session
  * waits for on the socket before it can go on. A session keeps what it was made with (its
  * certificate) until it is freed, so a new certificate applies to new connections only.
  */
