@@ -92,6 +92,8 @@ void keel__http_conn_again(connection_state *cs)
 void keel__http_conns_again(keel_http_server *s)
 {
     size_t n = s->n_again;
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n; i++)
         s->again[i]->again = false;
     for (size_t i = 0; i < n; i++)

@@ -71,21 +71,39 @@ static const char *reason_of(unsigned status)
     }
 }
 
+static char *put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char) ('0' + v % 10);
+    return p + n;
+}
+
 /* RFC 9110 §5.6.7, by hand: strftime() would follow the locale. */
 const char *keel__http_date(keel_http_server *s)
 {
-    static const char days[][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    static const char days[] = "SunMonTueWedThuFriSat", months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     struct timespec ts;
     struct tm tm;
     (void) clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    if (ts.tv_sec == s->date_second && s->date[0])
+    if ((ts.tv_sec == s->date_second && s->date[0]) || !gmtime_r(&ts.tv_sec, &tm))
         return s->date;
     s->date_second = ts.tv_sec;
-    if (!gmtime_r(&ts.tv_sec, &tm))
-        return s->date;
-    (void) snprintf(s->date, sizeof s->date, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday % 7], tm.tm_mday,
-                    months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    char *p = s->date;
+    p = memcpy(p, "Date: ", 6), p += 6;
+    p = memcpy(p, days + 3 * (tm.tm_wday % 7), 3), p += 3;
+    p = memcpy(p, ", ", 2), p += 2;
+    p = put_digits(p, (unsigned) tm.tm_mday, 2);
+    *p++ = ' ';
+    p = memcpy(p, months + 3 * (tm.tm_mon % 12), 3), p += 3;
+    *p++ = ' ';
+    p = put_digits(p, (unsigned) (tm.tm_year + 1900) % 10000, 4);
+    *p++ = ' ';
+    p = put_digits(p, (unsigned) tm.tm_hour, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned) tm.tm_min, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned) tm.tm_sec, 2);
+    memcpy(p, " GMT\r\n", 7); /* its NUL too */
     return s->date;
 }
 
