@@ -72,7 +72,10 @@ static void refuse_one(keel_http_server *s)
     s->reserve_fd = safe_close(s->reserve_fd);
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+        char sink[1024]; /* what already came of its request: unread, it would reset the answer */
+        ssize_t _unused_ r = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
         ssize_t _unused_ n = send(fd, FULL_ANSWER, sizeof FULL_ANSWER - 1, MSG_NOSIGNAL);
+        (void) shutdown(fd, SHUT_WR);
         safe_close(fd);
     }
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -372,6 +372,8 @@ void keel__http_conn_run(connection_state *cs, uint32_t events)
         return;
     }
     if (cs->phase == CONN_HANDSHAKE) {
+        if (events)
+            cs->active = cs->s->now; /* a handshake that moves is not silent */
         int r = keel__http_tls_step(cs);
         if (r < 0) {
             keel__http_conn_close(cs);

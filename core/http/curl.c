@@ -44,8 +44,9 @@ static int resolve(void *dl, const char *name, void *ret)
  * Logs nothing (the helper thread has no log context): the reason goes to load_error. */
 static int load(void)
 {
-    /* The GnuTLS build first: libmicrohttpd has loaded GnuTLS already, while the OpenSSL build
-     * would add libcrypto, which OpenSSL marks never-unload. The API is the same. Lazily bound:
+    /* The GnuTLS build first: it is unloaded with libcurl once the servers are confirmed, while
+     * the OpenSSL build would add libssl, which OpenSSL marks never-unload. The API is the same.
+     * Lazily bound:
      * the check calls a handful of functions, and binding every symbol of its dependencies that
      * are not linked with -z now (Kerberos, nghttp2, brotli, rtmp…) is ~15 % of the dlopen();
      * the symbols resolve() looks up are checked here all the same. */
@@ -77,8 +78,7 @@ static int load(void)
         ssh2_exit = NULL;
     if (ssh2)
         (void) dlclose(ssh2); /* libcurl keeps it loaded */
-    /* libcurl initialises its TLS backend whatever the flags say (since 7.57): GnuTLS, which
-     * libmicrohttpd has initialised already in the build loaded first. */
+    /* libcurl initialises its TLS backend whatever the flags say (since 7.57). */
     if (global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
         (void) snprintf(load_error, sizeof load_error, "curl_global_init() failed");
         if (ssh2_exit)

@@ -67,6 +67,13 @@ static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
     keel__http_conn_close(cs);
 }
 
+/* Whether nothing waits in @cs's socket. */
+static bool silent(const connection_state *cs)
+{
+    int pending = 0;
+    return ioctl(cs->fd, FIONREAD, &pending) == 0 && pending == 0;
+}
+
 static conn_cut reason_of(const connection_state *cs)
 {
     return cs->phase == CONN_WAIT_BODY ? CUT_BODY_TIMEOUT : cs->phase == CONN_SERVING ? CUT_SEND_TIMEOUT : CUT_HEADER_TIMEOUT;
@@ -84,8 +91,10 @@ void keel__http_deadlines_run(keel_http_server *s)
         keel_usec_t at = deadline_of(s, cs);
         if (now < at)
             s->deadline_at = MIN(s->deadline_at, at);
-        else if (cs->phase == CONN_LINGER || (draining && cs->phase == CONN_WAIT_HEAD && cs->in_len == 0))
+        else if (cs->phase == CONN_LINGER || (draining && cs->phase == CONN_WAIT_HEAD && cs->in_len == 0 && silent(cs)))
             keel__http_conn_close(cs); /* answered, or idle at a drain: its end is no cut */
+        else if (draining && cs->phase == CONN_WAIT_HEAD && cs->in_len == 0)
+            s->deadline_at = MIN(s->deadline_at, now + KEEL_USEC_PER_MSEC); /* its request is in its socket: read next turn */
         else
             cut(s, cs, reason_of(cs));
     }
@@ -114,12 +123,11 @@ static unsigned reserve_of(const keel_http_server *s)
  * come whole, or a TLS handshake; and nothing more of its waits in its socket. */
 static bool evictable(const connection_state *cs, keel_usec_t now, bool any_age)
 {
-    int pending = 0;
     if (cs->phase != CONN_WAIT_HEAD && cs->phase != CONN_HANDSHAKE)
         return false;
     if (!any_age && !(cs->answers > 0 && cs->in_len == 0) && now - cs->since < EVICT_AFTER)
         return false;
-    return ioctl(cs->fd, FIONREAD, &pending) == 0 && pending == 0;
+    return silent(cs);
 }
 
 /* Cuts the connection other than @arrived that has waited longest and holds a place without a
@@ -127,13 +135,18 @@ static bool evictable(const connection_state *cs, keel_usec_t now, bool any_age)
  * (a few at most: each costs a system call). */
 static bool evict_oldest(keel_http_server *s, const connection_state *arrived, bool any_age)
 {
-    keel_usec_t after = 0, now = keel_now();
-    for (int tries = 0; tries < 8; tries++) {
+    const connection_state *passed[8]; /* candidates whose request turned out to have come */
+    size_t n_passed = 0;
+    keel_usec_t now = keel_now();
+    while (n_passed < ELEMENTSOF(passed)) {
         connection_state *oldest = NULL;
         for (size_t i = 0; i < s->n_conns; i++) {
             connection_state *cs = s->conns[i];
             bool waits = cs->phase == CONN_HANDSHAKE || cs->phase == CONN_WAIT_HEAD;
-            if (cs != arrived && waits && cs->since >= after && (!oldest || cs->since < oldest->since))
+            bool seen = false;
+            for (size_t j = 0; j < n_passed && !seen; j++)
+                seen = passed[j] == cs;
+            if (cs != arrived && waits && !seen && (!oldest || cs->since < oldest->since))
                 oldest = cs;
         }
         if (!oldest)
@@ -142,7 +155,7 @@ static bool evict_oldest(keel_http_server *s, const connection_state *arrived, b
             cut(s, oldest, CUT_EVICTED);
             return true;
         }
-        after = oldest->since + 1;
+        passed[n_passed++] = oldest;
     }
     return false;
 }

@@ -10,9 +10,9 @@
 /* ---- connections (polling thread) ------------------------------------------------------- */
 
 /* The listener closes, and handshakes under way close now: they never became requests. A
- * kept-alive connection with nothing sent has a second more for a request its client may be
- * sending now (deadline.c), as libmicrohttpd's one-second timeout gave it; the others end after
- * their answer (conn.c), which carries `Connection: close`. */
+ * kept-alive connection with nothing sent may be about to get a request its client is sending
+ * now: it closes once a second has passed since its last answer with nothing in its socket
+ * (deadline.c); the others end after their answer (conn.c), which carries `Connection: close`. */
 void keel__http_drain_now(keel_http_server *s)
 {
     atomic_store(&s->draining, true);

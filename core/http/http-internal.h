@@ -77,6 +77,7 @@ extern const keel__http_refusal keel__http_too_large, keel__http_unchecked;
 typedef struct keel__http_chunked {
     enum {
         CHUNK_SIZE,
+        CHUNK_SIZE_WS,
         CHUNK_EXT,
         CHUNK_SIZE_LF,
         CHUNK_DATA,
@@ -149,7 +150,7 @@ struct connection_state {
     bool again;                    /* in s->again: its turn ended with input still to read */
     connection_state *next_closed; /* in s->closed */
 
-    char *in; /* header_limit bytes, allocated on the first read */
+    char *in; /* header_limit + 1 KiB, allocated on the first read */
     size_t in_len, scanned, head_len;
     body_kind body;
     uint64_t body_left;

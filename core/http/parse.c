@@ -369,8 +369,10 @@ static bool chunk_byte(keel__http_chunked *c, char ch)
         }
         if (c->digits == 0)
             return false;
-        if (ch == ';' || is_ows(ch))
+        if (ch == ';')
             c->state = CHUNK_EXT;
+        else if (is_ows(ch))
+            c->state = CHUNK_SIZE_WS;
         else if (ch == '\r')
             c->state = CHUNK_SIZE_LF;
         else if (ch == '\n')
@@ -378,6 +380,14 @@ static bool chunk_byte(keel__http_chunked *c, char ch)
         else
             return false;
         return true;
+    case CHUNK_SIZE_WS: /* blanks after the size (BWS): an extension's ';' or the line's end only */
+        if (ch == ';')
+            c->state = CHUNK_EXT;
+        else if (ch == '\r')
+            c->state = CHUNK_SIZE_LF;
+        else if (ch == '\n')
+            chunk_size_done(c);
+        return is_ows(ch) || ch == ';' || ch == '\r' || ch == '\n';
     case CHUNK_EXT:
         if (ch == '\r')
             c->state = CHUNK_SIZE_LF;

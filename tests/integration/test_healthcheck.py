@@ -352,7 +352,7 @@ class HostileClients(KeelTestCase):
 
     def test_the_header_limit_is_exactly_http_header_limit(self):
         # 8 KiB of request line, headers, CRLFs and the empty line: 8192 bytes served, 8193 not
-        # (the limit was 8000-odd: libmicrohttpd's pool held the parsed head too).
+        # (the limit was once 8000-odd, when the parsed head shared the same pool).
         k = self.keel("serve")
         addr = bound_address(k)
         base = b"GET /livez HTTP/1.1\r\nHost: x\r\n"
@@ -365,8 +365,8 @@ class HostileClients(KeelTestCase):
             head = head_of(total)
             self.assertEqual(len(head), total)
             self.assertEqual(raw_status(addr, head), want, total)
-        # What libmicrohttpd parses a head into must fit its 32 KiB pool (decision 21): 400 fields
-        # do, within the byte limit; 900 tiny ones (4.5 KB) are too many fields, and get 431 too.
+        # At most 512 fields a head (decision 22): 400 do, within the byte limit; 900 tiny ones
+        # (4.5 KB) are too many fields, and get 431 too.
         self.assertEqual(raw_status(addr, base + b"a:b\r\n" * 400 + b"\r\n"), 200)
         self.assertEqual(raw_status(addr, base + b"a:b\r\n" * 900 + b"\r\n"), 431)
         realistic = base + b"".join(b"X-H%03d: %s\r\n" % (i, b"v" * 70) for i in range(98)) + b"\r\n"

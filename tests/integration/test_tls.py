@@ -56,7 +56,7 @@ class TlsTest(KeelTestCase):
         self.assertIn("access_token", body)
         self.assertEqual(self.get(conn, "/.well-known/jwks.json")[0], 200)
         with socket.create_connection(token, timeout=10) as s, self.context(k).wrap_socket(s) as t:
-            # Decrypted heads reach libmicrohttpd as plain ones do, and are checked the same way.
+            # Decrypted heads reach the parser as plain ones do, and are checked the same way.
             t.sendall(b"GET /token HTTP/1.1\r\nHost: localhost\r\nX-Athenz-Domain: sports\r\n"
                       b"X-Athenz-Role: admin\0;evil\r\n\r\n")
             answer = b""

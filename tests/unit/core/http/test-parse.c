@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "http-internal.h"
+
+/* The copies heads are parsed in, and the fields they are parsed into: freed after each test. */
+static char *copies[32];
+static keel__http_field *fields[32];
+static size_t n_copies;
+
+static void free_copies(void)
+{
+    for (size_t i = 0; i < n_copies; i++) {
+        free(copies[i]);
+        free(fields[i]);
+    }
+    n_copies = 0;
+}
+
+TestSuite(parse, .timeout = 30, .fini = free_copies);
+
+/* Parses @text as a whole head into *@h, in a copy that stays until the test ends. */
+static const keel__http_refusal *parse(const char *text, keel__http_head *h)
+{
+    size_t scanned = 0, len = strlen(text);
+    cr_assert_eq(keel__http_head_end(text, len, &scanned), len, "%s", text);
+    cr_assert_lt(n_copies, sizeof copies / sizeof *copies);
+    char *copy = copies[n_copies] = strdup(text);
+    cr_assert_not_null(copy);
+    *h = (keel__http_head){};
+    const keel__http_refusal *r = keel__http_parse_head(copy, len, h);
+    fields[n_copies++] = h->fields;
+    return r;
+}
+
+Test(parse, the_head_ends_at_an_empty_line_however_it_comes)
+{
+    const char head[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET";
+    size_t scanned = 0;
+    for (size_t n = 0; n < sizeof head - 4; n++) /* a byte at a time: found once, where it is */
+        cr_assert_eq(keel__http_head_end(head, n, &scanned), 0, "%zu", n);
+    cr_assert_eq(keel__http_head_end(head, sizeof head - 4, &scanned), sizeof head - 4);
+    scanned = 0;
+    cr_assert_eq(keel__http_head_end("GET / HTTP/1.0\n\nX", 17, &scanned), 16, "bare LFs end lines too");
+}
+
+Test(parse, a_served_head_has_its_parts_in_place)
+{
+    keel__http_head h;
+    cr_assert_null(parse("GET http://h:1/a%2fb?verbose&x=1 HTTP/1.1\r\nHost:  h \r\nX-A:\t1\t\r\n\r\n", &h));
+    cr_assert_str_eq(h.method, "GET");
+    cr_assert_str_eq(h.path, "/a/b");
+    cr_assert_str_eq(h.query, "verbose&x=1");
+    cr_assert_eq(h.n_fields, 2);
+    cr_assert_str_eq(h.fields[0].value, "h");
+    cr_assert_str_eq(h.fields[1].name, "X-A");
+    cr_assert_str_eq(h.fields[1].value, "1");
+    cr_assert(!h.close && h.body == BODY_NONE);
+    cr_assert_null(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\n", &h));
+    cr_assert(h.close && h.body == BODY_LENGTH && h.length == 5);
+    cr_assert_null(parse("GET / HTTP/1.0\r\n\r\n", &h));
+    cr_assert(h.close, "HTTP/1.0 closes unless it asks otherwise");
+}
+
+Test(parse, refusals_close_the_connection_when_the_framing_is_in_doubt)
+{
+    static const struct {
+        const char *head;
+        unsigned status;
+        bool close;
+    } cases[] = {
+        { "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, true },
+        { "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", 400, false },
+        { "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", 400, false },
+        { "GET /a%00 HTTP/1.1\r\nHost: h\r\n\r\n", 400, false },
+        { "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505, false },
+        { "GET / HTTP/1.1\r\n\r\n", 400, false },
+        { "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\nContent-Length: 3\r\n\r\n", 400, true }, /* a body named after */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        keel__http_head h;
+        const keel__http_refusal *r = parse(cases[i].head, &h);
+        cr_assert_not_null(r, "%s", cases[i].head);
+        cr_assert_eq(r->status, cases[i].status, "%s: %u", cases[i].head, r->status);
+        cr_assert_eq(h.close, cases[i].close, "%s", cases[i].head);
+        cr_assert_not_null(h.method, "named for the log: %s", cases[i].head);
+    }
+}
+
+Test(parse, a_chunked_body_is_skipped_exactly)
+{
+    const char body[] = "4;a=b\r\nabcd\r\n3 \r\nefg\r\n0\r\nX-T: y\r\n\r\nGET";
+    keel__http_chunked c = { .state = CHUNK_SIZE };
+    ssize_t n = keel__http_chunked_skip(&c, body, sizeof body - 1);
+    cr_assert_eq(n, (ssize_t) sizeof body - 4);
+    cr_assert_eq(c.state, CHUNK_DONE);
+    static const char *const bad[] = { "5 6\r\n", "x\r\n", "11111111111111111\r\n", "1\r\nab\r\n" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        c = (keel__http_chunked){ .state = CHUNK_SIZE };
+        cr_assert_lt(keel__http_chunked_skip(&c, bad[i], strlen(bad[i])), 0, "%s", bad[i]);
+    }
+}
