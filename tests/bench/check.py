@@ -77,18 +77,47 @@ def stop(procs):
             p.wait(timeout=15)
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of @pid so far, in ns (schedstat: exact, where ticks are 10 ms)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def cpu_per_request(pid, port, seconds):
+    """Microseconds of @pid's CPU per /healthz answered, under wrk -t1 -c50."""
+    before = cpu_ns(pid)
+    out = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}/healthz"], capture_output=True,
+                         text=True, check=True).stdout
+    used = cpu_ns(pid) - before
+    return used / 1000 / int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def nginx_worker(master):
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return int(f.read().split()[0])
+
+
 def http_figures(keel, tmp, seconds, rounds, out):
-    kport, nport, tport = free_port(), free_port(), free_port()
+    kport, nport, tport, cport = free_port(), free_port(), free_port(), free_port()
     procs = []
     try:
         procs.append(start_keel(keel, tmp, kport, KEEL_TOKEN_ADDRESS=f"127.0.0.1:{tport}"))
         time.sleep(1)
         out["idle_rss_kib"] = rss_kib(procs[0].pid)
         procs.append(start_nginx(tmp, nport))
+        procs.append(subprocess.Popen([os.path.join(os.path.dirname(keel), "tests", "ceiling"), str(cport)]))
+        wait_listening(cport)
         warm(tport)
         rps = lambda port, path="/healthz", headers=(), scheme="http": wrk(port, seconds, path, headers, scheme)[0]
         health = paired(lambda: rps(kport), lambda: rps(nport), rounds)
         out["health_vs_nginx"], out["health_vs_nginx_min"] = median(health), min(health)
+        out["ceiling_vs_nginx"] = median(paired(lambda: rps(cport), lambda: rps(nport), rounds))
+        worker = nginx_worker(procs[1].pid)
+        out["health_cpu_vs_nginx"] = median(paired(lambda: cpu_per_request(procs[0].pid, kport, seconds),
+                                                   lambda: cpu_per_request(worker, nport, seconds), rounds))
         close = ("Connection: close",)
         out["health_new_conn_vs_nginx"] = median(paired(lambda: rps(kport, "/healthz", close), lambda: rps(nport, "/healthz", close),
                                                         rounds))
@@ -214,7 +243,9 @@ def main():
     commit = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     header = (f"`make bench-check` of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, commit {commit}, "
               f"{os.cpu_count()} cores, {a.rounds} paired rounds of {a.seconds} s (wrk -t1 -c50), {a.runs} start-ups a "
-              f"figure, {time.monotonic() - started:.0f} s in all; the floor start-up took {results['floor_ready_ms']:.2f} ms. "
+              f"figure, {time.monotonic() - started:.0f} s in all; the floor start-up took {results['floor_ready_ms']:.2f} ms; "
+              f"the load generator's ceiling (tests/bench/ceiling.c, a server that only reads and answers) is "
+              f"{results['ceiling_vs_nginx']:.2f}× nginx. "
               f"{len(failed)} of {len(targets)} figures miss their floor.")
     print(header)
     print("\n".join(rows))
