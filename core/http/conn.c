@@ -27,9 +27,15 @@
 /* Reads one connection makes in a turn of the loop before the others have theirs. */
 #define FILLS_PER_TURN 16
 
+/* What a plain connection waits for, once and for all: edge-triggered, so that epoll does not
+ * poll again, at every wait, each connection it reported (nginx does the same). A TLS session's
+ * reads end at a record's end, not the socket's, so a TLS connection stays level-triggered and
+ * says what its session waits for (watch()). */
+#define EDGE (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
 static void watch(connection_state *cs, uint32_t events)
 {
-    if (cs->events == events)
+    if (!cs->tls || cs->events == events)
         return;
     (void) epoll_ctl(cs->s->epoll_fd, EPOLL_CTL_MOD, cs->fd, &(struct epoll_event){ .events = events, .data.ptr = cs });
     cs->events = events;
@@ -38,25 +44,32 @@ static void watch(connection_state *cs, uint32_t events)
 bool keel__http_conn_open(keel_http_server *s, int fd, const struct sockaddr_storage *peer)
 {
     connection_state *cs = calloc(1, sizeof *cs);
-    if (!cs || GROW(s->conns, s->allocated_conns, s->n_conns + 1) < 0 ||
-        epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = EPOLLIN, .data.ptr = cs }) < 0) {
+    if (!cs || GROW(s->conns, s->allocated_conns, s->n_conns + 1) < 0) {
         free(cs);
         safe_close(fd);
         return false;
     }
-    *cs = (connection_state){
-        .s = s, .fd = fd, .peer = *peer, .events = EPOLLIN, .tls = s->tls != NULL, .readable = true, .active = s->now
-    };
+    bool tls = s->tls != NULL;
+    *cs = (connection_state){ .s = s, .fd = fd, .peer = *peer, .tls = tls, .readable = true, .active = s->now };
     cs->index = s->n_conns;
     s->conns[s->n_conns++] = cs;
     atomic_fetch_add(&s->connections, 1);
-    if (cs->tls && !keel__http_tls_begin(cs)) {
+    if (tls && (!keel__http_tls_begin(cs) ||
+                epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = EPOLLIN, .data.ptr = cs }) < 0)) {
         keel__http_conn_close(cs);
         return false;
     }
-    keel__http_conn_wait(s, cs, cs->tls ? CONN_HANDSHAKE : CONN_WAIT_HEAD);
+    cs->events = EPOLLIN;
+    keel__http_conn_wait(s, cs, tls ? CONN_HANDSHAKE : CONN_WAIT_HEAD);
     keel__http_make_room(s, cs);
-    keel__http_conn_run(cs, EPOLLIN); /* its request often came with it */
+    /* Its request often came with it. A plain one joins the epoll set after this first read: added
+     * with its bytes still unread, it would be reported once more for nothing. */
+    keel__http_conn_run(cs, EPOLLIN);
+    if (!tls && cs->fd >= 0 &&
+        epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = EDGE, .data.ptr = cs }) < 0) {
+        keel__http_conn_close(cs);
+        return false;
+    }
     return true;
 }
 
@@ -168,6 +181,7 @@ static void linger_read(connection_state *cs)
             return;
         }
     }
+    keel__http_conn_again(cs); /* more than its turn's worth: the rest after the others */
 }
 
 /* The connection's end after its last answer (see the top). */
@@ -365,7 +379,7 @@ void keel__http_conn_run(connection_state *cs, uint32_t events)
 {
     if (cs->fd < 0)
         return; /* closed earlier in this turn */
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         cs->readable = true;
     if (cs->phase == CONN_LINGER) {
         linger_read(cs);
