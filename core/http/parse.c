@@ -210,17 +210,19 @@ static void see_connection(const char *t, size_t len, fields_seen *f)
     f->keep_alive = f->keep_alive || (len == 10 && strncasecmp(t, "keep-alive", 10) == 0);
 }
 
-static const keel__http_refusal *see_field(const char *name, const char *value, keel__http_head *h, fields_seen *f)
+/* The fields that frame the message or the connection; others are only kept. By length first:
+ * most fields of a head are none of these. */
+static const keel__http_refusal *see_field(const char *name, size_t len, const char *value, keel__http_head *h, fields_seen *f)
 {
-    if (strcasecmp(name, "Host") == 0)
+    if (len == 4 && strcasecmp(name, "Host") == 0)
         f->hosts++;
-    else if (strcasecmp(name, "Content-Length") == 0)
+    else if (len == 14 && strcasecmp(name, "Content-Length") == 0)
         return see_length(value, f);
-    else if (strcasecmp(name, "Transfer-Encoding") == 0)
+    else if (len == 17 && strcasecmp(name, "Transfer-Encoding") == 0)
         each_token(value, see_coding, f);
-    else if (strcasecmp(name, "Connection") == 0)
+    else if (len == 10 && strcasecmp(name, "Connection") == 0)
         each_token(value, see_connection, f);
-    else if (strcasecmp(name, "Expect") == 0)
+    else if (len == 6 && strcasecmp(name, "Expect") == 0)
         h->expect_continue = strcasecmp(value, "100-continue") == 0;
     return NULL;
 }
@@ -253,7 +255,7 @@ static const keel__http_refusal *parse_field(char *p, char *end, keel__http_head
     *colon = '\0';
     *ve = '\0';
     h->fields[h->n_fields++] = (keel__http_field){ p, v };
-    return see_field(p, v, h, f);
+    return see_field(p, (size_t) (colon - p), v, h, f);
 }
 
 /* How the body is framed (§6) and whether the connection stays open. */
