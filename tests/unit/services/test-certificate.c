@@ -560,6 +560,44 @@ static bool bundle_is(const char *dir, const cert_pair *p)
     return read_bundle(dir, p) == 1;
 }
 
+static char *read_in(const char *dir, const char *name)
+{
+    _cleanup_free_ char *p = path_in(dir, name);
+    char *text = NULL;
+    size_t size = 0;
+    cr_assert_eq(keel_file_read(p, 1 << 20, &text, &size, NULL), 0, "%s", name);
+    return text;
+}
+
+/* pair.pem is key.pem then cert.pem. A load leaves it alone when it is (the same inode: nothing
+ * was written) and writes it when it is not: missing, or another pair's after a crash before step 5. */
+Test(certificate, load_writes_pair_pem_only_when_it_is_not_the_pair)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair other = issue(&c, CERT_KEY_EC, HOUR);
+    const char *dir = test_tmpdir();
+    _cleanup_free_ char *bundle = path_in(dir, "pair.pem");
+    struct stat before, after;
+    cr_assert_eq(keel__cert_store_write(dir, &p), 0);
+    cr_assert_eq(stat(bundle, &before), 0);
+    assert_loads(dir, &p);
+    cr_assert_eq(stat(bundle, &after), 0);
+    cr_assert_eq(after.st_ino, before.st_ino, "pair.pem was rewritten though it was the pair");
+
+    _cleanup_free_ char *key = read_in(dir, "key.pem"), *cert = read_in(dir, "cert.pem");
+    _cleanup_free_ char *want = keel_strdup_printf("%s%s", key, cert);
+    cr_assert_eq(unlink(bundle), 0);
+    assert_loads(dir, &p);
+    _cleanup_free_ char *rewritten = read_in(dir, "pair.pem");
+    cr_assert_str_eq(rewritten, want);
+
+    cr_assert_eq(keel__cert_store_write(dir, &other), 0);
+    write_file_pair(dir, "key.pem", "cert.pem", &p); /* steps 3 and 4 of a rotation back to p, not 5 */
+    assert_loads(dir, &p);
+    cr_assert(bundle_is(dir, &p), "pair.pem still holds the other pair");
+}
+
 /* A reader of its own (nginx, a sidecar) reads pair.pem in a loop while 1,000 rotations go by:
  * every read is a whole pair, the key with its own certificate. */
 static void *read_bundles(void *userdata)
