@@ -3,8 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <keel/util.h>
 
@@ -26,10 +25,13 @@ keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random)
     return (keel_usec_t) ((double) usec * f);
 }
 
+/* A jitter only spreads replicas' renewals apart: it needs no secret randomness, and the kernel's
+ * spares the start OpenSSL's random generator, whose first use (its AES ciphers fetched) was ~2 ms
+ * and ~100 kB that stay, for a process that may never need it. */
 keel_usec_t keel__cert_jitter(keel_usec_t usec)
 {
     uint32_t x = 0;
-    if (RAND_bytes((unsigned char *) &x, sizeof x) != 1)
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t) sizeof x)
         return usec; /* no randomness: renewing in step beats not renewing */
     return keel__cert_jitter_by(usec, x);
 }
