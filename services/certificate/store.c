@@ -12,6 +12,7 @@
  * at, so the pair is also published as one file, pair.pem (the key, then the certificate and its
  * chain), replaced by one rename after step 4: whoever reads it sees the previous pair or the new
  * one. A crash before that rename leaves the previous pair there, and loading writes it anew.
+ * A first pair, with no key.pem nor cert.pem to keep, skips the next slot (commit_first()).
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -201,50 +202,80 @@ static int recover(const char *dir, cert_error *e)
     return 0;
 }
 
+/* Renames the staged @*tmp to @to (not durable yet), forgetting the temporary name. */
+static int rename_staged(char **tmp, const char *to)
+{
+    if (rename(*tmp, to) < 0)
+        return -errno;
+    *tmp = (free(*tmp), NULL);
+    return 0;
+}
+
+/* Neither file of the pair exists: a first write, which no crash can tear (below). */
+static bool no_pair(const char *key, const char *cert)
+{
+    return access(key, F_OK) < 0 && errno == ENOENT && access(cert, F_OK) < 0 && errno == ENOENT;
+}
+
+/* A first pair goes straight to key.pem, cert.pem and pair.pem, made durable by one directory
+ * fsync: a crash before it leaves both files (a pair) or one without the other, which loads as no
+ * pair at all (-ENOENT) and is written again; pair.pem alone is rewritten by the next load. */
+static int commit_first(cert_staged *st, const char *key, const char *cert, const char *bundle)
+{
+    int r = rename_staged(&st->key, key);
+    if (r >= 0)
+        r = rename_staged(&st->cert, cert);
+    if (r >= 0)
+        r = rename_staged(&st->bundle, bundle);
+    return r < 0 ? r : keel_dir_fsync(st->dir);
+}
+
+/* Steps 1 and 2 durable together before 3 (a crash between them leaves one of the next files,
+ * which recover() drops: the key alone has no certificate, the certificate alone does not match
+ * key.pem), then 3, 4 and 5, each durable before the next. */
+static int commit_rotation(cert_staged *st, const char *key, const char *cert, const char *bundle)
+{
+    char key_next[PATH_MAX], cert_next[PATH_MAX];
+    int r = path_in(key_next, st->dir, KEY_NEXT);
+    if (r >= 0)
+        r = path_in(cert_next, st->dir, CERT_NEXT);
+    if (r >= 0)
+        r = rename_staged(&st->key, key_next);
+    if (r >= 0)
+        r = rename_staged(&st->cert, cert_next);
+    if (r >= 0)
+        r = keel_dir_fsync(st->dir);
+    if (r >= 0)
+        r = keel_file_rename_durable(key_next, key);
+    if (r >= 0)
+        r = keel_file_rename_durable(cert_next, cert);
+    if (r >= 0)
+        r = keel_file_rename_durable(st->bundle, bundle);
+    if (r >= 0)
+        st->bundle = (free(st->bundle), NULL);
+    return r;
+}
+
 int keel__cert_store_commit(cert_staged *st)
 {
-    char key[PATH_MAX], cert[PATH_MAX], key_next[PATH_MAX], cert_next[PATH_MAX];
+    char key[PATH_MAX], cert[PATH_MAX], bundle[PATH_MAX];
     int r = path_in(key, st->dir, KEY);
     if (r >= 0)
         r = path_in(cert, st->dir, CERT);
     if (r >= 0)
-        r = path_in(key_next, st->dir, KEY_NEXT);
-    if (r >= 0)
-        r = path_in(cert_next, st->dir, CERT_NEXT);
-    if (r < 0 || !st->key || !st->cert) {
+        r = path_in(bundle, st->dir, BUNDLE);
+    if (r < 0 || !st->key || !st->cert || !st->bundle) {
         keel__cert_store_abort(st);
         return r < 0 ? r : -EINVAL;
     }
-
     /* A rotation a failed write left halfway is finished first, and a certificate left in the
      * next slot without its key is dropped: it must not meet this key. */
-    if ((r = recover(st->dir, NULL)) < 0) {
+    r = recover(st->dir, NULL);
+    if (r >= 0)
+        r = no_pair(key, cert) ? commit_first(st, key, cert, bundle) : commit_rotation(st, key, cert, bundle);
+    if (r < 0)
         keel__cert_store_abort(st);
-        return r;
-    }
-    /* Steps 1 and 2, each durable before the next, then 3 and 4. */
-    if ((r = keel_file_rename_durable(st->key, key_next)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    st->key = (free(st->key), NULL);
-    if ((r = keel_file_rename_durable(st->cert, cert_next)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    st->cert = (free(st->cert), NULL);
-    if ((r = keel_file_rename_durable(key_next, key)) < 0 || (r = keel_file_rename_durable(cert_next, cert)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    /* Step 5: the pair as one file. */
-    char bundle[PATH_MAX];
-    if ((r = path_in(bundle, st->dir, BUNDLE)) < 0 || (r = keel_file_rename_durable(st->bundle, bundle)) < 0) {
-        keel__cert_store_abort(st);
-        return r;
-    }
-    st->bundle = (free(st->bundle), NULL);
-    return 0;
+    return r < 0 ? r : 0;
 }
 
 /* A file of @dir read whole into @t (wiped when freed: it may hold a key). */

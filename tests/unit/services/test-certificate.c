@@ -346,6 +346,31 @@ Test(certificate, chain_after_the_leaf_is_read)
 
 /* ---- the pair store ---------------------------------------------------------------------------------- */
 
+/* pair.pem as a reader of its own takes it: one read, then the key and the certificate from those
+ * bytes with OpenSSL. 1 when they match (and, with @p, are @p's), 0 when not, -1 when unreadable. */
+static int read_bundle(const char *dir, const cert_pair *p)
+{
+    _cleanup_free_ char *path = path_in(dir, "pair.pem"), *text = NULL;
+    size_t size = 0;
+    if (keel_file_read(path, 1 << 20, &text, &size, NULL) < 0)
+        return -1;
+    BIO *bio = BIO_new_mem_buf(text, (int) size);
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    int is = key && leaf && X509_check_private_key(leaf, key) == 1 &&
+             (!p || (EVP_PKEY_eq(key, p->key) == 1 && X509_cmp(leaf, p->leaf) == 0));
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    BIO_free(bio);
+    return is;
+}
+
+static bool bundle_is(const char *dir, const cert_pair *p)
+{
+    return read_bundle(dir, p) == 1;
+}
+
 static void assert_loads(const char *dir, const cert_pair *want)
 {
     _cleanup_(keel__cert_pair_done) cert_pair got = {};
@@ -383,6 +408,31 @@ Test(certificate, store_round_trip_and_missing_pair)
     assert_loads(dir, &p);
     cr_assert_not(exists_in(dir, "key.next.pem"));
     cr_assert_not(exists_in(dir, "cert.next.pem"));
+}
+
+/* A first write goes straight to key.pem and cert.pem, durable only once both are renamed: a crash
+ * may leave either without the other. That is no pair (-ENOENT, as before any write), never a
+ * mismatch, and the next write lands whole. */
+Test(certificate, first_write_torn_by_a_crash_is_no_pair)
+{
+    _cleanup_(ca_done) ca c = make_ca();
+    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    const char *alone[][2] = { { "key.pem", NULL }, { NULL, "cert.pem" } };
+    for (size_t i = 0; i < ELEMENTSOF(alone); i++) {
+        const char *dir = test_tmpdir();
+        _cleanup_free_ char *k = path_in(dir, "key.pem"), *x = path_in(dir, "cert.pem"), *bundle = path_in(dir, "pair.pem");
+        (void) unlink(k);
+        (void) unlink(x);
+        (void) unlink(bundle);
+        write_file_pair(dir, alone[i][0], alone[i][1], &a);
+        cert_pair none = {};
+        cert_error e = {};
+        cr_assert_eq(keel__cert_store_load(dir, &none, &e), -ENOENT, "%s alone: %s", alone[i][0] ?: alone[i][1], e.text);
+        cr_assert_eq(keel__cert_store_write(dir, &b), 0);
+        assert_loads(dir, &b);
+        cr_assert(bundle_is(dir, &b));
+    }
 }
 
 /* A staged pair is invisible until committed: aborted or left behind by a crash, the previous
@@ -534,31 +584,6 @@ Test(certificate, peek_reads_through_a_rotation_and_changes_nothing)
 
 static atomic_bool stop_reading;
 static atomic_uint mismatches;
-
-/* pair.pem as a reader of its own takes it: one read, then the key and the certificate from those
- * bytes with OpenSSL. 1 when they match (and, with @p, are @p's), 0 when not, -1 when unreadable. */
-static int read_bundle(const char *dir, const cert_pair *p)
-{
-    _cleanup_free_ char *path = path_in(dir, "pair.pem"), *text = NULL;
-    size_t size = 0;
-    if (keel_file_read(path, 1 << 20, &text, &size, NULL) < 0)
-        return -1;
-    BIO *bio = BIO_new_mem_buf(text, (int) size);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-    X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-    int is = key && leaf && X509_check_private_key(leaf, key) == 1 &&
-             (!p || (EVP_PKEY_eq(key, p->key) == 1 && X509_cmp(leaf, p->leaf) == 0));
-    ERR_clear_error();
-    EVP_PKEY_free(key);
-    X509_free(leaf);
-    BIO_free(bio);
-    return is;
-}
-
-static bool bundle_is(const char *dir, const cert_pair *p)
-{
-    return read_bundle(dir, p) == 1;
-}
 
 static char *read_in(const char *dir, const char *name)
 {
