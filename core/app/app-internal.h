@@ -246,6 +246,8 @@ void keel__notify(const char *fmt, ...) KEEL_PRINTF(1, 2);
 /* core/cli.c: parses the command line into @app. Returns 0 to run, 1 after --help (exit 0),
  * or -EINVAL for bad usage (already reported on stderr with a hint). */
 int keel__cli_parse(keel_app *app, int argc, char **argv);
+/* Prints the version when it is the first argument, all the parse would do then; 1 when printed. */
+int keel__cli_version_first(const keel_app *app, int argc, char **argv);
 void keel__cli_usage(const keel_app *app, FILE *f);
 
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */

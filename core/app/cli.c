@@ -82,6 +82,19 @@ static int replace(char **field, const char *value)
     return 0;
 }
 
+static void print_version(const keel_app *app)
+{
+    printf("%s %s\n", app->name, KEEL_VERSION);
+}
+
+int keel__cli_version_first(const keel_app *app, int argc, char **argv)
+{
+    if (argc < 2 || !streq(argv[1], "--version"))
+        return 0;
+    print_version(app);
+    return 1;
+}
+
 /* One option; 1 when it ends parsing successfully (--help, --version). */
 static int parse_option(keel_app *app, int c, const char *arg)
 {
@@ -121,7 +134,7 @@ static int parse_option(keel_app *app, int c, const char *arg)
         keel__cli_usage(app, stdout);
         return 1;
     case ARG_VERSION:
-        printf("%s %s\n", app->name, KEEL_VERSION);
+        print_version(app);
         return 1;
     default: /* getopt already said what was wrong */
         return usage_error(app, NULL, NULL);

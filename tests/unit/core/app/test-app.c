@@ -4,6 +4,8 @@
 
 #include <criterion/criterion.h>
 
+#include <keel/plugin.h>
+
 #include "app-internal.h"
 #include "apptest.h"
 #include "config.h"
@@ -79,6 +81,32 @@ Test(app, command_observers_run_only_for_their_command_and_see_its_arguments)
     apptest_observe(&t, KEEL_EVENT_INIT, KEEL_PHASE_DURING, "init", ACT_OK);
     cr_assert_eq(apptest_run(&t, "token", "--domain", "d", NULL), 0);
     cr_assert_str_eq(t.calls, "token ");
+}
+
+static unsigned registered;
+
+static int count_registration(keel_app *app)
+{
+    registered++;
+    return 0;
+}
+
+/* `--version` first is all the command line says: printed before any plugin registers, which is
+ * most of what a run does before its first output. Anywhere else it is parsed as before. */
+Test(app, version_first_is_printed_before_the_plugins_register)
+{
+    static const keel_plugin plugin = { .name = "counted", .order = KEEL_PLUGIN_ORDER_DEFAULT, .register_fn = count_registration };
+    static const keel_plugin *const plugins[] = { &plugin };
+    keel_run_options o = { .plugins_start = plugins, .plugins_stop = plugins + 1, .bare = true };
+    registered = 0;
+    cr_assert_eq(keel_app_run_with(t.app, 3, (char *[]){ "test", "--version", "--bogus", NULL }, &o), KEEL_EXIT_OK);
+    cr_assert_eq(registered, 0);
+
+    keel_app *other = keel_app_new("test");
+    cr_assert_not_null(other);
+    cr_assert_eq(keel_app_run_with(other, 3, (char *[]){ "test", "--log-level=debug", "--version", NULL }, &o), KEEL_EXIT_OK);
+    cr_assert_eq(registered, 1);
+    keel_app_free(other);
 }
 
 Test(app, run_twice_is_refused)
