@@ -240,6 +240,11 @@ int keel__signals_setup(keel_app *app);
 /* Whether one of the app's signals is pending, without consuming it. */
 bool keel__signals_pending(void);
 
+/* core/machine/trim.c: what only the start needed goes back, once the loop is idle after the
+ * first READY=1 (the loader's relocation tables, freed heap pages). */
+void keel__trim_when_idle(keel_app *app);
+void keel__trim_memory(void);
+
 /* core/notify.c: sd_notify helpers; no-ops without $NOTIFY_SOCKET. */
 void keel__notify(const char *fmt, ...) KEEL_PRINTF(1, 2);
 

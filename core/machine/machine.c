@@ -294,6 +294,8 @@ static void become_ready(keel_app *app, const char *what, const char *id)
     for (char **d = app->health.status_details; d && *d; d++)
         keel_strbuf_printf(&sb, "%s%s", d == app->health.status_details ? ": " : ", ", *d);
     keel__app_set_readiness(app, KEEL_READINESS_READY);
+    if (!app->machine.was_ready)
+        keel__trim_when_idle(app);
     app->machine.was_ready = true;
     keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
