@@ -29,6 +29,7 @@
     X(SSL_get0_peer_certificate)                                                                                                   \
     X(SSL_get_error)                                                                                                               \
     X(SSL_get_verify_result)                                                                                                       \
+    X(SSL_has_pending)                                                                                                             \
     X(SSL_is_init_finished)                                                                                                        \
     X(SSL_load_client_CA_file)                                                                                                     \
     X(SSL_new)                                                                                                                     \

@@ -122,6 +122,9 @@ static int make_ctx(const tls_server *t, const credential *c, SSL_CTX **ret, cha
     (void) sym_SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
     (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_MODE,
                             SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS, NULL);
+    /* Whole reads: without it OpenSSL reads a record's 5-byte header, then its body, two system
+     * calls a request; what it reads ahead, tls_read() hands over before the socket is waited on. */
+    (void) sym_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
     (void) sym_SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "keel", 4);
     sym_SSL_CTX_set_alpn_select_cb(ctx, select_http11, NULL);
     int r = c ? use_credential(ctx, c, error) : use_files(ctx, t, error);
@@ -294,12 +297,22 @@ static void queue_empty(void)
         ERR_clear_error();
 }
 
+/* Reads until @size or until OpenSSL holds nothing more it read ahead: the server waits on the
+ * socket after a read shorter than asked, and epoll cannot see what sits in OpenSSL's buffer. */
 static ssize_t tls_read(void *session_, void *buf, size_t size, unsigned *want)
 {
     session *s = session_;
+    size_t got = 0;
     queue_empty();
-    int n = sym_SSL_read(s->ssl, buf, (int) KEEL_MIN(size, (size_t) INT_MAX));
-    return n > 0 ? n : io_result(s, n, want);
+    while (got < size) {
+        int n = sym_SSL_read(s->ssl, (char *) buf + got, (int) KEEL_MIN(size - got, (size_t) INT_MAX));
+        if (n <= 0)
+            return got > 0 ? (ssize_t) got : io_result(s, n, want);
+        got += (size_t) n;
+        if (!sym_SSL_has_pending(s->ssl))
+            break;
+    }
+    return (ssize_t) got;
 }
 
 static ssize_t tls_write(void *session_, const void *buf, size_t size, unsigned *want)
