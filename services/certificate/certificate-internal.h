@@ -55,6 +55,18 @@ int keel__cert_parse_certs(const char *pem, size_t size, const char *what, X509 
 int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
 int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size);
 void keel__cert_pem_free(char *pem, size_t size);
+
+/* The bytes of a file read whole, wiped when they go out of scope however the read ends: any of
+ * them may be a private key (certificates are wiped too; they are small). */
+typedef struct pem_text {
+    char *data;
+    size_t size;
+} pem_text;
+
+static inline void pem_text_done(pem_text *t)
+{
+    keel__cert_pem_free(t->data, t->size);
+}
 /* Writes @key (PKCS#8 PEM, mode 0600) or @leaf and @chain (PEM, mode 0644) to @path atomically. */
 int keel__cert_write_key(const char *path, EVP_PKEY *key);
 int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);

@@ -51,18 +51,6 @@ static void BIO_erase_free(BIO *bio)
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_erase_free);
 
-/* The bytes of a file read whole, wiped when they go out of scope, however the read ends: any of
- * them may be a private key (certificates are wiped too; they are small). */
-typedef struct pem_text {
-    char *data;
-    size_t size;
-} pem_text;
-
-static void pem_text_done(pem_text *t)
-{
-    keel__cert_pem_free(t->data, t->size);
-}
-
 static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
 {
     _cleanup_(pem_text_done) pem_text t = {};

@@ -50,16 +50,6 @@ static void cert_pair_donep(cert_pair *p)
     keel__cert_pair_done(p);
 }
 
-typedef struct pem_bytes {
-    char *data;
-    size_t size;
-} pem_bytes;
-
-static void pem_bytes_done(pem_bytes *t)
-{
-    keel__cert_pem_free(t->data, t->size);
-}
-
 static int path_in(char buf[static PATH_MAX], const char *dir, const char *name)
 {
     int n = snprintf(buf, PATH_MAX, "%s/%s", dir, name);
@@ -279,7 +269,7 @@ int keel__cert_store_commit(cert_staged *st)
 }
 
 /* A file of @dir read whole into @t (wiped when freed: it may hold a key). */
-static int read_in(const char *dir, const char *name, pem_bytes *t)
+static int read_in(const char *dir, const char *name, pem_text *t)
 {
     char path[PATH_MAX];
     int r = path_in(path, dir, name);
@@ -291,7 +281,7 @@ static int read_in(const char *dir, const char *name, pem_bytes *t)
  * in a start that reuses its pair, and their first use costs ~0.7 ms and ~40 kB that stay. */
 static bool bundle_is_files(const char *dir)
 {
-    _cleanup_(pem_bytes_done) pem_bytes key = {}, cert = {}, bundle = {};
+    _cleanup_(pem_text_done) pem_text key = {}, cert = {}, bundle = {};
     if (read_in(dir, KEY, &key) < 0 || read_in(dir, CERT, &cert) < 0 || read_in(dir, BUNDLE, &bundle) < 0)
         return false;
     return bundle.size == key.size + cert.size && memcmp(bundle.data, key.data, key.size) == 0 &&
