@@ -182,7 +182,9 @@ struct keel_app {
     char *name;
     keel_paths paths;
     sd_event *event;             /* owned */
-    sd_event_source *signals[3]; /* owned: SIGINT, SIGTERM, SIGHUP */
+    sd_event_source *signals[6]; /* owned: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 */
+    keel_usec_t ignored_logged;  /* when a signal was last logged as ignored (signals.c) */
+    unsigned ignored_unlogged;   /* ignored since, not logged */
     keel_registry registry;
     keel_cli cli;
     keel_machine machine;

@@ -7,7 +7,17 @@
 #include "macro.h"
 #include "trace.h"
 
-static const int app_signals[] = { SIGINT, SIGTERM, SIGHUP };
+/* SIGQUIT stops as SIGTERM does (nginx's graceful stop; the default would dump core without a
+ * drain); SIGUSR1 and SIGUSR2 mean nothing to keel and are ignored, where their default would kill
+ * it (a log rotation script that sends one to every daemon). The first four are the ones that
+ * count as pending for a start (keel__signals_pending()). */
+static const int app_signals[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 };
+#define PENDING_SIGNALS 4
+_Static_assert(ELEMENTSOF(app_signals) == ELEMENTSOF(((keel_app *) 0)->signals), "one event source per signal");
+
+/* An ignored signal is logged at most once a second: 2,000 SIGHUPs during a drain made 2,000
+ * lines. The next line says how many went unlogged. */
+#define IGNORED_EVERY KEEL_USEC_PER_SEC
 
 /* Go's names, which the seed logs use: "Received signal: interrupt". */
 static const char *signal_description(int sig)
@@ -19,9 +29,31 @@ static const char *signal_description(int sig)
         return "terminated";
     case SIGHUP:
         return "hangup";
+    case SIGQUIT:
+        return "quit";
+    case SIGUSR1:
+        return "user defined signal 1";
+    case SIGUSR2:
+        return "user defined signal 2";
     default:
         return strsignal(sig);
     }
+}
+
+static void log_ignored(keel_app *app, const char *name, const char *when)
+{
+    keel_usec_t now = keel_now();
+    if (app->ignored_logged && now - app->ignored_logged < IGNORED_EVERY) {
+        app->ignored_unlogged++;
+        return;
+    }
+    if (app->ignored_unlogged > 0)
+        keel_log_info("Received signal: %s%s, ignoring (and %u more signals ignored in the last second)", name, when,
+                      app->ignored_unlogged);
+    else
+        keel_log_info("Received signal: %s%s, ignoring", name, when);
+    app->ignored_logged = now;
+    app->ignored_unlogged = 0;
 }
 
 static void on_hangup(keel_app *app)
@@ -29,10 +61,8 @@ static void on_hangup(keel_app *app)
     if (app->machine.state == KEEL_STATE_RUNNING || app->machine.state == KEEL_STATE_REFRESH) {
         keel_log_info("Received signal: hangup, reloading");
         app->machine.reload_pending = true;
-    } else if (app->machine.state < KEEL_STATE_RUNNING)
-        keel_log_info("Received signal: hangup before ready, ignoring");
-    else
-        keel_log_info("Received signal: hangup during shutdown, ignoring");
+    } else
+        log_ignored(app, "hangup", app->machine.state < KEEL_STATE_RUNNING ? " before ready" : " during shutdown");
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -45,6 +75,10 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
     keel__trace_instant("signal", name, NULL);
     if (sig == SIGHUP) {
         on_hangup(app);
+        return 0;
+    }
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+        log_ignored(app, signal_description(sig), "");
         return 0;
     }
     keel_log_info("Received signal: %s", signal_description(sig));
@@ -86,7 +120,7 @@ bool keel__signals_pending(void)
     sigset_t pending;
     if (sigpending(&pending) < 0)
         return false;
-    for (size_t i = 0; i < ELEMENTSOF(app_signals); i++)
+    for (size_t i = 0; i < PENDING_SIGNALS; i++)
         if (sigismember(&pending, app_signals[i]) == 1)
             return true;
     return false;

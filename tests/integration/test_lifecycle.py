@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import unittest
 
 from keelrun import KeelTestCase, load_trace, run
@@ -30,6 +31,38 @@ class Signals(KeelTestCase):
     def test_sigint_after_ready_exits_0(self):
         _, err = self.stop_with(signal.SIGINT)
         self.assertIn("Received signal: interrupt", err)
+
+    def test_sigquit_after_ready_drains_and_exits_0(self):
+        _, err = self.stop_with(signal.SIGQUIT)
+        self.assertIn("Received signal: quit", err)
+        self.assertIn("Stopped health check server", err)
+        self.assertIn("Shutdown completed", err)
+
+    def test_sigusr1_and_sigusr2_are_logged_and_ignored(self):
+        k = self.keel("serve")
+        k.ready()
+        k.kill(signal.SIGUSR1)
+        time.sleep(1.2)  # past the once-a-second limit of "ignoring" lines
+        k.kill(signal.SIGUSR2)
+        time.sleep(0.3)
+        self.assertIsNone(k.proc.poll(), "still serving")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Received signal: user defined signal 1, ignoring", err)
+        self.assertIn("Received signal: user defined signal 2, ignoring", err)
+
+    def test_a_flood_of_ignored_signals_is_logged_once_a_second(self):
+        k = self.keel("serve", "--set", "shutdown.delay=1500ms")
+        k.ready()
+        k.kill(signal.SIGTERM)
+        k.wait_notify("STOPPING=1")
+        for _ in range(500):
+            k.kill(signal.SIGHUP)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        lines = err.count("Received signal: hangup during shutdown, ignoring")
+        self.assertTrue(1 <= lines <= 3, f"{lines} lines for 500 signals in 1.5 s")
 
     def test_ready_carries_a_status(self):
         k = self.keel("serve")
