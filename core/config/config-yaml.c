@@ -375,6 +375,27 @@ int keel__config_yaml_parse_value(const char *text, keel_config_raw *ret, char *
 
 /* ---- YAML quoting -------------------------------------------------------------------------- */
 
+/* The escape of a YAML 1.1 line break other than LF at @p (NEL U+0085, LS U+2028, PS U+2029 in
+ * UTF-8), and its length in *@len; NULL for anything else. Plain or single-quoted, libyaml folds
+ * them: only a double-quoted escape keeps them. */
+static const char *line_break_at(const unsigned char *p, size_t *len)
+{
+    if (p[0] == 0xc2 && p[1] == 0x85)
+        return *len = 2, "\\N";
+    if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+        return *len = 3, p[2] == 0xa8 ? "\\L" : "\\P";
+    return NULL;
+}
+
+static bool has_control(const char *s)
+{
+    size_t len;
+    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || line_break_at(p, &len))
+            return true;
+    return false;
+}
+
 static bool needs_quotes(const char *s, bool flow)
 {
     if (!*s || STR_IN_SET(s, "~", "null", "Null", "NULL"))
@@ -386,7 +407,7 @@ static bool needs_quotes(const char *s, bool flow)
     bool plain_lead = !flow && strchr("-?:", *s) && s[1] && s[1] != ' ';
     if (!plain_lead && strchr("-?:,[]{}#&*!|>'\"%@` ", *s))
         return true; /* an indicator, or a blank YAML would strip */
-    if (s[strlen(s) - 1] == ' ')
+    if (s[strlen(s) - 1] == ' ' || has_control(s))
         return true;
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char) *p;
@@ -399,14 +420,6 @@ static bool needs_quotes(const char *s, bool flow)
         if (flow && strchr(",[]{}", c))
             return true;
     }
-    return false;
-}
-
-static bool has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return true;
     return false;
 }
 
@@ -429,7 +442,12 @@ char *keel__config_yaml_quote(const char *s, bool flow)
     } else {
         fputc('"', m);
         for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-            if (*p == '"' || *p == '\\')
+            size_t len;
+            const char *escape = line_break_at(p, &len);
+            if (escape) {
+                fputs(escape, m);
+                p += len - 1;
+            } else if (*p == '"' || *p == '\\')
                 fprintf(m, "\\%c", *p);
             else if (*p == '\n')
                 fputs("\\n", m);

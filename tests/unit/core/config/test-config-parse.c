@@ -442,6 +442,13 @@ Test(config_parse, format)
     formats(&s, &(char *){ "-x" }, "-x");
     formats(&s, &(char *){ "- x" }, "'- x'");
     formats(&s, &(char *){ "---" }, "'---'");
+    /* U+2028, U+2029 and U+0085 are line breaks to YAML 1.1: plain or single-quoted they would fold */
+    formats(&s,
+            &(char *){ "a\xe2\x80\xa8"
+                       "b\xe2\x80\xa9"
+                       "c\xc2\x85"
+                       "d" },
+            "\"a\\Lb\\Pc\\Nd\"");
     formats(&l, &(char **){ (char *[]){ "-x", ":x", NULL } }, "['-x', ':x']");
 }
 
@@ -479,10 +486,10 @@ Test(config_parse, round_trip)
     keel_config_key s = ROW(KEEL_CONFIG_STRING), l = ROW(KEEL_CONFIG_LIST), d = ROW(KEEL_CONFIG_DURATION),
                     z = ROW(KEEL_CONFIG_SIZE), a = ROW(KEEL_CONFIG_ADDRESS);
     const char *strings[] = {
-        "plain", "''",   "'~'",  "'null'", "'a: b'",  "'a #b'", "'- x'", "'[x]'", "'{x'",    "'*x'",
-        "'&x'",  "'!x'", "'%x'", "'@x'",   "'`x'",    "'|x'",   "'>x'",  "'\"x'", "'it''s'", "\"t\\tn\\n\\x01\"",
-        "' x '", "'x:'", "'?x'", "'a,b'",  "ünïcode", "-x",     "?x",    ":x",    "'---'",   "'...'",
-        "'- '",  "'? '", "x:y"
+        "plain", "''",   "'~'",  "'null'",    "'a: b'",    "'a #b'",    "'- x'",  "'[x]'", "'{x'",    "'*x'",
+        "'&x'",  "'!x'", "'%x'", "'@x'",      "'`x'",      "'|x'",      "'>x'",   "'\"x'", "'it''s'", "\"t\\tn\\n\\x01\"",
+        "' x '", "'x:'", "'?x'", "'a,b'",     "ünïcode",   "-x",        "?x",     ":x",    "'---'",   "'...'",
+        "'- '",  "'? '", "x:y",  "\"a\\Lb\"", "\"a\\Pb\"", "\"a\\Nb\"", "\"\\L\""
     };
     for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
         round_trips(&s, strings[i]);
