@@ -73,6 +73,9 @@ const keel__http_refusal *keel__http_parse_head(char *buf, size_t len, keel__htt
  * a server out of memory. */
 extern const keel__http_refusal keel__http_too_large, keel__http_unchecked;
 
+/* The value of hex digit @c, or -1. */
+int keel__http_unhex(char c);
+
 /* A chunked body being skipped (RFC 9112 §7.1): sizes, extensions, data and trailer fields. */
 typedef struct keel__http_chunked {
     enum {
@@ -297,9 +300,8 @@ void keel__http_request_run(connection_state *cs);
 void keel__http_request_end(connection_state *cs, bool completed);
 int keel__http_resume_due(keel_http_server *s, bool all);
 
-/* response.c, polling thread: the server's cached heads freed; the Date field of now. */
+/* response.c, polling thread: the server's cached heads freed. */
 void keel__http_cache_free(keel_http_server *s);
-const char *keel__http_date(keel_http_server *s);
 
 /* mount.c: the app's table of mounts (made on first use; NULL when out of memory); the mount
  * that answers @req, if any (polling thread: then true, its result in *@ret); a started server

@@ -37,14 +37,34 @@ static const keel__http_refusal coding_in_10 = { 400, "bad request: Transfer-Enc
 static const keel__http_refusal not_chunked = { 400, "bad request: the final transfer coding is not chunked\n", true };
 static const keel__http_refusal unknown_coding = { 501, "not implemented: a transfer coding other than chunked\n", true };
 
-/* RFC 9110 §5.6.2: tchar. */
+/* RFC 9110 §5.6.2: tchar. No strchr(): every byte of every method and field name is tested. */
 static bool is_tchar(unsigned char c)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c && strchr(extra, c));
+    if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+        return true;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
 }
 
-static int unhex(char c)
+int keel__http_unhex(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -86,7 +106,7 @@ static bool unescape(char *p)
     char *w = p;
     for (const char *r = p; *r; r++) {
         int hi, lo;
-        if (*r == '%' && (hi = unhex(r[1])) >= 0 && (lo = unhex(r[2])) >= 0) {
+        if (*r == '%' && (hi = keel__http_unhex(r[1])) >= 0 && (lo = keel__http_unhex(r[2])) >= 0) {
             if (hi == 0 && lo == 0)
                 return false;
             *w++ = (char) (hi << 4 | lo);
@@ -364,7 +384,7 @@ static bool chunk_byte(keel__http_chunked *c, char ch)
     int v;
     switch (c->state) {
     case CHUNK_SIZE:
-        if ((v = unhex(ch)) >= 0 && c->digits < 16) {
+        if ((v = keel__http_unhex(ch)) >= 0 && c->digits < 16) {
             c->left = c->left << 4 | (uint64_t) v;
             c->digits++;
             return true;

@@ -275,14 +275,6 @@ const char *keel_http_request_header(const keel_http_request *req, const char *n
     return NULL;
 }
 
-static int unhex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char) (c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Whether the query's key at *@p, percent-decoded, is @key ("?verbose", "?a=1&verbose"); moves
  * *@p past its parameter. */
 static bool next_key_is(const char **p, const char *key)
@@ -293,7 +285,7 @@ static bool next_key_is(const char **p, const char *key)
         (*p)++;
     for (; k < end; key++) {
         int c = (unsigned char) *k++, hi, lo;
-        if (c == '%' && end - k >= 2 && (hi = unhex(k[0])) >= 0 && (lo = unhex(k[1])) >= 0) {
+        if (c == '%' && end - k >= 2 && (hi = keel__http_unhex(k[0])) >= 0 && (lo = keel__http_unhex(k[1])) >= 0) {
             c = hi << 4 | lo;
             k += 2;
         } else if (c == '+')

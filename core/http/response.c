@@ -79,7 +79,7 @@ static char *put_digits(char *p, unsigned v, int n)
 }
 
 /* RFC 9110 §5.6.7, by hand: strftime() would follow the locale. */
-const char *keel__http_date(keel_http_server *s)
+static const char *date_field(keel_http_server *s)
 {
     static const char days[] = "SunMonTueWedThuFriSat", months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     struct timespec ts;
@@ -154,7 +154,7 @@ static size_t head_into(char *buf, unsigned status, const char *content_type, si
 static int lay_out(keel_http_request *req, const char *head, size_t head_len, const void *body, size_t body_len)
 {
     connection_state *cs = req->cs;
-    const char *date = keel__http_date(req->server);
+    const char *date = date_field(req->server);
     size_t date_len = strlen(date);
     if (cs->head.head_method)
         body_len = 0;
