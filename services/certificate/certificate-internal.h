@@ -149,9 +149,14 @@ bool keel__cert_has_names(X509 *cert, char *const *names);
 #define CERT_BACKOFF_MIN (1 * KEEL_USEC_PER_SEC)
 #define CERT_BACKOFF_MAX (300 * KEEL_USEC_PER_SEC)
 
-/* Until the next renewal: @interval, or half of what is left until @not_after, the sooner (0 once
- * expired). @now and @not_after in CLOCK_REALTIME µs. */
-keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_after, keel_usec_t interval);
+/* Whether a certificate valid from @not_before to @not_after needs renewing at once at @now: expired,
+ * or in the last tenth of its lifetime, where /readyz calls it unhealthy. One not valid yet is not
+ * due: the clock is behind it, and another certificate would be early by the same clock. All in
+ * CLOCK_REALTIME µs, so that a step of the wall clock is seen at the next look. */
+bool keel__cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after);
+/* Until the next renewal: 0 when due, else @interval or half of what is left until @not_after,
+ * the sooner. */
+keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval);
 /* The wait after a failed attempt: CERT_BACKOFF_MIN after the first, then doubling up to CERT_BACKOFF_MAX. */
 keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
 /* @usec ±10 %, so a fleet started together does not renew in step; @random spreads it uniformly. */

@@ -69,9 +69,11 @@ typedef struct cert_service {
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
     keel_counter *acme_errors[16];              /* keel_certificate_acme_errors_total by type (acme.c) */
-    keel_task *refresh_task;       /* the task renewing now, so that ACME's waits end at a stop; NULL on the main thread */
-    keel_usec_t retry_after;       /* an ACME server's Retry-After from the last failure (µs), or 0 */
-    atomic_uint_fast64_t interval; /* config.refresh_interval as the refresh task reads it (live) */
+    keel_task *refresh_task;         /* the task renewing now, so that ACME's waits end at a stop; NULL on the main thread */
+    keel_usec_t retry_after;         /* an ACME server's Retry-After from the last failure (µs), or 0 */
+    atomic_uint_fast64_t interval;   /* config.refresh_interval as the refresh task reads it (live) */
+    atomic_uint_fast64_t renewal_at; /* CLOCK_MONOTONIC µs of the refresh task's next attempt, 0 before it runs */
+    sd_event_source *clock_watch;    /* owned: tells of steps of the wall clock (clock.c) */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
 } cert_service;
@@ -113,3 +115,9 @@ int keel__cert_reload(cert_service *s, bool main_thread, cert_error *e);
 int keel__cert_refresh_start(cert_service *s);
 int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);
+/* Whether the current certificate is due for renewal now (keel__cert_due()). */
+bool keel__cert_current_due(cert_service *s);
+
+/* clock.c */
+/* Wakes the refresh task at each step of the wall clock, so that it schedules again. */
+int keel__cert_clock_watch_start(cert_service *s);

@@ -177,7 +177,9 @@ static void format_utc(keel_usec_t usec, char *buf, size_t size)
         (void) snprintf(buf, size, "?");
 }
 
-/* Healthy while the certificate is valid and more than 10 % of its lifetime is left. */
+/* Healthy while the certificate is valid and more than 10 % of its lifetime is left. Seeing it
+ * due wakes the refresh task, which then renews at once: a step of the wall clock that the clock
+ * watch did not see (one before the start, or no watch) is found by the first probe. */
 static int check_health(void *userdata, char *reason, size_t size)
 {
     cert_service *s = userdata;
@@ -185,16 +187,17 @@ static int check_health(void *userdata, char *reason, size_t size)
     if (!c)
         return snprintf(reason, size, "no certificate"), -ENOKEY;
     keel_usec_t now = keel_now_realtime(), nb = credential_not_before(c), na = credential_not_after(c);
+    bool due = keel__cert_due(now, nb, na);
+    if (due)
+        keel_task_group_wake(s->tasks);
     int r = credential_check(c, now, reason, size);
-    if (r < 0)
-        return r;
-    char when[32];
-    if (na - now < (na - nb) / 10) {
+    if (r >= 0 && due) {
+        char when[32];
         format_utc(na, when, sizeof when);
         (void) snprintf(reason, size, "the certificate expires at %s, within 10%% of its lifetime, and is not renewed yet", when);
         return -EKEYEXPIRED;
     }
-    return 0;
+    return r;
 }
 
 static double expiry_seconds(void *userdata)
@@ -202,6 +205,17 @@ static double expiry_seconds(void *userdata)
     cert_service *s = userdata;
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
     return c ? (double) (credential_not_after(c) / KEEL_USEC_PER_SEC) : 0;
+}
+
+/* The task waits on the monotonic clock: the wall-clock time of its next attempt is that wait's
+ * end seen from now, so it shows where a step of the clock has moved it. */
+static double renewal_seconds(void *userdata)
+{
+    cert_service *s = userdata;
+    keel_usec_t at = atomic_load(&s->renewal_at), mono = keel_now(), real = keel_now_realtime();
+    if (at == 0)
+        return 0;
+    return (double) ((real + (at > mono ? at - mono : 0)) / KEEL_USEC_PER_SEC);
 }
 
 static int register_checks(cert_service *s)
@@ -213,6 +227,11 @@ static int register_checks(cert_service *s)
     if (r >= 0)
         r = keel_metrics_gauge_fn(m, "keel_certificate_expiry_timestamp_seconds",
                                   "When the current certificate expires, in seconds since the epoch", NULL, expiry_seconds, s);
+    if (r >= 0)
+        r = keel_metrics_gauge_fn(
+            m, "keel_certificate_renewal_timestamp_seconds",
+            "When the refresh task next renews the certificate, in seconds since the epoch (0 before it runs)", NULL,
+            renewal_seconds, s);
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_certificate_refresh_total", "Certificate refresh attempts", NULL, &s->refreshes);
     if (r >= 0)
@@ -305,14 +324,16 @@ static int certificate_stop(keel_service *svc, void *state)
 }
 
 /* SIGHUP: the file provider reads its files again (for file systems inotify does not see, such as
- * NFS); a bad file fails the refresh and the current credential stays. The local CA renews on its
- * timer only. */
+ * NFS); a bad file fails the refresh and the current credential stays. The local CA and ACME renew
+ * on their schedule, which a due certificate brings to now. */
 static int certificate_refresh(keel_service *svc, void *state)
 {
     cert_service *s = state;
     cert_error e = {};
-    /* A new interval takes effect at once: the task wakes and schedules again. */
-    if (atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval)
+    /* A new interval, or a certificate due (after a step of the clock), takes effect at once: the
+     * task wakes and schedules again. */
+    bool changed = atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval;
+    if (changed || (s->state_dir && keel__cert_current_due(s)))
         keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;

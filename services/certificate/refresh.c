@@ -15,13 +15,21 @@
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
 /* Until the next renewal: what is left of refresh_interval since @last (CLOCK_MONOTONIC: the last
- * attempt, or the start) or half what is left of the certificate, the sooner. */
+ * attempt, or the start) or half what is left of the certificate, the sooner; at once when it is
+ * due. The certificate's part is read against the wall clock at each call, so a step of it counts
+ * at the next wake (clock.c). */
 static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
-    keel_usec_t end = c ? credential_not_after(c) : 0;
+    keel_usec_t nb = c ? credential_not_before(c) : 0, na = c ? credential_not_after(c) : 0;
     keel_usec_t left = keel_usec_left(last, keel_now(), atomic_load(&s->interval));
-    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), end, left));
+    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), nb, na, left));
+}
+
+bool keel__cert_current_due(cert_service *s)
+{
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
+    return c && keel__cert_due(keel_now_realtime(), credential_not_before(c), credential_not_after(c));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -49,19 +57,28 @@ static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
              keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d, why);
 }
 
-/* One attempt, logged. Returns the backoff before the next one: 0 after a success. */
+/* One attempt, logged. Returns the backoff before the next one: 0 after a success. A new
+ * certificate that this host's clock already calls due (a clock far ahead of the CA's) is
+ * waited on as a failure is, or every wake would issue another. */
 static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
 {
     cert_error e = {};
+    char d[64];
     int r = refresh_once(s, &e);
-    if (r >= 0) {
+    if (r >= 0 && !keel__cert_current_due(s)) {
         CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
         return 0;
     }
-    keel_counter_add(s->refresh_failures, 1);
     backoff = keel__cert_backoff_next(backoff);
-    char d[64];
     keel_format_duration(backoff, d, sizeof d);
+    if (r >= 0) {
+        CERT_LOG(KEEL_LOG_WARNING,
+                 "Refreshed key[%s], cert[%s], but by this host's clock the new certificate is already "
+                 "expired or in the last tenth of its lifetime (is the clock right?); trying again in about %s",
+                 s->key_path, s->cert_path, d);
+        return backoff;
+    }
+    keel_counter_add(s->refresh_failures, 1);
     CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
     return backoff;
 }
@@ -105,6 +122,7 @@ static void refresh_task(keel_task *t, void *userdata)
         if (!backoff)
             log_schedule(s, delay, w > 0);
         keel_usec_t from = keel_now();
+        atomic_store(&s->renewal_at, from + delay);
         if (!announced) {
             if ((w = keel_task_wait(t, delay / 2)) != 0)
                 continue;
@@ -112,7 +130,7 @@ static void refresh_task(keel_task *t, void *userdata)
         }
         w = keel_task_wait(t, keel_usec_left(from, keel_now(), delay));
         if (w != 0)
-            continue;        /* stopping, or woken: the new interval's remainder */
+            continue;        /* stopping, or woken (a new interval, a clock step): schedule again */
         s->refresh_task = t; /* ACME's waits end when the task is told to stop */
         backoff = refresh_logged(s, backoff);
         s->refresh_task = NULL;
@@ -127,7 +145,8 @@ int keel__cert_refresh_start(cert_service *s)
     atomic_store(&s->interval, s->config.refresh_interval);
     if (!(s->tasks = keel_task_group_new(s->app, "certificate")))
         return -ENOMEM;
-    return keel_task_group_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
+    int r = keel_task_group_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
+    return r < 0 ? r : keel__cert_clock_watch_start(s);
 }
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
@@ -271,6 +290,7 @@ int keel__cert_watch_start(cert_service *s)
 
 void keel__cert_refresh_stop(cert_service *s)
 {
+    s->clock_watch = sd_event_source_disable_unref(s->clock_watch);
     s->tasks = keel_task_group_free(s->tasks);
     for (size_t i = 0; i < ELEMENTSOF(s->watch); i++)
         s->watch[i] = sd_event_source_disable_unref(s->watch[i]);

@@ -9,9 +9,18 @@
 
 #include "certificate-internal.h"
 
-keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_after, keel_usec_t interval)
+bool keel__cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after)
 {
-    return KEEL_MIN(interval, not_after > now ? (not_after - now) / 2 : 0);
+    if (now >= not_after)
+        return true;
+    return now >= not_before && not_after - now < (not_after - not_before) / 10;
+}
+
+keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval)
+{
+    if (keel__cert_due(now, not_before, not_after))
+        return 0;
+    return KEEL_MIN(interval, (not_after - now) / 2);
 }
 
 keel_usec_t keel__cert_backoff_next(keel_usec_t previous)

@@ -18,6 +18,7 @@ struct entry {
     entry *prev, *next; /* use order: head most recent */
     char *domain, *role;
     token_minted token;  /* jwt NULL before the first successful mint */
+    keel_usec_t minted;  /* the clock when the token was minted here (its iat and nbf); 0 when put */
     uint64_t generation; /* the cache's key generation when the token's flight began */
     uint64_t flights;    /* flights finished: waiters watch it change */
     int error;           /* the last flight's result */
@@ -169,10 +170,15 @@ static bool valid(const entry *e, keel_usec_t now)
     return e->token.jwt && e->token.expires > now;
 }
 
-/* A hit: minted with the current key and with more than TOKEN_CACHE_MIN_LEFT left. */
+/* A hit: minted with the current key, with more than TOKEN_CACHE_MIN_LEFT left, and not after
+ * @now. A token minted before a step back of the wall clock is valid only from a moment still to
+ * come by the same clock (its nbf and iat): a verifier on this host would refuse it, so it is
+ * minted again. A second of slack: a caller reads the clock before it takes the lock, so a flight
+ * can end after its @now, and a token's times are whole seconds. */
 static bool fresh(const token_cache *c, const entry *e, keel_usec_t now)
 {
-    return valid(e, now) && e->generation == c->generation && e->token.expires - now > TOKEN_CACHE_MIN_LEFT;
+    return valid(e, now) && e->generation == c->generation && e->token.expires - now > TOKEN_CACHE_MIN_LEFT &&
+           e->minted <= now + KEEL_USEC_PER_SEC;
 }
 
 /* While another thread mints @e's successor, its token is answered while it has some life left and
@@ -199,6 +205,7 @@ static int fly(token_cache *c, entry *e, keel_usec_t now)
     if (r >= 0) {
         token_minted_done(&e->token);
         e->token = t;
+        e->minted = now;
         e->generation = generation;
         account(c, e, entry_bytes(e));
     }

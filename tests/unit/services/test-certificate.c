@@ -739,10 +739,30 @@ Test(certificate, atomic_write_replaces_and_keeps_mode)
 
 Test(certificate, renews_at_the_interval_or_half_the_remaining_lifetime)
 {
-    keel_usec_t now = 1000 * HOUR;
-    cr_assert_eq(keel__cert_renew_delay(now, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
-    cr_assert_eq(keel__cert_renew_delay(now, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
-    cr_assert_eq(keel__cert_renew_delay(now, now - 1, 24 * HOUR), 0, "expired: at once");
+    keel_usec_t now = 1000 * HOUR, nb = now - HOUR;
+    cr_assert_eq(keel__cert_renew_delay(now, nb, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, nb, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
+    cr_assert_eq(keel__cert_renew_delay(now, nb, now - 1, 24 * HOUR), 0, "expired: at once");
+}
+
+/* What /readyz calls unhealthy is due at once, however the clock came there (a step forward). */
+Test(certificate, renews_at_once_within_the_last_tenth_of_the_lifetime)
+{
+    keel_usec_t nb = 1000 * HOUR, na = nb + 100 * HOUR;
+    cr_assert(!keel__cert_due(nb + 89 * HOUR, nb, na));
+    cr_assert(keel__cert_due(nb + 91 * HOUR, nb, na));
+    cr_assert(keel__cert_due(na + 1, nb, na), "expired");
+    cr_assert_eq(keel__cert_renew_delay(nb + 91 * HOUR, nb, na, 24 * HOUR), 0);
+    cr_assert_eq(keel__cert_renew_delay(nb + 80 * HOUR, nb, na, 24 * HOUR), 10 * HOUR);
+}
+
+/* A clock behind the certificate (a step back) is not the certificate's fault: renewing would
+ * make another that the same clock calls early, in a loop. It waits for the clock. */
+Test(certificate, a_certificate_not_valid_yet_is_not_due)
+{
+    keel_usec_t nb = 1000 * HOUR, na = nb + 72 * HOUR;
+    cr_assert(!keel__cert_due(nb - 60 * HOUR, nb, na));
+    cr_assert_eq(keel__cert_renew_delay(nb - 60 * HOUR, nb, na, 24 * HOUR), 24 * HOUR);
 }
 
 Test(certificate, backoff_doubles_from_one_second_to_five_minutes)

@@ -104,6 +104,20 @@ Test(token_cache, served_while_more_than_a_minute_is_left)
     token_cache_free(c);
 }
 
+/* A step back of the wall clock makes a cached token valid only from a moment still to come (its
+ * iat and nbf): the next request mints again. Within a second it is still a hit. */
+Test(token_cache, a_token_minted_before_a_step_back_of_the_clock_is_minted_again)
+{
+    fake f = { .lifetime = HOUR };
+    token_cache *c = token_cache_new(10, fake_mint, &f);
+    cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0);
+    cr_assert_eq(get(c, "d", "r", T0 - KEEL_USEC_PER_SEC, "d/r/1"), 0, "a second back: still a hit");
+    cr_assert_eq(get(c, "d", "r", T0 - 2 * HOUR, "d/r/2"), 0, "two hours back: minted again");
+    cr_assert_eq(get(c, "d", "r", T0 - 2 * HOUR + MINUTE, "d/r/2"), 0);
+    cr_assert_eq(atomic_load(&f.mints), 2);
+    token_cache_free(c);
+}
+
 Test(token_cache, a_failed_refresh_leaves_the_valid_token_served)
 {
     fake f = { .lifetime = HOUR };
