@@ -75,11 +75,12 @@ typedef struct keel_http_options {
 #define KEEL_HTTP_READY_TIMEOUT_USEC (5 * KEEL_USEC_PER_SEC)
 
 /**
- * From the configure hook of a service that will start a server: begins loading, on a helper
- * thread, what keel_http_server_start() needs to confirm a server (libcurl), so that start does not
- * wait for it. Idempotent; harmless when no start follows (finalize joins the thread); does
- * nothing for a KEEL_COMMAND_CHECKS_SERVE command, which never starts. Failing to begin is not an
- * error: the first start then loads it itself.
+ * From the configure hook of a service that will start a server with TLS options: begins loading,
+ * on a helper thread, what keel_http_server_start() needs to confirm a TLS server (libcurl), so
+ * that start does not wait for it. A plain server needs nothing loaded: Keel asks it itself.
+ * Idempotent; harmless when no start follows (finalize joins the thread); does nothing for a
+ * KEEL_COMMAND_CHECKS_SERVE command, which never starts. Failing to begin is not an error: the
+ * first start then loads it itself.
  */
 KEEL_API void keel_http_prepare(keel_app *app);
 

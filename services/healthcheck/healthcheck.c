@@ -103,13 +103,6 @@ static int healthcheck_refresh(keel_service *s, void *state)
     return 0;
 }
 
-/* What the server's ready check needs loads while the services before it start. */
-static int healthcheck_configure(keel_service *s, void *state)
-{
-    keel_http_prepare(keel_service_app(s));
-    return 0;
-}
-
 static int healthcheck_start(keel_service *s, void *state)
 {
     healthcheck_service *health = state;
@@ -138,7 +131,6 @@ static const keel_service_vtable healthcheck_vtable = {
     .state_size = sizeof(healthcheck_service),
     .config = config_keys,
     .n_config = ELEMENTSOF(config_keys),
-    .configure = healthcheck_configure,
     .start = healthcheck_start,
     .stop = healthcheck_stop,
     .refresh = healthcheck_refresh,

@@ -69,12 +69,13 @@ static int handle(keel_http_request *req, void *userdata)
     return keel_http_respond(req, 200, KEEL_METRICS_CONTENT_TYPE, text, size, NULL);
 }
 
-/* What the server's ready check needs loads while the services before it start. */
+/* A TLS server's ready check needs libcurl: it loads while the services before it start. */
 static int metrics_configure(keel_service *s, void *state)
 {
     metrics_service *exporter = state;
     keel_app *app = exporter->app = keel_service_app(s);
-    keel_http_prepare(app);
+    if (exporter->config.tls.mode != TLS_SERVER_OFF)
+        keel_http_prepare(app);
     int r = identity_of(app, &exporter->identity);
     return r < 0 ? keel_app_fail(app, r, "Cannot set up the identity: %s", strerror(-r)) : 0;
 }

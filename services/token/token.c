@@ -479,8 +479,10 @@ static int token_configure(keel_service *s, void *state)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(token->cache, &m);
     apply_live_config(token);
-    /* The first server to start: what its ready check needs loads meanwhile (decision 11). */
-    keel_http_prepare(app);
+    /* The first server to start: a TLS server's ready check needs libcurl, which loads meanwhile
+     * (decisions 11 and 26). */
+    if (token->config.tls.mode != TLS_SERVER_OFF)
+        keel_http_prepare(app);
     return 0;
 }
 

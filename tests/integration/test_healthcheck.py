@@ -463,20 +463,30 @@ class SpawnPoint(KeelTestCase):
 
 
 class LibcurlUnloaded(KeelTestCase):
-    def test_libcurl_is_gone_once_the_servers_are_confirmed(self):
-        # Loaded for the ready checks only (decision 11): its pages must not stay in an idle agent.
+    def maps(self, k):
+        with open(f"/proc/{k.proc.pid}/maps") as f:
+            return f.read()
+
+    def test_plain_servers_are_confirmed_without_libcurl(self):
+        # Keel asks a plain server itself (decision 26): libcurl is never loaded.
         k = self.keel("serve")
         k.ready()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with open(f"/proc/{k.proc.pid}/maps") as f:
-                if "libcurl" not in f.read():
-                    break
-            time.sleep(0.02)
-        with open(f"/proc/{k.proc.pid}/maps") as f:
-            self.assertNotIn("libcurl", f.read())
+        self.assertNotIn("libcurl", self.maps(k))
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
+
+    def test_libcurl_is_gone_once_a_tls_server_is_confirmed(self):
+        # Loaded for a TLS server's ready check only (decision 11): its pages must not stay.
+        k = self.keel("serve", "--set", "token.tls=self")
+        k.ready()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "libcurl" in self.maps(k):
+            time.sleep(0.02)
+        self.assertNotIn("libcurl", self.maps(k))
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Starting token provider server", err)
 
 
 class IdleKeepAlive(KeelTestCase):
@@ -575,7 +585,7 @@ class ReadyCheck(KeelTestCase):
         self.assertEqual(status, 1, err)
         self.assertLess(time.monotonic() - started, 15, "the check gave up within its budget")
         self.assertRegex(err, r"Error starting health check: health check server\[127\.0\.0\.1:\d+\] "
-                              r"did not answer within 5s: ")
+                              r"did not answer within 5s: the answer's status line: Connection timed out")
         self.assertFalse(any(m.startswith("READY=1") for m in msgs))
         for label in ("health check server", "metrics exporter server", "token provider server", "certificate provider"):
             self.assertIn(f"Stopped {label}", err)

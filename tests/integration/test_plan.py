@@ -60,7 +60,7 @@ class Plan(KeelTestCase):
         self.assertEqual(status, 0, err)
         rs = rows(out)
         self.assertEqual(names(rs, "configure", "during"),
-                         ["certificate.configure", "token.configure", "metrics.configure", "healthcheck.configure"])
+                         ["certificate.configure", "token.configure", "metrics.configure"])
         self.assertEqual(names(rs, "configure", "after"), ["commands.config.check"])
         self.assertEqual(names(rs, "start", "during"), ["layout.record"], "no service starts")
         self.assertEqual(names(rs, "ready", "during"), ["health.ready"])
