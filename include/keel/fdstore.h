@@ -6,6 +6,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * State kept across a restart in the service manager's file descriptor store (systemd's
  * FDSTORE=1; the unit sets FileDescriptorStoreMax=): an app saves a named blob as it stops and
@@ -77,3 +81,7 @@ KEEL_API bool keel_fdstore_passed(const char *name);
  * service manager; -EINVAL for a bad name; the errno of sending.
  */
 KEEL_API int keel_fdstore_remove(const char *name);
+
+#ifdef __cplusplus
+}
+#endif

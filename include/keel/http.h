@@ -6,6 +6,10 @@
 #include <keel/task.h>
 #include <keel/work.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * An HTTP/1.1 server, shared by every Keel service that listens: Keel's own, on one polling
  * thread per server (a task of the service's group) that owns the listener and every connection.
@@ -219,3 +223,7 @@ KEEL_API int keel_http_respond(keel_http_request *req, unsigned status, const ch
 KEEL_API int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body);
 /** keel_http_respond() with a NUL-terminated text body. */
 KEEL_API int keel_http_respond_text(keel_http_request *req, unsigned status, const char *content_type, const char *body);
+
+#ifdef __cplusplus
+}
+#endif

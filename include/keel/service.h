@@ -5,6 +5,10 @@
 #include <keel/config.h>
 #include <keel/plugin.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * A service: a component of an app declared by one const vtable, sugar over observers. Core
  * allocates its private state, registers its configuration keys, orders it after the services it
@@ -83,3 +87,7 @@ KEEL_API void *keel_service_state(const keel_service *s);
         return keel_app_add_service(app, &(vtable), NULL);                                                                         \
     }                                                                                                                              \
     KEEL_PLUGIN(id, keel__service_register_##id)
+
+#ifdef __cplusplus
+}
+#endif
