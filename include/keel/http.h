@@ -38,7 +38,7 @@ typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
 /**
  * A TLS implementation a server runs its connections through (keel_http_options.tls), so that
- * libkeel itself links no TLS library: the agent's is OpenSSL (services/identity/tls-server.c).
+ * libkeel itself links no TLS library: the program brings its own (the keel agent runs OpenSSL).
  * The server accepts, hands each socket to session_new(), drives the handshake, and then reads
  * requests and writes answers through the session (each answer in one write), all on its polling
  * thread — where every function here is called, never two at once. @want is set to EPOLLIN and/or EPOLLOUT: what the session
