@@ -113,7 +113,10 @@ class Packaged(unittest.TestCase):
         stage = os.path.join(self.root, "usr-stage")
         sh("cmake", "--install", BUILD, "--prefix", "/usr", env=dict(CLEAN_ENV, DESTDIR=stage))
         self.assertIsNone(dynamic(os.path.join(stage, "usr/bin/keel"))[1], "the loader searches /usr/lib already")
-        self.assertTrue(os.path.exists(os.path.join(stage, "usr/lib/systemd/system/keel.service")))
+        with open(os.path.join(stage, "usr/lib/systemd/system/keel.service")) as f:
+            self.assertIn("\nExecReload=/usr/bin/keel config --check\n", f.read())
+        with open(os.path.join(glob.glob(os.path.join(stage, "usr/lib/**/pkgconfig/keel.pc"), recursive=True)[0])) as f:
+            self.assertIn("prefix=/usr\n", f.read(), "keel.pc names the prefix of the install, not of the build tree")
 
     def test_the_build_tree_runpath_has_no_empty_entry(self):
         needed, runpath = dynamic(os.path.join(BUILD, "keel"))
