@@ -64,12 +64,16 @@ RUN_ENV := $(shell [ "$$(id -u)" = 0 ] || echo KEEL_STATE_DIR=$(CURDIR)/.local/s
 run: build
 	$(RUN_ENV) $(BUILD)/keel serve
 
-# `make install DESTDIR=/tmp/stage` (and PREFIX=/usr for a packager's layout): cmake --install.
+# `make install DESTDIR=/tmp/stage` (and PREFIX=/usr for a packager's layout): builds what is
+# installed and installs it, every file under PREFIX (units, keel.pc and keel's RUNPATH included).
+# No packages, no tests: the build needs what `make deps` installs, or its Debian build-dependencies.
+# A build tree configured already keeps its configuration: the prefix is the install's (cmake
+# --install --prefix), not the tree's.
 PREFIX ?= /usr/local
-install: build
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS)
-	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+install:
+	@[ -f $(BUILD)/CMakeCache.txt ] || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target installed
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Warnings are errors here (KEEL_WERROR), never in a plain cmake build. The optimised builds find
 # warnings the Debug ones do not: gcc -O2 (which also installs Keel and builds the examples out of

@@ -6,6 +6,10 @@
 #include <keel/common.h>
 #include <keel/event.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** An application: its state machine, its observers, its event loop. Body in core/app.c. */
 typedef struct keel_app keel_app;
 /** One registered observer; owned by its app. */
@@ -238,3 +242,7 @@ KEEL_API struct keel_work *keel_app_work(keel_app *app, const char *component);
 
 /** Sends a STATUS= line to the service manager (and logs it at debug level). */
 KEEL_API void keel_app_status(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+#ifdef __cplusplus
+}
+#endif

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Marks a symbol as part of Keel's public API; everything else has hidden visibility. */
 #define KEEL_API __attribute__((visibility("default")))
 
@@ -28,3 +32,7 @@ KEEL_API keel_usec_t keel_now_realtime(void);
 /** @usec as Go's time.Duration prints it ("24h0m0s", "1m30s", "1.5s", "250ms", "7µs", "0s"), for
  * logs in the form operators of the Go peers know. Writes at most @size bytes; returns @buf. */
 KEEL_API char *keel_format_duration(keel_usec_t usec, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif

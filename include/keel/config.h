@@ -3,6 +3,10 @@
 
 #include <keel/app.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The types a configuration value can have; one parser each, shared by every key. */
 typedef enum keel_config_type {
     KEEL_CONFIG_STRING,   /* char * */
@@ -61,3 +65,7 @@ KEEL_API const char *keel_app_config_origin(const keel_app *app, const char *key
  * Valid on the main thread until the next refresh.
  */
 KEEL_API const void *keel_app_config_value(const keel_app *app, const char *key, keel_config_type type);
+
+#ifdef __cplusplus
+}
+#endif

@@ -5,6 +5,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The events of an app's life, in the order they run (refresh repeats while the app is ready). */
 typedef enum keel_event {
     KEEL_EVENT_COMMAND,
@@ -36,3 +40,7 @@ KEEL_API keel_event keel_event_from_string(const char *s);
 KEEL_API const char *keel_phase_to_string(keel_phase p);
 /** The phase named @s, or _KEEL_PHASE_INVALID. */
 KEEL_API keel_phase keel_phase_from_string(const char *s);
+
+#ifdef __cplusplus
+}
+#endif

@@ -6,16 +6,20 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * State kept across a restart in the service manager's file descriptor store (systemd's
  * FDSTORE=1; the unit sets FileDescriptorStoreMax=): an app saves a named blob as it stops and
  * loads it as it starts again, so that what is expensive to get again survives `systemctl
- * restart` (docs/decisions/0020). A blob travels as a sealed memfd holding the program's GNU build
- * id, its name, the payload and an HMAC-SHA256 under a key the caller supplies; one from another
- * build, under another key or name, or cut short is refused. systemd empties the store when the
- * unit stops for good, so `systemctl stop`, a crash and a run without a service manager keep
- * nothing. libcrypto is loaded (dlopen) the first time a blob is sealed or checked. Thread-safe;
- * nothing here logs above debug level. Body in core/app/fdstore.c and core/app/fdstore-blob.c.
+ * restart`. A blob travels as a sealed memfd holding the program's GNU build id, its name, the
+ * payload and an HMAC-SHA256 under a key the caller supplies; one from another build, under
+ * another key or name, or cut short is refused. systemd empties the store when the unit stops for
+ * good, so `systemctl stop`, a crash and a run without a service manager keep nothing. libcrypto
+ * is loaded (dlopen) the first time a blob is sealed or checked. Thread-safe; nothing here logs
+ * above debug level.
  */
 
 /** The longest name: systemd's limit for FDNAME=. */
@@ -77,3 +81,7 @@ KEEL_API bool keel_fdstore_passed(const char *name);
  * service manager; -EINVAL for a bad name; the errno of sending.
  */
 KEEL_API int keel_fdstore_remove(const char *name);
+
+#ifdef __cplusplus
+}
+#endif

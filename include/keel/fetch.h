@@ -3,6 +3,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * An HTTP(S) client for a service that talks to other servers: an ACME CA, an OAuth2 token
  * endpoint. libcurl does the work; it is loaded with dlopen() when the first client is made and
@@ -67,3 +71,7 @@ KEEL_API int keel_fetch_request(keel_fetch *f, const char *method, const char *u
 KEEL_API const char *keel_fetch_response_header(const keel_fetch_response *r, const char *name, char *buf, size_t size);
 /** Frees what @r holds and zeroes it. Accepts a zeroed response. */
 KEEL_API void keel_fetch_response_done(keel_fetch_response *r);
+
+#ifdef __cplusplus
+}
+#endif

@@ -7,6 +7,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Files that must survive a crash (keys, certificates, state records) and files that may hold
  * secrets. Every function returns 0 or a negative errno and logs nothing.
@@ -81,3 +85,7 @@ KEEL_API int keel_dir_make(const char *dir, mode_t mode);
 /** Removes the temporary files a killed writer left in @dir. Returns how many, or the errno of
  * reading @dir (-ENOENT when it does not exist). */
 KEEL_API int keel_dir_remove_temporaries(const char *dir);
+
+#ifdef __cplusplus
+}
+#endif

@@ -3,6 +3,10 @@
 
 #include <keel/app.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Where the app is in its life, as readiness probes see it. */
 typedef enum keel_readiness {
     KEEL_READINESS_STARTING, /* before READY=1 */
@@ -39,3 +43,7 @@ typedef void (*keel_health_report_t)(const char *name, int result, const char *r
  * Returns the number of failing checks. Thread-safe.
  */
 KEEL_API unsigned keel_app_run_health_checks(keel_app *app, keel_health_report_t report, void *userdata);
+
+#ifdef __cplusplus
+}
+#endif

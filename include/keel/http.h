@@ -6,6 +6,10 @@
 #include <keel/task.h>
 #include <keel/work.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * An HTTP/1.1 server, shared by every Keel service that listens: Keel's own, on one polling
  * thread per server (a task of the service's group) that owns the listener and every connection.
@@ -34,7 +38,7 @@ typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
 /**
  * A TLS implementation a server runs its connections through (keel_http_options.tls), so that
- * libkeel itself links no TLS library: the agent's is OpenSSL (services/identity/tls-server.c).
+ * libkeel itself links no TLS library: the program brings its own (the keel agent runs OpenSSL).
  * The server accepts, hands each socket to session_new(), drives the handshake, and then reads
  * requests and writes answers through the session (each answer in one write), all on its polling
  * thread — where every function here is called, never two at once. @want is set to EPOLLIN and/or EPOLLOUT: what the session
@@ -220,3 +224,7 @@ KEEL_API int keel_http_respond(keel_http_request *req, unsigned status, const ch
 KEEL_API int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body);
 /** keel_http_respond() with a NUL-terminated text body. */
 KEEL_API int keel_http_respond_text(keel_http_request *req, unsigned status, const char *content_type, const char *body);
+
+#ifdef __cplusplus
+}
+#endif

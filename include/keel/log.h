@@ -5,6 +5,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Log levels; the values are syslog's priorities, which journald stores as PRIORITY=. */
 typedef enum keel_log_level {
     KEEL_LOG_ERROR = 3,
@@ -65,3 +69,7 @@ KEEL_API keel_log_format keel_log_format_from_string(const char *s);
 #define keel_log_service(svc, level, ...) keel_log_full((level), 0, (svc), __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define keel_log_service_errno(svc, level, error, ...)                                                                             \
     keel_log_full((level), (error), (svc), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif

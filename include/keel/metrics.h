@@ -3,6 +3,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * A registry of metrics, written out in Prometheus' text exposition format 0.0.4. The app owns one.
  * Registration and formatting take the registry's mutex; updating a series never does.
@@ -138,3 +142,7 @@ KEEL_API int keel_metrics_format(keel_metrics *m, char **ret_text, size_t *ret_s
  * then). Thread-safe.
  */
 KEEL_API int keel_metrics_add_process_collector(keel_metrics *m);
+
+#ifdef __cplusplus
+}
+#endif

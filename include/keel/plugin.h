@@ -3,6 +3,10 @@
 
 #include <keel/app.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** A compiled-in plugin: registered by keel_app_run() before the `command` event. */
 typedef struct keel_plugin {
     const char *name;               /* the name `plugins.disabled` refers to */
@@ -29,3 +33,7 @@ typedef struct keel_plugin {
     static const keel_plugin *const keel__plugin_ptr_##id                                                                          \
         __attribute__((used, section("keel_plugins"), aligned(sizeof(void *)))) = &keel__plugin_desc_##id
 #define KEEL_PLUGIN(id, fn) KEEL_PLUGIN_ORDERED(id, KEEL_PLUGIN_ORDER_DEFAULT, fn)
+
+#ifdef __cplusplus
+}
+#endif

@@ -3,6 +3,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * Points are named places in a run (an observer, a thread spawn, a refresh attempt, an HTTP
  * request). Each records to the lifecycle trace, is a USDT probe (provider `keel`, probes
@@ -45,3 +49,7 @@ KEEL_API int keel_point_in_nowait(const char *point);
 KEEL_API keel_usec_t keel_point_in_delay(const char *point);
 /** The message an injected `error` fault carries. */
 #define KEEL_FAULT_MESSAGE "test error"
+
+#ifdef __cplusplus
+}
+#endif

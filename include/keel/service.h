@@ -5,11 +5,15 @@
 #include <keel/config.h>
 #include <keel/plugin.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
- * A service: a component of an app declared by one const vtable, sugar over observers. Core
+ * A service: a component of an app declared by one const vtable, sugar over observers. Keel
  * allocates its private state, registers its configuration keys, orders it after the services it
- * names in `after`, and calls its hooks as observers of the commands it joins. Body in
- * core/app/service.c.
+ * names in `after`, and calls its hooks as observers of the commands it joins. Opaque: the app
+ * owns it, from keel_app_add_service() until keel_app_free().
  */
 typedef struct keel_service keel_service;
 
@@ -83,3 +87,7 @@ KEEL_API void *keel_service_state(const keel_service *s);
         return keel_app_add_service(app, &(vtable), NULL);                                                                         \
     }                                                                                                                              \
     KEEL_PLUGIN(id, keel__service_register_##id)
+
+#ifdef __cplusplus
+}
+#endif

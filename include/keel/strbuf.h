@@ -7,6 +7,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * A string builder over the caller's buffer, for records and bodies formatted on the stack. A
  * bounded one truncates past the end, keeps the text NUL-terminated and remembers that it did; it
@@ -55,3 +59,7 @@ KEEL_API void keel_strbuf_done(keel_strbuf *sb);
 KEEL_API size_t keel_utf8_valid_prefix(const char *s, size_t n);
 /** Whether the string @s is valid UTF-8 throughout. */
 KEEL_API bool keel_utf8_valid(const char *s);
+
+#ifdef __cplusplus
+}
+#endif

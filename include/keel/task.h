@@ -3,6 +3,10 @@
 
 #include <keel/app.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** A group of threads owned by one service: spawned together in start, stopped and joined in stop. */
 typedef struct keel_task_group keel_task_group;
 /** One thread of a group; valid from its spawn until its group is joined. */
@@ -49,3 +53,7 @@ KEEL_API int keel_task_wait(keel_task *t, keel_usec_t usec);
 KEEL_API bool keel_task_stopping(keel_task *t);
 /** The thread's name ("token-refresh"). */
 KEEL_API const char *keel_task_name(const keel_task *t);
+
+#ifdef __cplusplus
+}
+#endif

@@ -18,6 +18,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- cleanup by scope ------------------------------------------------------------------------ */
 
 /** Runs @f(&variable) when the variable goes out of scope (a GCC/Clang attribute, fine under -std=c11). */
@@ -135,4 +139,8 @@ KEEL_API keel_usec_t keel_usec_left(keel_usec_t since, keel_usec_t now, keel_use
 #define streq(a, b)                               keel_streq((a), (b))
 #define strneq(a, b, n)                           (strncmp((a), (b), (n)) == 0)
 #define safe_close                                keel_close
+#endif
+
+#ifdef __cplusplus
+}
 #endif

@@ -3,6 +3,10 @@
 
 #include <keel/common.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * Counters of a component's work in flight, and the gate that refuses it while draining. Begins
  * and ends of different threads do not contend with each other, and none of them executes a
@@ -88,3 +92,7 @@ KEEL_API void keel_work_get_stats(const keel_work *w, keel_work_stats *ret);
  * manager's stop timeout extended through keel_app_stop_progress().
  */
 KEEL_API void keel_app_drain_progress(keel_work *w, const keel_work_stats *stats, keel_usec_t left, void *userdata);
+
+#ifdef __cplusplus
+}
+#endif
