@@ -6,6 +6,7 @@ each time keel exits 0 within 2 s of the signal, logs the start observers it ski
 "ignoring", and sends no READY=1. Before the fix the wait ran to its end (a slow validation: exit
 0 after it; a stalled one: exit 1 when it failed, the signal "ignoring")."""
 
+import os
 import select
 import shutil
 import signal
@@ -20,6 +21,14 @@ from pebble import Pebble, free_port
 
 SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
 RELAY_MAX = 60.0  # seconds a relayed connection may live
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class Tarpit:
@@ -101,7 +110,7 @@ class AcmeSignalTest(KeelTestCase):
         self.addCleanup(t.close)
         return t
 
-    def start(self, directory_url, ca_file):
+    def start(self, directory_url, ca_file, *before_command, notify=True):
         config = f"""
 certificate:
   provider: acme
@@ -114,7 +123,7 @@ certificate:
 """
         env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
                "no_proxy": "127.0.0.1,localhost"}
-        return self.keel("serve", config=config, env=env)
+        return self.keel(*before_command, "serve", config=config, env=env, notify=notify)
 
     def stop_in_issuance(self, k, tarpit):
         """SIGTERM once the tarpit holds a connection (keel is inside its first issuance); the
@@ -163,6 +172,29 @@ certificate:
         silent = self.tarpit()
         k = self.start(f"https://127.0.0.1:{silent.port}/dir", "/dev/null")
         self.assert_stopped_by_the_signal(k, *self.stop_in_issuance(k, silent))
+
+    def test_sigterm_to_a_daemon_during_its_first_issuance(self):
+        # --daemon forks after the signals are set up: the daemon needs a stop descriptor of its
+        # own (an epoll set made in the parent waits on the parent's signal queue).
+        silent = self.tarpit()
+        pidfile = os.path.join(self.state, "keel.pid")
+        k = self.start(f"https://127.0.0.1:{silent.port}/dir", "/dev/null", "--daemon", "--pidfile", pidfile, notify=False)
+        self.assertTrue(silent.accepted.wait(30), "the issuance never reached the CA: " + k.stderr_so_far())
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        deadline = t0 + 30
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        self.assertFalse(alive(pid), "the daemon did not stop on SIGTERM")
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to the daemon's exit")
+        status, _, err = k.wait(timeout=30)
+        self.assertIn("exited before it was ready", err)
+        print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":
