@@ -467,6 +467,8 @@ int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error 
     int r = keel_fetch_new(&o, &a.fetch, why);
     if (r < 0)
         return keel__cert_fail(e, r, "ACME: %s", why);
+    if (!s->refresh_task) /* in start: a request wakes at a stop signal (a refresh task's stop has no descriptor) */
+        (void) keel_fetch_set_cancel_fd(a.fetch, keel_app_stop_fd(s->app));
     if ((r = keel__acme_account_key(&a)) < 0 || (r = keel__acme_read_directory(&a)) < 0 ||
         (r = keel__acme_find_or_create_account(&a)) < 0)
         return r;
