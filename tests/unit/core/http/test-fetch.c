@@ -243,7 +243,7 @@ Test(fetch_cancel, a_cancel_descriptor_ends_an_unanswered_request_at_once)
     cr_assert_eq(keel_fetch_request(f, "GET", url, NULL, NULL, 0, &resp, error), -ECANCELED);
     keel_usec_t woke = keel_now();
     cr_assert_eq(pthread_join(th, NULL), 0);
-    cr_assert_neq(c.at, 0);
+    cr_assert(c.at != 0, "the request never connected");
     cr_assert_lt(woke - c.at, 500 * KEEL_USEC_PER_MSEC, "woke %llu us after the cancel", (unsigned long long) (woke - c.at));
 
     /* Readable already: cancelled before anything is sent. */

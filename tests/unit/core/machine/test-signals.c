@@ -7,9 +7,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <criterion/criterion.h>
-
 #include "app-internal.h"
+#include "testing.h"
 
 static keel_app *app;
 
