@@ -170,6 +170,15 @@ typedef struct keel_process {
     bool curl_unload_scheduled; /* core/http/curl.c: libcurl goes away when start ends */
 } keel_process;
 
+/* A stop request as descriptors, for waits that must end at SIGINT, SIGTERM or SIGQUIT even while
+ * the loop is not running (keel_app_wait()): core/machine/signals.c. Each is -EBADF until
+ * keel__signals_setup(). */
+typedef struct keel_stop {
+    int fd;        /* epoll over the two below: readable once a stop is requested */
+    int signal_fd; /* signalfd of the stop signals, never read: readable while one is pending */
+    int event_fd;  /* eventfd, never read: written when the loop took one of them */
+} keel_stop;
+
 /* Where a program named NAME keeps its files, by convention: owned strings. */
 typedef struct keel_paths {
     char *defaults_file;    /* /usr/share/NAME/defaults.yaml, or $NAME_DEFAULTS_FILE */
@@ -193,6 +202,7 @@ struct keel_app {
     keel_health health;
     keel_telemetry telemetry;
     keel_process process;
+    keel_stop stop;
 };
 
 /* core/app-metrics.c: the framework's own metrics. */
@@ -241,6 +251,8 @@ void keel__machine_poll(keel_app *app);
 int keel__signals_setup(keel_app *app);
 /* Whether one of the app's signals is pending, without consuming it. */
 bool keel__signals_pending(void);
+/* Closes what keel__signals_setup() opened besides the event sources. Idempotent. */
+void keel__signals_done(keel_app *app);
 
 /* core/machine/trim.c: what only the start needed goes back, once the loop is idle after the
  * first READY=1 (the loader's relocation tables, freed heap pages). */

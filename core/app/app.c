@@ -91,6 +91,7 @@ keel_app *keel_app_new(const char *name)
                      .stop_deadline = KEEL_USEC_INFINITY },
         .health = { .readiness = KEEL_READINESS_STARTING, .lock = PTHREAD_MUTEX_INITIALIZER },
         .process = { .daemon_fd = -EBADF, .state_lock = -EBADF },
+        .stop = { .fd = -EBADF, .signal_fd = -EBADF, .event_fd = -EBADF },
     };
     app->name = strdup(name ? name : "keel");
     int r = app->name ? sd_event_new(&app->event) : -ENOMEM;
@@ -133,6 +134,7 @@ keel_app *keel_app_free(keel_app *app)
     keel__app_attachments_done(app);
     for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
         app->signals[i] = sd_event_source_disable_unref(app->signals[i]);
+    keel__signals_done(app);
     app->event = sd_event_unref(app->event);
     free(app->name);
     free(app->paths.defaults_file);

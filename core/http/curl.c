@@ -63,7 +63,12 @@ static int load(void)
         resolve(dl, "curl_easy_init", &t.easy_init) < 0 || resolve(dl, "curl_easy_setopt", &t.easy_setopt) < 0 ||
         resolve(dl, "curl_easy_perform", &t.easy_perform) < 0 || resolve(dl, "curl_easy_cleanup", &t.easy_cleanup) < 0 ||
         resolve(dl, "curl_easy_strerror", &t.easy_strerror) < 0 || resolve(dl, "curl_easy_getinfo", &t.easy_getinfo) < 0 ||
-        resolve(dl, "curl_slist_append", &t.slist_append) < 0 || resolve(dl, "curl_slist_free_all", &t.slist_free_all) < 0) {
+        resolve(dl, "curl_slist_append", &t.slist_append) < 0 || resolve(dl, "curl_slist_free_all", &t.slist_free_all) < 0 ||
+        resolve(dl, "curl_multi_init", &t.multi_init) < 0 || resolve(dl, "curl_multi_cleanup", &t.multi_cleanup) < 0 ||
+        resolve(dl, "curl_multi_add_handle", &t.multi_add_handle) < 0 ||
+        resolve(dl, "curl_multi_remove_handle", &t.multi_remove_handle) < 0 ||
+        resolve(dl, "curl_multi_perform", &t.multi_perform) < 0 || resolve(dl, "curl_multi_poll", &t.multi_poll) < 0 ||
+        resolve(dl, "curl_multi_info_read", &t.multi_info_read) < 0) {
         (void) dlclose(dl);
         return -ENOENT;
     }

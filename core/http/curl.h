@@ -17,6 +17,14 @@ typedef struct keel_curl {
     CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
     struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
     void (*slist_free_all)(struct curl_slist *);
+    /* The multi interface, for a keel_fetch request that also waits on a cancel descriptor. */
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_cleanup)(CURLM *);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_perform)(CURLM *, int *);
+    CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd[], unsigned, int, int *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
 } keel_curl;
 
 /* Starts loading libcurl on a helper thread, so that its dlopen() and global init overlap the

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* keel_fetch: an HTTP(S) client on the libcurl that curl.c loads on demand, one easy handle per
  * client (so its connections are reused), the body and head collected into growable buffers. */
+#include <poll.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -17,6 +18,8 @@
 struct keel_fetch {
     const keel_curl *curl; /* holds a reference on libcurl */
     CURL *easy;
+    CURLM *multi;  /* made at the first request with a cancel descriptor; keeps its connections */
+    int cancel_fd; /* borrowed, or -EBADF */
     size_t body_limit;
     char *ca_file, *cert_file, *key_file, *user_agent;
     keel_usec_t timeout, connect_timeout;
@@ -75,6 +78,7 @@ int keel_fetch_new(const keel_fetch_options *options, keel_fetch **ret, char *er
     f->body_limit = o.body_limit ? o.body_limit : DEFAULT_BODY_LIMIT;
     f->cancelled = o.cancelled;
     f->userdata = o.userdata;
+    f->cancel_fd = -EBADF;
     if (failed || !f->user_agent) {
         set_error(error, "%s", "Out of memory");
         return fetch_free_fields(f), -ENOMEM;
@@ -98,6 +102,8 @@ keel_fetch *keel_fetch_free(keel_fetch *f)
 {
     if (!f)
         return NULL;
+    if (f->multi)
+        (void) f->curl->multi_cleanup(f->multi);
     f->curl->easy_cleanup(f->easy);
     keel__curl_release();
     return fetch_free_fields(f);
@@ -170,6 +176,58 @@ static int errno_of(CURLcode code, const transfer *t)
     default:
         return -EIO;
     }
+}
+
+int keel_fetch_set_cancel_fd(keel_fetch *f, int fd)
+{
+    keel_assert_return(f, -EINVAL);
+    f->cancel_fd = fd < 0 ? -EBADF : fd;
+    return 0;
+}
+
+/* The result of the transfer that just ended on f->multi. */
+static CURLcode multi_result(keel_fetch *f)
+{
+    int left;
+    for (CURLMsg *m; (m = f->curl->multi_info_read(f->multi, &left));)
+        if (m->msg == CURLMSG_DONE && m->easy_handle == f->easy)
+            return m->data.result;
+    return CURLE_RECV_ERROR;
+}
+
+/* curl_easy_perform() that also wakes when cancel_fd polls readable, where the progress callback
+ * is called only between libcurl's steps (up to a second apart): the multi interface, with the
+ * descriptor as an extra one of its poll. Each round waits at most a second, and libcurl ends the
+ * transfer at its own timeout, so the loop is bounded by that. */
+static CURLcode perform_cancellable(keel_fetch *f)
+{
+    const keel_curl *c = f->curl;
+    struct pollfd p = { .fd = f->cancel_fd, .events = POLLIN };
+    if (poll(&p, 1, 0) > 0) /* before the first step, which may send the request on a kept connection */
+        return CURLE_ABORTED_BY_CALLBACK;
+    if (!f->multi && !(f->multi = c->multi_init()))
+        return CURLE_OUT_OF_MEMORY;
+    if (c->multi_add_handle(f->multi, f->easy) != CURLM_OK)
+        return CURLE_FAILED_INIT;
+    CURLcode code = CURLE_FAILED_INIT;
+    for (;;) {
+        int running = 0;
+        if (c->multi_perform(f->multi, &running) != CURLM_OK)
+            break;
+        if (!running) {
+            code = multi_result(f);
+            break;
+        }
+        struct curl_waitfd w = { .fd = f->cancel_fd, .events = CURL_WAIT_POLLIN };
+        if (c->multi_poll(f->multi, &w, 1, 1000, NULL) != CURLM_OK)
+            break;
+        if (w.revents & CURL_WAIT_POLLIN) {
+            code = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+    }
+    (void) c->multi_remove_handle(f->multi, f->easy);
+    return code;
 }
 
 /* The options of every request; curl_easy_reset() is not used, so connections and TLS sessions
@@ -273,7 +331,7 @@ int keel_fetch_request(keel_fetch *f, const char *method, const char *url, const
     set_method(f, method, body, size);
     (void) f->curl->easy_setopt(f->easy, CURLOPT_URL, url);
     (void) f->curl->easy_setopt(f->easy, CURLOPT_HTTPHEADER, list);
-    CURLcode code = f->curl->easy_perform(f->easy);
+    CURLcode code = f->cancel_fd >= 0 ? perform_cancellable(f) : f->curl->easy_perform(f->easy);
     (void) f->curl->easy_setopt(f->easy, CURLOPT_HTTPHEADER, NULL);
     (void) f->curl->easy_setopt(f->easy, CURLOPT_ERRORBUFFER, NULL);
     f->curl->slist_free_all(list);

@@ -62,11 +62,13 @@ static int detach_stdio(void)
 }
 
 /* In the daemon: sd-event refuses to be used from another process than its creator, so the
- * loop and the signal sources are made again. */
+ * loop and the signal sources are made again; so is the stop descriptor, whose epoll set waits on
+ * the parent's signal queue. */
 static int renew_loop(keel_app *app)
 {
     for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
         app->signals[i] = sd_event_source_unref(app->signals[i]);
+    keel__signals_done(app);
     app->event = sd_event_unref(app->event);
     int r = sd_event_new(&app->event);
     if (r < 0)

@@ -145,6 +145,26 @@ static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
     }
 }
 
+/* Whether @r, a failure of an observer of a startup event, is the observer giving up at a stop
+ * signal (keel_app_stop_requested()): then the signal is taken now, and it is the cause. */
+static bool cancelled_by_signal(keel_app *app, const dispatch *d, int r)
+{
+    if (r != -ECANCELED || !checks_signals[d->event] || !keel_app_stop_requested(app))
+        return false;
+    keel__machine_poll(app);
+    return keel_app_cause(app) == KEEL_CAUSE_SIGNAL;
+}
+
+/* Not an error: the signal is the cause, and the observers after it are skipped as at any signal. */
+static void report_cancelled(keel_app *app, keel_observer *o)
+{
+    const char *msg = app->machine.fail_message ? app->machine.fail_message : strerror(ECANCELED);
+    if (o->label)
+        keel_log_info("Cancelled %s: %s", o->label, msg);
+    else
+        keel_log_info("Observer %s cancelled: %s", o->name, msg);
+}
+
 /* Calls one observer; @fault is the result of its `before` point (an injected error). */
 static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault)
 {
@@ -166,15 +186,20 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
         app->machine.fail_message = strdup(KEEL_FAULT_MESSAGE);
     app->machine.observer_now = NULL;
     app->registry.plugin_now = NULL;
+    bool cancelled = cancelled_by_signal(app, d, r);
 
     if (keel__trace_enabled())
         keel__trace_complete(
             "observer", o->name, t0, keel_now() - t0,
             &(keel_trace_args){ .event = keel_event_to_string(d->event),
                                 .phase = d->phase,
-                                .result = r < 0 ? "error" : "ok",
+                                .result = cancelled ? "cancelled"
+                                          : r < 0   ? "error"
+                                                    : "ok",
                                 .error = r < 0 ? (app->machine.fail_message ? app->machine.fail_message : strerror(-r)) : NULL });
-    if (r < 0)
+    if (cancelled)
+        report_cancelled(app, o);
+    else if (r < 0)
         report_failure(app, o, d, r);
     keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
     return r;

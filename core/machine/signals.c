@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 
 #include "app-internal.h"
 #include "macro.h"
@@ -13,6 +18,7 @@
  * count as pending for a start (keel__signals_pending()). */
 static const int app_signals[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 };
 #define PENDING_SIGNALS 4
+#define STOP_SIGNALS    3 /* the first three stop the app: keel_app_stop_requested() */
 _Static_assert(ELEMENTSOF(app_signals) == ELEMENTSOF(((keel_app *) 0)->signals), "one event source per signal");
 
 /* An ignored signal is logged at most once a second: 2,000 SIGHUPs during a drain made 2,000
@@ -82,8 +88,54 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
     }
     keel_log_info("Received signal: %s", signal_description(sig));
+    /* The signal is no longer pending: the event descriptor keeps the request visible to waits. */
+    if (app->stop.event_fd >= 0)
+        (void) eventfd_write(app->stop.event_fd, 1);
     (void) keel_app_cancel(app, KEEL_CAUSE_SIGNAL, "received signal: %s", signal_description(sig));
     return 0;
+}
+
+static int epoll_add(int epfd, int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* One descriptor that turns readable at a stop request and stays so: a signalfd that nobody reads
+ * sees a stop signal while it is pending (in start, the loop does not run), and an eventfd sees
+ * it once the loop has taken it. A signalfd reports the signals pending for the thread that polls
+ * it and for the process; kill(2) and systemd send to the process, so any thread sees them. */
+static int stop_setup(keel_app *app)
+{
+    if (app->stop.fd >= 0)
+        return 0;
+    sigset_t set;
+    (void) sigemptyset(&set);
+    for (size_t i = 0; i < STOP_SIGNALS; i++)
+        (void) sigaddset(&set, app_signals[i]);
+    _cleanup_close_ int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0)
+        return -errno;
+    _cleanup_close_ int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0)
+        return -errno;
+    _cleanup_close_ int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        return -errno;
+    int r = epoll_add(epfd, sfd);
+    if (r >= 0)
+        r = epoll_add(epfd, efd);
+    if (r < 0)
+        return r;
+    app->stop = (keel_stop){ .fd = TAKE_FD(epfd), .signal_fd = TAKE_FD(sfd), .event_fd = TAKE_FD(efd) };
+    return 0;
+}
+
+void keel__signals_done(keel_app *app)
+{
+    app->stop.fd = safe_close(app->stop.fd);
+    app->stop.signal_fd = safe_close(app->stop.signal_fd);
+    app->stop.event_fd = safe_close(app->stop.event_fd);
 }
 
 int keel__signals_setup(keel_app *app)
@@ -104,6 +156,8 @@ int keel__signals_setup(keel_app *app)
      * systemd's IgnoreSIGPIPE=yes: OpenSSL and libcurl write to sockets with write(2). */
     (void) signal(SIGPIPE, SIG_IGN);
 
+    if ((r = stop_setup(app)) < 0)
+        return r;
     for (size_t i = 0; i < ELEMENTSOF(app_signals); i++) {
         if (app->signals[i])
             continue;
@@ -124,4 +178,49 @@ bool keel__signals_pending(void)
         if (sigismember(&pending, app_signals[i]) == 1)
             return true;
     return false;
+}
+
+/* Whether @fd polls readable within @timeout_ms (-1: no limit). Negative errno from poll(2). */
+static int readable(int fd, int timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int n = poll(&p, 1, timeout_ms);
+    return n < 0 ? -errno : n > 0;
+}
+
+bool keel_app_stop_requested(const keel_app *app)
+{
+    keel_assert_return(app, false);
+    return app->stop.fd >= 0 && readable(app->stop.fd, 0) > 0;
+}
+
+int keel_app_wait(keel_app *app, keel_usec_t usec)
+{
+    keel_assert_return(app, -EINVAL);
+    keel_assert_return(app->stop.fd >= 0, -ENOTCONN);
+
+    keel_usec_t now = keel_now();
+    keel_usec_t deadline = usec >= KEEL_USEC_INFINITY - now ? KEEL_USEC_INFINITY : now + usec;
+    for (;;) { /* one round as a rule; more only after EINTR or past INT_MAX ms */
+        int ms = -1;
+        if (deadline != KEEL_USEC_INFINITY) {
+            now = keel_now();
+            keel_usec_t left = deadline > now ? deadline - now : 0;
+            /* Rounded up, so that the wait never ends before the deadline. */
+            ms = (int) KEEL_MIN((left + KEEL_USEC_PER_MSEC - 1) / KEEL_USEC_PER_MSEC, (keel_usec_t) INT_MAX);
+        }
+        int r = readable(app->stop.fd, ms);
+        if (r > 0)
+            return -ECANCELED;
+        if (r < 0 && r != -EINTR)
+            return r;
+        if (r == 0 && ms >= 0 && keel_now() >= deadline)
+            return 0;
+    }
+}
+
+int keel_app_stop_fd(const keel_app *app)
+{
+    keel_assert_return(app, -EINVAL);
+    return app->stop.fd >= 0 ? app->stop.fd : -ENOTCONN;
 }

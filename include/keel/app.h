@@ -175,6 +175,31 @@ KEEL_API keel_cause keel_app_cause(const keel_app *app);
 /** Whether the run context was cancelled. */
 KEEL_API bool keel_app_cancelled(const keel_app *app);
 
+/**
+ * Whether a stop was requested: SIGINT, SIGTERM or SIGQUIT is pending (a start observer runs with
+ * the signals blocked and the loop idle) or was received. A start observer that waits long for
+ * something that can be given up, a credential fetch or its retries, asks this (or waits with
+ * keel_app_wait()) and then fails with -ECANCELED: the machine takes such a failure, while a stop
+ * is requested, as the signal's doing, not as a start error (exit 0, the observers after it
+ * skipped). A wait that must finish, such as a server's ready check, does not ask. The signal is
+ * never consumed: the machine acts on it when the observer returns. SIGHUP is no stop request.
+ * False before keel_app_run() set up the signals. Safe on any thread.
+ */
+KEEL_API bool keel_app_stop_requested(const keel_app *app);
+/**
+ * Sleeps up to @usec (KEEL_USEC_INFINITY: until a stop request), waking at once at a stop request
+ * (keel_app_stop_requested()), without polling. Returns 0 when the time passed, -ECANCELED at a stop
+ * request (at once if there was one already), -ENOTCONN before keel_app_run() set up the
+ * signals, -EINVAL. Safe on any thread.
+ */
+KEEL_API int keel_app_wait(keel_app *app, keel_usec_t usec);
+/**
+ * A descriptor that polls readable (POLLIN) from a stop request on, for a wait that polls other
+ * descriptors too (a socket, libcurl's multi handle). Borrowed, valid until the app is freed:
+ * never read it, close it or change it. -ENOTCONN before keel_app_run() set up the signals, -EINVAL.
+ */
+KEEL_API int keel_app_stop_fd(const keel_app *app);
+
 /** The selected command ("serve"), or NULL before the command line is parsed. */
 KEEL_API const char *keel_app_command(const keel_app *app);
 /** The arguments after the command name (argv[0] is the command), for its observers to parse. */

@@ -27,8 +27,9 @@ typedef struct keel_fetch_options {
     keel_usec_t connect_timeout; /* the connection and TLS handshake; default 10 s */
     size_t body_limit;           /* the most bytes of a response body; default 1 MiB */
     const char *user_agent;      /* default "keel/VERSION" */
-    /* Asked several times a second during a request: true abandons it (-ECANCELED), so that a
-     * task told to stop does not wait out the timeout. NULL: never. */
+    /* Asked between libcurl's steps during a request (about once a second while the server is
+     * silent): true abandons it (-ECANCELED), so that a task told to stop does not wait out the
+     * timeout. NULL: never. keel_fetch_set_cancel_fd() wakes at once instead. */
     bool (*cancelled)(void *userdata);
     void *userdata;
 } keel_fetch_options;
@@ -66,6 +67,15 @@ KEEL_API keel_fetch *keel_fetch_free(keel_fetch *f);
  */
 KEEL_API int keel_fetch_request(keel_fetch *f, const char *method, const char *url, const char *const *headers, const void *body,
                                 size_t size, keel_fetch_response *ret, char *error);
+
+/**
+ * Makes every later request of @f end with -ECANCELED as soon as @fd polls readable (POLLIN), such
+ * as keel_app_stop_fd(): the wait for the server wakes on it, where the options' cancelled
+ * callback is asked only between libcurl's steps, which can be a second apart. A descriptor
+ * readable already cancels the request before it is sent. A negative @fd removes it. Borrowed:
+ * it must stay open while @f may use it. Returns 0, or -EINVAL for a NULL @f.
+ */
+KEEL_API int keel_fetch_set_cancel_fd(keel_fetch *f, int fd);
 
 /** The value of the response header @name (case-insensitive; the first if repeated) into @buf, or NULL when absent. */
 KEEL_API const char *keel_fetch_response_header(const keel_fetch_response *r, const char *name, char *buf, size_t size);

@@ -11,7 +11,6 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
-#include <time.h>
 
 #include <keel/fetch.h>
 
@@ -59,10 +58,20 @@ const char *keel__acme_json_text(const json_t *j, const char *key)
 
 /* ---- waiting ------------------------------------------------------------------------------------- */
 
+/* An issuance is a credential fetch: a stop gives it up (the seed's rule; only a server's ready
+ * check is not cancelled). In a refresh task, the stop of its group; in start, on the main thread,
+ * a stop signal, which stays pending until start.during returns (keel_app_stop_requested()). */
 static bool cancelled(void *userdata)
 {
     acme *a = userdata;
-    return a->s->refresh_task && keel_task_stopping(a->s->refresh_task);
+    if (a->s->refresh_task)
+        return keel_task_stopping(a->s->refresh_task);
+    return keel_app_stop_requested(a->s->app);
+}
+
+static int stopped(acme *a, const char *what)
+{
+    return keel__cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what);
 }
 
 /* Sleeps @usec, never past the deadline: -ETIMEDOUT when it is reached, -ECANCELED at a stop. */
@@ -72,12 +81,11 @@ static int pause_for(acme *a, keel_usec_t usec, const char *what)
     if (now >= a->deadline)
         return keel__cert_fail(a->e, -ETIMEDOUT, "ACME: %s took longer than certificate.acme.timeout", what);
     usec = KEEL_MIN(usec, a->deadline - now);
-    if (a->s->refresh_task)
-        return keel_task_wait(a->s->refresh_task, usec) < 0 ? keel__cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what)
-                                                            : 0;
-    struct timespec ts = { .tv_sec = (time_t) (usec / KEEL_USEC_PER_SEC), .tv_nsec = (long) (usec % KEEL_USEC_PER_SEC) * 1000 };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+    int r = a->s->refresh_task ? keel_task_wait(a->s->refresh_task, usec) : keel_app_wait(a->s->app, usec);
+    if (r == -ECANCELED)
+        return stopped(a, what);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "ACME: cannot wait during %s: %s", what, strerror(-r));
     return 0;
 }
 
@@ -96,6 +104,8 @@ static keel_usec_t retry_after(const keel_fetch_response *resp)
 
 int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
 {
+    if (r == -ECANCELED) /* the fetch's own word would be libcurl's "Callback aborted" */
+        return stopped(a, what);
     return keel__cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
 }
 
@@ -174,6 +184,8 @@ static int sign(acme *a, const char *url, const char *payload, char **ret)
 static int post(acme *a, const char *what, const char *url, const char *payload, keel_fetch_response *ret)
 {
     for (int attempt = 0;; attempt++) {
+        if (cancelled(a)) /* between two requests, where no fetch notices it: a badNonce retry, the next step */
+            return stopped(a, what);
         int r = *a->nonce ? 0 : fresh_nonce(a);
         if (r < 0)
             return r;
@@ -455,6 +467,8 @@ int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error 
     int r = keel_fetch_new(&o, &a.fetch, why);
     if (r < 0)
         return keel__cert_fail(e, r, "ACME: %s", why);
+    if (!s->refresh_task) /* in start: a request wakes at a stop signal (a refresh task's stop has no descriptor) */
+        (void) keel_fetch_set_cancel_fd(a.fetch, keel_app_stop_fd(s->app));
     if ((r = keel__acme_account_key(&a)) < 0 || (r = keel__acme_read_directory(&a)) < 0 ||
         (r = keel__acme_find_or_create_account(&a)) < 0)
         return r;

@@ -58,6 +58,13 @@ static int record(keel_app *app, void *userdata)
     case ACT_COMMAND_FAILED:
         keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "command failed");
         return 0;
+    case ACT_SIGTERM_WAIT: {
+        kill(getpid(), SIGTERM);
+        int w = keel_app_wait(app, 60 * KEEL_USEC_PER_SEC);
+        return w < 0 ? keel_app_fail(app, w, "gave up waiting") : 0;
+    }
+    case ACT_CANCELLED:
+        return keel_app_fail(app, -ECANCELED, "cancelled on purpose");
     default:
         return 0;
     }

@@ -32,6 +32,8 @@ typedef enum apptest_action {
     ACT_SIGHUP,
     ACT_DONE,           /* cancels the run context with COMMAND_DONE */
     ACT_COMMAND_FAILED, /* cancels with COMMAND_FAILED */
+    ACT_SIGTERM_WAIT,   /* sends SIGTERM, then fails with what keel_app_wait() of 60 s returns */
+    ACT_CANCELLED,      /* fails with -ECANCELED, no signal */
 } apptest_action;
 
 /* A fresh app named "test", logs captured. */

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* keel_fetch against a keel_http_server of the same app, from a thread of its own (as a service's
  * task would), and handlers mounted on that server by keel_http_mount_add(). */
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "apptest.h"
 #include "helpers.h"
@@ -185,4 +190,71 @@ Test(fetch_header, control_bytes_in_a_value_become_spaces_and_are_trimmed)
     cr_assert_str_eq(keel_fetch_response_header(&resp, "location", buf, sizeof buf), "a b");
     cr_assert_str_eq(keel_fetch_response_header(&resp, "Retry-After", buf, sizeof buf), "30");
     cr_assert_null(keel_fetch_response_header(&resp, "Link", buf, sizeof buf));
+}
+
+/* A listener that never accepts: the kernel takes the connection, the request goes out, and no
+ * answer ever comes. */
+static int silent_listener(char *url, size_t size)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert_geq(l, 0);
+    cr_assert_eq(bind(l, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(l, 4), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *) &a, &len), 0);
+    (void) snprintf(url, size, "http://127.0.0.1:%u/", ntohs(a.sin_port));
+    return l;
+}
+
+typedef struct canceller {
+    int listener, cancel_fd;
+    keel_usec_t at;
+} canceller;
+
+/* Cancels once the request's connection is in the listener's queue: the request is in flight. */
+static void *cancel_when_connected(void *userdata)
+{
+    canceller *c = userdata;
+    struct pollfd p = { .fd = c->listener, .events = POLLIN };
+    if (poll(&p, 1, 10000) == 1) {
+        c->at = keel_now();
+        (void) eventfd_write(c->cancel_fd, 1);
+    }
+    return NULL;
+}
+
+Test(fetch_cancel, a_cancel_descriptor_ends_an_unanswered_request_at_once)
+{
+    char url[64], error[KEEL_FETCH_ERROR_MAX];
+    int l = silent_listener(url, sizeof url), efd = eventfd(0, EFD_CLOEXEC);
+    keel_fetch *f = NULL;
+    keel_fetch_response resp = {};
+    cr_assert_eq(keel_fetch_new(&(keel_fetch_options){ .timeout = 20 * KEEL_USEC_PER_SEC }, &f, NULL), 0);
+    cr_assert_eq(keel_fetch_set_cancel_fd(NULL, efd), -EINVAL);
+    cr_assert_eq(keel_fetch_set_cancel_fd(f, efd), 0);
+
+    /* Not readable: an ordinary request, its errors mapped as without a descriptor. */
+    cr_assert_eq(keel_fetch_request(f, "GET", "http://127.0.0.1:1/", NULL, NULL, 0, &resp, error), -ECONNREFUSED);
+
+    canceller c = { .listener = l, .cancel_fd = efd };
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, cancel_when_connected, &c), 0);
+    cr_assert_eq(keel_fetch_request(f, "GET", url, NULL, NULL, 0, &resp, error), -ECANCELED);
+    keel_usec_t woke = keel_now();
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert(c.at != 0, "the request never connected");
+    cr_assert_lt(woke - c.at, 500 * KEEL_USEC_PER_MSEC, "woke %llu us after the cancel", (unsigned long long) (woke - c.at));
+
+    /* Readable already: cancelled before anything is sent. */
+    keel_usec_t t0 = keel_now();
+    cr_assert_eq(keel_fetch_request(f, "GET", url, NULL, NULL, 0, &resp, error), -ECANCELED);
+    cr_assert_lt(keel_now() - t0, 500 * KEEL_USEC_PER_MSEC);
+
+    /* Removed: the descriptor no longer counts. */
+    cr_assert_eq(keel_fetch_set_cancel_fd(f, -1), 0);
+    cr_assert_eq(keel_fetch_request(f, "GET", "http://127.0.0.1:1/", NULL, NULL, 0, &resp, error), -ECONNREFUSED);
+    keel_fetch_free(f);
+    close(efd);
+    close(l);
 }

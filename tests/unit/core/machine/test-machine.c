@@ -215,6 +215,39 @@ Test(machine, signal_raised_by_the_last_start_observer_skips_ready)
     cr_assert(strstr(apptest_logs(&t), "Received signal: terminated"));
 }
 
+Test(machine, a_start_observer_that_gives_up_at_a_signal_is_the_signal_case)
+{
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "a", ACT_OK);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "waits", ACT_SIGTERM_WAIT);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "c", ACT_OK);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_DURING, "ready", ACT_OK);
+    apptest_observe(&t, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "stop", ACT_OK);
+
+    keel_usec_t t0 = keel_now();
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    cr_assert_lt(keel_now() - t0, 5 * KEEL_USEC_PER_SEC, "the 60 s wait ended at the signal");
+    cr_assert_str_eq(t.calls, "a waits stop ");
+    cr_assert_eq(keel_app_cause(t.app), KEEL_CAUSE_SIGNAL);
+    const char *logs = apptest_logs(&t);
+    cr_assert(strstr(logs, "Received signal: terminated"), "%s", logs);
+    cr_assert(strstr(logs, "Observer waits cancelled: gave up waiting"), "%s", logs);
+    cr_assert(strstr(logs, "Skipped observer c"), "%s", logs);
+    cr_assert_null(strstr(logs, "failed"), "%s", logs);
+    cr_assert_null(strstr(logs, "ignoring"), "%s", logs);
+}
+
+Test(machine, ecanceled_without_a_signal_is_a_start_error)
+{
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "gives-up", ACT_CANCELLED);
+    apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "c", ACT_OK);
+    apptest_observe(&t, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "stop", ACT_OK);
+
+    cr_assert_eq(apptest_run(&t, NULL), 1);
+    cr_assert_str_eq(t.calls, "gives-up stop ");
+    cr_assert_eq(keel_app_cause(t.app), KEEL_CAUSE_START_FAILED);
+    cr_assert(strstr(apptest_logs(&t), "Observer gives-up failed: cancelled on purpose"), "%s", apptest_logs(&t));
+}
+
 Test(machine, error_then_signal_during_shutdown_keeps_the_error)
 {
     apptest_observe(&t, KEEL_EVENT_START, KEEL_PHASE_DURING, "fails", ACT_FAIL);

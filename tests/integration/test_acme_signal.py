@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: MIT
+"""A stop signal during the first ACME issuance, in `start` (issue 25 point 6): the issuance is a
+credential fetch, which a signal cancels (the seed's rule: only WaitForServerReady is not). SIGTERM
+while pebble's validation is slow, while it is stalled, and while the CA does not answer at all:
+each time keel exits 0 within 2 s of the signal, logs the start observers it skipped, never says
+"ignoring", and sends no READY=1. Before the fix the wait ran to its end (a slow validation: exit
+0 after it; a stalled one: exit 1 when it failed, the signal "ignoring")."""
+
+import os
+import select
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+from keelrun import KeelTestCase
+from pebble import Pebble, free_port
+
+SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
+RELAY_MAX = 60.0  # seconds a relayed connection may live
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Tarpit:
+    """A TCP listener on loopback that accepts and says nothing for `delay` seconds, then relays
+    the connection to 127.0.0.1:`target`; without a target it never says anything. `accepted` is
+    set at the first connection. close() ends every connection and the threads."""
+
+    def __init__(self, delay=None, target=None):
+        self.delay, self.target = delay, target
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.stopping = threading.Event()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.conns.append(c)
+            self.accepted.set()
+            if self.target:
+                t = threading.Thread(target=self._relay, args=(c,), daemon=True)
+                with self.lock:
+                    self.threads.append(t)
+                t.start()
+
+    def _relay(self, c):
+        if self.stopping.wait(self.delay):
+            return
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            return
+        with self.lock:
+            self.conns.append(up)
+        peer = {c: up, up: c}
+        deadline = time.monotonic() + RELAY_MAX
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([c, up], [], [], 0.1)
+            for s in readable:
+                try:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    peer[s].sendall(data)
+                except OSError:
+                    return
+
+    def close(self):
+        self.stopping.set()
+        with self.lock:
+            threads = list(self.threads)
+        for t in threads:
+            t.join(timeout=5)
+        with self.lock:
+            for c in self.conns:
+                c.close()
+        self.sock.close()
+
+
+class AcmeSignalTest(KeelTestCase):
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="keel-acme-signal-")
+        self.addCleanup(shutil.rmtree, self.state, True)
+        self.health_port = free_port()
+
+    def tarpit(self, **kw):
+        t = Tarpit(**kw)
+        self.addCleanup(t.close)
+        return t
+
+    def start(self, directory_url, ca_file, *before_command, notify=True):
+        config = f"""
+certificate:
+  provider: acme
+  dns_names: [localhost]
+  acme:
+    directory_url: {directory_url}
+    ca_file: {ca_file}
+    email: ops@example.com
+    timeout: 60s
+"""
+        env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
+               "no_proxy": "127.0.0.1,localhost"}
+        return self.keel(*before_command, "serve", config=config, env=env, notify=notify)
+
+    def stop_in_issuance(self, k, tarpit):
+        """SIGTERM once the tarpit holds a connection (keel is inside its first issuance); the
+        seconds from the signal to the exit, and the exit's (status, stderr)."""
+        self.assertTrue(tarpit.accepted.wait(30), "the issuance never reached the tarpit: " + k.stderr_so_far())
+        time.sleep(0.3)  # well inside the wait, not at its first step
+        self.assertIsNone(k.proc.poll(), k.stderr_so_far())
+        t0 = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait(timeout=90)
+        return time.monotonic() - t0, status, err
+
+    def assert_stopped_by_the_signal(self, k, elapsed, status, err):
+        self.assertEqual(status, 0, err)
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to exit; stderr:\n{err}")
+        self.assertIn("Received signal: terminated", err)
+        for label in ("token provider", "metrics exporter", "health check"):
+            self.assertIn(f"Skipped {label} start", err)
+        self.assertNotIn("ignoring", err)
+        self.assertNotIn("Error starting certificate provider", err)
+        self.assertFalse(any("READY=1" in m for m in k.messages()), k.messages())
+        print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
+
+    def test_sigterm_during_a_slow_validation(self):
+        # pebble validates through a relay that holds each connection 8 s (under pebble's own
+        # 15 s) before it passes it on to keel's responder: the issuance would succeed, late.
+        relay = self.tarpit(delay=8, target=self.health_port)
+        pebble = Pebble(relay.port)
+        self.addCleanup(pebble.close)
+        k = self.start(pebble.directory_url, pebble.ca_file)
+        self.assert_stopped_by_the_signal(k, *self.stop_in_issuance(k, relay))
+        self.assertEqual(pebble.issued(), 0)
+
+    def test_sigterm_during_a_stalled_validation(self):
+        # pebble validates against a port that accepts and never answers: the validation fails
+        # when pebble gives up, which used to make the signal "ignoring" and the exit 1.
+        stall = self.tarpit()
+        pebble = Pebble(stall.port)
+        self.addCleanup(pebble.close)
+        k = self.start(pebble.directory_url, pebble.ca_file)
+        self.assert_stopped_by_the_signal(k, *self.stop_in_issuance(k, stall))
+
+    def test_sigterm_while_the_ca_does_not_answer(self):
+        # The directory request itself hangs (a TLS handshake nobody answers): the fetch is
+        # abandoned, not waited out to its timeout.
+        silent = self.tarpit()
+        k = self.start(f"https://127.0.0.1:{silent.port}/dir", "/dev/null")
+        self.assert_stopped_by_the_signal(k, *self.stop_in_issuance(k, silent))
+
+    def test_sigterm_to_a_daemon_during_its_first_issuance(self):
+        # --daemon forks after the signals are set up: the daemon needs a stop descriptor of its
+        # own (an epoll set made in the parent waits on the parent's signal queue).
+        silent = self.tarpit()
+        pidfile = os.path.join(self.state, "keel.pid")
+        k = self.start(f"https://127.0.0.1:{silent.port}/dir", "/dev/null", "--daemon", "--pidfile", pidfile, notify=False)
+        self.assertTrue(silent.accepted.wait(30), "the issuance never reached the CA: " + k.stderr_so_far())
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        deadline = t0 + 30
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        self.assertFalse(alive(pid), "the daemon did not stop on SIGTERM")
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to the daemon's exit")
+        status, _, err = k.wait(timeout=30)
+        self.assertIn("exited before it was ready", err)
+        print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
