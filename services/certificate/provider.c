@@ -396,7 +396,8 @@ int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
         backup_write(s, ret);
         return 0;
     }
-    if (!(s->config.backup & CERT_BACKUP_READ))
+    /* A stop that ended the issuance (-ECANCELED) is no failure of the provider's. */
+    if (!(s->config.backup & CERT_BACKUP_READ) || r == -ECANCELED)
         return r;
     cert_error why = {};
     if (backup_read(s, ret, &why) < 0) {

@@ -84,7 +84,8 @@ static int client_pair(keel_app *app, const token_provider_settings *p, char **r
 }
 
 /* token.provider oauth2: the issuer answers a first request (the client's default scope), so a
- * wrong URL, trust anchor or credential fails the start, not the first client. */
+ * wrong URL, trust anchor or credential fails the start, not the first client. It is a credential
+ * fetch in start: a stop signal ends it (decision 24). */
 int token__issuer_start(token_service *token, keel_app *app)
 {
     token_provider_settings *p = &token->provider;
@@ -99,7 +100,7 @@ int token__issuer_start(token_service *token, keel_app *app)
     if (r < 0)
         return keel_app_fail(app, r, "%s", why);
     token_minted t = { 0 };
-    r = oauth2_fetch(token->issuer, NULL, NULL, keel_now_realtime(), &t, why, sizeof why);
+    r = oauth2_fetch(token->issuer, NULL, NULL, keel_now_realtime(), keel_app_stop_fd(app), &t, why, sizeof why);
     token_minted_done(&t);
     if (r < 0)
         return keel_app_fail(app, r, "Cannot get a token from the OAuth2 issuer %s: %s", c.token_url, why);

@@ -302,7 +302,8 @@ int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_
     return 0;
 }
 
-int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, token_minted *ret, char *error, size_t size)
+int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, int cancel_fd, token_minted *ret, char *error,
+                 size_t size)
 {
     char body[1024];
     keel_strbuf sb = KEEL_STRBUF_INIT(body);
@@ -324,7 +325,9 @@ int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t no
                               NULL };
     keel_fetch_response resp = {};
     char why[KEEL_FETCH_ERROR_MAX];
+    (void) keel_fetch_set_cancel_fd(f, cancel_fd);
     int r = keel_fetch_request(f, "POST", o->token_url, headers, body, sb.len, &resp, why);
+    (void) keel_fetch_set_cancel_fd(f, -1);
     if (r < 0) {
         (void) keel_fetch_free(f); /* its connection may be broken: not reused */
         return fail(error, size, r, "%s", why);

@@ -29,8 +29,10 @@ oauth2 *oauth2_free(oauth2 *o);
 /* A token for the scope of @domain and @role (both NULL: the client's default scope) at @now
  * (CLOCK_REALTIME µs) into *@ret: -EACCES when the issuer refused the client, -ETIMEDOUT and the
  * errors of keel_fetch_request() when it cannot be reached, -EBADMSG for an answer that is not
- * RFC 6749's; the reason in @error. Blocks for at most token.oauth2.timeout. Any thread. */
-int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, token_minted *ret, char *error, size_t size);
+ * RFC 6749's, -ECANCELED as soon as @cancel_fd (or -1: none) is readable; the reason in @error.
+ * Blocks for at most token.oauth2.timeout. Any thread. */
+int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, int cancel_fd, token_minted *ret, char *error,
+                 size_t size);
 const char *oauth2_token_url(const oauth2 *o);
 /* The issuer's answer @resp: RFC 6749 §5.1 into *@ret (expiring @now + expires_in), or §5.2's
  * error as the reason: -EACCES (HTTP 400, 401), -EIO (another status), -EBADMSG (not RFC 6749's). */

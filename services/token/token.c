@@ -124,7 +124,8 @@ static int mint(const char *domain, const char *role, keel_usec_t now, void *use
     token_service *token = userdata;
     if (token->issuer) {
         char why[512];
-        int r = oauth2_fetch(token->issuer, domain, role, now, ret, why, sizeof why);
+        /* Not cancelled at a stop: a request in flight is answered through the drain. */
+        int r = oauth2_fetch(token->issuer, domain, role, now, -1, ret, why, sizeof why);
         if (r < 0)
             return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to get a token for domain[%s] role[%s] from %s: %s",
                                           domain, role, oauth2_token_url(token->issuer), why);

@@ -110,11 +110,12 @@ class AcmeSignalTest(KeelTestCase):
         self.addCleanup(t.close)
         return t
 
-    def start(self, directory_url, ca_file, *before_command, notify=True):
+    def start(self, directory_url, ca_file, *before_command, notify=True, backup="none"):
         config = f"""
 certificate:
   provider: acme
   dns_names: [localhost]
+  backup: {backup}
   acme:
     directory_url: {directory_url}
     ca_file: {ca_file}
@@ -195,6 +196,59 @@ certificate:
         status, _, err = k.wait(timeout=30)
         self.assertIn("exited before it was ready", err)
         print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
+
+    def test_sigterm_during_the_first_issuance_does_not_start_from_the_backup(self):
+        # A backup to fall back on when the provider fails: a stop is no failure of the CA's, so
+        # the start ends there instead of serving from the backup.
+        local = self.keel("serve", config="certificate:\n  dns_names: [localhost]\n  backup: write\n",
+                          env={"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}"})
+        local.ready()
+        local.kill(signal.SIGTERM)
+        self.assertEqual(local.wait()[0], 0)
+        for name in ("key.pem", "cert.pem", "ca.key.pem", "ca.pem"):
+            os.unlink(os.path.join(self.state, name))
+        self.assertTrue(os.path.exists(os.path.join(self.state, "backup", "cert.pem")))
+        silent = self.tarpit()
+        k = self.start(f"https://127.0.0.1:{silent.port}/dir", "/dev/null", backup="read")
+        elapsed, status, err = self.stop_in_issuance(k, silent)
+        self.assert_stopped_by_the_signal(k, elapsed, status, err)
+        self.assertNotIn("starting from the backup", err)
+
+
+class OAuth2SignalTest(KeelTestCase):
+    """The token service's first OAuth2 request in start is a credential fetch too."""
+
+    def test_sigterm_while_the_oauth2_issuer_does_not_answer(self):
+        tmp = tempfile.mkdtemp(prefix="keel-oauth2-signal-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        secret = os.path.join(tmp, "secret")
+        with open(secret, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(secret, 0o600)
+        silent = Tarpit()
+        self.addCleanup(silent.close)
+        config = f"""token:
+  provider: oauth2
+  oauth2:
+    token_url: https://127.0.0.1:{silent.port}/token
+    client_id: agent
+    client_auth: client_secret_basic
+    client_secret_file: {secret}
+    timeout: 60s
+"""
+        k = self.keel("serve", config=config, env={"no_proxy": "127.0.0.1,localhost"})
+        self.assertTrue(silent.accepted.wait(30), "the first request never reached the issuer: " + k.stderr_so_far())
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait(timeout=90)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(status, 0, err)
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to exit; stderr:\n{err}")
+        for label in ("metrics exporter", "health check"):
+            self.assertIn(f"Skipped {label} start", err)
+        self.assertNotIn("Error starting token provider", err)
+        self.assertFalse(any("READY=1" in m for m in k.messages()), k.messages())
 
 
 if __name__ == "__main__":
