@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-/** An application: its state machine, its observers, its event loop. Body in core/app.c. */
+/** An application: its state machine, its observers, its event loop. */
 typedef struct keel_app keel_app;
 /** One registered observer; owned by its app. */
 typedef struct keel_observer keel_observer;
@@ -94,7 +94,8 @@ extern const struct keel_plugin *const __stop_keel_plugins[] __attribute__((weak
  */
 static inline int keel_app_run(keel_app *app, int argc, char **argv)
 {
-    keel_run_options o = { .plugins_start = __start_keel_plugins, .plugins_stop = __stop_keel_plugins };
+    /* Positional: a header C++ includes too, where designated initializers came only with C++20. */
+    keel_run_options o = { __start_keel_plugins, __stop_keel_plugins, false };
     return keel_app_run_with(app, argc, argv, &o);
 }
 

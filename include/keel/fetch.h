@@ -11,10 +11,10 @@ extern "C" {
  * An HTTP(S) client for a service that talks to other servers: an ACME CA, an OAuth2 token
  * endpoint. libcurl does the work; it is loaded with dlopen() when the first client is made and
  * unloaded when the last one is freed, so a daemon that fetches once a day does not keep its
- * dependencies mapped in between (docs/decisions/0011). A client keeps its connections open
+ * dependencies mapped in between. A client keeps its connections open
  * between requests. Every function is safe on any thread; one client is used by one thread at
  * a time. No redirect is followed, proxies are taken from the environment as curl(1) does
- * (https_proxy, no_proxy), and signals are never used for timeouts. Body in core/http/fetch.c.
+ * (https_proxy, no_proxy), and signals are never used for timeouts.
  */
 typedef struct keel_fetch keel_fetch;
 
