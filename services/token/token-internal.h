@@ -14,6 +14,19 @@
 #include "token.h"
 #include "workers.h"
 
+/* token.targets and the files they are written to (files.c): a table of its own. */
+typedef struct token_files {
+    struct {
+        char **targets;
+        char *dir, *mode, *group;
+    } config;
+    mode_t mode;             /* token.file_mode */
+    gid_t gid;               /* token.file_group, or (gid_t) -1 */
+    char **domains, **roles; /* of each target (owned) */
+    char **written;          /* the JWT last written for each target, NULL before (owned) */
+    size_t n;
+} token_files;
+
 typedef struct token_service {
     struct {
         keel_address address, jwks_address;
@@ -29,12 +42,13 @@ typedef struct token_service {
     keel_http_server *jwks_server;    /* owned: token.jwks_server, or NULL */
     tls_server *tls;                  /* owned: the server's TLS, or NULL */
     token_provider_settings provider; /* token.provider, token.oauth2.* (a table of its own) */
+    token_files files;                /* token.targets, token.dir, token.file_* (a table of its own) */
     oauth2 *issuer;                   /* owned: token.provider oauth2, or NULL */
     token_workers *workers;           /* owned: answer the requests that wait on the issuer */
     keel_task_group *tasks;           /* owned: the refresh task and the memory reporter */
     keel_work *work;                  /* borrowed from the app: the server's tracker, which refreshes join */
     /* borrowed from the metrics registry: */
-    keel_counter *refreshed, *refresh_failed;
+    keel_counter *refreshed, *refresh_failed, *files_written, *file_failures;
     /* The live keys as other threads read them: copied at configure and at every refresh. */
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
     /* Start reached the restore of the cache kept by the last stop: this stop keeps it in turn. */
@@ -59,6 +73,15 @@ int token__answer_token_ok(reply to, const char *id, const token_minted *t, cons
  * issuer (a first token, the workers). Failures of the start are given to keel_app_fail(). */
 int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role);
 int token__issuer_start(token_service *token, keel_app *app);
+
+/* files.c: the table of token.targets and its keys; their check at configure (a configuration
+ * error names the key); writing every target's file whose token changed (at start, then after
+ * each refresh: the first error, each one logged); what configure made, freed at finalize. */
+extern const keel_config_key token_files_config_keys[];
+extern const size_t token_files_n_config_keys;
+int token__files_configure(token_service *token, keel_app *app);
+int token__files_write(token_service *token, bool at_start);
+void token__files_free(token_service *token);
 
 /* kept.c: the cache across a restart. At start, before the server accepts: the tokens the last
  * stop kept go back into the cache (never fails: a refusal is a warning, and the cache starts

@@ -307,6 +307,8 @@ static void refresh_once(token_service *token)
         return;
     size_t failed = 0;
     r = token_cache_refresh(token->cache, keel_now_realtime(), &failed);
+    if (r >= 0)
+        (void) token__files_write(token, false); /* each failure logged and counted */
     keel_work_end(token->work, r >= 0 && failed == 0);
     keel_counter_add(r >= 0 && failed == 0 ? token->refreshed : token->refresh_failed, 1);
     if (r < 0)
@@ -434,6 +436,12 @@ static int add_metrics(token_service *token, keel_metrics *m, token_cache_metric
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_refreshes_total", "Refresh attempts of the token cache, by result.",
                                  (const char *const[]){ "result", "error", NULL }, &token->refresh_failed);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_files_total", "Writes of the token files of token.targets, by result.",
+                                 (const char *const[]){ "result", "ok", NULL }, &token->files_written);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_token_files_total", "Writes of the token files of token.targets, by result.",
+                                 (const char *const[]){ "result", "error", NULL }, &token->file_failures);
     return r; /* RSS is process_resident_memory_bytes, read at each scrape: no series of our own repeats it */
 }
 
@@ -479,6 +487,8 @@ static int token_configure(keel_service *s, void *state)
     if (!token->cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(token->cache, &m);
+    if ((r = token__files_configure(token, app)) < 0)
+        return r;
     apply_live_config(token);
     /* The first server to start: a TLS server's ready check needs libcurl, which loads meanwhile
      * (decisions 11 and 26). */
@@ -526,6 +536,9 @@ static int token_start(keel_service *s, void *state)
         return r;
     /* Last before the server: a start that failed before it leaves what was kept to the next one. */
     token__restore_cache(token);
+    if (token__files_write(token, true) < 0)
+        return keel_app_fail(app, -EIO, "Cannot write the token files of token.targets in '%s' (see above)",
+                             token->files.config.dir);
     keel_http_options o = { .service = "token",
                             .label = "token provider server",
                             .address = token->config.address,
@@ -569,6 +582,7 @@ static int token_finalize(keel_service *s, void *state)
 {
     token_service *token = state;
     token->cache = token_cache_free(token->cache);
+    token__files_free(token);
     return 0;
 }
 
@@ -594,6 +608,8 @@ static int token_register(keel_app *app)
     if (r >= 0) {
         token_service *token = keel_service_state(s);
         r = keel_app_add_config(app, oauth2_config_keys, oauth2_n_config_keys, &token->provider);
+        if (r >= 0)
+            r = keel_app_add_config(app, token_files_config_keys, token_files_n_config_keys, &token->files);
     }
     return r < 0 ? r : token_command_register(app, s);
 }

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tokens delivered as files (token.targets, token.dir): a program that cannot ask /token (nginx,
+ * a JVM, a shell script) reads `<domain>:role.<role>.token` instead, the JWT alone. Each file is
+ * written at start and again after every refresh of the cache, before its token expires; a new
+ * file is staged under a temporary name with its mode and group, synced and renamed into place, so
+ * a reader sees the old token or the new one, whole, with the right permissions.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <keel/fileio.h>
+#include <keel/util.h>
+
+#include "request.h"
+#include "token-internal.h"
+
+#define F(field) offsetof(token_files, config.field)
+const keel_config_key token_files_config_keys[] = {
+    { .key = "token.targets",
+      .type = KEEL_CONFIG_LIST,
+      .offset = F(targets),
+      .def = "[]",
+      .help = "domain:role pairs whose tokens are written to token.dir and kept fresh" },
+    { .key = "token.dir",
+      .type = KEEL_CONFIG_PATH,
+      .offset = F(dir),
+      .def = "''",
+      .help = "where the token of each of token.targets is written, as <domain>:role.<role>.token (required with targets)" },
+    { .key = "token.file_mode",
+      .type = KEEL_CONFIG_STRING,
+      .offset = F(mode),
+      .def = "0440",
+      .help = "octal mode of the token files: owner and group only (a token is a credential)" },
+    { .key = "token.file_group",
+      .type = KEEL_CONFIG_STRING,
+      .offset = F(group),
+      .def = "''",
+      .help = "group (name or number) of the token files, for a workload that runs as another user; empty: keel's own" },
+};
+const size_t token_files_n_config_keys = ELEMENTSOF(token_files_config_keys);
+
+static int parse_mode(const char *text, mode_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long m = strtoul(text, &end, 8);
+    if (errno || end == text || *end || m > 0777)
+        return -EINVAL;
+    *ret = (mode_t) m;
+    return 0;
+}
+
+static int parse_group(const char *text, gid_t *ret)
+{
+    if (!*text)
+        return *ret = (gid_t) -1, 0;
+    char *end, buf[4096];
+    unsigned long id = strtoul(text, &end, 10);
+    if (*end == '\0' && end != text)
+        return *ret = (gid_t) id, 0;
+    struct group g, *found = NULL;
+    if (getgrnam_r(text, &g, buf, sizeof buf, &found) != 0 || !found)
+        return -ENOENT;
+    *ret = found->gr_gid;
+    return 0;
+}
+
+/* "domain:role" into its halves, checked as /token checks its headers. */
+static int split_target(const char *target, char **ret_domain, char **ret_role, char *reason, size_t size)
+{
+    const char *colon = strchr(target, ':');
+    if (!colon) {
+        (void) snprintf(reason, size, "'%s' is not domain:role", target);
+        return -EINVAL;
+    }
+    _cleanup_free_ char *domain = strndup(target, (size_t) (colon - target)), *role = strdup(colon + 1);
+    if (!domain || !role)
+        return -ENOMEM;
+    int r = token_check_value("the domain", domain, reason, size);
+    if (r >= 0)
+        r = token_check_value("the role", role, reason, size);
+    if (r < 0)
+        return r;
+    *ret_domain = TAKE_PTR(domain);
+    *ret_role = TAKE_PTR(role);
+    return 0;
+}
+
+static int check_settings(token_service *token, keel_app *app)
+{
+    token_files *f = &token->files;
+    if (parse_mode(f->config.mode, &f->mode) < 0)
+        return keel_app_fail(app, -EINVAL, "token.file_mode '%s' is not an octal mode such as 0440", f->config.mode);
+    if (f->mode & 0007)
+        return keel_app_fail(
+            app, -EINVAL, "token.file_mode %04o lets others read or write the tokens: give the reader the group (token.file_group)",
+            (unsigned) f->mode);
+    if (parse_group(f->config.group, &f->gid) < 0)
+        return keel_app_fail(app, -EINVAL, "token.file_group '%s' is no group of this system", f->config.group);
+    if (!*f->config.dir)
+        return keel_app_fail(app, -EINVAL, "token.targets is set: set token.dir too, where the token files go");
+    /* A file must be written again before its token expires: the refresh does that. */
+    if (token->config.refresh_interval + TOKEN_CACHE_MIN_LEFT >= token->config.expiry)
+        return keel_app_fail(app, -EINVAL,
+                             "token.targets is set: token.refresh_interval must be shorter than token.expiry less a minute, or "
+                             "the token files would expire before they are written again");
+    return 0;
+}
+
+int token__files_configure(token_service *token, keel_app *app)
+{
+    token_files *f = &token->files;
+    size_t n = keel_strv_length(f->config.targets);
+    if (n == 0)
+        return 0;
+    int r = check_settings(token, app);
+    if (r < 0)
+        return r;
+    if (!(f->domains = calloc(n + 1, sizeof *f->domains)) || !(f->roles = calloc(n + 1, sizeof *f->roles)) ||
+        !(f->written = calloc(n + 1, sizeof *f->written)))
+        return keel_app_fail(app, -ENOMEM, "Out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char reason[256];
+        if ((r = split_target(f->config.targets[i], &f->domains[i], &f->roles[i], reason, sizeof reason)) < 0)
+            return keel_app_fail(app, r, "token.targets[%zu]: %s", i, r == -ENOMEM ? "out of memory" : reason);
+    }
+    f->n = n;
+    return 0;
+}
+
+/* Stages @jwt with the files' mode and group, then renames it into place. */
+static int write_one(const token_files *f, const char *path, const char *jwt)
+{
+    _cleanup_free_ char *tmp = NULL;
+    int r = keel_file_stage(path, jwt, strlen(jwt), f->mode, &tmp);
+    if (r < 0)
+        return r;
+    if (f->gid != (gid_t) -1 && chown(tmp, (uid_t) -1, f->gid) < 0)
+        r = -errno;
+    if (r >= 0)
+        r = keel_file_rename_durable(tmp, path);
+    if (r < 0)
+        (void) unlink(tmp);
+    return r;
+}
+
+static int write_target(token_service *token, size_t i)
+{
+    token_files *f = &token->files;
+    token_minted t = { 0 };
+    int r = token_cache_get(token->cache, f->domains[i], f->roles[i], keel_now_realtime(), &t);
+    if (r < 0)
+        return r;
+    if (f->written[i] && streq(f->written[i], t.jwt)) {
+        token_minted_done(&t);
+        return 0;
+    }
+    char path[PATH_MAX];
+    (void) snprintf(path, sizeof path, "%s/%s:role.%s.token", f->config.dir, f->domains[i], f->roles[i]);
+    if ((r = write_one(f, path, t.jwt)) >= 0) {
+        free(f->written[i]);
+        f->written[i] = TAKE_PTR(t.jwt);
+    }
+    token_minted_done(&t);
+    return r < 0 ? r : 1;
+}
+
+int token__files_write(token_service *token, bool at_start)
+{
+    token_files *f = &token->files;
+    int first = 0;
+    size_t wrote = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        int r = write_target(token, i);
+        keel_counter_add(r < 0 ? token->file_failures : token->files_written, r < 0 ? 1 : (uint64_t) (r > 0));
+        wrote += r > 0;
+        if (r < 0 && first == 0)
+            first = r;
+        if (r < 0)
+            keel_log_service_errno("token", at_start ? KEEL_LOG_ERROR : KEEL_LOG_WARNING, r,
+                                   "Failed to write the token of domain[%s] role[%s] to '%s': %m%s", f->domains[i], f->roles[i],
+                                   f->config.dir, at_start ? "" : "; the file keeps the last one");
+    }
+    if (wrote > 0)
+        keel_log_service("token", KEEL_LOG_INFO, "Wrote %zu of %zu token files in '%s'", wrote, f->n, f->config.dir);
+    return first;
+}
+
+void token__files_free(token_service *token)
+{
+    token_files *f = &token->files;
+    for (size_t i = 0; f->written && i < f->n; i++)
+        free(f->written[i]); /* NULL until first written: not a NULL-terminated list */
+    free(f->written);
+    f->written = NULL;
+    f->domains = keel_strv_free(f->domains);
+    f->roles = keel_strv_free(f->roles);
+    f->n = 0;
+}
