@@ -40,7 +40,8 @@ typedef struct certificate_config {
     int key_type; /* cert_key_type */
     int64_t rsa_bits;
     char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
-    keel_usec_t publish_delay; /* file: a new key is the next one this long before it signs */
+    keel_usec_t publish_delay;                /* file: a new key is the next one this long before it signs */
+    char *out_dir, *out_key_mode, *out_group; /* the pair delivered to another program (out.c) */
     struct {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
@@ -74,6 +75,11 @@ typedef struct cert_service {
     atomic_uint_fast64_t interval;   /* config.refresh_interval as the refresh task reads it (live) */
     atomic_uint_fast64_t renewal_at; /* CLOCK_MONOTONIC µs of the refresh task's next attempt, 0 before it runs */
     sd_event_source *clock_watch;    /* owned: tells of steps of the wall clock (clock.c) */
+    mode_t out_key_mode;             /* certificate.out_key_mode */
+    gid_t out_gid;                   /* certificate.out_group, or (gid_t) -1 */
+    char out_kid[64];                /* the key last delivered to out_dir */
+    int out_error;                   /* of the last delivery: 0, or a negative errno */
+    keel_counter *out_written, *out_failures; /* keel_certificate_deliveries_total{result} */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
 } cert_service;
@@ -117,6 +123,11 @@ int keel__cert_watch_start(cert_service *s);
 void keel__cert_refresh_stop(cert_service *s);
 /* Whether the current certificate is due for renewal now (keel__cert_due()). */
 bool keel__cert_current_due(cert_service *s);
+
+/* out.c */
+/* Checks certificate.out_* and, with out_dir set, delivers each new current credential there
+ * (the outcome in out_error, logged and counted). Configure only. */
+int keel__cert_out_configure(cert_service *s, keel_app *app);
 
 /* clock.c */
 /* Wakes the refresh task at each step of the wall clock, so that it schedules again. */

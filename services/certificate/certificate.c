@@ -135,6 +135,21 @@ static const keel_config_key config_keys[] = {
       .min = 1000000,
       .max = 3600LL * 1000000,
       .help = "provider acme: the most an issuance may take, validation included" },
+    { .key = "certificate.out_dir",
+      .type = KEEL_CONFIG_PATH,
+      .offset = C(out_dir),
+      .def = "''",
+      .help = "a directory where key.pem and cert.pem of each new pair are delivered for another program (swapped atomically)" },
+    { .key = "certificate.out_key_mode",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(out_key_mode),
+      .def = "0440",
+      .help = "octal mode of the delivered key.pem: owner and group only" },
+    { .key = "certificate.out_group",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(out_group),
+      .def = "''",
+      .help = "group (name or number) of the delivered files, for a program that runs as another user; empty: keel's own" },
 };
 #undef C
 
@@ -164,7 +179,7 @@ static int certificate_configure(keel_service *svc, void *state)
     for (char **n = c->dns_names; *n; n++)
         if (!keel__cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
-    return 0;
+    return keel__cert_out_configure(s, app);
 }
 
 /* ---- health and metrics ---------------------------------------------------------------------------- */
@@ -237,6 +252,12 @@ static int register_checks(cert_service *s)
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_certificate_refresh_failures_total", "Certificate refresh attempts that failed", NULL,
                                  &s->refresh_failures);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_certificate_deliveries_total", "Pairs delivered to certificate.out_dir, by result",
+                                 (const char *const[]){ "result", "ok", NULL }, &s->out_written);
+    if (r >= 0)
+        r = keel_metrics_counter(m, "keel_certificate_deliveries_total", "Pairs delivered to certificate.out_dir, by result",
+                                 (const char *const[]){ "result", "error", NULL }, &s->out_failures);
     if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME)
         r = keel__acme_register_metrics(s);
     s->checks_registered = r >= 0;
@@ -292,6 +313,9 @@ static int certificate_start(keel_service *svc, void *state)
     (void) pthread_mutex_unlock(&s->lock);
     if (r < 0)
         return keel_app_fail(app, r, "%s", e.text);
+    if (s->out_error < 0)
+        return keel_app_fail(app, s->out_error, "Cannot deliver the pair to certificate.out_dir '%s' (see above)",
+                             s->config.out_dir);
     if (s->read_only) /* a command that exits soon: nothing to keep fresh */
         return 0;
 

@@ -7,15 +7,13 @@
  * a reader sees the old token or the new one, whole, with the right permissions.
  */
 #include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <keel/fileio.h>
 #include <keel/util.h>
 
+#include "delivery.h"
 #include "request.h"
 #include "token-internal.h"
 
@@ -44,32 +42,6 @@ const keel_config_key token_files_config_keys[] = {
 };
 const size_t token_files_n_config_keys = ELEMENTSOF(token_files_config_keys);
 
-static int parse_mode(const char *text, mode_t *ret)
-{
-    char *end;
-    errno = 0;
-    unsigned long m = strtoul(text, &end, 8);
-    if (errno || end == text || *end || m > 0777)
-        return -EINVAL;
-    *ret = (mode_t) m;
-    return 0;
-}
-
-static int parse_group(const char *text, gid_t *ret)
-{
-    if (!*text)
-        return *ret = (gid_t) -1, 0;
-    char *end, buf[4096];
-    unsigned long id = strtoul(text, &end, 10);
-    if (*end == '\0' && end != text)
-        return *ret = (gid_t) id, 0;
-    struct group g, *found = NULL;
-    if (getgrnam_r(text, &g, buf, sizeof buf, &found) != 0 || !found)
-        return -ENOENT;
-    *ret = found->gr_gid;
-    return 0;
-}
-
 /* "domain:role" into its halves, checked as /token checks its headers. */
 static int split_target(const char *target, char **ret_domain, char **ret_role, char *reason, size_t size)
 {
@@ -94,13 +66,13 @@ static int split_target(const char *target, char **ret_domain, char **ret_role, 
 static int check_settings(token_service *token, keel_app *app)
 {
     token_files *f = &token->files;
-    if (parse_mode(f->config.mode, &f->mode) < 0)
+    if (delivery_parse_mode(f->config.mode, &f->mode) < 0)
         return keel_app_fail(app, -EINVAL, "token.file_mode '%s' is not an octal mode such as 0440", f->config.mode);
     if (f->mode & 0007)
         return keel_app_fail(
             app, -EINVAL, "token.file_mode %04o lets others read or write the tokens: give the reader the group (token.file_group)",
             (unsigned) f->mode);
-    if (parse_group(f->config.group, &f->gid) < 0)
+    if (delivery_parse_group(f->config.group, &f->gid) < 0)
         return keel_app_fail(app, -EINVAL, "token.file_group '%s' is no group of this system", f->config.group);
     if (!*f->config.dir)
         return keel_app_fail(app, -EINVAL, "token.targets is set: set token.dir too, where the token files go");
@@ -133,22 +105,6 @@ int token__files_configure(token_service *token, keel_app *app)
     return 0;
 }
 
-/* Stages @jwt with the files' mode and group, then renames it into place. */
-static int write_one(const token_files *f, const char *path, const char *jwt)
-{
-    _cleanup_free_ char *tmp = NULL;
-    int r = keel_file_stage(path, jwt, strlen(jwt), f->mode, &tmp);
-    if (r < 0)
-        return r;
-    if (f->gid != (gid_t) -1 && chown(tmp, (uid_t) -1, f->gid) < 0)
-        r = -errno;
-    if (r >= 0)
-        r = keel_file_rename_durable(tmp, path);
-    if (r < 0)
-        (void) unlink(tmp);
-    return r;
-}
-
 static int write_target(token_service *token, size_t i)
 {
     token_files *f = &token->files;
@@ -162,7 +118,7 @@ static int write_target(token_service *token, size_t i)
     }
     char path[PATH_MAX];
     (void) snprintf(path, sizeof path, "%s/%s:role.%s.token", f->config.dir, f->domains[i], f->roles[i]);
-    if ((r = write_one(f, path, t.jwt)) >= 0) {
+    if ((r = delivery_write(path, t.jwt, strlen(t.jwt), f->mode, f->gid)) >= 0) {
         free(f->written[i]);
         f->written[i] = TAKE_PTR(t.jwt);
     }

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pair delivered to another program (certificate.out_dir): key.pem and cert.pem (the leaf,
+ * then its chain), as nginx, Envoy or a JVM read them. A rotation must never show a reader the new
+ * key with the old certificate, so each pair goes into a directory of its own, `.pair-<kid>`, and
+ * the link `current` is swapped to it in one rename; key.pem and cert.pem are links through
+ * `current` (Kubernetes' atomic writer does the same for volumes). The previous pair's directory
+ * stays until the next rotation, so that a reader that resolved `current` just before a swap still
+ * finds both its files; older ones go.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certificate-service.h"
+#include "delivery.h"
+
+#define PAIR_PREFIX ".pair-"
+
+/* @dir/@name into @buf: 0, or -ENAMETOOLONG. */
+static int join(char *buf, size_t size, const char *dir, const char *name)
+{
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* @target as the link @dir/@name, replacing what is there in one rename. */
+static int link_swap(const char *dir, const char *name, const char *target)
+{
+    char tmp[PATH_MAX], path[PATH_MAX], tmp_name[64];
+    (void) snprintf(tmp_name, sizeof tmp_name, ".%s.tmp", name);
+    if (join(tmp, sizeof tmp, dir, tmp_name) < 0 || join(path, sizeof path, dir, name) < 0)
+        return -ENAMETOOLONG;
+    (void) unlink(tmp);
+    if (symlink(target, tmp) < 0 || rename(tmp, path) < 0) {
+        int r = -errno;
+        (void) unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+static int write_pair(const cert_service *s, const credential *c, const char *dir)
+{
+    char path[PATH_MAX];
+    char *pem = NULL;
+    size_t size = 0;
+    int r = join(path, sizeof path, dir, "key.pem");
+    if (r >= 0)
+        r = keel__cert_key_pem(credential_key(c), &pem, &size);
+    if (r >= 0)
+        r = delivery_write(path, pem, size, s->out_key_mode, s->out_gid);
+    keel__cert_pem_free(pem, size);
+    pem = NULL;
+    if (r >= 0)
+        r = join(path, sizeof path, dir, "cert.pem");
+    if (r >= 0)
+        r = keel__cert_certs_pem(credential_cert(c), credential_chain(c), &pem, &size);
+    if (r >= 0)
+        r = delivery_write(path, pem, size, 0444, s->out_gid);
+    keel__cert_pem_free(pem, size);
+    return r;
+}
+
+/* Every `.pair-*` directory but the current one's and the previous one's, with what is in it. */
+static void remove_old_pairs(const char *dir, const char *current, const char *previous_kid)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, PAIR_PREFIX, strlen(PAIR_PREFIX)) != 0 || streq(e->d_name, current) ||
+            streq(e->d_name + strlen(PAIR_PREFIX), previous_kid))
+            continue;
+        char pair[PATH_MAX], path[PATH_MAX];
+        if (join(pair, sizeof pair, dir, e->d_name) < 0)
+            continue;
+        if (join(path, sizeof path, pair, "key.pem") >= 0)
+            (void) unlink(path);
+        if (join(path, sizeof path, pair, "cert.pem") >= 0)
+            (void) unlink(path);
+        (void) rmdir(pair);
+    }
+    if (d)
+        (void) closedir(d);
+}
+
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    (void) close(fd);
+    return r;
+}
+
+static int deliver(cert_service *s, const credential *c, char *why, size_t size)
+{
+    const char *out = s->config.out_dir;
+    char name[128], dir[PATH_MAX];
+    (void) snprintf(name, sizeof name, PAIR_PREFIX "%s", credential_kid(c));
+    int r = join(dir, sizeof dir, out, name);
+    if (r >= 0 && mkdir(dir, 0750) < 0 && errno != EEXIST)
+        r = -errno;
+    if (r >= 0 && s->out_gid != (gid_t) -1 && chown(dir, (uid_t) -1, s->out_gid) < 0)
+        r = -errno;
+    if (r < 0)
+        return snprintf(why, size, "cannot make '%s': %s", dir, strerror(-r)), r;
+    if ((r = write_pair(s, c, dir)) < 0)
+        return snprintf(why, size, "cannot write the pair in '%s': %s", dir, strerror(-r)), r;
+    r = link_swap(out, "current", name);
+    if (r >= 0)
+        r = link_swap(out, "key.pem", "current/key.pem");
+    if (r >= 0)
+        r = link_swap(out, "cert.pem", "current/cert.pem");
+    if (r >= 0)
+        r = sync_dir(out);
+    if (r < 0)
+        return snprintf(why, size, "cannot link the pair into '%s': %s", out, strerror(-r)), r;
+    remove_old_pairs(out, name, s->out_kid);
+    return 0;
+}
+
+/* After each change of the credential slots, under the service's lock (every publication holds it):
+ * a new current credential is delivered. */
+static void on_change(identity *id, void *userdata)
+{
+    cert_service *s = userdata;
+    _cleanup_(credential_unrefp) credential *c = identity_get(id, IDENTITY_CURRENT);
+    if (!c || s->read_only || streq(s->out_kid, credential_kid(c)))
+        return;
+    char why[PATH_MAX + 128];
+    s->out_error = deliver(s, c, why, sizeof why);
+    keel_counter_add(s->out_error < 0 ? s->out_failures : s->out_written, 1);
+    if (s->out_error < 0) {
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, s->out_error, "Failed to deliver key[%s] to certificate.out_dir: %s", credential_kid(c),
+                       why);
+        return;
+    }
+    (void) snprintf(s->out_kid, sizeof s->out_kid, "%s", credential_kid(c));
+    CERT_LOG(KEEL_LOG_INFO, "Delivered key[%s] and its certificate to '%s'", s->out_kid, s->config.out_dir);
+}
+
+int keel__cert_out_configure(cert_service *s, keel_app *app)
+{
+    if (!*s->config.out_dir)
+        return 0;
+    if (delivery_parse_mode(s->config.out_key_mode, &s->out_key_mode) < 0)
+        return keel_app_fail(app, -EINVAL, "certificate.out_key_mode '%s' is not an octal mode such as 0440",
+                             s->config.out_key_mode);
+    if (s->out_key_mode & 0007)
+        return keel_app_fail(app, -EINVAL,
+                             "certificate.out_key_mode %04o lets others read or write the private key: give the reader the group "
+                             "(certificate.out_group)",
+                             (unsigned) s->out_key_mode);
+    if (delivery_parse_group(s->config.out_group, &s->out_gid) < 0)
+        return keel_app_fail(app, -EINVAL, "certificate.out_group '%s' is no group of this system", s->config.out_group);
+    int r = identity_subscribe(s->identity, on_change, s);
+    return r < 0 ? keel_app_fail(app, r, "Cannot watch the credential: %s", strerror(-r)) : 0;
+}
