@@ -13,6 +13,7 @@
 #include <keel/keel.h>
 
 #include "certificate-internal.h"
+#include "hooks.h"
 #include "identity.h"
 
 typedef enum cert_provider {
@@ -42,6 +43,7 @@ typedef struct certificate_config {
     char *key_file, *cert_file, *ca_key_file, *ca_cert_file;
     keel_usec_t publish_delay;                /* file: a new key is the next one this long before it signs */
     char *out_dir, *out_key_mode, *out_group; /* the pair delivered to another program (out.c) */
+    hook_config out_hooks;                    /* certificate.out_exec, out_signal, out_pidfile, out_hook_timeout */
     struct {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
@@ -80,6 +82,7 @@ typedef struct cert_service {
     char out_kid[64];                /* the key last delivered to out_dir */
     int out_error;                   /* of the last delivery: 0, or a negative errno */
     keel_counter *out_written, *out_failures; /* keel_certificate_deliveries_total{result} */
+    hooks *hooks;                             /* owned: told of each pair that replaces another, or NULL */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
 } cert_service;

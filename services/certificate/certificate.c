@@ -150,6 +150,28 @@ static const keel_config_key config_keys[] = {
       .offset = C(out_group),
       .def = "''",
       .help = "group (name or number) of the delivered files, for a program that runs as another user; empty: keel's own" },
+    { .key = "certificate.out_exec",
+      .type = KEEL_CONFIG_LIST,
+      .offset = C(out_hooks.exec),
+      .def = "[]",
+      .help = "a command (argv) run after each new pair in out_dir replaces another, e.g. [systemctl, reload, nginx]" },
+    { .key = "certificate.out_signal",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(out_hooks.signal),
+      .def = "''",
+      .help = "a signal (HUP, USR1, ...) sent after each new pair in out_dir to the PID in out_pidfile" },
+    { .key = "certificate.out_pidfile",
+      .type = KEEL_CONFIG_PATH,
+      .offset = C(out_hooks.pidfile),
+      .def = "''",
+      .help = "the pidfile of the program out_signal goes to" },
+    { .key = "certificate.out_hook_timeout",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(out_hooks.timeout),
+      .def = "10s",
+      .min = 100000,
+      .max = 600LL * 1000000,
+      .help = "the most out_exec may run before it is killed" },
 };
 #undef C
 
@@ -318,6 +340,8 @@ static int certificate_start(keel_service *svc, void *state)
                              s->config.out_dir);
     if (s->read_only) /* a command that exits soon: nothing to keep fresh */
         return 0;
+    if ((r = hooks_start(s->hooks)) < 0)
+        return keel_app_fail(app, r, "Cannot start the certificate.out hooks: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
 
     if (s->config.provider == CERT_PROVIDER_FILE && (r = keel__cert_watch_start(s)) < 0)
         return keel_app_fail(app, r, "Cannot watch the directory of '%s': %s", s->key_path, strerror(-r));
@@ -331,6 +355,7 @@ static int certificate_stop(keel_service *svc, void *state)
     cert_service *s = state;
     bool started = s->state_dir != NULL;
     keel__cert_refresh_stop(s);
+    s->hooks = hooks_free(s->hooks); /* after the refresh task, the last to deliver */
     EVP_PKEY_free(s->ca_key);
     X509_free(s->ca_cert);
     EVP_PKEY_free(s->next_key);
@@ -377,6 +402,7 @@ static int certificate_setup(keel_service *svc, void *state)
 static void certificate_free(keel_service *svc, void *state)
 {
     cert_service *s = state;
+    s->hooks = hooks_free(s->hooks); /* a command that configured and never started */
     (void) pthread_mutex_destroy(&s->lock);
 }
 

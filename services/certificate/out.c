@@ -96,7 +96,20 @@ static int sync_dir(const char *dir)
     return r;
 }
 
-static int deliver(cert_service *s, const credential *c, char *why, size_t size)
+/* Whether `current` in @out leads to a pair other than @name: the program reads one already. */
+static bool replaces_another(const char *out, const char *name)
+{
+    char link[PATH_MAX], target[PATH_MAX];
+    if (join(link, sizeof link, out, "current") < 0)
+        return false;
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0)
+        return false;
+    target[n] = '\0';
+    return !streq(target, name);
+}
+
+static int deliver(cert_service *s, const credential *c, bool *ret_replaced, char *why, size_t size)
 {
     const char *out = s->config.out_dir;
     char name[128], dir[PATH_MAX];
@@ -110,6 +123,7 @@ static int deliver(cert_service *s, const credential *c, char *why, size_t size)
         return snprintf(why, size, "cannot make '%s': %s", dir, strerror(-r)), r;
     if ((r = write_pair(s, c, dir)) < 0)
         return snprintf(why, size, "cannot write the pair in '%s': %s", dir, strerror(-r)), r;
+    *ret_replaced = replaces_another(out, name);
     r = link_swap(out, "current", name);
     if (r >= 0)
         r = link_swap(out, "key.pem", "current/key.pem");
@@ -132,7 +146,8 @@ static void on_change(identity *id, void *userdata)
     if (!c || s->read_only || streq(s->out_kid, credential_kid(c)))
         return;
     char why[PATH_MAX + 128];
-    s->out_error = deliver(s, c, why, sizeof why);
+    bool replaced = false;
+    s->out_error = deliver(s, c, &replaced, why, sizeof why);
     keel_counter_add(s->out_error < 0 ? s->out_failures : s->out_written, 1);
     if (s->out_error < 0) {
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, s->out_error, "Failed to deliver key[%s] to certificate.out_dir: %s", credential_kid(c),
@@ -141,12 +156,28 @@ static void on_change(identity *id, void *userdata)
     }
     (void) snprintf(s->out_kid, sizeof s->out_kid, "%s", credential_kid(c));
     CERT_LOG(KEEL_LOG_INFO, "Delivered key[%s] and its certificate to '%s'", s->out_kid, s->config.out_dir);
+    /* The first pair a directory gets is read when its program starts: nothing to tell. */
+    if (replaced)
+        hooks_notify(s->hooks);
+}
+
+static int hooks_configure(cert_service *s, keel_app *app)
+{
+    const hook_config *h = &s->config.out_hooks;
+    bool wanted = (h->exec && h->exec[0]) || *h->signal || *h->pidfile;
+    if (wanted && !*s->config.out_dir)
+        return keel_app_fail(app, -EINVAL,
+                             "certificate.out_exec or out_signal is set: set certificate.out_dir too, whose changes they tell");
+    char why[256];
+    int r = hooks_new(app, "certificate", "certificate.out", h, &s->hooks, why, sizeof why);
+    return r < 0 ? keel_app_fail(app, r, "%s", r == -EINVAL ? why : strerror(-r)) : 0;
 }
 
 int keel__cert_out_configure(cert_service *s, keel_app *app)
 {
-    if (!*s->config.out_dir)
-        return 0;
+    int r = hooks_configure(s, app);
+    if (r < 0 || !*s->config.out_dir)
+        return r;
     if (delivery_parse_mode(s->config.out_key_mode, &s->out_key_mode) < 0)
         return keel_app_fail(app, -EINVAL, "certificate.out_key_mode '%s' is not an octal mode such as 0440",
                              s->config.out_key_mode);
@@ -157,6 +188,6 @@ int keel__cert_out_configure(cert_service *s, keel_app *app)
                              (unsigned) s->out_key_mode);
     if (delivery_parse_group(s->config.out_group, &s->out_gid) < 0)
         return keel_app_fail(app, -EINVAL, "certificate.out_group '%s' is no group of this system", s->config.out_group);
-    int r = identity_subscribe(s->identity, on_change, s);
+    r = identity_subscribe(s->identity, on_change, s);
     return r < 0 ? keel_app_fail(app, r, "Cannot watch the credential: %s", strerror(-r)) : 0;
 }

@@ -39,6 +39,28 @@ const keel_config_key token_files_config_keys[] = {
       .offset = F(group),
       .def = "''",
       .help = "group (name or number) of the token files, for a workload that runs as another user; empty: keel's own" },
+    { .key = "token.files_exec",
+      .type = KEEL_CONFIG_LIST,
+      .offset = F(hooks.exec),
+      .def = "[]",
+      .help = "a command (argv) run after a refresh rewrote token files" },
+    { .key = "token.files_signal",
+      .type = KEEL_CONFIG_STRING,
+      .offset = F(hooks.signal),
+      .def = "''",
+      .help = "a signal (HUP, USR1, ...) sent after a refresh rewrote token files to the PID in files_pidfile" },
+    { .key = "token.files_pidfile",
+      .type = KEEL_CONFIG_PATH,
+      .offset = F(hooks.pidfile),
+      .def = "''",
+      .help = "the pidfile of the program files_signal goes to" },
+    { .key = "token.files_hook_timeout",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = F(hooks.timeout),
+      .def = "10s",
+      .min = 100000,
+      .max = 600LL * 1000000,
+      .help = "the most files_exec may run before it is killed" },
 };
 const size_t token_files_n_config_keys = ELEMENTSOF(token_files_config_keys);
 
@@ -84,14 +106,25 @@ static int check_settings(token_service *token, keel_app *app)
     return 0;
 }
 
+static int hooks_configure(token_service *token, keel_app *app, size_t n)
+{
+    const hook_config *h = &token->files.config.hooks;
+    if (n == 0 && ((h->exec && h->exec[0]) || *h->signal || *h->pidfile))
+        return keel_app_fail(app, -EINVAL,
+                             "token.files_exec or files_signal is set: set token.targets too, whose files they tell of");
+    char why[256];
+    int r = hooks_new(app, "token", "token.files", h, &token->files.hooks, why, sizeof why);
+    return r < 0 ? keel_app_fail(app, r, "%s", r == -EINVAL ? why : strerror(-r)) : 0;
+}
+
 int token__files_configure(token_service *token, keel_app *app)
 {
     token_files *f = &token->files;
     size_t n = keel_strv_length(f->config.targets);
-    if (n == 0)
-        return 0;
-    int r = check_settings(token, app);
-    if (r < 0)
+    int r = hooks_configure(token, app, n);
+    if (r < 0 || n == 0)
+        return r;
+    if ((r = check_settings(token, app)) < 0)
         return r;
     if (!(f->domains = calloc(n + 1, sizeof *f->domains)) || !(f->roles = calloc(n + 1, sizeof *f->roles)) ||
         !(f->written = calloc(n + 1, sizeof *f->written)))
@@ -144,12 +177,21 @@ int token__files_write(token_service *token, bool at_start)
     }
     if (wrote > 0)
         keel_log_service("token", KEEL_LOG_INFO, "Wrote %zu of %zu token files in '%s'", wrote, f->n, f->config.dir);
+    /* The files of a start are read when their program starts: the hooks tell of later ones. */
+    if (wrote > 0 && !at_start)
+        hooks_notify(f->hooks);
     return first;
+}
+
+int token__files_start(token_service *token)
+{
+    return hooks_start(token->files.hooks);
 }
 
 void token__files_free(token_service *token)
 {
     token_files *f = &token->files;
+    f->hooks = hooks_free(f->hooks);
     for (size_t i = 0; f->written && i < f->n; i++)
         free(f->written[i]); /* NULL until first written: not a NULL-terminated list */
     free(f->written);

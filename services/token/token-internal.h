@@ -10,6 +10,7 @@
 #include <keel/keel.h>
 
 #include "cache.h"
+#include "hooks.h"
 #include "oauth2.h"
 #include "token.h"
 #include "workers.h"
@@ -19,12 +20,14 @@ typedef struct token_files {
     struct {
         char **targets;
         char *dir, *mode, *group;
+        hook_config hooks; /* token.files_exec, files_signal, files_pidfile, files_hook_timeout */
     } config;
     mode_t mode;             /* token.file_mode */
     gid_t gid;               /* token.file_group, or (gid_t) -1 */
     char **domains, **roles; /* of each target (owned) */
     char **written;          /* the JWT last written for each target, NULL before (owned) */
     size_t n;
+    hooks *hooks; /* owned: told after a refresh rewrote files, or NULL */
 } token_files;
 
 typedef struct token_service {
@@ -81,6 +84,7 @@ extern const keel_config_key token_files_config_keys[];
 extern const size_t token_files_n_config_keys;
 int token__files_configure(token_service *token, keel_app *app);
 int token__files_write(token_service *token, bool at_start);
+int token__files_start(token_service *token);
 void token__files_free(token_service *token);
 
 /* kept.c: the cache across a restart. At start, before the server accepts: the tokens the last

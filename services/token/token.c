@@ -539,6 +539,8 @@ static int token_start(keel_service *s, void *state)
     if (token__files_write(token, true) < 0)
         return keel_app_fail(app, -EIO, "Cannot write the token files of token.targets in '%s' (see above)",
                              token->files.config.dir);
+    if ((r = token__files_start(token)) < 0)
+        return keel_app_fail(app, r, "Cannot start the token.files hooks: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
     keel_http_options o = { .service = "token",
                             .label = "token provider server",
                             .address = token->config.address,
@@ -571,8 +573,9 @@ static int token_stop(keel_service *s, void *state)
         token->tasks = keel_task_group_free(token->tasks);
         keel_log_service("token", KEEL_LOG_INFO, "Stopped token provider daemon");
     }
-    token->issuer = oauth2_free(token->issuer); /* after every task that mints */
-    token__keep_cache(token);                   /* the cache is final: no request, worker or task is left */
+    token->files.hooks = hooks_free(token->files.hooks); /* after the refresh task, the last to notify */
+    token->issuer = oauth2_free(token->issuer);          /* after every task that mints */
+    token__keep_cache(token);                            /* the cache is final: no request, worker or task is left */
     return r;
 }
 

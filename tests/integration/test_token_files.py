@@ -116,6 +116,23 @@ class TokenFiles(KeelTestCase):
         self.assertIn('keel_token_files_total{result="error"} 0', metrics)
         self.stop(k)
 
+    def test_an_exec_hook_is_told_after_each_refresh_that_rewrote_files(self):
+        log = os.path.join(self.dir, "..", os.path.basename(self.dir) + ".runs")
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        k = self.keel("serve", config=self.config(f"  refresh_interval: 1s\n  expiry: 2m\n"
+                                                  f"  files_exec: [sh, -c, 'cat {self.dir}/sports:role.reader.token >> {log}; echo >> {log}']\n"))
+        k.ready()
+        start_token = self.read("sports", "reader")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if os.path.exists(log) and len(open(log).read().split()) >= 2:
+                break
+            time.sleep(0.05)
+        told = open(log).read().split()
+        self.assertGreaterEqual(len(told), 2, k.stderr_so_far())
+        self.assertNotIn(start_token, told, "the files of the start are not told of")
+        self.assertIn("Ran the token.files hook sh: exit status 0", self.stop(k))
+
     def test_a_directory_that_cannot_be_written_fails_the_start(self):
         missing = os.path.join(self.dir, "missing")
         status, _, err, msgs = run("serve", config=f"token:\n  targets: [sports:reader]\n  dir: {missing}\n")
