@@ -183,12 +183,14 @@ typedef struct keel_stop {
 typedef struct keel_paths {
     char *defaults_file;    /* /usr/share/NAME/defaults.yaml, or $NAME_DEFAULTS_FILE */
     char *app_file;         /* /etc/NAME/NAME.yaml, read when it exists */
-    char *state_dir;        /* /var/lib/NAME: the default of the key state_dir */
+    char *state_dir;        /* the default of the key state_dir as YAML: /var/lib/NAME, or keel_app_set_state_dir()'s */
+    size_t state_dir_row;   /* the index of state_dir in table */
     keel_config_key *table; /* the framework's keys, with that default: keel__core_settings_table's copy */
 } keel_paths;
 
 struct keel_app {
     char *name;
+    char *version; /* the program's, from keel_app_set_version(), or NULL */
     keel_paths paths;
     sd_event *event;             /* owned */
     sd_event_source *signals[6]; /* owned: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 */
@@ -268,6 +270,8 @@ int keel__cli_parse(keel_app *app, int argc, char **argv);
 /* Prints the version when it is the first argument, all the parse would do then; 1 when printed. */
 int keel__cli_version_first(const keel_app *app, int argc, char **argv);
 void keel__cli_usage(const keel_app *app, FILE *f);
+/* Prints "NAME VERSION (keel KEEL_VERSION)" (see keel_app_set_version()) and a newline to @f. */
+void keel__cli_print_version(const keel_app *app, FILE *f);
 
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */
 int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,

@@ -67,15 +67,54 @@ static int paths_init(keel_app *app)
     const char *defaults = env ? getenv(env) : NULL;
     p->defaults_file = defaults ? strdup(defaults) : keel_strdup_printf("/usr/share/%s/defaults.yaml", app->name);
     p->app_file = keel_strdup_printf("/etc/%s/%s.yaml", app->name, app->name);
-    p->state_dir = keel_strdup_printf("/var/lib/%s", app->name);
+    _cleanup_free_ char *state_dir = keel_strdup_printf("/var/lib/%s", app->name);
+    p->state_dir = state_dir ? keel__config_yaml_quote(state_dir, false) : NULL;
     p->table = malloc(keel__core_settings_table_size * sizeof *p->table);
     if (!env || !p->defaults_file || !p->app_file || !p->state_dir || !p->table)
         return -ENOMEM;
     memcpy(p->table, keel__core_settings_table, keel__core_settings_table_size * sizeof *p->table);
     for (size_t i = 0; i < keel__core_settings_table_size; i++)
-        if (streq(p->table[i].key, "state_dir"))
+        if (streq(p->table[i].key, "state_dir")) {
             p->table[i].def = p->state_dir;
+            p->state_dir_row = i;
+        }
     return 0;
+}
+
+int keel_app_set_state_dir(keel_app *app, const char *path)
+{
+    keel_assert_return(app, -EINVAL);
+    keel_assert_return(!path || !*path || path[0] == '/', -EINVAL);
+    if (keel__config_loaded(app->config))
+        return -ESTALE;
+    /* YAML, as every default is; '' is "none", which the path parser then accepts from any layer. */
+    char *def = path && *path ? keel__config_yaml_quote(path, false) : strdup("''");
+    if (!def)
+        return -ENOMEM;
+    /* The configuration reads the row's default again when it loads, so the new one takes effect
+     * then; until then keel_app_state_dir() says nothing. */
+    app->paths.table[app->paths.state_dir_row].def = def;
+    free(app->paths.state_dir);
+    app->paths.state_dir = def;
+    return 0;
+}
+
+int keel_app_set_version(keel_app *app, const char *version)
+{
+    keel_assert_return(app && version && *version, -EINVAL);
+    for (const unsigned char *c = (const unsigned char *) version; *c; c++)
+        keel_assert_return(*c > ' ' && *c != 0x7f, -EINVAL);
+    char *v = strdup(version);
+    if (!v)
+        return -ENOMEM;
+    free(app->version);
+    app->version = v;
+    return 0;
+}
+
+const char *keel_app_version(const keel_app *app)
+{
+    return app ? app->version : NULL;
 }
 
 keel_app *keel_app_new(const char *name)
@@ -137,6 +176,7 @@ keel_app *keel_app_free(keel_app *app)
     keel__signals_done(app);
     app->event = sd_event_unref(app->event);
     free(app->name);
+    free(app->version);
     free(app->paths.defaults_file);
     free(app->paths.app_file);
     free(app->paths.state_dir);
