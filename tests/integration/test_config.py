@@ -2,6 +2,7 @@
 """Configuration through the real binary: layers, origins, `keel config`, exit 78 on bad input."""
 
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -33,6 +34,18 @@ class ConfigCommand(KeelTestCase):
         self.assertEqual(lines["pidfile"], ("''", "default"))
         self.assertEqual(lines["state_dir"][1], "env KEEL_STATE_DIR", "the harness gives each run its own")
         self.assertFalse(any(m.startswith("STATUS=Starting services") for m in msgs), "config must not start services")
+
+    def test_keys_print_each_default_as_config_prints_it(self):
+        # Durations print one way everywhere: `config` printed shutdown.delay 0 where --keys said 0s.
+        status, out, err, _ = run("config", env={"KEEL_STATE_DIR": None})
+        self.assertEqual(status, 0, err)
+        values = dict(m.groups() for m in re.finditer(r"(?m)^(\S+): (.*)   # default$", out))
+        self.assertGreater(len(values), 25)
+        status, out, err, _ = run("config", "--keys")
+        self.assertEqual(status, 0, err)
+        defaults = {line.split("\t")[0]: line.split("\t")[2] for line in out.splitlines()}
+        self.assertEqual(values, {k: v for k, v in defaults.items() if k in values})
+        self.assertEqual(values["shutdown.delay"], "0s")
 
     def test_set_wins_over_environment_over_file(self):
         status, out, err, _ = run("config", "--set", "shutdown.delay=3s", config="shutdown:\n  delay: 1s\n",
