@@ -79,6 +79,7 @@ struct keel_observer {
     const keel_plugin *plugin;          /* borrowed: the plugin that registered it, or NULL */
     const struct keel_service *service; /* borrowed: the service whose hook it is, or NULL */
     char *registered_by;                /* the observer that registered it during a dispatch, or NULL */
+    unsigned command_flags;             /* runs only for a command declared with all of these (keel_command_flags) */
     bool removed;
 };
 
@@ -276,6 +277,11 @@ void keel__cli_print_version(const keel_app *app, FILE *f);
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */
 int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
                            const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* Makes @o run only for a command declared with every flag of @flags, so that neither the machine
+ * nor `plan` shows it for another (the PID file for `serve`, not for a one-shot command). */
+void keel__observer_set_command_flags(keel_observer *o, unsigned flags);
+/* Whether @o runs for the selected command: its command, and the flags it needs. */
+bool keel__observer_applies(const keel_observer *o, const char *command);
 /* The declared command @name, or NULL. */
 keel_command_decl *keel__app_command(const keel_app *app, const char *name);
 /* Whether @name is a declared command. */

@@ -53,7 +53,7 @@ int keel_app_lock_state_dir(keel_app *app)
 static int on_acquire(keel_app *app, void *userdata)
 {
     const char *dir = keel_app_state_dir(app);
-    if (!dir || !*dir || !(keel_app_command_flags(app) & KEEL_COMMAND_STATE_WRITER))
+    if (!dir || !*dir)
         return 0;
     int r = keel_dir_make(dir, 0700);
     if (r < 0)
@@ -72,5 +72,10 @@ static int on_acquire(keel_app *app, void *userdata)
 
 int keel__state_dir_register(keel_app *app)
 {
-    return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "state-dir.acquire", on_acquire, NULL, NULL);
+    keel_observer *o;
+    int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "state-dir.acquire", on_acquire, NULL, &o);
+    if (r < 0)
+        return r;
+    keel__observer_set_command_flags(o, KEEL_COMMAND_STATE_WRITER);
+    return 0;
 }

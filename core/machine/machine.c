@@ -213,7 +213,7 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
     l->depth++;
     for (size_t k = 0; k < n; k++) {
         keel_observer *o = l->items[reverse ? n - 1 - k : k];
-        if (o->removed || (command && !streq(o->command, command)))
+        if (!keel__observer_applies(o, command))
             continue;
         if (d->skip_rest) {
             skip_observer(app, o, d);

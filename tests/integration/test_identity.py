@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from keelrun import KEEL, KeelTestCase, run
+from keelrun import KEEL, KeelTestCase, load_trace, run
 
 STATELESS = os.environ.get("KEEL_STATELESS_BIN") or os.path.join(os.path.dirname(KEEL), "tests", "stateless")
 
@@ -34,6 +34,32 @@ class Version(KeelTestCase):
             status, out, _, _ = run(*args)
             self.assertEqual(status, 0)
             self.assertRegex(out, r"\Akeel \d+\.\d+\.\d+\n\Z", args)
+
+
+class Plan(KeelTestCase):
+    def test_a_one_shot_command_runs_what_its_plan_lists(self):
+        # `once` holds no lock: its plan lists no PID file or state directory, and its run calls
+        # exactly what the plan lists, in that order, up to the events it ends before (ready).
+        cwd = tempfile.mkdtemp(prefix="keel-identity-")
+        self.addCleanup(shutil.rmtree, cwd, True)
+        sets = ("--set", "state_dir=state", "--pidfile", os.path.join(cwd, "once.pid"))
+        status, out, err, _ = run(*sets, "plan", "once", binary=STATELESS, cwd=cwd)
+        self.assertEqual(status, 0, err)
+        planned = []
+        for line in out.splitlines()[1:]:
+            event, phase, _, name = line.split()[:4]
+            if event not in ("ready", "refresh"):
+                planned.append((event, phase, name))
+        self.assertNotIn("pidfile.acquire", [p[2] for p in planned])
+        self.assertNotIn("state-dir.acquire", [p[2] for p in planned])
+
+        trace = os.path.join(cwd, "trace.json")
+        status, out, err, _ = run(*sets, "--trace", trace, "once", binary=STATELESS, cwd=cwd)
+        self.assertEqual((status, out), (0, "once\n"), err)
+        self.assertEqual(os.listdir(cwd), ["trace.json"], "no PID file, no state directory")
+        ran = [(e["args"]["event"], e["args"]["phase"], e["name"]) for e in load_trace(trace)
+               if e.get("cat") == "observer"]
+        self.assertEqual(ran, planned)
 
 
 class StateDirectory(KeelTestCase):
