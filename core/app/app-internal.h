@@ -138,7 +138,8 @@ typedef struct keel_machine {
     char *fail_message;          /* keel_app_fail() of the running observer */
     keel_cause cause;
     char *cause_message;
-    int cause_error; /* the errno of the cause, or 0 */
+    bool cause_logged; /* cause_message's failure was logged at error level already: logs name only the cause */
+    int cause_error;   /* the errno of the cause, or 0 */
     bool reload_pending;
     bool forced;    /* shutdown overran its timeout */
     bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
@@ -236,6 +237,12 @@ void keel__app_health_done(keel_app *app);
 /* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
 /* keel_app_cancel() with the errno that caused it (0 for none). */
 int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const char *fmt, ...) KEEL_PRINTF(4, 5);
+/* keel_app_cancel() for an observer's failure that the machine logged already: the cause's message
+ * is "CAUSE: @message" (for --daemon's waiting process), but the logs that follow say only the
+ * cause ("start failed"), so that each error is one line. */
+int keel__app_cancel_failed(keel_app *app, keel_cause cause, int error, const char *message);
+/* What the logs say of the cause: its message, or only its name when the failure was logged. */
+const char *keel__app_cause_text(const keel_app *app);
 
 int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
 /* Removes @detail (a server stopped before READY=1 is not listed). */

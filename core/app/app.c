@@ -273,7 +273,7 @@ int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
 
 /* @error (an errno, or 0) goes with the cause to the journal's ERRNO= of the stopping and exit
  * records, so a failure that names an errno carries it to its last line. */
-static int cancel_v(keel_app *app, keel_cause cause, int error, const char *fmt, va_list ap)
+static int cancel_v(keel_app *app, keel_cause cause, int error, bool logged, const char *fmt, va_list ap)
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(cause > KEEL_CAUSE_NONE && cause < _KEEL_CAUSE_MAX, -EINVAL);
@@ -282,28 +282,51 @@ static int cancel_v(keel_app *app, keel_cause cause, int error, const char *fmt,
     if (fmt && vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     if (app->machine.cause != KEEL_CAUSE_NONE) {
-        keel_log_info("Already shutting down (%s), ignoring: %s",
-                      app->machine.cause_message ? app->machine.cause_message : keel_cause_table[app->machine.cause],
-                      msg ? msg : keel_cause_table[cause]);
+        keel_log_info("Already shutting down (%s), ignoring: %s", keel__app_cause_text(app),
+                      msg && !logged ? msg : keel_cause_table[cause]);
         free(msg);
         return 0;
     }
     app->machine.cause = cause;
     app->machine.cause_message = msg;
+    app->machine.cause_logged = logged;
     app->machine.cause_error = error;
     char field[64];
     (void) snprintf(field, sizeof field, "KEEL_CAUSE=%s", keel_cause_table[cause]);
     const char *const fields[] = { field, NULL };
     keel__log_struct(KEEL_LOG_INFO, error, KEEL_MESSAGE_STOPPING, fields, __FILE__, __LINE__, __func__,
-                     "Initiating shutdown, cause: %s", msg ? msg : keel_cause_table[cause]);
+                     "Initiating shutdown, cause: %s", keel__app_cause_text(app));
     return 1;
+}
+
+const char *keel__app_cause_text(const keel_app *app)
+{
+    keel_cause c = app->machine.cause;
+    if (c <= KEEL_CAUSE_NONE || c >= _KEEL_CAUSE_MAX)
+        return NULL;
+    return app->machine.cause_message && !app->machine.cause_logged ? app->machine.cause_message : keel_cause_table[c];
+}
+
+/* Through cancel_v()'s va_list, which takes its message from the format. */
+static int cancel_logged(keel_app *app, keel_cause cause, int error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = cancel_v(app, cause, error, true, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int keel__app_cancel_failed(keel_app *app, keel_cause cause, int error, const char *message)
+{
+    return cancel_logged(app, cause, error, "%s: %s", keel_cause_to_string(cause), message ? message : "error");
 }
 
 int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = cancel_v(app, cause, 0, fmt, ap);
+    int r = cancel_v(app, cause, 0, false, fmt, ap);
     va_end(ap);
     return r;
 }
@@ -312,7 +335,7 @@ int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const cha
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = cancel_v(app, cause, error, fmt, ap);
+    int r = cancel_v(app, cause, error, false, fmt, ap);
     va_end(ap);
     return r;
 }
