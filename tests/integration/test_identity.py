@@ -36,6 +36,21 @@ class Version(KeelTestCase):
             self.assertRegex(out, r"\Akeel \d+\.\d+\.\d+\n\Z", args)
 
 
+class Header(KeelTestCase):
+    def test_app_h_names_every_standard_command(self):
+        # app.h listed serve, config and version, not plan (issue 26).
+        header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include", "keel", "app.h")
+        with open(header) as f:
+            text = re.sub(r"\s*\n\s*\*\s*", " ", f.read())
+        m = re.search(r"Creates an app named @name .*? the standard commands (.*?)\.", text)
+        self.assertIsNotNone(m, "keel_app_new()'s contract names the standard commands")
+        named = set(re.findall(r"`(\w+)`", m.group(1)))
+        status, out, err, _ = run("--help", binary=STATELESS)
+        self.assertEqual(status, 0, err)
+        listed = set(re.findall(r"(?m)^  (\w+)\s{2,}", out.split("Options:")[0])) - {"once"}
+        self.assertEqual(named, listed)
+
+
 class Plan(KeelTestCase):
     def test_a_one_shot_command_runs_what_its_plan_lists(self):
         # `once` holds no lock: its plan lists no PID file or state directory, and its run calls
