@@ -6,7 +6,8 @@
  * start.before — after every plugin's start.before observer, so that a plugin can refuse a
  * directory before anything is written there — and holds it until the app is freed (finalize
  * writes there last: the shutdown record). A regular file opened for writing, not the directory
- * itself: NFS emulates flock with a write lock.
+ * itself: NFS emulates flock with a write lock. A program that keeps no state
+ * (keel_app_set_state_dir(app, NULL)) has state_dir '': nothing is created, locked or written.
  */
 #include <fcntl.h>
 #include <limits.h>
