@@ -73,7 +73,7 @@ static int on_config(keel_app *app, void *userdata)
 
 static int print_version(keel_app *app, void *userdata)
 {
-    printf("%s %s\n", keel_app_name(app), KEEL_VERSION);
+    keel__cli_print_version(app, stdout);
     (void) fflush(stdout);
     (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "version printed");
     return 0;

@@ -61,7 +61,7 @@ static int on_acquire(keel_app *app, void *userdata)
     const char *path = keel__app_settings(app)->pidfile;
     char buf[32];
 
-    if (!path || !*path || !(keel_app_command_flags(app) & KEEL_COMMAND_SINGLE))
+    if (!path || !*path)
         return 0;
     int fd = lock_file(app, path);
     if (fd < 0)
@@ -93,9 +93,16 @@ static int on_release(keel_app *app, void *userdata)
 
 int keel__observers_pidfile_register(keel_app *app)
 {
-    /* After the configuration is loaded (it names the file), before any service starts. */
-    int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "pidfile.acquire", on_acquire, NULL, NULL);
+    /* After the configuration is loaded (it names the file), before any service starts; only for
+     * the commands that hold it, so that `plan` shows none for the others. */
+    keel_observer *acquire, *release;
+    int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "pidfile.acquire", on_acquire, NULL, &acquire);
     if (r < 0)
         return r;
-    return keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "pidfile.release", on_release, NULL, NULL);
+    r = keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "pidfile.release", on_release, NULL, &release);
+    if (r < 0)
+        return r;
+    keel__observer_set_command_flags(acquire, KEEL_COMMAND_SINGLE);
+    keel__observer_set_command_flags(release, KEEL_COMMAND_SINGLE);
+    return 0;
 }

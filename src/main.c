@@ -5,8 +5,8 @@
 int main(int argc, char **argv)
 {
     keel_app *app = keel_app_new("keel");
-    if (!app)
-        return KEEL_EXIT_SOFTWARE;
+    if (!app || keel_app_set_version(app, KEEL_VERSION) < 0)
+        return keel_app_free(app), KEEL_EXIT_SOFTWARE;
     int r = keel_app_run(app, argc, argv);
     keel_app_free(app);
     return r < 0 ? KEEL_EXIT_SOFTWARE : r;

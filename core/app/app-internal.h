@@ -79,6 +79,7 @@ struct keel_observer {
     const keel_plugin *plugin;          /* borrowed: the plugin that registered it, or NULL */
     const struct keel_service *service; /* borrowed: the service whose hook it is, or NULL */
     char *registered_by;                /* the observer that registered it during a dispatch, or NULL */
+    unsigned command_flags;             /* runs only for a command declared with all of these (keel_command_flags) */
     bool removed;
 };
 
@@ -137,7 +138,8 @@ typedef struct keel_machine {
     char *fail_message;          /* keel_app_fail() of the running observer */
     keel_cause cause;
     char *cause_message;
-    int cause_error; /* the errno of the cause, or 0 */
+    bool cause_logged; /* cause_message's failure was logged at error level already: logs name only the cause */
+    int cause_error;   /* the errno of the cause, or 0 */
     bool reload_pending;
     bool forced;    /* shutdown overran its timeout */
     bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
@@ -183,12 +185,14 @@ typedef struct keel_stop {
 typedef struct keel_paths {
     char *defaults_file;    /* /usr/share/NAME/defaults.yaml, or $NAME_DEFAULTS_FILE */
     char *app_file;         /* /etc/NAME/NAME.yaml, read when it exists */
-    char *state_dir;        /* /var/lib/NAME: the default of the key state_dir */
+    char *state_dir;        /* the default of the key state_dir as YAML: /var/lib/NAME, or keel_app_set_state_dir()'s */
+    size_t state_dir_row;   /* the index of state_dir in table */
     keel_config_key *table; /* the framework's keys, with that default: keel__core_settings_table's copy */
 } keel_paths;
 
 struct keel_app {
     char *name;
+    char *version; /* the program's, from keel_app_set_version(), or NULL */
     keel_paths paths;
     sd_event *event;             /* owned */
     sd_event_source *signals[6]; /* owned: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 */
@@ -233,6 +237,12 @@ void keel__app_health_done(keel_app *app);
 /* Adds a detail to the STATUS= the machine sends once ready ("Ready: a, b"). */
 /* keel_app_cancel() with the errno that caused it (0 for none). */
 int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const char *fmt, ...) KEEL_PRINTF(4, 5);
+/* keel_app_cancel() for an observer's failure that the machine logged already: the cause's message
+ * is "CAUSE: @message" (for --daemon's waiting process), but the logs that follow say only the
+ * cause ("start failed"), so that each error is one line. */
+int keel__app_cancel_failed(keel_app *app, keel_cause cause, int error, const char *message);
+/* What the logs say of the cause: its message, or only its name when the failure was logged. */
+const char *keel__app_cause_text(const keel_app *app);
 
 int keel__app_add_status_detail(keel_app *app, const char *fmt, ...) KEEL_PRINTF(2, 3);
 /* Removes @detail (a server stopped before READY=1 is not listed). */
@@ -268,10 +278,17 @@ int keel__cli_parse(keel_app *app, int argc, char **argv);
 /* Prints the version when it is the first argument, all the parse would do then; 1 when printed. */
 int keel__cli_version_first(const keel_app *app, int argc, char **argv);
 void keel__cli_usage(const keel_app *app, FILE *f);
+/* Prints "NAME VERSION (keel KEEL_VERSION)" (see keel_app_set_version()) and a newline to @f. */
+void keel__cli_print_version(const keel_app *app, FILE *f);
 
 /* Registers an observer with the texts the machine logs for a skip and for a failure. */
 int keel__app_observe_full(keel_app *app, keel_event event, keel_phase phase, const char *name, const char *label,
                            const char *failing, keel_observer_handler_t handler, void *userdata, keel_observer **ret);
+/* Makes @o run only for a command declared with every flag of @flags, so that neither the machine
+ * nor `plan` shows it for another (the PID file for `serve`, not for a one-shot command). */
+void keel__observer_set_command_flags(keel_observer *o, unsigned flags);
+/* Whether @o runs for the selected command: its command, and the flags it needs. */
+bool keel__observer_applies(const keel_observer *o, const char *command);
 /* The declared command @name, or NULL. */
 keel_command_decl *keel__app_command(const keel_app *app, const char *name);
 /* Whether @name is a declared command. */

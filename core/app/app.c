@@ -67,15 +67,54 @@ static int paths_init(keel_app *app)
     const char *defaults = env ? getenv(env) : NULL;
     p->defaults_file = defaults ? strdup(defaults) : keel_strdup_printf("/usr/share/%s/defaults.yaml", app->name);
     p->app_file = keel_strdup_printf("/etc/%s/%s.yaml", app->name, app->name);
-    p->state_dir = keel_strdup_printf("/var/lib/%s", app->name);
+    _cleanup_free_ char *state_dir = keel_strdup_printf("/var/lib/%s", app->name);
+    p->state_dir = state_dir ? keel__config_yaml_quote(state_dir, false) : NULL;
     p->table = malloc(keel__core_settings_table_size * sizeof *p->table);
     if (!env || !p->defaults_file || !p->app_file || !p->state_dir || !p->table)
         return -ENOMEM;
     memcpy(p->table, keel__core_settings_table, keel__core_settings_table_size * sizeof *p->table);
     for (size_t i = 0; i < keel__core_settings_table_size; i++)
-        if (streq(p->table[i].key, "state_dir"))
+        if (streq(p->table[i].key, "state_dir")) {
             p->table[i].def = p->state_dir;
+            p->state_dir_row = i;
+        }
     return 0;
+}
+
+int keel_app_set_state_dir(keel_app *app, const char *path)
+{
+    keel_assert_return(app, -EINVAL);
+    keel_assert_return(!path || !*path || path[0] == '/', -EINVAL);
+    if (keel__config_loaded(app->config))
+        return -ESTALE;
+    /* YAML, as every default is; '' is "none", which the path parser then accepts from any layer. */
+    char *def = path && *path ? keel__config_yaml_quote(path, false) : strdup("''");
+    if (!def)
+        return -ENOMEM;
+    /* The configuration reads the row's default again when it loads, so the new one takes effect
+     * then; until then keel_app_state_dir() says nothing. */
+    app->paths.table[app->paths.state_dir_row].def = def;
+    free(app->paths.state_dir);
+    app->paths.state_dir = def;
+    return 0;
+}
+
+int keel_app_set_version(keel_app *app, const char *version)
+{
+    keel_assert_return(app && version && *version, -EINVAL);
+    for (const unsigned char *c = (const unsigned char *) version; *c; c++)
+        keel_assert_return(*c > ' ' && *c != 0x7f, -EINVAL);
+    char *v = strdup(version);
+    if (!v)
+        return -ENOMEM;
+    free(app->version);
+    app->version = v;
+    return 0;
+}
+
+const char *keel_app_version(const keel_app *app)
+{
+    return app ? app->version : NULL;
 }
 
 keel_app *keel_app_new(const char *name)
@@ -137,6 +176,7 @@ keel_app *keel_app_free(keel_app *app)
     keel__signals_done(app);
     app->event = sd_event_unref(app->event);
     free(app->name);
+    free(app->version);
     free(app->paths.defaults_file);
     free(app->paths.app_file);
     free(app->paths.state_dir);
@@ -233,7 +273,7 @@ int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
 
 /* @error (an errno, or 0) goes with the cause to the journal's ERRNO= of the stopping and exit
  * records, so a failure that names an errno carries it to its last line. */
-static int cancel_v(keel_app *app, keel_cause cause, int error, const char *fmt, va_list ap)
+static int cancel_v(keel_app *app, keel_cause cause, int error, bool logged, const char *fmt, va_list ap)
 {
     keel_assert_return(app, -EINVAL);
     keel_assert_return(cause > KEEL_CAUSE_NONE && cause < _KEEL_CAUSE_MAX, -EINVAL);
@@ -242,28 +282,51 @@ static int cancel_v(keel_app *app, keel_cause cause, int error, const char *fmt,
     if (fmt && vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     if (app->machine.cause != KEEL_CAUSE_NONE) {
-        keel_log_info("Already shutting down (%s), ignoring: %s",
-                      app->machine.cause_message ? app->machine.cause_message : keel_cause_table[app->machine.cause],
-                      msg ? msg : keel_cause_table[cause]);
+        keel_log_info("Already shutting down (%s), ignoring: %s", keel__app_cause_text(app),
+                      msg && !logged ? msg : keel_cause_table[cause]);
         free(msg);
         return 0;
     }
     app->machine.cause = cause;
     app->machine.cause_message = msg;
+    app->machine.cause_logged = logged;
     app->machine.cause_error = error;
     char field[64];
     (void) snprintf(field, sizeof field, "KEEL_CAUSE=%s", keel_cause_table[cause]);
     const char *const fields[] = { field, NULL };
     keel__log_struct(KEEL_LOG_INFO, error, KEEL_MESSAGE_STOPPING, fields, __FILE__, __LINE__, __func__,
-                     "Initiating shutdown, cause: %s", msg ? msg : keel_cause_table[cause]);
+                     "Initiating shutdown, cause: %s", keel__app_cause_text(app));
     return 1;
+}
+
+const char *keel__app_cause_text(const keel_app *app)
+{
+    keel_cause c = app->machine.cause;
+    if (c <= KEEL_CAUSE_NONE || c >= _KEEL_CAUSE_MAX)
+        return NULL;
+    return app->machine.cause_message && !app->machine.cause_logged ? app->machine.cause_message : keel_cause_table[c];
+}
+
+/* Through cancel_v()'s va_list, which takes its message from the format. */
+static int cancel_logged(keel_app *app, keel_cause cause, int error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = cancel_v(app, cause, error, true, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int keel__app_cancel_failed(keel_app *app, keel_cause cause, int error, const char *message)
+{
+    return cancel_logged(app, cause, error, "%s: %s", keel_cause_to_string(cause), message ? message : "error");
 }
 
 int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = cancel_v(app, cause, 0, fmt, ap);
+    int r = cancel_v(app, cause, 0, false, fmt, ap);
     va_end(ap);
     return r;
 }
@@ -272,7 +335,7 @@ int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const cha
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = cancel_v(app, cause, error, fmt, ap);
+    int r = cancel_v(app, cause, error, false, fmt, ap);
     va_end(ap);
     return r;
 }

@@ -82,16 +82,23 @@ static int replace(char **field, const char *value)
     return 0;
 }
 
-static void print_version(const keel_app *app)
+/* Keel's version goes with the program's, for a bug report to say which framework it runs on;
+ * Keel's own agent would only repeat it. */
+void keel__cli_print_version(const keel_app *app, FILE *f)
 {
-    printf("%s %s\n", app->name, KEEL_VERSION);
+    if (!app->version)
+        fprintf(f, "%s (keel %s)\n", app->name, KEEL_VERSION);
+    else if (streq(app->name, "keel") && streq(app->version, KEEL_VERSION))
+        fprintf(f, "keel %s\n", KEEL_VERSION);
+    else
+        fprintf(f, "%s %s (keel %s)\n", app->name, app->version, KEEL_VERSION);
 }
 
 int keel__cli_version_first(const keel_app *app, int argc, char **argv)
 {
     if (argc < 2 || !streq(argv[1], "--version"))
         return 0;
-    print_version(app);
+    keel__cli_print_version(app, stdout);
     return 1;
 }
 
@@ -134,7 +141,7 @@ static int parse_option(keel_app *app, int c, const char *arg)
         keel__cli_usage(app, stdout);
         return 1;
     case ARG_VERSION:
-        print_version(app);
+        keel__cli_print_version(app, stdout);
         return 1;
     default: /* getopt already said what was wrong */
         return usage_error(app, NULL, NULL);

@@ -152,3 +152,15 @@ void keel__observer_list_done(observer_list *l)
     free(l->items);
     *l = (observer_list){ 0 };
 }
+
+void keel__observer_set_command_flags(keel_observer *o, unsigned flags)
+{
+    o->command_flags = flags;
+}
+
+bool keel__observer_applies(const keel_observer *o, const char *command)
+{
+    if (o->removed || (command && !streq(o->command, command)))
+        return false;
+    return (keel_app_command_flags(o->app) & o->command_flags) == o->command_flags;
+}

@@ -81,7 +81,7 @@ static int add_list(step **s, size_t *n, size_t *allocated, const observer_list 
     unsigned order = 0;
     for (size_t k = 0; k < l->n; k++) {
         const keel_observer *o = l->items[reverse ? l->n - 1 - k : k];
-        if (o->removed || (command && !streq(o->command, command)))
+        if (!keel__observer_applies(o, command))
             continue;
         int r = GROW(*s, *allocated, *n + 1);
         if (r < 0)

@@ -6,7 +6,8 @@
  * start.before — after every plugin's start.before observer, so that a plugin can refuse a
  * directory before anything is written there — and holds it until the app is freed (finalize
  * writes there last: the shutdown record). A regular file opened for writing, not the directory
- * itself: NFS emulates flock with a write lock.
+ * itself: NFS emulates flock with a write lock. A program that keeps no state
+ * (keel_app_set_state_dir(app, NULL)) has state_dir '': nothing is created, locked or written.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -53,7 +54,7 @@ int keel_app_lock_state_dir(keel_app *app)
 static int on_acquire(keel_app *app, void *userdata)
 {
     const char *dir = keel_app_state_dir(app);
-    if (!dir || !*dir || !(keel_app_command_flags(app) & KEEL_COMMAND_STATE_WRITER))
+    if (!dir || !*dir)
         return 0;
     int r = keel_dir_make(dir, 0700);
     if (r < 0)
@@ -72,5 +73,10 @@ static int on_acquire(keel_app *app, void *userdata)
 
 int keel__state_dir_register(keel_app *app)
 {
-    return keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "state-dir.acquire", on_acquire, NULL, NULL);
+    keel_observer *o;
+    int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "state-dir.acquire", on_acquire, NULL, &o);
+    if (r < 0)
+        return r;
+    keel__observer_set_command_flags(o, KEEL_COMMAND_STATE_WRITER);
+    return 0;
 }

@@ -15,7 +15,7 @@ static const struct {
     const char *suffix;
     keel_usec_t usec;
 } duration_units[] = {
-    /* largest first: the formatter walks them in this order */
+    /* largest first: the formatter walks them in this order, from FORMAT_FIRST_UNIT */
     { "d", 24ULL * 3600 * KEEL_USEC_PER_SEC },
     { "h", 3600ULL * KEEL_USEC_PER_SEC },
     { "m", 60ULL * KEEL_USEC_PER_SEC },
@@ -24,15 +24,18 @@ static const struct {
     { "us", 1 },
 };
 
+/* Days are read but not written: "72h" stays "72h", as the tables, the docs and Go write it. */
+#define FORMAT_FIRST_UNIT 1
+
 #define DURATION_EXPECTED "expected a number with a unit (250ms, 30s, 5m, 24h)"
 
 static void format_duration_buf(keel_strbuf *sb, keel_usec_t v)
 {
-    if (v == 0) {
-        keel_strbuf_append(sb, "0");
+    if (v == 0) { /* with its unit, as every other duration and every default in the tables */
+        keel_strbuf_append(sb, "0s");
         return;
     }
-    for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
+    for (size_t i = FORMAT_FIRST_UNIT; i < ELEMENTSOF(duration_units); i++)
         if (v >= duration_units[i].usec) {
             keel_strbuf_printf(sb, "%" PRIu64 "%s", v / duration_units[i].usec, duration_units[i].suffix);
             v %= duration_units[i].usec;

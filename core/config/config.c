@@ -322,6 +322,18 @@ const void *keel__config_value(const keel_config *c, const char *key, keel_confi
     return e && e->row->type == type ? (const char *) e->storage + e->row->offset : NULL;
 }
 
+/* Row @k's default, parsed and formatted back (checked when its table was added); NULL when out of
+ * memory. */
+static char *format_default(const keel_config_key *k)
+{
+    keel_config_field v = {};
+    if (keel__config_parse_value(k, k->def, &v, NULL) < 0)
+        return NULL;
+    char *text = keel__config_format_value(k, &v);
+    keel__config_value_done(k, &v);
+    return text;
+}
+
 int keel__config_describe(const keel_config *c, FILE *f)
 {
     keel_assert_return(c && f, -EINVAL);
@@ -332,7 +344,11 @@ int keel__config_describe(const keel_config *c, FILE *f)
         keel_strbuf_append(&sb, k->type == KEEL_CONFIG_ENUM ? "enum" : keel__config_type_to_string(k->type));
         for (size_t j = 0; k->type == KEEL_CONFIG_ENUM && k->choices[j]; j++)
             keel_strbuf_printf(&sb, "%s%s%s", j ? "|" : "(", k->choices[j], k->choices[j + 1] ? "" : ")");
-        if (fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->key, type, k->def, k->live ? "live" : "restart", c->entries[i].env,
+        /* The default as `config` prints values, not as the table spells it ("60s" is "1m" there). */
+        _cleanup_free_ char *def = format_default(k);
+        if (!def)
+            return -ENOMEM;
+        if (fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->key, type, def, k->live ? "live" : "restart", c->entries[i].env,
                     k->help ? k->help : "") < 0)
             return -EIO;
     }

@@ -213,7 +213,7 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
     l->depth++;
     for (size_t k = 0; k < n; k++) {
         keel_observer *o = l->items[reverse ? n - 1 - k : k];
-        if (o->removed || (command && !streq(o->command, command)))
+        if (!keel__observer_applies(o, command))
             continue;
         if (d->skip_rest) {
             skip_observer(app, o, d);
@@ -284,8 +284,7 @@ static outcome run_event(keel_app *app, keel_event event)
     if (d.error < 0) {
         keel_cause cause = cause_on_error[app->machine.state];
         if (cause != KEEL_CAUSE_NONE)
-            (void) keel__app_cancel_errno(app, cause, d.error, "%s: %s", keel_cause_to_string(cause),
-                                          d.message ? d.message : "error");
+            (void) keel__app_cancel_failed(app, cause, d.error, d.message); /* report_failure() logged it */
         free(d.message);
         return OUTCOME_ERROR;
     }
@@ -466,8 +465,7 @@ int keel__machine_run(keel_app *app)
         keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_EXITED, fields, "Shutdown completed");
     else
         keel__log_struct(KEEL_LOG_ERROR, app->machine.cause_error, KEEL_MESSAGE_EXITED, fields, __FILE__, __LINE__, __func__,
-                         "Exiting with status %d: %s", status,
-                         app->machine.cause_message ? app->machine.cause_message : "shutdown forced");
+                         "Exiting with status %d: %s", status, keel__app_cause_text(app) ?: "shutdown forced");
     keel__daemon_exit(app, status);
     return status;
 }

@@ -51,7 +51,9 @@ KEEL_API int keel_cause_exit_status(keel_cause c);
 
 /**
  * Creates an app named @name (used in logs and `--help`), with its sd-event loop and the standard
- * commands `serve`, `config` and `version`. Returns NULL when out of memory. Compiled-in plugins
+ * commands `serve`, `config`, `version` and `plan`. Its state directory defaults to /var/lib/NAME
+ * (keel_app_set_state_dir() changes that) and it has no version of its own until
+ * keel_app_set_version(). Returns NULL when out of memory. Compiled-in plugins
  * (KEEL_PLUGIN) and the standard observers are registered by keel_app_run(), not here, so a test
  * can build an app by hand.
  */
@@ -211,6 +213,16 @@ KEEL_API keel_event keel_app_event(const keel_app *app);
 KEEL_API keel_phase keel_app_phase(const keel_app *app);
 /** The app's name. */
 KEEL_API const char *keel_app_name(const keel_app *app);
+
+/**
+ * Sets the program's own version (@version, e.g. "1.2.3": non-empty, printable, no spaces), which
+ * `NAME version` and `NAME --version` print with Keel's: "NAME VERSION (keel KEEL_VERSION)". Without
+ * one they print "NAME (keel KEEL_VERSION)": never Keel's version as the program's. Call it before
+ * keel_app_run(). Returns 0, -EINVAL for a bad argument, -ENOMEM (the previous version stays).
+ */
+KEEL_API int keel_app_set_version(keel_app *app, const char *version);
+/** The version given to keel_app_set_version() (borrowed), or NULL when none was. */
+KEEL_API const char *keel_app_version(const keel_app *app);
 /** The app's sd-event loop (borrowed), run by the main thread; add sources to it from observers. */
 KEEL_API sd_event *keel_app_get_event_loop(keel_app *app);
 
@@ -228,8 +240,18 @@ KEEL_API keel_usec_t keel_app_stop_deadline(const keel_app *app);
 KEEL_API void keel_app_stop_progress(keel_app *app, const char *what);
 
 /**
- * The state directory (the key state_dir, absolute; "" when none is configured), or NULL before
- * the configuration is loaded (configure.before).
+ * Sets the default of the key state_dir: the directory where the program keeps what must outlive a
+ * process (by default /var/lib/NAME, which only root can create). @path must be absolute; NULL or
+ * "" says that the program keeps no state: then `serve` creates and locks no directory and writes
+ * no file (not even `last-shutdown`), and the configuration may set state_dir to '' as well as to a
+ * directory (with a default directory it may not: the program relies on one). Call it before
+ * keel_app_run(). Returns 0, -EINVAL for a relative path, -ESTALE once the configuration is loaded,
+ * -ENOMEM (the previous default stays).
+ */
+KEEL_API int keel_app_set_state_dir(keel_app *app, const char *path);
+/**
+ * The state directory (the key state_dir, absolute; "" when the program keeps none, see
+ * keel_app_set_state_dir()), or NULL before the configuration is loaded (configure.before).
  */
 KEEL_API const char *keel_app_state_dir(const keel_app *app);
 /**

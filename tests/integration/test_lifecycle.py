@@ -115,7 +115,9 @@ class StartErrors(KeelTestCase):
         status, _, err, msgs = run("serve", env={"KEEL_FAULT": "error@in:pidfile.acquire"})
         self.assertEqual(status, 1, err)
         self.assertIn("Observer pidfile.acquire failed: test error", err)
-        self.assertIn("Initiating shutdown, cause: start failed: test error", err)
+        self.assertIn("Initiating shutdown, cause: start failed\n", err)
+        self.assertIn("Exiting with status 1: start failed\n", err)
+        self.assertEqual(err.count("test error"), 1, "one line per error:\n" + err)
         self.assertFalse(any(m.startswith("READY=1") for m in msgs), msgs)
         self.assertIn("STOPPING=1", msgs)
 

@@ -91,6 +91,23 @@ class Plan(KeelTestCase):
         self.assertNotRegex(out, r"(?m)^keel \d", "the version is not printed")
         self.assertIn("commands.version.print", out)
 
+    def test_a_command_that_holds_nothing_shows_no_lock(self):
+        # Only serve and migrate hold the PID file and the state directory; a plan of the others
+        # listed pidfile.acquire and state-dir.acquire all the same (issue 26).
+        for args in (("version",), ("config", "--check"), ("token", "--domain", "d", "--role", "r")):
+            status, out, err = self.plan(*args)
+            self.assertEqual(status, 0, err)
+            observers = [r[3] for r in rows(out)]
+            for lock in ("pidfile.acquire", "pidfile.release", "state-dir.acquire"):
+                self.assertNotIn(lock, observers, args)
+        for args, locks in ((("serve",), ("pidfile.acquire", "pidfile.release", "state-dir.acquire")),
+                            (("migrate",), ("pidfile.acquire", "pidfile.release"))):  # it locks the directory itself
+            status, out, err = self.plan(*args)
+            self.assertEqual(status, 0, err)
+            observers = [r[3] for r in rows(out)]
+            for lock in locks:
+                self.assertIn(lock, observers, args)
+
     def test_dot_is_a_graph_of_the_same_observers(self):
         status, out, err = self.plan("--format", "dot", "token", "--domain", "d", "--role", "r")
         self.assertEqual(status, 0, err)

@@ -69,7 +69,7 @@ ROWS = [seed(i, s) for s in ("SIGINT", "SIGTERM") for i in range(11)] + [
     Row("014", "error@in:healthcheck.start", "", "✅✅✅❌", 1, ready=False),
     # The start error is the cause; a SIGINT during the stops is logged and changes nothing.
     Row("015", "error@in:metrics.start,sigint@in:token.stop", "", "✅✅❌⏭", 1, ready=False,
-        logs=("Already shutting down (start failed: test error), ignoring: received signal: interrupt",)),
+        logs=("Already shutting down (start failed), ignoring: received signal: interrupt",)),
     Row("sighup-before-ready", "sighup@before:metrics.start", "SIGTERM", "✅✅✅✅", 0,
         logs=("Received signal: hangup before ready, ignoring",)),
     Row("sighup-while-ready", "", "HUP+TERM", "✅✅✅✅", 0, logs=("Received signal: hangup, reloading", "Reloaded")),

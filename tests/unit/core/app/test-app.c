@@ -245,3 +245,46 @@ Test(app, a_program_keeps_its_own_names)
     keel_app_free(app);
     cr_assert_null(keel_app_new("Bad Name"), "a name that cannot prefix variables and paths");
 }
+
+static char *version_line(const keel_app *app)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    cr_assert_not_null(f);
+    keel__cli_print_version(app, f);
+    cr_assert_eq(fclose(f), 0);
+    return text;
+}
+
+/* `version` and `--version` print the program's version, and Keel's beside it; never Keel's as
+ * the program's. */
+Test(app, a_program_has_its_own_version)
+{
+    keel_app *app = keel_app_new("pinger");
+    cr_assert_not_null(app);
+    cr_assert_null(keel_app_version(app));
+    _cleanup_free_ char *none = version_line(app);
+    cr_assert_str_eq(none, "pinger (keel " KEEL_VERSION ")\n");
+
+    cr_assert_eq(keel_app_set_version(NULL, "1.2.3"), -EINVAL);
+    cr_assert_eq(keel_app_set_version(app, NULL), -EINVAL);
+    cr_assert_eq(keel_app_set_version(app, ""), -EINVAL);
+    cr_assert_eq(keel_app_set_version(app, "1.2 beta"), -EINVAL, "one word, so the line reads NAME VERSION");
+    cr_assert_eq(keel_app_set_version(app, "1.2\n"), -EINVAL);
+    cr_assert_null(keel_app_version(app), "a refused version changes nothing");
+    cr_assert_eq(keel_app_set_version(app, "0.9"), 0);
+    cr_assert_eq(keel_app_set_version(app, "1.2.3-rc1+g1a2b3c"), 0);
+    cr_assert_str_eq(keel_app_version(app), "1.2.3-rc1+g1a2b3c");
+    _cleanup_free_ char *both = version_line(app);
+    cr_assert_str_eq(both, "pinger 1.2.3-rc1+g1a2b3c (keel " KEEL_VERSION ")\n");
+    keel_app_free(app);
+
+    /* Keel's own agent says its version once. */
+    app = keel_app_new("keel");
+    cr_assert_not_null(app);
+    cr_assert_eq(keel_app_set_version(app, KEEL_VERSION), 0);
+    _cleanup_free_ char *agent = version_line(app);
+    cr_assert_str_eq(agent, "keel " KEEL_VERSION "\n");
+    keel_app_free(app);
+}

@@ -123,3 +123,89 @@ Test(state_dir, other_commands_leave_it_alone)
     cr_assert_eq(access(state, F_OK), -1, "not even created");
     cr_assert_eq(keel_app_lock_state_dir(t.app), -ENOENT, "not there to lock");
 }
+
+static char *config_text(keel_app *app)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    cr_assert_not_null(f);
+    cr_assert_geq(keel__config_dump(app->config, f), 0);
+    cr_assert_eq(fclose(f), 0);
+    return text;
+}
+
+Test(state_dir, set_state_dir_checks_its_arguments)
+{
+    cr_assert_eq(keel_app_set_state_dir(NULL, "/x"), -EINVAL);
+    cr_assert_eq(keel_app_set_state_dir(t.app, "relative/x"), -EINVAL);
+    cr_assert_eq(keel_app_set_state_dir(t.app, "/srv/test"), 0);
+    cr_assert_eq(keel_app_set_state_dir(t.app, ""), 0);
+    cr_assert_eq(keel_app_set_state_dir(t.app, NULL), 0);
+}
+
+static int set_too_late(keel_app *app, void *userdata)
+{
+    cr_assert_eq(keel_app_set_state_dir(app, "/srv/test"), -ESTALE);
+    return 0;
+}
+
+/* The program's default stands until a layer sets the key, and is what `config` shows. */
+Test(state_dir, the_programs_default_is_the_keys_default)
+{
+    char *set[] = { NULL };
+    keel_config_sources src = { .sets = set };
+    cr_assert_eq(keel_app_set_state_dir(t.app, "/srv/my state: x"), 0);
+    cr_assert_eq(keel__config_load(t.app->config, &src, NULL), 0);
+    cr_assert_str_eq(keel_app_state_dir(t.app), "/srv/my state: x");
+    cr_assert_str_eq(keel_app_config_origin(t.app, "state_dir"), "default");
+    _cleanup_free_ char *text = config_text(t.app);
+    cr_assert(strstr(text, "state_dir: '/srv/my state: x'"), "%s", text);
+    cr_assert_eq(keel_app_set_state_dir(t.app, "/srv/other"), -ESTALE);
+    cr_assert_str_eq(keel_app_state_dir(t.app), "/srv/my state: x");
+}
+
+/* A program that keeps no state: serve creates, locks and writes nothing, and finalize writes no
+ * shutdown record (the configuration sets no state_dir, so it is the program's ''). */
+Test(state_dir, a_program_without_state_writes_nothing)
+{
+    char state[4096];
+    apptest_done(&t);
+    apptest_init(&t);
+    cr_assert_eq(keel_app_set_state_dir(t.app, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_BEFORE, "load", load, "log.level=info", NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "late", set_too_late, NULL, NULL), 0);
+    apptest_observe(&t, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "done", ACT_DONE);
+    cr_assert_eq(apptest_run(&t, NULL), 0, "%s", apptest_logs(&t));
+    cr_assert_str_eq(keel_app_state_dir(t.app), "");
+    cr_assert_not(keel_app_state_dir_locked(t.app));
+    cr_assert_eq(keel_app_lock_state_dir(t.app), -ENOENT);
+    (void) snprintf(state, sizeof state, "%s/state", dir);
+    cr_assert_eq(access(state, F_OK), -1, "nothing made");
+}
+
+/* '' is "none" only for a program that says it can do without: the agent's certificates, for
+ * one, live there. */
+Test(state_dir, an_empty_state_dir_is_accepted_only_from_a_program_without_state)
+{
+    _cleanup_strv_free_ char **errors = NULL;
+    char *set[] = { "state_dir=''", NULL };
+    keel_config_sources src = { .sets = set };
+    cr_assert_eq(keel__config_load(t.app->config, &src, &errors), -EINVAL);
+    cr_assert(errors && errors[0] && strstr(errors[0], "expected a non-empty path"), "%s", errors && errors[0] ? errors[0] : "");
+
+    apptest_done(&t);
+    apptest_init(&t);
+    cr_assert_eq(keel_app_set_state_dir(t.app, ""), 0);
+    cr_assert_eq(keel__config_load(t.app->config, &src, NULL), 0);
+    cr_assert_str_eq(keel_app_state_dir(t.app), "");
+    cr_assert_str_eq(keel_app_config_origin(t.app, "state_dir"), "--set");
+
+    apptest_done(&t);
+    apptest_init(&t);
+    char *set_dir[] = { "state_dir=/srv/test", NULL };
+    src.sets = set_dir;
+    cr_assert_eq(keel_app_set_state_dir(t.app, ""), 0);
+    cr_assert_eq(keel__config_load(t.app->config, &src, NULL), 0);
+    cr_assert_str_eq(keel_app_state_dir(t.app), "/srv/test", "an operator may still give it one");
+}

@@ -412,11 +412,12 @@ Test(config_parse, format)
                     b = ROW(KEEL_CONFIG_BOOL), i = ROW(KEEL_CONFIG_INT), e = ROW(KEEL_CONFIG_ENUM, .choices = backup_choices),
                     l = ROW(KEEL_CONFIG_LIST), s = ROW(KEEL_CONFIG_STRING);
 
-    formats(&d, &(keel_usec_t){ 0 }, "0");
+    formats(&d, &(keel_usec_t){ 0 }, "0s");
     formats(&d, &(keel_usec_t){ 30 * SEC }, "30s");
     formats(&d, &(keel_usec_t){ 5400 * SEC }, "1h30m");
     formats(&d, &(keel_usec_t){ 1500 * KEEL_USEC_PER_MSEC }, "1s500ms");
-    formats(&d, &(keel_usec_t){ 86400 * SEC + 1 }, "1d1us");
+    formats(&d, &(keel_usec_t){ 86400 * SEC + 1 }, "24h1us");
+    formats(&d, &(keel_usec_t){ 72 * 3600 * SEC }, "72h");
     formats(&z, &(uint64_t){ 0 }, "0");
     formats(&z, &(uint64_t){ 1536 }, "1536");
     formats(&z, &(uint64_t){ 64 * 1024 }, "64KiB");

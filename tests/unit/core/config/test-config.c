@@ -768,7 +768,7 @@ Test(config, dump_format)
                                                        "log.level: info   # default\n"
                                                        "metrics.enabled: true   # default\n"
                                                        "pidfile: /run/keel.pid   # env KEEL_PIDFILE\n"
-                                                       "shutdown.delay: 0   # default\n"
+                                                       "shutdown.delay: 0s   # default\n"
                                                        "shutdown.timeout: 1m30s   # --set\n"
                                                        "state_dir: '/srv/a: b'   # --set\n"
                                                        "token.address: '[::1]:80'   # %1$s/app.yaml:3:16\n"
@@ -776,6 +776,26 @@ Test(config, dump_format)
                                                        "token.workers: 4   # default\n",
                                                        dir);
     cr_assert_str_eq(out, expected);
+}
+
+/* `config --keys` prints each default as `config` prints the value: "0s" in both, not "0" in one
+ * (issue 26), and "64KiB" for a table's "64K". */
+Test(config, keys_print_defaults_as_the_dump_prints_values)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *m = open_memstream(&buf, &size);
+    cr_assert_not_null(m);
+    cr_assert_eq(keel__config_describe(config, m), 0);
+    cr_assert_eq(fclose(m), 0);
+    _cleanup_free_ char *keys = buf;
+    cr_assert(strstr(keys, "shutdown.delay\tduration\t0s\t"), "%s", keys);
+    cr_assert(strstr(keys, "token.buffer\tsize\t64KiB\t"), "%s", keys);
+
+    load_ok(&(keel_config_sources){ 0 });
+    _cleanup_free_ char *values = dump();
+    cr_assert(strstr(values, "shutdown.delay: 0s   # default\n"), "%s", values);
+    cr_assert(strstr(values, "token.buffer: 64KiB   # default\n"), "%s", values);
 }
 
 Test(config, dump_reads_back_as_the_same_configuration)

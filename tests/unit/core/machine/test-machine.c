@@ -78,7 +78,10 @@ Test(machine, first_start_error_skips_the_rest_and_logs_each_skip)
     cr_assert(strstr(logs, "Observer b failed: failed on purpose"), "%s", logs);
     cr_assert(strstr(logs, "Skipped observer c"), "%s", logs);
     cr_assert(strstr(logs, "Skipped observer d"), "%s", logs);
-    cr_assert(strstr(logs, "Initiating shutdown, cause: start failed: failed on purpose"), "%s", logs);
+    cr_assert(strstr(logs, "Initiating shutdown, cause: start failed\n"), "%s", logs);
+    cr_assert(strstr(logs, "Exiting with status 1: start failed\n"), "%s", logs);
+    const char *first = strstr(logs, "failed on purpose");
+    cr_assert(first && !strstr(first + 1, "failed on purpose"), "one line per error:\n%s", logs);
 }
 
 Test(machine, init_error_goes_to_finalize_only)
