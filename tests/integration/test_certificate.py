@@ -222,8 +222,8 @@ class Lifecycle(Base):
         self.assertEqual(status, 0, err)
         lines = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
         self.assertEqual(lines["certificate.provider"], "local-ca   # default")
-        self.assertEqual(lines["certificate.refresh_interval"], "1d   # default")
-        self.assertEqual(lines["certificate.lifetime"], "3d   # default")
+        self.assertEqual(lines["certificate.refresh_interval"], "24h   # default")
+        self.assertEqual(lines["certificate.lifetime"], "72h   # default")
         self.assertEqual(lines["certificate.backup"], "none   # default")
         self.assertEqual(lines["certificate.key_type"], "ec   # default")
         self.assertEqual(lines["certificate.dns_names"], "[]   # default")

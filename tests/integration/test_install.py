@@ -142,7 +142,7 @@ class Packaged(unittest.TestCase):
                     needed, _ = dynamic(binary)
                     self.assertFalse([n for n in needed if n.startswith("libkeel")], needed)
                     self.assertNotIn("libkeel", sh("ldd", binary))
-                    self.assertEqual(self.run_installed(binary, "version"), f"{example} 0.1.0\n")
+                    self.assertEqual(self.run_installed(binary, "version"), f"{example} (keel 0.1.0)\n")
 
     def test_a_cxx_program_includes_every_header_and_links(self):
         headers = sorted(glob.glob(os.path.join(self.prefix, "include/keel/*.h")))
