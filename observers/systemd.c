@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The service manager's side of the lifecycle that is not the machine's own: the loop watchdog,
- * and the shutdown delay that gives load balancers time to see readiness turn 503. */
+ * the start delay that spreads a fleet restarted together, and the shutdown delay that gives load
+ * balancers time to see readiness turn 503. */
+#include <sys/random.h>
+
 #include <keel/keel.h>
 
 #include "app-internal.h"
@@ -45,9 +48,34 @@ static int on_shutdown_delay(keel_app *app, void *userdata)
     return r < 0 ? keel_app_fail(app, r, "Event loop failed during the shutdown delay: %m") : 0;
 }
 
+/* A thousand agents restarted together (a node's reboot, a rollout) would ask their CA or issuer
+ * in the same second: each waits a random time below start_delay_jitter first. A stop request
+ * ends the wait, and the start is skipped as for any signal during it (exit 0). */
+static int on_start_delay(keel_app *app, void *userdata)
+{
+    keel_usec_t jitter = keel__app_settings(app)->start_delay_jitter;
+    const char *command = keel_app_command(app);
+    uint64_t x = 0;
+    if (jitter == 0 || !command || !(streq(command, "serve") || streq(command, "init")))
+        return 0;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t) sizeof x)
+        x = (uint64_t) keel_now(); /* spreading, not secrecy: any varying number does */
+    keel_usec_t delay = x % jitter;
+    char d[32], j[32];
+    keel_log_info("Delaying the start by %s (start_delay_jitter %s)", keel_format_duration(delay, d, sizeof d),
+                  keel_format_duration(jitter, j, sizeof j));
+    int r = keel_app_wait(app, delay);
+    return r == -ECANCELED ? r : 0;
+}
+
 int keel__observers_systemd_register(keel_app *app)
 {
-    int r = keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "systemd.watchdog", on_watchdog, NULL, NULL);
+    keel_observer *delay = NULL;
+    int r = keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_BEFORE, "start.delay", on_start_delay, NULL, &delay);
+    if (r < 0)
+        return r;
+    keel__observer_set_command_flags(delay, KEEL_COMMAND_SINGLE); /* the daemons: serve, init */
+    r = keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "systemd.watchdog", on_watchdog, NULL, NULL);
     if (r < 0)
         return r;
     /* Registered before any service, so in stop.before (newest first) it runs last: after every

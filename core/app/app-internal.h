@@ -24,6 +24,7 @@ typedef struct keel_core_settings {
     int log_format; /* keel_log_format */
     keel_usec_t shutdown_timeout;
     keel_usec_t shutdown_delay;
+    keel_usec_t start_delay_jitter;
     char **plugins_disabled;
     int64_t http_connection_limit;
     keel_usec_t http_connection_timeout, http_request_header_timeout, http_request_body_timeout;

@@ -41,7 +41,7 @@ class Plan(KeelTestCase):
         self.assertEqual(status, 0, err)
         rs = rows(out)
         self.assertEqual(names(rs, "command", "serve"), ["commands.serve"])
-        self.assertEqual(names(rs, "start", "before"), ["pidfile.acquire", "layout.check", "state-dir.acquire"],
+        self.assertEqual(names(rs, "start", "before"), ["pidfile.acquire", "start.delay", "layout.check", "state-dir.acquire"],
                          "the state directory is locked last in start.before")
         self.assertEqual(names(rs, "start", "during"),
                          ["layout.record", "certificate.start", "token.start", "metrics.start", "healthcheck.start"])

@@ -68,8 +68,9 @@ class TraceFile(KeelTestCase):
         status, _, err, _ = run("--trace", trace, "serve", env={"KEEL_FAULT": "sigterm@before:pidfile.acquire"})
         self.assertEqual(status, 0, err)
         skipped = [e for e in load_trace(trace) if e.get("cat") == "observer" and e["args"]["result"] == "skipped"]
-        self.assertEqual([e["name"] for e in skipped], ["pidfile.acquire", "layout.check", "state-dir.acquire", "layout.record",
-                                                  "certificate.start", "token.start", "metrics.start", "healthcheck.start"])
+        self.assertEqual([e["name"] for e in skipped], ["pidfile.acquire", "start.delay", "layout.check", "state-dir.acquire",
+                                                  "layout.record", "certificate.start", "token.start", "metrics.start",
+                                                  "healthcheck.start"])
         self.assertEqual(skipped[0]["dur"], 0)
 
     def test_trace_to_stderr_prints_readable_lines(self):
