@@ -17,24 +17,27 @@ extern "C" {
 /**
  * TLS for a component's server, brought by the program (libkeel links no TLS library): @ops runs
  * the connections, and the hooks make, refresh and free the object @ops is given as its userdata
- * (the "context"). Every hook runs on the main thread with @component, the component's name
- * ("metrics"), for the log and for the names of the program's own keys.
+ * (the "context"). @ops and @open are required. Every hook but client_required runs on the main
+ * thread with @component, the component's name ("metrics"), for the log and for the names of the
+ * program's own keys.
  */
 typedef struct keel_component_tls {
     const keel_http_tls_ops *ops;
     void *userdata;
-    /* configure.during, before the component's own checks; may be NULL. The contract of an observer. */
+    /* configure.during (the point "<component>.configure"); may be NULL. The contract of an observer. */
     int (*configure)(keel_app *app, const char *component, void *userdata);
     /* start.during, before the server starts: the context into *@ret_context, or NULL there to
      * serve plain HTTP. A negative errno fails the start (give the message to keel_app_fail()). */
     int (*open)(keel_app *app, const char *component, void *userdata, void **ret_context);
-    /* refresh.during: the live keys were reloaded; a failure keeps the context as it was. May be NULL. */
+    /* refresh.during, while a context is open: the live keys were reloaded; a failure keeps the
+     * context as it was (log it). May be NULL. */
     void (*refresh)(keel_app *app, const char *component, void *userdata, void *context);
     /* Whether the server refuses a request that carries no verified client identity
      * (keel_http_request_peer_identity()): the body of the 401 it answers, one line with static
      * storage duration, or NULL to serve it. Called from the polling thread. May be NULL: never. */
     const char *(*client_required)(void *userdata, void *context);
-    /* stop.during, once the server is stopped and freed (its sessions held the context). May be NULL. */
+    /* stop.during, for a context open() made, once the server is stopped and freed (its sessions
+     * held the context). May be NULL. */
     void (*close)(void *userdata, void *context);
 } keel_component_tls;
 
