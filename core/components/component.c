@@ -15,9 +15,12 @@
 static void component_free(void *object)
 {
     keel__component *c = object;
+    if (!c)
+        return;
     keel_strv_free(c->after);
     free(c);
 }
+DEFINE_TRIVIAL_CLEANUP_FUNC(keel__component *, component_free);
 
 keel__component *keel__component_of(const keel_service *s)
 {
@@ -45,14 +48,12 @@ int keel__component_add(keel_app *app, const keel_service_vtable *base, const ke
     if (keel_app_attached(app, attachment) || keel_app_find_service(app, base->name))
         return -EEXIST;
 
-    keel__component *c = calloc(1, sizeof *c);
+    _cleanup_(component_freep) keel__component *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     *c = (keel__component){ .vtable = *base };
-    if (options && options->after && !(c->after = keel_strv_copy((char *const *) options->after))) {
-        free(c);
+    if (options && options->after && !(c->after = keel_strv_copy((char *const *) options->after)))
         return -ENOMEM;
-    }
     if (options && options->tls)
         c->tls = *options->tls;
     c->vtable.after = (const char *const *) c->after;
@@ -62,11 +63,9 @@ int keel__component_add(keel_app *app, const keel_service_vtable *base, const ke
         c->vtable.refresh = tls_refresh_hook;
     /* Attached first: from here on the app frees it, after its services, whatever follows. */
     int r = keel_app_attach(app, attachment, c, component_free);
-    if (r < 0) {
-        component_free(c);
+    if (r < 0)
         return r;
-    }
-    return keel_app_add_service(app, &c->vtable, NULL);
+    return keel_app_add_service(app, &TAKE_PTR(c)->vtable, NULL);
 }
 
 int keel__component_configure(keel__component *c, keel_app *app)
