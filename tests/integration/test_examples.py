@@ -65,7 +65,8 @@ class Installed(KeelTestCase):
     def test_the_install_tree_holds_the_framework_and_the_agent(self):
         for f in ("bin/keel", f"{LIBDIR}/libkeel.so.0", f"{LIBDIR}/libkeel.a", f"{LIBDIR}/pkgconfig/keel.pc",
                   "include/keel/keel.h", "include/keel/service.h", f"{LIBDIR}/cmake/Keel/KeelConfig.cmake",
-                  "lib/systemd/system/keel.service", "share/doc/keel/examples/keel.yaml"):
+                  "lib/systemd/system/keel.service", "share/doc/keel/examples/keel.yaml",
+                  "share/doc/keel/examples/pinger/pinger.c"):
             self.assertTrue(os.path.exists(os.path.join(self.prefix, f)), f)
         headers = sorted(os.path.basename(h) for h in glob.glob(os.path.join(self.prefix, "include/keel/*.h")))
         self.assertEqual(headers, sorted(os.path.basename(h) for h in glob.glob(os.path.join(SOURCE, "include/keel/*.h"))))
