@@ -30,7 +30,8 @@ typedef int (*keel_health_check_t)(void *userdata, char *reason, size_t size);
 
 /**
  * Registers check @name ([a-z0-9_-]+), reported by /readyz and /healthz of the health check
- * service. Register before `ready` (from a plugin, command, init, configure or start observer).
+ * component (keel_app_add_healthcheck(), keel/components.h). Register before `ready` (from a
+ * plugin, command, init, configure or start observer).
  * Returns -EEXIST for a name in use, -EINVAL, -ENOMEM.
  */
 KEEL_API int keel_app_add_health_check(keel_app *app, const char *name, keel_health_check_t check, void *userdata);

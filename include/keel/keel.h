@@ -4,6 +4,7 @@
 /* Everything a plugin author uses. */
 #include <keel/app.h>
 #include <keel/common.h>
+#include <keel/components.h>
 #include <keel/config.h>
 #include <keel/event.h>
 #include <keel/fdstore.h>

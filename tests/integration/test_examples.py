@@ -3,7 +3,9 @@
 examples/ built out of tree against what was installed — with CMake's find_package(Keel), shared
 and static, and with pkg-config and a plain Makefile — and run from the install tree. Each
 reaches READY=1, serves its probe, drains on SIGTERM and exits 0, and exits 1 on an injected
-start fault. The README's plugin is examples/hello/hello.c, compiled here."""
+start fault. The README's plugin is examples/hello/hello.c, compiled here. examples/pinger is the
+daemon of issue 26 in under 150 lines: its own route, task, live key, command, health check and
+metric, with libkeel's health check and metrics components."""
 
 import glob
 import os
@@ -15,7 +17,7 @@ import tempfile
 import time
 import unittest
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, wait_for
 from keelrun import Keel, KeelTestCase
 
 SOURCE = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -63,7 +65,8 @@ class Installed(KeelTestCase):
     def test_the_install_tree_holds_the_framework_and_the_agent(self):
         for f in ("bin/keel", f"{LIBDIR}/libkeel.so.0", f"{LIBDIR}/libkeel.a", f"{LIBDIR}/pkgconfig/keel.pc",
                   "include/keel/keel.h", "include/keel/service.h", f"{LIBDIR}/cmake/Keel/KeelConfig.cmake",
-                  "lib/systemd/system/keel.service", "share/doc/keel/examples/keel.yaml"):
+                  "lib/systemd/system/keel.service", "share/doc/keel/examples/keel.yaml",
+                  "share/doc/keel/examples/pinger/pinger.c"):
             self.assertTrue(os.path.exists(os.path.join(self.prefix, f)), f)
         headers = sorted(os.path.basename(h) for h in glob.glob(os.path.join(self.prefix, "include/keel/*.h")))
         self.assertEqual(headers, sorted(os.path.basename(h) for h in glob.glob(os.path.join(SOURCE, "include/keel/*.h"))))
@@ -160,6 +163,40 @@ class Installed(KeelTestCase):
                 status, _, err = k.wait()
                 self.assertEqual(status, 1, err)
                 self.assertIn("Error starting queue worker: test error", err)
+
+    def pinger(self, mode, *args, config=""):
+        env = {"LD_LIBRARY_PATH": self.libdir, "PINGER_STATE_DIR": os.path.join(self.root, mode + "-pinger")}
+        for key in ("PINGER_ADDRESS", "HEALTHCHECK_ADDRESS", "METRICS_ADDRESS"):
+            env["PINGER_" + key] = "127.0.0.1:0"
+        return self.keel(*args, binary=os.path.join(self.bins[mode], "pinger"), env=env, config=config)
+
+    def test_pinger_has_a_route_a_task_a_live_key_a_command_a_check_and_a_metric(self):
+        with open(os.path.join(SOURCE, "examples", "pinger", "pinger.c")) as f:
+            self.assertLess(len(f.readlines()), 150, "the example stays under 150 lines")
+        for mode in self.bins:
+            with self.subTest(mode):
+                k = self.pinger(mode, config="pinger:\n  interval: 1h\n")
+                status = bound_address(k, "pinger server")
+                health, metrics = bound_address(k, "health check server"), bound_address(k, "metrics exporter server")
+                self.assertEqual(get(status, "/status")[::2], (200, '{"beats":1}\n'), "one beat, at start")
+                code, _, body = get(health, "/readyz?verbose")
+                self.assertEqual((code, "[+]heartbeat ok" in body), (200, True), body)
+                code, _, body = get(metrics, "/metrics")
+                for series in ("pinger_beats_total 1\n", "keel_build_info{", "process_resident_memory_bytes "):
+                    self.assertIn(series, body)
+                # The live key: a new interval applies on SIGHUP, at once.
+                k.write("keel.yaml", "pinger:\n  interval: 20ms\n")
+                k.kill(signal.SIGHUP)
+                wait_for(lambda: int(re.search(r"\d+", get(status, "/status")[2]).group()) >= 5, 5, "five beats")
+                k.kill(signal.SIGTERM)
+                status, _, err = k.wait()
+                self.assertEqual(status, 0, err)
+                self.assertLess(err.index("Stopped health check server"), err.index("Stopped pinger server"), err)
+
+                status, out, err = self.run_to_end(os.path.join(self.bins[mode], "pinger"), "once")
+                self.assertEqual(status, 0, err)
+                self.assertRegex(out, r"^beat at \d+\n$")
+                self.assertNotIn("Starting", err, "no server starts for once")
 
 
 class Readme(unittest.TestCase):
