@@ -277,7 +277,8 @@ KEEL_API int keel_app_attach(keel_app *app, const char *name, void *object, keel
 /** The object attached as @name (borrowed), or NULL. Thread-safe. */
 KEEL_API void *keel_app_attached(const keel_app *app, const char *name);
 
-/** The app's metrics registry (borrowed), exported by the metrics service. */
+/** The app's metrics registry (borrowed), served on /metrics by the metrics exporter component
+ * (keel_app_add_metrics_exporter(), keel/components.h) when the program adds it. */
 KEEL_API struct keel_metrics *keel_app_metrics(keel_app *app);
 
 /**
