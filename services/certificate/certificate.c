@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "certificate-service.h"
+#include "mode.h"
 #include "openssl-util.h"
 
 static const char *const provider_choices[] = { "local-ca", "file", "acme", NULL };
@@ -311,6 +312,34 @@ static int resolve_paths(cert_service *s)
     return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
 }
 
+/* keel init: an issuance by ACME that fails is tried again, with a backoff, until init.timeout.
+ * A stop signal while it waits or fetches ends it as a failure of the service (exit 1): init did
+ * not write what it is for. Other providers fail at once: their errors are not transient. */
+static int obtain_in_init(cert_service *s, cert_pair *p, cert_error *e)
+{
+    keel_usec_t deadline = keel_now() + agent_init_timeout(s->app), backoff = KEEL_USEC_PER_SEC;
+    for (;;) {
+        int r = keel__cert_obtain(s, p, e);
+        if (r >= 0 || s->config.provider != CERT_PROVIDER_ACME)
+            return r;
+        if (r == -ECANCELED || keel_now() + backoff >= deadline) {
+            size_t n = strlen(e->text);
+            (void) snprintf(e->text + n, sizeof e->text - n,
+                            r == -ECANCELED ? " (keel init stopped)" : " (keel init gave up at init.timeout)");
+            return r == -ECANCELED ? -EINTR : r;
+        }
+        char d[32];
+        CERT_LOG(KEEL_LOG_WARNING, "Failed to obtain the certificate, trying again in %s: %s",
+                 keel_format_duration(backoff, d, sizeof d), e->text);
+        if (keel_app_wait(s->app, backoff) < 0) {
+            (void) keel__cert_fail(e, -EINTR, "keel init stopped while it retried: %s", e->text);
+            return -EINTR;
+        }
+        backoff = KEEL_MIN(backoff * 2, 30 * KEEL_USEC_PER_SEC);
+        *e = (cert_error){};
+    }
+}
+
 static int certificate_start(keel_service *svc, void *state)
 {
     cert_service *s = state;
@@ -329,7 +358,7 @@ static int certificate_start(keel_service *svc, void *state)
     _cleanup_(keel__cert_pair_done) cert_pair p = {};
     cert_error e = {};
     (void) pthread_mutex_lock(&s->lock);
-    r = keel__cert_obtain(s, &p, &e);
+    r = agent_init_mode(app) ? obtain_in_init(s, &p, &e) : keel__cert_obtain(s, &p, &e);
     if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
         (void) keel__cert_fail(&e, r, "Cannot publish the credential: %s", strerror(-r));
     (void) pthread_mutex_unlock(&s->lock);
@@ -338,7 +367,7 @@ static int certificate_start(keel_service *svc, void *state)
     if (s->out_error < 0)
         return keel_app_fail(app, s->out_error, "Cannot deliver the pair to certificate.out_dir '%s' (see above)",
                              s->config.out_dir);
-    if (s->read_only) /* a command that exits soon: nothing to keep fresh */
+    if (s->read_only || agent_init_mode(app)) /* a command that exits soon: nothing to keep fresh */
         return 0;
     if ((r = hooks_start(s->hooks)) < 0)
         return keel_app_fail(app, r, "Cannot start the certificate.out hooks: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));

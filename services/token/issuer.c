@@ -4,6 +4,7 @@
  * polling thread never waits on the network. And the start: the client pair, a first token. */
 #include <stdio.h>
 
+#include "mode.h"
 #include "token-internal.h"
 
 typedef struct job {
@@ -99,6 +100,8 @@ int token__issuer_start(token_service *token, keel_app *app)
     int r = oauth2_new(&c, &token->issuer, why, sizeof why);
     if (r < 0)
         return keel_app_fail(app, r, "%s", why);
+    if (agent_init_mode(app)) /* it fetches each target's token, tried again until init.timeout */
+        return 0;
     token_minted t = { 0 };
     r = oauth2_fetch(token->issuer, NULL, NULL, keel_now_realtime(), keel_app_stop_fd(app), &t, why, sizeof why);
     token_minted_done(&t);

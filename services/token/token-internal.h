@@ -56,6 +56,7 @@ typedef struct token_service {
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
     /* Start reached the restore of the cache kept by the last stop: this stop keeps it in turn. */
     bool restored;
+    int cancel_fd; /* keel init: the app's stop descriptor, which ends a fetch from the issuer; else -1 */
 } token_service;
 
 /* Where an answer goes: the request now, or, for one an issuer worker answers, later. */

@@ -21,6 +21,7 @@
 #include "cache.h"
 #include "oauth2.h"
 #include "request.h"
+#include "mode.h"
 #include "token-internal.h"
 #include "token.h"
 #include "workers.h"
@@ -124,8 +125,9 @@ static int mint(const char *domain, const char *role, keel_usec_t now, void *use
     token_service *token = userdata;
     if (token->issuer) {
         char why[512];
-        /* Not cancelled at a stop: a request in flight is answered through the drain. */
-        int r = oauth2_fetch(token->issuer, domain, role, now, -1, ret, why, sizeof why);
+        /* Serving, not cancelled at a stop: a request in flight is answered through the drain.
+         * keel init gives the stop descriptor: a stop ends its fetch. */
+        int r = oauth2_fetch(token->issuer, domain, role, now, token->cancel_fd, ret, why, sizeof why);
         if (r < 0)
             return keel_log_service_errno("token", KEEL_LOG_ERROR, r, "Failed to get a token for domain[%s] role[%s] from %s: %s",
                                           domain, role, oauth2_token_url(token->issuer), why);
@@ -471,6 +473,7 @@ static int token_refresh(keel_service *s, void *state)
 static int token_configure(keel_service *s, void *state)
 {
     token_service *token = state;
+    token->cancel_fd = -1;
     keel_app *app = keel_service_app(s);
     token_cache_metrics m = { 0 };
     int r = identity_of(app, &token->identity);
@@ -515,6 +518,30 @@ static int start_tasks(token_service *token, keel_app *app)
     return r;
 }
 
+/* keel init: the token files, their fetches from an OAuth2 issuer tried again with a backoff
+ * until init.timeout; a stop ends it as a failure (exit 1). The agent's own key mints or fails at
+ * once. Nothing serves and no task runs. */
+static int start_in_init(token_service *token, keel_app *app)
+{
+    keel_usec_t deadline = keel_now() + agent_init_timeout(app), backoff = KEEL_USEC_PER_SEC;
+    token->cancel_fd = keel_app_stop_fd(app);
+    int r;
+    while ((r = token__files_write(token, true)) < 0 && token->issuer && !keel_app_stop_requested(app) &&
+           keel_now() + backoff < deadline) {
+        char d[32];
+        keel_log_service("token", KEEL_LOG_WARNING, "Trying the token files again in %s",
+                         keel_format_duration(backoff, d, sizeof d));
+        if (keel_app_wait(app, backoff) < 0)
+            break;
+        backoff = KEEL_MIN(backoff * 2, 30 * KEEL_USEC_PER_SEC);
+    }
+    if (r < 0)
+        return keel_app_fail(app, keel_app_stop_requested(app) ? -EINTR : -EIO,
+                             "Cannot write the token files of token.targets in '%s'%s", token->files.config.dir,
+                             keel_app_stop_requested(app) ? ": keel init stopped" : " (see above)");
+    return 0;
+}
+
 static int token_start(keel_service *s, void *state)
 {
     token_service *token = state;
@@ -530,10 +557,12 @@ static int token_start(keel_service *s, void *state)
     if (r < 0)
         return keel_app_fail(app, r, "Failed to add the token health check: %s", strerror(-r));
     token->work = keel_app_work(app, "token");
-    if ((r = tls_server_setup(app, token->identity, "token", &token->config.tls, &token->tls)) < 0)
+    if (!agent_init_mode(app) && (r = tls_server_setup(app, token->identity, "token", &token->config.tls, &token->tls)) < 0)
         return r;
     if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token__issuer_start(token, app)) < 0)
         return r;
+    if (agent_init_mode(app))
+        return start_in_init(token, app);
     /* Last before the server: a start that failed before it leaves what was kept to the next one. */
     token__restore_cache(token);
     if (token__files_write(token, true) < 0)
