@@ -135,6 +135,13 @@ int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret);
  * 128-bit serial, valid from a few minutes ago (clock skew) for @lifetime, never past the CA.
  */
 int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret);
+/*
+ * A role certificate for @key (Athenz's form): subject CN "@domain:role.@role", subjectAltName
+ * URI spiffe://@domain/ra/@role, clientAuth only, otherwise as keel__cert_issue(). -E2BIG for
+ * names too long.
+ */
+int keel__cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role,
+                          keel_usec_t lifetime, X509 **ret);
 /* @names as the text of a subjectAltName extension: "DNS:a,IP:127.0.0.1". -E2BIG past @size. */
 int keel__cert_san_text(char *const *names, char *buf, size_t size);
 /* Whether @name is an IPv4 or IPv6 address (else a DNS name). */

@@ -44,6 +44,7 @@ typedef struct certificate_config {
     keel_usec_t publish_delay;                /* file: a new key is the next one this long before it signs */
     char *out_dir, *out_key_mode, *out_group; /* the pair delivered to another program (out.c) */
     hook_config out_hooks;                    /* certificate.out_exec, out_signal, out_pidfile, out_hook_timeout */
+    char **roles, *role_dir;                  /* role certificates (roles.c) */
     struct {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
@@ -81,6 +82,7 @@ typedef struct cert_service {
     gid_t out_gid;                   /* certificate.out_group, or (gid_t) -1 */
     char out_kid[64];                /* the key last delivered to out_dir */
     int out_error;                   /* of the last delivery: 0, or a negative errno */
+    int roles_error;                 /* of the last role certificates: 0, or a negative errno */
     keel_counter *out_written, *out_failures; /* keel_certificate_deliveries_total{result} */
     hooks *hooks;                             /* owned: told of each pair that replaces another, or NULL */
     bool checks_registered;
@@ -131,6 +133,12 @@ bool keel__cert_current_due(cert_service *s);
 /* Checks certificate.out_* and, with out_dir set, delivers each new current credential there
  * (the outcome in out_error, logged and counted). Configure only. */
 int keel__cert_out_configure(cert_service *s, keel_app *app);
+
+/* roles.c */
+/* Checks certificate.roles and role_dir (configure); issues and writes the role certificates of
+ * @c (its outcome in roles_error, logged and counted), under the service's lock. */
+int keel__cert_roles_configure(cert_service *s, keel_app *app);
+void keel__cert_roles_deliver(cert_service *s, const credential *c);
 
 /* clock.c */
 /* Wakes the refresh task at each step of the wall clock, so that it schedules again. */

@@ -151,6 +151,16 @@ static const keel_config_key config_keys[] = {
       .offset = C(out_group),
       .def = "''",
       .help = "group (name or number) of the delivered files, for a program that runs as another user; empty: keel's own" },
+    { .key = "certificate.roles",
+      .type = KEEL_CONFIG_LIST,
+      .offset = C(roles),
+      .def = "[]",
+      .help = "local-ca: domain:role pairs whose role certificates (of the current key) are issued with each new pair" },
+    { .key = "certificate.role_dir",
+      .type = KEEL_CONFIG_PATH,
+      .offset = C(role_dir),
+      .def = "''",
+      .help = "where each role certificate is written, as <domain>:role.<role>.cert.pem (required with roles)" },
     { .key = "certificate.out_exec",
       .type = KEEL_CONFIG_LIST,
       .offset = C(out_hooks.exec),
@@ -367,6 +377,9 @@ static int certificate_start(keel_service *svc, void *state)
     if (s->out_error < 0)
         return keel_app_fail(app, s->out_error, "Cannot deliver the pair to certificate.out_dir '%s' (see above)",
                              s->config.out_dir);
+    if (s->roles_error < 0)
+        return keel_app_fail(app, s->roles_error, "Cannot deliver the role certificates to certificate.role_dir '%s' (see above)",
+                             s->config.role_dir);
     if (s->read_only || agent_init_mode(app)) /* a command that exits soon: nothing to keep fresh */
         return 0;
     if ((r = hooks_start(s->hooks)) < 0)

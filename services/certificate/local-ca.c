@@ -138,20 +138,17 @@ static long seconds_until(const ASN1_TIME *t)
     return (long) days * 86400 + secs;
 }
 
-int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret)
+/* A leaf for @key from the CA: subject CN @cn, subjectAltName @san (OpenSSL's text), @eku. */
+static int issue_leaf(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *cn, const char *san, const char *eku,
+                      keel_usec_t lifetime, X509 **ret)
 {
-    char san[8192];
-    if (!names || !names[0])
-        return -EINVAL;
-    int r = keel__cert_san_text(names, san, sizeof san);
-    if (r < 0)
-        return r;
     /* Never past the CA: a verifier would refuse the chain from that moment. */
     long life = KEEL_MIN(lifetime_seconds(lifetime), seconds_until(X509_get0_notAfter(ca_cert)));
     if (life <= 0)
         return -EKEYEXPIRED;
     _cleanup_(X509_freep) X509 *x = NULL;
-    if ((r = new_cert(key, names[0], life, &x)) < 0)
+    int r = new_cert(key, cn, life, &x);
+    if (r < 0)
         return r;
     if (X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) != 1)
         return -ENOMEM;
@@ -159,8 +156,7 @@ int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const
     if ((r = add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE")) < 0 ||
         (r = add_ext(x, ca_cert, NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) <
             0 ||
-        (r = add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth")) < 0 ||
-        (r = add_ext(x, ca_cert, NID_subject_alt_name, san)) < 0 ||
+        (r = add_ext(x, ca_cert, NID_ext_key_usage, eku)) < 0 || (r = add_ext(x, ca_cert, NID_subject_alt_name, san)) < 0 ||
         (r = add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) < 0 ||
         (r = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) < 0)
         return r;
@@ -170,6 +166,28 @@ int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const
     }
     *ret = TAKE_PTR(x);
     return 0;
+}
+
+int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret)
+{
+    char san[8192];
+    if (!names || !names[0])
+        return -EINVAL;
+    int r = keel__cert_san_text(names, san, sizeof san);
+    if (r < 0)
+        return r;
+    return issue_leaf(ca_key, ca_cert, key, names[0], san, "serverAuth,clientAuth", lifetime, ret);
+}
+
+int keel__cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role,
+                          keel_usec_t lifetime, X509 **ret)
+{
+    char cn[512], san[600];
+    int n = snprintf(cn, sizeof cn, "%s:role.%s", domain, role),
+        m = snprintf(san, sizeof san, "URI:spiffe://%s/ra/%s", domain, role);
+    if (n < 0 || (size_t) n >= sizeof cn || m < 0 || (size_t) m >= sizeof san)
+        return -E2BIG;
+    return issue_leaf(ca_key, ca_cert, key, cn, san, "clientAuth", lifetime, ret);
 }
 
 static bool san_has(GENERAL_NAMES *sans, const char *name)

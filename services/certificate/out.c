@@ -139,23 +139,32 @@ static int deliver(cert_service *s, const credential *c, bool *ret_replaced, cha
 
 /* After each change of the credential slots, under the service's lock (every publication holds it):
  * a new current credential is delivered. */
+/* The pair of @c into out_dir: whether it is there. */
+static bool deliver_pair(cert_service *s, const credential *c, bool *ret_replaced)
+{
+    char why[PATH_MAX + 128];
+    s->out_error = deliver(s, c, ret_replaced, why, sizeof why);
+    keel_counter_add(s->out_error < 0 ? s->out_failures : s->out_written, 1);
+    if (s->out_error < 0) {
+        CERT_LOG_ERRNO(KEEL_LOG_WARNING, s->out_error, "Failed to deliver key[%s] to certificate.out_dir: %s", credential_kid(c),
+                       why);
+        return false;
+    }
+    CERT_LOG(KEEL_LOG_INFO, "Delivered key[%s] and its certificate to '%s'", credential_kid(c), s->config.out_dir);
+    return true;
+}
+
 static void on_change(identity *id, void *userdata)
 {
     cert_service *s = userdata;
     _cleanup_(credential_unrefp) credential *c = identity_get(id, IDENTITY_CURRENT);
     if (!c || s->read_only || streq(s->out_kid, credential_kid(c)))
         return;
-    char why[PATH_MAX + 128];
     bool replaced = false;
-    s->out_error = deliver(s, c, &replaced, why, sizeof why);
-    keel_counter_add(s->out_error < 0 ? s->out_failures : s->out_written, 1);
-    if (s->out_error < 0) {
-        CERT_LOG_ERRNO(KEEL_LOG_WARNING, s->out_error, "Failed to deliver key[%s] to certificate.out_dir: %s", credential_kid(c),
-                       why);
+    if (*s->config.out_dir && !deliver_pair(s, c, &replaced))
         return;
-    }
+    keel__cert_roles_deliver(s, c); /* a failure is tried again with the next pair */
     (void) snprintf(s->out_kid, sizeof s->out_kid, "%s", credential_kid(c));
-    CERT_LOG(KEEL_LOG_INFO, "Delivered key[%s] and its certificate to '%s'", s->out_kid, s->config.out_dir);
     /* The first pair a directory gets is read when its program starts: nothing to tell. */
     if (replaced)
         hooks_notify(s->hooks);
@@ -176,18 +185,23 @@ static int hooks_configure(cert_service *s, keel_app *app)
 int keel__cert_out_configure(cert_service *s, keel_app *app)
 {
     int r = hooks_configure(s, app);
-    if (r < 0 || !*s->config.out_dir)
+    if (r >= 0)
+        r = keel__cert_roles_configure(s, app);
+    if (r < 0)
         return r;
-    if (delivery_parse_mode(s->config.out_key_mode, &s->out_key_mode) < 0)
+    if (delivery_parse_group(s->config.out_group, &s->out_gid) < 0)
+        return keel_app_fail(app, -EINVAL, "certificate.out_group '%s' is no group of this system", s->config.out_group);
+    bool roles = s->config.roles && s->config.roles[0];
+    if (!*s->config.out_dir && !roles)
+        return 0;
+    if (*s->config.out_dir && delivery_parse_mode(s->config.out_key_mode, &s->out_key_mode) < 0)
         return keel_app_fail(app, -EINVAL, "certificate.out_key_mode '%s' is not an octal mode such as 0440",
                              s->config.out_key_mode);
-    if (s->out_key_mode & 0007)
+    if (*s->config.out_dir && s->out_key_mode & 0007)
         return keel_app_fail(app, -EINVAL,
                              "certificate.out_key_mode %04o lets others read or write the private key: give the reader the group "
                              "(certificate.out_group)",
                              (unsigned) s->out_key_mode);
-    if (delivery_parse_group(s->config.out_group, &s->out_gid) < 0)
-        return keel_app_fail(app, -EINVAL, "certificate.out_group '%s' is no group of this system", s->config.out_group);
     r = identity_subscribe(s->identity, on_change, s);
     return r < 0 ? keel_app_fail(app, r, "Cannot watch the credential: %s", strerror(-r)) : 0;
 }
