@@ -137,8 +137,18 @@ static int spawn(const hooks *h, int pipe_w, pid_t *ret)
     return r;
 }
 
-/* Reads the child's output until it exits (its pidfd readable), the timeout passes or the task is
- * stopped: then the child is killed. Returns the wait status, or a negative errno. */
+/* Whether the child exited, without reaping it (collect()'s waitpid() does): its pidfd polled
+ * readable, or, on a kernel without pidfds (before 5.3), waitid()'s WNOWAIT says so. */
+static bool child_exited(int pidfd, short revents, pid_t pid)
+{
+    if (pidfd >= 0)
+        return revents != 0;
+    siginfo_t si = { 0 };
+    return waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* Reads the child's output until it exits, the timeout passes or the task is stopped: then the
+ * child is killed. Returns the wait status, or a negative errno. */
 static int collect(const hooks *h, keel_task *t, pid_t pid, int out_r, char *out, size_t *n)
 {
     int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
@@ -147,14 +157,15 @@ static int collect(const hooks *h, keel_task *t, pid_t pid, int out_r, char *out
     int r = 0;
     while (!(exited && eof)) {
         keel_usec_t now = keel_now();
-        if (now >= deadline || keel_task_stopping(t) || pidfd < 0) {
-            r = now >= deadline ? -ETIMEDOUT : pidfd < 0 ? -errno : -ECANCELED;
+        if (now >= deadline || keel_task_stopping(t)) {
+            r = now >= deadline ? -ETIMEDOUT : -ECANCELED;
             (void) kill(pid, SIGKILL);
             break;
         }
         struct pollfd p[2] = { { .fd = out_r, .events = eof ? 0 : POLLIN }, { .fd = pidfd, .events = POLLIN } };
-        if (poll(p, 2, (int) KEEL_MIN((deadline - now) / 1000 + 1, 100)) < 0 && errno != EINTR)
-            continue;
+        int slice = pidfd >= 0 ? 100 : 20; /* without a pidfd, the exit is looked for this often */
+        if (poll(p, 2, (int) KEEL_MIN((deadline - now) / 1000 + 1, (keel_usec_t) slice)) < 0 && errno != EINTR)
+            p[0].revents = p[1].revents = 0;
         char buf[512];
         ssize_t k = p[0].revents ? read(out_r, buf, sizeof buf) : -1;
         if (k > 0 && *n < OUTPUT_MAX) {
@@ -164,7 +175,7 @@ static int collect(const hooks *h, keel_task *t, pid_t pid, int out_r, char *out
         }
         eof = eof || k == 0 || (k < 0 && p[0].revents & (POLLHUP | POLLERR));
         /* A grandchild may hold the pipe: once the child exited, its own output has been read. */
-        exited = exited || p[1].revents;
+        exited = exited || child_exited(pidfd, p[1].revents, pid);
         eof = eof || (exited && k <= 0);
     }
     if (pidfd >= 0)
