@@ -15,7 +15,7 @@ DEBS = build-essential cmake pkg-config clang-format \
        libsystemd-dev libssl-dev libcurl4-openssl-dev libyaml-dev \
        libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
        systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh pebble libjansson-dev \
-       nginx-light wrk \
+       nginx-light wrk abigail-tools \
        $(SYSTEMD_TEST_DEBS)
 # The tests that boot a real systemd (a Debian 12 root file system made by debootstrap, booted by
 # systemd-nspawn) and build and run the image (podman, with its rootless helpers in uidmap).
@@ -25,7 +25,7 @@ BENCH_DEBS = wrk nginx-light
 # Only `make coverage` needs this.
 COVERAGE_DEBS = gcovr
 
-.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage soak bench bench-check format clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage soak bench bench-check format abi-baseline clean
 
 all: build
 
@@ -155,6 +155,11 @@ bench: deps-bench build
 bench-check: deps-bench build
 	cmake --build $(BUILD) -j $(JOBS) --target benches
 	python3 tests/bench/check.py $(BUILD) --write-doc docs/performance.md
+
+# After a deliberate change of libkeel's ABI: writes tests/abi/libkeel.abi anew from $(BUILD) (the
+# test build/abi compares against it); review the diff, and raise the SONAME for an incompatible one.
+abi-baseline: build
+	python3 tests/build/check_abi.py . $(BUILD)/libkeel.so --write
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
