@@ -14,6 +14,7 @@
 #include <keel/util.h>
 
 #include "delivery.h"
+#include "mode.h"
 #include "request.h"
 #include "token-internal.h"
 
@@ -186,6 +187,30 @@ int token__files_write(token_service *token, bool at_start)
 int token__files_start(token_service *token)
 {
     return hooks_start(token->files.hooks);
+}
+
+/* keel init: the token files, their fetches from an OAuth2 issuer tried again with a backoff
+ * until init.timeout; a stop ends it as a failure (exit 1). The agent's own key mints or fails at
+ * once. Nothing serves and no task runs. */
+int token__files_write_in_init(token_service *token, keel_app *app)
+{
+    keel_usec_t deadline = keel_now() + agent_init_timeout(app), backoff = KEEL_USEC_PER_SEC;
+    token->cancel_fd = keel_app_stop_fd(app);
+    int r;
+    while ((r = token__files_write(token, true)) < 0 && token->issuer && !keel_app_stop_requested(app) &&
+           keel_now() + backoff < deadline) {
+        char d[32];
+        keel_log_service("token", KEEL_LOG_WARNING, "Trying the token files again in %s",
+                         keel_format_duration(backoff, d, sizeof d));
+        if (keel_app_wait(app, backoff) < 0)
+            break;
+        backoff = KEEL_MIN(backoff * 2, 30 * KEEL_USEC_PER_SEC);
+    }
+    if (r < 0)
+        return keel_app_fail(app, keel_app_stop_requested(app) ? -EINTR : -EIO,
+                             "Cannot write the token files of token.targets in '%s'%s", token->files.config.dir,
+                             keel_app_stop_requested(app) ? ": keel init stopped" : " (see above)");
+    return 0;
 }
 
 void token__files_free(token_service *token)

@@ -86,6 +86,12 @@ extern const size_t token_files_n_config_keys;
 int token__files_configure(token_service *token, keel_app *app);
 int token__files_write(token_service *token, bool at_start);
 int token__files_start(token_service *token);
+/* keel init: token__files_write(), the fetches from an OAuth2 issuer tried again until init.timeout;
+ * a stop ends it as a failure. Logs its failure through keel_app_fail(). */
+int token__files_write_in_init(token_service *token, keel_app *app);
+
+/* tasks.c: from token.start, the refresh task and the memory reporter in token->tasks. */
+int token__tasks_start(token_service *token, keel_app *app);
 void token__files_free(token_service *token);
 
 /* kept.c: the cache across a restart. At start, before the server accepts: the tokens the last

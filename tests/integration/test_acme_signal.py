@@ -18,17 +18,10 @@ import unittest
 
 from keelrun import KeelTestCase
 from pebble import Pebble, free_port
+from test_daemon import alive
 
 SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
 RELAY_MAX = 60.0  # seconds a relayed connection may live
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class Tarpit:
