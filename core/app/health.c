@@ -63,7 +63,8 @@ unsigned keel_app_run_health_checks(keel_app *app, keel_health_report_t report, 
         return 0;
     (void) pthread_mutex_lock(&app->health.lock);
     for (size_t i = 0; i < app->health.n_checks; i++) {
-        char reason[256] = "";
+        char reason[256];
+        reason[0] = '\0'; /* not the whole buffer: this runs on every probe */
         keel_health_entry *e = &app->health.checks[i];
         int r = e->check(e->userdata, reason, sizeof reason);
         failed += r < 0;

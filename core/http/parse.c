@@ -37,31 +37,13 @@ static const keel__http_refusal coding_in_10 = { 400, "bad request: Transfer-Enc
 static const keel__http_refusal not_chunked = { 400, "bad request: the final transfer coding is not chunked\n", true };
 static const keel__http_refusal unknown_coding = { 501, "not implemented: a transfer coding other than chunked\n", true };
 
-/* RFC 9110 §5.6.2: tchar. No strchr(): every byte of every method and field name is tested. */
+/* RFC 9110 §5.6.2: tchar, one bit per byte below 128: "!#$%&'*+-.^_`|~", digits and letters. A
+ * bitmap, not strchr() or a switch: every byte of every method and field name is tested, and
+ * this is the parser's inner loop. test-http-parse checks it against the RFC's list. */
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
-        return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
+    static const uint64_t below_64 = UINT64_C(0x03ff6cfa00000000), below_128 = UINT64_C(0x57ffffffc7fffffe);
+    return c < 64 ? (below_64 >> c & 1) != 0 : c < 128 && (below_128 >> (c - 64) & 1) != 0;
 }
 
 int keel__http_unhex(char c)

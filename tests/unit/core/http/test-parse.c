@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,5 +108,26 @@ Test(parse, a_chunked_body_is_skipped_exactly)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         c = (keel__http_chunked){ .state = CHUNK_SIZE };
         cr_assert_lt(keel__http_chunked_skip(&c, bad[i], strlen(bad[i])), 0, "%s", bad[i]);
+    }
+}
+
+/* RFC 9110 §5.6.2, tchar: what a method and a field name may be made of, byte by byte. */
+static bool rfc_tchar(int c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+Test(parse, methods_and_field_names_are_made_of_tchar_only)
+{
+    for (int c = 1; c < 256; c++) {
+        if (c == '\n')
+            continue; /* it would end the line, not be in it */
+        char method[64], field[64];
+        (void) snprintf(method, sizeof method, "G%cT / HTTP/1.1\r\nHost: x\r\n\r\n", c);
+        (void) snprintf(field, sizeof field, "GET / HTTP/1.1\r\nHost: x\r\nX%cY: 1\r\n\r\n", c);
+        keel__http_head h;
+        cr_assert_eq(parse(method, &h) == NULL, rfc_tchar(c), "method byte %d", c);
+        cr_assert_eq(parse(field, &h) == NULL, rfc_tchar(c) || c == ':', "field name byte %d", c);
+        free_copies();
     }
 }
