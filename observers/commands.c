@@ -10,6 +10,7 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "observers-internal.h"
 
 static int no_arguments(keel_app *app)
 {

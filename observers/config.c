@@ -8,6 +8,7 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "observers-internal.h"
 
 extern char **environ;
 

@@ -13,6 +13,8 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "observer-internal.h"
+#include "observers-internal.h"
 
 /* Static: the lock must outlive any allocation failure, and one process holds one PID file. */
 static struct {

@@ -8,6 +8,7 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "observers-internal.h"
 
 static void warn_failure(const char *name, int result, const char *reason, void *userdata)
 {

@@ -8,6 +8,8 @@
 
 #include "app-internal.h"
 #include "macro.h"
+#include "observer-internal.h"
+#include "observers-internal.h"
 
 static int on_watchdog(keel_app *app, void *userdata)
 {

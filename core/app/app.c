@@ -3,39 +3,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "log-internal.h"
 #include "macro.h"
 #include "service-internal.h"
-
-static const char *const keel_cause_table[_KEEL_CAUSE_MAX] = {
-    [KEEL_CAUSE_NONE] = "none",
-    [KEEL_CAUSE_SIGNAL] = "signal",
-    [KEEL_CAUSE_COMMAND_DONE] = "command done",
-    [KEEL_CAUSE_COMMAND_FAILED] = "command failed",
-    [KEEL_CAUSE_START_FAILED] = "start failed",
-    [KEEL_CAUSE_INIT_FAILED] = "init failed",
-    [KEEL_CAUSE_CONFIG_INVALID] = "bad configuration",
-    [KEEL_CAUSE_USAGE] = "bad usage",
-};
-
-static const int cause_exit_status[_KEEL_CAUSE_MAX] = {
-    [KEEL_CAUSE_NONE] = KEEL_EXIT_OK,
-    [KEEL_CAUSE_SIGNAL] = KEEL_EXIT_OK,
-    [KEEL_CAUSE_COMMAND_DONE] = KEEL_EXIT_OK,
-    [KEEL_CAUSE_COMMAND_FAILED] = KEEL_EXIT_FAILURE,
-    [KEEL_CAUSE_START_FAILED] = KEEL_EXIT_FAILURE,
-    [KEEL_CAUSE_INIT_FAILED] = KEEL_EXIT_FAILURE,
-    [KEEL_CAUSE_CONFIG_INVALID] = KEEL_EXIT_CONFIG,
-    [KEEL_CAUSE_USAGE] = KEEL_EXIT_USAGE,
-};
-
-DEFINE_STRING_TABLE_LOOKUP_TO_STRING(keel_cause, keel_cause, )
-
-int keel_cause_exit_status(keel_cause c)
-{
-    return c >= 0 && c < _KEEL_CAUSE_MAX ? cause_exit_status[c] : -EINVAL;
-}
 
 static int add_standard_commands(keel_app *app)
 {
@@ -124,13 +95,9 @@ keel_app *keel_app_new(const char *name)
         return NULL;
     *app = (keel_app){
         .registry = { .attach_lock = PTHREAD_MUTEX_INITIALIZER },
-        .machine = { .state = _KEEL_STATE_INVALID,
-                     .event_now = _KEEL_EVENT_INVALID,
-                     .phase_now = _KEEL_PHASE_INVALID,
-                     .stop_deadline = KEEL_USEC_INFINITY },
+        .machine = KEEL_MACHINE_INIT,
         .health = { .readiness = KEEL_READINESS_STARTING, .lock = PTHREAD_MUTEX_INITIALIZER },
-        .process = { .daemon_fd = -EBADF, .state_lock = -EBADF },
-        .stop = { .fd = -EBADF, .signal_fd = -EBADF, .event_fd = -EBADF },
+        .state_lock = -EBADF,
     };
     app->name = strdup(name ? name : "keel");
     int r = app->name ? sd_event_new(&app->event) : -ENOMEM;
@@ -171,9 +138,7 @@ keel_app *keel_app_free(keel_app *app)
         keel__service_free(app->registry.services[i - 1]);
     free(app->registry.services);
     keel__app_attachments_done(app);
-    for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
-        app->signals[i] = sd_event_source_disable_unref(app->signals[i]);
-    keel__signals_done(app);
+    keel__machine_done(app);
     app->event = sd_event_unref(app->event);
     free(app->name);
     free(app->version);
@@ -186,12 +151,9 @@ keel_app *keel_app_free(keel_app *app)
     free(app->cli.config_file);
     free(app->cli.profile);
     free(app->cli.trace_path);
-    app->process.daemon_fd = safe_close(app->process.daemon_fd);
     /* Only now: finalize (the shutdown record) was the last to write the state directory. */
-    app->process.state_lock = safe_close(app->process.state_lock);
+    app->state_lock = safe_close(app->state_lock);
     keel_strv_free(app->cli.sets);
-    free(app->machine.fail_message);
-    free(app->machine.cause_message);
     keel__app_health_done(app);
     keel__app_metrics_done(app);
     keel_strv_free(app->health.status_details);
@@ -251,105 +213,6 @@ unsigned keel_app_command_flags(const keel_app *app)
     return c ? c->flags : 0;
 }
 
-int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
-{
-    int r = error == 0 ? -EIO : -abs(error);
-    if (!app || !fmt)
-        return r;
-
-    va_list ap;
-    char *msg = NULL;
-    int saved = errno;
-    errno = -r; /* for %m */
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    errno = saved;
-    free(app->machine.fail_message);
-    app->machine.fail_message = msg;
-    return r;
-}
-
-/* @error (an errno, or 0) goes with the cause to the journal's ERRNO= of the stopping and exit
- * records, so a failure that names an errno carries it to its last line. */
-static int cancel_v(keel_app *app, keel_cause cause, int error, bool logged, const char *fmt, va_list ap)
-{
-    keel_assert_return(app, -EINVAL);
-    keel_assert_return(cause > KEEL_CAUSE_NONE && cause < _KEEL_CAUSE_MAX, -EINVAL);
-
-    char *msg = NULL;
-    if (fmt && vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    if (app->machine.cause != KEEL_CAUSE_NONE) {
-        keel_log_info("Already shutting down (%s), ignoring: %s", keel__app_cause_text(app),
-                      msg && !logged ? msg : keel_cause_table[cause]);
-        free(msg);
-        return 0;
-    }
-    app->machine.cause = cause;
-    app->machine.cause_message = msg;
-    app->machine.cause_logged = logged;
-    app->machine.cause_error = error;
-    char field[64];
-    (void) snprintf(field, sizeof field, "KEEL_CAUSE=%s", keel_cause_table[cause]);
-    const char *const fields[] = { field, NULL };
-    keel__log_struct(KEEL_LOG_INFO, error, KEEL_MESSAGE_STOPPING, fields, __FILE__, __LINE__, __func__,
-                     "Initiating shutdown, cause: %s", keel__app_cause_text(app));
-    return 1;
-}
-
-const char *keel__app_cause_text(const keel_app *app)
-{
-    keel_cause c = app->machine.cause;
-    if (c <= KEEL_CAUSE_NONE || c >= _KEEL_CAUSE_MAX)
-        return NULL;
-    return app->machine.cause_message && !app->machine.cause_logged ? app->machine.cause_message : keel_cause_table[c];
-}
-
-/* Through cancel_v()'s va_list, which takes its message from the format. */
-static int cancel_logged(keel_app *app, keel_cause cause, int error, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int r = cancel_v(app, cause, error, true, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-int keel__app_cancel_failed(keel_app *app, keel_cause cause, int error, const char *message)
-{
-    return cancel_logged(app, cause, error, "%s: %s", keel_cause_to_string(cause), message ? message : "error");
-}
-
-int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int r = cancel_v(app, cause, 0, false, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-int keel__app_cancel_errno(keel_app *app, keel_cause cause, int error, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int r = cancel_v(app, cause, error, false, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-keel_cause keel_app_cause(const keel_app *app)
-{
-    return app ? app->machine.cause : KEEL_CAUSE_NONE;
-}
-
-bool keel_app_cancelled(const keel_app *app)
-{
-    return app && app->machine.cause != KEEL_CAUSE_NONE;
-}
-
 const char *keel_app_command(const keel_app *app)
 {
     return app ? app->cli.command : NULL;
@@ -362,16 +225,6 @@ char **keel_app_args(const keel_app *app, int *ret_argc)
     return app ? app->cli.args : NULL;
 }
 
-keel_event keel_app_event(const keel_app *app)
-{
-    return app && app->machine.dispatching ? app->machine.event_now : _KEEL_EVENT_INVALID;
-}
-
-keel_phase keel_app_phase(const keel_app *app)
-{
-    return app && app->machine.dispatching ? app->machine.phase_now : _KEEL_PHASE_INVALID;
-}
-
 const char *keel_app_name(const keel_app *app)
 {
     return app ? app->name : NULL;
@@ -382,14 +235,25 @@ sd_event *keel_app_get_event_loop(keel_app *app)
     return app ? app->event : NULL;
 }
 
-keel_usec_t keel_app_stop_deadline(const keel_app *app)
+keel_machine *keel__app_machine(keel_app *app)
 {
-    return app ? app->machine.stop_deadline : KEEL_USEC_INFINITY;
+    return &app->machine;
 }
 
-bool keel__app_in_start(const keel_app *app)
+const keel_machine *keel__app_machine_const(const keel_app *app)
 {
-    return app && app->machine.dispatching && app->machine.event_now == KEEL_EVENT_START;
+    return &app->machine;
+}
+
+keel_telemetry *keel__app_telemetry(keel_app *app)
+{
+    return &app->telemetry;
+}
+
+int keel__app_renew_event_loop(keel_app *app)
+{
+    app->event = sd_event_unref(app->event);
+    return sd_event_new(&app->event);
 }
 
 keel_config *keel__app_config(keel_app *app)
@@ -458,4 +322,9 @@ void keel__app_remove_status_detail(keel_app *app, const char *detail)
             memmove(d, d + 1, (keel_strv_length(d + 1) + 1) * sizeof *d);
             return;
         }
+}
+
+char *const *keel__app_status_details(const keel_app *app)
+{
+    return app->health.status_details;
 }

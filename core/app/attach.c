@@ -2,7 +2,7 @@
 /* Objects the plugins and services of one app share (keel_app_attach()). */
 #include <pthread.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 
 static keel_attachment *find(const keel_app *app, const char *name)

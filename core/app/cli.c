@@ -2,7 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 
 enum {
@@ -234,4 +234,29 @@ int keel__cli_parse(keel_app *app, int argc, char **argv)
     if (keel_strv_extend(&app->cli.args, command) < 0)
         return -ENOMEM;
     return optind < argc ? split_command_args(app, argc, argv, optind) : 0;
+}
+
+static int make_absolute(char **path)
+{
+    if (!*path)
+        return 0;
+    char *a = keel__config_path_absolute(*path);
+    if (!a)
+        return -ENOMEM;
+    free(*path);
+    *path = a;
+    return 0;
+}
+
+/* --daemon: the daemon works from "/": the paths of the command line are made absolute while the directory
+ * they are relative to is still ours (the configuration's paths are made absolute by its parser).
+ * A profile name without a '/' is found next to the configuration file. */
+int keel__cli_make_paths_absolute(keel_app *app)
+{
+    int r = make_absolute(&app->cli.config_file);
+    if (r >= 0)
+        r = make_absolute(&app->cli.trace_path);
+    if (r >= 0 && app->cli.profile && strchr(app->cli.profile, '/'))
+        r = make_absolute(&app->cli.profile);
+    return r;
 }

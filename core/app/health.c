@@ -4,7 +4,7 @@
 
 #include <keel/health.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 
 static const char *const keel_readiness_table[_KEEL_READINESS_MAX] = {

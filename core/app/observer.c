@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /* Observers and their lists: registration (with the rule of what can still run), removal during
- * dispatch, and the walk's deferred compaction. The machine (core/machine/machine.c) runs them. */
+ * dispatch, and the walk's deferred compaction. The machine runs them. */
 #include <stdlib.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 
 /* Whether an observer registered now for @event and @phase can still run in this app's life. */
 static bool can_still_run(const keel_app *app, keel_event event, keel_phase phase)
 {
-    if (app->machine.event_now < 0)
+    keel_event event_now = keel__machine_event_now(app);
+    if (event_now < 0)
         return true;
     if (event == KEEL_EVENT_REFRESH)
-        return app->machine.event_now < KEEL_EVENT_STOP;
-    keel_event now = app->machine.event_now == KEEL_EVENT_REFRESH ? KEEL_EVENT_READY : app->machine.event_now;
-    keel_phase pnow = app->machine.event_now == KEEL_EVENT_REFRESH ? KEEL_PHASE_AFTER : app->machine.phase_now;
+        return event_now < KEEL_EVENT_STOP;
+    keel_event now = event_now == KEEL_EVENT_REFRESH ? KEEL_EVENT_READY : event_now;
+    keel_phase pnow = event_now == KEEL_EVENT_REFRESH ? KEEL_PHASE_AFTER : keel__machine_phase_now(app);
     if (now == KEEL_EVENT_COMMAND)
         return event > KEEL_EVENT_COMMAND;
     return event * _KEEL_PHASE_MAX + phase > now * _KEEL_PHASE_MAX + (int) pnow;
@@ -52,10 +53,11 @@ static keel_observer *observer_new(keel_app *app, const char *name, const char *
     *o = (keel_observer){ .app = app,
                           .handler = handler,
                           .userdata = userdata,
-                          .plugin = app->registry.plugin_now,
+                          .plugin = keel__app_plugin_now(app),
                           .service = app->registry.service_now };
     o->name = strdup(name);
-    if (app->machine.observer_now && !(o->registered_by = strdup(app->machine.observer_now->name)))
+    const keel_observer *running = keel__machine_observer_now(app);
+    if (running && !(o->registered_by = strdup(running->name)))
         return observer_free(o);
     o->label = label ? strdup(label) : NULL;
     o->failing = failing ? strdup(failing) : NULL;
@@ -98,7 +100,7 @@ int keel_app_observe_command(keel_app *app, const char *command, const char *nam
     keel_assert_return(app && command && name && *name && handler, -EINVAL);
     if (!keel__app_command_declared(app, command))
         return -ENOENT;
-    if (app->machine.event_now >= 0)
+    if (keel__machine_event_now(app) >= 0)
         return -ESTALE;
 
     keel_observer *o = observer_new(app, name, NULL, NULL, handler, userdata);
@@ -139,10 +141,32 @@ void keel_observer_remove(keel_observer *o)
         observer_list_compact(l);
 }
 
+void keel__observer_list_hold(observer_list *l)
+{
+    l->depth++;
+}
+
 void keel__observer_list_release(observer_list *l)
 {
+    l->depth--;
     if (l->depth == 0 && l->dirty)
         observer_list_compact(l);
+}
+
+const keel_plugin *keel__app_plugin_now(const keel_app *app)
+{
+    const keel_observer *running = keel__machine_observer_now(app);
+    return app->registry.plugin_now ? app->registry.plugin_now : running ? running->plugin : NULL;
+}
+
+observer_list *keel__app_observers(keel_app *app, keel_event event, keel_phase phase)
+{
+    return &app->registry.lists[event][phase];
+}
+
+observer_list *keel__app_command_observers(keel_app *app)
+{
+    return &app->registry.command_list;
 }
 
 void keel__observer_list_done(observer_list *l)

@@ -8,7 +8,7 @@
  */
 #include <stdio.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 #include "service-internal.h"
 

@@ -2,8 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
+#include "observers-internal.h"
 
 /* Keel's own plugins, registered by keel_app_run() itself and not through a section, so that a
  * program linked with libkeel.a, whose linker drops members nothing references, keeps them. */
@@ -57,13 +58,12 @@ static bool owned_by(const keel_observer *o, const char *name)
 static size_t remove_owned(observer_list *l, const char *plugin)
 {
     size_t n = 0;
-    l->depth++; /* defer compaction until the walk is done */
+    keel__observer_list_hold(l); /* compaction waits for the walk's end */
     for (size_t i = 0; i < l->n; i++)
         if (!l->items[i]->removed && owned_by(l->items[i], plugin)) {
             keel_observer_remove(l->items[i]);
             n++;
         }
-    l->depth--;
     keel__observer_list_release(l);
     return n;
 }

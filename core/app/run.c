@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "config.h"
 #include "fault.h"
 #include "macro.h"
@@ -87,7 +87,7 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
 int keel_app_run_with(keel_app *app, int argc, char **argv, const keel_run_options *options)
 {
     keel_assert_return(app && argc >= 1 && argv, -EINVAL);
-    keel_assert_return(app->machine.state == _KEEL_STATE_INVALID, -EBUSY);
+    keel_assert_return(!keel__machine_started(app), -EBUSY);
 
     int status;
     if (!prepare(app, argc, argv, options, &status))

@@ -6,7 +6,7 @@
 
 #include <keel/strbuf.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 #include "service-internal.h"
 
@@ -67,7 +67,7 @@ static int service_new(keel_app *app, const keel_service_vtable *vtable, keel_se
     keel_service *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    *s = (keel_service){ .app = app, .vtable = vtable, .plugin = app->registry.plugin_now };
+    *s = (keel_service){ .app = app, .vtable = vtable, .plugin = keel__app_plugin_now(app) };
     if (vtable->state_size > 0 && !(s->state = calloc(1, vtable->state_size))) {
         free(s);
         return -ENOMEM;

@@ -16,7 +16,7 @@
 
 #include <keel/fileio.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "macro.h"
 
 #define STATE_LOCK ".lock"
@@ -28,7 +28,7 @@ const char *keel_app_state_dir(const keel_app *app)
 
 bool keel_app_state_dir_locked(const keel_app *app)
 {
-    return app && app->process.state_lock >= 0;
+    return app && app->state_lock >= 0;
 }
 
 int keel_app_lock_state_dir(keel_app *app)
@@ -38,7 +38,7 @@ int keel_app_lock_state_dir(keel_app *app)
     char path[PATH_MAX];
     if (!dir || !*dir)
         return -ENOENT;
-    if (app->process.state_lock >= 0)
+    if (app->state_lock >= 0)
         return 0;
     if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, STATE_LOCK) >= sizeof path)
         return -ENAMETOOLONG;
@@ -47,7 +47,7 @@ int keel_app_lock_state_dir(keel_app *app)
         return -errno;
     if (flock(fd, LOCK_EX | LOCK_NB) < 0)
         return errno == EWOULDBLOCK ? -EBUSY : -errno;
-    app->process.state_lock = TAKE_FD(fd);
+    app->state_lock = TAKE_FD(fd);
     return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stddef.h>
 
-#include "app-internal.h"
+#include "settings-internal.h"
 #include "macro.h"
 
 /* The same names keel_log_level_from_string() accepts, in keel_log_level order from "error". */

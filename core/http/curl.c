@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "app-internal.h"
 #include "curl.h"
 #include "macro.h"
 
@@ -191,9 +190,10 @@ static int unload_after_start(keel_app *app, void *userdata)
 
 void keel__curl_schedule_unload(keel_app *app)
 {
-    if (app->process.curl_unload_scheduled)
+    /* Once per app: an attachment marks it (the first attach wins), and goes with the app. */
+    static char scheduled;
+    if (keel_app_attach(app, "keel.http.unload-curl", &scheduled, NULL) < 0)
         return;
-    app->process.curl_unload_scheduled = true;
     (void) keel_app_observe(app, KEEL_EVENT_START, KEEL_PHASE_AFTER, "http.unload-curl", unload_after_start, NULL, NULL);
     if (finalize_scheduled != app)
         (void) keel_app_observe(app, KEEL_EVENT_FINALIZE, KEEL_PHASE_AFTER, "http.unload-curl", unload_observer, NULL, NULL);

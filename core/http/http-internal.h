@@ -20,8 +20,10 @@
 #include <stdatomic.h>
 
 #include <keel/http.h>
+#include <keel/metrics.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 
 typedef struct connection_state connection_state;

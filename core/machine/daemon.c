@@ -15,6 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "config.h"
 #include "log-internal.h"
 #include "macro.h"
@@ -42,11 +43,11 @@ static int wait_for_daemon(keel_app *app, int fd, pid_t first)
     int status;
     char *why = strchr(buf, ' ');
     if (buf[0] != 'E' || !why || sscanf(buf + 1, "%d", &status) != 1 || status <= 0 || status > 255) {
-        fprintf(stderr, "%s: the daemon exited before it was ready\n", app->name);
+        fprintf(stderr, "%s: the daemon exited before it was ready\n", keel_app_name(app));
         return KEEL_EXIT_FAILURE;
     }
     /* The daemon's own status: 1 for a failed start, 78 for a bad configuration, ... */
-    fprintf(stderr, "%s: the daemon failed to start: %s\n", app->name, why + 1);
+    fprintf(stderr, "%s: the daemon failed to start: %s\n", keel_app_name(app), why + 1);
     return status;
 }
 
@@ -66,40 +67,15 @@ static int detach_stdio(void)
  * the parent's signal queue. */
 static int renew_loop(keel_app *app)
 {
-    for (size_t i = 0; i < ELEMENTSOF(app->signals); i++)
-        app->signals[i] = sd_event_source_unref(app->signals[i]);
+    keel_machine *m = keel__app_machine(app);
+    for (size_t i = 0; i < ELEMENTSOF(m->signals); i++) /* not disabled: that would be the parent's */
+        m->signals[i] = sd_event_source_unref(m->signals[i]);
     keel__signals_done(app);
-    app->event = sd_event_unref(app->event);
-    int r = sd_event_new(&app->event);
+    int r = keel__app_renew_event_loop(app);
     if (r < 0)
         return r;
     keel__log_detached();
     return keel__signals_setup(app);
-}
-
-static int make_absolute(char **path)
-{
-    if (!*path)
-        return 0;
-    char *a = keel__config_path_absolute(*path);
-    if (!a)
-        return -ENOMEM;
-    free(*path);
-    *path = a;
-    return 0;
-}
-
-/* The daemon works from "/": the paths of the command line are made absolute while the directory
- * they are relative to is still ours (the configuration's paths are made absolute by its parser).
- * A profile name without a '/' is found next to the configuration file. */
-static int absolute_arguments(keel_app *app)
-{
-    int r = make_absolute(&app->cli.config_file);
-    if (r >= 0)
-        r = make_absolute(&app->cli.trace_path);
-    if (r >= 0 && app->cli.profile && strchr(app->cli.profile, '/'))
-        r = make_absolute(&app->cli.profile);
-    return r;
 }
 
 /* The process that was started waits for the daemon; a signal (^C) ends the wait, as it would end
@@ -129,13 +105,13 @@ static void become_daemon(keel_app *app, int fd)
         dprintf(fd, "E%d Failed to detach: %s\n", KEEL_EXIT_FAILURE, strerror(-r));
         _exit(KEEL_EXIT_FAILURE);
     }
-    app->process.daemon_fd = fd;
+    keel__app_machine(app)->daemon_fd = fd;
 }
 
 int keel__daemonize(keel_app *app, int *ret_status)
 {
     int fds[2];
-    int r = absolute_arguments(app);
+    int r = keel__cli_make_paths_absolute(app);
     if (r < 0)
         return r;
     if (pipe2(fds, O_CLOEXEC) < 0)
@@ -160,19 +136,19 @@ int keel__daemonize(keel_app *app, int *ret_status)
 
 void keel__daemon_ready(keel_app *app)
 {
-    if (app->process.daemon_fd < 0)
+    keel_machine *m = keel__app_machine(app);
+    if (m->daemon_fd < 0)
         return;
-    ssize_t _unused_ n = write(app->process.daemon_fd, "R\n", 2);
-    app->process.daemon_fd = safe_close(app->process.daemon_fd);
+    ssize_t _unused_ n = write(m->daemon_fd, "R\n", 2);
+    m->daemon_fd = safe_close(m->daemon_fd);
 }
 
 void keel__daemon_exit(keel_app *app, int status)
 {
-    if (app->process.daemon_fd < 0)
+    keel_machine *m = keel__app_machine(app);
+    if (m->daemon_fd < 0)
         return;
-    const char *why = app->machine.cause_message ? app->machine.cause_message
-                      : status == 0              ? "stopped before it was ready"
-                                                 : "failed";
-    dprintf(app->process.daemon_fd, "E%d %s\n", status, why);
-    app->process.daemon_fd = safe_close(app->process.daemon_fd);
+    const char *why = m->cause_message ? m->cause_message : status == 0 ? "stopped before it was ready" : "failed";
+    dprintf(m->daemon_fd, "E%d %s\n", status, why);
+    m->daemon_fd = safe_close(m->daemon_fd);
 }

@@ -9,6 +9,9 @@
 #include <keel/strbuf.h>
 
 #include "app-internal.h"
+#include "app-metrics-internal.h"
+#include "machine-internal.h"
+#include "observer-internal.h"
 #include "fault.h"
 #include "log-internal.h"
 #include "macro.h"
@@ -104,7 +107,7 @@ void keel__machine_poll(keel_app *app)
     if (!keel__signals_pending())
         return;
     /* Bounded: each run dispatches one source; the three signals and a few timers at most. */
-    for (int i = 0; i < 16 && sd_event_run(app->event, 0) > 0; i++)
+    for (int i = 0; i < 16 && sd_event_run(keel_app_get_event_loop(app), 0) > 0; i++)
         ;
 }
 
@@ -132,7 +135,8 @@ static void skip_observer(keel_app *app, keel_observer *o, dispatch *d)
 
 static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
 {
-    const char *msg = app->machine.fail_message ? app->machine.fail_message : strerror(-r);
+    keel_machine *m = keel__app_machine(app);
+    const char *msg = m->fail_message ? m->fail_message : strerror(-r);
 
     if (o->failing)
         keel_log_error_errno(r, "Error %s: %s", o->failing, msg);
@@ -158,7 +162,8 @@ static bool cancelled_by_signal(keel_app *app, const dispatch *d, int r)
 /* Not an error: the signal is the cause, and the observers after it are skipped as at any signal. */
 static void report_cancelled(keel_app *app, keel_observer *o)
 {
-    const char *msg = app->machine.fail_message ? app->machine.fail_message : strerror(ECANCELED);
+    keel_machine *m = keel__app_machine(app);
+    const char *msg = m->fail_message ? m->fail_message : strerror(ECANCELED);
     if (o->label)
         keel_log_info("Cancelled %s: %s", o->label, msg);
     else
@@ -168,12 +173,12 @@ static void report_cancelled(keel_app *app, keel_observer *o)
 /* Calls one observer; @fault is the result of its `before` point (an injected error). */
 static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault)
 {
+    keel_machine *m = keel__app_machine(app);
     keel_usec_t t0 = trace_now();
     int r;
 
-    app->machine.fail_message = (free(app->machine.fail_message), NULL);
-    app->machine.observer_now = o;
-    app->registry.plugin_now = o->plugin;
+    m->fail_message = (free(m->fail_message), NULL);
+    m->observer_now = o;
     keel__log_context_set(keel_event_to_string(d->event), d->phase, o->name);
     if (fault < 0)
         r = fault;
@@ -182,21 +187,19 @@ static int call_observer(keel_app *app, keel_observer *o, dispatch *d, int fault
         if (r >= 0)
             r = fault = keel_point_in(o->name);
     }
-    if (fault < 0 && !app->machine.fail_message)
-        app->machine.fail_message = strdup(KEEL_FAULT_MESSAGE);
-    app->machine.observer_now = NULL;
-    app->registry.plugin_now = NULL;
+    if (fault < 0 && !m->fail_message)
+        m->fail_message = strdup(KEEL_FAULT_MESSAGE);
+    m->observer_now = NULL;
     bool cancelled = cancelled_by_signal(app, d, r);
 
     if (keel__trace_enabled())
-        keel__trace_complete(
-            "observer", o->name, t0, keel_now() - t0,
-            &(keel_trace_args){ .event = keel_event_to_string(d->event),
-                                .phase = d->phase,
-                                .result = cancelled ? "cancelled"
-                                          : r < 0   ? "error"
-                                                    : "ok",
-                                .error = r < 0 ? (app->machine.fail_message ? app->machine.fail_message : strerror(-r)) : NULL });
+        keel__trace_complete("observer", o->name, t0, keel_now() - t0,
+                             &(keel_trace_args){ .event = keel_event_to_string(d->event),
+                                                 .phase = d->phase,
+                                                 .result = cancelled ? "cancelled"
+                                                           : r < 0   ? "error"
+                                                                     : "ok",
+                                                 .error = r < 0 ? (m->fail_message ? m->fail_message : strerror(-r)) : NULL });
     if (cancelled)
         report_cancelled(app, o);
     else if (r < 0)
@@ -210,7 +213,7 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
     size_t n = l->n; /* observers added from here on wait for the next run */
     bool reverse = reverse_order[d->event];
 
-    l->depth++;
+    keel__observer_list_hold(l);
     for (size_t k = 0; k < n; k++) {
         keel_observer *o = l->items[reverse ? n - 1 - k : k];
         if (!keel__observer_applies(o, command))
@@ -237,17 +240,17 @@ static void run_list(keel_app *app, observer_list *l, dispatch *d, const char *c
         if (r < 0 && ends_at_first_error[d->event])
             d->skip_rest = true;
     }
-    l->depth--;
     keel__observer_list_release(l);
 }
 
 static void run_phases(keel_app *app, dispatch *d)
 {
+    keel_machine *m = keel__app_machine(app);
     if (d->event == KEEL_EVENT_COMMAND) {
         keel_usec_t t0 = keel_now();
-        d->phase = app->cli.command;
+        d->phase = keel_app_command(app);
         keel__log_context_set("command", d->phase, NULL);
-        run_list(app, &app->registry.command_list, d, app->cli.command);
+        run_list(app, keel__app_command_observers(app), d, keel_app_command(app));
         keel__metrics_phase_duration(app, "command", d->phase, keel_now() - t0);
         return;
     }
@@ -255,10 +258,10 @@ static void run_phases(keel_app *app, dispatch *d)
         keel_usec_t t0 = keel_now();
         char name[64];
 
-        app->machine.phase_now = (keel_phase) p;
+        m->phase_now = (keel_phase) p;
         d->phase = keel_phase_to_string((keel_phase) p);
         keel__log_context_set(keel_event_to_string(d->event), d->phase, NULL);
-        run_list(app, &app->registry.lists[d->event][p], d, NULL);
+        run_list(app, keel__app_observers(app, d->event, (keel_phase) p), d, NULL);
         keel_usec_t dur = keel_now() - t0;
         (void) snprintf(name, sizeof name, "%s.%s", keel_event_to_string(d->event), d->phase);
         keel__trace_complete("phase", name, t0, dur, NULL);
@@ -269,20 +272,21 @@ static void run_phases(keel_app *app, dispatch *d)
 /* Runs every observer of @event; the one place observers are called. */
 static outcome run_event(keel_app *app, keel_event event)
 {
+    keel_machine *m = keel__app_machine(app);
     dispatch d = { .event = event };
     keel_usec_t t0 = keel_now();
 
     keel__notify("STATUS=%s", event_status[event]);
-    app->machine.event_now = event;
-    app->machine.phase_now = _KEEL_PHASE_INVALID;
-    app->machine.dispatching = true;
+    m->event_now = event;
+    m->phase_now = _KEEL_PHASE_INVALID;
+    m->dispatching = true;
     run_phases(app, &d);
-    app->machine.dispatching = false;
+    m->dispatching = false;
     keel__log_context_set(NULL, NULL, NULL);
     keel__trace_complete("event", keel_event_to_string(event), t0, keel_now() - t0, NULL);
 
     if (d.error < 0) {
-        keel_cause cause = cause_on_error[app->machine.state];
+        keel_cause cause = cause_on_error[m->state];
         if (cause != KEEL_CAUSE_NONE)
             (void) keel__app_cancel_failed(app, cause, d.error, d.message); /* report_failure() logged it */
         free(d.message);
@@ -295,8 +299,9 @@ static outcome run_event(keel_app *app, keel_event event)
 
 static outcome step_running(keel_app *app)
 {
-    while (!keel_app_cancelled(app) && !app->machine.reload_pending) {
-        int r = sd_event_run(app->event, UINT64_MAX);
+    keel_machine *m = keel__app_machine(app);
+    while (!keel_app_cancelled(app) && !m->reload_pending) {
+        int r = sd_event_run(keel_app_get_event_loop(app), UINT64_MAX);
         if (r < 0) {
             keel_log_error_errno(r, "Event loop failed: %m");
             (void) keel__app_cancel_errno(app, KEEL_CAUSE_COMMAND_FAILED, r, "event loop failed: %s", strerror(-r));
@@ -304,7 +309,7 @@ static outcome step_running(keel_app *app)
     }
     if (keel_app_cancelled(app))
         return OUTCOME_CANCELLED;
-    app->machine.reload_pending = false;
+    m->reload_pending = false;
     return OUTCOME_RELOAD;
 }
 
@@ -312,15 +317,17 @@ static outcome step_running(keel_app *app)
  * which of the lifecycle's messages this is. */
 static void become_ready(keel_app *app, const char *what, const char *id)
 {
+    keel_machine *m = keel__app_machine(app);
     char status[1024];
     keel_strbuf sb = KEEL_STRBUF_INIT(status);
     keel_strbuf_append(&sb, "Ready");
-    for (char **d = app->health.status_details; d && *d; d++)
-        keel_strbuf_printf(&sb, "%s%s", d == app->health.status_details ? ": " : ", ", *d);
+    char *const *details = keel__app_status_details(app);
+    for (char *const *d = details; d && *d; d++)
+        keel_strbuf_printf(&sb, "%s%s", d == details ? ": " : ", ", *d);
     keel__app_set_readiness(app, KEEL_READINESS_READY);
-    if (!app->machine.was_ready)
+    if (!m->was_ready)
         keel__trim_when_idle(app);
-    app->machine.was_ready = true;
+    m->was_ready = true;
     keel__daemon_ready(app);
     keel__notify("READY=1\nSTATUS=%s", status);
     keel__log_message(KEEL_LOG_INFO, id, NULL, "%s%s", what, status + strlen("Ready"));
@@ -328,13 +335,14 @@ static void become_ready(keel_app *app, const char *what, const char *id)
 
 static outcome step_refresh(keel_app *app)
 {
+    keel_machine *m = keel__app_machine(app);
     keel__notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) keel_now());
     outcome o = run_event(app, KEEL_EVENT_REFRESH);
     if (o == OUTCOME_ERROR) {
-        app->machine.refresh_failures++;
-        keel_counter_add(app->telemetry.refresh_failures_total, 1);
+        m->refresh_failures++;
+        keel__metrics_refresh_failed(app);
         keel__log_message(KEEL_LOG_WARNING, KEEL_MESSAGE_RELOAD_FAILED, NULL,
-                          "Refresh failed, keeping the previous configuration (%u failures so far)", app->machine.refresh_failures);
+                          "Refresh failed, keeping the previous configuration (%u failures so far)", m->refresh_failures);
     }
     if (keel_app_cancelled(app)) /* stopping: never announce ready on the way out */
         return OUTCOME_CANCELLED;
@@ -370,7 +378,7 @@ static void arm_forced_exit(keel_app *app)
 {
     struct sigaction sa = { .sa_handler = on_forced_exit };
     struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM };
-    keel_usec_t after = app->settings.shutdown_timeout + KEEL_USEC_PER_SEC;
+    keel_usec_t after = keel__app_settings(app)->shutdown_timeout + KEEL_USEC_PER_SEC;
     struct itimerspec its = { .it_value = { .tv_sec = (time_t) (after / KEEL_USEC_PER_SEC),
                                             .tv_nsec = (long) (after % KEEL_USEC_PER_SEC) * 1000 } };
 
@@ -390,9 +398,10 @@ static void disarm_forced_exit(void)
 
 static outcome step_stop(keel_app *app)
 {
-    app->machine.stop_started = keel_now();
-    app->machine.stop_deadline = app->machine.stop_started + app->settings.shutdown_timeout;
-    app->machine.last_extend = 0;
+    keel_machine *m = keel__app_machine(app);
+    m->stop_started = keel_now();
+    m->stop_deadline = m->stop_started + keel__app_settings(app)->shutdown_timeout;
+    m->last_extend = 0;
     keel__app_set_readiness(app, KEEL_READINESS_STOPPING); /* /readyz turns 503 before anything closes */
     keel__notify("STOPPING=1");
     keel_app_stop_progress(app, NULL);
@@ -404,22 +413,24 @@ static outcome step_stop(keel_app *app)
 
 static outcome step_finalize(keel_app *app)
 {
+    keel_machine *m = keel__app_machine(app);
     outcome o = run_event(app, KEEL_EVENT_FINALIZE);
     keel__machine_poll(app);
     disarm_forced_exit();
-    if (app->machine.stop_started)
-        keel__shutdown_duration_save(app, keel_now() - app->machine.stop_started);
-    if (app->machine.stop_started && keel_now() > app->machine.stop_deadline) {
+    if (m->stop_started)
+        keel__shutdown_duration_save(app, keel_now() - m->stop_started);
+    if (m->stop_started && keel_now() > m->stop_deadline) {
         keel__log_message(KEEL_LOG_ERROR, KEEL_MESSAGE_FORCED, NULL, "Shutdown took %.3fs, more than shutdown.timeout (%.3fs)",
-                          (double) (keel_now() - app->machine.stop_started) / 1e6, (double) app->settings.shutdown_timeout / 1e6);
-        app->machine.forced = true;
+                          (double) (keel_now() - m->stop_started) / 1e6, (double) keel__app_settings(app)->shutdown_timeout / 1e6);
+        m->forced = true;
     }
     return o;
 }
 
 static outcome step(keel_app *app)
 {
-    switch (app->machine.state) {
+    keel_machine *m = keel__app_machine(app);
+    switch (m->state) {
     case KEEL_STATE_RUNNING:
         return step_running(app);
     case KEEL_STATE_REFRESH:
@@ -429,10 +440,10 @@ static outcome step(keel_app *app)
     case KEEL_STATE_FINALIZE:
         return step_finalize(app);
     default: {
-        if (app->machine.state == KEEL_STATE_START)
-            keel__log_message(KEEL_LOG_DEBUG, KEEL_MESSAGE_STARTING, NULL, "Starting (command %s)", app->cli.command);
-        outcome o = run_event(app, state_event[app->machine.state]);
-        if (app->machine.state == KEEL_STATE_READY && o == OUTCOME_OK)
+        if (m->state == KEEL_STATE_START)
+            keel__log_message(KEEL_LOG_DEBUG, KEEL_MESSAGE_STARTING, NULL, "Starting (command %s)", keel_app_command(app));
+        outcome o = run_event(app, state_event[m->state]);
+        if (m->state == KEEL_STATE_READY && o == OUTCOME_OK)
             become_ready(app, "Ready", KEEL_MESSAGE_READY);
         return o;
     }
@@ -441,22 +452,24 @@ static outcome step(keel_app *app)
 
 int keel__machine_run_command(keel_app *app)
 {
-    app->machine.state = KEEL_STATE_COMMAND;
+    keel_machine *m = keel__app_machine(app);
+    m->state = KEEL_STATE_COMMAND;
     return run_event(app, KEEL_EVENT_COMMAND) == OUTCOME_ERROR ? -EINVAL : 0;
 }
 
 int keel__machine_run(keel_app *app)
 {
-    app->machine.state = KEEL_STATE_COMMAND;
-    while (app->machine.state != KEEL_STATE_EXIT) {
-        keel_state from = app->machine.state;
+    keel_machine *m = keel__app_machine(app);
+    m->state = KEEL_STATE_COMMAND;
+    while (m->state != KEEL_STATE_EXIT) {
+        keel_state from = m->state;
         outcome o = step(app);
-        app->machine.state = transitions[from][o];
-        keel_log_debug("State %s -> %s", keel__state_table[from], keel__state_table[app->machine.state]);
+        m->state = transitions[from][o];
+        keel_log_debug("State %s -> %s", keel__state_table[from], keel__state_table[m->state]);
     }
 
-    int status = keel_cause_exit_status(app->machine.cause);
-    if (app->machine.forced)
+    int status = keel_cause_exit_status(m->cause);
+    if (m->forced)
         status = KEEL_EXIT_FORCED;
     char field[32];
     (void) snprintf(field, sizeof field, "EXIT_STATUS=%d", status);
@@ -464,7 +477,7 @@ int keel__machine_run(keel_app *app)
     if (status == 0)
         keel__log_message(KEEL_LOG_INFO, KEEL_MESSAGE_EXITED, fields, "Shutdown completed");
     else
-        keel__log_struct(KEEL_LOG_ERROR, app->machine.cause_error, KEEL_MESSAGE_EXITED, fields, __FILE__, __LINE__, __func__,
+        keel__log_struct(KEEL_LOG_ERROR, m->cause_error, KEEL_MESSAGE_EXITED, fields, __FILE__, __LINE__, __func__,
                          "Exiting with status %d: %s", status, keel__app_cause_text(app) ?: "shutdown forced");
     keel__daemon_exit(app, status);
     return status;

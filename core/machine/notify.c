@@ -8,6 +8,7 @@
 #include <keel/work.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 
 void keel__notify(const char *fmt, ...)
@@ -48,17 +49,18 @@ static keel_usec_t coarse_now(void)
 
 void keel_app_stop_progress(keel_app *app, const char *what)
 {
-    if (!app || app->machine.stop_deadline == KEEL_USEC_INFINITY)
+    keel_machine *m = keel__app_machine(app);
+    if (!app || m->stop_deadline == KEEL_USEC_INFINITY)
         return;
     if (what)
         keel_log_info("%s", what);
-    if (app->machine.last_extend != 0 && coarse_now() - app->machine.last_extend < KEEL_USEC_PER_SEC)
+    if (m->last_extend != 0 && coarse_now() - m->last_extend < KEEL_USEC_PER_SEC)
         return;
     keel_usec_t now = keel_now();
-    app->machine.last_extend = coarse_now();
+    m->last_extend = coarse_now();
     /* What is left of our own budget, plus a margin for finalize: systemd must not kill a stop
      * that is still inside shutdown.timeout, whatever TimeoutStopSec= says. */
-    keel_usec_t left = app->machine.stop_deadline > now ? app->machine.stop_deadline - now : 0;
+    keel_usec_t left = m->stop_deadline > now ? m->stop_deadline - now : 0;
     keel__notify("EXTEND_TIMEOUT_USEC=%llu", (unsigned long long) (left + 5 * KEEL_USEC_PER_SEC));
 }
 

@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 #include "trace.h"
 
@@ -19,7 +20,7 @@
 static const int app_signals[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 };
 #define PENDING_SIGNALS 4
 #define STOP_SIGNALS    3 /* the first three stop the app: keel_app_stop_requested() */
-_Static_assert(ELEMENTSOF(app_signals) == ELEMENTSOF(((keel_app *) 0)->signals), "one event source per signal");
+_Static_assert(ELEMENTSOF(app_signals) == ELEMENTSOF(((keel_machine *) 0)->signals), "one event source per signal");
 
 /* An ignored signal is logged at most once a second: 2,000 SIGHUPs during a drain made 2,000
  * lines. The next line says how many went unlogged. */
@@ -48,27 +49,29 @@ static const char *signal_description(int sig)
 
 static void log_ignored(keel_app *app, const char *name, const char *when)
 {
+    keel_machine *m = keel__app_machine(app);
     keel_usec_t now = keel_now();
-    if (app->ignored_logged && now - app->ignored_logged < IGNORED_EVERY) {
-        app->ignored_unlogged++;
+    if (m->ignored_logged && now - m->ignored_logged < IGNORED_EVERY) {
+        m->ignored_unlogged++;
         return;
     }
-    if (app->ignored_unlogged > 0)
+    if (m->ignored_unlogged > 0)
         keel_log_info("Received signal: %s%s, ignoring (and %u more signals ignored in the last second)", name, when,
-                      app->ignored_unlogged);
+                      m->ignored_unlogged);
     else
         keel_log_info("Received signal: %s%s, ignoring", name, when);
-    app->ignored_logged = now;
-    app->ignored_unlogged = 0;
+    m->ignored_logged = now;
+    m->ignored_unlogged = 0;
 }
 
 static void on_hangup(keel_app *app)
 {
-    if (app->machine.state == KEEL_STATE_RUNNING || app->machine.state == KEEL_STATE_REFRESH) {
+    keel_machine *m = keel__app_machine(app);
+    if (m->state == KEEL_STATE_RUNNING || m->state == KEEL_STATE_REFRESH) {
         keel_log_info("Received signal: hangup, reloading");
-        app->machine.reload_pending = true;
+        m->reload_pending = true;
     } else
-        log_ignored(app, "hangup", app->machine.state < KEEL_STATE_RUNNING ? " before ready" : " during shutdown");
+        log_ignored(app, "hangup", m->state < KEEL_STATE_RUNNING ? " before ready" : " during shutdown");
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -88,9 +91,10 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
     }
     keel_log_info("Received signal: %s", signal_description(sig));
+    keel_machine *m = keel__app_machine(app);
     /* The signal is no longer pending: the event descriptor keeps the request visible to waits. */
-    if (app->stop.event_fd >= 0)
-        (void) eventfd_write(app->stop.event_fd, 1);
+    if (m->stop.event_fd >= 0)
+        (void) eventfd_write(m->stop.event_fd, 1);
     (void) keel_app_cancel(app, KEEL_CAUSE_SIGNAL, "received signal: %s", signal_description(sig));
     return 0;
 }
@@ -107,7 +111,8 @@ static int epoll_add(int epfd, int fd)
  * it and for the process; kill(2) and systemd send to the process, so any thread sees them. */
 static int stop_setup(keel_app *app)
 {
-    if (app->stop.fd >= 0)
+    keel_machine *m = keel__app_machine(app);
+    if (m->stop.fd >= 0)
         return 0;
     sigset_t set;
     (void) sigemptyset(&set);
@@ -127,15 +132,18 @@ static int stop_setup(keel_app *app)
         r = epoll_add(epfd, efd);
     if (r < 0)
         return r;
-    app->stop = (keel_stop){ .fd = TAKE_FD(epfd), .signal_fd = TAKE_FD(sfd), .event_fd = TAKE_FD(efd) };
+    m->stop = (keel_stop){ .fd = TAKE_FD(epfd), .signal_fd = TAKE_FD(sfd), .event_fd = TAKE_FD(efd) };
     return 0;
 }
 
 void keel__signals_done(keel_app *app)
 {
-    app->stop.fd = safe_close(app->stop.fd);
-    app->stop.signal_fd = safe_close(app->stop.signal_fd);
-    app->stop.event_fd = safe_close(app->stop.event_fd);
+    keel_machine *m = keel__app_machine(app);
+    for (size_t i = 0; i < ELEMENTSOF(m->signals); i++)
+        m->signals[i] = sd_event_source_disable_unref(m->signals[i]);
+    m->stop.fd = safe_close(m->stop.fd);
+    m->stop.signal_fd = safe_close(m->stop.signal_fd);
+    m->stop.event_fd = safe_close(m->stop.event_fd);
 }
 
 int keel__signals_setup(keel_app *app)
@@ -158,13 +166,14 @@ int keel__signals_setup(keel_app *app)
 
     if ((r = stop_setup(app)) < 0)
         return r;
+    keel_machine *m = keel__app_machine(app);
     for (size_t i = 0; i < ELEMENTSOF(app_signals); i++) {
-        if (app->signals[i])
+        if (m->signals[i])
             continue;
-        r = sd_event_add_signal(app->event, &app->signals[i], app_signals[i], on_signal, app);
+        r = sd_event_add_signal(keel_app_get_event_loop(app), &m->signals[i], app_signals[i], on_signal, app);
         if (r < 0)
             return r;
-        (void) sd_event_source_set_description(app->signals[i], sigabbrev_np(app_signals[i]));
+        (void) sd_event_source_set_description(m->signals[i], sigabbrev_np(app_signals[i]));
     }
     return 0;
 }
@@ -191,13 +200,15 @@ static int readable(int fd, int timeout_ms)
 bool keel_app_stop_requested(const keel_app *app)
 {
     keel_assert_return(app, false);
-    return app->stop.fd >= 0 && readable(app->stop.fd, 0) > 0;
+    int fd = keel__app_machine_const(app)->stop.fd;
+    return fd >= 0 && readable(fd, 0) > 0;
 }
 
 int keel_app_wait(keel_app *app, keel_usec_t usec)
 {
     keel_assert_return(app, -EINVAL);
-    keel_assert_return(app->stop.fd >= 0, -ENOTCONN);
+    int fd = keel__app_machine(app)->stop.fd;
+    keel_assert_return(fd >= 0, -ENOTCONN);
 
     keel_usec_t now = keel_now();
     keel_usec_t deadline = usec >= KEEL_USEC_INFINITY - now ? KEEL_USEC_INFINITY : now + usec;
@@ -209,7 +220,7 @@ int keel_app_wait(keel_app *app, keel_usec_t usec)
             /* Rounded up, so that the wait never ends before the deadline. */
             ms = (int) KEEL_MIN((left + KEEL_USEC_PER_MSEC - 1) / KEEL_USEC_PER_MSEC, (keel_usec_t) INT_MAX);
         }
-        int r = readable(app->stop.fd, ms);
+        int r = readable(fd, ms);
         if (r > 0)
             return -ECANCELED;
         if (r < 0 && r != -EINTR)
@@ -222,5 +233,6 @@ int keel_app_wait(keel_app *app, keel_usec_t usec)
 int keel_app_stop_fd(const keel_app *app)
 {
     keel_assert_return(app, -EINVAL);
-    return app->stop.fd >= 0 ? app->stop.fd : -ENOTCONN;
+    int fd = keel__app_machine_const(app)->stop.fd;
+    return fd >= 0 ? fd : -ENOTCONN;
 }

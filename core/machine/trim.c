@@ -14,7 +14,7 @@
 
 #include <systemd/sd-event.h>
 
-#include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 
 /* Where glibc relocated the dynamic section in place, d_ptr is already an address; where it did
@@ -94,7 +94,7 @@ static int on_idle(sd_event_source *s, void *userdata)
 void keel__trim_when_idle(keel_app *app)
 {
     sd_event_source *s = NULL;
-    if (sd_event_add_defer(app->event, &s, on_idle, NULL) < 0)
+    if (sd_event_add_defer(keel_app_get_event_loop(app), &s, on_idle, NULL) < 0)
         return; /* the memory stays: nothing depends on giving it back */
     (void) sd_event_source_set_description(s, "trim-memory");
     /* After the idle-priority work that frees start-up's memory (libcurl's unload). */

@@ -10,6 +10,8 @@
 #include <keel/fileio.h>
 
 #include "app-internal.h"
+#include "app-metrics-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 
 /* Seconds: a stop takes milliseconds when idle and up to shutdown.timeout when draining. */
@@ -17,26 +19,26 @@ static const double shutdown_bounds[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
 
 int keel__app_metrics_setup(keel_app *app)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     keel_gauge *info = NULL;
-    if (!(app->telemetry.metrics = keel_metrics_new()))
+    if (!(t->metrics = keel_metrics_new()))
         return -ENOMEM;
-    int r = keel_metrics_gauge(app->telemetry.metrics, "keel_build_info", "Keel's version; always 1.",
+    int r = keel_metrics_gauge(t->metrics, "keel_build_info", "Keel's version; always 1.",
                                (const char *const[]){ "version", KEEL_VERSION, NULL }, &info);
     if (r >= 0)
         keel_gauge_set(info, 1);
     if (r >= 0)
-        r = keel_metrics_histogram(app->telemetry.metrics, "keel_shutdown_duration_seconds",
+        r = keel_metrics_histogram(t->metrics, "keel_shutdown_duration_seconds",
                                    "Time from STOPPING=1 to the end of finalize of the previous served life, kept in state_dir.",
-                                   NULL, shutdown_bounds, ELEMENTSOF(shutdown_bounds), &app->telemetry.shutdown_duration);
+                                   NULL, shutdown_bounds, ELEMENTSOF(shutdown_bounds), &t->shutdown_duration);
     if (r >= 0)
-        r = keel_metrics_counter(app->telemetry.metrics, "keel_refresh_failures_total",
-                                 "Refreshes that failed and kept the old configuration.", NULL,
-                                 &app->telemetry.refresh_failures_total);
+        r = keel_metrics_counter(t->metrics, "keel_refresh_failures_total", "Refreshes that failed and kept the old configuration.",
+                                 NULL, &t->refresh_failures_total);
     if (r < 0)
         return r;
     /* Without /proc (a container that does not mount it) the process_* series are all a daemon
      * loses: it still serves. */
-    int k = keel_metrics_add_process_collector(app->telemetry.metrics);
+    int k = keel_metrics_add_process_collector(t->metrics);
     if (k == -ENOMEM)
         return k;
     if (k < 0)
@@ -46,18 +48,20 @@ int keel__app_metrics_setup(keel_app *app)
 
 void keel__app_metrics_done(keel_app *app)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     /* The registry first: its callbacks read the trackers. */
-    app->telemetry.metrics = keel_metrics_free(app->telemetry.metrics);
-    for (size_t i = 0; i < app->telemetry.n_works; i++)
-        keel_work_free(app->telemetry.works[i]);
-    app->telemetry.works = (free(app->telemetry.works), NULL);
-    app->telemetry.n_works = 0;
+    t->metrics = keel_metrics_free(t->metrics);
+    for (size_t i = 0; i < t->n_works; i++)
+        keel_work_free(t->works[i]);
+    t->works = (free(t->works), NULL);
+    t->n_works = 0;
 }
 
 void keel__metrics_phase_duration(keel_app *app, const char *event, const char *phase, keel_usec_t usec)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     keel_gauge *g = NULL;
-    if (keel_metrics_gauge(app->telemetry.metrics, "keel_lifecycle_event_duration_seconds",
+    if (keel_metrics_gauge(t->metrics, "keel_lifecycle_event_duration_seconds",
                            "Duration of the last run of each lifecycle event and phase.",
                            (const char *const[]){ "event", event, "phase", phase, NULL }, &g) >= 0)
         keel_gauge_set(g, (double) usec / 1e6);
@@ -71,16 +75,16 @@ static void component_of(const char *observer, char *buf, size_t size)
 
 void keel__metrics_observer_error(keel_app *app, const char *observer, bool shutdown)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     keel_counter *c = NULL;
-    if (keel_metrics_counter(app->telemetry.metrics, "keel_observer_errors_total", "Observers that returned an error.",
+    if (keel_metrics_counter(t->metrics, "keel_observer_errors_total", "Observers that returned an error.",
                              (const char *const[]){ "observer", observer, NULL }, &c) >= 0)
         keel_counter_add(c, 1);
     if (!shutdown)
         return;
     char component[128];
     component_of(observer, component, sizeof component);
-    if (keel_metrics_counter(app->telemetry.metrics, "keel_shutdown_errors_total",
-                             "Stop and finalize observers that returned an error.",
+    if (keel_metrics_counter(t->metrics, "keel_shutdown_errors_total", "Stop and finalize observers that returned an error.",
                              (const char *const[]){ "component", component, NULL }, &c) >= 0)
         keel_counter_add(c, 1);
 }
@@ -101,32 +105,33 @@ WORK_STAT_READER(rejected)
 
 static int register_work_metrics(keel_app *app, keel_work *w, const char *component)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     const char *const labels[] = { "component", component, NULL };
-    int r = keel_metrics_gauge_fn(app->telemetry.metrics, "keel_work_in_flight", "Work in flight.", labels, work_in_flight, w);
+    int r = keel_metrics_gauge_fn(t->metrics, "keel_work_in_flight", "Work in flight.", labels, work_in_flight, w);
     if (r >= 0)
-        r = keel_metrics_counter_fn(app->telemetry.metrics, "keel_work_started_total", "Work admitted.", labels, work_started, w);
+        r = keel_metrics_counter_fn(t->metrics, "keel_work_started_total", "Work admitted.", labels, work_started, w);
     if (r >= 0)
-        r = keel_metrics_counter_fn(app->telemetry.metrics, "keel_work_failed_total", "Work that ended in failure.", labels,
-                                    work_failed, w);
+        r = keel_metrics_counter_fn(t->metrics, "keel_work_failed_total", "Work that ended in failure.", labels, work_failed, w);
     if (r >= 0)
-        r = keel_metrics_counter_fn(app->telemetry.metrics, "keel_work_rejected_total", "Work refused while draining.", labels,
-                                    work_rejected, w);
+        r = keel_metrics_counter_fn(t->metrics, "keel_work_rejected_total", "Work refused while draining.", labels, work_rejected,
+                                    w);
     return r;
 }
 
 keel_work *keel_app_work(keel_app *app, const char *component)
 {
     keel_assert_return(app && component && *component, NULL);
-    for (size_t i = 0; i < app->telemetry.n_works; i++)
-        if (streq(keel_work_name(app->telemetry.works[i]), component))
-            return app->telemetry.works[i];
+    keel_telemetry *t = keel__app_telemetry(app);
+    for (size_t i = 0; i < t->n_works; i++)
+        if (streq(keel_work_name(t->works[i]), component))
+            return t->works[i];
 
-    if (GROW(app->telemetry.works, app->telemetry.allocated_works, app->telemetry.n_works + 1) < 0)
+    if (GROW(t->works, t->allocated_works, t->n_works + 1) < 0)
         return NULL;
     keel_work *w = keel_work_new(component);
     if (!w)
         return NULL;
-    app->telemetry.works[app->telemetry.n_works++] = w; /* owned from here on, whatever registration does */
+    t->works[t->n_works++] = w; /* owned from here on, whatever registration does */
     if (register_work_metrics(app, w, component) < 0)
         keel_log_debug("Failed to register the work metrics of %s, ignoring", component);
     return w;
@@ -134,7 +139,7 @@ keel_work *keel_app_work(keel_app *app, const char *component)
 
 keel_metrics *keel_app_metrics(keel_app *app)
 {
-    return app ? app->telemetry.metrics : NULL;
+    return app ? keel__app_telemetry(app)->metrics : NULL;
 }
 
 /* A process cannot be scraped once its shutdown is over, so the duration of a served life's
@@ -142,9 +147,9 @@ keel_metrics *keel_app_metrics(keel_app *app)
  * keel__shutdown_duration_load()). Best effort: no state directory, no record. */
 void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
 {
-    const char *dir = app->settings.state_dir;
+    const char *dir = keel__app_settings(app)->state_dir;
     char buf[32];
-    if (!app->machine.was_ready || !dir || !*dir)
+    if (!keel__machine_was_ready(app) || !dir || !*dir)
         return;
     _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
     int n = snprintf(buf, sizeof buf, "%.6f\n", (double) usec / 1e6);
@@ -155,7 +160,7 @@ void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
 
 int keel__shutdown_duration_load(keel_app *app)
 {
-    const char *dir = app->settings.state_dir;
+    const char *dir = keel__app_settings(app)->state_dir;
     if (!dir || !*dir)
         return 0;
     _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
@@ -171,6 +176,11 @@ int keel__shutdown_duration_load(keel_app *app)
     (void) unlink(path);
     if (fields != 1 || !(seconds >= 0 && seconds < 1e7))
         return -EBADMSG;
-    keel_histogram_observe(app->telemetry.shutdown_duration, seconds);
+    keel_histogram_observe(keel__app_telemetry(app)->shutdown_duration, seconds);
     return 1;
+}
+
+void keel__metrics_refresh_failed(keel_app *app)
+{
+    keel_counter_add(keel__app_telemetry(app)->refresh_failures_total, 1);
 }

@@ -6,7 +6,7 @@
 #include <keel/point.h>
 #include <keel/task.h>
 
-#include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 #include "trace.h"
 

@@ -8,6 +8,8 @@ include/keel/ alone, as a plugin author outside this tree would have to. Two che
    compile.
 2. No file under services/ includes a header that exists only in core/ or observers/, whatever
    the include path says (a header by a relative path, or a copy of the include path by hand).
+3. Inside core (issue 26), a room's state stays in its room: the headers that define it are
+   included only by the files of the folders named below (the unit tests may look anywhere).
 
 Usage: check_boundary.py SOURCE_DIR BUILD_DIR. Exits 1 naming every offence."""
 import json
@@ -57,6 +59,26 @@ for dirpath, _, files in os.walk(os.path.join(source, "services")):
                 if ".." in inc or inside(os.path.join(dirpath, inc), private) or (base in core_headers and base not in own
                                                                                   and not inc.startswith("keel/")):
                     offences.append(f"{os.path.relpath(path, source)}:{number}: includes {inc}, a header of core")
+
+# A room's private state: the header, and the folders whose files may include it.
+ROOM_HEADERS = {
+    "app-state-internal.h": ("core/app",),
+    "observer-internal.h": ("core/app", "core/machine", "observers"),
+    "app-metrics-internal.h": ("core/telemetry", "core/machine", "core/app"),
+    "settings-internal.h": ("core/config", "core/app", "core/http"),
+}
+for root in private:
+    for dirpath, _, files in os.walk(root):
+        room = os.path.relpath(dirpath, source)
+        for name in files:
+            if not name.endswith((".c", ".h")):
+                continue
+            with open(os.path.join(dirpath, name), errors="replace") as f:
+                for number, line in enumerate(f, 1):
+                    m = re.match(r'\s*#\s*include\s*"([^"]+)"', line)
+                    allowed = ROOM_HEADERS.get(os.path.basename(m.group(1))) if m else None
+                    if allowed and room not in allowed:
+                        offences.append(f"{room}/{name}:{number}: includes {m.group(1)}, which only {', '.join(allowed)} may")
 
 for o in offences:
     print("boundary:", o)

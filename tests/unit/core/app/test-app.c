@@ -6,7 +6,7 @@
 
 #include <keel/plugin.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "apptest.h"
 #include "config.h"
 

@@ -6,7 +6,7 @@
 
 #include <criterion/criterion.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "apptest.h"
 #include "config.h"
 #include "helpers.h"

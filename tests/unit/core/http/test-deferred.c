@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "app-internal.h"
+#include "app-state-internal.h"
 #include "apptest.h"
 #include "testing.h"
 

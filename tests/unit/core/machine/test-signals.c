@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "testing.h"
 
 static keel_app *app;

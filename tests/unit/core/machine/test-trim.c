@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "macro.h"
 
 TestSuite(trim, .timeout = 30);
