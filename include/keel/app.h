@@ -24,7 +24,7 @@ typedef int (*keel_observer_handler_t)(keel_app *app, void *userdata);
 /** Why the run context was cancelled. The first cause wins; each maps to one exit status. */
 typedef enum keel_cause {
     KEEL_CAUSE_NONE,           /* not cancelled */
-    KEEL_CAUSE_SIGNAL,         /* SIGINT or SIGTERM: exit 0 */
+    KEEL_CAUSE_SIGNAL,         /* SIGINT, SIGTERM or SIGQUIT: exit 0 */
     KEEL_CAUSE_COMMAND_DONE,   /* a command finished its work: exit 0 */
     KEEL_CAUSE_COMMAND_FAILED, /* a command's work failed: exit 1 */
     KEEL_CAUSE_START_FAILED,   /* a start or ready observer failed: exit 1 */
@@ -75,8 +75,9 @@ typedef struct keel_run_options {
  * Registers Keel's standard observers (unless @options->bare) and the program's plugins, parses
  * the command line, and runs the state machine to its end on the calling thread (which must be
  * the process's main thread and the only one). Returns the exit status (>= 0, one of KEEL_EXIT_*),
- * or -EINVAL for a bad argument, -EBUSY for an app that ran before. Blocks SIGINT, SIGTERM and
- * SIGHUP for the whole process. @options may be NULL (no plugins).
+ * or -EINVAL for a bad argument, -EBUSY for an app that ran before. Blocks SIGINT, SIGTERM,
+ * SIGQUIT, SIGHUP, SIGUSR1 and SIGUSR2 for the whole process (SIGQUIT stops as SIGTERM does, the
+ * last two are ignored) and ignores SIGPIPE and SIGXFSZ. @options may be NULL (no plugins).
  */
 KEEL_API int keel_app_run_with(keel_app *app, int argc, char **argv, const keel_run_options *options);
 
@@ -170,7 +171,8 @@ KEEL_API int keel_app_fail(keel_app *app, int error, const char *fmt, ...) KEEL_
 
 /**
  * Cancels the run context with @cause and a message. The first cancellation wins and returns 1;
- * later ones are logged and return 0. Safe only on the main thread.
+ * later ones are logged and return 0; -EINVAL for KEEL_CAUSE_NONE or a cause out of range. Safe
+ * only on the main thread.
  */
 KEEL_API int keel_app_cancel(keel_app *app, keel_cause cause, const char *fmt, ...) KEEL_PRINTF(3, 4);
 /** The cause the run context was cancelled with, or KEEL_CAUSE_NONE. */

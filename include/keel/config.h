@@ -48,9 +48,11 @@ typedef struct keel_config_key {
  * Adds a table of @n_keys keys whose values live in @storage, which the app fills with the
  * defaults at once and with the effective configuration in configure.before. Strings and lists
  * in @storage are owned by the app (freed and replaced on reload). Call before the `configure`
- * event (from a plugin's register function or a command or init observer). Returns -EEXIST when
- * a key is already known, -EINVAL for a malformed row or default (a bug: logged), -ESTALE once
- * the configuration is loaded, -ENOMEM.
+ * event (from a plugin's register function or a command or init observer). The rows are
+ * borrowed: they must outlive the app. Returns -EEXIST when a key is already known, is another
+ * key's section ("a" beside "a.b") or has another key's environment variable ("a.b_c" beside
+ * "a_b.c"), -EINVAL for a malformed row or default (a bug: the reason is logged at debug level),
+ * -ESTALE once the configuration is loaded, -ENOMEM. A failed call adds no key.
  */
 KEEL_API int keel_app_add_config(keel_app *app, const keel_config_key *keys, size_t n_keys, void *storage);
 

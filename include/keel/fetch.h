@@ -48,7 +48,7 @@ typedef struct keel_fetch_response {
 /**
  * Makes a client, loading libcurl if no other client holds it. Returns 0, -ENOENT when libcurl
  * cannot be loaded, -EINVAL when only one of cert_file and key_file is set, -ENOMEM; the reason
- * in @error (KEEL_FETCH_ERROR_MAX bytes, may be NULL).
+ * in @error (KEEL_FETCH_ERROR_MAX bytes, may be NULL). The options' strings are copied.
  */
 KEEL_API int keel_fetch_new(const keel_fetch_options *options, keel_fetch **ret, char *error);
 /** Closes the client's connections and frees it; the last client unloads libcurl. Accepts NULL; returns NULL. */
@@ -61,7 +61,8 @@ KEEL_API keel_fetch *keel_fetch_free(keel_fetch *f);
  * answer in the timeout), -ECONNREFUSED and -EHOSTUNREACH (nothing listens, no route),
  * -EKEYREJECTED (TLS: the peer's certificate is not trusted or the handshake failed, our own
  * certificate included), -EFBIG (the body passes body_limit), -EPROTO (not HTTP), -EINVAL
- * (a malformed URL), -ENOMEM, -EIO otherwise; the reason in @error ("Could not connect to
+ * (a malformed URL), -ECANCELED (the cancelled callback or the cancel descriptor of
+ * keel_fetch_set_cancel_fd() said so), -ENOMEM, -EIO otherwise; the reason in @error ("Could not connect to
  * server: Connection refused", "SSL certificate problem: unable to get local issuer
  * certificate"). *@ret is filled only on success and must then be given to keel_fetch_response_done().
  */
@@ -77,7 +78,8 @@ KEEL_API int keel_fetch_request(keel_fetch *f, const char *method, const char *u
  */
 KEEL_API int keel_fetch_set_cancel_fd(keel_fetch *f, int fd);
 
-/** The value of the response header @name (case-insensitive; the first if repeated) into @buf, or NULL when absent. */
+/** The value of the response header @name (case-insensitive; the first if repeated) into @buf of
+ * @size bytes (cut short to fit), or NULL when absent. */
 KEEL_API const char *keel_fetch_response_header(const keel_fetch_response *r, const char *name, char *buf, size_t size);
 /** Frees what @r holds and zeroes it. Accepts a zeroed response. */
 KEEL_API void keel_fetch_response_done(keel_fetch_response *r);

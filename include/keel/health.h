@@ -40,8 +40,10 @@ KEEL_API int keel_app_add_health_check(keel_app *app, const char *name, keel_hea
 typedef void (*keel_health_report_t)(const char *name, int result, const char *reason, void *userdata);
 
 /**
- * Runs every check in registration order, calling @report (may be NULL) with each result.
- * Returns the number of failing checks. Thread-safe.
+ * Runs every check in registration order, calling @report (may be NULL) with each result and its
+ * reason (strerror() of the result when a failing check gave none). Returns the number of failing
+ * checks. Thread-safe: one run at a time, the checks and @report with the app's health lock held,
+ * so neither may register or run checks.
  */
 KEEL_API unsigned keel_app_run_health_checks(keel_app *app, keel_health_report_t report, void *userdata);
 

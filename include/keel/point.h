@@ -20,8 +20,8 @@ extern "C" {
  * caller fails the point with "test error"). Records an instant trace event: category "spawn" for
  * names containing ".spawn.", "refresh" for names ending in ".refresh", else "point" (the
  * observers' own points are complete events the state machine records instead). Returns 0
- * otherwise, -EINVAL when @point is NULL. Without faults or tracing it costs a probe's nop and two
- * loads: no syscall, no lock.
+ * otherwise, -EINVAL when @point is NULL. Without faults or tracing it costs a few loads: no
+ * system call, no lock.
  */
 KEEL_API int keel_point_before(const char *point);
 /**

@@ -57,9 +57,11 @@ typedef struct keel_service_vtable {
  * plugin's register function (KEEL_SERVICE()) or on a hand-built app. @ret, when not NULL,
  * receives the service (owned by the app).
  *
- * Returns -EINVAL for a vtable without a valid name or with a bad configuration row, -EEXIST for
- * a name already registered (or a key already known), -ESTALE once the command line was parsed,
- * the error of @setup, -ENOMEM. Names in @commands and @after that are not declared commands and
+ * Returns -EINVAL for a vtable without a valid name, with a bad configuration row, or with
+ * configuration rows but no state (state_size 0), -EEXIST for a name already registered (or a key
+ * already known), -ESTALE once the command line was parsed, the error of @setup (the service is
+ * then not registered and @free is not called: @setup releases what it made before failing),
+ * -ENOMEM. Names in @commands and @after that are not declared commands and
  * registered services fail the run at start-up, as does a cycle of @after (exit 70, naming them).
  */
 KEEL_API int keel_app_add_service(keel_app *app, const keel_service_vtable *vtable, keel_service **ret);

@@ -16,7 +16,6 @@ extern "C" {
  * bounded one truncates past the end, keeps the text NUL-terminated and remembers that it did; it
  * never allocates and never fails. A growable one moves to the heap when the text outgrows the
  * buffer (truncating only when memory runs out), and then must be given to keel_strbuf_done().
- * Keel's log and trace records, and its services' small JSON bodies, are built with it.
  */
 typedef struct keel_strbuf {
     char *buf;

@@ -7,7 +7,11 @@
 extern "C" {
 #endif
 
-/** A group of threads owned by one service: spawned together in start, stopped and joined in stop. */
+/**
+ * A group of threads owned by one service: spawned together in start, stopped and joined in stop.
+ * The group's functions are for the main thread, but keel_task_group_stop() and
+ * keel_task_group_wake(), which are safe on any thread; a task's are for the task itself.
+ */
 typedef struct keel_task_group keel_task_group;
 /** One thread of a group; valid from its spawn until its group is joined. */
 typedef struct keel_task keel_task;

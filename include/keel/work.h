@@ -9,9 +9,8 @@ extern "C" {
 
 /**
  * Counters of a component's work in flight, and the gate that refuses it while draining. Begins
- * and ends of different threads do not contend with each other, and none of them executes a
- * locked instruction. Memory grows with the number of threads that used the tracker at the same
- * time (a cache line each), not with the number of threads that ever did.
+ * and ends of different threads do not contend with each other. Memory grows with the number of
+ * threads that used the tracker at the same time, not with the number of threads that ever did.
  */
 typedef struct keel_work keel_work;
 
@@ -47,8 +46,8 @@ typedef void (*keel_work_progress_handler_t)(keel_work *w, const keel_work_stats
 
 /**
  * Creates an open tracker for component @name (copied). NULL with errno EINVAL when @name is NULL,
- * ENOMEM when out of memory. The first call in a process registers it for membarrier(2), which
- * takes the kernel ~10 ms.
+ * ENOMEM when out of memory. The first tracker of a process costs a one-time set-up of some
+ * milliseconds, unless keel_app_run() did it already (as it does, while it is the only thread).
  */
 KEEL_API keel_work *keel_work_new(const char *name);
 /** Frees @w; accepts NULL; returns NULL. Work must not be in flight. */
@@ -58,18 +57,16 @@ KEEL_API const char *keel_work_name(const keel_work *w);
 
 /**
  * Admits one unit of work: 0, or -ESHUTDOWN (counted as rejected) once draining, -EINVAL when @w
- * is NULL. There is no limit on the units in flight. Thread-safe, no syscall, no locked
- * instruction on the common path. A thread's first begin or end on @w may take a mutex, and so
- * may one after the thread used many other trackers in between: a thread that alternates between
- * a few trackers does not.
+ * is NULL. There is no limit on the units in flight. Thread-safe, with no system call and no lock
+ * on the common path; a thread's first begin or end on @w, or one after the thread used many other
+ * trackers in between, may take a lock. A thread that alternates between a few trackers does not.
  */
 KEEL_API int keel_work_begin(keel_work *w);
 /**
  * Ends one admitted unit of work as succeeded or failed; the unit may have begun on another
- * thread. Thread-safe, like keel_work_begin() no locked instruction; while a drain waits (on @w
- * or a tracker sharing its wake-up slot, one of 64) an atomic add and a futex wake as well. Once
- * it returns, a drainer may free @w: the caller must not touch @w afterwards unless it holds
- * another unit.
+ * thread. Thread-safe and as cheap as keel_work_begin(), except while a drain waits, when it may
+ * also wake the drainer (a system call). Once it returns, a drainer may free @w: the caller must
+ * not touch @w afterwards unless it holds another unit.
  */
 KEEL_API void keel_work_end(keel_work *w, bool ok);
 

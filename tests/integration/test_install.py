@@ -65,7 +65,8 @@ class Packaged(unittest.TestCase):
         with open(os.path.join(self.prefix, "share/man/man7/keel-plugin.7")) as f:
             self.assertIn("/share/doc/keel/examples/", f.read().replace("\\", ""), "keel-plugin(7) points to the installed examples")
         for f in ("bin/keel", "lib/systemd/system/keel.service", "lib/systemd/system/keel-token.socket",
-                  "lib/systemd/catalog/keel.catalog", "share/man/man7/keel-plugin.7",
+                  "lib/systemd/catalog/keel.catalog", "share/man/man7/keel-plugin.7", "share/man/man3/keel.3",
+                  "share/man/man3/keel-app.3", "share/man/man3/keel_app_run.3",
                   "share/doc/keel/examples/hello/hello.c", "share/doc/keel/examples/CMakeLists.txt"):
             self.assertIn(PREFIX[1:] + "/" + f, files)
 
