@@ -38,7 +38,7 @@ static int on_shutdown_delay(keel_app *app, void *userdata)
     if (delay == 0)
         return 0;
     keel_log_info("Delaying shutdown for %.3fs so that load balancers see readiness turn 503", (double) delay / 1e6);
-    /* Accuracy 1us: sd-event's default of 250ms would stretch the delay (DESIGN §4). */
+    /* Accuracy 1us: sd-event's default of 250ms would stretch the delay. */
     int r = sd_event_add_time_relative(e, &timer, CLOCK_MONOTONIC, delay, 1, on_delay_done, &done);
     if (r < 0)
         return keel_app_fail(app, r, "Failed to arm the shutdown delay: %m");

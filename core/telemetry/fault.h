@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 /*
- * Faults injected through $KEEL_FAULT (DESIGN §8): a comma-separated list of ACTION@WHEN:POINT.
+ * Faults injected through $KEEL_FAULT (keel(1)): a comma-separated list of ACTION@WHEN:POINT.
  * The set is parsed once at start-up on the main thread, before any thread exists, and is only
  * read afterwards; keel_point_before() and keel_point_in() fire it.
  *

@@ -11,7 +11,7 @@
 #include "macro.h"
 #include "trace.h"
 
-/* The trace category of a point that is not an observer, from its name (DESIGN §8 table). */
+/* The trace category of a point that is not an observer, from its name (docs/architecture.md, "Points, trace and faults"). */
 static const char *instant_category(const char *point)
 {
     size_t n = strlen(point);

@@ -10,7 +10,7 @@
  * FNV-1a digest of it (queue.key_file, re-read on SIGHUP: a bad file fails the refresh and the old
  * key stays). GET /healthz on queue.address is the probe, GET /status counts the jobs (done, and in flight). Every job
  * runs inside the work tracker "jobs" at the point "queue.job", so a stop waits for the job in
- * flight (DESIGN §3) and KEEL_FAULT=sleep=500@in:queue.job holds one.
+ * flight and KEEL_FAULT=sleep=500@in:queue.job holds one.
  *
  * What it shows: one service declared by a vtable (configuration, private state, hooks); a
  * per-command observer (enqueue) that registers the observers its command needs from inside

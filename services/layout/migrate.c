@@ -3,7 +3,7 @@
  * `keel migrate [--dry-run]`: brings the state directory to the current layout.
  *
  * Layout 1 is the seed agent's flat directory: private.pem, cert.pem, role certificates
- * <domain>_<role>.cert.pem and a ca.pem symbolic link. Layout 2 is Keel's (DESIGN §8a): key.pem
+ * <domain>_<role>.cert.pem and a ca.pem symbolic link. Layout 2 is Keel's (docs/operations.md): key.pem
  * (0600), cert.pem, ca.pem a regular file, role certificates under roles/, and the file `layout`
  * saying 2. Every step is one rename (or a copy through a temporary file and a rename), and the
  * layout file is written last: a migration cut short is finished by the next run, and a second

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The rules of DESIGN §1 and §2, one test each, on an app driven in-process. */
+/* The rules of docs/architecture.md ("Rules"), one test each, on an app driven in-process. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
