@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Layered YAML configuration (DESIGN.md §6). Tables of keys (keel_config_key, public) are
+/* Layered YAML configuration (docs/configuration.md). Tables of keys (keel_config_key, public) are
  * registered with the storage their values live in; a load reads every layer into temporaries
  * and only then replaces the values in the storages, so a bad layer changes nothing.
  * Nothing here logs above debug level: failures come back as a negative errno and messages.

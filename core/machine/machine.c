@@ -26,7 +26,7 @@ typedef enum outcome {
     _OUTCOME_MAX,
 } outcome;
 
-/* DESIGN §1 as data: init/configure errors go to finalize, start/ready errors to stop, a failed
+/* The rules of docs/architecture.md as data: init/configure errors go to finalize, start/ready errors to stop, a failed
  * refresh keeps the app running, and a cancel anywhere before stop leads to stop or finalize. */
 static const keel_state transitions[_KEEL_STATE_MAX][_OUTCOME_MAX] = {
     [KEEL_STATE_COMMAND] = { KEEL_STATE_INIT, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE, KEEL_STATE_FINALIZE },

@@ -7,7 +7,7 @@
 #include <keel/common.h>
 
 /*
- * The lifecycle trace (--trace FILE, DESIGN §8): a Chrome trace-event JSON file that Perfetto
+ * The lifecycle trace (--trace FILE, keel(1)): a Chrome trace-event JSON file that Perfetto
  * opens, {"traceEvents":[ ... ]}. Every record is written with one write(2) on an O_APPEND fd, so
  * records of several threads never interleave and the file is complete up to its last record
  * even when the process dies. Closing appends a process_name metadata record and "]}"; it runs

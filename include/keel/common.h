@@ -15,6 +15,13 @@ extern "C" {
 /** printf-style format checking for the function it marks. */
 #define KEEL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 
+/**
+ * The size of the buffer a function that can say why it failed writes its one-line reason into:
+ * its last parameter, `char *error`, may be NULL, and is written only on failure. The same for
+ * every such function of the API; an observer says why it failed with keel_app_fail() instead.
+ */
+#define KEEL_ERROR_MAX 256
+
 /** Microseconds, the unit of every time value in Keel's API (CLOCK_MONOTONIC unless named). */
 typedef uint64_t keel_usec_t;
 

@@ -28,8 +28,8 @@ extern "C" {
 #define KEEL_FDSTORE_SIZE_MAX ((size_t) 64 << 20)
 /** The fewest bytes of key a blob is authenticated with. */
 #define KEEL_FDSTORE_KEY_MIN 16
-/** The most bytes of a refusal's reason, its NUL included. */
-#define KEEL_FDSTORE_ERROR_MAX 256
+/** The most bytes of a refusal's reason, its NUL included: KEEL_ERROR_MAX, as everywhere. */
+#define KEEL_FDSTORE_ERROR_MAX KEEL_ERROR_MAX
 
 /**
  * Hands @size bytes of @data (may be NULL when @size is 0) to the service manager's file

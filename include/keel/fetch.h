@@ -42,8 +42,8 @@ typedef struct keel_fetch_response {
     char *headers; /* the response head's fields, "Name: value\n" each */
 } keel_fetch_response;
 
-/** The most bytes of a request's error text, its NUL included. */
-#define KEEL_FETCH_ERROR_MAX 256
+/** The most bytes of a request's error text, its NUL included: KEEL_ERROR_MAX, as everywhere. */
+#define KEEL_FETCH_ERROR_MAX KEEL_ERROR_MAX
 
 /**
  * Makes a client, loading libcurl if no other client holds it. Returns 0, -ENOENT when libcurl
