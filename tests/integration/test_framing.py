@@ -438,6 +438,9 @@ class TlsHandshakes(KeelTestCase):
     ones are open, and the eviction is counted."""
 
     SILENT = 1100
+    # Without the eviction the client would wait for a silent connection's header timeout (10 s):
+    # 5 s tells the two apart on a loaded machine without timing it.
+    WITHIN = 5.0
 
     def setUp(self):
         raise_nofile(self, 2500)
@@ -455,10 +458,10 @@ class TlsHandshakes(KeelTestCase):
         started = time.monotonic()
         answer = b""
         try:
-            with socket.create_connection(token, timeout=1.5) as s, ctx.wrap_socket(s) as t:
+            with socket.create_connection(token, timeout=self.WITHIN) as s, ctx.wrap_socket(s) as t:
                 t.sendall(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                while time.monotonic() - started < 1.5:
-                    t.settimeout(max(1.5 - (time.monotonic() - started), 0.001))
+                while time.monotonic() - started < self.WITHIN:
+                    t.settimeout(max(self.WITHIN - (time.monotonic() - started), 0.001))
                     chunk = t.recv(65536)
                     if not chunk:
                         break
@@ -466,13 +469,13 @@ class TlsHandshakes(KeelTestCase):
                     if parse_answers(answer)[0]:
                         break
         except (socket.timeout, ssl.SSLError, ConnectionError) as e:
-            self.fail(f"no answer within 1.5 s while {self.SILENT} silent connections were open: {e!r} after "
+            self.fail(f"no answer within {self.WITHIN} s while {self.SILENT} silent connections were open: {e!r} after "
                       f"{time.monotonic() - started:.2f}s, got {answer[:200]!r}")
         took = time.monotonic() - started
         answers = parse_answers(answer)[0]
         self.assertTrue(answers, f"no complete answer after {took:.2f}s: {answer[:200]!r}")
         self.assertEqual(answers[0].status, 200, answer[:400])
-        self.assertLess(took, 1.5)
+        self.assertLess(took, self.WITHIN)
         wait_for(lambda: cuts(metrics, "token", "evicted") > before, 2, "a token evicted cut counted")
         for s in silent:
             s.close()
@@ -484,7 +487,7 @@ class TlsHandshakes(KeelTestCase):
 class Descriptors(KeelTestCase):
     """With an open file limit of 64 (soft and hard), 46 idle connections leave the process
     nearly out of descriptors: a probe still gets a place (an idle connection makes room) and is
-    answered within a second, ten times over."""
+    answered at once (well within the 10 s an idle connection takes to time out), ten times over."""
 
     IDLE = 46
 
@@ -499,11 +502,11 @@ class Descriptors(KeelTestCase):
         for i in range(10):
             started = time.monotonic()
             try:
-                status, _, body = get(addr, "/livez", timeout=2)
+                status, _, body = get(addr, "/livez", timeout=10)
             except (OSError, http.client.HTTPException) as e:
                 self.fail(f"probe {i}: {e!r} after {time.monotonic() - started:.2f}s")
             self.assertEqual((status, body), (200, "ok"), f"probe {i}")
-            self.assertLess(time.monotonic() - started, 1.0, f"probe {i} waited")
+            self.assertLess(time.monotonic() - started, 5.0, f"probe {i} waited")
         for s in idle:
             s.close()
         k.kill(signal.SIGTERM)
