@@ -197,8 +197,8 @@ keel_usec_t access_lifetime(const access_request *a, keel_usec_t configured)
 {
     if (a->expiry_s == 0 || (uint64_t) a->expiry_s >= configured / KEEL_USEC_PER_SEC)
         return 0;
-    keel_usec_t asked = (keel_usec_t) a->expiry_s * KEEL_USEC_PER_SEC;
-    return asked <= ACCESS_LIFETIME_MIN ? KEEL_MIN(ACCESS_LIFETIME_MIN, configured) : asked;
+    keel_usec_t lifetime = KEEL_MAX((keel_usec_t) a->expiry_s * KEEL_USEC_PER_SEC, ACCESS_LIFETIME_MIN);
+    return lifetime >= configured ? 0 : lifetime; /* raised to token.expiry itself: its key */
 }
 
 int access_cache_role(const access_request *a, keel_usec_t lifetime, char **ret)

@@ -68,6 +68,7 @@ Test(access, the_lifetime_keys_the_cache_within_token_expiry)
     cr_assert_eq(access_lifetime(&a, hour), 1800 * KEEL_USEC_PER_SEC);
     a.expiry_s = 1;
     cr_assert_eq(access_lifetime(&a, hour), ACCESS_LIFETIME_MIN, "raised to the shortest minted");
+    cr_assert_eq(access_lifetime(&a, ACCESS_LIFETIME_MIN), 0, "raised to token.expiry itself: token.expiry's key");
 
     char *key = NULL;
     cr_assert_eq(access_cache_role(&a, 0, &key), 0);
