@@ -31,16 +31,16 @@ static void run_job(void *data, void *userdata)
     keel_usec_t now = keel_now_realtime();
     reply to = { .later = j->later };
     int r = token_cache_get(token->cache, j->domain, j->role, now, &minted);
+    if (j->scope) /* before the answer, which the client may read at once */
+        keel_counter_add(r >= 0 ? token->access_ok : token->access_failed, 1);
     if (r < 0 && j->scope) /* the SIA's API says 500 */
         (void) token__answer_error(to, j->id, 500, "server_error", "no token can be had from the issuer now: see the agent's log",
                                    NULL);
     else if (r < 0)
         (void) token__answer_error(to, j->id, 503, "temporarily_unavailable",
                                    "no token can be had from the issuer now: see the agent's log", NULL);
-    else if ((r = token__answer_token_ok(to, j->id, &minted, j->scope ? j->scope : j->role, now)) < 0)
+    else if (token__answer_token_ok(to, j->id, &minted, j->scope ? j->scope : j->role, now) < 0)
         (void) keel_http_deferred_respond(j->later, 500, token__json, "{}", 2, NULL);
-    if (j->scope)
-        keel_counter_add(r >= 0 ? token->access_ok : token->access_failed, 1);
     token_minted_done(&minted);
     job_free(j);
 }
@@ -50,9 +50,9 @@ static void cancel_job(void *data, void *userdata)
 {
     job *j = data;
     token_service *token = userdata;
-    (void) token__answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
     if (j->scope)
         keel_counter_add(token->access_failed, 1);
+    (void) token__answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
     job_free(j);
 }
 
