@@ -204,7 +204,8 @@ class OAuth2Test(OAuth2Case):
         template once per role; the issuer's lifetime stands, so expiry does not key the cache."""
         issuer = self.issuer([{"client_id": "agent", "client_secret": "s3cret",
                                "scope": "sports:role.reader sports:role.writer"}])
-        k = self.agent(issuer.url, refresh_interval="1h")
+        # 10 s for the issuer: its first answer for the pair is what is tested, not a timeout under load.
+        k = self.agent(issuer.url, refresh_interval="1h", timeout="10s")
         addr = bound_address(k, "token provider server")
         metrics = bound_address(k, "metrics exporter server")
         asked = len(issuer.requests())
