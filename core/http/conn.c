@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A connection on the polling thread: it reads into a buffer of its own, finds a request's head,
- * skips its body by its framing, has the request served (request.c), writes the answer in one
+ * skips its body by its framing — or, on a path that takes one, keeps it in the buffer behind the
+ * head (body.c) — has the request served (request.c), writes the answer in one
  * write, and goes on with the next request on the connection. Epoll is level-triggered and a
  * connection is read only while epoll said it was readable and no read since came back short, so
  * a kept-alive request costs one read and one write: no read is made only to hear EAGAIN.
@@ -147,7 +148,7 @@ ssize_t keel__http_conn_write(connection_state *cs, const void *buf, size_t size
 /* Reads what the socket holds into the buffer: bytes, 0 at the client's end, -EAGAIN. */
 static ssize_t fill(connection_state *cs)
 {
-    size_t size = cs->s->header_limit + IN_PAST_HEAD;
+    size_t size = cs->s->header_limit + IN_PAST_HEAD + cs->s->body_limit_max;
     if (!cs->in && !(cs->in = malloc(size)))
         return -ENOMEM;
     if (cs->in_len == size)
@@ -187,7 +188,7 @@ static void linger_read(connection_state *cs)
 /* The connection's end after its last answer (see the top). */
 static void finish(connection_state *cs)
 {
-    bool unread = cs->in_len > cs->head_len || (cs->readable && !cs->peer_eof);
+    bool unread = cs->in_len > cs->head_len + cs->body_size || (cs->readable && !cs->peer_eof);
     if (cs->session) { /* close_notify first, while the session can still say it */
         cs->s->tls->session_free(cs->session);
         cs->session = NULL;
@@ -229,6 +230,8 @@ static bool take_head(connection_state *cs)
     if (!end && cs->in_len < s->header_limit)
         return false;
     cs->scanned = 0;
+    cs->body_size = 0;
+    cs->body_kept = false;
     keel__http_conn_wait(s, cs, CONN_WAIT_BODY);
     if (!end || end > s->header_limit) {
         refusal = &keel__http_too_large;
@@ -242,6 +245,8 @@ static bool take_head(connection_state *cs)
         cs->body = refusal ? BODY_NONE : cs->head.body;
         cs->body_left = cs->head.length;
         cs->chunked = (keel__http_chunked){ .state = CHUNK_SIZE };
+        if (!refusal && s->n_body_routes > 0)
+            refusal = keel__http_body_refusal(cs);
     }
     keel__http_request_begin(cs, refusal);
     if (cs->head.expect_continue)
@@ -249,10 +254,13 @@ static bool take_head(connection_state *cs)
     return true;
 }
 
-/* The body's bytes in the buffer skipped; true once it has all come (the request is run then). */
+/* The body's bytes in the buffer skipped, or kept; true once it has all come (the request is run
+ * then). */
 static bool skip_body(connection_state *cs)
 {
     size_t avail = cs->in_len - cs->head_len;
+    if (cs->body_kept)
+        return avail >= cs->body_size;
     if (cs->body == BODY_LENGTH) {
         size_t n = (size_t) MIN((uint64_t) avail, cs->body_left);
         drop_input(cs, cs->head_len, n);
@@ -317,8 +325,8 @@ static bool answered(connection_state *cs)
         finish(cs);
         return false;
     }
-    drop_input(cs, 0, cs->head_len);
-    cs->head_len = 0;
+    drop_input(cs, 0, cs->head_len + cs->body_size);
+    cs->head_len = cs->body_size = 0;
     keel__http_conn_wait(cs->s, cs, CONN_WAIT_HEAD);
     return true;
 }

@@ -8,7 +8,8 @@
  * thread talks to it through an eventfd: "drain" (stop accepting, close idle connections) and
  * "exit". Its files: server.c (the object, the polling thread, start and stop), listen.c (binding
  * and socket activation), accept.c (new connections, the connection limits, running out of
- * descriptors), conn.c (a connection's reading, framing and writing), parse.c (the request head,
+ * descriptors), conn.c (a connection's reading, framing and writing), body.c (the bodies handlers
+ * read, on the paths that take one), parse.c (the request head,
  * strictly, and chunked bodies), tls.c (a TLS connection's handshake), request.c (handlers'
  * requests), response.c (answers), deadline.c (what a slow client may hold), drain.c (the wait
  * until nothing is open), deferred.c (answers from other threads), ready.c (the end-to-end check
@@ -32,7 +33,7 @@ typedef struct keel_http_mounts keel_http_mounts;
 /* A constant answer to a request whose head is not served (parse.c). */
 typedef struct keel__http_refusal {
     unsigned status;
-    const char *body; /* text/plain */
+    const char *body; /* text/plain, but for body.c's JSON ones (keel__http_refusal_type()) */
     bool close;       /* the framing itself is in doubt: the connection closes after the answer */
 } keel__http_refusal;
 
@@ -159,6 +160,8 @@ struct connection_state {
     size_t in_len, scanned, head_len;
     body_kind body;
     uint64_t body_left;
+    size_t body_size; /* the request's body kept in the buffer behind its head (a path that takes one), or 0 */
+    bool body_kept;   /* the request's path takes a body (keel_http_server_accept_body()) */
     keel__http_chunked chunked;
     keel__http_head head;
 
@@ -188,6 +191,14 @@ struct keel_http_server {
     size_t header_limit;
     keel_http_handler_t handler;
     void *userdata;
+    /* Paths whose requests keep their body (keel_http_server_accept_body()), set before start. */
+    struct keel__http_body_route {
+        char *path; /* owned */
+        size_t limit;
+        unsigned flags; /* keel_http_body_flags */
+    } body_routes[8];
+    size_t n_body_routes;
+    size_t body_limit_max; /* the largest limit: what each connection's buffer holds past the head's room */
 
     keel_work *work;              /* borrowed from the app: requests in flight */
     keel_http_mounts *mounts;     /* borrowed from the app: handlers other services mount on this one */
@@ -301,6 +312,13 @@ void keel__http_request_begin(connection_state *cs, const keel__http_refusal *re
 void keel__http_request_run(connection_state *cs);
 void keel__http_request_end(connection_state *cs, bool completed);
 int keel__http_resume_due(keel_http_server *s, bool all);
+
+/* body.c, polling thread: what is answered instead of serving a request for a path that takes a
+ * body, for the body its head announced (411, 413), or NULL: then its body is kept. */
+const keel__http_refusal *keel__http_body_refusal(connection_state *cs);
+/* body.c: the Content-Type of @r's body; the paths given to keel_http_server_accept_body() freed. */
+const char *keel__http_refusal_type(const keel__http_refusal *r);
+void keel__http_body_routes_free(keel_http_server *s);
 
 /* response.c, polling thread: the server's cached heads freed. */
 void keel__http_cache_free(keel_http_server *s);

@@ -134,7 +134,7 @@ void keel__http_request_run(connection_state *cs)
     keel_http_request *req = &cs->request;
     keel__http_conn_wait(s, cs, CONN_SERVING);
     if (req->refusal) {
-        (void) keel_http_respond_static(req, req->refusal->status, "text/plain; charset=utf-8", req->refusal->body);
+        (void) keel_http_respond_static(req, req->refusal->status, keel__http_refusal_type(req->refusal), req->refusal->body);
         return;
     }
     /* Injected sleeps, before or in, delay the answer; the polling thread never sleeps. */

@@ -80,6 +80,7 @@ keel_http_server *keel_http_server_free(keel_http_server *s)
     free(s->conns);
     free(s->again);
     free(s->delayed);
+    keel__http_body_routes_free(s);
     free(s->service);
     free(s->label);
     free(s->point_request);

@@ -31,8 +31,9 @@ typedef struct keel_http_request keel_http_request;
  * colon, a folded field, Content-Length values that disagree or come with Transfer-Encoding, a
  * final transfer coding other than chunked, or Transfer-Encoding on HTTP/1.0; with 501 another
  * coding before chunked; with 505 an HTTP version other than 1.x. Where the framing is in doubt
- * the connection closes after the answer. A body is read and dropped by its framing: no handler
- * sees one.
+ * the connection closes after the answer. A body is read and dropped by its framing, and the
+ * handler does not see it, except on a path given to keel_http_server_accept_body(), where it runs
+ * once the whole body has come and reads it with keel_http_request_body().
  */
 typedef int (*keel_http_handler_t)(keel_http_request *req, void *userdata);
 
@@ -129,6 +130,29 @@ KEEL_API int keel_http_server_start_new(keel_app *app, const keel_http_options *
  */
 KEEL_API int keel_http_server_stop_and_free(keel_app *app, keel_http_server **s);
 
+/** The largest body limit keel_http_server_accept_body() takes: 1 MiB. */
+#define KEEL_HTTP_BODY_MAX ((size_t) 1 << 20)
+
+/** How a server refuses a body on a path that takes one (keel_http_server_accept_body()). */
+typedef enum keel_http_body_flags {
+    /* 411 and 413 as {"error","error_description"} JSON (RFC 6749 §5.2's shape), not text/plain */
+    KEEL_HTTP_BODY_JSON_REFUSALS = 1 << 0,
+} keel_http_body_flags;
+
+/**
+ * Before keel_http_server_start(): requests for @path (exact, percent-decoded, without the query;
+ * any method) may carry a body of up to @limit bytes, which their handler reads with
+ * keel_http_request_body(); the handler runs once all of it has come (http.request_body_timeout).
+ * Only Content-Length frames such a body: the server answers, without calling the handler, 411 to
+ * a chunked one and 413 to one announced larger than @limit, and closes the connection after
+ * either (text/plain, or JSON with KEEL_HTTP_BODY_JSON_REFUSALS in @flags). Every other path keeps
+ * its bodies skipped. Each connection of @s holds up to the largest @limit more in memory. Given
+ * again, @path takes the new @limit and @flags. Returns 0, -EINVAL (@path not starting with '/',
+ * @limit 0 or past KEEL_HTTP_BODY_MAX, an unknown flag), -EBUSY once started, -E2BIG past 8 paths,
+ * -ENOMEM.
+ */
+KEEL_API int keel_http_server_accept_body(keel_http_server *s, const char *path, size_t limit, unsigned flags);
+
 /** The bound address ("127.0.0.1:43121", "[::]:9998"), or NULL before start. */
 KEEL_API const char *keel_http_server_address(const keel_http_server *s);
 /** The bound port, or 0 before start. */
@@ -200,6 +224,13 @@ KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char
  * while the request's handler runs carries it (journald KEEL_REQUEST_ID=, JSON "request_id").
  */
 KEEL_API const char *keel_http_request_id(const keel_http_request *req);
+/**
+ * The body of @req, on a path that takes one (keel_http_server_accept_body()): its bytes into
+ * *@ret (not NUL-terminated; valid until @req is answered, deferred or not) and their number into
+ * *@ret_size (0 and a valid pointer for a request without a body). Returns 0, or -ENODATA on a
+ * path that takes no body (one sent there was skipped).
+ */
+KEEL_API int keel_http_request_body(const keel_http_request *req, const void **ret, size_t *ret_size);
 /** Whether @req came over TLS. */
 KEEL_API bool keel_http_request_tls(const keel_http_request *req);
 /** The identity of the client certificate @req came with, verified by the server's TLS (the

@@ -11,12 +11,14 @@ typedef struct job {
     keel_http_deferred *later;
     char id[KEEL_HTTP_REQUEST_ID_MAX];
     char *domain, *role;
+    char *scope; /* POST /accesstoken's answer, or NULL: /token's */
 } job;
 
 static void job_free(job *j)
 {
     free(j->domain);
     free(j->role);
+    free(j->scope);
     free(j);
 }
 
@@ -28,10 +30,16 @@ static void run_job(void *data, void *userdata)
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
     reply to = { .later = j->later };
-    if (token_cache_get(token->cache, j->domain, j->role, now, &minted) < 0)
+    int r = token_cache_get(token->cache, j->domain, j->role, now, &minted);
+    if (j->scope) /* before the answer, which the client may read at once */
+        keel_counter_add(r >= 0 ? token->access_ok : token->access_failed, 1);
+    if (r < 0 && j->scope) /* the SIA's API says 500 */
+        (void) token__answer_error(to, j->id, 500, "server_error", "no token can be had from the issuer now: see the agent's log",
+                                   NULL);
+    else if (r < 0)
         (void) token__answer_error(to, j->id, 503, "temporarily_unavailable",
                                    "no token can be had from the issuer now: see the agent's log", NULL);
-    else if (token__answer_token_ok(to, j->id, &minted, j->role, now) < 0)
+    else if (token__answer_token_ok(to, j->id, &minted, j->scope ? j->scope : j->role, now) < 0)
         (void) keel_http_deferred_respond(j->later, 500, token__json, "{}", 2, NULL);
     token_minted_done(&minted);
     job_free(j);
@@ -41,14 +49,18 @@ static void run_job(void *data, void *userdata)
 static void cancel_job(void *data, void *userdata)
 {
     job *j = data;
+    token_service *token = userdata;
+    if (j->scope)
+        keel_counter_add(token->access_failed, 1);
     (void) token__answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
     job_free(j);
 }
 
-int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role)
+int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
+                        const char *scope)
 {
     job *j = calloc(1, sizeof *j);
-    if (j && (!(j->domain = strdup(domain)) || !(j->role = strdup(role))))
+    if (j && (!(j->domain = strdup(domain)) || !(j->role = strdup(role)) || (scope && !(j->scope = strdup(scope)))))
         j = (job_free(j), NULL);
     if (j)
         (void) snprintf(j->id, sizeof j->id, "%s", id);

@@ -232,18 +232,32 @@ oauth2 *oauth2_free(oauth2 *o)
     return NULL;
 }
 
-/* @template with {domain} and {role} replaced; both were checked to be [A-Za-z0-9._:-]. */
-static void expand_scope(const char *template, const char *domain, const char *role, keel_strbuf *sb)
+/* @template with {domain} and {role} (its first @n bytes) replaced; both were checked to be
+ * [A-Za-z0-9._:-]. */
+static void expand_one(const char *template, const char *domain, const char *role, size_t n, keel_strbuf *sb)
 {
     for (const char *p = template; *p;) {
         if (strncmp(p, "{domain}", 8) == 0)
             keel_strbuf_append(sb, domain), p += 8;
         else if (strncmp(p, "{role}", 6) == 0)
-            keel_strbuf_append(sb, role), p += 6;
+            keel_strbuf_appendn(sb, role, n), p += 6;
         else if (*p == ' ')
             keel_strbuf_append(sb, "%20"), p++;
         else
             keel_strbuf_appendn(sb, p++, 1);
+    }
+}
+
+/* The scope of @roles, one role or a set one space apart (POST /accesstoken's): @template once
+ * for each role, the scopes one space apart (RFC 6749 §3.3). */
+static void expand_scope(const char *template, const char *domain, const char *roles, keel_strbuf *sb)
+{
+    for (const char *role = roles; *role;) {
+        size_t n = strcspn(role, " ");
+        if (role != roles)
+            keel_strbuf_append(sb, "%20");
+        expand_one(template, domain, role, n, sb);
+        role += n + (role[n] == ' ');
     }
 }
 

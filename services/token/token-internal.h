@@ -52,6 +52,7 @@ typedef struct token_service {
     keel_work *work;                  /* borrowed from the app: the server's tracker, which refreshes join */
     /* borrowed from the metrics registry: */
     keel_counter *refreshed, *refresh_failed, *files_written, *file_failures;
+    keel_counter *access_ok, *access_refused, *access_failed; /* POST /accesstoken, by result */
     /* The live keys as other threads read them: copied at configure and at every refresh. */
     atomic_uint_fast64_t refresh_interval, expiry, jwks_max_age_s;
     /* Start reached the restore of the cache kept by the last stop: this stop keeps it in turn. */
@@ -73,10 +74,17 @@ int token__answer_error(reply to, const char *id, unsigned status, const char *e
 /* Answers @t as RFC 6749 §5.1 JSON, with the token in Authorization too. */
 int token__answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now);
 
-/* issuer.c: defers @req to a worker, which asks the cache (so the issuer) for the pair; starts the
- * issuer (a first token, the workers). Failures of the start are given to keel_app_fail(). */
-int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role);
+/* issuer.c: defers @req to a worker, which asks the cache (so the issuer) for the pair and answers
+ * /token's JSON with @role as its scope — or, with @scope, POST /accesstoken's (a failure then
+ * 500, and counted); starts the issuer (a first token, the workers). Failures of the start are
+ * given to keel_app_fail(). */
+int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
+                        const char *scope);
 int token__issuer_start(token_service *token, keel_app *app);
+
+/* accesstoken.c: answers POST /accesstoken (and 405 to other methods); @client_verified false
+ * when token.tls_client_ca_file asks for a client certificate the request did not come with. */
+int token__answer_access(keel_http_request *req, token_service *token, const char *id, bool client_verified);
 
 /* files.c: the table of token.targets and its keys; their check at configure (a configuration
  * error names the key); writing every target's file whose token changed (at start, then after

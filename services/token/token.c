@@ -18,6 +18,7 @@
 #include <keel/strbuf.h>
 #include <keel/util.h>
 
+#include "access.h"
 #include "cache.h"
 #include "oauth2.h"
 #include "request.h"
@@ -29,14 +30,15 @@
 const char token__json[] = "application/json";
 #define JSON token__json
 
-#define JWKS_PATH "/.well-known/jwks.json"
+#define JWKS_PATH   "/.well-known/jwks.json"
+#define ACCESS_PATH "/accesstoken"
 
 static const keel_config_key config_keys[] = {
     { .key = "token.address",
       .type = KEEL_CONFIG_ADDRESS,
       .offset = offsetof(token_service, config.address),
       .def = "127.0.0.1:8880",
-      .help = "where /token and /.well-known/jwks.json listen" },
+      .help = "where /token, POST /accesstoken and /.well-known/jwks.json listen" },
     { .key = "token.jwks_server",
       .type = KEEL_CONFIG_BOOL,
       .offset = offsetof(token_service, config.jwks_server),
@@ -120,9 +122,16 @@ token_params token_config_params(keel_service *s)
 /* ---- minting ------------------------------------------------------------------------------------ */
 
 /* The cache's mint handler: any thread, no lock held. Logs its failure once, here. */
-static int mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
+static int mint(const char *domain, const char *key, keel_usec_t now, void *userdata, token_minted *ret)
 {
     token_service *token = userdata;
+    /* A key of POST /accesstoken may ask for a lifetime after its roles ("readers writers#600"). */
+    keel_usec_t lifetime;
+    size_t n = access_cache_role_split(key, &lifetime);
+    _cleanup_free_ char *roles = key[n] ? strndup(key, n) : NULL;
+    if (key[n] && !roles)
+        return -ENOMEM;
+    const char *role = roles ? roles : key;
     if (token->issuer) {
         char why[512];
         /* Serving, not cancelled at a stop: a request in flight is answered through the drain.
@@ -134,6 +143,8 @@ static int mint(const char *domain, const char *role, keel_usec_t now, void *use
         return 0;
     }
     token_params p = params(token);
+    if (lifetime > 0) /* never past token.expiry, which may have come down since */
+        p.expiry = KEEL_MIN(p.expiry, lifetime);
     char reason[256] = "";
     char *jwt = NULL;
     keel_usec_t expires = 0;
@@ -216,7 +227,7 @@ static int answer_token(keel_http_request *req, token_service *token, const char
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
     if (token->issuer && token_cache_peek(token->cache, values[0], values[1], now, &minted) < 0)
-        return token__answer_later(req, token, id, values[0], values[1]);
+        return token__answer_later(req, token, id, values[0], values[1], NULL);
     int r = minted.jwt ? 0 : token_cache_get(token->cache, values[0], values[1], now, &minted);
     if (r < 0) /* the mint logged why */
         return token__answer_error(NOW(req), id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log",
@@ -254,6 +265,8 @@ static bool client_unverified(keel_http_request *req, token_service *token)
 static int route(keel_http_request *req, token_service *token, const char *id)
 {
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
+    if (streq(path, ACCESS_PATH))
+        return token__answer_access(req, token, id, !client_unverified(req, token));
     bool is_token = streq(path, "/token") || streq(path, "/"), is_jwks = streq(path, JWKS_PATH);
     if ((is_token || is_jwks) && !STR_IN_SET(method, "GET", "HEAD"))
         return token__answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
@@ -267,7 +280,7 @@ static int route(keel_http_request *req, token_service *token, const char *id)
                                    "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
     if (is_jwks)
         return answer_jwks(req, token, id);
-    return token__answer_error(NOW(req), id, 404, "not_found", "not found: try /token or " JWKS_PATH, NULL);
+    return token__answer_error(NOW(req), id, 404, "not_found", "not found: try /token, POST " ACCESS_PATH " or " JWKS_PATH, NULL);
 }
 
 /* The server logs every request at debug level with its id (one line: not this handler's too).
@@ -346,6 +359,13 @@ static int add_metrics(token_service *token, keel_metrics *m, token_cache_metric
     if (r >= 0)
         r = keel_metrics_counter(m, "keel_token_files_total", "Writes of the token files of token.targets, by result.",
                                  (const char *const[]){ "result", "error", NULL }, &token->file_failures);
+    for (size_t i = 0; r >= 0 && i < 3; i++) {
+        static const char *const results[] = { "ok", "refused", "error" };
+        keel_counter **c[] = { &token->access_ok, &token->access_refused, &token->access_failed };
+        r = keel_metrics_counter(m, "keel_token_access_requests_total",
+                                 "POST /accesstoken requests by result: ok, refused (4xx: the request), error (5xx).",
+                                 (const char *const[]){ "result", results[i], NULL }, c[i]);
+    }
     return r; /* RSS is process_resident_memory_bytes, read at each scrape: no series of our own repeats it */
 }
 
@@ -402,6 +422,18 @@ static int token_configure(keel_service *s, void *state)
     return 0;
 }
 
+/* The token server: POST /accesstoken takes a JSON body (the server answers a larger one 413). */
+static int start_server(token_service *token, keel_app *app, const keel_http_options *o)
+{
+    token->server = keel_http_server_new(app, o);
+    if (!token->server)
+        return keel_app_fail(app, -ENOMEM, "Failed to create the %s: %s", o->label, strerror(ENOMEM));
+    int r = keel_http_server_accept_body(token->server, ACCESS_PATH, ACCESS_BODY_MAX, KEEL_HTTP_BODY_JSON_REFUSALS);
+    if (r < 0)
+        return keel_app_fail(app, r, "Failed to set up %s on the %s: %s", ACCESS_PATH, o->label, strerror(-r));
+    return keel_http_server_start(token->server);
+}
+
 static int token_start(keel_service *s, void *state)
 {
     token_service *token = state;
@@ -437,7 +469,7 @@ static int token_start(keel_service *s, void *state)
                             .userdata = token,
                             .tls = token->tls ? &tls_server_ops : NULL,
                             .tls_userdata = token->tls };
-    r = keel_http_server_start_new(app, &o, &token->server);
+    r = start_server(token, app, &o);
     if (r >= 0 && token->config.jwks_server) {
         o.service = "jwks";
         o.label = "token keys server";

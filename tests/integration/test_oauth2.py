@@ -9,6 +9,7 @@ descriptor store; no issuer request for a pair that was cached, and a cache kept
 or by another build refused)."""
 
 import datetime
+import http.client
 import json
 import os
 import re
@@ -197,6 +198,30 @@ class OAuth2Test(OAuth2Case):
         # The log line is written before the answer, but reaches this process through another pipe.
         wait_for(lambda: re.search(r"Failed to get a token for domain\[sports\] role\[reader\] from .*: .*(timed out|[Tt]imeout)",
                                    k.stderr_so_far()), 10, "the timeout logged")
+
+    def test_accesstoken_asks_the_issuer_one_scope_per_role(self):
+        """POST /accesstoken (decision 29): a set of roles is one token request whose scope is the
+        template once per role; the issuer's lifetime stands, so expiry does not key the cache."""
+        issuer = self.issuer([{"client_id": "agent", "client_secret": "s3cret",
+                               "scope": "sports:role.reader sports:role.writer"}])
+        # 10 s for the issuer: its first answer for the pair is what is tested, not a timeout under load.
+        k = self.agent(issuer.url, refresh_interval="1h", timeout="10s")
+        addr = bound_address(k, "token provider server")
+        metrics = bound_address(k, "metrics exporter server")
+        asked = len(issuer.requests())
+        answers = []
+        for body in ({"domain": "sports", "role": "writer,reader", "expiry": 1800}, {"domain": "sports", "role": "reader,writer"}):
+            c = http.client.HTTPConnection(*addr, timeout=10)
+            c.request("POST", "/accesstoken", body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            answers.append((r.status, json.loads(r.read())))
+            c.close()
+        for status, answer in answers:
+            self.assertEqual(status, 200, answer)
+            self.assertEqual(answer["scope"], "sports:role.reader sports:role.writer")
+        self.assertEqual(answers[0][1]["access_token"], answers[1][1]["access_token"], "cached, whatever the expiry")
+        self.assertEqual(issuer.requests()[asked:], ["sports:role.reader sports:role.writer"])
+        self.assertEqual(metric(metrics, "keel_token_access_requests_total", '{result="ok"}'), 2)
 
     def test_the_issuer_down_at_refresh_serves_the_cached_token(self):
         issuer = self.issuer()
