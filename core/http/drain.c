@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Connections, counted and tracked on the polling thread, and the drain of DESIGN §3 that waits
+/* Connections, counted and tracked on the polling thread, and the drain (docs/architecture.md, "Stop") that waits
  * for them on the main thread: zero loss needs every open connection gone, not only the requests. */
 #include <stdio.h>
 #include <time.h>
@@ -83,7 +83,7 @@ static void wait_changed(keel_http_server *s, keel_usec_t until)
  * (an earlier server used it up): a server with nothing open still stops cleanly. */
 #define DRAIN_ACK_USEC (100 * KEEL_USEC_PER_MSEC)
 
-/* Steps 3 and 4 of DESIGN §3: stop accepting, then wait until nothing is open. */
+/* The drain's last steps: stop accepting, then wait until nothing is open. */
 int keel__http_drain(keel_http_server *s, keel_usec_t deadline)
 {
     keel_usec_t tick = keel_now() + KEEL_WORK_PROGRESS_USEC, ack_by = MAX(deadline, keel_now() + DRAIN_ACK_USEC);

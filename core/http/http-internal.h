@@ -337,7 +337,9 @@ void keel__http_send_answered(keel_http_server *s);
 void keel__http_deferred_drop(keel_http_server *s, keel_http_request *req);
 void keel__http_abandon_deferred(keel_http_server *s);
 
-/* ready.c, main thread: confirms the server end to end with libcurl (DESIGN §2). */
+/* The User-Agent of the ready check's request (keel_http_request_from_ready_check()). */
+#define KEEL__HTTP_READY_AGENT "keel-ready-check"
+/* ready.c, main thread: confirms the server end to end (its own GET; libcurl for TLS). */
 int keel__http_wait_ready(keel_http_server *s);
 
 /* deadline.c, polling thread: @cs now waits for @phase; cuts the connections past their deadline;

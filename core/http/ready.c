@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The end-to-end check of a start (DESIGN §2): a GET to the server's own socket, answered by its
+ * The end-to-end check of a start: a GET to the server's own socket, answered by its
  * polling thread, retried with a millisecond backoff until it answers or KEEL_HTTP_READY_TIMEOUT_USEC
  * passes. A plain server is asked by Keel itself: a request and the status line of its answer are
  * all a check needs, and loading libcurl for it was a third of the time to READY=1
@@ -16,7 +16,6 @@
 #include "curl.h"
 #include "http-internal.h"
 
-#define READY_AGENT "keel-ready-check"
 
 /* ---- a plain server: Keel's own GET ------------------------------------------------------------- */
 
@@ -128,7 +127,7 @@ static int wait_ready_plain(keel_http_server *s)
         return keel_app_fail(s->app, -errno, "Cannot confirm %s ready: its socket has no address: %m", s->label);
     char request[sizeof s->bound + 128];
     int size = snprintf(request, sizeof request,
-                        "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: " READY_AGENT "\r\nConnection: close\r\n\r\n", s->bound);
+                        "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: " KEEL__HTTP_READY_AGENT "\r\nConnection: close\r\n\r\n", s->bound);
     keel_usec_t deadline = keel_now() + KEEL_HTTP_READY_TIMEOUT_USEC, backoff = KEEL_USEC_PER_MSEC;
     const char *step = "";
     int r;
@@ -159,7 +158,7 @@ static CURL *ready_check_new(const keel_curl *c, const char *url)
     (void) c->easy_setopt(curl, CURLOPT_URL, url);
     (void) c->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     (void) c->easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    (void) c->easy_setopt(curl, CURLOPT_USERAGENT, READY_AGENT);
+    (void) c->easy_setopt(curl, CURLOPT_USERAGENT, KEEL__HTTP_READY_AGENT);
     (void) c->easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     /* The server answering over TLS is what is checked, not who it says it is. Nothing is
      * verified: loading the system's trust store (hundreds of certificates) would be most of the

@@ -103,7 +103,7 @@ static int delay_request(keel_http_server *s, keel_http_request *req, keel_usec_
         return r;
     req->resume_at = keel_now() + delay;
     s->delayed[s->n_delayed++] = req;
-    req->cs->waiting = true; /* the connection waits without holding up the others (DESIGN §4) */
+    req->cs->waiting = true; /* the connection waits without holding up the others */
     return 0;
 }
 
@@ -309,9 +309,10 @@ bool keel_http_request_has_arg(const keel_http_request *req, const char *key)
 int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret)
 {
     keel_assert_return(req && name && ret, -EINVAL);
-    *ret = NULL;
-    if (req->refusal)
+    if (req->refusal) {
+        *ret = NULL;
         return 0;
+    }
     const keel__http_head *h = &req->cs->head;
     const char *value = NULL;
     for (size_t i = 0; i < h->n_fields; i++) {
@@ -326,6 +327,12 @@ int keel_http_request_header_strict(const keel_http_request *req, const char *na
             return -EBADMSG; /* a tab: the parser lets one through inside a value */
     *ret = value;
     return 0;
+}
+
+bool keel_http_request_from_ready_check(const keel_http_request *req)
+{
+    const char *agent = keel_http_request_header(req, "User-Agent");
+    return agent && streq(agent, KEEL__HTTP_READY_AGENT);
 }
 
 bool keel_http_request_tls(const keel_http_request *req)

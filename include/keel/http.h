@@ -12,7 +12,7 @@ extern "C" {
 
 /**
  * An HTTP/1.1 server, shared by every Keel service that listens: Keel's own, on one polling
- * thread per server (a task of the service's group) that owns the listener and every connection.
+ * thread per server (in the server's own task group) that owns the listener and every connection.
  * Every request runs inside the server's work tracker, and stopping it drains without losing a
  * request: the listener closes, every later answer says `Connection: close`, and the stop waits
  * until no request is in flight and no connection is open.
@@ -66,8 +66,8 @@ typedef struct keel_http_options {
     const char *service;         /* "healthcheck": points, thread, socket-activation name, log field */
     const char *label;           /* "health check server": "Starting health check server[127.0.0.1:9998]" */
     keel_address address;        /* port 0 picks a free port */
-    unsigned connection_limit;   /* concurrent connections; default 1024 */
-    unsigned connection_timeout; /* seconds a connection may stay silent; default 30 */
+    unsigned connection_limit;   /* concurrent connections; 0: http.connection_limit (1024 by default) */
+    unsigned connection_timeout; /* seconds a connection may stay silent; 0: http.connection_timeout (30 s by default) */
     size_t header_limit;         /* bytes of request line and headers (CRLFs and the empty line too); default http.header_limit */
     keel_http_handler_t handler;
     void *userdata;
@@ -98,7 +98,7 @@ KEEL_API keel_http_server *keel_http_server_free(keel_http_server *s);
  * From a start observer: binds the address (or takes the socket systemd passed under the service's
  * name), spawns the polling thread (in the server's own task group, named "<service>-server") at
  * the point "<service>.spawn.server", and confirms
- * the server end to end with a GET from libcurl, retrying with a millisecond backoff for at most
+ * the server end to end with a GET of its own (through libcurl for a TLS server), retrying with a millisecond backoff for at most
  * KEEL_HTTP_READY_TIMEOUT_USEC (a signal does not cut it short). Logs the bound address. The
  * first server a process starts raises its soft RLIMIT_NOFILE to the hard limit (each connection
  * is a descriptor; systemd's soft limit is 1024), which children it executes inherit: lower it
@@ -112,7 +112,7 @@ KEEL_API int keel_http_server_start(keel_http_server *s);
  * From a stop observer: stops accepting (the listener closes), answers every later response with
  * `Connection: close`, closes idle keep-alive connections, waits until no request is in flight
  * and no connection is open (progress every 500 ms, EXTEND_TIMEOUT_USEC kept up) until the app's
- * stop deadline, then stops the polling thread and the daemon. Safe on a server that never started
+ * stop deadline, then stops the polling thread. Safe on a server that never started
  * or started half-way; idempotent. Returns 0, or -ETIMEDOUT when the deadline passed with work
  * still open (what was open is logged; the connections are cut).
  */
@@ -209,11 +209,17 @@ KEEL_API const char *keel_http_request_path(const keel_http_request *req);
 KEEL_API const char *keel_http_request_header(const keel_http_request *req, const char *name);
 /**
  * The value of header @name into *@ret for a header that decides something (an identity, a
- * scope): NULL when absent, -ENOTUNIQ when the request repeats it (a proxy and we might read
- * different ones), -EBADMSG when it holds a control byte. Returns 0 otherwise. (A NUL byte
- * never reaches it: see keel_http_handler_t.)
+ * scope): NULL when absent. Returns 0, -ENOTUNIQ when the request repeats it (a proxy and we might
+ * read different ones), -EBADMSG when it holds a control byte; *@ret is not written then. (A NUL
+ * byte never reaches it: see keel_http_handler_t.)
  */
 KEEL_API int keel_http_request_header_strict(const keel_http_request *req, const char *name, const char **ret);
+/**
+ * Whether @req is the server's own request of keel_http_server_start(), which confirms the server
+ * answers before the service counts as started: a handler that logs what it refuses can keep it
+ * out of the warnings. Told by its User-Agent, so a client can pass for it: never a permission.
+ */
+KEEL_API bool keel_http_request_from_ready_check(const keel_http_request *req);
 /** Whether the query has @key, with or without a value ("?verbose"). */
 KEEL_API bool keel_http_request_has_arg(const keel_http_request *req, const char *key);
 /** The most bytes a request id takes, its NUL included. */

@@ -186,9 +186,8 @@ static int client_error(keel_http_request *req, const char *id, const char *doma
     char d[68], r[68];
     token_log_safe(domain, d);
     token_log_safe(role, r);
-    /* Start's own ready check (libcurl, core/http.c) asks for / without headers: not a client's error. */
-    const char *agent = keel_http_request_header(req, "User-Agent");
-    keel_log_level level = agent && streq(agent, "keel-ready-check") ? KEEL_LOG_DEBUG : KEEL_LOG_WARNING;
+    /* Start's own ready check asks for / without headers: not a client's error. */
+    keel_log_level level = keel_http_request_from_ready_check(req) ? KEEL_LOG_DEBUG : KEEL_LOG_WARNING;
     keel_log_service(
         "token", level,
         "Client error: while handling request with: X-Athenz-Domain[%s] X-Athenz-Role[%s], error[%s], request[%s] from %s", d, r,
@@ -211,7 +210,7 @@ int token__answer_token_ok(reply to, const char *id, const token_minted *t, cons
 static int answer_token(keel_http_request *req, token_service *token, const char *id)
 {
     static const char *const names[] = { "X-Athenz-Domain", "X-Athenz-Role" };
-    const char *values[2];
+    const char *values[2] = { NULL, NULL };
     char reason[160];
     int strict[2];
     for (size_t i = 0; i < ELEMENTSOF(names); i++)
