@@ -16,7 +16,6 @@
 #include "curl.h"
 #include "http-internal.h"
 
-
 /* ---- a plain server: Keel's own GET ------------------------------------------------------------- */
 
 /* Where to ask: the address the socket is bound to (it may be systemd's); bound to every address,
@@ -126,8 +125,9 @@ static int wait_ready_plain(keel_http_server *s)
     if (len == 0)
         return keel_app_fail(s->app, -errno, "Cannot confirm %s ready: its socket has no address: %m", s->label);
     char request[sizeof s->bound + 128];
-    int size = snprintf(request, sizeof request,
-                        "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: " KEEL__HTTP_READY_AGENT "\r\nConnection: close\r\n\r\n", s->bound);
+    int size =
+        snprintf(request, sizeof request,
+                 "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: " KEEL__HTTP_READY_AGENT "\r\nConnection: close\r\n\r\n", s->bound);
     keel_usec_t deadline = keel_now() + KEEL_HTTP_READY_TIMEOUT_USEC, backoff = KEEL_USEC_PER_MSEC;
     const char *step = "";
     int r;
