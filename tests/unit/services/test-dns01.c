@@ -2,11 +2,17 @@
 /* The dns-01 solver's pure parts (services/certificate/acme-dns01.c, dns-message.c): the TXT value,
  * the UPDATE and query messages byte for byte, the TSIG record and its MAC recomputed here from
  * RFC 8945's layout, and the reading of replies, malformed ones included. The exchanges with a
- * real server are tests/integration/test_dns01.py. */
+ * real server are tests/integration/test_dns01.py; a server of this test's own gives the replies knotd
+ * never does: signed but never serving the record, unsigned, to another request. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <openssl/hmac.h>
@@ -151,17 +157,15 @@ Test(dns01, sign_appends_the_tsig_record_of_rfc8945)
     cr_assert_eq(rr + sizeof tail, m.data + m.size);
 }
 
-/* A reply to @request_mac signed as a server signs it (RFC 8945 §5.3), with @error. */
-static void signed_reply(const dns01_key *k, const uint8_t *request_mac, size_t mac_size, uint16_t error, dns01_message *ret)
+/* Signs the reply @m to @request_mac as a server does (RFC 8945 §5.3), with @error. */
+static void sign_reply(const dns01_key *k, const uint8_t *request_mac, size_t mac_size, uint16_t error, dns01_message *m)
 {
-    cr_assert_eq(keel__dns01_build_query(ret, 0x0102, "example.test", DNS01_TYPE_SOA), 0);
-    ret->data[2] |= 0x80; /* QR */
     uint8_t prefix[2 + 64] = { 0, (uint8_t) mac_size }, mac[64];
     memcpy(prefix + 2, request_mac, mac_size);
     unsigned size = 0;
     uint64_t now = (uint64_t) time(NULL);
-    expected_mac(k, prefix, 2 + mac_size, ret->data, ret->size, now, error, mac, &size);
-    uint8_t *p = ret->data + ret->size;
+    expected_mac(k, prefix, 2 + mac_size, m->data, m->size, now, error, mac, &size);
+    uint8_t *p = m->data + m->size;
     memcpy(p, key_name_wire, sizeof key_name_wire), p += sizeof key_name_wire;
     const uint8_t head[] = { 0, 250, 0, 255, 0, 0, 0, 0, 0, 13 + 10 + 32 + 6 };
     memcpy(p, head, sizeof head), p += sizeof head;
@@ -171,10 +175,18 @@ static void signed_reply(const dns01_key *k, const uint8_t *request_mac, size_t 
     };
     memcpy(p, vars, sizeof vars), p += sizeof vars;
     memcpy(p, mac, 32), p += 32;
-    const uint8_t tail[] = { 0x01, 0x02, (uint8_t) (error >> 8), (uint8_t) error, 0, 0 };
+    const uint8_t tail[] = { m->data[0], m->data[1], (uint8_t) (error >> 8), (uint8_t) error, 0, 0 };
     memcpy(p, tail, sizeof tail), p += sizeof tail;
-    ret->size = (size_t) (p - ret->data);
-    ret->data[11] = 1;
+    m->size = (size_t) (p - m->data);
+    m->data[11]++;
+}
+
+/* A reply to @request_mac, signed, with @error. */
+static void signed_reply(const dns01_key *k, const uint8_t *request_mac, size_t mac_size, uint16_t error, dns01_message *ret)
+{
+    cr_assert_eq(keel__dns01_build_query(ret, 0x0102, "example.test", DNS01_TYPE_SOA), 0);
+    ret->data[2] |= 0x80; /* QR */
+    sign_reply(k, request_mac, mac_size, error, ret);
 }
 
 Test(dns01, a_reply_is_verified_against_the_request_mac)
@@ -337,4 +349,137 @@ Test(dns01, a_solver_refuses_what_it_cannot_use)
     cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
     cr_assert_null(s);
     free(c.tsig_secret_file);
+}
+
+/* ---- the solver against a server of this test's own -------------------------------------------- */
+
+/* How the server answers an UPDATE; every query it answers with no record. */
+typedef enum fake_mode {
+    FAKE_SIGNED,   /* NOERROR, signed: the update is done */
+    FAKE_UNSIGNED, /* NOERROR without a TSIG record */
+    FAKE_OTHER_ID, /* NOERROR, signed, to another request id */
+} fake_mode;
+
+typedef struct fake {
+    int listen_fd;
+    uint16_t port;
+    fake_mode mode;
+    pthread_t thread;
+} fake;
+
+static bool read_exactly(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ssize_t k = poll(&pfd, 1, 5000) == 1 ? read(fd, p, n) : -1;
+        if (k <= 0)
+            return false;
+        p += k, n -= (size_t) k;
+    }
+    return true;
+}
+
+/* The reply to @req: its header and first question or zone section, then a TSIG record. */
+static void answer_request(const fake *f, const dns01_message *req, dns01_message *ret)
+{
+    size_t end = 12;
+    while (req->data[end])
+        end += 1u + req->data[end];
+    end += 1 + 4;
+    memcpy(ret->data, req->data, end);
+    ret->size = end;
+    ret->data[2] |= 0x80;
+    memset(ret->data + 6, 0, 6); /* AN/PR, NS/UP, AR/AD */
+    bool update = (req->data[2] >> 3 & 0xf) == 5;
+    if (!update || f->mode == FAKE_UNSIGNED)
+        return;
+    dns01_key k = test_key(DNS01_HMAC_SHA256);
+    if (f->mode == FAKE_OTHER_ID)
+        ret->data[1] ^= 1;
+    sign_reply(&k, req->data + req->size - 6 - 32, 32, 0, ret);
+}
+
+static void *fake_serve(void *userdata)
+{
+    fake *f = userdata;
+    for (;;) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0)
+            return NULL; /* shut down */
+        uint8_t len[2];
+        dns01_message req, reply;
+        while (read_exactly(fd, len, 2) && (req.size = (size_t) (len[0] << 8 | len[1])) <= sizeof req.data &&
+               read_exactly(fd, req.data, req.size)) {
+            answer_request(f, &req, &reply);
+            uint8_t out[2 + sizeof reply.data] = { (uint8_t) (reply.size >> 8), (uint8_t) reply.size };
+            memcpy(out + 2, reply.data, reply.size);
+            if (write(fd, out, 2 + reply.size) != (ssize_t) (2 + reply.size))
+                break;
+        }
+        close(fd);
+    }
+}
+
+static void fake_start(fake *f, fake_mode mode)
+{
+    *f = (fake){ .listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), .mode = mode };
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(f->listen_fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(f->listen_fd, 8), 0);
+    cr_assert_eq(getsockname(f->listen_fd, (struct sockaddr *) &a, &len), 0);
+    f->port = ntohs(a.sin_port);
+    cr_assert_eq(pthread_create(&f->thread, NULL, fake_serve, f), 0);
+}
+
+static void fake_stop(fake *f)
+{
+    (void) shutdown(f->listen_fd, SHUT_RDWR); /* accept() returns */
+    cr_assert_eq(pthread_join(f->thread, NULL), 0);
+    close(f->listen_fd);
+}
+
+static int present_at(const fake *f, keel_usec_t propagation, cert_error *e)
+{
+    /* The secret of test_key(): bytes 0 to 31. */
+    dns01_config c = config_with_secret("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 0600);
+    c.server = (keel_address){ .host = "127.0.0.1", .port = f->port };
+    c.tsig_name = "keel-test";
+    c.tsig_algorithm = DNS01_HMAC_SHA256;
+    c.propagation = propagation;
+    _cleanup_(keel__dns01_solver_freep) dns01_solver *s = NULL;
+    int r = keel__dns01_solver_new(&c, &s, e);
+    free(c.tsig_secret_file);
+    return r < 0 ? r : keel__dns01_present(s, "www.example.test", "token.thumbprint", e);
+}
+
+Test(dns01, present_waits_for_the_record_within_its_bound)
+{
+    fake f;
+    fake_start(&f, FAKE_SIGNED);
+    cert_error e = { .text = "" };
+    cr_assert_eq(present_at(&f, 0, &e), 0, "%s", e.text); /* no wait: the signed NOERROR is enough */
+    keel_usec_t start = keel_now();
+    cr_assert_eq(present_at(&f, 1200 * KEEL_USEC_PER_MSEC, &e), -ETIMEDOUT);
+    keel_usec_t took = keel_now() - start;
+    cr_assert(took >= 1200 * KEEL_USEC_PER_MSEC && took < 4 * KEEL_USEC_PER_SEC, "took %llu us", (unsigned long long) took);
+    cr_assert(strstr(e.text,
+                     "does not answer TXT _acme-challenge.www.example.test. \"61rBZ_4knHblO0MNoxFsXZ_eTFUHum0B6IVRbhvUn5I\" "
+                     "1.2s after adding it"),
+              "%s", e.text);
+    fake_stop(&f);
+}
+
+Test(dns01, a_reply_not_signed_by_the_key_or_to_another_request_fails)
+{
+    fake f;
+    cert_error e = { .text = "" };
+    fake_start(&f, FAKE_UNSIGNED);
+    cr_assert_eq(present_at(&f, 0, &e), -EBADMSG);
+    cr_assert(strstr(e.text, "is not signed by key keel-test. (hmac-sha256)"), "%s", e.text);
+    fake_stop(&f);
+    fake_start(&f, FAKE_OTHER_ID);
+    cr_assert_eq(present_at(&f, 0, &e), -EBADMSG);
+    cr_assert(strstr(e.text, "with no DNS reply to it"), "%s", e.text);
+    fake_stop(&f);
 }
