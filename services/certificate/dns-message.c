@@ -196,7 +196,7 @@ static uint16_t get16(const uint8_t *p)
 }
 
 /* The name at *@pos, following compression pointers (at most as many as the message could hold),
- * as lower-case text ending in '.'; *@pos moves past it. */
+ * as lower-case text ending in '.'; *@pos moves past it. -EBADMSG for a label holding '.' or NUL. */
 static int read_name(const uint8_t *data, size_t size, size_t *pos, char ret[static DNS01_NAME_MAX + 1])
 {
     size_t p = *pos, out = 0, end = 0;
@@ -216,8 +216,12 @@ static int read_name(const uint8_t *data, size_t size, size_t *pos, char ret[sta
             return -EBADMSG;
         if (n == 0)
             break;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            /* Legal in a label, but the text form would read another name: no name we ask about has them. */
+            if (data[p + 1 + i] == '.' || data[p + 1 + i] == '\0')
+                return -EBADMSG;
             ret[out++] = (char) tolower(data[p + 1 + i]);
+        }
         ret[out++] = '.';
         p += 1 + n;
     }

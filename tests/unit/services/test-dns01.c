@@ -262,6 +262,13 @@ Test(dns01, malformed_replies_are_ebadmsg)
     memcpy(loop, txt_reply, sizeof loop);
     loop[45] = 0xc0, loop[46] = 45; /* the answer's owner points at itself */
     cr_assert_eq(keel__dns01_reply_has_txt(loop, sizeof loop, name, "xyz"), -EBADMSG);
+    /* A label "e.ample" would read as two: such a name is no name of ours. */
+    uint8_t dotted[sizeof txt_reply];
+    memcpy(dotted, txt_reply, sizeof dotted);
+    dotted[30] = '.';
+    cr_assert_eq(keel__dns01_reply_has_txt(dotted, sizeof dotted, "_acme-challenge.e.ample.test", "xyz"), -EBADMSG);
+    dotted[30] = '\0';
+    cr_assert_eq(keel__dns01_reply_has_txt(dotted, sizeof dotted, name, "xyz"), -EBADMSG);
     dns01_reply reply;
     uint8_t query[sizeof txt_reply];
     memcpy(query, txt_reply, sizeof query);
