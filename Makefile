@@ -113,7 +113,7 @@ test-fuzz: fuzz-build
 	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz --timeout 300
 
 fuzz: deps fuzz-build
-	for f in config value fault header pem claims oauth2 response-header head; do \
+	for f in config value fault header pem claims oauth2 response-header head dns01; do \
 	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
 
