@@ -16,6 +16,7 @@ DEBS = build-essential cmake pkg-config clang-format \
        libcriterion-dev systemtap-sdt-dev libcurl3-gnutls python3 curl prometheus openssl \
        systemd python3-yaml python3-jwt python3-cryptography clang scdoc man-db groff-base zsh pebble libjansson-dev \
        nginx-light wrk abigail-tools \
+       knot knot-dnsutils \
        $(SYSTEMD_TEST_DEBS)
 # The tests that boot a real systemd (a Debian 12 root file system made by debootstrap, booted by
 # systemd-nspawn) and build and run the image (podman, with its rootless helpers in uidmap).
@@ -112,7 +113,7 @@ test-fuzz: fuzz-build
 	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz --timeout 300
 
 fuzz: deps fuzz-build
-	for f in config value fault header pem claims oauth2 response-header head; do \
+	for f in config value fault header pem claims oauth2 response-header head dns01; do \
 	    $(BUILD_FUZZ)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	        $(BUILD_FUZZ)/tests/fuzz/corpus-fuzz-$$f tests/fuzz/corpus/fuzz-$$f || exit 1; done
 
