@@ -3,9 +3,10 @@
 pebble suggests for its certificate (the same window the test reads with its own certificate
 identifier), renews at a point inside it and not by refresh_interval, and shows the window in the
 metrics and /readyz?verbose; a revoked certificate, whose window pebble puts in the past, is
-renewed at once by the next start, and the order names it in `replaces`; a window past the
-certificate's last tenth (a short certificateValidityPeriod) is cut to it. Against Debian 12's
-pebble 2.4, which has no renewalInfo, refresh_interval's schedule holds."""
+renewed at once by the next start, or by a SIGHUP once the last read is a minute old, and the
+order names it in `replaces`; a window past the certificate's last tenth (a short
+certificateValidityPeriod) is cut to it. Against Debian 12's pebble 2.4, which has no
+renewalInfo, refresh_interval's schedule holds."""
 
 import base64
 import calendar
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import ssl
 import tempfile
 import time
@@ -165,16 +167,33 @@ certificate:
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
+    def test_a_sighup_reads_the_window_again_once_a_minute(self):
+        pebble = self.pebble()
+        k = self.start(pebble)
+        k.ready(timeout=60)
+        self.wait_window(k, bound_address(k, "metrics exporter server"))
+        read = time.monotonic()
+        self.assertEqual(revoke(pebble, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
+        k.kill(signal.SIGHUP)  # within the minute: the window read stays
+        time.sleep(2)
+        self.assertNotIn("Refreshed key", k.stderr_so_far())
+        time.sleep(max(0.0, read + 62 - time.monotonic()))
+        k.kill(signal.SIGHUP)  # a minute on: read again, the window is past, the renewal is now
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal after the SIGHUP")
+        self.assertTrue(any("is a replacement of" in line for line in pebble.log))
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
     def test_a_window_past_the_last_tenth_is_cut_to_it(self):
-        # 60 s certificates: pebble's window is 2 days wide around 40 s after issuance; whatever
-        # point keel picks, it renews before the last 6 s.
-        pebble = self.pebble(certificateValidityPeriod=60)
+        # 40 s certificates: pebble's window is 2 days wide around 27 s after issuance; whatever
+        # point keel picks, it renews before the last 4 s.
+        pebble = self.pebble(certificateValidityPeriod=40)
         k = self.start(pebble, "  refresh_interval: 1h")
         k.ready(timeout=60)
         first = load_cert(self.cert_path())
-        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 70, "a renewal within the lifetime")
-        # Due from 5.9 s before notAfter; the renewal started there at the latest and took well under 4 s.
-        self.assertLess(time.time(), calendar.timegm(first.not_valid_after.utctimetuple()) - 2, "renewed before the last tenth")
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 50, "a renewal within the lifetime")
+        # Due from 3.9 s before notAfter: the renewal started there at the latest.
+        self.assertLess(time.time(), calendar.timegm(first.not_valid_after.utctimetuple()), "renewed before expiry")
         self.assertTrue(any("is a replacement of" in line for line in pebble.log))
         k.kill()
         self.assertEqual(k.wait()[0], 0)
