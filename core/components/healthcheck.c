@@ -48,6 +48,8 @@ static void report_check(const char *name, int result, const char *reason, void 
     keel_strbuf *sb = userdata;
     if (result < 0)
         keel_strbuf_printf(sb, "[-]%s failed: %s\n", name, reason);
+    else if (*reason)
+        keel_strbuf_printf(sb, "[+]%s ok: %s\n", name, reason);
     else
         keel_strbuf_printf(sb, "[+]%s ok\n", name);
 }

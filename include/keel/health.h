@@ -23,8 +23,10 @@ KEEL_API const char *keel_readiness_to_string(keel_readiness r);
 
 /**
  * A health check: returns 0 when healthy, or a negative errno and a one-line reason in @reason
- * (@size bytes). Called from HTTP polling threads, concurrently with anything else: it must be
- * thread-safe and quick (read state, never do I/O).
+ * (@size bytes). A healthy check may leave a one-line note there instead, which the verbose lists
+ * show after "ok" ("[+]certificate ok: NOTE"); @reason starts empty. Called from HTTP polling
+ * threads, concurrently with anything else: it must be thread-safe and quick (read state, never
+ * do I/O).
  */
 typedef int (*keel_health_check_t)(void *userdata, char *reason, size_t size);
 

@@ -35,6 +35,9 @@ int keel__acme_read_directory(acme *a)
     a->new_nonce_url = strdup(nonce);
     a->new_account_url = strdup(account);
     a->new_order_url = strdup(order);
+    const char *renewal_info = keel__acme_json_text(dir, "renewalInfo"); /* RFC 9773 §3: optional */
+    if (renewal_info && !(a->renewal_info_url = strdup(renewal_info)))
+        return -ENOMEM;
     return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
 }
 

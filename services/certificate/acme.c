@@ -89,8 +89,7 @@ static int pause_for(acme *a, keel_usec_t usec, const char *what)
     return 0;
 }
 
-/* Retry-After as seconds (RFC 9110 also allows a date: then the poll's own interval), in µs or 0. */
-static keel_usec_t retry_after(const keel_fetch_response *resp)
+keel_usec_t keel__acme_retry_after(const keel_fetch_response *resp)
 {
     char v[64];
     if (!keel_fetch_response_header(resp, "Retry-After", v, sizeof v))
@@ -136,8 +135,9 @@ static int problem(acme *a, const char *what, const char *url, const keel_fetch_
     const char *type = j ? keel__acme_json_text(j, "type") : NULL, *detail = j ? keel__acme_json_text(j, "detail") : NULL;
     const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
     count_error(a->s, short_type);
+    a->problem_status = resp->status;
     (void) snprintf(ret_type, 64, "%s", short_type); /* a copy: the document goes with this function */
-    a->s->retry_after = KEEL_MAX(a->s->retry_after, retry_after(resp));
+    a->s->retry_after = KEEL_MAX(a->s->retry_after, keel__acme_retry_after(resp));
     int r = streq(short_type, "rateLimited") ? -EAGAIN : streq(short_type, "unauthorized") ? -EACCES : -EPROTO;
     return keel__cert_fail(a->e, r, "ACME %s: %s answered %u %s: %s", what, url, resp->status, type ? type : "(no problem type)",
                            detail ? detail : "(no detail)");
@@ -235,7 +235,8 @@ int keel__acme_post_json(acme *a, const char *what, const char *url, const char 
 
 /* ---- the order ----------------------------------------------------------------------------------------- */
 
-static int order_payload(char *const *names, char **ret)
+/* The newOrder payload: the identifiers and, for a renewal, the certificate it replaces (RFC 9773 §5). */
+static int order_payload(char *const *names, const char *replaces, char **ret)
 {
     char buf[4096];
     keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
@@ -245,7 +246,13 @@ static int order_payload(char *const *names, char **ret)
         keel_strbuf_json(&sb, names[i]);
         keel_strbuf_append(&sb, "\"}");
     }
-    keel_strbuf_append(&sb, "]}");
+    keel_strbuf_append(&sb, "]");
+    if (replaces) {
+        keel_strbuf_append(&sb, ",\"replaces\":\"");
+        keel_strbuf_json(&sb, replaces);
+        keel_strbuf_append(&sb, "\"");
+    }
+    keel_strbuf_append(&sb, "}");
     *ret = sb.truncated ? NULL : strdup(sb.buf);
     keel_strbuf_done(&sb);
     return *ret ? 0 : -ENOMEM;
@@ -294,7 +301,7 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
         _cleanup_(json_decrefp) json_t *j = NULL;
         if (r >= 0)
             r = keel__acme_parse_object(a, what, url, &resp, &j);
-        keel_usec_t after = r >= 0 ? retry_after(&resp) : 0;
+        keel_usec_t after = r >= 0 ? keel__acme_retry_after(&resp) : 0;
         keel_fetch_response_done(&resp);
         if (r < 0)
             return r;
@@ -411,13 +418,34 @@ static int download(acme *a, EVP_PKEY *key, const char *url, cert_pair *ret)
     return 0;
 }
 
+/* newOrder, naming the certificate it replaces. A CA that refuses the order for any reason but a rate
+ * limit (the certificate replaced already by an order a crash kept from being stored, one of another
+ * CA or account) is asked again without the name, as RFC 9773 §5 advises: the renewal matters more
+ * than the hint. */
+static int new_order(acme *a, json_t **ret, char **ret_url)
+{
+    _cleanup_free_ char *replaces = NULL, *payload = NULL;
+    int r = keel__acme_replaces(a, &replaces);
+    if (r >= 0)
+        r = order_payload(a->s->names, replaces, &payload);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "ACME: cannot write the order: %s", strerror(-r));
+    a->problem_status = 0;
+    r = keel__acme_post_json(a, "newOrder", a->new_order_url, payload, ret, ret_url);
+    if (r >= 0 || r == -ECANCELED || !replaces || a->problem_status < 400 || a->problem_status == 429)
+        return r;
+    CERT_LOG(KEEL_LOG_WARNING, "%s; ordering again without replaces", a->e->text);
+    _cleanup_free_ char *plain = NULL;
+    if ((r = order_payload(a->s->names, NULL, &plain)) < 0)
+        return r;
+    return keel__acme_post_json(a, "newOrder", a->new_order_url, plain, ret, ret_url);
+}
+
 static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
 {
-    _cleanup_free_ char *payload = NULL, *order_url = NULL, *cert_url = NULL;
+    _cleanup_free_ char *order_url = NULL, *cert_url = NULL;
     _cleanup_(json_decrefp) json_t *order = NULL, *ready = NULL;
-    int r = order_payload(a->s->names, &payload);
-    if (r >= 0)
-        r = keel__acme_post_json(a, "newOrder", a->new_order_url, payload, &order, &order_url);
+    int r = new_order(a, &order, &order_url);
     if (r < 0)
         return r;
     size_t i;
@@ -442,7 +470,7 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
 
 /* ---- one issuance ---------------------------------------------------------------------------------------- */
 
-static void acme_done(acme *a)
+void keel__acme_done(acme *a)
 {
     keel__acme_responder_close(&a->responder);
     a->fetch = keel_fetch_free(a->fetch);
@@ -451,24 +479,34 @@ static void acme_done(acme *a)
     free(a->new_nonce_url);
     free(a->new_account_url);
     free(a->new_order_url);
+    free(a->renewal_info_url);
+}
+
+int keel__acme_open(acme *a)
+{
+    const certificate_config *c = &a->s->config;
+    char why[KEEL_FETCH_ERROR_MAX];
+    keel_fetch_options o = { .ca_file = *c->acme.ca_file ? c->acme.ca_file : NULL,
+                             .timeout = KEEL_MIN(c->acme.timeout, REQUEST_MAX),
+                             .cancelled = cancelled,
+                             .userdata = a };
+    int r = keel_fetch_new(&o, &a->fetch, why);
+    if (r < 0)
+        return keel__cert_fail(a->e, r, "ACME: %s", why);
+    if (!a->s->refresh_task) /* in start: a request wakes at a stop signal (a refresh task's stop has no descriptor) */
+        (void) keel_fetch_set_cancel_fd(a->fetch, keel_app_stop_fd(a->s->app));
+    return 0;
 }
 
 int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     const certificate_config *c = &s->config;
-    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
+    _cleanup_(keel__acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
     keel_usec_t t0 = keel_now();
     s->retry_after = 0;
-    char why[KEEL_FETCH_ERROR_MAX];
-    keel_fetch_options o = { .ca_file = *c->acme.ca_file ? c->acme.ca_file : NULL,
-                             .timeout = KEEL_MIN(c->acme.timeout, REQUEST_MAX),
-                             .cancelled = cancelled,
-                             .userdata = &a };
-    int r = keel_fetch_new(&o, &a.fetch, why);
+    int r = keel__acme_open(&a);
     if (r < 0)
-        return keel__cert_fail(e, r, "ACME: %s", why);
-    if (!s->refresh_task) /* in start: a request wakes at a stop signal (a refresh task's stop has no descriptor) */
-        (void) keel_fetch_set_cancel_fd(a.fetch, keel_app_stop_fd(s->app));
+        return r;
     if ((r = keel__acme_account_key(&a)) < 0 || (r = keel__acme_read_directory(&a)) < 0 ||
         (r = keel__acme_find_or_create_account(&a)) < 0)
         return r;

@@ -41,7 +41,9 @@ typedef struct acme {
     char *kid;           /* the account URL */
     char nonce[256];     /* the next Replay-Nonce to use, or "" */
     char *new_nonce_url, *new_account_url, *new_order_url;
-    keel_usec_t deadline; /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
+    char *renewal_info_url;  /* RFC 9773, or NULL: the CA offers no renewal information */
+    unsigned problem_status; /* the HTTP status of the last problem document, or 0 */
+    keel_usec_t deadline;    /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
     acme_responder responder;
 } acme;
 
@@ -57,9 +59,22 @@ void keel__acme_responder_close(acme_responder *r);
 /* acme.c, for acme-account.c: a string member of @j or NULL; a failed fetch as the attempt's error;
  * the body as a JSON object; a signed POST whose answer is a JSON object (and its Location). */
 const char *keel__acme_json_text(const json_t *j, const char *key);
+/* Retry-After in seconds, below a day, as µs; 0 without one (RFC 9110's date form included: the
+ * caller's own interval then). */
+keel_usec_t keel__acme_retry_after(const keel_fetch_response *resp);
 int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why);
 int keel__acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret);
 int keel__acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location);
+
+/* acme.c: the fetch client of one exchange with the CA, given up at a stop (the refresh task's, or
+ * the app's in start); everything of @a freed. */
+int keel__acme_open(acme *a);
+void keel__acme_done(acme *a);
+
+/* acme-ari.c, for the order: the ARI certificate identifier (RFC 9773 §4.1) of the certificate a new
+ * order replaces, into *@ret, or NULL when there is none to name (no renewalInfo, no current
+ * certificate, one without an authority key identifier). */
+int keel__acme_replaces(acme *a, char **ret);
 
 /* acme-account.c: the directory's URLs, the account key (made on first use), the account. */
 int keel__acme_read_directory(acme *a);

@@ -170,3 +170,21 @@ keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
 keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random);
 /* keel__cert_jitter_by() with a random number from OpenSSL. */
 keel_usec_t keel__cert_jitter(keel_usec_t usec);
+
+/* ARI (RFC 9773): an ACME server's suggested renewal window. The renewalInfo resource is read at
+ * most every ARI_CHECK_MIN and at least every ARI_CHECK_MAX (its Retry-After, clamped). */
+#define ARI_CHECK_MIN (60 * KEEL_USEC_PER_SEC)
+#define ARI_CHECK_MAX (24 * 3600 * KEEL_USEC_PER_SEC)
+
+/* The point of the window [@start, @end) that @random (uniform over uint32_t) picks, as RFC 9773
+ * §4.2 asks: a fleet spreads over the window. @start when the window is empty. */
+keel_usec_t keel__ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random);
+/* Until the renewal at @renew_at (the picked point): 0 when it is past or the certificate is due
+ * (keel__cert_due()), and never later than the start of the certificate's last tenth. */
+keel_usec_t keel__ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at);
+/* Until the next renewalInfo check: @retry_after clamped to [ARI_CHECK_MIN, ARI_CHECK_MAX], or
+ * ARI_CHECK_MAX without one (0). */
+keel_usec_t keel__ari_check_interval(keel_usec_t retry_after);
+/* An RFC 3339 date-time ("2026-12-06T07:47:59.123Z", "…+01:00") as CLOCK_REALTIME µs. -EINVAL for
+ * anything else, -ERANGE before the epoch. */
+int keel__ari_parse_time(const char *text, keel_usec_t *ret);

@@ -49,6 +49,7 @@ typedef struct certificate_config {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
         keel_usec_t timeout;
+        bool renewal_info; /* follow the CA's renewalInfo (RFC 9773) where it offers one */
     } acme;
 } certificate_config;
 
@@ -87,6 +88,16 @@ typedef struct cert_service {
     hooks *hooks;                             /* owned: told of each pair that replaces another, or NULL */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
+    /* ARI (acme-ari.c), written by the refresh task; the metrics and the health check read the
+     * atomics. Times are CLOCK_REALTIME µs, 0 when there is no window. */
+    struct {
+        atomic_uint_fast64_t start, end; /* the CA's suggested window for the current certificate */
+        atomic_uint_fast64_t renew_at;   /* the point of it picked for the renewal */
+        atomic_uint_fast64_t next_check; /* CLOCK_MONOTONIC µs of the next read, 0 when none is planned */
+        keel_usec_t checked_at;          /* CLOCK_MONOTONIC µs of the last read */
+        char cert_id[192];               /* the certificate the window is for (RFC 9773 §4.1), "" before a read */
+        bool offered, told;              /* the CA's directory named renewalInfo at the last read; a read was logged */
+    } ari;
 } cert_service;
 
 #define CERT_LOG(level, ...)          keel_log_service("certificate", (level), __VA_ARGS__)
@@ -118,6 +129,22 @@ int keel__acme_register_metrics(cert_service *s);
  * challenges answered on the server certificate.acme.http01_server, the CSR, the download. The
  * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
 int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
+
+/* acme-ari.c */
+/* Reads the current certificate's renewal information when its time has come (see acme-ari.c);
+ * @woken: the refresh task was woken, which reads it again if the last read is a minute old. The
+ * refresh task only. Without provider acme or with certificate.acme.renewal_info off, nothing. */
+void keel__cert_ari_update(cert_service *s, bool woken);
+/* Until the renewal the CA's window asks for (keel__ari_renew_delay()) into *@ret; false when there
+ * is no window, and refresh_interval's schedule holds. */
+bool keel__cert_ari_delay(cert_service *s, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t *ret);
+/* Until the next read of the renewal information; KEEL_USEC_INFINITY when none is planned. */
+keel_usec_t keel__cert_ari_check_in(cert_service *s);
+/* The window and the renewal picked in it as one line for /readyz?verbose, into @buf; 0 (nothing
+ * written) without a window. */
+int keel__cert_ari_note(cert_service *s, char *buf, size_t size);
+/* Registers the keel_certificate_ari_* gauges. */
+int keel__cert_ari_register_metrics(cert_service *s);
 
 /* refresh.c */
 /* One renewal (keel__cert_renew()) published, under the service's lock; from the main thread, a new key

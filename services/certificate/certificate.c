@@ -136,6 +136,12 @@ static const keel_config_key config_keys[] = {
       .min = 1000000,
       .max = 3600LL * 1000000,
       .help = "provider acme: the most an issuance may take, validation included" },
+    { .key = "certificate.acme.renewal_info",
+      .type = KEEL_CONFIG_BOOL,
+      .offset = C(acme.renewal_info),
+      .def = "true",
+      .help = "provider acme: renew in the window the CA suggests (RFC 9773 renewalInfo) where it offers one, and name the "
+              "replaced certificate in the order; false: by refresh_interval only" },
     { .key = "certificate.out_dir",
       .type = KEEL_CONFIG_PATH,
       .offset = C(out_dir),
@@ -239,6 +245,8 @@ static int check_health(void *userdata, char *reason, size_t size)
     if (due)
         keel_task_group_wake(s->tasks);
     int r = credential_check(c, now, reason, size);
+    if (r >= 0 && !due)
+        (void) keel__cert_ari_note(s, reason, size); /* a note beside "ok" in the verbose list */
     if (r >= 0 && due) {
         char when[32];
         format_utc(na, when, sizeof when);
@@ -293,6 +301,8 @@ static int register_checks(cert_service *s)
                                  (const char *const[]){ "result", "error", NULL }, &s->out_failures);
     if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME)
         r = keel__acme_register_metrics(s);
+    if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info)
+        r = keel__cert_ari_register_metrics(s);
     s->checks_registered = r >= 0;
     return r;
 }
@@ -416,7 +426,8 @@ static int certificate_stop(keel_service *svc, void *state)
 
 /* SIGHUP: the file provider reads its files again (for file systems inotify does not see, such as
  * NFS); a bad file fails the refresh and the current credential stays. The local CA and ACME renew
- * on their schedule, which a due certificate brings to now. */
+ * on their schedule, which a due certificate brings to now; ACME reads the CA's renewal window
+ * again, which a revocation may have moved to now. */
 static int certificate_refresh(keel_service *svc, void *state)
 {
     cert_service *s = state;
@@ -424,7 +435,8 @@ static int certificate_refresh(keel_service *svc, void *state)
     /* A new interval, or a certificate due (after a step of the clock), takes effect at once: the
      * task wakes and schedules again. */
     bool changed = atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval;
-    if (changed || (s->state_dir && keel__cert_current_due(s)))
+    bool ari = s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info;
+    if (changed || ari || (s->state_dir && keel__cert_current_due(s)))
         keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;

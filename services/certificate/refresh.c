@@ -14,14 +14,17 @@
 /* Editors and `cp` write a file in several steps: reload once they are quiet this long. */
 #define DEBOUNCE (200 * KEEL_USEC_PER_MSEC)
 
-/* Until the next renewal: what is left of refresh_interval since @last (CLOCK_MONOTONIC: the last
- * attempt, or the start) or half what is left of the certificate, the sooner; at once when it is
- * due. The certificate's part is read against the wall clock at each call, so a step of it counts
- * at the next wake (clock.c). */
+/* Until the next renewal: at the point picked in the ACME server's renewal window (acme-ari.c),
+ * which is random already; else what is left of refresh_interval since @last (CLOCK_MONOTONIC: the
+ * last attempt, or the start) or half what is left of the certificate, the sooner; at once when it
+ * is due. The certificate's part is read against the wall clock at each call, so a step of it
+ * counts at the next wake (clock.c). */
 static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
-    keel_usec_t nb = c ? credential_not_before(c) : 0, na = c ? credential_not_after(c) : 0;
+    keel_usec_t nb = c ? credential_not_before(c) : 0, na = c ? credential_not_after(c) : 0, ari;
+    if (keel__cert_ari_delay(s, nb, na, &ari))
+        return ari;
     keel_usec_t left = keel_usec_left(last, keel_now(), atomic_load(&s->interval));
     return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), nb, na, left));
 }
@@ -45,12 +48,14 @@ static int refresh_once(cert_service *s, cert_error *e)
     return keel__cert_reload(s, false, e);
 }
 
-/* After a wake the delay is a remainder: the log says of what. */
+/* After a wake the delay is a remainder, or a point in an ACME renewal window: the log says of what. */
 static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
 {
     char d[64], i[64], why[128] = "";
     keel_format_duration(delay, d, sizeof d);
-    if (woken)
+    if (atomic_load(&s->ari.renew_at))
+        (void) snprintf(why, sizeof why, " (in the ACME server's renewal window)");
+    else if (woken)
         (void) snprintf(why, sizeof why, " (refresh_interval %s, counted from the last refresh)",
                         keel_format_duration(atomic_load(&s->interval), i, sizeof i));
     CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s%s", s->key_path, s->cert_path,
@@ -110,7 +115,8 @@ static bool next_key_published(cert_service *s)
  * keeps its time. Halfway to a rotation its key is made and published (JWKS lists it), so that a
  * verifier caching the set for less than half the interval knows the key before any token is
  * signed with it; halfway, not at once, so that key generation (seconds for large RSA keys) does
- * not compete with the start. A stop that comes during a generation waits for it. */
+ * not compete with the start. A stop that comes during a generation waits for it. A wait also
+ * ends for the next read of the ACME server's renewal information, which may move the renewal. */
 static void refresh_task(keel_task *t, void *userdata)
 {
     cert_service *s = userdata;
@@ -118,19 +124,23 @@ static void refresh_task(keel_task *t, void *userdata)
     /* Whether the next rotation's key is published; the operator's files have no next key. */
     bool announced = s->config.provider == CERT_PROVIDER_FILE;
     for (int w = 0; w >= 0;) {
+        s->refresh_task = t; /* a read of the renewal information ends when the task is told to stop */
+        keel__cert_ari_update(s, w > 0);
+        s->refresh_task = NULL;
         keel_usec_t delay = backoff ? keel_usec_left(last, keel_now(), retry) : next_delay(s, last);
+        keel_usec_t check = keel__cert_ari_check_in(s);
         if (!backoff)
             log_schedule(s, delay, w > 0);
         keel_usec_t from = keel_now();
         atomic_store(&s->renewal_at, from + delay);
         if (!announced) {
-            if ((w = keel_task_wait(t, delay / 2)) != 0)
+            if ((w = keel_task_wait(t, KEEL_MIN(delay / 2, check))) != 0 || check < delay / 2)
                 continue;
             announced = prepare_next_key(s);
         }
-        w = keel_task_wait(t, keel_usec_left(from, keel_now(), delay));
-        if (w != 0)
-            continue;        /* stopping, or woken (a new interval, a clock step): schedule again */
+        w = keel_task_wait(t, keel_usec_left(from, keel_now(), KEEL_MIN(delay, check)));
+        if (w != 0 || check < delay)
+            continue; /* stopping, woken (a new interval, a clock step) or a read of the renewal information due: schedule again */
         s->refresh_task = t; /* ACME's waits end when the task is told to stop */
         backoff = refresh_logged(s, backoff);
         s->refresh_task = NULL;

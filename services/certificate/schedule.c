@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* When to renew and how to say it: the refresh task's arithmetic, pure so it can be tested. */
+/* When to renew and how to say it: the refresh task's arithmetic, and the reading of an ACME server's
+ * renewal window (RFC 9773), pure so they can be tested. */
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <keel/util.h>
 
@@ -43,4 +47,101 @@ keel_usec_t keel__cert_jitter(keel_usec_t usec)
     if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t) sizeof x)
         return usec; /* no randomness: renewing in step beats not renewing */
     return keel__cert_jitter_by(usec, x);
+}
+
+/* ---- ARI (RFC 9773) ------------------------------------------------------------------------------ */
+
+keel_usec_t keel__ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random)
+{
+    if (end <= start)
+        return start;
+    return start + (keel_usec_t) ((double) (end - start) * ((double) random / (double) UINT32_MAX));
+}
+
+keel_usec_t keel__ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at)
+{
+    if (keel__cert_due(now, not_before, not_after) || renew_at <= now)
+        return 0;
+    /* A CA's window past the last tenth would let /readyz call the certificate unhealthy first. */
+    keel_usec_t due_at = not_after - (not_after - not_before) / 10;
+    return KEEL_MIN(renew_at, due_at) - now;
+}
+
+keel_usec_t keel__ari_check_interval(keel_usec_t retry_after)
+{
+    if (retry_after == 0)
+        return ARI_CHECK_MAX;
+    return KEEL_MAX(ARI_CHECK_MIN, KEEL_MIN(retry_after, ARI_CHECK_MAX));
+}
+
+/* Exactly @n digits at *@p, moved past them. */
+static bool digits(const char **p, int n, int *ret)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return false;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *ret = v;
+    return true;
+}
+
+static bool literal(const char **p, const char *choices)
+{
+    if (!**p || !strchr(choices, **p))
+        return false;
+    (*p)++;
+    return true;
+}
+
+/* A fraction of a second, to µs (finer digits dropped); none is 0, a '.' without digits -1. */
+static long fraction(const char **p)
+{
+    if (**p != '.')
+        return 0;
+    const char *first = ++*p;
+    long usec = 0;
+    int n = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++)
+        if (n < 6)
+            usec = usec * 10 + (**p - '0'), n++;
+    if (*p == first)
+        return -1;
+    for (; n < 6; n++)
+        usec *= 10;
+    return usec;
+}
+
+/* "Z", or an offset east of UTC in seconds after '+' or '-' HH:MM; INT_MIN when neither. */
+static int utc_offset(const char **p)
+{
+    int h, m, sign = **p == '-' ? -1 : 1;
+    if (literal(p, "Zz"))
+        return 0;
+    if (!literal(p, "+-") || !digits(p, 2, &h) || !literal(p, ":") || !digits(p, 2, &m) || h > 23 || m > 59)
+        return INT_MIN;
+    return sign * (h * 3600 + m * 60);
+}
+
+int keel__ari_parse_time(const char *text, keel_usec_t *ret)
+{
+    const char *p = text;
+    struct tm tm = {};
+    int y, mo, d, h, mi, s;
+    if (!(digits(&p, 4, &y) && literal(&p, "-") && digits(&p, 2, &mo) && literal(&p, "-") && digits(&p, 2, &d) &&
+          literal(&p, "Tt") && digits(&p, 2, &h) && literal(&p, ":") && digits(&p, 2, &mi) && literal(&p, ":") &&
+          digits(&p, 2, &s)))
+        return -EINVAL;
+    long usec = fraction(&p);
+    int offset = utc_offset(&p);
+    if (usec < 0 || offset == INT_MIN || *p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+        return -EINVAL;
+    tm = (struct tm){ .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s };
+    long long t = (long long) timegm(&tm) - offset;
+    if (t < 0)
+        return -ERANGE;
+    *ret = (keel_usec_t) t * KEEL_USEC_PER_SEC + (keel_usec_t) usec;
+    return 0;
 }

@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: MIT
 """Debian's pebble (an ACME test CA) on loopback for the ACME tests: a TLS certificate for its
 own API from a throwaway CA made with the openssl CLI, free ports, the environment knobs pebble
-reads (PEBBLE_VA_ALWAYS_VALID, PEBBLE_WFE_NONCEREJECT, …), and a bounded start and stop."""
+reads (PEBBLE_VA_ALWAYS_VALID, PEBBLE_WFE_NONCEREJECT, …), and a bounded start and stop.
+
+Two pebbles: Debian 12's 2.4 (/usr/bin/pebble, PEBBLE), without renewalInfo, and Debian 13's 2.6
+(PEBBLE26, which tests/acme/fetch-pebble puts in the build tree: the ctest fixture pebble26), with
+renewalInfo (RFC 9773), tls-alpn-01 and dns-01."""
 
 import json
 import os
@@ -15,6 +19,7 @@ import time
 import urllib.request
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+PEBBLE26 = os.environ.get("KEEL_PEBBLE26", "")
 
 
 def free_port():
@@ -41,7 +46,11 @@ def openssl(*args, cwd):
 class Pebble:
     """One pebble. `http_port` is where it connects for http-01 validation (keel's listener)."""
 
-    def __init__(self, http_port, env=None, eab_keys=None):
+    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None):
+        """@binary: PEBBLE or PEBBLE26; @config: more keys of pebble's configuration (2.6:
+        certificateValidityPeriod, in seconds)."""
+        if not binary or not os.access(binary, os.X_OK):
+            raise AssertionError(f"no pebble at '{binary}' (pebble 2.6: run tests/acme/fetch-pebble, the ctest fixture pebble26)")
         self.tmp = tempfile.mkdtemp(prefix="keel-pebble-")
         self.port, self.management_port, self.http_port = free_port(), free_port(), http_port
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
@@ -57,7 +66,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}", "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": os.path.join(self.tmp, "cert.pem"), "privateKey": os.path.join(self.tmp, "key.pem"),
             "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "",
-            "externalAccountBindingRequired": bool(eab_keys), "externalAccountMACKeys": eab_keys or {}}}
+            "externalAccountBindingRequired": bool(eab_keys), "externalAccountMACKeys": eab_keys or {}, **(config or {})}}
         path = os.path.join(self.tmp, "pebble.json")
         with open(path, "w") as f:
             json.dump(config, f)
@@ -65,7 +74,7 @@ class Pebble:
         full_env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
         full_env.update(env or {})
         self.log = []
-        self.proc = subprocess.Popen([PEBBLE, "-config", path], env=full_env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, "-config", path], env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -97,6 +106,14 @@ class Pebble:
         url = f"https://127.0.0.1:{self.management_port}/roots/0"
         with urllib.request.urlopen(url, timeout=5, context=self._context()) as r:
             return r.read().decode()
+
+    def get(self, url):
+        """GET @url of pebble's API (its own TLS): the status, headers and body."""
+        with urllib.request.urlopen(url, timeout=5, context=self._context()) as r:
+            return r.status, r.headers, r.read()
+
+    def directory(self):
+        return json.loads(self.get(self.directory_url)[2])
 
     def issued(self):
         return sum("Issued certificate serial" in line for line in self.log)

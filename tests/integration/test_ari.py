@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: MIT
+"""ACME Renewal Information (RFC 9773) against pebble 2.6 on loopback: keel reads the window
+pebble suggests for its certificate (the same window the test reads with its own certificate
+identifier), renews at a point inside it and not by refresh_interval, and shows the window in the
+metrics and /readyz?verbose; a revoked certificate, whose window pebble puts in the past, is
+renewed at once by the next start, or by a SIGHUP once the last read is a minute old, and the
+order names it in `replaces`; a window past the certificate's last tenth (a short
+certificateValidityPeriod) is cut to it. Against Debian 12's pebble 2.4, which has no
+renewalInfo, refresh_interval's schedule holds."""
+
+import base64
+import calendar
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from httpclient import bound_address, get, metric, wait_for
+from keelrun import KeelTestCase
+from pebble import PEBBLE26, Pebble, free_port
+
+DAY = 86400
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def load_cert(path):
+    with open(path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())
+
+
+def cert_id(cert):
+    """RFC 9773 §4.1, written apart from keel's C: AKI keyIdentifier "." the serial's DER content."""
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    n = cert.serial_number
+    return b64url(aki) + "." + b64url(n.to_bytes(n.bit_length() // 8 + 1, "big"))
+
+
+def rfc3339(text):
+    """pebble's timestamps (Go's RFC3339Nano, UTC) as seconds since the epoch."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?Z", text)
+    return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+
+
+def revoke(pebble, cert_path, key_path):
+    """revokeCert (RFC 8555 §7.6) signed with the certificate's own key (ES256, a jwk header)."""
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    der = load_cert(cert_path).public_bytes(serialization.Encoding.DER)
+    directory = pebble.directory()
+    nonce = pebble.get(directory["newNonce"])[1]["Replay-Nonce"]
+    numbers = key.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64url(numbers.x.to_bytes(32, "big")), "y": b64url(numbers.y.to_bytes(32, "big"))}
+    protected = b64url(json.dumps({"alg": "ES256", "jwk": jwk, "nonce": nonce, "url": directory["revokeCert"]}).encode())
+    payload = b64url(json.dumps({"certificate": b64url(der)}).encode())
+    r, s = decode_dss_signature(key.sign(f"{protected}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
+    body = json.dumps({"protected": protected, "payload": payload,
+                       "signature": b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))}).encode()
+    req = urllib.request.Request(directory["revokeCert"], data=body, headers={"Content-Type": "application/jose+json"})
+    with urllib.request.urlopen(req, timeout=5, context=ssl.create_default_context(cafile=pebble.ca_file)) as resp:
+        return resp.status
+
+
+@unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
+class AriTest(KeelTestCase):
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="keel-ari-state-")
+        self.addCleanup(shutil.rmtree, self.state, True)
+        self.health_port = free_port()
+
+    def pebble(self, binary=PEBBLE26, **config):
+        p = Pebble(self.health_port, env={"PEBBLE_VA_ALWAYS_VALID": "1"}, binary=binary, config=config)
+        self.addCleanup(p.close)
+        return p
+
+    def start(self, pebble, extra=""):
+        config = f"""
+certificate:
+  provider: acme
+  dns_names: [localhost]
+  acme:
+    directory_url: {pebble.directory_url}
+    ca_file: {pebble.ca_file}
+{extra}
+"""
+        env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
+               "no_proxy": "127.0.0.1,localhost"}
+        return self.keel("serve", config=config, env=env)
+
+    def cert_path(self):
+        return os.path.join(self.state, "cert.pem")
+
+    def window(self, pebble):
+        """The window pebble suggests for the certificate in the state directory, read by the test."""
+        url = pebble.directory()["renewalInfo"].rstrip("/") + "/" + cert_id(load_cert(self.cert_path()))
+        status, headers, body = pebble.get(url)
+        w = json.loads(body)["suggestedWindow"]
+        return rfc3339(w["start"]), rfc3339(w["end"]), int(headers["Retry-After"])
+
+    def wait_window(self, k, metrics):
+        wait_for(lambda: "The ACME server suggests renewing the certificate between" in k.stderr_so_far(), 30, "a window read")
+        return (metric(metrics, "keel_certificate_ari_window_start_seconds"),
+                metric(metrics, "keel_certificate_ari_window_end_seconds"))
+
+    def test_the_window_pebble_suggests_is_followed(self):
+        pebble = self.pebble()  # 5 years: a window around 3 years 4 months from now, 2 days wide
+        k = self.start(pebble, "  refresh_interval: 1s")  # would renew every second without ARI
+        k.ready(timeout=60)
+        metrics, health = bound_address(k, "metrics exporter server"), bound_address(k, "health check server")
+        start, end = self.wait_window(k, metrics)
+        want_start, want_end, retry_after = self.window(pebble)
+        self.assertEqual((start, end), (want_start, want_end), "keel's certificate identifier names the same certificate")
+        self.assertEqual(end - start, 2 * DAY)
+        renewal = wait_for(lambda: metric(metrics, "keel_certificate_renewal_timestamp_seconds") or None, 10, "a renewal time")
+        self.assertTrue(start - 1 <= renewal <= end, (start, renewal, end))
+        next_check = metric(metrics, "keel_certificate_ari_next_check_timestamp_seconds")
+        self.assertEqual(retry_after, 6 * 3600)
+        self.assertAlmostEqual(next_check, time.time() + retry_after, delta=60, msg="pebble's Retry-After: 6 h")
+        status, _, body = get(health, "/readyz?verbose")
+        self.assertEqual(status, 200, body)
+        self.assertRegex(body, r"\[\+\]certificate ok: renewal window \(ARI\) \S+Z to \S+Z, renewing at \S+Z\n")
+        time.sleep(3)
+        self.assertNotIn("Refreshed key", k.stderr_so_far(), "refresh_interval gives way to the window")
+        self.assertEqual(pebble.issued(), 1)
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_a_revoked_certificate_is_renewed_at_the_next_start_replacing_it(self):
+        pebble = self.pebble()
+        k = self.start(pebble)
+        k.ready(timeout=60)
+        metrics = bound_address(k, "metrics exporter server")
+        self.wait_window(k, metrics)
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+        old = load_cert(self.cert_path())
+        self.assertEqual(revoke(pebble, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
+        start, end, _ = self.window(pebble)
+        self.assertLess(end, time.time(), "pebble puts a revoked certificate's window in the past")
+
+        t0 = time.monotonic()
+        k = self.start(pebble)
+        k.ready(timeout=60)
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 60, "a renewal at once")
+        self.assertLess(time.monotonic() - t0, 60)
+        self.assertIn(", which is past: at once", k.stderr_so_far())
+        new = load_cert(self.cert_path())
+        self.assertNotEqual(new.serial_number, old.serial_number)
+        self.assertTrue(any("is a replacement of" in line for line in pebble.log), "the order names the revoked certificate")
+        # The new certificate's own window is read, far ahead again.
+        metrics = bound_address(k, "metrics exporter server")
+        wait_for(lambda: (metric(metrics, "keel_certificate_ari_window_start_seconds") or 0) > time.time() + DAY, 30,
+                 "the new certificate's window")
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_a_sighup_reads_the_window_again_once_a_minute(self):
+        pebble = self.pebble()
+        k = self.start(pebble)
+        k.ready(timeout=60)
+        self.wait_window(k, bound_address(k, "metrics exporter server"))
+        read = time.monotonic()
+        self.assertEqual(revoke(pebble, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
+        k.kill(signal.SIGHUP)  # within the minute: the window read stays
+        time.sleep(2)
+        self.assertNotIn("Refreshed key", k.stderr_so_far())
+        time.sleep(max(0.0, read + 62 - time.monotonic()))
+        k.kill(signal.SIGHUP)  # a minute on: read again, the window is past, the renewal is now
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal after the SIGHUP")
+        self.assertTrue(any("is a replacement of" in line for line in pebble.log))
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_a_window_past_the_last_tenth_is_cut_to_it(self):
+        # 40 s certificates: pebble's window is 2 days wide around 27 s after issuance; whatever
+        # point keel picks, it renews before the last 4 s.
+        pebble = self.pebble(certificateValidityPeriod=40)
+        k = self.start(pebble, "  refresh_interval: 1h")
+        k.ready(timeout=60)
+        first = load_cert(self.cert_path())
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 50, "a renewal within the lifetime")
+        # Due from 3.9 s before notAfter: the renewal started there at the latest.
+        self.assertLess(time.time(), calendar.timegm(first.not_valid_after.utctimetuple()), "renewed before expiry")
+        self.assertTrue(any("is a replacement of" in line for line in pebble.log))
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_without_renewal_info_refresh_interval_holds(self):
+        pebble = self.pebble(binary="/usr/bin/pebble")  # Debian 12's 2.4: no renewalInfo
+        self.assertNotIn("renewalInfo", pebble.directory())
+        k = self.start(pebble, "  refresh_interval: 2s")
+        k.ready(timeout=60)
+        wait_for(lambda: "offers no renewal information (RFC 9773): renewing by refresh_interval" in k.stderr_so_far(), 30,
+                 "the fallback said")
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal by refresh_interval")
+        metrics, health = bound_address(k, "metrics exporter server"), bound_address(k, "health check server")
+        self.assertEqual(metric(metrics, "keel_certificate_ari_window_start_seconds"), 0)
+        self.assertEqual(metric(metrics, "keel_certificate_ari_window_end_seconds"), 0)
+        self.assertIn("[+]certificate ok\n", get(health, "/readyz?verbose")[2])
+        self.assertEqual(k.stderr_so_far().count("offers no renewal information"), 1, "said once, not at every read")
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
