@@ -9,7 +9,7 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "observers-internal.h"
 
 static int no_arguments(keel_app *app)

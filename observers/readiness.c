@@ -7,7 +7,7 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "observers-internal.h"
 
 static void warn_failure(const char *name, int result, const char *reason, void *userdata)

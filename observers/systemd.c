@@ -7,7 +7,7 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "observer-internal.h"
 #include "observers-internal.h"
 

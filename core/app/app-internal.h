@@ -12,7 +12,7 @@
 #include <keel/config.h>
 #include <keel/health.h>
 
-#include "config.h"
+#include "config-internal.h"
 #include "settings-internal.h"
 
 typedef struct keel_machine keel_machine;

@@ -5,7 +5,7 @@
 
 #include "app-state-internal.h"
 #include "log-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "service-internal.h"
 
 static int add_standard_commands(keel_app *app)

@@ -3,7 +3,7 @@
 #include <pthread.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static keel_attachment *find(const keel_app *app, const char *name)
 {

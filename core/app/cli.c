@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 enum {
     ARG_LOG_LEVEL = 0x100,

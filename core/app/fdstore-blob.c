@@ -28,7 +28,7 @@
 #include <openssl/evp.h>
 
 #include "fdstore-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 #define MAGIC         "KEELBLOB"
 #define VERSION       1

@@ -16,7 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "fdstore-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */

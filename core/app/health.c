@@ -5,7 +5,7 @@
 #include <keel/health.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static const char *const keel_readiness_table[_KEEL_READINESS_MAX] = {
     [KEEL_READINESS_STARTING] = "starting",

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 /* Whether an observer registered now for @event and @phase can still run in this app's life. */
 static bool can_still_run(const keel_app *app, keel_event event, keel_phase phase)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "service-internal.h"
 
 typedef enum plan_format {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "observers-internal.h"
 
 /* Keel's own plugins, registered by keel_app_run() itself and not through a section, so that a

@@ -2,11 +2,11 @@
 #include <stdio.h>
 
 #include "app-state-internal.h"
-#include "config.h"
-#include "fault.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "fault-internal.h"
+#include "macro-internal.h"
 #include "service-internal.h"
-#include "trace.h"
+#include "trace-internal.h"
 #include "work-internal.h"
 
 /* The observers that follow from what the plugins registered: the services' hooks in dependency

@@ -7,7 +7,7 @@
 #include <keel/strbuf.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "service-internal.h"
 
 /* One hook: where it runs, and the words of its point and of its log lines. */

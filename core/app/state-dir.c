@@ -17,7 +17,7 @@
 #include <keel/fileio.h>
 
 #include "app-state-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 #define STATE_LOCK ".lock"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdlib.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 int keel__grow(void *array, size_t *allocated, size_t need, size_t size)
 {

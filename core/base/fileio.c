@@ -10,7 +10,7 @@
 
 #include <keel/fileio.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 #define TEMP_MARK ".tmp-"
 

@@ -5,7 +5,7 @@
 
 #include <keel/strbuf.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 /* Room for @n more bytes and the NUL: the caller's buffer, a larger heap one for a growable
  * builder, or what is left (and truncated set) when neither holds it. */

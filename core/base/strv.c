@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 char **keel_strv_free(char **l)
 {

@@ -6,7 +6,7 @@
 
 #include <keel/common.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 static keel_usec_t now_of(clockid_t clock)
 {

@@ -10,7 +10,7 @@
 #include <keel/keel.h>
 
 #include "component-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static void component_free(void *object)
 {

@@ -8,7 +8,7 @@
 
 #include <keel/fileio.h>
 
-#include "config-internal.h"
+#include "config-load-internal.h"
 
 /* The value a key will have once every layer is read. */
 typedef struct candidate {

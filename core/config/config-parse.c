@@ -12,8 +12,8 @@
 
 #include <keel/strbuf.h>
 
-#include "config.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "macro-internal.h"
 
 typedef int (*parse_handler_t)(const keel_config_key *k, const keel_config_raw *v, keel_config_field *ret, char **ret_error);
 typedef char *(*format_handler_t)(const keel_config_key *k, const keel_config_field *f);

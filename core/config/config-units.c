@@ -8,8 +8,8 @@
 
 #include <keel/strbuf.h>
 
-#include "config.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "macro-internal.h"
 
 static const struct {
     const char *suffix;

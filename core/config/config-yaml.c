@@ -8,8 +8,8 @@
 
 #include <yaml.h>
 
-#include "config.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "macro-internal.h"
 
 /* Deeper nesting is no configuration anyone writes, and the walk recurses once per level. */
 #define MAX_DEPTH 32

@@ -12,8 +12,8 @@
 #include <keel/fileio.h>
 #include <keel/strbuf.h>
 
-#include "config-internal.h"
-#include "macro.h"
+#include "config-load-internal.h"
+#include "macro-internal.h"
 
 void *keel__config_field_of(const config_entry *e)
 {

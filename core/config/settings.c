@@ -2,7 +2,7 @@
 #include <stddef.h>
 
 #include "settings-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 /* The same names keel_log_level_from_string() accepts, in keel_log_level order from "error". */
 const char *const keel__log_level_choices[] = { "error", "warning", "notice", "info", "debug", NULL };

@@ -4,8 +4,8 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "curl.h"
-#include "macro.h"
+#include "curl-internal.h"
+#include "macro-internal.h"
 
 /* Everything below is under `lock`: the ready check loads and unloads libcurl on the main thread
  * (or its loader thread), while keel_fetch clients take and drop references on any thread. The

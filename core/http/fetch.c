@@ -8,8 +8,8 @@
 #include <keel/fetch.h>
 #include <keel/strbuf.h>
 
-#include "curl.h"
-#include "macro.h"
+#include "curl-internal.h"
+#include "macro-internal.h"
 
 #define DEFAULT_TIMEOUT         (30 * KEEL_USEC_PER_SEC)
 #define DEFAULT_CONNECT_TIMEOUT (10 * KEEL_USEC_PER_SEC)

@@ -25,7 +25,7 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 typedef struct connection_state connection_state;
 typedef struct keel_http_mounts keel_http_mounts;

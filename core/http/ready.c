@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "curl.h"
+#include "curl-internal.h"
 #include "http-internal.h"
 
 /* ---- a plain server: Keel's own GET ------------------------------------------------------------- */

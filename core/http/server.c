@@ -8,7 +8,7 @@
 
 #include <keel/point.h>
 
-#include "curl.h"
+#include "curl-internal.h"
 #include "http-internal.h"
 
 /* ---- setup ----------------------------------------------------------------------------- */

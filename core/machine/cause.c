@@ -10,7 +10,7 @@
 #include "app-internal.h"
 #include "log-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static const char *const keel_cause_table[_KEEL_CAUSE_MAX] = {
     [KEEL_CAUSE_NONE] = "none",

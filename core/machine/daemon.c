@@ -16,9 +16,9 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "config.h"
+#include "config-internal.h"
 #include "log-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 /* What the daemon writes on the pipe: "R\n" once ready, or "E<status> <message>\n". */
 static int wait_for_daemon(keel_app *app, int fd, pid_t first)

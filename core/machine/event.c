@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <keel/event.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 static const char *const keel_event_table[_KEEL_EVENT_MAX] = {
     [KEEL_EVENT_COMMAND] = "command", [KEEL_EVENT_INIT] = "init",         [KEEL_EVENT_CONFIGURE] = "configure",

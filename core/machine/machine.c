@@ -12,10 +12,10 @@
 #include "app-metrics-internal.h"
 #include "machine-internal.h"
 #include "observer-internal.h"
-#include "fault.h"
+#include "fault-internal.h"
 #include "log-internal.h"
-#include "macro.h"
-#include "trace.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 /* What a state ended with; with the state, it selects the next state. */
 typedef enum outcome {

@@ -9,7 +9,7 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 void keel__notify(const char *fmt, ...)
 {

@@ -7,7 +7,7 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 keel_event keel_app_event(const keel_app *app)
 {

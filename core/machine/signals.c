@@ -10,8 +10,8 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
-#include "trace.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 /* SIGQUIT stops as SIGTERM does (nginx's graceful stop; the default would dump core without a
  * drain); SIGUSR1 and SIGUSR2 mean nothing to keel and are ignored, where their default would kill

@@ -15,7 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 /* Where glibc relocated the dynamic section in place, d_ptr is already an address; where it did
  * not (a read-only dynamic section), an offset from the load address. */

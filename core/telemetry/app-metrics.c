@@ -12,7 +12,7 @@
 #include "app-internal.h"
 #include "app-metrics-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 /* Seconds: a stop takes milliseconds when idle and up to shutdown.timeout when draining. */
 static const double shutdown_bounds[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60 };

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fault.h"
-#include "macro.h"
+#include "fault-internal.h"
+#include "macro-internal.h"
 
 _Atomic size_t keel__faults_n;
 static keel_fault faults[KEEL_FAULTS_MAX];

@@ -19,8 +19,8 @@
 
 #include <keel/fileio.h>
 
-#include "journal.h"
-#include "macro.h"
+#include "journal-internal.h"
+#include "macro-internal.h"
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 

@@ -12,9 +12,9 @@
 #include <keel/fileio.h>
 #include <keel/strbuf.h>
 
-#include "journal.h"
+#include "journal-internal.h"
 #include "log-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static atomic_int log_level = KEEL_LOG_INFO;
 static atomic_int log_format = KEEL_LOG_FORMAT_TEXT;

@@ -13,7 +13,7 @@
 
 #include <keel/metrics.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 /*
  * A registry is a sorted array of families; a family is a name, help, type, label names and (for

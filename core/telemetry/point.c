@@ -7,9 +7,9 @@
 
 #include <keel/point.h>
 
-#include "fault.h"
-#include "macro.h"
-#include "trace.h"
+#include "fault-internal.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 /* The trace category of a point that is not an observer, from its name (docs/architecture.md, "Points, trace and faults"). */
 static const char *instant_category(const char *point)

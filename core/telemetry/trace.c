@@ -10,8 +10,8 @@
 
 #include <keel/strbuf.h>
 
-#include "macro.h"
-#include "trace.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 enum {
     TRACE_OFF,

@@ -7,8 +7,8 @@
 #include <keel/task.h>
 
 #include "machine-internal.h"
-#include "macro.h"
-#include "trace.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 struct keel_task {
     keel_task_group *group; /* borrowed */

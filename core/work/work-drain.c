@@ -5,8 +5,8 @@
 
 #include <keel/work.h>
 
-#include "macro.h"
-#include "work-shards.h"
+#include "macro-internal.h"
+#include "work-shards-internal.h"
 
 /* The number whose low @bits bits are @low, nearest to @near. */
 static uint64_t widen(uint64_t near, uint64_t low, unsigned bits)

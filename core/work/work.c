@@ -11,9 +11,9 @@
 
 #include <keel/work.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 #include "work-internal.h"
-#include "work-shards.h"
+#include "work-shards-internal.h"
 
 /*
  * No begin or end executes a locked instruction: a locked read-modify-write costs ~10 ns on the

@@ -12,37 +12,37 @@
 #include "acme.h"
 #include "openssl-util.h"
 
-int keel__acme_read_directory(acme *a)
+int acme_read_directory(acme *a)
 {
     const char *url = a->s->config.acme.directory_url;
     keel_fetch_response resp = {};
     char why[KEEL_FETCH_ERROR_MAX];
     int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
     if (r < 0)
-        return keel__acme_fetch_failed(a, r, "directory", url, why);
+        return acme_fetch_failed(a, r, "directory", url, why);
     _cleanup_(json_decrefp) json_t *dir = NULL;
     if (resp.status != 200)
-        r = keel__cert_fail(a->e, -EPROTO, "ACME directory: %s answered %u", url, resp.status);
+        r = cert_fail(a->e, -EPROTO, "ACME directory: %s answered %u", url, resp.status);
     else
-        r = keel__acme_parse_object(a, "directory", url, &resp, &dir);
+        r = acme_parse_object(a, "directory", url, &resp, &dir);
     keel_fetch_response_done(&resp);
     if (r < 0)
         return r;
-    const char *nonce = keel__acme_json_text(dir, "newNonce"), *account = keel__acme_json_text(dir, "newAccount"),
-               *order = keel__acme_json_text(dir, "newOrder");
+    const char *nonce = acme_json_text(dir, "newNonce"), *account = acme_json_text(dir, "newAccount"),
+               *order = acme_json_text(dir, "newOrder");
     if (!nonce || !account || !order)
-        return keel__cert_fail(a->e, -EPROTO, "ACME directory: %s names no newNonce, newAccount or newOrder", url);
+        return cert_fail(a->e, -EPROTO, "ACME directory: %s names no newNonce, newAccount or newOrder", url);
     a->new_nonce_url = strdup(nonce);
     a->new_account_url = strdup(account);
     a->new_order_url = strdup(order);
-    const char *renewal_info = keel__acme_json_text(dir, "renewalInfo"); /* RFC 9773 §3: optional */
+    const char *renewal_info = acme_json_text(dir, "renewalInfo"); /* RFC 9773 §3: optional */
     if (renewal_info && !(a->renewal_info_url = strdup(renewal_info)))
         return -ENOMEM;
     return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
 }
 
 /* The account key in state_dir/acme/account.key.pem (0600), made on first use. */
-int keel__acme_account_key(acme *a)
+int acme_account_key(acme *a)
 {
     cert_service *s = a->s;
     _cleanup_free_ char *dir = keel_strdup_printf("%s/acme", s->state_dir);
@@ -50,12 +50,12 @@ int keel__acme_account_key(acme *a)
     if (!dir || !path)
         return -ENOMEM;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    int r = keel__cert_read_key(path, &key, a->e);
+    int r = cert_read_key(path, &key, a->e);
     if (r == -ENOENT) {
-        if ((r = keel__cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
-            return keel__cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));
-        if ((r = keel_dir_make(dir, 0700)) < 0 || (r = keel__cert_write_key(path, key)) < 0)
-            return keel__cert_fail(a->e, r, "ACME: cannot write the account key '%s': %s", path, strerror(-r));
+        if ((r = cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
+            return cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));
+        if ((r = keel_dir_make(dir, 0700)) < 0 || (r = cert_write_key(path, key)) < 0)
+            return cert_fail(a->e, r, "ACME: cannot write the account key '%s': %s", path, strerror(-r));
         CERT_LOG(KEEL_LOG_INFO, "Created the ACME account key[%s]", path);
     }
     if (r < 0)
@@ -93,17 +93,17 @@ static ssize_t eab_key(acme *a, unsigned char *key, size_t size)
     mode_t mode = 0;
     int r = keel_file_read_secret(path, 4096, &text, &n, &mode);
     if (r == -EACCES && mode)
-        return keel__cert_fail(a->e, r,
-                               "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
-                               (unsigned) mode, path);
+        return cert_fail(a->e, r,
+                         "Permissions %04o for certificate.acme.eab_hmac_key_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
+                         (unsigned) mode, path);
     if (r < 0)
-        return keel__cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
+        return cert_fail(a->e, r, "certificate.acme.eab_hmac_key_file: cannot read '%s': %s", path, strerror(-r));
     while (n > 0 && strchr(" \t\r\n=", text[n - 1]))
         n--;
     ssize_t len = base64url_decode(text, n, key, size);
     explicit_bzero(text, n);
     if (len <= 0)
-        return keel__cert_fail(a->e, -EINVAL, "certificate.acme.eab_hmac_key_file '%s' is not a base64url key", path);
+        return cert_fail(a->e, -EINVAL, "certificate.acme.eab_hmac_key_file '%s' is not a base64url key", path);
     return len;
 }
 
@@ -139,11 +139,11 @@ static int eab_binding(acme *a, const char *url, char **ret)
     if (r >= 0 && !(*ret = keel_strdup_printf("{\"protected\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}", protected, payload,
                                               signature)))
         r = -ENOMEM;
-    return r < 0 ? keel__cert_fail(a->e, r, "ACME: cannot sign the external account binding: %s", strerror(-r)) : 0;
+    return r < 0 ? cert_fail(a->e, r, "ACME: cannot sign the external account binding: %s", strerror(-r)) : 0;
 }
 
 /* newAccount answers an existing account's URL too (RFC 8555 §7.3.1), so it is asked every time. */
-int keel__acme_find_or_create_account(acme *a)
+int acme_find_or_create_account(acme *a)
 {
     const char *email = a->s->config.acme.email;
     char buf[4096];
@@ -163,13 +163,13 @@ int keel__acme_find_or_create_account(acme *a)
     }
     keel_strbuf_append(&sb, "}");
     if (sb.truncated)
-        return keel__cert_fail(a->e, -E2BIG, "certificate.acme.email: '%s' is too long", email);
+        return cert_fail(a->e, -E2BIG, "certificate.acme.email: '%s' is too long", email);
     _cleanup_(json_decrefp) json_t *account = NULL;
-    int r = keel__acme_post_json(a, "newAccount", a->new_account_url, buf, &account, &a->kid);
+    int r = acme_post_json(a, "newAccount", a->new_account_url, buf, &account, &a->kid);
     if (r < 0)
         return r;
-    const char *status = keel__acme_json_text(account, "status");
+    const char *status = acme_json_text(account, "status");
     if (status && !streq(status, "valid"))
-        return keel__cert_fail(a->e, -EACCES, "ACME newAccount: the account %s is %s", a->kid, status);
+        return cert_fail(a->e, -EACCES, "ACME newAccount: the account %s is %s", a->kid, status);
     return 0;
 }

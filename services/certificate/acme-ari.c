@@ -44,7 +44,7 @@ static int cert_id(X509 *leaf, char **ret)
     return (*ret = keel_strdup_printf("%s.%s", key_id, serial)) ? 0 : -ENOMEM;
 }
 
-int keel__acme_replaces(acme *a, char **ret)
+int acme_replaces(acme *a, char **ret)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(a->s->identity, IDENTITY_CURRENT);
     X509 *leaf = c ? credential_cert(c) : NULL;
@@ -76,21 +76,21 @@ static int read_window(acme *a, const char *id, ari_answer *ret)
     char why[KEEL_FETCH_ERROR_MAX];
     int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
     if (r < 0)
-        return keel__acme_fetch_failed(a, r, "renewalInfo", url, why);
-    ari_answer w = { .retry_after = keel__acme_retry_after(&resp) };
+        return acme_fetch_failed(a, r, "renewalInfo", url, why);
+    ari_answer w = { .retry_after = acme_retry_after(&resp) };
     _cleanup_(json_decrefp) json_t *j = NULL;
     if (resp.status != 200)
-        r = keel__cert_fail(a->e, -EPROTO, "ACME renewalInfo: %s answered %u", url, resp.status);
+        r = cert_fail(a->e, -EPROTO, "ACME renewalInfo: %s answered %u", url, resp.status);
     else
-        r = keel__acme_parse_object(a, "renewalInfo", url, &resp, &j);
+        r = acme_parse_object(a, "renewalInfo", url, &resp, &j);
     keel_fetch_response_done(&resp);
     if (r < 0)
         return r;
     json_t *window = json_object_get(j, "suggestedWindow");
-    const char *start = keel__acme_json_text(window, "start"), *end = keel__acme_json_text(window, "end");
+    const char *start = acme_json_text(window, "start"), *end = acme_json_text(window, "end");
     /* §4.2: a window that ends before it starts is no answer. */
-    if (!start || !end || keel__ari_parse_time(start, &w.start) < 0 || keel__ari_parse_time(end, &w.end) < 0 || w.end <= w.start)
-        return keel__cert_fail(a->e, -EBADMSG, "ACME renewalInfo: %s answered no usable suggestedWindow", url);
+    if (!start || !end || ari_parse_time(start, &w.start) < 0 || ari_parse_time(end, &w.end) < 0 || w.end <= w.start)
+        return cert_fail(a->e, -EBADMSG, "ACME renewalInfo: %s answered no usable suggestedWindow", url);
     *ret = w;
     return 0;
 }
@@ -98,10 +98,10 @@ static int read_window(acme *a, const char *id, ari_answer *ret)
 /* The window of the certificate @id: -EOPNOTSUPP when the CA's directory names no renewalInfo. */
 static int fetch_window(cert_service *s, const char *id, ari_answer *ret, cert_error *e)
 {
-    _cleanup_(keel__acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + s->config.acme.timeout };
-    int r = keel__acme_open(&a);
+    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + s->config.acme.timeout };
+    int r = acme_open(&a);
     if (r >= 0)
-        r = keel__acme_read_directory(&a);
+        r = acme_read_directory(&a);
     if (r < 0)
         return r;
     if (!a.renewal_info_url)
@@ -139,7 +139,7 @@ static void adopt_window(cert_service *s, const ari_answer *w)
 {
     if (atomic_load(&s->ari.start) == w->start && atomic_load(&s->ari.end) == w->end)
         return;
-    keel_usec_t at = keel__ari_pick(w->start, w->end, random_u32());
+    keel_usec_t at = ari_pick(w->start, w->end, random_u32());
     atomic_store(&s->ari.start, w->start);
     atomic_store(&s->ari.end, w->end);
     atomic_store(&s->ari.renew_at, at);
@@ -157,7 +157,7 @@ static keel_usec_t record_answer(cert_service *s, int r, const ari_answer *w, co
     if (r >= 0) {
         s->ari.offered = true;
         adopt_window(s, w);
-        return keel__ari_check_interval(w->retry_after);
+        return ari_check_interval(w->retry_after);
     }
     if (r == -EOPNOTSUPP) {
         if (s->ari.offered || !s->ari.told)
@@ -174,7 +174,7 @@ static keel_usec_t record_answer(cert_service *s, int r, const ari_answer *w, co
     return ARI_RETRY;
 }
 
-void keel__cert_ari_update(cert_service *s, bool woken)
+void cert_ari_update(cert_service *s, bool woken)
 {
     if (s->config.provider != CERT_PROVIDER_ACME || !s->config.acme.renewal_info)
         return;
@@ -206,16 +206,16 @@ void keel__cert_ari_update(cert_service *s, bool woken)
     atomic_store(&s->ari.next_check, s->ari.checked_at + next);
 }
 
-bool keel__cert_ari_delay(cert_service *s, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t *ret)
+bool cert_ari_delay(cert_service *s, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t *ret)
 {
     keel_usec_t at = atomic_load(&s->ari.renew_at);
     if (at == 0)
         return false;
-    *ret = keel__ari_renew_delay(keel_now_realtime(), not_before, not_after, at);
+    *ret = ari_renew_delay(keel_now_realtime(), not_before, not_after, at);
     return true;
 }
 
-keel_usec_t keel__cert_ari_check_in(cert_service *s)
+keel_usec_t cert_ari_check_in(cert_service *s)
 {
     keel_usec_t next = atomic_load(&s->ari.next_check), now = keel_now();
     if (next == 0)
@@ -225,7 +225,7 @@ keel_usec_t keel__cert_ari_check_in(cert_service *s)
 
 /* ---- what operators see -------------------------------------------------------------------------- */
 
-int keel__cert_ari_note(cert_service *s, char *buf, size_t size)
+int cert_ari_note(cert_service *s, char *buf, size_t size)
 {
     keel_usec_t start = atomic_load(&s->ari.start), end = atomic_load(&s->ari.end), at = atomic_load(&s->ari.renew_at);
     if (at == 0)
@@ -256,11 +256,11 @@ static double window_end(void *userdata)
 static double next_check(void *userdata)
 {
     cert_service *s = userdata;
-    keel_usec_t in = keel__cert_ari_check_in(s);
+    keel_usec_t in = cert_ari_check_in(s);
     return in == KEEL_USEC_INFINITY ? 0 : (double) ((keel_now_realtime() + in) / KEEL_USEC_PER_SEC);
 }
 
-int keel__cert_ari_register_metrics(cert_service *s)
+int cert_ari_register_metrics(cert_service *s)
 {
     keel_metrics *m = keel_app_metrics(s->app);
     int r =

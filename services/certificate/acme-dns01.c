@@ -28,7 +28,7 @@ static const char *const algorithm_choices[] = { "hmac-sha256", "hmac-sha512", N
 
 #define C(field) offsetof(dns01_config, field)
 #define SEC      1000000LL
-const keel_config_key keel__dns01_config_keys[] = {
+const keel_config_key dns01_config_keys[] = {
     { .key = "certificate.acme.dns01.server",
       .type = KEEL_CONFIG_ADDRESS,
       .offset = C(server),
@@ -69,7 +69,7 @@ const keel_config_key keel__dns01_config_keys[] = {
       .max = 3600 * SEC,
       .help = "dns-01: the most to wait for the server to answer a new record before the CA is asked to look; 0: no wait" },
 };
-const size_t keel__dns01_n_config_keys = ELEMENTSOF(keel__dns01_config_keys);
+const size_t dns01_n_config_keys = ELEMENTSOF(dns01_config_keys);
 
 struct dns01_solver {
     struct sockaddr_storage address;
@@ -87,7 +87,7 @@ typedef struct answer {
     dns01_reply reply;
 } answer;
 
-int keel__dns01_txt_value(const char *key_authorization, char ret[static 44])
+int dns01_txt_value(const char *key_authorization, char ret[static 44])
 {
     uint8_t digest[32];
     if (!key_authorization || !*key_authorization)
@@ -102,7 +102,7 @@ int keel__dns01_txt_value(const char *key_authorization, char ret[static 44])
     return 0;
 }
 
-dns01_solver *keel__dns01_solver_free(dns01_solver *s)
+dns01_solver *dns01_solver_free(dns01_solver *s)
 {
     if (s) {
         explicit_bzero(s, sizeof *s); /* the secret */
@@ -120,11 +120,11 @@ static int read_secret(dns01_key *k, const char *path, cert_error *e)
     mode_t mode = 0;
     int r = keel_file_read_secret(path, 4096, &text, &n, &mode);
     if (r == -EACCES && mode)
-        return keel__cert_fail(
-            e, r, "Permissions %04o for certificate.acme.dns01.tsig_secret_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
-            (unsigned) mode, path);
+        return cert_fail(e, r,
+                         "Permissions %04o for certificate.acme.dns01.tsig_secret_file '%s' are too open: " KEEL_SECRET_MODE_RULE,
+                         (unsigned) mode, path);
     if (r < 0)
-        return keel__cert_fail(e, r, "certificate.acme.dns01.tsig_secret_file: cannot read '%s': %s", path, strerror(-r));
+        return cert_fail(e, r, "certificate.acme.dns01.tsig_secret_file: cannot read '%s': %s", path, strerror(-r));
     while (n > 0 && strchr(" \t\r\n", text[n - 1]))
         n--;
     size_t pad = n >= 2 && text[n - 2] == '=' ? 2 : n >= 1 && text[n - 1] == '=' ? 1 : 0;
@@ -133,8 +133,8 @@ static int read_secret(dns01_key *k, const char *path, cert_error *e)
     explicit_bzero(text, n);
     if (len <= 0 || (size_t) len - pad > sizeof k->secret) {
         explicit_bzero(buf, sizeof buf);
-        return keel__cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_secret_file '%s' is not a base64 key of at most %zu bytes",
-                               path, sizeof k->secret);
+        return cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_secret_file '%s' is not a base64 key of at most %zu bytes", path,
+                         sizeof k->secret);
     }
     k->secret_size = (size_t) len - pad;
     memcpy(k->secret, buf, k->secret_size);
@@ -151,28 +151,27 @@ static int resolve(dns01_solver *s, const keel_address *a, cert_error *e)
     /* Numeric only: a name lookup here would be a wait no timeout of ours bounds. */
     int r = *a->host && a->port ? getaddrinfo(a->host, port, &hints, &ai) : EAI_NONAME;
     if (r != 0)
-        return keel__cert_fail(e, -EINVAL, "certificate.acme.dns01.server '%s' is not a numeric address and port", s->server);
+        return cert_fail(e, -EINVAL, "certificate.acme.dns01.server '%s' is not a numeric address and port", s->server);
     memcpy(&s->address, ai->ai_addr, ai->ai_addrlen);
     s->address_size = ai->ai_addrlen;
     freeaddrinfo(ai);
     return 0;
 }
 
-int keel__dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e)
+int dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e)
 {
-    _cleanup_(keel__dns01_solver_freep) dns01_solver *s = calloc(1, sizeof *s);
+    _cleanup_(dns01_solver_freep) dns01_solver *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     *s = (dns01_solver){ .timeout = c->timeout, .propagation = c->propagation, .key.algorithm = c->tsig_algorithm };
     if (c->tsig_algorithm < 0 || c->tsig_algorithm >= _DNS01_ALGORITHM_MAX)
-        return keel__cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_algorithm: no algorithm %d", c->tsig_algorithm);
+        return cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_algorithm: no algorithm %d", c->tsig_algorithm);
     if (!c->tsig_name || !*c->tsig_name || !c->tsig_secret_file || !*c->tsig_secret_file)
-        return keel__cert_fail(e, -EINVAL,
-                               "dns-01: set certificate.acme.dns01.tsig_name and certificate.acme.dns01.tsig_secret_file");
-    if (keel__dns01_name_canonical(c->tsig_name, s->key.name) < 0)
-        return keel__cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_name '%s' is not a DNS name", c->tsig_name);
-    if (c->zone && *c->zone && keel__dns01_name_canonical(c->zone, s->zone) < 0)
-        return keel__cert_fail(e, -EINVAL, "certificate.acme.dns01.zone '%s' is not a DNS name", c->zone);
+        return cert_fail(e, -EINVAL, "dns-01: set certificate.acme.dns01.tsig_name and certificate.acme.dns01.tsig_secret_file");
+    if (dns01_name_canonical(c->tsig_name, s->key.name) < 0)
+        return cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_name '%s' is not a DNS name", c->tsig_name);
+    if (c->zone && *c->zone && dns01_name_canonical(c->zone, s->zone) < 0)
+        return cert_fail(e, -EINVAL, "certificate.acme.dns01.zone '%s' is not a DNS name", c->zone);
     int r = resolve(s, &c->server, e);
     if (r >= 0)
         r = read_secret(&s->key, c->tsig_secret_file, e);
@@ -307,20 +306,19 @@ typedef struct record {
 static int check_update(const dns01_solver *s, const record *rec, const dns01_reply *p, cert_error *e)
 {
     char b1[16], b2[16];
-    const char *rcode = keel__dns01_rcode_name(p->rcode, b1), *alg = algorithm_choices[s->key.algorithm], *op = op_name(rec->op);
+    const char *rcode = dns01_rcode_name(p->rcode, b1), *alg = algorithm_choices[s->key.algorithm], *op = op_name(rec->op);
     if (p->tsig_error)
-        return keel__cert_fail(e, -EPERM,
-                               "dns-01: %s refused to %s TXT %s in zone %s: %s, TSIG error %s (key %s, %s: check the name, "
-                               "algorithm, secret and clock)",
-                               s->server, op, rec->owner, rec->zone, rcode, keel__dns01_rcode_name(p->tsig_error, b2), s->key.name,
-                               alg);
+        return cert_fail(e, -EPERM,
+                         "dns-01: %s refused to %s TXT %s in zone %s: %s, TSIG error %s (key %s, %s: check the name, "
+                         "algorithm, secret and clock)",
+                         s->server, op, rec->owner, rec->zone, rcode, dns01_rcode_name(p->tsig_error, b2), s->key.name, alg);
     if (p->rcode != 0)
-        return keel__cert_fail(e, p->rcode == DNS01_RCODE_NOTAUTH || p->rcode == DNS01_RCODE_REFUSED ? -EPERM : -EIO,
-                               "dns-01: %s refused to %s TXT %s in zone %s: %s", s->server, op, rec->owner, rec->zone, rcode);
+        return cert_fail(e, p->rcode == DNS01_RCODE_NOTAUTH || p->rcode == DNS01_RCODE_REFUSED ? -EPERM : -EIO,
+                         "dns-01: %s refused to %s TXT %s in zone %s: %s", s->server, op, rec->owner, rec->zone, rcode);
     uint64_t now = (uint64_t) time(NULL);
     if (!p->tsig_verified || (p->tsig_time > now ? p->tsig_time - now : now - p->tsig_time) > 300)
-        return keel__cert_fail(e, -EBADMSG, "dns-01: the reply of %s to the %s of TXT %s in zone %s is not signed by key %s (%s)",
-                               s->server, op, rec->owner, rec->zone, s->key.name, alg);
+        return cert_fail(e, -EBADMSG, "dns-01: the reply of %s to the %s of TXT %s in zone %s is not signed by key %s (%s)",
+                         s->server, op, rec->owner, rec->zone, s->key.name, alg);
     return 0;
 }
 
@@ -328,16 +326,16 @@ static int query(const dns01_solver *s, const char *name, uint16_t type, answer 
 {
     dns01_message m;
     uint16_t id = new_id();
-    int r = keel__dns01_build_query(&m, id, name, type);
+    int r = dns01_build_query(&m, id, name, type);
     if (r < 0)
-        return keel__cert_fail(e, r, "dns-01: cannot ask for '%s': %s", name, strerror(-r));
+        return cert_fail(e, r, "dns-01: cannot ask for '%s': %s", name, strerror(-r));
     if ((r = exchange(s, &m, ret)) < 0) {
         char t[64];
-        return keel__cert_fail(e, r, "dns-01: cannot ask %s for %s: %s", s->server, name, exchange_error(s, r, t, sizeof t));
+        return cert_fail(e, r, "dns-01: cannot ask %s for %s: %s", s->server, name, exchange_error(s, r, t, sizeof t));
     }
-    r = keel__dns01_parse_reply(ret->data, ret->size, NULL, NULL, 0, &ret->reply);
+    r = dns01_parse_reply(ret->data, ret->size, NULL, NULL, 0, &ret->reply);
     if (r < 0 || ret->reply.id != id)
-        return keel__cert_fail(e, -EBADMSG, "dns-01: %s answered the query for %s with no DNS reply to it", s->server, name);
+        return cert_fail(e, -EBADMSG, "dns-01: %s answered the query for %s with no DNS reply to it", s->server, name);
     return 0;
 }
 
@@ -350,9 +348,9 @@ static int find_zone(const dns01_solver *s, record *rec, answer *a, cert_error *
     int r = query(s, rec->owner, DNS01_TYPE_SOA, a, e);
     if (r < 0)
         return r;
-    if (keel__dns01_reply_soa_owner(a->data, a->size, rec->zone) < 0)
-        return keel__cert_fail(e, -ENOENT, "dns-01: %s names no zone for %s (%s, no SOA record): set certificate.acme.dns01.zone",
-                               s->server, rec->owner, keel__dns01_rcode_name(a->reply.rcode, b));
+    if (dns01_reply_soa_owner(a->data, a->size, rec->zone) < 0)
+        return cert_fail(e, -ENOENT, "dns-01: %s names no zone for %s (%s, no SOA record): set certificate.acme.dns01.zone",
+                         s->server, rec->owner, dns01_rcode_name(a->reply.rcode, b));
     return 0;
 }
 
@@ -374,13 +372,13 @@ static int wait_visible(const dns01_solver *s, const record *rec, answer *a, cer
     for (;;) {
         cert_error last = { .text = "" };
         int r = query(s, rec->owner, DNS01_TYPE_TXT, a, &last);
-        if (r >= 0 && keel__dns01_reply_has_txt(a->data, a->size, rec->owner, rec->value) > 0)
+        if (r >= 0 && dns01_reply_has_txt(a->data, a->size, rec->owner, rec->value) > 0)
             return 0;
         if (keel_now() >= deadline) {
             char t[32];
-            return keel__cert_fail(e, -ETIMEDOUT, "dns-01: %s does not answer TXT %s \"%s\" %s after adding it%s%s", s->server,
-                                   rec->owner, rec->value, keel_format_duration(s->propagation, t, sizeof t),
-                                   *last.text ? ": " : "", last.text);
+            return cert_fail(e, -ETIMEDOUT, "dns-01: %s does not answer TXT %s \"%s\" %s after adding it%s%s", s->server,
+                             rec->owner, rec->value, keel_format_duration(s->propagation, t, sizeof t), *last.text ? ": " : "",
+                             last.text);
         }
         pause_until(deadline, KEEL_USEC_PER_SEC);
     }
@@ -394,19 +392,18 @@ static int send_update(const dns01_solver *s, const record *rec, answer *a, cert
     size_t mac_size = 0;
     uint16_t id = new_id();
     char t[64];
-    int r = keel__dns01_build_update(&m, id, rec->zone, rec->owner, rec->value, TXT_TTL, rec->op);
+    int r = dns01_build_update(&m, id, rec->zone, rec->owner, rec->value, TXT_TTL, rec->op);
     if (r >= 0)
-        r = keel__dns01_sign(&m, &s->key, (uint64_t) time(NULL), mac, &mac_size);
+        r = dns01_sign(&m, &s->key, (uint64_t) time(NULL), mac, &mac_size);
     if (r < 0)
-        return keel__cert_fail(e, r, "dns-01: cannot write the update of TXT %s in zone %s: %s", rec->owner, rec->zone,
-                               strerror(-r));
+        return cert_fail(e, r, "dns-01: cannot write the update of TXT %s in zone %s: %s", rec->owner, rec->zone, strerror(-r));
     if ((r = exchange(s, &m, a)) < 0)
-        return keel__cert_fail(e, r, "dns-01: cannot %s TXT %s in zone %s at %s: %s", op_name(rec->op), rec->owner, rec->zone,
-                               s->server, exchange_error(s, r, t, sizeof t));
-    r = keel__dns01_parse_reply(a->data, a->size, &s->key, mac, mac_size, &a->reply);
+        return cert_fail(e, r, "dns-01: cannot %s TXT %s in zone %s at %s: %s", op_name(rec->op), rec->owner, rec->zone, s->server,
+                         exchange_error(s, r, t, sizeof t));
+    r = dns01_parse_reply(a->data, a->size, &s->key, mac, mac_size, &a->reply);
     if (r < 0 || a->reply.id != id)
-        return keel__cert_fail(e, -EBADMSG, "dns-01: %s answered the %s of TXT %s in zone %s with no DNS reply to it", s->server,
-                               op_name(rec->op), rec->owner, rec->zone);
+        return cert_fail(e, -EBADMSG, "dns-01: %s answered the %s of TXT %s in zone %s with no DNS reply to it", s->server,
+                         op_name(rec->op), rec->owner, rec->zone);
     return check_update(s, rec, &a->reply, e);
 }
 
@@ -415,12 +412,12 @@ static int update(const dns01_solver *s, const char *domain, const char *key_aut
     record rec = { .op = op };
     const char *base = strncmp(domain, "*.", 2) == 0 ? domain + 2 : domain; /* RFC 8555 §8.4: a wildcard's base */
     char owner[DNS01_NAME_MAX + 2];
-    int r = keel__dns01_txt_value(key_authorization, rec.value);
+    int r = dns01_txt_value(key_authorization, rec.value);
     if (r < 0)
-        return keel__cert_fail(e, r, "dns-01: no key authorization for %s", domain);
+        return cert_fail(e, r, "dns-01: no key authorization for %s", domain);
     if (snprintf(owner, sizeof owner, "_acme-challenge.%s", base) >= (int) sizeof owner ||
-        keel__dns01_name_canonical(owner, rec.owner) < 0)
-        return keel__cert_fail(e, -EINVAL, "dns-01: '%s' is not a DNS name", domain);
+        dns01_name_canonical(owner, rec.owner) < 0)
+        return cert_fail(e, -EINVAL, "dns-01: '%s' is not a DNS name", domain);
     _cleanup_free_ answer *a = malloc(sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -435,13 +432,13 @@ static int update(const dns01_solver *s, const char *domain, const char *key_aut
     return op == DNS01_UPDATE_ADD ? wait_visible(s, &rec, a, e) : 0;
 }
 
-int keel__dns01_present(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
+int dns01_present(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
 {
     assert(s && domain);
     return update(s, domain, key_authorization, DNS01_UPDATE_ADD, e);
 }
 
-int keel__dns01_cleanup(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
+int dns01_cleanup(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
 {
     assert(s && domain);
     return update(s, domain, key_authorization, DNS01_UPDATE_DELETE, e);

@@ -37,36 +37,36 @@ static int own_server(acme_responder *r, const char *server, cert_error *e)
     (void) snprintf(key, sizeof key, "%s.address", server);
     const keel_address *address = keel_app_config_value(r->app, key, KEEL_CONFIG_ADDRESS);
     if (!address)
-        return keel__cert_fail(e, -ENOENT,
-                               "certificate.acme.http01_server: '%s' is not serving and there is no key %s to answer http-01 "
-                               "challenges at",
-                               server, key);
+        return cert_fail(e, -ENOENT,
+                         "certificate.acme.http01_server: '%s' is not serving and there is no key %s to answer http-01 "
+                         "challenges at",
+                         server, key);
     keel_http_options o = {
         .service = "acme-http01", .label = "ACME http-01 responder", .address = *address, .handler = answer, .userdata = r
     };
     int ret = keel_http_server_start_new(r->app, &o, &r->server);
     if (ret < 0)
-        return keel__cert_fail(e, ret, "ACME: cannot answer http-01 challenges at %s's address %s:%u: %s", server, address->host,
-                               address->port, strerror(-ret));
+        return cert_fail(e, ret, "ACME: cannot answer http-01 challenges at %s's address %s:%u: %s", server, address->host,
+                         address->port, strerror(-ret));
     return 0;
 }
 
-int keel__acme_responder_open(acme_responder *r, cert_service *s, cert_error *e)
+int acme_responder_open(acme_responder *r, cert_service *s, cert_error *e)
 {
     const char *server = s->config.acme.http01_server;
     *r = (acme_responder){ .app = s->app, .open = true };
     (void) pthread_mutex_init(&r->lock, NULL);
     if (keel_http_serving(s->app, server)) {
         int ret = keel_http_mount_add(s->app, server, PREFIX, answer, r, &r->mount);
-        return ret < 0 ? keel__cert_fail(e, ret, "ACME: cannot mount the http-01 responder: %s", strerror(-ret)) : 0;
+        return ret < 0 ? cert_fail(e, ret, "ACME: cannot mount the http-01 responder: %s", strerror(-ret)) : 0;
     }
     /* Only start may start a server: later, the named one is down because the app is stopping. */
     if (s->refresh_task || keel_app_event(s->app) != KEEL_EVENT_START)
-        return keel__cert_fail(e, -ESHUTDOWN, "ACME: the http-01 server '%s' is not serving", server);
+        return cert_fail(e, -ESHUTDOWN, "ACME: the http-01 server '%s' is not serving", server);
     return own_server(r, server, e);
 }
 
-int keel__acme_answer(acme_responder *r, const char *token, const char *thumbprint)
+int acme_answer(acme_responder *r, const char *token, const char *thumbprint)
 {
     if (!*token || strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(token))
         return -EINVAL;
@@ -85,7 +85,7 @@ int keel__acme_answer(acme_responder *r, const char *token, const char *thumbpri
     return -ENOMEM;
 }
 
-void keel__acme_responder_close(acme_responder *r)
+void acme_responder_close(acme_responder *r)
 {
     if (!r->open)
         return;

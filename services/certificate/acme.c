@@ -31,7 +31,7 @@ static const char *const error_types[] = {
     "other",
 };
 
-int keel__acme_register_metrics(cert_service *s)
+int acme_register_metrics(cert_service *s)
 {
     keel_metrics *m = keel_app_metrics(s->app);
     int r = 0;
@@ -51,7 +51,7 @@ static void count_error(cert_service *s, const char *type)
         keel_counter_add(s->acme_errors[i], 1);
 }
 
-const char *keel__acme_json_text(const json_t *j, const char *key)
+const char *acme_json_text(const json_t *j, const char *key)
 {
     return json_string_value(json_object_get(j, key));
 }
@@ -71,7 +71,7 @@ static bool cancelled(void *userdata)
 
 static int stopped(acme *a, const char *what)
 {
-    return keel__cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what);
+    return cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what);
 }
 
 /* Sleeps @usec, never past the deadline: -ETIMEDOUT when it is reached, -ECANCELED at a stop. */
@@ -79,17 +79,17 @@ static int pause_for(acme *a, keel_usec_t usec, const char *what)
 {
     keel_usec_t now = keel_now();
     if (now >= a->deadline)
-        return keel__cert_fail(a->e, -ETIMEDOUT, "ACME: %s took longer than certificate.acme.timeout", what);
+        return cert_fail(a->e, -ETIMEDOUT, "ACME: %s took longer than certificate.acme.timeout", what);
     usec = KEEL_MIN(usec, a->deadline - now);
     int r = a->s->refresh_task ? keel_task_wait(a->s->refresh_task, usec) : keel_app_wait(a->s->app, usec);
     if (r == -ECANCELED)
         return stopped(a, what);
     if (r < 0)
-        return keel__cert_fail(a->e, r, "ACME: cannot wait during %s: %s", what, strerror(-r));
+        return cert_fail(a->e, r, "ACME: cannot wait during %s: %s", what, strerror(-r));
     return 0;
 }
 
-keel_usec_t keel__acme_retry_after(const keel_fetch_response *resp)
+keel_usec_t acme_retry_after(const keel_fetch_response *resp)
 {
     char v[64];
     if (!keel_fetch_response_header(resp, "Retry-After", v, sizeof v))
@@ -101,11 +101,11 @@ keel_usec_t keel__acme_retry_after(const keel_fetch_response *resp)
 
 /* ---- requests ------------------------------------------------------------------------------------ */
 
-int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
+int acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why)
 {
     if (r == -ECANCELED) /* the fetch's own word would be libcurl's "Callback aborted" */
         return stopped(a, what);
-    return keel__cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
+    return cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
 }
 
 static void keep_nonce(acme *a, const keel_fetch_response *resp)
@@ -115,14 +115,14 @@ static void keep_nonce(acme *a, const keel_fetch_response *resp)
 }
 
 /* The body as a JSON object into *@ret. */
-int keel__acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret)
+int acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret)
 {
     json_error_t err;
     json_t *j = json_loadb(resp->body, resp->size, JSON_REJECT_DUPLICATES, &err);
     if (!j || !json_is_object(j)) {
         json_decref(j);
-        return keel__cert_fail(a->e, -EBADMSG, "ACME %s: the answer of %s (HTTP %u) is not a JSON object: %s", what, url,
-                               resp->status, j ? "another JSON value" : err.text);
+        return cert_fail(a->e, -EBADMSG, "ACME %s: the answer of %s (HTTP %u) is not a JSON object: %s", what, url, resp->status,
+                         j ? "another JSON value" : err.text);
     }
     *ret = j;
     return 0;
@@ -132,15 +132,15 @@ int keel__acme_parse_object(acme *a, const char *what, const char *url, const ke
 static int problem(acme *a, const char *what, const char *url, const keel_fetch_response *resp, char ret_type[static 64])
 {
     _cleanup_(json_decrefp) json_t *j = json_loadb(resp->body, resp->size, 0, NULL);
-    const char *type = j ? keel__acme_json_text(j, "type") : NULL, *detail = j ? keel__acme_json_text(j, "detail") : NULL;
+    const char *type = j ? acme_json_text(j, "type") : NULL, *detail = j ? acme_json_text(j, "detail") : NULL;
     const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
     count_error(a->s, short_type);
     a->problem_status = resp->status;
     (void) snprintf(ret_type, 64, "%s", short_type); /* a copy: the document goes with this function */
-    a->s->retry_after = KEEL_MAX(a->s->retry_after, keel__acme_retry_after(resp));
+    a->s->retry_after = KEEL_MAX(a->s->retry_after, acme_retry_after(resp));
     int r = streq(short_type, "rateLimited") ? -EAGAIN : streq(short_type, "unauthorized") ? -EACCES : -EPROTO;
-    return keel__cert_fail(a->e, r, "ACME %s: %s answered %u %s: %s", what, url, resp->status, type ? type : "(no problem type)",
-                           detail ? detail : "(no detail)");
+    return cert_fail(a->e, r, "ACME %s: %s answered %u %s: %s", what, url, resp->status, type ? type : "(no problem type)",
+                     detail ? detail : "(no detail)");
 }
 
 static int fresh_nonce(acme *a)
@@ -149,12 +149,12 @@ static int fresh_nonce(acme *a)
     char why[KEEL_FETCH_ERROR_MAX];
     int r = keel_fetch_request(a->fetch, "HEAD", a->new_nonce_url, NULL, NULL, 0, &resp, why);
     if (r < 0)
-        return keel__acme_fetch_failed(a, r, "newNonce", a->new_nonce_url, why);
+        return acme_fetch_failed(a, r, "newNonce", a->new_nonce_url, why);
     keep_nonce(a, &resp);
     unsigned status = resp.status;
     keel_fetch_response_done(&resp);
     if (!*a->nonce)
-        return keel__cert_fail(a->e, -EPROTO, "ACME newNonce: %s answered %u without a Replay-Nonce", a->new_nonce_url, status);
+        return cert_fail(a->e, -EPROTO, "ACME newNonce: %s answered %u without a Replay-Nonce", a->new_nonce_url, status);
     return 0;
 }
 
@@ -191,12 +191,12 @@ static int post(acme *a, const char *what, const char *url, const char *payload,
             return r;
         _cleanup_free_ char *jws = NULL;
         if ((r = sign(a, url, payload, &jws)) < 0)
-            return keel__cert_fail(a->e, r, "ACME %s: cannot sign the request: %s", what, strerror(-r));
+            return cert_fail(a->e, r, "ACME %s: cannot sign the request: %s", what, strerror(-r));
         keel_fetch_response resp = {};
         char why[KEEL_FETCH_ERROR_MAX];
         r = keel_fetch_request(a->fetch, "POST", url, (const char *const[]){ JOSE_JSON, NULL }, jws, strlen(jws), &resp, why);
         if (r < 0)
-            return keel__acme_fetch_failed(a, r, what, url, why);
+            return acme_fetch_failed(a, r, what, url, why);
         keep_nonce(a, &resp);
         if (resp.status < 400) {
             *ret = resp;
@@ -212,16 +212,16 @@ static int post(acme *a, const char *what, const char *url, const char *payload,
 }
 
 /* post() of a JSON answer, parsed into *@ret; the Location header into @location when not NULL. */
-int keel__acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location)
+int acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location)
 {
     keel_fetch_response resp = {};
     int r = post(a, what, url, payload, &resp);
     if (r >= 0)
-        r = keel__acme_parse_object(a, what, url, &resp, ret);
+        r = acme_parse_object(a, what, url, &resp, ret);
     if (r >= 0 && location) {
         char buf[2048];
         if (!keel_fetch_response_header(&resp, "Location", buf, sizeof buf))
-            r = keel__cert_fail(a->e, -EPROTO, "ACME %s: %s answered %u without a Location", what, url, resp.status);
+            r = cert_fail(a->e, -EPROTO, "ACME %s: %s answered %u without a Location", what, url, resp.status);
         else if (!(*location = strdup(buf)))
             r = -ENOMEM;
         if (r < 0) {
@@ -242,7 +242,7 @@ static int order_payload(char *const *names, const char *replaces, char **ret)
     keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
     keel_strbuf_append(&sb, "{\"identifiers\":[");
     for (size_t i = 0; names[i]; i++) {
-        keel_strbuf_printf(&sb, "%s{\"type\":\"%s\",\"value\":\"", i ? "," : "", keel__cert_name_is_ip(names[i]) ? "ip" : "dns");
+        keel_strbuf_printf(&sb, "%s{\"type\":\"%s\",\"value\":\"", i ? "," : "", cert_name_is_ip(names[i]) ? "ip" : "dns");
         keel_strbuf_json(&sb, names[i]);
         keel_strbuf_append(&sb, "\"}");
     }
@@ -266,12 +266,12 @@ static void challenge_problem(cert_service *s, const json_t *authz, char *buf, s
     json_array_foreach(json_object_get(authz, "challenges"), i, c)
     {
         json_t *err = json_object_get(c, "error");
-        const char *type = err ? keel__acme_json_text(err, "type") : NULL;
+        const char *type = err ? acme_json_text(err, "type") : NULL;
         if (!err)
             continue;
         bool ours = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0;
         count_error(s, ours ? type + strlen(ERROR_PREFIX) : "other");
-        (void) snprintf(buf, size, "%s: %s", type ? type : "?", keel__acme_json_text(err, "detail") ?: "(no detail)");
+        (void) snprintf(buf, size, "%s: %s", type ? type : "?", acme_json_text(err, "detail") ?: "(no detail)");
         return;
     }
     (void) snprintf(buf, size, "no challenge says why");
@@ -282,10 +282,10 @@ static bool find_http01(const json_t *authz, const char **token, const char **ur
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(keel__acme_json_text(c, "type") ?: "", "http-01"))
+    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(acme_json_text(c, "type") ?: "", "http-01"))
     {
-        *token = keel__acme_json_text(c, "token");
-        *url = keel__acme_json_text(c, "url");
+        *token = acme_json_text(c, "token");
+        *url = acme_json_text(c, "url");
         return *token && *url;
     }
     return false;
@@ -300,12 +300,12 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
         int r = post(a, what, url, NULL, &resp);
         _cleanup_(json_decrefp) json_t *j = NULL;
         if (r >= 0)
-            r = keel__acme_parse_object(a, what, url, &resp, &j);
-        keel_usec_t after = r >= 0 ? keel__acme_retry_after(&resp) : 0;
+            r = acme_parse_object(a, what, url, &resp, &j);
+        keel_usec_t after = r >= 0 ? acme_retry_after(&resp) : 0;
         keel_fetch_response_done(&resp);
         if (r < 0)
             return r;
-        const char *status = keel__acme_json_text(j, "status");
+        const char *status = acme_json_text(j, "status");
         if (!status || !keel_strv_contains(waiting, status)) {
             *ret = TAKE_PTR(j);
             return 0;
@@ -319,36 +319,36 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
 static int authorize(acme *a, const char *url)
 {
     _cleanup_(json_decrefp) json_t *authz = NULL;
-    int r = keel__acme_post_json(a, "authorization", url, NULL, &authz, NULL);
+    int r = acme_post_json(a, "authorization", url, NULL, &authz, NULL);
     if (r < 0)
         return r;
-    const char *name = keel__acme_json_text(json_object_get(authz, "identifier"), "value") ?: "?";
-    if (streq(keel__acme_json_text(authz, "status") ?: "", "valid"))
+    const char *name = acme_json_text(json_object_get(authz, "identifier"), "value") ?: "?";
+    if (streq(acme_json_text(authz, "status") ?: "", "valid"))
         return 0; /* reused: validated for this account before */
     const char *token = NULL, *challenge = NULL;
     if (!find_http01(authz, &token, &challenge))
-        return keel__cert_fail(a->e, -EPROTO, "ACME: the authorization of %s (%s) offers no http-01 challenge", name, url);
-    if ((r = keel__acme_answer(&a->responder, token, credential_kid(a->account))) < 0)
-        return keel__cert_fail(a->e, r, "ACME: the http-01 token of %s is not usable: %s", name, strerror(-r));
+        return cert_fail(a->e, -EPROTO, "ACME: the authorization of %s (%s) offers no http-01 challenge", name, url);
+    if ((r = acme_answer(&a->responder, token, credential_kid(a->account))) < 0)
+        return cert_fail(a->e, r, "ACME: the http-01 token of %s is not usable: %s", name, strerror(-r));
     _cleanup_(json_decrefp) json_t *answered = NULL;
-    if ((r = keel__acme_post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
+    if ((r = acme_post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
         return r;
     _cleanup_(json_decrefp) json_t *done = NULL;
     if ((r = poll_status(a, "validation", url, (const char *const[]){ "pending", NULL }, &done)) < 0)
         return r;
-    const char *status = keel__acme_json_text(done, "status") ?: "?";
+    const char *status = acme_json_text(done, "status") ?: "?";
     if (streq(status, "valid"))
         return 0;
     char why[512];
     challenge_problem(a->s, done, why, sizeof why);
-    return keel__cert_fail(a->e, -EKEYREJECTED, "ACME: the validation of %s failed (authorization %s): %s", name, status, why);
+    return cert_fail(a->e, -EKEYREJECTED, "ACME: the validation of %s failed (authorization %s): %s", name, status, why);
 }
 
 /* A CSR for @key and @names: subjectAltName every name, CN the first when it fits (64 bytes). */
 static int make_csr(EVP_PKEY *key, char *const *names, char **ret)
 {
     char san[8192];
-    int r = keel__cert_san_text(names, san, sizeof san);
+    int r = cert_san_text(names, san, sizeof san);
     if (r < 0)
         return r;
     _cleanup_(X509_REQ_freep) X509_REQ *req = X509_REQ_new();
@@ -373,25 +373,25 @@ static int make_csr(EVP_PKEY *key, char *const *names, char **ret)
 
 static int finalize(acme *a, EVP_PKEY *key, const char *order_url, const json_t *order, char **ret_cert_url)
 {
-    const char *url = keel__acme_json_text(order, "finalize");
+    const char *url = acme_json_text(order, "finalize");
     if (!url)
-        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s has no finalize URL", order_url);
+        return cert_fail(a->e, -EPROTO, "ACME: the order %s has no finalize URL", order_url);
     _cleanup_free_ char *csr = NULL, *payload = NULL;
     int r = make_csr(key, a->s->names, &csr);
     if (r < 0)
-        return keel__cert_fail(a->e, r, "ACME: cannot make the CSR: %s", strerror(-r));
+        return cert_fail(a->e, r, "ACME: cannot make the CSR: %s", strerror(-r));
     if (!(payload = keel_strdup_printf("{\"csr\":\"%s\"}", csr)))
         return -ENOMEM;
     _cleanup_(json_decrefp) json_t *finalized = NULL, *done = NULL;
-    if ((r = keel__acme_post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
+    if ((r = acme_post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
         return r;
     if ((r = poll_status(a, "issuance", order_url, (const char *const[]){ "pending", "ready", "processing", NULL }, &done)) < 0)
         return r;
-    const char *status = keel__acme_json_text(done, "status") ?: "?", *cert = keel__acme_json_text(done, "certificate");
+    const char *status = acme_json_text(done, "status") ?: "?", *cert = acme_json_text(done, "certificate");
     if (!streq(status, "valid") || !cert) {
         json_t *err = json_object_get(done, "error");
-        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s after finalize: %s", order_url, status,
-                               err ? keel__acme_json_text(err, "detail") ?: "?" : "no certificate URL");
+        return cert_fail(a->e, -EPROTO, "ACME: the order %s is %s after finalize: %s", order_url, status,
+                         err ? acme_json_text(err, "detail") ?: "?" : "no certificate URL");
     }
     return (*ret_cert_url = strdup(cert)) ? 0 : -ENOMEM;
 }
@@ -405,13 +405,13 @@ static int download(acme *a, EVP_PKEY *key, const char *url, cert_pair *ret)
     char what[2200];
     (void) snprintf(what, sizeof what, "the certificate at %s", url);
     cert_pair p = {};
-    r = keel__cert_parse_certs(resp.body, resp.size, what, &p.leaf, &p.chain, a->e);
+    r = cert_parse_certs(resp.body, resp.size, what, &p.leaf, &p.chain, a->e);
     keel_fetch_response_done(&resp);
     if (r < 0)
         return r;
     if (X509_check_private_key(p.leaf, key) != 1 || EVP_PKEY_up_ref(key) != 1) {
-        keel__cert_pair_done(&p);
-        return keel__cert_fail(a->e, -EKEYREJECTED, "ACME: %s is not for the key of the CSR", what);
+        cert_pair_done(&p);
+        return cert_fail(a->e, -EKEYREJECTED, "ACME: %s is not for the key of the CSR", what);
     }
     p.key = key;
     *ret = p;
@@ -425,20 +425,20 @@ static int download(acme *a, EVP_PKEY *key, const char *url, cert_pair *ret)
 static int new_order(acme *a, json_t **ret, char **ret_url)
 {
     _cleanup_free_ char *replaces = NULL, *payload = NULL;
-    int r = keel__acme_replaces(a, &replaces);
+    int r = acme_replaces(a, &replaces);
     if (r >= 0)
         r = order_payload(a->s->names, replaces, &payload);
     if (r < 0)
-        return keel__cert_fail(a->e, r, "ACME: cannot write the order: %s", strerror(-r));
+        return cert_fail(a->e, r, "ACME: cannot write the order: %s", strerror(-r));
     a->problem_status = 0;
-    r = keel__acme_post_json(a, "newOrder", a->new_order_url, payload, ret, ret_url);
+    r = acme_post_json(a, "newOrder", a->new_order_url, payload, ret, ret_url);
     if (r >= 0 || r == -ECANCELED || !replaces || a->problem_status < 400 || a->problem_status == 429)
         return r;
     CERT_LOG(KEEL_LOG_WARNING, "%s; ordering again without replaces", a->e->text);
     _cleanup_free_ char *plain = NULL;
     if ((r = order_payload(a->s->names, NULL, &plain)) < 0)
         return r;
-    return keel__acme_post_json(a, "newOrder", a->new_order_url, plain, ret, ret_url);
+    return acme_post_json(a, "newOrder", a->new_order_url, plain, ret, ret_url);
 }
 
 static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
@@ -453,16 +453,14 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
     json_array_foreach(json_object_get(order, "authorizations"), i, authz)
     {
         if (!json_is_string(authz))
-            return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s lists an authorization that is not a URL", order_url);
+            return cert_fail(a->e, -EPROTO, "ACME: the order %s lists an authorization that is not a URL", order_url);
         if ((r = authorize(a, json_string_value(authz))) < 0)
             return r;
     }
     if ((r = poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
         return r;
-    if (!streq(keel__acme_json_text(ready, "status") ?: "", "ready") &&
-        !streq(keel__acme_json_text(ready, "status") ?: "", "valid"))
-        return keel__cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url,
-                               keel__acme_json_text(ready, "status") ?: "?");
+    if (!streq(acme_json_text(ready, "status") ?: "", "ready") && !streq(acme_json_text(ready, "status") ?: "", "valid"))
+        return cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, acme_json_text(ready, "status") ?: "?");
     if ((r = finalize(a, key, order_url, ready, &cert_url)) < 0)
         return r;
     return download(a, key, cert_url, ret);
@@ -470,9 +468,9 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
 
 /* ---- one issuance ---------------------------------------------------------------------------------------- */
 
-void keel__acme_done(acme *a)
+void acme_done(acme *a)
 {
-    keel__acme_responder_close(&a->responder);
+    acme_responder_close(&a->responder);
     a->fetch = keel_fetch_free(a->fetch);
     a->account = credential_unref(a->account);
     free(a->kid);
@@ -482,7 +480,7 @@ void keel__acme_done(acme *a)
     free(a->renewal_info_url);
 }
 
-int keel__acme_open(acme *a)
+int acme_open(acme *a)
 {
     const certificate_config *c = &a->s->config;
     char why[KEEL_FETCH_ERROR_MAX];
@@ -492,25 +490,24 @@ int keel__acme_open(acme *a)
                              .userdata = a };
     int r = keel_fetch_new(&o, &a->fetch, why);
     if (r < 0)
-        return keel__cert_fail(a->e, r, "ACME: %s", why);
+        return cert_fail(a->e, r, "ACME: %s", why);
     if (!a->s->refresh_task) /* in start: a request wakes at a stop signal (a refresh task's stop has no descriptor) */
         (void) keel_fetch_set_cancel_fd(a->fetch, keel_app_stop_fd(a->s->app));
     return 0;
 }
 
-int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     const certificate_config *c = &s->config;
-    _cleanup_(keel__acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
+    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
     keel_usec_t t0 = keel_now();
     s->retry_after = 0;
-    int r = keel__acme_open(&a);
+    int r = acme_open(&a);
     if (r < 0)
         return r;
-    if ((r = keel__acme_account_key(&a)) < 0 || (r = keel__acme_read_directory(&a)) < 0 ||
-        (r = keel__acme_find_or_create_account(&a)) < 0)
+    if ((r = acme_account_key(&a)) < 0 || (r = acme_read_directory(&a)) < 0 || (r = acme_find_or_create_account(&a)) < 0)
         return r;
-    if ((r = keel__acme_responder_open(&a.responder, s, e)) < 0)
+    if ((r = acme_responder_open(&a.responder, s, e)) < 0)
         return r;
     if ((r = order_certificate(&a, key, ret)) < 0)
         return r;

@@ -49,34 +49,34 @@ typedef struct acme {
 
 /* Starts answering challenges for @s: -ENOENT when the named server neither serves nor has an
  * address key, bind errors of our own server. */
-int keel__acme_responder_open(acme_responder *r, cert_service *s, cert_error *e);
+int acme_responder_open(acme_responder *r, cert_service *s, cert_error *e);
 /* Adds the key authorization of @token: "TOKEN.THUMBPRINT". -EINVAL for a token that is not
  * base64url (RFC 8555 §8.3). */
-int keel__acme_answer(acme_responder *r, const char *token, const char *thumbprint);
+int acme_answer(acme_responder *r, const char *token, const char *thumbprint);
 /* Stops answering and forgets every challenge. Idempotent. */
-void keel__acme_responder_close(acme_responder *r);
+void acme_responder_close(acme_responder *r);
 
 /* acme.c, for acme-account.c: a string member of @j or NULL; a failed fetch as the attempt's error;
  * the body as a JSON object; a signed POST whose answer is a JSON object (and its Location). */
-const char *keel__acme_json_text(const json_t *j, const char *key);
+const char *acme_json_text(const json_t *j, const char *key);
 /* Retry-After in seconds, below a day, as µs; 0 without one (RFC 9110's date form included: the
  * caller's own interval then). */
-keel_usec_t keel__acme_retry_after(const keel_fetch_response *resp);
-int keel__acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why);
-int keel__acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret);
-int keel__acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location);
+keel_usec_t acme_retry_after(const keel_fetch_response *resp);
+int acme_fetch_failed(acme *a, int r, const char *what, const char *url, const char *why);
+int acme_parse_object(acme *a, const char *what, const char *url, const keel_fetch_response *resp, json_t **ret);
+int acme_post_json(acme *a, const char *what, const char *url, const char *payload, json_t **ret, char **location);
 
 /* acme.c: the fetch client of one exchange with the CA, given up at a stop (the refresh task's, or
  * the app's in start); everything of @a freed. */
-int keel__acme_open(acme *a);
-void keel__acme_done(acme *a);
+int acme_open(acme *a);
+void acme_done(acme *a);
 
 /* acme-ari.c, for the order: the ARI certificate identifier (RFC 9773 §4.1) of the certificate a new
  * order replaces, into *@ret, or NULL when there is none to name (no renewalInfo, no current
  * certificate, one without an authority key identifier). */
-int keel__acme_replaces(acme *a, char **ret);
+int acme_replaces(acme *a, char **ret);
 
 /* acme-account.c: the directory's URLs, the account key (made on first use), the account. */
-int keel__acme_read_directory(acme *a);
-int keel__acme_account_key(acme *a);
-int keel__acme_find_or_create_account(acme *a);
+int acme_read_directory(acme *a);
+int acme_account_key(acme *a);
+int acme_find_or_create_account(acme *a);

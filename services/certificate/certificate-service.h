@@ -12,7 +12,7 @@
 
 #include <keel/keel.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 #include "hooks.h"
 #include "identity.h"
 
@@ -108,65 +108,65 @@ typedef struct cert_service {
 /* The credential to start with: reused from disk when valid, else issued (local-ca), or loaded
  * from the files (file), with the backup as the fallback when configured. When read_only, only
  * what is on disk, and nothing there changes. */
-int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e);
+int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e);
 /* A new credential for a refresh: a new key and certificate (local-ca), or the files re-read. Stores
  * it (and its backup) before returning. */
-int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e);
+int cert_renew(cert_service *s, cert_pair *ret, cert_error *e);
 /* Publishes @p as the current credential. */
-int keel__cert_publish(cert_service *s, const cert_pair *p);
+int cert_publish(cert_service *s, const cert_pair *p);
 /* Makes the key the next renewal will use and publishes it as the next credential, unless it is
  * made already or the provider is the operator's files. Under the service's lock. */
-int keel__cert_prepare_next_key(cert_service *s);
+int cert_prepare_next_key(cert_service *s);
 /* "local-ca", "file"; "none", "read", "write", "read+write". */
-const char *keel__cert_provider_name(int provider);
-const char *keel__cert_backup_name(int backup);
+const char *cert_provider_name(int provider);
+const char *cert_backup_name(int backup);
 
 /* acme.c */
 /* Registers the ACME error counters. */
-int keel__acme_register_metrics(cert_service *s);
+int acme_register_metrics(cert_service *s);
 /* Orders a certificate for @key and s->names from the CA at certificate.acme.directory_url
  * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, the http-01
  * challenges answered on the server certificate.acme.http01_server, the CSR, the download. The
  * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
-int keel__acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
+int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
 
 /* acme-ari.c */
 /* Reads the current certificate's renewal information when its time has come (see acme-ari.c);
  * @woken: the refresh task was woken, which reads it again if the last read is a minute old. The
  * refresh task only. Without provider acme or with certificate.acme.renewal_info off, nothing. */
-void keel__cert_ari_update(cert_service *s, bool woken);
-/* Until the renewal the CA's window asks for (keel__ari_renew_delay()) into *@ret; false when there
+void cert_ari_update(cert_service *s, bool woken);
+/* Until the renewal the CA's window asks for (ari_renew_delay()) into *@ret; false when there
  * is no window, and refresh_interval's schedule holds. */
-bool keel__cert_ari_delay(cert_service *s, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t *ret);
+bool cert_ari_delay(cert_service *s, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t *ret);
 /* Until the next read of the renewal information; KEEL_USEC_INFINITY when none is planned. */
-keel_usec_t keel__cert_ari_check_in(cert_service *s);
+keel_usec_t cert_ari_check_in(cert_service *s);
 /* The window and the renewal picked in it as one line for /readyz?verbose, into @buf; 0 (nothing
  * written) without a window. */
-int keel__cert_ari_note(cert_service *s, char *buf, size_t size);
+int cert_ari_note(cert_service *s, char *buf, size_t size);
 /* Registers the keel_certificate_ari_* gauges. */
-int keel__cert_ari_register_metrics(cert_service *s);
+int cert_ari_register_metrics(cert_service *s);
 
 /* refresh.c */
-/* One renewal (keel__cert_renew()) published, under the service's lock; from the main thread, a new key
+/* One renewal (cert_renew()) published, under the service's lock; from the main thread, a new key
  * of the file provider waits certificate.publish_delay as the next credential first. */
-int keel__cert_reload(cert_service *s, bool main_thread, cert_error *e);
-int keel__cert_refresh_start(cert_service *s);
-int keel__cert_watch_start(cert_service *s);
-void keel__cert_refresh_stop(cert_service *s);
-/* Whether the current certificate is due for renewal now (keel__cert_due()). */
-bool keel__cert_current_due(cert_service *s);
+int cert_reload(cert_service *s, bool main_thread, cert_error *e);
+int cert_refresh_start(cert_service *s);
+int cert_watch_start(cert_service *s);
+void cert_refresh_stop(cert_service *s);
+/* Whether the current certificate is due for renewal now (cert_due()). */
+bool cert_current_due(cert_service *s);
 
 /* out.c */
 /* Checks certificate.out_* and, with out_dir set, delivers each new current credential there
  * (the outcome in out_error, logged and counted). Configure only. */
-int keel__cert_out_configure(cert_service *s, keel_app *app);
+int cert_out_configure(cert_service *s, keel_app *app);
 
 /* roles.c */
 /* Checks certificate.roles and role_dir (configure); issues and writes the role certificates of
  * @c (its outcome in roles_error, logged and counted), under the service's lock. */
-int keel__cert_roles_configure(cert_service *s, keel_app *app);
-void keel__cert_roles_deliver(cert_service *s, const credential *c);
+int cert_roles_configure(cert_service *s, keel_app *app);
+void cert_roles_deliver(cert_service *s, const credential *c);
 
 /* clock.c */
 /* Wakes the refresh task at each step of the wall clock, so that it schedules again. */
-int keel__cert_clock_watch_start(cert_service *s);
+int cert_clock_watch_start(cert_service *s);

@@ -216,9 +216,9 @@ static int certificate_configure(keel_service *svc, void *state)
     if (c->provider == CERT_PROVIDER_ACME && strncmp(c->acme.directory_url, "https://", 8) != 0)
         return keel_app_fail(app, -EINVAL, "certificate.acme.directory_url: '%s' is not an https:// URL", c->acme.directory_url);
     for (char **n = c->dns_names; *n; n++)
-        if (!keel__cert_name_valid(*n))
+        if (!cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
-    return keel__cert_out_configure(s, app);
+    return cert_out_configure(s, app);
 }
 
 /* ---- health and metrics ---------------------------------------------------------------------------- */
@@ -241,12 +241,12 @@ static int check_health(void *userdata, char *reason, size_t size)
     if (!c)
         return snprintf(reason, size, "no certificate"), -ENOKEY;
     keel_usec_t now = keel_now_realtime(), nb = credential_not_before(c), na = credential_not_after(c);
-    bool due = keel__cert_due(now, nb, na);
+    bool due = cert_due(now, nb, na);
     if (due)
         keel_task_group_wake(s->tasks);
     int r = credential_check(c, now, reason, size);
     if (r >= 0 && !due)
-        (void) keel__cert_ari_note(s, reason, size); /* a note beside "ok" in the verbose list */
+        (void) cert_ari_note(s, reason, size); /* a note beside "ok" in the verbose list */
     if (r >= 0 && due) {
         char when[32];
         format_utc(na, when, sizeof when);
@@ -300,9 +300,9 @@ static int register_checks(cert_service *s)
         r = keel_metrics_counter(m, "keel_certificate_deliveries_total", "Pairs delivered to certificate.out_dir, by result",
                                  (const char *const[]){ "result", "error", NULL }, &s->out_failures);
     if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME)
-        r = keel__acme_register_metrics(s);
+        r = acme_register_metrics(s);
     if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info)
-        r = keel__cert_ari_register_metrics(s);
+        r = cert_ari_register_metrics(s);
     s->checks_registered = r >= 0;
     return r;
 }
@@ -314,7 +314,7 @@ static int resolve_names(cert_service *s)
     char host[256];
     if (*s->config.dns_names)
         return (s->names = keel_strv_copy(s->config.dns_names)) ? 0 : -ENOMEM;
-    if (gethostname(host, sizeof host) < 0 || !*host || !keel__cert_name_valid(host))
+    if (gethostname(host, sizeof host) < 0 || !*host || !cert_name_valid(host))
         (void) snprintf(host, sizeof host, "localhost");
     if (keel_strv_extend(&s->names, host) < 0 || (!streq(host, "localhost") && keel_strv_extend(&s->names, "localhost") < 0))
         return -ENOMEM;
@@ -339,7 +339,7 @@ static int obtain_in_init(cert_service *s, cert_pair *p, cert_error *e)
 {
     keel_usec_t deadline = keel_now() + agent_init_timeout(s->app), backoff = KEEL_USEC_PER_SEC;
     for (;;) {
-        int r = keel__cert_obtain(s, p, e);
+        int r = cert_obtain(s, p, e);
         if (r >= 0 || s->config.provider != CERT_PROVIDER_ACME)
             return r;
         if (r == -ECANCELED || keel_now() + backoff >= deadline) {
@@ -352,7 +352,7 @@ static int obtain_in_init(cert_service *s, cert_pair *p, cert_error *e)
         CERT_LOG(KEEL_LOG_WARNING, "Failed to obtain the certificate, trying again in %s: %s",
                  keel_format_duration(backoff, d, sizeof d), e->text);
         if (keel_app_wait(s->app, backoff) < 0) {
-            (void) keel__cert_fail(e, -EINTR, "keel init stopped while it retried: %s", e->text);
+            (void) cert_fail(e, -EINTR, "keel init stopped while it retried: %s", e->text);
             return -EINTR;
         }
         backoff = KEEL_MIN(backoff * 2, 30 * KEEL_USEC_PER_SEC);
@@ -375,12 +375,12 @@ static int certificate_start(keel_service *svc, void *state)
         return keel_app_fail(app, r, "Cannot set up the certificate service: %s", strerror(-r));
 
     /* For serve, state_dir exists and is locked (core), and is not in layout 1 (the layout plugin). */
-    _cleanup_(keel__cert_pair_done) cert_pair p = {};
+    _cleanup_(cert_pair_done) cert_pair p = {};
     cert_error e = {};
     (void) pthread_mutex_lock(&s->lock);
-    r = agent_init_mode(app) ? obtain_in_init(s, &p, &e) : keel__cert_obtain(s, &p, &e);
-    if (r >= 0 && (r = keel__cert_publish(s, &p)) < 0)
-        (void) keel__cert_fail(&e, r, "Cannot publish the credential: %s", strerror(-r));
+    r = agent_init_mode(app) ? obtain_in_init(s, &p, &e) : cert_obtain(s, &p, &e);
+    if (r >= 0 && (r = cert_publish(s, &p)) < 0)
+        (void) cert_fail(&e, r, "Cannot publish the credential: %s", strerror(-r));
     (void) pthread_mutex_unlock(&s->lock);
     if (r < 0)
         return keel_app_fail(app, r, "%s", e.text);
@@ -395,9 +395,9 @@ static int certificate_start(keel_service *svc, void *state)
     if ((r = hooks_start(s->hooks)) < 0)
         return keel_app_fail(app, r, "Cannot start the certificate.out hooks: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
 
-    if (s->config.provider == CERT_PROVIDER_FILE && (r = keel__cert_watch_start(s)) < 0)
+    if (s->config.provider == CERT_PROVIDER_FILE && (r = cert_watch_start(s)) < 0)
         return keel_app_fail(app, r, "Cannot watch the directory of '%s': %s", s->key_path, strerror(-r));
-    if ((r = keel__cert_refresh_start(s)) < 0)
+    if ((r = cert_refresh_start(s)) < 0)
         return keel_app_fail(app, r, "Cannot start the refresh task: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
     return 0;
 }
@@ -406,7 +406,7 @@ static int certificate_stop(keel_service *svc, void *state)
 {
     cert_service *s = state;
     bool started = s->state_dir != NULL;
-    keel__cert_refresh_stop(s);
+    cert_refresh_stop(s);
     s->hooks = hooks_free(s->hooks); /* after the refresh task, the last to deliver */
     EVP_PKEY_free(s->ca_key);
     X509_free(s->ca_cert);
@@ -436,11 +436,11 @@ static int certificate_refresh(keel_service *svc, void *state)
      * task wakes and schedules again. */
     bool changed = atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval;
     bool ari = s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info;
-    if (changed || ari || (s->state_dir && keel__cert_current_due(s)))
+    if (changed || ari || (s->state_dir && cert_current_due(s)))
         keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
         return 0;
-    int r = keel__cert_reload(s, true, &e);
+    int r = cert_reload(s, true, &e);
     if (r < 0)
         return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
     CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);

@@ -48,7 +48,7 @@ static int on_clock_change(sd_event_source *src, int fd, uint32_t revents, void 
     return 0;
 }
 
-int keel__cert_clock_watch_start(cert_service *s)
+int cert_clock_watch_start(cert_service *s)
 {
     int fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
     if (fd < 0)

@@ -100,8 +100,8 @@ static int done(writer *w)
     return w->overflow ? -E2BIG : 0;
 }
 
-int keel__dns01_build_update(dns01_message *m, uint16_t id, const char *zone, const char *owner, const char *value, uint32_t ttl,
-                             dns01_update_op op)
+int dns01_build_update(dns01_message *m, uint16_t id, const char *zone, const char *owner, const char *value, uint32_t ttl,
+                       dns01_update_op op)
 {
     size_t len = strlen(value);
     if (len > 255)
@@ -123,7 +123,7 @@ int keel__dns01_build_update(dns01_message *m, uint16_t id, const char *zone, co
     return r < 0 ? r : done(&w);
 }
 
-int keel__dns01_build_query(dns01_message *m, uint16_t id, const char *name, uint16_t type)
+int dns01_build_query(dns01_message *m, uint16_t id, const char *name, uint16_t type)
 {
     writer w = { .m = m };
     put_header(&w, id, 0, 1, 0, 0, 0);
@@ -142,7 +142,7 @@ static void put_tsig_head(writer *w, const dns01_key *k, uint64_t now)
     put16(w, TSIG_FUDGE);
 }
 
-int keel__dns01_sign(dns01_message *m, const dns01_key *k, uint64_t now, uint8_t ret_mac[static 64], size_t *ret_mac_size)
+int dns01_sign(dns01_message *m, const dns01_key *k, uint64_t now, uint8_t ret_mac[static 64], size_t *ret_mac_size)
 {
     /* The MAC covers the message as it is and then the variables; neither includes the record. */
     _cleanup_free_ dns01_message *input = malloc(sizeof *input);
@@ -355,8 +355,8 @@ static int on_tsig(const uint8_t *data, size_t size, const rr *rec, unsigned sec
     return 1;
 }
 
-int keel__dns01_parse_reply(const uint8_t *data, size_t size, const dns01_key *k, const uint8_t *request_mac, size_t mac_size,
-                            dns01_reply *ret)
+int dns01_parse_reply(const uint8_t *data, size_t size, const dns01_key *k, const uint8_t *request_mac, size_t mac_size,
+                      dns01_reply *ret)
 {
     if (size < HEADER_SIZE || !(data[2] & 0x80))
         return -EBADMSG;
@@ -382,7 +382,7 @@ static int on_txt(const uint8_t *data, size_t size, const rr *rec, unsigned sect
            data[rec->rdata] == len && memcmp(data + rec->rdata + 1, t->value, len) == 0;
 }
 
-int keel__dns01_name_canonical(const char *name, char ret[static DNS01_NAME_MAX + 1])
+int dns01_name_canonical(const char *name, char ret[static DNS01_NAME_MAX + 1])
 {
     dns01_message m = { .size = 0 };
     writer w = { .m = &m };
@@ -391,10 +391,10 @@ int keel__dns01_name_canonical(const char *name, char ret[static DNS01_NAME_MAX 
     return r < 0 ? r : read_name(m.data, m.size, &pos, ret);
 }
 
-int keel__dns01_reply_has_txt(const uint8_t *data, size_t size, const char *name, const char *value)
+int dns01_reply_has_txt(const uint8_t *data, size_t size, const char *name, const char *value)
 {
     txt_match t = { .value = value };
-    int r = keel__dns01_name_canonical(name, t.name);
+    int r = dns01_name_canonical(name, t.name);
     return r < 0 ? r : walk(data, size, on_txt, &t);
 }
 
@@ -406,7 +406,7 @@ static int on_soa(const uint8_t *data, size_t size, const rr *rec, unsigned sect
     return 1;
 }
 
-int keel__dns01_reply_soa_owner(const uint8_t *data, size_t size, char ret[static DNS01_NAME_MAX + 1])
+int dns01_reply_soa_owner(const uint8_t *data, size_t size, char ret[static DNS01_NAME_MAX + 1])
 {
     char owner[DNS01_NAME_MAX + 1];
     int r = walk(data, size, on_soa, owner);
@@ -416,7 +416,7 @@ int keel__dns01_reply_soa_owner(const uint8_t *data, size_t size, char ret[stati
     return 0;
 }
 
-const char *keel__dns01_rcode_name(int rcode, char buf[static 16])
+const char *dns01_rcode_name(int rcode, char buf[static 16])
 {
     static const char *const names[] = {
         "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",      "NOTIMP", "REFUSED", "YXDOMAIN",        "YXRRSET",

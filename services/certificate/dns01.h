@@ -14,7 +14,7 @@
 
 #include <keel/config.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 
 /* ---- configuration: certificate.acme.dns01.* -------------------------------------------------- */
 
@@ -25,7 +25,7 @@ typedef enum dns01_algorithm {
     _DNS01_ALGORITHM_INVALID = -EINVAL,
 } dns01_algorithm;
 
-/* The storage of keel__dns01_config_keys; the strings are the app's (keel_app_add_config()). */
+/* The storage of dns01_config_keys; the strings are the app's (keel_app_add_config()). */
 typedef struct dns01_config {
     keel_address server;     /* the primary that accepts updates, "host:port", host numeric */
     char *zone;              /* "" finds it by an SOA query */
@@ -36,8 +36,8 @@ typedef struct dns01_config {
     keel_usec_t propagation; /* the most present waits for the record to be served; 0: no wait */
 } dns01_config;
 
-extern const keel_config_key keel__dns01_config_keys[];
-extern const size_t keel__dns01_n_config_keys;
+extern const keel_config_key dns01_config_keys[];
+extern const size_t dns01_n_config_keys;
 
 /* ---- the solver ------------------------------------------------------------------------------- */
 
@@ -45,22 +45,22 @@ typedef struct dns01_solver dns01_solver;
 
 /* The TXT value for @key_authorization ("TOKEN.THUMBPRINT"): base64url(SHA-256) without padding,
  * 43 characters, into @ret (at least 44 bytes). -EINVAL for an empty key authorization. */
-int keel__dns01_txt_value(const char *key_authorization, char ret[static 44]);
+int dns01_txt_value(const char *key_authorization, char ret[static 44]);
 
 /* A solver for @c: reads the TSIG secret file now. Errors name the key that is missing. */
-int keel__dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e);
-dns01_solver *keel__dns01_solver_free(dns01_solver *s);
-DEFINE_TRIVIAL_CLEANUP_FUNC(dns01_solver *, keel__dns01_solver_free);
+int dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e);
+dns01_solver *dns01_solver_free(dns01_solver *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(dns01_solver *, dns01_solver_free);
 
 /* Adds TXT _acme-challenge.@domain (a leading "*." dropped) with the value of @key_authorization
  * and, when the propagation wait is not 0, returns once the server answers it to a query:
  * -ETIMEDOUT if it does not within that wait. A server that refuses gives -EPERM (NOTAUTH, REFUSED,
  * a TSIG error), -EIO for any other RCODE, -EBADMSG for a reply that is not DNS or not signed by
  * the key; -ETIMEDOUT when an exchange overran certificate.acme.dns01.timeout. */
-int keel__dns01_present(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e);
-/* Deletes exactly the record keel__dns01_present() added (other TXT records of the name stay).
- * Deleting one that is not there succeeds. Errors as for keel__dns01_present(). */
-int keel__dns01_cleanup(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e);
+int dns01_present(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e);
+/* Deletes exactly the record dns01_present() added (other TXT records of the name stay).
+ * Deleting one that is not there succeeds. Errors as for dns01_present(). */
+int dns01_cleanup(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e);
 
 /* ---- dns-message.c: DNS messages -------------------------------------------------------------- */
 
@@ -106,21 +106,21 @@ typedef struct dns01_reply {
 
 /* An UPDATE of @zone that adds (with @ttl) or deletes the TXT record @value at @owner. -EINVAL for
  * a name that is not one (an empty label, a label over 63 bytes) or a value over 255 bytes. */
-int keel__dns01_build_update(dns01_message *m, uint16_t id, const char *zone, const char *owner, const char *value, uint32_t ttl,
-                             dns01_update_op op);
+int dns01_build_update(dns01_message *m, uint16_t id, const char *zone, const char *owner, const char *value, uint32_t ttl,
+                       dns01_update_op op);
 /* A query (recursion not desired: we ask the authority itself) for @name of @type. */
-int keel__dns01_build_query(dns01_message *m, uint16_t id, const char *name, uint16_t type);
+int dns01_build_query(dns01_message *m, uint16_t id, const char *name, uint16_t type);
 /* Appends the TSIG record of @k at @now (seconds since the epoch) and its MAC to @ret_mac. */
-int keel__dns01_sign(dns01_message *m, const dns01_key *k, uint64_t now, uint8_t ret_mac[static 64], size_t *ret_mac_size);
+int dns01_sign(dns01_message *m, const dns01_key *k, uint64_t now, uint8_t ret_mac[static 64], size_t *ret_mac_size);
 /* Reads the header and the TSIG record of @data, checking it against @k and the request's MAC when
  * @k is not NULL. -EBADMSG for a message that is not one. */
-int keel__dns01_parse_reply(const uint8_t *data, size_t size, const dns01_key *k, const uint8_t *request_mac, size_t mac_size,
-                            dns01_reply *ret);
+int dns01_parse_reply(const uint8_t *data, size_t size, const dns01_key *k, const uint8_t *request_mac, size_t mac_size,
+                      dns01_reply *ret);
 /* Whether the answer section of @data holds a TXT record of @name whose one string is @value: 1 or 0. */
-int keel__dns01_reply_has_txt(const uint8_t *data, size_t size, const char *name, const char *value);
+int dns01_reply_has_txt(const uint8_t *data, size_t size, const char *name, const char *value);
 /* The owner of the SOA record in the answer or authority section: the zone @name is in. -ENOENT without one. */
-int keel__dns01_reply_soa_owner(const uint8_t *data, size_t size, char ret[static DNS01_NAME_MAX + 1]);
+int dns01_reply_soa_owner(const uint8_t *data, size_t size, char ret[static DNS01_NAME_MAX + 1]);
 /* @name as replies hold it: lower case, one trailing dot. -EINVAL for one that is not a name. */
-int keel__dns01_name_canonical(const char *name, char ret[static DNS01_NAME_MAX + 1]);
+int dns01_name_canonical(const char *name, char ret[static DNS01_NAME_MAX + 1]);
 /* "NOERROR", "NOTAUTH", "BADSIG", ...; "RCODE%d" into @buf for one without a name. */
-const char *keel__dns01_rcode_name(int rcode, char buf[static 16]);
+const char *dns01_rcode_name(int rcode, char buf[static 16]);

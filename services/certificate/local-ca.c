@@ -13,13 +13,13 @@
 #include <keel/strbuf.h>
 #include <keel/util.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 #include "openssl-util.h"
 
 /* notBefore this far in the past, so that a peer whose clock is a little behind accepts it. */
 #define CLOCK_SKEW_S 300
 
-int keel__cert_generate_key(cert_key_type type, unsigned rsa_bits, EVP_PKEY **ret)
+int cert_generate_key(cert_key_type type, unsigned rsa_bits, EVP_PKEY **ret)
 {
     EVP_PKEY *key = type == CERT_KEY_RSA ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) rsa_bits)
                                          : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -81,7 +81,7 @@ static long lifetime_seconds(keel_usec_t lifetime)
     return (long) KEEL_MAX(lifetime / KEEL_USEC_PER_SEC, 1);
 }
 
-int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret)
+int cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret)
 {
     _cleanup_(X509_freep) X509 *x = NULL;
     int r = new_cert(key, "Keel local CA", lifetime_seconds(lifetime), &x);
@@ -102,9 +102,9 @@ int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret)
     return 0;
 }
 
-bool keel__cert_name_valid(const char *name)
+bool cert_name_valid(const char *name)
 {
-    if (keel__cert_name_is_ip(name))
+    if (cert_name_is_ip(name))
         return true;
     size_t n = strlen(name);
     if (n == 0 || n > 253 || name[0] == '.' || name[0] == '-' || strstr(name, ".."))
@@ -115,18 +115,18 @@ bool keel__cert_name_valid(const char *name)
     return true;
 }
 
-bool keel__cert_name_is_ip(const char *name)
+bool cert_name_is_ip(const char *name)
 {
     unsigned char addr[16];
     return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
 }
 
-/* "DNS:a,IP:127.0.0.1": the names were checked by keel__cert_name_valid(), so none has a comma. */
-int keel__cert_san_text(char *const *names, char *buf, size_t size)
+/* "DNS:a,IP:127.0.0.1": the names were checked by cert_name_valid(), so none has a comma. */
+int cert_san_text(char *const *names, char *buf, size_t size)
 {
     keel_strbuf sb = { .buf = buf, .size = size };
     for (size_t i = 0; names[i]; i++)
-        keel_strbuf_printf(&sb, "%s%s:%s", i ? "," : "", keel__cert_name_is_ip(names[i]) ? "IP" : "DNS", names[i]);
+        keel_strbuf_printf(&sb, "%s%s:%s", i ? "," : "", cert_name_is_ip(names[i]) ? "IP" : "DNS", names[i]);
     return sb.truncated ? -E2BIG : 0;
 }
 
@@ -168,19 +168,19 @@ static int issue_leaf(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char
     return 0;
 }
 
-int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret)
+int cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret)
 {
     char san[8192];
     if (!names || !names[0])
         return -EINVAL;
-    int r = keel__cert_san_text(names, san, sizeof san);
+    int r = cert_san_text(names, san, sizeof san);
     if (r < 0)
         return r;
     return issue_leaf(ca_key, ca_cert, key, names[0], san, "serverAuth,clientAuth", lifetime, ret);
 }
 
-int keel__cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role,
-                          keel_usec_t lifetime, X509 **ret)
+int cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role, keel_usec_t lifetime,
+                    X509 **ret)
 {
     char cn[512], san[600];
     int n = snprintf(cn, sizeof cn, "%s:role.%s", domain, role),
@@ -206,7 +206,7 @@ static bool san_has(GENERAL_NAMES *sans, const char *name)
     return false;
 }
 
-bool keel__cert_has_names(X509 *cert, char *const *names)
+bool cert_has_names(X509 *cert, char *const *names)
 {
     _cleanup_(GENERAL_NAMES_freep) GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     if (!sans)

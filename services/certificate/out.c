@@ -50,18 +50,18 @@ static int write_pair(const cert_service *s, const credential *c, const char *di
     size_t size = 0;
     int r = join(path, sizeof path, dir, "key.pem");
     if (r >= 0)
-        r = keel__cert_key_pem(credential_key(c), &pem, &size);
+        r = cert_key_pem(credential_key(c), &pem, &size);
     if (r >= 0)
         r = delivery_write(path, pem, size, s->out_key_mode, s->out_gid);
-    keel__cert_pem_free(pem, size);
+    cert_pem_free(pem, size);
     pem = NULL;
     if (r >= 0)
         r = join(path, sizeof path, dir, "cert.pem");
     if (r >= 0)
-        r = keel__cert_certs_pem(credential_cert(c), credential_chain(c), &pem, &size);
+        r = cert_certs_pem(credential_cert(c), credential_chain(c), &pem, &size);
     if (r >= 0)
         r = delivery_write(path, pem, size, 0444, s->out_gid);
-    keel__cert_pem_free(pem, size);
+    cert_pem_free(pem, size);
     return r;
 }
 
@@ -163,7 +163,7 @@ static void on_change(identity *id, void *userdata)
     bool replaced = false;
     if (*s->config.out_dir && !deliver_pair(s, c, &replaced))
         return;
-    keel__cert_roles_deliver(s, c); /* a failure is tried again with the next pair */
+    cert_roles_deliver(s, c); /* a failure is tried again with the next pair */
     (void) snprintf(s->out_kid, sizeof s->out_kid, "%s", credential_kid(c));
     /* The first pair a directory gets is read when its program starts: nothing to tell. */
     if (replaced)
@@ -182,11 +182,11 @@ static int hooks_configure(cert_service *s, keel_app *app)
     return r < 0 ? keel_app_fail(app, r, "%s", r == -EINVAL ? why : strerror(-r)) : 0;
 }
 
-int keel__cert_out_configure(cert_service *s, keel_app *app)
+int cert_out_configure(cert_service *s, keel_app *app)
 {
     int r = hooks_configure(s, app);
     if (r >= 0)
-        r = keel__cert_roles_configure(s, app);
+        r = cert_roles_configure(s, app);
     if (r < 0)
         return r;
     if (delivery_parse_group(s->config.out_group, &s->out_gid) < 0)

@@ -13,11 +13,11 @@
 #include <keel/fileio.h>
 #include <keel/util.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 #include "credential.h"
 #include "openssl-util.h"
 
-int keel__cert_fail(cert_error *e, int r, const char *fmt, ...)
+int cert_fail(cert_error *e, int r, const char *fmt, ...)
 {
     if (e) {
         va_list ap;
@@ -57,13 +57,13 @@ static int read_pem(const char *path, bool secret, BIO **ret, cert_error *e)
     mode_t mode = 0;
     int r = (secret ? keel_file_read_secret : keel_file_read)(path, CERT_FILE_MAX, &t.data, &t.size, &mode);
     if (r == -EFBIG)
-        return keel__cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
+        return cert_fail(e, r, "'%s' is larger than %d bytes", path, CERT_FILE_MAX);
     if (r == -EACCES && mode)
-        return keel__cert_fail(e, r, "Permissions %04o for '%s' are too open: " KEEL_SECRET_MODE_RULE, (unsigned) mode, path);
+        return cert_fail(e, r, "Permissions %04o for '%s' are too open: " KEEL_SECRET_MODE_RULE, (unsigned) mode, path);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot read '%s': %s", path, strerror(-r));
+        return cert_fail(e, r, "Cannot read '%s': %s", path, strerror(-r));
     if (t.size == 0)
-        return keel__cert_fail(e, -EBADMSG, "'%s' is empty", path);
+        return cert_fail(e, -EBADMSG, "'%s' is empty", path);
     _cleanup_(BIO_erase_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio || BIO_write(bio, t.data, (int) t.size) != (int) t.size)
         return -ENOMEM;
@@ -115,7 +115,7 @@ static EVP_PKEY *read_typed_key(BIO *bio)
     return key;
 }
 
-int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
+int cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
 {
     char why[256];
     _cleanup_(BIO_erase_freep) BIO *bio = NULL;
@@ -131,10 +131,10 @@ int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e)
         key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
     }
     if (!key)
-        return keel__cert_fail(e, -EBADMSG, "'%s' is not a PEM private key: %s", path, ssl_reason(why, sizeof why));
+        return cert_fail(e, -EBADMSG, "'%s' is not a PEM private key: %s", path, ssl_reason(why, sizeof why));
     _cleanup_(credential_unrefp) credential *probe = NULL;
     if (credential_new(key, NULL, NULL, &probe) == -EINVAL)
-        return keel__cert_fail(e, -EINVAL, "The key in '%s' is neither EC P-256 nor RSA of 2048 bits or more", path);
+        return cert_fail(e, -EINVAL, "The key in '%s' is neither EC P-256 nor RSA of 2048 bits or more", path);
     *ret = TAKE_PTR(key);
     return 0;
 }
@@ -146,7 +146,7 @@ static int parse_certs(BIO *bio, const char *what, X509 **ret_leaf, STACK_OF(X50
     ERR_clear_error();
     _cleanup_(X509_freep) X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     if (!leaf)
-        return keel__cert_fail(e, -EBADMSG, "%s is not a PEM certificate: %s", what, ssl_reason(why, sizeof why));
+        return cert_fail(e, -EBADMSG, "%s is not a PEM certificate: %s", what, ssl_reason(why, sizeof why));
     _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
     for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, NULL, NULL));) {
         if (!chain && !(chain = sk_X509_new_null())) {
@@ -161,15 +161,14 @@ static int parse_certs(BIO *bio, const char *what, X509 **ret_leaf, STACK_OF(X50
     /* The loop ends at the end of the data (PEM_R_NO_START_LINE) or at a corrupt block. */
     unsigned long code = ERR_peek_last_error();
     if (code != 0 && !(ERR_GET_LIB(code) == ERR_LIB_PEM && ERR_GET_REASON(code) == PEM_R_NO_START_LINE))
-        return keel__cert_fail(e, -EBADMSG, "%s holds a corrupt certificate after the first: %s", what,
-                               ssl_reason(why, sizeof why));
+        return cert_fail(e, -EBADMSG, "%s holds a corrupt certificate after the first: %s", what, ssl_reason(why, sizeof why));
     ERR_clear_error();
     *ret_leaf = TAKE_PTR(leaf);
     *ret_chain = TAKE_PTR(chain);
     return 0;
 }
 
-int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
+int cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
 {
     _cleanup_(BIO_freep) BIO *bio = NULL;
     int r = read_pem(path, false, &bio, e);
@@ -180,11 +179,10 @@ int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *r
     return parse_certs(bio, what, ret_leaf, ret_chain, e);
 }
 
-int keel__cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain,
-                           cert_error *e)
+int cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e)
 {
     if (size > CERT_FILE_MAX || size > INT_MAX)
-        return keel__cert_fail(e, -EFBIG, "%s is larger than %d bytes", what, CERT_FILE_MAX);
+        return cert_fail(e, -EFBIG, "%s is larger than %d bytes", what, CERT_FILE_MAX);
     _cleanup_(BIO_freep) BIO *bio = BIO_new_mem_buf(pem, (int) size);
     if (!bio)
         return -ENOMEM;
@@ -207,7 +205,7 @@ static int bio_text(BIO *bio, char **ret, size_t *ret_size)
     return 0;
 }
 
-int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size)
+int cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size)
 {
     _cleanup_(BIO_erase_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
@@ -217,7 +215,7 @@ int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size)
     return bio_text(bio, ret, ret_size);
 }
 
-int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size)
+int cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size)
 {
     _cleanup_(BIO_freep) BIO *bio = BIO_new(BIO_s_mem());
     if (!bio)
@@ -230,32 +228,32 @@ int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t 
     return bio_text(bio, ret, ret_size);
 }
 
-void keel__cert_pem_free(char *pem, size_t size)
+void cert_pem_free(char *pem, size_t size)
 {
     if (pem)
         OPENSSL_cleanse(pem, size);
     free(pem);
 }
 
-int keel__cert_write_key(const char *path, EVP_PKEY *key)
+int cert_write_key(const char *path, EVP_PKEY *key)
 {
     char *pem = NULL;
     size_t size = 0;
-    int r = keel__cert_key_pem(key, &pem, &size);
+    int r = cert_key_pem(key, &pem, &size);
     if (r >= 0)
         r = keel_file_write_atomic(path, pem, size, 0600);
-    keel__cert_pem_free(pem, size);
+    cert_pem_free(pem, size);
     return r;
 }
 
-int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
+int cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
 {
     char *pem = NULL;
     size_t size = 0;
-    int r = keel__cert_certs_pem(leaf, chain, &pem, &size);
+    int r = cert_certs_pem(leaf, chain, &pem, &size);
     if (r >= 0)
         r = keel_file_write_atomic(path, pem, size, 0644);
-    keel__cert_pem_free(pem, size);
+    cert_pem_free(pem, size);
     return r;
 }
 
@@ -271,7 +269,7 @@ static int check_dates(X509 *leaf, time_t now, const char *what, cert_error *e)
     int n = b && ASN1_TIME_print(b, early ? nb : na) == 1 ? BIO_read(b, when, sizeof when - 1) : -1;
     when[n > 0 ? n : 0] = '\0';
     BIO_free(b);
-    return keel__cert_fail(e, -EKEYEXPIRED, "%s: the certificate %s %s", what, early ? "is not valid before" : "expired at", when);
+    return cert_fail(e, -EKEYEXPIRED, "%s: the certificate %s %s", what, early ? "is not valid before" : "expired at", when);
 }
 
 static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
@@ -285,15 +283,14 @@ static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now
         return 0;
     int err = X509_STORE_CTX_get_error(ctx);
     ERR_clear_error();
-    return keel__cert_fail(e, -EBADE, "%s: the certificate does not verify to the CA: %s", what,
-                           X509_verify_cert_error_string(err));
+    return cert_fail(e, -EBADE, "%s: the certificate does not verify to the CA: %s", what, X509_verify_cert_error_string(err));
 }
 
-int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
+int cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e)
 {
     if (X509_check_private_key(leaf, key) != 1) {
         ERR_clear_error();
-        return keel__cert_fail(e, -EKEYREJECTED, "%s: the certificate does not belong to the key", what);
+        return cert_fail(e, -EKEYREJECTED, "%s: the certificate does not belong to the key", what);
     }
     int r = check_dates(leaf, now, what, e);
     if (r < 0 || !ca)

@@ -13,19 +13,19 @@
 static const char *const provider_names[] = { "local-ca", "file", "acme" };
 static const char *const backup_names[] = { "none", "read", "write", "read+write" };
 
-const char *keel__cert_provider_name(int provider)
+const char *cert_provider_name(int provider)
 {
     return provider >= 0 && provider < _CERT_PROVIDER_MAX ? provider_names[provider] : "?";
 }
 
-const char *keel__cert_backup_name(int backup)
+const char *cert_backup_name(int backup)
 {
     return backup >= 0 && backup < _CERT_BACKUP_MAX ? backup_names[backup] : "?";
 }
 
 static void cert_pair_donep(cert_pair *p)
 {
-    keel__cert_pair_done(p);
+    cert_pair_done(p);
 }
 
 static void take_pair(cert_pair *to, cert_pair *from)
@@ -42,16 +42,16 @@ static int read_ca(const char *key_path, const char *cert_path, EVP_PKEY **ret_k
     _cleanup_(X509_freep) X509 *cert = NULL;
     _cleanup_x509_stack_ STACK_OF(X509) *chain = NULL;
     char what[2 * PATH_MAX + 32];
-    int r = keel__cert_read_key(key_path, &key, e);
+    int r = cert_read_key(key_path, &key, e);
     if (r >= 0)
-        r = keel__cert_read_certs(cert_path, &cert, &chain, e);
+        r = cert_read_certs(cert_path, &cert, &chain, e);
     if (r < 0)
         return r;
     (void) snprintf(what, sizeof what, "CA key[%s], cert[%s]", key_path, cert_path);
-    if ((r = keel__cert_check(key, cert, NULL, NULL, time(NULL), what, e)) < 0)
+    if ((r = cert_check(key, cert, NULL, NULL, time(NULL), what, e)) < 0)
         return r;
     if (X509_check_ca(cert) == 0)
-        return keel__cert_fail(e, -EINVAL, "%s: the certificate is not a CA certificate", what);
+        return cert_fail(e, -EINVAL, "%s: the certificate is not a CA certificate", what);
     *ret_key = TAKE_PTR(key);
     *ret_cert = TAKE_PTR(cert);
     return 0;
@@ -115,7 +115,7 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
         X509_free(s->ca_cert);
         s->ca_key = NULL;
         s->ca_cert = NULL;
-        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
+        return cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
     }
     CERT_LOG(KEEL_LOG_INFO, "Created the local CA key[%s], cert[%s]", f->key_path, f->cert_path);
     return 0;
@@ -124,8 +124,8 @@ static int ca_files_finish(cert_service *s, ca_files *f, cert_error *e)
 static void ca_files_done(ca_files *f)
 {
     f->writer = keel_task_group_free(f->writer);
-    keel__cert_pem_free(f->key_pem, f->key_size);
-    keel__cert_pem_free(f->cert_pem, f->cert_size);
+    cert_pem_free(f->key_pem, f->key_size);
+    cert_pem_free(f->cert_pem, f->cert_size);
     f->key_pem = f->cert_pem = NULL;
 }
 
@@ -134,14 +134,13 @@ static int create_ca(cert_service *s, ca_files *f, cert_error *e)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     _cleanup_(X509_freep) X509 *cert = NULL;
-    int r = keel__cert_generate_key(CERT_KEY_EC, 0, &key);
+    int r = cert_generate_key(CERT_KEY_EC, 0, &key);
     if (r >= 0)
-        r = keel__cert_create_ca(key, CERT_CA_LIFETIME, &cert);
+        r = cert_create_ca(key, CERT_CA_LIFETIME, &cert);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot create the local CA: %s", strerror(-r));
-    if ((r = keel__cert_key_pem(key, &f->key_pem, &f->key_size)) < 0 ||
-        (r = keel__cert_certs_pem(cert, NULL, &f->cert_pem, &f->cert_size)) < 0)
-        return keel__cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
+        return cert_fail(e, r, "Cannot create the local CA: %s", strerror(-r));
+    if ((r = cert_key_pem(key, &f->key_pem, &f->key_size)) < 0 || (r = cert_certs_pem(cert, NULL, &f->cert_pem, &f->cert_size)) < 0)
+        return cert_fail(e, r, "Cannot write the local CA to '%s': %s", f->cert_path, strerror(-r));
     f->pending = true;
     s->ca_key = TAKE_PTR(key);
     s->ca_cert = TAKE_PTR(cert);
@@ -163,7 +162,7 @@ static int ensure_ca(cert_service *s, ca_files *f, cert_error *e)
     if (r >= 0)
         return 0;
     if (r == -EACCES) /* a key others could read is compromised: the operator decides */
-        return keel__cert_fail(e, r, "%s", why.text);
+        return cert_fail(e, r, "%s", why.text);
     if (r != -ENOENT)
         CERT_LOG(KEEL_LOG_WARNING, "%s; creating a new local CA", why.text);
     return create_ca(s, f, e);
@@ -185,24 +184,24 @@ static int issue_and_store(cert_service *s, EVP_PKEY *key, ca_files *ca, cert_pa
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
     cert_staged staged = {};
-    int r = keel__cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
+    int r = cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
     bool ref = r >= 0 && EVP_PKEY_up_ref(key) == 1;
     if (ref)
         p.key = key;
-    int stored = ref ? keel__cert_store_stage(s->state_dir, &p, &staged) : 0;
+    int stored = ref ? cert_store_stage(s->state_dir, &p, &staged) : 0;
     int w = ca ? ca_files_finish(s, ca, e) : 0; /* first: its failure is the one to report */
     if (w >= 0 && ref && stored >= 0)
-        stored = keel__cert_store_commit(&staged);
+        stored = cert_store_commit(&staged);
     else
-        keel__cert_store_abort(&staged);
+        cert_store_abort(&staged);
     if (w < 0)
         return w;
     if (r >= 0 && !ref)
         return -ENOMEM;
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot issue a certificate from the local CA: %s", strerror(-r));
+        return cert_fail(e, r, "Cannot issue a certificate from the local CA: %s", strerror(-r));
     if (stored < 0)
-        return keel__cert_fail(e, stored, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-stored));
+        return cert_fail(e, stored, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-stored));
     take_pair(ret, &p);
     return 0;
 }
@@ -219,16 +218,16 @@ static int reuse(cert_service *s, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
     char what[2 * PATH_MAX + 32];
-    int r = keel__cert_store_load(s->state_dir, &p, e);
+    int r = cert_store_load(s->state_dir, &p, e);
     if (r < 0)
         return r;
     (void) snprintf(what, sizeof what, "key[%s], cert[%s]", s->key_path, s->cert_path);
-    if ((r = keel__cert_check(p.key, p.leaf, p.chain, s->ca_cert, time(NULL), what, e)) < 0)
+    if ((r = cert_check(p.key, p.leaf, p.chain, s->ca_cert, time(NULL), what, e)) < 0)
         return r;
-    if (!keel__cert_has_names(p.leaf, s->names))
-        return keel__cert_fail(e, -ESTALE, "%s: the certificate does not name every one of certificate.dns_names", what);
+    if (!cert_has_names(p.leaf, s->names))
+        return cert_fail(e, -ESTALE, "%s: the certificate does not name every one of certificate.dns_names", what);
     if (!key_type_is(p.key, &s->config))
-        return keel__cert_fail(e, -ESTALE, "%s: the key is not of certificate.key_type", what);
+        return cert_fail(e, -ESTALE, "%s: the key is not of certificate.key_type", what);
     take_pair(ret, &p);
     return 0;
 }
@@ -243,7 +242,7 @@ static int reused(cert_service *s, int r, const cert_error *why, cert_error *e, 
         return 1;
     }
     if (r == -EACCES)
-        return keel__cert_fail(e, r, "%s", why->text);
+        return cert_fail(e, r, "%s", why->text);
     if (r != -ENOENT)
         CERT_LOG(KEEL_LOG_WARNING, "%s; %s a new one", why->text, doing);
     return 0;
@@ -265,16 +264,16 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     else {
         int w = ca_files_finish(s, &ca, e);
         if (w < 0) {
-            keel__cert_pair_done(ret);
+            cert_pair_done(ret);
             return w;
         }
     }
     if ((r = reused(s, r, &why, e, "issuing")) != 0)
         return r < 0 ? r : 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0) {
+    if ((r = cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0) {
         int w = ca_files_finish(s, &ca, e);
-        return w < 0 ? w : keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+        return w < 0 ? w : cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
     }
     return issue_and_store(s, key, &ca, ret, e);
 }
@@ -285,11 +284,11 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 static int acme_issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
-    int r = keel__acme_issue(s, key, &p, e);
+    int r = acme_issue(s, key, &p, e);
     if (r < 0)
         return r;
-    if ((r = keel__cert_store_write(s->state_dir, &p)) < 0)
-        return keel__cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    if ((r = cert_store_write(s->state_dir, &p)) < 0)
+        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
     take_pair(ret, &p);
     return 0;
 }
@@ -302,8 +301,8 @@ static int acme_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     if (r != 0)
         return r < 0 ? r : 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    if ((r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
-        return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    if ((r = cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
+        return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
     return acme_issue_and_store(s, key, ret, e);
 }
 
@@ -318,15 +317,15 @@ static int read_checked(cert_service *s, const char *dir_or_null, const char *ke
     char what[2 * PATH_MAX + 32];
     int r;
     if (!dir_or_null)
-        r = keel__cert_read_key(key_path, &p.key, e);
+        r = cert_read_key(key_path, &p.key, e);
     else
-        r = s->read_only ? keel__cert_store_peek(dir_or_null, &p, e) : keel__cert_store_load(dir_or_null, &p, e);
+        r = s->read_only ? cert_store_peek(dir_or_null, &p, e) : cert_store_load(dir_or_null, &p, e);
     if (r >= 0 && !dir_or_null)
-        r = keel__cert_read_certs(cert_path, &p.leaf, &p.chain, e);
+        r = cert_read_certs(cert_path, &p.leaf, &p.chain, e);
     if (r < 0)
         return r;
     (void) snprintf(what, sizeof what, "key[%s], cert[%s]", key_path, cert_path);
-    if ((r = keel__cert_check(p.key, p.leaf, p.chain, ca, time(NULL), what, e)) < 0)
+    if ((r = cert_check(p.key, p.leaf, p.chain, ca, time(NULL), what, e)) < 0)
         return r;
     take_pair(ret, &p);
     return 0;
@@ -340,13 +339,13 @@ static int local_ca_peek(cert_service *s, cert_pair *ret, cert_error *e)
     (void) snprintf(ca, sizeof ca, "%s/ca.pem", s->state_dir);
     const char *ca_path = *s->config.ca_cert_file ? s->config.ca_cert_file : ca;
     _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
-    int r = keel__cert_read_certs(ca_path, &s->ca_cert, &rest, e);
+    int r = cert_read_certs(ca_path, &s->ca_cert, &rest, e);
     if (r < 0 && r != -ENOENT)
         return r;
     r = read_checked(s, s->state_dir, s->key_path, s->cert_path, s->ca_cert, ret, e);
     if (r == -ENOENT)
-        return keel__cert_fail(e, r, "No key and certificate in '%s' yet: `%s serve` creates them, this command only reads them",
-                               s->state_dir, keel_app_name(s->app));
+        return cert_fail(e, r, "No key and certificate in '%s' yet: `%s serve` creates them, this command only reads them",
+                         s->state_dir, keel_app_name(s->app));
     return r;
 }
 
@@ -354,7 +353,7 @@ static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
 {
     if (*s->config.ca_cert_file && !s->ca_cert) {
         _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
-        int r = keel__cert_read_certs(s->config.ca_cert_file, &s->ca_cert, &rest, e);
+        int r = cert_read_certs(s->config.ca_cert_file, &s->ca_cert, &rest, e);
         if (r < 0)
             return r;
     }
@@ -369,7 +368,7 @@ static void backup_write(cert_service *s, const cert_pair *p)
         return;
     int r = keel_dir_make(s->backup_dir, 0700);
     if (r >= 0)
-        r = keel__cert_store_write(s->backup_dir, p);
+        r = cert_store_write(s->backup_dir, p);
     if (r < 0)
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to write the backup to '%s', ignoring: %m", s->backup_dir);
 }
@@ -383,7 +382,7 @@ static int backup_read(cert_service *s, cert_pair *ret, cert_error *e)
     return read_checked(s, s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
 }
 
-int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
     if (s->config.provider == CERT_PROVIDER_FILE)
@@ -405,12 +404,12 @@ int keel__cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
         (void) snprintf(e->text + n, sizeof e->text - n, "; the backup is unusable too: %s", why.text);
         return r;
     }
-    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'",
-             keel__cert_provider_name(s->config.provider), e->text, s->backup_dir);
+    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", cert_provider_name(s->config.provider),
+             e->text, s->backup_dir);
     return 0;
 }
 
-int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
+int cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
     if (s->config.provider == CERT_PROVIDER_FILE)
@@ -419,8 +418,8 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
         if (s->config.provider == CERT_PROVIDER_LOCAL_CA && (r = ensure_ca_written(s, e)) < 0)
             return r;
         /* Made ahead by the refresh task as a rule; here when that failed. */
-        if ((r = keel__cert_prepare_next_key(s)) < 0)
-            return keel__cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+        if ((r = cert_prepare_next_key(s)) < 0)
+            return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
         r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->next_key, ret, e)
                                                      : issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
@@ -434,13 +433,13 @@ int keel__cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
 }
 
 /* The next key is made (and published) once per rotation, whatever the attempts it takes. */
-int keel__cert_prepare_next_key(cert_service *s)
+int cert_prepare_next_key(cert_service *s)
 {
     if (s->next_key || s->config.provider == CERT_PROVIDER_FILE)
         return 0;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     _cleanup_(credential_unrefp) credential *next = NULL;
-    int r = keel__cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key);
+    int r = cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key);
     if (r >= 0)
         r = credential_new(key, NULL, NULL, &next);
     if (r >= 0)
@@ -451,7 +450,7 @@ int keel__cert_prepare_next_key(cert_service *s)
     return 0;
 }
 
-int keel__cert_publish(cert_service *s, const cert_pair *p)
+int cert_publish(cert_service *s, const cert_pair *p)
 {
     _cleanup_(credential_unrefp) credential *c = NULL;
     int r = credential_new(p->key, p->leaf, p->chain, &c);

@@ -23,16 +23,16 @@ static keel_usec_t next_delay(cert_service *s, keel_usec_t last)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
     keel_usec_t nb = c ? credential_not_before(c) : 0, na = c ? credential_not_after(c) : 0, ari;
-    if (keel__cert_ari_delay(s, nb, na, &ari))
+    if (cert_ari_delay(s, nb, na, &ari))
         return ari;
     keel_usec_t left = keel_usec_left(last, keel_now(), atomic_load(&s->interval));
-    return keel__cert_jitter(keel__cert_renew_delay(keel_now_realtime(), nb, na, left));
+    return cert_jitter(cert_renew_delay(keel_now_realtime(), nb, na, left));
 }
 
-bool keel__cert_current_due(cert_service *s)
+bool cert_current_due(cert_service *s)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
-    return c && keel__cert_due(keel_now_realtime(), credential_not_before(c), credential_not_after(c));
+    return c && cert_due(keel_now_realtime(), credential_not_before(c), credential_not_after(c));
 }
 
 /* One attempt: the point `certificate.refresh`, a new credential stored, then published. */
@@ -43,9 +43,9 @@ static int refresh_once(cert_service *s, cert_error *e)
     if (r >= 0)
         r = keel_point_in("certificate.refresh");
     if (r < 0)
-        return keel__cert_fail(e, r, KEEL_FAULT_MESSAGE);
+        return cert_fail(e, r, KEEL_FAULT_MESSAGE);
 
-    return keel__cert_reload(s, false, e);
+    return cert_reload(s, false, e);
 }
 
 /* After a wake the delay is a remainder, or a point in an ACME renewal window: the log says of what. */
@@ -59,7 +59,7 @@ static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
         (void) snprintf(why, sizeof why, " (refresh_interval %s, counted from the last refresh)",
                         keel_format_duration(atomic_load(&s->interval), i, sizeof i));
     CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s%s", s->key_path, s->cert_path,
-             keel__cert_provider_name(s->config.provider), keel__cert_backup_name(s->config.backup), d, why);
+             cert_provider_name(s->config.provider), cert_backup_name(s->config.backup), d, why);
 }
 
 /* One attempt, logged. Returns the backoff before the next one: 0 after a success. A new
@@ -70,11 +70,11 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
     cert_error e = {};
     char d[64];
     int r = refresh_once(s, &e);
-    if (r >= 0 && !keel__cert_current_due(s)) {
+    if (r >= 0 && !cert_current_due(s)) {
         CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
         return 0;
     }
-    backoff = keel__cert_backoff_next(backoff);
+    backoff = cert_backoff_next(backoff);
     keel_format_duration(backoff, d, sizeof d);
     if (r >= 0) {
         CERT_LOG(KEEL_LOG_WARNING,
@@ -93,7 +93,7 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
 static bool prepare_next_key(cert_service *s)
 {
     (void) pthread_mutex_lock(&s->lock);
-    int r = keel__cert_prepare_next_key(s);
+    int r = cert_prepare_next_key(s);
     (void) pthread_mutex_unlock(&s->lock);
     if (r < 0)
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to make the key of the next rotation ahead of it, ignoring: %m");
@@ -125,10 +125,10 @@ static void refresh_task(keel_task *t, void *userdata)
     bool announced = s->config.provider == CERT_PROVIDER_FILE;
     for (int w = 0; w >= 0;) {
         s->refresh_task = t; /* a read of the renewal information ends when the task is told to stop */
-        keel__cert_ari_update(s, w > 0);
+        cert_ari_update(s, w > 0);
         s->refresh_task = NULL;
         keel_usec_t delay = backoff ? keel_usec_left(last, keel_now(), retry) : next_delay(s, last);
-        keel_usec_t check = keel__cert_ari_check_in(s);
+        keel_usec_t check = cert_ari_check_in(s);
         if (!backoff)
             log_schedule(s, delay, w > 0);
         keel_usec_t from = keel_now();
@@ -145,18 +145,18 @@ static void refresh_task(keel_task *t, void *userdata)
         backoff = refresh_logged(s, backoff);
         s->refresh_task = NULL;
         announced = next_key_published(s);
-        retry = KEEL_MAX(keel__cert_jitter(backoff), backoff ? s->retry_after : 0); /* an ACME server's Retry-After */
+        retry = KEEL_MAX(cert_jitter(backoff), backoff ? s->retry_after : 0); /* an ACME server's Retry-After */
         last = keel_now();
     }
 }
 
-int keel__cert_refresh_start(cert_service *s)
+int cert_refresh_start(cert_service *s)
 {
     atomic_store(&s->interval, s->config.refresh_interval);
     if (!(s->tasks = keel_task_group_new(s->app, "certificate")))
         return -ENOMEM;
     int r = keel_task_group_spawn(s->tasks, "certificate.spawn.refresh", "refresh", refresh_task, s);
-    return r < 0 ? r : keel__cert_clock_watch_start(s);
+    return r < 0 ? r : cert_clock_watch_start(s);
 }
 
 /* ---- the file watch ---------------------------------------------------------------------------- */
@@ -224,15 +224,15 @@ static int publish_from_files(cert_service *s, const cert_pair *p, bool main_thr
     return 0;
 }
 
-int keel__cert_reload(cert_service *s, bool main_thread, cert_error *e)
+int cert_reload(cert_service *s, bool main_thread, cert_error *e)
 {
     cert_pair p = {};
     (void) pthread_mutex_lock(&s->lock);
-    int r = keel__cert_renew(s, &p, e);
+    int r = cert_renew(s, &p, e);
     if (r >= 0 && (r = publish_from_files(s, &p, main_thread)) < 0)
-        (void) keel__cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
+        (void) cert_fail(e, r, "Cannot publish the new credential: %s", strerror(-r));
     (void) pthread_mutex_unlock(&s->lock);
-    keel__cert_pair_done(&p);
+    cert_pair_done(&p);
     return r;
 }
 
@@ -240,7 +240,7 @@ static int on_debounce(sd_event_source *src, uint64_t usec, void *userdata)
 {
     cert_service *s = userdata;
     cert_error e = {};
-    int r = keel__cert_reload(s, true, &e);
+    int r = cert_reload(s, true, &e);
     if (r < 0)
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to reload the changed files, keeping the current certificate: %s", e.text);
     else
@@ -287,7 +287,7 @@ static int watch_dir_of(cert_service *s, const char *path, size_t slot)
     return 0;
 }
 
-int keel__cert_watch_start(cert_service *s)
+int cert_watch_start(cert_service *s)
 {
     char a[PATH_MAX], b[PATH_MAX];
     (void) snprintf(a, sizeof a, "%s", s->key_path);
@@ -298,7 +298,7 @@ int keel__cert_watch_start(cert_service *s)
     return r;
 }
 
-void keel__cert_refresh_stop(cert_service *s)
+void cert_refresh_stop(cert_service *s)
 {
     s->clock_watch = sd_event_source_disable_unref(s->clock_watch);
     s->tasks = keel_task_group_free(s->tasks);

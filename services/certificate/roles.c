@@ -36,7 +36,7 @@ static int check_roles(cert_service *s, keel_app *app)
     const certificate_config *c = &s->config;
     if (c->provider != CERT_PROVIDER_LOCAL_CA)
         return keel_app_fail(app, -EINVAL, "certificate.roles: the %s provider cannot issue role certificates (%s); use local-ca",
-                             keel__cert_provider_name(c->provider),
+                             cert_provider_name(c->provider),
                              c->provider == CERT_PROVIDER_ACME ? "an ACME CA certifies DNS names only"
                                                                : "the files come with no CA key");
     if (!*c->role_dir)
@@ -51,7 +51,7 @@ static int check_roles(cert_service *s, keel_app *app)
     return 0;
 }
 
-int keel__cert_roles_configure(cert_service *s, keel_app *app)
+int cert_roles_configure(cert_service *s, keel_app *app)
 {
     return s->config.roles && s->config.roles[0] ? check_roles(s, app) : 0;
 }
@@ -65,20 +65,20 @@ static int write_role(cert_service *s, const credential *c, const char *target, 
     if (n < 0 || (size_t) n >= sizeof path)
         return snprintf(why, size, "the path of %s is too long", target), -ENAMETOOLONG;
     _cleanup_(X509_freep) X509 *cert = NULL;
-    int r = keel__cert_issue_role(s->ca_key, s->ca_cert, credential_key(c), domain, colon + 1, s->config.lifetime, &cert);
+    int r = cert_issue_role(s->ca_key, s->ca_cert, credential_key(c), domain, colon + 1, s->config.lifetime, &cert);
     if (r < 0)
         return snprintf(why, size, "cannot issue %s: %s", target, strerror(-r)), r;
     char *pem = NULL;
     size_t bytes = 0;
-    if ((r = keel__cert_certs_pem(cert, NULL, &pem, &bytes)) >= 0)
+    if ((r = cert_certs_pem(cert, NULL, &pem, &bytes)) >= 0)
         r = delivery_write(path, pem, bytes, 0444, s->out_gid);
-    keel__cert_pem_free(pem, bytes);
+    cert_pem_free(pem, bytes);
     if (r < 0)
         return snprintf(why, size, "cannot write '%s': %s", path, strerror(-r)), r;
     return 0;
 }
 
-void keel__cert_roles_deliver(cert_service *s, const credential *c)
+void cert_roles_deliver(cert_service *s, const credential *c)
 {
     const char *const *roles = (const char *const *) s->config.roles;
     if (!roles || !roles[0] || !s->ca_key)

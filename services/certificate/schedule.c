@@ -11,28 +11,28 @@
 
 #include <keel/util.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 
-bool keel__cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after)
+bool cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after)
 {
     if (now >= not_after)
         return true;
     return now >= not_before && not_after - now < (not_after - not_before) / 10;
 }
 
-keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval)
+keel_usec_t cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval)
 {
-    if (keel__cert_due(now, not_before, not_after))
+    if (cert_due(now, not_before, not_after))
         return 0;
     return KEEL_MIN(interval, (not_after - now) / 2);
 }
 
-keel_usec_t keel__cert_backoff_next(keel_usec_t previous)
+keel_usec_t cert_backoff_next(keel_usec_t previous)
 {
     return previous ? KEEL_MIN(previous * 2, CERT_BACKOFF_MAX) : CERT_BACKOFF_MIN;
 }
 
-keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random)
+keel_usec_t cert_jitter_by(keel_usec_t usec, uint32_t random)
 {
     double f = 0.9 + 0.2 * ((double) random / (double) UINT32_MAX);
     return (keel_usec_t) ((double) usec * f);
@@ -41,33 +41,33 @@ keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random)
 /* A jitter only spreads replicas' renewals apart: it needs no secret randomness, and the kernel's
  * spares the start OpenSSL's random generator, whose first use (its AES ciphers fetched) was ~2 ms
  * and ~100 kB that stay, for a process that may never need it. */
-keel_usec_t keel__cert_jitter(keel_usec_t usec)
+keel_usec_t cert_jitter(keel_usec_t usec)
 {
     uint32_t x = 0;
     if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t) sizeof x)
         return usec; /* no randomness: renewing in step beats not renewing */
-    return keel__cert_jitter_by(usec, x);
+    return cert_jitter_by(usec, x);
 }
 
 /* ---- ARI (RFC 9773) ------------------------------------------------------------------------------ */
 
-keel_usec_t keel__ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random)
+keel_usec_t ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random)
 {
     if (end <= start)
         return start;
     return start + (keel_usec_t) ((double) (end - start) * ((double) random / (double) UINT32_MAX));
 }
 
-keel_usec_t keel__ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at)
+keel_usec_t ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at)
 {
-    if (keel__cert_due(now, not_before, not_after) || renew_at <= now)
+    if (cert_due(now, not_before, not_after) || renew_at <= now)
         return 0;
     /* A CA's window past the last tenth would let /readyz call the certificate unhealthy first. */
     keel_usec_t due_at = not_after - (not_after - not_before) / 10;
     return KEEL_MIN(renew_at, due_at) - now;
 }
 
-keel_usec_t keel__ari_check_interval(keel_usec_t retry_after)
+keel_usec_t ari_check_interval(keel_usec_t retry_after)
 {
     if (retry_after == 0)
         return ARI_CHECK_MAX;
@@ -125,7 +125,7 @@ static int utc_offset(const char **p)
     return sign * (h * 3600 + m * 60);
 }
 
-int keel__ari_parse_time(const char *text, keel_usec_t *ret)
+int ari_parse_time(const char *text, keel_usec_t *ret)
 {
     const char *p = text;
     struct tm tm = {};

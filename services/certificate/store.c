@@ -27,7 +27,7 @@
 #include <keel/fileio.h>
 #include <keel/util.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 #include "openssl-util.h"
 
 #define KEY       "key.pem"
@@ -36,7 +36,7 @@
 #define CERT_NEXT "cert.next.pem"
 #define BUNDLE    "pair.pem"
 
-void keel__cert_pair_done(cert_pair *p)
+void cert_pair_done(cert_pair *p)
 {
     EVP_PKEY_free(p->key);
     X509_free(p->leaf);
@@ -47,7 +47,7 @@ void keel__cert_pair_done(cert_pair *p)
 
 static void cert_pair_donep(cert_pair *p)
 {
-    keel__cert_pair_done(p);
+    cert_pair_done(p);
 }
 
 static int path_in(char buf[static PATH_MAX], const char *dir, const char *name)
@@ -64,7 +64,7 @@ static int stage_file(const char *dir, const char *name, const char *data, size_
     return r < 0 ? r : keel_file_stage(path, data, size, mode, ret_tmp);
 }
 
-void keel__cert_store_abort(cert_staged *st)
+void cert_store_abort(cert_staged *st)
 {
     char **tmps[] = { &st->key, &st->cert, &st->bundle };
     for (size_t i = 0; i < ELEMENTSOF(tmps); i++) {
@@ -75,7 +75,7 @@ void keel__cert_store_abort(cert_staged *st)
 }
 
 /* The key's PEM and the certificates' PEM, one after the other, into a buffer to free with
- * keel__cert_pem_free() (it holds the key). */
+ * cert_pem_free() (it holds the key). */
 static int bundle_pem(const char *key, size_t key_size, const char *cert, size_t cert_size, char **ret, size_t *ret_size)
 {
     char *b = malloc(key_size + cert_size + 1);
@@ -89,7 +89,7 @@ static int bundle_pem(const char *key, size_t key_size, const char *cert, size_t
     return 0;
 }
 
-int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret)
+int cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret)
 {
     char *key = NULL, *cert = NULL, *bundle = NULL;
     size_t key_size = 0, cert_size = 0, bundle_size = 0;
@@ -97,9 +97,9 @@ int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret
     int n = snprintf(st.dir, sizeof st.dir, "%s", dir);
     int r = n < 0 || (size_t) n >= sizeof st.dir ? -ENAMETOOLONG : 0;
     if (r >= 0)
-        r = keel__cert_key_pem(p->key, &key, &key_size);
+        r = cert_key_pem(p->key, &key, &key_size);
     if (r >= 0)
-        r = keel__cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
+        r = cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
     if (r >= 0)
         r = stage_file(dir, KEY_NEXT, key, key_size, 0600, &st.key);
     if (r >= 0)
@@ -108,11 +108,11 @@ int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret
         r = bundle_pem(key, key_size, cert, cert_size, &bundle, &bundle_size);
     if (r >= 0)
         r = stage_file(dir, BUNDLE, bundle, bundle_size, 0600, &st.bundle);
-    keel__cert_pem_free(key, key_size);
-    keel__cert_pem_free(cert, cert_size);
-    keel__cert_pem_free(bundle, bundle_size);
+    cert_pem_free(key, key_size);
+    cert_pem_free(cert, cert_size);
+    cert_pem_free(bundle, bundle_size);
     if (r < 0) {
-        keel__cert_store_abort(&st);
+        cert_store_abort(&st);
         return r;
     }
     *ret = st;
@@ -128,12 +128,12 @@ static int read_pair(const char *dir, const char *key_name, const char *cert_nam
     if (r >= 0)
         r = path_in(cert, dir, cert_name);
     if (r < 0)
-        return keel__cert_fail(e, r, "The path of '%s/%s' is too long", dir, key_name);
-    if ((r = keel__cert_read_key(key, &p.key, e)) < 0 || (r = keel__cert_read_certs(cert, &p.leaf, &p.chain, e)) < 0)
+        return cert_fail(e, r, "The path of '%s/%s' is too long", dir, key_name);
+    if ((r = cert_read_key(key, &p.key, e)) < 0 || (r = cert_read_certs(cert, &p.leaf, &p.chain, e)) < 0)
         return r;
     if (X509_check_private_key(p.leaf, p.key) != 1) {
         ERR_clear_error();
-        return keel__cert_fail(e, -EKEYREJECTED, "key[%s], cert[%s]: the certificate does not belong to the key", key, cert);
+        return cert_fail(e, -EKEYREJECTED, "key[%s], cert[%s]: the certificate does not belong to the key", key, cert);
     }
     *ret = p;
     p = (cert_pair){};
@@ -182,7 +182,7 @@ static int recover(const char *dir, cert_error *e)
             r = rename_in(dir, CERT_NEXT, CERT);
         return r < 0 ? r : 1;
     }
-    keel__cert_pair_done(&p);
+    cert_pair_done(&p);
     if (slot_incomplete(r) && (r = read_pair(dir, KEY, CERT_NEXT, &p, e)) >= 0)
         return rename_in(dir, CERT_NEXT, CERT);
     if (!slot_incomplete(r))
@@ -246,7 +246,7 @@ static int commit_rotation(cert_staged *st, const char *key, const char *cert, c
     return r;
 }
 
-int keel__cert_store_commit(cert_staged *st)
+int cert_store_commit(cert_staged *st)
 {
     char key[PATH_MAX], cert[PATH_MAX], bundle[PATH_MAX];
     int r = path_in(key, st->dir, KEY);
@@ -255,7 +255,7 @@ int keel__cert_store_commit(cert_staged *st)
     if (r >= 0)
         r = path_in(bundle, st->dir, BUNDLE);
     if (r < 0 || !st->key || !st->cert || !st->bundle) {
-        keel__cert_store_abort(st);
+        cert_store_abort(st);
         return r < 0 ? r : -EINVAL;
     }
     /* A rotation a failed write left halfway is finished first, and a certificate left in the
@@ -264,7 +264,7 @@ int keel__cert_store_commit(cert_staged *st)
     if (r >= 0)
         r = no_pair(key, cert) ? commit_first(st, key, cert, bundle) : commit_rotation(st, key, cert, bundle);
     if (r < 0)
-        keel__cert_store_abort(st);
+        cert_store_abort(st);
     return r < 0 ? r : 0;
 }
 
@@ -299,45 +299,44 @@ static int sync_bundle(const char *dir, const cert_pair *p)
     size_t key_size = 0, cert_size = 0, want_size = 0, have_size = 0;
     int r = path_in(path, dir, BUNDLE);
     if (r >= 0)
-        r = keel__cert_key_pem(p->key, &key, &key_size);
+        r = cert_key_pem(p->key, &key, &key_size);
     if (r >= 0)
-        r = keel__cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
+        r = cert_certs_pem(p->leaf, p->chain, &cert, &cert_size);
     if (r >= 0)
         r = bundle_pem(key, key_size, cert, cert_size, &want, &want_size);
     if (r >= 0 && (keel_file_read(path, want_size + 1, &have, &have_size, NULL) < 0 || have_size != want_size ||
                    memcmp(have, want, want_size) != 0))
         r = keel_file_write_atomic(path, want, want_size, 0600);
-    keel__cert_pem_free(key, key_size);
-    keel__cert_pem_free(cert, cert_size);
-    keel__cert_pem_free(want, want_size);
-    keel__cert_pem_free(have, have_size);
+    cert_pem_free(key, key_size);
+    cert_pem_free(cert, cert_size);
+    cert_pem_free(want, want_size);
+    cert_pem_free(have, have_size);
     return r;
 }
 
-int keel__cert_store_write(const char *dir, const cert_pair *p)
+int cert_store_write(const char *dir, const cert_pair *p)
 {
     cert_staged st;
-    int r = keel__cert_store_stage(dir, p, &st);
-    return r < 0 ? r : keel__cert_store_commit(&st);
+    int r = cert_store_stage(dir, p, &st);
+    return r < 0 ? r : cert_store_commit(&st);
 }
 
-int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
+int cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
 {
     cert_error why = {};
     int r = keel_dir_remove_temporaries(dir);
     if (r == -ENOENT)
-        return keel__cert_fail(e, r, "'%s' does not exist", dir);
+        return cert_fail(e, r, "'%s' does not exist", dir);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot read the directory '%s': %s", dir, strerror(-r));
+        return cert_fail(e, r, "Cannot read the directory '%s': %s", dir, strerror(-r));
     r = recover(dir, &why);
     if (r < 0)
-        return keel__cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir,
-                               why.text[0] ? why.text : strerror(-r));
+        return cert_fail(e, r, "Cannot finish the rotation interrupted in '%s': %s", dir, why.text[0] ? why.text : strerror(-r));
     _cleanup_(cert_pair_donep) cert_pair p = {};
     if ((r = read_pair(dir, KEY, CERT, &p, e)) < 0)
         return r;
     if ((r = sync_bundle(dir, &p)) < 0)
-        return keel__cert_fail(e, r, "Cannot write '%s/" BUNDLE "': %s", dir, strerror(-r));
+        return cert_fail(e, r, "Cannot write '%s/" BUNDLE "': %s", dir, strerror(-r));
     *ret = p;
     p = (cert_pair){};
     return 0;
@@ -346,7 +345,7 @@ int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e)
 /* Nothing is renamed or removed: @dir belongs to another process. Between steps 3 and 4 of its
  * rotation the new key is in key.pem and its certificate still in cert.next.pem; a whole rotation
  * between our reads of the two files shows as a mismatch, and the pair is read again. */
-int keel__cert_store_peek(const char *dir, cert_pair *ret, cert_error *e)
+int cert_store_peek(const char *dir, cert_pair *ret, cert_error *e)
 {
     int r = -EKEYREJECTED;
     for (int attempt = 0; attempt < 3 && r == -EKEYREJECTED; attempt++) {

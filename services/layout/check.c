@@ -28,7 +28,7 @@ static int on_check(keel_app *app, void *userdata)
     char error[PATH_MAX + 256];
     if (!dir || !*dir || !uses_state_dir(app))
         return 0;
-    int r = keel__layout_check(dir, error, sizeof error);
+    int r = layout_check(dir, error, sizeof error);
     if (r < 0)
         return keel_app_fail(app, r, "%s", error);
     *(bool *) userdata = r > 0;
@@ -41,7 +41,7 @@ static int on_record(keel_app *app, void *userdata)
     const char *dir = keel_app_state_dir(app);
     if (*(bool *) userdata || !keel_app_state_dir_locked(app))
         return 0;
-    int r = keel__layout_record(dir);
+    int r = layout_record(dir);
     if (r < 0)
         return keel_app_fail(app, r, "Cannot record layout %d in '%s/%s': %s", KEEL_LAYOUT_CURRENT, dir, KEEL_LAYOUT_FILE,
                              strerror(-r));

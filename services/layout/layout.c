@@ -15,13 +15,13 @@
 
 #define ROLE_SUFFIX ".cert.pem"
 
-bool keel__layout_is_role_cert(const char *name)
+bool layout_is_role_cert(const char *name)
 {
     size_t n = strlen(name), s = strlen(ROLE_SUFFIX);
     return n > s && streq(name + n - s, ROLE_SUFFIX) && strchr(name, '_');
 }
 
-/* Empty, or the NULs some file systems leave after a crash: keel__layout_record() does not sync. */
+/* Empty, or the NULs some file systems leave after a crash: layout_record() does not sync. */
 static bool blank(const char *buf, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -30,7 +30,7 @@ static bool blank(const char *buf, size_t n)
     return true;
 }
 
-int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout)
+int layout_read(int dfd, char *error, size_t size, int *ret_layout)
 {
     char buf[16] = "";
     _cleanup_close_ int fd = openat(dfd, KEEL_LAYOUT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -54,7 +54,7 @@ int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout)
 
 /* Not synced: a record lost or left empty by a crash reads as none, and the next start records it
  * again, as the directory then holds nothing of layout 1. That saves a first start two fsyncs. */
-int keel__layout_record(const char *dir)
+int layout_record(const char *dir)
 {
     char path[PATH_MAX], layout[8];
     int n = snprintf(layout, sizeof layout, "%d\n", KEEL_LAYOUT_CURRENT);
@@ -83,7 +83,7 @@ static int layout1_mark(int dfd, char *ret, size_t size)
     int r = 0;
     struct dirent *de;
     while (r == 0 && (errno = 0, de = readdir(d)))
-        if (keel__layout_is_role_cert(de->d_name))
+        if (layout_is_role_cert(de->d_name))
             r = (snprintf(ret, size, "%s", de->d_name), 1);
     if (r == 0 && errno != 0)
         r = -errno;
@@ -91,7 +91,7 @@ static int layout1_mark(int dfd, char *ret, size_t size)
     return r;
 }
 
-int keel__layout_check(const char *dir, char *error, size_t size)
+int layout_check(const char *dir, char *error, size_t size)
 {
     char mark[256];
     int layout = 0;
@@ -101,7 +101,7 @@ int keel__layout_check(const char *dir, char *error, size_t size)
         (void) snprintf(error, size, "Cannot open the state directory '%s': %s", dir, strerror(e));
         return e == ENOENT ? 0 : -e;
     }
-    int r = keel__layout_read(dfd, mark, sizeof mark, &layout);
+    int r = layout_read(dfd, mark, sizeof mark, &layout);
     if (r < 0) {
         (void) snprintf(error, size, "State directory '%s': %s", dir, r == -EPROTO ? mark : strerror(-r));
         return r;

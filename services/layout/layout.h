@@ -16,16 +16,16 @@
 #define KEEL_LAYOUT_FILE    "layout"
 
 /* A role certificate of layout 1, <domain>_<role>.cert.pem, by its name. */
-bool keel__layout_is_role_cert(const char *name);
+bool layout_is_role_cert(const char *name);
 
 /* The layout recorded in the directory @dfd: 0 when none is (or the record is blank), else 1 or 2.
  * -EPROTO (with @error) for a record this version does not know, or read(2)'s errno. */
-int keel__layout_read(int dfd, char *error, size_t size, int *ret_layout);
+int layout_read(int dfd, char *error, size_t size, int *ret_layout);
 
 /* Records KEEL_LAYOUT_CURRENT in @dir, through a temporary file and a rename but not synced: a
  * crash may lose the record or leave it blank, which reads as none (`keel migrate` records it
  * durably, as the last step of a migration). */
-int keel__layout_record(const char *dir);
+int layout_record(const char *dir);
 
 /*
  * Whether the state directory @dir may be used as it is: 1 when it records the current layout,
@@ -33,4 +33,4 @@ int keel__layout_record(const char *dir);
  * lose). -EMEDIUMTYPE (with @error, which names the directory and `keel migrate`) when it must be
  * migrated first. Reads only.
  */
-int keel__layout_check(const char *dir, char *error, size_t size);
+int layout_check(const char *dir, char *error, size_t size);

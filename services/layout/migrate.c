@@ -86,7 +86,7 @@ static int plan_entry(plan *p, int dfd, const char *name, char *error, size_t si
         struct stat target;
         return add(p, fstatat(dfd, name, &target, 0) == 0 ? STEP_RESOLVE : STEP_UNLINK, name, name, 0);
     }
-    if (keel__layout_is_role_cert(name) && S_ISREG(st.st_mode)) {
+    if (layout_is_role_cert(name) && S_ISREG(st.st_mode)) {
         char to[sizeof p->steps[0].to];
         (void) snprintf(to, sizeof to, "%s/%s", ROLES_DIR, name);
         return add(p, STEP_RENAME, name, to, 0);
@@ -105,7 +105,7 @@ static int compare_names(const struct dirent **a, const struct dirent **b)
 static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size)
 {
     struct dirent **names = NULL;
-    int r = keel__layout_read(dfd, error, size, &p->layout);
+    int r = layout_read(dfd, error, size, &p->layout);
     if (r < 0 || p->layout == KEEL_LAYOUT_CURRENT)
         return r;
     int n = scandir(dir, &names, NULL, compare_names);
@@ -116,7 +116,7 @@ static int make_plan(int dfd, const char *dir, plan *p, char *error, size_t size
         const char *name = names[i]->d_name;
         if (r >= 0 && !STR_IN_SET(name, ".", "..")) {
             r = plan_entry(p, dfd, name, error, size);
-            need_roles = need_roles || keel__layout_is_role_cert(name);
+            need_roles = need_roles || layout_is_role_cert(name);
         }
         free(names[i]);
     }

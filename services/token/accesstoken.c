@@ -13,7 +13,7 @@
 
 #include "access.h"
 #include "request.h"
-#include "token-internal.h"
+#include "token-service.h"
 
 /* Answers {"error","error_description"} with @status, and an Allow header when @allow is set. */
 static int answer_error(keel_http_request *req, const char *id, unsigned status, const char *error, const char *description,
@@ -26,7 +26,7 @@ static int answer_error(keel_http_request *req, const char *id, unsigned status,
     keel_strbuf_json_field(&sb, "error_description", description, false);
     keel_strbuf_append(&sb, "}");
     const char *headers[] = { "X-Request-Id", id, "Cache-Control", "no-store", allow ? "Allow" : NULL, allow, NULL };
-    return keel_http_respond(req, status, token__json, sb.buf, sb.len, headers);
+    return keel_http_respond(req, status, token_json, sb.buf, sb.len, headers);
 }
 
 static int refuse(keel_http_request *req, token_service *token, const char *id, unsigned status, const char *error,
@@ -66,19 +66,19 @@ static int answer(keel_http_request *req, token_service *token, const char *id, 
     const char *domain = a->request.domain;
     /* token.provider oauth2: a miss waits on the network, on an issuer worker. */
     if (token->issuer && token_cache_peek(token->cache, domain, a->role, now, &minted) < 0)
-        return token__answer_later(req, token, id, domain, a->role, a->scope);
+        return token_answer_later(req, token, id, domain, a->role, a->scope);
     int r = minted.jwt ? 0 : token_cache_get(token->cache, domain, a->role, now, &minted);
     if (r < 0) { /* the mint logged why */
         keel_counter_add(token->access_failed, 1);
         return answer_error(req, id, 500, "server_error", "no token can be issued now: see the agent's log", NULL);
     }
-    r = token__answer_token_ok(NOW(req), id, &minted, a->scope, now);
+    r = token_answer_token_ok(NOW(req), id, &minted, a->scope, now);
     token_minted_done(&minted);
     keel_counter_add(r >= 0 ? token->access_ok : token->access_failed, 1);
     return r;
 }
 
-int token__answer_access(keel_http_request *req, token_service *token, const char *id, bool client_verified)
+int token_answer_access(keel_http_request *req, token_service *token, const char *id, bool client_verified)
 {
     if (!streq(keel_http_request_method(req), "POST"))
         return refuse(req, token, id, 405, "method_not_allowed", "only POST is served here");

@@ -16,7 +16,7 @@
 #include "delivery.h"
 #include "mode.h"
 #include "request.h"
-#include "token-internal.h"
+#include "token-service.h"
 
 #define F(field) offsetof(token_files, config.field)
 const keel_config_key token_files_config_keys[] = {
@@ -118,7 +118,7 @@ static int hooks_configure(token_service *token, keel_app *app, size_t n)
     return r < 0 ? keel_app_fail(app, r, "%s", r == -EINVAL ? why : strerror(-r)) : 0;
 }
 
-int token__files_configure(token_service *token, keel_app *app)
+int token_files_configure(token_service *token, keel_app *app)
 {
     token_files *f = &token->files;
     size_t n = keel_strv_length(f->config.targets);
@@ -160,7 +160,7 @@ static int write_target(token_service *token, size_t i)
     return r < 0 ? r : 1;
 }
 
-int token__files_write(token_service *token, bool at_start)
+int token_files_write(token_service *token, bool at_start)
 {
     token_files *f = &token->files;
     int first = 0;
@@ -184,7 +184,7 @@ int token__files_write(token_service *token, bool at_start)
     return first;
 }
 
-int token__files_start(token_service *token)
+int token_files_start(token_service *token)
 {
     return hooks_start(token->files.hooks);
 }
@@ -192,12 +192,12 @@ int token__files_start(token_service *token)
 /* keel init: the token files, their fetches from an OAuth2 issuer tried again with a backoff
  * until init.timeout; a stop ends it as a failure (exit 1). The agent's own key mints or fails at
  * once. Nothing serves and no task runs. */
-int token__files_write_in_init(token_service *token, keel_app *app)
+int token_files_write_in_init(token_service *token, keel_app *app)
 {
     keel_usec_t deadline = keel_now() + agent_init_timeout(app), backoff = KEEL_USEC_PER_SEC;
     token->cancel_fd = keel_app_stop_fd(app);
     int r;
-    while ((r = token__files_write(token, true)) < 0 && token->issuer && !keel_app_stop_requested(app) &&
+    while ((r = token_files_write(token, true)) < 0 && token->issuer && !keel_app_stop_requested(app) &&
            keel_now() + backoff < deadline) {
         char d[32];
         keel_log_service("token", KEEL_LOG_WARNING, "Trying the token files again in %s",
@@ -213,7 +213,7 @@ int token__files_write_in_init(token_service *token, keel_app *app)
     return 0;
 }
 
-void token__files_free(token_service *token)
+void token_files_free(token_service *token)
 {
     token_files *f = &token->files;
     f->hooks = hooks_free(f->hooks);

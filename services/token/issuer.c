@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "mode.h"
-#include "token-internal.h"
+#include "token-service.h"
 
 typedef struct job {
     keel_http_deferred *later;
@@ -34,13 +34,13 @@ static void run_job(void *data, void *userdata)
     if (j->scope) /* before the answer, which the client may read at once */
         keel_counter_add(r >= 0 ? token->access_ok : token->access_failed, 1);
     if (r < 0 && j->scope) /* the SIA's API says 500 */
-        (void) token__answer_error(to, j->id, 500, "server_error", "no token can be had from the issuer now: see the agent's log",
-                                   NULL);
+        (void) token_answer_error(to, j->id, 500, "server_error", "no token can be had from the issuer now: see the agent's log",
+                                  NULL);
     else if (r < 0)
-        (void) token__answer_error(to, j->id, 503, "temporarily_unavailable",
-                                   "no token can be had from the issuer now: see the agent's log", NULL);
-    else if (token__answer_token_ok(to, j->id, &minted, j->scope ? j->scope : j->role, now) < 0)
-        (void) keel_http_deferred_respond(j->later, 500, token__json, "{}", 2, NULL);
+        (void) token_answer_error(to, j->id, 503, "temporarily_unavailable",
+                                  "no token can be had from the issuer now: see the agent's log", NULL);
+    else if (token_answer_token_ok(to, j->id, &minted, j->scope ? j->scope : j->role, now) < 0)
+        (void) keel_http_deferred_respond(j->later, 500, token_json, "{}", 2, NULL);
     token_minted_done(&minted);
     job_free(j);
 }
@@ -52,12 +52,12 @@ static void cancel_job(void *data, void *userdata)
     token_service *token = userdata;
     if (j->scope)
         keel_counter_add(token->access_failed, 1);
-    (void) token__answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
+    (void) token_answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
     job_free(j);
 }
 
-int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
-                        const char *scope)
+int token_answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
+                       const char *scope)
 {
     job *j = calloc(1, sizeof *j);
     if (j && (!(j->domain = strdup(domain)) || !(j->role = strdup(role)) || (scope && !(j->scope = strdup(scope)))))
@@ -67,13 +67,13 @@ int token__answer_later(keel_http_request *req, token_service *token, const char
     if (j && (j->later = keel_http_request_defer(req)) && token_workers_push(token->workers, j) >= 0)
         return 0;
     if (j && j->later) { /* deferred but not queued: answered from here, later all the same */
-        (void) token__answer_error((reply){ .later = j->later }, id, 503, "temporarily_unavailable", "out of memory", NULL);
+        (void) token_answer_error((reply){ .later = j->later }, id, 503, "temporarily_unavailable", "out of memory", NULL);
         job_free(j);
         return 0;
     }
     if (j)
         job_free(j);
-    return token__answer_error(NOW(req), id, 503, "temporarily_unavailable", "out of memory", NULL);
+    return token_answer_error(NOW(req), id, 503, "temporarily_unavailable", "out of memory", NULL);
 }
 
 /* tls_client_auth presents the certificate service's pair unless token.oauth2.cert_file says
@@ -99,7 +99,7 @@ static int client_pair(keel_app *app, const token_provider_settings *p, char **r
 /* token.provider oauth2: the issuer answers a first request (the client's default scope), so a
  * wrong URL, trust anchor or credential fails the start, not the first client. It is a credential
  * fetch in start: a stop signal ends it (decision 24). */
-int token__issuer_start(token_service *token, keel_app *app)
+int token_issuer_start(token_service *token, keel_app *app)
 {
     token_provider_settings *p = &token->provider;
     oauth2_config c = p->oauth2;

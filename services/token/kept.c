@@ -15,7 +15,7 @@
 
 #include "kept.h"
 #include "openssl-util.h"
-#include "token-internal.h"
+#include "token-service.h"
 
 /* Never changes: a new label would refuse every cache kept before (as another key does). */
 static const char KEY_LABEL[] = "keel token cache kept across a restart";
@@ -227,7 +227,7 @@ static void restore(token_service *token, const void *payload, size_t size, keel
                          st.expired, st.skipped, size, ms_since(t0));
 }
 
-void token__restore_cache(token_service *token)
+void token_restore_cache(token_service *token)
 {
     uint8_t key[TOKEN_KEPT_KEY_SIZE];
     char why[KEEL_FDSTORE_ERROR_MAX] = "";
@@ -251,7 +251,7 @@ void token__restore_cache(token_service *token)
         restore(token, payload, size, t0);
 }
 
-void token__keep_cache(token_service *token)
+void token_keep_cache(token_service *token)
 {
     char buf[4096];
     keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);

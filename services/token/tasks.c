@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The token service's tasks (token-internal.h): the refresh task, which mints every cached pair
+/* The token service's tasks (token-service.h): the refresh task, which mints every cached pair
  * again each token.refresh_interval and writes the token files after it, and the memory reporter. */
 #include <stdio.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <keel/keel.h>
 #include <keel/util.h>
 
-#include "token-internal.h"
+#include "token-service.h"
 
 static void refresh_once(token_service *token)
 {
@@ -24,7 +24,7 @@ static void refresh_once(token_service *token)
     size_t failed = 0;
     r = token_cache_refresh(token->cache, keel_now_realtime(), &failed);
     if (r >= 0)
-        (void) token__files_write(token, false); /* each failure logged and counted */
+        (void) token_files_write(token, false); /* each failure logged and counted */
     keel_work_end(token->work, r >= 0 && failed == 0);
     keel_counter_add(r >= 0 && failed == 0 ? token->refreshed : token->refresh_failed, 1);
     if (r < 0)
@@ -113,7 +113,7 @@ static int spawn(token_service *token, keel_app *app, const char *point, const c
     return 0;
 }
 
-int token__tasks_start(token_service *token, keel_app *app)
+int token_tasks_start(token_service *token, keel_app *app)
 {
     if (!(token->tasks = keel_task_group_new(app, "token")))
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token task group");

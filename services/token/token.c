@@ -23,12 +23,12 @@
 #include "oauth2.h"
 #include "request.h"
 #include "mode.h"
-#include "token-internal.h"
+#include "token-service.h"
 #include "token.h"
 #include "workers.h"
 
-const char token__json[] = "application/json";
-#define JSON token__json
+const char token_json[] = "application/json";
+#define JSON token_json
 
 #define JWKS_PATH   "/.well-known/jwks.json"
 #define ACCESS_PATH "/accesstoken"
@@ -166,7 +166,7 @@ static int respond(reply to, unsigned status, const char *type, const char *body
 }
 
 /* Answers {"error","error_description"[,"header"]} with @status. */
-int token__answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header)
+int token_answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header)
 {
     char buf[512];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
@@ -192,10 +192,10 @@ static int client_error(keel_http_request *req, const char *id, const char *doma
         "token", level,
         "Client error: while handling request with: X-Athenz-Domain[%s] X-Athenz-Role[%s], error[%s], request[%s] from %s", d, r,
         reason, id, keel_http_request_peer(req));
-    return token__answer_error(NOW(req), id, 400, "invalid_request", reason, header);
+    return token_answer_error(NOW(req), id, 400, "invalid_request", reason, header);
 }
 
-int token__answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now)
+int token_answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now)
 {
     _cleanup_free_ char *body = NULL, *bearer = NULL;
     int r = token_response_json(t->jwt, t->expires, now, role, &body);
@@ -226,12 +226,12 @@ static int answer_token(keel_http_request *req, token_service *token, const char
     token_minted minted = { 0 };
     keel_usec_t now = keel_now_realtime();
     if (token->issuer && token_cache_peek(token->cache, values[0], values[1], now, &minted) < 0)
-        return token__answer_later(req, token, id, values[0], values[1], NULL);
+        return token_answer_later(req, token, id, values[0], values[1], NULL);
     int r = minted.jwt ? 0 : token_cache_get(token->cache, values[0], values[1], now, &minted);
     if (r < 0) /* the mint logged why */
-        return token__answer_error(NOW(req), id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log",
-                                   NULL);
-    r = token__answer_token_ok(NOW(req), id, &minted, values[1], now);
+        return token_answer_error(NOW(req), id, 503, "temporarily_unavailable", "no token can be issued now: see the agent's log",
+                                  NULL);
+    r = token_answer_token_ok(NOW(req), id, &minted, values[1], now);
     token_minted_done(&minted);
     return r;
 }
@@ -265,21 +265,21 @@ static int route(keel_http_request *req, token_service *token, const char *id)
 {
     const char *path = keel_http_request_path(req), *method = keel_http_request_method(req);
     if (streq(path, ACCESS_PATH))
-        return token__answer_access(req, token, id, !client_unverified(req, token));
+        return token_answer_access(req, token, id, !client_unverified(req, token));
     bool is_token = streq(path, "/token") || streq(path, "/"), is_jwks = streq(path, JWKS_PATH);
     if ((is_token || is_jwks) && !STR_IN_SET(method, "GET", "HEAD"))
-        return token__answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
+        return token_answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
     if (is_token && client_unverified(req, token))
-        return token__answer_error(NOW(req), id, 401, "invalid_client",
-                                   "a client certificate verified by token.tls_client_ca_file is required", NULL);
+        return token_answer_error(NOW(req), id, 401, "invalid_client",
+                                  "a client certificate verified by token.tls_client_ca_file is required", NULL);
     if (is_token)
         return answer_token(req, token, id);
     if (is_jwks && token->issuer)
-        return token__answer_error(NOW(req), id, 404, "not_found",
-                                   "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
+        return token_answer_error(NOW(req), id, 404, "not_found",
+                                  "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
     if (is_jwks)
         return answer_jwks(req, token, id);
-    return token__answer_error(NOW(req), id, 404, "not_found", "not found: try /token, POST " ACCESS_PATH " or " JWKS_PATH, NULL);
+    return token_answer_error(NOW(req), id, 404, "not_found", "not found: try /token, POST " ACCESS_PATH " or " JWKS_PATH, NULL);
 }
 
 /* The server logs every request at debug level with its id (one line: not this handler's too).
@@ -296,12 +296,12 @@ static int handle_jwks(keel_http_request *req, void *userdata)
     token_service *token = userdata;
     const char *path = keel_http_request_path(req), *id = keel_http_request_id(req);
     if (!streq(path, JWKS_PATH))
-        return token__answer_error(NOW(req), id, 404, "not_found", "not found: only " JWKS_PATH " is served here", NULL);
+        return token_answer_error(NOW(req), id, 404, "not_found", "not found: only " JWKS_PATH " is served here", NULL);
     if (!STR_IN_SET(keel_http_request_method(req), "GET", "HEAD"))
-        return token__answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
+        return token_answer_error(NOW(req), id, 405, "method_not_allowed", "only GET is served here", NULL);
     if (token->issuer)
-        return token__answer_error(NOW(req), id, 404, "not_found",
-                                   "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
+        return token_answer_error(NOW(req), id, 404, "not_found",
+                                  "token.provider is oauth2: tokens are the issuer's, and so are the keys that verify them", NULL);
     return answer_jwks(req, token, id);
 }
 
@@ -411,7 +411,7 @@ static int token_configure(keel_service *s, void *state)
     if (!token->cache)
         return keel_app_fail(app, -ENOMEM, "Failed to allocate the token cache");
     token_cache_set_metrics(token->cache, &m);
-    if ((r = token__files_configure(token, app)) < 0)
+    if ((r = token_files_configure(token, app)) < 0)
         return r;
     apply_live_config(token);
     /* The first server to start: a TLS server's ready check needs libcurl, which loads meanwhile
@@ -450,16 +450,16 @@ static int token_start(keel_service *s, void *state)
     token->work = keel_app_work(app, "token");
     if (!agent_init_mode(app) && (r = tls_server_setup(app, token->identity, "token", &token->config.tls, &token->tls)) < 0)
         return r;
-    if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token__issuer_start(token, app)) < 0)
+    if (token->provider.provider == TOKEN_PROVIDER_OAUTH2 && (r = token_issuer_start(token, app)) < 0)
         return r;
     if (agent_init_mode(app))
-        return token__files_write_in_init(token, app);
+        return token_files_write_in_init(token, app);
     /* Last before the server: a start that failed before it leaves what was kept to the next one. */
-    token__restore_cache(token);
-    if (token__files_write(token, true) < 0)
+    token_restore_cache(token);
+    if (token_files_write(token, true) < 0)
         return keel_app_fail(app, -EIO, "Cannot write the token files of token.targets in '%s' (see above)",
                              token->files.config.dir);
-    if ((r = token__files_start(token)) < 0)
+    if ((r = token_files_start(token)) < 0)
         return keel_app_fail(app, r, "Cannot start the token.files hooks: %s", r == -EIO ? KEEL_FAULT_MESSAGE : strerror(-r));
     keel_http_options o = { .service = "token",
                             .label = "token provider server",
@@ -476,7 +476,7 @@ static int token_start(keel_service *s, void *state)
         o.handler = handle_jwks;
         r = keel_http_server_start_new(app, &o, &token->jwks_server);
     }
-    return r < 0 ? r : token__tasks_start(token, app);
+    return r < 0 ? r : token_tasks_start(token, app);
 }
 
 /* The server drains first (requests in flight finish), then the tasks stop and are joined, then
@@ -495,7 +495,7 @@ static int token_stop(keel_service *s, void *state)
     }
     token->files.hooks = hooks_free(token->files.hooks); /* after the refresh task, the last to notify */
     token->issuer = oauth2_free(token->issuer);          /* after every task that mints */
-    token__keep_cache(token);                            /* the cache is final: no request, worker or task is left */
+    token_keep_cache(token);                             /* the cache is final: no request, worker or task is left */
     return r;
 }
 
@@ -505,7 +505,7 @@ static int token_finalize(keel_service *s, void *state)
 {
     token_service *token = state;
     token->cache = token_cache_free(token->cache);
-    token__files_free(token);
+    token_files_free(token);
     return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "certificate-internal.h"
+#include "certificate.h"
 
 #define RUNS 5
 
@@ -37,7 +37,7 @@ static char *const names[] = { "svc.example", "localhost", NULL };
 static void keygen(cert_key_type type)
 {
     EVP_PKEY *k = NULL;
-    if (keel__cert_generate_key(type, 2048, &k) < 0)
+    if (cert_generate_key(type, 2048, &k) < 0)
         abort();
     EVP_PKEY_free(k);
 }
@@ -45,7 +45,7 @@ static void keygen(cert_key_type type)
 static void issue(EVP_PKEY *ca_key, X509 *ca, EVP_PKEY *key)
 {
     X509 *x = NULL;
-    if (keel__cert_issue(ca_key, ca, key, names, 72ULL * 3600 * KEEL_USEC_PER_SEC, &x) < 0)
+    if (cert_issue(ca_key, ca, key, names, 72ULL * 3600 * KEEL_USEC_PER_SEC, &x) < 0)
         abort();
     X509_free(x);
 }
@@ -56,9 +56,9 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : mkdtemp(tmp);
     EVP_PKEY *ca_key = NULL, *ec = NULL, *rsa = NULL;
     X509 *ca = NULL;
-    if (!dir || keel__cert_generate_key(CERT_KEY_EC, 0, &ca_key) < 0 ||
-        keel__cert_create_ca(ca_key, 24ULL * 3600 * KEEL_USEC_PER_SEC, &ca) < 0 ||
-        keel__cert_generate_key(CERT_KEY_EC, 0, &ec) < 0 || keel__cert_generate_key(CERT_KEY_RSA, 2048, &rsa) < 0)
+    if (!dir || cert_generate_key(CERT_KEY_EC, 0, &ca_key) < 0 ||
+        cert_create_ca(ca_key, 24ULL * 3600 * KEEL_USEC_PER_SEC, &ca) < 0 || cert_generate_key(CERT_KEY_EC, 0, &ec) < 0 ||
+        cert_generate_key(CERT_KEY_RSA, 2048, &rsa) < 0)
         return 1;
 
     double ec_keys = RATE(keygen(CERT_KEY_EC), 200000000ULL);
@@ -67,9 +67,9 @@ int main(int argc, char **argv)
     double issue_rsa = RATE(issue(ca_key, ca, rsa), 200000000ULL);
 
     cert_pair p = { .key = ec };
-    if (keel__cert_issue(ca_key, ca, ec, names, 3600 * KEEL_USEC_PER_SEC, &p.leaf) < 0)
+    if (cert_issue(ca_key, ca, ec, names, 3600 * KEEL_USEC_PER_SEC, &p.leaf) < 0)
         return 1;
-    double stores = RATE(if (keel__cert_store_write(dir, &p) < 0) abort(), 200000000ULL);
+    double stores = RATE(if (cert_store_write(dir, &p) < 0) abort(), 200000000ULL);
 
     printf("bench-certificate: ec_keys_per_s=%.0f rsa2048_keys_per_s=%.1f issue_ec_per_s=%.0f issue_rsa_per_s=%.0f "
            "store_pair_ms=%.3f (%s)\n",

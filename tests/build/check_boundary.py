@@ -66,6 +66,8 @@ ROOM_HEADERS = {
     "observer-internal.h": ("core/app", "core/machine", "observers"),
     "app-metrics-internal.h": ("core/telemetry", "core/machine", "core/app"),
     "settings-internal.h": ("core/config", "core/app", "core/http"),
+    "config-load-internal.h": ("core/config",),
+    "work-shards-internal.h": ("core/work",),
 }
 for root in private:
     for dirpath, _, files in os.walk(root):

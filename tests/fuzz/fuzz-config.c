@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -32,12 +32,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dns01_key k = { .name = "keel-test.", .algorithm = size % 2 ? DNS01_HMAC_SHA512 : DNS01_HMAC_SHA256, .secret_size = 32 };
     uint8_t request_mac[64] = { 1, 2, 3 };
     dns01_reply reply;
-    if (keel__dns01_parse_reply(copy, size, &k, request_mac, 32, &reply) == 0 && reply.tsig_verified && !reply.tsig)
+    if (dns01_parse_reply(copy, size, &k, request_mac, 32, &reply) == 0 && reply.tsig_verified && !reply.tsig)
         abort();
-    (void) keel__dns01_parse_reply(copy, size, NULL, NULL, 0, &reply);
-    (void) keel__dns01_reply_has_txt(copy, size, "_acme-challenge.example.test", "61rBZ_4knHblO0MNoxFsXZ_eTFUHum0B6IVRbhvUn5I");
+    (void) dns01_parse_reply(copy, size, NULL, NULL, 0, &reply);
+    (void) dns01_reply_has_txt(copy, size, "_acme-challenge.example.test", "61rBZ_4knHblO0MNoxFsXZ_eTFUHum0B6IVRbhvUn5I");
     char zone[DNS01_NAME_MAX + 1];
-    if (keel__dns01_reply_soa_owner(copy, size, zone) == 0)
+    if (dns01_reply_soa_owner(copy, size, zone) == 0)
         check_name(zone);
     free(copy);
     return 0;

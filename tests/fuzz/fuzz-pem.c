@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Certificates and keys as an operator's files may hold them (certificate.provider file, the
- * backup, a CA file): keel__cert_parse_certs() on the bytes, and keel__cert_read_key() on them as
+ * backup, a CA file): cert_parse_certs() on the bytes, and cert_read_key() on them as
  * a 0600 file. A refusal names its reason; certificates that parse come back the same after
  * being written out and read again. */
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -23,12 +23,12 @@ static void round_trip(X509 *leaf, STACK_OF(X509) * chain)
     X509 *leaf2 = NULL;
     STACK_OF(X509) *chain2 = NULL;
     cert_error e = { 0 };
-    if (keel__cert_certs_pem(leaf, chain, &pem, &n) < 0)
+    if (cert_certs_pem(leaf, chain, &pem, &n) < 0)
         return;
-    if (keel__cert_parse_certs(pem, n, "round trip", &leaf2, &chain2, &e) < 0 || X509_cmp(leaf, leaf2) != 0 ||
+    if (cert_parse_certs(pem, n, "round trip", &leaf2, &chain2, &e) < 0 || X509_cmp(leaf, leaf2) != 0 ||
         sk_X509_num(chain) != sk_X509_num(chain2))
         abort();
-    keel__cert_pem_free(pem, n);
+    cert_pem_free(pem, n);
     X509_free(leaf2);
     sk_X509_pop_free(chain2, X509_free);
 }
@@ -44,7 +44,7 @@ static void read_key(const uint8_t *data, size_t size)
     (void) snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     EVP_PKEY *key = NULL;
     cert_error e = { 0 };
-    int r = keel__cert_read_key(path, &key, &e);
+    int r = cert_read_key(path, &key, &e);
     if ((r < 0) != (key == NULL) || (r < 0 && !e.text[0]))
         abort();
     EVP_PKEY_free(key);
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
     cert_error e = { 0 };
-    int r = keel__cert_parse_certs((const char *) data, size, "fuzz input", &leaf, &chain, &e);
+    int r = cert_parse_certs((const char *) data, size, "fuzz input", &leaf, &chain, &e);
     if (r < 0 && (!e.text[0] || leaf))
         abort();
     if (r >= 0)

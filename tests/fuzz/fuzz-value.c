@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "macro-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -34,17 +34,16 @@ int main(int argc, char **argv)
     };
     strcpy(c.server.host, argv[2]);
     cert_error e = { .text = "" };
-    _cleanup_(keel__dns01_solver_freep) dns01_solver *s = NULL;
-    int r = keel__dns01_solver_new(&c, &s, &e);
+    _cleanup_(dns01_solver_freep) dns01_solver *s = NULL;
+    int r = dns01_solver_new(&c, &s, &e);
     if (r >= 0)
-        r = streq(argv[1], "present") ? keel__dns01_present(s, argv[10], argv[11], &e)
-                                      : keel__dns01_cleanup(s, argv[10], argv[11], &e);
+        r = streq(argv[1], "present") ? dns01_present(s, argv[10], argv[11], &e) : dns01_cleanup(s, argv[10], argv[11], &e);
     if (r < 0) {
         fprintf(stderr, "%s\n", e.text);
         return 1;
     }
     char value[44];
-    if (keel__dns01_txt_value(argv[11], value) >= 0)
+    if (dns01_txt_value(argv[11], value) >= 0)
         printf("%s\n", value);
     return 0;
 }

@@ -7,7 +7,7 @@
 
 #include <criterion/criterion.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 
 #define SEC  KEEL_USEC_PER_SEC
 #define HOUR (3600 * SEC)
@@ -17,61 +17,61 @@ TestSuite(ari, .timeout = 30);
 Test(ari, the_pick_is_uniform_over_the_window)
 {
     keel_usec_t start = 1000 * HOUR, end = start + 48 * HOUR;
-    cr_assert_eq(keel__ari_pick(start, end, 0), start);
-    cr_assert_eq(keel__ari_pick(start, end, UINT32_MAX), end);
-    keel_usec_t middle = keel__ari_pick(start, end, UINT32_MAX / 2);
+    cr_assert_eq(ari_pick(start, end, 0), start);
+    cr_assert_eq(ari_pick(start, end, UINT32_MAX), end);
+    keel_usec_t middle = ari_pick(start, end, UINT32_MAX / 2);
     cr_assert(middle > start + 24 * HOUR - SEC && middle <= start + 24 * HOUR, "%llu", (unsigned long long) (middle - start));
     for (uint32_t r = 1; r < UINT32_MAX / 2; r = r * 3 + 7) {
-        keel_usec_t at = keel__ari_pick(start, end, r);
+        keel_usec_t at = ari_pick(start, end, r);
         cr_assert(at >= start && at <= end);
     }
-    cr_assert_eq(keel__ari_pick(end, start, 12345), end, "an empty window: its start");
+    cr_assert_eq(ari_pick(end, start, 12345), end, "an empty window: its start");
 }
 
 Test(ari, renews_at_the_picked_point_inside_the_lifetime)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 90 * 24 * HOUR, now = nb + HOUR;
-    cr_assert_eq(keel__ari_renew_delay(now, nb, na, now + 10 * HOUR), 10 * HOUR);
+    cr_assert_eq(ari_renew_delay(now, nb, na, now + 10 * HOUR), 10 * HOUR);
 }
 
 Test(ari, a_window_already_past_renews_at_once)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 90 * 24 * HOUR, now = nb + HOUR;
-    cr_assert_eq(keel__ari_renew_delay(now, nb, na, now - 30 * 60 * SEC), 0, "revoked: pebble's window ended 30 min ago");
-    cr_assert_eq(keel__ari_renew_delay(now, nb, na, now), 0);
+    cr_assert_eq(ari_renew_delay(now, nb, na, now - 30 * 60 * SEC), 0, "revoked: pebble's window ended 30 min ago");
+    cr_assert_eq(ari_renew_delay(now, nb, na, now), 0);
 }
 
 /* A window past the last tenth of the lifetime is cut to it: there /readyz would turn unhealthy. */
 Test(ari, never_later_than_the_last_tenth)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 100 * HOUR, now = nb + HOUR;
-    cr_assert_eq(keel__ari_renew_delay(now, nb, na, na + 24 * HOUR), 89 * HOUR);
-    cr_assert_eq(keel__ari_renew_delay(nb + 95 * HOUR, nb, na, na + 24 * HOUR), 0, "due already");
-    cr_assert_eq(keel__ari_renew_delay(na + 1, nb, na, na + 24 * HOUR), 0, "expired");
+    cr_assert_eq(ari_renew_delay(now, nb, na, na + 24 * HOUR), 89 * HOUR);
+    cr_assert_eq(ari_renew_delay(nb + 95 * HOUR, nb, na, na + 24 * HOUR), 0, "due already");
+    cr_assert_eq(ari_renew_delay(na + 1, nb, na, na + 24 * HOUR), 0, "expired");
 }
 
 Test(ari, retry_after_is_clamped_to_a_minute_and_a_day)
 {
-    cr_assert_eq(keel__ari_check_interval(0), 24 * HOUR, "none: daily");
-    cr_assert_eq(keel__ari_check_interval(6 * HOUR), 6 * HOUR, "pebble's");
-    cr_assert_eq(keel__ari_check_interval(1 * SEC), 60 * SEC);
-    cr_assert_eq(keel__ari_check_interval(7 * 24 * HOUR), 24 * HOUR);
+    cr_assert_eq(ari_check_interval(0), 24 * HOUR, "none: daily");
+    cr_assert_eq(ari_check_interval(6 * HOUR), 6 * HOUR, "pebble's");
+    cr_assert_eq(ari_check_interval(1 * SEC), 60 * SEC);
+    cr_assert_eq(ari_check_interval(7 * 24 * HOUR), 24 * HOUR);
 }
 
 Test(ari, timestamps_are_rfc3339)
 {
     keel_usec_t t = 0;
-    cr_assert_eq(keel__ari_parse_time("1970-01-01T00:00:00Z", &t), 0);
+    cr_assert_eq(ari_parse_time("1970-01-01T00:00:00Z", &t), 0);
     cr_assert_eq(t, 0);
-    cr_assert_eq(keel__ari_parse_time("2026-12-06T07:47:59Z", &t), 0);
+    cr_assert_eq(ari_parse_time("2026-12-06T07:47:59Z", &t), 0);
     cr_assert_eq(t, 1796543279ULL * SEC);
-    cr_assert_eq(keel__ari_parse_time("2026-12-06T07:47:59.123456789Z", &t), 0, "Go's RFC3339Nano");
+    cr_assert_eq(ari_parse_time("2026-12-06T07:47:59.123456789Z", &t), 0, "Go's RFC3339Nano");
     cr_assert_eq(t, 1796543279ULL * SEC + 123456);
-    cr_assert_eq(keel__ari_parse_time("2026-12-06T07:47:59.5Z", &t), 0);
+    cr_assert_eq(ari_parse_time("2026-12-06T07:47:59.5Z", &t), 0);
     cr_assert_eq(t, 1796543279ULL * SEC + 500000);
-    cr_assert_eq(keel__ari_parse_time("2026-12-06T08:47:59+01:00", &t), 0);
+    cr_assert_eq(ari_parse_time("2026-12-06T08:47:59+01:00", &t), 0);
     cr_assert_eq(t, 1796543279ULL * SEC);
-    cr_assert_eq(keel__ari_parse_time("2026-12-06t02:17:59-05:30", &t), 0);
+    cr_assert_eq(ari_parse_time("2026-12-06t02:17:59-05:30", &t), 0);
     cr_assert_eq(t, 1796543279ULL * SEC);
 }
 
@@ -92,9 +92,9 @@ Test(ari, other_timestamps_are_refused_and_leave_the_result)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         keel_usec_t t = 42;
-        cr_assert_eq(keel__ari_parse_time(bad[i], &t), -EINVAL, "'%s'", bad[i]);
+        cr_assert_eq(ari_parse_time(bad[i], &t), -EINVAL, "'%s'", bad[i]);
         cr_assert_eq(t, 42);
     }
     keel_usec_t t = 42;
-    cr_assert_eq(keel__ari_parse_time("1969-12-31T23:59:59Z", &t), -ERANGE);
+    cr_assert_eq(ari_parse_time("1969-12-31T23:59:59Z", &t), -ERANGE);
 }

@@ -22,9 +22,9 @@
 
 #include <keel/fileio.h>
 
-#include "certificate-internal.h"
+#include "certificate.h"
 #include "helpers.h"
-#include "macro.h"
+#include "macro-internal.h"
 #include "openssl-util.h"
 
 TestSuite(certificate, .timeout = 60);
@@ -41,8 +41,8 @@ typedef struct ca {
 static ca make_ca(void)
 {
     ca c = {};
-    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &c.key), 0);
-    cr_assert_eq(keel__cert_create_ca(c.key, 24 * HOUR, &c.cert), 0);
+    cr_assert_eq(cert_generate_key(CERT_KEY_EC, 0, &c.key), 0);
+    cr_assert_eq(cert_create_ca(c.key, 24 * HOUR, &c.cert), 0);
     return c;
 }
 
@@ -55,8 +55,8 @@ static void ca_done(ca *c)
 static cert_pair issue(const ca *c, cert_key_type type, keel_usec_t lifetime)
 {
     cert_pair p = {};
-    cr_assert_eq(keel__cert_generate_key(type, 2048, &p.key), 0);
-    cr_assert_eq(keel__cert_issue(c->key, c->cert, p.key, names, lifetime, &p.leaf), 0);
+    cr_assert_eq(cert_generate_key(type, 2048, &p.key), 0);
+    cr_assert_eq(cert_issue(c->key, c->cert, p.key, names, lifetime, &p.leaf), 0);
     return p;
 }
 
@@ -80,11 +80,11 @@ Test(certificate, ca_is_a_ca_with_key_identifiers)
 static void check_issued(cert_key_type type)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, type, 2 * HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, type, 2 * HOUR);
     cert_error e = {};
-    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL), "t", &e), 0, "%s", e.text);
-    cr_assert(keel__cert_has_names(p.leaf, names));
-    cr_assert_not(keel__cert_has_names(p.leaf, (char *const[]){ "other.example", NULL }));
+    cr_assert_eq(cert_check(p.key, p.leaf, NULL, c.cert, time(NULL), "t", &e), 0, "%s", e.text);
+    cr_assert(cert_has_names(p.leaf, names));
+    cr_assert_not(cert_has_names(p.leaf, (char *const[]){ "other.example", NULL }));
     cr_assert_eq(X509_check_ca(p.leaf), 0);
     cr_assert(X509_get_extended_key_usage(p.leaf) & XKU_SSL_SERVER);
     cr_assert(X509_get_extended_key_usage(p.leaf) & XKU_SSL_CLIENT);
@@ -110,36 +110,36 @@ Test(certificate, issues_rsa_certificates_that_verify)
 Test(certificate, serials_differ)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
     cr_assert_neq(ASN1_INTEGER_cmp(X509_get0_serialNumber(a.leaf), X509_get0_serialNumber(b.leaf)), 0);
 }
 
 Test(certificate, never_issues_past_the_ca)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, 100 * HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, 100 * HOUR);
     cr_assert_leq(ASN1_TIME_compare(X509_get0_notAfter(p.leaf), X509_get0_notAfter(c.cert)), 0);
 }
 
 Test(certificate, check_refuses_another_keys_certificate)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
     cert_error e = {};
-    cr_assert_eq(keel__cert_check(a.key, b.leaf, NULL, c.cert, time(NULL), "key[k], cert[c]", &e), -EKEYREJECTED);
+    cr_assert_eq(cert_check(a.key, b.leaf, NULL, c.cert, time(NULL), "key[k], cert[c]", &e), -EKEYREJECTED);
     cr_assert_str_eq(e.text, "key[k], cert[c]: the certificate does not belong to the key");
 }
 
 Test(certificate, check_refuses_an_expired_certificate)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, KEEL_USEC_PER_SEC);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, KEEL_USEC_PER_SEC);
     cert_error e = {};
-    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) + 10, "w", &e), -EKEYEXPIRED);
+    cr_assert_eq(cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) + 10, "w", &e), -EKEYEXPIRED);
     cr_assert(strstr(e.text, "w: the certificate expired at "), "%s", e.text);
-    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) - 3600, "w", &e), -EKEYEXPIRED);
+    cr_assert_eq(cert_check(p.key, p.leaf, NULL, c.cert, time(NULL) - 3600, "w", &e), -EKEYEXPIRED);
     cr_assert(strstr(e.text, "is not valid before"), "%s", e.text);
 }
 
@@ -147,23 +147,23 @@ Test(certificate, check_refuses_a_chain_to_another_ca)
 {
     _cleanup_(ca_done) ca c = make_ca();
     _cleanup_(ca_done) ca other = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
     cert_error e = {};
-    cr_assert_eq(keel__cert_check(p.key, p.leaf, NULL, other.cert, time(NULL), "w", &e), -EBADE);
+    cr_assert_eq(cert_check(p.key, p.leaf, NULL, other.cert, time(NULL), "w", &e), -EBADE);
     cr_assert(strstr(e.text, "w: the certificate does not verify to the CA: "), "%s", e.text);
 }
 
 Test(certificate, names)
 {
-    cr_assert(keel__cert_name_valid("a.example"));
-    cr_assert(keel__cert_name_valid("*.example.org"));
-    cr_assert(keel__cert_name_valid("::1"));
-    cr_assert(keel__cert_name_valid("10.0.0.1"));
-    cr_assert_not(keel__cert_name_valid(""));
-    cr_assert_not(keel__cert_name_valid("a,DNS:evil"));
-    cr_assert_not(keel__cert_name_valid("a..b"));
-    cr_assert_not(keel__cert_name_valid("a b"));
-    cr_assert_not(keel__cert_name_valid("a.*.b"));
+    cr_assert(cert_name_valid("a.example"));
+    cr_assert(cert_name_valid("*.example.org"));
+    cr_assert(cert_name_valid("::1"));
+    cr_assert(cert_name_valid("10.0.0.1"));
+    cr_assert_not(cert_name_valid(""));
+    cr_assert_not(cert_name_valid("a,DNS:evil"));
+    cr_assert_not(cert_name_valid("a..b"));
+    cr_assert_not(cert_name_valid("a b"));
+    cr_assert_not(cert_name_valid("a.*.b"));
 }
 
 /* ---- files ---------------------------------------------------------------------------------------- */
@@ -172,15 +172,15 @@ Test(certificate, key_readable_by_others_is_refused_naming_file_and_mode)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL, *back = NULL;
     _cleanup_free_ char *path = path_in(test_tmpdir(), "key.pem");
-    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &key), 0);
-    cr_assert_eq(keel__cert_write_key(path, key), 0);
+    cr_assert_eq(cert_generate_key(CERT_KEY_EC, 0, &key), 0);
+    cr_assert_eq(cert_write_key(path, key), 0);
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_key(path, &back, &e), 0, "%s", e.text);
+    cr_assert_eq(cert_read_key(path, &back, &e), 0, "%s", e.text);
     cr_assert_eq(EVP_PKEY_eq(key, back), 1);
     for (mode_t m = 0604; m <= 0640; m += 036) {
         cr_assert_eq(chmod(path, m), 0);
         EVP_PKEY *none = NULL;
-        cr_assert_eq(keel__cert_read_key(path, &none, &e), -EACCES);
+        cr_assert_eq(cert_read_key(path, &none, &e), -EACCES);
         cr_assert_null(none);
         char want[512];
         snprintf(want, sizeof want, "Permissions %04o for '%s' are too open", (unsigned) m, path);
@@ -206,7 +206,7 @@ static void expect_same_key(const char *path, EVP_PKEY *want)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *back = NULL;
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_key(path, &back, &e), 0, "%s", e.text);
+    cr_assert_eq(cert_read_key(path, &back, &e), 0, "%s", e.text);
     cr_assert_eq(EVP_PKEY_eq(want, back), 1);
 }
 
@@ -217,13 +217,13 @@ Test(certificate, keys_read_the_same_in_every_form)
 {
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = NULL, *rsa = NULL, *ed = NULL;
     _cleanup_free_ char *path = path_in(test_tmpdir(), "key.pem");
-    cr_assert_eq(keel__cert_generate_key(CERT_KEY_EC, 0, &ec), 0);
-    cr_assert_eq(keel__cert_generate_key(CERT_KEY_RSA, 2048, &rsa), 0);
+    cr_assert_eq(cert_generate_key(CERT_KEY_EC, 0, &ec), 0);
+    cr_assert_eq(cert_generate_key(CERT_KEY_RSA, 2048, &rsa), 0);
     cr_assert_not_null(ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"));
 
-    cr_assert_eq(keel__cert_write_key(path, ec), 0); /* PKCS#8 */
+    cr_assert_eq(cert_write_key(path, ec), 0); /* PKCS#8 */
     expect_same_key(path, ec);
-    cr_assert_eq(keel__cert_write_key(path, rsa), 0);
+    cr_assert_eq(cert_write_key(path, rsa), 0);
     expect_same_key(path, rsa);
     write_key_file(path, NULL, ec); /* SEC1: EC PRIVATE KEY */
     expect_same_key(path, ec);
@@ -235,12 +235,12 @@ Test(certificate, keys_read_the_same_in_every_form)
 
     cert_error e = {};
     EVP_PKEY *none = NULL;
-    cr_assert_eq(keel__cert_write_key(path, ed), 0); /* PKCS#8 of another algorithm */
-    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EINVAL);
+    cr_assert_eq(cert_write_key(path, ed), 0); /* PKCS#8 of another algorithm */
+    cr_assert_eq(cert_read_key(path, &none, &e), -EINVAL);
     cr_assert(strstr(e.text, "neither EC P-256 nor RSA"), "%s", e.text);
     write_key_file(
         path, "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n", NULL);
-    cr_assert_eq(keel__cert_read_key(path, &none, &e), -EBADMSG);
+    cr_assert_eq(cert_read_key(path, &none, &e), -EBADMSG);
     cr_assert(strstr(e.text, "is not a PEM private key"), "%s", e.text);
     cr_assert_null(none);
 }
@@ -251,8 +251,8 @@ Test(certificate, written_files_have_their_modes_and_no_temporaries)
     const char *dir = test_tmpdir();
     _cleanup_free_ char *k = path_in(dir, "k.pem"), *x = path_in(dir, "x.pem");
     struct stat st;
-    cr_assert_eq(keel__cert_write_key(k, c.key), 0);
-    cr_assert_eq(keel__cert_write_certs(x, c.cert, NULL), 0);
+    cr_assert_eq(cert_write_key(k, c.key), 0);
+    cr_assert_eq(cert_write_certs(x, c.cert, NULL), 0);
     cr_assert_eq(stat(k, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0600);
     cr_assert_eq(stat(x, &st), 0);
@@ -271,10 +271,10 @@ Test(certificate, pem_buffers_are_what_the_files_hold)
     char *key_pem = NULL, *certs_pem = NULL, *data = NULL;
     size_t key_size = 0, certs_size = 0, size = 0;
     mode_t mode;
-    cr_assert_eq(keel__cert_key_pem(p.key, &key_pem, &key_size), 0);
-    cr_assert_eq(keel__cert_certs_pem(p.leaf, chain, &certs_pem, &certs_size), 0);
-    cr_assert_eq(keel__cert_write_key(k, p.key), 0);
-    cr_assert_eq(keel__cert_write_certs(x, p.leaf, chain), 0);
+    cr_assert_eq(cert_key_pem(p.key, &key_pem, &key_size), 0);
+    cr_assert_eq(cert_certs_pem(p.leaf, chain, &certs_pem, &certs_size), 0);
+    cr_assert_eq(cert_write_key(k, p.key), 0);
+    cr_assert_eq(cert_write_certs(x, p.leaf, chain), 0);
     cr_assert_eq(keel_file_read(x, CERT_FILE_MAX, &data, &size, &mode), 0);
     cr_assert_eq(size, certs_size);
     cr_assert_eq(memcmp(data, certs_pem, size), 0, "the certificates are written as encoded");
@@ -285,10 +285,10 @@ Test(certificate, pem_buffers_are_what_the_files_hold)
     cr_assert_eq(memcmp(data, key_pem, size), 0);
     free(data);
     cr_assert_eq(memcmp(certs_pem, "-----BEGIN CERTIFICATE-----", 27), 0);
-    keel__cert_pem_free(key_pem, key_size);
-    keel__cert_pem_free(certs_pem, certs_size);
-    keel__cert_pem_free(NULL, 0);
-    keel__cert_pair_done(&p);
+    cert_pem_free(key_pem, key_size);
+    cert_pem_free(certs_pem, certs_size);
+    cert_pem_free(NULL, 0);
+    cert_pair_done(&p);
 }
 
 static void expect_bad_file(const char *content, int error, const char *reason)
@@ -297,7 +297,7 @@ static void expect_bad_file(const char *content, int error, const char *reason)
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_certs(path, &leaf, &chain, &e), error, "%s", e.text);
+    cr_assert_eq(cert_read_certs(path, &leaf, &chain, &e), error, "%s", e.text);
     cr_assert_null(leaf);
     cr_assert(strstr(e.text, path), "%s", e.text);
     cr_assert(strstr(e.text, reason), "%s", e.text);
@@ -311,7 +311,7 @@ Test(certificate, corrupt_or_empty_certificate_files_are_named)
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_certs("/nonexistent/cert.pem", &leaf, &chain, &e), -ENOENT);
+    cr_assert_eq(cert_read_certs("/nonexistent/cert.pem", &leaf, &chain, &e), -ENOENT);
     cr_assert(strstr(e.text, "Cannot read '/nonexistent/cert.pem'"), "%s", e.text);
 }
 
@@ -322,7 +322,7 @@ Test(certificate, corrupt_key_is_named)
     cr_assert_eq(chmod(path, 0600), 0);
     EVP_PKEY *key = NULL;
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_key(path, &key, &e), -EBADMSG);
+    cr_assert_eq(cert_read_key(path, &key, &e), -EBADMSG);
     cr_assert(strstr(e.text, "is not a PEM private key"), "%s", e.text);
     cr_assert(strstr(e.text, path), "%s", e.text);
 }
@@ -330,15 +330,15 @@ Test(certificate, corrupt_key_is_named)
 Test(certificate, chain_after_the_leaf_is_read)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
     _cleanup_x509_stack_ STACK_OF(X509) *chain = sk_X509_new_null();
     cr_assert(sk_X509_push(chain, c.cert));
     X509_up_ref(c.cert);
     _cleanup_free_ char *path = path_in(test_tmpdir(), "chain.pem");
-    cr_assert_eq(keel__cert_write_certs(path, p.leaf, chain), 0);
-    _cleanup_(keel__cert_pair_done) cert_pair back = {};
+    cr_assert_eq(cert_write_certs(path, p.leaf, chain), 0);
+    _cleanup_(cert_pair_done) cert_pair back = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_read_certs(path, &back.leaf, &back.chain, &e), 0, "%s", e.text);
+    cr_assert_eq(cert_read_certs(path, &back.leaf, &back.chain, &e), 0, "%s", e.text);
     cr_assert_eq(X509_cmp(back.leaf, p.leaf), 0);
     cr_assert_eq(sk_X509_num(back.chain), 1);
     cr_assert_eq(X509_cmp(sk_X509_value(back.chain, 0), c.cert), 0);
@@ -373,9 +373,9 @@ static bool bundle_is(const char *dir, const cert_pair *p)
 
 static void assert_loads(const char *dir, const cert_pair *want)
 {
-    _cleanup_(keel__cert_pair_done) cert_pair got = {};
+    _cleanup_(cert_pair_done) cert_pair got = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_store_load(dir, &got, &e), 0, "%s", e.text);
+    cr_assert_eq(cert_store_load(dir, &got, &e), 0, "%s", e.text);
     cr_assert_eq(X509_check_private_key(got.leaf, got.key), 1);
     if (want)
         cr_assert_eq(X509_cmp(got.leaf, want->leaf), 0);
@@ -385,9 +385,9 @@ static void write_file_pair(const char *dir, const char *key_name, const char *c
 {
     _cleanup_free_ char *k = path_in(dir, key_name), *x = path_in(dir, cert_name);
     if (key_name)
-        cr_assert_eq(keel__cert_write_key(k, p->key), 0);
+        cr_assert_eq(cert_write_key(k, p->key), 0);
     if (cert_name)
-        cr_assert_eq(keel__cert_write_certs(x, p->leaf, NULL), 0);
+        cr_assert_eq(cert_write_certs(x, p->leaf, NULL), 0);
 }
 
 static bool exists_in(const char *dir, const char *name)
@@ -399,12 +399,12 @@ static bool exists_in(const char *dir, const char *name)
 Test(certificate, store_round_trip_and_missing_pair)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     cert_pair none = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_store_load(dir, &none, &e), -ENOENT);
-    cr_assert_eq(keel__cert_store_write(dir, &p), 0);
+    cr_assert_eq(cert_store_load(dir, &none, &e), -ENOENT);
+    cr_assert_eq(cert_store_write(dir, &p), 0);
     assert_loads(dir, &p);
     cr_assert_not(exists_in(dir, "key.next.pem"));
     cr_assert_not(exists_in(dir, "cert.next.pem"));
@@ -416,8 +416,8 @@ Test(certificate, store_round_trip_and_missing_pair)
 Test(certificate, first_write_torn_by_a_crash_is_no_pair)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
     const char *alone[][2] = { { "key.pem", NULL }, { NULL, "cert.pem" } };
     for (size_t i = 0; i < ELEMENTSOF(alone); i++) {
         const char *dir = test_tmpdir();
@@ -428,8 +428,8 @@ Test(certificate, first_write_torn_by_a_crash_is_no_pair)
         write_file_pair(dir, alone[i][0], alone[i][1], &a);
         cert_pair none = {};
         cert_error e = {};
-        cr_assert_eq(keel__cert_store_load(dir, &none, &e), -ENOENT, "%s alone: %s", alone[i][0] ?: alone[i][1], e.text);
-        cr_assert_eq(keel__cert_store_write(dir, &b), 0);
+        cr_assert_eq(cert_store_load(dir, &none, &e), -ENOENT, "%s alone: %s", alone[i][0] ?: alone[i][1], e.text);
+        cr_assert_eq(cert_store_write(dir, &b), 0);
         assert_loads(dir, &b);
         cr_assert(bundle_is(dir, &b));
     }
@@ -440,34 +440,34 @@ Test(certificate, first_write_torn_by_a_crash_is_no_pair)
 Test(certificate, staged_pair_counts_only_once_committed)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     struct stat st;
     cert_staged staged;
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
 
-    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(cert_store_stage(dir, &new, &staged), 0);
     cr_assert_eq(stat(staged.key, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0600);
     cr_assert_eq(stat(staged.cert, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0644);
     cr_assert_not(exists_in(dir, "key.next.pem"));
-    keel__cert_store_abort(&staged);
+    cert_store_abort(&staged);
     cr_assert_eq(keel_dir_remove_temporaries(dir), 0, "abort removes the staged files");
     assert_loads(dir, &old);
 
     /* A crash after staging: the load removes the staged files and keeps the pair. */
-    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(cert_store_stage(dir, &new, &staged), 0);
     assert_loads(dir, &old);
     cr_assert_eq(access(staged.key, F_OK), -1);
     cr_assert_eq(access(staged.cert, F_OK), -1);
-    keel__cert_store_abort(&staged); /* frees the names; the files are gone already */
+    cert_store_abort(&staged); /* frees the names; the files are gone already */
 
     /* A certificate left in the next slot never meets the staged key. */
     write_file_pair(dir, NULL, "cert.next.pem", &old);
-    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
-    cr_assert_eq(keel__cert_store_commit(&staged), 0);
+    cr_assert_eq(cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(cert_store_commit(&staged), 0);
     assert_loads(dir, &new);
     cr_assert_not(exists_in(dir, "key.next.pem"));
     cr_assert_not(exists_in(dir, "cert.next.pem"));
@@ -478,12 +478,12 @@ Test(certificate, staged_pair_counts_only_once_committed)
 Test(certificate, store_recovers_every_interrupted_rotation)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
 
     /* After step 1: a next key alone. */
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
     write_file_pair(dir, "key.next.pem", NULL, &new);
     assert_loads(dir, &old);
     cr_assert_not(exists_in(dir, "key.next.pem"));
@@ -494,7 +494,7 @@ Test(certificate, store_recovers_every_interrupted_rotation)
     cr_assert_not(exists_in(dir, "cert.next.pem"));
 
     /* After step 3: the new key in place, its certificate still in the next slot. */
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
     write_file_pair(dir, "key.pem", "cert.next.pem", &new);
     assert_loads(dir, &new);
 
@@ -511,19 +511,19 @@ Test(certificate, store_recovers_every_interrupted_rotation)
 Test(certificate, commit_finishes_a_half_rotation_before_its_own)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair mid = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair mid = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     cert_staged staged;
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
     write_file_pair(dir, "key.pem", "cert.next.pem", &mid);
-    cr_assert_eq(keel__cert_store_stage(dir, &new, &staged), 0);
+    cr_assert_eq(cert_store_stage(dir, &new, &staged), 0);
     /* The staged files are made unrenamable, so the commit stops after its recovery. */
     _cleanup_free_ char *key = strdup(staged.key);
     cr_assert_eq(unlink(key), 0);
-    cr_assert_lt(keel__cert_store_commit(&staged), 0);
-    keel__cert_store_abort(&staged);
+    cr_assert_lt(cert_store_commit(&staged), 0);
+    cert_store_abort(&staged);
     assert_loads(dir, &mid);
 }
 
@@ -532,16 +532,16 @@ Test(certificate, commit_finishes_a_half_rotation_before_its_own)
 Test(certificate, store_reports_an_unreadable_next_slot_and_keeps_it)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     cert_pair got = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
     write_file_pair(dir, "key.next.pem", "cert.next.pem", &new);
     _cleanup_free_ char *key_next = path_in(dir, "key.next.pem");
     cr_assert_eq(chmod(key_next, 0644), 0);
-    cr_assert_eq(keel__cert_store_load(dir, &got, &e), -EACCES);
+    cr_assert_eq(cert_store_load(dir, &got, &e), -EACCES);
     cr_assert(strstr(e.text, "key.next.pem"), "%s", e.text);
     cr_assert(exists_in(dir, "key.next.pem"));
     cr_assert(exists_in(dir, "cert.next.pem"));
@@ -549,9 +549,9 @@ Test(certificate, store_reports_an_unreadable_next_slot_and_keeps_it)
 
 static void assert_peeks(const char *dir, const cert_pair *want)
 {
-    _cleanup_(keel__cert_pair_done) cert_pair got = {};
+    _cleanup_(cert_pair_done) cert_pair got = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_store_peek(dir, &got, &e), 0, "%s", e.text);
+    cr_assert_eq(cert_store_peek(dir, &got, &e), 0, "%s", e.text);
     cr_assert_eq(X509_cmp(got.leaf, want->leaf), 0);
 }
 
@@ -560,14 +560,14 @@ static void assert_peeks(const char *dir, const cert_pair *want)
 Test(certificate, peek_reads_through_a_rotation_and_changes_nothing)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair old = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair new = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     cert_pair none = {};
     cert_error e = {};
-    cr_assert_eq(keel__cert_store_peek(dir, &none, &e), -ENOENT);
+    cr_assert_eq(cert_store_peek(dir, &none, &e), -ENOENT);
 
-    cr_assert_eq(keel__cert_store_write(dir, &old), 0);
+    cr_assert_eq(cert_store_write(dir, &old), 0);
     _cleanup_free_ char *tmp = test_write_file(dir, ".key.next.pem.tmp-abcdef", "being written");
     (void) tmp;
     write_file_pair(dir, "key.next.pem", "cert.next.pem", &new); /* after step 2 */
@@ -599,12 +599,12 @@ static char *read_in(const char *dir, const char *name)
 Test(certificate, load_writes_pair_pem_only_when_it_is_not_the_pair)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair other = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair p = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair other = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
     _cleanup_free_ char *bundle = path_in(dir, "pair.pem");
     struct stat before, after;
-    cr_assert_eq(keel__cert_store_write(dir, &p), 0);
+    cr_assert_eq(cert_store_write(dir, &p), 0);
     cr_assert_eq(stat(bundle, &before), 0);
     assert_loads(dir, &p);
     cr_assert_eq(stat(bundle, &after), 0);
@@ -617,7 +617,7 @@ Test(certificate, load_writes_pair_pem_only_when_it_is_not_the_pair)
     _cleanup_free_ char *rewritten = read_in(dir, "pair.pem");
     cr_assert_str_eq(rewritten, want);
 
-    cr_assert_eq(keel__cert_store_write(dir, &other), 0);
+    cr_assert_eq(cert_store_write(dir, &other), 0);
     write_file_pair(dir, "key.pem", "cert.pem", &p); /* steps 3 and 4 of a rotation back to p, not 5 */
     assert_loads(dir, &p);
     cr_assert(bundle_is(dir, &p), "pair.pem still holds the other pair");
@@ -639,16 +639,16 @@ static void *read_bundles(void *userdata)
 Test(certificate, a_reader_of_pair_pem_never_sees_a_mismatch_through_a_thousand_rotations)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
-    cr_assert_eq(keel__cert_store_write(dir, &a), 0);
+    cr_assert_eq(cert_store_write(dir, &a), 0);
     pthread_t reader;
     atomic_store(&stop_reading, false);
     atomic_store(&mismatches, 0);
     cr_assert_eq(pthread_create(&reader, NULL, read_bundles, (void *) dir), 0);
     for (unsigned i = 0; i < 1000; i++)
-        cr_assert_eq(keel__cert_store_write(dir, i % 2 ? &a : &b), 0);
+        cr_assert_eq(cert_store_write(dir, i % 2 ? &a : &b), 0);
     atomic_store(&stop_reading, true);
     void *reads = NULL;
     cr_assert_eq(pthread_join(reader, &reads), 0);
@@ -672,10 +672,10 @@ static unsigned random_below(unsigned n)
 Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .timeout = 60)
 {
     _cleanup_(ca_done) ca c = make_ca();
-    _cleanup_(keel__cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
-    _cleanup_(keel__cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair a = issue(&c, CERT_KEY_EC, HOUR);
+    _cleanup_(cert_pair_done) cert_pair b = issue(&c, CERT_KEY_EC, HOUR);
     const char *dir = test_tmpdir();
-    cr_assert_eq(keel__cert_store_write(dir, &a), 0);
+    cr_assert_eq(cert_store_write(dir, &a), 0);
 
     unsigned landed_on_b = 0;
     for (unsigned round = 0; round < 200; round++) {
@@ -686,7 +686,7 @@ Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .tim
         if (pid == 0) {
             (void) close(done[0]);
             for (unsigned i = 0;; i++)
-                if (keel__cert_store_write(dir, i % 2 ? &a : &b) < 0 || write(done[1], "w", 1) != 1)
+                if (cert_store_write(dir, i % 2 ? &a : &b) < 0 || write(done[1], "w", 1) != 1)
                     _exit(1);
         }
         (void) close(done[1]);
@@ -702,9 +702,9 @@ Test(certificate, writer_killed_at_random_moments_never_leaves_a_torn_pair, .tim
 
         /* What a reader of its own sees before anyone recovers anything: pair.pem, one of the two. */
         cr_assert(bundle_is(dir, &a) || bundle_is(dir, &b), "round %u: pair.pem is not a pair that was written", round);
-        _cleanup_(keel__cert_pair_done) cert_pair got = {};
+        _cleanup_(cert_pair_done) cert_pair got = {};
         cert_error e = {};
-        cr_assert_eq(keel__cert_store_load(dir, &got, &e), 0, "round %u: %s", round, e.text);
+        cr_assert_eq(cert_store_load(dir, &got, &e), 0, "round %u: %s", round, e.text);
         cr_assert(bundle_is(dir, &got), "round %u: loading leaves pair.pem the pair it loaded", round);
         cr_assert_eq(X509_check_private_key(got.leaf, got.key), 1, "round %u: mismatched pair", round);
         bool is_a = X509_cmp(got.leaf, a.leaf) == 0, is_b = X509_cmp(got.leaf, b.leaf) == 0;
@@ -740,20 +740,20 @@ Test(certificate, atomic_write_replaces_and_keeps_mode)
 Test(certificate, renews_at_the_interval_or_half_the_remaining_lifetime)
 {
     keel_usec_t now = 1000 * HOUR, nb = now - HOUR;
-    cr_assert_eq(keel__cert_renew_delay(now, nb, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
-    cr_assert_eq(keel__cert_renew_delay(now, nb, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
-    cr_assert_eq(keel__cert_renew_delay(now, nb, now - 1, 24 * HOUR), 0, "expired: at once");
+    cr_assert_eq(cert_renew_delay(now, nb, now + 72 * HOUR, 24 * HOUR), 24 * HOUR);
+    cr_assert_eq(cert_renew_delay(now, nb, now + 10 * HOUR, 24 * HOUR), 5 * HOUR);
+    cr_assert_eq(cert_renew_delay(now, nb, now - 1, 24 * HOUR), 0, "expired: at once");
 }
 
 /* What /readyz calls unhealthy is due at once, however the clock came there (a step forward). */
 Test(certificate, renews_at_once_within_the_last_tenth_of_the_lifetime)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 100 * HOUR;
-    cr_assert(!keel__cert_due(nb + 89 * HOUR, nb, na));
-    cr_assert(keel__cert_due(nb + 91 * HOUR, nb, na));
-    cr_assert(keel__cert_due(na + 1, nb, na), "expired");
-    cr_assert_eq(keel__cert_renew_delay(nb + 91 * HOUR, nb, na, 24 * HOUR), 0);
-    cr_assert_eq(keel__cert_renew_delay(nb + 80 * HOUR, nb, na, 24 * HOUR), 10 * HOUR);
+    cr_assert(!cert_due(nb + 89 * HOUR, nb, na));
+    cr_assert(cert_due(nb + 91 * HOUR, nb, na));
+    cr_assert(cert_due(na + 1, nb, na), "expired");
+    cr_assert_eq(cert_renew_delay(nb + 91 * HOUR, nb, na, 24 * HOUR), 0);
+    cr_assert_eq(cert_renew_delay(nb + 80 * HOUR, nb, na, 24 * HOUR), 10 * HOUR);
 }
 
 /* A clock behind the certificate (a step back) is not the certificate's fault: renewing would
@@ -761,15 +761,15 @@ Test(certificate, renews_at_once_within_the_last_tenth_of_the_lifetime)
 Test(certificate, a_certificate_not_valid_yet_is_not_due)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 72 * HOUR;
-    cr_assert(!keel__cert_due(nb - 60 * HOUR, nb, na));
-    cr_assert_eq(keel__cert_renew_delay(nb - 60 * HOUR, nb, na, 24 * HOUR), 24 * HOUR);
+    cr_assert(!cert_due(nb - 60 * HOUR, nb, na));
+    cr_assert_eq(cert_renew_delay(nb - 60 * HOUR, nb, na, 24 * HOUR), 24 * HOUR);
 }
 
 Test(certificate, backoff_doubles_from_one_second_to_five_minutes)
 {
     keel_usec_t b = 0, seen[12];
     for (size_t i = 0; i < ELEMENTSOF(seen); i++)
-        seen[i] = b = keel__cert_backoff_next(b);
+        seen[i] = b = cert_backoff_next(b);
     cr_assert_eq(seen[0], KEEL_USEC_PER_SEC);
     cr_assert_eq(seen[1], 2 * KEEL_USEC_PER_SEC);
     cr_assert_eq(seen[8], 256 * KEEL_USEC_PER_SEC);
@@ -779,11 +779,11 @@ Test(certificate, backoff_doubles_from_one_second_to_five_minutes)
 
 Test(certificate, jitter_stays_within_ten_percent_and_spreads)
 {
-    cr_assert_eq(keel__cert_jitter_by(1000000, 0), 900000);
-    cr_assert_eq(keel__cert_jitter_by(1000000, UINT32_MAX), 1100000);
+    cr_assert_eq(cert_jitter_by(1000000, 0), 900000);
+    cr_assert_eq(cert_jitter_by(1000000, UINT32_MAX), 1100000);
     keel_usec_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < 1000; i++) {
-        keel_usec_t j = keel__cert_jitter(1000000);
+        keel_usec_t j = cert_jitter(1000000);
         lo = MIN(lo, j);
         hi = MAX(hi, j);
     }

@@ -29,14 +29,13 @@ Test(dns01, txt_value_is_base64url_sha256_without_padding)
     /* Vectors made apart from this code: printf %s KEYAUTH | openssl dgst -sha256 -binary |
      * basenc --base64url | tr -d = */
     char v[44];
-    cr_assert_eq(keel__dns01_txt_value("token.thumbprint", v), 0);
+    cr_assert_eq(dns01_txt_value("token.thumbprint", v), 0);
     cr_assert_str_eq(v, "61rBZ_4knHblO0MNoxFsXZ_eTFUHum0B6IVRbhvUn5I");
-    cr_assert_eq(
-        keel__dns01_txt_value("evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nysa5Tu9jk3uJiXN3RVl8gyrIqJTjeiNRdQf9J6S9rg", v), 0);
+    cr_assert_eq(dns01_txt_value("evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nysa5Tu9jk3uJiXN3RVl8gyrIqJTjeiNRdQf9J6S9rg", v), 0);
     cr_assert_str_eq(v, "H2Gy6mUwvbrsBrW3esoqKqZWUhhGrkL-yLPGK1xQBNM");
     cr_assert_eq(strlen(v), 43);
-    cr_assert_eq(keel__dns01_txt_value("", v), -EINVAL);
-    cr_assert_eq(keel__dns01_txt_value(NULL, v), -EINVAL);
+    cr_assert_eq(dns01_txt_value("", v), -EINVAL);
+    cr_assert_eq(dns01_txt_value(NULL, v), -EINVAL);
 }
 
 /* ---- messages --------------------------------------------------------------------------------- */
@@ -51,11 +50,11 @@ Test(dns01, update_adds_then_deletes_one_txt_record)
         0,    16,   0,    1,    0,   0,   0,   60,  0,   4,   3,   'a', 'b', 'c',         /* TXT IN 60 "abc" */
     };
     dns01_message m;
-    cr_assert_eq(keel__dns01_build_update(&m, 0x1234, "Example.Test.", "A.example.test", "abc", 60, DNS01_UPDATE_ADD), 0);
+    cr_assert_eq(dns01_build_update(&m, 0x1234, "Example.Test.", "A.example.test", "abc", 60, DNS01_UPDATE_ADD), 0);
     cr_assert_eq(m.size, sizeof add);
     cr_assert_arr_eq(m.data, add, sizeof add);
 
-    cr_assert_eq(keel__dns01_build_update(&m, 0x1234, "example.test", "a.example.test", "abc", 60, DNS01_UPDATE_DELETE), 0);
+    cr_assert_eq(dns01_build_update(&m, 0x1234, "example.test", "a.example.test", "abc", 60, DNS01_UPDATE_DELETE), 0);
     cr_assert_eq(m.size, sizeof add);
     /* RFC 2136 §2.5.4: class NONE, TTL 0, the same RDATA. */
     static const uint8_t del_rr[] = { 0, 16, 0, 254, 0, 0, 0, 0, 0, 4, 3, 'a', 'b', 'c' };
@@ -68,19 +67,19 @@ Test(dns01, names_and_values_that_are_not_are_refused)
     dns01_message m;
     char label64[80] = "";
     memset(label64, 'x', 64);
-    cr_assert_eq(keel__dns01_build_update(&m, 1, "example.test", label64, "v", 60, DNS01_UPDATE_ADD), -EINVAL);
-    cr_assert_eq(keel__dns01_build_update(&m, 1, "example..test", "a.example.test", "v", 60, DNS01_UPDATE_ADD), -EINVAL);
-    cr_assert_eq(keel__dns01_build_update(&m, 1, "", "a.example.test", "v", 60, DNS01_UPDATE_ADD), 0); /* the root zone */
+    cr_assert_eq(dns01_build_update(&m, 1, "example.test", label64, "v", 60, DNS01_UPDATE_ADD), -EINVAL);
+    cr_assert_eq(dns01_build_update(&m, 1, "example..test", "a.example.test", "v", 60, DNS01_UPDATE_ADD), -EINVAL);
+    cr_assert_eq(dns01_build_update(&m, 1, "", "a.example.test", "v", 60, DNS01_UPDATE_ADD), 0); /* the root zone */
     char value[300];
     memset(value, 'v', sizeof value - 1);
     value[sizeof value - 1] = '\0';
-    cr_assert_eq(keel__dns01_build_update(&m, 1, "example.test", "a.example.test", value, 60, DNS01_UPDATE_ADD), -EINVAL);
+    cr_assert_eq(dns01_build_update(&m, 1, "example.test", "a.example.test", value, 60, DNS01_UPDATE_ADD), -EINVAL);
     char name[300] = "";
     for (int i = 0; i < 40; i++)
         strcat(name, "abcdef.");
-    cr_assert_eq(keel__dns01_build_query(&m, 1, name, DNS01_TYPE_TXT), -EINVAL); /* 281 bytes in wire form */
+    cr_assert_eq(dns01_build_query(&m, 1, name, DNS01_TYPE_TXT), -EINVAL); /* 281 bytes in wire form */
     char canon[DNS01_NAME_MAX + 1];
-    cr_assert_eq(keel__dns01_name_canonical("Www.Example.TEST", canon), 0);
+    cr_assert_eq(dns01_name_canonical("Www.Example.TEST", canon), 0);
     cr_assert_str_eq(canon, "www.example.test.");
 }
 
@@ -130,12 +129,12 @@ Test(dns01, sign_appends_the_tsig_record_of_rfc8945)
 {
     dns01_key k = test_key(DNS01_HMAC_SHA256);
     dns01_message m;
-    cr_assert_eq(keel__dns01_build_query(&m, 0xabcd, "example.test", DNS01_TYPE_SOA), 0);
+    cr_assert_eq(dns01_build_query(&m, 0xabcd, "example.test", DNS01_TYPE_SOA), 0);
     dns01_message unsigned_msg = m;
     uint8_t mac[64], want[64];
     size_t mac_size = 0;
     unsigned want_size = 0;
-    cr_assert_eq(keel__dns01_sign(&m, &k, 1700000000, mac, &mac_size), 0);
+    cr_assert_eq(dns01_sign(&m, &k, 1700000000, mac, &mac_size), 0);
     expected_mac(&k, NULL, 0, unsigned_msg.data, unsigned_msg.size, 1700000000, 0, want, &want_size);
     cr_assert_eq(mac_size, 32);
     cr_assert_arr_eq(mac, want, 32);
@@ -184,7 +183,7 @@ static void sign_reply(const dns01_key *k, const uint8_t *request_mac, size_t ma
 /* A reply to @request_mac, signed, with @error. */
 static void signed_reply(const dns01_key *k, const uint8_t *request_mac, size_t mac_size, uint16_t error, dns01_message *ret)
 {
-    cr_assert_eq(keel__dns01_build_query(ret, 0x0102, "example.test", DNS01_TYPE_SOA), 0);
+    cr_assert_eq(dns01_build_query(ret, 0x0102, "example.test", DNS01_TYPE_SOA), 0);
     ret->data[2] |= 0x80; /* QR */
     sign_reply(k, request_mac, mac_size, error, ret);
 }
@@ -197,7 +196,7 @@ Test(dns01, a_reply_is_verified_against_the_request_mac)
     dns01_message r;
     signed_reply(&k, request_mac, sizeof request_mac, 0, &r);
     dns01_reply reply;
-    cr_assert_eq(keel__dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_eq(reply.id, 0x0102);
     cr_assert(reply.tsig);
     cr_assert(reply.tsig_verified);
@@ -209,24 +208,24 @@ Test(dns01, a_reply_is_verified_against_the_request_mac)
     memcpy(longer.data + longer.size, extra, sizeof extra);
     longer.size += sizeof extra;
     longer.data[11] = 2;
-    cr_assert_eq(keel__dns01_parse_reply(longer.data, longer.size, &k, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(longer.data, longer.size, &k, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_not(reply.tsig_verified);
 
     /* Another request's MAC, another secret, a flipped bit: not verified. */
     request_mac[0] ^= 1;
-    cr_assert_eq(keel__dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_not(reply.tsig_verified);
     request_mac[0] ^= 1;
     dns01_key other = k;
     other.secret[0] ^= 1;
-    cr_assert_eq(keel__dns01_parse_reply(r.data, r.size, &other, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(r.data, r.size, &other, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_not(reply.tsig_verified);
     r.data[3] ^= 1;
-    cr_assert_eq(keel__dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_not(reply.tsig_verified);
 
     signed_reply(&k, request_mac, sizeof request_mac, DNS01_TSIG_BADSIG, &r);
-    cr_assert_eq(keel__dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(r.data, r.size, &k, request_mac, sizeof request_mac, &reply), 0);
     cr_assert_eq(reply.tsig_error, DNS01_TSIG_BADSIG);
 }
 
@@ -242,12 +241,12 @@ static const uint8_t txt_reply[] = {
 Test(dns01, txt_answers_are_found_through_compression)
 {
     const char *name = "_acme-challenge.example.test";
-    cr_assert_eq(keel__dns01_reply_has_txt(txt_reply, sizeof txt_reply, name, "xyz"), 1);
-    cr_assert_eq(keel__dns01_reply_has_txt(txt_reply, sizeof txt_reply, "_ACME-challenge.example.test.", "xyz"), 1);
-    cr_assert_eq(keel__dns01_reply_has_txt(txt_reply, sizeof txt_reply, name, "xy"), 0);
-    cr_assert_eq(keel__dns01_reply_has_txt(txt_reply, sizeof txt_reply, "example.test", "xyz"), 0);
+    cr_assert_eq(dns01_reply_has_txt(txt_reply, sizeof txt_reply, name, "xyz"), 1);
+    cr_assert_eq(dns01_reply_has_txt(txt_reply, sizeof txt_reply, "_ACME-challenge.example.test.", "xyz"), 1);
+    cr_assert_eq(dns01_reply_has_txt(txt_reply, sizeof txt_reply, name, "xy"), 0);
+    cr_assert_eq(dns01_reply_has_txt(txt_reply, sizeof txt_reply, "example.test", "xyz"), 0);
     dns01_reply reply;
-    cr_assert_eq(keel__dns01_parse_reply(txt_reply, sizeof txt_reply, NULL, NULL, 0, &reply), 0);
+    cr_assert_eq(dns01_parse_reply(txt_reply, sizeof txt_reply, NULL, NULL, 0, &reply), 0);
     cr_assert_eq(reply.id, 7);
     cr_assert_eq(reply.rcode, 0);
     cr_assert_not(reply.tsig);
@@ -257,23 +256,23 @@ Test(dns01, malformed_replies_are_ebadmsg)
 {
     const char *name = "_acme-challenge.example.test";
     for (size_t n = 0; n < sizeof txt_reply; n++)
-        cr_assert_eq(keel__dns01_reply_has_txt(txt_reply, n, name, "xyz"), -EBADMSG, "truncated at %zu", n);
+        cr_assert_eq(dns01_reply_has_txt(txt_reply, n, name, "xyz"), -EBADMSG, "truncated at %zu", n);
     uint8_t loop[sizeof txt_reply];
     memcpy(loop, txt_reply, sizeof loop);
     loop[45] = 0xc0, loop[46] = 45; /* the answer's owner points at itself */
-    cr_assert_eq(keel__dns01_reply_has_txt(loop, sizeof loop, name, "xyz"), -EBADMSG);
+    cr_assert_eq(dns01_reply_has_txt(loop, sizeof loop, name, "xyz"), -EBADMSG);
     /* A label "e.ample" would read as two: such a name is no name of ours. */
     uint8_t dotted[sizeof txt_reply];
     memcpy(dotted, txt_reply, sizeof dotted);
     dotted[30] = '.';
-    cr_assert_eq(keel__dns01_reply_has_txt(dotted, sizeof dotted, "_acme-challenge.e.ample.test", "xyz"), -EBADMSG);
+    cr_assert_eq(dns01_reply_has_txt(dotted, sizeof dotted, "_acme-challenge.e.ample.test", "xyz"), -EBADMSG);
     dotted[30] = '\0';
-    cr_assert_eq(keel__dns01_reply_has_txt(dotted, sizeof dotted, name, "xyz"), -EBADMSG);
+    cr_assert_eq(dns01_reply_has_txt(dotted, sizeof dotted, name, "xyz"), -EBADMSG);
     dns01_reply reply;
     uint8_t query[sizeof txt_reply];
     memcpy(query, txt_reply, sizeof query);
     query[2] &= 0x7f; /* not a reply */
-    cr_assert_eq(keel__dns01_parse_reply(query, sizeof query, NULL, NULL, 0, &reply), -EBADMSG);
+    cr_assert_eq(dns01_parse_reply(query, sizeof query, NULL, NULL, 0, &reply), -EBADMSG);
 }
 
 Test(dns01, the_zone_is_the_owner_of_the_soa_in_authority)
@@ -286,21 +285,21 @@ Test(dns01, the_zone_is_the_owner_of_the_soa_in_authority)
         'n', 0xc0, 32,   0,   0, 0,   1,   0,   0, 14,  16,  0,   0,   2,   88,  0,   1,   81,   128, 0,   0,   0,   60,
     };
     char zone[DNS01_NAME_MAX + 1] = "";
-    cr_assert_eq(keel__dns01_reply_soa_owner(nx, sizeof nx, zone), 0);
+    cr_assert_eq(dns01_reply_soa_owner(nx, sizeof nx, zone), 0);
     cr_assert_str_eq(zone, "example.test.");
-    cr_assert_eq(keel__dns01_reply_soa_owner(nx, sizeof nx - 1, zone), -EBADMSG); /* RDATA shorter than it says */
-    cr_assert_eq(keel__dns01_reply_soa_owner(txt_reply, sizeof txt_reply, zone), -ENOENT);
+    cr_assert_eq(dns01_reply_soa_owner(nx, sizeof nx - 1, zone), -EBADMSG); /* RDATA shorter than it says */
+    cr_assert_eq(dns01_reply_soa_owner(txt_reply, sizeof txt_reply, zone), -ENOENT);
 }
 
 Test(dns01, rcodes_have_their_names)
 {
     char b[16];
-    cr_assert_str_eq(keel__dns01_rcode_name(0, b), "NOERROR");
-    cr_assert_str_eq(keel__dns01_rcode_name(5, b), "REFUSED");
-    cr_assert_str_eq(keel__dns01_rcode_name(9, b), "NOTAUTH");
-    cr_assert_str_eq(keel__dns01_rcode_name(16, b), "BADSIG");
-    cr_assert_str_eq(keel__dns01_rcode_name(18, b), "BADTIME");
-    cr_assert_str_eq(keel__dns01_rcode_name(12, b), "RCODE12");
+    cr_assert_str_eq(dns01_rcode_name(0, b), "NOERROR");
+    cr_assert_str_eq(dns01_rcode_name(5, b), "REFUSED");
+    cr_assert_str_eq(dns01_rcode_name(9, b), "NOTAUTH");
+    cr_assert_str_eq(dns01_rcode_name(16, b), "BADSIG");
+    cr_assert_str_eq(dns01_rcode_name(18, b), "BADTIME");
+    cr_assert_str_eq(dns01_rcode_name(12, b), "RCODE12");
 }
 
 /* ---- the solver's configuration --------------------------------------------------------------- */
@@ -321,8 +320,8 @@ Test(dns01, a_solver_reads_its_key_once)
 {
     dns01_config c = config_with_secret("AAECAwQFBgcICQoLDA0ODw==\n", 0600);
     cert_error e = { .text = "" };
-    _cleanup_(keel__dns01_solver_freep) dns01_solver *s = NULL;
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), 0, "%s", e.text);
+    _cleanup_(dns01_solver_freep) dns01_solver *s = NULL;
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), 0, "%s", e.text);
     cr_assert_not_null(s);
     free(c.tsig_secret_file);
 }
@@ -332,28 +331,28 @@ Test(dns01, a_solver_refuses_what_it_cannot_use)
     cert_error e = { .text = "" };
     dns01_solver *s = NULL;
     dns01_config c = config_with_secret("AAECAwQFBgcICQoLDA0ODw==", 0644);
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EACCES);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EACCES);
     cr_assert(strstr(e.text, "are too open"), "%s", e.text);
     free(c.tsig_secret_file);
 
     c = config_with_secret("not base64!", 0600);
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EINVAL);
     cr_assert(strstr(e.text, "is not a base64 key"), "%s", e.text);
     free(c.tsig_secret_file);
 
     c = config_with_secret("AAECAwQFBgcICQoLDA0ODw==", 0600);
     c.server = (keel_address){ .host = "ns.example.test", .port = 53 };
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EINVAL);
     cr_assert_str_eq(e.text, "certificate.acme.dns01.server 'ns.example.test:53' is not a numeric address and port");
     c.server = (keel_address){ .host = "::1", .port = 5353 };
     c.tsig_name = "";
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EINVAL);
     cr_assert(strstr(e.text, "set certificate.acme.dns01.tsig_name"), "%s", e.text);
     c.tsig_name = "a..b";
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EINVAL);
     c.tsig_name = "keel-test";
     c.tsig_algorithm = _DNS01_ALGORITHM_MAX;
-    cr_assert_eq(keel__dns01_solver_new(&c, &s, &e), -EINVAL);
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), -EINVAL);
     cr_assert_null(s);
     free(c.tsig_secret_file);
 }
@@ -454,10 +453,10 @@ static int present_at(const fake *f, keel_usec_t propagation, cert_error *e)
     c.tsig_name = "keel-test";
     c.tsig_algorithm = DNS01_HMAC_SHA256;
     c.propagation = propagation;
-    _cleanup_(keel__dns01_solver_freep) dns01_solver *s = NULL;
-    int r = keel__dns01_solver_new(&c, &s, e);
+    _cleanup_(dns01_solver_freep) dns01_solver *s = NULL;
+    int r = dns01_solver_new(&c, &s, e);
     free(c.tsig_secret_file);
-    return r < 0 ? r : keel__dns01_present(s, "www.example.test", "token.thumbprint", e);
+    return r < 0 ? r : dns01_present(s, "www.example.test", "token.thumbprint", e);
 }
 
 Test(dns01, present_waits_for_the_record_within_its_bound)

@@ -37,7 +37,7 @@ static int layout_of(const char *dir)
     char error[256] = "";
     int layout = -1;
     _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = keel__layout_read(dfd, error, sizeof error, &layout);
+    int r = layout_read(dfd, error, sizeof error, &layout);
     return r < 0 ? r : layout;
 }
 
@@ -72,7 +72,7 @@ Test(layout, layout_1_is_refused_and_nothing_is_written)
         _cleanup_free_ char *dir = fresh_dir();
         char error[512] = "";
         put(dir, marks[i], "x", 1);
-        cr_assert_eq(keel__layout_check(dir, error, sizeof error), -EMEDIUMTYPE, "%s", marks[i]);
+        cr_assert_eq(layout_check(dir, error, sizeof error), -EMEDIUMTYPE, "%s", marks[i]);
         cr_assert(strstr(error, "run `keel migrate` first"), "%s", error);
         cr_assert(strstr(error, marks[i]), "%s", error);
         cr_assert_eq(layout_of(dir), 0, "no record written");
@@ -84,11 +84,11 @@ Test(layout, a_directory_with_nothing_of_layout_1_passes_and_is_recorded)
     _cleanup_free_ char *dir = fresh_dir(), *missing = NULL;
     char error[512] = "";
     put(dir, "key.pem", "x", 1);
-    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 0, "passes, nothing recorded");
+    cr_assert_eq(layout_check(dir, error, sizeof error), 0, "passes, nothing recorded");
     cr_assert_eq(layout_of(dir), 0, "the check only reads");
-    cr_assert_eq(keel__layout_record(dir), 0);
+    cr_assert_eq(layout_record(dir), 0);
     cr_assert_eq(layout_of(dir), KEEL_LAYOUT_CURRENT);
-    cr_assert_eq(keel__layout_check(dir, error, sizeof error), 1, "recorded");
+    cr_assert_eq(layout_check(dir, error, sizeof error), 1, "recorded");
     cr_assert_geq(asprintf(&missing, "%s/none", dir), 0);
-    cr_assert_eq(keel__layout_check(missing, error, sizeof error), 0, "nothing there to lose");
+    cr_assert_eq(layout_check(missing, error, sizeof error), 0, "nothing there to lose");
 }

@@ -8,7 +8,7 @@
 
 #include "app-state-internal.h"
 #include "apptest.h"
-#include "config.h"
+#include "config-internal.h"
 
 static apptest t;
 

@@ -25,7 +25,7 @@
 #include "fdstore-internal.h"
 #include "helpers.h"
 #include "http-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 static const uint8_t KEY[32] = "0123456789abcdef0123456789abcde";
 static const uint8_t OTHER_KEY[32] = "0123456789abcdef0123456789abcdX";

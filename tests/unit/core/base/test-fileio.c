@@ -12,7 +12,7 @@
 
 #include <keel/fileio.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 TestSuite(fileio, .timeout = 30);
 

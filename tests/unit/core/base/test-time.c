@@ -3,7 +3,7 @@
 
 #include <keel/common.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 
 #define HOUR (3600 * KEEL_USEC_PER_SEC)
 

@@ -5,8 +5,8 @@
 
 #include <criterion/criterion.h>
 
-#include "config.h"
-#include "macro.h"
+#include "config-internal.h"
+#include "macro-internal.h"
 
 TestSuite(config_parse);
 

@@ -5,9 +5,9 @@
 
 #include <criterion/criterion.h>
 
-#include "config.h"
+#include "config-internal.h"
 #include "helpers.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 #define SEC KEEL_USEC_PER_SEC
 

@@ -7,7 +7,7 @@
 #include <keel/fetch.h>
 
 #include "apptest.h"
-#include "curl.h"
+#include "curl-internal.h"
 #include "helpers.h"
 #include "testing.h"
 

@@ -8,7 +8,7 @@
 
 #include "app-internal.h"
 #include "machine-internal.h"
-#include "macro.h"
+#include "macro-internal.h"
 
 TestSuite(trim, .timeout = 30);
 

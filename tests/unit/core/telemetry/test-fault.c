@@ -5,7 +5,7 @@
 
 #include <criterion/criterion.h>
 
-#include "fault.h"
+#include "fault-internal.h"
 
 static void teardown(void)
 {

@@ -15,7 +15,7 @@
 
 #include <keel/metrics.h>
 
-#include "macro.h"
+#include "macro-internal.h"
 #include "testing.h"
 
 static keel_metrics *m;

@@ -14,9 +14,9 @@
 
 #include <keel/point.h>
 
-#include "fault.h"
-#include "macro.h"
-#include "trace.h"
+#include "fault-internal.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 static void teardown(void)
 {

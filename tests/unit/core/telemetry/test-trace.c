@@ -14,8 +14,8 @@
 #include <criterion/criterion.h>
 
 #include "helpers.h"
-#include "macro.h"
-#include "trace.h"
+#include "macro-internal.h"
+#include "trace-internal.h"
 
 TestSuite(trace, .fini = keel__trace_close, .timeout = 30);
 

@@ -24,7 +24,7 @@ typedef struct cert_error {
 } cert_error;
 
 /* Writes the reason into @e (may be NULL) and returns @r (negative). */
-int keel__cert_fail(cert_error *e, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
+int cert_fail(cert_error *e, int r, const char *fmt, ...) KEEL_PRINTF(3, 4);
 
 /* Key types the service generates (certificate.key_type). */
 typedef enum cert_key_type {
@@ -43,18 +43,17 @@ typedef enum cert_key_type {
  * does: "Permissions 0644 for '@path' are too open", -EACCES), a file that is not a PEM private
  * key (-EBADMSG), a key of a type Keel cannot sign with (-EINVAL), and reports errors of reading.
  */
-int keel__cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
+int cert_read_key(const char *path, EVP_PKEY **ret, cert_error *e);
 /* Reads the certificates in @path: the first is the leaf, the others (may be none: NULL) its
  * chain. -EBADMSG when the file holds no certificate or a corrupt one. */
-int keel__cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
-/* keel__cert_read_certs() of @size bytes of PEM text at @pem; @what names them in the reason. */
-int keel__cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain,
-                           cert_error *e);
+int cert_read_certs(const char *path, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
+/* cert_read_certs() of @size bytes of PEM text at @pem; @what names them in the reason. */
+int cert_parse_certs(const char *pem, size_t size, const char *what, X509 **ret_leaf, STACK_OF(X509) * *ret_chain, cert_error *e);
 /* @key as PKCS#8 PEM, or @leaf and @chain as PEM, in a new buffer of *@ret_size bytes (not
- * NUL-terminated) to free with keel__cert_pem_free(), which clears it first. */
-int keel__cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
-int keel__cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size);
-void keel__cert_pem_free(char *pem, size_t size);
+ * NUL-terminated) to free with cert_pem_free(), which clears it first. */
+int cert_key_pem(EVP_PKEY *key, char **ret, size_t *ret_size);
+int cert_certs_pem(X509 *leaf, STACK_OF(X509) * chain, char **ret, size_t *ret_size);
+void cert_pem_free(char *pem, size_t size);
 
 /* The bytes of a file read whole, wiped when they go out of scope however the read ends: any of
  * them may be a private key (certificates are wiped too; they are small). */
@@ -65,11 +64,11 @@ typedef struct pem_text {
 
 static inline void pem_text_done(pem_text *t)
 {
-    keel__cert_pem_free(t->data, t->size);
+    cert_pem_free(t->data, t->size);
 }
 /* Writes @key (PKCS#8 PEM, mode 0600) or @leaf and @chain (PEM, mode 0644) to @path atomically. */
-int keel__cert_write_key(const char *path, EVP_PKEY *key);
-int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);
+int cert_write_key(const char *path, EVP_PKEY *key);
+int cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain);
 
 /*
  * The checks at every load: @key belongs to @leaf, @leaf is valid at @now (seconds since the epoch),
@@ -77,7 +76,7 @@ int keel__cert_write_certs(const char *path, X509 *leaf, STACK_OF(X509) * chain)
  * reason ("key[/x/key.pem], cert[/x/cert.pem]"). Returns 0, -EKEYREJECTED (another key's
  * certificate), -EKEYEXPIRED (expired or not yet valid), -EBADE (the chain does not verify).
  */
-int keel__cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e);
+int cert_check(EVP_PKEY *key, X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now, const char *what, cert_error *e);
 
 /* ---- store.c: a key and certificate pair in a directory, in two slots ------------------------- */
 
@@ -88,16 +87,16 @@ typedef struct cert_pair {
     STACK_OF(X509) * chain; /* may be NULL */
 } cert_pair;
 
-void keel__cert_pair_done(cert_pair *p);
+void cert_pair_done(cert_pair *p);
 
 /*
  * Writes @p to @dir as key.pem and cert.pem through the next slot (key.next.pem, cert.next.pem,
  * then renamed into place), so that a crash at any moment leaves a matching pair that
- * keel__cert_store_load() finds. See docs/decisions/0012-certificate-slots.md.
+ * cert_store_load() finds. See docs/decisions/0012-certificate-slots.md.
  */
-int keel__cert_store_write(const char *dir, const cert_pair *p);
+int cert_store_write(const char *dir, const cert_pair *p);
 
-/* keel__cert_store_write() in two halves, so that the slow part of writing a pair (the data of
+/* cert_store_write() in two halves, so that the slow part of writing a pair (the data of
  * both files, synced) can overlap other work: staging writes key.next.pem and cert.next.pem under
  * temporary names, which nothing reads and a load removes; committing runs the four steps of the
  * rotation (a rename and a directory fsync each). A staged pair that is not committed is aborted,
@@ -106,9 +105,9 @@ typedef struct cert_staged {
     char dir[PATH_MAX];
     char *key, *cert, *bundle; /* the temporary files (owned), NULL when none */
 } cert_staged;
-int keel__cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret);
-int keel__cert_store_commit(cert_staged *st);
-void keel__cert_store_abort(cert_staged *st);
+int cert_store_stage(const char *dir, const cert_pair *p, cert_staged *ret);
+int cert_store_commit(cert_staged *st);
+void cert_store_abort(cert_staged *st);
 
 /*
  * Loads the pair in @dir, first finishing a rotation a crash interrupted, and removes leftovers.
@@ -116,40 +115,40 @@ void keel__cert_store_abort(cert_staged *st);
  * checks. Returns 0, -ENOENT when @dir holds no pair, or the errors of the pem.c readers for the
  * pair it settled on (a key file with a too-open mode among them).
  */
-int keel__cert_store_load(const char *dir, cert_pair *ret, cert_error *e);
+int cert_store_load(const char *dir, cert_pair *ret, cert_error *e);
 /* Reads the pair in @dir without changing anything there, for a process beside the one that owns
  * the directory (`keel token`): a rotation in progress is read through. Same results as
- * keel__cert_store_load(). */
-int keel__cert_store_peek(const char *dir, cert_pair *ret, cert_error *e);
+ * cert_store_load(). */
+int cert_store_peek(const char *dir, cert_pair *ret, cert_error *e);
 
 /* ---- local-ca.c -------------------------------------------------------------------------------- */
 
 /* Generates a key: EC P-256, or RSA of @rsa_bits. */
-int keel__cert_generate_key(cert_key_type type, unsigned rsa_bits, EVP_PKEY **ret);
+int cert_generate_key(cert_key_type type, unsigned rsa_bits, EVP_PKEY **ret);
 /* A self-signed CA certificate for @key: CA:TRUE (critical), keyCertSign and cRLSign, SKI/AKI, valid
  * from a few minutes ago for @lifetime. */
-int keel__cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret);
+int cert_create_ca(EVP_PKEY *key, keel_usec_t lifetime, X509 **ret);
 /*
  * Issues a certificate for @key from the CA (@ca_key, @ca_cert): subject CN the first of @names,
  * subjectAltName every name (DNS, or IP for an address), serverAuth and clientAuth, a random
  * 128-bit serial, valid from a few minutes ago (clock skew) for @lifetime, never past the CA.
  */
-int keel__cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret);
+int cert_issue(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, char *const *names, keel_usec_t lifetime, X509 **ret);
 /*
  * A role certificate for @key (Athenz's form): subject CN "@domain:role.@role", subjectAltName
- * URI spiffe://@domain/ra/@role, clientAuth only, otherwise as keel__cert_issue(). -E2BIG for
+ * URI spiffe://@domain/ra/@role, clientAuth only, otherwise as cert_issue(). -E2BIG for
  * names too long.
  */
-int keel__cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role,
-                          keel_usec_t lifetime, X509 **ret);
+int cert_issue_role(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char *domain, const char *role, keel_usec_t lifetime,
+                    X509 **ret);
 /* @names as the text of a subjectAltName extension: "DNS:a,IP:127.0.0.1". -E2BIG past @size. */
-int keel__cert_san_text(char *const *names, char *buf, size_t size);
+int cert_san_text(char *const *names, char *buf, size_t size);
 /* Whether @name is an IPv4 or IPv6 address (else a DNS name). */
-bool keel__cert_name_is_ip(const char *name);
+bool cert_name_is_ip(const char *name);
 /* Whether @name is a DNS name or IP address the service can put in a certificate. */
-bool keel__cert_name_valid(const char *name);
+bool cert_name_valid(const char *name);
 /* Whether every one of @names is in @cert's subjectAltName. */
-bool keel__cert_has_names(X509 *cert, char *const *names);
+bool cert_has_names(X509 *cert, char *const *names);
 
 /* ---- schedule.c ---------------------------------------------------------------------------------- */
 
@@ -160,16 +159,16 @@ bool keel__cert_has_names(X509 *cert, char *const *names);
  * or in the last tenth of its lifetime, where /readyz calls it unhealthy. One not valid yet is not
  * due: the clock is behind it, and another certificate would be early by the same clock. All in
  * CLOCK_REALTIME µs, so that a step of the wall clock is seen at the next look. */
-bool keel__cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after);
+bool cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after);
 /* Until the next renewal: 0 when due, else @interval or half of what is left until @not_after,
  * the sooner. */
-keel_usec_t keel__cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval);
+keel_usec_t cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval);
 /* The wait after a failed attempt: CERT_BACKOFF_MIN after the first, then doubling up to CERT_BACKOFF_MAX. */
-keel_usec_t keel__cert_backoff_next(keel_usec_t previous);
+keel_usec_t cert_backoff_next(keel_usec_t previous);
 /* @usec ±10 %, so a fleet started together does not renew in step; @random spreads it uniformly. */
-keel_usec_t keel__cert_jitter_by(keel_usec_t usec, uint32_t random);
-/* keel__cert_jitter_by() with a random number from OpenSSL. */
-keel_usec_t keel__cert_jitter(keel_usec_t usec);
+keel_usec_t cert_jitter_by(keel_usec_t usec, uint32_t random);
+/* cert_jitter_by() with a random number from OpenSSL. */
+keel_usec_t cert_jitter(keel_usec_t usec);
 
 /* ARI (RFC 9773): an ACME server's suggested renewal window. The renewalInfo resource is read at
  * most every ARI_CHECK_MIN and at least every ARI_CHECK_MAX (its Retry-After, clamped). */
@@ -178,13 +177,13 @@ keel_usec_t keel__cert_jitter(keel_usec_t usec);
 
 /* The point of the window [@start, @end) that @random (uniform over uint32_t) picks, as RFC 9773
  * §4.2 asks: a fleet spreads over the window. @start when the window is empty. */
-keel_usec_t keel__ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random);
+keel_usec_t ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random);
 /* Until the renewal at @renew_at (the picked point): 0 when it is past or the certificate is due
- * (keel__cert_due()), and never later than the start of the certificate's last tenth. */
-keel_usec_t keel__ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at);
+ * (cert_due()), and never later than the start of the certificate's last tenth. */
+keel_usec_t ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at);
 /* Until the next renewalInfo check: @retry_after clamped to [ARI_CHECK_MIN, ARI_CHECK_MAX], or
  * ARI_CHECK_MAX without one (0). */
-keel_usec_t keel__ari_check_interval(keel_usec_t retry_after);
+keel_usec_t ari_check_interval(keel_usec_t retry_after);
 /* An RFC 3339 date-time ("2026-12-06T07:47:59.123Z", "…+01:00") as CLOCK_REALTIME µs. -EINVAL for
  * anything else, -ERANGE before the epoch. */
-int keel__ari_parse_time(const char *text, keel_usec_t *ret);
+int ari_parse_time(const char *text, keel_usec_t *ret);

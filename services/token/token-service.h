@@ -67,43 +67,43 @@ typedef struct reply {
 } reply;
 #define NOW(r) ((reply){ .req = (r) })
 
-extern const char token__json[];
+extern const char token_json[];
 
 /* Answers {"error","error_description"[,"header"]} with @status. */
-int token__answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header);
+int token_answer_error(reply to, const char *id, unsigned status, const char *error, const char *description, const char *header);
 /* Answers @t as RFC 6749 §5.1 JSON, with the token in Authorization too. */
-int token__answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now);
+int token_answer_token_ok(reply to, const char *id, const token_minted *t, const char *role, keel_usec_t now);
 
 /* issuer.c: defers @req to a worker, which asks the cache (so the issuer) for the pair and answers
  * /token's JSON with @role as its scope — or, with @scope, POST /accesstoken's (a failure then
  * 500, and counted); starts the issuer (a first token, the workers). Failures of the start are
  * given to keel_app_fail(). */
-int token__answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
-                        const char *scope);
-int token__issuer_start(token_service *token, keel_app *app);
+int token_answer_later(keel_http_request *req, token_service *token, const char *id, const char *domain, const char *role,
+                       const char *scope);
+int token_issuer_start(token_service *token, keel_app *app);
 
 /* accesstoken.c: answers POST /accesstoken (and 405 to other methods); @client_verified false
  * when token.tls_client_ca_file asks for a client certificate the request did not come with. */
-int token__answer_access(keel_http_request *req, token_service *token, const char *id, bool client_verified);
+int token_answer_access(keel_http_request *req, token_service *token, const char *id, bool client_verified);
 
 /* files.c: the table of token.targets and its keys; their check at configure (a configuration
  * error names the key); writing every target's file whose token changed (at start, then after
  * each refresh: the first error, each one logged); what configure made, freed at finalize. */
 extern const keel_config_key token_files_config_keys[];
 extern const size_t token_files_n_config_keys;
-int token__files_configure(token_service *token, keel_app *app);
-int token__files_write(token_service *token, bool at_start);
-int token__files_start(token_service *token);
-/* keel init: token__files_write(), the fetches from an OAuth2 issuer tried again until init.timeout;
+int token_files_configure(token_service *token, keel_app *app);
+int token_files_write(token_service *token, bool at_start);
+int token_files_start(token_service *token);
+/* keel init: token_files_write(), the fetches from an OAuth2 issuer tried again until init.timeout;
  * a stop ends it as a failure. Logs its failure through keel_app_fail(). */
-int token__files_write_in_init(token_service *token, keel_app *app);
+int token_files_write_in_init(token_service *token, keel_app *app);
 
 /* tasks.c: from token.start, the refresh task and the memory reporter in token->tasks. */
-int token__tasks_start(token_service *token, keel_app *app);
-void token__files_free(token_service *token);
+int token_tasks_start(token_service *token, keel_app *app);
+void token_files_free(token_service *token);
 
 /* kept.c: the cache across a restart. At start, before the server accepts: the tokens the last
  * stop kept go back into the cache (never fails: a refusal is a warning, and the cache starts
  * empty). At stop, once no thread mints any more: an OAuth2 issuer's tokens are kept. */
-void token__restore_cache(token_service *token);
-void token__keep_cache(token_service *token);
+void token_restore_cache(token_service *token);
+void token_keep_cache(token_service *token);
