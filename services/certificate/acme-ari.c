@@ -135,11 +135,11 @@ static void forget_window(cert_service *s)
 
 /* A new window gets a new point; the same window keeps its point, or each read would pick again
  * and pull the renewal towards the window's start. */
-static void adopt_window(cert_service *s, const ari_answer *w)
+static void adopt_window(cert_service *s, const ari_answer *w, keel_usec_t not_before, keel_usec_t not_after)
 {
     if (atomic_load(&s->ari.start) == w->start && atomic_load(&s->ari.end) == w->end)
         return;
-    keel_usec_t at = ari_pick(w->start, w->end, random_u32());
+    keel_usec_t at = ari_pick(ari_window_floor(w->start, w->end, not_before, not_after), w->end, random_u32());
     atomic_store(&s->ari.start, w->start);
     atomic_store(&s->ari.end, w->end);
     atomic_store(&s->ari.renew_at, at);
@@ -152,11 +152,11 @@ static void adopt_window(cert_service *s, const ari_answer *w)
 }
 
 /* What a read tells, and when the next one is. */
-static keel_usec_t record_answer(cert_service *s, int r, const ari_answer *w, const cert_error *e)
+static keel_usec_t record_answer(cert_service *s, int r, const ari_answer *w, const credential *c, const cert_error *e)
 {
     if (r >= 0) {
         s->ari.offered = true;
-        adopt_window(s, w);
+        adopt_window(s, w, credential_not_before(c), credential_not_after(c));
         return ari_check_interval(w->retry_after);
     }
     if (r == -EOPNOTSUPP) {
@@ -200,7 +200,7 @@ void cert_ari_update(cert_service *s, bool woken)
     int r = fetch_window(s, id, &w, &e);
     if (r == -ECANCELED)
         return; /* stopping */
-    keel_usec_t next = record_answer(s, r, &w, &e);
+    keel_usec_t next = record_answer(s, r, &w, c, &e);
     s->ari.told = true;
     s->ari.checked_at = keel_now();
     atomic_store(&s->ari.next_check, s->ari.checked_at + next);

@@ -178,6 +178,12 @@ keel_usec_t cert_jitter(keel_usec_t usec);
 /* The point of the window [@start, @end) that @random (uniform over uint32_t) picks, as RFC 9773
  * §4.2 asks: a fleet spreads over the window. @start when the window is empty. */
 keel_usec_t ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random);
+/* Where the pick over the window [@start, @end) begins for a certificate valid from @not_before to
+ * @not_after: never before a third of its life, unless the whole window is (the CA asks for an
+ * early renewal, as after a revocation). A window that opens before the certificate itself
+ * (pebble's, 2 days wide, for a 40 s certificate) would otherwise renew each new certificate at
+ * once half of the time: a storm. */
+keel_usec_t ari_window_floor(keel_usec_t start, keel_usec_t end, keel_usec_t not_before, keel_usec_t not_after);
 /* Until the renewal at @renew_at (the picked point): 0 when it is past or the certificate is due
  * (cert_due()), and never later than the start of the certificate's last tenth. */
 keel_usec_t ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at);

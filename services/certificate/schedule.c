@@ -58,6 +58,12 @@ keel_usec_t ari_pick(keel_usec_t start, keel_usec_t end, uint32_t random)
     return start + (keel_usec_t) ((double) (end - start) * ((double) random / (double) UINT32_MAX));
 }
 
+keel_usec_t ari_window_floor(keel_usec_t start, keel_usec_t end, keel_usec_t not_before, keel_usec_t not_after)
+{
+    keel_usec_t third = not_after > not_before ? not_before + (not_after - not_before) / 3 : not_before;
+    return start < third && end > third ? third : start;
+}
+
 keel_usec_t ari_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t renew_at)
 {
     if (cert_due(now, not_before, not_after) || renew_at <= now)

@@ -74,8 +74,9 @@ def revoke(pebble, cert_path, key_path):
         return resp.status
 
 
-@unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
-class AriTest(KeelTestCase):
+class AcmeCase(KeelTestCase):
+    """keel against a pebble of the test's own, its state directory kept apart; no tests of its own."""
+
     def setUp(self):
         self.state = tempfile.mkdtemp(prefix="keel-ari-state-")
         self.addCleanup(shutil.rmtree, self.state, True)
@@ -115,6 +116,8 @@ certificate:
         return (metric(metrics, "keel_certificate_ari_window_start_seconds"),
                 metric(metrics, "keel_certificate_ari_window_end_seconds"))
 
+@unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
+class AriTest(AcmeCase):
     def test_the_window_pebble_suggests_is_followed(self):
         pebble = self.pebble()  # 5 years: a window around 3 years 4 months from now, 2 days wide
         k = self.start(pebble, "  refresh_interval: 1s")  # would renew every second without ARI

@@ -28,6 +28,18 @@ Test(ari, the_pick_is_uniform_over_the_window)
     cr_assert_eq(ari_pick(end, start, 12345), end, "an empty window: its start");
 }
 
+/* pebble gives a 40 s certificate a window from 24 h before it to 24 h after: picked from its
+ * start, every other new certificate would be renewed at once. */
+Test(ari, a_window_opening_before_a_third_of_the_life_is_picked_from_there)
+{
+    keel_usec_t nb = 1000 * HOUR, na = nb + 40 * SEC;
+    cr_assert_eq(ari_window_floor(nb - 24 * HOUR, na + 24 * HOUR, nb, na), nb + 40 * SEC / 3);
+    cr_assert_eq(ari_window_floor(nb + 20 * SEC, na, nb, na), nb + 20 * SEC, "a window inside the life is the CA's");
+    cr_assert_eq(ari_window_floor(nb - 2 * HOUR, nb - HOUR, nb, na), nb - 2 * HOUR, "wholly early: the CA asks for it");
+    for (uint32_t r = 1; r < UINT32_MAX / 2; r = r * 3 + 7)
+        cr_assert_geq(ari_pick(ari_window_floor(nb - 24 * HOUR, na + 24 * HOUR, nb, na), na + 24 * HOUR, r), nb + 40 * SEC / 3);
+}
+
 Test(ari, renews_at_the_picked_point_inside_the_lifetime)
 {
     keel_usec_t nb = 1000 * HOUR, na = nb + 90 * 24 * HOUR, now = nb + HOUR;
