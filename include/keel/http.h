@@ -135,7 +135,7 @@ KEEL_API int keel_http_server_stop_and_free(keel_app *app, keel_http_server **s)
 
 /** How a server refuses a body on a path that takes one (keel_http_server_accept_body()). */
 typedef enum keel_http_body_flags {
-    /* 411 and 413 as {"error","error_description"} JSON (RFC 6749 §5.2's shape), not text/plain */
+    /* 411 and 413 as {"error","error_description"} JSON (the shape of RFC 6749 section 5.2), not text/plain */
     KEEL_HTTP_BODY_JSON_REFUSALS = 1 << 0,
 } keel_http_body_flags;
 
