@@ -22,9 +22,21 @@ void keel_http_prepare(keel_app *app)
         keel_log_debug_errno(r, "Failed to start loading libcurl early, the first server will: %m");
 }
 
+/* Which required option is missing, or NULL: a programming error, said at error level where a
+ * NULL from keel_http_server_new() would otherwise read as "out of memory". */
+static const char *missing_option(const keel_http_options *o)
+{
+    return !o->service ? "service" : !o->label ? "label" : !o->handler ? "handler" : NULL;
+}
+
 keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *o)
 {
-    keel_assert_return(app && o && o->service && o->label && o->handler, NULL);
+    keel_assert_return(app && o, NULL);
+    const char *missing = missing_option(o);
+    if (missing) {
+        keel_log_error("keel_http_server_new(): the options have no %s", missing);
+        return NULL;
+    }
 
     const keel_core_settings *cfg = keel__app_settings(app);
     keel_http_server *s = calloc(1, sizeof *s);
@@ -279,6 +291,9 @@ int keel_http_server_stop(keel_http_server *s)
 int keel_http_server_start_new(keel_app *app, const keel_http_options *options, keel_http_server **ret)
 {
     keel_assert_return(app && options && ret, -EINVAL);
+    const char *missing = missing_option(options);
+    if (missing)
+        return keel_app_fail(app, -EINVAL, "The HTTP server's options have no %s", missing);
     *ret = keel_http_server_new(app, options);
     if (!*ret)
         return keel_app_fail(app, -ENOMEM, "Failed to create the %s: %m", options->label ? options->label : "HTTP server");

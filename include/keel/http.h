@@ -89,7 +89,11 @@ typedef struct keel_http_options {
  */
 KEEL_API void keel_http_prepare(keel_app *app);
 
-/** Creates a stopped server. NULL when out of memory or for options without service, label or handler. */
+/**
+ * Creates a stopped server. NULL when out of memory, or for options without service, label or
+ * handler, a programming error that it logs at error level naming the option ("the options have no
+ * handler"); keel_http_server_start_new() gives the same to keel_app_fail() as -EINVAL.
+ */
 KEEL_API keel_http_server *keel_http_server_new(keel_app *app, const keel_http_options *options);
 /** Stops (keel_http_server_stop()) and frees @s. Accepts NULL; returns NULL. */
 KEEL_API keel_http_server *keel_http_server_free(keel_http_server *s);
