@@ -288,15 +288,19 @@ static void accept_all(tlsalpn01_responder *r)
 
 /* The handshake is the whole exchange: once it is done with acme-tls/1 the CA has the certificate,
  * and RFC 8737 §3 has the connection closed without application data. */
-static void finish(connection *c)
+static void finish(tlsalpn01_responder *r, connection *c)
 {
     const unsigned char *alpn = NULL;
     unsigned n = 0;
     sym_SSL_get0_alpn_selected(c->ssl, &alpn, &n);
     if (n != strlen(TLSALPN01_PROTOCOL) || memcmp(alpn, TLSALPN01_PROTOCOL, n) != 0)
         return; /* cannot be: client_hello() refused it; cut without a word, to be sure */
+    /* The identifier, not the SNI: an address's reverse name says less to whoever reads the log. */
     const char *name = sym_SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-    LOG(KEEL_LOG_INFO, "Answered the ACME tls-alpn-01 challenge for %s to %s", name ? name : "?", c->peer);
+    (void) pthread_mutex_lock(&r->lock);
+    challenge *ch = name ? find(r, name) : NULL;
+    LOG(KEEL_LOG_INFO, "Answered the ACME tls-alpn-01 challenge for %s to %s", ch ? ch->identifier : name ? name : "?", c->peer);
+    (void) pthread_mutex_unlock(&r->lock);
     ERR_clear_error();
     (void) sym_SSL_shutdown(c->ssl); /* close_notify, if the socket takes it now */
 }
@@ -306,7 +310,7 @@ static void step(tlsalpn01_responder *r, connection *c)
     ERR_clear_error();
     int ret = sym_SSL_do_handshake(c->ssl);
     if (ret == 1)
-        finish(c);
+        finish(r, c);
     else {
         int error = sym_SSL_get_error(c->ssl, ret);
         struct epoll_event ev = { .events = error == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN,

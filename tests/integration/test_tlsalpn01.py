@@ -49,6 +49,8 @@ class Responder(unittest.TestCase):
     def tearDownClass(cls):
         terminate(cls.proc)
         cls.log = cls.proc.stderr.read()
+        cls.proc.stdout.close()
+        cls.proc.stderr.close()
         assert cls.proc.returncode == 0, (cls.proc.returncode, cls.log)
 
     def connect(self, server_name, alpn=("acme-tls/1",), tls12=False):
