@@ -3,16 +3,29 @@
  * and the responder's list of names (services/certificate/acme-tlsalpn01.c). Handshakes are
  * tests/integration/test_tlsalpn01.py's. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "helpers.h"
 #include "openssl-util.h"
 #include "tlsalpn01.h"
 
 TestSuite(tlsalpn01, .timeout = 30);
+
+/* What a dlopen("libssl.so.3") opens instead; NULL: libssl.so.3 itself (as test-libssl.c does:
+ * this dlopen() is found before libc's). Criterion runs each test in a process of its own. */
+static const char *libssl_instead;
+
+void *dlopen(const char *file, int mode)
+{
+    if (file && libssl_instead && strcmp(file, "libssl.so.3") == 0)
+        file = libssl_instead;
+    return test_real_dlopen(file, mode);
+}
 
 #define KEY_AUTHORIZATION "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 
@@ -120,6 +133,7 @@ Test(tlsalpn01, names_are_added_replaced_and_removed)
     _cleanup_(tlsalpn01_responder_closep) tlsalpn01_responder *r = NULL;
     cr_assert_eq(tlsalpn01_responder_open(&loopback, &r, &e), 0, "%s", e.text);
     cr_assert_neq(tlsalpn01_responder_port(r), 0, "a free port was picked");
+    cr_assert(test_library_mapped("libssl.so.3"), "loaded by the open");
     cr_assert_eq(tlsalpn01_add(r, "example.org", KEY_AUTHORIZATION, &e), 0, "%s", e.text);
     cr_assert_eq(tlsalpn01_add(r, "EXAMPLE.org", "other.key-authorization", &e), 0, "the same name again: replaced");
     cr_assert_eq(tlsalpn01_add(r, "*.example.org", KEY_AUTHORIZATION, &e), -EINVAL);
@@ -140,4 +154,21 @@ Test(tlsalpn01, an_address_in_use_is_the_error_of_open)
     cr_assert_eq(tlsalpn01_responder_open(&loopback, &second, &e), -EADDRINUSE);
     cr_assert_null(second);
     cr_assert(strstr(e.text, "cannot listen for tls-alpn-01 at 127.0.0.1:"), "%s", e.text);
+}
+
+Test(tlsalpn01, libssl_is_loaded_when_a_responder_opens_and_its_absence_is_the_error)
+{
+    keel_address loopback = { .host = "127.0.0.1" };
+    cert_error e = { .text = "" };
+    tlsalpn01_responder *r = NULL;
+    /* The certificate is libcrypto's alone. */
+    _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = new_key();
+    _cleanup_(X509_freep) X509 *x = NULL;
+    cr_assert_eq(tlsalpn01_certificate(key, "example.org", KEY_AUTHORIZATION, &x), 0);
+    cr_assert_not(test_library_mapped("libssl.so.3"), "decision 19: nothing loaded libssl yet");
+
+    libssl_instead = "libkeel-test-absent-libssl.so.3";
+    cr_assert_eq(tlsalpn01_responder_open(&loopback, &r, &e), -ENOENT);
+    cr_assert_null(r);
+    cr_assert(strstr(e.text, "cannot answer tls-alpn-01 challenges: Failed to load libssl.so.3: "), "%s", e.text);
 }
