@@ -28,6 +28,7 @@
  * likeliest to be stalled, as a CA's handshake takes milliseconds. */
 #define CONNECTIONS_MAX   32
 #define HANDSHAKE_TIMEOUT (10 * KEEL_USEC_PER_SEC)
+#define LISTENER_REST     (100 * KEEL_USEC_PER_MSEC)
 #define EVENT_LISTENER    UINT32_MAX
 #define EVENT_WAKE        (UINT32_MAX - 1)
 
@@ -54,6 +55,7 @@ struct tlsalpn01_responder {
     SSL_CTX *ctx;  /* owned */
     int listen_fd, wake_fd, epoll_fd;
     uint16_t port;
+    keel_usec_t listener_rest_until; /* 0: the listener is in the epoll set */
     bool thread_started;
     pthread_t thread;
     connection connections[CONNECTIONS_MAX]; /* the thread's alone */
@@ -277,9 +279,13 @@ static void accept_all(tlsalpn01_responder *r)
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(r->listen_fd, (struct sockaddr *) &ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
+            return;
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                keel_log_service_errno("certificate", KEEL_LOG_DEBUG, -errno, "tls-alpn-01: cannot accept: %m");
+            /* Out of descriptors or memory: the listener stays readable, and epoll would spin on it. */
+            keel_log_service_errno("certificate", KEEL_LOG_DEBUG, -errno, "tls-alpn-01: cannot accept, resting 100 ms: %m");
+            (void) epoll_ctl(r->epoll_fd, EPOLL_CTL_DEL, r->listen_fd, NULL);
+            r->listener_rest_until = keel_now() + LISTENER_REST;
             return;
         }
         begin(r, fd, &ss, len);
@@ -326,10 +332,24 @@ static void step(tlsalpn01_responder *r, connection *c)
     drop(r, c);
 }
 
-/* Cuts the handshakes past their deadline; returns the milliseconds to the next one, or -1. */
+/* Takes the listener back once its rest is over; returns when that is (KEEL_USEC_INFINITY: not resting). */
+static keel_usec_t wake_listener(tlsalpn01_responder *r, keel_usec_t now)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = EVENT_LISTENER };
+    if (r->listener_rest_until == 0)
+        return KEEL_USEC_INFINITY;
+    if (now < r->listener_rest_until)
+        return r->listener_rest_until;
+    r->listener_rest_until = 0;
+    (void) epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->listen_fd, &ev);
+    return KEEL_USEC_INFINITY;
+}
+
+/* Cuts the handshakes past their deadline; returns the milliseconds to the next deadline or the
+ * end of the listener's rest, or -1. */
 static int expire(tlsalpn01_responder *r)
 {
-    keel_usec_t now = keel_now(), next = KEEL_USEC_INFINITY;
+    keel_usec_t now = keel_now(), next = wake_listener(r, now);
     for (size_t i = 0; i < CONNECTIONS_MAX; i++) {
         connection *c = &r->connections[i];
         if (c->ssl && c->deadline <= now) {

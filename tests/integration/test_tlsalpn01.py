@@ -9,9 +9,11 @@ ClientHello without acme-tls/1, or naming something not being validated, fails i
 import hashlib
 import os
 import re
+import resource
 import socket
 import ssl
 import subprocess
+import time
 import unittest
 
 from cryptography import x509
@@ -144,6 +146,45 @@ class Responder(unittest.TestCase):
         finally:
             for s in silent:
                 s.close()
+
+
+class OutOfDescriptors(unittest.TestCase):
+    def test_the_listener_rests_instead_of_spinning_and_serves_again(self):
+        def few_descriptors():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (12, 12))
+
+        proc = subprocess.Popen([RESPONDER, "127.0.0.1", "0", NAME, KEY_AUTHORIZATION], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, preexec_fn=few_descriptors)
+        try:
+            port = int(proc.stdout.readline().split()[1])
+            silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+            time.sleep(0.2)
+            with open(f"/proc/{proc.pid}/stat") as f:
+                before = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+            time.sleep(1)
+            with open(f"/proc/{proc.pid}/stat") as f:
+                after = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+            self.assertLess(after - before, 20, "CPU ticks in a second out of descriptors: the listener must not spin")
+            for s in silent:
+                s.close()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            ctx.set_alpn_protocols(["acme-tls/1"])
+            deadline = time.monotonic() + 10
+            while True:  # the silent ones still queued in the backlog take their turn first
+                try:
+                    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=NAME) as tls:
+                        self.assertEqual(tls.selected_alpn_protocol(), "acme-tls/1")
+                        break
+                except (ssl.SSLError, ConnectionResetError, socket.timeout):
+                    self.assertLess(time.monotonic(), deadline)
+                    time.sleep(0.1)
+        finally:
+            terminate(proc)
+            log = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(proc.returncode, 0, log)
 
 
 if __name__ == "__main__":
