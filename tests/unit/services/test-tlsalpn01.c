@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The tls-alpn-01 validation certificate (RFC 8737 §3, RFC 8738 §6), the server names a CA sends,
- * and the responder's list of names (services/certificate/acme-tlsalpn01.c). Handshakes are
- * tests/integration/test_tlsalpn01.py's. */
+ * the responder's list of names and its configuration row (services/certificate/acme-tlsalpn01.c).
+ * Handshakes are tests/integration/test_tlsalpn01.py's. */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <string.h>
@@ -9,6 +9,9 @@
 #include <criterion/criterion.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
+
+#include <keel/app.h>
+#include <keel/config.h>
 
 #include "helpers.h"
 #include "openssl-util.h"
@@ -171,4 +174,14 @@ Test(tlsalpn01, libssl_is_loaded_when_a_responder_opens_and_its_absence_is_the_e
     cr_assert_eq(tlsalpn01_responder_open(&loopback, &r, &e), -ENOENT);
     cr_assert_null(r);
     cr_assert(strstr(e.text, "cannot answer tls-alpn-01 challenges: Failed to load libssl.so.3: "), "%s", e.text);
+}
+
+Test(tlsalpn01, the_address_row_is_accepted_with_port_443_on_every_address)
+{
+    keel_app *app = keel_app_new("test");
+    tlsalpn01_config c = { .address.port = 1 };
+    cr_assert_eq(keel_app_add_config(app, tlsalpn01_config_keys, tlsalpn01_n_config_keys, &c), 0);
+    cr_assert_str_eq(c.address.host, "");
+    cr_assert_eq(c.address.port, 443);
+    keel_app_free(app);
 }
