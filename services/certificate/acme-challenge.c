@@ -40,6 +40,15 @@ typedef struct authz_list {
     size_t n;
 } authz_list;
 
+static int present_http01(acme *a, authz *z, const char *token);
+static int present_dns01(acme *a, authz *z, const char *token);
+
+/* The hook of each type: tls-alpn-01's row comes with its responder (acme-choice.c refuses it until then). */
+static int (*const presenters[_ACME_CHALLENGE_TYPE_MAX])(acme *a, authz *z, const char *token) = {
+    [ACME_CHALLENGE_HTTP01] = present_http01,
+    [ACME_CHALLENGE_DNS01] = present_dns01,
+};
+
 static const char *const result_table[_ACME_VALIDATION_RESULT_MAX] = {
     [ACME_VALIDATION_VALID] = "valid",
     [ACME_VALIDATION_INVALID] = "invalid",
@@ -50,14 +59,16 @@ int acme_challenge_register_metrics(cert_service *s)
 {
     keel_metrics *m = keel_app_metrics(s->app);
     int r = 0;
-    for (acme_challenge_type t = 0; t < _ACME_CHALLENGE_TYPE_MAX && r >= 0; t++)
-        for (size_t i = 0; t != ACME_CHALLENGE_TLSALPN01 && i < _ACME_VALIDATION_RESULT_MAX && r >= 0; i++)
+    for (acme_challenge_type t = 0; t < _ACME_CHALLENGE_TYPE_MAX && r >= 0; t++) {
+        if (!presenters[t]) /* no series for a type that cannot be configured yet */
+            continue;
+        for (size_t i = 0; i < _ACME_VALIDATION_RESULT_MAX && r >= 0; i++)
             r = keel_metrics_counter(
                 m, "keel_certificate_acme_validations_total",
-                "Challenges presented to the ACME server, by type and result (error: not presented, or no "
-                "verdict)",
+                "Challenges presented to the ACME server, by type and result (error: not presented, or no verdict)",
                 (const char *const[]){ "type", acme_challenge_type_to_string(t), "result", result_table[i], NULL },
                 &s->acme_validations[t][i]);
+    }
     return r;
 }
 
@@ -132,12 +143,6 @@ static int present_dns01(acme *a, authz *z, const char *token)
         z->dns01_record = TAKE_PTR(key_authorization);
     return r;
 }
-
-/* The hook of each type: tls-alpn-01's row comes with its responder (acme-choice.c refuses it until then). */
-static int (*const presenters[_ACME_CHALLENGE_TYPE_MAX])(acme *a, authz *z, const char *token) = {
-    [ACME_CHALLENGE_HTTP01] = present_http01,
-    [ACME_CHALLENGE_DNS01] = present_dns01,
-};
 
 static void cleanup_one(acme *a, authz *z)
 {

@@ -9,7 +9,6 @@ served the record yet (a slow propagation) exits 0 at once, the record deleted."
 
 import base64
 import os
-import re
 import shutil
 import signal
 import socket
