@@ -65,7 +65,7 @@ const keel_config_key dns01_config_keys[] = {
     { .key = "certificate.acme.dns01.propagation_timeout",
       .type = KEEL_CONFIG_DURATION,
       .offset = C(propagation),
-      .def = "1m",
+      .def = "30s",
       .max = 3600 * SEC,
       .help = "dns-01: the most to wait for the server to answer a new record before the CA is asked to look; 0: no wait" },
 };
@@ -78,6 +78,7 @@ struct dns01_solver {
     char zone[DNS01_NAME_MAX + 1];                       /* configured, or "": the server names each record's */
     dns01_key key;
     keel_usec_t timeout, propagation;
+    dns01_stop stop; /* what ends present's waits early */
 };
 
 /* A reply: up to the 64 KiB a TCP message can hold. */
@@ -163,11 +164,14 @@ int dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e)
     _cleanup_(dns01_solver_freep) dns01_solver *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    *s = (dns01_solver){ .timeout = c->timeout, .propagation = c->propagation, .key.algorithm = c->tsig_algorithm };
+    *s = (dns01_solver){
+        .timeout = c->timeout, .propagation = c->propagation, .key.algorithm = c->tsig_algorithm, .stop.fd = -EBADF
+    };
     if (c->tsig_algorithm < 0 || c->tsig_algorithm >= _DNS01_ALGORITHM_MAX)
         return cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_algorithm: no algorithm %d", c->tsig_algorithm);
     if (!c->tsig_name || !*c->tsig_name || !c->tsig_secret_file || !*c->tsig_secret_file)
-        return cert_fail(e, -EINVAL, "dns-01: set certificate.acme.dns01.tsig_name and certificate.acme.dns01.tsig_secret_file");
+        return cert_fail(e, -EINVAL, "dns-01: set certificate.acme.dns01.%s (the TSIG key the server accepts updates with)",
+                         !c->tsig_name || !*c->tsig_name ? "tsig_name" : "tsig_secret_file");
     if (dns01_name_canonical(c->tsig_name, s->key.name) < 0)
         return cert_fail(e, -EINVAL, "certificate.acme.dns01.tsig_name '%s' is not a DNS name", c->tsig_name);
     if (c->zone && *c->zone && dns01_name_canonical(c->zone, s->zone) < 0)
@@ -181,27 +185,37 @@ int dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e)
     return 0;
 }
 
+void dns01_solver_set_stop(dns01_solver *s, const dns01_stop *stop)
+{
+    assert(s && stop);
+    s->stop = *stop;
+}
+
 /* ---- one exchange over TCP, bounded ------------------------------------------------------------ */
 
-static int wait_fd(int fd, short events, keel_usec_t deadline)
+/* Waits for @events on @fd until @deadline: -ETIMEDOUT then, -ECANCELED as soon as @stop_fd (when
+ * not negative) is readable. A poll(2) of both: nothing spins. */
+static int wait_fd(int fd, short events, keel_usec_t deadline, int stop_fd)
 {
     for (;;) {
         keel_usec_t now = keel_now();
         if (now >= deadline)
             return -ETIMEDOUT;
-        struct pollfd p = { .fd = fd, .events = events };
-        int n = poll(&p, 1, (int) ((deadline - now + 999) / 1000));
+        struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = stop_fd, .events = POLLIN } };
+        int n = poll(p, stop_fd >= 0 ? 2 : 1, (int) ((deadline - now + 999) / 1000));
         if (n < 0 && errno != EINTR)
             return -errno;
+        if (n > 0 && stop_fd >= 0 && p[1].revents)
+            return -ECANCELED;
         if (n > 0)
             return 0;
     }
 }
 
-static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline)
+static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline, int stop_fd)
 {
     while (n > 0) {
-        int r = wait_fd(fd, POLLOUT, deadline);
+        int r = wait_fd(fd, POLLOUT, deadline, stop_fd);
         if (r < 0)
             return r;
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -213,10 +227,10 @@ static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline)
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline)
+static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline, int stop_fd)
 {
     while (n > 0) {
-        int r = wait_fd(fd, POLLIN, deadline);
+        int r = wait_fd(fd, POLLIN, deadline, stop_fd);
         if (r < 0)
             return r;
         ssize_t k = recv(fd, p, n, 0);
@@ -230,7 +244,7 @@ static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline)
     return 0;
 }
 
-static int connect_server(const dns01_solver *s, keel_usec_t deadline)
+static int connect_server(const dns01_solver *s, keel_usec_t deadline, int stop_fd)
 {
     _cleanup_close_ int fd = socket(s->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -238,7 +252,7 @@ static int connect_server(const dns01_solver *s, keel_usec_t deadline)
     if (connect(fd, (const struct sockaddr *) &s->address, s->address_size) < 0) {
         if (errno != EINPROGRESS)
             return -errno;
-        int r = wait_fd(fd, POLLOUT, deadline), error = 0;
+        int r = wait_fd(fd, POLLOUT, deadline, stop_fd), error = 0;
         socklen_t len = sizeof error;
         if (r < 0)
             return r;
@@ -250,21 +264,23 @@ static int connect_server(const dns01_solver *s, keel_usec_t deadline)
     return TAKE_FD(fd);
 }
 
-/* Sends @m (RFC 1035 §4.2.2: each message after its length) and reads the reply to it. */
-static int exchange(const dns01_solver *s, const dns01_message *m, answer *ret)
+/* Sends @m (RFC 1035 §4.2.2: each message after its length) and reads the reply to it; given up
+ * at @stop's stop when @stop is not NULL (present's exchanges, not cleanup's). */
+static int exchange(const dns01_solver *s, const dns01_message *m, const dns01_stop *stop, answer *ret)
 {
     keel_usec_t deadline = keel_now() + s->timeout;
-    _cleanup_close_ int fd = connect_server(s, deadline);
+    int stop_fd = stop ? stop->fd : -EBADF;
+    _cleanup_close_ int fd = connect_server(s, deadline, stop_fd);
     if (fd < 0)
         return fd;
     uint8_t len[2] = { (uint8_t) (m->size >> 8), (uint8_t) m->size };
-    int r = send_all(fd, len, 2, deadline);
+    int r = send_all(fd, len, 2, deadline, stop_fd);
     if (r >= 0)
-        r = send_all(fd, m->data, m->size, deadline);
+        r = send_all(fd, m->data, m->size, deadline, stop_fd);
     if (r >= 0)
-        r = recv_all(fd, len, 2, deadline);
+        r = recv_all(fd, len, 2, deadline, stop_fd);
     if (r >= 0)
-        r = recv_all(fd, ret->data, ret->size = (size_t) (len[0] << 8 | len[1]), deadline);
+        r = recv_all(fd, ret->data, ret->size = (size_t) (len[0] << 8 | len[1]), deadline, stop_fd);
     return r;
 }
 
@@ -272,6 +288,8 @@ static int exchange(const dns01_solver *s, const dns01_message *m, answer *ret)
 static const char *exchange_error(const dns01_solver *s, int r, char *buf, size_t size)
 {
     char t[32];
+    if (r == -ECANCELED)
+        return "stopped";
     if (r != -ETIMEDOUT)
         return strerror(-r);
     (void) snprintf(buf, size, "no reply within %s (certificate.acme.dns01.timeout)",
@@ -322,14 +340,14 @@ static int check_update(const dns01_solver *s, const record *rec, const dns01_re
     return 0;
 }
 
-static int query(const dns01_solver *s, const char *name, uint16_t type, answer *ret, cert_error *e)
+static int query(const dns01_solver *s, const char *name, uint16_t type, const dns01_stop *stop, answer *ret, cert_error *e)
 {
     dns01_message m;
     uint16_t id = new_id();
     int r = dns01_build_query(&m, id, name, type);
     if (r < 0)
         return cert_fail(e, r, "dns-01: cannot ask for '%s': %s", name, strerror(-r));
-    if ((r = exchange(s, &m, ret)) < 0) {
+    if ((r = exchange(s, &m, stop, ret)) < 0) {
         char t[64];
         return cert_fail(e, r, "dns-01: cannot ask %s for %s: %s", s->server, name, exchange_error(s, r, t, sizeof t));
     }
@@ -342,10 +360,10 @@ static int query(const dns01_solver *s, const char *name, uint16_t type, answer 
 /* The zone the server says @rec's owner is in: the owner of the SOA record it answers with (in
  * the authority section of an NXDOMAIN or NODATA answer, or the answer at an apex). Asked for
  * each record: one solver may serve names of several zones. */
-static int find_zone(const dns01_solver *s, record *rec, answer *a, cert_error *e)
+static int find_zone(const dns01_solver *s, record *rec, const dns01_stop *stop, answer *a, cert_error *e)
 {
     char b[16];
-    int r = query(s, rec->owner, DNS01_TYPE_SOA, a, e);
+    int r = query(s, rec->owner, DNS01_TYPE_SOA, stop, a, e);
     if (r < 0)
         return r;
     if (dns01_reply_soa_owner(a->data, a->size, rec->zone) < 0)
@@ -354,33 +372,41 @@ static int find_zone(const dns01_solver *s, record *rec, answer *a, cert_error *
     return 0;
 }
 
-static void pause_until(keel_usec_t deadline, keel_usec_t most)
+/* Sleeps until @deadline, at most @most: -ECANCELED at the stop's stop. */
+static int pause_until(const dns01_stop *stop, keel_usec_t deadline, keel_usec_t most)
 {
     keel_usec_t now = keel_now(), wait = deadline > now ? KEEL_MIN(deadline - now, most) : 0;
+    if (stop->wait)
+        return stop->wait(wait, stop->userdata);
     struct timespec ts = { .tv_sec = (time_t) (wait / KEEL_USEC_PER_SEC), .tv_nsec = (long) (wait % KEEL_USEC_PER_SEC) * 1000 };
     (void) nanosleep(&ts, NULL); /* a signal ends the pause early: the loop asks again sooner */
+    return 0;
 }
 
 /* Asks the server until it answers the new record: a primary may accept an update before it
- * serves it, and the CA must not look before. Bounded by the propagation wait (and the last
- * exchange's timeout). */
+ * serves it, and the CA must not look before. Bounded by the propagation wait or the stop's
+ * deadline, the sooner (and the last exchange's timeout); given up at the stop's stop. */
 static int wait_visible(const dns01_solver *s, const record *rec, answer *a, cert_error *e)
 {
     if (s->propagation == 0)
         return 0;
-    keel_usec_t deadline = keel_now() + s->propagation;
+    keel_usec_t start = keel_now(), deadline = start + s->propagation;
+    bool issuance_ends = s->stop.deadline && s->stop.deadline < deadline;
+    deadline = issuance_ends ? KEEL_MAX(s->stop.deadline, start) : deadline;
     for (;;) {
         cert_error last = { .text = "" };
-        int r = query(s, rec->owner, DNS01_TYPE_TXT, a, &last);
+        int r = query(s, rec->owner, DNS01_TYPE_TXT, &s->stop, a, &last);
         if (r >= 0 && dns01_reply_has_txt(a->data, a->size, rec->owner, rec->value) > 0)
             return 0;
+        if (r == -ECANCELED || (r = pause_until(&s->stop, deadline, KEEL_USEC_PER_SEC)) == -ECANCELED)
+            return cert_fail(e, -ECANCELED, "dns-01: stopped while waiting for %s to answer TXT %s", s->server, rec->owner);
         if (keel_now() >= deadline) {
             char t[32];
-            return cert_fail(e, -ETIMEDOUT, "dns-01: %s does not answer TXT %s \"%s\" %s after adding it%s%s", s->server,
-                             rec->owner, rec->value, keel_format_duration(s->propagation, t, sizeof t), *last.text ? ": " : "",
-                             last.text);
+            return cert_fail(e, -ETIMEDOUT, "dns-01: %s does not answer TXT %s \"%s\" %s after adding it (%s)%s%s", s->server,
+                             rec->owner, rec->value, keel_format_duration(deadline - start, t, sizeof t),
+                             issuance_ends ? "the end of certificate.acme.timeout" : "certificate.acme.dns01.propagation_timeout",
+                             *last.text ? ": " : "", last.text);
         }
-        pause_until(deadline, KEEL_USEC_PER_SEC);
     }
 }
 
@@ -397,7 +423,7 @@ static int send_update(const dns01_solver *s, const record *rec, answer *a, cert
         r = dns01_sign(&m, &s->key, (uint64_t) time(NULL), mac, &mac_size);
     if (r < 0)
         return cert_fail(e, r, "dns-01: cannot write the update of TXT %s in zone %s: %s", rec->owner, rec->zone, strerror(-r));
-    if ((r = exchange(s, &m, a)) < 0)
+    if ((r = exchange(s, &m, rec->op == DNS01_UPDATE_ADD ? &s->stop : NULL, a)) < 0)
         return cert_fail(e, r, "dns-01: cannot %s TXT %s in zone %s at %s: %s", op_name(rec->op), rec->owner, rec->zone, s->server,
                          exchange_error(s, r, t, sizeof t));
     r = dns01_parse_reply(a->data, a->size, &s->key, mac, mac_size, &a->reply);
@@ -423,7 +449,7 @@ static int update(const dns01_solver *s, const char *domain, const char *key_aut
         return -ENOMEM;
     if (*s->zone)
         memcpy(rec.zone, s->zone, sizeof rec.zone);
-    else if ((r = find_zone(s, &rec, a, e)) < 0)
+    else if ((r = find_zone(s, &rec, op == DNS01_UPDATE_ADD ? &s->stop : NULL, a, e)) < 0)
         return r;
     if ((r = send_update(s, &rec, a, e)) < 0)
         return r;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The ACME provider (RFC 8555): an account for a key kept in state_dir/acme, then for each
- * certificate an order for certificate.dns_names, its http-01 challenges answered by one of the
- * app's own HTTP servers (acme-http01.c), a CSR, and the download. Every request is a JWS signed
+ * certificate an order for certificate.dns_names, its challenges answered as
+ * certificate.acme.challenges says (acme-challenge.c: http-01 by one of the app's own HTTP servers,
+ * acme-http01.c; dns-01 by RFC 2136 updates, acme-dns01.c), a CSR, and the download. Every request is a JWS signed
  * with the account key over a fresh Replay-Nonce; a badNonce is retried with the nonce the error
  * brought, every other problem document ends the attempt with its type and detail, counted in
  * keel_certificate_acme_errors_total, and a Retry-After is kept for the refresh's backoff.
@@ -39,10 +40,10 @@ int acme_register_metrics(cert_service *s)
         r = keel_metrics_counter(m, "keel_certificate_acme_errors_total",
                                  "Problem documents from the ACME server, by type (urn:ietf:params:acme:error:TYPE)",
                                  (const char *const[]){ "type", error_types[i], NULL }, &s->acme_errors[i]);
-    return r;
+    return r < 0 ? r : acme_challenge_register_metrics(s);
 }
 
-static void count_error(cert_service *s, const char *type)
+void acme_count_error(cert_service *s, const char *type)
 {
     size_t i = 0;
     while (i < ELEMENTSOF(error_types) - 1 && !streq(error_types[i], type))
@@ -74,6 +75,12 @@ static int stopped(acme *a, const char *what)
     return cert_fail(a->e, -ECANCELED, "ACME: stopped during %s", what);
 }
 
+int acme_wait(acme *a, keel_usec_t usec)
+{
+    int r = a->s->refresh_task ? keel_task_wait(a->s->refresh_task, usec) : keel_app_wait(a->s->app, usec);
+    return r == -ECANCELED ? r : KEEL_MIN(r, 0); /* a task woken early (1) has waited enough */
+}
+
 /* Sleeps @usec, never past the deadline: -ETIMEDOUT when it is reached, -ECANCELED at a stop. */
 static int pause_for(acme *a, keel_usec_t usec, const char *what)
 {
@@ -81,7 +88,7 @@ static int pause_for(acme *a, keel_usec_t usec, const char *what)
     if (now >= a->deadline)
         return cert_fail(a->e, -ETIMEDOUT, "ACME: %s took longer than certificate.acme.timeout", what);
     usec = KEEL_MIN(usec, a->deadline - now);
-    int r = a->s->refresh_task ? keel_task_wait(a->s->refresh_task, usec) : keel_app_wait(a->s->app, usec);
+    int r = acme_wait(a, usec);
     if (r == -ECANCELED)
         return stopped(a, what);
     if (r < 0)
@@ -134,7 +141,7 @@ static int problem(acme *a, const char *what, const char *url, const keel_fetch_
     _cleanup_(json_decrefp) json_t *j = json_loadb(resp->body, resp->size, 0, NULL);
     const char *type = j ? acme_json_text(j, "type") : NULL, *detail = j ? acme_json_text(j, "detail") : NULL;
     const char *short_type = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0 ? type + strlen(ERROR_PREFIX) : "other";
-    count_error(a->s, short_type);
+    acme_count_error(a->s, short_type);
     a->problem_status = resp->status;
     (void) snprintf(ret_type, 64, "%s", short_type); /* a copy: the document goes with this function */
     a->s->retry_after = KEEL_MAX(a->s->retry_after, acme_retry_after(resp));
@@ -258,41 +265,7 @@ static int order_payload(char *const *names, const char *replaces, char **ret)
     return *ret ? 0 : -ENOMEM;
 }
 
-/* The first problem of a failed challenge, for the message; its short type counted. */
-static void challenge_problem(cert_service *s, const json_t *authz, char *buf, size_t size)
-{
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(authz, "challenges"), i, c)
-    {
-        json_t *err = json_object_get(c, "error");
-        const char *type = err ? acme_json_text(err, "type") : NULL;
-        if (!err)
-            continue;
-        bool ours = type && strncmp(type, ERROR_PREFIX, strlen(ERROR_PREFIX)) == 0;
-        count_error(s, ours ? type + strlen(ERROR_PREFIX) : "other");
-        (void) snprintf(buf, size, "%s: %s", type ? type : "?", acme_json_text(err, "detail") ?: "(no detail)");
-        return;
-    }
-    (void) snprintf(buf, size, "no challenge says why");
-}
-
-/* The http-01 challenge of @authz: its token and URL (borrowed), or false. */
-static bool find_http01(const json_t *authz, const char **token, const char **url)
-{
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(authz, "challenges"), i, c) if (streq(acme_json_text(c, "type") ?: "", "http-01"))
-    {
-        *token = acme_json_text(c, "token");
-        *url = acme_json_text(c, "url");
-        return *token && *url;
-    }
-    return false;
-}
-
-/* Polls @url (POST-as-GET) while its status is one of @waiting, into *@ret. */
-static int poll_status(acme *a, const char *what, const char *url, const char *const *waiting, json_t **ret)
+int acme_poll_status(acme *a, const char *what, const char *url, const char *const *waiting, json_t **ret)
 {
     keel_usec_t interval = POLL_FIRST;
     for (;;) {
@@ -314,34 +287,6 @@ static int poll_status(acme *a, const char *what, const char *url, const char *c
             return r;
         interval = KEEL_MIN(interval * 2, POLL_MAX);
     }
-}
-
-static int authorize(acme *a, const char *url)
-{
-    _cleanup_(json_decrefp) json_t *authz = NULL;
-    int r = acme_post_json(a, "authorization", url, NULL, &authz, NULL);
-    if (r < 0)
-        return r;
-    const char *name = acme_json_text(json_object_get(authz, "identifier"), "value") ?: "?";
-    if (streq(acme_json_text(authz, "status") ?: "", "valid"))
-        return 0; /* reused: validated for this account before */
-    const char *token = NULL, *challenge = NULL;
-    if (!find_http01(authz, &token, &challenge))
-        return cert_fail(a->e, -EPROTO, "ACME: the authorization of %s (%s) offers no http-01 challenge", name, url);
-    if ((r = acme_answer(&a->responder, token, credential_kid(a->account))) < 0)
-        return cert_fail(a->e, r, "ACME: the http-01 token of %s is not usable: %s", name, strerror(-r));
-    _cleanup_(json_decrefp) json_t *answered = NULL;
-    if ((r = acme_post_json(a, "challenge", challenge, "{}", &answered, NULL)) < 0)
-        return r;
-    _cleanup_(json_decrefp) json_t *done = NULL;
-    if ((r = poll_status(a, "validation", url, (const char *const[]){ "pending", NULL }, &done)) < 0)
-        return r;
-    const char *status = acme_json_text(done, "status") ?: "?";
-    if (streq(status, "valid"))
-        return 0;
-    char why[512];
-    challenge_problem(a->s, done, why, sizeof why);
-    return cert_fail(a->e, -EKEYREJECTED, "ACME: the validation of %s failed (authorization %s): %s", name, status, why);
 }
 
 /* A CSR for @key and @names: subjectAltName every name, CN the first when it fits (64 bytes). */
@@ -385,7 +330,8 @@ static int finalize(acme *a, EVP_PKEY *key, const char *order_url, const json_t 
     _cleanup_(json_decrefp) json_t *finalized = NULL, *done = NULL;
     if ((r = acme_post_json(a, "finalize", url, payload, &finalized, NULL)) < 0)
         return r;
-    if ((r = poll_status(a, "issuance", order_url, (const char *const[]){ "pending", "ready", "processing", NULL }, &done)) < 0)
+    if ((r = acme_poll_status(a, "issuance", order_url, (const char *const[]){ "pending", "ready", "processing", NULL }, &done)) <
+        0)
         return r;
     const char *status = acme_json_text(done, "status") ?: "?", *cert = acme_json_text(done, "certificate");
     if (!streq(status, "valid") || !cert) {
@@ -448,16 +394,9 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
     int r = new_order(a, &order, &order_url);
     if (r < 0)
         return r;
-    size_t i;
-    json_t *authz;
-    json_array_foreach(json_object_get(order, "authorizations"), i, authz)
-    {
-        if (!json_is_string(authz))
-            return cert_fail(a->e, -EPROTO, "ACME: the order %s lists an authorization that is not a URL", order_url);
-        if ((r = authorize(a, json_string_value(authz))) < 0)
-            return r;
-    }
-    if ((r = poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
+    if ((r = acme_authorize(a, order, order_url)) < 0)
+        return r;
+    if ((r = acme_poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
         return r;
     if (!streq(acme_json_text(ready, "status") ?: "", "ready") && !streq(acme_json_text(ready, "status") ?: "", "valid"))
         return cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, acme_json_text(ready, "status") ?: "?");
@@ -471,6 +410,7 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
 void acme_done(acme *a)
 {
     acme_responder_close(&a->responder);
+    a->dns01 = dns01_solver_free(a->dns01);
     a->fetch = keel_fetch_free(a->fetch);
     a->account = credential_unref(a->account);
     free(a->kid);
@@ -506,8 +446,6 @@ int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
     if (r < 0)
         return r;
     if ((r = acme_account_key(&a)) < 0 || (r = acme_read_directory(&a)) < 0 || (r = acme_find_or_create_account(&a)) < 0)
-        return r;
-    if ((r = acme_responder_open(&a.responder, s, e)) < 0)
         return r;
     if ((r = order_certificate(&a, key, ret)) < 0)
         return r;

@@ -13,6 +13,7 @@
 #include <keel/keel.h>
 
 #include "certificate.h"
+#include "dns01.h"
 #include "hooks.h"
 #include "identity.h"
 
@@ -32,6 +33,23 @@ typedef enum cert_backup {
     _CERT_BACKUP_MAX,
 } cert_backup;
 
+/* The challenge types of certificate.acme.challenges (acme-choice.c). */
+typedef enum acme_challenge_type {
+    ACME_CHALLENGE_HTTP01,
+    ACME_CHALLENGE_DNS01,
+    ACME_CHALLENGE_TLSALPN01, /* named so that the list can refuse it: not available yet */
+    _ACME_CHALLENGE_TYPE_MAX,
+    _ACME_CHALLENGE_TYPE_INVALID = -EINVAL,
+} acme_challenge_type;
+
+/* How a validation ended, for keel_certificate_acme_validations_total{type,result}. */
+typedef enum acme_validation_result {
+    ACME_VALIDATION_VALID,   /* the CA validated it */
+    ACME_VALIDATION_INVALID, /* the CA looked and refused */
+    ACME_VALIDATION_ERROR,   /* keel could not present it, or the CA's verdict never came */
+    _ACME_VALIDATION_RESULT_MAX,
+} acme_validation_result;
+
 typedef struct certificate_config {
     int provider; /* cert_provider */
     keel_usec_t refresh_interval;
@@ -50,11 +68,13 @@ typedef struct certificate_config {
         int account_key_type; /* cert_key_type */
         keel_usec_t timeout;
         bool renewal_info; /* follow the CA's renewalInfo (RFC 9773) where it offers one */
+        char **challenges; /* certificate.acme.challenges: a table of acme-challenge.c's */
     } acme;
 } certificate_config;
 
 typedef struct cert_service {
     certificate_config config;
+    dns01_config dns01;   /* certificate.acme.dns01.*: acme-dns01.c's table */
     keel_app *app;        /* borrowed */
     identity *identity;   /* borrowed from the app: where the credential is published */
     pthread_mutex_t lock; /* serialises loads, issues and stores: the refresh task and the watch */
@@ -74,6 +94,10 @@ typedef struct cert_service {
 
     keel_counter *refreshes, *refresh_failures; /* borrowed from the app's registry */
     keel_counter *acme_errors[16];              /* keel_certificate_acme_errors_total by type (acme.c) */
+    /* keel_certificate_acme_validations_total (acme-challenge.c) */
+    keel_counter *acme_validations[_ACME_CHALLENGE_TYPE_MAX][_ACME_VALIDATION_RESULT_MAX];
+    acme_challenge_type challenge_types[_ACME_CHALLENGE_TYPE_MAX]; /* certificate.acme.challenges, in order */
+    size_t n_challenge_types;
     keel_task *refresh_task;         /* the task renewing now, so that ACME's waits end at a stop; NULL on the main thread */
     keel_usec_t retry_after;         /* an ACME server's Retry-After from the last failure (µs), or 0 */
     atomic_uint_fast64_t interval;   /* config.refresh_interval as the refresh task reads it (live) */
@@ -125,10 +149,17 @@ const char *cert_backup_name(int backup);
 /* Registers the ACME error counters. */
 int acme_register_metrics(cert_service *s);
 /* Orders a certificate for @key and s->names from the CA at certificate.acme.directory_url
- * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, the http-01
- * challenges answered on the server certificate.acme.http01_server, the CSR, the download. The
+ * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, its
+ * challenges (certificate.acme.challenges), the CSR, the download. The
  * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
 int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
+
+/* acme-challenge.c */
+/* Adds the keys certificate.acme.challenges and certificate.acme.dns01.* (register). */
+int acme_challenge_add_config(keel_app *app, cert_service *s);
+/* Checks certificate.acme.challenges against the names and the dns-01 keys (configure): fills
+ * s->challenge_types. A failure is logged and fails the configuration. */
+int acme_challenges_configure(cert_service *s, keel_app *app);
 
 /* acme-ari.c */
 /* Reads the current certificate's renewal information when its time has come (see acme-ari.c);

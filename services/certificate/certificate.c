@@ -218,6 +218,8 @@ static int certificate_configure(keel_service *svc, void *state)
     for (char **n = c->dns_names; *n; n++)
         if (!cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
+    if ((r = acme_challenges_configure(s, app)) < 0)
+        return r;
     return cert_out_configure(s, app);
 }
 
@@ -476,4 +478,12 @@ static const keel_service_vtable certificate_vtable = {
     .free = certificate_free,
 };
 
-KEEL_SERVICE(certificate, certificate_vtable);
+/* The service, and the keys of its files that its table cannot hold (acme-challenge.c, acme-dns01.c). */
+static int certificate_register(keel_app *app)
+{
+    keel_service *svc = NULL;
+    int r = keel_app_add_service(app, &certificate_vtable, &svc);
+    return r < 0 ? r : acme_challenge_add_config(app, keel_service_state(svc));
+}
+
+KEEL_PLUGIN(certificate, certificate_register);

@@ -52,6 +52,22 @@ int dns01_solver_new(const dns01_config *c, dns01_solver **ret, cert_error *e);
 dns01_solver *dns01_solver_free(dns01_solver *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(dns01_solver *, dns01_solver_free);
 
+/* Sleeps up to @usec; -ECANCELED at a stop (keel_app_wait(), keel_task_wait()), else >= 0. */
+typedef int (*dns01_wait_handler_t)(keel_usec_t usec, void *userdata);
+
+/* How dns01_present()'s waits end early (decision 24): a stop, or the end of the issuance. */
+typedef struct dns01_stop {
+    dns01_wait_handler_t wait; /* the pauses of the propagation wait; NULL: they end at neither */
+    void *userdata;
+    int fd;               /* polled beside the server's socket, readable at a stop (keel_app_stop_fd()); -1: none */
+    keel_usec_t deadline; /* CLOCK_MONOTONIC: the propagation wait ends here if sooner; 0: none */
+} dns01_stop;
+
+/* Makes dns01_present() end with -ECANCELED at @stop's stop, and its propagation wait with
+ * -ETIMEDOUT at @stop's deadline. dns01_cleanup() is never cancelled: a record left behind would
+ * outlive us; each of its exchanges stays bounded by certificate.acme.dns01.timeout. */
+void dns01_solver_set_stop(dns01_solver *s, const dns01_stop *stop);
+
 /* Adds TXT _acme-challenge.@domain (a leading "*." dropped) with the value of @key_authorization
  * and, when the propagation wait is not 0, returns once the server answers it to a query:
  * -ETIMEDOUT if it does not within that wait. A server that refuses gives -EPERM (NOTAUTH, REFUSED,

@@ -46,9 +46,10 @@ def openssl(*args, cwd):
 class Pebble:
     """One pebble. `http_port` is where it connects for http-01 validation (keel's listener)."""
 
-    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None):
+    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None, args=()):
         """@binary: PEBBLE or PEBBLE26; @config: more keys of pebble's configuration (2.6:
-        certificateValidityPeriod, in seconds)."""
+        certificateValidityPeriod, in seconds); @args: more of its command line ("-dnsserver",
+        "127.0.0.1:PORT": the name server it asks for dns-01, and for the addresses of http-01)."""
         if not binary or not os.access(binary, os.X_OK):
             raise AssertionError(f"no pebble at '{binary}' (pebble 2.6: run tests/acme/fetch-pebble, the ctest fixture pebble26)")
         self.tmp = tempfile.mkdtemp(prefix="keel-pebble-")
@@ -74,7 +75,7 @@ class Pebble:
         full_env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"})
         full_env.update(env or {})
         self.log = []
-        self.proc = subprocess.Popen([binary, "-config", path], env=full_env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, "-config", path, *args], env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -120,7 +120,7 @@ certificate:
         self.addCleanup(bad.close)
         k = self.start(bad, "  refresh_interval: 1s")
         k.ready(timeout=30)
-        err = wait_for(lambda: re.search(r"Failed to refresh the certificate, retrying in about \S+: ACME: the validation of "
+        err = wait_for(lambda: re.search(r"Failed to refresh the certificate, retrying in about \S+: ACME: the http-01 validation of "
                                          r"localhost failed \(authorization invalid\): urn:ietf:params:acme:error:connection: .+",
                                          k.stderr_so_far()), 60, "a failed renewal")
         self.assertTrue(err)
@@ -139,7 +139,7 @@ certificate:
         k = self.start(bad)
         status, _, err = k.wait(timeout=60)
         self.assertEqual(status, 1, err)
-        self.assertRegex(err, r"Error starting certificate provider: ACME: the validation of localhost failed \(authorization invalid\): "
+        self.assertRegex(err, r"Error starting certificate provider: ACME: the http-01 validation of localhost failed \(authorization invalid\): "
                          r"urn:ietf:params:acme:error:connection: .*connection refused")
         self.assertNotIn("READY=1", "".join(k.messages()))
 

@@ -445,7 +445,14 @@ static void fake_stop(fake *f)
     close(f->listen_fd);
 }
 
+static int present_stopped(const fake *f, keel_usec_t propagation, const dns01_stop *stop, cert_error *e);
+
 static int present_at(const fake *f, keel_usec_t propagation, cert_error *e)
+{
+    return present_stopped(f, propagation, NULL, e);
+}
+
+static int present_stopped(const fake *f, keel_usec_t propagation, const dns01_stop *stop, cert_error *e)
 {
     /* The secret of test_key(): bytes 0 to 31. */
     dns01_config c = config_with_secret("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 0600);
@@ -456,7 +463,54 @@ static int present_at(const fake *f, keel_usec_t propagation, cert_error *e)
     _cleanup_(dns01_solver_freep) dns01_solver *s = NULL;
     int r = dns01_solver_new(&c, &s, e);
     free(c.tsig_secret_file);
+    if (r >= 0 && stop)
+        dns01_solver_set_stop(s, stop);
     return r < 0 ? r : dns01_present(s, "www.example.test", "token.thumbprint", e);
+}
+
+/* A stop that comes at the second pause of the propagation wait. */
+static int stop_at_second_pause(keel_usec_t usec, void *userdata)
+{
+    int *pauses = userdata;
+    return ++*pauses >= 2 ? -ECANCELED : 0;
+}
+
+Test(dns01, a_stop_ends_the_propagation_wait)
+{
+    fake f;
+    fake_start(&f, FAKE_SIGNED);
+    cert_error e = { .text = "" };
+    int pauses = 0;
+    dns01_stop stop = { .wait = stop_at_second_pause, .userdata = &pauses, .fd = -EBADF };
+    keel_usec_t start = keel_now();
+    cr_assert_eq(present_stopped(&f, 60 * KEEL_USEC_PER_SEC, &stop, &e), -ECANCELED);
+    cr_assert_eq(pauses, 2);
+    cr_assert(keel_now() - start < 5 * KEEL_USEC_PER_SEC);
+    cr_assert(strstr(e.text, "stopped while waiting for 127.0.0.1:"), "%s", e.text);
+
+    /* A descriptor readable at the stop ends an exchange too, before any pause. */
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    stop = (dns01_stop){ .fd = p[0] };
+    cr_assert_eq(present_stopped(&f, 60 * KEEL_USEC_PER_SEC, &stop, &e), -ECANCELED);
+    cr_assert(strstr(e.text, ": stopped"), "%s", e.text);
+    close(p[0]);
+    close(p[1]);
+    fake_stop(&f);
+}
+
+Test(dns01, the_issuance_deadline_ends_the_propagation_wait_first)
+{
+    fake f;
+    fake_start(&f, FAKE_SIGNED);
+    cert_error e = { .text = "" };
+    dns01_stop stop = { .fd = -EBADF, .deadline = keel_now() + 700 * KEEL_USEC_PER_MSEC };
+    keel_usec_t start = keel_now();
+    cr_assert_eq(present_stopped(&f, 60 * KEEL_USEC_PER_SEC, &stop, &e), -ETIMEDOUT);
+    cr_assert(keel_now() - start < 3 * KEEL_USEC_PER_SEC);
+    cr_assert(strstr(e.text, "(the end of certificate.acme.timeout)"), "%s", e.text);
+    fake_stop(&f);
 }
 
 Test(dns01, present_waits_for_the_record_within_its_bound)

@@ -1,0 +1,236 @@
+# SPDX-License-Identifier: MIT
+"""dns-01 in the ACME flow (certificate.acme.challenges, decision 33) against pebble 2.6, which
+validates by asking a real knotd on loopback (-dnsserver) for _acme-challenge.NAME TXT, the records
+keel adds there by RFC 2136 updates signed with TSIG: an issuance through dns-01 leaves no record
+behind (and a renewal from the refresh task does the same); a wrong TSIG secret falls back to the
+next configured type, http-01, and still issues; a wildcard name issues through dns-01; a list that
+cannot work is refused at start (exit 78) naming why; and a SIGTERM while the name server has not
+served the record yet (a slow propagation) exits 0 at once, the record deleted."""
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from httpclient import bound_address, metric, wait_for
+from keelrun import KeelTestCase
+from knot import ZONE, Knot, write_secret
+from pebble import PEBBLE26, Pebble, free_port
+
+SIGNAL_TO_EXIT_MAX = 3.0  # seconds from SIGTERM to the exit
+
+# The names keel asks for; A records only: with -dnsserver pebble asks AAAA first for http-01, and
+# keel's responder listens on 127.0.0.1.
+ACME_ZONE = ZONE + "@ A 127.0.0.1\n"
+
+
+def sans(path):
+    p = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-ext", "subjectAltName"], capture_output=True, text=True,
+                       timeout=30)
+    return p.stdout
+
+
+class LaggingServer:
+    """A name server whose answers lag its updates: it passes each UPDATE (opcode 5) on to knotd
+    over TCP and answers every query itself with no record, as a primary would whose served zone
+    is not updated yet. `queries` counts the queries."""
+
+    def __init__(self, knot_port):
+        self.knot_port = knot_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _read(c, n):
+        data = b""
+        while len(data) < n:
+            chunk = c.recv(n - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        return data
+
+    def _answer(self, msg):
+        if (msg[2] >> 3) & 0xF == 5:
+            with socket.create_connection(("127.0.0.1", self.knot_port), timeout=5) as up:
+                up.sendall(len(msg).to_bytes(2, "big") + msg)
+                return self._read(up, int.from_bytes(self._read(up, 2), "big"))
+        self.queries += 1
+        # The question back, a response (QR, AA), NOERROR, no answer: the record is not served yet.
+        return msg[:2] + bytes([0x84, 0x00]) + msg[4:6] + bytes(6) + msg[12:]
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with c:
+                try:
+                    c.settimeout(5)
+                    msg = self._read(c, int.from_bytes(self._read(c, 2), "big"))
+                    reply = self._answer(msg)
+                    c.sendall(len(reply).to_bytes(2, "big") + reply)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
+class AcmeDns01Test(KeelTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.knot = Knot(zone=ACME_ZONE)
+        cls.secret = os.path.join(cls.knot.tmp, "sha256.secret")
+        write_secret(cls.secret, cls.knot.secrets["sha256"])
+        cls.wrong_secret = os.path.join(cls.knot.tmp, "wrong.secret")
+        write_secret(cls.wrong_secret, base64.b64encode(os.urandom(32)).decode())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.knot.stop()
+
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="keel-acme-dns01-")
+        self.addCleanup(shutil.rmtree, self.state, True)
+        self.health_port = free_port()
+
+    def pebble(self):
+        p = Pebble(self.health_port, binary=PEBBLE26, args=("-dnsserver", f"127.0.0.1:{self.knot.port}"))
+        self.addCleanup(p.close)
+        return p
+
+    def start(self, pebble, names, challenges, secret=None, dns_port=None, extra="", acme_extra=""):
+        config = f"""
+certificate:
+  provider: acme
+  dns_names: [{", ".join(f'"{n}"' for n in names)}]
+{extra}
+  acme:
+    directory_url: {pebble.directory_url}
+    ca_file: {pebble.ca_file}
+    challenges: [{", ".join(challenges)}]
+{acme_extra}
+    dns01:
+      server: 127.0.0.1:{dns_port or self.knot.port}
+      zone: example.test
+      tsig_name: keel-sha256.
+      tsig_secret_file: {secret or self.secret}
+      propagation_timeout: 20s
+"""
+        env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
+               "no_proxy": "127.0.0.1,localhost"}
+        return self.keel("serve", config=config, env=env)
+
+    def challenge_records(self):
+        return [n for n in ("_acme-challenge.example.test.", "_acme-challenge.www.example.test.")
+                if self.knot.dig("TXT", n).strip()]
+
+    def test_issue_through_dns01_and_leave_no_record(self):
+        pebble = self.pebble()
+        # refresh_interval's schedule, not pebble 2.6's renewal window (days away).
+        k = self.start(pebble, ["www.example.test"], ["dns-01"], extra="  refresh_interval: 3s",
+                       acme_extra="    renewal_info: false")
+        k.ready(timeout=60)
+        self.assertEqual(pebble.issued(), 1)
+        self.assertIn("DNS:www.example.test", sans(os.path.join(self.state, "cert.pem")))
+        err = k.stderr_so_far()
+        self.assertIn("Presented the ACME dns-01 challenge of www.example.test", err)
+        self.assertRegex(err, r"dns-01: Deleted TXT _acme-challenge\.www\.example\.test\. \"\S+\" in zone example\.test\.")
+        self.assertEqual(self.challenge_records(), [])
+        # A renewal, from the refresh task: through dns-01 again, cleaned up again.
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 60, "a renewal")
+        self.assertEqual(pebble.issued(), 2)
+        metrics = bound_address(k, "metrics exporter server")
+        self.assertGreaterEqual(metric(metrics, "keel_certificate_acme_validations_total", '{type="dns-01",result="valid"}'), 2)
+        self.assertEqual(metric(metrics, "keel_certificate_acme_validations_total", '{type="http-01",result="valid"}'), 0)
+        wait_for(lambda: k.stderr_so_far().count("dns-01: Deleted TXT") >= 2, 15, "the renewal's record deleted")
+        self.assertEqual(self.challenge_records(), [])
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_a_refused_update_falls_back_to_http01(self):
+        pebble = self.pebble()
+        k = self.start(pebble, ["www.example.test"], ["dns-01", "http-01"], secret=self.wrong_secret)
+        k.ready(timeout=60)
+        self.assertEqual(pebble.issued(), 1)
+        err = k.stderr_so_far()
+        self.assertRegex(err, r"WARN.*dns-01: 127\.0\.0\.1:\d+ refused to add TXT _acme-challenge\.www\.example\.test\. in zone "
+                              r"example\.test\.: NOTAUTH, TSIG error BADSIG .*; falling back to http-01 for www\.example\.test")
+        self.assertIn("Presented the ACME http-01 challenge of www.example.test", err)
+        self.assertIn("Answering the ACME http-01 challenge", err)
+        self.assertNotIn("ignoring", err, "nothing was added, so nothing to delete")
+        self.assertEqual(self.challenge_records(), [])
+        metrics = bound_address(k, "metrics exporter server")
+        self.assertEqual(metric(metrics, "keel_certificate_acme_validations_total", '{type="dns-01",result="error"}'), 1)
+        self.assertEqual(metric(metrics, "keel_certificate_acme_validations_total", '{type="http-01",result="valid"}'), 1)
+
+    def test_a_wildcard_issues_through_dns01(self):
+        # Two authorizations, one TXT name: each record is deleted alone.
+        pebble = self.pebble()
+        k = self.start(pebble, ["*.example.test", "example.test"], ["http-01", "dns-01"])
+        k.ready(timeout=60)
+        self.assertEqual(pebble.issued(), 1)
+        names = sans(os.path.join(self.state, "cert.pem"))
+        self.assertIn("DNS:*.example.test", names)
+        self.assertIn("DNS:example.test", names)
+        err = k.stderr_so_far()
+        self.assertIn("Presented the ACME dns-01 challenge of *.example.test", err)
+        self.assertIn("Presented the ACME http-01 challenge of example.test", err, "http-01 first where it is offered")
+        self.assertEqual(self.challenge_records(), [])
+
+    def test_a_list_that_cannot_work_is_refused_at_start(self):
+        pebble = self.pebble()
+        cases = [
+            (["*.example.test"], ["http-01"], {}, r"the wildcard '\*\.example\.test' can only be validated through dns-01"),
+            (["www.example.test"], ["tls-alpn-01"], {}, r"tls-alpn-01 is not available yet"),
+            (["www.example.test"], ["dns-01"], {"secret": "/nonexistent/secret"},
+             r"certificate\.acme\.dns01\.tsig_secret_file: cannot read '/nonexistent/secret'"),
+        ]
+        for names, challenges, kw, message in cases:
+            status, _, err = self.start(pebble, names, challenges, **kw).wait(timeout=30)
+            self.assertEqual(status, 78, err)
+            self.assertRegex(err, message)
+        self.assertEqual(pebble.issued(), 0)
+
+    def test_sigterm_during_a_slow_propagation_exits_at_once(self):
+        lagging = LaggingServer(self.knot.port)
+        self.addCleanup(lagging.close)
+        pebble = self.pebble()
+        k = self.start(pebble, ["www.example.test"], ["dns-01"], dns_port=lagging.port)
+        wait_for(lambda: lagging.queries >= 2, 30, "keel waiting for the record to be served")
+        self.assertEqual(self.challenge_records(), ["_acme-challenge.www.example.test."], "added, not served yet")
+        t0 = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait(timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(status, 0, err)
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to exit; stderr:\n{err}")
+        self.assertRegex(err, r"Cancelled certificate provider start: dns-01: stopped while waiting for 127\.0\.0\.1:\d+ to "
+                              r"answer TXT _acme-challenge\.www\.example\.test\.")
+        self.assertNotIn("ignoring", err)
+        self.assertFalse(any("READY=1" in m for m in k.messages()), k.messages())
+        self.assertEqual(self.challenge_records(), [], "the record is deleted at the stop too")
+        self.assertEqual(pebble.issued(), 0)
+        print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
