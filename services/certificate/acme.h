@@ -45,6 +45,7 @@ typedef struct acme {
     unsigned problem_status; /* the HTTP status of the last problem document, or 0 */
     keel_usec_t deadline;    /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
     acme_responder responder;
+    const char *directory_url; /* borrowed: the CA's directory; NULL: certificate.acme.directory_url */
 } acme;
 
 /* Starts answering challenges for @s: -ENOENT when the named server neither serves nor has an

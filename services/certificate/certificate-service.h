@@ -124,11 +124,11 @@ const char *cert_backup_name(int backup);
 /* acme.c */
 /* Registers the ACME error counters. */
 int acme_register_metrics(cert_service *s);
-/* Orders a certificate for @key and s->names from the CA at certificate.acme.directory_url
- * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, the http-01
+/* Orders a certificate for @key and s->names from the CA at @directory_url (RFC 8555): the
+ * account of the key in state_dir/acme (made when missing, one per CA), the order, the http-01
  * challenges answered on the server certificate.acme.http01_server, the CSR, the download. The
  * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
-int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
+int acme_issue(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e);
 
 /* acme-ari.c */
 /* Reads the current certificate's renewal information when its time has come (see acme-ari.c);

@@ -280,11 +280,11 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 
 /* ---- acme -------------------------------------------------------------------------------------- */
 
-/* Orders a certificate for @key and stores the pair. */
-static int acme_issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+/* Orders a certificate for @key from the CA at @directory_url and stores the pair. */
+static int acme_issue_and_store(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
-    int r = acme_issue(s, key, &p, e);
+    int r = acme_issue(s, directory_url, key, &p, e);
     if (r < 0)
         return r;
     if ((r = cert_store_write(s->state_dir, &p)) < 0)
@@ -303,7 +303,7 @@ static int acme_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     if ((r = cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
         return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-    return acme_issue_and_store(s, key, ret, e);
+    return acme_issue_and_store(s, s->config.acme.directory_url, key, ret, e);
 }
 
 /* ---- file -------------------------------------------------------------------------------------- */
@@ -420,7 +420,7 @@ int cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
         /* Made ahead by the refresh task as a rule; here when that failed. */
         if ((r = cert_prepare_next_key(s)) < 0)
             return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-        r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->next_key, ret, e)
+        r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->config.acme.directory_url, s->next_key, ret, e)
                                                      : issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
             EVP_PKEY_free(s->next_key);
