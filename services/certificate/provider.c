@@ -360,6 +360,61 @@ static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
     return read_checked(s, NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
 }
 
+/* ---- certificate.issuers ---------------------------------------------------------------------- */
+
+/* The operator's files as one issuer among others: checked (against ca_cert_file when set), then
+ * stored in state_dir like any issued pair, so that every issuer's pair is found in one place. The
+ * anchor is read each time, not kept in s->ca_cert: that is the local CA's when it is an issuer too. */
+static int file_store(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    _cleanup_(X509_freep) X509 *anchor = NULL;
+    int r = 0;
+    if (*s->config.ca_cert_file) {
+        _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
+        r = cert_read_certs(s->config.ca_cert_file, &anchor, &rest, e);
+    }
+    if (r >= 0)
+        r = read_checked(s, NULL, s->config.key_file, s->config.cert_file, anchor, &p, e);
+    if (r < 0)
+        return r;
+    if ((r = cert_store_write(s->state_dir, &p)) < 0)
+        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    take_pair(ret, &p);
+    return 0;
+}
+
+int cert_issue_through(cert_service *s, const cert_issuer *i, cert_pair *ret, cert_error *e)
+{
+    if (i->kind == CERT_ISSUER_FILE)
+        return file_store(s, ret, e);
+    int r;
+    if (i->kind == CERT_ISSUER_LOCAL && (r = ensure_ca_written(s, e)) < 0)
+        return r;
+    if ((r = cert_prepare_next_key(s)) < 0)
+        return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    r = i->kind == CERT_ISSUER_ACME ? acme_issue_and_store(s, i->directory_url, s->next_key, ret, e)
+                                    : issue_and_store(s, s->next_key, NULL, ret, e);
+    if (r >= 0) {
+        EVP_PKEY_free(s->next_key);
+        s->next_key = NULL;
+    }
+    return r;
+}
+
+/* At start: the pair on disk while it is valid for certificate.dns_names, whichever issuer issued
+ * it (checked against no CA: each has its own), else the chain. */
+static int issuers_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    if (s->read_only)
+        return read_checked(s, s->state_dir, s->key_path, s->cert_path, NULL, ret, e);
+    cert_error why = {};
+    int r = reused(s, reuse(s, ret, &why), &why, e, "issuing");
+    if (r != 0)
+        return r < 0 ? r : 0;
+    return cert_issuers_run(s, ret, e);
+}
+
 /* ---- backup ------------------------------------------------------------------------------------ */
 
 static void backup_write(cert_service *s, const cert_pair *p)
@@ -379,13 +434,16 @@ static int backup_read(cert_service *s, cert_pair *ret, cert_error *e)
     (void) snprintf(key, sizeof key, "%s/key.pem", s->backup_dir);
     (void) snprintf(cert, sizeof cert, "%s/cert.pem", s->backup_dir);
     /* The CA is checked only when the local CA is at hand: the backup is for when it is not. */
-    return read_checked(s, s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
+    bool local_ca = s->config.provider == CERT_PROVIDER_LOCAL_CA && !s->chain;
+    return read_checked(s, s->backup_dir, key, cert, local_ca ? s->ca_cert : NULL, ret, e);
 }
 
 int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
-    if (s->config.provider == CERT_PROVIDER_FILE)
+    if (s->chain)
+        r = issuers_obtain(s, ret, e);
+    else if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else if (s->read_only)
         r = local_ca_peek(s, ret, e);
@@ -412,7 +470,9 @@ int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 int cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
-    if (s->config.provider == CERT_PROVIDER_FILE)
+    if (s->chain)
+        r = cert_issuers_run(s, ret, e);
+    else if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else {
         if (s->config.provider == CERT_PROVIDER_LOCAL_CA && (r = ensure_ca_written(s, e)) < 0)

@@ -46,13 +46,13 @@ def openssl(*args, cwd):
 class Pebble:
     """One pebble. `http_port` is where it connects for http-01 validation (keel's listener)."""
 
-    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None):
+    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None, port=None):
         """@binary: PEBBLE or PEBBLE26; @config: more keys of pebble's configuration (2.6:
-        certificateValidityPeriod, in seconds)."""
+        certificateValidityPeriod, in seconds); @port: its API's, to bring a CA back where it was."""
         if not binary or not os.access(binary, os.X_OK):
             raise AssertionError(f"no pebble at '{binary}' (pebble 2.6: run tests/acme/fetch-pebble, the ctest fixture pebble26)")
         self.tmp = tempfile.mkdtemp(prefix="keel-pebble-")
-        self.port, self.management_port, self.http_port = free_port(), free_port(), http_port
+        self.port, self.management_port, self.http_port = port or free_port(), free_port(), http_port
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
                 "-out", "ca.pem", "-subj", "/CN=keel test ACME API CA", "-days", "2", cwd=self.tmp)
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out",
