@@ -186,8 +186,8 @@ int cert_issuers_run(cert_service *s, cert_pair *ret, cert_error *e)
     for (size_t i = 0; i < c->n; i++) {
         if (i > 0) {
             keel_counter_add(c->fallbacks[i - 1], 1);
-            CERT_LOG(KEEL_LOG_WARNING, "Issuer[%s] failed %u times, falling back to issuer[%s]: %s", c->issuers[i - 1].name,
-                     c->attempts, c->issuers[i].name, e->text);
+            CERT_LOG(KEEL_LOG_WARNING, "Issuer[%s] failed (attempt %u of %u), falling back to issuer[%s]: %s",
+                     c->issuers[i - 1].name, c->attempts, c->attempts, c->issuers[i].name, e->text);
         }
         r = try_issuer(s, i, ret, e);
         if (r == -ECANCELED)

@@ -80,7 +80,7 @@ certificate:
         self.assertLess(time.monotonic() - t0, 20)
         self.assertEqual(second.issued(), 1)
         err = k.stderr_so_far()
-        self.assertIn(f"Issuer[acme] failed 2 times, falling back to issuer[{second_name}]", err)
+        self.assertIn(f"Issuer[acme] failed (attempt 2 of 2), falling back to issuer[{second_name}]", err)
         self.assertIn(f"Certificate issued by issuer[{second_name}] (2 of 2 in certificate.issuers)", err)
         metrics = bound_address(k, "metrics exporter server")
         self.assertEqual(metric(metrics, "keel_certificate_issuer_fallbacks_total", f'{{from="acme",to="{second_name}"}}'), 1)
@@ -110,12 +110,30 @@ certificate:
         k = self.start(first_url, ["acme", "local"])
         k.ready(timeout=30)
         err = k.stderr_so_far()
-        self.assertIn("Issuer[acme] failed 2 times, falling back to issuer[local]", err)
+        self.assertIn("Issuer[acme] failed (attempt 2 of 2), falling back to issuer[local]", err)
         self.assertIn("Certificate issued by issuer[local] (2 of 2", err)
         self.assertIn("keel", x509(self.path("cert.pem"), "-issuer").lower())
         self.assertTrue(os.path.exists(self.path("ca.pem")))
         metrics = bound_address(k, "metrics exporter server")
         self.assertEqual(metric(metrics, "keel_certificate_issuer_fallbacks_total", '{from="acme",to="local"}'), 1)
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
+    def test_the_operators_files_as_the_fallback_are_copied_into_the_state_directory(self):
+        files = tempfile.mkdtemp(prefix="keel-issuers-files-")
+        self.addCleanup(shutil.rmtree, files, True)
+        key, cert = os.path.join(files, "key.pem"), os.path.join(files, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                        key, "-out", cert, "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-days", "2"],
+                       check=True, capture_output=True, timeout=30)
+        os.chmod(key, 0o600)
+        first_url = f"https://127.0.0.1:{free_port()}/dir"
+        k = self.start(first_url, ["acme", "file"], f"  key_file: {key}\n  cert_file: {cert}", attempts=1)
+        k.ready(timeout=30)
+        err = k.stderr_so_far()
+        self.assertIn("Issuer[acme] failed (attempt 1 of 1), falling back to issuer[file]", err)
+        self.assertIn("Certificate issued by issuer[file] (2 of 2", err)
+        self.assertEqual(x509(self.path("cert.pem"), "-serial"), x509(cert, "-serial"))
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
