@@ -206,7 +206,7 @@ typedef struct cert_issuer {
 } cert_issuer;
 
 /* Reads one entry; "acme" takes @default_url (certificate.acme.directory_url). -EINVAL for an
- * unknown entry, -ENOENT for "acme" without a default URL, -EPROTONOSUPPORT for an "acme:" URL
+ * unknown entry, -ENOENT for "acme" without a default URL, -EPROTONOSUPPORT for a URL (either)
  * that is not https://. */
 int cert_issuer_parse(const char *entry, const char *default_url, cert_issuer *ret);
 

@@ -16,6 +16,7 @@
 int cert_issuer_parse(const char *entry, const char *default_url, cert_issuer *ret)
 {
     cert_issuer i = { .kind = _CERT_ISSUER_KIND_INVALID, .name = entry };
+    const char *url = NULL;
     if (streq(entry, "local"))
         i.kind = CERT_ISSUER_LOCAL;
     else if (streq(entry, "file"))
@@ -23,16 +24,17 @@ int cert_issuer_parse(const char *entry, const char *default_url, cert_issuer *r
     else if (streq(entry, "acme")) {
         if (!default_url || !*default_url)
             return -ENOENT;
-        i = (cert_issuer){ .kind = CERT_ISSUER_ACME, .name = entry, .directory_url = default_url };
-    } else if (strncmp(entry, ACME_PREFIX, strlen(ACME_PREFIX)) == 0) {
-        const char *url = entry + strlen(ACME_PREFIX);
+        url = default_url;
+    } else if (strncmp(entry, ACME_PREFIX, strlen(ACME_PREFIX)) == 0)
+        url = entry + strlen(ACME_PREFIX);
+    else
+        return -EINVAL;
+    if (url) {
         /* Only https: the account key signs every request, and RFC 8555 §6.1 requires TLS. */
         if (strncmp(url, "https://", 8) != 0 || !url[8])
             return -EPROTONOSUPPORT;
         i = (cert_issuer){ .kind = CERT_ISSUER_ACME, .name = entry, .directory_url = url };
     }
-    if (i.kind < 0)
-        return -EINVAL;
     *ret = i;
     return 0;
 }

@@ -43,6 +43,7 @@ Test(issuer_list, refuses_what_it_does_not_know_and_leaves_the_result)
     cr_assert_eq(cert_issuer_parse("acme:http://acme.example/dir", URL, &i), -EPROTONOSUPPORT);
     cr_assert_eq(cert_issuer_parse("acme:", URL, &i), -EPROTONOSUPPORT);
     cr_assert_eq(cert_issuer_parse("acme:https://", URL, &i), -EPROTONOSUPPORT);
+    cr_assert_eq(cert_issuer_parse("acme", "http://acme.example/dir", &i), -EPROTONOSUPPORT, "directory_url is checked too");
     cr_assert_eq(i.kind, CERT_ISSUER_FILE);
     cr_assert_str_eq(i.name, "kept");
 }
