@@ -122,6 +122,8 @@ int cert_publish(cert_service *s, const cert_pair *p);
 int cert_prepare_next_key(cert_service *s);
 /* "local-ca", "file"; "none", "read", "write", "read+write". */
 const char *cert_provider_name(int provider);
+/* Where credentials come from, for the log: "issuers" (certificate.issuers), else the provider's name. */
+const char *cert_source_name(const cert_service *s);
 const char *cert_backup_name(int backup);
 
 /* acme.c */

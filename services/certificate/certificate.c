@@ -348,9 +348,10 @@ static int resolve_paths(cert_service *s)
     return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
 }
 
-/* keel init: an issuance by ACME (or by certificate.issuers) that fails is tried again, with a backoff, until init.timeout.
- * A stop signal while it waits or fetches ends it as a failure of the service (exit 1): init did
- * not write what it is for. Other providers fail at once: their errors are not transient. */
+/* keel init: an issuance by ACME, or by certificate.issuers, that fails is tried again, with a
+ * backoff, until init.timeout. A stop signal while it waits or fetches ends it as a failure of the
+ * service (exit 1): init did not write what it is for. Other providers fail at once: their errors
+ * are not transient. */
 static int obtain_in_init(cert_service *s, cert_pair *p, cert_error *e)
 {
     keel_usec_t deadline = keel_now() + agent_init_timeout(s->app), backoff = KEEL_USEC_PER_SEC;

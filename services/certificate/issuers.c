@@ -75,6 +75,9 @@ static int check_issuers(const certificate_config *cfg, const cert_chain *c, kee
     if (cfg->provider != CERT_PROVIDER_LOCAL_CA)
         return keel_app_fail(app, -EINVAL, "certificate.provider is %s and certificate.issuers is set: list it in issuers instead",
                              cert_provider_name(cfg->provider));
+    /* Role certificates are the local CA's, and a chain's certificate may be another issuer's. */
+    if (*cfg->roles)
+        return keel_app_fail(app, -EINVAL, "certificate.roles needs certificate.provider local-ca, without certificate.issuers");
     if (file && (!*cfg->key_file || !*cfg->cert_file))
         return keel_app_fail(app, -EINVAL, "certificate.issuers lists file: set certificate.key_file and certificate.cert_file");
     /* file alone may name ca_cert_file (its anchor); the local CA needs its key too. */

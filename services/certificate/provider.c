@@ -18,6 +18,11 @@ const char *cert_provider_name(int provider)
     return provider >= 0 && provider < _CERT_PROVIDER_MAX ? provider_names[provider] : "?";
 }
 
+const char *cert_source_name(const cert_service *s)
+{
+    return s->chain ? "issuers" : cert_provider_name(s->config.provider);
+}
+
 const char *cert_backup_name(int backup)
 {
     return backup >= 0 && backup < _CERT_BACKUP_MAX ? backup_names[backup] : "?";
@@ -462,8 +467,8 @@ int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
         (void) snprintf(e->text + n, sizeof e->text - n, "; the backup is unusable too: %s", why.text);
         return r;
     }
-    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", cert_provider_name(s->config.provider),
-             e->text, s->backup_dir);
+    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", cert_source_name(s), e->text,
+             s->backup_dir);
     return 0;
 }
 

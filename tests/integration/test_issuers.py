@@ -137,6 +137,16 @@ certificate:
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
+    def test_roles_and_a_provider_beside_issuers_are_refused(self):
+        k = self.start("https://127.0.0.1:1/dir", ["local"], "  provider: acme")
+        status, _, err = k.wait()
+        self.assertEqual(status, 78, err)
+        self.assertIn("certificate.provider is acme and certificate.issuers is set: list it in issuers instead", err)
+        k = self.start("https://127.0.0.1:1/dir", ["local"], f"  roles: ['sports:role.admin']\n  role_dir: {self.state}")
+        status, _, err = k.wait()
+        self.assertEqual(status, 78, err)
+        self.assertIn("certificate.roles needs certificate.provider local-ca, without certificate.issuers", err)
+
     def test_an_unknown_entry_exits_78_naming_it(self):
         k = self.start("https://127.0.0.1:1/dir", ["acme", "letsencrypt"])
         status, _, err = k.wait()
