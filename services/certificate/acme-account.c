@@ -14,7 +14,7 @@
 
 int acme_read_directory(acme *a)
 {
-    const char *url = a->s->config.acme.directory_url;
+    const char *url = a->directory_url ? a->directory_url : a->s->config.acme.directory_url;
     keel_fetch_response resp = {};
     char why[KEEL_FETCH_ERROR_MAX];
     int r = keel_fetch_request(a->fetch, "GET", url, NULL, NULL, 0, &resp, why);
@@ -41,16 +41,22 @@ int acme_read_directory(acme *a)
     return a->new_nonce_url && a->new_account_url && a->new_order_url ? 0 : -ENOMEM;
 }
 
-/* The account key in state_dir/acme/account.key.pem (0600), made on first use. */
+/* The account key in state_dir/acme/account.key.pem (0600), made on first use; another CA's of
+ * certificate.issuers beside it (cert_acme_account_file()): an account is a CA's. */
 int acme_account_key(acme *a)
 {
     cert_service *s = a->s;
+    char name[64];
+    int r = cert_acme_account_file(a->directory_url ? a->directory_url : s->config.acme.directory_url, s->config.acme.directory_url,
+                                   name, sizeof name);
+    if (r < 0)
+        return cert_fail(a->e, r, "ACME: cannot name the account key: %s", strerror(-r));
     _cleanup_free_ char *dir = keel_strdup_printf("%s/acme", s->state_dir);
-    _cleanup_free_ char *path = keel_strdup_printf("%s/acme/account.key.pem", s->state_dir);
+    _cleanup_free_ char *path = keel_strdup_printf("%s/acme/%s", s->state_dir, name);
     if (!dir || !path)
         return -ENOMEM;
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-    int r = cert_read_key(path, &key, a->e);
+    r = cert_read_key(path, &key, a->e);
     if (r == -ENOENT) {
         if ((r = cert_generate_key(s->config.acme.account_key_type, 2048, &key)) < 0)
             return cert_fail(a->e, r, "ACME: cannot generate an account key: %s", strerror(-r));

@@ -436,10 +436,10 @@ int acme_open(acme *a)
     return 0;
 }
 
-int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+int acme_issue(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     const certificate_config *c = &s->config;
-    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + c->acme.timeout };
+    _cleanup_(acme_done) acme a = { .s = s, .e = e, .directory_url = directory_url, .deadline = keel_now() + c->acme.timeout };
     keel_usec_t t0 = keel_now();
     s->retry_after = 0;
     int r = acme_open(&a);
@@ -451,7 +451,6 @@ int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
         return r;
     char d[64];
     keel_format_duration(keel_now() - t0, d, sizeof d);
-    CERT_LOG(KEEL_LOG_INFO, "Issued a certificate for %s by ACME (%s, account %s) in %s", s->names[0], c->acme.directory_url, a.kid,
-             d);
+    CERT_LOG(KEEL_LOG_INFO, "Issued a certificate for %s by ACME (%s, account %s) in %s", s->names[0], directory_url, a.kid, d);
     return 0;
 }

@@ -47,6 +47,7 @@ typedef struct acme {
     keel_usec_t deadline;     /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
     acme_responder responder; /* opened at the first http-01 challenge */
     dns01_solver *dns01;      /* owned: made at the first dns-01 challenge */
+    const char *directory_url; /* borrowed: the CA's directory; NULL: certificate.acme.directory_url */
 } acme;
 
 /* Starts answering challenges for @s: -ENOENT when the named server neither serves nor has an

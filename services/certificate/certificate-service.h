@@ -63,6 +63,8 @@ typedef struct certificate_config {
     char *out_dir, *out_key_mode, *out_group; /* the pair delivered to another program (out.c) */
     hook_config out_hooks;                    /* certificate.out_exec, out_signal, out_pidfile, out_hook_timeout */
     char **roles, *role_dir;                  /* role certificates (roles.c) */
+    char **issuers;                           /* certificate.issuers: empty, provider alone (issuers.c) */
+    int64_t issuer_attempts;                  /* attempts through one issuer before the next one */
     struct {
         char *directory_url, *ca_file, *email, *http01_server, *eab_kid, *eab_hmac_key_file;
         int account_key_type; /* cert_key_type */
@@ -110,6 +112,7 @@ typedef struct cert_service {
     int roles_error;                 /* of the last role certificates: 0, or a negative errno */
     keel_counter *out_written, *out_failures; /* keel_certificate_deliveries_total{result} */
     hooks *hooks;                             /* owned: told of each pair that replaces another, or NULL */
+    struct cert_chain *chain;                 /* owned: certificate.issuers (issuers.c), or NULL: provider alone */
     bool checks_registered;
     bool read_only; /* state_dir is another process's (`keel token`): nothing there is written or removed */
     /* ARI (acme-ari.c), written by the refresh task; the metrics and the health check read the
@@ -143,16 +146,18 @@ int cert_publish(cert_service *s, const cert_pair *p);
 int cert_prepare_next_key(cert_service *s);
 /* "local-ca", "file"; "none", "read", "write", "read+write". */
 const char *cert_provider_name(int provider);
+/* Where credentials come from, for the log: "issuers" (certificate.issuers), else the provider's name. */
+const char *cert_source_name(const cert_service *s);
 const char *cert_backup_name(int backup);
 
 /* acme.c */
 /* Registers the ACME error counters. */
 int acme_register_metrics(cert_service *s);
-/* Orders a certificate for @key and s->names from the CA at certificate.acme.directory_url
- * (RFC 8555): the account of the key in state_dir/acme (made when missing), the order, its
+/* Orders a certificate for @key and s->names from the CA at @directory_url (RFC 8555): the
+ * account of the key in state_dir/acme (made when missing, one per CA), the order, its
  * challenges (certificate.acme.challenges), the CSR, the download. The
  * pair goes into *@ret (a reference on @key). Blocks for at most certificate.acme.timeout. */
-int acme_issue(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e);
+int acme_issue(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e);
 
 /* acme-challenge.c */
 /* Adds the keys certificate.acme.challenges and certificate.acme.dns01.* (register). */
@@ -201,3 +206,23 @@ void cert_roles_deliver(cert_service *s, const credential *c);
 /* clock.c */
 /* Wakes the refresh task at each step of the wall clock, so that it schedules again. */
 int cert_clock_watch_start(cert_service *s);
+
+/* issuers.c: certificate.issuers (docs/decisions/0035) */
+/* Reads certificate.issuers into s->chain (NULL when it is empty): an unknown entry, or one
+ * repeated, fails the configure naming its position. Configure only. */
+int cert_issuers_configure(cert_service *s, keel_app *app);
+void cert_issuers_free(cert_service *s);
+/* Registers keel_certificate_issuance_attempts_total and keel_certificate_issuer_fallbacks_total
+ * (and the ACME error counters if an issuer is an ACME CA and the provider is not). */
+int cert_issuers_register_metrics(cert_service *s);
+/* A new pair from the first issuer that gives one, each tried certificate.issuer_attempts times
+ * with pauses between (cert_issuer_pause()), stored. A stop ends the whole chain: -ECANCELED.
+ * Under the service's lock. */
+int cert_issuers_run(cert_service *s, cert_pair *ret, cert_error *e);
+/* "issued by ISSUER (N of M ...)" for /readyz?verbose into @buf: 1, or 0 (nothing written) before
+ * an issue, and without issuers. */
+int cert_issuers_note(cert_service *s, char *buf, size_t size);
+
+/* provider.c, for issuers.c: one attempt through @i: a new key's certificate (acme, local) or the
+ * operator's files (file), stored in state_dir. */
+int cert_issue_through(cert_service *s, const cert_issuer *i, cert_pair *ret, cert_error *e);

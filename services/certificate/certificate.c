@@ -26,6 +26,18 @@ static const keel_config_key config_keys[] = {
       .def = "local-ca",
       .choices = provider_choices,
       .help = "local-ca (a CA in state_dir issues the certificate), file (key_file and cert_file) or acme (an ACME CA)" },
+    { .key = "certificate.issuers",
+      .type = KEEL_CONFIG_LIST,
+      .offset = C(issuers),
+      .def = "[]",
+      .help = "issuers tried in order, each of acme, acme:URL (another ACME CA), local or file; empty: provider alone" },
+    { .key = "certificate.issuer_attempts",
+      .type = KEEL_CONFIG_INT,
+      .offset = C(issuer_attempts),
+      .def = "3",
+      .min = 1,
+      .max = 10,
+      .help = "issuers: attempts through one issuer (1 s, 2 s, 4 s... apart) before the next one issues" },
     { .key = "certificate.refresh_interval",
       .type = KEEL_CONFIG_DURATION,
       .offset = C(refresh_interval),
@@ -204,7 +216,7 @@ static int certificate_configure(keel_service *svc, void *state)
         return keel_app_fail(app, r, "Cannot set up the identity: %s", strerror(-r));
     if (c->provider == CERT_PROVIDER_FILE && (!*c->key_file || !*c->cert_file))
         return keel_app_fail(app, -EINVAL, "certificate.provider is file: set certificate.key_file and certificate.cert_file");
-    if (c->provider == CERT_PROVIDER_LOCAL_CA && !*c->ca_key_file != !*c->ca_cert_file)
+    if (c->provider == CERT_PROVIDER_LOCAL_CA && !*c->issuers && !*c->ca_key_file != !*c->ca_cert_file)
         return keel_app_fail(app, -EINVAL, "Set both certificate.ca_key_file and certificate.ca_cert_file, or neither");
     if (c->provider == CERT_PROVIDER_ACME && (!*c->acme.directory_url || !*c->dns_names))
         return keel_app_fail(
@@ -219,6 +231,8 @@ static int certificate_configure(keel_service *svc, void *state)
         if (!cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
     if ((r = acme_challenges_configure(s, app)) < 0)
+        return r;
+    if ((r = cert_issuers_configure(s, app)) < 0)
         return r;
     return cert_out_configure(s, app);
 }
@@ -247,8 +261,8 @@ static int check_health(void *userdata, char *reason, size_t size)
     if (due)
         keel_task_group_wake(s->tasks);
     int r = credential_check(c, now, reason, size);
-    if (r >= 0 && !due)
-        (void) cert_ari_note(s, reason, size); /* a note beside "ok" in the verbose list */
+    if (r >= 0 && !due && cert_ari_note(s, reason, size) == 0) /* a note beside "ok" in the verbose list */
+        (void) cert_issuers_note(s, reason, size);
     if (r >= 0 && due) {
         char when[32];
         format_utc(na, when, sizeof when);
@@ -305,6 +319,8 @@ static int register_checks(cert_service *s)
         r = acme_register_metrics(s);
     if (r >= 0 && s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info)
         r = cert_ari_register_metrics(s);
+    if (r >= 0)
+        r = cert_issuers_register_metrics(s);
     s->checks_registered = r >= 0;
     return r;
 }
@@ -334,15 +350,16 @@ static int resolve_paths(cert_service *s)
     return s->state_dir && s->backup_dir && s->key_path && s->cert_path ? 0 : -ENOMEM;
 }
 
-/* keel init: an issuance by ACME that fails is tried again, with a backoff, until init.timeout.
- * A stop signal while it waits or fetches ends it as a failure of the service (exit 1): init did
- * not write what it is for. Other providers fail at once: their errors are not transient. */
+/* keel init: an issuance by ACME, or by certificate.issuers, that fails is tried again, with a
+ * backoff, until init.timeout. A stop signal while it waits or fetches ends it as a failure of the
+ * service (exit 1): init did not write what it is for. Other providers fail at once: their errors
+ * are not transient. */
 static int obtain_in_init(cert_service *s, cert_pair *p, cert_error *e)
 {
     keel_usec_t deadline = keel_now() + agent_init_timeout(s->app), backoff = KEEL_USEC_PER_SEC;
     for (;;) {
         int r = cert_obtain(s, p, e);
-        if (r >= 0 || s->config.provider != CERT_PROVIDER_ACME)
+        if (r >= 0 || (s->config.provider != CERT_PROVIDER_ACME && !s->chain))
             return r;
         if (r == -ECANCELED || keel_now() + backoff >= deadline) {
             size_t n = strlen(e->text);
@@ -459,6 +476,7 @@ static void certificate_free(keel_service *svc, void *state)
 {
     cert_service *s = state;
     s->hooks = hooks_free(s->hooks); /* a command that configured and never started */
+    cert_issuers_free(s);
     (void) pthread_mutex_destroy(&s->lock);
 }
 

@@ -193,3 +193,38 @@ keel_usec_t ari_check_interval(keel_usec_t retry_after);
 /* An RFC 3339 date-time ("2026-12-06T07:47:59.123Z", "…+01:00") as CLOCK_REALTIME µs. -EINVAL for
  * anything else, -ERANGE before the epoch. */
 int ari_parse_time(const char *text, keel_usec_t *ret);
+
+/* ---- issuer-list.c: certificate.issuers ------------------------------------------------------- */
+
+/* What an entry of certificate.issuers names (docs/decisions/0035). */
+typedef enum cert_issuer_kind {
+    CERT_ISSUER_ACME,  /* "acme" (certificate.acme.directory_url) or "acme:URL" */
+    CERT_ISSUER_LOCAL, /* "local": the local CA */
+    CERT_ISSUER_FILE,  /* "file": certificate.key_file and cert_file */
+    _CERT_ISSUER_KIND_MAX,
+    _CERT_ISSUER_KIND_INVALID = -EINVAL,
+} cert_issuer_kind;
+
+typedef struct cert_issuer {
+    cert_issuer_kind kind;
+    const char *name;          /* borrowed: the entry as written, in logs and metric labels */
+    const char *directory_url; /* borrowed: acme, the CA's directory; else NULL */
+} cert_issuer;
+
+/* Reads one entry; "acme" takes @default_url (certificate.acme.directory_url). -EINVAL for an
+ * unknown entry, -ENOENT for "acme" without a default URL, -EPROTONOSUPPORT for a URL (either)
+ * that is not https://. */
+int cert_issuer_parse(const char *entry, const char *default_url, cert_issuer *ret);
+
+/* The wait after the @failures-th failed attempt through one issuer, before its next attempt:
+ * the refresh's backoff (CERT_BACKOFF_MIN, doubling). */
+keel_usec_t cert_issuer_pause(unsigned failures);
+/* The most the chain waits on one issuer given @attempts attempts (the pauses between them, not
+ * the attempts' own time) before it falls back to the next. */
+keel_usec_t cert_issuer_budget(unsigned attempts);
+
+/* The file name, in state_dir/acme, of the account key for the CA at @directory_url: the one of
+ * old, "account.key.pem", for @first_url (certificate.acme.directory_url), so that existing state
+ * stays valid; "account-HASH.key.pem" for any other (HASH: 16 hex digits of its SHA-256), one
+ * account per CA. -ENAMETOOLONG past @size. */
+int cert_acme_account_file(const char *directory_url, const char *first_url, char *buf, size_t size);

@@ -18,6 +18,11 @@ const char *cert_provider_name(int provider)
     return provider >= 0 && provider < _CERT_PROVIDER_MAX ? provider_names[provider] : "?";
 }
 
+const char *cert_source_name(const cert_service *s)
+{
+    return s->chain ? "issuers" : cert_provider_name(s->config.provider);
+}
+
 const char *cert_backup_name(int backup)
 {
     return backup >= 0 && backup < _CERT_BACKUP_MAX ? backup_names[backup] : "?";
@@ -280,11 +285,11 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 
 /* ---- acme -------------------------------------------------------------------------------------- */
 
-/* Orders a certificate for @key and stores the pair. */
-static int acme_issue_and_store(cert_service *s, EVP_PKEY *key, cert_pair *ret, cert_error *e)
+/* Orders a certificate for @key from the CA at @directory_url and stores the pair. */
+static int acme_issue_and_store(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
     _cleanup_(cert_pair_donep) cert_pair p = {};
-    int r = acme_issue(s, key, &p, e);
+    int r = acme_issue(s, directory_url, key, &p, e);
     if (r < 0)
         return r;
     if ((r = cert_store_write(s->state_dir, &p)) < 0)
@@ -303,7 +308,7 @@ static int acme_obtain(cert_service *s, cert_pair *ret, cert_error *e)
     _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
     if ((r = cert_generate_key(s->config.key_type, (unsigned) s->config.rsa_bits, &key)) < 0)
         return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-    return acme_issue_and_store(s, key, ret, e);
+    return acme_issue_and_store(s, s->config.acme.directory_url, key, ret, e);
 }
 
 /* ---- file -------------------------------------------------------------------------------------- */
@@ -360,6 +365,61 @@ static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
     return read_checked(s, NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
 }
 
+/* ---- certificate.issuers ---------------------------------------------------------------------- */
+
+/* The operator's files as one issuer among others: checked (against ca_cert_file when set), then
+ * stored in state_dir like any issued pair, so that every issuer's pair is found in one place. The
+ * anchor is read each time, not kept in s->ca_cert: that is the local CA's when it is an issuer too. */
+static int file_store(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    _cleanup_(cert_pair_donep) cert_pair p = {};
+    _cleanup_(X509_freep) X509 *anchor = NULL;
+    int r = 0;
+    if (*s->config.ca_cert_file) {
+        _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
+        r = cert_read_certs(s->config.ca_cert_file, &anchor, &rest, e);
+    }
+    if (r >= 0)
+        r = read_checked(s, NULL, s->config.key_file, s->config.cert_file, anchor, &p, e);
+    if (r < 0)
+        return r;
+    if ((r = cert_store_write(s->state_dir, &p)) < 0)
+        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    take_pair(ret, &p);
+    return 0;
+}
+
+int cert_issue_through(cert_service *s, const cert_issuer *i, cert_pair *ret, cert_error *e)
+{
+    if (i->kind == CERT_ISSUER_FILE)
+        return file_store(s, ret, e);
+    int r;
+    if (i->kind == CERT_ISSUER_LOCAL && (r = ensure_ca_written(s, e)) < 0)
+        return r;
+    if ((r = cert_prepare_next_key(s)) < 0)
+        return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
+    r = i->kind == CERT_ISSUER_ACME ? acme_issue_and_store(s, i->directory_url, s->next_key, ret, e)
+                                    : issue_and_store(s, s->next_key, NULL, ret, e);
+    if (r >= 0) {
+        EVP_PKEY_free(s->next_key);
+        s->next_key = NULL;
+    }
+    return r;
+}
+
+/* At start: the pair on disk while it is valid for certificate.dns_names, whichever issuer issued
+ * it (checked against no CA: each has its own), else the chain. */
+static int issuers_obtain(cert_service *s, cert_pair *ret, cert_error *e)
+{
+    if (s->read_only)
+        return read_checked(s, s->state_dir, s->key_path, s->cert_path, NULL, ret, e);
+    cert_error why = {};
+    int r = reused(s, reuse(s, ret, &why), &why, e, "issuing");
+    if (r != 0)
+        return r < 0 ? r : 0;
+    return cert_issuers_run(s, ret, e);
+}
+
 /* ---- backup ------------------------------------------------------------------------------------ */
 
 static void backup_write(cert_service *s, const cert_pair *p)
@@ -379,13 +439,16 @@ static int backup_read(cert_service *s, cert_pair *ret, cert_error *e)
     (void) snprintf(key, sizeof key, "%s/key.pem", s->backup_dir);
     (void) snprintf(cert, sizeof cert, "%s/cert.pem", s->backup_dir);
     /* The CA is checked only when the local CA is at hand: the backup is for when it is not. */
-    return read_checked(s, s->backup_dir, key, cert, s->config.provider == CERT_PROVIDER_LOCAL_CA ? s->ca_cert : NULL, ret, e);
+    bool local_ca = s->config.provider == CERT_PROVIDER_LOCAL_CA && !s->chain;
+    return read_checked(s, s->backup_dir, key, cert, local_ca ? s->ca_cert : NULL, ret, e);
 }
 
 int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
-    if (s->config.provider == CERT_PROVIDER_FILE)
+    if (s->chain)
+        r = issuers_obtain(s, ret, e);
+    else if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else if (s->read_only)
         r = local_ca_peek(s, ret, e);
@@ -404,15 +467,17 @@ int cert_obtain(cert_service *s, cert_pair *ret, cert_error *e)
         (void) snprintf(e->text + n, sizeof e->text - n, "; the backup is unusable too: %s", why.text);
         return r;
     }
-    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", cert_provider_name(s->config.provider),
-             e->text, s->backup_dir);
+    CERT_LOG(KEEL_LOG_WARNING, "Provider %s failed (%s); starting from the backup in '%s'", cert_source_name(s), e->text,
+             s->backup_dir);
     return 0;
 }
 
 int cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
 {
     int r;
-    if (s->config.provider == CERT_PROVIDER_FILE)
+    if (s->chain)
+        r = cert_issuers_run(s, ret, e);
+    else if (s->config.provider == CERT_PROVIDER_FILE)
         r = file_load(s, ret, e);
     else {
         if (s->config.provider == CERT_PROVIDER_LOCAL_CA && (r = ensure_ca_written(s, e)) < 0)
@@ -420,7 +485,7 @@ int cert_renew(cert_service *s, cert_pair *ret, cert_error *e)
         /* Made ahead by the refresh task as a rule; here when that failed. */
         if ((r = cert_prepare_next_key(s)) < 0)
             return cert_fail(e, r, "Cannot generate a key: %s", strerror(-r));
-        r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->next_key, ret, e)
+        r = s->config.provider == CERT_PROVIDER_ACME ? acme_issue_and_store(s, s->config.acme.directory_url, s->next_key, ret, e)
                                                      : issue_and_store(s, s->next_key, NULL, ret, e);
         if (r >= 0) {
             EVP_PKEY_free(s->next_key);

@@ -59,7 +59,7 @@ static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
         (void) snprintf(why, sizeof why, " (refresh_interval %s, counted from the last refresh)",
                         keel_format_duration(atomic_load(&s->interval), i, sizeof i));
     CERT_LOG(KEEL_LOG_INFO, "Will refresh key[%s], cert[%s] with provider[%s], backup[%s] after %s%s", s->key_path, s->cert_path,
-             cert_provider_name(s->config.provider), cert_backup_name(s->config.backup), d, why);
+             cert_source_name(s), cert_backup_name(s->config.backup), d, why);
 }
 
 /* One attempt, logged. Returns the backoff before the next one: 0 after a success. A new

@@ -46,14 +46,15 @@ def openssl(*args, cwd):
 class Pebble:
     """One pebble. `http_port` is where it connects for http-01 validation (keel's listener)."""
 
-    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None, args=()):
+    def __init__(self, http_port, env=None, eab_keys=None, binary=PEBBLE, config=None, args=(), port=None):
         """@binary: PEBBLE or PEBBLE26; @config: more keys of pebble's configuration (2.6:
         certificateValidityPeriod, in seconds); @args: more of its command line ("-dnsserver",
-        "127.0.0.1:PORT": the name server it asks for dns-01, and for the addresses of http-01)."""
+        "127.0.0.1:PORT": the name server it asks for dns-01, and for the addresses of http-01);
+        @port: its API's, to bring a CA back where it was."""
         if not binary or not os.access(binary, os.X_OK):
             raise AssertionError(f"no pebble at '{binary}' (pebble 2.6: run tests/acme/fetch-pebble, the ctest fixture pebble26)")
         self.tmp = tempfile.mkdtemp(prefix="keel-pebble-")
-        self.port, self.management_port, self.http_port = free_port(), free_port(), http_port
+        self.port, self.management_port, self.http_port = port or free_port(), free_port(), http_port
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
                 "-out", "ca.pem", "-subj", "/CN=keel test ACME API CA", "-days", "2", cwd=self.tmp)
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out",
