@@ -19,7 +19,8 @@ static const keel_config_key challenge_config_keys[] = {
       .type = KEEL_CONFIG_LIST,
       .offset = offsetof(cert_service, config.acme.challenges),
       .def = "[http-01]",
-      .help = "provider acme: the challenge types to validate names with, in order (http-01, dns-01): the first the CA offers, "
+      .help = "provider acme: the challenge types to validate names with, in order (http-01, dns-01, tls-alpn-01): the first the "
+              "CA offers, "
               "the next it offers when one cannot be presented" },
 };
 
@@ -32,6 +33,7 @@ typedef struct authz {
     acme_challenge_type type;  /* presented, or _ACME_CHALLENGE_TYPE_INVALID (valid already) */
     const char *challenge_url; /* of the challenge presented, borrowed from body */
     char *dns01_record;        /* owned: the key authorization of a dns-01 record to delete, or NULL */
+    bool tlsalpn01_added;      /* the tls-alpn-01 responder serves a certificate for domain */
 } authz;
 
 typedef struct authz_list {
@@ -42,11 +44,13 @@ typedef struct authz_list {
 
 static int present_http01(acme *a, authz *z, const char *token);
 static int present_dns01(acme *a, authz *z, const char *token);
+static int present_tlsalpn01(acme *a, authz *z, const char *token);
 
-/* The hook of each type: tls-alpn-01's row comes with its responder (acme-choice.c refuses it until then). */
+/* The hook of each type. */
 static int (*const presenters[_ACME_CHALLENGE_TYPE_MAX])(acme *a, authz *z, const char *token) = {
     [ACME_CHALLENGE_HTTP01] = present_http01,
     [ACME_CHALLENGE_DNS01] = present_dns01,
+    [ACME_CHALLENGE_TLSALPN01] = present_tlsalpn01,
 };
 
 static const char *const result_table[_ACME_VALIDATION_RESULT_MAX] = {
@@ -144,9 +148,25 @@ static int present_dns01(acme *a, authz *z, const char *token)
     return r;
 }
 
+/* RFC 8737: a certificate for the one name, with the key authorization's digest, on a TLS listener
+ * of its own that completes only acme-tls/1 handshakes (decision 34); opened at the first. */
+static int present_tlsalpn01(acme *a, authz *z, const char *token)
+{
+    int r = a->tls_alpn ? 0 : tlsalpn01_responder_open(&a->s->tlsalpn01.address, &a->tls_alpn, a->e);
+    _cleanup_free_ char *key_authorization = keel_strdup_printf("%s.%s", token, credential_kid(a->account));
+    if (r < 0 || !key_authorization)
+        return r < 0 ? r : -ENOMEM;
+    if ((r = tlsalpn01_add(a->tls_alpn, z->domain, key_authorization, a->e)) >= 0)
+        z->tlsalpn01_added = true;
+    return r;
+}
+
 static void cleanup_one(acme *a, authz *z)
 {
     cert_error e = {};
+    if (z->tlsalpn01_added && a->tls_alpn)
+        (void) tlsalpn01_remove(a->tls_alpn, z->domain);
+    z->tlsalpn01_added = false;
     if (!z->dns01_record)
         return;
     if (a->dns01 && dns01_cleanup(a->dns01, z->domain, z->dns01_record, &e) < 0)
@@ -281,5 +301,7 @@ int acme_authorize(acme *a, const json_t *order, const char *order_url)
 int acme_challenge_add_config(keel_app *app, cert_service *s)
 {
     int r = keel_app_add_config(app, challenge_config_keys, ELEMENTSOF(challenge_config_keys), s);
-    return r < 0 ? r : keel_app_add_config(app, dns01_config_keys, dns01_n_config_keys, &s->dns01);
+    if (r >= 0)
+        r = keel_app_add_config(app, dns01_config_keys, dns01_n_config_keys, &s->dns01);
+    return r < 0 ? r : keel_app_add_config(app, tlsalpn01_config_keys, tlsalpn01_n_config_keys, &s->tlsalpn01);
 }

@@ -34,14 +34,12 @@ int acme_challenge_types_parse(char *const *list, acme_challenge_type ret[static
     size_t n = 0;
     if (!list || !*list)
         return cert_fail(e, -EINVAL,
-                         "certificate.acme.challenges is empty: list http-01, dns-01 or both, in the order to try them");
+                         "certificate.acme.challenges is empty: list http-01, dns-01, tls-alpn-01, in the order to try them");
     for (; *list; list++) {
         acme_challenge_type t = acme_challenge_type_from_string(*list);
         if (t < 0)
-            return cert_fail(e, -EINVAL, "certificate.acme.challenges: '%s' is no challenge type (http-01, dns-01)", *list);
-        /* The hook for tls-alpn-01: its solver's row in acme-challenge.c, then this refusal goes. */
-        if (t == ACME_CHALLENGE_TLSALPN01)
-            return cert_fail(e, -EINVAL, "certificate.acme.challenges: tls-alpn-01 is not available yet (http-01, dns-01)");
+            return cert_fail(e, -EINVAL, "certificate.acme.challenges: '%s' is no challenge type (http-01, dns-01, tls-alpn-01)",
+                             *list);
         for (size_t i = 0; i < n; i++)
             if (types[i] == t)
                 return cert_fail(e, -EINVAL, "certificate.acme.challenges: '%s' is listed twice", *list);
@@ -68,10 +66,10 @@ int acme_challenge_names_check(char *const *names, const acme_challenge_type *ty
                              "certificate.dns_names: the wildcard '%s' can only be validated through dns-01, which "
                              "certificate.acme.challenges does not list",
                              *names);
-        if (cert_name_is_ip(*names) && !has_type(types, n, ACME_CHALLENGE_HTTP01))
+        if (cert_name_is_ip(*names) && !has_type(types, n, ACME_CHALLENGE_HTTP01) && !has_type(types, n, ACME_CHALLENGE_TLSALPN01))
             return cert_fail(e, -EINVAL,
-                             "certificate.dns_names: the IP address '%s' cannot be validated through dns-01: add http-01 to "
-                             "certificate.acme.challenges",
+                             "certificate.dns_names: the IP address '%s' cannot be validated through dns-01: add http-01 or "
+                             "tls-alpn-01 to certificate.acme.challenges",
                              *names);
     }
     return 0;

@@ -411,6 +411,7 @@ void acme_done(acme *a)
 {
     acme_responder_close(&a->responder);
     a->dns01 = dns01_solver_free(a->dns01);
+    a->tls_alpn = tlsalpn01_responder_close(a->tls_alpn);
     a->fetch = keel_fetch_free(a->fetch);
     a->account = credential_unref(a->account);
     free(a->kid);

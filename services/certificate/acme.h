@@ -42,12 +42,13 @@ typedef struct acme {
     char *kid;           /* the account URL */
     char nonce[256];     /* the next Replay-Nonce to use, or "" */
     char *new_nonce_url, *new_account_url, *new_order_url;
-    char *renewal_info_url;   /* RFC 9773, or NULL: the CA offers no renewal information */
-    unsigned problem_status;  /* the HTTP status of the last problem document, or 0 */
-    keel_usec_t deadline;     /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
-    acme_responder responder; /* opened at the first http-01 challenge */
-    dns01_solver *dns01;      /* owned: made at the first dns-01 challenge */
-    const char *directory_url; /* borrowed: the CA's directory; NULL: certificate.acme.directory_url */
+    char *renewal_info_url;        /* RFC 9773, or NULL: the CA offers no renewal information */
+    unsigned problem_status;       /* the HTTP status of the last problem document, or 0 */
+    keel_usec_t deadline;          /* CLOCK_MONOTONIC: certificate.acme.timeout from the start */
+    acme_responder responder;      /* opened at the first http-01 challenge */
+    dns01_solver *dns01;           /* owned: made at the first dns-01 challenge */
+    tlsalpn01_responder *tls_alpn; /* owned: opened at the first tls-alpn-01 challenge */
+    const char *directory_url;     /* borrowed: the CA's directory; NULL: certificate.acme.directory_url */
 } acme;
 
 /* Starts answering challenges for @s: -ENOENT when the named server neither serves nor has an
@@ -103,7 +104,7 @@ int acme_authorize(acme *a, const json_t *order, const char *order_url);
 const char *acme_challenge_type_to_string(acme_challenge_type t);
 acme_challenge_type acme_challenge_type_from_string(const char *s);
 /* @list (certificate.acme.challenges) into @ret, *@ret_n types in order. -EINVAL with the reason in
- * @e for an empty list, an unknown or repeated type, and tls-alpn-01 (not available yet). */
+ * @e for an empty list and an unknown or repeated type. */
 int acme_challenge_types_parse(char *const *list, acme_challenge_type ret[static _ACME_CHALLENGE_TYPE_MAX], size_t *ret_n,
                                cert_error *e);
 /* -EINVAL with the reason in @e when a name of @names can be validated by none of @types: a

@@ -14,6 +14,7 @@
 
 #include "certificate.h"
 #include "dns01.h"
+#include "tlsalpn01.h"
 #include "hooks.h"
 #include "identity.h"
 
@@ -37,7 +38,7 @@ typedef enum cert_backup {
 typedef enum acme_challenge_type {
     ACME_CHALLENGE_HTTP01,
     ACME_CHALLENGE_DNS01,
-    ACME_CHALLENGE_TLSALPN01, /* named so that the list can refuse it: not available yet */
+    ACME_CHALLENGE_TLSALPN01,
     _ACME_CHALLENGE_TYPE_MAX,
     _ACME_CHALLENGE_TYPE_INVALID = -EINVAL,
 } acme_challenge_type;
@@ -76,10 +77,11 @@ typedef struct certificate_config {
 
 typedef struct cert_service {
     certificate_config config;
-    dns01_config dns01;   /* certificate.acme.dns01.*: acme-dns01.c's table */
-    keel_app *app;        /* borrowed */
-    identity *identity;   /* borrowed from the app: where the credential is published */
-    pthread_mutex_t lock; /* serialises loads, issues and stores: the refresh task and the watch */
+    dns01_config dns01;         /* certificate.acme.dns01.*: acme-dns01.c's table */
+    tlsalpn01_config tlsalpn01; /* certificate.acme.tls_alpn01.*: acme-tlsalpn01.c's table */
+    keel_app *app;              /* borrowed */
+    identity *identity;         /* borrowed from the app: where the credential is published */
+    pthread_mutex_t lock;       /* serialises loads, issues and stores: the refresh task and the watch */
 
     /* Set up by start, freed by stop. */
     char *state_dir, *backup_dir;

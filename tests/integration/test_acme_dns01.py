@@ -200,7 +200,7 @@ certificate:
         pebble = self.pebble()
         cases = [
             (["*.example.test"], ["http-01"], {}, r"the wildcard '\*\.example\.test' can only be validated through dns-01"),
-            (["www.example.test"], ["tls-alpn-01"], {}, r"tls-alpn-01 is not available yet"),
+            (["127.0.0.1"], ["dns-01"], {"secret": None}, r"the IP address '127\.0\.0\.1' cannot be validated through dns-01"),
             (["www.example.test"], ["dns-01"], {"secret": "/nonexistent/secret"},
              r"certificate\.acme\.dns01\.tsig_secret_file: cannot read '/nonexistent/secret'"),
         ]

@@ -87,11 +87,11 @@ class AcmeCase(KeelTestCase):
         self.addCleanup(p.close)
         return p
 
-    def start(self, pebble, extra=""):
+    def start(self, pebble, extra="", names=("localhost",)):
         config = f"""
 certificate:
   provider: acme
-  dns_names: [localhost]
+  dns_names: [{", ".join(f'"{n}"' for n in names)}]
   acme:
     directory_url: {pebble.directory_url}
     ca_file: {pebble.ca_file}

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The tls-alpn-01 responder (tests/program/tlsalpn01.c) validated by a real CA: Debian 13's
 pebble 2.6, whose validation authority connects to its tlsPort with the name as SNI and ALPN
-acme-tls/1 and checks the certificate (RFC 8737 §3). The ACME client does not select tls-alpn-01
-yet, so the order is placed by the few JWS requests below (RFC 8555 §7), ES256 with a throwaway
+acme-tls/1 and checks the certificate (RFC 8737 §3). The responder alone, apart from keel's ACME
+client (test_acme_tlsalpn01 runs the whole flow), so the order is placed by the few JWS requests below (RFC 8555 §7), ES256 with a throwaway
 account: new account, new order, the authorization, the challenge answered, the authorization
 polled until pebble says valid. A DNS name and an IP address (RFC 8738)."""
 

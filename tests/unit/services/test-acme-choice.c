@@ -39,9 +39,7 @@ Test(acme_choice, a_list_that_cannot_be_used_is_refused_naming_why)
     cr_assert_eq(parse((const char *const[]){ NULL }, types, &n, &e), -EINVAL);
     cr_assert(strstr(e.text, "certificate.acme.challenges is empty"), "%s", e.text);
     cr_assert_eq(parse((const char *const[]){ "http-01", "dns-1", NULL }, types, &n, &e), -EINVAL);
-    cr_assert_str_eq(e.text, "certificate.acme.challenges: 'dns-1' is no challenge type (http-01, dns-01)");
-    cr_assert_eq(parse((const char *const[]){ "tls-alpn-01", NULL }, types, &n, &e), -EINVAL);
-    cr_assert(strstr(e.text, "tls-alpn-01 is not available yet"), "%s", e.text);
+    cr_assert_str_eq(e.text, "certificate.acme.challenges: 'dns-1' is no challenge type (http-01, dns-01, tls-alpn-01)");
     cr_assert_eq(parse((const char *const[]){ "dns-01", "dns-01", NULL }, types, &n, &e), -EINVAL);
     cr_assert(strstr(e.text, "'dns-01' is listed twice"), "%s", e.text);
     cr_assert_eq(n, 7, "not written on failure");
@@ -60,6 +58,9 @@ Test(acme_choice, a_wildcard_needs_dns01_and_an_address_http01)
     cr_assert(strstr(e.text, "the IP address '127.0.0.1' cannot be validated through dns-01"), "%s", e.text);
     cr_assert_eq(acme_challenge_names_check(names, both, 2, &e), 0);
     cr_assert_eq(acme_challenge_names_check((char *const[]){ "www.example.test", NULL }, dns, 1, &e), 0);
+    acme_challenge_type tls[] = { ACME_CHALLENGE_TLSALPN01 };
+    cr_assert_eq(acme_challenge_names_check((char *const[]){ "127.0.0.1", "example.test", NULL }, tls, 1, &e), 0,
+                 "tls-alpn-01 validates an address too (RFC 8738)");
 }
 
 Test(acme_choice, the_first_configured_type_offered_then_the_next)
