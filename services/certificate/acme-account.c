@@ -35,6 +35,8 @@ int acme_read_directory(acme *a)
     a->new_nonce_url = strdup(nonce);
     a->new_account_url = strdup(account);
     a->new_order_url = strdup(order);
+    if ((r = acme_profile_check(dir, url, a->s->config.acme.profile, a->e)) < 0)
+        return r;
     const char *renewal_info = acme_json_text(dir, "renewalInfo"); /* RFC 9773 §3: optional */
     if (renewal_info && !(a->renewal_info_url = strdup(renewal_info)))
         return -ENOMEM;

@@ -99,3 +99,20 @@ int acme_challenge_pick(const json_t *authz, const acme_challenge_type *types, s
     }
     return -ENOENT;
 }
+
+int acme_profile_check(const json_t *dir, const char *url, const char *profile, cert_error *e)
+{
+    if (!profile || !*profile)
+        return 0;
+    const json_t *profiles = json_object_get(json_object_get(dir, "meta"), "profiles");
+    if (json_is_object(profiles) && json_object_get(profiles, profile))
+        return 0;
+    char offered[256] = "";
+    keel_strbuf sb = KEEL_STRBUF_INIT(offered);
+    const char *name;
+    const json_t *value;
+    json_object_foreach ((json_t *) profiles, name, value)
+        keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", name);
+    return cert_fail(e, -EOPNOTSUPP, "certificate.acme.profile: the CA at %s offers no profile '%s' (%s%s)", url, profile,
+                     sb.len ? "it offers: " : "its directory lists no profiles", offered);
+}

@@ -242,8 +242,9 @@ int acme_post_json(acme *a, const char *what, const char *url, const char *paylo
 
 /* ---- the order ----------------------------------------------------------------------------------------- */
 
-/* The newOrder payload: the identifiers and, for a renewal, the certificate it replaces (RFC 9773 §5). */
-static int order_payload(char *const *names, const char *replaces, char **ret)
+/* The newOrder payload: the identifiers, the profile (draft-ietf-acme-profiles) and, for a renewal,
+ * the certificate it replaces (RFC 9773 §5). */
+static int order_payload(char *const *names, const char *profile, const char *replaces, char **ret)
 {
     char buf[4096];
     keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(buf);
@@ -254,6 +255,11 @@ static int order_payload(char *const *names, const char *replaces, char **ret)
         keel_strbuf_append(&sb, "\"}");
     }
     keel_strbuf_append(&sb, "]");
+    if (profile && *profile) {
+        keel_strbuf_append(&sb, ",\"profile\":\"");
+        keel_strbuf_json(&sb, profile);
+        keel_strbuf_append(&sb, "\"");
+    }
     if (replaces) {
         keel_strbuf_append(&sb, ",\"replaces\":\"");
         keel_strbuf_json(&sb, replaces);
@@ -373,7 +379,7 @@ static int new_order(acme *a, json_t **ret, char **ret_url)
     _cleanup_free_ char *replaces = NULL, *payload = NULL;
     int r = acme_replaces(a, &replaces);
     if (r >= 0)
-        r = order_payload(a->s->names, replaces, &payload);
+        r = order_payload(a->s->names, a->s->config.acme.profile, replaces, &payload);
     if (r < 0)
         return cert_fail(a->e, r, "ACME: cannot write the order: %s", strerror(-r));
     a->problem_status = 0;
@@ -382,7 +388,7 @@ static int new_order(acme *a, json_t **ret, char **ret_url)
         return r;
     CERT_LOG(KEEL_LOG_WARNING, "%s; ordering again without replaces", a->e->text);
     _cleanup_free_ char *plain = NULL;
-    if ((r = order_payload(a->s->names, NULL, &plain)) < 0)
+    if ((r = order_payload(a->s->names, a->s->config.acme.profile, NULL, &plain)) < 0)
         return r;
     return acme_post_json(a, "newOrder", a->new_order_url, plain, ret, ret_url);
 }

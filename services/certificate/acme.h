@@ -114,3 +114,7 @@ int acme_challenge_names_check(char *const *names, const acme_challenge_type *ty
 /* The index (from @from on) into @types of the first type @authz offers a challenge of, and that
  * challenge (borrowed from @authz) into *@ret_challenge; -ENOENT when it offers none of them. */
 int acme_challenge_pick(const json_t *authz, const acme_challenge_type *types, size_t n, size_t from, const json_t **ret_challenge);
+/* Whether the directory @dir of the CA at @url lists the certificate profile @profile in its
+ * meta.profiles (draft-ietf-acme-profiles): 0 for "" (the CA's default) and for a listed one;
+ * -EOPNOTSUPP with the profiles it does list, or that it lists none, in @e. */
+int acme_profile_check(const json_t *dir, const char *url, const char *profile, cert_error *e);

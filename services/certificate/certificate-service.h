@@ -72,6 +72,7 @@ typedef struct certificate_config {
         keel_usec_t timeout;
         bool renewal_info; /* follow the CA's renewalInfo (RFC 9773) where it offers one */
         char **challenges; /* certificate.acme.challenges: a table of acme-challenge.c's */
+        char *profile;     /* the CA's certificate profile to order ("shortlived"), or "" for its default */
     } acme;
 } certificate_config;
 

@@ -154,6 +154,12 @@ static const keel_config_key config_keys[] = {
       .def = "true",
       .help = "provider acme: renew in the window the CA suggests (RFC 9773 renewalInfo) where it offers one, and name the "
               "replaced certificate in the order; false: by refresh_interval only" },
+    { .key = "certificate.acme.profile",
+      .type = KEEL_CONFIG_STRING,
+      .offset = C(acme.profile),
+      .def = "''",
+      .help = "provider acme: the certificate profile to order, one the CA's directory lists (draft-ietf-acme-profiles; "
+              "Let's Encrypt: shortlived for 6-day certificates); empty: the CA's default" },
     { .key = "certificate.out_dir",
       .type = KEEL_CONFIG_PATH,
       .offset = C(out_dir),

@@ -83,6 +83,17 @@ class ShortLived(AcmeCase):
         # on the acme section, which the configuration ends with.
         self.run_for(40, 70, "    renewal_info: false\n  refresh_interval: 1h")
 
+    def test_a_profile_the_ca_does_not_list_fails_the_start_naming_it(self):
+        # Let's Encrypt gives 6-day certificates to orders for its `shortlived` profile; pebble 2.6
+        # lists no profiles, so the order is never sent.
+        pebble = self.pebble()
+        k = self.start(pebble, "    profile: shortlived")
+        status, _, err = k.wait(timeout=60)
+        self.assertEqual(status, 1, err[-2000:])
+        self.assertIn("certificate.acme.profile: the CA at", err)
+        self.assertIn("offers no profile 'shortlived' (its directory lists no profiles)", err)
+        self.assertEqual(pebble.issued(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -85,3 +85,22 @@ Test(acme_choice, the_first_configured_type_offered_then_the_next)
     json_decref(authz);
     json_decref(wildcard);
 }
+
+/* Let's Encrypt's 6-day certificates are its `shortlived` profile (draft-ietf-acme-profiles). */
+Test(acme_choice, a_profile_must_be_one_the_directory_lists)
+{
+    cert_error e = {};
+    json_t *dir = json_loads("{\"meta\":{\"profiles\":{\"classic\":\"90 days\",\"shortlived\":\"6 days\"}}}", 0, NULL);
+    json_t *bare = json_loads("{\"meta\":{\"termsOfService\":\"x\"}}", 0, NULL);
+    cr_assert_not_null(dir);
+    cr_assert_not_null(bare);
+    cr_assert_eq(acme_profile_check(dir, "https://ca/dir", "shortlived", &e), 0);
+    cr_assert_eq(acme_profile_check(bare, "https://ca/dir", "", &e), 0, "none asked: the CA's default");
+    cr_assert_eq(acme_profile_check(dir, "https://ca/dir", "tlsserver", &e), -EOPNOTSUPP);
+    cr_assert_str_eq(e.text, "certificate.acme.profile: the CA at https://ca/dir offers no profile 'tlsserver' (it offers: classic, "
+                             "shortlived)");
+    cr_assert_eq(acme_profile_check(bare, "https://ca/dir", "shortlived", &e), -EOPNOTSUPP);
+    cr_assert(strstr(e.text, "its directory lists no profiles"), "%s", e.text);
+    json_decref(dir);
+    json_decref(bare);
+}
