@@ -111,8 +111,7 @@ int acme_profile_check(const json_t *dir, const char *url, const char *profile, 
     keel_strbuf sb = KEEL_STRBUF_INIT(offered);
     const char *name;
     const json_t *value;
-    json_object_foreach ((json_t *) profiles, name, value)
-        keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", name);
+    json_object_foreach((json_t *) profiles, name, value) keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", name);
     return cert_fail(e, -EOPNOTSUPP, "certificate.acme.profile: the CA at %s offers no profile '%s' (%s%s)", url, profile,
                      sb.len ? "it offers: " : "its directory lists no profiles", offered);
 }
