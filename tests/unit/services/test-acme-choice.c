@@ -97,8 +97,9 @@ Test(acme_choice, a_profile_must_be_one_the_directory_lists)
     cr_assert_eq(acme_profile_check(dir, "https://ca/dir", "shortlived", &e), 0);
     cr_assert_eq(acme_profile_check(bare, "https://ca/dir", "", &e), 0, "none asked: the CA's default");
     cr_assert_eq(acme_profile_check(dir, "https://ca/dir", "tlsserver", &e), -EOPNOTSUPP);
-    cr_assert_str_eq(e.text, "certificate.acme.profile: the CA at https://ca/dir offers no profile 'tlsserver' (it offers: classic, "
-                             "shortlived)");
+    cr_assert_str_eq(e.text,
+                     "certificate.acme.profile: the CA at https://ca/dir offers no profile 'tlsserver' (it offers: classic, "
+                     "shortlived)");
     cr_assert_eq(acme_profile_check(bare, "https://ca/dir", "shortlived", &e), -EOPNOTSUPP);
     cr_assert(strstr(e.text, "its directory lists no profiles"), "%s", e.text);
     json_decref(dir);
