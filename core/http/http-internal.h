@@ -256,10 +256,9 @@ struct keel_http_server {
     bool has_answers;
 };
 
-/* listen.c, main thread: the socket systemd passed under @name, or -ENOENT; a new listener for
- * @a; what @fd is bound to, into @s (bound, port, wildcard). */
+/* listen.c, main thread: the socket systemd passed under @name, or -ENOENT (a new listener is
+ * keel_address_listen()); what @fd is bound to, into @s (bound, port, wildcard). */
 int keel__http_activated_socket(const char *name);
-int keel__http_bind_address(const keel_address *a);
 void keel__http_describe_bound(keel_http_server *s, int fd);
 /* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
 void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);

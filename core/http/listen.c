@@ -38,8 +38,9 @@ static int bind_one(const struct sockaddr *sa, socklen_t len)
     return TAKE_FD(fd);
 }
 
-int keel__http_bind_address(const keel_address *a)
+int keel_address_listen(const keel_address *a)
 {
+    keel_assert_return(a, -EINVAL);
     char port[8];
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
     (void) snprintf(port, sizeof port, "%u", a->port);

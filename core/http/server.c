@@ -210,7 +210,7 @@ int keel_http_server_start(keel_http_server *s)
     int fd = keel__http_activated_socket(s->service);
     bool activated = fd >= 0;
     if (!activated)
-        fd = keel__http_bind_address(&s->address);
+        fd = keel_address_listen(&s->address);
     if (fd < 0) {
         char want[300];
         (void) snprintf(want, sizeof want, "%s:%u", s->address.host, s->address.port);

@@ -90,6 +90,16 @@ typedef struct keel_http_options {
 KEEL_API void keel_http_prepare(keel_app *app);
 
 /**
+ * A listening TCP socket for @address, as Keel's servers bind theirs: non-blocking, close-on-exec,
+ * SO_REUSEADDR, a backlog of SOMAXCONN; an empty host is every address (IPv6 dual-stack where the
+ * machine has IPv6), a host is resolved numerically or by name. For a listener of a program's own
+ * beside the servers (the agent's tls-alpn-01 responder). Returns the descriptor, which the caller
+ * owns, or -EADDRINUSE, -EACCES and other errors of bind(2), -EADDRNOTAVAIL for a host that does
+ * not resolve, -EINVAL.
+ */
+KEEL_API int keel_address_listen(const keel_address *address);
+
+/**
  * Creates a stopped server. NULL when out of memory, or for options without service, label or
  * handler, a programming error that it logs at error level naming the option ("the options have no
  * handler"); keel_http_server_start_new() gives the same to keel_app_fail() as -EINVAL.

@@ -18,6 +18,7 @@
 
 #include <openssl/err.h>
 
+#include <keel/http.h>
 #include <keel/log.h>
 
 #include "libssl.h"
@@ -385,44 +386,6 @@ static void *serve(void *userdata)
 
 /* ---- opening and closing ------------------------------------------------------------------------ */
 
-static int bind_one(const struct sockaddr *sa, socklen_t len)
-{
-    _cleanup_close_ int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int on = 1, off = 0;
-    if (fd < 0)
-        return -errno;
-    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (sa->sa_family == AF_INET6) /* "[::]" takes IPv4 too */
-        (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-    if (bind(fd, sa, len) < 0 || listen(fd, SOMAXCONN) < 0)
-        return -errno;
-    return TAKE_FD(fd);
-}
-
-/* As the framework's servers bind (core/http/listen.c, which the agent cannot call): an empty host
- * is every address, IPv6 dual-stack where there is IPv6. */
-static int bind_address(const keel_address *a)
-{
-    char port[8];
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
-    (void) snprintf(port, sizeof port, "%u", a->port);
-    if (!a->host[0]) {
-        struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_port = htons(a->port), .sin6_addr = IN6ADDR_ANY_INIT };
-        int fd = bind_one((struct sockaddr *) &any6, sizeof any6);
-        if (fd != -EAFNOSUPPORT)
-            return fd;
-        hints.ai_family = AF_INET;
-    }
-    int r = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &ai);
-    if (r != 0)
-        return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-    int fd = -EADDRNOTAVAIL;
-    for (struct addrinfo *i = ai; i && fd < 0; i = i->ai_next)
-        fd = bind_one(i->ai_addr, i->ai_addrlen);
-    freeaddrinfo(ai);
-    return fd;
-}
-
 static int bound_port(int fd, uint16_t *ret)
 {
     struct sockaddr_storage ss;
@@ -472,7 +435,7 @@ int tlsalpn01_responder_open(const keel_address *address, tlsalpn01_responder **
     (void) pthread_mutex_init(&t->lock, NULL);
     if ((r = cert_generate_key(CERT_KEY_EC, 0, &t->key)) < 0 || (r = make_ctx(t, &t->ctx)) < 0)
         return cert_fail(e, r, "ACME: cannot make the tls-alpn-01 responder's key and TLS context: %s", strerror(-r));
-    if ((r = t->listen_fd = bind_address(address)) < 0 || (r = bound_port(t->listen_fd, &t->port)) < 0)
+    if ((r = t->listen_fd = keel_address_listen(address)) < 0 || (r = bound_port(t->listen_fd, &t->port)) < 0)
         return cert_fail(e, r, "ACME: cannot listen for tls-alpn-01 at %s:%u: %s", address->host[0] ? address->host : "*",
                          address->port, strerror(-r));
     if ((r = watch(t)) < 0 || (r = spawn(t)) < 0)

@@ -285,6 +285,16 @@ static int local_ca_obtain(cert_service *s, cert_pair *ret, cert_error *e)
 
 /* ---- acme -------------------------------------------------------------------------------------- */
 
+/* A new pair into the state directory, then to *@ret. */
+static int store_and_take(cert_service *s, cert_pair *p, cert_pair *ret, cert_error *e)
+{
+    int r = cert_store_write(s->state_dir, p);
+    if (r < 0)
+        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
+    take_pair(ret, p);
+    return 0;
+}
+
 /* Orders a certificate for @key from the CA at @directory_url and stores the pair. */
 static int acme_issue_and_store(cert_service *s, const char *directory_url, EVP_PKEY *key, cert_pair *ret, cert_error *e)
 {
@@ -292,10 +302,7 @@ static int acme_issue_and_store(cert_service *s, const char *directory_url, EVP_
     int r = acme_issue(s, directory_url, key, &p, e);
     if (r < 0)
         return r;
-    if ((r = cert_store_write(s->state_dir, &p)) < 0)
-        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
-    take_pair(ret, &p);
-    return 0;
+    return store_and_take(s, &p, ret, e);
 }
 
 /* The pair on disk while it is valid for certificate.dns_names, else a new order. */
@@ -383,10 +390,7 @@ static int file_store(cert_service *s, cert_pair *ret, cert_error *e)
         r = read_checked(s, NULL, s->config.key_file, s->config.cert_file, anchor, &p, e);
     if (r < 0)
         return r;
-    if ((r = cert_store_write(s->state_dir, &p)) < 0)
-        return cert_fail(e, r, "Cannot store key[%s], cert[%s]: %s", s->key_path, s->cert_path, strerror(-r));
-    take_pair(ret, &p);
-    return 0;
+    return store_and_take(s, &p, ret, e);
 }
 
 int cert_issue_through(cert_service *s, const cert_issuer *i, cert_pair *ret, cert_error *e)
