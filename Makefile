@@ -85,7 +85,7 @@ test: deps test-release test-clang test-asan test-tsan test-fuzz
 test-release:
 	cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_REL) -j $(JOBS)
-	cd $(BUILD_REL) && ctest --output-on-failure -L 'install|plain' --timeout 300
+	cd $(BUILD_REL) && ctest --output-on-failure -L 'install|plain' -j $(JOBS) --timeout 300
 
 test-clang:
 	cmake -S . -B $(BUILD_CLANG) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=ON -DKEEL_BUILD_TESTS=OFF >/dev/null
