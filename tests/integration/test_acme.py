@@ -95,17 +95,20 @@ certificate:
 
     def test_nonce_rejections_are_retried_with_an_rs256_account(self):
         pebble = self.pebble(PEBBLE_WFE_NONCEREJECT="40", PEBBLE_VA_ALWAYS_VALID="1")
-        k = self.start(pebble, "    account_key_type: rsa")
+        # Renewing every second: a start alone signs ~7 requests, none of them rejected 2.8 % of
+        # the time; a few renewals make a rejection certain.
+        k = self.start(pebble, "    account_key_type: rsa\n  refresh_interval: 1s")
         k.ready(timeout=60)
-        self.assertEqual(pebble.issued(), 1)
+        self.assertGreaterEqual(pebble.issued(), 1)
         with open(self.path("acme/account.key.pem")) as f:
             self.assertIn("BEGIN PRIVATE KEY", f.read())
         key = subprocess.run(["openssl", "pkey", "-in", self.path("acme/account.key.pem"), "-noout", "-text"],
                              capture_output=True, text=True, timeout=30).stdout
         self.assertIn("2048 bit", key)
         metrics = bound_address(k, "metrics exporter server")
-        self.assertGreater(metric(metrics, "keel_certificate_acme_errors_total", '{type="badNonce"}'), 0,
-                           "40% of nonces rejected: some retried")
+        wait_for(lambda: (metric(metrics, "keel_certificate_acme_errors_total", '{type="badNonce"}') or 0) > 0, 60,
+                 "a rejected nonce (40 % are) retried")
+        wait_for(lambda: pebble.issued() >= 2, 60, "a renewal through the rejections")
 
     def test_a_failed_validation_keeps_the_old_certificate(self):
         good = self.pebble(PEBBLE_VA_ALWAYS_VALID="1")
