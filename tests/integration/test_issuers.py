@@ -16,13 +16,9 @@ import unittest
 from httpclient import bound_address, get, metric, wait_for
 from keelrun import KeelTestCase
 from pebble import Pebble, free_port
+from test_acme import x509  # only the function: its test class, imported, would run here too
 
 SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
-
-
-def x509(path, *args):
-    p = subprocess.run(["openssl", "x509", "-in", path, "-noout", *args], capture_output=True, text=True, timeout=30)
-    return p.stdout + p.stderr
 
 
 class IssuersTest(KeelTestCase):

@@ -31,6 +31,15 @@ IP_KEY_AUTHORIZATION = "token-of-the-address.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9
 SANITIZER_STATUS = 86
 
 
+def stop_responder(proc):
+    """Terminates the test program and returns what it logged; its pipes are closed."""
+    terminate(proc)
+    log = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return log
+
+
 def extension_value(key_authorization):
     """What id-pe-acmeIdentifier's extnValue holds: the DER of an OCTET STRING of the digest."""
     return b"\x04\x20" + hashlib.sha256(key_authorization.encode()).digest()
@@ -180,10 +189,7 @@ class OutOfDescriptors(unittest.TestCase):
                     self.assertLess(time.monotonic(), deadline)
                     time.sleep(0.1)
         finally:
-            terminate(proc)
-            log = proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
+            log = stop_responder(proc)
         self.assertEqual(proc.returncode, 0, log)
 
 

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from pebble import PEBBLE26, Pebble, free_port, terminate
-from test_tlsalpn01 import RESPONDER
+from pebble import PEBBLE26, Pebble, free_port
+from test_tlsalpn01 import RESPONDER, stop_responder
 
 
 def b64(data):
@@ -103,10 +103,7 @@ class PebbleValidates(unittest.TestCase):
             self.client.post(challenge["url"], {})
             authz = self.client.wait_valid(authz_url)
         finally:
-            terminate(proc)
-            log = proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
+            log = stop_responder(proc)
         self.assertEqual(proc.returncode, 0, log)
         self.assertEqual(authz["status"], "valid", json.dumps(authz) + "".join(self.pebble.log))
         self.assertIn(f"Answered the ACME tls-alpn-01 challenge for {value}", log)
