@@ -150,7 +150,7 @@ static int parse_expiry(json_t *body, int64_t *ret, char *reason, size_t size)
 
 static int parse_members(json_t *body, access_request *a, char *reason, size_t size)
 {
-    const char *domain, *role, *proxy;
+    const char *domain = NULL, *role = NULL, *proxy = NULL; /* gcc -O2 cannot see refuse() is negative */
     int r = member_string(body, "domain", &domain, reason, size);
     if (r >= 0)
         r = check_domain(domain, reason, size);
