@@ -253,23 +253,36 @@ static void format_utc(keel_usec_t usec, char *buf, size_t size)
         (void) snprintf(buf, size, "?");
 }
 
+/* A note beside "ok" in the verbose list. */
+static int healthy(cert_service *s, char *reason, size_t size)
+{
+    if (cert_ari_note(s, reason, size) == 0)
+        (void) cert_issuers_note(s, reason, size);
+    return 0;
+}
+
 /* Healthy while the certificate is valid and more than 10 % of its lifetime is left. Seeing it
  * due wakes the refresh task, which then renews at once: a step of the wall clock that the clock
- * watch did not see (one before the start, or no watch) is found by the first probe. */
+ * watch did not see (one before the start, or no watch) is found by the first probe. Every probe
+ * runs this: the credential itself is read only when the lock-free read of its validity does not
+ * say all is well, and then for the reason. */
 static int check_health(void *userdata, char *reason, size_t size)
 {
     cert_service *s = userdata;
+    keel_usec_t now = keel_now_realtime(), nb, na;
+    if (identity_current_valid(s->identity, now, &nb, &na) && !cert_due(now, nb, na))
+        return healthy(s, reason, size);
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
     if (!c)
         return snprintf(reason, size, "no certificate"), -ENOKEY;
-    keel_usec_t now = keel_now_realtime(), nb = credential_not_before(c), na = credential_not_after(c);
+    nb = credential_not_before(c), na = credential_not_after(c);
     bool due = cert_due(now, nb, na);
     if (due)
         keel_task_group_wake(s->tasks);
     int r = credential_check(c, now, reason, size);
-    if (r >= 0 && !due && cert_ari_note(s, reason, size) == 0) /* a note beside "ok" in the verbose list */
-        (void) cert_issuers_note(s, reason, size);
-    if (r >= 0 && due) {
+    if (r >= 0 && !due)
+        return healthy(s, reason, size);
+    if (r >= 0) {
         char when[32];
         format_utc(na, when, sizeof when);
         (void) snprintf(reason, size, "the certificate expires at %s, within 10%% of its lifetime, and is not renewed yet", when);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include <keel/util.h>
@@ -18,6 +19,12 @@ struct identity {
     credential *slots[_IDENTITY_SLOT_MAX];
     subscriber *subscribers; /* added before start, never removed: read without the lock */
     size_t n_subscribers;
+    /* The current credential's validity, for the checks every probe runs: read without the lock
+     * and a reference, whose four atomic read-modify-writes were most of a health check's cost
+     * (issue 24). A sequence lock: seq is odd while identity_rotate() writes the rest. */
+    atomic_uint seq;
+    atomic_bool usable; /* credential_check() passes within [not_before, not_after] */
+    _Atomic keel_usec_t not_before, not_after;
 };
 
 static void identity_free(void *p)
@@ -68,6 +75,38 @@ static bool same_key(const credential *a, const credential *b)
     return a && b && streq(credential_kid(a), credential_kid(b));
 }
 
+/* Under the lock, after the current slot changed. */
+static void store_validity(identity *id, const credential *c)
+{
+    unsigned seq = atomic_load_explicit(&id->seq, memory_order_relaxed);
+    keel_usec_t nb = credential_not_before(c);
+    atomic_store_explicit(&id->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&id->usable, credential_check(c, nb, NULL, 0) == 0, memory_order_relaxed);
+    atomic_store_explicit(&id->not_before, nb, memory_order_relaxed);
+    atomic_store_explicit(&id->not_after, credential_not_after(c), memory_order_relaxed);
+    atomic_store_explicit(&id->seq, seq + 2, memory_order_release);
+}
+
+bool identity_current_valid(identity *id, keel_usec_t now, keel_usec_t *ret_not_before, keel_usec_t *ret_not_after)
+{
+    if (!id)
+        return false;
+    unsigned seq = atomic_load_explicit(&id->seq, memory_order_acquire);
+    bool usable = atomic_load_explicit(&id->usable, memory_order_relaxed);
+    keel_usec_t nb = atomic_load_explicit(&id->not_before, memory_order_relaxed);
+    keel_usec_t na = atomic_load_explicit(&id->not_after, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    /* A rotation under way: the caller reads the credential itself, as it would for a reason. */
+    if ((seq & 1) || atomic_load_explicit(&id->seq, memory_order_relaxed) != seq || !usable || now < nb || now > na)
+        return false;
+    if (ret_not_before)
+        *ret_not_before = nb;
+    if (ret_not_after)
+        *ret_not_after = na;
+    return true;
+}
+
 int identity_rotate(identity *id, credential *c)
 {
     if (!id || !c || !credential_cert(c))
@@ -83,6 +122,7 @@ int identity_rotate(identity *id, credential *c)
     } else
         dropped[0] = slots[IDENTITY_CURRENT];
     slots[IDENTITY_CURRENT] = credential_ref(c);
+    store_validity(id, c);
     if (same_key(slots[IDENTITY_NEXT], c)) {
         dropped[1] = slots[IDENTITY_NEXT];
         slots[IDENTITY_NEXT] = NULL;

@@ -32,6 +32,15 @@ int identity_of(keel_app *app, identity **ret);
 credential *identity_get(identity *id, identity_slot slot);
 
 /**
+ * Whether the current credential passes credential_check() at @now, read without a lock or a
+ * reference (for what runs on every request, such as a health check): true only when it surely
+ * does, with its validity in @ret_not_before and @ret_not_after (either may be NULL); false when
+ * it does not, there is none, or a rotation was under way: then identity_get() and
+ * credential_check() say why.
+ */
+bool identity_current_valid(identity *id, keel_usec_t now, keel_usec_t *ret_not_before, keel_usec_t *ret_not_after);
+
+/**
  * Makes @c (which must have a certificate) the current credential: the current one becomes the
  * previous one (unless @c has the same key: a renewal), and the next slot is emptied when it
  * holds @c's key. Then calls every subscriber. Returns 0, -EINVAL (NULL, or no certificate).

@@ -311,12 +311,15 @@ static int handle_jwks(keel_http_request *req, void *userdata)
 static int check_credential(void *userdata, char *reason, size_t size)
 {
     token_service *token = userdata;
+    keel_usec_t now = keel_now_realtime();
+    if (identity_current_valid(token->identity, now, NULL, NULL)) /* every probe: no lock, no reference */
+        return 0;
     _cleanup_(credential_unrefp) credential *c = identity_get(token->identity, IDENTITY_CURRENT);
     if (!c) {
         (void) snprintf(reason, size, "no current credential to sign tokens with");
         return -ENOKEY;
     }
-    return credential_check(c, keel_now_realtime(), reason, size);
+    return credential_check(c, now, reason, size);
 }
 
 /* After every change of the credential slots, on the thread that made it. Tokens of the previous
