@@ -59,6 +59,20 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
+/* Whether @name (of length @len) is @lower (lower case), in any case. Not strcasecmp(): a call
+ * into libc with its locale for each field of every head, where field names are ASCII (§5.1). */
+static bool name_is(const char *name, size_t len, const char *lower, size_t lower_len)
+{
+    if (len != lower_len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i] >= 'A' && name[i] <= 'Z' ? (char) (name[i] + ('a' - 'A')) : name[i];
+        if (c != lower[i])
+            return false;
+    }
+    return true;
+}
+
 size_t keel__http_head_end(const char *buf, size_t len, size_t *scanned)
 {
     /* The head ends at an empty line: LF then CRLF or LF (a bare LF ends a line too, §2.2). */
@@ -216,15 +230,15 @@ static void see_connection(const char *t, size_t len, fields_seen *f)
  * most fields of a head are none of these. */
 static const keel__http_refusal *see_field(const char *name, size_t len, const char *value, keel__http_head *h, fields_seen *f)
 {
-    if (len == 4 && strcasecmp(name, "Host") == 0)
+    if (name_is(name, len, "host", 4))
         f->hosts++;
-    else if (len == 14 && strcasecmp(name, "Content-Length") == 0)
+    else if (name_is(name, len, "content-length", 14))
         return see_length(value, f);
-    else if (len == 17 && strcasecmp(name, "Transfer-Encoding") == 0)
+    else if (name_is(name, len, "transfer-encoding", 17))
         each_token(value, see_coding, f);
-    else if (len == 10 && strcasecmp(name, "Connection") == 0)
+    else if (name_is(name, len, "connection", 10))
         each_token(value, see_connection, f);
-    else if (len == 6 && strcasecmp(name, "Expect") == 0)
+    else if (name_is(name, len, "expect", 6))
         h->expect_continue = strcasecmp(value, "100-continue") == 0;
     return NULL;
 }
