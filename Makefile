@@ -22,7 +22,7 @@ DEBS = build-essential cmake pkg-config clang-format \
 # systemd-nspawn) and build and run the image (podman, with its rootless helpers in uidmap).
 SYSTEMD_TEST_DEBS = debootstrap systemd-container podman uidmap
 # Only the benchmarks need these: load generator and the reference server.
-BENCH_DEBS = wrk nginx-light
+BENCH_DEBS = wrk nginx-light liburing-dev
 # Only `make coverage` needs this.
 COVERAGE_DEBS = gcovr
 
