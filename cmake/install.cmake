@@ -22,7 +22,7 @@ if(KEEL_UNIT_DIR STREQUAL "${CMAKE_INSTALL_PREFIX}/lib/systemd/system") # a buil
     unset(KEEL_UNIT_DIR CACHE)
 endif()
 set(KEEL_UNIT_DIR lib/systemd/system CACHE PATH "Where the systemd units go (relative: under the prefix)")
-install(FILES conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket DESTINATION ${KEEL_UNIT_DIR})
+install(FILES conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket conf/keel-acme-tls-alpn.socket DESTINATION ${KEEL_UNIT_DIR})
 
 # keel finds libkeel.so.0 in the build directory, and once installed through a RUNPATH the install
 # writes (cmake/install-time.cmake.in). CMake's own rewriting would pad the build RUNPATH with an

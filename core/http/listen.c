@@ -2,6 +2,7 @@
 /* Where a server listens: the socket systemd passed under the service's name, or one bound here.
  * The list systemd passes also holds the blobs of its file descriptor store (core/app/fdstore.c):
  * memfds, or /dev/null once taken, which sd_is_socket_inet() turns down whatever their name. */
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -58,6 +59,28 @@ int keel_address_listen(const keel_address *a)
     for (struct addrinfo *i = ai; i && fd < 0; i = i->ai_next)
         fd = bind_one(i->ai_addr, i->ai_addrlen);
     freeaddrinfo(ai);
+    return fd;
+}
+
+int keel_address_listen_named(const keel_address *address, const char *name, bool *ret_activated)
+{
+    keel_assert_return(address && name, -EINVAL);
+    int passed = keel__http_activated_socket(name);
+    if (ret_activated)
+        *ret_activated = passed >= 0;
+    if (passed < 0)
+        return keel_address_listen(address);
+    /* A copy: systemd's stays open for the next listener that takes it (the agent's tls-alpn-01
+     * responder listens only while an order is validated). */
+    int fd = fcntl(passed, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return -errno;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        int r = -errno;
+        (void) close(fd);
+        return r;
+    }
     return fd;
 }
 

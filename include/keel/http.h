@@ -100,6 +100,15 @@ KEEL_API void keel_http_prepare(keel_app *app);
 KEEL_API int keel_address_listen(const keel_address *address);
 
 /**
+ * The listening TCP socket systemd passed under @name (FileDescriptorName= of a socket unit), or
+ * else keel_address_listen(@address); *@ret_activated (may be NULL) says which. A passed socket is
+ * returned as a non-blocking, close-on-exec copy that the caller owns and closes, so that a
+ * listener opened and closed again and again (the agent's tls-alpn-01 responder) takes it each
+ * time. Returns the descriptor, or the errors of keel_address_listen(), of fcntl(2), -EINVAL.
+ */
+KEEL_API int keel_address_listen_named(const keel_address *address, const char *name, bool *ret_activated);
+
+/**
  * Creates a stopped server. NULL when out of memory, or for options without service, label or
  * handler, a programming error that it logs at error level naming the option ("the options have no
  * handler"); keel_http_server_start_new() gives the same to keel_app_fail() as -EINVAL.

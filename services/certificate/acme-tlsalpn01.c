@@ -435,12 +435,14 @@ int tlsalpn01_responder_open(const keel_address *address, tlsalpn01_responder **
     (void) pthread_mutex_init(&t->lock, NULL);
     if ((r = cert_generate_key(CERT_KEY_EC, 0, &t->key)) < 0 || (r = make_ctx(t, &t->ctx)) < 0)
         return cert_fail(e, r, "ACME: cannot make the tls-alpn-01 responder's key and TLS context: %s", strerror(-r));
-    if ((r = t->listen_fd = keel_address_listen(address)) < 0 || (r = bound_port(t->listen_fd, &t->port)) < 0)
+    bool activated = false;
+    if ((r = t->listen_fd = keel_address_listen_named(address, TLSALPN01_SOCKET_NAME, &activated)) < 0 ||
+        (r = bound_port(t->listen_fd, &t->port)) < 0)
         return cert_fail(e, r, "ACME: cannot listen for tls-alpn-01 at %s:%u: %s", address->host[0] ? address->host : "*",
                          address->port, strerror(-r));
     if ((r = watch(t)) < 0 || (r = spawn(t)) < 0)
         return cert_fail(e, r, "ACME: cannot start the tls-alpn-01 responder: %s", strerror(-r));
-    LOG(KEEL_LOG_INFO, "Answering ACME tls-alpn-01 challenges on port %u", t->port);
+    LOG(KEEL_LOG_INFO, "Answering ACME tls-alpn-01 challenges on port %u%s", t->port, activated ? " (socket activation)" : "");
     *ret = TAKE_PTR(t);
     return 0;
 }

@@ -56,10 +56,15 @@ int tlsalpn01_server_name(const char *identifier, char ret[static TLSALPN01_NAME
 
 typedef struct tlsalpn01_responder tlsalpn01_responder;
 
+/* The name of the socket systemd may pass for the responder (conf/keel-acme-tls-alpn.socket): port
+ * 443 without CAP_NET_BIND_SERVICE. */
+#define TLSALPN01_SOCKET_NAME "acme-tls-alpn"
+
 /*
- * Listens at @address (port 0: a free one) and answers on a thread of its own until closed, with
- * a fresh EC P-256 key for its validation certificates. Errors: libssl not loadable (-ENOENT),
- * bind errors (-EADDRINUSE, -EACCES below 1024 without CAP_NET_BIND_SERVICE, ...).
+ * Listens on the socket systemd passed as TLSALPN01_SOCKET_NAME, else at @address (port 0: a free
+ * one), and answers on a thread of its own until closed, with a fresh EC P-256 key for its
+ * validation certificates. Errors: libssl not loadable (-ENOENT), bind errors (-EADDRINUSE,
+ * -EACCES below 1024 without CAP_NET_BIND_SERVICE, ...).
  */
 int tlsalpn01_responder_open(const keel_address *address, tlsalpn01_responder **ret, cert_error *e);
 /* The port it listens on (the one picked, for port 0). */

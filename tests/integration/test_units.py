@@ -12,7 +12,7 @@ import unittest
 from keelrun import KEEL, run
 
 CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
-UNITS = ["keel.service", "keel-token.socket", "keel-metrics.socket", "keel-healthcheck.socket"]
+UNITS = ["keel.service", "keel-token.socket", "keel-metrics.socket", "keel-healthcheck.socket", "keel-acme-tls-alpn.socket"]
 ANALYZE = shutil.which("systemd-analyze")
 
 
@@ -102,6 +102,15 @@ class Promises(unittest.TestCase):
             self.assertEqual(s["FileDescriptorName"], [name], "keel takes a passed socket by its service's name")
             self.assertEqual(s["Service"], ["keel.service"])
             self.assertEqual(s["ListenStream"], [address], "the same default as the service's address key")
+
+    def test_the_tls_alpn_01_socket_is_opt_in_and_named_as_the_responder_takes_it(self):
+        s = settings("keel-acme-tls-alpn.socket")
+        # test_acme_tlsalpn01 passes a socket of this name and sees the responder take it.
+        self.assertEqual(s["FileDescriptorName"], ["acme-tls-alpn"])
+        self.assertEqual(s["Service"], ["keel.service"])
+        self.assertEqual(s["ListenStream"], ["443"], "certificate.acme.tls_alpn01.address's default, :443")
+        self.assertNotIn("keel-acme-tls-alpn.socket", settings("keel.service")["Sockets"][0].split(),
+                         "port 443 opens only for whoever enables the socket")
 
 
 if __name__ == "__main__":
