@@ -289,6 +289,22 @@ class AriIssuersTest(AcmeCase):
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
+    def test_a_sighup_reads_the_issuing_cas_window_again_once_a_minute(self):
+        a = self.pebble()
+        k = self.start_issuers([a], [f"acme:{a.directory_url}", "local"])
+        k.ready(timeout=60)
+        self.wait_window(k, bound_address(k, "metrics exporter server"))
+        read = time.monotonic()
+        self.assertEqual(revoke(a, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
+        time.sleep(max(0.0, read + 62 - time.monotonic()))
+        reads = ari_reads(a)
+        k.kill(signal.SIGHUP)  # a minute on: read again, the window is past, the renewal is now
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal after the SIGHUP")
+        self.assertGreater(ari_reads(a), reads)
+        self.assertTrue(any("is a replacement of" in line for line in a.log))
+        k.kill()
+        self.assertEqual(k.wait()[0], 0)
+
     def test_no_renewal_information_is_read_from_a_ca_that_did_not_issue_the_certificate(self):
         down = free_port()  # the first CA: nothing listens there yet
         a_url, b = f"https://127.0.0.1:{down}/dir", self.pebble()
