@@ -7,7 +7,9 @@
  * renewal falls at a random point of the window, picked once per window so that a fleet spreads
  * over it, and at once when that point is past (a revoked certificate's window is). A CA without
  * renewalInfo, or an answer that cannot be used, leaves the refresh_interval schedule in force.
- * A new order names the certificate it replaces.
+ * A new order names the certificate it replaces. Both go to the CA that issued the current
+ * certificate, and to no other: with certificate.issuers, the issuer that issued it (issuers.c),
+ * whose certificate identifier means nothing to another CA.
  */
 #include <jansson.h>
 #include <openssl/x509v3.h>
@@ -44,12 +46,27 @@ static int cert_id(X509 *leaf, char **ret)
     return (*ret = keel_strdup_printf("%s.%s", key_id, serial)) ? 0 : -ENOMEM;
 }
 
+/* The directory of the ACME CA that issued @leaf, the current certificate, to read its renewal
+ * information from: certificate.acme.directory_url for provider acme; with certificate.issuers,
+ * the issuer's that issued it. NULL when renewal_info is off, or no ACME CA (known) issued it. */
+static const char *issuing_directory(cert_service *s, X509 *leaf)
+{
+    if (!s->config.acme.renewal_info || !leaf)
+        return NULL;
+    if (!s->chain)
+        return s->config.provider == CERT_PROVIDER_ACME ? s->config.acme.directory_url : NULL;
+    const cert_issuer *i = cert_issuers_of(s, leaf);
+    return i && i->kind == CERT_ISSUER_ACME ? i->directory_url : NULL;
+}
+
 int acme_replaces(acme *a, char **ret)
 {
     _cleanup_(credential_unrefp) credential *c = identity_get(a->s->identity, IDENTITY_CURRENT);
     X509 *leaf = c ? credential_cert(c) : NULL;
+    const char *issued_by = issuing_directory(a->s, leaf), *ordering_from = a->directory_url ?: a->s->config.acme.directory_url;
     char *id = NULL;
-    if (a->renewal_info_url && a->s->config.acme.renewal_info && leaf) {
+    /* Only to the CA that issued it: another CA knows nothing of the certificate. */
+    if (a->renewal_info_url && issued_by && streq(issued_by, ordering_from)) {
         int r = cert_id(leaf, &id);
         if (r < 0 && r != -ENODATA)
             return r;
@@ -95,10 +112,12 @@ static int read_window(acme *a, const char *id, ari_answer *ret)
     return 0;
 }
 
-/* The window of the certificate @id: -EOPNOTSUPP when the CA's directory names no renewalInfo. */
-static int fetch_window(cert_service *s, const char *id, ari_answer *ret, cert_error *e)
+/* The window of the certificate @id from the CA at @directory_url: -EOPNOTSUPP when its directory
+ * names no renewalInfo. */
+static int fetch_window(cert_service *s, const char *directory_url, const char *id, ari_answer *ret, cert_error *e)
 {
-    _cleanup_(acme_done) acme a = { .s = s, .e = e, .deadline = keel_now() + s->config.acme.timeout };
+    _cleanup_(acme_done)
+        acme a = { .s = s, .e = e, .directory_url = directory_url, .deadline = keel_now() + s->config.acme.timeout };
     int r = acme_open(&a);
     if (r >= 0)
         r = acme_read_directory(&a);
@@ -176,13 +195,14 @@ static keel_usec_t record_answer(cert_service *s, int r, const ari_answer *w, co
 
 void cert_ari_update(cert_service *s, bool woken)
 {
-    if (s->config.provider != CERT_PROVIDER_ACME || !s->config.acme.renewal_info)
-        return;
     _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
     _cleanup_free_ char *id = NULL;
     X509 *leaf = c ? credential_cert(c) : NULL;
-    if (!leaf || cert_id(leaf, &id) < 0 || strlen(id) >= sizeof s->ari.cert_id) {
-        forget_window(s); /* a certificate ARI cannot name: refresh_interval's schedule */
+    const char *directory_url = issuing_directory(s, leaf);
+    if (!directory_url || cert_id(leaf, &id) < 0 || strlen(id) >= sizeof s->ari.cert_id) {
+        /* No ACME CA to ask (the local CA's or the files' certificate), or a certificate ARI
+         * cannot name: refresh_interval's schedule. */
+        forget_window(s);
         atomic_store(&s->ari.next_check, 0);
         s->ari.cert_id[0] = '\0';
         return;
@@ -197,7 +217,7 @@ void cert_ari_update(cert_service *s, bool woken)
     }
     cert_error e = {};
     ari_answer w = {};
-    int r = fetch_window(s, id, &w, &e);
+    int r = fetch_window(s, directory_url, id, &w, &e);
     if (r == -ECANCELED)
         return; /* stopping */
     keel_usec_t next = record_answer(s, r, &w, c, &e);

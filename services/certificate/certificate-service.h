@@ -170,9 +170,10 @@ int acme_challenge_add_config(keel_app *app, cert_service *s);
 int acme_challenges_configure(cert_service *s, keel_app *app);
 
 /* acme-ari.c */
-/* Reads the current certificate's renewal information when its time has come (see acme-ari.c);
- * @woken: the refresh task was woken, which reads it again if the last read is a minute old. The
- * refresh task only. Without provider acme or with certificate.acme.renewal_info off, nothing. */
+/* Reads the current certificate's renewal information when its time has come (see acme-ari.c),
+ * from the ACME CA that issued it; @woken: the refresh task was woken, which reads it again if the
+ * last read is a minute old. The refresh task only. With certificate.acme.renewal_info off, or a
+ * certificate no known ACME CA issued (provider local-ca or file; issuer local or file), nothing. */
 void cert_ari_update(cert_service *s, bool woken);
 /* Until the renewal the CA's window asks for (ari_renew_delay()) into *@ret; false when there
  * is no window, and refresh_interval's schedule holds. */
@@ -225,6 +226,13 @@ int cert_issuers_run(cert_service *s, cert_pair *ret, cert_error *e);
 /* "issued by ISSUER (N of M ...)" for /readyz?verbose into @buf: 1, or 0 (nothing written) before
  * an issue, and without issuers. */
 int cert_issuers_note(cert_service *s, char *buf, size_t size);
+/* Which issuer issued the current certificate, when the start reused the pair in state_dir: the
+ * one its record there names (state_dir/issuer, written at each issuance), if the record is of
+ * that certificate; else none is known until the next issuance (logged). The refresh task, first. */
+void cert_issuers_recall(cert_service *s);
+/* The issuer of @leaf, the current certificate: NULL when it was not issued through the chain
+ * (none, the backup) or which issuer did is not known. The thread that issues. */
+const cert_issuer *cert_issuers_of(cert_service *s, X509 *leaf);
 
 /* provider.c, for issuers.c: one attempt through @i: a new key's certificate (acme, local) or the
  * operator's files (file), stored in state_dir. */

@@ -152,8 +152,9 @@ static const keel_config_key config_keys[] = {
       .type = KEEL_CONFIG_BOOL,
       .offset = C(acme.renewal_info),
       .def = "true",
-      .help = "provider acme: renew in the window the CA suggests (RFC 9773 renewalInfo) where it offers one, and name the "
-              "replaced certificate in the order; false: by refresh_interval only" },
+      .help = "provider acme, or the ACME CA of certificate.issuers that issued the certificate: renew in the window the CA "
+              "suggests (RFC 9773 renewalInfo) where it offers one, and name the replaced certificate in its next order; false: "
+              "by refresh_interval only" },
     { .key = "certificate.acme.profile",
       .type = KEEL_CONFIG_STRING,
       .offset = C(acme.profile),
@@ -473,7 +474,7 @@ static int certificate_refresh(keel_service *svc, void *state)
     /* A new interval, or a certificate due (after a step of the clock), takes effect at once: the
      * task wakes and schedules again. */
     bool changed = atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval;
-    bool ari = s->config.provider == CERT_PROVIDER_ACME && s->config.acme.renewal_info;
+    bool ari = (s->config.provider == CERT_PROVIDER_ACME || s->chain) && s->config.acme.renewal_info;
     if (changed || ari || (s->state_dir && cert_current_due(s)))
         keel_task_group_wake(s->tasks);
     if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)

@@ -123,6 +123,7 @@ static void refresh_task(keel_task *t, void *userdata)
     keel_usec_t last = keel_now(), backoff = 0, retry = 0; /* last: the last attempt, or the start */
     /* Whether the next rotation's key is published; the operator's files have no next key. */
     bool announced = s->config.provider == CERT_PROVIDER_FILE;
+    cert_issuers_recall(s); /* a pair reused at start: whose CA's renewal information to read */
     for (int w = 0; w >= 0;) {
         s->refresh_task = t; /* a read of the renewal information ends when the task is told to stop */
         cert_ari_update(s, w > 0);
