@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #define CONNS 1024
-#define BUF 4096
+#define BUF   4096
 
 static const char ANSWER[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
