@@ -62,29 +62,51 @@ static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
              cert_source_name(s), cert_backup_name(s->config.backup), d, why);
 }
 
-/* One attempt, logged. Returns the backoff before the next one: 0 after a success. A new
- * certificate that this host's clock already calls due (a clock far ahead of the CA's) is
- * waited on as a failure is, or every wake would issue another. */
-static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
+/* The wait after @backoff: jittered, or an ACME server's Retry-After if longer. */
+static keel_usec_t backoff_wait(cert_service *s, keel_usec_t backoff)
+{
+    return KEEL_MAX(cert_jitter(backoff), s->retry_after);
+}
+
+/* @wait cut to half of what is left of the current certificate (cert_retry_cap()). */
+static keel_usec_t capped_by_expiry(cert_service *s, keel_usec_t wait)
+{
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
+    return c ? cert_retry_cap(keel_now_realtime(), credential_not_after(c), wait) : wait;
+}
+
+/* One attempt, logged. Returns the backoff before the next one: 0 after a success; the wait until
+ * it into *@ret_wait. After a failure the wait never passes half of what is left of the current
+ * certificate, so that a CA that is back before the expiry renews it in time. A new certificate
+ * that this host's clock already calls due (a clock far ahead of the CA's) is waited on as a
+ * failure is, uncut: every wake would issue another, and sooner ones would only issue more. */
+static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_usec_t *ret_wait)
 {
     cert_error e = {};
     char d[64];
     int r = refresh_once(s, &e);
     if (r >= 0 && !cert_current_due(s)) {
         CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
+        *ret_wait = 0;
         return 0;
     }
     backoff = cert_backoff_next(backoff);
+    keel_usec_t wait = backoff_wait(s, backoff);
     keel_format_duration(backoff, d, sizeof d);
     if (r >= 0) {
         CERT_LOG(KEEL_LOG_WARNING,
                  "Refreshed key[%s], cert[%s], but by this host's clock the new certificate is already "
                  "expired or in the last tenth of its lifetime (is the clock right?); trying again in about %s",
                  s->key_path, s->cert_path, d);
+        *ret_wait = wait;
         return backoff;
     }
     keel_counter_add(s->refresh_failures, 1);
-    CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
+    *ret_wait = capped_by_expiry(s, wait);
+    if (*ret_wait < wait)
+        keel_format_duration(*ret_wait, d, sizeof d);
+    CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s%s: %s", d,
+                   *ret_wait < wait ? " (half of what is left of the certificate)" : "", e.text);
     return backoff;
 }
 
@@ -142,10 +164,9 @@ static void refresh_task(keel_task *t, void *userdata)
         if (w != 0 || check < delay)
             continue; /* stopping, woken (a new interval, a clock step) or a read of the renewal information due: schedule again */
         s->refresh_task = t; /* ACME's waits end when the task is told to stop */
-        backoff = refresh_logged(s, backoff);
+        backoff = refresh_logged(s, backoff, &retry);
         s->refresh_task = NULL;
         announced = next_key_published(s);
-        retry = KEEL_MAX(cert_jitter(backoff), backoff ? s->retry_after : 0); /* an ACME server's Retry-After */
         last = keel_now();
     }
 }

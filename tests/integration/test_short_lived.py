@@ -4,17 +4,26 @@
 renewing by the CA's renewal window (ARI) or by the certificate's lifetime, keeps a valid pair in
 its state directory at every moment it is sampled (every 100 ms for 45 s) and renews neither too
 late nor in a storm: at least a third of a lifetime apart, as pebble's 2-day-wide windows around
-such certificates would otherwise have it renew at once half of the time."""
+such certificates would otherwise have it renew at once half of the time.
+
+With the CA down from the first renewal of a 30 s certificate until 4 s before its expiry, keel
+retries with backoff, each wait cut to half of what is left of the certificate, and renews it in
+time: no gap, and a handful of attempts, spaced and growing."""
 
 import calendar
+import datetime
 import os
+import re
+import select
+import socket
 import threading
 import time
+import types
 import unittest
 
 from cryptography import x509
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, wait_for
 from pebble import PEBBLE26
 from test_ari import AcmeCase
 
@@ -44,6 +53,74 @@ class Sampler(threading.Thread):
                 self.gaps.append((now, nb, na))
             if not self.serials or self.serials[-1][0] != serial:
                 self.serials.append((serial, now))
+
+
+class Gate:
+    """A TCP relay on loopback in front of pebble's API (pebble names its URLs after the Host the
+    client asked, so keel's every request comes through). Shut, it ends the connections it
+    relays and closes each new one at once, as a CA that is down does."""
+
+    def __init__(self, target):
+        self.target, self.open = target, True
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            if not self.open:
+                c.close()
+                continue
+            t = threading.Thread(target=self._relay, args=(c,), daemon=True)
+            with self.lock:
+                self.threads.append(t)
+            t.start()
+
+    def _relay(self, c):
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        peer = {c: up, up: c}
+        with c, up:
+            while self.open and not self.stopping.is_set():
+                for s in select.select([c, up], [], [], 0.1)[0]:
+                    try:
+                        data = s.recv(65536)
+                        if not data:
+                            return
+                        peer[s].sendall(data)
+                    except OSError:
+                        return
+
+    def close(self):
+        self.stopping.set()
+        with self.lock:
+            threads = list(self.threads)
+        for t in threads:
+            t.join(timeout=5)
+        self.sock.close()
+
+
+def log_times(err, needle):
+    """The times (seconds since the epoch) of keel's log lines that hold @needle."""
+    times = []
+    for line in err.splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ", line)
+        if m and needle in line:
+            times.append(datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp())
+    return times
 
 
 @unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
@@ -82,6 +159,41 @@ class ShortLived(AcmeCase):
         # No ARI: the certificate's own last tenth (4 s here) is where it falls due. The line goes
         # on the acme section, which the configuration ends with.
         self.run_for(40, 45, "    renewal_info: false\n  refresh_interval: 1h")
+
+    def test_a_ca_down_until_just_before_the_expiry_is_retried_in_time(self):
+        pebble = self.pebble(certificateValidityPeriod=30)
+        gate = Gate(pebble.port)
+        self.addCleanup(gate.close)
+        ca = types.SimpleNamespace(directory_url=f"https://127.0.0.1:{gate.port}/dir", ca_file=pebble.ca_file)
+        k = self.start(ca, "    renewal_info: false\n  refresh_interval: 1h")
+        k.ready(timeout=60)
+        _, not_after, first = validity(self.cert_path())
+        gate.open = False  # before the renewal at half the lifetime, ~15 s on
+        sampler = Sampler(self.cert_path())
+        sampler.start()
+        time.sleep(max(0.0, not_after - 4 - time.time()))
+        gate.open = True
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), max(1.0, not_after + 2 - time.time()), "a renewal")
+        time.sleep(max(0.0, not_after + 1 - time.time()))  # sample past the old certificate's end
+        sampler.done.set()
+        sampler.join(5)
+        k.kill()
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err[-3000:])
+        self.assertEqual(sampler.gaps, [], "moments without a valid certificate")
+        renewed = [t for serial, t in sampler.serials if serial != first]
+        self.assertTrue(renewed and renewed[0] < not_after, f"renewed before the expiry: {sampler.serials}, {not_after}")
+        self.assertEqual(pebble.issued(), 2)
+        # At ~15 s, 16, 18 and 22 by the backoff, then cut to half of what is left: a handful,
+        # spaced by growing waits at first, none closer than the backoff's first second.
+        failed = log_times(err, "Failed to refresh the certificate, retrying in about")
+        self.assertTrue(4 <= len(failed) <= 8, f"{len(failed)} attempts while the CA was down:\n{err}")
+        waits = [b - a for a, b in zip(failed, failed[1:])]
+        self.assertTrue(all(w > 0.85 for w in waits), waits)
+        self.assertTrue(waits[0] < waits[1] < waits[2], waits)
+        self.assertIn("(half of what is left of the certificate)", err)
+        print(f"\n  attempts while the CA was down {len(failed)}, {[round(w, 1) for w in waits]} s apart; renewed "
+              f"{not_after - renewed[0]:.1f} s before the expiry", flush=True)
 
     def test_a_profile_the_ca_does_not_list_fails_the_start_naming_it(self):
         # Let's Encrypt gives 6-day certificates to orders for its `shortlived` profile; pebble 2.6
