@@ -209,6 +209,26 @@ static int publish_now(cert_service *s, credential *c)
     return r;
 }
 
+/* @delay (publish_delay) cut to half of what is left of @current's certificate, with a warning: a
+ * wait past its expiry would keep signing with a key whose certificate has expired, and the
+ * operator's files cannot be asked to renew sooner. Half, as the refresh task's schedule has it
+ * (whose re-read of the files may publish the key sooner still). Not at configure: only the files
+ * say how long their certificates live, and each rotation may say otherwise. */
+static keel_usec_t publish_delay_within(const credential *current, const credential *c, keel_usec_t delay)
+{
+    keel_usec_t now = keel_now_realtime(), not_after = credential_not_after(current);
+    keel_usec_t left = not_after > now ? (not_after - now) / KEEL_USEC_PER_MSEC * KEEL_USEC_PER_MSEC : 0; /* ms: for the log */
+    if (delay <= left / 2)
+        return delay;
+    char d[32], l[32], cut[32];
+    CERT_LOG(KEEL_LOG_WARNING,
+             "certificate.publish_delay (%s) is longer than half of what is left of the current certificate (%s): signing "
+             "with the new key[%s] from the files after %s instead",
+             keel_format_duration(delay, d, sizeof d), keel_format_duration(left, l, sizeof l), credential_kid(c),
+             keel_format_duration(left / 2, cut, sizeof cut));
+    return left / 2;
+}
+
 /* The files' new key waits as the next credential for publish_delay, so that every replica that
  * reads the same files lists it before any signs with it (docs/operations.md, "Kubernetes"). A
  * renewal that keeps the key, no delay, or a reload off the main thread (the refresh task's, which
@@ -226,6 +246,7 @@ static int publish_from_files(cert_service *s, const cert_pair *p, bool main_thr
             (void) sd_event_source_set_enabled(s->promote, SD_EVENT_OFF);
         return publish_now(s, c);
     }
+    delay = publish_delay_within(current, c, delay);
     if (s->promote)
         r = sd_event_source_set_time_relative(s->promote, delay);
     else if ((r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->promote, CLOCK_MONOTONIC, delay, 0, on_promote,

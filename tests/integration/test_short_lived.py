@@ -8,22 +8,33 @@ such certificates would otherwise have it renew at once half of the time.
 
 With the CA down from the first renewal of a 30 s certificate until 4 s before its expiry, keel
 retries with backoff, each wait cut to half of what is left of the certificate, and renews it in
-time: no gap, and a handful of attempts, spaced and growing."""
+time: no gap, and a handful of attempts, spaced and growing.
+
+The operator's files (provider file) with 12 s certificates, rotated halfway through the lifetime,
+and the pair keel delivers to out_dir sampled likewise: a publish_delay of 1.5 s holds the new
+key back that long and the pair stays valid; one of an hour, which would outlast the current
+certificate, is cut to half of what is left of it, with a warning naming the key."""
 
 import calendar
 import datetime
 import os
 import re
 import select
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import types
 import unittest
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from httpclient import bound_address, get, wait_for
+from keelrun import KeelTestCase
 from pebble import PEBBLE26
 from test_ari import AcmeCase
 
@@ -205,6 +216,92 @@ class ShortLived(AcmeCase):
         self.assertIn("certificate.acme.profile: the CA at", err)
         self.assertIn("offers no profile 'shortlived' (its directory lists no profiles)", err)
         self.assertEqual(pebble.issued(), 0)
+
+
+class FilesShortLived(KeelTestCase):
+    """The file provider's publish_delay against 12 s certificates, as cert-manager would rotate 6-day
+    ones, at 1:43,000."""
+
+    LIFETIME = 12
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-short-files-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.vol, self.out = os.path.join(self.dir, "secret"), os.path.join(self.dir, "out")
+        os.makedirs(self.vol)
+        os.makedirs(self.out, mode=0o700)
+        self.generation = 0
+
+    def rotate(self):
+        """A new key and self-signed certificate from now on, put in place as the kubelet updates a
+        secret volume: one rename of the ..data link. Returns its serial."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(seconds=self.LIFETIME)).sign(key, hashes.SHA256()))
+        self.generation += 1
+        gen = f"..gen{self.generation}"
+        os.makedirs(os.path.join(self.vol, gen))
+        fd = os.open(os.path.join(self.vol, gen, "key.pem"), os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        with open(os.path.join(self.vol, gen, "cert.pem"), "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        os.symlink(gen, os.path.join(self.vol, "..data_tmp"))
+        os.rename(os.path.join(self.vol, "..data_tmp"), os.path.join(self.vol, "..data"))
+        for f in ("key.pem", "cert.pem"):
+            if not os.path.islink(os.path.join(self.vol, f)):
+                os.symlink(os.path.join("..data", f), os.path.join(self.vol, f))
+        return cert.serial_number
+
+    def rotate_once(self, publish_delay):
+        """keel on the files, the pair rotated right after its first re-read (halfway), and out_dir
+        sampled until just past the first certificate's end. Returns the sampler, the time of the
+        rotation, the first certificate's notAfter, and keel's stderr."""
+        first = self.rotate()
+        k = self.keel("serve", "--set", "certificate.provider=file", "--set", f"certificate.key_file={self.vol}/key.pem",
+                      "--set", f"certificate.cert_file={self.vol}/cert.pem", "--set", f"certificate.out_dir={self.out}",
+                      "--set", f"certificate.publish_delay={publish_delay}")
+        k.ready(timeout=30)
+        cert = os.path.join(self.out, "cert.pem")
+        _, not_after, serial = validity(cert)
+        self.assertEqual(serial, first)
+        sampler = Sampler(cert)
+        sampler.start()
+        # The refresh task re-reads the files at half of what is left, and a new key it finds there
+        # signs at once: rotating just after a re-read leaves publish_delay its whole time.
+        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), self.LIFETIME, "the files re-read halfway")
+        rotated = time.time()
+        self.rotate()
+        time.sleep(max(0.0, not_after + 0.5 - time.time()))
+        sampler.done.set()
+        sampler.join(5)
+        k.kill()
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertGreater(sampler.samples, 5 * (not_after - rotated), "the sampler kept up")
+        self.assertEqual(sampler.gaps, [], "moments without a valid pair in out_dir")
+        self.assertEqual(len(sampler.serials), 2, sampler.serials)
+        self.assertLess(sampler.serials[1][1], not_after, "the new pair before the old one's end")
+        return sampler, rotated, not_after, err
+
+    def test_a_publish_delay_an_eighth_of_the_lifetime_holds_the_new_key_back_and_no_gap(self):
+        sampler, rotated, _, err = self.rotate_once("1500ms")
+        self.assertRegex(err, r"Publishing the new key\[\S+\] from the files; signing with it after 1\.5s")
+        self.assertGreater(sampler.serials[1][1] - rotated, 1.2, "published after publish_delay, not before")
+        self.assertNotIn("certificate.publish_delay (", err)
+
+    def test_a_publish_delay_past_the_certificates_end_is_cut_to_half_of_what_is_left(self):
+        sampler, rotated, not_after, err = self.rotate_once("1h")
+        m = re.search(r"WARN +certificate\.publish_delay \(1h0m0s\) is longer than half of what is left of the current "
+                      r"certificate \((\S+)\): signing with the new key\[\S+\] from the files after (\S+) instead", err)
+        self.assertIsNotNone(m, err)
+        self.assertRegex(err, r"Publishing the new key\[\S+\] from the files; signing with it after " + re.escape(m.group(2)))
+        print(f"\n  publish_delay 1h cut to {m.group(2)} ({m.group(1)} left); the new pair "
+              f"{not_after - sampler.serials[1][1]:.1f} s before the old one's end", flush=True)
 
 
 if __name__ == "__main__":
