@@ -103,8 +103,8 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_use
     }
     keel_counter_add(s->refresh_failures, 1);
     *ret_wait = capped_by_expiry(s, wait);
-    if (*ret_wait < wait)
-        keel_format_duration(*ret_wait, d, sizeof d);
+    if (*ret_wait < wait) /* "about": to the millisecond */
+        keel_format_duration(*ret_wait / KEEL_USEC_PER_MSEC * KEEL_USEC_PER_MSEC, d, sizeof d);
     CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s%s: %s", d,
                    *ret_wait < wait ? " (half of what is left of the certificate)" : "", e.text);
     return backoff;
