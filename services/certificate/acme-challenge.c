@@ -133,10 +133,14 @@ static int present_dns01(acme *a, authz *z, const char *token)
 {
     int r = 0;
     if (!a->dns01 && (r = dns01_solver_new(&a->s->dns01, &a->dns01, a->e)) >= 0) {
-        /* In start the stop signal stays pending, so its descriptor ends an exchange too; a refresh
-         * task's stop has none: its exchanges end at certificate.acme.dns01.timeout. */
-        int fd = a->s->refresh_task ? -EBADF : keel_app_stop_fd(a->s->app);
-        dns01_solver_set_stop(a->dns01, &(dns01_stop){ .wait = wait_for_stop, .userdata = a, .fd = fd, .deadline = a->deadline });
+        /* The app's stop descriptor is readable from a stop signal on (pending in start, taken by
+         * the loop later): an exchange ends at once. A refresh task's stop for any other reason has
+         * no descriptor, and is asked between polls. */
+        dns01_solver_set_stop(a->dns01, &(dns01_stop){ .wait = wait_for_stop,
+                                                       .cancelled = acme_cancelled,
+                                                       .userdata = a,
+                                                       .fd = keel_app_stop_fd(a->s->app),
+                                                       .deadline = a->deadline });
     }
     _cleanup_free_ char *key_authorization = keel_strdup_printf("%s.%s", token, credential_kid(a->account));
     if (r < 0 || !key_authorization)

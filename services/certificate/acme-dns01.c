@@ -193,16 +193,33 @@ void dns01_solver_set_stop(dns01_solver *s, const dns01_stop *stop)
 
 /* ---- one exchange over TCP, bounded ------------------------------------------------------------ */
 
-/* Waits for @events on @fd until @deadline: -ETIMEDOUT then, -ECANCELED as soon as @stop_fd (when
- * not negative) is readable. A poll(2) of both: nothing spins. */
-static int wait_fd(int fd, short events, keel_usec_t deadline, int stop_fd)
+static bool stop_asked(const dns01_stop *stop)
 {
+    return stop && stop->cancelled && stop->cancelled(stop->userdata);
+}
+
+/* Whether @stop's stop has come, by either of its signs. */
+static bool stop_came(const dns01_stop *stop)
+{
+    struct pollfd p = { .fd = stop ? stop->fd : -EBADF, .events = POLLIN };
+    return stop_asked(stop) || (p.fd >= 0 && poll(&p, 1, 0) > 0);
+}
+
+/* Waits for @events on @fd until @deadline: -ETIMEDOUT then, -ECANCELED as soon as @stop (when not
+ * NULL) says so. A poll(2) of @fd and the stop's descriptor: nothing spins; a stop without one is
+ * asked between polls of at most DNS01_STOP_POLL. */
+static int wait_fd(int fd, short events, keel_usec_t deadline, const dns01_stop *stop)
+{
+    int stop_fd = stop ? stop->fd : -EBADF;
     for (;;) {
         keel_usec_t now = keel_now();
+        if (stop_asked(stop))
+            return -ECANCELED;
         if (now >= deadline)
             return -ETIMEDOUT;
+        keel_usec_t wait = stop && stop->cancelled ? KEEL_MIN(deadline - now, DNS01_STOP_POLL) : deadline - now;
         struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = stop_fd, .events = POLLIN } };
-        int n = poll(p, stop_fd >= 0 ? 2 : 1, (int) ((deadline - now + 999) / 1000));
+        int n = poll(p, stop_fd >= 0 ? 2 : 1, (int) ((wait + 999) / 1000));
         if (n < 0 && errno != EINTR)
             return -errno;
         if (n > 0 && stop_fd >= 0 && p[1].revents)
@@ -212,10 +229,10 @@ static int wait_fd(int fd, short events, keel_usec_t deadline, int stop_fd)
     }
 }
 
-static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline, int stop_fd)
+static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline, const dns01_stop *stop)
 {
     while (n > 0) {
-        int r = wait_fd(fd, POLLOUT, deadline, stop_fd);
+        int r = wait_fd(fd, POLLOUT, deadline, stop);
         if (r < 0)
             return r;
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -227,10 +244,10 @@ static int send_all(int fd, const uint8_t *p, size_t n, keel_usec_t deadline, in
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline, int stop_fd)
+static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline, const dns01_stop *stop)
 {
     while (n > 0) {
-        int r = wait_fd(fd, POLLIN, deadline, stop_fd);
+        int r = wait_fd(fd, POLLIN, deadline, stop);
         if (r < 0)
             return r;
         ssize_t k = recv(fd, p, n, 0);
@@ -244,7 +261,7 @@ static int recv_all(int fd, uint8_t *p, size_t n, keel_usec_t deadline, int stop
     return 0;
 }
 
-static int connect_server(const dns01_solver *s, keel_usec_t deadline, int stop_fd)
+static int connect_server(const dns01_solver *s, keel_usec_t deadline, const dns01_stop *stop)
 {
     _cleanup_close_ int fd = socket(s->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -252,7 +269,7 @@ static int connect_server(const dns01_solver *s, keel_usec_t deadline, int stop_
     if (connect(fd, (const struct sockaddr *) &s->address, s->address_size) < 0) {
         if (errno != EINPROGRESS)
             return -errno;
-        int r = wait_fd(fd, POLLOUT, deadline, stop_fd), error = 0;
+        int r = wait_fd(fd, POLLOUT, deadline, stop), error = 0;
         socklen_t len = sizeof error;
         if (r < 0)
             return r;
@@ -264,36 +281,42 @@ static int connect_server(const dns01_solver *s, keel_usec_t deadline, int stop_
     return TAKE_FD(fd);
 }
 
-/* Sends @m (RFC 1035 §4.2.2: each message after its length) and reads the reply to it; given up
- * at @stop's stop when @stop is not NULL (present's exchanges, not cleanup's). */
-static int exchange(const dns01_solver *s, const dns01_message *m, const dns01_stop *stop, answer *ret)
+/* The bound of one exchange: certificate.acme.dns01.timeout, cut to DNS01_STOP_CLEANUP for one
+ * that no stop ends (cleanup's) once the solver's stop has come. */
+static keel_usec_t exchange_timeout(const dns01_solver *s, const dns01_stop *stop)
 {
-    keel_usec_t deadline = keel_now() + s->timeout;
-    int stop_fd = stop ? stop->fd : -EBADF;
-    _cleanup_close_ int fd = connect_server(s, deadline, stop_fd);
+    return !stop && stop_came(&s->stop) ? KEEL_MIN(s->timeout, DNS01_STOP_CLEANUP) : s->timeout;
+}
+
+/* Sends @m (RFC 1035 §4.2.2: each message after its length) and reads the reply to it within
+ * @timeout; given up at @stop's stop when @stop is not NULL (present's exchanges, not cleanup's). */
+static int exchange(const dns01_solver *s, const dns01_message *m, const dns01_stop *stop, keel_usec_t timeout, answer *ret)
+{
+    keel_usec_t deadline = keel_now() + timeout;
+    _cleanup_close_ int fd = connect_server(s, deadline, stop);
     if (fd < 0)
         return fd;
     uint8_t len[2] = { (uint8_t) (m->size >> 8), (uint8_t) m->size };
-    int r = send_all(fd, len, 2, deadline, stop_fd);
+    int r = send_all(fd, len, 2, deadline, stop);
     if (r >= 0)
-        r = send_all(fd, m->data, m->size, deadline, stop_fd);
+        r = send_all(fd, m->data, m->size, deadline, stop);
     if (r >= 0)
-        r = recv_all(fd, len, 2, deadline, stop_fd);
+        r = recv_all(fd, len, 2, deadline, stop);
     if (r >= 0)
-        r = recv_all(fd, ret->data, ret->size = (size_t) (len[0] << 8 | len[1]), deadline, stop_fd);
+        r = recv_all(fd, ret->data, ret->size = (size_t) (len[0] << 8 | len[1]), deadline, stop);
     return r;
 }
 
-/* What went wrong in exchange(): a timeout says which bound it overran. */
-static const char *exchange_error(const dns01_solver *s, int r, char *buf, size_t size)
+/* What went wrong in an exchange bounded by @timeout: a timeout says which bound it overran. */
+static const char *exchange_error(const dns01_solver *s, int r, keel_usec_t timeout, char *buf, size_t size)
 {
     char t[32];
     if (r == -ECANCELED)
         return "stopped";
     if (r != -ETIMEDOUT)
         return strerror(-r);
-    (void) snprintf(buf, size, "no reply within %s (certificate.acme.dns01.timeout)",
-                    keel_format_duration(s->timeout, t, sizeof t));
+    (void) snprintf(buf, size, "no reply within %s (%s)", keel_format_duration(timeout, t, sizeof t),
+                    timeout < s->timeout ? "the bound of a deletion at a stop" : "certificate.acme.dns01.timeout");
     return buf;
 }
 
@@ -347,9 +370,10 @@ static int query(const dns01_solver *s, const char *name, uint16_t type, const d
     int r = dns01_build_query(&m, id, name, type);
     if (r < 0)
         return cert_fail(e, r, "dns-01: cannot ask for '%s': %s", name, strerror(-r));
-    if ((r = exchange(s, &m, stop, ret)) < 0) {
+    keel_usec_t timeout = exchange_timeout(s, stop);
+    if ((r = exchange(s, &m, stop, timeout, ret)) < 0) {
         char t[64];
-        return cert_fail(e, r, "dns-01: cannot ask %s for %s: %s", s->server, name, exchange_error(s, r, t, sizeof t));
+        return cert_fail(e, r, "dns-01: cannot ask %s for %s: %s", s->server, name, exchange_error(s, r, timeout, t, sizeof t));
     }
     r = dns01_parse_reply(ret->data, ret->size, NULL, NULL, 0, &ret->reply);
     if (r < 0 || ret->reply.id != id)
@@ -423,9 +447,11 @@ static int send_update(const dns01_solver *s, const record *rec, answer *a, cert
         r = dns01_sign(&m, &s->key, (uint64_t) time(NULL), mac, &mac_size);
     if (r < 0)
         return cert_fail(e, r, "dns-01: cannot write the update of TXT %s in zone %s: %s", rec->owner, rec->zone, strerror(-r));
-    if ((r = exchange(s, &m, rec->op == DNS01_UPDATE_ADD ? &s->stop : NULL, a)) < 0)
+    const dns01_stop *stop = rec->op == DNS01_UPDATE_ADD ? &s->stop : NULL;
+    keel_usec_t timeout = exchange_timeout(s, stop);
+    if ((r = exchange(s, &m, stop, timeout, a)) < 0)
         return cert_fail(e, r, "dns-01: cannot %s TXT %s in zone %s at %s: %s", op_name(rec->op), rec->owner, rec->zone, s->server,
-                         exchange_error(s, r, t, sizeof t));
+                         exchange_error(s, r, timeout, t, sizeof t));
     r = dns01_parse_reply(a->data, a->size, &s->key, mac, mac_size, &a->reply);
     if (r < 0 || a->reply.id != id)
         return cert_fail(e, -EBADMSG, "dns-01: %s answered the %s of TXT %s in zone %s with no DNS reply to it", s->server,

@@ -62,7 +62,7 @@ const char *acme_json_text(const json_t *j, const char *key)
 /* An issuance is a credential fetch: a stop gives it up (the seed's rule; only a server's ready
  * check is not cancelled). In a refresh task, the stop of its group; in start, on the main thread,
  * a stop signal, which stays pending until start.during returns (keel_app_stop_requested()). */
-static bool cancelled(void *userdata)
+bool acme_cancelled(void *userdata)
 {
     acme *a = userdata;
     if (a->s->refresh_task)
@@ -191,7 +191,7 @@ static int sign(acme *a, const char *url, const char *payload, char **ret)
 static int post(acme *a, const char *what, const char *url, const char *payload, keel_fetch_response *ret)
 {
     for (int attempt = 0;; attempt++) {
-        if (cancelled(a)) /* between two requests, where no fetch notices it: a badNonce retry, the next step */
+        if (acme_cancelled(a)) /* between two requests, where no fetch notices it: a badNonce retry, the next step */
             return stopped(a, what);
         int r = *a->nonce ? 0 : fresh_nonce(a);
         if (r < 0)
@@ -433,7 +433,7 @@ int acme_open(acme *a)
     char why[KEEL_FETCH_ERROR_MAX];
     keel_fetch_options o = { .ca_file = *c->acme.ca_file ? c->acme.ca_file : NULL,
                              .timeout = KEEL_MIN(c->acme.timeout, REQUEST_MAX),
-                             .cancelled = cancelled,
+                             .cancelled = acme_cancelled,
                              .userdata = a };
     int r = keel_fetch_new(&o, &a->fetch, why);
     if (r < 0)

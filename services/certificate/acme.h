@@ -75,6 +75,9 @@ int acme_poll_status(acme *a, const char *what, const char *url, const char *con
 void acme_count_error(cert_service *s, const char *type);
 /* Sleeps up to @usec: -ECANCELED at a stop (the refresh task's, or the app's in start). */
 int acme_wait(acme *a, keel_usec_t usec);
+/* Whether the issuance of @userdata (an acme) is to be given up: the refresh task is told to stop,
+ * or, in start, a stop is requested. Cheap enough to ask every 100 ms. */
+bool acme_cancelled(void *userdata);
 
 /* acme.c: the fetch client of one exchange with the CA, given up at a stop (the refresh task's, or
  * the app's in start); everything of @a freed. */

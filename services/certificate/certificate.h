@@ -165,6 +165,10 @@ bool cert_due(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after);
 keel_usec_t cert_renew_delay(keel_usec_t now, keel_usec_t not_before, keel_usec_t not_after, keel_usec_t interval);
 /* The wait after a failed attempt: CERT_BACKOFF_MIN after the first, then doubling up to CERT_BACKOFF_MAX. */
 keel_usec_t cert_backoff_next(keel_usec_t previous);
+/* @wait, the wait after a failed attempt, cut to half of what is left until @not_after but never
+ * below CERT_BACKOFF_MIN: a CA that is back before the expiry is asked again before it, and the
+ * attempts stay spaced. An expired certificate has nothing left to keep: @wait as it is. */
+keel_usec_t cert_retry_cap(keel_usec_t now, keel_usec_t not_after, keel_usec_t wait);
 /* @usec ±10 %, so a fleet started together does not renew in step; @random spreads it uniformly. */
 keel_usec_t cert_jitter_by(keel_usec_t usec, uint32_t random);
 /* cert_jitter_by() with a random number from OpenSSL. */

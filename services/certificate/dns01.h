@@ -58,14 +58,22 @@ typedef int (*dns01_wait_handler_t)(keel_usec_t usec, void *userdata);
 /* How dns01_present()'s waits end early (decision 24): a stop, or the end of the issuance. */
 typedef struct dns01_stop {
     dns01_wait_handler_t wait; /* the pauses of the propagation wait; NULL: they end at neither */
+    /* Asked at least every DNS01_STOP_POLL while an exchange waits for the server: true is a stop
+     * (a refresh task's, which has no descriptor). NULL: never. */
+    bool (*cancelled)(void *userdata);
     void *userdata;
     int fd;               /* polled beside the server's socket, readable at a stop (keel_app_stop_fd()); -1: none */
     keel_usec_t deadline; /* CLOCK_MONOTONIC: the propagation wait ends here if sooner; 0: none */
 } dns01_stop;
 
+#define DNS01_STOP_POLL    (100 * KEEL_USEC_PER_MSEC)
+#define DNS01_STOP_CLEANUP (1 * KEEL_USEC_PER_SEC)
+
 /* Makes dns01_present() end with -ECANCELED at @stop's stop, and its propagation wait with
  * -ETIMEDOUT at @stop's deadline. dns01_cleanup() is never cancelled: a record left behind would
- * outlive us; each of its exchanges stays bounded by certificate.acme.dns01.timeout. */
+ * outlive us; each of its exchanges stays bounded by certificate.acme.dns01.timeout, or by
+ * DNS01_STOP_CLEANUP once @stop's stop has come (a server that answers needs far less; one that is
+ * silent does not hold the stop up). */
 void dns01_solver_set_stop(dns01_solver *s, const dns01_stop *stop);
 
 /* Adds TXT _acme-challenge.@domain (a leading "*." dropped) with the value of @key_authorization

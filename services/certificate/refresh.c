@@ -62,29 +62,51 @@ static void log_schedule(cert_service *s, keel_usec_t delay, bool woken)
              cert_source_name(s), cert_backup_name(s->config.backup), d, why);
 }
 
-/* One attempt, logged. Returns the backoff before the next one: 0 after a success. A new
- * certificate that this host's clock already calls due (a clock far ahead of the CA's) is
- * waited on as a failure is, or every wake would issue another. */
-static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff)
+/* The wait after @backoff: jittered, or an ACME server's Retry-After if longer. */
+static keel_usec_t backoff_wait(cert_service *s, keel_usec_t backoff)
+{
+    return KEEL_MAX(cert_jitter(backoff), s->retry_after);
+}
+
+/* @wait cut to half of what is left of the current certificate (cert_retry_cap()). */
+static keel_usec_t capped_by_expiry(cert_service *s, keel_usec_t wait)
+{
+    _cleanup_(credential_unrefp) credential *c = identity_get(s->identity, IDENTITY_CURRENT);
+    return c ? cert_retry_cap(keel_now_realtime(), credential_not_after(c), wait) : wait;
+}
+
+/* One attempt, logged. Returns the backoff before the next one: 0 after a success; the wait until
+ * it into *@ret_wait. After a failure the wait never passes half of what is left of the current
+ * certificate, so that a CA that is back before the expiry renews it in time. A new certificate
+ * that this host's clock already calls due (a clock far ahead of the CA's) is waited on as a
+ * failure is, uncut: every wake would issue another, and sooner ones would only issue more. */
+static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_usec_t *ret_wait)
 {
     cert_error e = {};
     char d[64];
     int r = refresh_once(s, &e);
     if (r >= 0 && !cert_current_due(s)) {
         CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
+        *ret_wait = 0;
         return 0;
     }
     backoff = cert_backoff_next(backoff);
+    keel_usec_t wait = backoff_wait(s, backoff);
     keel_format_duration(backoff, d, sizeof d);
     if (r >= 0) {
         CERT_LOG(KEEL_LOG_WARNING,
                  "Refreshed key[%s], cert[%s], but by this host's clock the new certificate is already "
                  "expired or in the last tenth of its lifetime (is the clock right?); trying again in about %s",
                  s->key_path, s->cert_path, d);
+        *ret_wait = wait;
         return backoff;
     }
     keel_counter_add(s->refresh_failures, 1);
-    CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s: %s", d, e.text);
+    *ret_wait = capped_by_expiry(s, wait);
+    if (*ret_wait < wait) /* "about": to the millisecond */
+        keel_format_duration(*ret_wait / KEEL_USEC_PER_MSEC * KEEL_USEC_PER_MSEC, d, sizeof d);
+    CERT_LOG_ERRNO(KEEL_LOG_WARNING, r, "Failed to refresh the certificate, retrying in about %s%s: %s", d,
+                   *ret_wait < wait ? " (half of what is left of the certificate)" : "", e.text);
     return backoff;
 }
 
@@ -143,10 +165,9 @@ static void refresh_task(keel_task *t, void *userdata)
         if (w != 0 || check < delay)
             continue; /* stopping, woken (a new interval, a clock step) or a read of the renewal information due: schedule again */
         s->refresh_task = t; /* ACME's waits end when the task is told to stop */
-        backoff = refresh_logged(s, backoff);
+        backoff = refresh_logged(s, backoff, &retry);
         s->refresh_task = NULL;
         announced = next_key_published(s);
-        retry = KEEL_MAX(cert_jitter(backoff), backoff ? s->retry_after : 0); /* an ACME server's Retry-After */
         last = keel_now();
     }
 }
@@ -189,6 +210,26 @@ static int publish_now(cert_service *s, credential *c)
     return r;
 }
 
+/* @delay (publish_delay) cut to half of what is left of @current's certificate, with a warning: a
+ * wait past its expiry would keep signing with a key whose certificate has expired, and the
+ * operator's files cannot be asked to renew sooner. Half, as the refresh task's schedule has it
+ * (whose re-read of the files may publish the key sooner still). Not at configure: only the files
+ * say how long their certificates live, and each rotation may say otherwise. */
+static keel_usec_t publish_delay_within(const credential *current, const credential *c, keel_usec_t delay)
+{
+    keel_usec_t now = keel_now_realtime(), not_after = credential_not_after(current);
+    keel_usec_t left = not_after > now ? (not_after - now) / KEEL_USEC_PER_MSEC * KEEL_USEC_PER_MSEC : 0; /* ms: for the log */
+    if (delay <= left / 2)
+        return delay;
+    char d[32], l[32], cut[32];
+    CERT_LOG(KEEL_LOG_WARNING,
+             "certificate.publish_delay (%s) is longer than half of what is left of the current certificate (%s): signing "
+             "with the new key[%s] from the files after %s instead",
+             keel_format_duration(delay, d, sizeof d), keel_format_duration(left, l, sizeof l), credential_kid(c),
+             keel_format_duration(left / 2, cut, sizeof cut));
+    return left / 2;
+}
+
 /* The files' new key waits as the next credential for publish_delay, so that every replica that
  * reads the same files lists it before any signs with it (docs/operations.md, "Kubernetes"). A
  * renewal that keeps the key, no delay, or a reload off the main thread (the refresh task's, which
@@ -206,6 +247,7 @@ static int publish_from_files(cert_service *s, const cert_pair *p, bool main_thr
             (void) sd_event_source_set_enabled(s->promote, SD_EVENT_OFF);
         return publish_now(s, c);
     }
+    delay = publish_delay_within(current, c, delay);
     if (s->promote)
         r = sd_event_source_set_time_relative(s->promote, delay);
     else if ((r = sd_event_add_time_relative(keel_app_get_event_loop(s->app), &s->promote, CLOCK_MONOTONIC, delay, 0, on_promote,

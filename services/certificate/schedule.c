@@ -32,6 +32,16 @@ keel_usec_t cert_backoff_next(keel_usec_t previous)
     return previous ? KEEL_MIN(previous * 2, CERT_BACKOFF_MAX) : CERT_BACKOFF_MIN;
 }
 
+/* Halving what is left puts an attempt in every half of the remaining life down to its last
+ * second or two, for about log2(left / CERT_BACKOFF_MIN) attempts more, where doubling alone steps
+ * past the expiry (a 16 s step with 5 s left). */
+keel_usec_t cert_retry_cap(keel_usec_t now, keel_usec_t not_after, keel_usec_t wait)
+{
+    if (now >= not_after)
+        return wait;
+    return KEEL_MIN(wait, KEEL_MAX((not_after - now) / 2, CERT_BACKOFF_MIN));
+}
+
 keel_usec_t cert_jitter_by(keel_usec_t usec, uint32_t random)
 {
     double f = 0.9 + 0.2 * ((double) random / (double) UINT32_MAX);

@@ -5,7 +5,10 @@ keel adds there by RFC 2136 updates signed with TSIG: an issuance through dns-01
 behind (and a renewal from the refresh task does the same); a wrong TSIG secret falls back to the
 next configured type, http-01, and still issues; a wildcard name issues through dns-01; a list that
 cannot work is refused at start (exit 78) naming why; and a SIGTERM while the name server has not
-served the record yet (a slow propagation) exits 0 at once, the record deleted."""
+served the record yet (a slow propagation) exits 0 at once, the record deleted. A SIGTERM while a
+renewal (the refresh task) waits for a name server that has gone silent exits 0 at once too: to
+the update, with the deletion at the stop given a second; to the query of the propagation wait,
+the record deleted."""
 
 import base64
 import os
@@ -90,6 +93,56 @@ class LaggingServer:
     def close(self):
         self.stopping.set()
         self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class SilencingServer:
+    """Passes every message on to knotd over TCP until told to go silent for updates and queries
+    (`silent = "all"`) or queries only (`"queries"`): it then reads the message and never answers,
+    holding the connection until it closes. `held` counts the messages left unanswered."""
+
+    def __init__(self, knot_port):
+        self.knot_port, self.silent, self.held = knot_port, "", 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
+
+    def _hold_or_pass(self, c):
+        with c:
+            try:
+                c.settimeout(5)
+                msg = LaggingServer._read(c, int.from_bytes(LaggingServer._read(c, 2), "big"))
+                update = (msg[2] >> 3) & 0xF == 5
+                if self.silent == "all" or (self.silent == "queries" and not update):
+                    self.held += 1
+                    self.stopping.wait(30)
+                    return
+                with socket.create_connection(("127.0.0.1", self.knot_port), timeout=5) as up:
+                    up.sendall(len(msg).to_bytes(2, "big") + msg)
+                    reply = LaggingServer._read(up, int.from_bytes(LaggingServer._read(up, 2), "big"))
+                c.sendall(len(reply).to_bytes(2, "big") + reply)
+            except OSError:
+                pass
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            t = threading.Thread(target=self._hold_or_pass, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def close(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=5)
         self.sock.close()
 
 
@@ -230,6 +283,49 @@ certificate:
         self.assertEqual(self.challenge_records(), [], "the record is deleted at the stop too")
         self.assertEqual(pebble.issued(), 0)
         print(f"\n  SIGTERM to exit: {elapsed * 1000:.0f} ms", flush=True)
+
+    def sigterm_during_a_renewal(self, silent):
+        """keel issues through a SilencingServer, which goes @silent before the first renewal; a
+        SIGTERM once keel waits for it. Returns the seconds to the exit and keel's stderr."""
+        server = SilencingServer(self.knot.port)
+        self.addCleanup(server.close)
+        pebble = self.pebble()
+        # certificate.acme.dns01.timeout stays at its 10 s: each exchange would wait that long.
+        k = self.start(pebble, ["www.example.test"], ["dns-01"], dns_port=server.port, extra="  refresh_interval: 2s",
+                       acme_extra="    renewal_info: false")
+        k.ready(timeout=60)
+        self.assertEqual(pebble.issued(), 1)
+        server.silent = silent
+        wait_for(lambda: server.held >= 1, 30, "the renewal waiting for the silent name server")
+        time.sleep(0.3)  # well inside the exchange
+        t0 = time.monotonic()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait(timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(status, 0, err)
+        self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to exit; stderr:\n{err}")
+        self.assertNotIn("Refreshed key", err)
+        self.assertEqual(pebble.issued(), 1)
+        print(f"\n  SIGTERM to exit ({silent} silent): {elapsed * 1000:.0f} ms", flush=True)
+        return elapsed, err
+
+    def test_sigterm_while_a_renewal_waits_for_a_silent_update_exits_at_once(self):
+        elapsed, err = self.sigterm_during_a_renewal("all")
+        self.assertRegex(err, r"Failed to refresh the certificate, .*dns-01: cannot add TXT _acme-challenge\.www\.example\.test\. "
+                              r"in zone example\.test\. at 127\.0\.0\.1:\d+: stopped")
+        # The update may have been applied unanswered: its deletion is tried, for a second only.
+        self.assertRegex(err, r"dns-01: cannot delete TXT _acme-challenge\.www\.example\.test\. in zone example\.test\. at "
+                              r"127\.0\.0\.1:\d+: no reply within 1s \(the bound of a deletion at a stop\), ignoring")
+        self.assertGreater(elapsed, 0.9, "the deletion had its second")
+        self.assertEqual(self.challenge_records(), [], "the silent server passed nothing on")
+
+    def test_sigterm_while_a_renewal_waits_for_the_record_to_be_served_exits_at_once(self):
+        elapsed, err = self.sigterm_during_a_renewal("queries")
+        self.assertRegex(err, r"Failed to refresh the certificate, .*dns-01: stopped while waiting for 127\.0\.0\.1:\d+ to "
+                              r"answer TXT _acme-challenge\.www\.example\.test\.")
+        self.assertEqual(err.count("dns-01: Deleted TXT"), 2, "the renewal's record deleted at the stop too")
+        self.assertNotIn("ignoring", err)
+        self.assertEqual(self.challenge_records(), [])
 
 
 if __name__ == "__main__":

@@ -777,6 +777,44 @@ Test(certificate, backoff_doubles_from_one_second_to_five_minutes)
     cr_assert_eq(seen[11], 300 * KEEL_USEC_PER_SEC);
 }
 
+Test(certificate, a_retry_never_waits_past_half_of_what_is_left)
+{
+    keel_usec_t now = 1000 * HOUR, sec = KEEL_USEC_PER_SEC;
+    cr_assert_eq(cert_retry_cap(now, now + 100 * sec, 16 * sec), 16 * sec);
+    cr_assert_eq(cert_retry_cap(now, now + 10 * sec, 16 * sec), 5 * sec);
+    cr_assert_eq(cert_retry_cap(now, now + sec, 16 * sec), CERT_BACKOFF_MIN, "spaced still");
+    cr_assert_eq(cert_retry_cap(now, now + sec, 0), 0);
+    cr_assert_eq(cert_retry_cap(now, now - 1, 300 * sec), 300 * sec, "expired: nothing left to keep");
+}
+
+/* A CA down from a short certificate's first renewal on (half its lifetime, or a day later), each
+ * backoff at its longest jitter: the last attempt before the expiry comes in its last 2 s, so a CA
+ * back before then renews in time (doubling alone: 20 s, 21, 23, 28, 36, then 54, past the end of
+ * a 40 s one); and the attempts stay spaced and few, the halvings of the last minutes added to the
+ * backoff's own. */
+Test(certificate, backoff_under_a_short_lifetime_retries_up_to_the_expiry_without_a_storm)
+{
+    static const keel_usec_t lifetimes[] = { 40 * KEEL_USEC_PER_SEC, HOUR, 6 * 24 * HOUR };
+    for (size_t i = 0; i < ELEMENTSOF(lifetimes); i++) {
+        keel_usec_t nb = 1000 * HOUR, na = nb + lifetimes[i], t = nb + cert_renew_delay(nb, nb, na, 24 * HOUR);
+        keel_usec_t backoff = 0, first = t, last = t;
+        unsigned attempts = 0, late = 0;
+        for (; t < na; attempts++) {
+            last = t;
+            late += na - t <= 10 * 60 * KEEL_USEC_PER_SEC;
+            backoff = cert_backoff_next(backoff);
+            keel_usec_t wait = cert_retry_cap(t, na, cert_jitter_by(backoff, UINT32_MAX));
+            cr_assert_geq(wait, CERT_BACKOFF_MIN);
+            cr_assert_leq(wait, KEEL_MAX((na - t) / 2, CERT_BACKOFF_MIN));
+            t += wait;
+        }
+        cr_assert_geq(last, na - 2 * KEEL_USEC_PER_SEC, "lifetime %zu: the last attempt %llu us before the expiry", i,
+                      (unsigned long long) (na - last));
+        cr_assert_leq(late, 20, "lifetime %zu: %u attempts in the last ten minutes", i, late);
+        cr_assert_leq(attempts, (na - first) / CERT_BACKOFF_MAX + 30, "lifetime %zu: %u attempts", i, attempts);
+    }
+}
+
 Test(certificate, jitter_stays_within_ten_percent_and_spreads)
 {
     cr_assert_eq(cert_jitter_by(1000000, 0), 900000);

@@ -543,3 +543,87 @@ Test(dns01, a_reply_not_signed_by_the_key_or_to_another_request_fails)
     cr_assert(strstr(e.text, "with no DNS reply to it"), "%s", e.text);
     fake_stop(&f);
 }
+
+/* ---- a server that never answers, and a stop ---------------------------------------------------- */
+
+/* A listener nobody accepts from: the kernel completes the connection, no reply ever comes. */
+static int silent_listen(uint16_t *ret_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    *ret_port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A solver for @port whose exchanges may take 30 s, stopped by @stop. */
+static dns01_solver *slow_solver(uint16_t port, const dns01_stop *stop)
+{
+    dns01_config c = config_with_secret("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 0600);
+    c.server = (keel_address){ .host = "127.0.0.1", .port = port };
+    c.tsig_name = "keel-test";
+    c.tsig_algorithm = DNS01_HMAC_SHA256; /* test_key(), which the fake signs with */
+    c.timeout = 30 * KEEL_USEC_PER_SEC;
+    cert_error e = { .text = "" };
+    dns01_solver *s = NULL;
+    cr_assert_eq(dns01_solver_new(&c, &s, &e), 0, "%s", e.text);
+    free(c.tsig_secret_file);
+    dns01_solver_set_stop(s, stop);
+    return s;
+}
+
+/* A stop without a descriptor (a refresh task's) that comes after @userdata's first asks. */
+static bool cancelled_after_a_few(void *userdata)
+{
+    int *asked = userdata;
+    return ++*asked > 3;
+}
+
+Test(dns01, a_stop_asked_between_polls_ends_an_exchange_with_a_silent_server)
+{
+    uint16_t port;
+    _cleanup_close_ int silent = silent_listen(&port);
+    int asked = 0;
+    dns01_stop stop = { .cancelled = cancelled_after_a_few, .userdata = &asked, .fd = -EBADF };
+    _cleanup_(dns01_solver_freep) dns01_solver *s = slow_solver(port, &stop);
+    cert_error e = { .text = "" };
+    keel_usec_t start = keel_now();
+    cr_assert_eq(dns01_present(s, "www.example.test", "token.thumbprint", &e), -ECANCELED);
+    keel_usec_t took = keel_now() - start;
+    cr_assert(took < 5 * DNS01_STOP_POLL, "took %llu us", (unsigned long long) took);
+    cr_assert(strstr(e.text, "cannot add TXT _acme-challenge.www.example.test. in zone example.test. at 127.0.0.1:"), "%s", e.text);
+    cr_assert(strstr(e.text, ": stopped"), "%s", e.text);
+}
+
+static bool always(void *userdata)
+{
+    return true;
+}
+
+Test(dns01, a_deletion_at_a_stop_waits_for_a_silent_server_only_briefly)
+{
+    uint16_t port;
+    _cleanup_close_ int silent = silent_listen(&port);
+    dns01_stop stop = { .cancelled = always, .fd = -EBADF };
+    _cleanup_(dns01_solver_freep) dns01_solver *s = slow_solver(port, &stop);
+    cert_error e = { .text = "" };
+    keel_usec_t start = keel_now();
+    cr_assert_eq(dns01_cleanup(s, "www.example.test", "token.thumbprint", &e), -ETIMEDOUT);
+    keel_usec_t took = keel_now() - start;
+    cr_assert(took >= DNS01_STOP_CLEANUP && took < 3 * DNS01_STOP_CLEANUP, "took %llu us", (unsigned long long) took);
+    cr_assert(strstr(e.text, "no reply within 1s (the bound of a deletion at a stop)"), "%s", e.text);
+}
+
+Test(dns01, a_deletion_at_a_stop_still_reaches_a_server_that_answers)
+{
+    fake f;
+    fake_start(&f, FAKE_SIGNED);
+    dns01_stop stop = { .cancelled = always, .fd = -EBADF };
+    _cleanup_(dns01_solver_freep) dns01_solver *s = slow_solver(f.port, &stop);
+    cert_error e = { .text = "" };
+    cr_assert_eq(dns01_cleanup(s, "www.example.test", "token.thumbprint", &e), 0, "%s", e.text);
+    fake_stop(&f);
+}
