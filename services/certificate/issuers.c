@@ -163,7 +163,7 @@ int cert_issuers_register_metrics(cert_service *s)
     return r;
 }
 
-/* In start a stop request, in the refresh task its group's stop; see acme.c's cancelled(). */
+/* In start a stop request, in the refresh task its group's stop; see acme_cancelled() in acme.c. */
 static bool stopping(cert_service *s)
 {
     return s->refresh_task ? keel_task_stopping(s->refresh_task) : keel_app_stop_requested(s->app);
