@@ -7,89 +7,18 @@ each time keel exits 0 within 2 s of the signal, logs the start observers it ski
 0 after it; a stalled one: exit 1 when it failed, the signal "ignoring")."""
 
 import os
-import select
 import shutil
 import signal
-import socket
 import tempfile
-import threading
 import time
 import unittest
 
 from keelrun import KeelTestCase
 from pebble import Pebble, free_port
+from relay import Relay
 from test_daemon import alive
 
 SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
-RELAY_MAX = 60.0  # seconds a relayed connection may live
-
-
-class Tarpit:
-    """A TCP listener on loopback that accepts and says nothing for `delay` seconds, then relays
-    the connection to 127.0.0.1:`target`; without a target it never says anything. `accepted` is
-    set at the first connection. close() ends every connection and the threads."""
-
-    def __init__(self, delay=None, target=None):
-        self.delay, self.target = delay, target
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = threading.Event()
-        self.stopping = threading.Event()
-        self.conns = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self.lock:
-                self.conns.append(c)
-            self.accepted.set()
-            if self.target:
-                t = threading.Thread(target=self._relay, args=(c,), daemon=True)
-                with self.lock:
-                    self.threads.append(t)
-                t.start()
-
-    def _relay(self, c):
-        if self.stopping.wait(self.delay):
-            return
-        try:
-            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        except OSError:
-            return
-        with self.lock:
-            self.conns.append(up)
-        peer = {c: up, up: c}
-        deadline = time.monotonic() + RELAY_MAX
-        while not self.stopping.is_set() and time.monotonic() < deadline:
-            readable, _, _ = select.select([c, up], [], [], 0.1)
-            for s in readable:
-                try:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    peer[s].sendall(data)
-                except OSError:
-                    return
-
-    def close(self):
-        self.stopping.set()
-        with self.lock:
-            threads = list(self.threads)
-        for t in threads:
-            t.join(timeout=5)
-        with self.lock:
-            for c in self.conns:
-                c.close()
-        self.sock.close()
 
 
 class AcmeSignalTest(KeelTestCase):
@@ -99,7 +28,7 @@ class AcmeSignalTest(KeelTestCase):
         self.health_port = free_port()
 
     def tarpit(self, **kw):
-        t = Tarpit(**kw)
+        t = Relay(**kw)
         self.addCleanup(t.close)
         return t
 
@@ -218,7 +147,7 @@ class OAuth2SignalTest(KeelTestCase):
         with open(secret, "w") as f:
             f.write("s3cret\n")
         os.chmod(secret, 0o600)
-        silent = Tarpit()
+        silent = Relay()
         self.addCleanup(silent.close)
         config = f"""token:
   provider: oauth2

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from keelrun import KeelTestCase, run
-from test_acme_signal import Tarpit
+from relay import Relay
 
 KID = re.compile(r"Signing tokens with key\[([^]]+)\]")
 
@@ -79,7 +79,7 @@ certificate:
         self.assertEqual(status, 78, err)
 
     def test_an_issuance_that_keeps_failing_is_tried_again_until_init_timeout(self):
-        silent = Tarpit()
+        silent = Relay()
         self.addCleanup(silent.close)
         t0 = time.monotonic()
         status, _, err, _ = run("init", config=self.acme(f"https://127.0.0.1:{silent.port}/dir", "4s", "1s"), env=self.env,
@@ -92,7 +92,7 @@ certificate:
         self.assertIn("keel init gave up at init.timeout", err)
 
     def test_a_stop_while_an_issuance_is_tried_ends_init_as_a_failure(self):
-        silent = Tarpit()
+        silent = Relay()
         self.addCleanup(silent.close)
         k = self.keel("init", config=self.acme(f"https://127.0.0.1:{silent.port}/dir"), env=self.env)
         self.assertTrue(silent.accepted.wait(30), k.stderr_so_far())

@@ -19,9 +19,7 @@ import calendar
 import datetime
 import os
 import re
-import select
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -36,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from httpclient import bound_address, get, wait_for
 from keelrun import KeelTestCase
 from pebble import PEBBLE26
+from relay import Relay
 from test_ari import AcmeCase
 
 
@@ -64,64 +63,6 @@ class Sampler(threading.Thread):
                 self.gaps.append((now, nb, na))
             if not self.serials or self.serials[-1][0] != serial:
                 self.serials.append((serial, now))
-
-
-class Gate:
-    """A TCP relay on loopback in front of pebble's API (pebble names its URLs after the Host the
-    client asked, so keel's every request comes through). Shut, it ends the connections it
-    relays and closes each new one at once, as a CA that is down does."""
-
-    def __init__(self, target):
-        self.target, self.open = target, True
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            if not self.open:
-                c.close()
-                continue
-            t = threading.Thread(target=self._relay, args=(c,), daemon=True)
-            with self.lock:
-                self.threads.append(t)
-            t.start()
-
-    def _relay(self, c):
-        try:
-            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        except OSError:
-            c.close()
-            return
-        peer = {c: up, up: c}
-        with c, up:
-            while self.open and not self.stopping.is_set():
-                for s in select.select([c, up], [], [], 0.1)[0]:
-                    try:
-                        data = s.recv(65536)
-                        if not data:
-                            return
-                        peer[s].sendall(data)
-                    except OSError:
-                        return
-
-    def close(self):
-        self.stopping.set()
-        with self.lock:
-            threads = list(self.threads)
-        for t in threads:
-            t.join(timeout=5)
-        self.sock.close()
 
 
 def log_times(err, needle):
@@ -173,7 +114,7 @@ class ShortLived(AcmeCase):
 
     def test_a_ca_down_until_just_before_the_expiry_is_retried_in_time(self):
         pebble = self.pebble(certificateValidityPeriod=30)
-        gate = Gate(pebble.port)
+        gate = Relay(pebble.port)
         self.addCleanup(gate.close)
         ca = types.SimpleNamespace(directory_url=f"https://127.0.0.1:{gate.port}/dir", ca_file=pebble.ca_file)
         k = self.start(ca, "    renewal_info: false\n  refresh_interval: 1h")
