@@ -95,7 +95,7 @@ test-clang:
 test-asan:
 	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_TEST) -j $(JOBS)
-	cd $(BUILD_TEST) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	cd $(BUILD_TEST) && ctest --output-on-failure -j $$(($(JOBS) + 2)) --timeout 300
 
 test-tsan:
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread -DKEEL_WERROR=ON >/dev/null
