@@ -178,7 +178,9 @@ class Installed(KeelTestCase):
                 k = self.pinger(mode, config="pinger:\n  interval: 1h\n")
                 status = bound_address(k, "pinger server")
                 health, metrics = bound_address(k, "health check server"), bound_address(k, "metrics exporter server")
-                self.assertEqual(get(status, "/status")[::2], (200, '{"beats":1}\n'), "one beat, at start")
+                # The heartbeat's task beats once as it starts, on a thread of its own: the server
+                # may answer before that thread has run.
+                wait_for(lambda: get(status, "/status")[::2] == (200, '{"beats":1}\n'), 5, "one beat, at start")
                 code, _, body = get(health, "/readyz?verbose")
                 self.assertEqual((code, "[+]heartbeat ok" in body), (200, True), body)
                 code, _, body = get(metrics, "/metrics")
