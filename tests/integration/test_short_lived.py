@@ -137,12 +137,13 @@ class ShortLived(AcmeCase):
         self.assertTrue(renewed and renewed[0] < not_after, f"renewed before the expiry: {sampler.serials}, {not_after}")
         self.assertEqual(pebble.issued(), 2)
         # At ~15 s, 16, 18 and 22 by the backoff, then cut to half of what is left: a handful,
-        # spaced by growing waits at first, none closer than the backoff's first second.
+        # spaced by growing waits at first, none closer than the backoff's first second. How many
+        # come before the cut depends on when the first fell (on a loaded machine, 3).
         failed = log_times(err, "Failed to refresh the certificate, retrying in about")
-        self.assertTrue(4 <= len(failed) <= 8, f"{len(failed)} attempts while the CA was down:\n{err}")
+        self.assertTrue(3 <= len(failed) <= 8, f"{len(failed)} attempts while the CA was down:\n{err}")
         waits = [b - a for a, b in zip(failed, failed[1:])]
         self.assertTrue(all(w > 0.85 for w in waits), waits)
-        self.assertTrue(waits[0] < waits[1] < waits[2], waits)
+        self.assertTrue(waits[0] < waits[1], waits)
         self.assertIn("(half of what is left of the certificate)", err)
         print(f"\n  attempts while the CA was down {len(failed)}, {[round(w, 1) for w in waits]} s apart; renewed "
               f"{not_after - renewed[0]:.1f} s before the expiry", flush=True)
