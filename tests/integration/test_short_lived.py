@@ -123,10 +123,11 @@ class ShortLived(AcmeCase):
         gate.open = False  # before the renewal at half the lifetime, ~15 s on
         sampler = Sampler(self.cert_path())
         sampler.start()
-        # Back 6 s before the expiry: after the backoff's attempts at ~15, 16, 18 and 22 s, the next
-        # would come at 30 s, too late; cut to half of what is left, it comes at ~26 s. Not later:
-        # an issuance itself takes ~2 s under ASan on a loaded machine, which the compressed
-        # lifetime does not scale (against 6-day certificates, 6 s here are 19 hours).
+        # Back 6 s before the expiry. Not later: an issuance itself takes ~2 s under ASan on a
+        # loaded machine, which the compressed lifetime does not scale (against 6-day
+        # certificates, 6 s here are 19 hours). Whether the attempt that succeeds is the backoff's
+        # own (at ~22–24 s, as the attempts' own time shifts them) or one cut to half of what is
+        # left depends on that shift: test-certificate's unit tests hold the cut itself.
         time.sleep(max(0.0, not_after - 6 - time.time()))
         gate.open = True
         wait_for(lambda: "Refreshed key" in k.stderr_so_far(), max(1.0, not_after + 2 - time.time()), "a renewal")
@@ -148,7 +149,6 @@ class ShortLived(AcmeCase):
         waits = [b - a for a, b in zip(failed, failed[1:])]
         self.assertTrue(all(w > 0.85 for w in waits), waits)
         self.assertTrue(waits[0] < waits[1], waits)
-        self.assertIn("(half of what is left of the certificate)", err)
         print(f"\n  attempts while the CA was down {len(failed)}, {[round(w, 1) for w in waits]} s apart; renewed "
               f"{not_after - renewed[0]:.1f} s before the expiry", flush=True)
 
