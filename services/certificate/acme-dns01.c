@@ -79,6 +79,9 @@ struct dns01_solver {
     dns01_key key;
     keel_usec_t timeout, propagation;
     dns01_stop stop; /* what ends present's waits early */
+    /* present ended at the stop's stop. A sign of it may be gone by the cleanup (the app's stop
+     * descriptor is readable while the signal is pending, until the loop takes it). */
+    bool stopped;
 };
 
 /* A reply: up to the 64 KiB a TCP message can hold. */
@@ -285,7 +288,7 @@ static int connect_server(const dns01_solver *s, keel_usec_t deadline, const dns
  * that no stop ends (cleanup's) once the solver's stop has come. */
 static keel_usec_t exchange_timeout(const dns01_solver *s, const dns01_stop *stop)
 {
-    return !stop && stop_came(&s->stop) ? KEEL_MIN(s->timeout, DNS01_STOP_CLEANUP) : s->timeout;
+    return !stop && (s->stopped || stop_came(&s->stop)) ? KEEL_MIN(s->timeout, DNS01_STOP_CLEANUP) : s->timeout;
 }
 
 /* Sends @m (RFC 1035 §4.2.2: each message after its length) and reads the reply to it within
@@ -487,7 +490,9 @@ static int update(const dns01_solver *s, const char *domain, const char *key_aut
 int dns01_present(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
 {
     assert(s && domain);
-    return update(s, domain, key_authorization, DNS01_UPDATE_ADD, e);
+    int r = update(s, domain, key_authorization, DNS01_UPDATE_ADD, e);
+    s->stopped = s->stopped || r == -ECANCELED;
+    return r;
 }
 
 int dns01_cleanup(dns01_solver *s, const char *domain, const char *key_authorization, cert_error *e)
