@@ -39,10 +39,10 @@ def sans(path):
     return p.stdout
 
 
-class LaggingServer:
-    """A name server whose answers lag its updates: it passes each UPDATE (opcode 5) on to knotd
-    over TCP and answers every query itself with no record, as a primary would whose served zone
-    is not updated yet. `queries` counts the queries."""
+class FrontServer:
+    """A name server on loopback TCP in front of knotd: each connection carries one message, which
+    _reply() answers (None: no answer, the connection held until it closes). A thread a connection,
+    so that one held does not keep the next waiting."""
 
     def __init__(self, knot_port):
         self.knot_port = knot_port
@@ -51,10 +51,9 @@ class LaggingServer:
         self.sock.listen(16)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
-        self.queries = 0
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
 
     @staticmethod
     def _read(c, n):
@@ -66,66 +65,25 @@ class LaggingServer:
             data += chunk
         return data
 
-    def _answer(self, msg):
-        if (msg[2] >> 3) & 0xF == 5:
-            with socket.create_connection(("127.0.0.1", self.knot_port), timeout=5) as up:
-                up.sendall(len(msg).to_bytes(2, "big") + msg)
-                return self._read(up, int.from_bytes(self._read(up, 2), "big"))
-        self.queries += 1
-        # The question back, a response (QR, AA), NOERROR, no answer: the record is not served yet.
-        return msg[:2] + bytes([0x84, 0x00]) + msg[4:6] + bytes(6) + msg[12:]
+    @classmethod
+    def _message(cls, c):
+        return cls._read(c, int.from_bytes(cls._read(c, 2), "big"))
 
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with c:
-                try:
-                    c.settimeout(5)
-                    msg = self._read(c, int.from_bytes(self._read(c, 2), "big"))
-                    reply = self._answer(msg)
-                    c.sendall(len(reply).to_bytes(2, "big") + reply)
-                except OSError:
-                    pass
+    def _forward(self, msg):
+        """knotd's answer to @msg."""
+        with socket.create_connection(("127.0.0.1", self.knot_port), timeout=5) as up:
+            up.sendall(len(msg).to_bytes(2, "big") + msg)
+            return self._message(up)
 
-    def close(self):
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-
-
-class SilencingServer:
-    """Passes every message on to knotd over TCP until told to go silent for updates and queries
-    (`silent = "all"`) or queries only (`"queries"`): it then reads the message and never answers,
-    holding the connection until it closes. `held` counts the messages left unanswered."""
-
-    def __init__(self, knot_port):
-        self.knot_port, self.silent, self.held = knot_port, "", 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._serve, daemon=True)]
-        self.threads[0].start()
-
-    def _hold_or_pass(self, c):
+    def _handle(self, c):
         with c:
             try:
                 c.settimeout(5)
-                msg = LaggingServer._read(c, int.from_bytes(LaggingServer._read(c, 2), "big"))
-                update = (msg[2] >> 3) & 0xF == 5
-                if self.silent == "all" or (self.silent == "queries" and not update):
-                    self.held += 1
+                reply = self._reply(self._message(c))
+                if reply is None:
                     self.stopping.wait(30)
-                    return
-                with socket.create_connection(("127.0.0.1", self.knot_port), timeout=5) as up:
-                    up.sendall(len(msg).to_bytes(2, "big") + msg)
-                    reply = LaggingServer._read(up, int.from_bytes(LaggingServer._read(up, 2), "big"))
-                c.sendall(len(reply).to_bytes(2, "big") + reply)
+                else:
+                    c.sendall(len(reply).to_bytes(2, "big") + reply)
             except OSError:
                 pass
 
@@ -135,7 +93,7 @@ class SilencingServer:
                 c, _ = self.sock.accept()
             except (socket.timeout, OSError):
                 continue
-            t = threading.Thread(target=self._hold_or_pass, args=(c,), daemon=True)
+            t = threading.Thread(target=self._handle, args=(c,), daemon=True)
             self.threads.append(t)
             t.start()
 
@@ -144,6 +102,43 @@ class SilencingServer:
         for t in self.threads:
             t.join(timeout=5)
         self.sock.close()
+
+
+def is_update(msg):
+    return (msg[2] >> 3) & 0xF == 5
+
+
+class LaggingServer(FrontServer):
+    """A name server whose answers lag its updates: it passes each UPDATE (opcode 5) on to knotd
+    and answers every query itself with no record, as a primary would whose served zone is not
+    updated yet. `queries` counts the queries."""
+
+    def __init__(self, knot_port):
+        self.queries = 0
+        super().__init__(knot_port)
+
+    def _reply(self, msg):
+        if is_update(msg):
+            return self._forward(msg)
+        self.queries += 1
+        # The question back, a response (QR, AA), NOERROR, no answer: the record is not served yet.
+        return msg[:2] + bytes([0x84, 0x00]) + msg[4:6] + bytes(6) + msg[12:]
+
+
+class SilencingServer(FrontServer):
+    """Passes every message on to knotd until told to go silent for updates and queries
+    (`silent = "all"`) or queries only (`"queries"`): it then reads the message and never answers,
+    holding the connection until it closes. `held` counts the messages left unanswered."""
+
+    def __init__(self, knot_port):
+        self.silent, self.held = "", 0
+        super().__init__(knot_port)
+
+    def _reply(self, msg):
+        if self.silent == "all" or (self.silent == "queries" and not is_update(msg)):
+            self.held += 1
+            return None
+        return self._forward(msg)
 
 
 @unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
