@@ -9,6 +9,8 @@ include(CMakePackageConfigHelpers)
 install(TARGETS libkeel-shared libkeel-static EXPORT KeelTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(TARGETS keel RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The agent's module: private to keel, which finds it through its RUNPATH (below).
+install(TARGETS keel-agent LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/keel)
 install(DIRECTORY include/keel DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
 
 set(KEEL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Keel)
@@ -24,14 +26,22 @@ endif()
 set(KEEL_UNIT_DIR lib/systemd/system CACHE PATH "Where the systemd units go (relative: under the prefix)")
 install(FILES conf/keel-token.socket conf/keel-metrics.socket conf/keel-healthcheck.socket conf/keel-acme-tls-alpn.socket DESTINATION ${KEEL_UNIT_DIR})
 
-# keel finds libkeel.so.0 in the build directory, and once installed through a RUNPATH the install
-# writes (cmake/install-time.cmake.in). CMake's own rewriting would pad the build RUNPATH with an
+# keel finds libkeel.so.0 and its module keel-agent.so in the build directory, and once installed
+# through a RUNPATH the install writes (cmake/install-time.cmake.in). CMake's own rewriting would pad the build RUNPATH with an
 # empty entry, which the loader reads as the current directory: a failed openat() for every library
 # at every exec, and a library of that name planted there would be loaded. So keel is linked with
 # the build RUNPATH as its final one, and the install edits it in place; so the build RUNPATH is
 # made at least as long as what it becomes (with trailing slashes, which the loader drops).
 file(RELATIVE_PATH keel_bin_to_lib ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
-string(LENGTH "$ORIGIN/${keel_bin_to_lib}" keel_rpath_length)
+set(KEEL_SYSTEM_LIBDIRS ${CMAKE_PLATFORM_IMPLICIT_LINK_DIRECTORIES} ${CMAKE_C_IMPLICIT_LINK_DIRECTORIES})
+list(REMOVE_DUPLICATES KEEL_SYSTEM_LIBDIRS)
+string(LENGTH "$ORIGIN/${keel_bin_to_lib}:$ORIGIN/${keel_bin_to_lib}/keel" keel_rpath_length)
+foreach(dir ${KEEL_SYSTEM_LIBDIRS}) # what a system library directory's RUNPATH becomes: DIR/keel
+    string(LENGTH "${dir}/keel" length)
+    if(length GREATER keel_rpath_length)
+        set(keel_rpath_length ${length})
+    endif()
+endforeach()
 set(KEEL_BUILD_RPATH ${PROJECT_BINARY_DIR})
 string(LENGTH "${KEEL_BUILD_RPATH}" length)
 while(length LESS keel_rpath_length)
@@ -39,8 +49,6 @@ while(length LESS keel_rpath_length)
     math(EXPR length "${length} + 1")
 endwhile()
 set_target_properties(keel PROPERTIES BUILD_WITH_INSTALL_RPATH ON INSTALL_RPATH "${KEEL_BUILD_RPATH}")
-set(KEEL_SYSTEM_LIBDIRS ${CMAKE_PLATFORM_IMPLICIT_LINK_DIRECTORIES} ${CMAKE_C_IMPLICIT_LINK_DIRECTORIES})
-list(REMOVE_DUPLICATES KEEL_SYSTEM_LIBDIRS)
 # What names the prefix (keel.pc, keel-static.pc, keel.service's Exec*= lines, keel's RUNPATH) is
 # written by the install itself, for the prefix it installs to.
 configure_file(cmake/install-time.cmake.in ${PROJECT_BINARY_DIR}/install-time.cmake @ONLY)
@@ -57,4 +65,4 @@ install(FILES conf/completion/_keel DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/ven
 
 # What `make install` builds: the installed targets, not the tests.
 add_custom_target(installed)
-add_dependencies(installed libkeel-shared libkeel-static keel man)
+add_dependencies(installed libkeel-shared libkeel-static keel keel-agent man)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Makes keel's image root file system in DEST from an installed BINARY: the binary; every library
-# it links, the libcurl it loads at run time to confirm its servers and the libssl it loads for
-# TLS (with theirs); the dynamic loader; the CA bundle libcurl reads for ACME and OAuth2 over TLS; the keel user, 65532, and its
+# Makes keel's image root file system in DEST from an installed BINARY: the binary; its agent's
+# module (LIBDIR/keel/keel-agent.so of the same install, where the binary's RUNPATH finds it); every
+# library they link, the libcurl keel loads at run time to confirm its servers and the libssl it
+# loads for TLS (with theirs); the dynamic loader; the CA bundle libcurl reads for ACME and OAuth2 over TLS; the keel user, 65532, and its
 # state directory /var/lib/keel. Nothing else: no shell, no package manager. image.sh runs it for
 # the Containerfile; tests/integration/test_image.py also runs keel chrooted in what it makes.
 #
@@ -33,14 +34,22 @@ done
 ssl=$(ldconfig -p | awk '$1 == "libssl.so.3" { print $NF; exit }')
 [ -n "$ssl" ] || { echo "rootfs.sh: no libssl.so.3 to put in the image" >&2; exit 1; }
 
+# The module, at the same place under /usr as under the install's prefix.
+prefix=$(dirname "$(dirname "$bin")")
+module=$(find "$prefix/lib" -path '*/keel/keel-agent.so' 2>/dev/null | head -n 1)
+[ -n "$module" ] || { echo "rootfs.sh: no lib/.../keel/keel-agent.so in $prefix, the install of $bin" >&2; exit 1; }
+module_dir=/usr${module#"$prefix"}
+module_dir=${module_dir%/keel-agent.so}
+
 loader=$(needs "$bin" | grep '/ld-linux' | head -n 1)
 libdir=$(dirname "$(readlink -f "$loader")") # /usr/lib/x86_64-linux-gnu: a directory ld.so searches
 
-mkdir -p "$dest/usr/bin" "$dest$libdir" "$dest$(dirname "$loader")" "$dest/etc/ssl/certs" "$dest/etc/keel" \
+mkdir -p "$dest/usr/bin" "$dest$libdir" "$dest$module_dir" "$dest$(dirname "$loader")" "$dest/etc/ssl/certs" "$dest/etc/keel" \
     "$dest/var/lib/keel"
 cp "$bin" "$dest/usr/bin/keel"
+cp "$module" "$dest$module_dir/keel-agent.so"
 cp -L "$loader" "$dest$loader"
-for lib in $( (needs "$bin"; echo "$curl"; needs "$curl"; echo "$ssl"; needs "$ssl") | grep -v '/ld-linux' | sort -u); do
+for lib in $( (needs "$bin"; needs "$module"; echo "$curl"; needs "$curl"; echo "$ssl"; needs "$ssl") | grep -v '/ld-linux' | sort -u); do
     cp -L "$lib" "$dest$libdir/$(basename "$lib")"
 done
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then

@@ -5,6 +5,7 @@ libraries only, and keel runs in it, chrooted as the image's user: serves, answe
 registry; keel then runs from the image's exported file system under systemd-nspawn, and under
 `podman run` where crun can start a container (elsewhere that test is skipped, quoting crun)."""
 
+import glob
 import http.client
 import json
 import os
@@ -110,8 +111,15 @@ class RootFilesystem(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="keel-image-")
         cls.root = os.path.join(cls.dir, "rootfs")
-        env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(os.path.realpath(KEEL)))
-        p = subprocess.run(["sh", ROOTFS, cls.root, KEEL], capture_output=True, text=True, timeout=120, env=env)
+        # From an install, as image.sh makes it: keel's module is where the installed keel looks.
+        stage = os.path.join(cls.dir, "stage")
+        p = subprocess.run(["cmake", "--install", BUILD, "--prefix", "/usr"], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, DESTDIR=stage))
+        assert p.returncode == 0, p.stderr
+        libdir = os.path.dirname(glob.glob(os.path.join(stage, "usr", "lib", "**", "libkeel.so.0"), recursive=True)[0])
+        env = dict(os.environ, LD_LIBRARY_PATH=libdir)
+        p = subprocess.run(["sh", ROOTFS, cls.root, os.path.join(stage, "usr", "bin", "keel")], capture_output=True, text=True,
+                           timeout=120, env=env)
         assert p.returncode == 0, p.stderr
         cls.proc = os.path.join(cls.root, "proc")
 

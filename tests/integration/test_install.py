@@ -2,8 +2,9 @@
 """Packaging that holds (issue 26): `make install PREFIX=… DESTDIR=…` as a packager runs it, on the
 build ctest runs in. Every file lands under the prefix asked for, units included, and every Exec*=
 of a unit names the keel installed there; keel.pc names that prefix; the installed keel runs from
-its prefix, and from wherever the tree is moved, with no LD_LIBRARY_PATH; the build tree's keel has
-no empty RUNPATH entry (the loader reads one as the current directory); the installed examples
+its prefix, and from wherever the tree is moved, with no LD_LIBRARY_PATH, and finds its agent's
+module (decision 36), which `keel --version` does without; the build tree's keel has no empty
+RUNPATH entry (the loader reads one as the current directory); the installed examples
 build against libkeel.a with pkg-config (keel-static) and CMake (Keel::keel-static) and need no
 libkeel.so; a C++ program that includes every header and takes the address of every function
 declared there links and runs."""
@@ -64,6 +65,8 @@ class Packaged(unittest.TestCase):
         self.assertEqual(outside, [], "make install PREFIX= puts every file under that prefix")
         with open(os.path.join(self.prefix, "share/man/man7/keel-plugin.7")) as f:
             self.assertIn("/share/doc/keel/examples/", f.read().replace("\\", ""), "keel-plugin(7) points to the installed examples")
+        lib = os.path.relpath(self.libdir, self.prefix)
+        self.assertIn(PREFIX[1:] + "/" + lib + "/keel/keel-agent.so", files, "keel's module goes to LIBDIR/keel")
         for f in ("bin/keel", "lib/systemd/system/keel.service", "lib/systemd/system/keel-token.socket",
                   "lib/systemd/catalog/keel.catalog", "share/man/man7/keel-plugin.7", "share/man/man3/keel.3",
                   "share/man/man3/keel-app.3", "share/man/man3/keel_app_run.3",
@@ -99,7 +102,12 @@ class Packaged(unittest.TestCase):
         keel = os.path.join(self.prefix, "bin/keel")
         needed, runpath = dynamic(keel)
         self.assertIn("libkeel.so.0", needed)
-        self.assertEqual(runpath, ["$ORIGIN/../" + os.path.relpath(self.libdir, self.prefix)])
+        self.assertNotIn("libcrypto.so.3", needed, "libcrypto is the module's, loaded by the commands that run it")
+        lib = "$ORIGIN/../" + os.path.relpath(self.libdir, self.prefix)
+        self.assertEqual(runpath, [lib, lib + "/keel"])
+        module_needed, module_runpath = dynamic(os.path.join(self.libdir, "keel", "keel-agent.so"))
+        self.assertIn("libcrypto.so.3", module_needed)
+        self.assertIsNone(module_runpath, "the module finds libkeel.so.0 loaded by keel already")
         self.assertEqual(self.run_installed(keel, "--version"), "keel 0.1.0\n")
         self.assertIn("commands.serve", self.run_installed(keel, "plan"))
         # And from wherever the tree is moved: nothing in it names where it was installed.
@@ -110,10 +118,25 @@ class Packaged(unittest.TestCase):
         finally:
             shutil.rmtree(moved)
 
-    def test_a_system_prefix_gets_no_runpath(self):
+    def test_without_its_module_keel_says_so(self):
+        moved = os.path.join(self.root, "no-module")
+        shutil.copytree(self.prefix, moved, symlinks=True)
+        try:
+            os.unlink(os.path.join(moved, os.path.relpath(self.libdir, self.prefix), "keel", "keel-agent.so"))
+            keel = os.path.join(moved, "bin/keel")
+            p = subprocess.run([keel, "plan"], env=CLEAN_ENV, capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 70, p.stderr)
+            self.assertIn("Failed to load the agent keel-agent.so: keel-agent.so: cannot open shared object file", p.stderr)
+            self.assertEqual(self.run_installed(keel, "--version"), "keel 0.1.0\n", "--version needs no module")
+        finally:
+            shutil.rmtree(moved)
+
+    def test_a_system_prefix_names_only_the_module_directory(self):
         stage = os.path.join(self.root, "usr-stage")
         sh("cmake", "--install", BUILD, "--prefix", "/usr", env=dict(CLEAN_ENV, DESTDIR=stage))
-        self.assertIsNone(dynamic(os.path.join(stage, "usr/bin/keel"))[1], "the loader searches /usr/lib already")
+        libdir = os.path.dirname(glob.glob(os.path.join(stage, "usr/lib/**/keel/keel-agent.so"), recursive=True)[0])
+        self.assertEqual(dynamic(os.path.join(stage, "usr/bin/keel"))[1], [libdir[len(stage):]],
+                         "the loader searches /usr/lib already; the module's directory is keel's own, named as it is")
         with open(os.path.join(stage, "usr/lib/systemd/system/keel.service")) as f:
             self.assertIn("\nExecReload=/usr/bin/keel config --check\n", f.read())
         with open(os.path.join(glob.glob(os.path.join(stage, "usr/lib/**/pkgconfig/keel.pc"), recursive=True)[0])) as f:
