@@ -51,10 +51,13 @@ static struct {
     bool dry_run;
 } migrate;
 
-/* Files Keel itself keeps in layout 2, next to the ones migrated. */
+/* Files Keel itself keeps in layout 2, next to the ones migrated: a directory serve made whose
+ * layout record a crash left empty is finished, not refused. pair.pem is the certificate service's
+ * bundle, issuer the record of the issuer of certificate.issuers, acme/ the ACME accounts. */
 static bool is_layout2_name(const char *name)
 {
-    return STR_IN_SET(name, "key.pem", "cert.pem", "ca.pem", "ca.key.pem", ROLES_DIR, KEEL_LAYOUT_FILE, "last-shutdown") ||
+    return STR_IN_SET(name, "key.pem", "cert.pem", "ca.pem", "ca.key.pem", "pair.pem", "issuer", "acme", ROLES_DIR,
+                      KEEL_LAYOUT_FILE, "last-shutdown") ||
            strneq(name, "key.", 4) || strneq(name, "cert.", 5) || streq(name, "backup") || name[0] == '.';
 }
 

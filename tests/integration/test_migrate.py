@@ -221,6 +221,29 @@ class Migrate(KeelTestCase):
         self.assertIn("is at layout 2 already: nothing to do", out)
         self.assertEqual(snapshot(self.state), before)
 
+    def test_a_directory_serve_made_whose_record_a_crash_emptied_is_finished(self):
+        k = Keel("serve", env={"KEEL_STATE_DIR": self.state})
+        try:
+            k.ready()
+            k.kill(signal.SIGTERM)
+            status, _, err = k.wait()
+        finally:
+            k.close()
+        self.assertEqual(status, 0, err)
+        self.assertTrue(os.path.exists(os.path.join(self.state, "pair.pem")))
+        # What other configurations leave there too: certificate.issuers' record, ACME's accounts.
+        self.write(os.path.join(self.state, "issuer"), b"RECORD\n", 0o600)
+        os.mkdir(os.path.join(self.state, "acme"), 0o700)
+        self.write(os.path.join(self.state, "acme", "account.key.pem"), b"KEY\n", 0o600)
+        self.write(os.path.join(self.state, "layout"), b"", 0o644)
+        before = snapshot(self.state)
+        status, _, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        after = snapshot(self.state)
+        self.assertEqual(after.pop("layout")[2], b"2\n")
+        before.pop("layout")
+        self.assertEqual(after, before, "nothing but the record changes")
+
     def test_one_writer_at_a_time_even_without_a_pid_file(self):
         serving = Keel("serve", env={"KEEL_STATE_DIR": self.state})
         try:
