@@ -85,6 +85,13 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_use
     cert_error e = {};
     char d[64];
     int r = refresh_once(s, &e);
+    /* A renewal a stop cut short did not fail: neither counted in refresh_failures_total nor warned
+     * of. The app's stop comes first (dns-01 and ACME end at the signal), the task's at stop. */
+    if (r < 0 && (keel_app_stop_requested(s->app) || (s->refresh_task && keel_task_stopping(s->refresh_task)))) {
+        CERT_LOG(KEEL_LOG_INFO, "Cancelled the certificate refresh at the stop: %s", e.text);
+        *ret_wait = 0;
+        return backoff;
+    }
     if (r >= 0 && !cert_current_due(s)) {
         CERT_LOG(KEEL_LOG_INFO, "Refreshed key[%s], cert[%s]", s->key_path, s->cert_path);
         *ret_wait = 0;
