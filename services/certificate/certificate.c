@@ -237,6 +237,11 @@ static int certificate_configure(keel_service *svc, void *state)
     for (char **n = c->dns_names; *n; n++)
         if (!cert_name_valid(*n))
             return keel_app_fail(app, -EINVAL, "certificate.dns_names: '%s' is not a DNS name or an IP address", *n);
+    /* Set for the file provider and then another chosen: said, since nothing else would show it. */
+    const char *origin = keel_app_config_origin(app, "certificate.publish_delay");
+    if (c->provider != CERT_PROVIDER_FILE && origin && !streq(origin, "default"))
+        CERT_LOG(KEEL_LOG_WARNING, "certificate.publish_delay (%s) applies to certificate.provider file only; ignored with %s",
+                 origin, cert_provider_name(c->provider));
     if ((r = acme_challenges_configure(s, app)) < 0)
         return r;
     if ((r = cert_issuers_configure(s, app)) < 0)

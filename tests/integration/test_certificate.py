@@ -228,6 +228,15 @@ class Lifecycle(Base):
         self.assertEqual(lines["certificate.key_type"], "ec   # default")
         self.assertEqual(lines["certificate.dns_names"], "[]   # default")
 
+    def test_publish_delay_with_another_provider_is_said_to_be_ignored(self):
+        status, _, err, _ = run("config", "--check", "--set", "certificate.publish_delay=10s")
+        self.assertEqual(status, 0, err)
+        self.assertRegex(err, r"WARN.*certificate\.publish_delay \(--set\) applies to certificate\.provider file only; "
+                              r"ignored with local-ca")
+        status, _, err, _ = run("config", "--check")
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("publish_delay", err, "the default is no setting")
+
     def test_error_in_start_skips_the_other_services(self):
         status, _, err, _ = run("serve", env={"KEEL_FAULT": "error@in:certificate.start"})
         self.assertEqual(status, 1, err)
