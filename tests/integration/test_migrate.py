@@ -202,9 +202,8 @@ class Migrate(KeelTestCase):
         self.assertIn(f"State directory '{self.state}': layout says layout '3', which this version does not know", err)
         self.assertEqual(sorted(os.listdir(self.state)), ["layout"])
 
-    def test_a_directory_serve_made_needs_no_migration(self):
-        # An empty record, as a crash may leave it (serve does not sync it), reads as none.
-        self.write(os.path.join(self.state, "layout"), b"", 0o644)
+    def serve_once(self):
+        """serve on self.state until READY=1, then SIGTERM: it exits 0."""
         k = Keel("serve", env={"KEEL_STATE_DIR": self.state})
         try:
             k.ready()
@@ -213,6 +212,11 @@ class Migrate(KeelTestCase):
         finally:
             k.close()
         self.assertEqual(status, 0, err)
+
+    def test_a_directory_serve_made_needs_no_migration(self):
+        # An empty record, as a crash may leave it (serve does not sync it), reads as none.
+        self.write(os.path.join(self.state, "layout"), b"", 0o644)
+        self.serve_once()
         with open(os.path.join(self.state, "layout"), "rb") as f:
             self.assertEqual(f.read(), b"2\n")
         before = snapshot(self.state)
@@ -222,14 +226,7 @@ class Migrate(KeelTestCase):
         self.assertEqual(snapshot(self.state), before)
 
     def test_a_directory_serve_made_whose_record_a_crash_emptied_is_finished(self):
-        k = Keel("serve", env={"KEEL_STATE_DIR": self.state})
-        try:
-            k.ready()
-            k.kill(signal.SIGTERM)
-            status, _, err = k.wait()
-        finally:
-            k.close()
-        self.assertEqual(status, 0, err)
+        self.serve_once()
         self.assertTrue(os.path.exists(os.path.join(self.state, "pair.pem")))
         # What other configurations leave there too: certificate.issuers' record, ACME's accounts.
         self.write(os.path.join(self.state, "issuer"), b"RECORD\n", 0o600)
