@@ -293,15 +293,18 @@ certificate:
         server.silent = silent
         wait_for(lambda: server.held >= 1, 30, "the renewal waiting for the silent name server")
         time.sleep(0.3)  # well inside the exchange
+        # A renewal before the silence may have needed no challenge (pebble found the name's
+        # authorization valid still) and been issued: the one the stop ends is the one waiting.
+        issued = pebble.issued()
         t0 = time.monotonic()
         k.kill(signal.SIGTERM)
         status, _, err = k.wait(timeout=60)
         elapsed = time.monotonic() - t0
         self.assertEqual(status, 0, err)
         self.assertLess(elapsed, SIGNAL_TO_EXIT_MAX, f"{elapsed:.2f}s from SIGTERM to exit; stderr:\n{err}")
-        self.assertNotIn("Refreshed key", err)
+        self.assertNotIn("Refreshed key", err[err.index("Received signal"):])
         self.assertNotIn("Failed to refresh", err, "a renewal the stop cut short is no failure")
-        self.assertEqual(pebble.issued(), 1)
+        self.assertEqual(pebble.issued(), issued)
         print(f"\n  SIGTERM to exit ({silent} silent): {elapsed * 1000:.0f} ms", flush=True)
         return elapsed, err
 
