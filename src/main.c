@@ -35,6 +35,19 @@ static Dl_serinfo *library_dirs(void)
     return dirs;
 }
 
+/* Names the directories looked in, for whoever mends the install. */
+static void say_not_found(const Dl_serinfo *dirs)
+{
+    char list[1024] = "";
+    size_t used = 0;
+    for (unsigned i = 0; i < dirs->dls_cnt && used < sizeof list; i++) {
+        int n = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", dirs->dls_serpath[i].dls_name);
+        used += n > 0 ? (size_t) n : 0;
+    }
+    keel_log_error("Failed to load the agent: no " AGENT " in %s (keel's RUNPATH names where it was installed)",
+                   dirs->dls_cnt ? list : "any directory");
+}
+
 /* The module, by its absolute path in the first of those directories that holds it. A bare name
  * would be searched from the RUNPATH of whoever calls dlopen(): in a sanitized build, the
  * sanitizer's interceptor. NULL once said why. */
@@ -53,9 +66,7 @@ static void *open_agent(void)
             keel_log_error("Failed to load the agent: %s", dlerror());
     }
     if (!found)
-        keel_log_error("Failed to load the agent: no " AGENT " in the %u directories keel's libraries are looked for "
-                       "in (keel's RUNPATH names where it was installed)",
-                       dirs->dls_cnt);
+        say_not_found(dirs);
     free(dirs);
     return dl;
 }
