@@ -59,15 +59,12 @@ const char *acme_json_text(const json_t *j, const char *key)
 
 /* ---- waiting ------------------------------------------------------------------------------------- */
 
-/* An issuance is a credential fetch: a stop gives it up (the seed's rule; only a server's ready
- * check is not cancelled). In a refresh task, the stop of its group; in start, on the main thread,
- * a stop signal, which stays pending until start.during returns (keel_app_stop_requested()). */
+/* cert_stopping(), as a fetch's cancel callback. In start a stop signal stays pending until
+ * start.during returns, so keel_app_stop_requested() sees it there. */
 bool acme_cancelled(void *userdata)
 {
-    acme *a = userdata;
-    if (a->s->refresh_task)
-        return keel_task_stopping(a->s->refresh_task);
-    return keel_app_stop_requested(a->s->app);
+    const acme *a = userdata;
+    return cert_stopping(a->s);
 }
 
 static int stopped(acme *a, const char *what)

@@ -195,6 +195,9 @@ int cert_watch_start(cert_service *s);
 void cert_refresh_stop(cert_service *s);
 /* Whether the current certificate is due for renewal now (cert_due()). */
 bool cert_current_due(cert_service *s);
+/* Whether what obtains a certificate is to give up: in start a stop request, in the refresh task
+ * its group's stop (an issuance is a credential fetch: a stop gives it up, the seed's rule). */
+bool cert_stopping(const cert_service *s);
 
 /* out.c */
 /* Checks certificate.out_* and, with out_dir set, delivers each new current credential there

@@ -163,12 +163,6 @@ int cert_issuers_register_metrics(cert_service *s)
     return r;
 }
 
-/* In start a stop request, in the refresh task its group's stop; see acme_cancelled() in acme.c. */
-static bool stopping(cert_service *s)
-{
-    return s->refresh_task ? keel_task_stopping(s->refresh_task) : keel_app_stop_requested(s->app);
-}
-
 /* The pause between two attempts through one issuer; -ECANCELED at a stop. A wake (SIGHUP) ends it
  * early: the operator asked for the certificate now. */
 static int pause_between(cert_service *s, keel_usec_t usec)
@@ -183,7 +177,7 @@ static int try_issuer(cert_service *s, size_t index, cert_pair *ret, cert_error 
     cert_chain *c = s->chain;
     const cert_issuer *i = &c->issuers[index];
     for (unsigned failures = 0;;) {
-        if (stopping(s))
+        if (cert_stopping(s))
             return cert_fail(e, -ECANCELED, "Stopped before issuer[%s] was asked", i->name);
         *e = (cert_error){};
         int r = cert_issue_through(s, i, ret, e);

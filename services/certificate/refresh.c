@@ -80,6 +80,11 @@ static keel_usec_t capped_by_expiry(cert_service *s, keel_usec_t wait)
  * certificate, so that a CA that is back before the expiry renews it in time. A new certificate
  * that this host's clock already calls due (a clock far ahead of the CA's) is waited on as a
  * failure is, uncut: every wake would issue another, and sooner ones would only issue more. */
+bool cert_stopping(const cert_service *s)
+{
+    return s->refresh_task ? keel_task_stopping(s->refresh_task) : keel_app_stop_requested(s->app);
+}
+
 static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_usec_t *ret_wait)
 {
     cert_error e = {};
@@ -87,7 +92,7 @@ static keel_usec_t refresh_logged(cert_service *s, keel_usec_t backoff, keel_use
     int r = refresh_once(s, &e);
     /* A renewal a stop cut short did not fail: neither counted in refresh_failures_total nor warned
      * of. The app's stop comes first (dns-01 and ACME end at the signal), the task's at stop. */
-    if (r < 0 && (keel_app_stop_requested(s->app) || (s->refresh_task && keel_task_stopping(s->refresh_task)))) {
+    if (r < 0 && (keel_app_stop_requested(s->app) || cert_stopping(s))) {
         CERT_LOG(KEEL_LOG_INFO, "Cancelled the certificate refresh at the stop: %s", e.text);
         *ret_wait = 0;
         return backoff;
