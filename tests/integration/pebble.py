@@ -22,10 +22,21 @@ PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 PEBBLE26 = os.environ.get("KEEL_PEBBLE26", "")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, and not one this process was given before: the
+    kernel may hand the same free port out twice in a row, and a test that asks for a health check
+    port and then a CA's ports must get different ones."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise AssertionError("no loopback port this process was not given already, in 100 tries")
 
 
 def terminate(proc, timeout=10):
