@@ -208,13 +208,26 @@ def exec_median(build, program, runs):
     return int(m.group(1))
 
 
-def startup_figures(build, tmp, runs, out):
+def startup_figures(build, tmp, runs, rounds, out):
+    """Paired like the rates: each round times the floor program just before and just after keel's
+    warm and first-run start-ups, and divides each by the mean of the two; the floor's own time
+    moves by a third across minutes on this VM, so a floor measured once would swing both ratios."""
     keel, floor = os.path.join(build, "keel"), os.path.join(build, "tests", "floor")
     state = os.path.join(tmp, "warm-state")
-    floor_ms = median([startup_median(build, floor, runs, "floor") for _ in range(3)])
-    out["floor_ready_ms"] = floor_ms
-    out["ready_vs_floor"] = startup_median(build, keel, runs, "all-four-reuse", "--set", f"state_dir={state}") / floor_ms
-    out["first_run_vs_floor"] = startup_median(build, keel, runs, "all-four-first-run", fresh=True) / floor_ms
+    startup_median(build, keel, 3, "state", "--set", f"state_dir={state}")  # the warm runs' directory
+    floors, ready, first = [], [], []
+    for _ in range(rounds):
+        before = startup_median(build, floor, runs, "floor")
+        warm_ms = startup_median(build, keel, runs, "all-four-reuse", "--set", f"state_dir={state}")
+        first_ms = startup_median(build, keel, runs, "all-four-first-run", fresh=True)
+        floor_ms = (before + startup_median(build, floor, runs, "floor")) / 2
+        floors.append(floor_ms)
+        ready.append(warm_ms / floor_ms)
+        first.append(first_ms / floor_ms)
+        print(f"start-up round: floor {floor_ms:.2f} ms, warm {warm_ms:.2f} ms, first run {first_ms:.2f} ms", file=sys.stderr)
+    out["floor_ready_ms"] = median(floors)
+    out["ready_vs_floor"] = median(ready)
+    out["first_run_vs_floor"] = median(first)
 
 
 def version_figures(build, runs, out):
@@ -268,7 +281,7 @@ def main():
         "rss": lambda: rss_figures(keel, tmp, results),
         "http": lambda: http_figures(keel, tmp, a.seconds, a.rounds, results),
         "tls": lambda: tls_figures(keel, tmp, a.seconds, a.rounds, results),
-        "startup": lambda: startup_figures(build, tmp, a.runs, results),
+        "startup": lambda: startup_figures(build, tmp, a.runs, a.rounds, results),
         "version": lambda: version_figures(build, a.runs, results),
     }
     try:
@@ -282,7 +295,7 @@ def main():
     header = (f"`make bench-check` of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, commit {commit}, "
               f"{os.cpu_count()} cores, {a.rounds} paired rounds of {a.seconds} s (wrk -t1 -c50), {a.runs} start-ups a "
               f"figure, {time.monotonic() - started:.0f} s in all"
-              + (f"; the floor start-up took {results['floor_ready_ms']:.2f} ms" if "floor_ready_ms" in results else "")
+              + (f"; the floor start-up took {results['floor_ready_ms']:.2f} ms (median of the rounds)" if "floor_ready_ms" in results else "")
               + (f"; the load generator's ceiling (tests/bench/ceiling.c, a server that only reads and answers) is "
                  f"{results['ceiling_vs_nginx']:.2f}× nginx, and spends {results['ceiling_cpu_vs_nginx']:.2f}× nginx's CPU a request"
                  if "ceiling_vs_nginx" in results else "")
