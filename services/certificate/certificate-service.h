@@ -110,7 +110,7 @@ typedef struct cert_service {
     sd_event_source *clock_watch;    /* owned: tells of steps of the wall clock (clock.c) */
     mode_t out_key_mode;             /* certificate.out_key_mode */
     gid_t out_gid;                   /* certificate.out_group, or (gid_t) -1 */
-    char out_kid[64];                /* the key last delivered to out_dir */
+    char out_pair[96];               /* the pair last delivered: its out_dir directory's name (out.c) */
     int out_error;                   /* of the last delivery: 0, or a negative errno */
     int roles_error;                 /* of the last role certificates: 0, or a negative errno */
     keel_counter *out_written, *out_failures; /* keel_certificate_deliveries_total{result} */

@@ -2,8 +2,9 @@
 /*
  * The pair delivered to another program (certificate.out_dir): key.pem and cert.pem (the leaf,
  * then its chain), as nginx, Envoy or a JVM read them. A rotation must never show a reader the new
- * key with the old certificate, so each pair goes into a directory of its own, `.pair-<kid>`, and
- * the link `current` is swapped to it in one rename; key.pem and cert.pem are links through
+ * key with the old certificate, so each pair goes into a directory of its own, `.pair-<kid>-<cert>`
+ * (the key's kid and the start of the certificate's SHA-256: a certificate renewed for the same
+ * key is a new pair too), and the link `current` is swapped to it in one rename; key.pem and cert.pem are links through
  * `current` (Kubernetes' atomic writer does the same for volumes). The previous pair's directory
  * stays until the next rotation, so that a reader that resolved `current` just before a swap still
  * finds both its files; older ones go.
@@ -66,12 +67,11 @@ static int write_pair(const cert_service *s, const credential *c, const char *di
 }
 
 /* Every `.pair-*` directory but the current one's and the previous one's, with what is in it. */
-static void remove_old_pairs(const char *dir, const char *current, const char *previous_kid)
+static void remove_old_pairs(const char *dir, const char *current, const char *previous)
 {
     DIR *d = opendir(dir);
     for (struct dirent *e; d && (e = readdir(d));) {
-        if (strncmp(e->d_name, PAIR_PREFIX, strlen(PAIR_PREFIX)) != 0 || streq(e->d_name, current) ||
-            streq(e->d_name + strlen(PAIR_PREFIX), previous_kid))
+        if (strncmp(e->d_name, PAIR_PREFIX, strlen(PAIR_PREFIX)) != 0 || streq(e->d_name, current) || streq(e->d_name, previous))
             continue;
         char pair[PATH_MAX], path[PATH_MAX];
         if (join(pair, sizeof pair, dir, e->d_name) < 0)
@@ -109,11 +109,22 @@ static bool replaces_another(const char *out, const char *name)
     return !streq(target, name);
 }
 
-static int deliver(cert_service *s, const credential *c, bool *ret_replaced, char *why, size_t size)
+/* The name of @c's directory in out_dir: 0, or -ENOMEM when the certificate cannot be hashed. */
+static int pair_name(const credential *c, char *buf, size_t size)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (X509_digest(credential_cert(c), EVP_sha256(), md, &len) != 1 || len < 8)
+        return -ENOMEM;
+    (void) snprintf(buf, size, PAIR_PREFIX "%s-%02x%02x%02x%02x%02x%02x%02x%02x", credential_kid(c), md[0], md[1], md[2], md[3], md[4],
+                    md[5], md[6], md[7]);
+    return 0;
+}
+
+static int deliver(cert_service *s, const credential *c, const char *name, bool *ret_replaced, char *why, size_t size)
 {
     const char *out = s->config.out_dir;
-    char name[128], dir[PATH_MAX];
-    (void) snprintf(name, sizeof name, PAIR_PREFIX "%s", credential_kid(c));
+    char dir[PATH_MAX];
     int r = join(dir, sizeof dir, out, name);
     if (r >= 0 && mkdir(dir, 0750) < 0 && errno != EEXIST)
         r = -errno;
@@ -133,17 +144,15 @@ static int deliver(cert_service *s, const credential *c, bool *ret_replaced, cha
         r = sync_dir(out);
     if (r < 0)
         return snprintf(why, size, "cannot link the pair into '%s': %s", out, strerror(-r)), r;
-    remove_old_pairs(out, name, s->out_kid);
+    remove_old_pairs(out, name, s->out_pair);
     return 0;
 }
 
-/* After each change of the credential slots, under the service's lock (every publication holds it):
- * a new current credential is delivered. */
-/* The pair of @c into out_dir: whether it is there. */
-static bool deliver_pair(cert_service *s, const credential *c, bool *ret_replaced)
+/* The pair of @c into out_dir, as @name: whether it is there. */
+static bool deliver_pair(cert_service *s, const credential *c, const char *name, bool *ret_replaced)
 {
     char why[PATH_MAX + 128];
-    s->out_error = deliver(s, c, ret_replaced, why, sizeof why);
+    s->out_error = deliver(s, c, name, ret_replaced, why, sizeof why);
     keel_counter_add(s->out_error < 0 ? s->out_failures : s->out_written, 1);
     if (s->out_error < 0) {
         CERT_LOG_ERRNO(KEEL_LOG_WARNING, s->out_error, "Failed to deliver key[%s] to certificate.out_dir: %s", credential_kid(c),
@@ -154,17 +163,28 @@ static bool deliver_pair(cert_service *s, const credential *c, bool *ret_replace
     return true;
 }
 
+/* After each change of the credential slots, under the service's lock (every publication holds it):
+ * a new current pair, a new key or a certificate renewed for the same one, is delivered. */
 static void on_change(identity *id, void *userdata)
 {
     cert_service *s = userdata;
     _cleanup_(credential_unrefp) credential *c = identity_get(id, IDENTITY_CURRENT);
-    if (!c || s->read_only || streq(s->out_kid, credential_kid(c)))
+    char name[sizeof s->out_pair];
+    if (!c || s->read_only)
+        return;
+    if (pair_name(c, name, sizeof name) < 0) {
+        s->out_error = -ENOMEM;
+        keel_counter_add(s->out_failures, 1);
+        CERT_LOG(KEEL_LOG_WARNING, "Failed to deliver key[%s]: cannot hash its certificate", credential_kid(c));
+        return;
+    }
+    if (streq(s->out_pair, name))
         return;
     bool replaced = false;
-    if (*s->config.out_dir && !deliver_pair(s, c, &replaced))
+    if (*s->config.out_dir && !deliver_pair(s, c, name, &replaced))
         return;
     cert_roles_deliver(s, c); /* a failure is tried again with the next pair */
-    (void) snprintf(s->out_kid, sizeof s->out_kid, "%s", credential_kid(c));
+    (void) snprintf(s->out_pair, sizeof s->out_pair, "%s", name);
     /* The first pair a directory gets is read when its program starts: nothing to tell. */
     if (replaced)
         hooks_notify(s->hooks);

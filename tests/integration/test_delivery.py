@@ -6,6 +6,7 @@ together, through many rotations; the key has certificate.out_key_mode and the f
 certificate.out_group; bad settings are refused with 78, and a directory that cannot be written
 fails the start."""
 
+import datetime
 import grp
 import os
 import shutil
@@ -18,7 +19,9 @@ import threading
 import time
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from httpclient import bound_address, metric
 from keelrun import KeelTestCase, run
@@ -27,6 +30,24 @@ from keelrun import KeelTestCase, run
 def public(der_or_pem_key):
     return der_or_pem_key.public_key().public_bytes(serialization.Encoding.DER,
                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_self_signed(key, serial, key_path, cert_path):
+    """@key and a certificate of it with @serial, each file put in place by one rename."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(serial).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    for path, data, mode in ((key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()), 0o600),
+                             (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)):
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.rename(path + ".tmp", path)
 
 
 def read_pair(directory):
@@ -97,6 +118,34 @@ class Delivery(KeelTestCase):
         self.assertEqual(metric(metrics, "keel_certificate_deliveries_total", '{result="error"}'), 0)
         pairs = [n for n in os.listdir(self.out) if n.startswith(".pair-")]
         self.assertLessEqual(len(pairs), 2, "the current pair and the previous one only")
+        self.stop(k)
+
+    def test_a_certificate_renewed_for_the_same_key_is_delivered_and_told_of(self):
+        files = tempfile.mkdtemp(prefix="keel-files-")
+        self.addCleanup(shutil.rmtree, files, True)
+        key_path, cert_path, log = (os.path.join(files, n) for n in ("key.pem", "cert.pem", "told"))
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_self_signed(key, 1, key_path, cert_path)
+        k = self.keel("serve", "--set", "certificate.provider=file", "--set", f"certificate.key_file={key_path}",
+                      "--set", f"certificate.cert_file={cert_path}", "--set", f"certificate.out_dir={self.out}",
+                      "--set", f'certificate.out_exec=[sh, -c, "readlink {self.out}/current >> {log}"]')
+        k.ready()
+        self.assertEqual(read_pair(self.out)[1].serial_number, 1)
+        first = os.readlink(os.path.join(self.out, "current"))
+        write_self_signed(key, 2, key_path, cert_path)
+        k.kill(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while read_pair(self.out)[1].serial_number != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(read_pair(self.out)[1].serial_number, 2, k.stderr_so_far())
+        second = os.readlink(os.path.join(self.out, "current"))
+        self.assertNotEqual(first, second, "a pair of its own, swapped in one rename")
+        deadline = time.monotonic() + 15
+        while not os.path.exists(log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(log) as f:
+            self.assertEqual(f.read().split(), [second], "the consumer told of the renewed certificate")
+        self.assertEqual(sorted(n for n in os.listdir(self.out) if n.startswith(".pair-")), sorted([first, second]))
         self.stop(k)
 
     def test_a_directory_that_cannot_be_written_fails_the_start(self):
