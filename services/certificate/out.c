@@ -116,8 +116,8 @@ static int pair_name(const credential *c, char *buf, size_t size)
     unsigned len = 0;
     if (X509_digest(credential_cert(c), EVP_sha256(), md, &len) != 1 || len < 8)
         return -ENOMEM;
-    (void) snprintf(buf, size, PAIR_PREFIX "%s-%02x%02x%02x%02x%02x%02x%02x%02x", credential_kid(c), md[0], md[1], md[2], md[3], md[4],
-                    md[5], md[6], md[7]);
+    (void) snprintf(buf, size, PAIR_PREFIX "%s-%02x%02x%02x%02x%02x%02x%02x%02x", credential_kid(c), md[0], md[1], md[2], md[3],
+                    md[4], md[5], md[6], md[7]);
     return 0;
 }
 
