@@ -57,7 +57,11 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     return 0;
 }
 
-/* Version 3, serial, validity from CLOCK_SKEW_S ago for @lifetime_s, subject CN @cn, public key. */
+/* X.509's upper bound for a common name (RFC 5280, ub-common-name): OpenSSL refuses a longer one. */
+#define CN_MAX 64
+
+/* Version 3, serial, validity from CLOCK_SKEW_S ago for @lifetime_s, subject CN @cn (none when @cn
+ * is longer than a common name may be: the subjectAltName names the holder), public key. */
 static int new_cert(EVP_PKEY *key, const char *cn, long lifetime_s, X509 **ret)
 {
     _cleanup_(X509_freep) X509 *x = X509_new();
@@ -69,7 +73,8 @@ static int new_cert(EVP_PKEY *key, const char *cn, long lifetime_s, X509 **ret)
     X509_NAME *name = X509_get_subject_name(x);
     if (X509_set_version(x, X509_VERSION_3) != 1 || !X509_gmtime_adj(X509_getm_notBefore(x), -CLOCK_SKEW_S) ||
         !X509_gmtime_adj(X509_getm_notAfter(x), lifetime_s) ||
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *) cn, -1, -1, 0) != 1 ||
+        (strlen(cn) <= CN_MAX &&
+         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *) cn, -1, -1, 0) != 1) ||
         X509_set_pubkey(x, key) != 1)
         return -ENOMEM;
     *ret = TAKE_PTR(x);
@@ -153,10 +158,13 @@ static int issue_leaf(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char
     if (X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) != 1)
         return -ENOMEM;
     bool rsa = EVP_PKEY_is_a(key, "RSA");
+    /* A certificate with an empty subject must mark its subjectAltName critical (RFC 5280 4.2.1.6). */
+    char san_ext[8192 + 16];
+    (void) snprintf(san_ext, sizeof san_ext, "%s%s", strlen(cn) > CN_MAX ? "critical," : "", san);
     if ((r = add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE")) < 0 ||
         (r = add_ext(x, ca_cert, NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")) <
             0 ||
-        (r = add_ext(x, ca_cert, NID_ext_key_usage, eku)) < 0 || (r = add_ext(x, ca_cert, NID_subject_alt_name, san)) < 0 ||
+        (r = add_ext(x, ca_cert, NID_ext_key_usage, eku)) < 0 || (r = add_ext(x, ca_cert, NID_subject_alt_name, san_ext)) < 0 ||
         (r = add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) < 0 ||
         (r = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) < 0)
         return r;

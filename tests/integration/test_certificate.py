@@ -121,6 +121,18 @@ class LocalCA(Base):
                          + r"/cert.pem\] with provider\[local-ca\], backup\[none\] after 2[1-6]h\d+m[\d.]+s")
         self.assertIn("Stopped certificate provider", err)
 
+    def test_a_first_name_longer_than_a_common_name_is_the_critical_subject_alt_name_alone(self):
+        name = "a" * 60 + ".svc.cluster.example"  # 80 characters: X.509 caps a common name at 64
+        state = self.issue("state", f"certificate.dns_names=[{name}, localhost]")
+        cert = os.path.join(state, "cert.pem")
+        rc, out = openssl("x509", "-in", cert, "-noout", "-subject", "-ext", "subjectAltName")
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("CN", out.splitlines()[0], "no common name it could not hold")
+        self.assertIn("X509v3 Subject Alternative Name: critical", out)
+        self.assertIn(f"DNS:{name}", out)
+        rc, out = openssl("verify", "-CAfile", os.path.join(state, "ca.pem"), cert)
+        self.assertEqual(rc, 0, out)
+
     def test_next_start_reuses_a_valid_pair(self):
         state = self.issue("state")
         with open(os.path.join(state, "cert.pem")) as f:

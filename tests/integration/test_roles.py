@@ -60,6 +60,18 @@ class Roles(KeelTestCase):
             self.assertEqual(spki(cert.public_key()), spki(self.pair_key()))
         self.assertIn("Issued 2 of 2 role certificates for key[", err)
 
+    def test_a_role_longer_than_a_common_name_is_named_by_its_uri_alone(self):
+        domain, role = "sports." + "d" * 40, "reader-" + "r" * 30
+        sets = ["--set", f"certificate.roles=[{domain}:{role}]", "--set", f"certificate.role_dir={self.roles}"]
+        status, _, err, _ = run("init", *sets, env=self.env)
+        self.assertEqual(status, 0, err)
+        cert = load_cert(os.path.join(self.roles, f"{domain}:role.{role}.cert.pem"))
+        self.assertEqual(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME), [])
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        self.assertTrue(san.critical, "an empty subject makes the subjectAltName critical (RFC 5280)")
+        self.assertEqual(san.value.get_values_for_type(x509.UniformResourceIdentifier), [f"spiffe://{domain}/ra/{role}"])
+        self.assertIn("Issued 1 of 1 role certificates for key[", err)
+
     def test_each_new_pair_gets_its_role_certificates(self):
         k = self.keel("serve", *self.sets, "--set", "certificate.refresh_interval=300ms", env=self.env)
         k.ready()
