@@ -98,9 +98,7 @@ keel_usec_t acme_retry_after(const keel_fetch_response *resp)
     char v[64];
     if (!keel_fetch_response_header(resp, "Retry-After", v, sizeof v))
         return 0;
-    char *end;
-    unsigned long long sec = strtoull(v, &end, 10);
-    return end != v && *end == '\0' && sec < 86400 ? sec * KEEL_USEC_PER_SEC : 0;
+    return cert_parse_retry_after(v, keel_now_realtime());
 }
 
 /* ---- requests ------------------------------------------------------------------------------------ */

@@ -197,6 +197,12 @@ keel_usec_t ari_check_interval(keel_usec_t retry_after);
 /* An RFC 3339 date-time ("2026-12-06T07:47:59.123Z", "…+01:00") as CLOCK_REALTIME µs. -EINVAL for
  * anything else, -ERANGE before the epoch. */
 int ari_parse_time(const char *text, keel_usec_t *ret);
+/* The longest wait a Retry-After is taken for: a CA's rate limits reach a week, and a renewal's own
+ * wait is cut to half of what is left of the certificate anyway. */
+#define RETRY_AFTER_MAX (30 * 24 * 3600 * KEEL_USEC_PER_SEC)
+/* A Retry-After field's value (RFC 9110 10.2.3: delay-seconds, or an IMF-fixdate) as a wait in µs
+ * from @now (CLOCK_REALTIME µs), at most RETRY_AFTER_MAX; 0 for a date past or anything else. */
+keel_usec_t cert_parse_retry_after(const char *value, keel_usec_t now);
 
 /* ---- issuer-list.c: certificate.issuers ------------------------------------------------------- */
 

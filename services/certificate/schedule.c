@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -160,4 +161,41 @@ int ari_parse_time(const char *text, keel_usec_t *ret)
         return -ERANGE;
     *ret = (keel_usec_t) t * KEEL_USEC_PER_SEC + (keel_usec_t) usec;
     return 0;
+}
+
+/* An IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), as CLOCK_REALTIME µs; 0 if not one. */
+static keel_usec_t imf_fixdate(const char *p)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int d, y, h, mi, s;
+    if (strlen(p) != 29 || p[3] != ',' || p[4] != ' ')
+        return 0;
+    p += 5;
+    if (!digits(&p, 2, &d) || !literal(&p, " "))
+        return 0;
+    const char *month = strstr(months, (char[4]){ p[0], p[1], p[2], 0 });
+    p += 3;
+    if (!month || (month - months) % 3 || !literal(&p, " ") || !digits(&p, 4, &y) || !literal(&p, " ") || !digits(&p, 2, &h) ||
+        !literal(&p, ":") || !digits(&p, 2, &mi) || !literal(&p, ":") || !digits(&p, 2, &s) || strcmp(p, " GMT") != 0 || d < 1 ||
+        d > 31 || h > 23 || mi > 59 || s > 60)
+        return 0;
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = (int) (month - months) / 3, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s
+    };
+    long long t = (long long) timegm(&tm);
+    return t > 0 ? (keel_usec_t) t * KEEL_USEC_PER_SEC : 0;
+}
+
+keel_usec_t cert_parse_retry_after(const char *value, keel_usec_t now)
+{
+    if (value[0] >= '0' && value[0] <= '9') {
+        char *end;
+        errno = 0;
+        unsigned long long sec = strtoull(value, &end, 10);
+        if (*end)
+            return 0;
+        return errno == ERANGE || sec > RETRY_AFTER_MAX / KEEL_USEC_PER_SEC ? RETRY_AFTER_MAX : sec * KEEL_USEC_PER_SEC;
+    }
+    keel_usec_t at = imf_fixdate(value);
+    return at > now ? KEEL_MIN(at - now, RETRY_AFTER_MAX) : 0;
 }

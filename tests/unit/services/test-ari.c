@@ -70,6 +70,32 @@ Test(ari, retry_after_is_clamped_to_a_minute_and_a_day)
     cr_assert_eq(ari_check_interval(7 * 24 * HOUR), 24 * HOUR);
 }
 
+Test(ari, retry_after_is_seconds_or_a_date_and_capped_not_dropped)
+{
+    keel_usec_t now = 1796543279ULL * SEC; /* Sun, 06 Dec 2026 07:47:59 GMT */
+    cr_assert_eq(cert_parse_retry_after("3600", now), HOUR);
+    cr_assert_eq(cert_parse_retry_after("172800", now), 48 * HOUR, "a day or more is a wait too");
+    cr_assert_eq(cert_parse_retry_after("99999999999999999999999", now), RETRY_AFTER_MAX, "capped, not dropped");
+    cr_assert_eq(cert_parse_retry_after("40000000", now), RETRY_AFTER_MAX);
+    cr_assert_eq(cert_parse_retry_after("Sun, 06 Dec 2026 09:47:59 GMT", now), 2 * HOUR);
+    cr_assert_eq(cert_parse_retry_after("Wed, 09 Dec 2026 10:00:00 GMT", now), (3 * 24 * 3600 + 2 * 3600 + 12 * 60 + 1) * SEC);
+    cr_assert_eq(cert_parse_retry_after("Sun, 06 Dec 2026 07:00:00 GMT", now), 0, "a date past: at once");
+    cr_assert_eq(cert_parse_retry_after("Mon, 06 Dec 2027 07:47:59 GMT", now), RETRY_AFTER_MAX);
+    const char *bad[] = { "",
+                          "-5",
+                          "+5",
+                          "5s",
+                          " 5",
+                          "5.0",
+                          "Sun, 06 Dex 2026 09:47:59 GMT",
+                          "Sun, 06 Dec 2026 09:47:59 UTC",
+                          "Sun, 6 Dec 2026 09:47:59 GMT",
+                          "Sunday, 06-Dec-26 09:47:59 GMT",
+                          "Sun, 06 Dec 2026 24:00:00 GMT" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(cert_parse_retry_after(bad[i], now), 0, "'%s'", bad[i]);
+}
+
 Test(ari, timestamps_are_rfc3339)
 {
     keel_usec_t t = 0;
