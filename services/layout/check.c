@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The agent's state directory must not be in the seed agent's layout 1 when `serve` or `token`
- * use it: serve would replace the seed's cert.pem beside its private.pem, and `keel migrate`
+ * The agent's state directory must not be in the seed agent's layout 1 when `serve`, `init` or
+ * `token` use it: serve would replace the seed's cert.pem beside its private.pem, and `keel migrate`
  * could no longer run. Checked in start.before, before core takes the directory's writer's lock
  * (last in start.before), so a refused directory is not written at all, not even a lock file;
  * recorded as layout 2 under the lock, before the certificate service starts. Here and not in
@@ -15,11 +15,12 @@
 
 #include "layout.h"
 
-/* The commands of the agent that use the state directory. */
+/* The commands of the agent that use the state directory: every one that writes it (`serve`,
+ * `init`) and `token`, which reads its key. */
 static bool uses_state_dir(keel_app *app)
 {
     const char *command = keel_app_command(app);
-    return command && KEEL_STR_IN_SET(command, "serve", "token");
+    return command && ((keel_app_command_flags(app) & KEEL_COMMAND_STATE_WRITER) || streq(command, "token"));
 }
 
 static int on_check(keel_app *app, void *userdata)
