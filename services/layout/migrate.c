@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,10 +43,19 @@ typedef struct step {
 } step;
 
 typedef struct plan {
-    step steps[256];
-    size_t n;
+    step *steps; /* owned: as many as the directory needs (one a role certificate) */
+    size_t n, allocated;
     int layout; /* found: 0 none, 1, 2 */
 } plan;
+
+/* The most a `ca.pem` link's file is copied for: a system's whole CA bundle is ~220 kB. */
+#define LINK_COPY_MAX (64u << 20)
+
+static void plan_free(plan *p)
+{
+    free(p->steps);
+    *p = (plan){ 0 };
+}
 
 static struct {
     bool dry_run;
@@ -63,8 +73,13 @@ static bool is_layout2_name(const char *name)
 
 static int add(plan *p, step_kind kind, const char *from, const char *to, mode_t mode)
 {
-    if (p->n == ELEMENTSOF(p->steps))
-        return -E2BIG;
+    if (p->n == p->allocated) {
+        size_t allocated = p->allocated ? p->allocated * 2 : 16;
+        step *steps = reallocarray(p->steps, allocated, sizeof *steps);
+        if (!steps)
+            return -ENOMEM;
+        p->steps = steps, p->allocated = allocated;
+    }
     step *s = &p->steps[p->n++];
     *s = (step){ .kind = kind, .mode = mode };
     (void) snprintf(s->from, sizeof s->from, "%s", from ? from : "");
@@ -87,7 +102,14 @@ static int plan_entry(plan *p, int dfd, const char *name, char *error, size_t si
     }
     if (streq(name, "ca.pem") && S_ISLNK(st.st_mode)) {
         struct stat target;
-        return add(p, fstatat(dfd, name, &target, 0) == 0 ? STEP_RESOLVE : STEP_UNLINK, name, name, 0);
+        if (fstatat(dfd, name, &target, 0) < 0)
+            return add(p, STEP_UNLINK, name, name, 0);
+        if (!S_ISREG(target.st_mode) || target.st_size > (off_t) LINK_COPY_MAX) {
+            (void) snprintf(error, size, "'%s' links to %s; put a copy of the CA bundle in its place and run again", name,
+                            S_ISREG(target.st_mode) ? "a file of more than 64 MiB" : "something other than a file");
+            return -EBADMSG;
+        }
+        return add(p, STEP_RESOLVE, name, name, 0);
     }
     if (layout_is_role_cert(name) && S_ISREG(st.st_mode)) {
         char to[sizeof p->steps[0].to];
@@ -174,17 +196,19 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
 
 static int resolve_link(int dfd, const char *dir, const char *name)
 {
-    char buf[1 << 16];
     struct stat st;
     _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0)
         return -errno;
-    if (!S_ISREG(st.st_mode) || st.st_size >= (off_t) sizeof buf)
-        return -EFBIG;
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0)
-        return -errno;
-    return write_atomic(dir, name, buf, (size_t) n, st.st_mode & 0777);
+    if (!S_ISREG(st.st_mode)) /* it was one when planned */
+        return -EBADMSG;
+    char *data = NULL;
+    size_t size = 0;
+    int r = keel_fd_read_all(fd, LINK_COPY_MAX, &data, &size);
+    if (r >= 0)
+        r = write_atomic(dir, name, data, size, st.st_mode & 0777);
+    free(data);
+    return r;
 }
 
 /* The renames are entries of the state directory and of roles/: both synced before the layout
@@ -272,6 +296,7 @@ static int on_run(keel_app *app, void *userdata)
      * migration may have run meanwhile. */
     int r = make_plan(dfd, dir, &p, error, sizeof error);
     if (r >= 0 && p.layout != KEEL_LAYOUT_CURRENT && !migrate.dry_run) {
+        plan_free(&p);
         if ((r = keel_app_lock_state_dir(app)) == -EBUSY)
             return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED,
                                    "Refusing to migrate: State directory '%s' is in use by another keel process; one process at a "
@@ -280,16 +305,17 @@ static int on_run(keel_app *app, void *userdata)
         if (r < 0)
             return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate: cannot lock '%s/.lock': %s", dir,
                                    strerror(-r));
-        memset(&p, 0, sizeof p);
         r = make_plan(dfd, dir, &p, error, sizeof error);
     }
     if (r < 0)
-        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));
-    if (p.layout == KEEL_LAYOUT_CURRENT) {
+        r = keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Refusing to migrate %s: %s", dir, error[0] ? error : strerror(-r));
+    else if (p.layout == KEEL_LAYOUT_CURRENT) {
         printf("State directory %s is at layout %d already: nothing to do\n", dir, KEEL_LAYOUT_CURRENT);
-        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
-    }
-    return run_plan(app, dfd, dir, &p);
+        r = keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "nothing to migrate");
+    } else
+        r = run_plan(app, dfd, dir, &p);
+    plan_free(&p);
+    return r;
 }
 
 static int on_migrate(keel_app *app, void *userdata)

@@ -135,6 +135,39 @@ class Migrate(KeelTestCase):
         self.assertIn("remove ca.pem, a link to nothing", out)
         self.assertNotIn("ca.pem", snapshot(self.state))
 
+    def test_a_ca_link_to_a_whole_system_bundle_is_copied(self):
+        bundle = b"".join(b"-----BEGIN CERTIFICATE-----\n%06d\n-----END CERTIFICATE-----\n" % i for i in range(6000))
+        self.assertGreater(len(bundle), 300_000, "as /etc/ssl/certs/ca-certificates.crt is")
+        self.write(self.elsewhere, bundle, 0o644)
+        self.layout1()
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        self.assertIn("replace the link ca.pem by a copy of the file it points to", out)
+        self.assertEqual(snapshot(self.state)["ca.pem"], ("file", 0o644, bundle))
+
+    def test_a_ca_link_to_a_directory_is_refused_by_the_plan(self):
+        self.layout1()
+        os.unlink(self.elsewhere)
+        os.mkdir(self.elsewhere)
+        before = snapshot(self.state)
+        for args in (["--dry-run"], []):
+            status, _, err, _ = self.migrate(*args)
+            self.assertEqual(status, 1, err)
+            self.assertIn(f"Refusing to migrate {self.state}: 'ca.pem' links to something other than a file; put a copy "
+                          "of the CA bundle in its place and run again", err)
+        self.assertEqual(snapshot(self.state), before)
+
+    def test_hundreds_of_role_certificates_are_moved(self):
+        self.layout1()
+        for i in range(300):
+            self.write(os.path.join(self.state, f"sports_role{i}.cert.pem"), b"ROLE %d\n" % i, 0o644)
+        status, out, err, _ = self.migrate()
+        self.assertEqual(status, 0, err)
+        after = snapshot(self.state)
+        for i in range(300):
+            self.assertEqual(after[f"roles/sports_role{i}.cert.pem"], ("file", 0o644, b"ROLE %d\n" % i))
+        self.assertEqual(after["layout"], ("file", 0o644, b"2\n"))
+
     def test_a_short_write_of_the_layout_file_says_why_it_failed(self):
         # Nothing to copy (no ca.pem link): the layout file is the one file written. A file size
         # limit of one byte cuts its write(2) short (a short write sets no errno), and the write of
