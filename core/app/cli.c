@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "app-state-internal.h"
+#include "config-internal.h"
 #include "macro-internal.h"
 
 enum {
@@ -72,6 +73,13 @@ static int add_set(keel_app *app, const char *key, const char *value)
     return kv ? keel_strv_push(&app->cli.sets, kv) : -ENOMEM;
 }
 
+/* A file name as a YAML scalar: "run #1.pid", "null" or "~" mean that name, never YAML. */
+static int add_quoted_set(keel_app *app, const char *key, const char *value)
+{
+    _cleanup_free_ char *quoted = keel__config_yaml_quote(value, false);
+    return quoted ? add_set(app, key, quoted) : -ENOMEM;
+}
+
 static int replace(char **field, const char *value)
 {
     char *v = strdup(value);
@@ -119,7 +127,7 @@ static int parse_option(keel_app *app, int c, const char *arg)
         if (l < 0)
             return usage_error(app, "--log-level: unknown level '%s' (expected error, warning, notice, info or debug)", arg);
         keel_log_set_level((keel_log_level) l); /* at once, so start-up is logged at that level too */
-        return add_set(app, "log.level", arg);
+        return add_set(app, "log.level", keel_log_level_to_string((keel_log_level) l)); /* "warn" is "warning" there */
     }
     case ARG_LOG_FORMAT: {
         keel_log_format f = keel_log_format_from_string(arg);
@@ -133,7 +141,7 @@ static int parse_option(keel_app *app, int c, const char *arg)
     case ARG_PIDFILE:
         if (!*arg)
             return usage_error(app, "--pidfile expects a file name%s", "");
-        return add_set(app, "pidfile", arg);
+        return add_quoted_set(app, "pidfile", arg);
     case ARG_DAEMON:
         app->cli.daemonize = true;
         return 0;

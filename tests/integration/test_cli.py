@@ -60,6 +60,20 @@ class Usage(KeelTestCase):
     def test_bad_log_level(self):
         self.assertUsageError("--log-level", "loud", mention="unknown level 'loud'")
 
+    def test_log_level_warn_is_warning(self):
+        status, out, err, _ = run("--log-level", "warn", "config")
+        self.assertEqual(status, 0, err)
+        self.assertIn("log.level: warning   # --set", out)
+
+    def test_pidfile_is_a_file_name_not_yaml(self):
+        for name, shown in (("/run/keel #1.pid", "'/run/keel #1.pid'"), ("/run/a: b.pid", "'/run/a: b.pid'"),
+                            ("/run/~", "/run/~"), ("null", "null")):
+            with self.subTest(name):
+                status, out, err, _ = run("--pidfile", name, "config")
+                self.assertEqual(status, 0, err)
+                line = next(l for l in out.splitlines() if l.startswith("pidfile:"))
+                self.assertTrue(line.startswith(f"pidfile: {shown}") or (name == "null" and line.endswith("/null   # --set")), line)
+
     def test_bad_log_format(self):
         self.assertUsageError("--log-format", "xml", mention="unknown format 'xml'")
 
