@@ -28,9 +28,44 @@ static int on_delay_done(sd_event_source *s, uint64_t usec, void *userdata)
     return 0;
 }
 
+/* shutdown.delay is part of the stop that shutdown.timeout bounds: one not shorter would force every
+ * stop (exit 2, finalize never run). Refused when loaded; one a reload brought is cut to half of
+ * the budget when used, and said so. */
+static keel_usec_t usable_delay(const keel_app *app)
+{
+    keel_usec_t delay = keel__app_settings(app)->shutdown_delay, timeout = keel__app_settings(app)->shutdown_timeout;
+    return delay < timeout ? delay : timeout / 2;
+}
+
+static int check_delay(keel_app *app, bool reload)
+{
+    keel_usec_t delay = keel__app_settings(app)->shutdown_delay, timeout = keel__app_settings(app)->shutdown_timeout;
+    char d[32], t[32], u[32];
+    if (delay < timeout)
+        return 0;
+    keel_format_duration(delay, d, sizeof d), keel_format_duration(timeout, t, sizeof t);
+    if (!reload)
+        return keel_app_fail(app, -EINVAL,
+                             "shutdown.delay (%s) must be shorter than shutdown.timeout (%s), the budget of the whole stop", d, t);
+    keel_log_warning("shutdown.delay (%s) is not shorter than shutdown.timeout (%s), the budget of the whole stop: a stop will "
+                     "delay %s",
+                     d, t, keel_format_duration(usable_delay(app), u, sizeof u));
+    return 0;
+}
+
+static int on_check_delay(keel_app *app, void *userdata)
+{
+    return check_delay(app, false);
+}
+
+static int on_reload_delay(keel_app *app, void *userdata)
+{
+    return check_delay(app, true);
+}
+
 static int on_shutdown_delay(keel_app *app, void *userdata)
 {
-    keel_usec_t delay = keel__app_settings(app)->shutdown_delay;
+    keel_usec_t delay = usable_delay(app);
     sd_event *e = keel_app_get_event_loop(app);
     sd_event_source *timer = NULL;
     bool done = false;
@@ -78,6 +113,10 @@ int keel__observers_systemd_register(keel_app *app)
         return r;
     keel__observer_set_command_flags(delay, KEEL_COMMAND_SINGLE); /* the daemons: serve, init */
     r = keel_app_observe(app, KEEL_EVENT_INIT, KEEL_PHASE_BEFORE, "systemd.watchdog", on_watchdog, NULL, NULL);
+    if (r >= 0)
+        r = keel_app_observe(app, KEEL_EVENT_CONFIGURE, KEEL_PHASE_AFTER, "shutdown.check", on_check_delay, NULL, NULL);
+    if (r >= 0)
+        r = keel_app_observe(app, KEEL_EVENT_REFRESH, KEEL_PHASE_AFTER, "shutdown.check", on_reload_delay, NULL, NULL);
     if (r < 0)
         return r;
     /* Registered before any service, so in stop.before (newest first) it runs last: after every

@@ -9,7 +9,7 @@ import signal
 import time
 
 from httpclient import bound_address, get, sigterm_under_a_held_request
-from keelrun import KeelTestCase
+from keelrun import KeelTestCase, run
 
 
 class Refresh(KeelTestCase):
@@ -52,6 +52,19 @@ class Refresh(KeelTestCase):
         self.wait_log(k, "GET /livez from 127.0.0.1")
         self.assertEqual(self.refresh_failures(), 0)
         self.stop(k)
+
+    def test_a_shutdown_delay_not_shorter_than_the_timeout_is_refused_at_start_and_cut_after_a_reload(self):
+        status, _, err, _ = run("serve", "--set", "shutdown.delay=3s", "--set", "shutdown.timeout=1s")
+        self.assertEqual(status, 78, err)
+        self.assertIn("shutdown.delay (3s) must be shorter than shutdown.timeout (1s), the budget of the whole stop", err)
+        k = self.start("shutdown:\n  timeout: 2s\n")
+        self.reload(k, "shutdown:\n  timeout: 2s\n  delay: 5s\n")
+        self.wait_log(k, "shutdown.delay (5s) is not shorter than shutdown.timeout (2s), the budget of the whole stop: a stop "
+                         "will delay 1s")
+        started = time.monotonic()
+        err = self.stop(k)  # exit 0: not forced
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertIn("Delaying shutdown for 1.000s", err)
 
     def test_health_verbosity_changes_live(self):
         k = self.start("")
