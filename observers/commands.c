@@ -5,6 +5,7 @@
  * `command` event, and does its work in those: a command observer only reads its arguments, so
  * that `plan` can run it. */
 #include <stdio.h>
+#include <string.h>
 
 #include <keel/keel.h>
 
@@ -28,10 +29,12 @@ static int on_serve(keel_app *app, void *userdata)
 
 static int print_config(keel_app *app, void *userdata)
 {
+    /* Not keel_app_fail(): here, in configure, that would say the configuration was bad (78). */
     int r = keel__config_dump(keel__app_config(app), stdout);
+    if (r >= 0)
+        r = keel__cli_flushed(stdout, "the configuration");
     if (r < 0)
-        return keel_app_fail(app, r, "Failed to print the configuration: %m");
-    (void) fflush(stdout);
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to print the configuration: %s", strerror(-r));
     (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "configuration printed");
     return 0;
 }
@@ -74,8 +77,8 @@ static int on_config(keel_app *app, void *userdata)
 
 static int print_version(keel_app *app, void *userdata)
 {
-    keel__cli_print_version(app, stdout);
-    (void) fflush(stdout);
+    if (keel__cli_print_version(app, stdout) < 0)
+        return keel_app_cancel(app, KEEL_CAUSE_COMMAND_FAILED, "Failed to print the version");
     (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "version printed");
     return 0;
 }

@@ -70,4 +70,7 @@ int keel__app_renew_event_loop(keel_app *app);
 /* The paths of the command line made absolute, before the daemon leaves the working directory. */
 int keel__cli_make_paths_absolute(keel_app *app);
 /* Prints "NAME VERSION (keel KEEL_VERSION)" (see keel_app_set_version()) and a newline to @f. */
-void keel__cli_print_version(const keel_app *app, FILE *f);
+/* Prints the version line to @f: 0, or a negative errno once said why (a full disk, a closed pipe). */
+int keel__cli_print_version(const keel_app *app, FILE *f);
+/* Flushes what was printed to @f as @what ("the version"): 0, or a negative errno once logged. */
+int keel__cli_flushed(FILE *f, const char *what);

@@ -92,7 +92,7 @@ static int replace(char **field, const char *value)
 
 /* Keel's version goes with the program's, for a bug report to say which framework it runs on;
  * Keel's own agent would only repeat it. */
-void keel__cli_print_version(const keel_app *app, FILE *f)
+int keel__cli_print_version(const keel_app *app, FILE *f)
 {
     if (!app->version)
         fprintf(f, "%s (keel %s)\n", app->name, KEEL_VERSION);
@@ -100,14 +100,23 @@ void keel__cli_print_version(const keel_app *app, FILE *f)
         fprintf(f, "keel %s\n", KEEL_VERSION);
     else
         fprintf(f, "%s %s (keel %s)\n", app->name, app->version, KEEL_VERSION);
+    return keel__cli_flushed(f, "the version");
+}
+
+int keel__cli_flushed(FILE *f, const char *what)
+{
+    if (fflush(f) == 0 && !ferror(f))
+        return 0;
+    int r = errno > 0 ? -errno : -EIO;
+    keel_log_error_errno(r, "Failed to print %s: %m", what);
+    return r;
 }
 
 int keel__cli_version_first(const keel_app *app, int argc, char **argv)
 {
     if (argc < 2 || !streq(argv[1], "--version"))
         return 0;
-    keel__cli_print_version(app, stdout);
-    return 1;
+    return keel__cli_print_version(app, stdout) < 0 ? -EIO : 1;
 }
 
 /* One option; 1 when it ends parsing successfully (--help, --version). */
@@ -147,10 +156,9 @@ static int parse_option(keel_app *app, int c, const char *arg)
         return 0;
     case 'h':
         keel__cli_usage(app, stdout);
-        return 1;
+        return keel__cli_flushed(stdout, "the usage") < 0 ? -EIO : 1;
     case ARG_VERSION:
-        keel__cli_print_version(app, stdout);
-        return 1;
+        return keel__cli_print_version(app, stdout) < 0 ? -EIO : 1;
     default: /* getopt already said what was wrong */
         return usage_error(app, NULL, NULL);
     }

@@ -39,8 +39,9 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
 {
     _cleanup_free_ char *error = NULL;
     /* Before the plugins register (about half a millisecond): nothing they add changes it. */
-    if (keel__cli_version_first(app, argc, argv))
-        return *ret_status = KEEL_EXIT_OK, false;
+    int printed = keel__cli_version_first(app, argc, argv);
+    if (printed != 0)
+        return *ret_status = printed > 0 ? KEEL_EXIT_OK : KEEL_EXIT_FAILURE, false;
     /* Journald's native protocol from the first record when systemd gave us a journal stream;
      * --log-format and the configuration may change it later. */
     (void) keel_log_set_format(KEEL_LOG_FORMAT_AUTO);
@@ -54,7 +55,7 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
 
     r = keel__cli_parse(app, argc, argv);
     if (r != 0) {
-        *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : KEEL_EXIT_USAGE;
+        *ret_status = r > 0 ? KEEL_EXIT_OK : r == -ENOMEM ? KEEL_EXIT_SOFTWARE : r == -EIO ? KEEL_EXIT_FAILURE : KEEL_EXIT_USAGE;
         return false;
     }
     if ((keel_app_command_flags(app) & KEEL_COMMAND_QUIET) && !level_on_command_line(app))

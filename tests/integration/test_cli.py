@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """The command line: help, version, bad usage (exit 64 with a one-line hint), KEEL_FAULT syntax."""
 
+import subprocess
 import unittest
 
-from keelrun import KeelTestCase, run
+from keelrun import KEEL, KeelTestCase, run
 
 HINT = "Try '"
 
@@ -56,6 +57,17 @@ class Usage(KeelTestCase):
 
     def test_set_without_equals(self):
         self.assertUsageError("--set", "shutdown.timeout", mention="--set expects KEY=VALUE")
+
+    def test_output_that_cannot_be_written_is_a_failure(self):
+        # A full disk or a closed pipe: exit 1 saying so, never 0 with nothing printed (nor 78).
+        for args, what in ((["config"], "the configuration"), (["version"], "the version"), (["--version"], "the version"),
+                           (["--help"], "the usage"), (["version", "--version"], "the version")):
+            with self.subTest(args):
+                with open("/dev/full", "w") as full:
+                    p = subprocess.run([KEEL, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30,
+                                       env={"KEEL_DEFAULTS_FILE": "/nonexistent", "KEEL_STATE_DIR": "/nonexistent/state"})
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(f"Failed to print {what}: No space left on device", p.stderr)
 
     def test_bad_log_level(self):
         self.assertUsageError("--log-level", "loud", mention="unknown level 'loud'")
