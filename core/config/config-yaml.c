@@ -129,9 +129,11 @@ static int scalar_to_raw(walker *w, const yaml_event_t *ev, keel_config_raw *ret
 /* Reads the items of a sequence whose start event was just read, up to its end. */
 static int read_sequence(walker *w, const char *key, keel_config_raw *ret)
 {
-    _cleanup_strv_free_ char **l = calloc(1, sizeof(char *));
-    if (!l)
+    _cleanup_strv_free_ char **l = NULL;
+    size_t n = 0, allocated = 0;
+    if (GROW(l, allocated, 1) < 0)
         return -ENOMEM;
+    l[0] = NULL;
     for (;;) {
         _cleanup_(yaml_event_delete) yaml_event_t ev = {};
         char *s = NULL;
@@ -149,9 +151,13 @@ static int read_sequence(walker *w, const char *key, keel_config_raw *ret)
         r = scalar_text(w, &ev, &s);
         if (r < 0)
             return r;
-        r = keel_strv_push(&l, s);
-        if (r < 0)
-            return r;
+        /* Counted here: keel_strv_push() walks the list each time, quadratic in a file's 4 MiB. */
+        if (GROW(l, allocated, n + 2) < 0) {
+            free(s);
+            return -ENOMEM;
+        }
+        l[n++] = s;
+        l[n] = NULL;
     }
     *ret = (keel_config_raw){ .list = TAKE_PTR(l) };
     return 0;

@@ -5,6 +5,8 @@
 
 #include <criterion/criterion.h>
 
+#include <keel/strbuf.h>
+
 #include "config-internal.h"
 #include "macro-internal.h"
 
@@ -387,6 +389,28 @@ Test(config_parse, list)
     bad(&k, "[a, {b: c}]", -EINVAL, "an item of the list must be a single value, not a mapping");
     bad(&k, "{a: b}", -EINVAL, "'{a: b}' is a YAML mapping, not a value");
     bad_prefix(&k, "[a, b", -EINVAL, "invalid YAML '[a, b': ");
+}
+
+/* As long a list as a configuration file holds (its 4 MiB): every item, in order. Reading it was
+ * quadratic once (the list counted again at each item): minutes for this size. */
+Test(config_parse, long_list, .timeout = 60)
+{
+    enum { N = 200000 };
+    char start[64];
+    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(start);
+    keel_strbuf_append(&sb, "[");
+    for (int i = 0; i < N; i++)
+        keel_strbuf_printf(&sb, "%si%d", i ? "," : "", i);
+    keel_strbuf_append(&sb, "]");
+    cr_assert(!sb.truncated);
+    keel_config_key k = ROW(KEEL_CONFIG_LIST);
+    char **l = NULL;
+    ok(&k, sb.buf, &l);
+    cr_assert_eq(keel_strv_length(l), N);
+    cr_assert_str_eq(l[0], "i0");
+    cr_assert_str_eq(l[N - 1], "i199999");
+    keel__config_value_done(&k, &l);
+    keel_strbuf_done(&sb);
 }
 
 Test(config_parse, enumeration)
