@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
+#include <string.h>
 
 #include "app-state-internal.h"
 #include "config-internal.h"
 #include "fault-internal.h"
+#include "machine-internal.h"
 #include "macro-internal.h"
 #include "service-internal.h"
 #include "trace-internal.h"
@@ -65,20 +67,23 @@ static bool prepare(keel_app *app, int argc, char **argv, const keel_run_options
     if (!resolve(app))
         return *ret_status = KEEL_EXIT_SOFTWARE, false;
     keel__config_path_base_init(); /* before --daemon leaves the directory */
-    if (app->cli.daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
-        if (r < 0)
-            keel_log_error_errno(r, "Failed to detach: %m");
-        return r < 0 ? (*ret_status = KEEL_EXIT_FAILURE, false) : false;
-    }
-    keel__work_setup(); /* while this is the only thread: 3 us instead of 14 ms; in the daemon if detached */
+    /* A usage error before detaching: said on the terminal, as --set's are. */
     r = keel__faults_from_env(&error);
     if (r < 0) {
         fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", app->name, error ? error : "KEEL_FAULT: invalid",
                 app->name);
         return *ret_status = KEEL_EXIT_USAGE, false;
     }
+    if (app->cli.daemonize && (r = keel__daemonize(app, ret_status)) != 0) {
+        if (r < 0)
+            keel_log_error_errno(r, "Failed to detach: %m");
+        return r < 0 ? (*ret_status = KEEL_EXIT_FAILURE, false) : false;
+    }
+    keel__work_setup(); /* while this is the only thread: 3 us instead of 14 ms; in the daemon if detached */
+    /* In the daemon if detached, which writes it; its failure told to the process that waits. */
     if (app->cli.trace_path && (r = keel__trace_open(app->cli.trace_path)) < 0) {
         keel_log_error_errno(r, "Failed to open trace file '%s': %m", app->cli.trace_path);
+        keel__daemon_fail(app, KEEL_EXIT_CANTCREAT, "Failed to open trace file '%s': %s", app->cli.trace_path, strerror(-r));
         return *ret_status = KEEL_EXIT_CANTCREAT, false;
     }
     keel__trace_thread_name("main"); /* the machine's thread; the tasks name theirs */

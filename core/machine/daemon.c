@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -143,12 +144,26 @@ void keel__daemon_ready(keel_app *app)
     m->daemon_fd = safe_close(m->daemon_fd);
 }
 
+void keel__daemon_fail(keel_app *app, int status, const char *format, ...)
+{
+    keel_machine *m = keel__app_machine(app);
+    char why[1000];
+    va_list ap;
+    if (m->daemon_fd < 0)
+        return;
+    va_start(ap, format);
+    (void) vsnprintf(why, sizeof why, format, ap);
+    va_end(ap);
+    why[strcspn(why, "\n")] = '\0'; /* one line on the pipe */
+    dprintf(m->daemon_fd, "E%d %s\n", status, why);
+    m->daemon_fd = safe_close(m->daemon_fd);
+}
+
 void keel__daemon_exit(keel_app *app, int status)
 {
     keel_machine *m = keel__app_machine(app);
-    if (m->daemon_fd < 0)
-        return;
-    const char *why = m->cause_message ? m->cause_message : status == 0 ? "stopped before it was ready" : "failed";
-    dprintf(m->daemon_fd, "E%d %s\n", status, why);
-    m->daemon_fd = safe_close(m->daemon_fd);
+    keel__daemon_fail(app, status, "%s",
+                      m->cause_message ? m->cause_message
+                      : status == 0    ? "stopped before it was ready"
+                                       : "failed");
 }

@@ -112,6 +112,9 @@ int keel__daemonize(keel_app *app, int *ret_status);
 /* Tells the waiting process that the daemon is ready, or how it ended before it was. */
 void keel__daemon_ready(keel_app *app);
 void keel__daemon_exit(keel_app *app, int status);
+/* In a daemon not yet ready: tells the process that waits of a failure with @status and why, as
+ * keel__daemon_exit() does with the run's cause. Nothing when not detached. */
+void keel__daemon_fail(keel_app *app, int status, const char *format, ...) KEEL_PRINTF(3, 4);
 
 /* trim.c: what only the start needed goes back, once the loop is idle after the first READY=1
  * (the loader's relocation tables, freed heap pages). */

@@ -98,6 +98,17 @@ class Daemon(KeelTestCase):
         self.assertEqual(status, 78, "the daemon's own status comes back")
         self.assertIn("shutdown.timeout", err)
 
+    def test_a_bad_fault_or_trace_file_is_reported_with_its_own_status(self):
+        status, _, err, _ = self.daemon(env={"KEEL_FAULT": "bogus"})
+        self.assertEqual(status, 64, err)
+        self.assertIn("KEEL_FAULT: missing '@' in 'bogus'", err)
+        status, _, err, _ = run("--daemon", "--pidfile", self.pidfile, "--trace", f"{self.dir}/missing/t.json", "serve",
+                                env={"KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.port}"}, notify=False)
+        self.assertEqual(status, 73, err)
+        self.assertIn(f"the daemon failed to start: Failed to open trace file '{self.dir}/missing/t.json': "
+                      "No such file or directory", err)
+        self.assertFalse(os.path.exists(self.pidfile), "nothing was started")
+
     def test_relative_paths_mean_what_they_meant_where_it_started(self):
         """The daemon works from "/": --config, --trace, --pidfile and a relative state_dir still
         name files of the directory it was started in."""
