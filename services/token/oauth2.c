@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,19 +234,29 @@ oauth2 *oauth2_free(oauth2 *o)
     return NULL;
 }
 
-/* @template with {domain} and {role} (its first @n bytes) replaced; both were checked to be
- * [A-Za-z0-9._:-]. */
+/* The first @n bytes of @s form-encoded (RFC 6749 Appendix B): all but RFC 3986's unreserved
+ * characters as %XX, so that a '&', '=', '+' or '%' in a scope or client id stays data. */
+static void form_append(keel_strbuf *sb, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~", c))
+            keel_strbuf_appendn(sb, s + i, 1);
+        else
+            keel_strbuf_printf(sb, "%%%02X", c);
+    }
+}
+
+/* @template with {domain} and {role} (its first @n bytes) replaced, form-encoded. */
 static void expand_one(const char *template, const char *domain, const char *role, size_t n, keel_strbuf *sb)
 {
     for (const char *p = template; *p;) {
         if (strncmp(p, "{domain}", 8) == 0)
-            keel_strbuf_append(sb, domain), p += 8;
+            form_append(sb, domain, strlen(domain)), p += 8;
         else if (strncmp(p, "{role}", 6) == 0)
-            keel_strbuf_appendn(sb, role, n), p += 6;
-        else if (*p == ' ')
-            keel_strbuf_append(sb, "%20"), p++;
+            form_append(sb, role, n), p += 6;
         else
-            keel_strbuf_appendn(sb, p++, 1);
+            form_append(sb, p++, 1);
     }
 }
 
@@ -285,6 +297,26 @@ static void give_back(oauth2 *o, keel_fetch *f)
     (void) keel_fetch_free(f);
 }
 
+/* expires_in (RFC 6749 5.1): absent is an hour, as the RFC only recommends it; issuers send an
+ * integer, and some a real (3599.0) or a string of digits ("3599"). Anything else is refused,
+ * never read as an hour: a token would be served long after the issuer's end for it. */
+static int expires_seconds(const json_t *v, long long *ret)
+{
+    const char *text = json_string_value(v);
+    char *end;
+    if (!v)
+        *ret = 3600;
+    else if (json_is_integer(v))
+        *ret = (long long) json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) > -1e15 && json_real_value(v) < 1e15)
+        *ret = (long long) json_real_value(v);
+    else if (text && *text >= '0' && *text <= '9' && strlen(text) <= 12)
+        *ret = strtoll(text, &end, 10), text = end;
+    else
+        return -EINVAL;
+    return text && *text ? -EINVAL : 0;
+}
+
 int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_minted *ret, char *error, size_t size)
 {
     json_error_t jerr;
@@ -306,9 +338,11 @@ int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_
         if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
             return fail(error, size, -EBADMSG, "the answer's access_token has the byte 0x%02x, outside RFC 6749's VSCHAR",
                         (unsigned char) *p);
-    json_int_t seconds = json_is_integer(expires_in) ? json_integer_value(expires_in) : 3600; /* §5.1: RECOMMENDED only */
+    long long seconds;
+    if (expires_seconds(expires_in, &seconds) < 0)
+        return fail(error, size, -EBADMSG, "the answer's expires_in is not a number of seconds");
     if (seconds <= 0 || seconds > 366LL * 86400)
-        return fail(error, size, -EBADMSG, "the answer's expires_in %lld is out of range", (long long) seconds);
+        return fail(error, size, -EBADMSG, "the answer's expires_in %lld is out of range", seconds);
     char *copy = strdup(token);
     if (!copy)
         return -ENOMEM;
@@ -319,8 +353,9 @@ int oauth2_parse_answer(const keel_fetch_response *resp, keel_usec_t now, token_
 int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t now, int cancel_fd, token_minted *ret, char *error,
                  size_t size)
 {
+    /* Sixteen roles of 128 bytes, each in the template, outgrow it: the heap then. */
     char body[1024];
-    keel_strbuf sb = KEEL_STRBUF_INIT(body);
+    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(body);
     keel_strbuf_append(&sb, "grant_type=client_credentials");
     if (domain && role) {
         keel_strbuf_append(&sb, "&scope=");
@@ -328,20 +363,22 @@ int oauth2_fetch(oauth2 *o, const char *domain, const char *role, keel_usec_t no
     }
     if (!o->authorization) { /* tls_client_auth: the id goes in the body (RFC 8705 §2) */
         keel_strbuf_append(&sb, "&client_id=");
-        keel_strbuf_append(&sb, o->client_id);
+        form_append(&sb, o->client_id, strlen(o->client_id));
     }
-    if (sb.truncated)
-        return fail(error, size, -E2BIG, "the token request is too long");
-    keel_fetch *f = take_client(o, error, size);
-    if (!f)
-        return -ENOENT;
+    int r = sb.truncated ? -ENOMEM : 0;
+    keel_fetch *f = r < 0 ? NULL : take_client(o, error, size);
+    if (!f) {
+        keel_strbuf_done(&sb);
+        return r < 0 ? fail(error, size, r, "no memory for the token request") : -ENOENT;
+    }
     const char *headers[] = { "Content-Type: application/x-www-form-urlencoded", "Accept: application/json", o->authorization,
                               NULL };
     keel_fetch_response resp = {};
     char why[KEEL_FETCH_ERROR_MAX];
     (void) keel_fetch_set_cancel_fd(f, cancel_fd);
-    int r = keel_fetch_request(f, "POST", o->token_url, headers, body, sb.len, &resp, why);
+    r = keel_fetch_request(f, "POST", o->token_url, headers, sb.buf, sb.len, &resp, why);
     (void) keel_fetch_set_cancel_fd(f, -1);
+    keel_strbuf_done(&sb);
     if (r < 0) {
         (void) keel_fetch_free(f); /* its connection may be broken: not reused */
         return fail(error, size, r, "%s", why);

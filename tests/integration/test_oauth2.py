@@ -223,6 +223,24 @@ class OAuth2Test(OAuth2Case):
         self.assertEqual(issuer.requests()[asked:], ["sports:role.reader sports:role.writer"])
         self.assertEqual(metric(metrics, "keel_token_access_requests_total", '{result="ok"}'), 2)
 
+    def test_accesstoken_with_sixteen_long_roles_reaches_the_issuer_whole(self):
+        # Decision 29's most: 16 roles; here of 37 bytes, a request body of ~1.3 kB once expanded.
+        domain, roles = "domain.shopping.example", [f"role-{i:02d}-" + "r" * 29 for i in range(16)]
+        scope = " ".join(f"{domain}:role.{r}" for r in sorted(roles))
+        issuer = self.issuer([{"client_id": "agent", "client_secret": "s3cret", "scope": scope}])
+        k = self.agent(issuer.url, refresh_interval="1h", timeout="10s")
+        addr = bound_address(k, "token provider server")
+        asked = len(issuer.requests())
+        c = http.client.HTTPConnection(*addr, timeout=15)
+        c.request("POST", "/accesstoken", body=json.dumps({"domain": domain, "role": ",".join(roles)}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        status, answer = r.status, json.loads(r.read())
+        c.close()
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(answer["scope"], " ".join(f"{domain}:role.{r}" for r in sorted(roles)))
+        self.assertEqual(issuer.requests()[asked:], [scope])
+
     def test_the_issuer_down_at_refresh_serves_the_cached_token(self):
         issuer = self.issuer()
         k = self.agent(issuer.url)

@@ -259,6 +259,40 @@ Test(token, an_issuers_token_outside_vschar_is_refused)
     cr_assert_str_eq(why, "HTTP 401 invalid_client");
 }
 
+/* expires_in as issuers send it; anything else is refused, never taken for the RFC's hour. */
+Test(token, an_issuers_expires_in_is_an_integer_a_real_or_digits)
+{
+    struct {
+        const char *body;
+        int r;
+        keel_usec_t seconds;
+    } cases[] = {
+        { "{\"access_token\":\"t\",\"expires_in\":60}", 0, 60 },
+        { "{\"access_token\":\"t\"}", 0, 3600 },
+        { "{\"access_token\":\"t\",\"expires_in\":\"60\"}", 0, 60 },
+        { "{\"access_token\":\"t\",\"expires_in\":3599.0}", 0, 3599 },
+        { "{\"access_token\":\"t\",\"expires_in\":59.9}", 0, 59 },
+        { "{\"access_token\":\"t\",\"expires_in\":\"60s\"}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":\"\"}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":\"-60\"}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":null}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":true}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":0}", -EBADMSG, 0 },
+        { "{\"access_token\":\"t\",\"expires_in\":1e300}", -EBADMSG, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        token_minted t = { 0 };
+        char why[256] = "";
+        cr_assert_eq(parse(cases[i].body, 200, &t, why, sizeof why), cases[i].r, "%s: %s", cases[i].body, why);
+        cr_assert_eq(t.expires, cases[i].seconds * KEEL_USEC_PER_SEC, "%s", cases[i].body);
+        token_minted_done(&t);
+    }
+    token_minted t = { 0 };
+    char why[256];
+    cr_assert_eq(parse("{\"access_token\":\"t\",\"expires_in\":\"60s\"}", 200, &t, why, sizeof why), -EBADMSG);
+    cr_assert_str_eq(why, "the answer's expires_in is not a number of seconds");
+}
+
 Test(token, jwks_lists_each_key_once_and_skips_empty_slots)
 {
     credential *a = make_credential(true, 3600, NULL), *b = make_credential(false, 3600, NULL);
