@@ -97,7 +97,7 @@ void keel__http_conn_close(connection_state *cs)
 void keel__http_conn_again(connection_state *cs)
 {
     keel_http_server *s = cs->s;
-    if (!cs->again && GROW(s->again, s->allocated_again, s->n_again + 1) >= 0) {
+    if (cs->fd >= 0 && !cs->again && GROW(s->again, s->allocated_again, s->n_again + 1) >= 0) {
         cs->again = true;
         s->again[s->n_again++] = cs;
     }
@@ -235,7 +235,8 @@ static bool take_head(connection_state *cs)
     keel__http_conn_wait(s, cs, CONN_WAIT_BODY);
     if (!end || end > s->header_limit) {
         refusal = &keel__http_too_large;
-        cs->head.method = cs->head.path = NULL;
+        /* Nothing of the last request's head stays: a HEAD before it would leave out the body. */
+        cs->head = (keel__http_head){ .fields = cs->head.fields, .allocated_fields = cs->head.allocated_fields, .minor = 1 };
         cs->head.close = true;
         cs->head_len = 0;
         cs->body = BODY_NONE;
@@ -387,6 +388,12 @@ void keel__http_conn_run(connection_state *cs, uint32_t events)
 {
     if (cs->fd < 0)
         return; /* closed earlier in this turn */
+    if (cs->waiting && (events & (EPOLLHUP | EPOLLERR))) {
+        /* The client is gone while its answer is made; epoll reports HUP and ERR whatever it is
+         * asked for, so a level-triggered TLS connection would be reported at every wait. */
+        keel__http_conn_close(cs);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         cs->readable = true;
     if (cs->phase == CONN_LINGER) {

@@ -170,7 +170,7 @@ static const keel__http_refusal *parse_request_line(char *p, char *end, keel__ht
 
 /* What the fields say about framing and the connection, gathered while they are read. */
 typedef struct fields_seen {
-    unsigned hosts, lengths, codings, chunked;
+    unsigned hosts, lengths, codings, chunked, te_fields;
     bool last_chunked, close, keep_alive;
     uint64_t length;
 } fields_seen;
@@ -235,11 +235,11 @@ static const keel__http_refusal *see_field(const char *name, size_t len, const c
     else if (name_is(name, len, "content-length", 14))
         return see_length(value, f);
     else if (name_is(name, len, "transfer-encoding", 17))
-        each_token(value, see_coding, f);
+        f->te_fields++, each_token(value, see_coding, f); /* counted as a field too: "Transfer-Encoding:" names no coding */
     else if (name_is(name, len, "connection", 10))
         each_token(value, see_connection, f);
     else if (name_is(name, len, "expect", 6))
-        h->expect_continue = strcasecmp(value, "100-continue") == 0;
+        h->expect_continue = h->minor >= 1 && strcasecmp(value, "100-continue") == 0; /* RFC 9110 10.1.1: not for 1.0 */
     return NULL;
 }
 
@@ -281,8 +281,8 @@ static const keel__http_refusal *conclude(keel__http_head *h, const fields_seen 
         return &two_hosts;
     if (f->hosts == 0 && h->minor == 1)
         return &no_host;
-    h->close = h->minor == 0 ? !f->keep_alive : f->close;
-    if (f->codings > 0) {
+    h->close = f->close || (h->minor == 0 && !f->keep_alive);
+    if (f->te_fields > 0) {
         if (h->minor == 0)
             return &coding_in_10;
         if (f->lengths > 0)
@@ -311,16 +311,19 @@ static char *line_end(char *p, char *end, char **next)
 }
 
 /* Whether a line of the head names a field that frames a body: a head refused before its fields
- * were all read may still have one, and then where the next request starts is unknown. Only LFs
- * are looked for, which parsing never overwrites. */
+ * were all read may still have one, and then where the next request starts is unknown. A line
+ * ends at an LF or at a NUL: parsing writes one over the LF that ends a line without a CR (a NUL
+ * the client sent splits a line too, which can only make the answer yes). */
 static bool mentions_body(const char *buf, size_t len)
 {
-    for (const char *p = buf, *end = buf + len; p < end;) {
-        const char *lf = memchr(p, '\n', (size_t) (end - p));
-        size_t n = (size_t) ((lf ? lf : end) - p);
+    for (size_t i = 0; i < len;) {
+        const char *p = buf + i;
+        size_t n = 0;
+        while (i + n < len && p[n] != '\n' && p[n] != '\0')
+            n++;
         if ((n >= 14 && strncasecmp(p, "Content-Length", 14) == 0) || (n >= 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0))
             return true;
-        p = lf ? lf + 1 : end;
+        i += n + 1;
     }
     return false;
 }
@@ -348,7 +351,8 @@ const keel__http_refusal *keel__http_parse_head(char *buf, size_t len, keel__htt
 {
     keel__http_field *fields = h->fields;
     size_t allocated = h->allocated_fields;
-    *h = (keel__http_head){ .fields = fields, .allocated_fields = allocated };
+    /* HTTP/1.1 until the request line says otherwise: a refused one is not answered as 1.0. */
+    *h = (keel__http_head){ .fields = fields, .allocated_fields = allocated, .minor = 1 };
     char *end = buf + len, *next;
     char *e = line_end(buf, end, &next);
     const keel__http_refusal *r = parse_request_line(buf, e, h);

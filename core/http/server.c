@@ -159,7 +159,6 @@ static void poll_loop(keel_task *task, void *userdata)
         keel__http_trim_when_idle(s);
         keel__http_listen(s, true); /* after a rest for lack of descriptors */
         keel__http_check_queue(s);
-        keel__http_conns_reap(s);
         struct epoll_event ev[64];
         int n = epoll_wait(s->epoll_fd, ev, (int) ELEMENTSOF(ev), next_timeout(s, due));
         s->now = keel_now();
@@ -172,8 +171,9 @@ static void poll_loop(keel_task *task, void *userdata)
                 keel__http_conn_run(ev[i].data.ptr, ev[i].events);
         }
         keel__http_conns_again(s);
+        /* Last: a connection the deadlines or the batch closed may still be in the again list. */
+        keel__http_conns_reap(s);
     }
-    keel__http_conns_reap(s);
 }
 
 static int start_loop(keel_http_server *s, int listen_fd)
@@ -239,6 +239,7 @@ static void close_everything(keel_http_server *s)
     keel__http_abandon_deferred(s);
     for (size_t i = s->n_conns; i > 0; i--)
         keel__http_conn_close(s->conns[i - 1]);
+    s->n_again = 0; /* none of them runs again */
     keel__http_conns_reap(s);
     s->n_delayed = 0;
     keel__http_cache_free(s);
