@@ -186,7 +186,9 @@ static keel_histogram *route_histogram(keel_http_server *s, const char *route)
 }
 
 /* A route is the path a request was answered for; 404s are "unmatched" and, past the sixteen
- * first paths of a server, "other", so that clients cannot make series without bound. */
+ * first paths of a server, "other", so that clients cannot make series without bound. A path gets
+ * a series of its own once served (below 400): a refusal of any path (a 405 for a POST, a 401) is
+ * "unmatched" until then, so that a client cannot take the sixteen places with made-up paths. */
 static void observe_duration(keel_http_server *s, const keel_http_request *req)
 {
     keel_histogram **h = NULL;
@@ -195,6 +197,8 @@ static void observe_duration(keel_http_server *s, const keel_http_request *req)
     for (size_t i = 0; !h && i < s->n_routes; i++)
         if (streq(s->routes[i].path, req->path))
             h = &s->routes[i].h;
+    if (!h && req->status >= 400)
+        h = &s->unmatched_route;
     if (!h && s->n_routes < ELEMENTSOF(s->routes) && strlen(req->path) < sizeof s->routes[0].path) {
         (void) snprintf(s->routes[s->n_routes].path, sizeof s->routes[0].path, "%s", req->path);
         h = &s->routes[s->n_routes++].h;

@@ -3,6 +3,7 @@
 framework's metrics; a port in use fails its start and skips the services after it."""
 
 import os
+import http.client
 import re
 import shutil
 import signal
@@ -95,6 +96,19 @@ class Exposition(KeelTestCase):
         self.assertGreaterEqual(int(unmatched.group(1)), 40, "every 404 in one series")
         routes = set(re.findall(r'keel_http_request_duration_seconds_count\{service="healthcheck",route="([^"]*)"\}', body))
         self.assertLessEqual(len(routes), 18, routes)
+
+    def test_refusals_of_made_up_paths_take_no_series_of_their_own(self):
+        for i in range(20):  # 405s: the health check server refuses any POST before its path
+            status = http.client.HTTPConnection(*self.health, timeout=5)
+            status.request("POST", f"/junk-{i}", body=b"")
+            self.assertEqual(status.getresponse().status, 405)
+            status.close()
+        self.assertEqual(get(self.health, "/healthz")[0], 200)
+        body = self.scrape()
+        routes = set(re.findall(r'keel_http_request_duration_seconds_count\{service="healthcheck",route="([^"]*)"\}', body))
+        self.assertIn("/healthz", routes, "a served path still gets its series")
+        self.assertIn("unmatched", routes)
+        self.assertFalse([r for r in routes if r.startswith("/junk")], routes)
 
     def test_other_paths_are_404(self):
         self.assertEqual(get(self.addr, "/")[0], 404)
