@@ -23,17 +23,26 @@ static const char *const reasons[] = {
     [CUT_SEND_TIMEOUT] = "send_timeout",
 };
 
+static keel_usec_t draining_head_deadline(const keel_http_server *s, const connection_state *cs)
+{
+    keel_usec_t from = cs->in_len > 0 ? MAX(cs->since, s->drain_started) : cs->since;
+    return MIN(cs->since + s->header_timeout, from + KEEL_USEC_PER_SEC);
+}
+
 /* When @cs must have moved on: a head within http.request_header_timeout (once draining, a
- * second at most: one that trickles bytes does not hold up the drain), a body within
- * http.request_body_timeout, and in every phase no silence longer than http.connection_timeout.
- * A request that waits for its handler (delayed, deferred) is the server's doing: not timed. */
+ * second at most: one that trickles bytes does not hold up the drain; for a head already under
+ * way, a second from the drain's start), a body within http.request_body_timeout, and in every
+ * phase no silence longer than http.connection_timeout. A request that waits for its handler
+ * (delayed, deferred) is the server's doing: not timed. */
 static keel_usec_t deadline_of(const keel_http_server *s, const connection_state *cs)
 {
     keel_usec_t limit;
     switch (cs->phase) {
     case CONN_HANDSHAKE:
     case CONN_WAIT_HEAD:
-        limit = atomic_load(&s->draining) ? MIN(s->header_timeout, KEEL_USEC_PER_SEC) : s->header_timeout;
+        if (atomic_load(&s->draining))
+            return MIN(draining_head_deadline(s, cs), cs->active + s->send_timeout);
+        limit = s->header_timeout;
         break;
     case CONN_WAIT_BODY:
         limit = s->body_timeout;

@@ -16,6 +16,7 @@
 void keel__http_drain_now(keel_http_server *s)
 {
     atomic_store(&s->draining, true);
+    s->drain_started = keel_now();
     if (s->listen_fd >= 0) {
         (void) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
         s->listen_fd = safe_close(s->listen_fd);

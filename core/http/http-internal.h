@@ -228,6 +228,7 @@ struct keel_http_server {
     bool quiesced;          /* under lock */
     atomic_uint connections;
     atomic_bool draining;
+    keel_usec_t drain_started; /* polling thread: when draining began */
 
     /* The polling thread's own. */
     keel_usec_t now; /* read once per turn of the loop: what phases and silences are timed from */

@@ -459,6 +459,33 @@ class Review(ServedTest):
         self.assertEqual(get(self.addr, "/livez")[0], 200)
 
 
+class DrainHalfHead(KeelTestCase):
+    def test_a_head_under_way_when_the_drain_starts_gets_a_second_from_then(self):
+        k = self.keel("serve")
+        addr = bound_address(k)
+        with socket.create_connection(addr, timeout=5) as s:
+            s.sendall(PLAIN_GET)
+            first = s.recv(4096)
+            self.assertIn(b" 200 ", first)
+            time.sleep(1.5)  # idle longer than a drain's second since its answer
+            s.sendall(b"GET /livez HTTP/1.1\r\n")
+            time.sleep(0.1)
+            k.kill(signal.SIGTERM)
+            time.sleep(0.2)
+            s.sendall(b"Host: x\r\n\r\n")
+            conv = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                conv += chunk
+        answers, _ = parse_answers(conv)
+        self.assertEqual([a.status for a in answers], [200], conv)
+        self.assertEqual(answers[0].headers.get("connection"), "close", conv)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err[-2000:])
+
+
 class TlsWaitingClientGone(KeelTestCase):
     def test_a_client_gone_while_its_answer_is_delayed_does_not_spin_the_polling_thread(self):
         k = self.keel("serve", env={"KEEL_METRICS_TLS": "self", "KEEL_FAULT": "sleep=3000@before:metrics.request"})
