@@ -72,7 +72,7 @@ static int copy_answer(keel_http_deferred *d, unsigned status, const char *conte
 int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body, size_t size,
                                const char *const *headers)
 {
-    keel_assert_return(d && status >= 100 && status <= 599 && (body || size == 0), -EINVAL);
+    keel_assert_return(d && keel__http_status_valid(status, size) && (body || size == 0), -EINVAL);
     int r = copy_answer(d, status, content_type, body ? body : "", size, headers);
     if (r < 0) { /* still answered: with a 500 the polling thread builds itself */
         d->status = 500;

@@ -65,6 +65,18 @@ typedef struct keel__http_head {
     bool expect_continue, head_method;
 } keel__http_head;
 
+/* A final answer's status (a 1xx is not one: it would leave the request unanswered), with a body of
+ * @size bytes only where one may be (none with 204 or 304). */
+static inline bool keel__http_status_bodiless(unsigned status)
+{
+    return status == 204 || status == 304;
+}
+
+static inline bool keel__http_status_valid(unsigned status, size_t size)
+{
+    return status >= 200 && status <= 599 && !(size > 0 && keel__http_status_bodiless(status));
+}
+
 /* parse.c: the length of the head that starts @buf (its request line, fields and empty line), or
  * 0 while its end has not come; *@scanned keeps where the search stopped, so that a head sent a
  * byte at a time is not searched again from its start. */

@@ -132,7 +132,10 @@ static size_t head_into(char *buf, unsigned status, const char *content_type, si
             memcpy(buf + n, (p), len_);                                                                                            \
         n += len_;                                                                                                                 \
     } while (0)
-    int l = snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n", status, reason_of(status), body_len);
+    /* 204 and 304 end at their head: no Content-Length (RFC 9110 8.6), and no body to measure. */
+    int l = keel__http_status_bodiless(status)
+                ? snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\n", status, reason_of(status))
+                : snprintf(line, sizeof line, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n", status, reason_of(status), body_len);
     PUT(line, (size_t) l);
     if (content_type) {
         PUT("Content-Type: ", 14);
@@ -188,7 +191,7 @@ static int answer(keel_http_request *req, unsigned status)
 int keel_http_respond(keel_http_request *req, unsigned status, const char *content_type, const void *body, size_t size,
                       const char *const *headers)
 {
-    keel_assert_return(req && status >= 100 && status <= 599 && (body || size == 0), -EINVAL);
+    keel_assert_return(req && keel__http_status_valid(status, size) && (body || size == 0), -EINVAL);
     if (req->answered)
         return -EALREADY;
     const char *connection = connection_field(req);
@@ -225,7 +228,7 @@ static cached_response *cached(keel_http_server *s, unsigned status, const char 
 
 int keel_http_respond_static(keel_http_request *req, unsigned status, const char *content_type, const char *body)
 {
-    keel_assert_return(req && body && status >= 100 && status <= 599, -EINVAL);
+    keel_assert_return(req && body && keel__http_status_valid(status, strlen(body)), -EINVAL);
     if (req->answered)
         return -EALREADY;
     cached_response *c = cached(req->server, status, content_type, body, connection_field(req));

@@ -270,9 +270,11 @@ KEEL_API const char *keel_http_request_peer_identity(const keel_http_request *re
 KEEL_API const char *keel_http_request_peer(const keel_http_request *req);
 
 /**
- * Answers @req with @status and a copy of @body (@size bytes) as @content_type (NULL: no
- * Content-Type). @headers, when not NULL, is a NULL-terminated list of name, value pairs added to
- * the response. Returns 0, -EALREADY when @req was answered before, -ENOMEM.
+ * Answers @req with @status (200-599: a 1xx is not a final answer) and a copy of @body (@size
+ * bytes) as @content_type (NULL: no Content-Type); 204 and 304 carry no body and no
+ * Content-Length. @headers, when not NULL, is a NULL-terminated list of name, value pairs added to
+ * the response. Returns 0, -EALREADY when @req was answered before, -EINVAL for a status out of
+ * range or a body with 204 or 304, -ENOMEM.
  */
 KEEL_API int keel_http_respond(keel_http_request *req, unsigned status, const char *content_type, const void *body, size_t size,
                                const char *const *headers);
