@@ -212,12 +212,17 @@ static void skip_empty_lines(connection_state *cs)
         drop_input(cs, 0, n);
 }
 
-/* "Expect: 100-continue" with a body not yet sent: the client waits for a word to send it. */
+static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* "Expect: 100-continue" with a body not yet sent: the client waits for a word to send it. Sent at
+ * once if the socket takes it (without it, clients send after 1 s); what it does not take, or the
+ * TLS record OpenSSL keeps for a retry with the same bytes, goes first in flush(). */
 static void send_continue(connection_state *cs)
 {
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (cs->body != BODY_NONE && cs->in_len == cs->head_len && !cs->head.close)
-        (void) keel__http_conn_write(cs, cont, sizeof cont - 1); /* best effort: without it, clients send after 1 s */
+    if (cs->body == BODY_NONE || cs->in_len != cs->head_len || cs->head.close)
+        return;
+    ssize_t n = keel__http_conn_write(cs, CONTINUE, sizeof CONTINUE - 1);
+    cs->continue_left = n == -EAGAIN ? sizeof CONTINUE - 1 : n > 0 ? (uint8_t) (sizeof CONTINUE - 1 - (size_t) n) : 0;
 }
 
 /* A head in the buffer: parsed and begun; false while it has not all come. */
@@ -299,6 +304,14 @@ static bool step(connection_state *cs)
 /* The answer out: 1 all sent, 0 the socket is full, negative on an error. */
 static int flush(connection_state *cs)
 {
+    while (cs->continue_left > 0) {
+        ssize_t n = keel__http_conn_write(cs, CONTINUE + sizeof CONTINUE - 1 - cs->continue_left, cs->continue_left);
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0)
+            return -EPIPE;
+        cs->continue_left -= (uint8_t) n;
+    }
     while (cs->out_sent < cs->out_len) {
         ssize_t n = keel__http_conn_write(cs, cs->out + cs->out_sent, cs->out_len - cs->out_sent);
         if (n == -EAGAIN)

@@ -179,6 +179,7 @@ struct connection_state {
 
     char *out; /* the answer going out */
     size_t out_len, out_sent, out_size;
+    uint8_t continue_left; /* bytes of a "100 Continue" not yet sent: they go before the answer */
 
     keel_http_request request; /* HTTP/1.1 runs one request at a time per connection */
 };
