@@ -372,6 +372,10 @@ static void advance(connection_state *cs)
         }
         if (cs->waiting)
             break;
+        if (cs->phase == CONN_SERVING) { /* no answer could be laid out, not even a 500 (out of memory) */
+            keel__http_conn_close(cs);
+            return;
+        }
         if (step(cs))
             continue;
         if (cs->peer_eof || !cs->readable)
