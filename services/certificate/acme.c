@@ -399,8 +399,13 @@ static int order_certificate(acme *a, EVP_PKEY *key, cert_pair *ret)
         return r;
     if ((r = acme_poll_status(a, "order", order_url, (const char *const[]){ "pending", NULL }, &ready)) < 0)
         return r;
-    if (!streq(acme_json_text(ready, "status") ?: "", "ready") && !streq(acme_json_text(ready, "status") ?: "", "valid"))
-        return cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, acme_json_text(ready, "status") ?: "?");
+    const char *status = acme_json_text(ready, "status") ?: "", *issued = acme_json_text(ready, "certificate");
+    /* Finalized already (an order the CA kept from an attempt cut short): a second finalize would be
+     * refused (orderNotReady); its certificate is taken if it is for this key (download()). */
+    if (streq(status, "valid") && issued)
+        return download(a, key, issued, ret);
+    if (!streq(status, "ready"))
+        return cert_fail(a->e, -EPROTO, "ACME: the order %s is %s, not ready", order_url, *status ? status : "?");
     if ((r = finalize(a, key, order_url, ready, &cert_url)) < 0)
         return r;
     return download(a, key, cert_url, ret);

@@ -166,7 +166,9 @@ static int issue_leaf(EVP_PKEY *ca_key, X509 *ca_cert, EVP_PKEY *key, const char
             0 ||
         (r = add_ext(x, ca_cert, NID_ext_key_usage, eku)) < 0 || (r = add_ext(x, ca_cert, NID_subject_alt_name, san_ext)) < 0 ||
         (r = add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) < 0 ||
-        (r = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) < 0)
+        /* The CA's key identifier, or its name and serial when its certificate has none (an
+         * operator's CA made without one: RFC 5280 4.2.1.1 allows either). */
+        (r = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid,issuer")) < 0)
         return r;
     if (X509_sign(x, ca_key, EVP_sha256()) <= 0) {
         ERR_clear_error();

@@ -262,8 +262,11 @@ static int check_dates(X509 *leaf, time_t now, const char *what, cert_error *e)
     time_t t = now;
     char when[64];
     const ASN1_TIME *nb = X509_get0_notBefore(leaf), *na = X509_get0_notAfter(leaf);
-    bool early = X509_cmp_time(nb, &t) > 0;
-    if (!early && X509_cmp_time(na, &t) >= 0)
+    int from = X509_cmp_time(nb, &t), until = X509_cmp_time(na, &t); /* 0: a date that cannot be read */
+    if (from == 0 || until == 0)
+        return cert_fail(e, -EBADMSG, "%s: the certificate's validity dates cannot be read", what);
+    bool early = from > 0;
+    if (!early && until > 0)
         return 0;
     BIO *b = BIO_new(BIO_s_mem());
     int n = b && ASN1_TIME_print(b, early ? nb : na) == 1 ? BIO_read(b, when, sizeof when - 1) : -1;
@@ -279,6 +282,9 @@ static int verify_chain(X509 *leaf, STACK_OF(X509) * chain, X509 *ca, time_t now
     if (!store || !ctx || X509_STORE_add_cert(store, ca) != 1 || X509_STORE_CTX_init(ctx, store, leaf, chain) != 1)
         return -ENOMEM;
     X509_STORE_CTX_set_time(ctx, 0, now);
+    /* The CA the operator names is trusted as such, a root or an intermediate (openssl verify
+     * -partial_chain): an intermediate is not self-signed, and would be refused as an anchor. */
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_PARTIAL_CHAIN);
     if (X509_verify_cert(ctx) == 1)
         return 0;
     int err = X509_STORE_CTX_get_error(ctx);

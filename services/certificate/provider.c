@@ -183,6 +183,24 @@ static int ensure_ca_written(cert_service *s, cert_error *e)
 
 /* ---- local-ca ---------------------------------------------------------------------------------- */
 
+/* What a pair of the local CA is served with: nothing when the CA is a root (the reader trusts it
+ * already), the CA's own certificate when it is an intermediate, so that a reader who trusts the
+ * root can build the path. */
+static int ca_chain(X509 *ca, STACK_OF(X509) * *ret)
+{
+    if (X509_check_issued(ca, ca) == X509_V_OK)
+        return 0;
+    _cleanup_x509_stack_ STACK_OF(X509) *chain = sk_X509_new_null();
+    if (!chain || X509_up_ref(ca) != 1)
+        return -ENOMEM;
+    if (sk_X509_push(chain, ca) <= 0) {
+        X509_free(ca);
+        return -ENOMEM;
+    }
+    *ret = TAKE_PTR(chain);
+    return 0;
+}
+
 /* Issues a certificate for @key and stores the pair, its rotation only once @ca (may be NULL) is
  * written: the pair's files are staged (written and synced under temporary names) meanwhile. */
 static int issue_and_store(cert_service *s, EVP_PKEY *key, ca_files *ca, cert_pair *ret, cert_error *e)
@@ -190,6 +208,8 @@ static int issue_and_store(cert_service *s, EVP_PKEY *key, ca_files *ca, cert_pa
     _cleanup_(cert_pair_donep) cert_pair p = {};
     cert_staged staged = {};
     int r = cert_issue(s->ca_key, s->ca_cert, key, s->names, s->config.lifetime, &p.leaf);
+    if (r >= 0)
+        r = ca_chain(s->ca_cert, &p.chain);
     bool ref = r >= 0 && EVP_PKEY_up_ref(key) == 1;
     if (ref)
         p.key = key;
@@ -361,15 +381,18 @@ static int local_ca_peek(cert_service *s, cert_pair *ret, cert_error *e)
     return r;
 }
 
+/* The anchor is read at each load, as file_store() does: a Kubernetes secret's ca.crt rotates with
+ * its tls.crt, and a pair signed by the new CA would not verify against the old one. */
 static int file_load(cert_service *s, cert_pair *ret, cert_error *e)
 {
-    if (*s->config.ca_cert_file && !s->ca_cert) {
+    _cleanup_(X509_freep) X509 *ca = NULL;
+    if (*s->config.ca_cert_file) {
         _cleanup_x509_stack_ STACK_OF(X509) *rest = NULL;
-        int r = cert_read_certs(s->config.ca_cert_file, &s->ca_cert, &rest, e);
+        int r = cert_read_certs(s->config.ca_cert_file, &ca, &rest, e);
         if (r < 0)
             return r;
     }
-    return read_checked(s, NULL, s->key_path, s->cert_path, s->ca_cert, ret, e);
+    return read_checked(s, NULL, s->key_path, s->cert_path, ca, ret, e);
 }
 
 /* ---- certificate.issuers ---------------------------------------------------------------------- */

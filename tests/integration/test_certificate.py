@@ -40,6 +40,45 @@ def wait_until(fn, timeout=15.0, what="condition"):
     raise AssertionError(f"{what} not reached within {timeout}s")
 
 
+def make_cert(cn, days, ca=False, issuer=None):
+    """(key, certificate) for `cn`, signed by `issuer` (key, certificate), else by itself."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer[1].subject if issuer else name)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=days))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                          encipher_only=False, decipher_only=False), critical=True)
+    else:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+    return key, b.sign(issuer[0] if issuer else key, hashes.SHA256())
+
+
+def write_certs(path, *certs):
+    from cryptography.hazmat.primitives import serialization
+    with open(path + ".new", "wb") as f:
+        f.write(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    os.rename(path + ".new", path)
+
+
+def write_pair(key_path, cert_path, key, cert):
+    from cryptography.hazmat.primitives import serialization
+    fd = os.open(key_path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    os.rename(key_path + ".new", key_path)
+    write_certs(cert_path, cert)
+
+
 class Base(KeelTestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="keel-cert-")
@@ -132,6 +171,31 @@ class LocalCA(Base):
         self.assertIn(f"DNS:{name}", out)
         rc, out = openssl("verify", "-CAfile", os.path.join(state, "ca.pem"), cert)
         self.assertEqual(rc, 0, out)
+
+    def test_an_intermediate_as_the_local_ca_reuses_its_pair_at_the_next_start(self):
+        from cryptography.hazmat.primitives import serialization
+        root_key, root = make_cert("root CA", days=30, ca=True)
+        mid_key, mid = make_cert("intermediate CA", days=30, ca=True, issuer=(root_key, root))
+        ca_key, ca_cert = os.path.join(self.dir, "mid.key"), os.path.join(self.dir, "mid.pem")
+        write_pair(ca_key, ca_cert, mid_key, mid)
+        sets = (f"certificate.ca_key_file={ca_key}", f"certificate.ca_cert_file={ca_cert}")
+        state = self.issue("state", *sets)
+        with open(os.path.join(state, "cert.pem")) as f:
+            first = f.read()
+        self.assertEqual(first.count("BEGIN CERTIFICATE"), 2, "the leaf, then the intermediate that signed it")
+        write_certs(os.path.join(self.dir, "root.pem"), root)
+        cert = os.path.join(state, "cert.pem")
+        rc, out = openssl("verify", "-CAfile", os.path.join(self.dir, "root.pem"), "-untrusted", cert, cert)
+        self.assertEqual(rc, 0, out)
+        k = self.keel("serve", "--set", f"state_dir={state}", *[a for s in sets for a in ("--set", s)])
+        k.ready()
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertIn("Reusing key[", err)
+        self.assertNotIn("does not verify to the CA", err)
+        with open(os.path.join(state, "cert.pem")) as f:
+            self.assertEqual(f.read(), first)
 
     def test_next_start_reuses_a_valid_pair(self):
         state = self.issue("state")
@@ -289,6 +353,26 @@ class FileProvider(Base):
         k = self.serve_file(os.path.join(a, "key.pem"), os.path.join(a, "cert.pem"),
                             f"certificate.ca_cert_file={b}/ca.pem")
         self.assertStartFails(k, "the certificate does not verify to the CA")
+
+    def test_an_intermediate_is_an_anchor_and_a_new_ca_is_read_at_each_reload(self):
+        root_key, root = make_cert("root CA", days=30, ca=True)
+        mid_key, mid = make_cert("intermediate CA", days=30, ca=True, issuer=(root_key, root))
+        key, cert, ca = (os.path.join(self.dir, n) for n in ("key.pem", "cert.pem", "ca.pem"))
+        write_pair(key, cert, *make_cert("localhost", days=10, issuer=(mid_key, mid)))
+        write_certs(ca, mid)  # the operator trusts the intermediate, not the root
+        k = self.serve_file(key, cert, f"certificate.ca_cert_file={ca}")
+        addr = bound_address(k, "metrics exporter server")
+        first = metric(addr, "keel_certificate_expiry_timestamp_seconds")
+        # A secret volume's CA rotated with its pair: each file replaced by a rename.
+        new_root_key, new_root = make_cert("new root CA", days=30, ca=True)
+        write_certs(ca, new_root)
+        write_pair(key, cert, *make_cert("localhost", days=5, issuer=(new_root_key, new_root)))
+        k.kill(signal.SIGHUP)
+        wait_until(lambda: metric(addr, "keel_certificate_expiry_timestamp_seconds") < first - 4 * 86400, what="the reload")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("does not verify to the CA", err)
 
     def test_missing_key_file_is_a_configuration_error(self):
         status, _, err, _ = run("serve", "--set", "certificate.provider=file")
