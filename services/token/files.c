@@ -128,7 +128,7 @@ int token_files_configure(token_service *token, keel_app *app)
     if ((r = check_settings(token, app)) < 0)
         return r;
     if (!(f->domains = calloc(n + 1, sizeof *f->domains)) || !(f->roles = calloc(n + 1, sizeof *f->roles)) ||
-        !(f->written = calloc(n + 1, sizeof *f->written)))
+        !(f->written = calloc(n + 1, sizeof *f->written)) || !(f->due = calloc(n, sizeof *f->due)))
         return keel_app_fail(app, -ENOMEM, "Out of memory");
     for (size_t i = 0; i < n; i++) {
         char reason[256];
@@ -143,7 +143,8 @@ static int write_target(token_service *token, size_t i)
 {
     token_files *f = &token->files;
     token_minted t = { 0 };
-    int r = token_cache_get(token->cache, f->domains[i], f->roles[i], keel_now_realtime(), &t);
+    keel_usec_t now = keel_now_realtime();
+    int r = token_cache_get(token->cache, f->domains[i], f->roles[i], now, &t);
     if (r < 0)
         return r;
     if (f->written[i] && streq(f->written[i], t.jwt)) {
@@ -155,6 +156,9 @@ static int write_target(token_service *token, size_t i)
     if ((r = delivery_write(path, t.jwt, strlen(t.jwt), f->mode, f->gid)) >= 0) {
         free(f->written[i]);
         f->written[i] = TAKE_PTR(t.jwt);
+        /* Written again with a third of its life left: a reader always finds a token in date,
+         * whatever refresh_interval is (an issuer's tokens may live two minutes). */
+        f->due[i] = t.expires > now ? now + (t.expires - now) / 3 * 2 : now;
     }
     token_minted_done(&t);
     return r < 0 ? r : 1;
@@ -176,12 +180,23 @@ int token_files_write(token_service *token, bool at_start)
                                    "Failed to write the token of domain[%s] role[%s] to '%s': %m%s", f->domains[i], f->roles[i],
                                    f->config.dir, at_start ? "" : "; the file keeps the last one");
     }
+    keel_usec_t earliest = 0;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->written[i] && (earliest == 0 || f->due[i] < earliest))
+            earliest = f->due[i];
+    atomic_store(&f->rewrite_at, earliest);
     if (wrote > 0)
         keel_log_service("token", KEEL_LOG_INFO, "Wrote %zu of %zu token files in '%s'", wrote, f->n, f->config.dir);
     /* The files of a start are read when their program starts: the hooks tell of later ones. */
     if (wrote > 0 && !at_start)
         hooks_notify(f->hooks);
     return first;
+}
+
+keel_usec_t token_files_due_in(token_service *token, keel_usec_t now)
+{
+    keel_usec_t at = atomic_load(&token->files.rewrite_at);
+    return at == 0 ? KEEL_USEC_INFINITY : at > now ? at - now : 0;
 }
 
 int token_files_start(token_service *token)
@@ -221,6 +236,8 @@ void token_files_free(token_service *token)
         free(f->written[i]); /* NULL until first written: not a NULL-terminated list */
     free(f->written);
     f->written = NULL;
+    free(f->due);
+    f->due = NULL;
     f->domains = keel_strv_free(f->domains);
     f->roles = keel_strv_free(f->roles);
     f->n = 0;

@@ -34,13 +34,16 @@ static void refresh_once(token_service *token)
                          failed ? " (still served while valid)" : "");
 }
 
-/* After a wake the delay is a remainder: the log says of what. */
-static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken)
+/* After a wake the delay is a remainder, or the token files' own: the log says of what. */
+static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken, bool files)
 {
     char d[32], i[32];
     keel_format_duration(delay, d, sizeof d);
     keel_format_duration(interval, i, sizeof i);
-    if (woken)
+    if (files)
+        keel_log_service("token", KEEL_LOG_INFO,
+                         "Will refresh tokens after %s, before a token file's token has a third of its life left", d);
+    else if (woken)
         keel_log_service("token", KEEL_LOG_INFO,
                          "Will refresh tokens after %s (refresh_interval %s, counted from the last refresh)", d, i);
     else
@@ -52,11 +55,20 @@ static void log_schedule(keel_usec_t delay, keel_usec_t interval, bool woken)
 static void refresh_task(keel_task *task, void *userdata)
 {
     token_service *token = userdata;
-    keel_usec_t last = keel_now(); /* the last refresh, or the start */
+    keel_usec_t last = keel_now(), backoff = KEEL_USEC_PER_SEC; /* the last refresh, or the start */
     for (int w = 0; w >= 0;) {
         keel_usec_t interval = atomic_load(&token->refresh_interval);
         keel_usec_t delay = w > 0 ? keel_usec_left(last, keel_now(), interval) : interval;
-        log_schedule(delay, interval, w > 0);
+        /* A token file's token may end sooner (an issuer's lifetime, an expiry a reload made short):
+         * then sooner. One still due after a refresh (its issuer failing) is tried again after 1 s,
+         * 2 s, 4 s ..., not at every turn. */
+        keel_usec_t files = token_files_due_in(token, keel_now_realtime());
+        bool by_files = files < delay;
+        if (by_files && files == 0)
+            delay = backoff, backoff = KEEL_MIN(backoff * 2, interval);
+        else if (by_files)
+            delay = files, backoff = KEEL_USEC_PER_SEC;
+        log_schedule(delay, interval, w > 0, by_files);
         w = keel_task_wait(task, delay);
         if (w == 0) {
             refresh_once(token);

@@ -22,10 +22,12 @@ typedef struct token_files {
         char *dir, *mode, *group;
         hook_config hooks; /* token.files_exec, files_signal, files_pidfile, files_hook_timeout */
     } config;
-    mode_t mode;             /* token.file_mode */
-    gid_t gid;               /* token.file_group, or (gid_t) -1 */
-    char **domains, **roles; /* of each target (owned) */
-    char **written;          /* the JWT last written for each target, NULL before (owned) */
+    mode_t mode;                     /* token.file_mode */
+    gid_t gid;                       /* token.file_group, or (gid_t) -1 */
+    char **domains, **roles;         /* of each target (owned) */
+    char **written;                  /* the JWT last written for each target, NULL before (owned) */
+    keel_usec_t *due;                /* CLOCK_REALTIME µs when each written token should be written again (owned) */
+    atomic_uint_fast64_t rewrite_at; /* the earliest of them, 0 before any; read by the refresh task */
     size_t n;
     hooks *hooks; /* owned: told after a refresh rewrote files, or NULL */
 } token_files;
@@ -93,6 +95,9 @@ extern const keel_config_key token_files_config_keys[];
 extern const size_t token_files_n_config_keys;
 int token_files_configure(token_service *token, keel_app *app);
 int token_files_write(token_service *token, bool at_start);
+/* How long from @now (CLOCK_REALTIME µs) until a token file should be written again, before its
+ * token is too close to its end; KEEL_USEC_INFINITY without files. */
+keel_usec_t token_files_due_in(token_service *token, keel_usec_t now);
 int token_files_start(token_service *token);
 /* keel init: token_files_write(), the fetches from an OAuth2 issuer tried again until init.timeout;
  * a stop ends it as a failure. Logs its failure through keel_app_fail(). */

@@ -241,6 +241,23 @@ class OAuth2Test(OAuth2Case):
         self.assertEqual(answer["scope"], " ".join(f"{domain}:role.{r}" for r in sorted(roles)))
         self.assertEqual(issuer.requests()[asked:], [scope])
 
+    def test_token_files_are_written_again_before_the_issuers_short_tokens_end(self):
+        # refresh_interval 30m, the issuer's tokens 12 s: each file is written again with a third
+        # of its token's life left, not at the next refresh_interval.
+        issuer = self.issuer(ttl=12)
+        out = os.path.join(self.tmp, "tokens")
+        os.mkdir(out, 0o700)
+        k = self.agent(issuer.url, refresh_interval="30m", extra=f"  targets: [sports:reader]\n  dir: {out}\n")
+        path = os.path.join(out, "sports:role.reader.token")
+        wait_for(lambda: os.path.exists(path), 15, "the first token file")
+        with open(path) as f:
+            first = f.read()
+        wait_for(lambda: open(path).read() != first, 20, "the token file written again before its token ends")
+        self.assertRegex(k.stderr_so_far(), r"Will refresh tokens after [\d.]+s, before a token file's token has a third of its life left")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
     def test_the_issuer_down_at_refresh_serves_the_cached_token(self):
         issuer = self.issuer()
         k = self.agent(issuer.url)
