@@ -45,6 +45,14 @@ static void run_job(void *data, void *userdata)
     job_free(j);
 }
 
+/* No token for @j, for @why: /accesstoken's only error is 500 (the peer's API, decision 29),
+ * /token's a 503 the client may try again after. */
+static int unavailable(reply to, const job *j, const char *why)
+{
+    return j->scope ? token_answer_error(to, j->id, 500, "server_error", why, NULL)
+                    : token_answer_error(to, j->id, 503, "temporarily_unavailable", why, NULL);
+}
+
 /* A stop came first. */
 static void cancel_job(void *data, void *userdata)
 {
@@ -52,7 +60,7 @@ static void cancel_job(void *data, void *userdata)
     token_service *token = userdata;
     if (j->scope)
         keel_counter_add(token->access_failed, 1);
-    (void) token_answer_error((reply){ .later = j->later }, j->id, 503, "temporarily_unavailable", "the agent is stopping", NULL);
+    unavailable((reply){ .later = j->later }, j, "the agent is stopping");
     job_free(j);
 }
 
@@ -67,13 +75,14 @@ int token_answer_later(keel_http_request *req, token_service *token, const char 
     if (j && (j->later = keel_http_request_defer(req)) && token_workers_push(token->workers, j) >= 0)
         return 0;
     if (j && j->later) { /* deferred but not queued: answered from here, later all the same */
-        (void) token_answer_error((reply){ .later = j->later }, id, 503, "temporarily_unavailable", "out of memory", NULL);
+        (void) unavailable((reply){ .later = j->later }, j, "out of memory");
         job_free(j);
         return 0;
     }
     if (j)
         job_free(j);
-    return token_answer_error(NOW(req), id, 503, "temporarily_unavailable", "out of memory", NULL);
+    return scope ? token_answer_error(NOW(req), id, 500, "server_error", "out of memory", NULL)
+                 : token_answer_error(NOW(req), id, 503, "temporarily_unavailable", "out of memory", NULL);
 }
 
 /* tls_client_auth presents the certificate service's pair unless token.oauth2.cert_file says
