@@ -137,8 +137,10 @@ int keel_file_rename_durable(const char *from, const char *to)
 int keel_dir_make(const char *dir, mode_t mode)
 {
     struct stat st;
+    char parent[PATH_MAX];
+    /* Its entry synced: a key written in it next must not vanish with it at a crash. */
     if (mkdir(dir, mode) == 0)
-        return 0;
+        return dir_of(dir, parent, sizeof parent) < 0 ? -ENAMETOOLONG : keel_dir_fsync(parent);
     if (errno != EEXIST)
         return -errno;
     if (stat(dir, &st) < 0)

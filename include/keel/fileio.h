@@ -78,8 +78,8 @@ KEEL_API int keel_fd_read_all(int fd, size_t max, char **ret_data, size_t *ret_s
 /** Syncs the directory @dir, so that the renames and creations in it survive a crash. */
 KEEL_API int keel_dir_fsync(const char *dir);
 
-/** Creates @dir with @mode when it does not exist (not its parents). -ENOTDIR when it exists as
- * something else. */
+/** Creates @dir with @mode when it does not exist (not its parents), its entry in its parent
+ * synced. -ENOTDIR when it exists as something else. */
 KEEL_API int keel_dir_make(const char *dir, mode_t mode);
 
 /** Removes the temporary files a killed writer left in @dir. Returns how many, or the errno of
