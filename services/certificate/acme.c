@@ -110,9 +110,16 @@ int acme_fetch_failed(acme *a, int r, const char *what, const char *url, const c
     return cert_fail(a->e, r, "ACME %s: %s: %s", what, url, why);
 }
 
+/* A value that fills its buffer may have been cut (keel_fetch_response_header()): never used. */
+static bool whole(const char *value, size_t size)
+{
+    return value && strlen(value) < size - 1;
+}
+
 static void keep_nonce(acme *a, const keel_fetch_response *resp)
 {
-    if (!keel_fetch_response_header(resp, "Replay-Nonce", a->nonce, sizeof a->nonce))
+    const char *v = keel_fetch_response_header(resp, "Replay-Nonce", a->nonce, sizeof a->nonce);
+    if (!whole(v, sizeof a->nonce)) /* none, or too long to be a nonce: the next request gets a new one */
         a->nonce[0] = '\0';
 }
 
@@ -222,8 +229,11 @@ int acme_post_json(acme *a, const char *what, const char *url, const char *paylo
         r = acme_parse_object(a, what, url, &resp, ret);
     if (r >= 0 && location) {
         char buf[2048];
-        if (!keel_fetch_response_header(&resp, "Location", buf, sizeof buf))
+        const char *v = keel_fetch_response_header(&resp, "Location", buf, sizeof buf);
+        if (!v)
             r = cert_fail(a->e, -EPROTO, "ACME %s: %s answered %u without a Location", what, url, resp.status);
+        else if (!whole(v, sizeof buf))
+            r = cert_fail(a->e, -EPROTO, "ACME %s: %s answered a Location of %zu bytes or more", what, url, sizeof buf - 1);
         else if (!(*location = strdup(buf)))
             r = -ENOMEM;
         if (r < 0) {
