@@ -31,12 +31,22 @@ static keel_config_sources sources(const keel_app *app)
     };
 }
 
-static void disable_plugins(keel_app *app)
+/* A name that is no plugin or service is refused, as an unknown key is: a typo would otherwise
+ * leave running what the operator meant to turn off. */
+static int disable_plugins(keel_app *app)
 {
-    for (char **p = keel__app_settings(app)->plugins_disabled; p && *p; p++) {
+    char **names = keel__app_settings(app)->plugins_disabled;
+    for (size_t i = 0; names && names[i]; i++)
+        if (!keel__app_plugin_known(app, names[i])) {
+            _cleanup_free_ char *known = keel__app_plugin_names(app);
+            return keel_app_fail(app, -EINVAL, "plugins.disabled[%zu]: no plugin or service is named '%s' (there are %s)", i,
+                                 names[i], known ? known : "?");
+        }
+    for (char **p = names; p && *p; p++) {
         size_t n = keel__app_disable_plugin(app, *p);
         keel_log_info("Plugin %s disabled by configuration (%zu observers removed)", *p, n);
     }
+    return 0;
 }
 
 /* Each error once: a single one is the failure itself (and so reaches the parent of a daemon);
@@ -65,8 +75,7 @@ static int on_load(keel_app *app, void *userdata)
     if (r < 0)
         return fail_with(app, r, errors);
     keel__app_apply_log_settings(app);
-    disable_plugins(app);
-    return 0;
+    return disable_plugins(app);
 }
 
 static int on_reload(keel_app *app, void *userdata)

@@ -53,6 +53,10 @@ const keel_core_settings *keel__app_settings(const keel_app *app);
 void keel__app_apply_log_settings(keel_app *app);
 /* Removes every observer that plugin @name registered. Returns how many. */
 size_t keel__app_disable_plugin(keel_app *app, const char *name);
+/* Whether a plugin or a service is called @name; the names of all, ", " apart (to free(), NULL
+ * out of memory): plugins.disabled's check. */
+bool keel__app_plugin_known(const keel_app *app, const char *name);
+char *keel__app_plugin_names(const keel_app *app);
 /* Whether @name is a declared command. */
 bool keel__app_command_declared(const keel_app *app, const char *name);
 

@@ -47,7 +47,9 @@ typedef struct keel_registry {
     size_t n_commands, allocated_commands;
     keel_service **services; /* owned, in registration order */
     size_t n_services, allocated_services;
-    bool services_resolved;                 /* their observers are registered: no more services */
+    bool services_resolved;      /* their observers are registered: no more services */
+    const keel_plugin **plugins; /* owned array of borrowed entries: every plugin registered, in order */
+    size_t n_plugins;
     const keel_plugin *plugin_now;          /* borrowed: owner of the observers registered now, outside a dispatch */
     const struct keel_service *service_now; /* borrowed: the service whose hooks are registered now */
     pthread_mutex_t attach_lock;            /* guards attachments */

@@ -137,6 +137,7 @@ keel_app *keel_app_free(keel_app *app)
     for (size_t i = app->registry.n_services; i > 0; i--)
         keel__service_free(app->registry.services[i - 1]);
     free(app->registry.services);
+    free(app->registry.plugins);
     keel__app_attachments_done(app);
     keel__machine_done(app);
     app->event = sd_event_unref(app->event);

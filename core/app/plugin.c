@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <keel/strbuf.h>
+
 #include "app-state-internal.h"
 #include "macro-internal.h"
 #include "observers-internal.h"
@@ -28,15 +30,18 @@ int keel__app_register_plugins(keel_app *app, const keel_run_options *o)
 {
     const keel_plugin *const *start = o ? o->plugins_start : NULL, *const *stop = o ? o->plugins_stop : NULL;
     size_t n = 0, max = start && stop > start ? (size_t) (stop - start) : 0;
-    _cleanup_free_ const keel_plugin **sorted = calloc(max + ELEMENTSOF(standard) + 1, sizeof *sorted);
+    const keel_plugin **sorted = calloc(max + ELEMENTSOF(standard) + 1, sizeof *sorted);
     if (!sorted)
         return keel_log_error_errno(ENOMEM, "Failed to register plugins: %m");
+    free(app->registry.plugins); /* kept for plugins.disabled's names: keel__app_plugin_known() */
+    app->registry.plugins = sorted;
     for (size_t i = 0; !(o && o->bare) && i < ELEMENTSOF(standard); i++)
         sorted[n++] = &standard[i];
     for (size_t i = 0; i < max; i++)
         if (start[i]) /* padding a sanitizer may leave between entries */
             sorted[n++] = start[i];
     qsort(sorted, n, sizeof *sorted, compare_plugins);
+    app->registry.n_plugins = n;
 
     for (size_t i = 0; i < n; i++) {
         app->registry.plugin_now = sorted[i];
@@ -66,6 +71,35 @@ static size_t remove_owned(observer_list *l, const char *plugin)
         }
     keel__observer_list_release(l);
     return n;
+}
+
+static bool is_plugin(const keel_app *app, const char *name)
+{
+    for (size_t i = 0; i < app->registry.n_plugins; i++)
+        if (streq(app->registry.plugins[i]->name, name))
+            return true;
+    return false;
+}
+
+bool keel__app_plugin_known(const keel_app *app, const char *name)
+{
+    return is_plugin(app, name) || keel_app_find_service(app, name) != NULL;
+}
+
+char *keel__app_plugin_names(const keel_app *app)
+{
+    char start[256];
+    keel_strbuf sb = KEEL_STRBUF_INIT_GROWABLE(start);
+    for (size_t i = 0; i < app->registry.n_plugins; i++)
+        keel_strbuf_printf(&sb, "%s%s", i ? ", " : "", app->registry.plugins[i]->name);
+    for (size_t i = 0; i < app->registry.n_services; i++) {
+        const char *name = keel_service_name(app->registry.services[i]);
+        if (!is_plugin(app, name))
+            keel_strbuf_printf(&sb, "%s%s", sb.len ? ", " : "", name);
+    }
+    char *s = sb.truncated ? NULL : strdup(sb.buf);
+    keel_strbuf_done(&sb);
+    return s;
 }
 
 size_t keel__app_disable_plugin(keel_app *app, const char *name)

@@ -54,9 +54,14 @@ class ConfigCommand(KeelTestCase):
         self.assertEqual(config_lines(out)["shutdown.delay"], ("3s", "--set"))
 
     def test_set_reads_yaml_lists(self):
-        status, out, err, _ = run("config", "--set", "plugins.disabled=[a, b]")
+        status, out, err, _ = run("config", "--set", "plugins.disabled=[metrics, token]")
         self.assertEqual(status, 0, err)
-        self.assertEqual(config_lines(out)["plugins.disabled"], ("[a, b]", "--set"))
+        self.assertEqual(config_lines(out)["plugins.disabled"], ("[metrics, token]", "--set"))
+
+    def test_a_plugin_that_does_not_exist_cannot_be_disabled(self):
+        status, _, err, _ = run("serve", "--set", "plugins.disabled=[metrics, tokn]")
+        self.assertEqual(status, 78, err)
+        self.assertRegex(err, r"plugins\.disabled\[1\]: no plugin or service is named 'tokn' \(there are [a-z, ]*\btoken\b")
 
     def test_profile_file_overrides_the_application_file(self):
         d = tempfile.mkdtemp()
