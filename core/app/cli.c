@@ -126,6 +126,8 @@ static int parse_option(keel_app *app, int c, const char *arg)
     case 'c':
         return replace(&app->cli.config_file, arg);
     case 'p':
+        if (!*arg)
+            return usage_error(app, "--profile expects a name%s", "");
         return replace(&app->cli.profile, arg);
     case 's':
         if (!strchr(arg, '=') || arg[0] == '=')

@@ -49,8 +49,8 @@ static keel_usec_t coarse_now(void)
 
 void keel_app_stop_progress(keel_app *app, const char *what)
 {
-    keel_machine *m = keel__app_machine(app);
-    if (!app || m->stop_deadline == KEEL_USEC_INFINITY)
+    keel_machine *m = app ? keel__app_machine(app) : NULL;
+    if (!m || m->stop_deadline == KEEL_USEC_INFINITY)
         return;
     if (what)
         keel_log_info("%s", what);

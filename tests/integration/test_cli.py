@@ -86,6 +86,9 @@ class Usage(KeelTestCase):
                 line = next(l for l in out.splitlines() if l.startswith("pidfile:"))
                 self.assertTrue(line.startswith(f"pidfile: {shown}") or (name == "null" and line.endswith("/null   # --set")), line)
 
+    def test_an_empty_profile_is_a_usage_error(self):
+        self.assertUsageError("--profile", "", "config", mention="--profile expects a name")
+
     def test_bad_log_format(self):
         self.assertUsageError("--log-format", "xml", mention="unknown format 'xml'")
 
