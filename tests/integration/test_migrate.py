@@ -199,27 +199,21 @@ class Migrate(KeelTestCase):
         names = [e["name"] for e in load_trace(trace) if e.get("cat") == "event"]
         self.assertIn("stop", names, "the app stops with the command's status")
 
-    def test_serve_refuses_a_layout_1_directory_and_changes_nothing(self):
-        # Issuing into it would replace the seed's cert.pem beside its private.pem.
-        self.layout1()
-        before = snapshot(self.state)
-        status, _, err, _ = run("serve", env={"KEEL_STATE_DIR": self.state})
-        self.assertEqual(status, 1, err)
-        self.assertIn(f"State directory '{self.state}' is in the seed agent's layout 1 (it holds private.pem): "
-                      "run `keel migrate` first; nothing was changed", err)
-        self.assertEqual(snapshot(self.state), before)
-        self.assertEqual(self.migrate()[0], 0, "and migrate still can")
-
-    def test_init_refuses_a_layout_1_directory_and_changes_nothing(self):
-        # init issues and records layout 2 as serve does: the seed's pair would be lost to migrate.
-        self.layout1()
-        before = snapshot(self.state)
-        status, _, err, _ = run("init", env={"KEEL_STATE_DIR": self.state})
-        self.assertEqual(status, 1, err)
-        self.assertIn(f"State directory '{self.state}' is in the seed agent's layout 1 (it holds private.pem): "
-                      "run `keel migrate` first; nothing was changed", err)
-        self.assertEqual(snapshot(self.state), before)
-        self.assertEqual(self.migrate()[0], 0, "and migrate still can")
+    def test_serve_and_init_refuse_a_layout_1_directory_and_change_nothing(self):
+        # Issuing into it would replace the seed's cert.pem beside its private.pem; init issues and
+        # records layout 2 as serve does.
+        for command in ("serve", "init"):
+            with self.subTest(command):
+                self.layout1()
+                before = snapshot(self.state)
+                status, _, err, _ = run(command, env={"KEEL_STATE_DIR": self.state})
+                self.assertEqual(status, 1, err)
+                self.assertIn(f"State directory '{self.state}' is in the seed agent's layout 1 (it holds private.pem): "
+                              "run `keel migrate` first; nothing was changed", err)
+                self.assertEqual(snapshot(self.state), before)
+                self.assertEqual(self.migrate()[0], 0, "and migrate still can")
+                shutil.rmtree(self.state)
+                os.mkdir(self.state, 0o700)
 
     def test_serve_refuses_role_certificates_left_outside_roles(self):
         self.write(os.path.join(self.state, "sports_reader.cert.pem"), b"ROLE\n", 0o644)
