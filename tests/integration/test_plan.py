@@ -61,7 +61,8 @@ class Plan(KeelTestCase):
         rs = rows(out)
         self.assertEqual(names(rs, "configure", "during"),
                          ["certificate.configure", "token.configure", "metrics.configure"])
-        self.assertEqual(names(rs, "configure", "after"), ["commands.config.check"])
+        # Core's own checks first (shutdown.delay against shutdown.timeout), then the command's word.
+        self.assertEqual(names(rs, "configure", "after"), ["shutdown.check", "commands.config.check"])
         self.assertEqual(names(rs, "start", "during"), ["layout.record"], "no service starts")
         self.assertEqual(names(rs, "ready", "during"), ["health.ready"])
 
