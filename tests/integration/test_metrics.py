@@ -104,8 +104,16 @@ class Exposition(KeelTestCase):
             self.assertEqual(status.getresponse().status, 405)
             status.close()
         self.assertEqual(get(self.health, "/healthz")[0], 200)
-        body = self.scrape()
-        routes = set(re.findall(r'keel_http_request_duration_seconds_count\{service="healthcheck",route="([^"]*)"\}', body))
+
+        def routes():
+            return set(re.findall(r'keel_http_request_duration_seconds_count\{service="healthcheck",route="([^"]*)"\}',
+                                  self.scrape()))
+
+        # Observed once the answer is handed to the connection: the client may read it first.
+        deadline = time.monotonic() + 5
+        while "/healthz" not in routes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        routes = routes()
         self.assertIn("/healthz", routes, "a served path still gets its series")
         self.assertIn("unmatched", routes)
         self.assertFalse([r for r in routes if r.startswith("/junk")], routes)
