@@ -3,142 +3,23 @@
 pebble suggests for its certificate (the same window the test reads with its own certificate
 identifier), renews at a point inside it and not by refresh_interval, and shows the window in the
 metrics and /readyz?verbose; a revoked certificate, whose window pebble puts in the past, is
-renewed at once by the next start, or by a SIGHUP once the last read is a minute old, and the
+renewed at once by the next start, or by a SIGHUP once the last read is a minute old
+(test_ari_minute), and the
 order names it in `replaces`; a window past the certificate's last tenth (a short
 certificateValidityPeriod) is cut to it. Against Debian 12's pebble 2.4, which has no
 renewalInfo, refresh_interval's schedule holds. With certificate.issuers, the window is read from
 the pebble that issued the certificate (recorded for the next start) and from no other, and
 `replaces` goes to that pebble only; a certificate of the local CA reads none."""
 
-import base64
 import calendar
-import json
 import os
-import re
-import shutil
-import signal
-import ssl
-import tempfile
 import time
 import unittest
-import urllib.request
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from httpclient import bound_address, get, metric, wait_for
-from keelrun import KeelTestCase
-from pebble import PEBBLE26, Pebble, free_port
+from pebble import PEBBLE26, free_port
+from ari import DAY, AcmeCase, ari_reads, load_cert, revoke
 
-DAY = 86400
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def load_cert(path):
-    with open(path, "rb") as f:
-        return x509.load_pem_x509_certificate(f.read())
-
-
-def cert_id(cert):
-    """RFC 9773 §4.1, written apart from keel's C: AKI keyIdentifier "." the serial's DER content."""
-    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    n = cert.serial_number
-    return b64url(aki) + "." + b64url(n.to_bytes(n.bit_length() // 8 + 1, "big"))
-
-
-def rfc3339(text):
-    """pebble's timestamps (Go's RFC3339Nano, UTC) as seconds since the epoch."""
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?Z", text)
-    return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-
-
-def revoke(pebble, cert_path, key_path):
-    """revokeCert (RFC 8555 §7.6) signed with the certificate's own key (ES256, a jwk header)."""
-    with open(key_path, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), None)
-    der = load_cert(cert_path).public_bytes(serialization.Encoding.DER)
-    directory = pebble.directory()
-    nonce = pebble.get(directory["newNonce"])[1]["Replay-Nonce"]
-    numbers = key.public_key().public_numbers()
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64url(numbers.x.to_bytes(32, "big")), "y": b64url(numbers.y.to_bytes(32, "big"))}
-    protected = b64url(json.dumps({"alg": "ES256", "jwk": jwk, "nonce": nonce, "url": directory["revokeCert"]}).encode())
-    payload = b64url(json.dumps({"certificate": b64url(der)}).encode())
-    r, s = decode_dss_signature(key.sign(f"{protected}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
-    body = json.dumps({"protected": protected, "payload": payload,
-                       "signature": b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))}).encode()
-    req = urllib.request.Request(directory["revokeCert"], data=body, headers={"Content-Type": "application/jose+json"})
-    with urllib.request.urlopen(req, timeout=5, context=ssl.create_default_context(cafile=pebble.ca_file)) as resp:
-        return resp.status
-
-
-class AcmeCase(KeelTestCase):
-    """keel against a pebble of the test's own, its state directory kept apart; no tests of its own."""
-
-    def setUp(self):
-        self.state = tempfile.mkdtemp(prefix="keel-ari-state-")
-        self.addCleanup(shutil.rmtree, self.state, True)
-        self.health_port = free_port()
-
-    def pebble(self, binary=PEBBLE26, port=None, **config):
-        p = Pebble(self.health_port, env={"PEBBLE_VA_ALWAYS_VALID": "1"}, binary=binary, config=config, port=port)
-        self.addCleanup(p.close)
-        return p
-
-    def start(self, pebble, extra="", names=("localhost",)):
-        config = f"""
-certificate:
-  provider: acme
-  dns_names: [{", ".join(f'"{n}"' for n in names)}]
-  acme:
-    directory_url: {pebble.directory_url}
-    ca_file: {pebble.ca_file}
-{extra}
-"""
-        env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
-               "no_proxy": "127.0.0.1,localhost"}
-        return self.keel("serve", config=config, env=env)
-
-    def start_issuers(self, pebbles, issuers, extra="", attempts=1):
-        """keel with certificate.issuers, trusting the API of every pebble given (a new file each time:
-        certificate.acme.ca_file is read at each issuance)."""
-        ca_file = os.path.join(self.state, "..", os.path.basename(self.state) + "-ca.pem")
-        self.addCleanup(lambda: os.path.exists(ca_file) and os.unlink(ca_file))
-        with open(ca_file, "w") as out:
-            for p in pebbles:
-                with open(p.ca_file) as f:
-                    out.write(f.read())
-        config = f"""
-certificate:
-  issuers: [{", ".join(f"'{i}'" for i in issuers)}]
-  issuer_attempts: {attempts}
-  dns_names: [localhost]
-  acme:
-    ca_file: {ca_file}
-{extra}
-"""
-        env = {"KEEL_STATE_DIR": self.state, "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.health_port}",
-               "no_proxy": "127.0.0.1,localhost"}
-        return self.keel("serve", config=config, env=env)
-
-    def cert_path(self):
-        return os.path.join(self.state, "cert.pem")
-
-    def window(self, pebble):
-        """The window pebble suggests for the certificate in the state directory, read by the test."""
-        url = pebble.directory()["renewalInfo"].rstrip("/") + "/" + cert_id(load_cert(self.cert_path()))
-        status, headers, body = pebble.get(url)
-        w = json.loads(body)["suggestedWindow"]
-        return rfc3339(w["start"]), rfc3339(w["end"]), int(headers["Retry-After"])
-
-    def wait_window(self, k, metrics):
-        wait_for(lambda: "The ACME server suggests renewing the certificate between" in k.stderr_so_far(), 30, "a window read")
-        return (metric(metrics, "keel_certificate_ari_window_start_seconds"),
-                metric(metrics, "keel_certificate_ari_window_end_seconds"))
 
 @unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
 class AriTest(AcmeCase):
@@ -194,23 +75,6 @@ class AriTest(AcmeCase):
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
-    def test_a_sighup_reads_the_window_again_once_a_minute(self):
-        pebble = self.pebble()
-        k = self.start(pebble)
-        k.ready(timeout=60)
-        self.wait_window(k, bound_address(k, "metrics exporter server"))
-        read = time.monotonic()
-        self.assertEqual(revoke(pebble, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
-        k.kill(signal.SIGHUP)  # within the minute: the window read stays
-        time.sleep(2)
-        self.assertNotIn("Refreshed key", k.stderr_so_far())
-        time.sleep(max(0.0, read + 62 - time.monotonic()))
-        k.kill(signal.SIGHUP)  # a minute on: read again, the window is past, the renewal is now
-        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal after the SIGHUP")
-        self.assertTrue(any("is a replacement of" in line for line in pebble.log))
-        k.kill()
-        self.assertEqual(k.wait()[0], 0)
-
     def test_a_window_past_the_last_tenth_is_cut_to_it(self):
         # 40 s certificates: pebble's window is 2 days wide around 27 s after issuance; whatever
         # point keel picks, it renews before the last 4 s.
@@ -240,11 +104,6 @@ class AriTest(AcmeCase):
         self.assertEqual(k.stderr_so_far().count("offers no renewal information"), 1, "said once, not at every read")
         k.kill()
         self.assertEqual(k.wait()[0], 0)
-
-
-def ari_reads(pebble):
-    """How many renewalInfo requests @pebble has answered (it logs each request's path)."""
-    return sum("/renewalInfo/" in line for line in pebble.log)
 
 
 @unittest.skipUnless(PEBBLE26, "KEEL_PEBBLE26 is not set: run through ctest (the fixture pebble26 fetches it)")
@@ -286,22 +145,6 @@ class AriIssuersTest(AcmeCase):
         self.assertIn(", which is past: at once", err)
         self.assertTrue(any("is a replacement of" in line for line in a.log), "the order names the revoked certificate")
         self.assertEqual(a.issued(), 2)
-        k.kill()
-        self.assertEqual(k.wait()[0], 0)
-
-    def test_a_sighup_reads_the_issuing_cas_window_again_once_a_minute(self):
-        a = self.pebble()
-        k = self.start_issuers([a], [f"acme:{a.directory_url}", "local"])
-        k.ready(timeout=60)
-        self.wait_window(k, bound_address(k, "metrics exporter server"))
-        read = time.monotonic()
-        self.assertEqual(revoke(a, self.cert_path(), os.path.join(self.state, "key.pem")), 200)
-        time.sleep(max(0.0, read + 62 - time.monotonic()))
-        reads = ari_reads(a)
-        k.kill(signal.SIGHUP)  # a minute on: read again, the window is past, the renewal is now
-        wait_for(lambda: "Refreshed key" in k.stderr_so_far(), 30, "a renewal after the SIGHUP")
-        self.assertGreater(ari_reads(a), reads)
-        self.assertTrue(any("is a replacement of" in line for line in a.log))
         k.kill()
         self.assertEqual(k.wait()[0], 0)
 
