@@ -92,10 +92,12 @@ test-clang:
 	cmake -S . -B $(BUILD_CLANG) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=ON -DKEEL_BUILD_TESTS=OFF >/dev/null
 	cmake --build $(BUILD_CLANG) -j $(JOBS)
 
+# The suites that mostly wait (tests/CMakeLists.txt, KEEL_WAITING_TESTS) run beside a job a core.
+WAITING_TESTS = 3
 test-asan:
 	cmake -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=address -DKEEL_WERROR=ON >/dev/null
 	cmake --build $(BUILD_TEST) -j $(JOBS)
-	cd $(BUILD_TEST) && ctest --output-on-failure -j $$(($(JOBS) + 2)) --timeout 300
+	cd $(BUILD_TEST) && ctest --output-on-failure -j $$(($(JOBS) + $(WAITING_TESTS))) --timeout 300
 
 test-tsan:
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=thread -DKEEL_WERROR=ON >/dev/null
