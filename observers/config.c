@@ -7,6 +7,7 @@
 #include <keel/keel.h>
 
 #include "app-internal.h"
+#include "machine-internal.h"
 #include "macro-internal.h"
 #include "observers-internal.h"
 
@@ -78,10 +79,23 @@ static int on_load(keel_app *app, void *userdata)
     return disable_plugins(app);
 }
 
+/* A refresh that failed after this reload committed: the previous values come back. */
+static int on_revert(keel_app *app)
+{
+    size_t n = keel__config_reload_undo(keel__app_config(app));
+    keel__app_apply_log_settings(app);
+    if (n > 0)
+        keel_log_info("Put back the previous configuration (%zu %s)", n, n == 1 ? "value" : "values");
+    return 0;
+}
+
 static int on_reload(keel_app *app, void *userdata)
 {
     _cleanup_strv_free_ char **errors = NULL, **refused = NULL;
     keel_config_sources src = sources(app);
+
+    if (keel__machine_reverting(app))
+        return on_revert(app);
 
     int r = keel__config_reload(keel__app_config(app), &src, &refused, &errors);
     if (r < 0)

@@ -83,10 +83,17 @@ int keel__config_load(keel_config *c, const keel_config_sources *src, char ***re
  * Like keel__config_load(), for a refresh: a key whose row is not .live and whose value would
  * change keeps its current value and origin, and its name is returned in *ret_refused (a strv,
  * sorted, possibly empty; written on success when @ret_refused is not NULL). Live keys whose
- * value changes are replaced: their old strings and lists are freed, so nobody may keep pointers
- * to them across a refresh. Fails like keel__config_load(), changing nothing.
+ * value changes are replaced; the values and origins replaced are kept until
+ * keel__config_reload_undo() puts them back or keel__config_reload_forget() (or the next reload)
+ * frees them, so nobody may keep pointers to old strings and lists across a refresh. Fails like
+ * keel__config_load(), changing nothing.
  */
 int keel__config_reload(keel_config *c, const keel_config_sources *src, char ***ret_refused, char ***ret_errors);
+/* Puts back what the last reload replaced (values and origins); returns how many values changed
+ * back. Nothing after a reload that failed, or once undone or forgotten. */
+size_t keel__config_reload_undo(keel_config *c);
+/* Frees what the last reload replaced: the refresh it was part of succeeded. */
+void keel__config_reload_forget(keel_config *c);
 
 /** Whether a load succeeded once: the storages hold the effective configuration. */
 bool keel__config_loaded(const keel_config *c);

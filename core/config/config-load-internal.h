@@ -16,6 +16,10 @@ typedef struct config_entry {
     void *storage;              /* borrowed: the value is at storage + row->offset */
     char *env;                  /* owned: "KEEL_SHUTDOWN_TIMEOUT" */
     char *origin;               /* owned: where the value in storage came from */
+    /* What the last reload replaced, until the refresh it was part of ends (config-undo.c). */
+    keel_config_field prev;    /* owned when prev_value */
+    char *prev_origin;         /* owned */
+    bool prev_value, has_prev; /* the value was replaced; the origin was */
 } config_entry;
 
 struct keel_config {
@@ -25,6 +29,12 @@ struct keel_config {
     size_t n_entries;
     bool loaded; /* tables may no longer be added */
 };
+
+/* Keeps @e's value (when @value_changes) and origin as they are before a reload replaces them;
+ * frees what an earlier reload kept. */
+void keel__config_entry_keep_previous(config_entry *e, bool value_changes);
+/* Frees what the last reload kept of @e. */
+void keel__config_entry_forget_previous(config_entry *e);
 
 /* Where the value of @e lives. */
 void *keel__config_field_of(const config_entry *e);

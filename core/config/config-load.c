@@ -304,13 +304,17 @@ static int commit(load_state *st, bool reload, char ***ret_refused)
         candidate *cand = &st->cands[i];
         if (cand->refused)
             continue; /* the old value stays, and so does its origin */
+        if (reload)
+            keel__config_entry_keep_previous(e, !cand->same);
         if (!cand->same) {
             /* an unchanged value keeps its storage, so pointers into it stay valid */
-            keel__config_value_done(e->row, keel__config_field_of(e));
+            if (!reload)
+                keel__config_value_done(e->row, keel__config_field_of(e));
             memcpy(keel__config_field_of(e), &cand->value, keel__config_type_size(e->row->type));
             cand->value = (keel_config_field){};
         }
-        free(e->origin);
+        if (!reload)
+            free(e->origin);
         e->origin = TAKE_PTR(cand->origin);
     }
     c->loaded = true;

@@ -73,6 +73,7 @@ keel_config *keel__config_free(keel_config *c)
     if (!c)
         return NULL;
     for (size_t i = 0; i < c->n_entries; i++) {
+        keel__config_entry_forget_previous(&c->entries[i]);
         keel__config_value_done(c->entries[i].row, keel__config_field_of(&c->entries[i]));
         entry_done(&c->entries[i]);
     }

@@ -54,9 +54,11 @@ typedef struct keel_machine {
     bool was_ready; /* READY=1 was sent: a served life, whose shutdown duration is kept */
     keel_usec_t stop_started, stop_deadline, last_extend;
     unsigned refresh_failures;
-    sd_event_source *signals[6]; /* owned: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 */
-    keel_usec_t ignored_logged;  /* when a signal was last logged as ignored (signals.c) */
-    unsigned ignored_unlogged;   /* ignored since, not logged */
+    keel_observer *refresh_failed_at; /* borrowed: the observer that ended the last refresh */
+    bool reverting;                   /* the observers before it run again (machine.c) */
+    sd_event_source *signals[6];      /* owned: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 */
+    keel_usec_t ignored_logged;       /* when a signal was last logged as ignored (signals.c) */
+    unsigned ignored_unlogged;        /* ignored since, not logged */
     keel_stop stop;
     int daemon_fd; /* daemon.c: the pipe to the process waiting for readiness, or -EBADF */
 } keel_machine;
@@ -87,6 +89,9 @@ bool keel__machine_was_ready(const keel_app *app);
 keel_event keel__machine_event_now(const keel_app *app);
 keel_phase keel__machine_phase_now(const keel_app *app);
 keel_observer *keel__machine_observer_now(const keel_app *app);
+/* Whether a failed refresh's observers run again to take the previous configuration back: the
+ * configuration's own observer then puts back the values its reload replaced. */
+bool keel__machine_reverting(const keel_app *app);
 /* Whether the caller runs inside a start observer (the only place tasks may be spawned). */
 bool keel__app_in_start(const keel_app *app);
 

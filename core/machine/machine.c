@@ -10,6 +10,7 @@
 
 #include "app-internal.h"
 #include "app-metrics-internal.h"
+#include "config-internal.h"
 #include "machine-internal.h"
 #include "observer-internal.h"
 #include "fault-internal.h"
@@ -146,6 +147,8 @@ static void report_failure(keel_app *app, keel_observer *o, dispatch *d, int r)
     if (d->error == 0) {
         d->error = r;
         d->message = strdup(msg);
+        if (d->event == KEEL_EVENT_REFRESH && !m->reverting)
+            m->refresh_failed_at = o;
     }
 }
 
@@ -333,12 +336,42 @@ static void become_ready(keel_app *app, const char *what, const char *id)
     keel__log_message(KEEL_LOG_INFO, id, NULL, "%s%s", what, status + strlen("Ready"));
 }
 
+/* DESIGN: a failed refresh leaves the old configuration in force. The observers that ran before
+ * the failing one run again, in order: config.reload, reverting, puts back the values its commit
+ * replaced, and the others take them back as a refresh takes new ones. Failures here are logged
+ * and counted; the pass goes on, as it has nothing better to go back to. */
+static void revert_refresh(keel_app *app)
+{
+    keel_machine *m = keel__app_machine(app);
+    dispatch d = { .event = KEEL_EVENT_REFRESH };
+    bool reached = false;
+
+    m->reverting = m->dispatching = true;
+    for (int p = 0; p < _KEEL_PHASE_MAX && !reached; p++) {
+        observer_list *l = keel__app_observers(app, KEEL_EVENT_REFRESH, (keel_phase) p);
+        size_t n = l->n;
+        m->phase_now = (keel_phase) p;
+        d.phase = keel_phase_to_string((keel_phase) p);
+        keel__observer_list_hold(l);
+        for (size_t k = 0; k < n && !(reached = l->items[k] == m->refresh_failed_at); k++)
+            (void) call_observer(app, l->items[k], &d, 0);
+        keel__observer_list_release(l);
+    }
+    m->reverting = m->dispatching = false;
+    m->refresh_failed_at = NULL;
+    keel__log_context_set(NULL, NULL, NULL);
+    free(d.message);
+}
+
 static outcome step_refresh(keel_app *app)
 {
     keel_machine *m = keel__app_machine(app);
     keel__notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) keel_now());
     outcome o = run_event(app, KEEL_EVENT_REFRESH);
+    if (o == OUTCOME_OK)
+        keel__config_reload_forget(keel__app_config(app));
     if (o == OUTCOME_ERROR) {
+        revert_refresh(app);
         m->refresh_failures++;
         keel__metrics_refresh_failed(app);
         keel__log_message(KEEL_LOG_WARNING, KEEL_MESSAGE_RELOAD_FAILED, NULL,

@@ -41,6 +41,11 @@ keel_phase keel__machine_phase_now(const keel_app *app)
     return keel__app_machine_const(app)->phase_now;
 }
 
+bool keel__machine_reverting(const keel_app *app)
+{
+    return keel__app_machine_const(app)->reverting;
+}
+
 keel_observer *keel__machine_observer_now(const keel_app *app)
 {
     return keel__app_machine_const(app)->observer_now;

@@ -476,18 +476,23 @@ static int certificate_refresh(keel_service *svc, void *state)
 {
     cert_service *s = state;
     cert_error e = {};
+    /* The files first: when they fail, the refresh fails and its configuration is put back
+     * (core/machine), so nothing of it may have been taken here yet. */
+    if (s->config.provider == CERT_PROVIDER_FILE && s->state_dir) {
+        int r = cert_reload(s, true, &e);
+        if (r < 0) {
+            if (cert_current_due(s))
+                keel_task_group_wake(s->tasks);
+            return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
+        }
+        CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
+    }
     /* A new interval, or a certificate due (after a step of the clock), takes effect at once: the
      * task wakes and schedules again. */
     bool changed = atomic_exchange(&s->interval, s->config.refresh_interval) != s->config.refresh_interval;
     bool ari = (s->config.provider == CERT_PROVIDER_ACME || s->chain) && s->config.acme.renewal_info;
     if (changed || ari || (s->state_dir && cert_current_due(s)))
         keel_task_group_wake(s->tasks);
-    if (s->config.provider != CERT_PROVIDER_FILE || !s->state_dir)
-        return 0;
-    int r = cert_reload(s, true, &e);
-    if (r < 0)
-        return keel_app_fail(keel_service_app(svc), r, "%s; keeping the current certificate", e.text);
-    CERT_LOG(KEEL_LOG_INFO, "Reloaded key[%s], cert[%s]", s->key_path, s->cert_path);
     return 0;
 }
 

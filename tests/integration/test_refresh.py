@@ -131,6 +131,28 @@ class Refresh(KeelTestCase):
         self.assertEqual(self.refresh_failures(), 1)
         self.stop(k)
 
+    def test_a_service_refresh_that_fails_puts_the_previous_configuration_back_everywhere(self):
+        # healthcheck.refresh is the last service refresh: the reload, the certificate, token and
+        # metrics refreshes took the new values before it failed, and must give them all back.
+        k = self.keel("serve", config="log:\n  level: info\n", env={"KEEL_FAULT": "error@in:healthcheck.refresh"})
+        k.ready()
+        self.health = bound_address(k, "health check server")
+        self.metrics = bound_address(k, "metrics exporter server")
+        token = bound_address(k, "token provider server")
+        self.reload(k, "log:\n  level: debug\ntoken:\n  expiry: 5m\nshutdown:\n  delay: 1500ms\n")
+        self.wait_log(k, "Put back the previous configuration (3 values)")
+        self.wait_log(k, "Refresh failed, keeping the previous configuration (1 failures so far)")
+        self.assertEqual(self.refresh_failures(), 1)
+        status, _, body = get(token, "/token", headers={"X-Athenz-Domain": "back", "X-Athenz-Role": "again"})
+        self.assertEqual(status, 200, body)
+        self.assertIn(json.loads(body)["expires_in"], range(3590, 3601), "the token service took token.expiry back")
+        self.assertEqual(get(self.health, "/livez")[0], 200)
+        started = time.monotonic()
+        err = self.stop(k)
+        self.assertNotIn("GET /livez from", err, "log.level is info again")
+        self.assertNotIn("Delaying shutdown", err, "shutdown.delay is 0 again")
+        self.assertLess(time.monotonic() - started, 1.4)
+
     def test_the_log_format_changes_live(self):
         k = self.start("")
         self.reload(k, "log:\n  format: json\n")

@@ -39,7 +39,7 @@ static const keel_config_key table[] = {
       .max = 3600LL * 1000000,
       .live = true },
     { .key = "shutdown.delay", .type = KEEL_CONFIG_DURATION, .offset = S(delay), .def = "0" },
-    { .key = "certificate.dns_names", .type = KEEL_CONFIG_LIST, .offset = S(dns_names), .def = "[]" },
+    { .key = "certificate.dns_names", .type = KEEL_CONFIG_LIST, .offset = S(dns_names), .def = "[]", .live = true },
     { .key = "token.address", .type = KEEL_CONFIG_ADDRESS, .offset = S(token_address), .def = "127.0.0.1:8880" },
     { .key = "metrics.enabled", .type = KEEL_CONFIG_BOOL, .offset = S(metrics), .def = "true", .live = true },
     { .key = "token.buffer", .type = KEEL_CONFIG_SIZE, .offset = S(buffer), .def = "64K" },
@@ -728,6 +728,38 @@ Test(config, reload_reverts_removed_keys_to_defaults)
     cr_assert_eq(st.timeout, 30 * SEC);
     cr_assert_eq(st.log_level, 2);
     origin_is("shutdown.timeout", "default");
+}
+
+/* A refresh that fails after the reload: every replaced value and origin comes back, the new
+ * strings and lists are freed (ASan), and once undone nothing more is. */
+Test(config, reload_undo_puts_back_values_and_origins)
+{
+    const char *f = file("app.yaml", "log.level: info\nshutdown.timeout: 5s\ncertificate.dns_names: [a.example]\n");
+    keel_config_sources src = { .app_file = f };
+    load_ok(&src);
+    char **names = st.dns_names;
+    (void) file("app.yaml", "log.level: debug\nshutdown.timeout: 5s\ncertificate.dns_names: [b.example, c.example]\n");
+    src.sets = (char *[]){ "shutdown.timeout=7s", NULL };
+    cr_assert_eq(keel__config_reload(config, &src, NULL, NULL), 0);
+    cr_assert_eq(st.log_level, 3);
+    cr_assert_eq(st.timeout, 7 * SEC);
+    cr_assert_str_eq(st.dns_names[1], "c.example");
+    origin_is("shutdown.timeout", "--set");
+
+    cr_assert_eq(keel__config_reload_undo(config), 3);
+    cr_assert_eq(st.log_level, 2);
+    cr_assert_eq(st.timeout, 5 * SEC);
+    cr_assert_eq(st.dns_names, names, "the old list itself, still alive");
+    cr_assert(keel_strv_equal(st.dns_names, (char *[]){ "a.example", NULL }));
+    origin_at("shutdown.timeout", "app.yaml", 2, 19);
+    cr_assert_eq(keel__config_reload_undo(config), 0, "undone once");
+
+    /* a reload that succeeds keeps its values: forget frees only the replaced ones */
+    cr_assert_eq(keel__config_reload(config, &src, NULL, NULL), 0);
+    keel__config_reload_forget(config);
+    cr_assert_eq(keel__config_reload_undo(config), 0);
+    cr_assert_str_eq(st.dns_names[0], "b.example");
+    cr_assert_eq(st.timeout, 7 * SEC);
 }
 
 Test(config, failed_reload_changes_nothing)
