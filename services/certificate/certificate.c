@@ -267,11 +267,14 @@ static int healthy(cert_service *s, char *reason, size_t size)
     return 0;
 }
 
-/* Healthy while the certificate is valid and more than 10 % of its lifetime is left. Seeing it
- * due wakes the refresh task, which then renews at once: a step of the wall clock that the clock
- * watch did not see (one before the start, or no watch) is found by the first probe. Every probe
- * runs this: the credential itself is read only when the lock-free read of its validity does not
- * say all is well, and then for the reason. */
+/* Healthy while the certificate is valid. In the last 10 % of its lifetime it is due, and the
+ * probe says so beside "ok" but stays ready: every replica of a fleet reads the same certificate,
+ * so failing then would take them all out of their Services at once (and a restart into a
+ * startupProbe on /readyz would loop) while the key still signs; the expiry metric is what to
+ * alert on. Seeing it due wakes the refresh task, which then renews at once: a step of the wall
+ * clock that the clock watch did not see (one before the start, or no watch) is found by the
+ * first probe. Every probe runs this: the credential itself is read only when the lock-free read
+ * of its validity does not say all is well, and then for the reason. */
 static int check_health(void *userdata, char *reason, size_t size)
 {
     cert_service *s = userdata;
@@ -292,7 +295,7 @@ static int check_health(void *userdata, char *reason, size_t size)
         char when[32];
         format_utc(na, when, sizeof when);
         (void) snprintf(reason, size, "the certificate expires at %s, within 10%% of its lifetime, and is not renewed yet", when);
-        return -EKEYEXPIRED;
+        return 0;
     }
     return r;
 }
