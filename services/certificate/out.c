@@ -130,6 +130,10 @@ static int deliver(cert_service *s, const credential *c, const char *name, bool 
         r = -errno;
     if (r >= 0 && s->out_gid != (gid_t) -1 && chown(dir, (uid_t) -1, s->out_gid) < 0)
         r = -errno;
+    /* The mode itself, past the umask: the shipped unit's UMask=0077 would close the group's way
+     * in to the key, which is what out_group is for. */
+    if (r >= 0 && chmod(dir, 0750) < 0)
+        r = -errno;
     if (r < 0)
         return snprintf(why, size, "cannot make '%s': %s", dir, strerror(-r)), r;
     if ((r = write_pair(s, c, dir)) < 0)

@@ -72,7 +72,13 @@ class Delivery(KeelTestCase):
 
     def test_the_pair_is_delivered_at_start_with_its_modes_and_group(self):
         group = grp.getgrgid(65534)
-        k = self.keel("serve", "--set", f"certificate.out_dir={self.out}", "--set", f"certificate.out_group={group.gr_name}")
+        # The shipped unit's UMask=0077 must not take the group's way into the pair's directory.
+        old = os.umask(0o077)
+        try:
+            k = self.keel("serve", "--set", f"certificate.out_dir={self.out}", "--set",
+                          f"certificate.out_group={group.gr_name}")
+        finally:
+            os.umask(old)
         k.ready()
         key, leaf = read_pair(self.out)
         self.assertEqual(public(key), public(leaf))
@@ -80,6 +86,8 @@ class Delivery(KeelTestCase):
         self.assertEqual(os.readlink(os.path.join(self.out, "cert.pem")), "current/cert.pem")
         real = os.path.realpath(os.path.join(self.out, "current"))
         self.assertTrue(os.path.basename(real).startswith(".pair-"))
+        self.assertEqual(stat.S_IMODE(os.stat(real).st_mode), 0o750, "the pair's directory")
+        self.assertEqual(os.stat(real).st_gid, group.gr_gid, "the pair's directory")
         for name, mode in (("key.pem", 0o440), ("cert.pem", 0o444)):
             st = os.stat(os.path.join(real, name))
             self.assertEqual(stat.S_IMODE(st.st_mode), mode, name)

@@ -326,6 +326,44 @@ class StateDirectory(SystemdTestCase):
         self.assertEqual(p.stdout.split()[1], "700")
 
 
+class DeliveryUnderTheSandbox(SystemdTestCase):
+    """The paths operations.md names for other programs, /run/keel/tls and /run/keel/tokens, are
+    writable under ProtectSystem=strict (RuntimeDirectory=) and outlast a restart; the drop-in it
+    gives for a consumer of another group (here www-data, as nginx runs on Debian) makes the key
+    that group's."""
+
+    def prepare(self, root):
+        install(root)
+        os.makedirs(os.path.join(root, "etc/keel"), exist_ok=True)
+        with open(os.path.join(root, "etc/keel/keel.yaml"), "w") as f:
+            f.write("certificate:\n  out_dir: /run/keel/tls\n  out_group: www-data\n  refresh_interval: 2s\n"
+                    "token:\n  dir: /run/keel/tokens\n  targets: [\"sports:reader\"]\n")
+        # The consumer's own path unit: what it starts on each new pair stands in for
+        # `systemctl reload nginx` (this machine has no nginx).
+        units = os.path.join(root, "etc/systemd/system")
+        with open(os.path.join(units, "consumer-reload.path"), "w") as f:
+            f.write("[Path]\nPathChanged=/run/keel/tls\n[Install]\nWantedBy=multi-user.target\n")
+        with open(os.path.join(units, "consumer-reload.service"), "w") as f:
+            f.write("[Service]\nType=oneshot\nExecStart=/bin/sh -c 'readlink /run/keel/tls/current >> /run/reloads'\n")
+        nspawn_dropin(root, "consumer.conf",
+                      "[Service]\nPrivateUsers=no\nSupplementaryGroups=www-data\nSystemCallFilter=@chown\n")
+
+    def test_the_pair_and_the_tokens_are_delivered_under_run_keel_and_kept_across_a_restart(self):
+        files = ["/run/keel/tls/cert.pem", "/run/keel/tls/key.pem", "/run/keel/tokens/sports:role.reader.token"]
+        self.m.run("test", "-s", files[0], "-a", "-s", files[1], "-a", "-s", files[2], check=True)
+        p = self.m.run("stat", "-L", "-c", "%G %a", files[1], check=True)
+        self.assertEqual(p.stdout.split(), ["www-data", "440"])
+        p = self.m.run("stat", "-L", "-c", "%G %a", "/run/keel/tls/current", check=True)
+        self.assertEqual(p.stdout.split(), ["www-data", "750"], "the group's way in, past UMask=0077")
+        self.m.systemctl("enable", "--now", "consumer-reload.path", check=True)
+        wait_until(lambda: len(set(self.m.run("cat", "/run/reloads").stdout.split())) >= 2, 20,
+                   "two rotations told to the consumer's path unit")
+        self.m.systemctl("stop", "keel.service", check=True)
+        self.m.run("test", "-s", files[0], "-a", "-s", files[2], check=True)  # kept for the consumer
+        self.m.systemctl("start", "keel.service", check=True)
+        wait_until(lambda: answers(HEALTH, "/readyz"), 30, "keel ready again")
+
+
 class TokenCacheAcrossRestart(SystemdTestCase):
     """The OAuth2 issuer's tokens kept in systemd's file descriptor store across `systemctl
     restart`: the issuer (oidc-provider, test_oauth2's) runs on the host's loopback, which the
