@@ -67,6 +67,10 @@ void keel__app_remove_status_detail(keel_app *app, const char *detail);
 char *const *keel__app_status_details(const keel_app *app);
 /* health.c */
 void keel__app_set_readiness(keel_app *app, keel_readiness r);
+/* The main loop waits (@busy false) or has come back to work (true); from the main thread. */
+void keel__app_loop_busy(keel_app *app, bool busy);
+/* How long the main loop has been working without waiting again at @now; 0 while it waits. */
+keel_usec_t keel__app_loop_busy_for(const keel_app *app, keel_usec_t now);
 
 /* --daemon (core/machine/daemon.c), in the daemon: sd-event refuses to be used from another
  * process than its creator, so the loop is made again. */

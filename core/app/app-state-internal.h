@@ -60,6 +60,9 @@ typedef struct keel_registry {
 /* Readiness and health checks, read by HTTP polling threads: health.c. */
 typedef struct keel_health {
     atomic_int readiness; /* keel_readiness */
+    /* When the main loop last came back from waiting and has not waited since; 0 while it waits
+     * (or before it first did): a loop that never comes back fails /livez (health.c). */
+    _Atomic keel_usec_t loop_busy_since;
     pthread_mutex_t lock; /* guards checks */
     keel_health_entry *checks;
     size_t n_checks, allocated_checks;

@@ -25,6 +25,17 @@ void keel__app_set_readiness(keel_app *app, keel_readiness r)
     atomic_store(&app->health.readiness, (int) r);
 }
 
+void keel__app_loop_busy(keel_app *app, bool busy)
+{
+    atomic_store_explicit(&app->health.loop_busy_since, busy ? keel_now() : 0, memory_order_relaxed);
+}
+
+keel_usec_t keel__app_loop_busy_for(const keel_app *app, keel_usec_t now)
+{
+    keel_usec_t since = atomic_load_explicit(&app->health.loop_busy_since, memory_order_relaxed);
+    return since && now > since ? now - since : 0;
+}
+
 static bool valid_name(const char *s)
 {
     if (!s || !*s)

@@ -10,6 +10,7 @@
 
 #include <keel/keel.h>
 
+#include "app-internal.h"
 #include "component-internal.h"
 
 static const char JSON[] = "application/json";
@@ -21,10 +22,12 @@ typedef struct healthcheck {
     struct {
         keel_address address;
         bool verbose;
+        keel_usec_t loop_timeout;
     } config;
-    keel_app *app;              /* borrowed: set before the server starts, read by its polling thread */
-    keel__component *component; /* borrowed: the app's */
-    atomic_bool verbose;        /* config.verbose as the polling thread reads it: copied at start and refresh */
+    keel_app *app;                    /* borrowed: set before the server starts, read by its polling thread */
+    keel__component *component;       /* borrowed: the app's */
+    atomic_bool verbose;              /* config.verbose as the polling thread reads it: copied at start and refresh */
+    _Atomic keel_usec_t loop_timeout; /* likewise */
 } healthcheck;
 
 #define C(field) offsetof(healthcheck, config.field)
@@ -40,6 +43,14 @@ static const keel_config_key config_keys[] = {
       .def = "false",
       .live = true,
       .help = "answer /readyz and /healthz with the list of checks even without ?verbose" },
+    { .key = "healthcheck.loop_timeout",
+      .type = KEEL_CONFIG_DURATION,
+      .offset = C(loop_timeout),
+      .def = "30s",
+      .min = KEEL_USEC_PER_SEC,
+      .max = 3600 * KEEL_USEC_PER_SEC,
+      .live = true,
+      .help = "the probes fail (the loop check) while the main loop has been working this long without waiting" },
 };
 #undef C
 
@@ -54,18 +65,34 @@ static void report_check(const char *name, int result, const char *reason, void 
         keel_strbuf_printf(sb, "[+]%s ok\n", name);
 }
 
-/* Runs the checks (none for /livez) and answers "ok", or the verbose list, with 200 or 503. */
+/* How long the main loop has been working past healthcheck.loop_timeout without waiting again (a
+ * SIGTERM or a SIGHUP would not be taken), or 0. Under Kubernetes nothing else sees it: the
+ * polling thread answers on its own. */
+static keel_usec_t loop_stuck_for(healthcheck *health)
+{
+    keel_usec_t busy = keel__app_loop_busy_for(health->app, keel_now());
+    return busy >= atomic_load_explicit(&health->loop_timeout, memory_order_relaxed) ? busy : 0;
+}
+
+/* Runs the checks (only the loop's for /livez) and answers "ok", or the verbose list, with 200 or
+ * 503. */
 static int answer_checks(keel_http_request *req, healthcheck *health, const char *probe, bool with_checks)
 {
     char buf[8192];
     keel_strbuf sb = KEEL_STRBUF_INIT(buf);
     bool verbose = atomic_load_explicit(&health->verbose, memory_order_relaxed) || keel_http_request_has_arg(req, "verbose");
+    keel_usec_t stuck = loop_stuck_for(health);
 
     /* A probe that passes is answered "ok" without the list being written: the common case. */
-    if (!verbose && (!with_checks || keel_app_run_health_checks(health->app, NULL, NULL) == 0))
+    if (!verbose && !stuck && (!with_checks || keel_app_run_health_checks(health->app, NULL, NULL) == 0))
         return keel_http_respond_static(req, 200, TEXT, "ok");
     keel_strbuf_append(&sb, "[+]ping ok\n");
-    unsigned failed = with_checks ? keel_app_run_health_checks(health->app, report_check, &sb) : 0;
+    if (stuck)
+        keel_strbuf_printf(&sb, "[-]loop failed: the main loop has been working for %.1fs without waiting\n",
+                           (double) stuck / KEEL_USEC_PER_SEC);
+    else
+        keel_strbuf_append(&sb, "[+]loop ok\n");
+    unsigned failed = (stuck ? 1 : 0) + (with_checks ? keel_app_run_health_checks(health->app, report_check, &sb) : 0);
     keel_strbuf_printf(&sb, "%s check %s\n", probe, failed ? "failed" : "passed");
     return keel_http_respond_text(req, failed ? 503 : 200, TEXT, buf);
 }
@@ -106,6 +133,7 @@ static int healthcheck_refresh(keel_service *s, void *state)
 {
     healthcheck *health = state;
     atomic_store_explicit(&health->verbose, health->config.verbose, memory_order_relaxed);
+    atomic_store_explicit(&health->loop_timeout, health->config.loop_timeout, memory_order_relaxed);
     keel__component_refresh(keel__component_of(s), keel_service_app(s));
     return 0;
 }
@@ -116,6 +144,7 @@ static int healthcheck_start(keel_service *s, void *state)
     health->app = keel_service_app(s);
     health->component = keel__component_of(s);
     atomic_store_explicit(&health->verbose, health->config.verbose, memory_order_relaxed);
+    atomic_store_explicit(&health->loop_timeout, health->config.loop_timeout, memory_order_relaxed);
     keel_http_options o = { .service = "healthcheck",
                             .label = "health check server",
                             .address = health->config.address,

@@ -300,11 +300,26 @@ static outcome run_event(keel_app *app, keel_event event)
     return keel_app_cancelled(app) ? OUTCOME_CANCELLED : OUTCOME_OK;
 }
 
+/* sd_event_run() in its three steps, so that the health check sees the loop working between its
+ * waits (a refresh included, which follows the dispatch of SIGHUP): a loop stuck there fails
+ * /livez, as WatchdogSec= would kill it under systemd. */
+static int run_loop_once(keel_app *app)
+{
+    sd_event *e = keel_app_get_event_loop(app);
+    int r = sd_event_prepare(e);
+    if (r == 0) {
+        keel__app_loop_busy(app, false);
+        r = sd_event_wait(e, UINT64_MAX);
+        keel__app_loop_busy(app, true);
+    }
+    return r > 0 ? sd_event_dispatch(e) : r;
+}
+
 static outcome step_running(keel_app *app)
 {
     keel_machine *m = keel__app_machine(app);
     while (!keel_app_cancelled(app) && !m->reload_pending) {
-        int r = sd_event_run(keel_app_get_event_loop(app), UINT64_MAX);
+        int r = run_loop_once(app);
         if (r < 0) {
             keel_log_error_errno(r, "Event loop failed: %m");
             (void) keel__app_cancel_errno(app, KEEL_CAUSE_COMMAND_FAILED, r, "event loop failed: %s", strerror(-r));

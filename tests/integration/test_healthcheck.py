@@ -53,7 +53,7 @@ class Probes(KeelTestCase):
     def test_verbose_lists_the_checks(self):
         status, _, body = get(self.addr, "/readyz?verbose")
         self.assertEqual(status, 200)
-        self.assertEqual(body, "[+]ping ok\n[+]certificate ok\n[+]token ok\nreadyz check passed\n")
+        self.assertEqual(body, "[+]ping ok\n[+]loop ok\n[+]certificate ok\n[+]token ok\nreadyz check passed\n")
 
     def test_probes_answer_get_and_head_only(self):
         for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
@@ -85,6 +85,26 @@ class Probes(KeelTestCase):
 
 
 class Readiness(KeelTestCase):
+    def test_a_main_loop_stuck_past_loop_timeout_fails_every_probe_until_it_comes_back(self):
+        # A reload held 3 s: the loop takes no SIGTERM meanwhile. Under Kubernetes only /livez can
+        # tell; under systemd WatchdogSec= does (test_systemd).
+        k = self.keel("serve", "--set", "healthcheck.loop_timeout=1s", env={"KEEL_FAULT": "sleep=3000@before:config.reload"})
+        k.ready()  # a SIGHUP before READY=1 is ignored
+        addr = bound_address(k)
+        self.assertEqual(get(addr, "/livez?verbose")[2], "[+]ping ok\n[+]loop ok\nlivez check passed\n")
+        before = len(k.messages())
+        k.kill(signal.SIGHUP)
+        wait_for(lambda: get(addr, "/livez")[0] == 503, 2.5, "/livez failing within the held reload")
+        for path in ("/livez", "/readyz?verbose", "/healthz?verbose"):
+            status, _, body = get(addr, path)
+            self.assertEqual(status, 503, path)
+            self.assertRegex(body, r"\[-\]loop failed: the main loop has been working for [12]\.\ds without waiting\n", path)
+        k.wait_notify("READY=1", start=before)  # the reload ended; the loop waits again a moment later
+        wait_for(lambda: get(addr, "/livez")[::2] == (200, "ok"), 2, "/livez passing again")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
     def test_ready_only_between_ready_and_stopping(self):
         k = self.keel("serve", "--set", "shutdown.delay=1s")
         addr = bound_address(k)
