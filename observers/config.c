@@ -27,6 +27,7 @@ static keel_config_sources sources(const keel_app *app)
         .defaults_file = paths->defaults_file,
         .app_file = app_file,
         .profile = cli->profile,
+        .profile_base = cli->config_file ?: paths->app_file,
         .environ = environ,
         .sets = cli->sets,
     };

@@ -41,7 +41,7 @@ void keel__cli_usage(const keel_app *app, FILE *f)
     fprintf(f,
             "\nOptions:\n"
             "  -c, --config FILE      application configuration file (YAML)\n"
-            "  -p, --profile NAME     also read %s.NAME.yaml next to the configuration file\n"
+            "  -p, --profile NAME     also read %s.NAME.yaml next to the configuration file (/etc/%s/ without --config)\n"
             "  -s, --set KEY=VALUE    set one configuration key; VALUE is YAML (repeatable)\n"
             "      --log-level LEVEL  error, warning, notice, info or debug\n"
             "      --log-format FMT   auto, text, json or journal\n"
@@ -53,7 +53,7 @@ void keel__cli_usage(const keel_app *app, FILE *f)
             "Options may also follow the command; what they do not claim is the command's.\n"
             "Environment: %s<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
             "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
-            app->name, keel__config_env_prefix(app->config));
+            app->name, app->name, keel__config_env_prefix(app->config));
 }
 
 static int usage_error(const keel_app *app, const char *fmt, const char *arg)

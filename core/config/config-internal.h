@@ -51,9 +51,11 @@ int keel__config_add_table(keel_config *c, const keel_config_key *keys, size_t n
 typedef struct keel_config_sources {
     const char *defaults_file; /* layer 2: optional, a missing file is skipped */
     const char *app_file;      /* layer 3: --config; must exist when given */
-    const char *profile;       /* layer 4: --profile P: "<dir of app_file>/<name>.P.yaml", without an app file
-                                * "<dir of defaults_file>/<name>.P.yaml", without either "./<name>.P.yaml";
-                                * a P containing '/' is the path itself. Must exist when given. */
+    const char *profile;       /* layer 4: --profile P: "<dir of profile_base>/<name>.P.yaml", without a base
+                                * "./<name>.P.yaml"; a P containing '/' is the path itself. Must exist when given. */
+    const char *profile_base;  /* the application file a profile sits next to, read or not (/etc/NAME/NAME.yaml
+                                * without --config: an operator's profiles are beside the operator's file, never
+                                * beside the packaged defaults); NULL: app_file */
     char *const *environ;      /* layer 5: "NAME=value" strings; only <PREFIX><KEY> names of known keys are read */
     char *const *sets;         /* layer 6: "key=value" strings from --set, in order; later wins */
 } keel_config_sources;

@@ -169,11 +169,11 @@ static int load_file(load_state *st, const char *path, unsigned layer, bool requ
     return MIN(r, 0);
 }
 
-/* --profile P: a path when P has a '/', else <name>.P.yaml next to the app file, or next to the
- * defaults file when there is none, or in the working directory. */
+/* --profile P: a path when P has a '/', else <name>.P.yaml next to the application file, or in
+ * the working directory without one. */
 static char *profile_path(const keel_config *c, const keel_config_sources *src)
 {
-    const char *p = src->profile, *base = src->app_file ?: src->defaults_file;
+    const char *p = src->profile, *base = src->profile_base ?: src->app_file;
     const char *slash = base ? strrchr(base, '/') : NULL;
 
     if (strchr(p, '/'))

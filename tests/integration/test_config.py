@@ -76,6 +76,17 @@ class ConfigCommand(KeelTestCase):
         self.assertEqual(value, "4s")
         self.assertIn("keel.dev.yaml:2:", origin)
 
+    @unittest.skipIf(os.path.exists("/etc/keel/keel.dev.yaml"), "this machine has a dev profile of its own")
+    def test_profile_without_config_is_looked_for_in_etc_not_beside_the_defaults(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "keel.dev.yaml"), "w") as f:
+            f.write("shutdown:\n  delay: 4s\n")
+        status, _, err, _ = run("--profile", "dev", "config", no_config=True,
+                                env={"KEEL_DEFAULTS_FILE": os.path.join(d, "defaults.yaml")})
+        self.assertEqual(status, 78, err)
+        self.assertIn("profile 'dev': /etc/keel/keel.dev.yaml: No such file or directory", err)
+
 
 class BadConfiguration(KeelTestCase):
     def test_malformed_yaml_names_file_line_and_column_and_exits_78(self):

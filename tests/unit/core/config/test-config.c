@@ -342,13 +342,23 @@ Test(config, profile_next_to_app_file)
     load_fails(&(keel_config_sources){ .app_file = app, .profile = "" }, -EINVAL, "--profile: the profile name is empty");
 }
 
-Test(config, profile_next_to_defaults_file)
+/* An operator's profile sits beside the operator's file (/etc/keel/), also when that file does not
+ * exist, and never beside the packaged defaults (/usr/share/keel/). */
+Test(config, profile_next_to_profile_base_not_defaults_file)
 {
-    _cleanup_free_ char *sub = keel_strdup_printf("%s/etc", dir), *defaults = NULL, *profile = NULL;
-    cr_assert_eq(mkdir(sub, 0755), 0);
-    defaults = test_write_file(sub, "defaults.yaml", "token.workers: 2\n");
-    profile = test_write_file(sub, "keel.dev.yaml", "token.workers: 3\n");
-    load_ok(&(keel_config_sources){ .defaults_file = defaults, .profile = "dev" });
+    _cleanup_free_ char *share = keel_strdup_printf("%s/share", dir), *etc = keel_strdup_printf("%s/etc", dir),
+                        *base = keel_strdup_printf("%s/etc/keel.yaml", dir), *defaults = NULL, *profile = NULL;
+    cr_assert_eq(mkdir(share, 0755), 0);
+    cr_assert_eq(mkdir(etc, 0755), 0);
+    defaults = test_write_file(share, "defaults.yaml", "token.workers: 2\n");
+    free(test_write_file(share, "keel.dev.yaml", "token.workers: 9\n"));
+    load_fails_in(&(keel_config_sources){ .defaults_file = defaults, .profile_base = base, .profile = "dev" }, -ENOENT,
+                  "profile 'dev': %s/etc/keel.dev.yaml: No such file or directory", dir);
+    load_fails(&(keel_config_sources){ .defaults_file = defaults, .profile = "dev" }, -ENOENT,
+               "profile 'dev': keel.dev.yaml: No such file or directory");
+
+    profile = test_write_file(etc, "keel.dev.yaml", "token.workers: 3\n");
+    load_ok(&(keel_config_sources){ .defaults_file = defaults, .profile_base = base, .profile = "dev" });
     cr_assert_eq(st.workers, 3);
     _cleanup_free_ char *o = keel_strdup_printf("%s:1:16", profile);
     origin_is("token.workers", o);
