@@ -266,12 +266,15 @@ static int make_absolute(char **path)
     return 0;
 }
 
-/* --daemon: the daemon works from "/": the paths of the command line are made absolute while the directory
- * they are relative to is still ours (the configuration's paths are made absolute by its parser).
- * A profile name without a '/' is found next to the configuration file. */
+/* --daemon: the daemon works from "/": the paths of the command line and $KEEL_DEFAULTS_FILE are
+ * made absolute while the directory they are relative to is still ours (the configuration's paths
+ * are made absolute by its parser). A profile name without a '/' is found next to the
+ * configuration file. */
 int keel__cli_make_paths_absolute(keel_app *app)
 {
     int r = make_absolute(&app->cli.config_file);
+    if (r >= 0)
+        r = make_absolute(&app->paths.defaults_file);
     if (r >= 0)
         r = make_absolute(&app->cli.trace_path);
     if (r >= 0 && app->cli.profile && strchr(app->cli.profile, '/'))

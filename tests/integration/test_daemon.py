@@ -124,6 +124,21 @@ class Daemon(KeelTestCase):
         self.stop(pid)
         self.assertTrue(load_trace(os.path.join(self.dir, "trace.json")), "the trace went where it was asked")
 
+    def test_a_relative_defaults_file_is_read_by_the_daemon(self):
+        """$KEEL_DEFAULTS_FILE names a file of the starting directory too: a bad key there fails
+        the daemon with 78, as it fails the foreground run, instead of being skipped as missing."""
+        with open(os.path.join(self.dir, "defaults.yaml"), "w") as f:
+            f.write("shutdown:\n  timout: 5s\n")
+        env = {"KEEL_DEFAULTS_FILE": "defaults.yaml", "KEEL_HEALTHCHECK_ADDRESS": f"127.0.0.1:{self.port}"}
+        for daemon in ((), ("--daemon",)):
+            with self.subTest(daemon=daemon):
+                status, _, err, _ = run(*daemon, "--pidfile", self.pidfile, "serve", cwd=self.dir, env=env, notify=False)
+                if daemon and status == 0:
+                    self.daemon_pid()  # a daemon that did start is killed at the end
+                self.assertEqual(status, 78, err)
+                self.assertIn("defaults.yaml:2:3: unknown key 'shutdown.timout'", err)
+        self.assertFalse(os.path.exists(self.pidfile), "nothing was started")
+
     def test_a_signal_ends_the_wait_of_the_process_that_was_started(self):
         """^C while the daemon starts ends the wait, as it would end a start in the foreground."""
         k = self.keel("--daemon", "--pidfile", self.pidfile, "serve", notify=False,
