@@ -122,6 +122,8 @@ static int apply_item(load_state *st, const char *path, unsigned layer, const ke
         }
         return keel__config_is_section(c, it->key) || has_children ? 0 : fail_unknown(st, at_key, it->key);
     }
+    if (!e && it->value.null && keel__config_is_section(c, it->key))
+        return 0; /* "shutdown:" with every key commented out: an empty section */
     if (!e)
         return fail_unknown(st, at_key, it->key);
 

@@ -410,6 +410,21 @@ Test(config, empty_files)
     }
 }
 
+/* A section left with its keys commented out is empty, at a load as at a reload; a section name
+ * no table has is still unknown. */
+Test(config, null_section_sets_nothing)
+{
+    const keel_config_sources src = { .app_file = file("null.yaml", "shutdown:\n#  timeout: 5s\ntoken: ~\nlog.level: debug\n") };
+    load_ok(&src);
+    cr_assert_eq(st.timeout, 30 * SEC);
+    origin_is("shutdown.timeout", "default");
+    cr_assert_eq(keel__config_reload(config, &src, NULL, NULL), 0);
+    cr_assert_eq(st.timeout, 30 * SEC);
+
+    const keel_config_sources unknown = { .app_file = file("unknown.yaml", "shutdwn:\n") };
+    load_fails_in(&unknown, -EINVAL, "%s/unknown.yaml:1:1: unknown key 'shutdwn'", dir);
+}
+
 Test(config, structure_errors)
 {
     const keel_config_sources src = { .app_file = file("app.yaml", "shutdown:\n  timeout: [1s]\n") };
