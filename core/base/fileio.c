@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <keel/fileio.h>
@@ -240,6 +241,13 @@ int keel_secret_check(const struct stat *st)
     return st->st_uid == 0 && geteuid() != 0 && in_my_groups(st->st_gid) ? 0 : -EACCES;
 }
 
+/* /dev/null (its device number, whatever names it) reads as an empty file: "no file here", as
+ * `ssh -F /dev/null` says it. */
+static bool is_dev_null(const struct stat *st)
+{
+    return S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3);
+}
+
 static int file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode, bool secret)
 {
     struct stat st;
@@ -252,7 +260,7 @@ static int file_read(const char *path, size_t max, char **ret_data, size_t *ret_
         return -errno;
     if (S_ISDIR(st.st_mode))
         return -EISDIR;
-    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !is_dev_null(&st))
         return -EINVAL; /* a device or socket: no end to read to */
     if (ret_mode)
         *ret_mode = st.st_mode & 07777;

@@ -151,8 +151,9 @@ static int load_file(load_state *st, const char *path, unsigned layer, bool requ
         return 0;
     if (r == -ENOMEM)
         return r;
-    if (r < 0)
-        return load_fail(st, r, "%s%s%s: %s", what ?: "", what ? ": " : "", path, strerror(-r));
+    if (r < 0) /* keel_file_read()'s -EINVAL, with a path, is a device or socket */
+        return load_fail(st, r, "%s%s%s: %s", what ?: "", what ? ": " : "", path,
+                         r == -EINVAL ? "not a regular file" : strerror(-r));
     r = keel__config_yaml_parse_file(path, data, size, &items, &n, &msg);
     if (r == -ENOMEM)
         return r;

@@ -48,11 +48,11 @@ KEEL_API int keel_file_stage(const char *path, const void *data, size_t size, mo
 KEEL_API int keel_file_rename_durable(const char *from, const char *to);
 
 /**
- * Reads @path whole — a regular file, or a pipe such as `<(...)` — (at most @max bytes: -EFBIG
- * beyond) into a NUL-terminated buffer (free() it; wipe it first if it may hold a secret), with
- * its mode from the same open file when @ret_mode is not NULL. Every buffer it lets go of on the
- * way (growing, failing) is wiped first. -EISDIR for a directory, -EINVAL for a device or socket,
- * the errno of open or read.
+ * Reads @path whole — a regular file, a pipe such as `<(...)`, or /dev/null, which reads as
+ * empty — (at most @max bytes: -EFBIG beyond) into a NUL-terminated buffer (free() it; wipe it
+ * first if it may hold a secret), with its mode from the same open file when @ret_mode is not
+ * NULL. Every buffer it lets go of on the way (growing, failing) is wiped first. -EISDIR for a
+ * directory, -EINVAL for another device or a socket, the errno of open or read.
  */
 KEEL_API int keel_file_read(const char *path, size_t max, char **ret_data, size_t *ret_size, mode_t *ret_mode);
 

@@ -115,6 +115,14 @@ class BadConfiguration(KeelTestCase):
         self.assertEqual(status, 78, err)
         self.assertIn("did you mean 'shutdown.timeout'?", err)
 
+    def test_dev_null_is_an_empty_config_file_and_other_devices_are_named(self):
+        status, out, err, _ = run("config", "-c", "/dev/null", no_config=True)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(config_lines(out)["shutdown.timeout"], ("30s", "default"))
+        status, _, err, _ = run("config", "-c", "/dev/zero", no_config=True)
+        self.assertEqual(status, 78, err)
+        self.assertIn("/dev/zero: not a regular file", err)
+
     def test_missing_config_file(self):
         status, _, err, _ = run("--config", "/nonexistent/keel.yaml", "serve", no_config=True)
         self.assertEqual(status, 78, err)

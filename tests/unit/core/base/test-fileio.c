@@ -76,6 +76,19 @@ Test(fileio, a_read_error_is_returned_and_nothing_else)
     cr_assert_eq(size, (size_t) 99);
 }
 
+/* /dev/null is the "no file" of a command line (keel -c /dev/null); other devices have no end. */
+Test(fileio, dev_null_reads_empty_and_other_devices_are_refused)
+{
+    _cleanup_free_ char *data = NULL;
+    char *none = NULL;
+    size_t size = 99;
+    cr_assert_eq(keel_file_read("/dev/null", 16, &data, &size, NULL), 0);
+    cr_assert_eq(size, 0);
+    cr_assert_str_eq(data, "");
+    cr_assert_eq(keel_file_read("/dev/zero", 16, &none, &size, NULL), -EINVAL);
+    cr_assert_null(none);
+}
+
 Test(fileio, a_replace_without_sync_leaves_the_new_content_the_mode_and_no_temporary)
 {
     char dir[] = "/tmp/keel-fileio-XXXXXX", path[64];

@@ -327,6 +327,9 @@ Test(config, app_file_must_exist)
     _cleanup_free_ char *missing = keel_strdup_printf("%s/nope.yaml", dir);
     load_fails_in(&(keel_config_sources){ .app_file = missing }, -ENOENT, "%s: No such file or directory", missing);
     load_fails_in(&(keel_config_sources){ .app_file = dir }, -EISDIR, "%s: Is a directory", dir);
+    load_fails(&(keel_config_sources){ .app_file = "/dev/zero" }, -EINVAL, "/dev/zero: not a regular file");
+    load_ok(&(keel_config_sources){ .app_file = "/dev/null" }); /* no configuration file, as `ssh -F /dev/null` */
+    origin_is("token.workers", "default");
 }
 
 Test(config, profile_next_to_app_file)
