@@ -47,10 +47,10 @@ void keel__cli_usage(const keel_app *app, FILE *f)
             "      --log-format FMT   auto, text, json or journal\n"
             "      --trace FILE       write a Chrome trace of the lifecycle to FILE ('-': readable lines on stderr)\n"
             "      --pidfile FILE     hold FILE locked with our PID while running (the key pidfile)\n"
-            "      --daemon           detach; exit 0 once the daemon is ready, 1 with its error if it failed\n"
+            "      --daemon           serve detached; exit 0 once the daemon is ready, 1 with its error if it failed\n"
             "  -h, --help             show this help and exit\n"
             "      --version          print the version and exit\n\n"
-            "Options may also follow the command; what they do not claim is the command's.\n"
+            "Options may also follow the command; what they do not claim is the command's. Name them in full.\n"
             "Environment: %s<SECTION>_<KEY> sets a configuration key; KEEL_FAULT injects faults.\n"
             "Exit status: 0 done, 1 failure, 2 shutdown forced, 64 bad usage, 78 bad configuration.\n",
             app->name, app->name, keel__config_env_prefix(app->config));
@@ -219,6 +219,8 @@ static int split_command_args(keel_app *app, int argc, char **argv, int first)
                 return -ENOMEM;
             continue;
         }
+        if (o->has_arg == no_argument && value)
+            return usage_error(app, "option '%s' doesn't allow an argument", argv[i]);
         if (o->has_arg == required_argument && !value) {
             if (i + 1 >= argc)
                 return usage_error(app, "option '%s' requires an argument", argv[i]);
@@ -231,17 +233,43 @@ static int split_command_args(keel_app *app, int argc, char **argv, int first)
     return 0;
 }
 
+/* The text of the long option getopt_long() just read (options[@index]), when it was an
+ * abbreviation ("--conf"), or NULL. After the command only whole names are options, or a command's
+ * "--pid" would be taken for --pidfile; before it the same rule keeps one command line meaning one
+ * thing wherever an option stands. */
+static const char *abbreviation(char **argv, int index)
+{
+    if (index < 0)
+        return NULL; /* a short option */
+    bool value_apart = options[index].has_arg == required_argument && optarg == argv[optind - 1];
+    const char *text = argv[optind - (value_apart ? 2 : 1)];
+    return strcspn(text + 2, "=") == strlen(options[index].name) ? NULL : text;
+}
+
+/* The service is what a daemon runs: a command that prints or does one thing would detach, and
+ * its result and status would be lost with the terminal it left. */
+static int check_daemon(keel_app *app)
+{
+    if (!app->cli.daemonize || streq(app->cli.command, "serve"))
+        return 0;
+    return usage_error(app, "--daemon runs only with serve: '%s' does not run the service", app->cli.command);
+}
+
 int keel__cli_parse(keel_app *app, int argc, char **argv)
 {
-    int c, r;
+    int c, r, index = -1;
 
     optind = 0; /* full re-initialisation, so a process may run several apps (tests do) */
     opterr = 1;
     /* '+': stop at the command; what follows it is sorted out by split_command_args(). */
-    while ((c = getopt_long(argc, argv, "+c:p:s:h", options, NULL)) >= 0) {
+    while ((c = getopt_long(argc, argv, "+c:p:s:h", options, &index)) >= 0) {
+        const char *abbreviated = c == '?' ? NULL : abbreviation(argv, index);
+        if (abbreviated)
+            return usage_error(app, "unrecognized option '%s' (options are named in full)", abbreviated);
         r = parse_option(app, c, optarg);
         if (r != 0)
             return r;
+        index = -1;
     }
     const char *command = optind < argc ? argv[optind] : "serve";
     if (!command_known(app, command))
@@ -251,7 +279,8 @@ int keel__cli_parse(keel_app *app, int argc, char **argv)
     app->cli.args = keel_strv_free(app->cli.args);
     if (keel_strv_extend(&app->cli.args, command) < 0)
         return -ENOMEM;
-    return optind < argc ? split_command_args(app, argc, argv, optind) : 0;
+    r = optind < argc ? split_command_args(app, argc, argv, optind) : 0;
+    return r != 0 ? r : check_daemon(app);
 }
 
 static int make_absolute(char **path)

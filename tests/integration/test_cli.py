@@ -110,6 +110,24 @@ class Usage(KeelTestCase):
     def test_global_option_after_the_command_missing_its_argument(self):
         self.assertUsageError("serve", "--set", mention="option '--set' requires an argument")
 
+    def test_daemon_only_with_serve(self):
+        # A one-shot command detached, then exited 1 "before it was ready" with its result lost.
+        for command, args in (("config", ("--daemon", "config", "--check")), ("version", ("--daemon", "version")),
+                              ("config", ("config", "--daemon")), ("init", ("--daemon", "init"))):
+            with self.subTest(args=args):
+                self.assertUsageError(*args, mention=f"--daemon runs only with serve: '{command}' does not run the service")
+
+    def test_a_flag_given_a_value_is_refused_before_and_after_the_command(self):
+        self.assertUsageError("--daemon=yes", "serve", mention="option '--daemon' doesn't allow an argument")
+        self.assertUsageError("serve", "--daemon=yes", mention="option '--daemon=yes' doesn't allow an argument")
+
+    def test_options_are_named_in_full_before_and_after_the_command(self):
+        self.assertUsageError("--conf", "/dev/null", "config", mention="unrecognized option '--conf'")
+        self.assertUsageError("--pidf=x.pid", "serve", mention="unrecognized option '--pidf=x.pid'")
+        status, _, err, _ = run("serve", "--pidf", "x.pid")
+        self.assertEqual(status, 64, err)
+        self.assertIn("'serve' takes no arguments, got '--pidf'", err)
+
     def test_malformed_fault_spec_names_the_bad_part(self):
         for spec, part in (("eror@in:metrics.start", "eror"), ("error@during:x", "during"), ("error@in", "error@in"),
                            ("sleep=abc@in:x", "abc")):
