@@ -98,11 +98,28 @@ static int skip_event(walker *w)
     return r < 0 ? r : (int) ev.type;
 }
 
+/* Only !!str means something here: the text as it stands, never null. Any other tag would be
+ * dropped unread, !!binary NXM= taken as text and a !custom meant for another program obeyed. */
+static int check_tag(walker *w, const yaml_event_t *ev, const yaml_char_t *tag)
+{
+    static const char standard[] = "tag:yaml.org,2002:";
+    const char *t = (const char *) tag;
+
+    if (!t || (ev->type == YAML_SCALAR_EVENT && streq(t, YAML_STR_TAG)))
+        return 0;
+    bool shorthand = strneq(t, standard, strlen(standard));
+    return walker_fail(w, &ev->start_mark, "unsupported YAML tag '%s%s' (only !!str is, on a single value)", shorthand ? "!!" : "",
+                       shorthand ? t + strlen(standard) : t);
+}
+
 static int scalar_text(walker *w, const yaml_event_t *ev, char **ret)
 {
     const char *v = (const char *) ev->data.scalar.value;
     size_t n = ev->data.scalar.length;
 
+    int r = check_tag(w, ev, ev->data.scalar.tag);
+    if (r < 0)
+        return r;
     /* "\0" in a double-quoted scalar is valid YAML, but C strings would silently cut it */
     if (memchr(v, 0, n))
         return walker_fail(w, &ev->start_mark, "a value cannot contain a NUL character");
@@ -121,7 +138,8 @@ static int scalar_to_raw(walker *w, const yaml_event_t *ev, keel_config_raw *ret
         return r;
     *ret = (keel_config_raw){
         .text = text,
-        .null = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && STR_IN_SET(text, "", "~", "null", "Null", "NULL"),
+        .null = !ev->data.scalar.tag && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                STR_IN_SET(text, "", "~", "null", "Null", "NULL"),
     };
     return 0;
 }
@@ -203,9 +221,14 @@ static int walk_value(walker *w, char *key, const yaml_mark_t *key_mark, unsigne
         r = scalar_to_raw(w, &ev, &v);
         break;
     case YAML_SEQUENCE_START_EVENT:
-        r = read_sequence(w, k, &v);
+        r = check_tag(w, &ev, ev.data.sequence_start.tag);
+        if (r >= 0)
+            r = read_sequence(w, k, &v);
         break;
     case YAML_MAPPING_START_EVENT: {
+        r = check_tag(w, &ev, ev.data.mapping_start.tag);
+        if (r < 0)
+            return r;
         if (depth >= MAX_DEPTH)
             return walker_fail(w, &ev.start_mark, "mappings nested deeper than %d levels", MAX_DEPTH);
         char *copy = strdup(k);
@@ -261,7 +284,7 @@ static int walk_root(walker *w)
     if (r < 0)
         return r;
     if (ev.type == YAML_MAPPING_START_EVENT)
-        return walk_mapping(w, NULL, 1);
+        return check_tag(w, &ev, ev.data.mapping_start.tag) ?: walk_mapping(w, NULL, 1);
     if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev.data.scalar.length == 0)
         return 0;
     return walker_fail(w, &ev.start_mark, "expected a mapping of keys (key: value) at the top level");
@@ -343,7 +366,7 @@ static int walk_value_root(walker *w)
     if (ev.type == YAML_SCALAR_EVENT)
         r = scalar_to_raw(w, &ev, &v);
     else if (ev.type == YAML_SEQUENCE_START_EVENT)
-        r = read_sequence(w, NULL, &v);
+        r = check_tag(w, &ev, ev.data.sequence_start.tag) ?: read_sequence(w, NULL, &v);
     else
         return walker_fail(w, &ev.start_mark, "'%.*s' is a YAML %s, not a value", (int) w->size, w->data,
                            ev.type == YAML_MAPPING_START_EVENT ? "mapping" : "alias");

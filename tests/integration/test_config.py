@@ -123,6 +123,14 @@ class BadConfiguration(KeelTestCase):
         self.assertEqual(status, 78, err)
         self.assertIn("/dev/zero: not a regular file", err)
 
+    def test_yaml_tags_str_is_text_and_any_other_is_refused(self):
+        status, out, err, _ = run("config", "--set", "pidfile=!!str null")
+        self.assertEqual(status, 0, err)
+        self.assertRegex(config_lines(out)["pidfile"][0], r"^/.*/null$", "a file named null, not none")
+        status, _, err, _ = run("config", config="log:\n  level: !custom debug\n")
+        self.assertEqual(status, 78, err)
+        self.assertRegex(err, r"keel\.yaml:2:10: unsupported YAML tag '!custom'")
+
     def test_missing_config_file(self):
         status, _, err, _ = run("--config", "/nonexistent/keel.yaml", "serve", no_config=True)
         self.assertEqual(status, 78, err)

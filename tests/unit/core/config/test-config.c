@@ -602,6 +602,43 @@ Test(config, set_values_are_yaml)
     cr_assert_null(st.dns_names[0]);
 }
 
+/* !!str is the text as it stands, never null; any other tag is refused, where it stands, rather
+ * than dropped unread. */
+Test(config, yaml_tags)
+{
+    load_ok(&(keel_config_sources){ .sets = (char *[]){ "pidfile=!!str null", "certificate.dns_names=[!!str ~]", NULL } });
+    cr_assert_str_eq(st.pidfile, "null");
+    cr_assert(keel_strv_equal(st.dns_names, (char *[]){ "~", NULL }));
+    load_ok(&(keel_config_sources){ .sets = (char *[]){ "pidfile=!!str", NULL } });
+    cr_assert_str_eq(st.pidfile, "");
+
+    load_fails(&(keel_config_sources){ .sets = (char *[]){ "pidfile=!!binary NXM=", NULL } }, -EINVAL,
+               "--set pidfile=!!binary NXM=: unsupported YAML tag '!!binary' (only !!str is, on a single value)");
+    load_fails(&(keel_config_sources){ .sets = (char *[]){ "log.level=!custom debug", NULL } }, -EINVAL,
+               "--set log.level=!custom debug: unsupported YAML tag '!custom' (only !!str is, on a single value)");
+    load_fails(&(keel_config_sources){ .sets = (char *[]){ "certificate.dns_names=!!seq [a]", NULL } }, -EINVAL,
+               "--set certificate.dns_names=!!seq [a]: unsupported YAML tag '!!seq' (only !!str is, on a single value)");
+    const char *tagged[][2] = {
+        { "log:\n  level: !custom debug\n", "2:10: unsupported YAML tag '!custom'" },
+        { "token: !!map {workers: 2}\n", "1:8: unsupported YAML tag '!!map'" },
+        { "!!str token.workers: 2\n", NULL },
+        { "!<tag:example.com,2024:x> pidfile: a\n", "1:1: unsupported YAML tag 'tag:example.com,2024:x'" },
+        { "certificate.dns_names: [a, !!int 1]\n", "1:28: unsupported YAML tag '!!int'" },
+    };
+    for (size_t i = 0; i < ELEMENTSOF(tagged); i++) {
+        const char *path = file("tagged.yaml", tagged[i][0]);
+        _cleanup_free_ char *err = NULL;
+        int r = load(&(keel_config_sources){ .app_file = path }, &err);
+        if (!tagged[i][1]) {
+            cr_assert_eq(r, 0, "%s", err ?: "");
+            continue;
+        }
+        _cleanup_free_ char *want = keel_strdup_printf("%s:%s (only !!str is, on a single value)", path, tagged[i][1]);
+        cr_assert_eq(r, -EINVAL, "%s", tagged[i][0]);
+        cr_assert_str_eq(err, want);
+    }
+}
+
 Test(config, set_errors)
 {
     load_fails(&(keel_config_sources){ .sets = (char *[]){ "pidfile", NULL } }, -EINVAL, "--set pidfile: expected key=value");
