@@ -132,14 +132,12 @@ static int parse_int(const keel_config_key *k, const keel_config_raw *v, keel_co
     long long n = strtoll(t, &end, 10);
     if (*end)
         return keel__config_fail(ret_error, -EINVAL, "invalid integer '%s' for %s: expected a whole number", t, k->key);
-    if (errno == ERANGE)
+    bool bounded = keel__config_has_bounds(k);
+    /* past int64 too the key's own bounds are what the operator has to know */
+    if (errno == ERANGE || (bounded && (n < k->min || n > k->max)))
         return keel__config_fail(ret_error, -ERANGE,
                                  "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
-                                 INT64_MIN, INT64_MAX);
-    if (keel__config_has_bounds(k) && (n < k->min || n > k->max))
-        return keel__config_fail(ret_error, -ERANGE,
-                                 "integer '%s' for %s is out of range: expected between %" PRIi64 " and %" PRIi64, t, k->key,
-                                 k->min, k->max);
+                                 bounded ? k->min : INT64_MIN, bounded ? k->max : INT64_MAX);
     ret->integer = n;
     return 0;
 }

@@ -189,6 +189,11 @@ Test(config_parse, int_bounds)
     int_is(&k, "10", 10);
     bad(&k, "11", -ERANGE, "integer '11' for test.key is out of range: expected between -5 and 10");
     bad(&k, "-6", -ERANGE, "integer '-6' for test.key is out of range: expected between -5 and 10");
+    /* past int64 as well: the key's own bounds, not int64's */
+    bad(&k, "99999999999999999999", -ERANGE,
+        "integer '99999999999999999999' for test.key is out of range: expected between -5 and 10");
+    bad(&k, "-99999999999999999999", -ERANGE,
+        "integer '-99999999999999999999' for test.key is out of range: expected between -5 and 10");
     /* min 0 with a max is a bound, not "unbounded" */
     keel_config_key z = ROW(KEEL_CONFIG_INT, .min = 0, .max = 3);
     bad(&z, "-1", -ERANGE, "integer '-1' for test.key is out of range: expected between 0 and 3");
