@@ -2,7 +2,8 @@
 """The manual: keel(1), keel.yaml(5), keel-plugin(7) and the library's section 3, built from
 docs/man/*.scd. Each renders without a warning; keel.yaml(5) names every configuration key the
 binary knows with its type, default and whether it is live; keel(1) every command and option --help
-lists; and systemd accepts the unit's Documentation=man:keel(1). Section 3 has keel(3) and a page
+lists; docs/configuration.md has a row for every key, live as the binary has it; and systemd
+accepts the unit's Documentation=man:keel(1). Section 3 has keel(3) and a page
 for every installed header (keel-app(3) for <keel/app.h>), whose SYNOPSIS declares every function
 of its header and whose NAME lists them, so that apropos and `man keel_app_run` find it; its
 EXAMPLE compiles against the headers."""
@@ -165,6 +166,19 @@ class Manual(unittest.TestCase):
                     self.assertEqual(m.group(1).replace("\\_", "_"), "one of " + ", ".join(choices.group(1).split("|")))
                 else:
                     self.assertEqual(m.group(1), kind)
+
+    def test_every_configuration_key_is_in_configuration_md_as_live_as_the_binary_has_it(self):
+        status, out, err, _ = run("config", "--keys")
+        self.assertEqual(status, 0, err)
+        with open(os.path.join(SOURCE, "docs", "configuration.md")) as f:
+            rows = re.findall(r"(?m)^\| ((?:`[a-z0-9_.]+`(?:, )?)+) \| [^|]* \| [^|]* \| (yes|no) \|", f.read())
+        documented = {key: live for cell, live in rows for key in re.findall(r"`([a-z0-9_.]+)`", cell)}
+        keys = [line.split("\t") for line in out.splitlines()]
+        self.assertGreater(len(keys), 25)
+        for key, _, _, live, _, _ in keys:
+            with self.subTest(key):
+                self.assertTrue(key in documented, "docs/configuration.md lacks a row '| `KEY` | type | default | yes|no | what |'")
+                self.assertEqual(documented[key], "yes" if live == "live" else "no", "the live column")
 
     def test_every_command_and_option_of_help_is_in_keel_1(self):
         status, out, err, _ = run("--help")
