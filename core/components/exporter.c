@@ -9,6 +9,7 @@
 
 /* One object, so cached responses (keyed by address) are found again. */
 static const char TEXT[] = "text/plain; charset=utf-8";
+static const char NOT_ALLOWED[] = "method not allowed: /metrics answers GET and HEAD\n";
 
 typedef struct exporter {
     struct {
@@ -34,6 +35,10 @@ static int handle(keel_http_request *req, void *userdata)
     int r = keel__component_refuse_client(e->component, req);
     if (r != 0)
         return r < 0 ? r : 0;
+    /* A scrape reads: a POST that got the whole registry would hide a client's mistake. */
+    if (!STR_IN_SET(keel_http_request_method(req), "GET", "HEAD"))
+        return keel_http_respond(req, 405, TEXT, NOT_ALLOWED, sizeof NOT_ALLOWED - 1,
+                                 (const char *const[]){ "Allow", "GET, HEAD", NULL });
 
     _cleanup_free_ char *text = NULL;
     size_t size = 0;

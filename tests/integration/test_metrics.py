@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, wait_for
 from keelrun import KeelTestCase, run
 
 REQUIRED = ("keel_build_info", "keel_lifecycle_event_duration_seconds", "keel_shutdown_duration_seconds",
@@ -117,6 +117,35 @@ class Exposition(KeelTestCase):
         self.assertIn("/healthz", routes, "a served path still gets its series")
         self.assertIn("unmatched", routes)
         self.assertFalse([r for r in routes if r.startswith("/junk")], routes)
+
+    def request(self, method, path):
+        c = http.client.HTTPConnection(*self.addr, timeout=5)
+        try:
+            c.request(method, path, body=b"" if method in ("POST", "PUT") else None)
+            r = c.getresponse()
+            return r.status, r.getheader("Allow"), r.read()
+        finally:
+            c.close()
+
+    def test_only_get_and_head_are_answered(self):
+        self.scrape()  # /metrics served once: its refusals are then on its own route
+        status, _, body = self.request("HEAD", "/metrics")
+        self.assertEqual((status, body), (200, b""))
+        for method in ("POST", "PUT", "DELETE"):
+            status, allow, body = self.request(method, "/metrics")
+            self.assertEqual((status, allow), (405, "GET, HEAD"), method)
+            self.assertNotIn(b"keel_build_info", body)
+        refused = r'(?m)^keel_http_requests_total\{service="metrics",code="405"\} 3$'
+        route = r'(?m)^keel_http_request_duration_seconds_count\{service="metrics",route="/metrics"\} (\d+)$'
+
+        def counted():
+            body = self.scrape()
+            served = re.search(route, body)
+            return re.search(refused, body) and served and int(served.group(1)) >= 5
+
+        # Observed once the answer is handed to the connection: the client may read it first. The
+        # route holds the first GET, the HEAD and the three 405s.
+        wait_for(counted, 5, "three 405s counted on the route /metrics")
 
     def test_other_paths_are_404(self):
         self.assertEqual(get(self.addr, "/")[0], 404)
