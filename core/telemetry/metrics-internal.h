@@ -78,7 +78,7 @@ struct family {
 typedef struct process_info {
     long ticks_per_sec;
     long page_size;
-    double boot_time; /* seconds since the epoch (CLOCK_REALTIME less CLOCK_BOOTTIME) */
+    double boot_time; /* seconds since the epoch (CLOCK_REALTIME less CLOCK_BOOTTIME), as last moved */
     double cpu_seconds, resident_bytes, virtual_bytes, start_time, threads, open_fds, max_fds;
 } process_info;
 

@@ -16,14 +16,18 @@
 
 /* The boot time as the clocks give it: /proc/self/stat counts a process's start in ticks of
  * CLOCK_BOOTTIME, so the realtime clock less that one dates the boot without /proc/stat, which
- * systemd's ProcSubset=pid hides. */
-static int read_boot_time(double *ret)
+ * systemd's ProcSubset=pid hides. Read at each scrape: a step of the wall clock moves the boot (and
+ * so the start) with it, as the kernel's btime does, which Go's client reads at each scrape too.
+ * A move under a second is kept out, as btime's whole seconds keep it out: the two reads are not
+ * one instant, and a start time that changed at every scrape would count as restarts. */
+static void refresh_boot_time(process_info *p)
 {
     struct timespec real, boot;
     if (clock_gettime(CLOCK_REALTIME, &real) < 0 || clock_gettime(CLOCK_BOOTTIME, &boot) < 0)
-        return -errno;
-    *ret = (double) (real.tv_sec - boot.tv_sec) + (double) (real.tv_nsec - boot.tv_nsec) / 1e9;
-    return 0;
+        return;
+    double now = (double) (real.tv_sec - boot.tv_sec) + (double) (real.tv_nsec - boot.tv_nsec) / 1e9;
+    if (!(fabs(now - p->boot_time) < 1.0)) /* NaN until the first read */
+        p->boot_time = now;
 }
 
 /* Reads /proc/self/stat (proc(5)): utime, stime, num_threads, starttime, vsize and rss. */
@@ -56,6 +60,7 @@ static int read_self_stat(process_info *p)
     }
     p->cpu_seconds = (double) (v[F_UTIME] + v[F_STIME]) / (double) p->ticks_per_sec;
     p->threads = (double) v[F_THREADS];
+    refresh_boot_time(p);
     p->start_time = p->boot_time + (double) v[F_START] / (double) p->ticks_per_sec;
     p->virtual_bytes = (double) v[F_VSIZE];
     p->resident_bytes = (double) v[F_RSS] * (double) p->page_size;
@@ -124,12 +129,9 @@ int keel_metrics_add_process_collector(keel_metrics *m)
     p = malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
-    *p = (process_info){ .ticks_per_sec = sysconf(_SC_CLK_TCK), .page_size = sysconf(_SC_PAGESIZE) };
+    *p = (process_info){ .ticks_per_sec = sysconf(_SC_CLK_TCK), .page_size = sysconf(_SC_PAGESIZE), .boot_time = NAN };
     if (p->ticks_per_sec <= 0 || p->page_size <= 0)
         return -EIO;
-    r = read_boot_time(&p->boot_time);
-    if (r < 0)
-        return r;
     r = keel__metrics_process_refresh(p);
     if (r < 0)
         return r;

@@ -7,7 +7,8 @@ TFD_TIMER_CANCEL_ON_SET; the shim cannot do that, so the test does it to keel's 
 
 Checked: a step forward past notAfter renews at once (through the watch, through a /readyz probe,
 through SIGHUP); a start with the clock behind, then set right, brings the renewal back before
-notAfter; a token cached before a step back is minted again."""
+notAfter; a token cached before a step back is minted again; process_start_time_seconds moves
+with the clock, as the kernel's btime does."""
 
 import base64
 import ctypes
@@ -195,6 +196,18 @@ class ClockStep(KeelTestCase):
         self.assertIn("is not valid before", body)
         err = self.stop(k)
         self.assertIn("Failed to mint a token for domain[sports] role[reader]: the certificate is not valid before", err)
+
+    def test_the_process_start_time_follows_a_step(self):
+        k = self.start()
+        started = metric(self.metrics, "process_start_time_seconds")
+        self.assertAlmostEqual(started, time.time(), delta=60)
+        # As the kernel's btime does, and with it Go's client: the boot, and so the start, moves
+        # with the wall clock. The shim's offset alone is enough, nothing waits on the step.
+        self.step(k, 5 * HOUR, tell=False)
+        self.assertAlmostEqual(metric(self.metrics, "process_start_time_seconds"), started + 5 * HOUR, delta=1)
+        self.step(k, -HOUR, tell=False)
+        self.assertAlmostEqual(metric(self.metrics, "process_start_time_seconds"), started - HOUR, delta=1)
+        self.stop(k)
 
 
 def iat(jwt):
