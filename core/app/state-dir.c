@@ -65,9 +65,6 @@ static int on_acquire(keel_app *app, void *userdata)
                              app->name);
     if (r < 0)
         return keel_app_fail(app, r, "Cannot lock '%s/%s': %s", dir, STATE_LOCK, strerror(-r));
-    r = keel__shutdown_duration_load(app);
-    if (r < 0)
-        keel_log_warning_errno(r, "Failed to read the last shutdown duration in '%s', ignoring: %m", dir);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include <keel/keel.h>
 
+#include "app-metrics-internal.h"
 #include "component-internal.h"
 
 /* One object, so cached responses (keyed by address) are found again. */
@@ -54,10 +55,27 @@ static int exporter_start(keel_service *s, void *state)
     /* Set before the server starts: its polling thread reads them. */
     e->app = keel_service_app(s);
     e->component = keel__component_of(s);
+    /* Observed before the server serves, so that its first scrape has it; only a process that
+     * holds the state directory may remove the file once ready. */
+    if (keel_app_state_dir_locked(e->app)) {
+        int r = keel__shutdown_duration_load(e->app);
+        if (r < 0)
+            keel_log_warning_errno(r, "Failed to read the last shutdown duration in '%s', ignoring: %m",
+                                   keel_app_state_dir(e->app));
+    }
     keel_http_options o = {
         .service = "metrics", .label = "metrics exporter server", .address = e->config.address, .handler = handle, .userdata = e
     };
     return keel__component_start(e->component, e->app, &o);
+}
+
+/* The whole start succeeded, the exporter serving: from here on a scrape can see the last
+ * shutdown's duration, so the record is consumed, not before (a failed start leaves it to the
+ * restart that follows). */
+static int exporter_ready(keel_service *s, void *state)
+{
+    keel__shutdown_duration_consume(keel_service_app(s));
+    return 0;
 }
 
 static int exporter_stop(keel_service *s, void *state)
@@ -72,6 +90,7 @@ static const keel_service_vtable exporter_vtable = {
     .config = config_keys,
     .n_config = ELEMENTSOF(config_keys),
     .start = exporter_start,
+    .ready = exporter_ready,
     .stop = exporter_stop,
 };
 

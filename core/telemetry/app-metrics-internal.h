@@ -15,6 +15,7 @@ typedef struct keel_telemetry {
     size_t n_works, allocated_works;
     keel_histogram *shutdown_duration; /* borrowed from metrics */
     keel_counter *refresh_failures_total;
+    bool shutdown_record_read; /* state_dir's last-shutdown was read and waits for the life to be ready to go */
 } keel_telemetry;
 
 int keel__app_metrics_setup(keel_app *app);
@@ -24,7 +25,9 @@ void keel__metrics_observer_error(keel_app *app, const char *observer, bool shut
 /* A refresh (SIGHUP) that failed: keel_refresh_failures_total. */
 void keel__metrics_refresh_failed(keel_app *app);
 /* The last served life's shutdown duration, kept in state_dir from one process to the next:
- * save at the end of finalize, load (and remove) when the metrics exporter starts. Load
+ * save at the end of finalize, load when the metrics exporter starts, consume (remove the file
+ * load read, good or bad) once the exporter is ready, so that it outlives a failed start. Load
  * returns 1 when a duration was observed, 0 when there was none, -EBADMSG for a bad file. */
 void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
 int keel__shutdown_duration_load(keel_app *app);
+void keel__shutdown_duration_consume(keel_app *app);

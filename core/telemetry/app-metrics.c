@@ -158,12 +158,19 @@ void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec)
         keel_log_debug_errno(r, "Failed to record the shutdown duration in %s: %m", dir);
 }
 
+static char *shutdown_record_path(keel_app *app)
+{
+    const char *dir = keel__app_settings(app)->state_dir;
+    return dir && *dir ? keel_strdup_printf("%s/last-shutdown", dir) : NULL;
+}
+
 int keel__shutdown_duration_load(keel_app *app)
 {
+    keel_telemetry *t = keel__app_telemetry(app);
     const char *dir = keel__app_settings(app)->state_dir;
     if (!dir || !*dir)
         return 0;
-    _cleanup_free_ char *path = keel_strdup_printf("%s/last-shutdown", dir);
+    _cleanup_free_ char *path = shutdown_record_path(app);
     if (!path)
         return -ENOMEM;
     FILE *f = fopen(path, "re");
@@ -172,12 +179,25 @@ int keel__shutdown_duration_load(keel_app *app)
     double seconds = -1;
     int fields = fscanf(f, "%lf", &seconds);
     (void) fclose(f);
-    /* Consumed once: a later crash must not make the next life count it again. */
-    (void) unlink(path);
+    /* Removed only once this life is ready (keel__shutdown_duration_consume()): a start that
+     * fails first, and a restart that follows it, must not lose the record before any scrape. */
+    t->shutdown_record_read = true;
     if (fields != 1 || !(seconds >= 0 && seconds < 1e7))
         return -EBADMSG;
-    keel_histogram_observe(keel__app_telemetry(app)->shutdown_duration, seconds);
+    keel_histogram_observe(t->shutdown_duration, seconds);
     return 1;
+}
+
+void keel__shutdown_duration_consume(keel_app *app)
+{
+    keel_telemetry *t = keel__app_telemetry(app);
+    if (!t->shutdown_record_read)
+        return;
+    t->shutdown_record_read = false;
+    _cleanup_free_ char *path = shutdown_record_path(app);
+    /* Consumed once: a later crash must not make the next life count it again. */
+    if (path && unlink(path) < 0 && errno != ENOENT)
+        keel_log_debug_errno(errno, "Failed to remove %s: %m", path);
 }
 
 void keel__metrics_refresh_failed(keel_app *app)

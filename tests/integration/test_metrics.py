@@ -184,6 +184,37 @@ class ShutdownDuration(KeelTestCase):
         self.assertEqual(status, 0, err)
         self.assertIn("Failed to read the last shutdown duration", err)
 
+    def test_a_failed_start_and_init_leave_the_last_shutdown_to_the_next_serve(self):
+        state = tempfile.mkdtemp(prefix="keel-state-")
+        self.addCleanup(shutil.rmtree, state, True)
+        record = os.path.join(state, "last-shutdown")
+        with open(record, "w") as f:
+            f.write("1.500000\n")
+        # Under Restart=on-failure: a start that fails after the exporter started, then one that
+        # fails before it (its port taken), then `init`.
+        env = {"KEEL_STATE_DIR": state}
+        status, _, err, _ = run("serve", env=dict(env, KEEL_FAULT="error@in:healthcheck.start"))
+        self.assertEqual(status, 1, err)
+        self.assertIn("Starting metrics exporter server", err)
+        squatter = socket.socket()
+        self.addCleanup(squatter.close)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        status, _, err, _ = run("serve", env=dict(env, KEEL_METRICS_ADDRESS="127.0.0.1:%d" % squatter.getsockname()[1]))
+        self.assertEqual(status, 1, err)
+        status, _, err, _ = run("init", env=env)
+        self.assertEqual(status, 0, err)
+        self.assertTrue(os.path.exists(record), "kept for a serve that exports it")
+
+        k = self.keel("serve", env=env)
+        body = get(bound_address(k, "metrics exporter server"), "/metrics")[2]
+        self.assertRegex(body, r"(?m)^keel_shutdown_duration_seconds_count 1$")
+        self.assertRegex(body, r"(?m)^keel_shutdown_duration_seconds_sum 1.5$")
+        wait_for(lambda: not os.path.exists(record), 5, "the record consumed once ready")
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
 
 class PortInUse(KeelTestCase):
     def test_metrics_port_in_use_skips_the_health_check_and_exits_1(self):

@@ -92,7 +92,12 @@ Test(app_metrics, the_shutdown_duration_goes_to_the_next_life)
 
     keel_app *next = keel_app_new("test");
     set_state_dir(next, dir);
+    keel__shutdown_duration_consume(next);
+    cr_assert_eq(access(path, F_OK), 0, "nothing read, nothing removed");
     cr_assert_eq(keel__shutdown_duration_load(next), 1);
+    cr_assert_eq(access(path, F_OK), 0, "kept until the life is ready: its start may still fail");
+    keel__shutdown_duration_consume(next);
+    cr_assert_neq(access(path, F_OK), 0, "consumed");
     cr_assert_eq(keel__shutdown_duration_load(next), 0, "observed once");
     cr_assert(keel_metrics_format(keel_app_metrics(next), &m, &(size_t){ 0 }) == 0);
     cr_assert(strstr(m, "keel_shutdown_duration_seconds_count 1\n"), "%s", m);
@@ -103,6 +108,7 @@ Test(app_metrics, the_shutdown_duration_goes_to_the_next_life)
     fputs("-3\n", f);
     fclose(f);
     cr_assert_eq(keel__shutdown_duration_load(next), -EBADMSG);
+    keel__shutdown_duration_consume(next);
     cr_assert_neq(access(path, F_OK), 0, "a bad record is removed too");
     keel_app_free(next);
     cr_assert_eq(rmdir(dir), 0);
