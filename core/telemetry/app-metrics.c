@@ -13,6 +13,7 @@
 #include "app-metrics-internal.h"
 #include "machine-internal.h"
 #include "macro-internal.h"
+#include "work-internal.h"
 
 /* Seconds: a stop takes milliseconds when idle and up to shutdown.timeout when draining. */
 static const double shutdown_bounds[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -98,10 +99,15 @@ void keel__metrics_observer_error(keel_app *app, const char *observer, bool shut
         return (double) st.field;                                                                                                  \
     }
 WORK_STAT_READER(in_flight)
-WORK_STAT_READER(started)
 WORK_STAT_READER(failed)
 WORK_STAT_READER(rejected)
 #undef WORK_STAT_READER
+
+/* A counter must not go back: the stats' started can, by a begin being refused (see work.h). */
+static double work_started(void *w)
+{
+    return (double) keel__work_started_total(w);
+}
 
 static int register_work_metrics(keel_app *app, keel_work *w, const char *component)
 {

@@ -6,6 +6,7 @@
 #include <keel/work.h>
 
 #include "macro-internal.h"
+#include "work-internal.h"
 #include "work-shards-internal.h"
 
 /* The number whose low @bits bits are @low, nearest to @near. */
@@ -128,6 +129,17 @@ void keel_work_get_stats(const keel_work *cw, keel_work_stats *ret)
     };
     st.started = st.succeeded + st.failed + st.in_flight;
     *ret = st;
+}
+
+uint64_t keel__work_started_total(keel_work *w)
+{
+    counts c = keel__work_sum(w, NULL);
+    uint64_t started = c.ok + c.failed + keel__work_in_flight_of(&c);
+    uint64_t shown = atomic_load_explicit(&w->started_shown, memory_order_relaxed);
+    while (started > shown &&
+           !atomic_compare_exchange_weak_explicit(&w->started_shown, &shown, started, memory_order_relaxed, memory_order_relaxed))
+        ;
+    return MAX(shown, started);
 }
 
 static void report_progress(keel_work *w, keel_usec_t now, keel_usec_t deadline, keel_work_progress_handler_t progress,

@@ -14,3 +14,7 @@ void keel__work_setup(void);
 bool keel__work_use_membarrier(bool enable);
 /* For tests: the number of shards @w has handed out. */
 size_t keel__work_n_shards(const keel_work *w);
+
+/* keel_work_stats.started as a counter may show it: never below a value it returned. A snapshot
+ * counts a begin being refused until its undo, so started alone can go back by one. */
+uint64_t keel__work_started_total(keel_work *w);

@@ -66,9 +66,10 @@ struct keel_work {
     /* Cold. */
     _Alignas(CACHE_LINE) pthread_mutex_t lock; /* shard lookups that miss the cache, the peak freeze */
     _Atomic uint64_t rejected;
-    _Atomic uint64_t seen_peak;   /* highest in-flight total computed by stats or drain */
-    _Atomic uint64_t frozen_peak; /* the marks' maximum when `crossed` was set */
-    _Atomic bool crossed;         /* some end took its shard below 0: the marks stopped counting */
+    _Atomic uint64_t seen_peak;     /* highest in-flight total computed by stats or drain */
+    _Atomic uint64_t frozen_peak;   /* the marks' maximum when `crossed` was set */
+    _Atomic bool crossed;           /* some end took its shard below 0: the marks stopped counting */
+    _Atomic uint64_t started_shown; /* highest started keel__work_started_total() returned */
 
     /* For a thread that could not allocate a shard: shared, so read-modify-writes. */
     _Alignas(CACHE_LINE) _Atomic uint64_t spare_begun;

@@ -15,6 +15,7 @@
 
 #include "testing.h"
 #include "work-internal.h"
+#include "work-shards-internal.h"
 
 /* Private to core/work.c, exposed for tests: the fence mode of trackers created afterwards, and
  * how many per-thread shards a tracker holds. */
@@ -133,6 +134,33 @@ Test(work, refuses_once_closed)
     st = stats();
     cr_assert_eq(st.in_flight, 0);
     cr_assert_eq(st.succeeded, 1);
+}
+
+/* A refused begin counts itself, checks the gate, then undoes its count: a snapshot in between
+ * sees it started. Its stores are made here by hand, to read at that instant every time. */
+Test(work, started_total_never_goes_back_across_a_refused_begin)
+{
+    cr_assert_eq(keel_work_begin(w), 0);
+    cr_assert_eq(keel_work_begin(w), 0);
+    keel_work_end(w, true);
+    cr_assert_eq(keel__work_started_total(w), 2);
+    keel_work_close(w);
+
+    shard *s = atomic_load(&w->shards);
+    cr_assert_not_null(s);
+    cr_assert_null(s->next, "one thread, one shard");
+    atomic_store(&s->begun, atomic_load(&s->begun) + 1); /* keel_work_begin(), before its gate */
+    atomic_store(&s->word, atomic_load(&s->word) + BEGUN_ONE);
+    cr_assert_eq(stats().started, 3);
+    cr_assert_eq(keel__work_started_total(w), 3);
+    atomic_store(&s->begun, atomic_load(&s->begun) - 1); /* begin_refuse()'s undo */
+    atomic_store(&s->word, atomic_load(&s->word) - BEGUN_ONE);
+    cr_assert_eq(stats().started, 2, "the stats say what is admitted now");
+    cr_assert_eq(keel__work_started_total(w), 3, "the counter does not go back");
+
+    keel_work_end(w, false);
+    cr_assert_eq(keel__work_started_total(w), 3);
+    cr_assert_eq(stats().in_flight, 0);
 }
 
 /* No limit on the units in flight (there was one at 2^19); past the 2^20 the packed copy of a
