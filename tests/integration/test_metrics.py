@@ -118,6 +118,25 @@ class Exposition(KeelTestCase):
         self.assertIn("unmatched", routes)
         self.assertFalse([r for r in routes if r.startswith("/junk")], routes)
 
+    def test_a_refusal_is_unmatched_until_its_path_was_once_served(self):
+        def post_livez():
+            c = http.client.HTTPConnection(*self.health, timeout=5)
+            c.request("POST", "/livez", body=b"")
+            self.assertEqual(c.getresponse().status, 405)
+            c.close()
+
+        def series(body, route):
+            count = re.search(rf'(?m)^keel_http_request_duration_seconds_count\{{service="healthcheck",route="{route}"\}} (\d+)$', body)
+            return int(count.group(1)) if count else 0
+
+        post_livez()
+        # Observed once the answer is handed to the connection: the client may read it first.
+        body = wait_for(lambda: (lambda b: series(b, "unmatched") >= 1 and b)(self.scrape()), 5, "the 405 observed")
+        self.assertEqual(series(body, "/livez"), 0, "no series for a path not served yet")
+        self.assertEqual(get(self.health, "/livez")[0], 200)
+        post_livez()
+        wait_for(lambda: series(self.scrape(), "/livez") == 2, 5, "the GET and the second 405 on /livez")
+
     def request(self, method, path):
         c = http.client.HTTPConnection(*self.addr, timeout=5)
         try:
