@@ -67,6 +67,12 @@ void keel__app_remove_status_detail(keel_app *app, const char *detail);
 char *const *keel__app_status_details(const keel_app *app);
 /* health.c */
 void keel__app_set_readiness(keel_app *app, keel_readiness r);
+/* telemetry/app-metrics.c, for the metrics exporter (core/components): the last served life's
+ * shutdown duration, loaded when the exporter starts and consumed (the file load read removed,
+ * good or bad) once it is ready, so that it outlives a failed start. Load returns 1 when a
+ * duration was observed, 0 when there was none, -EBADMSG for a bad file. */
+int keel__shutdown_duration_load(keel_app *app);
+void keel__shutdown_duration_consume(keel_app *app);
 /* The main loop waits (@busy false) or has come back to work (true); from the main thread. */
 void keel__app_loop_busy(keel_app *app, bool busy);
 /* How long the main loop has been working without waiting again at @now; 0 while it waits. */

@@ -5,7 +5,7 @@
 
 #include <keel/keel.h>
 
-#include "app-metrics-internal.h"
+#include "app-internal.h"
 #include "component-internal.h"
 
 /* One object, so cached responses (keyed by address) are found again. */

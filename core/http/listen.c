@@ -4,8 +4,10 @@
  * memfds, or /dev/null once taken, which sd_is_socket_inet() turns down whatever their name. */
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <systemd/sd-daemon.h>
@@ -100,4 +102,37 @@ void keel__http_describe_bound(keel_http_server *s, int fd)
         s->port = ntohs(in->sin_port);
         s->wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
     }
+}
+
+/* Whether the numeric @host is the address @ss is bound to; a name (localhost) is not compared. */
+static bool host_differs(const char *host, const struct sockaddr_storage *ss)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (ss->ss_family == AF_INET && inet_pton(AF_INET, host, &a4) == 1)
+        return a4.s_addr != ((const struct sockaddr_in *) ss)->sin_addr.s_addr;
+    if (ss->ss_family == AF_INET6 && inet_pton(AF_INET6, host, &a6) == 1)
+        return !IN6_ARE_ADDR_EQUAL(&a6, &((const struct sockaddr_in6 *) ss)->sin6_addr);
+    if (ss->ss_family == AF_INET6 && inet_pton(AF_INET, host, &a4) == 1) { /* v4 in a dual-stack socket */
+        const struct in6_addr *b = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+        return !IN6_IS_ADDR_V4MAPPED(b) || memcmp(&b->s6_addr[12], &a4, 4) != 0;
+    }
+    return false;
+}
+
+/* The socket unit's ListenStream= decides where a passed socket listens; an operator who set the
+ * address to keep a port off the network must hear that it is not what happens. */
+void keel__http_warn_passed_elsewhere(keel_http_server *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+        return;
+    bool port_differs = s->address.port != 0 && s->address.port != s->port;
+    if (!port_differs && !(s->address.host[0] && host_differs(s->address.host, &ss)))
+        return;
+    keel_log_service(s->service, KEEL_LOG_WARNING,
+                     "%s.address is '%s:%u', but the socket systemd passed as '%s' listens on %s: serving there (its "
+                     "socket unit's ListenStream= decides)",
+                     s->service, s->address.host, s->address.port, s->service, s->bound);
 }

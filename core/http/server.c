@@ -218,6 +218,8 @@ int keel_http_server_start(keel_http_server *s)
     }
     keel__http_describe_bound(s, fd);
     keel_log_service(s->service, KEEL_LOG_INFO, "Starting %s[%s]%s", s->label, s->bound, activated ? " (socket activation)" : "");
+    if (activated)
+        keel__http_warn_passed_elsewhere(s, fd);
     int r = start_loop(s, fd);
     if (r < 0)
         return keel_app_fail(s->app, r, "Failed to start %s: %s", s->label, strerror(-r));

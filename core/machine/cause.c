@@ -6,6 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <keel/config.h>
 
 #include "app-internal.h"
 #include "log-internal.h"
@@ -41,6 +44,26 @@ int keel_cause_exit_status(keel_cause c)
     return c >= 0 && c < _KEEL_CAUSE_MAX ? cause_exit_status[c] : -EINVAL;
 }
 
+/* A failure that begins with a configuration key ("certificate.dns_names: '~' is not a DNS
+ * name", "shutdown.delay (40s) must be shorter than ...") is prefixed with where that key's value
+ * came from, as the loader's own errors are (keel(1): a bad configuration names file, line and
+ * column, or the variable or --set): with six layers, the key alone does not say which to mend. */
+static char *with_origin(const keel_app *app, char *msg)
+{
+    char key[128];
+    size_t n = msg ? strspn(msg, "abcdefghijklmnopqrstuvwxyz0123456789_.") : 0;
+    if (n == 0 || n >= sizeof key || !strchr(":[ ", msg[n]))
+        return msg;
+    memcpy(key, msg, n);
+    key[n] = '\0';
+    const char *origin = keel_app_config_origin(app, key);
+    char *with = NULL;
+    if (!origin || streq(origin, "default") || asprintf(&with, "%s: %s", origin, msg) < 0)
+        return msg;
+    free(msg);
+    return with;
+}
+
 int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
 {
     int r = error == 0 ? -EIO : -abs(error);
@@ -58,7 +81,7 @@ int keel_app_fail(keel_app *app, int error, const char *fmt, ...)
     errno = saved;
     keel_machine *m = keel__app_machine(app);
     free(m->fail_message);
-    m->fail_message = msg;
+    m->fail_message = with_origin(app, msg);
     return r;
 }
 

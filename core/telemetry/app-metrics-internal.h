@@ -25,9 +25,5 @@ void keel__metrics_observer_error(keel_app *app, const char *observer, bool shut
 /* A refresh (SIGHUP) that failed: keel_refresh_failures_total. */
 void keel__metrics_refresh_failed(keel_app *app);
 /* The last served life's shutdown duration, kept in state_dir from one process to the next:
- * save at the end of finalize, load when the metrics exporter starts, consume (remove the file
- * load read, good or bad) once the exporter is ready, so that it outlives a failed start. Load
- * returns 1 when a duration was observed, 0 when there was none, -EBADMSG for a bad file. */
+ * saved at the end of finalize; loaded and consumed by the exporter (app-internal.h). */
 void keel__shutdown_duration_save(keel_app *app, keel_usec_t usec);
-int keel__shutdown_duration_load(keel_app *app);
-void keel__shutdown_duration_consume(keel_app *app);

@@ -63,6 +63,23 @@ class ConfigCommand(KeelTestCase):
         self.assertEqual(status, 78, err)
         self.assertRegex(err, r"plugins\.disabled\[1\]: no plugin or service is named 'tokn' \(there are [a-z, ]*\btoken\b")
 
+    def test_a_services_own_check_names_where_the_bad_value_came_from(self):
+        # As the loader's errors do: the key alone does not say which of six layers to mend.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "keel.yaml")
+        with open(path, "w") as f:
+            f.write("plugins:\n  disabled: [metrix]\n")
+        status, _, err, _ = run("--config", path, "config", "--check", no_config=True)
+        self.assertEqual(status, 78, err)
+        self.assertIn(f"{path}:2:13: plugins.disabled[0]: no plugin or service is named 'metrix'", err)
+        status, _, err, _ = run("config", "--check", env={"KEEL_SHUTDOWN_DELAY": "40s"})
+        self.assertEqual(status, 78, err)
+        self.assertIn("env KEEL_SHUTDOWN_DELAY: shutdown.delay (40s) must be shorter than shutdown.timeout (30s)", err)
+        status, _, err, _ = run("config", "--check", "--set", "certificate.dns_names=[a, '~']")
+        self.assertEqual(status, 78, err)
+        self.assertIn("--set: certificate.dns_names: '~' is not a DNS name", err)
+
     def test_profile_file_overrides_the_application_file(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)

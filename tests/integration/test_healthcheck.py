@@ -468,6 +468,9 @@ class SocketActivation(KeelTestCase):
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, err)
         self.assertIn(f"Starting health check server[127.0.0.1:{port}] (socket activation)", err)
+        # Said, since the operator may have meant to keep the port elsewhere: not silently ignored.
+        self.assertIn(f"WARN  healthcheck.address is '127.0.0.1:1', but the socket systemd passed as 'healthcheck' listens on "
+                      f"127.0.0.1:{port}: serving there (its socket unit's ListenStream= decides)", err)
 
 
 class SpawnPoint(KeelTestCase):

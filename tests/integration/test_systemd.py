@@ -92,6 +92,8 @@ class Start(SystemdTestCase):
         self.assertEqual(get(HEALTH, "/readyz")[0], 200)
         status, _, body = get(TOKEN, "/token", headers=ATHENZ)
         self.assertEqual(status, 200, body)
+        # The units' ListenStream= ports are the defaults' own: nothing to warn of.
+        self.assertNotIn("but the socket systemd passed", self.keel_journal())
 
     def test_the_open_file_limit_is_raised_under_the_sandbox(self):
         # systemd's soft limit is 1024; the hard one is its 524288, or what the host allows it.
