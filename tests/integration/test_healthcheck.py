@@ -418,7 +418,7 @@ class Descriptors(KeelTestCase):
         self.addCleanup(lambda: [s.close() for s in idle])
         for target in (metrics, addr):
             idle += [socket.create_connection(target, timeout=5) for _ in range(30)]
-        wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 5, "the warning")
+        wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 20, "the warning")  # bounded, not timed
         # Waiting for room would take http.connection_timeout (30 s) for an idle connection to
         # end: 5 s tells the two apart without timing the machine (under ASan on a loaded machine,
         # a probe has taken 1.2 s).
