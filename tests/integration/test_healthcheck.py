@@ -417,9 +417,15 @@ class Descriptors(KeelTestCase):
         metrics = bound_address(k, "metrics exporter server")
         idle = []
         self.addCleanup(lambda: [s.close() for s in idle])
-        for target in (metrics, addr):
-            idle += [socket.create_connection(target, timeout=5) for _ in range(30)]
-        wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 20, "the warning")  # bounded, not timed
+        fds = lambda: len(os.listdir(f"/proc/{k.proc.pid}/fd"))
+        before = fds()
+        idle += [socket.create_connection(metrics, timeout=5) for _ in range(30)]
+        # The metrics server's thread accepts its 30 before the health check server's are made, so
+        # that the descriptors run out on the health check server: on a loaded machine its thread
+        # could otherwise accept first and leave the metrics server to say so.
+        wait_for(lambda: fds() >= before + 30, 20, "the metrics server's 30 accepted")
+        idle += [socket.create_connection(addr, timeout=5) for _ in range(30)]
+        wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 20, "the warning")
         # Waiting for room would take http.connection_timeout (30 s) for an idle connection to
         # end: 5 s tells the two apart without timing the machine (under ASan on a loaded machine,
         # a probe has taken 1.2 s).
