@@ -273,10 +273,8 @@ struct keel_http_server {
 /* listen.c, main thread: the socket systemd passed under @name, or -ENOENT (a new listener is
  * keel_address_listen()); what @fd is bound to, into @s (bound, port, wildcard). */
 int keel__http_activated_socket(const char *name);
-void keel__http_describe_bound(keel_http_server *s, int fd);
-/* After keel__http_describe_bound() of a socket systemd passed: a warning when the configured
- * address names another port or host, which the passed socket overrides. */
-void keel__http_warn_passed_elsewhere(keel_http_server *s, int fd);
+/* Also returns whether the configured address names another port or host than @fd's. */
+bool keel__http_describe_bound(keel_http_server *s, int fd);
 /* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
 void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
 

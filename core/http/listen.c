@@ -86,24 +86,6 @@ int keel_address_listen_named(const keel_address *address, const char *name, boo
     return fd;
 }
 
-void keel__http_describe_bound(keel_http_server *s, int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
-        return;
-    keel__http_format_peer((struct sockaddr *) &ss, s->bound, sizeof s->bound);
-    if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
-        s->port = ntohs(in6->sin6_port);
-        s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
-    } else {
-        const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
-        s->port = ntohs(in->sin_port);
-        s->wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
-    }
-}
-
 /* Whether the numeric @host is the address @ss is bound to; a name (localhost) is not compared. */
 static bool host_differs(const char *host, const struct sockaddr_storage *ss)
 {
@@ -120,19 +102,21 @@ static bool host_differs(const char *host, const struct sockaddr_storage *ss)
     return false;
 }
 
-/* The socket unit's ListenStream= decides where a passed socket listens; an operator who set the
- * address to keep a port off the network must hear that it is not what happens. */
-void keel__http_warn_passed_elsewhere(keel_http_server *s, int fd)
+bool keel__http_describe_bound(keel_http_server *s, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
-        return;
-    bool port_differs = s->address.port != 0 && s->address.port != s->port;
-    if (!port_differs && !(s->address.host[0] && host_differs(s->address.host, &ss)))
-        return;
-    keel_log_service(s->service, KEEL_LOG_WARNING,
-                     "%s.address is '%s:%u', but the socket systemd passed as '%s' listens on %s: serving there (its "
-                     "socket unit's ListenStream= decides)",
-                     s->service, s->address.host, s->address.port, s->service, s->bound);
+        return false;
+    keel__http_format_peer((struct sockaddr *) &ss, s->bound, sizeof s->bound);
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
+        s->port = ntohs(in6->sin6_port);
+        s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
+        s->port = ntohs(in->sin_port);
+        s->wildcard = in->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+    return (s->address.port != 0 && s->address.port != s->port) || (s->address.host[0] && host_differs(s->address.host, &ss));
 }

@@ -216,10 +216,15 @@ int keel_http_server_start(keel_http_server *s)
         (void) snprintf(want, sizeof want, "%s:%u", s->address.host, s->address.port);
         return keel_app_fail(s->app, fd, "Failed to bind %s to '%s': %s", s->label, want, strerror(-fd));
     }
-    keel__http_describe_bound(s, fd);
+    bool elsewhere = keel__http_describe_bound(s, fd);
     keel_log_service(s->service, KEEL_LOG_INFO, "Starting %s[%s]%s", s->label, s->bound, activated ? " (socket activation)" : "");
-    if (activated)
-        keel__http_warn_passed_elsewhere(s, fd);
+    /* The socket unit's ListenStream= decides where a passed socket listens; an operator who set
+     * the address to keep a port off the network must hear that it is not what happens. */
+    if (activated && elsewhere)
+        keel_log_service(s->service, KEEL_LOG_WARNING,
+                         "%s.address is '%s:%u', but the socket systemd passed as '%s' listens on %s: serving there (its "
+                         "socket unit's ListenStream= decides)",
+                         s->service, s->address.host, s->address.port, s->service, s->bound);
     int r = start_loop(s, fd);
     if (r < 0)
         return keel_app_fail(s->app, r, "Failed to start %s: %s", s->label, strerror(-r));
