@@ -302,7 +302,9 @@ static outcome run_event(keel_app *app, keel_event event)
 
 /* sd_event_run() in its three steps, so that the health check sees the loop working between its
  * waits (a refresh included, which follows the dispatch of SIGHUP): a loop stuck there fails
- * /livez, as WatchdogSec= would kill it under systemd. */
+ * /livez, as WatchdogSec= would kill it under systemd. Each dispatch marks the start of work:
+ * with an event already pending, sd_event_prepare() polls without waiting and can take a
+ * signal too (right after READY=1 two idle tasks are pending). */
 static int run_loop_once(keel_app *app)
 {
     sd_event *e = keel_app_get_event_loop(app);
@@ -310,9 +312,11 @@ static int run_loop_once(keel_app *app)
     if (r == 0) {
         keel__app_loop_busy(app, false);
         r = sd_event_wait(e, UINT64_MAX);
-        keel__app_loop_busy(app, true);
     }
-    return r > 0 ? sd_event_dispatch(e) : r;
+    if (r <= 0)
+        return r;
+    keel__app_loop_busy(app, true);
+    return sd_event_dispatch(e);
 }
 
 static outcome step_running(keel_app *app)

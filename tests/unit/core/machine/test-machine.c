@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
+#include "app-internal.h"
 #include "apptest.h"
 
 static apptest t;
@@ -461,4 +463,51 @@ Test(machine, a_refresh_that_cancels_does_not_announce_ready_again)
     cr_assert(reloading, "%s", n);
     cr_assert_null(strstr(reloading, "READY=1"), "READY=1 after a refresh that cancelled: %s", n);
     cr_assert(strstr(reloading, "STOPPING=1"), "%s", n);
+}
+
+/* The loop check (healthcheck.loop_timeout) counts from the end of the loop's last wait, also when
+ * the signal came in while another event was pending: sd_event_prepare() then polls without
+ * waiting. Right after READY=1 two idle tasks are pending (libcurl's unload, the memory trim); a
+ * SIGHUP taken between them left a held refresh looking idle to /livez (CI, under TSan). */
+static int raise_sighup(sd_event_source *s, void *userdata)
+{
+    return kill(getpid(), SIGHUP);
+}
+
+static int nothing(sd_event_source *s, void *userdata)
+{
+    return 0;
+}
+
+static void add_idle_task(keel_app *app, sd_event_handler_t fn, int64_t priority)
+{
+    sd_event_source *s = NULL;
+    cr_assert_geq(sd_event_add_defer(keel_app_get_event_loop(app), &s, fn, NULL), 0);
+    cr_assert_geq(sd_event_source_set_priority(s, priority), 0);
+    cr_assert_geq(sd_event_source_set_floating(s, true), 0);
+    sd_event_source_unref(s);
+}
+
+static int two_idle_tasks(keel_app *app, void *userdata)
+{
+    add_idle_task(app, raise_sighup, SD_EVENT_PRIORITY_IDLE);
+    add_idle_task(app, nothing, SD_EVENT_PRIORITY_IDLE + 1);
+    return 0;
+}
+
+static keel_usec_t busy_in_refresh;
+
+static int measure_busy(keel_app *app, void *userdata)
+{
+    (void) usleep(2000);
+    busy_in_refresh = keel__app_loop_busy_for(app, keel_now());
+    return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "measured");
+}
+
+Test(machine, a_refresh_counts_as_the_loop_working_when_its_signal_came_with_other_work_pending)
+{
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "idle-tasks", two_idle_tasks, NULL, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_REFRESH, KEEL_PHASE_DURING, "measure", measure_busy, NULL, NULL), 0);
+    cr_assert_eq(apptest_run(&t, NULL), 0);
+    cr_assert_geq(busy_in_refresh, 2000, "the loop seen working for %llu us", (unsigned long long) busy_in_refresh);
 }
