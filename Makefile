@@ -26,7 +26,7 @@ BENCH_DEBS = wrk nginx-light liburing-dev
 # Only `make coverage` needs this.
 COVERAGE_DEBS = gcovr
 
-.PHONY: all deps deps-bench deps-node install-debs build run install test test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage soak bench bench-check format abi-baseline clean
+.PHONY: all deps deps-bench deps-node install-debs build run install test test-rootfs test-release test-clang test-asan test-tsan test-fuzz fuzz-build fuzz image coverage soak bench bench-check format abi-baseline clean
 
 all: build
 
@@ -81,7 +81,12 @@ install:
 # warnings the Debug ones do not: gcc -O3 (a plain Release build, which also installs Keel and
 # builds the examples out of tree against it; -O3 inlines further than -O2 and warns of more) and
 # clang -O3.
-test: deps test-release test-clang test-asan test-tsan test-fuzz
+test: deps test-rootfs test-release test-clang test-asan test-tsan test-fuzz
+
+# The Debian root file system test_systemd boots (tests/integration/nspawn.py) takes debootstrap a
+# minute or more on a new machine: it is made beside the builds, and the test waits on its lock.
+test-rootfs:
+	@mkdir -p $(BUILD_REL) && (python3 tests/integration/nspawn.py rootfs >$(BUILD_REL)/rootfs.log 2>&1 &)
 
 test-release:
 	cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=ON >/dev/null

@@ -263,3 +263,13 @@ class Machine:
                     os.rmdir(sub)
                 except OSError:
                     pass
+
+
+if __name__ == "__main__":
+    # `python3 nspawn.py rootfs`: make the cached root file system ahead of the tests (make test
+    # runs it beside the builds); a test that needs it meanwhile waits on the maker's lock.
+    import sys
+    if sys.argv[1:] != ["rootfs"]:
+        sys.exit("usage: nspawn.py rootfs")
+    reason = why_not()
+    print(f"nspawn: no root file system made: {reason}" if reason else rootfs())
