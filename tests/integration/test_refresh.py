@@ -61,9 +61,9 @@ class Refresh(KeelTestCase):
         self.reload(k, "shutdown:\n  timeout: 2s\n  delay: 5s\n")
         self.wait_log(k, "shutdown.delay (5s) is not shorter than shutdown.timeout (2s), the budget of the whole stop: a stop "
                          "will delay 1s")
-        started = time.monotonic()
-        err = self.stop(k)  # exit 0: not forced
-        self.assertLess(time.monotonic() - started, 2)
+        # Exit 0: not forced (the 5 s delay would overrun the 2 s budget); no bound on the wall time
+        # of the stop, which a loaded machine stretches: the delay used is the one logged.
+        err = self.stop(k)
         self.assertIn("Delaying shutdown for 1.000s", err)
 
     def test_health_verbosity_changes_live(self):
@@ -147,11 +147,10 @@ class Refresh(KeelTestCase):
         self.assertEqual(status, 200, body)
         self.assertIn(json.loads(body)["expires_in"], range(3590, 3601), "the token service took token.expiry back")
         self.assertEqual(get(self.health, "/livez")[0], 200)
-        started = time.monotonic()
+        # No bound on the wall time of the stop: a delay of 1.5 s would have logged "Delaying shutdown".
         err = self.stop(k)
         self.assertNotIn("GET /livez from", err, "log.level is info again")
         self.assertNotIn("Delaying shutdown", err, "shutdown.delay is 0 again")
-        self.assertLess(time.monotonic() - started, 1.4)
 
     def test_the_log_format_changes_live(self):
         k = self.start("")
