@@ -2,7 +2,7 @@
 """A stop signal during the first ACME issuance, in `start` (issue 25 point 6): the issuance is a
 credential fetch, which a signal cancels (the seed's rule: only WaitForServerReady is not). SIGTERM
 while pebble's validation is slow, while it is stalled, and while the CA does not answer at all:
-each time keel exits 0 within 2 s of the signal, logs the start observers it skipped, never says
+each time keel exits 0 within 5 s of the signal, logs the start observers it skipped, never says
 "ignoring", and sends no READY=1. Before the fix the wait ran to its end (a slow validation: exit
 0 after it; a stalled one: exit 1 when it failed, the signal "ignoring")."""
 
@@ -18,7 +18,9 @@ from pebble import Pebble, free_port
 from relay import Relay
 from test_daemon import alive
 
-SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
+# Seconds from SIGTERM to the exit: room for a loaded machine, well under what waiting would take
+# (the rest of the 8 s relay, pebble's 15 s, a 60 s timeout).
+SIGNAL_TO_EXIT_MAX = 5.0
 
 
 class AcmeSignalTest(KeelTestCase):

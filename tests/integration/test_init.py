@@ -101,7 +101,8 @@ certificate:
         k.kill(signal.SIGTERM)
         status, _, err = k.wait(timeout=60)
         self.assertEqual(status, 1, err)
-        self.assertLess(time.monotonic() - t0, 2, err)
+        # 5 s: room for a loaded machine, well under the 60 s of an issuance waited out.
+        self.assertLess(time.monotonic() - t0, 5, err)
         self.assertIn("keel init stopped", err)
         self.assertIn("Skipped token provider start", err)
 

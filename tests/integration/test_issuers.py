@@ -18,7 +18,9 @@ from keelrun import KeelTestCase
 from pebble import Pebble, free_port
 from test_acme import x509  # only the function: its test class, imported, would run here too
 
-SIGNAL_TO_EXIT_MAX = 2.0  # seconds from SIGTERM to the exit
+# Seconds from SIGTERM to the exit: room for a loaded machine, under the 4 s pause a stop that
+# waited it out would take.
+SIGNAL_TO_EXIT_MAX = 3.5
 
 
 class IssuersTest(KeelTestCase):
