@@ -143,9 +143,11 @@ class Drain(KeelTestCase):
     N = 200
 
     def test_held_requests_on_keep_alive_connections_all_complete(self):
+        # Each request held 1.5 s: time for all N second requests to be taken before SIGTERM.
         k = self.keel("--log-level", "debug", "serve", "--set", "http.connection_limit=1024",
-                      env={"KEEL_FAULT": "sleep=300@in:healthcheck.request"})
+                      env={"KEEL_FAULT": "sleep=1500@in:healthcheck.request"})
         addr = bound_address(k)
+        metrics = bound_address(k, "metrics exporter server")
         conns = [http.client.HTTPConnection(*addr, timeout=20) for _ in range(self.N)]
         for c in conns:
             self.addCleanup(c.close)
@@ -158,7 +160,7 @@ class Drain(KeelTestCase):
             r = c.getresponse()
             first = (r.status, r.read())
             barrier.wait()
-            c.request("GET", "/livez")  # held 300 ms by the fault; SIGTERM lands meanwhile
+            c.request("GET", "/livez")  # held 1.5 s by the fault; SIGTERM lands meanwhile
             r = c.getresponse()
             results[i] = (first, (r.status, r.read()), r.getheader("Connection"))
 
@@ -166,7 +168,10 @@ class Drain(KeelTestCase):
         for t in threads:
             t.start()
         barrier.wait()
-        time.sleep(0.1)
+        # SIGTERM once the server holds every second request: one not sent yet would find its
+        # connection idle, which the drain may close (a loss the server is not to blame for).
+        in_flight = rf'(?m)^keel_work_in_flight{{component="healthcheck"}} {self.N}$'
+        wait_for(lambda: re.search(in_flight, get(metrics, "/metrics")[2]), 10, f"{self.N} requests held")
         k.kill(signal.SIGTERM)
         for t in threads:
             t.join(timeout=30)
