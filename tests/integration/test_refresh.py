@@ -165,8 +165,9 @@ class Refresh(KeelTestCase):
         self.assertIn("Stopped health check server", [r["message"] for r in after])
 
     def test_a_shorter_shutdown_timeout_applies_to_the_next_stop(self):
-        # Each request held 900 ms (the ready check's too: it waits for the slow answer).
-        k = self.keel("serve", config="", env={"KEEL_FAULT": "sleep=900@in:healthcheck.request"})
+        # Each request held 2.5 s (the ready check's too: it waits for the slow answer, inside its
+        # 5 s): past the 300 ms budget with room for the wait for the request and the signal.
+        k = self.keel("serve", config="", env={"KEEL_FAULT": "sleep=2500@in:healthcheck.request"})
         addr = bound_address(k)
         self.reload(k, "shutdown:\n  timeout: 300ms\n")
         status, err, held = sigterm_under_a_held_request(k, addr)
