@@ -59,6 +59,8 @@ class Journal:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind(self.path)
         self.records, self.memfds = [], 0
+        self.settled = 0  # the last of settle()'s datagrams the reader took
+        self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -75,8 +77,24 @@ class Journal:
                         f.seek(0)  # the sender's offset: the descriptor is shared
                         data = f.read()
                     self.memfds += 1
-            if data:
+            if data.startswith(b"KEEL_TEST_SETTLED="):
+                with self.cond:
+                    self.settled = int(data.split(b"=", 1)[1])
+                    self.cond.notify_all()
+            elif data:
                 self.records.append(parse(data))
+
+    def settle(self, timeout=10):
+        """Once keel has exited: every record it sent has been taken. The socket's queue is in
+        order, so a datagram of the test's own, sent now, comes after the last of them."""
+        with self.cond:
+            mark = self.settled + 1
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(b"KEEL_TEST_SETTLED=%d" % mark, self.path)
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.settled >= mark, timeout):
+                raise AssertionError(f"the journal's reader did not take its mark within {timeout}s")
 
     def close(self):
         self.sock.close()
@@ -93,14 +111,6 @@ class NativeProtocol(KeelTestCase):
         self.addCleanup(self.journal.close)
         self.env = {"KEEL_JOURNAL_SOCKET": self.journal.path}
 
-    def settle(self):
-        # The records of a process that exited are in the socket; the reader takes them.
-        for _ in range(100):
-            n = len(self.journal.records)
-            threading.Event().wait(0.02)
-            if n == len(self.journal.records):
-                return
-
     def test_a_served_life_with_its_fields_and_message_ids(self):
         k = self.keel("--log-format", "journal", "--log-level", "debug", env=self.env)
         token = bound_address(k, "token provider server")
@@ -111,7 +121,7 @@ class NativeProtocol(KeelTestCase):
         k.kill(signal.SIGTERM)
         status, _, err = k.wait()
         self.assertEqual(status, 0, err)
-        self.settle()
+        self.journal.settle()
         records = self.journal.records
         self.assertGreater(len(records), 10)
         for r in records:
@@ -146,7 +156,7 @@ class NativeProtocol(KeelTestCase):
             port = taken.getsockname()[1]
             status, _, err, _ = run("--log-format", "journal", env=dict(self.env, KEEL_METRICS_ADDRESS=f"127.0.0.1:{port}"))
         self.assertEqual(status, 1, err)
-        self.settle()
+        self.journal.settle()
         failed = self.journal.find(r"^Error starting metrics exporter: ")
         self.assertTrue(failed, [r["MESSAGE"] for r in self.journal.records])
         self.assertEqual(failed[0]["ERRNO"], b"98", "EADDRINUSE")
@@ -161,7 +171,7 @@ class NativeProtocol(KeelTestCase):
         open(blocker, "w").close()
         status, _, err, _ = run("--log-format", "journal", env=dict(self.env, KEEL_STATE_DIR=os.path.join(blocker, "sub")))
         self.assertEqual(status, 1, err)
-        self.settle()
+        self.journal.settle()
         texts = {os.strerror(e): e for e in range(1, 134)}
         named = [(r, e) for r in self.journal.records for t, e in texts.items() if t in r.get("MESSAGE", b"").decode(errors="replace")]
         self.assertTrue(named, [r["MESSAGE"] for r in self.journal.records])
@@ -172,7 +182,7 @@ class NativeProtocol(KeelTestCase):
         status, _, err, _ = run("--log-format", "journal", "--set", "shutdown.timeout=100ms",
                                 env=dict(self.env, KEEL_FAULT="sigterm@in:health.ready,sleep=400@in:healthcheck.stop"))
         self.assertEqual(status, 2, err)
-        self.settle()
+        self.journal.settle()
         forced = [r for r in self.journal.records if r.get("MESSAGE_ID") == IDS["forced"].encode()]
         self.assertEqual(len(forced), 1, [r["MESSAGE"] for r in self.journal.records])
         self.assertRegex(forced[0]["MESSAGE"].decode(), r"^Shutdown took \d+\.\d+s, more than shutdown.timeout")
@@ -188,7 +198,7 @@ class NativeProtocol(KeelTestCase):
             f.write(f"log.level: {key}\n".encode())
         status, _, err, _ = run("--log-format", "journal", "--config", os.fsdecode(path), no_config=True, env=self.env)
         self.assertEqual(status, 78, err)
-        self.settle()
+        self.journal.settle()
         bad = [r for r in self.journal.find(r"^Observer config.load failed: ") if key.encode() in r["MESSAGE"]]
         self.assertEqual(len(bad), 1, "the whole value in one record, not cut at 512 or 4096 bytes")
         self.assertIn(b"conf-\xff/keel.yaml", bad[0]["MESSAGE"], "the path's bytes as they are")
