@@ -179,8 +179,10 @@ class NativeProtocol(KeelTestCase):
             self.assertEqual(r.get("ERRNO"), str(e).encode(), r["MESSAGE"])
 
     def test_a_stop_past_its_timeout_is_the_forced_message(self):
+        # 200 ms: past the 100 ms budget, and 0.9 s before the forced exit (the budget and a second),
+        # room for the rest of the stop on a loaded machine.
         status, _, err, _ = run("--log-format", "journal", "--set", "shutdown.timeout=100ms",
-                                env=dict(self.env, KEEL_FAULT="sigterm@in:health.ready,sleep=400@in:healthcheck.stop"))
+                                env=dict(self.env, KEEL_FAULT="sigterm@in:health.ready,sleep=200@in:healthcheck.stop"))
         self.assertEqual(status, 2, err)
         self.journal.settle()
         forced = [r for r in self.journal.records if r.get("MESSAGE_ID") == IDS["forced"].encode()]
