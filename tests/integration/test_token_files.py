@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from httpclient import bound_address, get
+from httpclient import bound_address, get, metric
 from keelrun import KeelTestCase, run
 
 try:
@@ -119,10 +119,14 @@ class TokenFiles(KeelTestCase):
     def test_an_exec_hook_is_told_after_each_refresh_that_rewrote_files(self):
         log = os.path.join(self.dir, "..", os.path.basename(self.dir) + ".runs")
         self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
-        k = self.keel("serve", config=self.config(f"  refresh_interval: 1s\n  expiry: 2m\n"
+        # refresh_interval 3s: the start's token is read well before the first refresh rewrites it,
+        # as the count of files written (the start's two) shows.
+        k = self.keel("serve", config=self.config(f"  refresh_interval: 3s\n  expiry: 2m\n"
                                                   f"  files_exec: [sh, -c, 'cat {self.dir}/sports:role.reader.token >> {log}; echo >> {log}']\n"))
         k.ready()
         start_token = self.read("sports", "reader")
+        self.assertEqual(metric(bound_address(k, "metrics exporter server"), "keel_token_files_total", '{result="ok"}'), 2,
+                         "the start's token read after a refresh rewrote it")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if os.path.exists(log) and len(open(log).read().split()) >= 2:
