@@ -8,6 +8,7 @@ import tempfile
 import time
 import unittest
 
+from httpclient import wait_for
 from keelrun import KeelTestCase, load_trace, run
 
 
@@ -42,9 +43,10 @@ class Signals(KeelTestCase):
         k = self.keel("serve")
         k.ready()
         k.kill(signal.SIGUSR1)
-        time.sleep(1.2)  # past the once-a-second limit of "ignoring" lines
+        wait_for(lambda: "Received signal: user defined signal 1, ignoring" in k.stderr_so_far(), 10, "SIGUSR1 logged")
+        time.sleep(1.2)  # past the once-a-second limit of "ignoring" lines, counted from that one
         k.kill(signal.SIGUSR2)
-        time.sleep(0.3)
+        wait_for(lambda: "Received signal: user defined signal 2, ignoring" in k.stderr_so_far(), 10, "SIGUSR2 logged")
         self.assertIsNone(k.proc.poll(), "still serving")
         k.kill(signal.SIGTERM)
         status, _, err = k.wait()
