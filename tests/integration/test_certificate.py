@@ -240,7 +240,10 @@ class LocalCA(Base):
         addr = bound_address(k, "metrics exporter server")
         with open(os.path.join(state, "key.pem")) as f:
             first_key = f.read()
-        wait_until(lambda: (metric(addr, "keel_certificate_refresh_total") or 0) >= 2, what="two refreshes")
+        # Refreshes may have run since READY=1: the key read is at most one past those counted now
+        # (written, not yet counted), so two more make one written after the read.
+        counted = metric(addr, "keel_certificate_refresh_total") or 0
+        wait_until(lambda: (metric(addr, "keel_certificate_refresh_total") or 0) >= counted + 2, what="two refreshes")
         self.assertEqual(metric(addr, "keel_certificate_refresh_failures_total"), 0)
         self.assertGreater(metric(addr, "keel_certificate_expiry_timestamp_seconds"), time.time() + 3600)
         rc, out = openssl("verify", "-CAfile", os.path.join(state, "ca.pem"), os.path.join(state, "cert.pem"))
@@ -417,7 +420,7 @@ class FileProvider(Base):
         with open(cert + ".new", "w") as f:
             f.write("garbage")
         os.rename(cert + ".new", cert)
-        time.sleep(1.0)
+        wait_until(lambda: "Failed to reload the changed files" in k.stderr_so_far(), what="the corrupt file refused")
         self.assertEqual(metric(addr, "keel_certificate_expiry_timestamp_seconds"), first)
         # A new pair, each file replaced by rename: reloaded.
         shutil.copy2(os.path.join(b, "key.pem"), key + ".new")
