@@ -21,6 +21,7 @@ KEEL = os.environ.get("KEEL_BIN") or os.path.join(HERE, "..", "..", "build", "ke
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
 SANITIZER_STATUS = 86  # tests/CMakeLists.txt gives sanitizer reports this exit status
 FDS_MAX = 16  # descriptors taken from one notification
+MARK = "KEEL_TEST_SETTLED="  # a datagram of the test's own on the notification socket (Keel.settle)
 
 
 def _fields(msg):
@@ -98,6 +99,7 @@ class Keel:
         self.fdstore = fdstore  # an FdStore (needs notify): what keel keeps across a restart
         self.notifications = []  # (monotonic seconds, message)
         self.cond = threading.Condition()
+        self.marks = self.marked = 0  # settle()'s datagrams: the last sent, the last the reader took
         self.sock = None
         self.reader = None
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))}
@@ -109,10 +111,10 @@ class Keel:
         # Keys, certificates and records of a run stay in the run's own directory.
         full_env["KEEL_STATE_DIR"] = os.path.join(self.tmp, "state")
         if notify:
-            path = os.path.join(self.tmp, "notify")
+            self.notify_path = os.path.join(self.tmp, "notify")
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self.sock.bind(path)
-            full_env["NOTIFY_SOCKET"] = path
+            self.sock.bind(self.notify_path)
+            full_env["NOTIFY_SOCKET"] = self.notify_path
             # Like systemd, read all the time: the socket queues only 10 datagrams and
             # sd_notify() blocks when the queue is full.
             self.reader = threading.Thread(target=self._read_notifications, daemon=True)
@@ -164,12 +166,34 @@ class Keel:
                     os.close(fd)
                 return
             msg = data.decode()
+            if msg.startswith(MARK):
+                for fd in fds:
+                    os.close(fd)
+                with self.cond:
+                    self.marked = int(msg[len(MARK):])
+                    self.cond.notify_all()
+                continue
             # As systemd does: a descriptor that is not stored is closed (that answers BARRIER=1).
             for fd in self.fdstore.take(msg, fds) if self.fdstore else fds:
                 os.close(fd)
             with self.cond:
                 self.notifications.append((time.monotonic(), msg))
                 self.cond.notify_all()
+
+    def settle(self, timeout=10.0):
+        """Once keel has exited: every notification it sent has been read. The socket's queue is
+        in order, so a datagram of the test's own, sent now, comes after the last of them."""
+        if not self.sock:
+            return
+        with self.cond:
+            self.marks += 1
+            mark = self.marks
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(timeout)  # sendto() blocks while the queue is full, until the reader takes some
+            s.sendto(f"{MARK}{mark}".encode(), self.notify_path)
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.marked >= mark, timeout):
+                raise AssertionError(f"the notification reader did not take its mark within {timeout}s")
 
     def _find(self, prefix, start=0):
         for _, msg in self.notifications[start:]:
@@ -189,6 +213,12 @@ class Keel:
                 if left <= 0 or self.proc.poll() is not None:
                     break
                 self.cond.wait(min(left, 0.05))
+        if self.proc.poll() is not None:  # what it sent last may not have been read yet
+            self.settle()
+            with self.cond:
+                msg = self._find(prefix, start)
+            if msg is not None:
+                return msg
         raise AssertionError(f"no {prefix!r} notification within {timeout}s; got {self.messages()}; "
                              f"stderr so far: {self._stderr_now()}")
 
@@ -212,7 +242,7 @@ class Keel:
                 self._collect()
                 raise AssertionError(f"keel did not exit within {timeout}s; stderr: {self.stderr}")
             self._collect()
-            time.sleep(0.02)  # the reader takes what the process sent last
+            self.settle()  # the reader takes what the process sent last
             for mark in SANITIZER_MARKS:
                 if mark in self.stderr:
                     raise AssertionError(f"sanitizer report in stderr:\n{self.stderr}")
