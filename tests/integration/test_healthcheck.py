@@ -121,9 +121,9 @@ class Readiness(KeelTestCase):
         self.assertEqual(status, 0, err)
 
     def test_readyz_says_starting_until_ready(self):
-        # The ready event held 1.5 s in its health.ready observer: every server listens, and
-        # READY=1 has not gone out.
-        k = self.keel("serve", env={"KEEL_FAULT": "sleep=1500@in:health.ready"})
+        # The ready event held 4 s in its health.ready observer: every server listens, and
+        # READY=1 has not gone out (time for the test to ask on a loaded machine).
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=4000@in:health.ready"})
         addr = logged_address(k)
         asked = time.monotonic()
         status, headers, body = get(addr, "/readyz")
@@ -185,7 +185,8 @@ class Drain(KeelTestCase):
             self.assertEqual(connection, "close", "answers during a drain end their connection")
 
     def test_progress_is_logged_and_the_service_manager_kept_informed_while_a_request_is_held(self):
-        k = self.keel("serve", env={"KEEL_FAULT": "sleep=2000@in:healthcheck.request"})
+        # Held 3 s: the drain's progress (every 0.5 s) comes well before the answer on a loaded machine.
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=3000@in:healthcheck.request"})
         addr = bound_address(k)
         answers = []
 
@@ -564,7 +565,7 @@ class DrainPastTheTimeout(KeelTestCase):
 
 class InjectedRequestFaults(KeelTestCase):
     def test_a_before_sleep_suspends_each_request_instead_of_blocking_the_server(self):
-        k = self.keel("serve", env={"KEEL_FAULT": "sleep=400@before:healthcheck.request"})
+        k = self.keel("serve", env={"KEEL_FAULT": "sleep=1000@before:healthcheck.request"})
         addr = bound_address(k)
         results = []
 
@@ -579,7 +580,7 @@ class InjectedRequestFaults(KeelTestCase):
             t.join(timeout=20)
         took = time.monotonic() - t0
         self.assertEqual(results, [200] * 10)
-        self.assertLess(took, 2.5, "ten 400 ms delays ran one after another: the polling thread slept")
+        self.assertLess(took, 5, "ten 1 s delays ran one after another: the polling thread slept")
         k.kill(signal.SIGTERM)
         self.assertEqual(k.wait()[0], 0)
 
