@@ -297,6 +297,27 @@ def raw_status(addr, data):
     return int(answer.split()[1])
 
 
+def accepted(pid, port):
+    """How many established TCP connections on local port `port` process `pid` holds a descriptor of."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                # local_address is ADDR:PORT in hex; state 01 is ESTABLISHED; the inode is field 9.
+                if int(fields[1].split(":")[1], 16) == port and fields[3] == "01" and fields[9] in inodes:
+                    n += 1
+    return n
+
+
 def cut_count(body, reason="evicted"):
     m = re.search(rf'(?m)^keel_http_connections_cut_total{{service="healthcheck",reason="{reason}"}} (\d+)$', body)
     return int(m.group(1)) if m else 0
@@ -423,13 +444,13 @@ class Descriptors(KeelTestCase):
         metrics = bound_address(k, "metrics exporter server")
         idle = []
         self.addCleanup(lambda: [s.close() for s in idle])
-        fds = lambda: len(os.listdir(f"/proc/{k.proc.pid}/fd"))
-        before = fds()
         idle += [socket.create_connection(metrics, timeout=5) for _ in range(30)]
         # The metrics server's thread accepts its 30 before the health check server's are made, so
         # that the descriptors run out on the health check server: on a loaded machine its thread
-        # could otherwise accept first and leave the metrics server to say so.
-        wait_for(lambda: fds() >= before + 30, 20, "the metrics server's 30 accepted")
+        # could otherwise accept first and leave the metrics server to say so. Counted as the
+        # connections keel holds on the metrics port, not as descriptors: the ready check's
+        # connection may close meanwhile.
+        wait_for(lambda: accepted(k.proc.pid, metrics[1]) >= 30, 20, "the metrics server's 30 accepted")
         idle += [socket.create_connection(addr, timeout=5) for _ in range(30)]
         wait_for(lambda: "Cannot accept connections on health check server" in k.stderr_so_far(), 20, "the warning")
         # Waiting for room would take http.connection_timeout (30 s) for an idle connection to
