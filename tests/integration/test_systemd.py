@@ -192,7 +192,11 @@ class Stop(SystemdTestCase):
         threads = [threading.Thread(target=held) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.5)  # taken by the server, held by the fault
+        # All 8 taken by the server (in flight), held by the fault, before the stop.
+        deadline = time.monotonic() + 10
+        while not re.search(r'(?m)^keel_work_in_flight\{component="healthcheck"\} 8$', get(METRICS, "/metrics")[2]):
+            self.assertLess(time.monotonic(), deadline, "8 requests in flight within 10 s")
+            time.sleep(0.02)
         self.m.systemctl("stop", "keel.service", check=True)
         for t in threads:
             t.join(30)
