@@ -440,7 +440,7 @@ class Review(ServedTest):
         self.assertTrue(conv.closed, conv)
 
     def test_a_refused_request_line_is_not_answered_as_http_1_0(self):
-        conv = self.talk(b"GET\t/livez HTTP/1.1\r\nHost: x\r\n\r\n", count=1, within=1.0)
+        conv = self.talk(b"GET\t/livez HTTP/1.1\r\nHost: x\r\n\r\n", count=1)
         self.assertExplained(conv, 400)
         self.assertNotEqual(conv.answers[0].headers.get("connection"), "keep-alive", conv)
 
