@@ -94,7 +94,8 @@ class Signals(KeelTestCase):
         self.assertFalse(any(m.startswith("RELOADING=1") for m in k.messages()))
 
     def test_second_signal_during_shutdown_is_logged_and_changes_nothing(self):
-        k = self.keel("serve", "--set", "shutdown.delay=600ms")
+        # A delay of 2 s: the second signal comes during it on a loaded machine too.
+        k = self.keel("serve", "--set", "shutdown.delay=2s")
         k.ready()
         k.kill(signal.SIGTERM)
         k.wait_notify("STOPPING=1")
