@@ -149,11 +149,12 @@ class Delivery(KeelTestCase):
         self.assertEqual(read_pair(self.out)[1].serial_number, 2, k.stderr_so_far())
         second = os.readlink(os.path.join(self.out, "current"))
         self.assertNotEqual(first, second, "a pair of its own, swapped in one rename")
+        # The hook's shell makes the file before readlink writes its line to it: wait for the line.
+        told = lambda: open(log).read() if os.path.exists(log) else ""
         deadline = time.monotonic() + 15
-        while not os.path.exists(log) and time.monotonic() < deadline:
+        while not told().endswith("\n") and time.monotonic() < deadline:
             time.sleep(0.05)
-        with open(log) as f:
-            self.assertEqual(f.read().split(), [second], "the consumer told of the renewed certificate")
+        self.assertEqual(told().split(), [second], "the consumer told of the renewed certificate")
         self.assertEqual(sorted(n for n in os.listdir(self.out) if n.startswith(".pair-")), sorted([first, second]))
         self.stop(k)
 
