@@ -310,22 +310,35 @@ static char *line_end(char *p, char *end, char **next)
     return lf > p && lf[-1] == '\r' ? lf - 1 : lf;
 }
 
-/* Whether a line of the head names a field that frames a body: a head refused before its fields
- * were all read may still have one, and then where the next request starts is unknown. A line
- * ends at an LF or at a NUL: parsing writes one over the LF that ends a line without a CR (a NUL
- * the client sent splits a line too, which can only make the answer yes). */
-static bool mentions_body(const char *buf, size_t len)
+/* Whether a line of the head names a field that frames a body or the connection: a head refused
+ * before its fields were all read may still have one. A line ends at an LF or at a NUL: parsing
+ * writes one over the LF that ends a line without a CR (a NUL the client sent splits a line too,
+ * which can only make the answer yes). */
+static bool names_framing(const char *buf, size_t len)
 {
     for (size_t i = 0; i < len;) {
         const char *p = buf + i;
         size_t n = 0;
         while (i + n < len && p[n] != '\n' && p[n] != '\0')
             n++;
-        if ((n >= 14 && strncasecmp(p, "Content-Length", 14) == 0) || (n >= 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0))
+        if ((n >= 14 && strncasecmp(p, "Content-Length", 14) == 0) || (n >= 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) ||
+            (n >= 10 && strncasecmp(p, "Connection", 10) == 0))
             return true;
         i += n + 1;
     }
     return false;
+}
+
+/* Whether the connection ends after a refusal that does not say so itself. A refused request's
+ * body is not read, so one the head names leaves the next request's start unknown; and the client
+ * that asked for the end (Connection: close, HTTP/1.0 without keep-alive) gets it, as it would
+ * after an answer that served it. Of a head refused before its fields were all read, what they
+ * say is unknown: any field that could say either, and HTTP/1.0, close. */
+static bool refusal_closes(const keel__http_head *h, const fields_seen *f, bool all_fields, const char *buf, size_t len)
+{
+    if (!all_fields)
+        return h->minor == 0 || names_framing(buf, len);
+    return f->lengths > 0 || f->te_fields > 0 || f->close || (h->minor == 0 && !f->keep_alive);
 }
 
 /* For the log line of a refused request line: its first word and the rest up to its last space,
@@ -365,10 +378,11 @@ const keel__http_refusal *keel__http_parse_head(char *buf, size_t len, keel__htt
             break; /* the empty line */
         r = parse_field(p, e, h, &f);
     }
+    bool all_fields = !r;
     if (!r)
         r = conclude(h, &f);
     if (r)
-        h->close = r->close || mentions_body(buf, len);
+        h->close = r->close || refusal_closes(h, &f, all_fields, buf, len);
     return r;
 }
 

@@ -30,8 +30,9 @@ typedef struct keel_http_request keel_http_request;
  * target or a %00 decoded into it, HTTP/1.1 without Host or with two, whitespace before a field's
  * colon, a folded field, Content-Length values that disagree or come with Transfer-Encoding, a
  * final transfer coding other than chunked, or Transfer-Encoding on HTTP/1.0; with 501 another
- * coding before chunked; with 505 an HTTP version other than 1.x. Where the framing is in doubt
- * the connection closes after the answer. A body is read and dropped by its framing, and the
+ * coding before chunked; with 505 an HTTP version other than 1.x. Where the framing is in doubt,
+ * and where the client asked for it (Connection: close, HTTP/1.0 without keep-alive), the
+ * connection closes after the answer. A body is read and dropped by its framing, and the
  * handler does not see it, except on a path given to keel_http_server_accept_body(), where it runs
  * once the whole body has come and reads it with keel_http_request_body().
  */

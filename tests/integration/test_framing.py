@@ -459,6 +459,19 @@ class Review(ServedTest):
         self.assertEqual(get(self.addr, "/livez")[0], 200)
 
 
+class SecondReview(ServedTest):
+    """Defects a second review of the server found, each kept from coming back."""
+
+    def test_a_refusal_ends_the_connection_when_the_client_asked_for_its_end(self):
+        # HTTP/1.0 without keep-alive, and Connection: close: a refused request ends its
+        # connection as a served one would (it was kept alive, answered "keep-alive" for 1.0).
+        for data in (b"GET /a%00 HTTP/1.0\r\n\r\n", b"GET /livez HTTP/1.1\r\nConnection: close\r\n\r\n"):
+            with self.subTest(data=data):
+                conv = self.talk(data, within=2.0)
+                self.assertRefusedAndClosed(conv)
+                self.assertEqual(conv.answers[0].headers.get("connection"), "close", conv)
+
+
 class DrainHalfHead(KeelTestCase):
     def test_a_head_under_way_when_the_drain_starts_gets_a_second_from_then(self):
         k = self.keel("serve")

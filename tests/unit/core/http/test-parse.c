@@ -66,7 +66,9 @@ Test(parse, a_served_head_has_its_parts_in_place)
     cr_assert(h.close, "HTTP/1.0 closes unless it asks otherwise");
 }
 
-Test(parse, refusals_close_the_connection_when_the_framing_is_in_doubt)
+/* A refusal closes where the framing is in doubt and where the client asked for the end, or may
+ * have in the fields left unread. */
+Test(parse, refusals_close_the_connection_when_the_framing_is_in_doubt_or_the_client_asks)
 {
     static const struct {
         const char *head;
@@ -86,6 +88,14 @@ Test(parse, refusals_close_the_connection_when_the_framing_is_in_doubt)
         { "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505, false },
         { "GET / HTTP/1.1\r\n\r\n", 400, false },
         { "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\nContent-Length: 3\r\n\r\n", 400, true }, /* a body named after */
+        { "GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\nContent-Length: 0\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400, true },
+        { "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, true },
+        { "GET / HTTP/1.0\r\nConnection: keep-alive\r\nHost: a\r\nHost: b\r\n\r\n", 400, false },
+        { "GET /a%00 HTTP/1.0\r\n\r\n", 400, true },
+        { "GET /a%00 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 400, true }, /* said after the refusal */
+        { "GET / HTTP/1.1\r\nHost: h\r\nXy\r\nConnection: keep-alive\r\n\r\n", 400, true },
+        { "GET / HTTP/1.1\r\nHost: h\r\nXy\r\nX-Z: 1\r\n\r\n", 400, false },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         keel__http_head h;
