@@ -95,8 +95,14 @@ int keel__http_unhex(char c);
 typedef struct keel__http_chunked {
     enum {
         CHUNK_SIZE,
-        CHUNK_SIZE_WS,
-        CHUNK_EXT,
+        CHUNK_SIZE_WS, /* blanks after the size or an extension's value */
+        CHUNK_EXT_BEFORE_NAME,
+        CHUNK_EXT_NAME,
+        CHUNK_EXT_AFTER_NAME,
+        CHUNK_EXT_BEFORE_VALUE,
+        CHUNK_EXT_VALUE,
+        CHUNK_EXT_QUOTED,
+        CHUNK_EXT_QUOTED_PAIR,
         CHUNK_SIZE_LF,
         CHUNK_DATA,
         CHUNK_DATA_CR,
@@ -104,6 +110,7 @@ typedef struct keel__http_chunked {
         CHUNK_TRAILER,
         CHUNK_TRAILER_CR,
         CHUNK_TRAILER_LINE,
+        CHUNK_TRAILER_LF,
         CHUNK_DONE
     } state;
     uint64_t left; /* of the chunk's data */

@@ -392,7 +392,61 @@ static void chunk_size_done(keel__http_chunked *c)
     c->digits = 0;
 }
 
-/* One byte of a chunk's size line, its end, or a trailer line; false when it cannot be there. */
+static bool go(keel__http_chunked *c, int state)
+{
+    c->state = state;
+    return true;
+}
+
+/* A size line's ';' (an extension) or its end. Only CRLF ends a line of chunked framing (RFC 9112
+ * §7.1): a proxy that took a bare LF for one and a server that did not would frame it two ways. */
+static bool size_line_next(keel__http_chunked *c, char ch)
+{
+    return (ch == ';' && go(c, CHUNK_EXT_BEFORE_NAME)) || (ch == '\r' && go(c, CHUNK_SIZE_LF));
+}
+
+/* A quoted string's text (RFC 9110 §5.6.4), obs-text included; and what a backslash may quote. */
+static bool is_qdtext(unsigned char c)
+{
+    return c == '\t' || c == ' ' || c == '!' || (c >= '#' && c <= '[') || (c >= ']' && c != 0x7f);
+}
+
+static bool is_quotable(unsigned char c)
+{
+    return c == '\t' || (c >= ' ' && c != 0x7f);
+}
+
+/* One byte of a size line after the size (RFC 9112 §7.1.1): *( BWS ";" BWS name [ BWS "=" BWS
+ * value ] ), a name being a token, a value a token or a quoted string. */
+static bool size_line_byte(keel__http_chunked *c, char ch)
+{
+    unsigned char u = (unsigned char) ch;
+    switch (c->state) {
+    case CHUNK_EXT_BEFORE_NAME:
+        return is_ows(ch) || (is_tchar(u) && go(c, CHUNK_EXT_NAME));
+    case CHUNK_EXT_NAME:
+        if (is_tchar(u))
+            return true;
+        return (is_ows(ch) && go(c, CHUNK_EXT_AFTER_NAME)) || (ch == '=' && go(c, CHUNK_EXT_BEFORE_VALUE)) || size_line_next(c, ch);
+    case CHUNK_EXT_AFTER_NAME:
+        return is_ows(ch) || (ch == '=' && go(c, CHUNK_EXT_BEFORE_VALUE)) || size_line_next(c, ch);
+    case CHUNK_EXT_BEFORE_VALUE:
+        return is_ows(ch) || (ch == '"' && go(c, CHUNK_EXT_QUOTED)) || (is_tchar(u) && go(c, CHUNK_EXT_VALUE));
+    case CHUNK_EXT_VALUE:
+        return is_tchar(u) || (is_ows(ch) && go(c, CHUNK_SIZE_WS)) || size_line_next(c, ch);
+    case CHUNK_EXT_QUOTED:
+        return (ch == '"' && go(c, CHUNK_SIZE_WS)) || (ch == '\\' && go(c, CHUNK_EXT_QUOTED_PAIR)) || is_qdtext(u);
+    case CHUNK_EXT_QUOTED_PAIR:
+        return is_quotable(u) && go(c, CHUNK_EXT_QUOTED);
+    case CHUNK_SIZE_WS:
+        return is_ows(ch) || size_line_next(c, ch);
+    default:
+        return false;
+    }
+}
+
+/* One byte of a chunk's size line, its end, the CRLF after its data, or a trailer line; false when
+ * it cannot be there. */
 static bool chunk_byte(keel__http_chunked *c, char ch)
 {
     int v;
@@ -403,54 +457,24 @@ static bool chunk_byte(keel__http_chunked *c, char ch)
             c->digits++;
             return true;
         }
-        if (c->digits == 0)
-            return false;
-        if (ch == ';')
-            c->state = CHUNK_EXT;
-        else if (is_ows(ch))
-            c->state = CHUNK_SIZE_WS;
-        else if (ch == '\r')
-            c->state = CHUNK_SIZE_LF;
-        else if (ch == '\n')
-            chunk_size_done(c);
-        else
-            return false;
-        return true;
-    case CHUNK_SIZE_WS: /* blanks after the size (BWS): an extension's ';' or the line's end only */
-        if (ch == ';')
-            c->state = CHUNK_EXT;
-        else if (ch == '\r')
-            c->state = CHUNK_SIZE_LF;
-        else if (ch == '\n')
-            chunk_size_done(c);
-        return is_ows(ch) || ch == ';' || ch == '\r' || ch == '\n';
-    case CHUNK_EXT:
-        if (ch == '\r')
-            c->state = CHUNK_SIZE_LF;
-        else if (ch == '\n')
-            chunk_size_done(c);
-        return ch == '\t' || ch == '\r' || ch == '\n' || ((unsigned char) ch >= ' ' && ch != 0x7f);
+        return c->digits > 0 && ((is_ows(ch) && go(c, CHUNK_SIZE_WS)) || size_line_next(c, ch));
     case CHUNK_SIZE_LF:
         chunk_size_done(c);
         return ch == '\n';
     case CHUNK_DATA_CR:
-        c->state = ch == '\r' ? CHUNK_DATA_LF : CHUNK_SIZE;
-        return ch == '\r' || ch == '\n';
+        return ch == '\r' && go(c, CHUNK_DATA_LF);
     case CHUNK_DATA_LF:
-        c->state = CHUNK_SIZE;
-        return ch == '\n';
-    case CHUNK_TRAILER: /* the start of a trailer line, or the empty line that ends the body */
-        c->state = ch == '\r' ? CHUNK_TRAILER_CR : ch == '\n' ? CHUNK_DONE : CHUNK_TRAILER_LINE;
-        return ch != '\0';
+        return ch == '\n' && go(c, CHUNK_SIZE);
+    case CHUNK_TRAILER: /* the start of a trailer line, or the CR of the empty line that ends the body */
+        return ch == '\r' ? go(c, CHUNK_TRAILER_CR) : ch != '\n' && ch != '\0' && go(c, CHUNK_TRAILER_LINE);
     case CHUNK_TRAILER_CR:
-        c->state = CHUNK_DONE;
-        return ch == '\n';
+        return ch == '\n' && go(c, CHUNK_DONE);
     case CHUNK_TRAILER_LINE:
-        if (ch == '\n')
-            c->state = CHUNK_TRAILER;
-        return ch != '\0';
+        return ch == '\r' ? go(c, CHUNK_TRAILER_LF) : ch != '\n' && ch != '\0';
+    case CHUNK_TRAILER_LF:
+        return ch == '\n' && go(c, CHUNK_TRAILER);
     default:
-        return false;
+        return size_line_byte(c, ch);
     }
 }
 

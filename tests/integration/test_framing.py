@@ -471,6 +471,16 @@ class SecondReview(ServedTest):
                 self.assertRefusedAndClosed(conv)
                 self.assertEqual(conv.answers[0].headers.get("connection"), "close", conv)
 
+    def test_a_chunked_body_with_a_bare_lf_or_a_malformed_extension_gets_400_and_a_close(self):
+        # RFC 9112 section 7.1: only CRLF ends a line of chunked framing, and an extension is
+        # ";" token ["=" token / quoted-string]. A proxy that read the body another way would see
+        # another request where these bytes were served (each was, as 200 and 200).
+        for body in (b"3\nabc\r\n0\r\n\r\n", b"3\r\nabc\n0\r\n\r\n", b"3\r\nabc\r\n0\r\n\n",
+                     b"3;a b\r\nabc\r\n0\r\n\r\n", b"3;a=\"b\r\nabc\r\n0\r\n\r\n"):
+            with self.subTest(body=body):
+                conv = self.talk(request(b"Transfer-Encoding: chunked\r\n", body=body, method=b"POST") + PLAIN_GET)
+                self.assertRefusedAndClosed(conv)
+
 
 class DrainHalfHead(KeelTestCase):
     def test_a_head_under_way_when_the_drain_starts_gets_a_second_from_then(self):
