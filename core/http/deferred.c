@@ -72,9 +72,16 @@ static int copy_answer(keel_http_deferred *d, unsigned status, const char *conte
 int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body, size_t size,
                                const char *const *headers)
 {
-    keel_assert_return(d && keel__http_status_valid(status, size) && (body || size == 0), -EINVAL);
-    int r = copy_answer(d, status, content_type, body ? body : "", size, headers);
-    if (r < 0) { /* still answered: with a 500 the polling thread builds itself */
+    keel_assert_return(d, -EINVAL);
+    int r = -EINVAL;
+    if (keel__http_status_valid(status, size) && (body || size == 0))
+        r = copy_answer(d, status, content_type, body ? body : "", size, headers);
+    else
+        keel_log_debug("A deferred answer of status %u with %zu bytes of body cannot be sent, answering 500", status, size);
+    /* Still answered, even for arguments no answer can have, as the handler's own call is: with a
+     * 500 the polling thread builds itself. The handle is spent either way; kept, it would hold the
+     * request, and the drain with it, until the shutdown timeout. */
+    if (r < 0) {
         d->status = 500;
         free(d->body);
         d->body = NULL;

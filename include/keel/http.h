@@ -201,8 +201,9 @@ typedef struct keel_http_deferred keel_http_deferred;
 KEEL_API keel_http_deferred *keel_http_request_defer(keel_http_request *req);
 /**
  * Answers a deferred request as keel_http_respond() would, from any thread; copies everything and
- * frees @d. Returns 0, -ESHUTDOWN when the server gave the request up (stopped), -ENOMEM (the
- * request is then answered 500).
+ * frees @d, whatever it returns but for a NULL @d. Returns 0, -ESHUTDOWN when the server gave the
+ * request up (stopped), -EINVAL for a status or body keel_http_respond() refuses, -ENOMEM (the
+ * request is answered 500 then, for both).
  */
 KEEL_API int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body,
                                         size_t size, const char *const *headers);
