@@ -116,16 +116,24 @@ void keel__http_conns_again(keel_http_server *s)
     s->n_again -= n;
 }
 
+void keel__http_conn_free(connection_state *cs)
+{
+    if (!cs)
+        return;
+    free(cs->in);
+    free(cs->out);
+    free(cs->head.fields);
+    free(cs->identity);
+    free(cs);
+}
+
 void keel__http_conns_reap(keel_http_server *s)
 {
     while (s->closed) {
         connection_state *cs = s->closed;
         s->closed = cs->next_closed;
-        free(cs->in);
-        free(cs->out);
-        free(cs->head.fields);
-        free(cs->identity);
-        free(cs);
+        if (!keel__http_deferred_keep(s, cs))
+            keel__http_conn_free(cs);
     }
 }
 

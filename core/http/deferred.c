@@ -6,8 +6,10 @@
  * thread answers the request and its connection goes on.
  *
  * Exactly one side frees a deferred answer: the polling thread once it has sent it, or the
- * answering thread when the server gave it up first (stopped past its drain): d->lock decides
- * which, so a late answer never touches a server that is gone.
+ * answering thread when the server gave it up first (its connection closed, or the server stopped
+ * past its drain): d->lock decides which, so a late answer never touches a server that is gone.
+ * A request given up stays readable until its answer comes, as keel_http_request_defer()
+ * promises: its connection's memory goes to the handle, which the answering thread frees.
  */
 #include <pthread.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@ struct keel_http_deferred {
     pthread_mutex_t lock;
     keel_http_server *s; /* borrowed; not touched once abandoned */
     keel_http_request *req;
+    connection_state *kept; /* owned once abandoned: the memory @req lives in */
     bool answered, abandoned;
     unsigned status;
     char *content_type, *body;
@@ -33,6 +36,7 @@ static void deferred_free(keel_http_deferred *d)
     free(d->content_type);
     free(d->body);
     keel_strv_free(d->headers);
+    keel__http_conn_free(d->kept);
     (void) pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -47,6 +51,10 @@ keel_http_deferred *keel_http_request_defer(keel_http_request *req)
         return NULL;
     }
     (void) pthread_mutex_init(&d->lock, NULL);
+    /* Made now, not on first use: the answering thread may ask for them while the polling thread
+     * logs the request's end, should its connection close first. */
+    (void) keel_http_request_id(req);
+    (void) keel_http_request_peer(req);
     d->s = s;
     d->req = req;
     req->deferred = d;
@@ -117,6 +125,10 @@ static void send_one(keel_http_server *s, keel_http_deferred *d)
     keel_http_request *req = d->req;
     forget(s, d);
     req->deferred = NULL;
+    if (req->cs->fd < 0) { /* its connection closed earlier in this turn: nothing to send on */
+        deferred_free(d);
+        return;
+    }
     req->cs->waiting = false;
     if (d->body)
         (void) keel_http_respond(req, d->status, d->content_type, d->body, d->size, (const char *const *) d->headers);
@@ -142,32 +154,19 @@ void keel__http_send_answered(keel_http_server *s)
     }
 }
 
-/* Gives @d up: its answer, if it came, is freed here; one still to come is freed by its thread. */
-static void give_up(keel_http_deferred *d)
+bool keel__http_deferred_keep(keel_http_server *s, connection_state *cs)
 {
+    keel_http_deferred *d = cs->request.deferred;
+    if (!d)
+        return false;
+    forget(s, d);
     (void) pthread_mutex_lock(&d->lock);
     bool answered = d->answered;
     d->abandoned = !answered;
-    d->req->deferred = NULL;
+    if (!answered)
+        d->kept = cs;
     (void) pthread_mutex_unlock(&d->lock);
-    if (answered)
+    if (answered) /* its thread is done with the request: the connection goes as any other */
         deferred_free(d);
-}
-
-void keel__http_deferred_drop(keel_http_server *s, keel_http_request *req)
-{
-    keel_http_deferred *d = req->deferred;
-    if (!d)
-        return;
-    forget(s, d);
-    give_up(d);
-}
-
-void keel__http_abandon_deferred(keel_http_server *s)
-{
-    for (size_t i = 0; i < s->n_pending; i++)
-        give_up(s->pending[i]);
-    free(s->pending);
-    s->pending = NULL;
-    s->n_pending = s->allocated_pending = 0;
+    return !answered;
 }

@@ -307,10 +307,12 @@ bool keel__http_conn_open(keel_http_server *s, int fd, const struct sockaddr_sto
 void keel__http_conn_run(connection_state *cs, uint32_t events);
 void keel__http_conn_close(connection_state *cs);
 /* @cs runs again at the end of this turn (it stopped to let the others run); those that are run;
- * the connections closed in this turn freed. */
+ * the connections closed in this turn freed (but for what a deferred answer keeps); a closed
+ * connection's memory freed (NULL: nothing). */
 void keel__http_conn_again(connection_state *cs);
 void keel__http_conns_again(keel_http_server *s);
 void keel__http_conns_reap(keel_http_server *s);
+void keel__http_conn_free(connection_state *cs);
 /* As read(2) and write(2) on the connection, plain or TLS. */
 ssize_t keel__http_conn_read(connection_state *cs, void *buf, size_t size);
 ssize_t keel__http_conn_write(connection_state *cs, const void *buf, size_t size);
@@ -351,12 +353,11 @@ keel_http_mounts *keel__http_mounts(keel_app *app);
 bool keel__http_serve_mounted(keel_http_server *s, keel_http_request *req, int *ret);
 void keel__http_set_serving(keel_http_server *s, bool serving);
 
-/* deferred.c, polling thread: sends the deferred answers that came; gives up @req's, whose
- * connection ends under it; at a stop (main thread, after the join), gives up every answer not
- * sent (a late answer then freed by its thread). */
+/* deferred.c, polling thread (main thread after the join): sends the deferred answers that came;
+ * at the reap of @cs, closed, gives up the deferred answer its request still waits for and hands it
+ * @cs to free once it comes (true: @cs is not to be freed now). */
 void keel__http_send_answered(keel_http_server *s);
-void keel__http_deferred_drop(keel_http_server *s, keel_http_request *req);
-void keel__http_abandon_deferred(keel_http_server *s);
+bool keel__http_deferred_keep(keel_http_server *s, connection_state *cs);
 
 /* The User-Agent of the ready check's request (keel_http_request_from_ready_check()). */
 #define KEEL__HTTP_READY_AGENT "keel-ready-check"

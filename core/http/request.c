@@ -241,9 +241,8 @@ void keel__http_request_end(connection_state *cs, bool completed)
     if (!cs->busy)
         return;
     cs->busy = false;
-    if (cs->waiting) { /* the connection ends under it */
+    if (cs->waiting) { /* the connection ends under it; a deferred answer is given up at its reap */
         forget_delayed(s, req);
-        keel__http_deferred_drop(s, req);
         cs->waiting = false;
     }
     bool ok = completed && req->status > 0 && req->status < 500;

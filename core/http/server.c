@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The server object, its polling thread, and start and stop (see http-internal.h). */
+#include <assert.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -240,14 +241,17 @@ int keel_http_server_start(keel_http_server *s)
     return r;
 }
 
-/* After the polling thread: what is still open closes, its deferred answers given up first. */
+/* After the polling thread: what is still open closes; the reap gives up its deferred answers. */
 static void close_everything(keel_http_server *s)
 {
-    keel__http_abandon_deferred(s);
     for (size_t i = s->n_conns; i > 0; i--)
         keel__http_conn_close(s->conns[i - 1]);
     s->n_again = 0; /* none of them runs again */
     keel__http_conns_reap(s);
+    assert(s->n_pending == 0); /* each was its connection's, and went with it */
+    free(s->pending);
+    s->pending = NULL;
+    s->allocated_pending = 0;
     s->n_delayed = 0;
     keel__http_cache_free(s);
     s->listen_fd = safe_close(s->listen_fd);

@@ -18,7 +18,10 @@ extern "C" {
  * until no request is in flight and no connection is open.
  */
 typedef struct keel_http_server keel_http_server;
-/** One request, valid inside the handler and, when suspended, until it is answered. */
+/**
+ * One request, valid inside its handler and, once deferred, until keel_http_deferred_respond() is
+ * called for it, even when its client or its server went away first.
+ */
 typedef struct keel_http_request keel_http_request;
 
 /**
@@ -192,17 +195,19 @@ typedef struct keel_http_deferred keel_http_deferred;
  * From a handler that cannot answer at once (its answer waits on another server, an OAuth2
  * issuer): suspends @req's connection without holding up the others, and returns the handle to
  * answer it with, from any thread, by keel_http_deferred_respond() — exactly once. The handler
- * then returns 0 without answering. The request counts as in flight until answered, so a drain
- * waits for it: answer every deferred request before the server's stop returns; one still
- * unanswered when a drain passes its deadline is cut with the connections still open, and a late
- * keel_http_deferred_respond() then only frees the handle. NULL when out of memory (answer at
- * once then).
+ * then returns 0 without answering. @req, and what its accessors return, stay valid until that
+ * call, on any thread, even once the client has gone away or the server has stopped. The request
+ * counts as in flight until answered or its client goes away, so a drain waits for it: answer
+ * every deferred request before the server's stop returns; one still unanswered when a drain
+ * passes its deadline is cut with the connections still open, and a late
+ * keel_http_deferred_respond() then only frees the handle and @req. NULL when out of memory
+ * (answer at once then).
  */
 KEEL_API keel_http_deferred *keel_http_request_defer(keel_http_request *req);
 /**
  * Answers a deferred request as keel_http_respond() would, from any thread; copies everything and
  * frees @d, whatever it returns but for a NULL @d. Returns 0, -ESHUTDOWN when the server gave the
- * request up (stopped), -EINVAL for a status or body keel_http_respond() refuses, -ENOMEM (the
+ * request up (its client went away, or the server stopped), -EINVAL for a status or body keel_http_respond() refuses, -ENOMEM (the
  * request is answered 500 then, for both).
  */
 KEEL_API int keel_http_deferred_respond(keel_http_deferred *d, unsigned status, const char *content_type, const void *body,

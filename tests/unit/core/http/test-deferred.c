@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Deferred answers (keel_http_request_defer()): a request answered from another thread while the
  * server answers others meanwhile, and a stop past its drain deadline with one never answered. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app-state-internal.h"
 #include "apptest.h"
@@ -28,6 +32,7 @@ typedef struct record {
     keel_http_server *server;
     char base[64];
     keel_http_deferred *_Atomic held; /* answered by the test itself, late */
+    keel_http_request *held_req;
     pthread_t answerer;
     bool answerer_started;
     atomic_int order; /* which request finished first */
@@ -64,6 +69,7 @@ static int handler(keel_http_request *req, void *userdata)
         return 0;
     }
     if (streq(path, "/held")) {
+        rec.held_req = req;
         rec.held = keel_http_request_defer(req);
         return rec.held ? 0 : -ENOMEM;
     }
@@ -169,6 +175,10 @@ static int on_ready_held(keel_app *app, void *userdata)
 
 static int on_finalize_held(keel_app *app, void *userdata)
 {
+    if (rec.held) { /* its server is gone, and the request still reads (a use after free under ASan) */
+        cr_assert_str_eq(keel_http_request_path(rec.held_req), "/held");
+        cr_assert_not_null(keel_http_request_header(rec.held_req, "Host"));
+    }
     rec.late_r = rec.held ? keel_http_deferred_respond(rec.held, 200, "text/plain", "too late", 8, NULL) : 0;
     return 0;
 }
@@ -188,4 +198,54 @@ Test(deferred, a_stop_past_the_deadline_cuts_it_and_a_late_answer_is_refused)
     cr_assert_eq(rec.late_r, -ESHUTDOWN);
     (void) pthread_join(held_thread, NULL);
     cr_assert_lt(rec.held_r, 0, "cut: no answer");
+}
+
+/* A deferred request whose client goes away (a reset) before its answer: the answering thread may
+ * still be reading it, as keel_http_request_defer() promises, until its answer, which is refused.
+ * Its connection was freed under it. */
+static int connect_to_server(void)
+{
+    struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(keel_http_server_port(rec.server)) };
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *) &in, sizeof in), 0);
+    return fd;
+}
+
+static int on_ready_gone(keel_app *app, void *userdata)
+{
+    static const char head[] = "GET /held HTTP/1.1\r\nHost: x\r\nX-Probe: kept\r\n\r\n";
+    (void) snprintf(rec.base, sizeof rec.base, "http://%s", keel_http_server_address(rec.server));
+    int fd = connect_to_server();
+    cr_assert_eq(send(fd, head, sizeof head - 1, MSG_NOSIGNAL), (ssize_t) sizeof head - 1);
+    for (int i = 0; i < 500 && !rec.held; i++)
+        sleep_ms(10);
+    cr_assert_not_null(rec.held);
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ .l_onoff = 1, .l_linger = 0 }, sizeof(struct linger)), 0);
+    (void) close(fd); /* a reset: the server closes the connection under the deferred request */
+    for (int i = 0; i < 500 && keel_http_server_connections(rec.server) > 0; i++)
+        sleep_ms(10);
+    cr_assert_eq(keel_http_server_connections(rec.server), 0);
+    /* Another request, answered in a later turn of the polling thread: the closed connection's
+     * reap, at the end of its turn, is past. */
+    call c = { "/fast", &rec.fast_r, &rec.fast_status, NULL, NULL };
+    (void) client(&c);
+    cr_assert_eq(rec.fast_status, 200);
+    cr_assert_str_eq(keel_http_request_path(rec.held_req), "/held");
+    cr_assert_str_eq(keel_http_request_header(rec.held_req, "X-Probe"), "kept");
+    cr_assert_eq(strncmp(keel_http_request_peer(rec.held_req), "127.0.0.1:", 10), 0);
+    cr_assert(keel_http_request_id(rec.held_req)[0] != '\0');
+    rec.late_r = keel_http_deferred_respond(rec.held, 200, "text/plain", "too late", 8, NULL);
+    return keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "done");
+}
+
+Test(deferred, a_request_whose_client_went_away_is_readable_until_its_answer)
+{
+    rec = (record){};
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_START, KEEL_PHASE_DURING, "t.start", on_start, NULL, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_READY, KEEL_PHASE_AFTER, "t.ready", on_ready_gone, NULL, NULL), 0);
+    cr_assert_eq(keel_app_observe(t.app, KEEL_EVENT_STOP, KEEL_PHASE_DURING, "t.stop", on_stop, NULL, NULL), 0);
+    cr_assert_eq(apptest_run(&t, NULL), 0, "%s", apptest_logs(&t));
+    cr_assert_eq(rec.late_r, -ESHUTDOWN, "the client is gone: the answer is refused");
 }
