@@ -164,7 +164,9 @@ static ssize_t fill(connection_state *cs)
     cs->tls_want = EPOLLIN;
     ssize_t n = keel__http_conn_read(cs, cs->in + cs->in_len, size - cs->in_len);
     if (n > 0) {
-        cs->readable = (size_t) n == size - cs->in_len; /* short: the socket is empty (or, TLS, the record) */
+        /* Short: the socket is empty (or, TLS, the record). Not when its end has come: an
+         * edge-triggered connection would not be told of it again, and would wait for a head. */
+        cs->readable = (size_t) n == size - cs->in_len || cs->peer_ending;
         cs->in_len += (size_t) n;
         cs->active = cs->s->now;
     }
@@ -419,8 +421,10 @@ void keel__http_conn_run(connection_state *cs, uint32_t events)
         keel__http_conn_close(cs);
         return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
         cs->readable = true;
+        cs->peer_ending = cs->peer_ending || (events & EPOLLRDHUP);
+    }
     if (cs->phase == CONN_LINGER) {
         linger_read(cs);
         return;

@@ -169,7 +169,8 @@ struct connection_state {
     unsigned tls_want;             /* what the TLS session waits for on the socket */
     bool tls, peeked;              /* came to the TLS listener; its first byte was looked at */
     bool readable;                 /* the socket may hold more than was read */
-    bool peer_eof;                 /* the client ended its side */
+    bool peer_ending;              /* epoll said the client ended its side: reads go on until they say so */
+    bool peer_eof;                 /* the client ended its side, and all it sent was read */
     bool busy;                     /* a request is under way on it: its input waits */
     bool waiting;                  /* its request is delayed or deferred: nothing moves until it is answered */
     bool again;                    /* in s->again: its turn ended with input still to read */

@@ -481,6 +481,24 @@ class SecondReview(ServedTest):
                 conv = self.talk(request(b"Transfer-Encoding: chunked\r\n", body=body, method=b"POST") + PLAIN_GET)
                 self.assertRefusedAndClosed(conv)
 
+    def test_a_request_sent_with_the_clients_end_is_answered_and_the_connection_closed_at_once(self):
+        # A client that ends its side right after its request (nc -N: shutdown(SHUT_WR)), both
+        # come in one wake of the polling thread: its end was seen only at the header timeout
+        # (10 s), and counted as a cut.
+        for i in range(3):
+            with self.subTest(i=i), socket.create_connection(self.addr, timeout=5) as s:
+                time.sleep(0.1)  # accepted, and waiting in the epoll set
+                s.sendall(PLAIN_GET)
+                s.shutdown(socket.SHUT_WR)
+                started, raw = time.monotonic(), b""
+                try:
+                    while chunk := s.recv(4096):
+                        raw += chunk
+                except socket.timeout:
+                    self.fail(f"still open after 5 s: {raw!r}")
+                self.assertEqual([a.status for a in parse_answers(raw)[0]], [200], raw)
+                self.assertLess(time.monotonic() - started, 2.0, raw)
+
 
 class DrainHalfHead(KeelTestCase):
     def test_a_head_under_way_when_the_drain_starts_gets_a_second_from_then(self):
