@@ -226,7 +226,8 @@ static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /* "Expect: 100-continue" with a body not yet sent: the client waits for a word to send it. Sent at
  * once if the socket takes it (without it, clients send after 1 s); what it does not take, or the
- * TLS record OpenSSL keeps for a retry with the same bytes, goes first in flush(). */
+ * TLS record OpenSSL keeps for a retry with the same bytes, goes as soon as the socket takes more
+ * (flush_continue()): the answer it would otherwise wait for needs the body it asks for. */
 static void send_continue(connection_state *cs)
 {
     if (cs->body == BODY_NONE || cs->in_len != cs->head_len || cs->head.close)
@@ -311,8 +312,8 @@ static bool step(connection_state *cs)
     return true;
 }
 
-/* The answer out: 1 all sent, 0 the socket is full, negative on an error. */
-static int flush(connection_state *cs)
+/* What is left of a "100 Continue" out: 1 all sent, 0 the socket is full, negative on an error. */
+static int flush_continue(connection_state *cs)
 {
     while (cs->continue_left > 0) {
         ssize_t n = keel__http_conn_write(cs, CONTINUE + sizeof CONTINUE - 1 - cs->continue_left, cs->continue_left);
@@ -322,6 +323,16 @@ static int flush(connection_state *cs)
             return -EPIPE;
         cs->continue_left -= (uint8_t) n;
     }
+    return 1;
+}
+
+/* The answer out, after what is left of a "100 Continue": 1 all sent, 0 the socket is full,
+ * negative on an error. */
+static int flush(connection_state *cs)
+{
+    int r = flush_continue(cs);
+    if (r <= 0)
+        return r;
     while (cs->out_sent < cs->out_len) {
         ssize_t n = keel__http_conn_write(cs, cs->out + cs->out_sent, cs->out_len - cs->out_sent);
         if (n == -EAGAIN)
@@ -358,7 +369,7 @@ static bool answered(connection_state *cs)
 /* What epoll is to wake it for next. */
 static uint32_t wanted(const connection_state *cs)
 {
-    if (cs->out_len > 0)
+    if (cs->out_len > 0 || cs->continue_left > 0)
         return cs->session ? cs->tls_want : EPOLLOUT;
     if (cs->waiting)
         return 0;
@@ -379,6 +390,15 @@ static void advance(connection_state *cs)
             if (!answered(cs))
                 return;
             continue;
+        }
+        if (cs->continue_left > 0) { /* before the body it asks for, which comes before the answer */
+            int r = flush_continue(cs);
+            if (r < 0) {
+                keel__http_conn_close(cs);
+                return;
+            }
+            if (r == 0)
+                break;
         }
         if (cs->waiting)
             break;
