@@ -8,7 +8,7 @@
  * a kept-alive request costs one read and one write: no read is made only to hear EAGAIN.
  *
  * A connection that ends while its client may still be sending (a refused head, a body not read,
- * requests pipelined after the last answered one) shuts down its writing side and reads what comes
+ * requests pipelined after the last answered one, plain HTTP on a TLS port) shuts down its writing side and reads what comes
  * until the client closes or a moment passes: closing with unread bytes would reset the
  * connection, and the client could lose the answer itself.
  */
@@ -453,6 +453,10 @@ void keel__http_conn_run(connection_state *cs, uint32_t events)
         if (events)
             cs->active = cs->s->now; /* a handshake that moves is not silent */
         int r = keel__http_tls_step(cs);
+        if (r == -EPROTONOSUPPORT) { /* its request is still to read: closed unread, it would reset the answer */
+            finish(cs);
+            return;
+        }
         if (r < 0) {
             keel__http_conn_close(cs);
             return;

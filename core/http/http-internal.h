@@ -319,7 +319,9 @@ ssize_t keel__http_conn_read(connection_state *cs, void *buf, size_t size);
 ssize_t keel__http_conn_write(connection_state *cs, const void *buf, size_t size);
 
 /* tls.c, polling thread: a TLS session for @cs (false: closed); the handshake's next step: 1
- * done, 0 not yet (cs->tls_want says for what), negative when it failed and @cs must close;
+ * done, 0 not yet (cs->tls_want says for what), -EPROTONOSUPPORT when a plain HTTP client was
+ * answered (@cs ends as an answered connection does), another negative errno when it failed and @cs
+ * must close;
  * gives freed memory back after a burst, once the server has had no connection for a second. */
 bool keel__http_tls_begin(connection_state *cs);
 int keel__http_tls_step(connection_state *cs);

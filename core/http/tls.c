@@ -22,7 +22,8 @@ bool keel__http_tls_begin(connection_state *cs)
     return cs->session != NULL;
 }
 
-/* 1: a TLS handshake record; 0: nothing yet; negative: a plain client (answered) or an error. */
+/* 1: a TLS handshake record; 0: nothing yet; -EPROTONOSUPPORT: a plain client, answered; another
+ * negative errno: an error. */
 static int peek_plain(connection_state *cs)
 {
     unsigned char b;
@@ -35,8 +36,8 @@ static int peek_plain(connection_state *cs)
     if (b == TLS_HANDSHAKE_RECORD)
         return 1;
     ssize_t _unused_ w = send(cs->fd, PLAIN_ANSWER, sizeof PLAIN_ANSWER - 1, MSG_NOSIGNAL);
-    keel_log_service(cs->s->service, KEEL_LOG_DEBUG, "Closed a plain HTTP connection to the TLS port");
-    return -EPROTO;
+    keel_log_service(cs->s->service, KEEL_LOG_DEBUG, "Answered a plain HTTP connection to the TLS port");
+    return -EPROTONOSUPPORT;
 }
 
 int keel__http_tls_step(connection_state *cs)

@@ -72,6 +72,21 @@ class TlsTest(KeelTestCase):
         plain.close()
         wait_for(lambda: "Serving over TLS with the certificate service's credential" in k.stderr_so_far(), 15, "Serving over TLS with the certificate service's credential")
 
+    def test_plain_http_gets_its_400_and_a_clean_end_not_a_reset(self):
+        # The server looked at the first byte only: closed with the request unread, the connection
+        # was reset, and a client whose stack drops what it has not read on a reset lost the 400.
+        k, token = self.serve("  tls: self")
+        for _ in range(3):
+            with socket.create_connection(token, timeout=10) as s:
+                s.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
+                answer = b""
+                try:
+                    while chunk := s.recv(4096):
+                        answer += chunk
+                except ConnectionResetError:
+                    self.fail(f"reset after {answer!r}")
+                self.assertRegex(answer, rb"^HTTP/1.1 400 Bad Request\r\n(.*\r\n)*\r\nThis port speaks HTTPS \(TLS\) only.\r\n$")
+
     def test_a_rotation_keeps_open_connections_on_the_old_certificate(self):
         k, token = self.serve("  tls: self", "certificate:\n  refresh_interval: 2s\n  lifetime: 1h\n")
         ctx = self.context(k)
