@@ -5,7 +5,9 @@
  * until a place frees. When accept() fails for lack of descriptors, a connection that holds one
  * without a request gives it back; when none does, the reserve descriptor is given up for a moment
  * to take the client and tell it the server is full, so that the listener, readable for ever,
- * does not spin this thread, and the server says so at warning level.
+ * does not spin this thread, and the server says so at warning level. Another thread (another
+ * server's) may take the reserve's number in that moment: the reserve is then taken again when one
+ * of this server's connections gives a descriptor back.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -78,7 +80,13 @@ static void refuse_one(keel_http_server *s)
         (void) shutdown(fd, SHUT_WR);
         safe_close(fd);
     }
-    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    keel__http_take_reserve(s);
+}
+
+void keel__http_take_reserve(keel_http_server *s)
+{
+    if (s->reserve_fd < 0)
+        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 /* accept() failed for @error: false when nothing more can be taken in this turn. */

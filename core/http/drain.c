@@ -33,6 +33,7 @@ void keel__http_drain_now(keel_http_server *s)
 void keel__http_connection_gone(keel_http_server *s)
 {
     unsigned before = atomic_fetch_sub(&s->connections, 1);
+    keel__http_take_reserve(s); /* if a refusal lost it: a descriptor just came back */
     keel__http_listen(s, true); /* below the limit again */
     if (before == 1 && s->tls)  /* give a burst's memory back once the server has been idle a moment */
         s->trim_at = keel_now() + KEEL_USEC_PER_SEC;

@@ -296,11 +296,14 @@ void keel__http_out_of_fds(keel_http_server *s, const char *why);
 /* accept.c, polling thread: takes the connections waiting on the listener; the listener in the
  * epoll set, or out of it (at the connection limit, draining); at the limit, a client waiting in
  * the listen queue takes the place of a connection that holds one without a request; the ms until
- * that is looked at again, or -1. */
+ * that is looked at again, or -1; the reserve descriptor, given up to tell a client the server is out
+ * of descriptors, taken if it is not held (at start, and when a connection closes: a refusal may
+ * have lost it to another thread). */
 void keel__http_accept(keel_http_server *s);
 void keel__http_listen(keel_http_server *s, bool on);
 void keel__http_check_queue(keel_http_server *s);
 int keel__http_queue_timeout(const keel_http_server *s);
+void keel__http_take_reserve(keel_http_server *s);
 
 /* conn.c, polling thread: a connection for the accepted socket @fd (false: refused, @fd closed);
  * its turn after epoll reported @events, or after its request was answered (0); its end. */

@@ -186,8 +186,7 @@ static int start_loop(keel_http_server *s, int listen_fd)
         return -errno;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    /* Given up when descriptors run out, to tell a client so (accept.c). */
-    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    keel__http_take_reserve(s);
     if (s->wake_fd < 0 || s->epoll_fd < 0)
         return -errno;
     if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &(struct epoll_event){ .events = EPOLLIN, .data.ptr = &s->wake_fd }) <
