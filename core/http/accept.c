@@ -21,6 +21,9 @@
 
 /* Connections taken in one turn of the loop: a burst, not the whole backlog at once. */
 #define ACCEPTS_PER_TURN 64
+/* A client past http.connection_limit_per_client is said at most this often per server: one that
+ * retries would log a line per attempt. */
+#define CLIENT_LIMIT_SAID_EVERY (10 * KEEL_USEC_PER_SEC)
 /* Out of descriptors with none to give back: how long the listener rests. */
 #define RELISTEN_USEC (100 * KEEL_USEC_PER_MSEC)
 /* At the connection limit: how often the listen queue is looked at. */
@@ -64,6 +67,22 @@ static bool over_client_limit(const keel_http_server *s, const struct sockaddr_s
     for (size_t i = 0; i < s->n_conns && n < s->connection_limit_per_client; i++)
         n += same_host(&s->conns[i]->peer, peer);
     return n >= s->connection_limit_per_client;
+}
+
+/* Past the client's limit: closed at once, counted, and said. */
+static void refuse_client(keel_http_server *s, int fd, const struct sockaddr_storage *peer)
+{
+    char from[INET6_ADDRSTRLEN + 8];
+    safe_close(fd);
+    keel__http_count_cut(s, CUT_CLIENT_LIMIT);
+    if (s->client_limit_logged && s->now - s->client_limit_logged < CLIENT_LIMIT_SAID_EVERY)
+        return;
+    s->client_limit_logged = s->now;
+    keel__http_format_peer((const struct sockaddr *) peer, from, sizeof from);
+    keel_log_service(s->service, KEEL_LOG_WARNING,
+                     "Closed a connection from %s to %s[%s]: its address holds http.connection_limit_per_client %u already "
+                     "(counted in keel_http_connections_cut_total{reason=\"client_limit\"}, said at most every 10 s)",
+                     from, s->label, s->bound, s->connection_limit_per_client);
 }
 
 /* With the reserve descriptor given up: the next client is told, and closed. */
@@ -117,7 +136,7 @@ void keel__http_accept(keel_http_server *s)
             continue;
         }
         if (over_client_limit(s, &peer)) {
-            safe_close(fd);
+            refuse_client(s, fd, &peer);
             continue;
         }
         /* Each answer is one write, but pipelined answers are several: Nagle's algorithm would hold

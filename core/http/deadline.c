@@ -17,10 +17,8 @@
 #define LINGER_USEC (2 * KEEL_USEC_PER_SEC)
 
 static const char *const reasons[] = {
-    [CUT_HEADER_TIMEOUT] = "header_timeout",
-    [CUT_BODY_TIMEOUT] = "body_timeout",
-    [CUT_EVICTED] = "evicted",
-    [CUT_SEND_TIMEOUT] = "send_timeout",
+    [CUT_HEADER_TIMEOUT] = "header_timeout", [CUT_BODY_TIMEOUT] = "body_timeout", [CUT_EVICTED] = "evicted",
+    [CUT_SEND_TIMEOUT] = "send_timeout",     [CUT_CLIENT_LIMIT] = "client_limit",
 };
 
 static keel_usec_t draining_head_deadline(const keel_http_server *s, const connection_state *cs)
@@ -64,14 +62,20 @@ void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase 
 
 /* Counted before the close, so that a client that sees its connection end and then asks /metrics
  * finds the cut already there. */
-static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
+void keel__http_count_cut(keel_http_server *s, conn_cut reason)
 {
     if (!s->cuts[reason])
         (void) keel_metrics_counter(keel_app_metrics(s->app), "keel_http_connections_cut_total",
-                                    "Connections closed for holding a place without a request: by reason.",
+                                    "Connections the server closed without a request served: a slow, idle or evicted one, "
+                                    "or one past the per-client limit; by reason.",
                                     (const char *const[]){ "service", s->service, "reason", reasons[reason], NULL },
                                     &s->cuts[reason]);
     keel_counter_add(s->cuts[reason], 1);
+}
+
+static void cut(keel_http_server *s, connection_state *cs, conn_cut reason)
+{
+    keel__http_count_cut(s, reason);
     keel_log_service(s->service, KEEL_LOG_DEBUG, "Closing a connection: %s", reasons[reason]);
     keel__http_conn_close(cs);
 }

@@ -151,6 +151,7 @@ typedef enum conn_cut {
     CUT_BODY_TIMEOUT,
     CUT_EVICTED,
     CUT_SEND_TIMEOUT,
+    CUT_CLIENT_LIMIT, /* closed at once, its address holding http.connection_limit_per_client (accept.c) */
     _CUT_MAX,
 } conn_cut;
 
@@ -265,12 +266,13 @@ struct keel_http_server {
     keel_counter *cuts[_CUT_MAX]; /* keel_http_connections_cut_total{service,reason}, on first use */
     cached_response cache[8];
     size_t n_cache;
-    keel_usec_t out_of_fds_logged; /* when running out of descriptors was last said (descriptors.c) */
-    keel_usec_t relisten_at;       /* out of descriptors with none to give back: when to try again */
-    keel_usec_t queue_check_at;    /* at the connection limit: when to look for a client in the queue */
-    keel_usec_t trim_at;           /* when to give freed memory back if no connection opened since */
-    time_t date_second;            /* of date[] */
-    char date[40];                 /* "Date: Sun, 06 Dec 2026 02:39:17 GMT\r\n" */
+    keel_usec_t out_of_fds_logged;   /* when running out of descriptors was last said (descriptors.c) */
+    keel_usec_t client_limit_logged; /* when a client past its connection limit was last said (accept.c) */
+    keel_usec_t relisten_at;         /* out of descriptors with none to give back: when to try again */
+    keel_usec_t queue_check_at;      /* at the connection limit: when to look for a client in the queue */
+    keel_usec_t trim_at;             /* when to give freed memory back if no connection opened since */
+    time_t date_second;              /* of date[] */
+    char date[40];                   /* "Date: Sun, 06 Dec 2026 02:39:17 GMT\r\n" */
 
     /* Deferred requests (deferred.c): the polling thread's list; has_answers under lock. */
     keel_http_deferred **pending;
@@ -375,6 +377,7 @@ int keel__http_wait_ready(keel_http_server *s);
  * waited longest for a head without sending one, to make room for @arrived; out of descriptors,
  * cuts that connection to give one back (false: none waits for a head). */
 void keel__http_conn_wait(keel_http_server *s, connection_state *cs, conn_phase phase);
+void keel__http_count_cut(keel_http_server *s, conn_cut reason);
 void keel__http_deadlines_run(keel_http_server *s);
 int keel__http_deadlines_timeout(const keel_http_server *s);
 bool keel__http_make_room(keel_http_server *s, connection_state *arrived);

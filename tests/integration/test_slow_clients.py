@@ -131,6 +131,48 @@ class PerClient(KeelTestCase):
         self.assertEqual(status, 0, err)
 
 
+class PerClientSaid(KeelTestCase):
+    def test_connections_past_the_client_limit_are_counted_and_said_at_most_every_10_s(self):
+        # They were closed without a word: an operator saw clients fail and nothing in the log.
+        k = self.keel("serve", env={"KEEL_HTTP_CONNECTION_LIMIT_PER_CLIENT": "1"})
+        health = bound_address(k)
+        metrics = bound_address(k, "metrics exporter server")
+        held, deadline = None, time.monotonic() + 10
+        while not held and time.monotonic() < deadline:  # the ready check's connection may count a moment
+            c = http.client.HTTPConnection(*health, timeout=5)
+            self.addCleanup(c.close)
+            try:
+                c.request("GET", "/livez")
+                if c.getresponse().read() == b"ok":
+                    held = c
+                    continue
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
+        self.assertIsNotNone(held, "no connection served")
+        def counted():
+            # The metrics server has the limit too: its previous scrape's connection may not have
+            # closed yet on its side when the next one comes.
+            for _ in range(50):
+                try:
+                    return cuts(metrics, "healthcheck", "client_limit")
+                except (OSError, http.client.HTTPException):
+                    time.sleep(0.1)
+            self.fail("no scrape of the metrics server")
+
+        before = counted()
+        for _ in range(3):
+            s = socket.create_connection(health, timeout=5)
+            self.addCleanup(s.close)
+            self.assertIsNotNone(closed_by_server(s, within=3.0), "a second connection from the same address was kept")
+        self.assertEqual(counted(), before + 3)
+        said = re.findall(r"WARN +Closed a connection from 127\.0\.0\.1:\d+ to health check server\[127\.0\.0\.1:\d+\]: its "
+                          r"address holds http\.connection_limit_per_client 1 already", k.stderr_so_far())
+        self.assertEqual(len(said), 1, k.stderr_so_far())
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
+
 class SlowClientFlood(KeelTestCase):
     SLOW = 1200
     LIMIT = 1000
