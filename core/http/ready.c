@@ -173,16 +173,17 @@ static CURL *ready_check_new(const keel_curl *c, const char *url)
 static int wait_ready_tls(keel_http_server *s)
 {
     const keel_curl *c;
-    char url[sizeof s->bound + 16];
+    struct sockaddr_storage ss;
+    char where[sizeof s->bound], url[sizeof s->bound + 16];
 
     keel__curl_schedule_unload(s->app);
     if (keel__curl_load(&c) < 0)
         return keel_app_fail(s->app, -ENOENT,
                              "Cannot confirm %s ready: libcurl (libcurl-gnutls.so.4 or libcurl.so.4) cannot be loaded", s->label);
-    if (s->wildcard)
-        (void) snprintf(url, sizeof url, "https://127.0.0.1:%u/", s->port);
-    else
-        (void) snprintf(url, sizeof url, "https://%s/", s->bound);
+    if (target(s, &ss) == 0)
+        return keel_app_fail(s->app, -errno, "Cannot confirm %s ready: its socket has no address: %m", s->label);
+    keel__http_format_peer((struct sockaddr *) &ss, where, sizeof where); /* "[::1]:8443" for an IPv6-only "[::]" */
+    (void) snprintf(url, sizeof url, "https://%s/", where);
     CURL *curl = ready_check_new(c, url);
     if (!curl)
         return keel_app_fail(s->app, -ENOMEM, "Cannot confirm %s ready: out of memory", s->label);

@@ -18,7 +18,7 @@ import time
 import unittest
 
 from httpclient import bound_address, wait_for
-from keelrun import KeelTestCase
+from keelrun import FdStore, KeelTestCase
 
 HEADERS = {"X-Athenz-Domain": "sports", "X-Athenz-Role": "reader"}
 
@@ -223,6 +223,29 @@ class TlsTest(KeelTestCase):
         self.assertIn("Stopped token provider server", err)
         conn.close()
 
+
+
+class PassedIpv6OnlySocket(KeelTestCase):
+    def test_a_tls_server_on_a_passed_ipv6_only_wildcard_socket_is_confirmed_over_ipv6(self):
+        # systemd's BindIPv6Only=ipv6-only: the ready check asked https://127.0.0.1, which such a
+        # socket never answers, and the start failed after 5 s.
+        listener = socket.socket(socket.AF_INET6)
+        self.addCleanup(listener.close)
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            listener.bind(("::", 0))
+        except OSError as e:
+            self.skipTest(f"no IPv6 here: {e}")
+        listener.listen()
+        port = listener.getsockname()[1]
+        store = FdStore()
+        self.addCleanup(store.close)
+        store.kept.append(("token", os.dup(listener.fileno())))
+        k = self.keel("serve", config="token:\n  tls: self\n", fdstore=store)
+        self.assertIn(f"token provider server[[::]:{port}]", k.ready())
+        k.kill(signal.SIGTERM)
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err)
 
 if __name__ == "__main__":
     unittest.main()
