@@ -287,6 +287,9 @@ int keel__http_activated_socket(const char *name);
 bool keel__http_describe_bound(keel_http_server *s, int fd);
 /* "127.0.0.1:8880", "[::1]:8880" of @sa into @buf. */
 void keel__http_format_peer(const struct sockaddr *sa, char *buf, size_t size);
+/* listen.c: keel_address_listen(), with what getaddrinfo() said of a host that does not resolve
+ * in @why (NULL: not wanted), for a message that names it. */
+int keel__http_address_listen(const keel_address *a, char *why, size_t why_size);
 
 /* descriptors.c: raises the soft open file limit to the hard one, once per process, and says
  * how many connections that leaves room for (main thread); says, at most every 10 s, that @s

@@ -41,7 +41,7 @@ static int bind_one(const struct sockaddr *sa, socklen_t len)
     return TAKE_FD(fd);
 }
 
-int keel_address_listen(const keel_address *a)
+int keel__http_address_listen(const keel_address *a, char *why, size_t why_size)
 {
     keel_assert_return(a, -EINVAL);
     char port[8];
@@ -55,13 +55,23 @@ int keel_address_listen(const keel_address *a)
         hints.ai_family = AF_INET;
     }
     int r = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, &ai);
-    if (r != 0)
-        return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    if (r != 0) {
+        int error = r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -EADDRNOTAVAIL;
+        if (why) /* EADDRNOTAVAIL alone reads "Cannot assign requested address", as if the host were not this one */
+            (void) snprintf(why, why_size, "cannot resolve '%s': %s", a->host, gai_strerror(r));
+        return error;
+    }
+    /* The first address that binds: "localhost" may be [::1] alone. */
     int fd = -EADDRNOTAVAIL;
     for (struct addrinfo *i = ai; i && fd < 0; i = i->ai_next)
         fd = bind_one(i->ai_addr, i->ai_addrlen);
     freeaddrinfo(ai);
     return fd;
+}
+
+int keel_address_listen(const keel_address *a)
+{
+    return keel__http_address_listen(a, NULL, 0);
 }
 
 int keel_address_listen_named(const keel_address *address, const char *name, bool *ret_activated)

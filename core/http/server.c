@@ -209,12 +209,13 @@ int keel_http_server_start(keel_http_server *s)
 
     int fd = keel__http_activated_socket(s->service);
     bool activated = fd >= 0;
+    char why[512] = "";
     if (!activated)
-        fd = keel_address_listen(&s->address);
+        fd = keel__http_address_listen(&s->address, why, sizeof why);
     if (fd < 0) {
         char want[300];
         (void) snprintf(want, sizeof want, "%s:%u", s->address.host, s->address.port);
-        return keel_app_fail(s->app, fd, "Failed to bind %s to '%s': %s", s->label, want, strerror(-fd));
+        return keel_app_fail(s->app, fd, "Failed to bind %s to '%s': %s", s->label, want, why[0] ? why : strerror(-fd));
     }
     bool elsewhere = keel__http_describe_bound(s, fd);
     keel_log_service(s->service, KEEL_LOG_INFO, "Starting %s[%s]%s", s->label, s->bound, activated ? " (socket activation)" : "");

@@ -96,7 +96,8 @@ KEEL_API void keel_http_prepare(keel_app *app);
 /**
  * A listening TCP socket for @address, as Keel's servers bind theirs: non-blocking, close-on-exec,
  * SO_REUSEADDR, a backlog of SOMAXCONN; an empty host is every address (IPv6 dual-stack where the
- * machine has IPv6), a host is resolved numerically or by name. For a listener of a program's own
+ * machine has IPv6), a host is resolved numerically or by name, and the first of its addresses that
+ * binds is the one listened on ("localhost" may be [::1] alone). For a listener of a program's own
  * beside the servers (the agent's tls-alpn-01 responder). Returns the descriptor, which the caller
  * owns, or -EADDRINUSE, -EACCES and other errors of bind(2), -EADDRNOTAVAIL for a host that does
  * not resolve, -EINVAL.

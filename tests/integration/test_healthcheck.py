@@ -638,6 +638,17 @@ class PortInUse(KeelTestCase):
                                    "certificate provider"], err)
 
 
+class HostNotResolved(KeelTestCase):
+    def test_a_host_that_does_not_resolve_is_said_so_with_the_resolvers_words(self):
+        # It read "Cannot assign requested address", as if the host were not this machine's. A name
+        # with a '!' is refused by the resolver itself: no query leaves the machine.
+        status, _, err, msgs = run("serve", env={"KEEL_HEALTHCHECK_ADDRESS": "no!such:0"})
+        self.assertEqual(status, 1, err)
+        self.assertRegex(err, r"Error starting health check: Failed to bind health check server to 'no!such:0': cannot resolve "
+                              r"'no!such': \w")
+        self.assertNotIn("Cannot assign requested address", err)
+        self.assertFalse(any(m.startswith("READY=1") for m in msgs))
+
 class ReadyCheck(KeelTestCase):
     def test_a_server_that_never_answers_fails_the_start_after_the_ready_checks_budget(self):
         # Every answer held 5.5 s: past the 5 s the ready check has (KEEL_HTTP_READY_TIMEOUT_USEC).
