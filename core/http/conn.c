@@ -3,9 +3,11 @@
  * A connection on the polling thread: it reads into a buffer of its own, finds a request's head,
  * skips its body by its framing — or, on a path that takes one, keeps it in the buffer behind the
  * head (body.c) — has the request served (request.c), writes the answer in one
- * write, and goes on with the next request on the connection. Epoll is level-triggered and a
- * connection is read only while epoll said it was readable and no read since came back short, so
- * a kept-alive request costs one read and one write: no read is made only to hear EAGAIN.
+ * write, and goes on with the next request on the connection. A plain connection is edge-triggered
+ * (EDGE below; a TLS one level-triggered) and is read only while epoll said it was readable and no
+ * read since came back short, unless the client's end was reported (the read that says so is still
+ * to come), so a kept-alive request costs one read and one write: no read is made only to hear
+ * EAGAIN.
  *
  * A connection that ends while its client may still be sending (a refused head, a body not read,
  * requests pipelined after the last answered one, plain HTTP on a TLS port) shuts down its writing side and reads what comes

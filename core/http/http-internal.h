@@ -340,12 +340,12 @@ void keel__http_trim_when_idle(keel_http_server *s);
 void keel__http_new_request_id(char ret[static KEEL_HTTP_REQUEST_ID_MAX]);
 /* request.c, polling thread: a head came to @cs (admitted, counted, its fault points asked);
  * its body too: serve it, now or when its delay ends; its answer went out (or the connection
- * ended with it); the delayed requests that are due resumed (all with @all), and the ms until the
- * next one is, or -1. */
+ * ended with it); the delayed requests that are due resumed, and the ms until the next one is, or
+ * -1 (a drain waits for the others until its deadline, then they are cut with their connections). */
 void keel__http_request_begin(connection_state *cs, const keel__http_refusal *refusal);
 void keel__http_request_run(connection_state *cs);
 void keel__http_request_end(connection_state *cs, bool completed);
-int keel__http_resume_due(keel_http_server *s, bool all);
+int keel__http_resume_due(keel_http_server *s);
 
 /* body.c, polling thread: what is answered instead of serving a request for a path that takes a
  * body, for the body its head announced (411, 413), or NULL: then its body is kept. */

@@ -144,14 +144,16 @@ void keel__http_request_run(connection_state *cs)
     serve(s, req);
 }
 
-/* Resumes every delayed request that is due (all of them with @all: served, at a stop, as the
- * server's last act) and returns the time until the next one is, in ms for epoll_wait(), or -1. */
-int keel__http_resume_due(keel_http_server *s, bool all)
+/* Resumes every delayed request that is due and returns the time until the next one is, in ms for
+ * epoll_wait(), or -1. A drain waits for them as for any request in flight (an injected delay
+ * stands for a slow handler), so they are served in their time while it goes on; one still
+ * delayed when the drain passes its deadline is cut with its connection, as a deferred one is. */
+int keel__http_resume_due(keel_http_server *s)
 {
     keel_usec_t now = keel_now(), next = KEEL_USEC_INFINITY;
     for (size_t i = 0; i < s->n_delayed;) {
         keel_http_request *req = s->delayed[i];
-        if (!all && req->resume_at > now) {
+        if (req->resume_at > now) {
             next = MIN(next, req->resume_at);
             i++;
             continue;

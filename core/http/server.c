@@ -155,7 +155,7 @@ static void poll_loop(keel_task *task, void *userdata)
     keel_http_server *s = userdata;
     for (bool running = true; running;) {
         s->now = keel_now();
-        int due = keel__http_resume_due(s, false);
+        int due = keel__http_resume_due(s);
         keel__http_deadlines_run(s);
         keel__http_trim_when_idle(s);
         keel__http_listen(s, true); /* after a rest for lack of descriptors */
