@@ -124,27 +124,35 @@ static bool accept_failed(keel_http_server *s, int error)
     return false;
 }
 
+/* The next client of the listen queue taken: false when none more can be now. */
+static bool take_one(keel_http_server *s)
+{
+    struct sockaddr_storage peer = {};
+    socklen_t len = sizeof peer;
+    int fd = accept4(s->listen_fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return accept_failed(s, errno);
+    if (over_client_limit(s, &peer)) {
+        refuse_client(s, fd, &peer);
+        return true;
+    }
+    /* Each answer is one write, but pipelined answers are several: Nagle's algorithm would hold
+     * the second for the client's delayed ACK, 40 ms. */
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+    (void) keel__http_conn_open(s, fd, &peer);
+    return true;
+}
+
 void keel__http_accept(keel_http_server *s)
 {
-    for (int i = 0; i < ACCEPTS_PER_TURN && s->listening; i++) {
-        struct sockaddr_storage peer = {};
-        socklen_t len = sizeof peer;
-        int fd = accept4(s->listen_fd, (struct sockaddr *) &peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (!accept_failed(s, errno))
-                return;
-            continue;
-        }
-        if (over_client_limit(s, &peer)) {
-            refuse_client(s, fd, &peer);
-            continue;
-        }
-        /* Each answer is one write, but pipelined answers are several: Nagle's algorithm would hold
-         * the second for the client's delayed ACK, 40 ms. */
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-        (void) keel__http_conn_open(s, fd, &peer);
+    for (int i = 0; i < ACCEPTS_PER_TURN && s->listening && take_one(s); i++)
         keel__http_listen(s, true);
-    }
+}
+
+void keel__http_accept_queued(keel_http_server *s)
+{
+    for (int i = 0; i < SOMAXCONN && take_one(s); i++)
+        ;
 }
 
 static bool at_limit(const keel_http_server *s)

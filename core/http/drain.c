@@ -9,15 +9,20 @@
 
 /* ---- connections (polling thread) ------------------------------------------------------- */
 
-/* The listener closes, and handshakes under way close now: they never became requests. A
- * kept-alive connection with nothing sent may be about to get a request its client is sending
- * now: it closes once a second has passed since its last answer with nothing in its socket
- * (deadline.c); the others end after their answer (conn.c), which carries `Connection: close`. */
+/* The listener closes, once the clients in its queue are taken (at the connection limit they wait
+ * there: its close would reset them; they are served as open connections are, with `Connection:
+ * close`; a TLS server's are not, as they would only start a handshake), and handshakes under way
+ * close now: they never became requests. A kept-alive connection with nothing sent may be about to
+ * get a request its client is sending now: it closes once a second has passed since its last
+ * answer with nothing in its socket (deadline.c); the others end after their answer (conn.c),
+ * which carries `Connection: close`. */
 void keel__http_drain_now(keel_http_server *s)
 {
     atomic_store(&s->draining, true);
     s->drain_started = keel_now();
     if (s->listen_fd >= 0) {
+        if (!s->tls)
+            keel__http_accept_queued(s);
         (void) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
         s->listen_fd = safe_close(s->listen_fd);
         s->listening = false;

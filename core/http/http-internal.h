@@ -303,8 +303,10 @@ void keel__http_out_of_fds(keel_http_server *s, const char *why);
  * the listen queue takes the place of a connection that holds one without a request; the ms until
  * that is looked at again, or -1; the reserve descriptor, given up to tell a client the server is out
  * of descriptors, taken if it is not held (at start, and when a connection closes: a refusal may
- * have lost it to another thread). */
+ * have lost it to another thread); at a drain, before the listener closes, the clients already in
+ * its queue taken, past the connection limit: its close would reset them. */
 void keel__http_accept(keel_http_server *s);
+void keel__http_accept_queued(keel_http_server *s);
 void keel__http_listen(keel_http_server *s, bool on);
 void keel__http_check_queue(keel_http_server *s);
 int keel__http_queue_timeout(const keel_http_server *s);

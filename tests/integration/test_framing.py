@@ -22,7 +22,7 @@ import time
 import unittest
 from collections import Counter, namedtuple
 
-from httpclient import bound_address, get, wait_for
+from httpclient import bound_address, get, wait_for, wait_in_flight
 from keelrun import KeelTestCase
 
 Answer = namedtuple("Answer", "status headers body")
@@ -536,6 +536,36 @@ class DrainHalfHead(KeelTestCase):
         status, _, err = k.wait()
         self.assertEqual(status, 0, err[-2000:])
 
+
+class DrainQueued(KeelTestCase):
+    def test_clients_waiting_in_the_listen_queue_when_the_drain_starts_are_answered_not_reset(self):
+        # At http.connection_limit clients wait in the listen queue, by design: the drain closed
+        # the listener under them, and each was reset with its request unanswered.
+        k = self.keel("serve", env={"KEEL_HTTP_CONNECTION_LIMIT": "1", "KEEL_FAULT": "sleep=500@in:healthcheck.request"})
+        addr = bound_address(k)
+        clients = [socket.create_connection(addr, timeout=10)]  # the one place, its answer 0.5 s away
+        for c in clients:
+            self.addCleanup(c.close)
+        clients[0].sendall(PLAIN_GET)
+        wait_in_flight(k, "healthcheck")
+        for _ in range(3):
+            clients.append(socket.create_connection(addr, timeout=10))  # queued: the kernel's handshake only
+            self.addCleanup(clients[-1].close)
+            clients[-1].sendall(PLAIN_GET)
+        time.sleep(0.2)
+        k.kill(signal.SIGTERM)
+        for i, c in enumerate(clients):
+            raw = b""
+            try:
+                while chunk := c.recv(4096):
+                    raw += chunk
+            except ConnectionResetError:
+                self.fail(f"client {i} reset after {raw!r}")
+            answers = parse_answers(raw)[0]
+            self.assertEqual([a.status for a in answers], [200], f"client {i}: {raw!r}")
+            self.assertEqual(answers[0].headers.get("connection"), "close", f"client {i}: {raw!r}")
+        status, _, err = k.wait()
+        self.assertEqual(status, 0, err[-2000:])
 
 class TlsWaitingClientGone(KeelTestCase):
     def test_a_client_gone_while_its_answer_is_delayed_does_not_spin_the_polling_thread(self):
