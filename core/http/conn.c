@@ -10,9 +10,9 @@
  * EAGAIN.
  *
  * A connection that ends while its client may still be sending (a refused head, a body not read,
- * requests pipelined after the last answered one, plain HTTP on a TLS port) shuts down its writing side and reads what comes
- * until the client closes or a moment passes: closing with unread bytes would reset the
- * connection, and the client could lose the answer itself.
+ * requests pipelined after the last answered one, plain HTTP on a TLS port) shuts down its
+ * writing side and reads what comes until the client closes or a moment passes: closing with
+ * unread bytes would reset the connection, and the client could lose the answer itself.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
