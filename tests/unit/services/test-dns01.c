@@ -586,6 +586,7 @@ Test(dns01, a_stop_asked_between_polls_ends_an_exchange_with_a_silent_server)
 {
     uint16_t port;
     _cleanup_close_ int silent = silent_listen(&port);
+    cr_assert_geq(silent, 0);
     int asked = 0;
     dns01_stop stop = { .cancelled = cancelled_after_a_few, .userdata = &asked, .fd = -EBADF };
     _cleanup_(dns01_solver_freep) dns01_solver *s = slow_solver(port, &stop);
@@ -607,6 +608,7 @@ Test(dns01, a_deletion_at_a_stop_waits_for_a_silent_server_only_briefly)
 {
     uint16_t port;
     _cleanup_close_ int silent = silent_listen(&port);
+    cr_assert_geq(silent, 0);
     dns01_stop stop = { .cancelled = always, .fd = -EBADF };
     _cleanup_(dns01_solver_freep) dns01_solver *s = slow_solver(port, &stop);
     cert_error e = { .text = "" };
