@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -113,4 +114,11 @@ bool test_library_mapped(const char *soname)
 bool test_curl_mapped(void)
 {
     return test_library_mapped("libcurl-gnutls.so.4") || test_library_mapped("libcurl.so.4");
+}
+
+void test_sleep_ms(long ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0)
+        ;
 }

@@ -24,3 +24,5 @@ bool test_curl_mapped(void);
 /* The dynamic loader's dlopen(), past the one a test defines to stand in for a machine without
  * some library (the test's own is found first, so the code under test calls it). */
 void *test_real_dlopen(const char *file, int mode);
+/* Sleeps @ms milliseconds, the whole of them across signals. */
+void test_sleep_ms(long ms);

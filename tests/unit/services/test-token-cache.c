@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "helpers.h"
 #include "testing.h"
 
 TestSuite(token_cache, .timeout = 60);
@@ -26,18 +27,11 @@ typedef struct fake {
     keel_usec_t lifetime;
 } fake;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0)
-        ;
-}
-
 static int fake_mint(const char *domain, const char *role, keel_usec_t now, void *userdata, token_minted *ret)
 {
     fake *f = userdata;
     if (atomic_load(&f->delay_ms))
-        sleep_ms(atomic_load(&f->delay_ms));
+        test_sleep_ms(atomic_load(&f->delay_ms));
     if (atomic_load(&f->fail))
         return -EIO;
     int n = atomic_fetch_add(&f->mints, 1) + 1;
@@ -266,7 +260,7 @@ Test(token_cache, a_request_without_a_valid_token_waits_for_the_refresh_flying_i
     refresher rf = { .cache = c, .now = late };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, run_refresh, &rf), 0);
-    sleep_ms(50); /* the refresh is in flight */
+    test_sleep_ms(50); /* the refresh is in flight */
     cr_assert_eq(get(c, "d", "r", late, "d/r/2"), 0);
     cr_assert_eq(pthread_join(th, NULL), 0);
     cr_assert_eq(rf.result, 1);
@@ -283,7 +277,7 @@ Test(token_cache, a_hit_does_not_wait_for_a_refresh)
     refresher rf = { .cache = c, .now = T0 };
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, run_refresh, &rf), 0);
-    sleep_ms(50);
+    test_sleep_ms(50);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     cr_assert_eq(get(c, "d", "r", T0, "d/r/1"), 0); /* the current token, at once */
@@ -423,7 +417,7 @@ Test(token_cache, a_token_with_seconds_left_waits_for_the_flight)
     cr_assert_eq(pthread_create(&a, NULL, run_refresh, &rf), 0);
     cr_assert_eq(sem_wait_s(&g.began, 5), 0);
     cr_assert_eq(pthread_create(&b, NULL, run_get, &second), 0);
-    sleep_ms(50); /* the request is waiting for the flight */
+    test_sleep_ms(50); /* the request is waiting for the flight */
     cr_assert_eq(sem_post(&g.release), 0);
     cr_assert_eq(pthread_join(a, NULL), 0);
     cr_assert_eq(pthread_join(b, NULL), 0);
@@ -445,7 +439,7 @@ Test(token_cache, a_token_of_the_previous_key_waits_for_the_flight_of_the_new_on
     cr_assert_eq(pthread_create(&a, NULL, run_get, &first), 0);
     cr_assert_eq(sem_wait_s(&g.began, 5), 0);
     cr_assert_eq(pthread_create(&b, NULL, run_get, &second), 0);
-    sleep_ms(50); /* the second request is waiting for the flight */
+    test_sleep_ms(50); /* the second request is waiting for the flight */
     cr_assert_eq(sem_post(&g.release), 0);
     cr_assert_eq(pthread_join(a, NULL), 0);
     cr_assert_eq(pthread_join(b, NULL), 0);

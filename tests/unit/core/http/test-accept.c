@@ -12,6 +12,7 @@
 
 #include "apptest.h"
 #include "http-internal.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -58,13 +59,6 @@ static int on_stop(keel_app *app, void *userdata)
     return keel_http_server_stop_and_free(app, &rec.server);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0)
-        ;
-}
-
 static int connect_to_server(void)
 {
     struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(keel_http_server_port(rec.server)) };
@@ -104,7 +98,7 @@ static int on_ready(keel_app *app, void *userdata)
     get("/lose-reserve", answer, sizeof answer);
     cr_assert_eq(strncmp(answer, "HTTP/1.1 200 ", 13), 0, "%s", answer);
     for (int i = 0; i < 200 && keel_http_server_connections(rec.server) > 0; i++)
-        sleep_ms(10);
+        test_sleep_ms(10);
     cr_assert_eq(keel_http_server_connections(rec.server), 0);
 
     /* Every descriptor taken but the one the client connects with: the server's accept() fails. */

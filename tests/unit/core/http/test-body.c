@@ -10,6 +10,7 @@
 
 #include "app-internal.h"
 #include "apptest.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -68,13 +69,6 @@ static int on_start(keel_app *app, void *userdata)
     return r;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0)
-        ;
-}
-
 /* Writes each part, then reads until the server closes. */
 static void run_exchange(uint16_t port, exchange *x)
 {
@@ -84,7 +78,7 @@ static void run_exchange(uint16_t port, exchange *x)
     cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
     for (size_t i = 0; i < ELEMENTSOF(x->parts) && x->parts[i]; i++) {
         if (i > 0)
-            sleep_ms(50);
+            test_sleep_ms(50);
         size_t len = strlen(x->parts[i]);
         cr_assert_eq(write(fd, x->parts[i], len), (ssize_t) len);
     }

@@ -12,6 +12,7 @@
 
 #include "apptest.h"
 #include "http-internal.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -50,13 +51,6 @@ static int on_stop(keel_app *app, void *userdata)
     return keel_http_server_stop_and_free(app, &rec.server);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0)
-        ;
-}
-
 /* A connection whose receive buffer is small and stays so (the kernel grows one it sizes itself):
  * what the server sends fills it soon. */
 static int connect_to_server(void)
@@ -82,7 +76,7 @@ static int server_end_of(int fd)
     struct sockaddr_in mine;
     socklen_t len = sizeof mine;
     cr_assert_eq(getsockname(fd, (struct sockaddr *) &mine, &len), 0);
-    for (int tries = 0; tries < 200; tries++, sleep_ms(10)) {
+    for (int tries = 0; tries < 200; tries++, test_sleep_ms(10)) {
         DIR *d = opendir("/proc/self/fd");
         cr_assert_not_null(d);
         int found = -1;
@@ -133,7 +127,7 @@ static int on_ready_full(keel_app *app, void *userdata)
     /* In smaller and smaller pieces: a socket that refuses a large write may still append a small
      * one to the segment it queues last. Again until a round adds nothing: an acknowledgement of
      * what was in flight makes room. */
-    for (size_t before = SIZE_MAX; filled != before; sleep_ms(50)) {
+    for (size_t before = SIZE_MAX; filled != before; test_sleep_ms(50)) {
         before = filled;
         for (size_t piece = sizeof junk; piece > 0; piece /= 4)
             for (ssize_t n; (n = send(server, junk, piece, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0;)
@@ -142,10 +136,10 @@ static int on_ready_full(keel_app *app, void *userdata)
     cr_assert_gt(filled, 0);
     cr_assert_eq(send(fd, head, sizeof head - 1, MSG_NOSIGNAL), (ssize_t) sizeof head - 1);
     keel_work_stats st = {};
-    for (int i = 0; i < 200 && st.in_flight == 0; i++, sleep_ms(10))
+    for (int i = 0; i < 200 && st.in_flight == 0; i++, test_sleep_ms(10))
         keel_work_get_stats(keel_http_server_work(rec.server), &st);
     cr_assert_eq(st.in_flight, 1, "the server took the head");
-    sleep_ms(50); /* and tried to send its word, right after */
+    test_sleep_ms(50); /* and tried to send its word, right after */
     cr_assert(read_exactly(fd, NULL, filled), "what filled the socket");
     cr_assert(read_exactly(fd, got, sizeof CONTINUE - 1), "no 100 Continue once the socket had room");
     cr_assert_eq(memcmp(got, CONTINUE, sizeof CONTINUE - 1), 0);

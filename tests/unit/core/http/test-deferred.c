@@ -12,6 +12,7 @@
 
 #include "app-state-internal.h"
 #include "apptest.h"
+#include "helpers.h"
 #include "testing.h"
 
 static apptest t;
@@ -43,17 +44,10 @@ typedef struct record {
 } record;
 static record rec;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0)
-        ;
-}
-
 static void *answer_later(void *userdata)
 {
     keel_http_deferred *d = userdata;
-    sleep_ms(200);
+    test_sleep_ms(200);
     (void) keel_http_deferred_respond(d, 201, "text/plain", "later", 5, (const char *const[]){ "X-Late", "yes", NULL });
     return NULL;
 }
@@ -120,7 +114,7 @@ static int on_ready(keel_app *app, void *userdata)
     call cs = { "/slow", &rec.slow_r, &rec.slow_status, rec.slow_body, &rec.slow_done_at };
     call cf = { "/fast", &rec.fast_r, &rec.fast_status, NULL, &rec.fast_done_at };
     cr_assert_eq(pthread_create(&slow, NULL, client, &cs), 0);
-    sleep_ms(50); /* the slow one is deferred first */
+    test_sleep_ms(50); /* the slow one is deferred first */
     cr_assert_eq(pthread_create(&fast, NULL, client, &cf), 0);
     (void) pthread_join(slow, NULL);
     (void) pthread_join(fast, NULL);
@@ -168,7 +162,7 @@ static int on_ready_held(keel_app *app, void *userdata)
     c = (call){ "/held", &rec.held_r, &rec.held_status, rec.held_body, NULL };
     cr_assert_eq(pthread_create(&held_thread, NULL, held_client, &c), 0);
     for (int i = 0; i < 200 && !rec.held; i++)
-        sleep_ms(10);
+        test_sleep_ms(10);
     (void) keel_app_cancel(app, KEEL_CAUSE_COMMAND_DONE, "done");
     return 0;
 }
@@ -220,12 +214,12 @@ static int on_ready_gone(keel_app *app, void *userdata)
     int fd = connect_to_server();
     cr_assert_eq(send(fd, head, sizeof head - 1, MSG_NOSIGNAL), (ssize_t) sizeof head - 1);
     for (int i = 0; i < 500 && !rec.held; i++)
-        sleep_ms(10);
+        test_sleep_ms(10);
     cr_assert_not_null(rec.held);
     cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ .l_onoff = 1, .l_linger = 0 }, sizeof(struct linger)), 0);
     (void) close(fd); /* a reset: the server closes the connection under the deferred request */
     for (int i = 0; i < 500 && keel_http_server_connections(rec.server) > 0; i++)
-        sleep_ms(10);
+        test_sleep_ms(10);
     cr_assert_eq(keel_http_server_connections(rec.server), 0);
     /* Another request, answered in a later turn of the polling thread: the closed connection's
      * reap, at the end of its turn, is past. */

@@ -13,6 +13,7 @@
 
 #include <keel/work.h>
 
+#include "helpers.h"
 #include "testing.h"
 #include "work-internal.h"
 #include "work-shards-internal.h"
@@ -42,13 +43,6 @@ static keel_work_stats stats(void)
     keel_work_stats st;
     keel_work_get_stats(w, &st);
     return st;
-}
-
-static void sleep_msec(unsigned ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 /* Small stacks: a thousand threads of 8 MiB each would be a lot of address space under TSan. */
@@ -325,7 +319,7 @@ Test(work, snapshots_consistent_under_load)
 
 static void *end_later(void *arg)
 {
-    sleep_msec(50);
+    test_sleep_ms(50);
     keel_work_end(w, true);
     return NULL;
 }
@@ -447,7 +441,7 @@ Test(work, drain_races_with_begins)
 
     for (unsigned i = 0; i < 4; i++)
         spawn(&t[i], churn, NULL);
-    sleep_msec(20);
+    test_sleep_ms(20);
     cr_assert_eq(keel_work_drain(w, keel_now() + 5 * KEEL_USEC_PER_SEC, NULL, NULL), 0);
     /* No in_flight check yet: a refusal in progress is counted for a moment (see work.h). */
     atomic_store(&drained, true);
